@@ -1,0 +1,100 @@
+"""Turning a coding problem into chat messages, and messages into a prompt string.
+
+The default system message asks for a Python solution in one fenced code block, as the SSD recipe
+prompts its models. `make_chat_formatter(tokenizer)` returns the `format_chat(messages) -> str` hook the
+evaluation prompt builder takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+  from ssd_jax.data.tokenizer import Tokenizer
+  from ssd_jax.evals.problems import Problem, TestCase
+
+Messages = list[dict[str, str]]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an expert Python programmer. You will be given a programming problem and will write a correct, "
+    "efficient Python program that meets the specification and passes all tests. Think about the problem, then "
+    "put your final solution in a single ```python code block.")
+
+STARTER_CODE_INSTRUCTION = (
+    "Complete the following starter code; keep its signatures unchanged and put the whole solution in a "
+    "single ```python code block:")
+STDIO_INSTRUCTION = (
+    "Read the input from standard input and write the answer to standard output; do not hard-code the "
+    "examples. Put the whole program in a single ```python code block.")
+
+
+def _fence(code: str) -> str:
+  return f"```python\n{code.rstrip()}\n```"
+
+
+def format_test(test: TestCase) -> str:
+  """Shows one test to the model: an input/output pair, or the test code."""
+  if not test.code:
+    return f"Input:\n{test.stdin or ''}\nExpected output:\n{test.expected_stdout or ''}"
+  return _fence(test.code)
+
+
+def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> str:
+  """The user turn for `problem`: the question, the starter code or I/O instruction, optional examples.
+
+  Args:
+    problem: the problem to state.
+    include_public_tests: append `problem.public_tests` as worked examples.
+
+  Returns:
+    The text of the user message.
+  """
+  if not problem.question.strip():
+    raise ValueError(f"problem {problem.task_id!r} has an empty question")
+  parts = [problem.question.strip()]
+  if include_public_tests and problem.public_tests:
+    examples = "\n\n".join(f"Example {i + 1}:\n{format_test(t)}" for i, t in enumerate(problem.public_tests))
+    parts.append(examples)
+  if problem.starter_code.strip():
+    parts.append(f"{STARTER_CODE_INSTRUCTION}\n{_fence(problem.starter_code)}")
+  else:
+    parts.append(STDIO_INSTRUCTION)
+  return "\n\n".join(parts)
+
+
+def problem_to_messages(problem: Problem, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+                        include_public_tests: bool = False) -> Messages:
+  """Chat messages asking for a solution to `problem`.
+
+  Args:
+    problem: the problem to state.
+    system_prompt: the system message; None or "" leaves it out (for templates without a system role).
+    include_public_tests: append the public tests as examples.
+
+  Returns:
+    `[{"role": "system", ...}, {"role": "user", ...}]` (without the system turn when it is left out).
+  """
+  messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+  messages.append({"role": "user", "content": format_user_prompt(problem, include_public_tests)})
+  return messages
+
+
+def make_chat_formatter(tokenizer: Tokenizer, add_generation_prompt: bool = True,
+                        **template_kwargs: Any) -> Callable[[Sequence[dict]], str]:
+  """A `format_chat(messages) -> str` that renders with the tokenizer's own chat template.
+
+  Args:
+    tokenizer: a tokenizer with a chat template.
+    add_generation_prompt: open the assistant's turn at the end (what sampling needs).
+    **template_kwargs: extra template variables, e.g. `enable_thinking=False` for Qwen3.
+  """
+  def format_chat(messages: Sequence[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **template_kwargs)
+  return format_chat
+
+
+def problem_prompt(problem: Problem, format_chat: Callable[[Sequence[dict]], str],
+                   system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, include_public_tests: bool = False) -> str:
+  """The full prompt string for `problem`: its messages rendered by `format_chat`."""
+  return format_chat(problem_to_messages(problem, system_prompt, include_public_tests))

@@ -1,0 +1,123 @@
+"""Supervised fine-tuning examples: chat-formatted token ids with a response-only loss mask.
+
+An example is
+
+  tokens = encode(template(prompt, add_generation_prompt=True)) + encode(completion) + end_of_turn
+  loss_mask = 0 on the prompt part, 1 on the completion and end-of-turn tokens.
+
+The prompt and the response are tokenised separately and concatenated, rather than
+tokenising the conversation rendered with the assistant message. Two reasons:
+
+  * the prompt tokens are then exactly the ones the sampler conditioned on. Rendering the
+    assistant turn may differ from the generation prompt (Qwen3 templates, for one,
+    insert an empty think block into a rendered final assistant turn), and a BPE merge
+    across the prompt/response boundary would shift the boundary; either would train
+    on a context the model never sampled from;
+  * the boundary between masked and trained tokens is exact by construction.
+
+`end_of_turn_ids` finds the closing tokens of an assistant turn from the template itself
+(e.g. `<|im_end|>` for Qwen, `<|eot_id|>` for Llama 3): the rendered text after the
+assistant content, up to and including the first stop token. Completions cut off by
+`max_new_tokens` get no end-of-turn token, so the model is not taught to stop there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from ssd_jax.data.sample_record import SampleRecord
+
+# Placeholder assistant content; the text the template renders after it closes the turn.
+_PROBE_CONTENT = "SSDJAXENDOFTURNPROBE"
+
+
+class ChatTokenizer(Protocol):
+  """What building SFT examples needs from a tokenizer."""
+
+  eos_id: int | None
+  stop_ids: tuple[int, ...]
+
+  def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
+
+  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]],
+                          add_generation_prompt: bool = True) -> str: ...
+
+
+def end_of_turn_ids(tokenizer: ChatTokenizer) -> tuple[int, ...]:
+  """Token ids that close an assistant turn in the tokenizer's chat template.
+
+  Returns:
+    The ids of the text rendered after an assistant message's content, up to and
+    including the first stop id; `(eos_id,)` when that text holds no stop id.
+
+  Raises:
+    ValueError: the template renders no stop id after the content and there is no EOS.
+  """
+  messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE_CONTENT}]
+  text = tokenizer.apply_chat_template(messages, add_generation_prompt=False)
+  if _PROBE_CONTENT not in text:
+    raise ValueError("the chat template does not render the assistant message's content")
+  suffix_ids = tokenizer.encode(text[text.rindex(_PROBE_CONTENT) + len(_PROBE_CONTENT):])
+  stops = set(tokenizer.stop_ids)
+  for i, token in enumerate(suffix_ids):
+    if token in stops:
+      return tuple(suffix_ids[: i + 1])
+  if tokenizer.eos_id is None:
+    raise ValueError("cannot tell how an assistant turn ends: the chat template renders no stop "
+                     "token after the content and the tokenizer has no EOS id")
+  return (tokenizer.eos_id,)
+
+
+def build_sft_example(
+    tokenizer: ChatTokenizer,
+    prompt_messages: Sequence[Mapping[str, str]] | str,
+    completion_text: str,
+    max_len: int,
+    *,
+    end_ids: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+  """Tokenises one prompt/completion pair for SFT.
+
+  Args:
+    tokenizer: the model's tokenizer with its chat template.
+    prompt_messages: the prompt as chat messages (rendered with
+      `add_generation_prompt=True`), or an already-rendered prompt string.
+    completion_text: the response to train on.
+    max_len: the example is cut to its first `max_len` tokens.
+    end_ids: the tokens appended after the completion; None means
+      `end_of_turn_ids(tokenizer)`, and `()` appends nothing (a cut-off completion).
+
+  Returns:
+    {'tokens': int32 [n], 'loss_mask': int32 [n]} with n <= max_len; loss_mask is 1
+    on the completion and end tokens. It is all zero when the prompt alone reaches
+    max_len; callers drop such examples.
+  """
+  if max_len < 1:
+    raise ValueError(f"max_len must be >= 1, got {max_len}")
+  if isinstance(prompt_messages, str):
+    prompt_text = prompt_messages
+  else:
+    prompt_text = tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True)
+  if end_ids is None:
+    end_ids = end_of_turn_ids(tokenizer)
+  prompt_ids = tokenizer.encode(prompt_text)
+  response_ids = tokenizer.encode(completion_text) + list(end_ids)
+  tokens = np.asarray(prompt_ids + response_ids, dtype=np.int32)[:max_len]
+  loss_mask = np.zeros(len(prompt_ids) + len(response_ids), dtype=np.int32)
+  loss_mask[len(prompt_ids):] = 1
+  return {"tokens": tokens, "loss_mask": loss_mask[:max_len]}
+
+
+def sft_example_from_record(tokenizer: ChatTokenizer, record: SampleRecord, max_len: int,
+                            end_ids: Sequence[int]) -> dict[str, np.ndarray]:
+  """`build_sft_example` for a sample record.
+
+  Uses the record's chat messages (or its rendered prompt text) and appends `end_ids`
+  only when the sample ended on a stop token (`finish_reason == 'stop'`).
+  """
+  prompt = record.prompt_messages if record.prompt_messages is not None else record.prompt_text
+  ends = tuple(end_ids) if record.finish_reason == "stop" else ()
+  return build_sft_example(tokenizer, prompt, record.completion_text, max_len, end_ids=ends)

@@ -1,0 +1,248 @@
+"""One tokenizer interface over Hugging Face `tokenizer.json` files and SentencePiece models.
+
+`load_tokenizer(path)` accepts
+  * a Hugging Face style directory: `tokenizer.json` + `tokenizer_config.json`
+    [+ `special_tokens_map.json`, `generation_config.json`, `chat_template.jinja`], read with `tokenizers`;
+  * a SentencePiece `.model` file, or a directory holding `tokenizer.model` (plus the optional JSON files
+    above, which supply special tokens and the chat template), read with `sentencepiece`.
+
+`stop_ids` are the ids that end a generation: EOS, the chat end-of-turn tokens present in the vocabulary
+(`<|im_end|>`, `<|eot_id|>`, ...), and every id in `generation_config.json`'s `eos_token_id`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sentencepiece
+import tokenizers
+
+from ssd_jax.data import chat_template as chat_template_lib
+
+HF_TOKENIZER_FILE = "tokenizer.json"
+SENTENCEPIECE_FILE = "tokenizer.model"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+
+# Template variables holding special tokens, as `transformers` passes them to chat templates.
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# Tokens that close a chat turn in common model families; they stop generation when in the vocabulary.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>",
+                      "<end_of_turn>", "<|end|>")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+  if not os.path.isfile(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _token_text(value: Any) -> str | None:
+  """Special tokens are stored as strings or as serialised AddedTokens (`{"content": ...}`)."""
+  if isinstance(value, Mapping):
+    return value.get("content")
+  return value if isinstance(value, str) else None
+
+
+def _as_id_list(value: Any) -> list[int]:
+  if value is None:
+    return []
+  return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+class Tokenizer(abc.ABC):
+  """Text <-> token ids, special tokens, stop ids and chat formatting.
+
+  Subclasses implement the backend calls; special tokens and the chat template come from the
+  checkpoint's JSON files and are shared here.
+  """
+
+  def __init__(self, *, special_tokens: Mapping[str, str], chat_template: str | None,
+               extra_stop_ids: Sequence[int] = ()):
+    self.special_tokens = dict(special_tokens)
+    self.chat_template = chat_template
+    self._extra_stop_ids = tuple(extra_stop_ids)
+
+  @abc.abstractmethod
+  def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    """Token ids of `text`; `add_special_tokens` adds the backend's BOS/EOS framing."""
+
+  @abc.abstractmethod
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    """Text of `ids`; `skip_special_tokens` drops control tokens such as BOS/EOS/<|im_end|>."""
+
+  @property
+  @abc.abstractmethod
+  def vocab_size(self) -> int:
+    """Number of ids, added tokens included."""
+
+  @abc.abstractmethod
+  def token_to_id(self, token: str) -> int | None:
+    """Id of a single token string, or None when it is not in the vocabulary."""
+
+  def _special_id(self, name: str) -> int | None:
+    token = self.special_tokens.get(name)
+    return None if token is None else self.token_to_id(token)
+
+  @property
+  def bos_id(self) -> int | None:
+    return self._special_id("bos_token")
+
+  @property
+  def eos_id(self) -> int | None:
+    return self._special_id("eos_token")
+
+  @property
+  def pad_id(self) -> int | None:
+    return self._special_id("pad_token")
+
+  @property
+  def stop_ids(self) -> tuple[int, ...]:
+    """Sorted ids that end a generation (EOS, end-of-turn tokens, generation-config EOS ids)."""
+    ids = set(self._extra_stop_ids)
+    if self.eos_id is not None:
+      ids.add(self.eos_id)
+    for token in END_OF_TURN_TOKENS:
+      token_id = self.token_to_id(token)
+      if token_id is not None:
+        ids.add(token_id)
+    return tuple(sorted(ids))
+
+  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
+                          **template_kwargs: Any) -> str:
+    """Renders `messages` with the checkpoint's chat template (see `chat_template.render_chat_template`)."""
+    if self.chat_template is None:
+      raise chat_template_lib.ChatTemplateError(
+          "this tokenizer has no chat template: add `chat_template` to tokenizer_config.json or a "
+          f"{chat_template_lib.CHAT_TEMPLATE_FILE} file")
+    return chat_template_lib.render_chat_template(
+        self.chat_template, messages, add_generation_prompt=add_generation_prompt,
+        special_tokens=self.special_tokens, **template_kwargs)
+
+  def apply_chat_template_ids(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
+                              **template_kwargs: Any) -> list[int]:
+    """Token ids of the rendered chat; the template writes BOS itself, so nothing is added."""
+    return self.encode(self.apply_chat_template(messages, add_generation_prompt, **template_kwargs))
+
+
+class HFTokenizer(Tokenizer):
+  """A `tokenizer.json` file read with the `tokenizers` library."""
+
+  def __init__(self, backend: tokenizers.Tokenizer, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.backend = backend
+
+  def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.backend.get_vocab_size(with_added_tokens=True)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self.backend.token_to_id(token)
+
+
+class SentencePieceTokenizer(Tokenizer):
+  """A SentencePiece `.model` file."""
+
+  def __init__(self, processor: sentencepiece.SentencePieceProcessor, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.processor = processor
+
+  def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    ids = self.processor.encode(text)
+    if add_special_tokens and self.processor.bos_id() >= 0:
+      ids = [self.processor.bos_id()] + ids
+    return ids
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    ids = [int(i) for i in ids]
+    if skip_special_tokens:
+      return self.processor.decode([i for i in ids if not self.processor.is_control(i)])
+    # SentencePiece silently drops control ids; keep them as their piece text, like `tokenizers` does.
+    text, run = [], []
+    for i in ids:
+      if self.processor.is_control(i):
+        text.append(self.processor.decode(run))
+        text.append(self.processor.id_to_piece(i))
+        run = []
+      else:
+        run.append(i)
+    text.append(self.processor.decode(run))
+    return "".join(text)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.processor.get_piece_size()
+
+  def token_to_id(self, token: str) -> int | None:
+    token_id = self.processor.piece_to_id(token)
+    # Unknown pieces map to the unk id; only report an id when the piece really is that token.
+    return token_id if self.processor.id_to_piece(token_id) == token else None
+
+
+def _special_tokens(tokenizer_config: Mapping[str, Any], special_tokens_map: Mapping[str, Any]) -> dict[str, str]:
+  tokens = {}
+  for name in SPECIAL_TOKEN_NAMES:
+    text = _token_text(tokenizer_config.get(name)) or _token_text(special_tokens_map.get(name))
+    if text is not None:
+      tokens[name] = text
+  return tokens
+
+
+def _sentencepiece_special_tokens(processor: sentencepiece.SentencePieceProcessor) -> dict[str, str]:
+  ids = {"bos_token": processor.bos_id(), "eos_token": processor.eos_id(), "pad_token": processor.pad_id(),
+         "unk_token": processor.unk_id()}
+  return {name: processor.id_to_piece(i) for name, i in ids.items() if i >= 0}
+
+
+def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = None) -> Tokenizer:
+  """Loads a tokenizer from a Hugging Face style directory or a SentencePiece model.
+
+  Args:
+    path: a directory with `tokenizer.json` (or `tokenizer.model`), or a SentencePiece `.model` file.
+    chat_template_name: which named template to use when the config stores several.
+
+  Returns:
+    An `HFTokenizer` or a `SentencePieceTokenizer`.
+  """
+  path = os.fspath(path)
+  if os.path.isfile(path):
+    if not path.endswith(".model"):
+      raise ValueError(f"tokenizer path {path!r} is a file but not a SentencePiece .model; pass the directory "
+                       f"holding {HF_TOKENIZER_FILE} instead")
+    directory, sp_file, hf_file = os.path.dirname(path), path, None
+  elif os.path.isdir(path):
+    directory = path
+    hf_file = os.path.join(path, HF_TOKENIZER_FILE)
+    sp_file = os.path.join(path, SENTENCEPIECE_FILE)
+    if not os.path.isfile(hf_file):
+      hf_file = None
+      if not os.path.isfile(sp_file):
+        raise FileNotFoundError(f"tokenizer directory {path!r} has neither {HF_TOKENIZER_FILE} nor {SENTENCEPIECE_FILE}")
+  else:
+    raise FileNotFoundError(f"tokenizer path {path!r} does not exist")
+
+  config = _read_json(os.path.join(directory, TOKENIZER_CONFIG_FILE))
+  special_map = _read_json(os.path.join(directory, SPECIAL_TOKENS_MAP_FILE))
+  generation = _read_json(os.path.join(directory, GENERATION_CONFIG_FILE))
+  common = dict(
+      chat_template=chat_template_lib.read_chat_template(directory, config, chat_template_name),
+      extra_stop_ids=_as_id_list(generation.get("eos_token_id")),
+  )
+  if hf_file is not None:
+    return HFTokenizer(tokenizers.Tokenizer.from_file(hf_file),
+                       special_tokens=_special_tokens(config, special_map), **common)
+  processor = sentencepiece.SentencePieceProcessor(model_file=sp_file)
+  special_tokens = {**_sentencepiece_special_tokens(processor), **_special_tokens(config, special_map)}
+  return SentencePieceTokenizer(processor, special_tokens=special_tokens, **common)

@@ -1,0 +1,263 @@
+"""Fused truncated sampling as one Pallas kernel: temperature, top-k, top-p, min-p and the draw.
+
+Each grid step owns a block of rows. Their logits come from HBM once; every later pass loops
+over vocabulary tiles on chip. On TPU the block lives in VMEM next to two scratch rows (order
+keys and fixed-point top-p weights) written in the first pass, so the bisection passes read
+VMEM, not HBM. The GPU (Triton) variant has no scratch and recomputes keys and weights from
+the row, which stays in L2.
+
+The arithmetic is `ssd_jax.sampling.truncation_ops`, the same as the XLA reference's, and the
+decisions are exact integer counts, integer masses and an argmax, so the kernel and
+`ssd_jax.sampling.truncation.sample_reference` return the same token and cut-off for the same
+random bits (log-probabilities agree to float32 rounding, the sums being blocked differently).
+
+Pass plan per row block, each pass a loop over the vocabulary tiles:
+  1. max of the raw logits;                                 (HBM -> VMEM, the only HBM read)
+  2. keys and weights into scratch, raw softmax normaliser;
+  3. top-k: bisection passes counting keys >= t (about log2(vocab), at most 32);
+  4. top-p: 1 + bisection passes summing weights of keys >= t (about log2 of the top-k
+     survivors, or of the vocabulary without top-k);
+  5. draw: exponential race over keys >= cut-off, truncated normaliser;
+  6. the drawn token's logit.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+
+from ssd_jax.sampling import truncation_ops as ops
+
+# The first index beyond any vocabulary; marks "no candidate yet" in the running argmax.
+_NO_INDEX = 2**30
+
+
+class _Tiles:
+  """Reads tile j of the row block: raw logits, shifted tempered logits, keys, top-p weights."""
+
+  def __init__(self, x_ref, key_ref, weight_ref, tile, vocab):
+    self.x_ref, self.key_ref, self.weight_ref = x_ref, key_ref, weight_ref
+    self.tile, self.vocab = tile, vocab
+    self.raw_max = self.inverse_temperature = None  # set once known
+
+  def window(self, j):
+    return pl.ds(pl.multiple_of(j * self.tile, self.tile), self.tile)
+
+  def index(self, j):
+    """int32 [rows, tile] global vocabulary index of each entry."""
+    return lax.broadcasted_iota(jnp.int32, (self.x_ref.shape[0], self.tile), 1) + j * self.tile
+
+  def raw(self, j):
+    """float32 [rows, tile] logits; columns past the vocabulary (block overhang) are -inf."""
+    x = self.x_ref[:, self.window(j)].astype(jnp.float32)
+    if self.x_ref.shape[1] == self.vocab:
+      return x
+    return jnp.where(self.index(j) < self.vocab, x, -jnp.inf)
+
+  def tempered(self, j):
+    return ops.tempered(self.raw(j), self.raw_max, self.inverse_temperature)
+
+  def keys(self, j):
+    if self.key_ref is None:
+      return ops.order_key(self.tempered(j))
+    return self.key_ref[:, self.window(j)]
+
+  def weight_parts(self, j):
+    if self.weight_ref is None:
+      return ops.mass_parts(self.tempered(j))
+    weight = self.weight_ref[:, self.window(j)]
+    return weight >> ops.MASS_SPLIT_BITS, weight & ((1 << ops.MASS_SPLIT_BITS) - 1)
+
+
+def _tile_loop(num_tiles, body, init):
+  return lax.fori_loop(0, num_tiles, body, init)
+
+
+def _row_sum(acc):
+  return jnp.sum(acc, axis=-1, keepdims=True)
+
+
+def _truncated_sampling_kernel(
+    temperature_ref, top_k_ref, top_p_ref, min_p_ref, seed0_ref, seed1_ref, x_ref,
+    token_ref, logprob_raw_ref, logprob_sampled_ref, cutoff_ref, *scratch,
+    vocab: int, tile: int):
+  rows, block_vocab = x_ref.shape
+  num_tiles = block_vocab // tile
+  shape = (rows, tile)
+  temperature = temperature_ref[...]
+  key_ref, weight_ref = scratch if scratch else (None, None)
+  tiles = _Tiles(x_ref, key_ref, weight_ref, tile, vocab)
+
+  # 1. Row maxima of the raw logits.
+  raw_max = jnp.max(_tile_loop(
+      num_tiles, lambda j, acc: jnp.maximum(acc, tiles.raw(j)),
+      jnp.full(shape, -jnp.inf, jnp.float32)), axis=-1, keepdims=True)
+  tiles.raw_max = raw_max
+  tiles.inverse_temperature = ops.inverse_temperature(temperature)
+
+  # 2. Scratch (TPU) and the raw softmax normaliser.
+  def fill(j, acc):
+    if key_ref is not None:
+      d = tiles.tempered(j)
+      key_ref[:, tiles.window(j)] = ops.order_key(d)
+      high, low = ops.mass_parts(d)
+      weight_ref[:, tiles.window(j)] = (high << ops.MASS_SPLIT_BITS) | low
+    return acc + jnp.exp(tiles.raw(j) - raw_max)
+
+  raw_sum = _row_sum(_tile_loop(num_tiles, fill, jnp.zeros(shape, jnp.float32)))
+  # The row maximum of d is 0, so every key is below 1.
+  above_max = jnp.ones((rows, 1), jnp.int32)
+
+  # 3. Top-k.
+  top_k = top_k_ref[...]
+  init = (jnp.full(shape, ops.INT32_MAX, jnp.int32), jnp.full(shape, ops.INT32_MIN, jnp.int32))
+
+  def nearest(keys, t, acc):
+    above, below = ops.nearest_keys(keys, t)
+    return jnp.minimum(acc[0], above), jnp.maximum(acc[1], below)
+
+  def finish(above, below):
+    return (jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True))
+
+  def probe_count(t):
+    def body(j, acc):
+      keys = tiles.keys(j)
+      return (acc[0] + (keys >= t).astype(jnp.int32), *nearest(keys, t, acc[1:]))
+
+    counts, above, below = _tile_loop(
+        num_tiles, body, (jnp.zeros(shape, jnp.int32), *init))
+    return (_row_sum(counts) >= top_k, *finish(above, below))
+
+  k_cut = ops.bisect_largest(probe_count, jnp.full_like(top_k, ops.INT32_MIN), above_max)
+  k_cut = jnp.where(ops.top_k_is_off(top_k, vocab), ops.INT32_MIN, k_cut)
+
+  # 4. Top-p among the top-k survivors.
+  def mass_at_least(t, with_nearest):
+    def body(j, acc):
+      keys = tiles.keys(j)
+      kept = keys >= t
+      high, low = tiles.weight_parts(j)
+      sums = (acc[0] + jnp.where(kept, high, 0), acc[1] + jnp.where(kept, low, 0))
+      return (*sums, *nearest(keys, t, acc[2:])) if with_nearest else sums
+
+    zeros = jnp.zeros(shape, jnp.int32)
+    out = _tile_loop(num_tiles, body, (zeros, zeros, *init) if with_nearest else (zeros, zeros))
+    mass = ops.mass_value(_row_sum(out[0]), _row_sum(out[1]))
+    return (mass, *finish(*out[2:])) if with_nearest else mass
+
+  top_p = top_p_ref[...]
+  target = top_p * mass_at_least(k_cut, False)
+
+  def probe_mass(t):
+    mass, above, below = mass_at_least(t, True)
+    return mass >= target, above, below
+
+  p_cut = ops.bisect_largest(probe_mass, k_cut, above_max)
+  p_cut = jnp.where(top_p < 1.0, p_cut, k_cut)
+
+  cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(min_p_ref[...]), temperature)
+
+  # 5. The draw; per tile position keep the best (first on ties) candidate.
+  greedy = temperature <= 0
+  seed0, seed1 = seed0_ref[...], seed1_ref[...]
+
+  def draw(j, carry):
+    best_score, best_index, kept_sum = carry
+    d = tiles.tempered(j)
+    kept = tiles.keys(j) >= cutoff
+    index = tiles.index(j)
+    race = ops.race_weights(seed0, seed1, index)
+    score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
+    better = score > best_score
+    return (jnp.where(better, score, best_score), jnp.where(better, index, best_index),
+            kept_sum + jnp.where(kept, jnp.exp(d), 0.0))
+
+  best_score, best_index, kept_sum = _tile_loop(
+      num_tiles, draw,
+      (jnp.full(shape, -jnp.inf, jnp.float32), jnp.full(shape, _NO_INDEX, jnp.int32),
+       jnp.zeros(shape, jnp.float32)))
+  top = jnp.max(best_score, axis=-1, keepdims=True)
+  token = jnp.min(jnp.where(best_score == top, best_index, _NO_INDEX), axis=-1, keepdims=True)
+
+  # 6. The drawn token's logit (a row-dependent lane cannot be indexed directly).
+  def pick(j, acc):
+    return jnp.maximum(acc, jnp.where(tiles.index(j) == token, tiles.raw(j), -jnp.inf))
+
+  raw_token = jnp.max(_tile_loop(num_tiles, pick, jnp.full(shape, -jnp.inf, jnp.float32)),
+                      axis=-1, keepdims=True)
+  d_token = ops.tempered(raw_token, raw_max, tiles.inverse_temperature)
+  token_ref[...] = token
+  cutoff_ref[...] = cutoff
+  logprob_raw_ref[...] = (raw_token - raw_max) - jnp.log(raw_sum)
+  logprob_sampled_ref[...] = jnp.where(greedy, 0.0, d_token - jnp.log(_row_sum(kept_sum)))
+
+
+def vmem_bytes(block_rows: int, block_vocab: int, itemsize: int) -> int:
+  """VMEM the TPU kernel needs: a double-buffered logits block plus two int32 scratch rows."""
+  return block_rows * block_vocab * (2 * itemsize + 2 * 4)
+
+
+def truncated_sampling_pallas(
+    logits: jax.Array, temperature, top_k, top_p, min_p, seeds, *,
+    block_rows: int, tile: int, backend: str, interpret: bool = False):
+  """Runs the kernel.
+
+  Blocks are [block_rows, vocab rounded up to tile]; they overhang the array at the edges
+  instead of padding it, which would cost another pass over HBM. Overhanging columns are
+  masked to -inf inside the kernel; overhanging rows compute garbage that is never stored.
+
+  Args:
+    logits: [batch, vocab] float32 or bfloat16.
+    temperature, top_p, min_p: float32 [batch, 1]. top_k: int32 [batch, 1].
+    seeds: int32 [batch, 2] random bits.
+    block_rows: rows per grid step.
+    tile: vocabulary entries per inner-loop step (a multiple of 128).
+    backend: "tpu" (VMEM scratch, Mosaic) or "gpu" (no scratch, Triton).
+    interpret: run the kernel in the Pallas interpreter (CPU tests).
+
+  Returns:
+    (token int32, logprob_raw float32, logprob_sampled float32, cutoff int32), each [batch, 1].
+  """
+  batch, vocab = logits.shape
+  block_vocab = pl.cdiv(vocab, tile) * tile
+  row_spec = pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
+  kernel = functools.partial(_truncated_sampling_kernel, vocab=vocab, tile=tile)
+  out_shape = (
+      jax.ShapeDtypeStruct((batch, 1), jnp.int32),
+      jax.ShapeDtypeStruct((batch, 1), jnp.float32),
+      jax.ShapeDtypeStruct((batch, 1), jnp.float32),
+      jax.ShapeDtypeStruct((batch, 1), jnp.int32),
+  )
+  extra = {}
+  if backend == "tpu":
+    need = vmem_bytes(block_rows, block_vocab, logits.dtype.itemsize)
+    extra = dict(
+        scratch_shapes=[pltpu.VMEM((block_rows, block_vocab), jnp.int32)] * 2,
+        compiler_params=pltpu.CompilerParams(
+            dimension_semantics=("parallel",),
+            vmem_limit_bytes=max(32 * 2**20, need + 16 * 2**20)),
+    )
+  elif backend != "gpu":
+    raise ValueError(f"backend must be 'tpu' or 'gpu', got {backend!r}")
+  # Per element: ~8 ops per top-k pass, ~14 per top-p pass, ~40 in the other passes; about
+  # 20 top-k and 8 top-p passes for SSD-style settings.
+  cost = pl.CostEstimate(
+      flops=logits.size * (8 * 20 + 14 * 8 + 40),
+      transcendentals=logits.size * 5,
+      bytes_accessed=logits.size * logits.dtype.itemsize + batch * 40)
+  call = pl.pallas_call(
+      kernel,
+      out_shape=out_shape,
+      grid=(pl.cdiv(batch, block_rows),),
+      in_specs=[row_spec] * 6 + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
+      out_specs=[row_spec] * 4,
+      interpret=interpret,
+      cost_estimate=cost,
+      **extra,
+  )
+  return call(temperature, top_k, top_p, min_p, seeds[:, :1], seeds[:, 1:], logits)

@@ -1,0 +1,62 @@
+"""Entry point: `python -m ssd_jax.main --config=configs/NAME.py [--config.a.b=v ...] [--workdir=DIR]`.
+
+Validates the whole config before any work, joins the other hosts when there are several, then runs the
+configured stages in order inside `--workdir`. Each stage is idempotent: a finished stage is skipped and a
+half-finished one resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/NAME.py).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Directory for every artifact of the run.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for multi-process runs (auto-detected on Cloud TPU).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+
+
+def _initialize_distributed() -> None:
+  """Joins the other processes when there are any, before any jax computation."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if _COORDINATOR.value:
+    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    jax.distributed.initialize()  # Multi-host Cloud TPU slice: everything is auto-detected.
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/default.py")
+  from ssd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from ssd_jax.methods import stages  # pylint: disable=g-import-not-at-top
+
+  config = _CONFIG.value
+  try:
+    config_lib.validate(config)  # Cheap checks first: no devices touched yet.
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
+  _initialize_distributed()
+  import jax  # pylint: disable=g-import-not-at-top
+
+  try:
+    config_lib.validate(config, device_count=jax.device_count())
+    plan = stages.prepare(config)
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  logging.info("stages %s in %s on %d devices", plan.names, _WORKDIR.value, jax.device_count())
+  stages.run(plan, config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

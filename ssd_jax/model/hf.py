@@ -1,0 +1,268 @@
+"""Hugging Face checkpoint import/export for Qwen3ForCausalLM and LlamaForCausalLM.
+
+Import reads config.json and safetensors (one file or an index of shards) and builds each parameter
+directly in its target sharding: every device shard is read as a slice of the file, so no full host
+copy of a large tensor is made. Export writes config.json and model.safetensors in torch layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from ssd_jax.model.config import Llama3RopeScaling, ModelConfig
+from ssd_jax.model.transformer import Transformer
+from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, state_shardings
+
+_ARCHITECTURES = {"Qwen3ForCausalLM": "qwen3", "LlamaForCausalLM": "llama"}
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+
+
+def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
+  """ModelConfig from a Hugging Face config.json dict; `overrides` set e.g. dtype, remat.
+
+  Raises:
+    ValueError: unsupported architecture or features this model does not implement.
+  """
+  archs = hf_config.get("architectures") or []
+  family = next((_ARCHITECTURES[a] for a in archs if a in _ARCHITECTURES), None)
+  if family is None and not archs:
+    family = {"qwen3": "qwen3", "llama": "llama"}.get(hf_config.get("model_type"))
+  if family is None:
+    raise ValueError(
+        f"Unsupported Hugging Face architecture {archs or hf_config.get('model_type')!r}; "
+        f"supported: {sorted(_ARCHITECTURES)}")
+  for flag in ("attention_bias", "mlp_bias", "use_sliding_window"):
+    if hf_config.get(flag):
+      raise ValueError(f"Hugging Face config sets {flag}=True, which this model does not implement")
+  if hf_config.get("hidden_act", "silu") != "silu":
+    raise ValueError(f"Hugging Face config hidden_act={hf_config['hidden_act']!r}; only 'silu' is supported")
+  heads = hf_config["num_attention_heads"]
+  rope = dict(hf_config.get("rope_parameters") or {})
+  rope.update(hf_config.get("rope_scaling") or {})
+  rope_theta = hf_config.get("rope_theta", rope.get("rope_theta", 10_000.0))
+  rope_type = rope.get("rope_type", rope.get("type", "default"))
+  if rope_type == "llama3":
+    scaling = Llama3RopeScaling(
+        factor=float(rope["factor"]), low_freq_factor=float(rope["low_freq_factor"]),
+        high_freq_factor=float(rope["high_freq_factor"]),
+        original_max_position_embeddings=int(rope["original_max_position_embeddings"]))
+  elif rope_type == "default":
+    scaling = None
+  else:
+    raise ValueError(f"Unsupported rope_type {rope_type!r}; supported: 'default', 'llama3'")
+  fields = dict(
+      vocab_size=hf_config["vocab_size"], hidden_size=hf_config["hidden_size"],
+      intermediate_size=hf_config["intermediate_size"], num_layers=hf_config["num_hidden_layers"],
+      num_heads=heads, num_kv_heads=hf_config.get("num_key_value_heads") or heads,
+      head_dim=hf_config.get("head_dim") or hf_config["hidden_size"] // heads,
+      rope_theta=float(rope_theta), rope_scaling=scaling, rms_norm_eps=float(hf_config["rms_norm_eps"]),
+      tie_embeddings=bool(hf_config.get("tie_word_embeddings", False)), qk_norm=family == "qwen3",
+      max_position_embeddings=hf_config.get("max_position_embeddings", 40_960))
+  fields.update(overrides)
+  return ModelConfig(**fields)
+
+
+def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+  """The config.json dict transformers needs to rebuild `cfg`."""
+  arch, model_type = ("Qwen3ForCausalLM", "qwen3") if cfg.qk_norm else ("LlamaForCausalLM", "llama")
+  rope_parameters = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+  if cfg.rope_scaling is not None:
+    rope_parameters.update(rope_type="llama3", **dataclasses.asdict(cfg.rope_scaling))
+  return {
+      "architectures": [arch], "model_type": model_type, "vocab_size": cfg.vocab_size,
+      "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+      "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+      "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim, "hidden_act": "silu",
+      "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
+      "rope_theta": cfg.rope_theta, "rope_parameters": rope_parameters,
+      "tie_word_embeddings": cfg.tie_embeddings, "attention_bias": False, "mlp_bias": False,
+      "torch_dtype": cfg.param_dtype, "dtype": cfg.param_dtype,
+  }
+
+
+# Layouts: how a parameter of ours relates to the torch tensor. `read(get, index, shape)` returns our
+# block `index` (a tuple of slices into our `shape`) from `get(hf_index)`, which slices the file tensor.
+def _norm(index, shape):
+  return tuple(slice(*s.indices(n)) for s, n in zip(index, shape))
+
+
+def _read_same(get, index, shape):
+  return get(_norm(index, shape))
+
+
+def _read_transposed(get, index, shape):  # ours [in, out] <- torch Linear [out, in]
+  rows, cols = _norm(index, shape)
+  return get((cols, rows)).T
+
+
+def _read_split_out(get, index, shape):  # ours [in, heads, head_dim] <- torch [heads*head_dim, in]
+  d, h, k = _norm(index, shape)
+  dh = shape[2]
+  block = get((slice(h.start * dh, h.stop * dh), d))
+  return block.reshape(h.stop - h.start, dh, -1).transpose(2, 0, 1)[:, :, k]
+
+
+def _read_split_in(get, index, shape):  # ours [heads, head_dim, out] <- torch [out, heads*head_dim]
+  h, k, d = _norm(index, shape)
+  dh = shape[1]
+  block = get((d, slice(h.start * dh, h.stop * dh)))
+  return block.reshape(d.stop - d.start, h.stop - h.start, dh).transpose(1, 2, 0)[:, k, :]
+
+
+def _to_hf(layout: str, x: np.ndarray) -> np.ndarray:
+  if layout == "same":
+    return x
+  if layout == "transposed":
+    return x.T
+  if layout == "split_out":
+    return x.reshape(x.shape[0], -1).T
+  return x.reshape(-1, x.shape[-1]).T  # split_in
+
+
+_READERS: dict[str, Callable] = {
+    "same": _read_same, "transposed": _read_transposed,
+    "split_out": _read_split_out, "split_in": _read_split_in,
+}
+
+_LAYER_NAMES = {
+    ("attn", "q_proj"): ("self_attn.q_proj.weight", "split_out"),
+    ("attn", "k_proj"): ("self_attn.k_proj.weight", "split_out"),
+    ("attn", "v_proj"): ("self_attn.v_proj.weight", "split_out"),
+    ("attn", "o_proj"): ("self_attn.o_proj.weight", "split_in"),
+    ("attn", "q_norm", "scale"): ("self_attn.q_norm.weight", "same"),
+    ("attn", "k_norm", "scale"): ("self_attn.k_norm.weight", "same"),
+    ("mlp", "gate_proj"): ("mlp.gate_proj.weight", "transposed"),
+    ("mlp", "up_proj"): ("mlp.up_proj.weight", "transposed"),
+    ("mlp", "down_proj"): ("mlp.down_proj.weight", "transposed"),
+    ("input_norm", "scale"): ("input_layernorm.weight", "same"),
+    ("post_attention_norm", "scale"): ("post_attention_layernorm.weight", "same"),
+}
+_TOP_NAMES = {
+    ("embed",): ("model.embed_tokens.weight", "same"),
+    ("final_norm", "scale"): ("model.norm.weight", "same"),
+    ("lm_head",): ("lm_head.weight", "transposed"),
+}
+
+
+def hf_name(path: tuple[Any, ...]) -> tuple[str, str]:
+  """(torch tensor name, layout) of the parameter at state path `path`."""
+  if path[0] == "layers":
+    name, layout = _LAYER_NAMES[tuple(path[2:])]
+    return f"model.layers.{path[1]}.{name}", layout
+  return _TOP_NAMES[tuple(path)]
+
+
+def _path_keys(path) -> tuple[Any, ...]:
+  return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+
+
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+class _SafetensorsReader:
+  """Opens the safetensors files of a checkpoint directory and slices tensors by name."""
+
+  def __init__(self, directory: str):
+    index_path = os.path.join(directory, SAFETENSORS_INDEX)
+    if os.path.exists(index_path):
+      with open(index_path) as f:
+        weight_map = json.load(f)["weight_map"]
+    else:
+      single = os.path.join(directory, "model.safetensors")
+      if not os.path.exists(single):
+        raise FileNotFoundError(f"No model.safetensors or {SAFETENSORS_INDEX} in {directory}")
+      with safe_open(single, framework="numpy") as f:
+        weight_map = {name: "model.safetensors" for name in f.keys()}
+    self._files = {name: os.path.join(directory, file) for name, file in weight_map.items()}
+    self._handles: dict[str, Any] = {}
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._files
+
+  def slice(self, name: str):
+    path = self._files[name]
+    if path not in self._handles:
+      self._handles[path] = safe_open(path, framework="numpy")
+    return self._handles[path].get_slice(name)
+
+
+def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFAULT_RULES,
+            dtype: str | None = None, param_dtype: str | None = None, **config_overrides) -> tuple[Transformer, ModelConfig]:
+  """Loads a Hugging Face checkpoint into a Transformer.
+
+  Args:
+    directory: holds config.json and model.safetensors (or a sharded index).
+    mesh: place parameters on this mesh per `rules`; None puts them on the first device.
+    rules: logical-axis rules.
+    dtype, param_dtype: activation / parameter dtypes (default: the config's bfloat16).
+    **config_overrides: other ModelConfig fields (e.g. remat).
+
+  Returns:
+    (model, cfg).
+
+  Raises:
+    ValueError: missing tensors or shape mismatches, naming the tensor.
+  """
+  with open(os.path.join(directory, "config.json")) as f:
+    overrides = dict(config_overrides)
+    if dtype is not None:
+      overrides["dtype"] = dtype
+    if param_dtype is not None:
+      overrides["param_dtype"] = param_dtype
+    cfg = config_from_hf(json.load(f), **overrides)
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
+  if mesh is None:
+    single = SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda v: v.replace(single), abstract, is_leaf=_is_variable)
+  else:
+    shardings = state_shardings(abstract, mesh, rules)
+  reader = _SafetensorsReader(directory)
+
+  def load_one(path, var, sharding):
+    name, layout = hf_name(_path_keys(path))
+    if name not in reader:
+      raise ValueError(f"Checkpoint {directory} is missing tensor {name!r}")
+    tensor = reader.slice(name)
+    shape, dt = tuple(var.shape), var.dtype
+    expected = _to_hf(layout, np.empty(shape, np.bool_)).shape
+    if tuple(tensor.get_shape()) != expected:
+      raise ValueError(f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} for {cfg}")
+    read = _READERS[layout]
+    value = jax.make_array_from_callback(
+        shape, sharding.get_value(),
+        lambda index: np.asarray(read(lambda i: tensor[i], index, shape)).astype(dt))
+    return var.replace(value)
+
+  state = jax.tree_util.tree_map_with_path(load_one, abstract, shardings, is_leaf=_is_variable)
+  return nnx.merge(graphdef, state), cfg
+
+
+def save_hf(model_or_state: Transformer | Any, cfg: ModelConfig, directory: str) -> None:
+  """Writes config.json and model.safetensors that transformers' from_pretrained loads.
+
+  Args:
+    model_or_state: a Transformer or its nnx.State (parameters gathered to this host).
+    cfg: its config.
+    directory: created if missing.
+  """
+  state = nnx.state(model_or_state) if isinstance(model_or_state, nnx.Module) else model_or_state
+  tensors = {}
+  for path, var in jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_variable)[0]:
+    name, layout = hf_name(_path_keys(path))
+    tensors[name] = np.ascontiguousarray(_to_hf(layout, np.asarray(jax.device_get(var.get_value()))))
+  os.makedirs(directory, exist_ok=True)
+  save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    json.dump(config_to_hf(cfg), f, indent=2)

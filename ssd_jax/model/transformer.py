@@ -1,0 +1,113 @@
+"""Decoder-only transformer (Qwen3 dense / Llama 3) as one Flax NNX module."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ssd_jax.model.config import ModelConfig
+from ssd_jax.model.kv_cache import KVCache
+from ssd_jax.model.layers import DecoderBlock, RMSNorm, make_param, rope_angles, rope_inverse_frequencies
+from ssd_jax.sharding import constrain
+
+_REMAT_POLICIES = {
+    "full": None,  # Save nothing; recompute the whole block in the backward pass.
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def segment_mask(segment_ids: jax.Array) -> jax.Array:
+  """Causal attention restricted to equal, non-zero segment ids.
+
+  Args:
+    segment_ids: int32 [batch, length]; 0 marks padding.
+
+  Returns:
+    bool [batch, length, length].
+  """
+  length = segment_ids.shape[1]
+  causal = jnp.tril(jnp.ones((length, length), bool))
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]
+  return causal[None] & same & (segment_ids[:, None, :] != 0)
+
+
+def _block_forward(block, x, cos, sin, mask, kv_cache):
+  return block(x, cos, sin, mask, kv_cache)
+
+
+class Transformer(nnx.Module):
+  """Token embedding, `num_layers` decoder blocks, final RMSNorm, (tied) unembedding."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed = make_param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.weight_dtype)
+    self.layers = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+    self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), cfg.weight_dtype, rngs=rngs)
+    if cfg.tie_embeddings:
+      self.lm_head = None
+    else:
+      self.lm_head = make_param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.weight_dtype)
+
+  def hidden(self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None,
+             cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    """Final-norm hidden states.
+
+    Args:
+      tokens: int32 [batch, length].
+      positions: int32 [batch, length], RoPE positions.
+      segment_ids: int32 [batch, length] or None (all one segment); 0 marks padding.
+      cache: None for a full causal forward; otherwise the tokens are written at slots
+        cache.index..cache.index+length-1, padding marked invalid.
+
+    Returns:
+      (hidden [batch, length, embed] in cfg.dtype, the advanced cache or None).
+    """
+    cfg = self.cfg
+    if tokens.ndim != 2 or positions.shape != tokens.shape:
+      raise ValueError(f"tokens and positions must both be [batch, length], got {tokens.shape} and {positions.shape}")
+    if segment_ids is not None and segment_ids.shape != tokens.shape:
+      raise ValueError(f"segment_ids must match tokens {tokens.shape}, got {segment_ids.shape}")
+    length = tokens.shape[1]
+    x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+    x = constrain(x, ("batch", "length", "embed"))
+    cos, sin = rope_angles(positions, rope_inverse_frequencies(cfg))
+    if cache is None:
+      seg = jnp.ones_like(tokens) if segment_ids is None else segment_ids
+      mask = segment_mask(seg)
+    else:
+      token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
+      cache = cache.write_valid(token_valid)
+      mask = cache.attention_mask(length)
+      k_all, v_all = cache.k, cache.v
+
+    block_fn = _block_forward
+    if cfg.remat != "none":
+      block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
+    for layer, block in enumerate(self.layers):
+      kv = None if cache is None else (k_all, v_all, layer, cache.index)
+      x, updated = block_fn(block, x, cos, sin, mask, kv)
+      if cache is not None:
+        k_all, v_all = updated
+    if cache is not None:
+      cache = cache.replace(k=k_all, v=v_all, index=cache.index + length)
+    return self.final_norm(x), cache
+
+  def unembedding_matrix(self) -> jax.Array:
+    """The [embed, vocab] matrix mapping hidden states to logits (for chunked losses)."""
+    return self.embed[...].T if self.lm_head is None else self.lm_head[...]
+
+  def unembed(self, hidden: jax.Array) -> jax.Array:
+    """Args: hidden [..., embed]. Returns: float32 logits [..., vocab]."""
+    w = self.unembedding_matrix().astype(self.cfg.compute_dtype)
+    logits = jnp.einsum("...d,dv->...v", hidden, w, preferred_element_type=jnp.float32)
+    if logits.ndim == 3:
+      logits = constrain(logits, ("batch", "length", "vocab"))
+    return logits
+
+  def __call__(self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None,
+               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    """Logits float32 [batch, length, vocab] and the advanced cache (see `hidden`)."""
+    hidden, cache = self.hidden(tokens, positions, segment_ids=segment_ids, cache=cache)
+    return self.unembed(hidden), cache

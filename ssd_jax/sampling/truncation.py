@@ -1,0 +1,180 @@
+"""Truncated sampling, XLA reference: temperature -> top-k -> top-p -> min-p -> sample.
+
+This is the semantics; the Pallas kernel (`ssd_jax.kernels`) must return the same token and
+cut-off for the same inputs and random bits. The rules, per row, act on the shifted tempered
+logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum is 0:
+
+* top-k: keep d >= the k-th largest d. Ties at the cut-off are kept, so the kept set can
+  exceed k. Off when k <= 0 or k >= vocab.
+* top-p: among the top-k survivors, keep d >= t for the largest t whose kept mass still
+  reaches top_p of the survivors' mass. That is the smallest most-likely prefix reaching p,
+  the token that crosses p included, and ties with it kept. Mass is counted in fixed point
+  (see `truncation_ops`), so it is exact; tokens below 2**-25 of the top probability weigh
+  nothing in this count. Off when top_p >= 1.
+* min-p: keep d >= log(min_p). Off when min_p == 0.
+* draw: exponential race (Gumbel-max) over the kept tokens, the first argmax of
+  exp(d) / E with E ~ Exponential(1) hashed from (row bits, index).
+* temperature 0: greedy, the first maximal logit; no noise, logprob_sampled = 0.
+
+All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
+kept set: kept <=> order_key(d) >= cut-off. Thresholds are found by bisection on the key
+(passes that count, about log2(vocab) of them), not by sorting; `truncation_sorted` holds a sort-based oracle.
+Logits must be finite or -inf (NaN and +inf are not supported), at least one finite per row.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.sampling.params import RowParams
+
+
+class TruncatedSample(NamedTuple):
+  """One drawn token per row.
+
+  Attributes:
+    token: int32 [batch].
+    logprob_raw: float32 [batch], log-prob of the token under the raw logits (temperature 1,
+      untruncated).
+    logprob_sampled: float32 [batch], log-prob under the tempered, truncated, renormalised
+      distribution the token was drawn from (0 for greedy rows).
+    cutoff: int32 [batch], kept tokens have order_key(tempered_logits) >= cutoff.
+  """
+
+  token: jax.Array
+  logprob_raw: jax.Array
+  logprob_sampled: jax.Array
+  cutoff: jax.Array
+
+
+def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
+  """float32 [batch, vocab] d = (logits - row max) / temperature; each row's maximum is 0.
+
+  The truncation rules and the draw act on d (greedy rows use temperature 1).
+  """
+  x = logits.astype(jnp.float32)
+  return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True),
+                      ops.inverse_temperature(rows.temperature)[:, None])
+
+
+def _nearest(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  above, below = ops.nearest_keys(keys, t)
+  return jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True)
+
+
+def _top_k_cutoff(keys: jax.Array, top_k: jax.Array) -> jax.Array:
+  """Key of the k-th largest value per row: the largest t with count(keys >= t) >= k."""
+  vocab = keys.shape[-1]
+  k = top_k[:, None]
+
+  def probe(t):
+    count = jnp.sum(keys >= t, axis=-1, keepdims=True, dtype=jnp.int32)
+    return (count >= k, *_nearest(keys, t))
+
+  lo = jnp.full_like(k, ops.INT32_MIN)
+  cut = ops.bisect_largest(probe, lo, jnp.ones_like(k))  # the largest key is 0
+  return jnp.where(ops.top_k_is_off(k, vocab), ops.INT32_MIN, cut)[:, 0]
+
+
+def _top_p_cutoff(keys, high, low, top_k_cut, top_p):
+  """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
+
+  def mass(t):
+    kept = keys >= t
+    return ops.mass_value(
+        jnp.sum(jnp.where(kept, high, 0), axis=-1, keepdims=True),
+        jnp.sum(jnp.where(kept, low, 0), axis=-1, keepdims=True))
+
+  lo = top_k_cut[:, None]
+  target = top_p[:, None] * mass(lo)
+  cut = ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo,
+                           jnp.ones_like(lo))
+  return jnp.where(top_p[:, None] < 1.0, cut, lo)[:, 0]
+
+
+@jax.jit
+def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
+  """Per-row cut-off key of the kept set.
+
+  Args:
+    logits: [batch, vocab] float32 or bfloat16.
+    rows: per-row parameters, arrays of shape [batch].
+
+  Returns:
+    int32 [batch]; token i of row b is kept iff order_key(d[b, i]) >= cutoff[b], with d from
+    `tempered_logits`.
+  """
+  _check_shapes(logits, rows)
+  d = tempered_logits(logits, rows)
+  keys = ops.order_key(d)
+  high, low = ops.mass_parts(d)
+  k_cut = _top_k_cutoff(keys, rows.top_k)
+  p_cut = _top_p_cutoff(keys, high, low, k_cut, rows.top_p)
+  return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
+
+
+@jax.jit
+def kept_mask(logits: jax.Array, rows: RowParams) -> jax.Array:
+  """bool [batch, vocab]: the tokens that survive truncation."""
+  cut = truncation_cutoff(logits, rows)
+  return ops.order_key(tempered_logits(logits, rows)) >= cut[:, None]
+
+
+@jax.jit
+def truncate_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
+  """float32 [batch, vocab] `tempered_logits` with dropped tokens set to -inf.
+
+  softmax of the result is the distribution `sample_reference` draws from (greedy rows keep
+  only their maximal logits).
+  """
+  d = tempered_logits(logits, rows)
+  cut = truncation_cutoff(logits, rows)
+  return jnp.where(ops.order_key(d) >= cut[:, None], d, -jnp.inf)
+
+
+@jax.jit
+def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
+  """Draws one token per row from the truncated distribution.
+
+  Args:
+    logits: [batch, vocab] float32 or bfloat16.
+    rows: per-row parameters, arrays of shape [batch].
+    bits: uint32 or int32 [batch, 2] random bits per row.
+
+  Returns:
+    TruncatedSample of [batch] arrays.
+  """
+  _check_shapes(logits, rows)
+  batch, vocab = logits.shape
+  if bits.shape != (batch, 2):
+    raise ValueError(f"bits must have shape [batch, 2] = {(batch, 2)}, got {bits.shape}")
+  bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  d = tempered_logits(logits, rows)
+  cut = truncation_cutoff(logits, rows)
+  kept = ops.order_key(d) >= cut[:, None]
+  index = jax.lax.broadcasted_iota(jnp.int32, (batch, vocab), 1)
+  greedy = (rows.temperature <= 0)[:, None]
+  race = ops.race_weights(bits[:, :1], bits[:, 1:], index)
+  score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
+  token = jnp.argmax(score, axis=-1).astype(jnp.int32)
+
+  kept_sum = jnp.sum(jnp.where(kept, jnp.exp(d), 0.0), axis=-1)
+  d_token = jnp.take_along_axis(d, token[:, None], axis=-1)[:, 0]
+  logprob_sampled = jnp.where(greedy[:, 0], 0.0, d_token - jnp.log(kept_sum))
+  raw = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  logprob_raw = jnp.take_along_axis(raw, token[:, None], axis=-1)[:, 0]
+  return TruncatedSample(token, logprob_raw, logprob_sampled, cut)
+
+
+def _check_shapes(logits: jax.Array, rows: RowParams) -> None:
+  if logits.ndim != 2:
+    raise ValueError(f"logits must be [batch, vocab], got shape {logits.shape}")
+  if rows.temperature.shape != (logits.shape[0],):
+    raise ValueError(
+        f"params have shape {rows.temperature.shape}, expected [batch] = ({logits.shape[0]},)")
+  if logits.shape[1] > ops.MAX_VOCAB:
+    raise ValueError(f"vocab {logits.shape[1]} exceeds the supported maximum {ops.MAX_VOCAB}")

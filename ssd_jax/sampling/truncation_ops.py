@@ -1,0 +1,222 @@
+"""Elementwise building blocks of truncated sampling, shared by the XLA reference and the kernel.
+
+Everything that decides *which* token is drawn is exact and independent of summation order,
+so the reference (whole rows at once) and the Pallas kernel (vocabulary tiles in VMEM) agree
+bit for bit, not just approximately:
+
+* Cut-offs are thresholds on `order_key`, an int32 whose order is the float order of the
+  shifted tempered logits d = (x - max x) / T, found by bisection on that key.
+* Top-k counts are integers. Top-p masses are sums of 25-bit fixed-point weights
+  (`floor(exp(d) * 2**25)`), split into two int32 halves so that a whole 262,144-entry
+  row sums without overflow. Integer sums are associative, so any blocking gives the same mass.
+* The draw is an exponential race (Gumbel-max) over the kept tokens with noise from a
+  counter-based hash of (per-row random bits, vocabulary index). An argmax (first index on
+  ties) has no order either.
+* No float product feeds a float add, so fused multiply-adds cannot change a rounding in one
+  implementation only.
+
+Only the reported log-probabilities are float sums; they agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+# Top-p mass is counted in units of 2**-25 of the row's largest probability.
+MASS_FRACTION_BITS = 25
+MASS_SPLIT_BITS = 13
+# Weights are at most 2**25; split at bit 13 both halves are below 2**13, so rows of up to
+# 2**18 entries sum to less than 2**31.
+MAX_VOCAB = 2**18
+
+# lowbias32 hash constants (as signed int32, since the arithmetic is int32 with wrap-around).
+_MIX_A = 0x7FEB352D
+_MIX_B = 0x846CA68B - 2**32
+_GOLDEN = 0x9E3779B9 - 2**32
+
+
+def order_key(z: jax.Array) -> jax.Array:
+  """Maps float32 values to int32 keys with the same order.
+
+  Sign-magnitude bits become two's complement, so -0.0 and +0.0 share key 0 and
+  `order_key(a) >= order_key(b)` iff `a >= b` for non-NaN floats.
+
+  Args:
+    z: float32 array of any shape.
+
+  Returns:
+    int32 array of the same shape.
+  """
+  bits = lax.bitcast_convert_type(z.astype(jnp.float32), jnp.int32)
+  return jnp.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def key_to_float(key: jax.Array) -> jax.Array:
+  """Inverse of `order_key` (0 maps to +0.0)."""
+  bits = jnp.where(key < 0, (-key) | INT32_MIN, key)
+  return lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def midpoint(lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """floor((lo + hi) / 2) for int32 without overflow; equals lo once hi - lo <= 1."""
+  return (lo & hi) + ((lo ^ hi) >> 1)
+
+
+def bisect_largest(probe, lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """Largest int32 t in [lo, hi) whose predicate holds, for a predicate on the set {keys >= t}.
+
+  Contract: the predicate depends on t only through the set S(t) = {i: keys_i >= t}, shrinking
+  S never turns it from false to true, it holds at lo, and hi is an exclusive upper end. Then
+  the answer is unique: the largest such t is a key itself (or lo), and this returns it exactly.
+
+  Each step probes the midpoint and also learns the nearest keys on either side of it, then
+  snaps the bracket to them: [lo, hi) shrinks at least by half and skips empty key ranges, so
+  the loop ends after about log2(keys inside the first bracket) steps, at most 32. It stops
+  when every row has converged.
+
+  Args:
+    probe: maps int32 t [rows, 1] to (holds bool, lowest key >= t, highest key < t), each
+      [rows, 1]; the nearest keys are INT32_MAX / INT32_MIN when there are none.
+    lo: int32 [rows, 1], where the predicate holds.
+    hi: int32 [rows, 1], exclusive upper end.
+
+  Returns:
+    int32 [rows, 1].
+  """
+
+  def unconverged(bounds):
+    lo, hi = bounds
+    # A max rather than jnp.any: the Triton lowering has no boolean or-reduction.
+    return jnp.max((midpoint(lo, hi) != lo).astype(jnp.int32)) > 0
+
+  def step(bounds):
+    lo, hi = bounds
+    mid = midpoint(lo, hi)
+    holds, above, below = probe(mid)
+    # S(mid) == S(above) and S(mid) == S(below + 1): the predicate is the same there.
+    new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
+    new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
+    return new_lo, new_hi
+
+  lo, _ = lax.while_loop(unconverged, step, (lo, hi))
+  return lo
+
+
+def nearest_keys(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-entry candidates for the nearest keys around t (reduce with min and max).
+
+  Args:
+    keys: int32 [rows, n]. t: int32 [rows, 1].
+
+  Returns:
+    (keys where >= t else INT32_MAX, keys where < t else INT32_MIN), int32 [rows, n].
+  """
+  at_or_above = keys >= t
+  return jnp.where(at_or_above, keys, INT32_MAX), jnp.where(at_or_above, INT32_MIN, keys)
+
+
+def inverse_temperature(temperature: jax.Array) -> jax.Array:
+  """1 / temperature, with greedy rows (temperature 0) at 1."""
+  return 1.0 / jnp.where(temperature > 0, temperature, 1.0)
+
+
+def tempered(x: jax.Array, raw_max: jax.Array, inverse_temp: jax.Array) -> jax.Array:
+  """Shifted tempered logits d = (x - max x) * (1 / T); the row maximum of d is exactly 0.
+
+  Written as subtract-then-multiply on purpose: no multiply feeds an add, so a compiler cannot
+  fuse a product into a fused multiply-add in one implementation and not in the other; a
+  division by a broadcast may likewise be rewritten as a reciprocal multiply, so there is none.
+
+  Args:
+    x: float32 [..., vocab] raw logits.
+    raw_max: float32 [..., 1] maximum of x over the row.
+    inverse_temp: float32 [..., 1] from `inverse_temperature`.
+
+  Returns:
+    float32 [..., vocab], <= 0.
+  """
+  return (x - raw_max) * inverse_temp
+
+
+def mass_parts(d: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Fixed-point top-p weights of shifted tempered logits, split into int32 halves.
+
+  weight = floor(exp(d) * 2**25) = high * 2**13 + low, with high, low < 2**13 (weight is at
+  most 2**25, and exactly that only for the row maximum, whose high half is 2**12).
+
+  Args:
+    d: float32 [..., vocab] from `tempered`.
+
+  Returns:
+    (high, low), int32 arrays shaped like d.
+  """
+  weight = jnp.floor(jnp.exp(d) * float(2**MASS_FRACTION_BITS)).astype(jnp.int32)
+  return weight >> MASS_SPLIT_BITS, weight & ((1 << MASS_SPLIT_BITS) - 1)
+
+
+def mass_value(high_sum: jax.Array, low_sum: jax.Array) -> jax.Array:
+  """float32 value of a fixed-point mass from exact integer sums of its halves."""
+  return high_sum.astype(jnp.float32) * float(2**MASS_SPLIT_BITS) + low_sum.astype(jnp.float32)
+
+
+def _mix32(h: jax.Array) -> jax.Array:
+  """lowbias32: a bijective 32-bit integer hash with strong avalanche."""
+  h = h ^ lax.shift_right_logical(h, 16)
+  h = h * _MIX_A
+  h = h ^ lax.shift_right_logical(h, 15)
+  h = h * _MIX_B
+  return h ^ lax.shift_right_logical(h, 16)
+
+
+def race_weights(seed0: jax.Array, seed1: jax.Array, index: jax.Array) -> jax.Array:
+  """1 / E for E ~ Exponential(1), from per-row random bits and vocabulary indices.
+
+  The draw is an exponential race: argmax_i exp(d_i) / E_i picks token i with probability
+  proportional to exp(d_i) (the Gumbel-max trick, kept in the linear domain so that scores
+  are a single product, with no add for a compiler to fuse). For a fixed row,
+  bits = mix(mix(index * golden + seed0) ^ seed1) is a bijection of the index, so no two tokens
+  of a row share noise; the top 23 bits give u in (0, 1) and E = -log(u).
+
+  Args:
+    seed0: int32 [..., 1] random bits of each row.
+    seed1: int32 [..., 1] more random bits of each row.
+    index: int32 [..., vocab] global vocabulary indices.
+
+  Returns:
+    float32 positive weights broadcast to the shape of index.
+  """
+  bits = _mix32(_mix32(index * _GOLDEN + seed0) ^ seed1)
+  # 23 bits so that adding 0.5 is exact in float32.
+  u = (lax.shift_right_logical(bits, 9).astype(jnp.float32) + 0.5) * (1.0 / 2**23)
+  return 1.0 / -jnp.log(u)
+
+
+def draw_score(d: jax.Array, race: jax.Array, greedy: jax.Array) -> jax.Array:
+  """Score whose first argmax over kept tokens is the drawn token; greedy rows use d itself."""
+  return jnp.where(greedy, d, jnp.exp(d) * race)
+
+
+def min_p_cutoff(min_p: jax.Array) -> jax.Array:
+  """Key of the min-p threshold: keep d >= log(min_p), i.e. p >= min_p * p_max.
+
+  min_p = 0 gives log(0) = -inf, the key of which no finite logit is below (off).
+  """
+  return order_key(jnp.log(min_p))
+
+
+def top_k_is_off(top_k: jax.Array, vocab: int) -> jax.Array:
+  return (top_k <= 0) | (top_k >= vocab)
+
+
+def combine_cutoffs(top_k_cut, top_p_cut, min_p_cut, temperature):
+  """The row's cut-off key: kept tokens have order_key(d) >= cut-off.
+
+  Each rule only raises the cut-off, so their intersection is the largest of them. Greedy rows
+  keep only the maximal logits (d == 0, key 0).
+  """
+  cut = jnp.maximum(jnp.maximum(top_k_cut, top_p_cut), min_p_cut)
+  return jnp.where(temperature > 0, cut, 0)

@@ -1,0 +1,247 @@
+"""Device mesh, logical-axis rules, and helpers that place parameters, activations and batches.
+
+Every parameter carries logical axis names in its `out_sharding` metadata (e.g. ('embed', 'mlp'));
+one rules table maps logical names to mesh axes, so the same model code runs on one CPU or a pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+LogicalRules = tuple[tuple[str, "str | tuple[str, ...] | None"], ...]
+
+DEFAULT_RULES: LogicalRules = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("layers", None),
+    ("expert", None),
+)
+
+# Model fields whose size must divide evenly over the mesh axes their logical name maps to.
+_DIVISIBLE_FIELDS = (
+    ("num_heads", "heads"),
+    ("num_kv_heads", "kv_heads"),
+    ("intermediate_size", "mlp"),
+    ("vocab_size", "vocab"),
+    ("hidden_size", "embed"),
+    ("head_dim", "head_dim"),
+)
+
+_ACTIVE_RULES: contextvars.ContextVar[tuple[Mesh, LogicalRules] | None] = contextvars.ContextVar(
+    "ssd_jax_active_rules", default=None)
+
+
+def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, int]:
+  """Fills in a mesh shape: missing axes are 1, one -1 entry absorbs the remaining devices.
+
+  Raises:
+    ValueError: unknown axis names, more than one -1, or sizes that do not multiply to num_devices.
+  """
+  unknown = set(shape) - set(MESH_AXES)
+  if unknown:
+    raise ValueError(f"Unknown mesh axes {sorted(unknown)}; mesh axes are {MESH_AXES}")
+  sizes = {axis: int(shape.get(axis, 1)) for axis in MESH_AXES}
+  free = [axis for axis, size in sizes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(f"At most one mesh axis may be -1, got {free}")
+  bad = [axis for axis, size in sizes.items() if size == 0 or size < -1]
+  if bad:
+    raise ValueError(f"Mesh axis sizes must be positive or -1, got {sizes}")
+  fixed = math.prod(size for size in sizes.values() if size != -1)
+  if free:
+    if num_devices % fixed:
+      raise ValueError(f"Mesh {sizes}: {num_devices} devices are not divisible by the fixed axes ({fixed})")
+    sizes[free[0]] = num_devices // fixed
+  if math.prod(sizes.values()) != num_devices:
+    raise ValueError(f"Mesh {sizes} needs {math.prod(sizes.values())} devices, but {num_devices} are given")
+  return sizes
+
+
+def make_mesh(shape: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
+  """Builds a Mesh over axes ('data', 'fsdp', 'tensor') from e.g. {'fsdp': -1, 'tensor': 4}."""
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = resolve_mesh_shape(shape, len(devices))
+  dims = tuple(sizes[axis] for axis in MESH_AXES)
+  try:  # Topology-aware layout on TPU; plain order where the device kind has no topology.
+    grid = mesh_utils.create_device_mesh(dims, devices=devices, allow_split_physical_axes=True)
+  except (ValueError, NotImplementedError, AssertionError):
+    grid = np.asarray(devices, dtype=object).reshape(dims)
+  return Mesh(grid, MESH_AXES)
+
+
+def _rule_lookup(rules: LogicalRules) -> dict[str, Any]:
+  table: dict[str, Any] = {}
+  for name, axes in rules:
+    table.setdefault(name, axes)  # First rule for a name wins.
+  return table
+
+
+def logical_to_spec(names: Sequence[str | None], rules: LogicalRules = DEFAULT_RULES) -> PartitionSpec:
+  """Maps logical axis names to a PartitionSpec.
+
+  A mesh axis is used at most once per spec: a later dimension drops axes an earlier one took
+  (e.g. ('batch', 'length', 'embed') with batch->('data','fsdp') leaves embed replicated).
+
+  Raises:
+    ValueError: a name that has no rule.
+  """
+  table = _rule_lookup(rules)
+  used: set[str] = set()
+  spec = []
+  for name in names:
+    if name is None:
+      spec.append(None)
+      continue
+    if name not in table:
+      raise ValueError(f"Logical axis {name!r} has no sharding rule; rules cover {sorted(table)}")
+    axes = table[name]
+    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+    axes = tuple(a for a in axes if a not in used)
+    used.update(axes)
+    spec.append(None if not axes else (axes[0] if len(axes) == 1 else axes))
+  return PartitionSpec(*spec)
+
+
+def mesh_axes_size(logical_name: str, mesh_shape: Mapping[str, int], rules: LogicalRules = DEFAULT_RULES) -> int:
+  """Number of shards a dimension named `logical_name` is split into."""
+  axes = _rule_lookup(rules).get(logical_name)
+  axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+  return math.prod(int(mesh_shape.get(a, 1)) for a in axes)
+
+
+def validate_mesh_for_model(mesh_shape: Mapping[str, int] | Mesh, cfg: Any,
+                            rules: LogicalRules = DEFAULT_RULES) -> None:
+  """Checks that every sharded model dimension divides over its mesh axes.
+
+  Args:
+    mesh_shape: a Mesh or a resolved axis-size mapping (a -1 entry is treated as unknown and skipped).
+    cfg: a ModelConfig.
+    rules: logical-axis rules.
+
+  Raises:
+    ValueError: naming the config field and the mesh axes it does not divide over.
+  """
+  if isinstance(mesh_shape, Mesh):
+    mesh_shape = dict(mesh_shape.shape)
+  table = _rule_lookup(rules)
+  for field, logical in _DIVISIBLE_FIELDS:
+    axes = table.get(logical)
+    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+    if any(int(mesh_shape.get(a, 1)) == -1 for a in axes):
+      continue
+    shards = math.prod(int(mesh_shape.get(a, 1)) for a in axes)
+    size = getattr(cfg, field)
+    if size % shards:
+      raise ValueError(
+          f"ModelConfig.{field}={size} is not divisible by the mesh axes {axes} of size {shards} "
+          f"(logical axis {logical!r}); change the mesh shape or the sharding rules")
+
+
+def _is_variable(x: Any) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _variable_names(var: nnx.Variable) -> tuple[str | None, ...]:
+  names = var.get_metadata("out_sharding", None)
+  if names is None:
+    return (None,) * np.ndim(var.get_value())
+  return tuple(names)
+
+
+def state_shardings(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
+  """Same tree as `state` (an nnx.State, concrete or abstract) with a NamedSharding per variable."""
+  return jax.tree.map(
+      lambda v: v.replace(NamedSharding(mesh, logical_to_spec(_variable_names(v), rules))),
+      state, is_leaf=_is_variable)
+
+
+def shard_state(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
+  """Places every variable of an nnx.State on `mesh` according to its logical names."""
+  return jax.device_put(state, state_shardings(state, mesh, rules))
+
+
+def abstract_state(cfg: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, seed: int = 0):
+  """Shapes, dtypes and shardings of a model's parameters without allocating them.
+
+  Returns:
+    (graphdef, state): state holds jax.ShapeDtypeStruct leaves carrying their NamedSharding, ready
+    for `jax.jit(...).lower(...)` ahead-of-time compiles and memory planning.
+  """
+  from ssd_jax.model.transformer import Transformer  # pylint: disable=g-import-not-at-top  # model imports this module
+
+  abstract_model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(seed)))
+  graphdef, state = nnx.split(abstract_model)
+  shardings = state_shardings(state, mesh, rules)
+  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+  return graphdef, state
+
+
+def create_sharded_model(cfg: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, seed: int = 0):
+  """Initialises a Transformer whose parameters are created directly in their shards (no host copy)."""
+  from ssd_jax.model.transformer import Transformer  # pylint: disable=g-import-not-at-top
+
+  graphdef, abstract = abstract_state(cfg, mesh, rules, seed)
+  shardings = jax.tree.map(lambda x: x.sharding, abstract)
+
+  def init():
+    return nnx.state(Transformer(cfg, rngs=nnx.Rngs(seed)))
+
+  state = jax.jit(init, out_shardings=shardings)()
+  return nnx.merge(graphdef, state)
+
+
+@contextlib.contextmanager
+def use_rules(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Iterator[None]:
+  """Activates (mesh, rules) for `constrain` inside model code traced in this context."""
+  token = _ACTIVE_RULES.set((mesh, rules))
+  try:
+    yield
+  finally:
+    _ACTIVE_RULES.reset(token)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+  """with_sharding_constraint by logical names under `use_rules`; identity outside it."""
+  active = _ACTIVE_RULES.get()
+  if active is None:
+    return x
+  mesh, rules = active
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules)))
+
+
+def shard_batch(host_local_tree: Any, mesh: Mesh, names: Sequence[str | None] = ("batch",),
+                rules: LogicalRules = DEFAULT_RULES) -> Any:
+  """Assembles global arrays from each process's local rows.
+
+  Args:
+    host_local_tree: pytree of numpy arrays, this process's slice along the leading (batch) axis.
+    mesh: the mesh.
+    names: logical names of each leaf's leading dimensions (trailing ones are replicated).
+    rules: logical-axis rules.
+
+  Returns:
+    The same tree of global jax.Arrays, batch dimension = sum over processes.
+  """
+  def put(x):
+    x = np.asarray(x)
+    spec = logical_to_spec(tuple(names[: x.ndim]), rules)
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+
+  return jax.tree.map(put, host_local_tree)

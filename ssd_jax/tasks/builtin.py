@@ -1,0 +1,146 @@
+"""The built-in programming task: deterministic problem splits, known solutions and a pre-training corpus.
+
+Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
+the task's locks and forks are). A problem belongs to exactly one split, decided by a hash of its
+statement, so 'pretrain', 'synth' (prompts for self-distillation) and 'eval' never share a question.
+Its `task_id` is `builtin/<family>/<instance seed>`, which is enough to regenerate everything about it.
+
+Answers are fenced Python blocks holding one complete function definition:
+
+    ```python
+    def scale(x):
+        return 3 * x + 7
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from ssd_jax.evals.problems import Problem, TestCase
+from ssd_jax.tasks import families
+
+SPLITS = ("pretrain", "synth", "eval")
+# Share of statements per split, in thousandths: most go to pre-training, the rest are held out.
+_SPLIT_BOUNDS = (("pretrain", 800), ("synth", 900), ("eval", 1000))
+_ID_PREFIX = "builtin"
+_MAX_MISSES_PER_FAMILY = 500
+
+
+def split_of(question: str) -> str:
+  """The split a problem statement belongs to (a pure function of the text)."""
+  bucket = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:8], "big") % 1000
+  return next(split for split, bound in _SPLIT_BOUNDS if bucket < bound)
+
+
+def render_answer(code: str) -> str:
+  """Wraps a function definition as the assistant's answer: a fenced Python block."""
+  return f"```python\n{code}\n```"
+
+
+def _to_problem(instance: families.TaskInstance, instance_seed: int) -> Problem:
+  tests = tuple(TestCase(name=f"test_{i}", code=code) for i, code in enumerate(instance.tests))
+  return Problem(
+      task_id=f"{_ID_PREFIX}/{instance.family}/{instance_seed}", question=instance.question,
+      entry_point=instance.entry_point, tests=tests, difficulty=instance.difficulty,
+      reference_solution=instance.solutions[0])
+
+
+def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
+  """Draws `n` distinct problems of one split, interleaving the families in a fixed order.
+
+  A family that keeps repeating statements already drawn (its space of statements is nearly used up
+  in this split) leaves the rotation, so very large n skews the mix toward the larger families.
+
+  Args:
+    split: 'pretrain', 'synth' or 'eval'.
+    n: how many problems.
+    seed: selects which problems; the same (split, n, seed) always gives the same list, and a
+      larger n extends the list of a smaller one.
+
+  Returns:
+    Problems with assert tests, a difficulty ('easy' / 'medium' / 'hard') and a reference solution.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  if n < 0:
+    raise ValueError(f"n must be >= 0, got {n}")
+  active = list(families.registry().values())
+  rng = random.Random(f"{_ID_PREFIX}:{split}:{seed}")
+  problems, seen, misses = [], set(), 0
+  while len(problems) < n:
+    if not active:
+      raise ValueError(f"could only draw {len(problems)} distinct {split!r} problems, {n} were asked for")
+    family = active[len(problems) % len(active)]
+    instance_seed = rng.getrandbits(32)
+    instance = family.instantiate(instance_seed)
+    if instance.question in seen or split_of(instance.question) != split:
+      misses += 1
+      if misses == _MAX_MISSES_PER_FAMILY:  # This family has (nearly) run out of new statements here.
+        active.remove(family)
+        misses = 0
+      continue
+    misses = 0
+    seen.add(instance.question)
+    problems.append(_to_problem(instance, instance_seed))
+  return problems
+
+
+def task_instance(problem: Problem) -> families.TaskInstance:
+  """Regenerates the family instance behind a built-in problem from its task_id."""
+  parts = problem.task_id.split("/")
+  if len(parts) != 3 or parts[0] != _ID_PREFIX or not parts[2].isdigit():
+    raise ValueError(f"not a built-in task id (want '{_ID_PREFIX}/<family>/<seed>'): {problem.task_id!r}")
+  registry = families.registry()
+  if parts[1] not in registry:
+    raise ValueError(f"unknown built-in family {parts[1]!r} in task id {problem.task_id!r}")
+  instance = registry[parts[1]].instantiate(int(parts[2]))
+  if instance.question != problem.question:
+    raise ValueError(f"problem {problem.task_id!r} does not match its family's question; was it edited?")
+  return instance
+
+
+def solutions_for(problem: Problem) -> list[str]:
+  """All known correct solutions (function definitions) of a built-in problem, canonical first."""
+  return list(task_instance(problem).solutions)
+
+
+def wrong_solutions_for(problem: Problem) -> list[str]:
+  """Plausible but wrong function definitions for a built-in problem; each fails a test."""
+  return list(task_instance(problem).wrong_solutions)
+
+
+def variant_weights(count: int) -> list[float]:
+  """Uneven odds of the known solutions in pre-training: the i-th has weight 1 / (i + 1)^2.
+
+  The canonical form dominates and the others stay rare, so the pre-trained model prefers one branch
+  at each fork while still giving the others some probability.
+  """
+  return [1.0 / (i + 1) ** 2 for i in range(count)]
+
+
+def pretrain_corpus(n: int, seed: int = 0, corruption_rate: float = 0.1) -> list[tuple[Problem, str]]:
+  """Pre-training examples: pretrain-split problems with one rendered answer each.
+
+  Args:
+    n: number of examples (distinct problems).
+    seed: selects problems and answers deterministically.
+    corruption_rate: probability that an answer is one of the problem's wrong solutions, so the
+      pre-trained model learns the format but not every program.
+
+  Returns:
+    (problem, answer) pairs; the answer is a fenced Python block (see `render_answer`).
+  """
+  if not 0.0 <= corruption_rate <= 1.0:
+    raise ValueError(f"corruption_rate must be in [0, 1], got {corruption_rate!r}")
+  rng = random.Random(f"{_ID_PREFIX}:corpus:{seed}")
+  corpus = []
+  for problem in builtin_problems("pretrain", n, seed):
+    instance = task_instance(problem)
+    if rng.random() < corruption_rate:
+      code = rng.choice(instance.wrong_solutions)
+    else:
+      code = rng.choices(instance.solutions, weights=variant_weights(len(instance.solutions)))[0]
+    corpus.append((problem, render_answer(code)))
+  return corpus

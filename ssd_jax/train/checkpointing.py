@@ -1,0 +1,195 @@
+"""Orbax checkpoints of a training run: the sharded TrainState, each process's data position, metadata.
+
+A checkpoint at step s holds three items:
+  state:    the TrainState (StandardSave; restored into the sharded abstract state, so each host reads only
+            its shards);
+  data:     the data iterator's `get_state()`, one JSON file per process (each host reads its own shard of
+            the data, so each has its own position);
+  metadata: a small JSON dict (config, data description, anything the caller wants to keep).
+Saves are asynchronous; call `wait_until_finished()` (or `close()`) before the process exits.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from ssd_jax.train.train_state import TrainState, abstract_train_state
+
+STATE_ITEM = "state"
+DATA_ITEM = "data"
+METADATA_ITEM = "metadata"
+
+
+def _encode_iterator_state(state: Any) -> str:
+  """JSON text for an iterator state: grain dataset iterators give dicts, grain data loaders give bytes."""
+  if isinstance(state, bytes):
+    return json.dumps({"bytes": base64.b64encode(state).decode("ascii")})
+  return json.dumps({"json": state})
+
+
+def _decode_iterator_state(text: str) -> Any:
+  payload = json.loads(text)
+  if "bytes" in payload:
+    return base64.b64decode(payload["bytes"])
+  return payload["json"]
+
+
+class IteratorStateHandler(ocp.CheckpointHandler):
+  """Saves one process's iterator state as `process_<i>-of-<n>.json`; restore returns that state."""
+
+  def save(self, directory: epath.Path, args: "IteratorStateSave") -> None:
+    filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    filename.write_text(_encode_iterator_state(args.state))
+
+  def restore(self, directory: epath.Path, args: "IteratorStateRestore | None" = None) -> Any:
+    filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if not filename.exists():
+      raise FileNotFoundError(
+          f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
+          f"{directory}; was the checkpoint written with a different number of processes?")
+    return _decode_iterator_state(filename.read_text())
+
+  def metadata(self, directory: epath.Path) -> None:
+    del directory
+
+  def finalize(self, directory: epath.Path) -> None:
+    del directory
+
+  def close(self) -> None:
+    pass
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorStateSave(ocp.args.CheckpointArgs):
+  """The iterator state captured at save time (so later `next()` calls cannot change what is written)."""
+
+  state: Any
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """What `Checkpointer.restore` returns; `data_state` / `metadata` are None if they were not saved."""
+
+  step: int
+  state: TrainState
+  data_state: Any
+  metadata: dict[str, Any] | None
+
+
+class Checkpointer:
+  """An `ocp.CheckpointManager` for TrainState + iterator position + metadata.
+
+  Args:
+    directory: root directory; step checkpoints live in numbered subdirectories.
+    save_interval_steps: `save` writes only when the step is a multiple of this (or when forced).
+    max_to_keep: keep the newest this many checkpoints (None keeps all).
+    async_save: write in a background thread after the device-to-host copy.
+  """
+
+  def __init__(self, directory: str | os.PathLike, *, save_interval_steps: int = 1,
+               max_to_keep: int | None = 3, async_save: bool = True):
+    if save_interval_steps < 1:
+      raise ValueError(f"save_interval_steps must be >= 1, got {save_interval_steps}")
+    if max_to_keep is not None and max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=save_interval_steps,
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=async_save,
+    )
+    self.save_interval_steps = save_interval_steps
+    self.directory = epath.Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, METADATA_ITEM))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def should_save(self, step: int) -> bool:
+    """Whether `save(step, ...)` would write: the step is a multiple of the interval and is new.
+
+    Orbax alone would also save the first step it sees; a run saves on its interval only.
+    """
+    return step % self.save_interval_steps == 0 and self._manager.should_save(step)
+
+  def save(self, step: int, state: TrainState, *, data_state: Any = None,
+           metadata: Mapping[str, Any] | None = None, force: bool = False) -> bool:
+    """Starts saving at `step` if the interval says so (or `force`); returns whether it did."""
+    if not (force or self.should_save(step)):
+      return False
+    items = {STATE_ITEM: ocp.args.StandardSave(state)}
+    if data_state is not None:
+      items[DATA_ITEM] = IteratorStateSave(data_state)
+    if metadata is not None:
+      items[METADATA_ITEM] = ocp.args.JsonSave(dict(metadata))
+    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore(self, abstract_state: TrainState, step: int | None = None) -> Restored:
+    """Restores `step` (default: latest) into the shardings of `abstract_state`.
+
+    Args:
+      abstract_state: TrainState of `jax.ShapeDtypeStruct`s with shardings
+        (`ssd_jax.train.train_state.abstract_train_state`).
+      step: which checkpoint; None for the newest.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    saved = set(self._manager.item_metadata(step).keys())
+    items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
+    if DATA_ITEM in saved:
+      items[DATA_ITEM] = IteratorStateRestore()
+    if METADATA_ITEM in saved:
+      items[METADATA_ITEM] = ocp.args.JsonRestore()
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    return Restored(
+        step=step,
+        state=restored[STATE_ITEM],
+        data_state=restored.get(DATA_ITEM) if DATA_ITEM in saved else None,
+        metadata=restored.get(METADATA_ITEM) if METADATA_ITEM in saved else None,
+    )
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def restore_or_init(checkpointer: Checkpointer | None, initial_state: TrainState) -> Restored:
+  """The latest checkpoint restored like `initial_state` (same shardings), or `initial_state` at step 0.
+
+  Args:
+    checkpointer: where to look; None means always start fresh.
+    initial_state: the placed step-0 state; its shapes, dtypes and shardings are the restore target.
+  """
+  if checkpointer is None or checkpointer.latest_step() is None:
+    return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state,
+                    data_state=None, metadata=None)
+  return checkpointer.restore(abstract_train_state(initial_state))

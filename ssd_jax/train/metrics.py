@@ -1,0 +1,106 @@
+"""Training metrics: JSONL lines, TensorBoard scalars, and a tqdm progress bar; process 0 writes.
+
+Every process may call these; on processes other than 0 they do nothing, so callers need no branching.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import tqdm
+
+from ssd_jax.train.event_file import EventFileWriter
+
+
+def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+  """Host floats from a dict of scalar arrays/numbers (blocks until they are computed)."""
+  scalars = {}
+  for name, value in jax.device_get(dict(metrics)).items():
+    array = np.asarray(value)
+    if array.size != 1:
+      raise ValueError(f"metric {name!r} must be a scalar, got shape {array.shape}")
+    scalars[name] = float(array.reshape(()))
+  return scalars
+
+
+class MetricsWriter:
+  """Appends `{"step": s, **metrics}` to `metrics.jsonl` and scalars to TensorBoard event files.
+
+  Args:
+    logdir: directory for `metrics.jsonl` and the event file.
+    tensorboard: whether to write TensorBoard event files as well.
+    is_primary: whether this process writes; defaults to `jax.process_index() == 0`.
+  """
+
+  def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True,
+               is_primary: bool | None = None):
+    self.is_primary = jax.process_index() == 0 if is_primary is None else is_primary
+    self.jsonl_path = os.path.join(logdir, "metrics.jsonl")
+    self._jsonl = None
+    self._events = None
+    if self.is_primary:
+      os.makedirs(logdir, exist_ok=True)
+      self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+      if tensorboard:
+        self._events = EventFileWriter(logdir)
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    """Logs scalar `metrics` at `step`; non-finite values are written as JSON null."""
+    if not self.is_primary:
+      return
+    scalars = to_scalars(metrics)
+    record = {"step": int(step)}
+    record.update({k: (v if math.isfinite(v) else None) for k, v in scalars.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if self._events is not None:
+      self._events.add_scalars(int(step), scalars)
+      self._events.flush()
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+    if self._events is not None:
+      self._events.close()
+
+  def __enter__(self) -> "MetricsWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+class ProgressBar:
+  """tqdm bar over optimizer steps showing the latest loss and tokens per second (process 0 only).
+
+  Args:
+    total: last step of the run.
+    initial: step the run starts (or resumes) from.
+    enabled: set False to silence it (tests, non-interactive jobs).
+  """
+
+  def __init__(self, total: int, initial: int = 0, *, enabled: bool = True):
+    self._bar = None
+    if enabled and jax.process_index() == 0:
+      self._bar = tqdm.tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+    self._last_time = time.perf_counter()
+
+  def update(self, steps: int, tokens: float, loss: float) -> float:
+    """Advances by `steps` that trained on `tokens` tokens; returns tokens/s since the last update."""
+    now = time.perf_counter()
+    tokens_per_second = tokens / max(now - self._last_time, 1e-9)
+    self._last_time = now
+    if self._bar is not None:
+      self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
+      self._bar.update(steps)
+    return tokens_per_second
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,180 @@
+"""The jitted SFT step: masked mean cross-entropy over response tokens, one AdamW update per call.
+
+With `grad_accum_steps = n` the global batch is split into n micro-batches inside the step; loss sums,
+token counts and gradient sums are added over a `lax.scan` and divided by the total count once at the end,
+so the update equals the one from the whole batch at once (up to float summation order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ssd_jax import sharding as sharding_lib
+from ssd_jax.train.cross_entropy import chunked_cross_entropy
+from ssd_jax.train.optimizer import Optimizer
+from ssd_jax.train.train_state import TrainState, state_shardings
+
+BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions")
+BATCH_AXES = ("batch", "length")
+
+Batch = Mapping[str, Any]
+
+
+def check_batch(batch: Batch, grad_accum_steps: int) -> dict[str, Any]:
+  """The five SFT arrays of `batch`, checked to be [batch, length] and splittable into micro-batches."""
+  missing = [key for key in BATCH_KEYS if key not in batch]
+  if missing:
+    raise KeyError(f"SFT batch is missing {missing}; it needs {list(BATCH_KEYS)}, got {sorted(batch)}")
+  arrays = {key: batch[key] for key in BATCH_KEYS}
+  shapes = {key: tuple(np.shape(value)) for key, value in arrays.items()}
+  if len(set(shapes.values())) != 1 or len(shapes["tokens"]) != 2:
+    raise ValueError(f"SFT batch arrays must all be [batch, length], got shapes {shapes}")
+  batch_size = shapes["tokens"][0]
+  if batch_size % grad_accum_steps:
+    raise ValueError(
+        f"global batch size {batch_size} is not divisible by grad_accum_steps={grad_accum_steps}")
+  return arrays
+
+
+def split_micro_batches(batch: Batch, num_micro: int) -> dict[str, jax.Array]:
+  """[B, L] -> [num_micro, B / num_micro, L]; micro-batch i holds rows i, i + n, i + 2n, ...
+
+  Taking strided rows keeps each device's rows on that device when the batch axis is sharded.
+  """
+  def split(x):
+    batch_size, length = x.shape
+    return x.reshape(batch_size // num_micro, num_micro, length).swapaxes(0, 1)
+  return {key: split(value) for key, value in batch.items()}
+
+
+def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: int
+             ) -> tuple[jax.Array, jax.Array]:
+  """Summed token cross-entropy over `loss_mask` and the number of tokens it covers.
+
+  Args:
+    params: the model state (second half of `nnx.split(model)`).
+    graphdef: the model graph definition.
+    batch: int [B, L] arrays `tokens`, `targets`, `loss_mask`, `segment_ids`, `positions`.
+    chunk_size: sequence chunk for the cross-entropy, so [B, L, V] float32 logits never exist at once.
+
+  Returns:
+    (loss_sum, count): float32 scalars.
+  """
+  model = nnx.merge(graphdef, params)
+  hidden, _ = model.hidden(batch["tokens"], batch["positions"], segment_ids=batch["segment_ids"])
+  return chunked_cross_entropy(hidden, model.unembedding_matrix(), batch["targets"],
+                               batch["loss_mask"], chunk_size=chunk_size)
+
+
+def _summed_loss_and_grads(params, graphdef, batch, *, chunk_size, num_micro, constrain_micro):
+  """(loss_sum, count, grad_sum) over the batch, accumulated in float32 over micro-batches."""
+  grad_fn = jax.value_and_grad(
+      lambda p, b: sft_loss(p, graphdef, b, chunk_size=chunk_size), has_aux=True)
+
+  def micro_step(carry, micro):
+    loss_acc, count_acc, grad_acc = carry
+    (loss_sum, count), grads = grad_fn(params, constrain_micro(micro))
+    grad_acc = jax.tree.map(lambda acc, g: acc + g.astype(jnp.float32), grad_acc, grads)
+    return (loss_acc + loss_sum, count_acc + count.astype(jnp.float32), grad_acc), None
+
+  zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  carry = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zero_grads)
+  if num_micro == 1:
+    carry, _ = micro_step(carry, batch)
+  else:
+    carry, _ = jax.lax.scan(micro_step, carry, split_micro_batches(batch, num_micro))
+  return carry
+
+
+def _train_step(state: TrainState, batch: Batch, *, graphdef, optimizer: Optimizer, chunk_size,
+                constrain_micro) -> tuple[TrainState, dict[str, jax.Array]]:
+  loss_sum, count, grad_sum = _summed_loss_and_grads(
+      state.params, graphdef, batch, chunk_size=chunk_size,
+      num_micro=optimizer.grad_accum_steps, constrain_micro=constrain_micro)
+  denominator = jnp.maximum(count, 1.0)  # A batch with no response tokens gives zero loss and grads.
+  grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grad_sum, state.params)
+  updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {
+      "loss": loss_sum / denominator,
+      "tokens": count,
+      "grad_norm": optax.tree.norm(grads),
+      "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
+  }
+  new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  return new_state, metrics
+
+
+class SftStep:
+  """Callable `step(state, batch) -> (state, metrics)`; the state argument is donated.
+
+  Without a mesh the step is a plain `jax.jit`. With a mesh, the first call fixes the in/out shardings:
+  the state keeps the shardings it was placed with (parameters per the rules, moments like their
+  parameters) and the batch is sharded as ('batch', 'length') per the rules.
+  """
+
+  def __init__(self, graphdef: nnx.GraphDef, optimizer: Optimizer, *, chunk_size: int,
+               mesh: jax.sharding.Mesh | None = None,
+               rules: sharding_lib.LogicalRules | None = None):
+    if chunk_size < 1:
+      raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    self.graphdef = graphdef
+    self.optimizer = optimizer
+    self.chunk_size = chunk_size
+    self.mesh = mesh
+    self.rules = sharding_lib.DEFAULT_RULES if rules is None else rules
+    self._jitted = None
+
+  def _body(self, state: TrainState, batch: Batch):
+    if self.mesh is None:
+      return _train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
+                         chunk_size=self.chunk_size, constrain_micro=lambda micro: micro)
+
+    def constrain_micro(micro):
+      return {key: sharding_lib.constrain(value, BATCH_AXES) for key, value in micro.items()}
+
+    with sharding_lib.use_rules(self.mesh, self.rules):
+      return _train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
+                         chunk_size=self.chunk_size, constrain_micro=constrain_micro)
+
+  def jit_for(self, state: TrainState):
+    """The jitted function for states sharded like `state` (placed or abstract; also for `.lower`)."""
+    if self._jitted is None:
+      if self.mesh is None:
+        self._jitted = jax.jit(self._body, donate_argnums=0)
+      else:
+        shardings = state_shardings(state)
+        batch_sharding = jax.sharding.NamedSharding(
+            self.mesh, sharding_lib.logical_to_spec(BATCH_AXES, self.rules))
+        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        self._jitted = jax.jit(
+            self._body,
+            in_shardings=(shardings, {key: batch_sharding for key in BATCH_KEYS}),
+            out_shardings=(shardings, replicated),
+            donate_argnums=0,
+        )
+    return self._jitted
+
+  def place_batch(self, batch: Batch) -> dict[str, jax.Array]:
+    """Host-local numpy batch -> global arrays on the mesh (each process passes only its rows)."""
+    arrays = check_batch(batch, 1)
+    if self.mesh is None:
+      return {key: jnp.asarray(value) for key, value in arrays.items()}
+    return sharding_lib.shard_batch(arrays, self.mesh, BATCH_AXES, self.rules)
+
+  def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    arrays = check_batch(batch, self.optimizer.grad_accum_steps)
+    return self.jit_for(state)(state, arrays)
+
+
+def make_sft_step(graphdef: nnx.GraphDef, optimizer: Optimizer, *, chunk_size: int,
+                  mesh: jax.sharding.Mesh | None = None,
+                  rules: sharding_lib.LogicalRules | None = None) -> SftStep:
+  """Builds the SFT train step; see `SftStep`."""
+  return SftStep(graphdef, optimizer, chunk_size=chunk_size, mesh=mesh, rules=rules)

@@ -1,0 +1,102 @@
+"""Bad configs fail before any work, with a message naming the field."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssd_jax import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
+                                        if f.endswith(".py") and not f.startswith("_")))
+def test_shipped_configs_are_valid(name):
+  config_lib.validate(_load(name))
+
+
+def _mutated(**fields):
+  c = config_lib.base_config()
+  for path, value in fields.items():
+    node = c
+    *parents, leaf = path.split("__")
+    for p in parents:
+      node = node[p]
+    with c.ignore_type():
+      node[leaf] = value
+  return c
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"sampling__temperature": -0.5}, "sampling.temperature"),
+    ({"sampling__top_p": 0.0}, "sampling.top_p"),
+    ({"eval_sampling__top_p": 1.5}, "eval_sampling.top_p"),
+    ({"sampling__min_p": 1.0}, "sampling.min_p"),
+    ({"eval_sampling__n": 0}, "eval_sampling.n"),
+    ({"sampling__top_k": "20"}, "sampling.top_k"),
+    ({"model__dtype": "float8"}, "model.dtype"),
+    ({"stages": "forward,trian"}, "stages"),
+    ({"mesh__tensor": 0}, "mesh.tensor"),
+])
+def test_bad_value_names_field(fields, named):
+  with pytest.raises(config_lib.ConfigError, match=f"'{named}'"):
+    config_lib.validate(_mutated(**fields))
+
+
+def test_unknown_field_suggests_the_right_one():
+  c = config_lib.base_config()
+  c.sampling.temprature = 1.0
+  with pytest.raises(config_lib.ConfigError, match=r"unknown field 'sampling.temprature'.*'sampling.temperature'"):
+    config_lib.validate(c)
+
+
+def test_missing_field_is_reported():
+  c = config_lib.base_config()
+  del c.sampling["top_k"]
+  with pytest.raises(config_lib.ConfigError, match="'sampling.top_k' is missing"):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("mesh, devices, message", [
+    ({"data": 2, "fsdp": 2, "tensor": 3}, 8, "multiplies to 12"),
+    ({"data": -1, "fsdp": 3, "tensor": 1}, 8, "mesh.data=-1 cannot absorb 8 devices"),
+    ({"data": -1, "fsdp": -1, "tensor": 1}, 8, "only one of"),
+])
+def test_mesh_must_match_device_count(mesh, devices, message):
+  c = config_lib.base_config()
+  c.mesh.update(mesh)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c, device_count=devices)
+
+
+def test_mesh_absorbs_free_axis():
+  c = config_lib.base_config()
+  c.mesh.update({"data": -1, "fsdp": 2, "tensor": 2})
+  assert config_lib.mesh_shape(c, 8) == {"data": 2, "fsdp": 2, "tensor": 2}
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_rejects_bad_override_by_name(tmp_path):
+  result = _main(f"--workdir={tmp_path}", "--config.sampling.top_p=1.5")
+  assert result.returncode != 0
+  assert "sampling.top_p" in result.stderr
+
+
+def test_cli_rejects_unknown_override(tmp_path):
+  result = _main(f"--workdir={tmp_path}", "--config.sampling.temprature=1.0")
+  assert result.returncode != 0
+  assert "temprature" in result.stderr
