@@ -128,3 +128,22 @@ def test_bad_inputs_raise():
     chunked_cross_entropy(hidden, w, targets, mask, chunk_size=0)
   with pytest.raises(ValueError, match="embed dim"):
     chunked_cross_entropy(hidden, w[:3], targets, mask, chunk_size=4)
+
+
+def test_sharded_batch_gives_the_unsharded_result():
+  rng = np.random.default_rng(5)
+  hidden = rng.normal(size=(8, 6, D)).astype(np.float32)
+  w = rng.normal(size=(D, 2 * V)).astype(np.float32)  # vocab divisible by the tensor axis
+  targets = rng.integers(0, 2 * V, size=(8, 6)).astype(np.int32)
+  mask = (rng.random((8, 6)) > 0.3).astype(np.float32)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "tensor"))
+  batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  vocab = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "tensor"))
+  loss = jax.jit(jax.value_and_grad(
+      lambda h, u, y, m: chunked_cross_entropy(h, u, y, m, chunk_size=5)[0], argnums=(0, 1)))
+  ref_value, ref_grads = loss(hidden, w, targets, mask)
+  value, grads = loss(jax.device_put(hidden, batch), jax.device_put(w, vocab),
+                      jax.device_put(targets, batch), jax.device_put(mask, batch))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for a, b in zip(grads, ref_grads):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,5 +1,7 @@
 """Shared helpers for the trainer tests: a tiny float32 model, packed SFT batches, a resumable iterator."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +17,9 @@ def tiny_config():
   return presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
 
 
+@functools.lru_cache(maxsize=None)
 def tiny_model_state(seed: int = 0):
-  """(graphdef, params) of the tiny float32 Qwen3-style model on the default device."""
+  """(graphdef, params) of the tiny float32 Qwen3-style model, cached: copy params before donating."""
   return nnx.split(Transformer(tiny_config(), rngs=nnx.Rngs(seed)))
 
 

@@ -58,7 +58,7 @@ def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> 
     parts.append(examples)
   if problem.starter_code.strip():
     parts.append(f"{STARTER_CODE_INSTRUCTION}\n{_fence(problem.starter_code)}")
-  else:
+  elif not problem.entry_point:  # A named function is asked for by the question itself; stdin is wrong there.
     parts.append(STDIO_INSTRUCTION)
   return "\n\n".join(parts)
 

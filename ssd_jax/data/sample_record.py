@@ -55,7 +55,7 @@ class SampleRecord:
     source_checkpoint: the checkpoint the model came from (path and/or step).
     prompt_messages: the prompt as chat messages, each {'role', 'content'}.
     prompt_text: the prompt as rendered text.
-    created_at: ISO-8601 UTC creation time.
+    created_at: ISO-8601 UTC creation time; defaults to now.
     extra: free-form JSON-serialisable metadata (difficulty, source dataset, ...).
   """
 
@@ -76,7 +76,7 @@ class SampleRecord:
   source_checkpoint: str
   prompt_messages: Sequence[Mapping[str, str]] | None = None
   prompt_text: str | None = None
-  created_at: str = ""
+  created_at: str = dataclasses.field(default_factory=utc_timestamp)
   extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):

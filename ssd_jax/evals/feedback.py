@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ssd_jax.evals.problems import TestCase
-from ssd_jax.evals.verdicts import TestRun
+from ssd_jax.evals.verdicts import TestRun, Verdict
 
 MAX_FEEDBACK_CHARS = 2000
 MAX_FIELD_CHARS = 500
@@ -26,7 +26,7 @@ def describe_failure(test: TestCase, run: TestRun) -> str:
         lines.append(f"Input:\n{_clip(test.stdin or '')}")
     else:
         lines.append(f"Test code:\n{_clip(test.code)}")
-    if test.expected_stdout is not None and run.verdict.value == "failed":
+    if test.expected_stdout is not None and run.verdict == Verdict.FAILED:
         lines.append(f"Expected output:\n{_clip(test.expected_stdout)}")
         lines.append(f"Actual output:\n{_clip(run.stdout)}")
     if run.message:
@@ -47,12 +47,13 @@ def format_feedback(tests: Sequence[TestCase], runs: Sequence[TestRun],
     """
     if len(tests) != len(runs):
         raise ValueError(f"format_feedback: {len(tests)} tests but {len(runs)} results")
-    failed = [(t, r) for t, r in zip(tests, runs) if not r.passed]
     if not runs:
         return "No tests were run."
-    if not failed:
+    passed = sum(r.passed for r in runs)
+    if passed == len(runs):
         return f"All {len(runs)} tests passed."
-    parts = [f"{len(runs) - len(failed)} of {len(runs)} tests passed."]
+    failed = [(t, r) for t, r in zip(tests, runs) if not r.passed and r.verdict != Verdict.SKIPPED]
+    parts = [f"{passed} of {len(runs)} tests passed."]
     parts += [describe_failure(t, r) for t, r in failed[:MAX_FAILURES_SHOWN]]
     text = "\n\n".join(parts)
     return text if len(text) <= max_chars else text[: max_chars - 4] + "\n..."

@@ -8,9 +8,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 
 from ssd_jax.model.config import ModelConfig
+from ssd_jax.model.layers import KV_LOGICAL_AXES
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec
-
-KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 
 @flax.struct.dataclass

@@ -16,6 +16,8 @@ from flax import nnx
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import constrain
 
+KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
+
 # Finite mask value: a fully masked row (padding) softmaxes to uniform weights instead of NaN.
 MASK_VALUE = -1e30
 _INIT_STDDEV = 0.02
@@ -161,6 +163,8 @@ class Attention(nnx.Module):
       start = (layer, 0, index, 0, 0)
       k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
       v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
+      k_all = constrain(k_all, KV_LOGICAL_AXES)
+      v_all = constrain(v_all, KV_LOGICAL_AXES)
       k, v = k_all[layer], v_all[layer]
       updated = (k_all, v_all)
     out = dot_product_attention(q, k, v, mask)

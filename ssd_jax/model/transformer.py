@@ -70,7 +70,9 @@ class Transformer(nnx.Module):
     if segment_ids is not None and segment_ids.shape != tokens.shape:
       raise ValueError(f"segment_ids must match tokens {tokens.shape}, got {segment_ids.shape}")
     length = tokens.shape[1]
-    x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+    # Gather from a table sharded only along vocab; an fsdp-sharded embed dim would be fully rematerialised.
+    table = constrain(self.embed[...], ("vocab", None))
+    x = jnp.take(table, tokens, axis=0).astype(cfg.compute_dtype)
     x = constrain(x, ("batch", "length", "embed"))
     cos, sin = rope_angles(positions, rope_inverse_frequencies(cfg))
     if cache is None:

@@ -25,7 +25,8 @@ def _ints(rng: random.Random, low: int, high: int, size: int) -> list[int]:
 
 def reverse(rng: random.Random) -> Draft:
   """Easy: reverse a string, maybe upper-casing it. Forks: slicing, reversed + join, a loop, upper first or last."""
-  name = rng.choice(("reverse", "reverse_text", "backwards", "mirror", "flip", "reversed_copy", "invert", "turn_around"))
+  name = rng.choice(("reverse", "reverse_text", "backwards", "mirror", "flip", "reversed_copy", "invert",
+                     "turn_around"))
   s, upper = rng.choice(_STR_ARGS), rng.random() < 0.5
   what = f"the string {s} reversed" + (" and in upper case" if upper else "")
   question = rng.choice((

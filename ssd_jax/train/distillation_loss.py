@@ -37,7 +37,8 @@ class DivergenceConfig:
     temperature: > 0, divides student and teacher logits in the loss.
     is_clip: None for no importance weighting; else > 0, and each token's loss is multiplied
       by min(exp(log p_student(token) - behaviour_logprob), is_clip) under stop_gradient
-      (pass `math.inf` for an unclipped weight).
+      (pass `math.inf` for an unclipped weight). log p_student is at `temperature`, untruncated:
+      for tokens drawn on-policy with top-k/top-p the weight is the kept mass (<= 1), not 1.
     chunk_size: tokens per chunk for the chunked forms, >= 1.
   """
 
@@ -51,11 +52,13 @@ class DivergenceConfig:
 
   def __post_init__(self):
     if self.kind not in DIVERGENCE_KINDS:
-      raise ValueError(f"DivergenceConfig.kind must be one of {DIVERGENCE_KINDS}, got {self.kind!r}")
+      raise ValueError(
+          f"DivergenceConfig.kind must be one of {DIVERGENCE_KINDS}, got {self.kind!r}")
     if not 0.0 <= self.beta <= 1.0:
       raise ValueError(f"DivergenceConfig.beta must be in [0, 1], got {self.beta}")
     if self.form not in DIVERGENCE_FORMS:
-      raise ValueError(f"DivergenceConfig.form must be one of {DIVERGENCE_FORMS}, got {self.form!r}")
+      raise ValueError(
+          f"DivergenceConfig.form must be one of {DIVERGENCE_FORMS}, got {self.form!r}")
     if self.form == "topk":
       if self.top_k is None or self.top_k < 1:
         raise ValueError(f"DivergenceConfig.top_k must be >= 1 for form 'topk', got {self.top_k}")

@@ -1,4 +1,4 @@
-"""Masked teacher-student divergence losses over the vocabulary, from logits or chunked from hiddens.
+"""Masked teacher-student divergence losses: from full logits, or chunked from hidden states.
 
 Both forms compute, per response position, `divergences.divergence` between the tempered
 student and teacher distributions (optionally bucketed to the student's top-k plus a tail),

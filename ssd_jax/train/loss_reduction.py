@@ -1,4 +1,4 @@
-"""Masked sums: every loss is returned as (sum, count) so it adds up across micro-batches and devices."""
+"""Masked sums: losses come as (sum, count) so they add up across micro-batches and devices."""
 
 from __future__ import annotations
 

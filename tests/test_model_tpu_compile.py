@@ -1,0 +1,46 @@
+"""Ahead-of-time compile of the sharded forward for a TPU topology (needs libtpu, not a TPU)."""
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from ssd_jax import sharding
+from ssd_jax.model import KVCache, presets
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU")
+
+
+def _topology_devices(name):
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  return topologies.get_topology_desc(name, "tpu").devices
+
+
+@pytest.mark.parametrize("preset", ["tiny_qwen3", "tiny_llama3"])
+def test_forward_and_decode_compile_for_v5e(preset):
+  devices = _topology_devices("v5e:2x2")
+  mesh = sharding.make_mesh({"fsdp": 2, "tensor": 2}, devices=devices)
+  cfg = presets.get(preset)  # bfloat16, as on TPU.
+  sharding.validate_mesh_for_model(mesh, cfg)
+  graphdef, state = sharding.abstract_state(cfg, mesh)
+  batch, length = 4, 64
+  token_sharding = NamedSharding(mesh, sharding.logical_to_spec(("batch", "length")))
+  tokens = jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding)
+  cache_shardings = KVCache.shardings(mesh)
+  cache = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                       jax.eval_shape(lambda: KVCache.init(cfg, batch, 2 * length)), cache_shardings)
+
+  def forward(state, tokens, positions, cache):
+    with sharding.use_rules(mesh):
+      return nnx.merge(graphdef, state)(tokens, positions, cache=cache)
+
+  compiled = jax.jit(forward, out_shardings=(None, cache_shardings)).lower(state, tokens, tokens, cache).compile()
+  assert compiled.memory_analysis() is not None
+  logits_aval, cache_aval = compiled.out_info
+  assert logits_aval.shape == (batch, length, cfg.vocab_size) and logits_aval.dtype == jnp.float32
+  assert cache_aval.k.shape == cache.k.shape
