@@ -3,15 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
 from ssd_jax.model import KVCache, Transformer, presets
 
 
-@pytest.fixture(scope="module", params=["tiny_qwen3", "tiny_llama3"])
-def model(request):
-  cfg = presets.get(request.param, dtype="float32", param_dtype="float32")
+def _model(preset):
+  cfg = presets.get(preset, dtype="float32", param_dtype="float32")
   return Transformer(cfg, rngs=nnx.Rngs(0))
 
 
@@ -22,7 +20,8 @@ def _forward(graphdef, state, tokens, positions, segment_ids, cache):
 _jit_forward = jax.jit(_forward, static_argnums=0)
 
 
-def test_token_by_token_decode_matches_full_forward(model):
+def test_token_by_token_decode_matches_full_forward():
+  model = _model("tiny_qwen3")
   graphdef, state = nnx.split(model)
   length = 9
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, 512, (2, length)), jnp.int32)
@@ -37,7 +36,8 @@ def test_token_by_token_decode_matches_full_forward(model):
   np.testing.assert_allclose(np.concatenate(steps, axis=1), np.asarray(full), atol=2e-5, rtol=0)
 
 
-def test_prefill_right_padded_then_decode_matches_per_row_forward(model):
+def test_prefill_right_padded_then_decode_matches_per_row_forward():
+  model = _model("tiny_llama3")
   graphdef, state = nnx.split(model)
   rng = np.random.default_rng(1)
   prompt_lengths = [6, 3, 1]

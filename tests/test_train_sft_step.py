@@ -1,4 +1,6 @@
-"""The SFT step against full-logit references: loss value, gradient, accumulation, sharding, clipping.
+"""The SFT step against full-logit references: loss value, gradient, accumulation, sharding.
+
+Clipping is part of the optimizer chain and is checked in test_train_optimizer.
 
 Most tests use a "linear" AdamW (b1 = b2 = 0, eps >> |g|), whose update is -lr * g / (|g| + eps) ~
 -g / 100: parameters then show gradient differences directly instead of Adam's near-sign update, which
@@ -15,19 +17,20 @@ from flax import nnx
 
 from ssd_jax import sharding
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer, weight_decay_mask
-from ssd_jax.train.sft_step import make_sft_step, split_micro_batches
+from ssd_jax.train.gradient_step import split_micro_batches
+from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import init_train_state
 from train_fixtures import copy_tree, make_batch, tiny_model_state
 
 CHUNK = 24  # Does not divide batch * length = 64: exercises the padded last chunk.
-LINEAR_LR, LINEAR_EPS = 100.0, 1e4
+LINEAR_LR, LINEAR_EPS, DECAY = 100.0, 1e4, 1e-3  # lr * decay = 0.1 per step.
 
 
 @functools.lru_cache(maxsize=None)
-def _step(grad_accum_steps=1, clip=None, mesh_shape=None):
+def _step(grad_accum_steps=1, mesh_shape=None):
   optimizer = make_optimizer(OptimizerConfig(
       learning_rate=LINEAR_LR, end_learning_rate=LINEAR_LR, warmup_steps=0, total_steps=10, b1=0.0,
-      b2=0.0, eps=LINEAR_EPS, weight_decay=0.1, grad_clip_norm=clip,
+      b2=0.0, eps=LINEAR_EPS, weight_decay=DECAY, grad_clip_norm=None,
       grad_accum_steps=grad_accum_steps))
   graphdef, _ = tiny_model_state()
   mesh = None if mesh_shape is None else sharding.make_mesh(dict(mesh_shape), jax.devices()[:8])
@@ -84,7 +87,7 @@ def test_loss_grad_norm_and_update_match_full_logit_reference():
   assert int(state.step) == 1
   # Linear AdamW: p' = p - lr * (g / (|g| + eps) + wd * p) for matrices, no decay for norm scales.
   expected = jax.tree.map(
-      lambda p, g, decay: p - LINEAR_LR * (g / (np.abs(g) + LINEAR_EPS) + 0.1 * p * decay),
+      lambda p, g, decay: p - LINEAR_LR * (g / (np.abs(g) + LINEAR_EPS) + DECAY * p * decay),
       params, grads, _decay_mask(params))
   for new, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected), strict=True):
     np.testing.assert_allclose(np.asarray(new), np.asarray(want), rtol=1e-4, atol=1e-7)
@@ -97,7 +100,7 @@ def test_two_micro_batches_equal_one_big_batch():
   for key in ("loss", "tokens", "grad_norm", "learning_rate"):
     np.testing.assert_allclose([m[key] for m in acc], [m[key] for m in big], rtol=2e-6)
   for a, b in zip(jax.tree.leaves(acc_state), jax.tree.leaves(big_state), strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
   assert int(acc_state.step) == 2
 
 
@@ -119,27 +122,6 @@ def test_step_on_eight_device_mesh_equals_single_device():
   specs = [x.sharding.spec for x in jax.tree.leaves(state.params)]
   assert any(spec != jax.sharding.PartitionSpec() for spec in specs)
   assert all(x.sharding.mesh == mesh_step.mesh for x in jax.tree.leaves(state))
-
-
-def test_clipping_scales_the_update_to_the_clip_norm():
-  batch = make_batch(5)
-  params = tiny_model_state()[1]
-  clip = 1e-2
-
-  def update_size(step):
-    state, (metrics,) = _run(step, [batch])
-    # Undo the (known) weight decay to isolate the gradient part of the update.
-    decay = _decay_mask(params)
-    delta = jax.tree.map(
-        lambda new, old, d: np.asarray(new) - np.asarray(old) * (1 - LINEAR_LR * 0.1 * d),
-        state.params, params, decay)
-    return metrics["grad_norm"], _norm(delta)
-
-  grad_norm, unclipped = update_size(_step())
-  assert grad_norm > 10 * clip
-  assert unclipped == pytest.approx(LINEAR_LR * grad_norm / LINEAR_EPS, rel=1e-3)
-  _, clipped = update_size(_step(clip=clip))
-  assert clipped == pytest.approx(LINEAR_LR * clip / LINEAR_EPS, rel=1e-3)
 
 
 def test_bad_batches_are_rejected_with_clear_errors():

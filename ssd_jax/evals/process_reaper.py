@@ -17,10 +17,11 @@ _MAX_SWEEPS = 100
 
 def count_processes_of_uid(uid: int) -> int:
     """Number of live processes whose real uid is ``uid``."""
-    return len(_live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == uid))
+    return len(live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == uid))
 
 
-def _live_processes(predicate) -> list[psutil.Process]:
+def live_processes(predicate) -> list[psutil.Process]:
+    """Non-zombie processes for which ``predicate(proc)`` holds (``proc.info`` has uids and status)."""
     found = []
     for proc in psutil.process_iter(["uids", "status"]):
         try:
@@ -41,23 +42,23 @@ def _in_session(proc: psutil.Process, session_id: int) -> bool:
 def sandbox_processes(session_id: int, uid: int | None) -> list[psutil.Process]:
     """Live processes that belong to a sandbox: by uid when it has its own, else by session."""
     if uid is not None:
-        return _live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == uid)
+        return live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == uid)
     own_uid = os.getuid()
-    return _live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == own_uid
+    return live_processes(lambda p: p.info["uids"] is not None and p.info["uids"].real == own_uid
                            and p.pid != os.getpid() and _in_session(p, session_id))
 
 
-def kill_sandbox_processes(runner: subprocess.Popen, uid: int | None) -> None:
-    """Kills the runner's session and every process of the sandbox, then reaps the runner.
+def kill_sandbox_processes(runner: subprocess.Popen, uid: int | None, sweep: bool = True) -> None:
+    """Kills the runner's session and, with ``sweep``, every process of the sandbox; reaps the runner.
 
-    With a dedicated uid this also catches daemons that escaped the session with setsid().
-    Sweeps repeat until nothing is left, since a dying fork bomb may still be forking.
+    With a dedicated uid the sweep also catches daemons that escaped the session with
+    setsid(). Sweeps repeat until nothing is left, since a dying fork bomb may still be forking.
     """
     try:
         os.killpg(runner.pid, signal.SIGKILL)
     except OSError:
         pass
-    for _ in range(_MAX_SWEEPS):
+    for _ in range(_MAX_SWEEPS if sweep else 0):
         survivors = sandbox_processes(runner.pid, uid)
         if not survivors:
             break

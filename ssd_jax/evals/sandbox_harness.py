@@ -16,6 +16,7 @@ cannot produce that report. Expected outputs stay in the parent, which compares 
 """
 
 import ctypes
+import errno
 import json
 import linecache
 import os
@@ -94,14 +95,15 @@ def audit_guard(event, args):
 
 def describe_exception(exc):
     """Returns (status, message) for an exception raised by the program or its test."""
-    if isinstance(exc, _MemoryError) or (isinstance(exc, OSError) and exc.errno == 12):
+    if isinstance(exc, _MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
         return "memory", "MemoryError: memory limit exceeded"
     status = "failed" if type(exc) is _AssertionError else "error"
+    prefix = "output limit exceeded (file size limit)\n" if isinstance(exc, OSError) and exc.errno == errno.EFBIG else ""
     summary = traceback.TracebackException.from_exception(exc, limit=-TRACEBACK_LINES)
     summary.stack = traceback.StackSummary.from_list(  # hide the runner's own frames
         [frame for frame in summary.stack if frame.filename != "<string>"])
     text = "".join(summary.format()).rstrip("\n").split("\n")
-    return status, "\n".join(text[-TRACEBACK_LINES:])[-MESSAGE_CHARS:]
+    return status, prefix + "\n".join(text[-TRACEBACK_LINES:])[-MESSAGE_CHARS:]
 
 
 def run_child(job, test, report_fd):
@@ -304,8 +306,6 @@ def main():
     for index, test in enumerate(job["tests"]):
         record = run_test(job, index, test, result_fd)
         _write(result_fd, (_dumps(record) + "\n").encode())
-        if job["stop_on_failure"] and record["status"] != "completed":
-            break
     _write(result_fd, (_dumps({"nonce": job["nonce"], "event": "done"}) + "\n").encode())
 
 

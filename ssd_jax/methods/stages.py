@@ -18,11 +18,17 @@ import ml_collections
 from absl import logging
 
 from ssd_jax import config as config_lib
-from ssd_jax.methods import runtime
+from ssd_jax.methods import runtime, ssd
 
 # Stage name -> "module:function"; imported lazily so a stage's heavy imports cost only the runs using it.
 STAGE_FUNCTIONS: dict[str, str] = {
     "forward": "ssd_jax.methods.forward_smoke:run_forward",
+    "pretrain": "ssd_jax.methods.pretrain:run_pretrain",
+    "synthesize": "ssd_jax.methods.synthesize:run_synthesize",
+    "sft": "ssd_jax.methods.sft_stage:run_sft_stage",
+    "eval": "ssd_jax.methods.eval_stage:run_eval",
+    "report": "ssd_jax.methods.report_stage:run_report",
+    "plan": "ssd_jax.methods.plan:run_plan",
 }
 
 
@@ -46,6 +52,7 @@ def prepare(config: ml_collections.ConfigDict) -> Plan:
   if missing:
     raise config_lib.ConfigError(
         f"field 'stages': {missing} not available in this build; available: {sorted(STAGE_FUNCTIONS)}")
+  ssd.check_config(config)
   return Plan(names=names, run=runtime.Runtime.from_config(config))
 
 

@@ -1,22 +1,23 @@
 """The jitted SFT step: masked mean cross-entropy over response tokens, one AdamW update per call.
 
-With `grad_accum_steps = n` the global batch is split into n micro-batches inside the step; loss sums,
-token counts and gradient sums are added over a `lax.scan` and divided by the total count once at the end,
-so the update equals the one from the whole batch at once (up to float summation order).
+With `grad_accum_steps = n` the global batch is split into n micro-batches inside the step
+(`gradient_step.accumulate_loss_and_grads`), so the update equals the whole-batch one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from ssd_jax import sharding as sharding_lib
 from ssd_jax.train.cross_entropy import chunked_cross_entropy
+from ssd_jax.train.gradient_step import accumulate_loss_and_grads, apply_gradients
+from ssd_jax.train.gradient_step import split_micro_batches  # noqa: F401  (imported from here by other steps)
 from ssd_jax.train.optimizer import Optimizer
 from ssd_jax.train.train_state import TrainState, state_shardings
 
@@ -42,17 +43,6 @@ def check_batch(batch: Batch, grad_accum_steps: int) -> dict[str, Any]:
   return arrays
 
 
-def split_micro_batches(batch: Batch, num_micro: int) -> dict[str, jax.Array]:
-  """[B, L] -> [num_micro, B / num_micro, L]; micro-batch i holds rows i, i + n, i + 2n, ...
-
-  Taking strided rows keeps each device's rows on that device when the batch axis is sharded.
-  """
-  def split(x):
-    batch_size, length = x.shape
-    return x.reshape(batch_size // num_micro, num_micro, length).swapaxes(0, 1)
-  return {key: split(value) for key, value in batch.items()}
-
-
 def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: int
              ) -> tuple[jax.Array, jax.Array]:
   """Summed token cross-entropy over `loss_mask` and the number of tokens it covers.
@@ -72,43 +62,18 @@ def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: i
                                batch["loss_mask"], chunk_size=chunk_size)
 
 
-def _summed_loss_and_grads(params, graphdef, batch, *, chunk_size, num_micro, constrain_micro):
-  """(loss_sum, count, grad_sum) over the batch, accumulated in float32 over micro-batches."""
-  grad_fn = jax.value_and_grad(
-      lambda p, b: sft_loss(p, graphdef, b, chunk_size=chunk_size), has_aux=True)
-
-  def micro_step(carry, micro):
-    loss_acc, count_acc, grad_acc = carry
-    (loss_sum, count), grads = grad_fn(params, constrain_micro(micro))
-    grad_acc = jax.tree.map(lambda acc, g: acc + g.astype(jnp.float32), grad_acc, grads)
-    return (loss_acc + loss_sum, count_acc + count.astype(jnp.float32), grad_acc), None
-
-  zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-  carry = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zero_grads)
-  if num_micro == 1:
-    carry, _ = micro_step(carry, batch)
-  else:
-    carry, _ = jax.lax.scan(micro_step, carry, split_micro_batches(batch, num_micro))
-  return carry
+def _constrain_micro(micro: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Keeps each micro-batch sharded over ('batch', 'length'); a no-op outside `use_rules`."""
+  return {key: sharding_lib.constrain(value, BATCH_AXES) for key, value in micro.items()}
 
 
-def _train_step(state: TrainState, batch: Batch, *, graphdef, optimizer: Optimizer, chunk_size,
-                constrain_micro) -> tuple[TrainState, dict[str, jax.Array]]:
-  loss_sum, count, grad_sum = _summed_loss_and_grads(
-      state.params, graphdef, batch, chunk_size=chunk_size,
-      num_micro=optimizer.grad_accum_steps, constrain_micro=constrain_micro)
-  denominator = jnp.maximum(count, 1.0)  # A batch with no response tokens gives zero loss and grads.
-  grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grad_sum, state.params)
-  updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {
-      "loss": loss_sum / denominator,
-      "tokens": count,
-      "grad_norm": optax.tree.norm(grads),
-      "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
-  }
-  new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-  return new_state, metrics
+def sft_train_step(state: TrainState, batch: Batch, *, graphdef: nnx.GraphDef, optimizer: Optimizer,
+                   chunk_size: int) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SFT update (not jitted): accumulate over `optimizer.grad_accum_steps` micro-batches, apply."""
+  loss_sum, count, grad_sum = accumulate_loss_and_grads(
+      lambda params, micro: sft_loss(params, graphdef, micro, chunk_size=chunk_size),
+      state.params, batch, num_micro=optimizer.grad_accum_steps, constrain_micro=_constrain_micro)
+  return apply_gradients(state, optimizer, loss_sum, count, grad_sum)
 
 
 class SftStep:
@@ -132,19 +97,18 @@ class SftStep:
     self._jitted = None
 
   def _body(self, state: TrainState, batch: Batch):
-    if self.mesh is None:
-      return _train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
-                         chunk_size=self.chunk_size, constrain_micro=lambda micro: micro)
-
-    def constrain_micro(micro):
-      return {key: sharding_lib.constrain(value, BATCH_AXES) for key, value in micro.items()}
-
-    with sharding_lib.use_rules(self.mesh, self.rules):
-      return _train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
-                         chunk_size=self.chunk_size, constrain_micro=constrain_micro)
+    rules = contextlib.nullcontext() if self.mesh is None else sharding_lib.use_rules(
+        self.mesh, self.rules)
+    with rules:
+      return sft_train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
+                            chunk_size=self.chunk_size)
 
   def jit_for(self, state: TrainState):
-    """The jitted function for states sharded like `state` (placed or abstract; also for `.lower`)."""
+    """The jitted function, built on first use for states sharded like `state`.
+
+    `state` may be placed or abstract (ShapeDtypeStructs with shardings), so
+    `step.jit_for(abstract).lower(abstract, batch_specs)` compiles ahead of time.
+    """
     if self._jitted is None:
       if self.mesh is None:
         self._jitted = jax.jit(self._body, donate_argnums=0)

@@ -1,0 +1,98 @@
+"""The `pretrain` stage (built-in task): a tiny base model trained from scratch, deliberately imperfect.
+
+Builds the task tokenizer in the workdir, trains a model of the configured preset (with
+`model.overrides`) on `tasks.pretrain_corpus` as chat-formatted examples with the loss on the answer
+(the SFT machinery: packing, the jitted step, resumable checkpoints), and exports it as the run's base
+model. The corpus holds a share of wrong answers and training is short, so the base model knows the
+format but not every program: SSD has room to move pass@1 and the pass@k curve.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import grain
+import jax
+import ml_collections
+from absl import logging
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from ssd_jax import sharding
+from ssd_jax.data.sft_examples import ChatTokenizer, build_sft_example, end_of_turn_ids
+from ssd_jax.data.sft_pipeline import PackedIterDataset
+from ssd_jax.data.tokenizer import load_tokenizer
+from ssd_jax.methods import model_io, problem_source, training
+from ssd_jax.methods.runtime import Runtime
+from ssd_jax.methods.ssd import Layout
+from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus
+
+Conversation = tuple[Sequence[dict[str, str]], str]  # (prompt messages, answer text)
+
+
+def conversation_dataset(tokenizer: ChatTokenizer, conversations: Sequence[Conversation], *, seq_len: int,
+                         global_batch_size: int, seed: int, shard_index: int = 0,
+                         shard_count: int = 1) -> grain.IterDataset:
+  """Packed, batched SFT rows from (messages, answer) pairs, repeated forever in reshuffled epochs.
+
+  Args:
+    tokenizer: the chat tokenizer.
+    conversations: prompt messages with the answer to train on (loss on the answer and end of turn).
+    seq_len: slots per packed row.
+    global_batch_size: rows per step over all processes.
+    seed: shuffle seed.
+    shard_index, shard_count: this process's share of the conversations.
+
+  Returns:
+    An IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays whose iterator
+    is checkpointable.
+  """
+  if global_batch_size % shard_count:
+    raise ValueError(f"global batch size {global_batch_size} is not divisible by {shard_count} processes")
+  end_ids = end_of_turn_ids(tokenizer)
+
+  def to_example(conversation: Conversation):
+    messages, answer = conversation
+    return build_sft_example(tokenizer, messages, answer, seq_len + 1, end_ids=end_ids)
+
+  dataset = grain.MapDataset.source(list(conversations))[shard_index::shard_count]
+  dataset = dataset.shuffle(seed=seed).repeat(None).map(to_example)
+  dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2))
+  return PackedIterDataset(dataset, seq_len).batch(global_batch_size // shard_count, drop_remainder=True)
+
+
+def _task_tokenizer(config: ml_collections.ConfigDict, layout: Layout):
+  if jax.process_index() == 0 and not os.path.isfile(os.path.join(layout.task_tokenizer, "tokenizer.json")):
+    build_task_tokenizer(layout.task_tokenizer, seed=config.seed, vocab_size=config.pretrain.tokenizer_vocab_size)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("task tokenizer")
+  return load_tokenizer(layout.task_tokenizer)
+
+
+def run_pretrain(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> None:
+  """Trains the built-in task's base model and writes it to `models/base` (a Hugging Face directory)."""
+  layout = Layout(workdir)
+  section = config.pretrain
+  tokenizer = _task_tokenizer(config, layout)
+  cfg = model_io.config_with_overrides(config, run)
+  if cfg.vocab_size != tokenizer.vocab_size:
+    raise ValueError(f"model vocab_size {cfg.vocab_size} (preset {config.model.preset!r}) != task tokenizer "
+                     f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)")
+  model = sharding.create_sharded_model(cfg, run.mesh, run.rules, seed=config.seed)
+  graphdef, params = nnx.split(model)
+  corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
+  conversations = [(problem_source.prompt_messages(problem, config.prompting), answer)
+                   for problem, answer in corpus]
+  dataset = conversation_dataset(tokenizer, conversations, seq_len=section.seq_len,
+                                 global_batch_size=section.global_batch_size, seed=config.seed,
+                                 shard_index=jax.process_index(), shard_count=jax.process_count())
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  print(f"[pretrain] {num_params:,} parameters, {len(corpus)} examples, {section.steps} steps of "
+        f"{section.global_batch_size} x {section.seq_len} tokens")
+  params = training.train(
+      run, graphdef, params, lambda: iter(dataset), section,
+      checkpoint_dir=layout.checkpoints("pretrain"), log_dir=layout.logs("pretrain"),
+      metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(corpus)})
+  model_io.export_hf(params, cfg, layout.model("base"), layout.task_tokenizer)
+  logging.info("pretrain: base model written to %s", layout.model("base"))

@@ -1,0 +1,80 @@
+"""The `report` stage: base vs SSD side by side (pass@k curves on one plot, diversity), table on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import ml_collections
+
+from ssd_jax.evals import compare_reports
+from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.methods.runtime import Runtime
+from ssd_jax.methods.ssd import Layout, eval_model_names
+
+
+def load_summaries(layout: Layout, names: tuple[str, ...]) -> dict[str, dict]:
+  """The `results.json` of each evaluated model, by name.
+
+  Raises:
+    FileNotFoundError: naming the model whose evaluation is missing.
+  """
+  summaries = {}
+  for name in names:
+    path = os.path.join(layout.eval_dir(name), SUMMARY_FILE)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"no evaluation of model {name!r} at {path}; run the 'eval' stage first")
+    with open(path) as f:
+      summaries[name] = json.load(f)
+  return summaries
+
+
+def pass_at_k_table(summaries: Mapping[str, Mapping]) -> str:
+  """A plain-text table: one row per k, one column per model (pass@k in %), and the last minus the first."""
+  names = list(summaries)
+  ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
+  width = max(10, *(len(n) + 2 for n in names))
+
+  def cell(summary, key):
+    block = summary["pass_at_k"].get(key)
+    return f"{100 * block['mean']:.1f}" if block else "-"
+
+  header = f"{'':<10}" + "".join(f"{n:>{width}}" for n in names)
+  if len(names) > 1:
+    header += f"{'delta':>{width}}"
+  lines = [header]
+  for k in ks:
+    key = str(k)
+    row = f"{'pass@' + key:<10}" + "".join(f"{cell(summaries[n], key):>{width}}" for n in names)
+    first, last = summaries[names[0]]["pass_at_k"].get(key), summaries[names[-1]]["pass_at_k"].get(key)
+    if len(names) > 1:
+      delta = f"{100 * (last['mean'] - first['mean']):+.1f}" if first and last else "-"
+      row += f"{delta:>{width}}"
+    lines.append(row)
+  for label, field in (("programs", "mean_distinct_programs"), ("behaviours", "mean_distinct_behaviours")):
+    lines.append(f"{label:<10}" + "".join(f"{summaries[n]['diversity'][field]:>{width}.2f}" for n in names))
+  return "\n".join(lines)
+
+
+def run_report(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> None:
+  """Writes `report/comparison.{md,json}` and the comparison plots; prints the pass@k table."""
+  layout = Layout(workdir)
+  summaries = load_summaries(layout, eval_model_names(config))
+  table = pass_at_k_table(summaries)
+  if run.is_coordinator:
+    os.makedirs(layout.report_dir, exist_ok=True)
+    if len(summaries) > 1:
+      compare_reports(summaries, layout.report_dir)
+    compact = {name: {key: s[key] for key in ("num_problems", "ks", "pass_at_k", "by_difficulty", "diversity")}
+               for name, s in summaries.items()}
+    with open(os.path.join(layout.report_dir, "comparison.json"), "w") as f:
+      json.dump(compact, f, indent=2)
+    with open(os.path.join(layout.report_dir, "pass_at_k.txt"), "w") as f:
+      f.write(table + "\n")
+  n = next(iter(summaries.values()))["samples_per_problem"]["max"]
+  problems = next(iter(summaries.values()))["num_problems"]
+  print(f"\npass@k (%), {problems} problems x {n} samples at T={config.eval_sampling.temperature} "
+        f"(diversity: mean distinct programs / behaviours per problem)")
+  print(table)
+  print(f"report: {layout.report_dir}\n")

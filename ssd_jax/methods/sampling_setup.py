@@ -1,0 +1,48 @@
+"""What the synthesize and eval stages share around the sampler: parameters, prompt fitting, texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ml_collections
+from flax import nnx
+
+from ssd_jax.methods.runtime import Runtime
+from ssd_jax.model import ModelConfig
+from ssd_jax.sampling.batching import prompt_bucket
+from ssd_jax.sampling.generate import Generation, Sampler
+from ssd_jax.sampling.params import SamplingParams
+
+
+def sampling_params(section: ml_collections.ConfigDict) -> SamplingParams:
+  """The decoding parameters of a `sampling` / `eval_sampling` config section."""
+  return SamplingParams(temperature=float(section.temperature), top_k=int(section.top_k),
+                        top_p=float(section.top_p), min_p=float(section.min_p))
+
+
+def prompts_that_fit(prompt_ids: Sequence[Sequence[int]], cfg: ModelConfig, max_new_tokens: int) -> list[int]:
+  """Indices of the prompts that leave room for `max_new_tokens` within the model's context.
+
+  Raises:
+    ValueError: max_new_tokens alone does not fit the model's context.
+  """
+  room = cfg.max_position_embeddings - max_new_tokens
+  if room < 1:
+    raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                     f"{cfg.max_position_embeddings} positions")
+  return [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= room]
+
+
+def make_sampler(run: Runtime, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_ids: Sequence[Sequence[int]],
+                 section: ml_collections.ConfigDict, pad_id: int | None) -> Sampler:
+  """A sampler on the run's mesh sized for the longest of `prompt_ids` plus `section.max_new_tokens`."""
+  longest = max(len(ids) for ids in prompt_ids)
+  max_len = min(prompt_bucket(longest) + section.max_new_tokens, cfg.max_position_embeddings)
+  return Sampler(graphdef, mesh=run.mesh, rules=run.rules, max_len=max_len, batch_size=section.batch_size,
+                 pad_id=0 if pad_id is None else pad_id)
+
+
+def completion_text(tokenizer, generation: Generation) -> str:
+  """The decoded completion, without the stop token that ended it."""
+  ids = generation.token_ids[:-1] if generation.finish_reason == "stop" else generation.token_ids
+  return tokenizer.decode([int(t) for t in ids])

@@ -1,0 +1,152 @@
+"""The teacher-student step: loss against a numpy referee, teacher gets no gradient, EMA, sharding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ssd_jax import sharding
+from ssd_jax.train.distill_batch import pack_distill_batch
+from ssd_jax.train.distill_step import DistillStep, distill_loss
+from ssd_jax.train.distillation_loss import DivergenceConfig
+from ssd_jax.train.ema import EmaUpdater, ema_update
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.train_state import init_train_state
+from tests.train_fixtures import copy_tree, tiny_config, tiny_model_state
+
+RESPONSE_WIDTH = 6
+JSD = DivergenceConfig(kind="jsd", beta=0.5, form="full", temperature=1.1)
+
+
+def _rollouts(seed=0, batch=4):
+  rng = np.random.default_rng(seed)
+  vocab = tiny_config().vocab_size
+  student = [list(rng.integers(3, vocab, rng.integers(2, 6))) for _ in range(batch)]
+  teacher = [s + list(rng.integers(3, vocab, rng.integers(1, 5))) for s in student]
+  responses = [list(rng.integers(3, vocab, rng.integers(1, RESPONSE_WIDTH + 1))) for _ in range(batch)]
+  logprobs = [list(-rng.uniform(0.1, 3.0, len(r))) for r in responses]
+  return student, teacher, responses, logprobs
+
+
+def _batch(seed=0, batch=4, weights=None):
+  student, teacher, responses, logprobs = _rollouts(seed, batch)
+  return pack_distill_batch(student, teacher, responses, prompt_width=6, teacher_prompt_width=10,
+                            response_width=RESPONSE_WIDTH, behaviour_logprobs=logprobs, row_weights=weights)
+
+
+def _teacher_params():
+  return tiny_model_state(seed=1)[1]
+
+
+def _numpy_jsd(student_logits, teacher_logits, beta, temperature):
+  def log_softmax(x):
+    x = x.astype(np.float64) / temperature
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+  ls, lt = log_softmax(student_logits), log_softmax(teacher_logits)
+  ps, pt = np.exp(ls), np.exp(lt)
+  m = beta * pt + (1 - beta) * ps
+  return beta * (pt * (lt - np.log(m))).sum(-1) + (1 - beta) * (ps * (ls - np.log(m))).sum(-1)
+
+
+def test_loss_matches_numpy_on_unpadded_sequences():
+  graphdef, params = tiny_model_state()
+  teacher_params = _teacher_params()
+  student, teacher, responses, _ = _rollouts()
+  loss_sum, count = distill_loss(params, teacher_params, graphdef, _batch(), divergence=JSD)
+  total, tokens = 0.0, 0
+  for s, t, r in zip(student, teacher, responses):
+    outs = []
+    for p, prompt in ((params, s), (teacher_params, t)):
+      ids = jnp.asarray([prompt + r])
+      logits, _ = nnx.merge(graphdef, p)(ids, jnp.arange(ids.shape[1])[None])
+      outs.append(np.asarray(logits[0, len(prompt) - 1:len(prompt) - 1 + len(r)]))
+    total += _numpy_jsd(outs[0], outs[1], 0.5, 1.1).sum()
+    tokens += len(r)
+  assert float(count) == tokens
+  np.testing.assert_allclose(float(loss_sum), total, rtol=1e-4)
+
+
+def test_rows_without_teacher_are_not_scored():
+  graphdef, params = tiny_model_state()
+  full = distill_loss(params, _teacher_params(), graphdef, _batch(weights=[1, 0, 1, 0]), divergence=JSD)
+  _, _, responses, _ = _rollouts()
+  assert float(full[1]) == len(responses[0]) + len(responses[2])
+
+
+def test_teacher_gets_zero_gradient_student_does_not():
+  graphdef, params = tiny_model_state()
+  grad_fn = jax.grad(lambda s, t: distill_loss(s, t, graphdef, _batch(), divergence=JSD)[0], argnums=(0, 1))
+  student_grads, teacher_grads = grad_fn(params, _teacher_params())
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(teacher_grads))
+  assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(student_grads))) > 0
+
+
+def test_live_teacher_gradient_is_the_student_path_only():
+  """A live teacher (same params) must give the gradient of a loss whose teacher is a constant copy."""
+  graphdef, params = tiny_model_state()
+  batch = _batch()
+  live = jax.grad(lambda p: distill_loss(p, p, graphdef, batch, divergence=JSD)[0])(params)
+  frozen = copy_tree(params)
+  const = jax.grad(lambda p: distill_loss(p, frozen, graphdef, batch, divergence=JSD)[0])(params)
+  for a, b in zip(jax.tree.leaves(live), jax.tree.leaves(const)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+
+
+def test_ema_update_is_exact():
+  rng = np.random.default_rng(0)
+  teacher = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(5,)).astype(np.float32)}
+  student = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(5,)).astype(np.float32)}
+  out = ema_update(jax.tree.map(jnp.asarray, teacher), jax.tree.map(jnp.asarray, student), 0.05)
+  for key in teacher:
+    expected = teacher[key] + np.float32(0.05) * (student[key] - teacher[key])
+    np.testing.assert_allclose(np.asarray(out[key]), expected, rtol=0, atol=1e-7)
+  twice = EmaUpdater(0.25)
+  t = jax.tree.map(jnp.asarray, teacher)
+  for _ in range(2):
+    t = twice(t, jax.tree.map(jnp.asarray, student))
+  expected = student["a"] + 0.75 ** 2 * (teacher["a"] - student["a"])
+  np.testing.assert_allclose(np.asarray(t["a"]), expected, rtol=1e-6, atol=1e-6)
+  assert np.array_equal(np.asarray(ema_update(t, student, 0.0)["b"]), np.asarray(t["b"]))
+  with pytest.raises(ValueError, match="EMA rate"):
+    ema_update(teacher, student, 1.5)
+
+
+def _run_steps(mesh, teacher_mode, steps=2, grad_accum=1):
+  graphdef, params = tiny_model_state()
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-2, end_learning_rate=1e-3, warmup_steps=0,
+                                             total_steps=4, grad_accum_steps=grad_accum))
+  divergence = DivergenceConfig(kind="jsd", beta=0.5, form="topk", top_k=16, temperature=1.0, is_clip=2.0,
+                                chunk_size=8)
+  params, teacher = copy_tree(params), copy_tree(_teacher_params())
+  if mesh is not None:
+    params = sharding.shard_state(params, mesh)
+    teacher = sharding.shard_state(teacher, mesh)
+  state = init_train_state(params, optimizer)
+  step = DistillStep(graphdef, optimizer, divergence, mesh=mesh)
+  losses = []
+  for i in range(steps):
+    batch = step.place_batch(_batch(seed=i))
+    state, metrics = step(state, batch, None if teacher_mode == "live" else teacher)
+    losses.append(float(metrics["loss"]))
+  return losses, jax.tree.map(np.asarray, state.params)
+
+
+@pytest.mark.parametrize("teacher_mode", ["frozen", "live"])
+def test_sharded_step_equals_single_device(teacher_mode):
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  single_losses, single_params = _run_steps(None, teacher_mode)
+  sharded_losses, sharded_params = _run_steps(mesh, teacher_mode)
+  np.testing.assert_allclose(sharded_losses, single_losses, rtol=2e-5)
+  for a, b in zip(jax.tree.leaves(sharded_params), jax.tree.leaves(single_params)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+  assert single_losses[1] != single_losses[0]
+
+
+def test_grad_accumulation_matches_one_batch():
+  one_losses, one_params = _run_steps(None, "frozen", steps=1)
+  acc_losses, acc_params = _run_steps(None, "frozen", steps=1, grad_accum=2)
+  np.testing.assert_allclose(acc_losses, one_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(acc_params), jax.tree.leaves(one_params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
