@@ -75,7 +75,7 @@ def main():
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
 
   cores = os.cpu_count() or 1

@@ -16,24 +16,24 @@ def get_config():
   config.model.preset = "tiny_qwen3"
   config.model.dtype = "float32"
   config.model.param_dtype = "float32"
-  config.model.overrides.update(dict(hidden_size=128, intermediate_size=384, num_layers=3, num_heads=4,
+  config.model.overrides.update(dict(hidden_size=128, intermediate_size=384, num_layers=2, num_heads=4,
                                      num_kv_heads=2, head_dim=32, max_position_embeddings=512))
   config.prompting.system_prompt = ""  # The task template's own short system message.
 
   config.pretrain.update(dict(steps=300, warmup_steps=30, learning_rate=3e-3, end_learning_rate=3e-4,
-                              global_batch_size=16, seq_len=256, checkpoint_every=100, log_every=10))
+                              global_batch_size=8, seq_len=256, checkpoint_every=100, log_every=10))
   config.pretrain.num_examples = 4000
   config.pretrain.corruption_rate = 0.1
 
   # The paper's Qwen3-4B-Instruct decoding, T_train 1.6 / top-k 20 / top-p 0.8 -> T_eval 1.1.
   config.sampling.update(dict(temperature=1.6, top_k=20, top_p=0.8, n=1, max_new_tokens=96, batch_size=64))
-  config.synthesize.problems.num_problems = 512
+  config.synthesize.problems.num_problems = 256
   config.synthesize.prompts_per_chunk = 128
   config.synthesize.records_per_shard = 256
 
   # The paper's optimizer (AdamW 0.9/0.95, wd 0.1, cosine with warm-up) at a tiny model's learning rate.
-  config.sft.update(dict(steps=60, warmup_steps=6, learning_rate=5e-4, end_learning_rate=1e-4,
-                         global_batch_size=16, seq_len=256, checkpoint_every=20, log_every=10))
+  config.sft.update(dict(steps=40, warmup_steps=4, learning_rate=5e-4, end_learning_rate=1e-4,
+                         global_batch_size=8, seq_len=256, checkpoint_every=20, log_every=10))
 
   config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96,
                                    batch_size=64))

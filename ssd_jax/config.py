@@ -57,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.forward.batch_size = 2
   c.forward.seq_len = 16
   _add_ssd_sections(c)
+  from ssd_jax.methods.self_distill_config import self_distill_config  # Here: it registers checks with this module.
+  c.self_distill = self_distill_config()
   return c
 
 

@@ -58,13 +58,18 @@ def test_prefill_right_padded_then_decode_matches_per_row_forward():
     pos = np.array(prompt_lengths, np.int32)[:, None] + t
     step, cache = _jit_forward(graphdef, state, jnp.asarray(generated[:, t:t + 1]), jnp.asarray(pos), None, cache)
     decoded.append(np.asarray(step)[:, 0])
+  # Reference: each row's prompt + generated tokens in one causal forward; trailing filler cannot
+  # influence earlier positions.
+  full = np.zeros((batch, width + new_tokens), np.int32)
   for b, n in enumerate(prompt_lengths):
-    seq = np.concatenate([prompts[b, :n], generated[b]])[None]
-    ref, _ = model(jnp.asarray(seq), jnp.arange(seq.shape[1], dtype=jnp.int32)[None])
-    ref = np.asarray(ref)[0]
-    np.testing.assert_allclose(next_logits[b], ref[n - 1], atol=2e-5, rtol=0)
+    full[b, :n + new_tokens] = np.concatenate([prompts[b, :n], generated[b]])
+  full_positions = np.broadcast_to(np.arange(width + new_tokens), full.shape).astype(np.int32)
+  ref, _ = _jit_forward(graphdef, state, jnp.asarray(full), jnp.asarray(full_positions), None, None)
+  ref = np.asarray(ref)
+  for b, n in enumerate(prompt_lengths):
+    np.testing.assert_allclose(next_logits[b], ref[b, n - 1], atol=2e-5, rtol=0)
     for t in range(new_tokens - 1):  # Logits after generated token t predict token t + 1.
-      np.testing.assert_allclose(decoded[t][b], ref[n + t], atol=2e-5, rtol=0)
+      np.testing.assert_allclose(decoded[t][b], ref[b, n + t], atol=2e-5, rtol=0)
 
 
 def test_packed_segments_do_not_attend_across():
@@ -75,6 +80,7 @@ def test_packed_segments_do_not_attend_across():
   packed = jnp.concatenate([a, b], axis=1)
   positions = jnp.asarray([[0, 1, 2, 0, 1]], jnp.int32)
   segments = jnp.asarray([[1, 1, 1, 2, 2]], jnp.int32)
-  logits, _ = model(packed, positions, segment_ids=segments)
-  ref_b, _ = model(b, jnp.asarray([[0, 1]], jnp.int32))
+  graphdef, state = nnx.split(model)
+  logits, _ = _jit_forward(graphdef, state, packed, positions, segments, None)
+  ref_b, _ = _jit_forward(graphdef, state, b, jnp.asarray([[0, 1]], jnp.int32), None, None)
   np.testing.assert_allclose(np.asarray(logits)[0, 3:], np.asarray(ref_b)[0], atol=1e-5, rtol=0)

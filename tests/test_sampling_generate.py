@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampling_generate_fixtures import PROMPTS, full_forward_logits, greedy_by_full_forwards, hf_model, load_split
+from sampling_generate_fixtures import (PROMPTS, full_forward_logits, greedy_by_full_forwards, hf_model,
+                                        load_split)
 
 from ssd_jax.sampling import decode_loop
 from ssd_jax.sampling.batching import plan_batches, prompt_bucket
@@ -151,6 +152,7 @@ def test_prompt_buckets():
 
 def test_bad_inputs_are_named(split, sampler):
   state = split[1]
+  assert _generate(sampler, state, prompts=[]) == []
   with pytest.raises(ValueError, match="prompt 1 is empty"):
     _generate(sampler, state, prompts=[[1], []])
   with pytest.raises(ValueError, match="prompt 0 has 60 tokens"):
@@ -159,5 +161,7 @@ def test_bad_inputs_are_named(split, sampler):
     _generate(sampler, state, prompts=[[512]])
   with pytest.raises(ValueError, match="one per prompt"):
     _generate(sampler, state, params=[GREEDY])
+  with pytest.raises(ValueError, match="stop_ids must be token ids"):
+    _generate(sampler, state, stop_ids=[-1])
   with pytest.raises(ValueError, match="max_new_tokens"):
     _generate(sampler, state, max_new_tokens=64)

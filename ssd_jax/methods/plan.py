@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
+from ssd_jax.methods import training
 from ssd_jax.methods.runtime import Runtime
 from ssd_jax.model import KVCache
 from ssd_jax.sampling.decode_loop import generate_batch
@@ -84,18 +85,16 @@ def _memory(name: str, compiled) -> StepMemory:
 
 def compile_train_step(config: ml_collections.ConfigDict, run: Runtime, mesh: Mesh, graphdef, params):
   """AOT-compiles the SFT step on abstract inputs; returns (StepMemory, optimizer-state bytes per chip)."""
-  from ssd_jax.methods import sft_stage  # pylint: disable=g-import-not-at-top
-
-  optimizer = sft_stage.make_optimizer_from(config.train)
+  optimizer = training.make_optimizer_from(config.sft)
   abstract_opt = jax.eval_shape(optimizer.tx.init, params)
   opt_state = _abstract(abstract_opt, opt_state_shardings(optimizer, params))
   replicated = NamedSharding(mesh, PartitionSpec())
   state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=params,
                      opt_state=opt_state)
   batch_sharding = NamedSharding(mesh, sharding.logical_to_spec(sft_step.BATCH_AXES, run.rules))
-  shape = (config.train.global_batch_size, config.train.seq_len)
+  shape = (config.sft.global_batch_size, config.sft.seq_len)
   batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding) for k in sft_step.BATCH_KEYS}
-  step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=config.train.loss_chunk_size, mesh=mesh,
+  step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=config.sft.loss_chunk_size, mesh=mesh,
                                 rules=run.rules)
   compiled = step.jit_for(state).lower(state, batch).compile()
   return _memory("sft_step", compiled), per_chip_bytes(opt_state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import ml_collections
@@ -38,8 +39,15 @@ def make_sampler(run: Runtime, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_
   """A sampler on the run's mesh sized for the longest of `prompt_ids` plus `section.max_new_tokens`."""
   longest = max(len(ids) for ids in prompt_ids)
   max_len = min(prompt_bucket(longest) + section.max_new_tokens, cfg.max_position_embeddings)
-  return Sampler(graphdef, mesh=run.mesh, rules=run.rules, max_len=max_len, batch_size=section.batch_size,
-                 pad_id=0 if pad_id is None else pad_id)
+  return _cached_sampler(graphdef, run.mesh, run.rules, max_len, section.batch_size,
+                         0 if pad_id is None else pad_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sampler(graphdef, mesh, rules, max_len, batch_size, pad_id) -> Sampler:
+  # Models of one shape share a graphdef, so the stages of a run (synthesis, eval of base and SSD)
+  # reuse one sampler and its compiled programs instead of compiling each time.
+  return Sampler(graphdef, mesh=mesh, rules=rules, max_len=max_len, batch_size=batch_size, pad_id=pad_id)
 
 
 def completion_text(tokenizer, generation: Generation) -> str:

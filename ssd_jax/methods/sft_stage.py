@@ -18,6 +18,9 @@ from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.methods import model_io, training
 from ssd_jax.methods.runtime import Runtime
 from ssd_jax.methods.ssd import Layout, base_model_dir, tokenizer_dir
+from ssd_jax.methods.training import make_optimizer_from
+
+__all__ = ["make_optimizer_from", "pipeline_config", "run_sft_stage"]
 
 
 def pipeline_config(config: ml_collections.ConfigDict) -> SftPipelineConfig:

@@ -28,6 +28,7 @@ STAGE_FUNCTIONS: dict[str, str] = {
     "sft": "ssd_jax.methods.sft_stage:run_sft_stage",
     "eval": "ssd_jax.methods.eval_stage:run_eval",
     "report": "ssd_jax.methods.report_stage:run_report",
+    "self_distill": "ssd_jax.methods.self_distill:run_self_distill",
     "plan": "ssd_jax.methods.plan:run_plan",
 }
 

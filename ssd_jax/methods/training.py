@@ -16,7 +16,7 @@ from flax import nnx
 
 from ssd_jax.methods.runtime import Runtime
 from ssd_jax.train.metrics import MetricsWriter
-from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.optimizer import Optimizer, OptimizerConfig, make_optimizer
 from ssd_jax.train.sft_loop import LoopConfig, run_sft
 from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import init_train_state
@@ -29,6 +29,11 @@ def optimizer_config(section: ml_collections.ConfigDict) -> OptimizerConfig:
       warmup_steps=section.warmup_steps, total_steps=section.steps, b1=section.b1, b2=section.b2,
       weight_decay=section.weight_decay, grad_clip_norm=section.grad_clip_norm or None,
       grad_accum_steps=section.grad_accum_steps)
+
+
+def make_optimizer_from(section: ml_collections.ConfigDict) -> Optimizer:
+  """The optimizer (transformation, schedule, accumulation) of a training section."""
+  return make_optimizer(optimizer_config(section))
 
 
 def loop_config(section: ml_collections.ConfigDict, checkpoint_dir: str) -> LoopConfig:
@@ -55,7 +60,7 @@ def train(run: Runtime, graphdef: nnx.GraphDef, params: Any, make_iterator: Call
   Returns:
     The trained parameters (same structure and shardings as `params`).
   """
-  optimizer = make_optimizer(optimizer_config(section))
+  optimizer = make_optimizer_from(section)
   step = make_sft_step(graphdef, optimizer, chunk_size=section.loss_chunk_size,
                        mesh=run.mesh, rules=run.rules)
   state = init_train_state(params, optimizer)

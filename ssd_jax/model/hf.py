@@ -129,6 +129,16 @@ def _to_hf(layout: str, x: np.ndarray) -> np.ndarray:
   return x.reshape(-1, x.shape[-1]).T  # split_in
 
 
+def _hf_shape(layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+  if layout == "same":
+    return shape
+  if layout == "transposed":
+    return shape[::-1]
+  if layout == "split_out":
+    return (shape[1] * shape[2], shape[0])
+  return (shape[2], shape[0] * shape[1])  # split_in
+
+
 _READERS: dict[str, Callable] = {
     "same": _read_same, "transposed": _read_transposed,
     "split_out": _read_split_out, "split_in": _read_split_in,
@@ -198,7 +208,8 @@ class _SafetensorsReader:
 
 
 def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFAULT_RULES,
-            dtype: str | None = None, param_dtype: str | None = None, **config_overrides) -> tuple[Transformer, ModelConfig]:
+            dtype: str | None = None, param_dtype: str | None = None,
+            **config_overrides) -> tuple[Transformer, ModelConfig]:
   """Loads a Hugging Face checkpoint into a Transformer.
 
   Args:
@@ -235,9 +246,9 @@ def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFA
       raise ValueError(f"Checkpoint {directory} is missing tensor {name!r}")
     tensor = reader.slice(name)
     shape, dt = tuple(var.shape), var.dtype
-    expected = _to_hf(layout, np.empty(shape, np.bool_)).shape
+    expected = _hf_shape(layout, shape)
     if tuple(tensor.get_shape()) != expected:
-      raise ValueError(f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} for {cfg}")
+      raise ValueError(f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} from its config.json")
     read = _READERS[layout]
     value = jax.make_array_from_callback(
         shape, sharding.get_value(),

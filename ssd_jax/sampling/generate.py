@@ -104,7 +104,7 @@ class Sampler:
     self.graphdef, self.mesh, self.rules = graphdef, mesh, rules
     self.max_len, self.batch_size, self.pad_id = max_len, batch_size, pad_id
     self.bucket_multiple = bucket_multiple
-    # One jit per sampler: its cache holds one program per (width, max_new_tokens, stop count).
+    # One jit per sampler: its cache holds one program per (prompt width, max_new_tokens).
     self._run = jax.jit(functools.partial(
         self._run_batch, graphdef, mesh=mesh, rules=rules, impl=impl, pad_id=pad_id),
         static_argnames="max_new_tokens")
@@ -172,28 +172,45 @@ class Sampler:
       raise ValueError(f"seed must be an integer in [0, 2**32), got {seed}")
     if max_new_tokens < 1 or max_new_tokens >= self.max_len:
       raise ValueError(f"max_new_tokens must be in [1, max_len={self.max_len}), got {max_new_tokens}")
+    if not prompts:
+      return []
     per_prompt = _per_prompt_params(params, len(prompts))
     max_prompt_len = self.max_len - max_new_tokens
-    validate_prompts(prompts, model_config(self.graphdef, state).vocab_size, max_prompt_len)
-    stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1, np.int32)
+    vocab_size = model_config(self.graphdef, state).vocab_size
+    validate_prompts(prompts, vocab_size, max_prompt_len)
+    if any(not 0 <= int(i) < vocab_size for i in stop_ids):
+      raise ValueError(f"stop_ids must be token ids in [0, {vocab_size}), got {list(stop_ids)}")
+    stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1,
+                    np.int32)
     stops[:len(stop_ids)] = np.asarray(stop_ids, np.int32)
 
     batches = plan_batches(prompts, n, self.batch_size, max_prompt_len, pad_id=self.pad_id,
                            bucket_multiple=self.bucket_multiple)
-    results: dict[tuple[int, int], Generation] = {}
+    results: list[Generation] = []
     bar = tqdm.tqdm(total=len(batches), desc="sampling", unit="batch",
                     disable=not progress or jax.process_index() != 0)
+    pending = None
     for batch in batches:
+      # Dispatch is asynchronous: the next batch is queued before the previous one is read back.
       out = self._run(state, **self._device_batch(batch, per_prompt, seed, stops),
                       max_new_tokens=max_new_tokens)
-      out = GenerationOutput(*(self._fetch(x) for x in out))
-      for r in np.flatnonzero(batch.active):
-        count = int(out.num_tokens[r])
-        key = (int(batch.prompt_index[r]), int(batch.sample_index[r]))
-        results[key] = Generation(
-            prompt_index=key[0], sample_index=key[1], token_ids=out.tokens[r, :count],
-            finish_reason="stop" if out.stopped[r] else "length",
-            logprob_raw=out.logprob_raw[r, :count], logprob_sampled=out.logprob_sampled[r, :count])
-      bar.update(1)
+      if pending is not None:
+        results += self._collect(*pending)
+        bar.update(1)
+      pending = (batch, out)
+    results += self._collect(*pending)
+    bar.update(1)
     bar.close()
-    return [results[key] for key in sorted(results)]
+    return sorted(results, key=lambda g: (g.prompt_index, g.sample_index))
+
+  def _collect(self, batch: RowBatch, out: GenerationOutput) -> list[Generation]:
+    """The active rows of one batch's output, as Generations."""
+    out = GenerationOutput(*(self._fetch(x) for x in out))
+    generations = []
+    for r in np.flatnonzero(batch.active):
+      count = int(out.num_tokens[r])
+      generations.append(Generation(
+          prompt_index=int(batch.prompt_index[r]), sample_index=int(batch.sample_index[r]),
+          token_ids=out.tokens[r, :count], finish_reason="stop" if out.stopped[r] else "length",
+          logprob_raw=out.logprob_raw[r, :count], logprob_sampled=out.logprob_sampled[r, :count]))
+    return generations

@@ -1,0 +1,125 @@
+"""Benchmark: where the wall-clock of one on-policy self-distillation step goes.
+
+One step = sample G rollouts per prompt with the student -> run them in the sandbox -> build teacher
+contexts -> distillation update (teacher forward + student forward/backward + AdamW) -> EMA teacher
+update. Each part is timed on a warm step (the first step compiles and is reported apart); the teacher
+forward is also timed alone, as a jitted forward on the same batch. Prints a table of seconds and each
+part's share of the step (the baseline), with the shapes and the machine.
+
+  python bench/onpolicy_step.py                                  # tiny random model, built-in task
+  python bench/onpolicy_step.py --model_dir=runs/default/models/base --method=sdpo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+import jax
+from flax import nnx
+
+from ssd_jax.config import base_config
+from ssd_jax.data.chat import problem_to_messages
+from ssd_jax.data.tokenizer import load_tokenizer
+from ssd_jax.evals import Sandbox
+from ssd_jax.methods.onpolicy_rollouts import RolloutSetup, build_step_data, sample_rollouts
+from ssd_jax.methods.self_distill import method_spec, optimizer_from, templates_from
+from ssd_jax.model import hf, presets
+from ssd_jax.model.transformer import Transformer
+from ssd_jax.sampling.batching import prompt_bucket
+from ssd_jax.sampling.generate import Sampler
+from ssd_jax.sampling.params import SamplingParams
+from ssd_jax.tasks import build_task_tokenizer, builtin_problems
+from ssd_jax.train.distill_step import DistillStep, sequence_hidden
+from ssd_jax.train.ema import EmaUpdater, copy_params
+from ssd_jax.train.optimizer import make_optimizer
+from ssd_jax.train.train_state import init_train_state
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return out, time.perf_counter() - start
+
+
+def _model(model_dir: str | None, tokenizer_dir: str):
+  if model_dir:
+    model, _ = hf.load_hf(model_dir, dtype="float32", param_dtype="float32")
+    return nnx.split(model), model_dir
+  cfg = presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
+  return nnx.split(Transformer(cfg, rngs=nnx.Rngs(0))), tokenizer_dir
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", default="", help="HF model directory (default: tiny random model)")
+  parser.add_argument("--method", default="sdpo", choices=("sdsd", "sdpo"))
+  parser.add_argument("--prompts", type=int, default=8)
+  parser.add_argument("--group_size", type=int, default=4)
+  parser.add_argument("--max_new_tokens", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=2, help="the first compiles; the last is reported")
+  args = parser.parse_args()
+
+  section = base_config().self_distill
+  section.rollout.max_new_tokens = args.max_new_tokens
+  spec = method_spec(section, args.method)
+  scratch = tempfile.mkdtemp(prefix="onpolicy_bench_")
+  tokenizer_dir = args.model_dir or str(build_task_tokenizer(os.path.join(scratch, "tokenizer")))
+  (graphdef, params), tokenizer_dir = _model(args.model_dir, tokenizer_dir)
+  tokenizer = load_tokenizer(tokenizer_dir)
+  problems = builtin_problems("synth", args.prompts)
+  messages = [problem_to_messages(p, system_prompt=None) for p in problems]
+  prompt_ids = [tokenizer.encode(tokenizer.apply_chat_template(m)) for m in messages]
+  prompt_width = max(len(ids) for ids in prompt_ids)
+  batch_rows = args.prompts * args.group_size
+  sampler = Sampler(graphdef, max_len=prompt_bucket(prompt_width) + args.max_new_tokens, batch_size=batch_rows,
+                    pad_id=tokenizer.pad_id or 0)
+  optimizer = make_optimizer(optimizer_from(section))
+  step_fn = DistillStep(graphdef, optimizer, spec.divergence)
+  state = init_train_state(params, optimizer)
+  teacher = copy_params(params)
+  ema = EmaUpdater(spec.ema_rate)
+  teacher_forward = jax.jit(lambda p, b: sequence_hidden(p, graphdef, b, "teacher")[0])
+
+  with Sandbox() as sandbox:
+    setup = RolloutSetup(tokenizer=tokenizer, sampler=sampler,
+                         sampling=SamplingParams(section.rollout.temperature), max_new_tokens=args.max_new_tokens,
+                         group_size=args.group_size, prompt_width=prompt_width,
+                         teacher_prompt_width=section.max_teacher_prompt_len, sandbox=sandbox,
+                         templates=templates_from(section))
+    rows = []
+    for step in range(args.steps):
+      generations, sampling = _timed(lambda: sample_rollouts(setup, state.params, prompt_ids, seed=step))
+      data = build_step_data(setup, spec.context, problems, messages, prompt_ids, generations, seed=step)
+      batch = step_fn.place_batch(data.batch)
+      _, forward = _timed(lambda: teacher_forward(teacher, batch))
+      (state, _), update = _timed(lambda: step_fn(state, batch, teacher))
+      teacher, ema_seconds = _timed(lambda: ema(teacher, state.params))
+      rows.append({"sampling": sampling, "execution": data.seconds["execution"],
+                   "teacher contexts": data.seconds["contexts"], "teacher forward (alone)": forward,
+                   "update (teacher fwd + student fwd/bwd + AdamW)": update, "EMA teacher update": ema_seconds})
+
+  first, last = rows[0], rows[-1]
+  total = sum(v for k, v in last.items() if k != "teacher forward (alone)")
+  cfg = nnx.merge(graphdef, params).cfg
+  device = jax.devices()[0]
+  print(f"method {args.method}: {args.prompts} prompts x G={args.group_size} = {batch_rows} rollouts, "
+        f"response <= {args.max_new_tokens} tokens, student prompt width {prompt_width}, teacher prompt width "
+        f"{section.max_teacher_prompt_len}, mean response {data.response_tokens:.1f} tokens")
+  print(f"model: {cfg.num_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}; "
+        f"loss {spec.divergence.kind}/{spec.divergence.form}")
+  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{device.platform} x{jax.device_count()}, jax {jax.__version__}")
+  print(f"\n{'part':<48}{'first step (s)':>16}{'warm step (s)':>15}{'share of step':>15}")
+  for name in last:
+    share = "" if name == "teacher forward (alone)" else f"{100 * last[name] / total:.1f}%"
+    print(f"{name:<48}{first[name]:>16.3f}{last[name]:>15.3f}{share:>15}")
+  print(f"{'step total':<48}{sum(v for k, v in first.items() if k != 'teacher forward (alone)'):>16.3f}"
+        f"{total:>15.3f}{'100.0%':>15}")
+
+
+if __name__ == "__main__":
+  main()
