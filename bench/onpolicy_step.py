@@ -60,7 +60,8 @@ def main() -> None:
   parser.add_argument("--prompts", type=int, default=8)
   parser.add_argument("--group_size", type=int, default=4)
   parser.add_argument("--max_new_tokens", type=int, default=64)
-  parser.add_argument("--steps", type=int, default=2, help="the first compiles; the last is reported")
+  parser.add_argument("--teacher_prompt_width", type=int, default=384)
+  parser.add_argument("--steps", type=int, default=3, help="the first compiles; the last is reported")
   args = parser.parse_args()
 
   section = base_config().self_distill
@@ -88,7 +89,7 @@ def main() -> None:
     setup = RolloutSetup(tokenizer=tokenizer, sampler=sampler,
                          sampling=SamplingParams(section.rollout.temperature), max_new_tokens=args.max_new_tokens,
                          group_size=args.group_size, prompt_width=prompt_width,
-                         teacher_prompt_width=section.max_teacher_prompt_len, sandbox=sandbox,
+                         teacher_prompt_width=args.teacher_prompt_width, sandbox=sandbox,
                          templates=templates_from(section))
     rows = []
     for step in range(args.steps):
@@ -108,12 +109,13 @@ def main() -> None:
   device = jax.devices()[0]
   print(f"method {args.method}: {args.prompts} prompts x G={args.group_size} = {batch_rows} rollouts, "
         f"response <= {args.max_new_tokens} tokens, student prompt width {prompt_width}, teacher prompt width "
-        f"{section.max_teacher_prompt_len}, mean response {data.response_tokens:.1f} tokens")
+        f"{args.teacher_prompt_width}, mean response {data.response_tokens:.1f} tokens")
   print(f"model: {cfg.num_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}; "
         f"loss {spec.divergence.kind}/{spec.divergence.form}")
   print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{device.platform} x{jax.device_count()}, jax {jax.__version__}")
-  print(f"\n{'part':<48}{'first step (s)':>16}{'warm step (s)':>15}{'share of step':>15}")
+  print(f"context fraction {data.context_fraction:.2f}, reward {data.reward:.2f}")
+  print(f"\n{'part':<48}{'first step (s)':>16}{'last step (s)':>15}{'share of step':>15}")
   for name in last:
     share = "" if name == "teacher forward (alone)" else f"{100 * last[name] / total:.1f}%"
     print(f"{name:<48}{first[name]:>16.3f}{last[name]:>15.3f}{share:>15}")

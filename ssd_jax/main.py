@@ -37,6 +37,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
     raise app.UsageError("--config is required, e.g. --config=configs/default.py")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Library INFO chatter (checkpointing) drowns the progress output.
   from ssd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from ssd_jax.methods import stages  # pylint: disable=g-import-not-at-top
 

@@ -217,6 +217,11 @@ def use_rules(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Iterator[None]
     _ACTIVE_RULES.reset(token)
 
 
+def active_rules() -> tuple[Mesh, LogicalRules] | None:
+  """The (mesh, rules) activated by the innermost `use_rules`, or None outside it."""
+  return _ACTIVE_RULES.get()
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   """with_sharding_constraint by logical names under `use_rules`; identity outside it."""
   active = _ACTIVE_RULES.get()

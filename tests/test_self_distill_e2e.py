@@ -25,7 +25,7 @@ def base_dir(tmp_path_factory):
   return str(root / "model")
 
 
-def _config(base_dir, steps, methods="sdsd,sdpo"):
+def _config(base_dir, steps, methods="sdsd,sdpo", eval_every=2):
   c = base_config()
   c.stages = "self_distill"
   c.model.hf_dir = base_dir
@@ -41,7 +41,7 @@ def _config(base_dir, steps, methods="sdsd,sdpo"):
   sd.methods = methods
   sd.problems.num_problems = 6
   sd.update(dict(steps=steps, prompts_per_step=2, group_size=2, max_teacher_prompt_len=320, learning_rate=1e-3,
-                 end_learning_rate=1e-4, eval_every=2, eval_problems=2, eval_samples=2, checkpoint_every=1))
+                 end_learning_rate=1e-4, eval_every=eval_every, eval_problems=2, eval_samples=2, checkpoint_every=1))
   sd.rollout.update(dict(max_new_tokens=6, batch_size=4))
   sd.templates.max_feedback_chars = 300
   sd.sdpo.top_k = 8
@@ -79,6 +79,6 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   # Resume: a longer SDPO run continues from the step-2 checkpoint (student and EMA teacher).
   os.remove(os.path.join(workdir, "stages", "self_distill.done.json"))
   os.rename(os.path.join(workdir, "models", "sdpo"), os.path.join(workdir, "models", "sdpo_2steps"))
-  longer = _config(base_dir, steps=3, methods="sdpo")
+  longer = _config(base_dir, steps=3, methods="sdpo", eval_every=0)
   stages.run(stages.prepare(longer), longer, workdir)
   assert [r["step"] for r in _metrics(workdir, "sdpo")] == [1, 2, 3]

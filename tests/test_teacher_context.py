@@ -2,6 +2,7 @@
 
 import random
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -105,13 +106,17 @@ def test_packed_teacher_logits_align_with_unpadded_forward(tokenizer):
                              prompt_width=len(student) + 5, teacher_prompt_width=width_t, response_width=6)
   np.testing.assert_array_equal(batch["teacher_tokens"][:, width_t:width_t + 2], [[40, 41], [50, 51]])
   np.testing.assert_array_equal(batch["response_mask"], [[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]])
-  hidden, _ = model.hidden(jnp.asarray(batch["teacher_tokens"]), jnp.asarray(batch["teacher_positions"]),
-                           segment_ids=jnp.asarray(batch["teacher_segment_ids"]))
-  packed_logits = np.asarray(model.unembed(response_block(hidden, 6)))
+  packed = jax.jit(lambda b: model.unembed(response_block(model.hidden(
+      b["teacher_tokens"], b["teacher_positions"], segment_ids=b["teacher_segment_ids"])[0], 6)))
+  packed_logits = np.asarray(packed({k: jnp.asarray(v) for k, v in batch.items()}))
+  # Referee layout: each teacher sequence from column 0, right-padded (never attended to by earlier tokens).
+  width = max(len(t.ids) for t in teachers)
+  ids = np.zeros((len(teachers), width), np.int32)
   for row, teacher in enumerate(teachers):
-    ids = jnp.asarray([teacher.ids])
-    logits, _ = model(ids, jnp.arange(len(teacher.ids))[None])
-    expected = np.asarray(logits[0, teacher.response_start - 1:len(teacher.ids) - 1])
+    ids[row, :len(teacher.ids)] = teacher.ids
+  logits = np.asarray(jax.jit(model)(jnp.asarray(ids), jnp.broadcast_to(jnp.arange(width), ids.shape))[0])
+  for row, teacher in enumerate(teachers):
+    expected = logits[row, teacher.response_start - 1:len(teacher.ids) - 1]
     n = len(responses[row])
     np.testing.assert_allclose(packed_logits[row, :n], expected, rtol=2e-5, atol=2e-5)
 

@@ -25,13 +25,17 @@ def prompts_that_fit(prompt_ids: Sequence[Sequence[int]], cfg: ModelConfig, max_
   """Indices of the prompts that leave room for `max_new_tokens` within the model's context.
 
   Raises:
-    ValueError: max_new_tokens alone does not fit the model's context.
+    ValueError: max_new_tokens alone does not fit the model's context, or no prompt fits.
   """
   room = cfg.max_position_embeddings - max_new_tokens
   if room < 1:
     raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
                      f"{cfg.max_position_embeddings} positions")
-  return [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= room]
+  kept = [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= room]
+  if not kept:
+    raise ValueError(f"no prompt fits: all are empty or longer than {room} tokens (the model's "
+                     f"{cfg.max_position_embeddings} positions minus max_new_tokens {max_new_tokens})")
+  return kept
 
 
 def make_sampler(run: Runtime, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_ids: Sequence[Sequence[int]],

@@ -21,9 +21,12 @@ import dataclasses
 import json
 import os
 import time
+from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.evals import Sandbox, SandboxLimits
@@ -34,6 +37,7 @@ from ssd_jax.methods.self_distill_config import method_names
 from ssd_jax.methods.ssd import Layout, base_model_dir, eval_ks, tokenizer_dir
 from ssd_jax.methods.teacher_context import TeacherTemplates
 from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
+from ssd_jax.train.distill_batch import process_rows
 from ssd_jax.train.distill_step import DistillStep
 from ssd_jax.train.distillation_loss import DivergenceConfig
 from ssd_jax.train.ema import EmaUpdater, copy_params
@@ -107,13 +111,17 @@ def _load_prompts(section, config, tokenizer, max_len: int) -> _Prompts:
 
 
 def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: Layout, run: Runtime,
-                 setup: RolloutSetup, prompts: _Prompts, heldout: heldout_eval.HeldoutSet | None) -> None:
-  """Trains one method from the base model and exports `models/<method>`."""
+                 graphdef: nnx.GraphDef, base: Any, setup: RolloutSetup, prompts: _Prompts,
+                 heldout: heldout_eval.HeldoutSet | None) -> None:
+  """Trains one method from the base parameters `base` (left intact) and exports `models/<method>`."""
   section = config.self_distill
   out = os.path.join(layout.workdir, "self_distill", spec.name)
-  graphdef, params = model_io.load_split(run, base_model_dir(config, layout))
-  cfg = model_io.model_config_of(graphdef, params)
-  teacher = None if spec.teacher == "live" else copy_params(params)
+  cfg = model_io.model_config_of(graphdef, base)
+  params = copy_params(base)  # The step donates the student's buffers; the base stays for the next method.
+  if spec.teacher == "live":
+    teacher = None  # The step uses the student's own parameters under stop_gradient.
+  else:
+    teacher = base if spec.teacher == "frozen" else copy_params(base)  # The EMA update donates its input.
   optimizer = make_optimizer(optimizer_from(section))
   step_fn = DistillStep(graphdef, optimizer, spec.divergence, mesh=run.mesh, rules=run.rules)
   ema = EmaUpdater(spec.ema_rate) if spec.teacher == "ema" else None
@@ -138,7 +146,9 @@ def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: La
             [prompts.messages[i] for i in chosen], [prompts.ids[i] for i in chosen],
             seed=_step_seed(config.seed, step))
         begin = time.perf_counter()
-        state, metrics = step_fn(state, step_fn.place_batch(data.batch), teacher)
+        # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
+        local = process_rows(data.batch, jax.process_index(), jax.process_count())
+        state, metrics = step_fn(state, step_fn.place_batch(local), teacher)
         if ema is not None:
           teacher = ema(teacher, state.params)
         scalars = to_scalars(metrics)  # Waits for the update, so the timing below is the update's.
@@ -178,7 +188,6 @@ def run_self_distill(config: ml_collections.ConfigDict, workdir: str, run: Runti
   prompts = _load_prompts(section.problems, config, tokenizer, section.max_prompt_len)
   graphdef, base = model_io.load_split(run, base_model_dir(config, layout))
   cfg = model_io.model_config_of(graphdef, base)
-  del base
   rollout = section.rollout
   sampler = sampling_setup.make_sampler(run, graphdef, cfg, prompts.ids, rollout, tokenizer.pad_id)
   heldout = None
@@ -202,4 +211,4 @@ def run_self_distill(config: ml_collections.ConfigDict, workdir: str, run: Runti
       if os.path.isfile(os.path.join(layout.model(name), "config.json")):
         print(f"[self_distill] {name}: {layout.model(name)} exists, skipping")
         continue
-      train_method(method_spec(section, name), config, layout, run, setup, prompts, heldout)
+      train_method(method_spec(section, name), config, layout, run, graphdef, base, setup, prompts, heldout)

@@ -6,6 +6,8 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from ssd_jax.kernels.attention import ATTENTION_IMPLS
+
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
@@ -55,6 +57,9 @@ class ModelConfig:
     dtype: activation / compute dtype name (e.g. 'bfloat16').
     param_dtype: parameter storage dtype name.
     remat: rematerialisation policy per block, one of REMAT_POLICIES.
+    attention: self-attention without a KV cache, one of ATTENTION_IMPLS: 'xla' (dense scores),
+      'splash' (the Pallas flash kernel; interpreted off TPU) or 'auto' (splash when compiling for TPU).
+      Attention over a KV cache always uses XLA.
   """
 
   vocab_size: int
@@ -73,6 +78,7 @@ class ModelConfig:
   dtype: str = "bfloat16"
   param_dtype: str = "bfloat16"
   remat: str = "none"
+  attention: str = "auto"
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -101,6 +107,8 @@ class ModelConfig:
       object.__setattr__(self, name, canonical)
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"ModelConfig.remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+    if self.attention not in ATTENTION_IMPLS:
+      raise ValueError(f"ModelConfig.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
 
   @property
   def compute_dtype(self) -> jnp.dtype:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ssd_jax.kernels.attention import splash_attention
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import constrain
 
@@ -135,15 +136,17 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def __call__(self, x, cos, sin, mask, kv_cache=None):
+  def __call__(self, x, cos, sin, mask, kv_cache=None, segment_ids=None):
     """Attends x to itself, or to the cache after writing x's keys and values into it.
 
     Args:
       x: [batch, length, embed].
       cos, sin: RoPE angles [batch, length, head_dim // 2].
-      mask: bool [batch, length, kv_length] (kv_length = length, or the cache size).
+      mask: bool [batch, length, kv_length] (kv_length = length, or the cache size); None (without a
+        cache) for causal attention within equal `segment_ids` by the splash kernel.
       kv_cache: None, or (k_all, v_all, layer, index) with k_all, v_all [layers, batch, cache, kv_heads,
         head_dim]; this layer's keys/values are written at slots index..index+length-1.
+      segment_ids: int32 [batch, length], used when mask is None.
 
     Returns:
       (out [batch, length, embed], (k_all, v_all) updated, or None without a cache).
@@ -167,7 +170,10 @@ class Attention(nnx.Module):
       v_all = constrain(v_all, KV_LOGICAL_AXES)
       k, v = k_all[layer], v_all[layer]
       updated = (k_all, v_all)
-    out = dot_product_attention(q, k, v, mask)
+    if mask is None:
+      out = splash_attention(q, k, v, segment_ids)
+    else:
+      out = dot_product_attention(q, k, v, mask)
     out = constrain(out, ("batch", "length", "heads", "head_dim"))
     return jnp.einsum("bthk,hkd->btd", out, self.o_proj[...].astype(dt)), updated
 
@@ -201,9 +207,9 @@ class DecoderBlock(nnx.Module):
     self.post_attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), pdt, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs)
 
-  def __call__(self, x, cos, sin, mask, kv_cache=None):
+  def __call__(self, x, cos, sin, mask, kv_cache=None, segment_ids=None):
     """Same arguments as Attention.__call__; returns (x [batch, length, embed], updated cache arrays)."""
-    attn_out, updated = self.attn(self.input_norm(x), cos, sin, mask, kv_cache)
+    attn_out, updated = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, segment_ids)
     x = constrain(x + attn_out, ("batch", "length", "embed"))
     x = constrain(x + self.mlp(self.post_attention_norm(x)), ("batch", "length", "embed"))
     return x, updated

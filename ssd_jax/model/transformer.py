@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ssd_jax.kernels.attention import resolve_attention_impl
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.kv_cache import KVCache
 from ssd_jax.model.layers import DecoderBlock, RMSNorm, make_param, rope_angles, rope_inverse_frequencies
@@ -33,8 +34,8 @@ def segment_mask(segment_ids: jax.Array) -> jax.Array:
   return causal[None] & same & (segment_ids[:, None, :] != 0)
 
 
-def _block_forward(block, x, cos, sin, mask, kv_cache):
-  return block(x, cos, sin, mask, kv_cache)
+def _block_forward(block, x, cos, sin, mask, kv_cache, segment_ids):
+  return block(x, cos, sin, mask, kv_cache, segment_ids)
 
 
 class Transformer(nnx.Module):
@@ -75,9 +76,11 @@ class Transformer(nnx.Module):
     x = jnp.take(table, tokens, axis=0).astype(cfg.compute_dtype)
     x = constrain(x, ("batch", "length", "embed"))
     cos, sin = rope_angles(positions, rope_inverse_frequencies(cfg))
+    seg = None
     if cache is None:
       seg = jnp.ones_like(tokens) if segment_ids is None else segment_ids
-      mask = segment_mask(seg)
+      # The flash kernel masks from the segment ids itself; no [batch, length, length] mask is built.
+      mask = segment_mask(seg) if resolve_attention_impl(cfg.attention) == "xla" else None
     else:
       token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
       cache = cache.write_valid(token_valid)
@@ -89,7 +92,7 @@ class Transformer(nnx.Module):
       block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
     for layer, block in enumerate(self.layers):
       kv = None if cache is None else (k_all, v_all, layer, cache.index)
-      x, updated = block_fn(block, x, cos, sin, mask, kv)
+      x, updated = block_fn(block, x, cos, sin, mask, kv, seg)
       if cache is not None:
         k_all, v_all = updated
     if cache is not None:

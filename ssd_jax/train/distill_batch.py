@@ -111,3 +111,18 @@ def response_block(hidden: jax.Array, response_width: int) -> jax.Array:
   if start < 0:
     raise ValueError(f"sequence of {hidden.shape[1]} columns has no prompt before a {response_width}-token response")
   return hidden[:, start:start + response_width]
+
+
+def process_rows(batch: dict[str, np.ndarray], process_index: int, process_count: int) -> dict[str, np.ndarray]:
+  """This process's contiguous block of rows of a batch every process built in full.
+
+  Args:
+    batch: arrays with a leading batch axis divisible by `process_count`.
+    process_index: this process, in [0, process_count).
+    process_count: number of processes.
+  """
+  rows = next(iter(batch.values())).shape[0]
+  if rows % process_count:
+    raise ValueError(f"batch of {rows} rows does not split evenly over {process_count} processes")
+  size = rows // process_count
+  return {key: value[process_index * size:(process_index + 1) * size] for key, value in batch.items()}

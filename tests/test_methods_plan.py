@@ -1,0 +1,74 @@
+"""The plan stage compiles the real steps for a TPU topology and reports per-chip memory."""
+
+import json
+import os
+
+import pytest
+
+from ssd_jax import config as config_lib
+from ssd_jax.methods import plan, runtime
+
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
+try:
+  plan.topology_devices("v5e:2x2")
+  HAVE_LIBTPU = True
+except config_lib.ConfigError:
+  HAVE_LIBTPU = False
+
+needs_libtpu = pytest.mark.skipif(not HAVE_LIBTPU, reason="libtpu is not installed (pip install -e '.[tpu]')")
+
+
+def _tiny_plan_config():
+  c = config_lib.base_config()
+  c.stages = "plan"
+  c.model.preset = "tiny_qwen3"
+  c.mesh.topology = "v5e:2x2"
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 2
+  c.sampling.batch_size = 4
+  c.sampling.max_new_tokens = 16
+  c.sampling.top_k, c.sampling.top_p = 20, 0.8
+  c.plan.prompt_len = 32
+  c.sft.global_batch_size = 4
+  c.sft.seq_len = 128
+  c.sft.loss_chunk_size = 64
+  return c
+
+
+@needs_libtpu
+def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
+  c = _tiny_plan_config()
+  config_lib.validate(c)
+  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={"data": 1, "fsdp": 1, "tensor": 1},
+                        rules=runtime.sharding.DEFAULT_RULES, seed=0)
+  plan.run_plan(c, str(tmp_path), run)
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
+  assert report["mesh"] == {"data": 1, "fsdp": 2, "tensor": 2}
+  # bfloat16 parameters split four ways (fsdp x tensor) on every large matrix: a quarter, give or take norms.
+  full_bytes = run.model_cfg.num_params * 2
+  per_chip = report["per_chip_gib"]["parameters"] * plan.GIB
+  assert full_bytes / 4 <= per_chip < full_bytes / 2
+  # AdamW keeps two moments in the parameters' dtype and shardings.
+  assert report["per_chip_gib"]["optimizer_state"] == pytest.approx(2 * report["per_chip_gib"]["parameters"], rel=0.01)
+  assert report["fits"] and all(p["fits"] for p in report["programs"].values())
+
+
+@needs_libtpu
+def test_plan_fails_clearly_when_it_does_not_fit(tmp_path):
+  c = _tiny_plan_config()
+  c.plan.hbm_gib = 1e-6
+  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES,
+                        seed=0)
+  with pytest.raises(RuntimeError, match="does not fit on v5e:2x2"):
+    plan.run_plan(c, str(tmp_path), run)
+  assert not json.loads((tmp_path / "plan.json").read_text())["fits"]
+
+
+def test_unknown_topology_names_the_field(tmp_path):
+  c = _tiny_plan_config()
+  c.mesh.topology = "v9z:1x1"
+  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES,
+                        seed=0)
+  with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
+    plan.run_plan(c, str(tmp_path), run)
