@@ -62,23 +62,25 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   base_weights = load_file(os.path.join(base_dir, "model.safetensors"))
   for method in ("sdsd", "sdpo"):
     rows = _metrics(workdir, method)
-    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert "eval/pass@1" in rows[0] and "loss" not in rows[0]  # The base model's held-out numbers.
+    rows = rows[1:]
     for r in rows:
       assert np.isfinite(r["loss"]) and r["loss"] >= 0
       assert 0 <= r["reward"] <= 1 and 0 <= r["context_fraction"] <= 1
       assert r["tokens"] > 0
     assert "eval/pass@1" in rows[-1] and "eval/distinct_programs" in rows[-1]
     with open(os.path.join(workdir, "self_distill", method, "heldout.jsonl")) as f:
-      assert [json.loads(line)["step"] for line in f] == [2]
+      assert [json.loads(line)["step"] for line in f] == [0, 2]
     trained = load_file(os.path.join(workdir, "models", method, "model.safetensors"))
     assert set(trained) == set(base_weights)
     assert any(not np.array_equal(trained[k], base_weights[k]) for k in trained)
   # The random base fails every test, so the demonstration teacher falls back to the reference solution.
-  assert all(r["context_fraction"] == 1.0 for r in _metrics(workdir, "sdsd"))
+  assert all(r["context_fraction"] == 1.0 for r in _metrics(workdir, "sdsd")[1:])
 
   # Resume: a longer SDPO run continues from the step-2 checkpoint (student and EMA teacher).
   os.remove(os.path.join(workdir, "stages", "self_distill.done.json"))
   os.rename(os.path.join(workdir, "models", "sdpo"), os.path.join(workdir, "models", "sdpo_2steps"))
   longer = _config(base_dir, steps=3, methods="sdpo", eval_every=0)
   stages.run(stages.prepare(longer), longer, workdir)
-  assert [r["step"] for r in _metrics(workdir, "sdpo")] == [1, 2, 3]
+  assert [r["step"] for r in _metrics(workdir, "sdpo")] == [0, 1, 2, 3]

@@ -6,13 +6,13 @@ For each method of `self_distill.methods`, starting from the run's base model:
             -> run them in the sandbox -> build each rollout's teacher context
             -> teacher forward (frozen / EMA parameters, or the live student) and student forward
             -> divergence on the student's response tokens -> one AdamW update -> EMA teacher update
-  every `eval_every` steps: pass@k and diversity on held-out problems
+  at step 0 and every `eval_every` steps: pass@k and diversity on held-out problems
 
 Metrics go to `self_distill/<method>/logs/metrics.jsonl` (+ TensorBoard), held-out summaries to
 `self_distill/<method>/heldout.jsonl`; checkpoints (student state, and the EMA teacher) to
 `self_distill/<method>/checkpoints`, so a killed run resumes at its last checkpoint with the same prompts
-and seeds; the final student is written as a Hugging Face directory `models/<method>`, which the `eval`
-and `report` stages evaluate and compare like the base and SSD models.
+and seeds; the final student is written as a Hugging Face directory `models/<method>`, for the `eval` and
+`report` stages to evaluate and compare with the base and SSD models (list it in `eval.models`).
 """
 
 from __future__ import annotations
@@ -110,6 +110,37 @@ def _load_prompts(section, config, tokenizer, max_len: int) -> _Prompts:
   return _Prompts([problems[i] for i in keep], [messages[i] for i in keep], [ids[i] for i in keep])
 
 
+def _train_step(spec: MethodSpec, config, setup: RolloutSetup, prompts: _Prompts, step: int, state: TrainState,
+                teacher: Any, step_fn: DistillStep, ema: EmaUpdater | None) -> tuple[TrainState, Any, dict]:
+  """Rollouts, sandbox, teacher contexts, one update, the EMA update; returns the step's scalars."""
+  section = config.self_distill
+  chosen = step_problem_indices(len(prompts.problems), section.prompts_per_step, step, config.seed)
+  data = collect_step_data(
+      setup, spec.context, state.params, [prompts.problems[i] for i in chosen],
+      [prompts.messages[i] for i in chosen], [prompts.ids[i] for i in chosen], seed=_step_seed(config.seed, step))
+  begin = time.perf_counter()
+  # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
+  local = process_rows(data.batch, jax.process_index(), jax.process_count())
+  state, metrics = step_fn(state, step_fn.place_batch(local), teacher)
+  if ema is not None:
+    teacher = ema(teacher, state.params)
+  scalars = to_scalars(metrics)  # Waits for the update, so the timing below is the update's.
+  scalars.update(reward=data.reward, context_fraction=data.context_fraction,
+                 response_tokens=data.response_tokens, seconds_update=time.perf_counter() - begin,
+                 **{f"seconds_{k}": v for k, v in data.seconds.items()})
+  return state, teacher, scalars
+
+
+def _evaluate(heldout: heldout_eval.HeldoutSet, params: Any, setup: RolloutSetup, seed: int, step: int,
+              out: str, is_coordinator: bool) -> dict[str, float]:
+  """Held-out pass@k and diversity of `params`, appended to `heldout.jsonl`; returns them as scalars."""
+  summary = heldout_eval.evaluate_params(heldout, params, setup.tokenizer, setup.sandbox, seed=seed)
+  if is_coordinator:
+    with open(os.path.join(out, "heldout.jsonl"), "a") as f:
+      f.write(json.dumps({"step": step, **{k: summary[k] for k in ("pass_at_k", "diversity")}}) + "\n")
+  return heldout_eval.summary_scalars(summary)
+
+
 def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: Layout, run: Runtime,
                  graphdef: nnx.GraphDef, base: Any, setup: RolloutSetup, prompts: _Prompts,
                  heldout: heldout_eval.HeldoutSet | None) -> None:
@@ -139,35 +170,18 @@ def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: La
     print(f"[self_distill] {spec.name}: teacher={spec.teacher} context={spec.context.context} "
           f"loss={spec.divergence.kind}/{spec.divergence.form}, steps {start}..{section.steps}")
     with MetricsWriter(os.path.join(out, "logs")) as writer:
+      if heldout is not None and section.eval_every and start == 0:  # The starting point of the curve.
+        writer.write(0, _evaluate(heldout, state.params, setup, config.seed, 0, out, run.is_coordinator))
       for step in range(start, section.steps):
-        chosen = step_problem_indices(len(prompts.problems), section.prompts_per_step, step, config.seed)
-        data = collect_step_data(
-            setup, spec.context, state.params, [prompts.problems[i] for i in chosen],
-            [prompts.messages[i] for i in chosen], [prompts.ids[i] for i in chosen],
-            seed=_step_seed(config.seed, step))
-        begin = time.perf_counter()
-        # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
-        local = process_rows(data.batch, jax.process_index(), jax.process_count())
-        state, metrics = step_fn(state, step_fn.place_batch(local), teacher)
-        if ema is not None:
-          teacher = ema(teacher, state.params)
-        scalars = to_scalars(metrics)  # Waits for the update, so the timing below is the update's.
-        scalars.update(reward=data.reward, context_fraction=data.context_fraction,
-                       response_tokens=data.response_tokens, seconds_update=time.perf_counter() - begin,
-                       **{f"seconds_{k}": v for k, v in data.seconds.items()})
+        state, teacher, scalars = _train_step(spec, config, setup, prompts, step, state, teacher, step_fn, ema)
         done = step + 1
         if heldout is not None and section.eval_every and (done % section.eval_every == 0 or
                                                            done == section.steps):
-          summary = heldout_eval.evaluate_params(heldout, state.params, setup.tokenizer, setup.sandbox,
-                                                 seed=config.seed)
-          scalars.update(heldout_eval.summary_scalars(summary))
-          if run.is_coordinator:
-            with open(os.path.join(out, "heldout.jsonl"), "a") as f:
-              f.write(json.dumps({"step": done, **{k: summary[k] for k in ("pass_at_k", "diversity")}}) + "\n")
+          scalars.update(_evaluate(heldout, state.params, setup, config.seed, done, out, run.is_coordinator))
         if done % section.log_every == 0 or done == section.steps:
           writer.write(done, scalars)
-          print(f"[self_distill] {spec.name} step {done}: loss {scalars['loss']:.4f} reward {data.reward:.2f} "
-                f"context {data.context_fraction:.2f}"
+          print(f"[self_distill] {spec.name} step {done}: loss {scalars['loss']:.4f} "
+                f"reward {scalars['reward']:.2f} context {scalars['context_fraction']:.2f}"
                 + "".join(f" {k} {v:.3f}" for k, v in scalars.items() if k.startswith("eval/")))
         force = done == section.steps
         checkpointer.save(done, state, metadata={"method": spec.name}, force=force)
