@@ -51,19 +51,26 @@ def time_ours(graphdef, state, prompts, new_tokens, repeats) -> tuple[float, lis
   return statistics.median(times), [g.token_ids.tolist() for g in out]
 
 
-def time_hf(directory, prompts, new_tokens, repeats) -> tuple[float, list[list[int]]]:
-  module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
-  ids = torch.tensor(prompts)
+def _sync(device: str) -> None:
+  if device == "cuda":
+    torch.cuda.synchronize()
+
+
+def time_hf(directory, prompts, new_tokens, repeats, device) -> tuple[float, list[list[int]]]:
+  module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval().to(device)
+  ids = torch.tensor(prompts, device=device)
   kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0,
                 eos_token_id=None)
   with torch.no_grad():
     module.generate(ids, max_new_tokens=4, min_new_tokens=4, **kwargs)  # Warm-up.
     times = []
     for _ in range(repeats):
+      _sync(device)
       start = time.perf_counter()
       out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+      _sync(device)
       times.append(time.perf_counter() - start)
-  return statistics.median(times), out[:, ids.shape[1]:].numpy().tolist()
+  return statistics.median(times), out[:, ids.shape[1]:].cpu().numpy().tolist()
 
 
 def main():
@@ -76,7 +83,12 @@ def main():
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--torch_device", default="auto",
+                      help="device for transformers: 'auto' = cuda when jax runs on a GPU and torch sees one")
   args = parser.parse_args()
+  device = args.torch_device
+  if device == "auto":
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
   cores = os.cpu_count() or 1
   torch.set_num_threads(cores)
@@ -88,11 +100,12 @@ def main():
   ours_s, ours_ids = time_ours(graphdef, state, prompts, args.new_tokens, args.repeats)
   with tempfile.TemporaryDirectory() as directory:
     save_hf(state, cfg, directory)
-    hf_s, hf_ids = time_hf(directory, prompts, args.new_tokens, args.repeats)
+    hf_s, hf_ids = time_hf(directory, prompts, args.new_tokens, args.repeats, device)
 
   agree = np.mean([a == b for a, b in zip(np.ravel(ours_ids), np.ravel(hf_ids))])
   print(f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, "
-        f"jax backend {jax.default_backend()}, torch threads {torch.get_num_threads()}")
+        f"jax backend {jax.default_backend()} ({jax.devices()[0].device_kind}), torch device {device}, "
+        f"torch threads {torch.get_num_threads()}")
   print(f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/"
         f"{cfg.num_kv_heads}, vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32")
   print(f"shape: batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, greedy")

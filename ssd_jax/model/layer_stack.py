@@ -1,0 +1,76 @@
+"""Decoder blocks stacked along a leading 'layers' axis and run with `jax.lax.scan`.
+
+A deep model traced as a Python loop unrolls every block into the program: compile time grows with
+depth, and the compiler may overlap the backward passes of neighbouring blocks, holding several
+blocks' activations at once. Scanning one block over stacked parameters compiles the block once and
+keeps one block's working set live at a time. The stacked layout is a parameter layout only: the
+same weights give the same outputs as the unstacked model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+from flax import nnx
+
+from ssd_jax.model.config import ModelConfig
+from ssd_jax.model.layers import DecoderBlock
+
+LAYERS_AXIS = "layers"
+
+
+def stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> DecoderBlock:
+  """One DecoderBlock whose parameters carry a leading [num_layers] axis named 'layers'."""
+  @nnx.split_rngs(splits=cfg.num_layers)
+  @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS})
+  def make(rngs):
+    return DecoderBlock(cfg, rngs=rngs)
+
+  return make(rngs)
+
+
+def scan_blocks(blocks: DecoderBlock, x: jax.Array, cos, sin, mask, segment_ids, kv=None, *,
+                remat_policy: Callable | None = None, remat: bool = False):
+  """Runs the stacked blocks in order over x.
+
+  Args:
+    blocks: from `stacked_blocks`.
+    x: [batch, length, embed].
+    cos, sin, mask, segment_ids: as for DecoderBlock.__call__ (shared by every layer).
+    kv: None, or (k_all, v_all, index) with k_all, v_all [layers, batch, cache, kv_heads, head_dim].
+    remat_policy: jax.checkpoint policy of each block when `remat` (None saves nothing).
+    remat: recompute each block in the backward pass.
+
+  Returns:
+    (x [batch, length, embed], (k_all, v_all) updated, or None without a cache).
+  """
+  graphdef, stacked = nnx.split(blocks)
+
+  def block_forward(layer_state, x, k, v):
+    block = nnx.merge(graphdef, layer_state)
+    layer_kv = None if k is None else (k[None], v[None], 0, kv[2])
+    x, updated = block(x, cos, sin, mask, layer_kv, segment_ids)
+    return x, (None if updated is None else (updated[0][0], updated[1][0]))
+
+  if remat:
+    # No CSE barrier needed: a scan body cannot be merged with the forward pass.
+    block_forward = jax.checkpoint(block_forward, policy=remat_policy, prevent_cse=False)
+
+  def body(x, xs):
+    layer_state, k, v = xs
+    return block_forward(layer_state, x, k, v)
+
+  k_all, v_all = (None, None) if kv is None else kv[:2]
+  x, updated = jax.lax.scan(body, x, (stacked, k_all, v_all))
+  return x, updated
+
+
+def stack_layers(layer_states: list[Any]) -> Any:
+  """Stacks per-layer states (e.g. of `model.layers[i]`) into the stacked layout, leaf by leaf."""
+  return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *layer_states)
+
+
+def unstack_layers(stacked: Any, num_layers: int) -> list[Any]:
+  """The inverse of `stack_layers`: `num_layers` per-layer states."""
+  return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)]
