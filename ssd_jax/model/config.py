@@ -60,6 +60,8 @@ class ModelConfig:
     attention: self-attention without a KV cache, one of ATTENTION_IMPLS: 'xla' (dense scores),
       'splash' (the Pallas flash kernel; interpreted off TPU) or 'auto' (splash when compiling for TPU).
       Attention over a KV cache always uses XLA.
+    scan_layers: store the blocks' parameters stacked along a leading 'layers' axis and run them
+      with one scanned block (faster compiles of deep models, one block's activations live at a time).
   """
 
   vocab_size: int
@@ -79,6 +81,7 @@ class ModelConfig:
   param_dtype: str = "bfloat16"
   remat: str = "none"
   attention: str = "auto"
+  scan_layers: bool = False
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",

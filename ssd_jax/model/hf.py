@@ -164,11 +164,17 @@ _TOP_NAMES = {
 }
 
 
-def hf_name(path: tuple[Any, ...]) -> tuple[str, str]:
-  """(torch tensor name, layout) of the parameter at state path `path`."""
+def is_stacked(path: tuple[Any, ...]) -> bool:
+  """Whether the parameter at `path` holds all layers along a leading axis (ModelConfig.scan_layers)."""
+  return path[0] == "layers" and not isinstance(path[1], int)
+
+
+def hf_name(path: tuple[Any, ...], layer: int | None = None) -> tuple[str, str]:
+  """(torch tensor name, layout) of the parameter at state path `path` (of `layer`, when stacked)."""
   if path[0] == "layers":
-    name, layout = _LAYER_NAMES[tuple(path[2:])]
-    return f"model.layers.{path[1]}.{name}", layout
+    index, rest = (layer, path[1:]) if is_stacked(path) else (path[1], path[2:])
+    name, layout = _LAYER_NAMES[tuple(rest)]
+    return f"model.layers.{index}.{name}", layout
   return _TOP_NAMES[tuple(path)]
 
 
@@ -240,19 +246,28 @@ def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFA
     shardings = state_shardings(abstract, mesh, rules)
   reader = _SafetensorsReader(directory)
 
-  def load_one(path, var, sharding):
-    name, layout = hf_name(_path_keys(path))
+  def open_tensor(name, layout, shape):
     if name not in reader:
       raise ValueError(f"Checkpoint {directory} is missing tensor {name!r}")
     tensor = reader.slice(name)
-    shape, dt = tuple(var.shape), var.dtype
     expected = _hf_shape(layout, shape)
     if tuple(tensor.get_shape()) != expected:
       raise ValueError(f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} from its config.json")
-    read = _READERS[layout]
-    value = jax.make_array_from_callback(
-        shape, sharding.get_value(),
-        lambda index: np.asarray(read(lambda i: tensor[i], index, shape)).astype(dt))
+    return tensor
+
+  def load_one(path, var, sharding):
+    path = _path_keys(path)
+    shape, dt = tuple(var.shape), var.dtype
+    if is_stacked(path):  # One file tensor per layer, stacked along our leading axis.
+      layout = hf_name(path, 0)[1]
+      tensors = [open_tensor(hf_name(path, i)[0], layout, shape[1:]) for i in range(shape[0])]
+      read = lambda index: np.stack([_READERS[layout](lambda i, t=t: t[i], index[1:], shape[1:])
+                                     for t in tensors[_norm(index[:1], shape[:1])[0]]])
+    else:
+      name, layout = hf_name(path)
+      tensor = open_tensor(name, layout, shape)
+      read = lambda index: _READERS[layout](lambda i: tensor[i], index, shape)
+    value = jax.make_array_from_callback(shape, sharding.get_value(), lambda index: np.asarray(read(index)).astype(dt))
     return var.replace(value)
 
   state = jax.tree_util.tree_map_with_path(load_one, abstract, shardings, is_leaf=_is_variable)
@@ -270,8 +285,11 @@ def save_hf(model_or_state: Transformer | Any, cfg: ModelConfig, directory: str)
   state = nnx.state(model_or_state) if isinstance(model_or_state, nnx.Module) else model_or_state
   tensors = {}
   for path, var in jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_variable)[0]:
-    name, layout = hf_name(_path_keys(path))
-    tensors[name] = np.ascontiguousarray(_to_hf(layout, np.asarray(jax.device_get(var.get_value()))))
+    path, value = _path_keys(path), np.asarray(jax.device_get(var.get_value()))
+    per_layer = enumerate(value) if is_stacked(path) else [(None, value)]
+    for layer, x in per_layer:
+      name, layout = hf_name(path, layer)
+      tensors[name] = np.ascontiguousarray(_to_hf(layout, x))
   os.makedirs(directory, exist_ok=True)
   save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from ssd_jax.model.config import ModelConfig
@@ -66,11 +67,26 @@ def scan_blocks(blocks: DecoderBlock, x: jax.Array, cos, sin, mask, segment_ids,
   return x, updated
 
 
+def _is_variable(x: Any) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
 def stack_layers(layer_states: list[Any]) -> Any:
-  """Stacks per-layer states (e.g. of `model.layers[i]`) into the stacked layout, leaf by leaf."""
-  return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *layer_states)
+  """Per-layer states (e.g. of `model.layers[i]`) -> the stacked layout, 'layers' prepended to names."""
+  def stack(*variables):
+    first = variables[0]
+    names = first.get_metadata("out_sharding", None)
+    value = jnp.stack([v.get_value() for v in variables])
+    return first.replace(value) if names is None else first.replace(value, out_sharding=(LAYERS_AXIS, *names))
+
+  return jax.tree.map(stack, *layer_states, is_leaf=_is_variable)
 
 
 def unstack_layers(stacked: Any, num_layers: int) -> list[Any]:
   """The inverse of `stack_layers`: `num_layers` per-layer states."""
-  return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)]
+  def take(variable, i):
+    names = variable.get_metadata("out_sharding", None)
+    value = variable.get_value()[i]
+    return variable.replace(value) if names is None else variable.replace(value, out_sharding=tuple(names[1:]))
+
+  return [jax.tree.map(lambda v, i=i: take(v, i), stacked, is_leaf=_is_variable) for i in range(num_layers)]

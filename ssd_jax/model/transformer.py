@@ -9,6 +9,7 @@ from flax import nnx
 from ssd_jax.kernels.attention import resolve_attention_impl
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.kv_cache import KVCache
+from ssd_jax.model.layer_stack import scan_blocks, stacked_blocks
 from ssd_jax.model.layers import DecoderBlock, RMSNorm, make_param, rope_angles, rope_inverse_frequencies
 from ssd_jax.sharding import constrain
 
@@ -44,7 +45,10 @@ class Transformer(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     self.embed = make_param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.weight_dtype)
-    self.layers = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+    if cfg.scan_layers:
+      self.layers = stacked_blocks(cfg, rngs)
+    else:
+      self.layers = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
     self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), cfg.weight_dtype, rngs=rngs)
     if cfg.tie_embeddings:
       self.lm_head = None
@@ -87,14 +91,21 @@ class Transformer(nnx.Module):
       mask = cache.attention_mask(length)
       k_all, v_all = cache.k, cache.v
 
-    block_fn = _block_forward
-    if cfg.remat != "none":
-      block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
-    for layer, block in enumerate(self.layers):
-      kv = None if cache is None else (k_all, v_all, layer, cache.index)
-      x, updated = block_fn(block, x, cos, sin, mask, kv, seg)
+    if cfg.scan_layers:
+      kv = None if cache is None else (k_all, v_all, cache.index)
+      x, updated = scan_blocks(self.layers, x, cos, sin, mask, seg, kv, remat=cfg.remat != "none",
+                               remat_policy=_REMAT_POLICIES.get(cfg.remat))
       if cache is not None:
         k_all, v_all = updated
+    else:
+      block_fn = _block_forward
+      if cfg.remat != "none":
+        block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
+      for layer, block in enumerate(self.layers):
+        kv = None if cache is None else (k_all, v_all, layer, cache.index)
+        x, updated = block_fn(block, x, cos, sin, mask, kv, seg)
+        if cache is not None:
+          k_all, v_all = updated
     if cache is not None:
       cache = cache.replace(k=k_all, v=v_all, index=cache.index + length)
     return self.final_norm(x), cache
