@@ -1,8 +1,10 @@
-"""CPU default: the whole SSD loop on the built-in task, in minutes on a laptop-class CPU.
+"""CPU default: SSD, SDSD and SDPO from the same base on the built-in task, in minutes on a laptop-class CPU.
 
-pretrain (a tiny model from scratch, deliberately imperfect) -> synthesize (one sample per prompt at
-T_train with top-k / top-p) -> sft (plain cross-entropy on those samples) -> eval (base and SSD, n samples
-per problem at T_eval) -> report (the base vs SSD pass@k table).
+pretrain (a tiny model from scratch, deliberately imperfect; a share of its examples shows the question
+with a demonstration or sandbox feedback, as the self-distillation teacher sees it) -> synthesize (one
+sample per prompt at T_train with top-k / top-p) -> sft (plain cross-entropy on those samples: SSD) ->
+self_distill (SDSD and SDPO, on-policy, each from the base) -> eval (base, SSD, SDSD, SDPO: n samples per
+problem at T_eval) -> report (their pass@k curves on one plot, diversity, and the table on stdout).
 
     python -m ssd_jax.main --config=configs/default.py --workdir=runs/default
 """
@@ -12,7 +14,7 @@ from ssd_jax.config import base_config
 
 def get_config():
   config = base_config()
-  config.stages = "pretrain,synthesize,sft,eval,report"
+  config.stages = "pretrain,synthesize,sft,self_distill,eval,report"
   config.model.preset = "tiny_qwen3"
   config.model.dtype = "float32"
   config.model.param_dtype = "float32"
@@ -20,10 +22,13 @@ def get_config():
                                      num_kv_heads=2, head_dim=32, max_position_embeddings=512))
   config.prompting.system_prompt = ""  # The task template's own short system message.
 
+  # Rows of 512 tokens: an example in the teacher's layout (question + demonstration and/or feedback +
+  # answer) takes up to ~460 tokens, a plain one ~100.
   config.pretrain.update(dict(steps=300, warmup_steps=30, learning_rate=3e-3, end_learning_rate=3e-4,
-                              global_batch_size=8, seq_len=256, checkpoint_every=100, log_every=10))
+                              global_batch_size=8, seq_len=512, checkpoint_every=100, log_every=10))
   config.pretrain.num_examples = 4000
   config.pretrain.corruption_rate = 0.1
+  config.pretrain.context_share = 0.3
 
   # Synthesis with the paper's Llama-3.1-8B decoding (T_train 0.8 / top-k 20 / top-p 0.8); evaluation at
   # T_eval 1.1 / 20 / 0.8. With the Qwen3-4B-Instruct row's T_train 1.6 SSD lowered pass@1 on this tiny model.
@@ -36,9 +41,19 @@ def get_config():
   config.sft.update(dict(steps=40, warmup_steps=4, learning_rate=2e-4, end_learning_rate=4e-5,
                          global_batch_size=8, seq_len=256, checkpoint_every=20, log_every=10))
 
+  # On-policy self-distillation from the same base, sized for minutes: 8 steps of 8 prompts x 4 rollouts.
+  sd = config.self_distill
+  sd.problems.num_problems = 128
+  sd.update(dict(steps=8, prompts_per_step=8, group_size=4, max_prompt_len=256, max_teacher_prompt_len=416,
+                 learning_rate=5e-5, end_learning_rate=1e-5, warmup_steps=1, eval_every=4, eval_problems=32,
+                 eval_samples=4, checkpoint_every=4))
+  sd.rollout.update(dict(temperature=1.1, top_k=20, top_p=0.95, max_new_tokens=96, batch_size=32))
+  sd.templates.max_feedback_chars = 300  # Keeps the teacher prompt within max_teacher_prompt_len.
+
   config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96,
                                    batch_size=64))
   config.eval.problems.num_problems = 64
+  config.eval.models = "base,ssd,sdsd,sdpo"
   config.eval.ks = "1,2,4,8"
   config.eval.timeout_s = 5.0
   return config

@@ -36,6 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"  # Activations.
   c.model.param_dtype = "bfloat16"
   c.model.remat = "none"
+  c.model.attention = "auto"  # 'xla', 'splash' (Pallas TPU flash attention) or 'auto' (splash on TPU meshes).
+  c.model.scan_layers = False  # One scanned block instead of num_layers unrolled ones: faster compiles, less memory.
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 absorbs the devices the other axes leave.
@@ -75,7 +77,7 @@ def _sampling_config(*, temperature: float, top_k: int, top_p: float, n: int) ->
 
 
 PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
-EVAL_MODELS = ("base", "ssd")
+EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo")
 
 
 def _add_ssd_sections(c: ml_collections.ConfigDict) -> None:
@@ -93,6 +95,9 @@ def _add_ssd_sections(c: ml_collections.ConfigDict) -> None:
                                 global_batch_size=16, seq_len=256, checkpoint_every=100)
   c.pretrain.num_examples = 4000  # Built-in task pre-training problems (one answer each).
   c.pretrain.corruption_rate = 0.1  # Share of wrong answers in the corpus.
+  # Share of examples laid out as the self-distillation teacher sees them (the question with a correct
+  # demonstration and/or sandbox feedback on a wrong attempt, then a correct answer).
+  c.pretrain.context_share = 0.0
   c.pretrain.tokenizer_vocab_size = 512
 
   c.synthesize = ml_collections.ConfigDict()
@@ -198,6 +203,7 @@ def _ssd_checks() -> list[Check]:
       *_training_checks("pretrain"),
       Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
       Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
+      Check("pretrain.context_share", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
       Check("pretrain.tokenizer_vocab_size", lambda v: v >= 259, "a vocabulary >= 259 (3 special + 256 bytes)"),
       *_problems_checks("synthesize.problems"),
       Check("synthesize.prompts_per_chunk", lambda v: v >= 1, "at least 1 prompt per chunk"),
@@ -230,6 +236,7 @@ VALUE_CHECKS: list[Check] = [
     Check("stages", lambda v: all(s.strip() in STAGES for s in v.split(",") if s.strip()),
           f"comma-separated stages from {STAGES}"),
     Check("model.dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
+    Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
     Check("model.param_dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
     Check("mesh.data", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
     Check("mesh.fsdp", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),

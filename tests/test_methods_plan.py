@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,19 @@ def test_unknown_topology_names_the_field(tmp_path):
                         seed=0)
   with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
     plan.run_plan(c, str(tmp_path), run)
+
+
+@needs_libtpu
+def test_tpu_v5_config_fits_its_slice(tmp_path):
+  """The shipped pod config, as a user runs it: the real 4B SFT step and generation loop, AOT for v5p."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  result = subprocess.run(
+      [sys.executable, "-m", "ssd_jax.main", "--config=configs/tpu_v5.py", "--config.stages=plan",
+       f"--workdir={tmp_path}"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == "v5p:2x2x4" and report["chips"] == 16
+  assert report["model_params"] > 4e9
+  assert report["fits"], report
+  assert "sft_step     peak" in result.stdout and "DOES NOT FIT" not in result.stdout

@@ -58,14 +58,28 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
     assert os.path.getmtime(os.path.join(workdir, "stages", f"{name}.done.json")) == markers[name]
 
 
-def test_pass_at_k_table_reports_the_difference():
-  def summary(p1, p4):
-    return {"pass_at_k": {"1": {"mean": p1}, "4": {"mean": p4}},
-            "diversity": {"mean_distinct_programs": 2.5, "mean_distinct_behaviours": 1.25}}
+def _summary(p1, p4, programs=2.5):
+  return {"pass_at_k": {"1": {"mean": p1}, "4": {"mean": p4}},
+          "diversity": {"mean_distinct_programs": programs, "mean_distinct_behaviours": 1.25}}
 
-  table = pass_at_k_table({"base": summary(0.25, 0.5), "ssd": summary(0.375, 0.5)})
+
+def test_pass_at_k_table_reports_the_difference():
+  table = pass_at_k_table({"base": _summary(0.25, 0.5), "ssd": _summary(0.375, 0.5)})
   rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
-  assert table.splitlines()[0].split() == ["base", "ssd", "delta"]
+  assert table.splitlines()[0].split() == ["base", "ssd", "ssd-base"]
   assert rows["pass@1"] == ["25.0", "37.5", "+12.5"]
   assert rows["pass@4"] == ["50.0", "50.0", "+0.0"]
   assert rows["programs"] == ["2.50", "2.50"]
+
+
+def test_pass_at_k_table_compares_every_model_with_the_first():
+  summaries = {"base": _summary(0.25, 0.5), "ssd": _summary(0.375, 0.5), "sdsd": _summary(0.2, 0.625, 1.5),
+               "sdpo": {"pass_at_k": {"1": {"mean": 0.5}}, "diversity": {"mean_distinct_programs": 3.0,
+                                                                        "mean_distinct_behaviours": 2.0}}}
+  table = pass_at_k_table(summaries)
+  rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
+  assert table.splitlines()[0].split() == ["base", "ssd", "sdsd", "sdpo", "ssd-base", "sdsd-base", "sdpo-base"]
+  assert rows["pass@1"] == ["25.0", "37.5", "20.0", "50.0", "+12.5", "-5.0", "+25.0"]
+  assert rows["pass@4"] == ["50.0", "50.0", "62.5", "-", "+0.0", "+12.5", "-"]
+  assert rows["programs"] == ["2.50", "2.50", "1.50", "3.00"]
+  assert rows["behaviours"] == ["1.25", "1.25", "1.25", "2.00"]

@@ -56,6 +56,7 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"  # AdamW updates at lr 5e-6 vanish in bfloat16 weights.
   c.model.remat = "full"
+  c.model.scan_layers = True  # One scanned block: compiles in a minute, and one block's backward lives at a time.
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1  # Parameters and batch sharded over every chip.
 
   _decoding(c.sampling, row.train_decoding)

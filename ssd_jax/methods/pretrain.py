@@ -5,11 +5,18 @@ Builds the task tokenizer in the workdir, trains a model of the configured prese
 (the SFT machinery: packing, the jitted step, resumable checkpoints), and exports it as the run's base
 model. The corpus holds a share of wrong answers and training is short, so the base model knows the
 format but not every program: SSD has room to move pass@1 and the pass@k curve.
+
+A share of the examples (`pretrain.context_share`) is laid out the way the self-distillation teacher
+sees a problem: the question with a correct demonstration, with the sandbox's feedback on a wrong
+attempt, or with both, rendered by the teacher's own builders (`teacher_context`), then a correct
+answer. Self-distillation with a privileged-context teacher assumes a model that can use such context;
+a model trained from scratch only learns that from examples of it.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 
 import grain
@@ -23,10 +30,15 @@ from ssd_jax import sharding
 from ssd_jax.data.sft_examples import ChatTokenizer, build_sft_example, end_of_turn_ids
 from ssd_jax.data.sft_pipeline import PackedIterDataset
 from ssd_jax.data.tokenizer import load_tokenizer
+from ssd_jax.evals import SandboxLimits, evaluate
+from ssd_jax.evals.problems import Problem
 from ssd_jax.methods import model_io, problem_source, training
+from ssd_jax.methods import teacher_context as tc
 from ssd_jax.methods.runtime import Runtime
+from ssd_jax.methods.self_distill import templates_from
 from ssd_jax.methods.ssd import Layout
-from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus
+from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus, render_answer, solutions_for, wrong_solutions_for
+from ssd_jax.tasks.builtin import variant_weights
 
 Conversation = tuple[Sequence[dict[str, str]], str]  # (prompt messages, answer text)
 
@@ -62,6 +74,76 @@ def conversation_dataset(tokenizer: ChatTokenizer, conversations: Sequence[Conve
   return PackedIterDataset(dataset, seq_len).batch(global_batch_size // shard_count, drop_remainder=True)
 
 
+# The teacher's context layouts: what SDSD shows, what SDPO shows for a failed rollout without (feedback)
+# and with (both) a successful sibling.
+CONTEXT_LAYOUTS = ("demonstration", "feedback", "both")
+
+
+def _correct_answer(problem: Problem, rng: random.Random) -> str:
+  solutions = solutions_for(problem)
+  return render_answer(rng.choices(solutions, weights=variant_weights(len(solutions)))[0])
+
+
+def context_conversations(problems: Sequence[Problem], prompting: ml_collections.ConfigDict,
+                          templates: tc.TeacherTemplates, *, seed: int,
+                          limits: SandboxLimits = SandboxLimits(), workers: int | None = None) -> list[Conversation]:
+  """Built-in problems laid out as the self-distillation teacher sees them, each with a correct answer.
+
+  The layouts cycle through CONTEXT_LAYOUTS. A demonstration is a known correct solution drawn with the
+  pre-training odds (often the answer itself, sometimes another fork); feedback is what the sandbox
+  reports for one of the problem's wrong solutions, really executed. The context goes through
+  `teacher_context.choose_contexts` and `teacher_messages`, so caps and wording match the teacher's.
+
+  Args:
+    problems: built-in problems (their solutions and wrong solutions are regenerated from the task id).
+    prompting: the prompt section (system prompt, public tests).
+    templates: the teacher's templates.
+    seed: picks layouts, demonstrations, wrong attempts and answers deterministically.
+    limits, workers: the sandbox that runs the wrong attempts.
+
+  Returns:
+    One (teacher prompt messages, correct answer) pair per problem, in order.
+  """
+  rng = random.Random(f"pretrain-context:{seed}")
+  layouts = [CONTEXT_LAYOUTS[i % len(CONTEXT_LAYOUTS)] for i in range(len(problems))]
+  rng.shuffle(layouts)
+  wrong = {p.task_id: render_answer(rng.choice(wrong_solutions_for(p)))
+           for p, layout in zip(problems, layouts) if layout != "demonstration"}
+  verdicts = evaluate([p for p in problems if p.task_id in wrong], {k: [v] for k, v in wrong.items()},
+                      limits=limits, workers=workers).by_task_id()
+  conversations = []
+  for problem, layout in zip(problems, layouts):
+    # The rollout being scored is attempt 0; a passing sibling (attempt 1) supplies the demonstration.
+    attempts = []
+    if layout == "demonstration":
+      attempts.append(tc.Attempt("", passed=True, feedback=""))
+    else:
+      run = verdicts[problem.task_id].samples[0]
+      attempts.append(tc.Attempt(wrong[problem.task_id], passed=run.passed, feedback=run.feedback))
+    if layout != "feedback":
+      attempts.append(tc.Attempt(_correct_answer(problem, rng), passed=True, feedback=""))
+    kind = {"demonstration": "demonstration", "feedback": "feedback", "both": "feedback_or_demonstration"}[layout]
+    choice = tc.choose_contexts(attempts, kind=kind, templates=templates)[0]
+    messages = tc.teacher_messages(problem_source.prompt_messages(problem, prompting), choice, templates)
+    conversations.append((messages, _correct_answer(problem, rng)))
+  return conversations
+
+
+def pretrain_conversations(config: ml_collections.ConfigDict) -> list[Conversation]:
+  """The pre-training conversations: the corpus, a `context_share` of it in the teacher's layouts."""
+  section = config.pretrain
+  corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
+  rng = random.Random(f"pretrain-context-share:{config.seed}")
+  in_context = [rng.random() < section.context_share for _ in corpus]
+  limits = SandboxLimits(timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s,
+                         memory_mb=config.eval.memory_mb)
+  with_context = iter(context_conversations(
+      [problem for (problem, _), chosen in zip(corpus, in_context) if chosen], config.prompting,
+      templates_from(config.self_distill), seed=config.seed, limits=limits, workers=config.eval.workers or None))
+  return [next(with_context) if chosen else (problem_source.prompt_messages(problem, config.prompting), answer)
+          for (problem, answer), chosen in zip(corpus, in_context)]
+
+
 def _task_tokenizer(config: ml_collections.ConfigDict, layout: Layout):
   if jax.process_index() == 0 and not os.path.isfile(os.path.join(layout.task_tokenizer, "tokenizer.json")):
     build_task_tokenizer(layout.task_tokenizer, seed=config.seed, vocab_size=config.pretrain.tokenizer_vocab_size)
@@ -81,18 +163,16 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str, run: Runtime) 
                      f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)")
   model = sharding.create_sharded_model(cfg, run.mesh, run.rules, seed=config.seed)
   graphdef, params = nnx.split(model)
-  corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
-  conversations = [(problem_source.prompt_messages(problem, config.prompting), answer)
-                   for problem, answer in corpus]
+  conversations = pretrain_conversations(config)
   dataset = conversation_dataset(tokenizer, conversations, seq_len=section.seq_len,
                                  global_batch_size=section.global_batch_size, seed=config.seed,
                                  shard_index=jax.process_index(), shard_count=jax.process_count())
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"[pretrain] {num_params:,} parameters, {len(corpus)} examples, {section.steps} steps of "
+  print(f"[pretrain] {num_params:,} parameters, {len(conversations)} examples, {section.steps} steps of "
         f"{section.global_batch_size} x {section.seq_len} tokens")
   params = training.train(
       run, graphdef, params, lambda: iter(dataset), section,
       checkpoint_dir=layout.checkpoints("pretrain"), log_dir=layout.logs("pretrain"),
-      metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(corpus)})
+      metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(conversations)})
   model_io.export_hf(params, cfg, layout.model("base"), layout.task_tokenizer)
   logging.info("pretrain: base model written to %s", layout.model("base"))

@@ -1,4 +1,4 @@
-"""The `report` stage: base vs SSD side by side (pass@k curves on one plot, diversity), table on stdout."""
+"""The `report` stage: every evaluated model side by side (pass@k curves on one plot, diversity), table on stdout."""
 
 from __future__ import annotations
 
@@ -31,26 +31,32 @@ def load_summaries(layout: Layout, names: tuple[str, ...]) -> dict[str, dict]:
 
 
 def pass_at_k_table(summaries: Mapping[str, Mapping]) -> str:
-  """A plain-text table: one row per k, one column per model (pass@k in %), and the last minus the first."""
+  """A plain-text table: one row per k, one column per model (pass@k in %), then each later model minus the first.
+
+  The first model is the reference (the base): a column `<model>-<first>` follows for every other model.
+  Two diversity rows (mean distinct programs and behaviours per problem) close the table.
+  """
   names = list(summaries)
+  reference, others = names[0], names[1:]
   ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
-  width = max(10, *(len(n) + 2 for n in names))
+  delta_names = [f"{n}-{reference}" for n in others]
+  width = max(10, *(len(n) + 2 for n in names + delta_names))
 
-  def cell(summary, key):
-    block = summary["pass_at_k"].get(key)
-    return f"{100 * block['mean']:.1f}" if block else "-"
+  def mean(name, key):
+    block = summaries[name]["pass_at_k"].get(key)
+    return 100 * block["mean"] if block else None
 
-  header = f"{'':<10}" + "".join(f"{n:>{width}}" for n in names)
-  if len(names) > 1:
-    header += f"{'delta':>{width}}"
-  lines = [header]
+  def cell(value, signed=False):
+    return "-" if value is None else (f"{value:+.1f}" if signed else f"{value:.1f}")
+
+  lines = [f"{'':<10}" + "".join(f"{n:>{width}}" for n in names + delta_names)]
   for k in ks:
     key = str(k)
-    row = f"{'pass@' + key:<10}" + "".join(f"{cell(summaries[n], key):>{width}}" for n in names)
-    first, last = summaries[names[0]]["pass_at_k"].get(key), summaries[names[-1]]["pass_at_k"].get(key)
-    if len(names) > 1:
-      delta = f"{100 * (last['mean'] - first['mean']):+.1f}" if first and last else "-"
-      row += f"{delta:>{width}}"
+    row = f"{'pass@' + key:<10}" + "".join(f"{cell(mean(n, key)):>{width}}" for n in names)
+    first = mean(reference, key)
+    for n in others:
+      value = mean(n, key)
+      row += f"{cell(None if first is None or value is None else value - first, signed=True):>{width}}"
     lines.append(row)
   for label, field in (("programs", "mean_distinct_programs"), ("behaviours", "mean_distinct_behaviours")):
     lines.append(f"{label:<10}" + "".join(f"{summaries[n]['diversity'][field]:>{width}.2f}" for n in names))

@@ -24,7 +24,8 @@ from ssd_jax.model import hf
 
 def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
   """The ModelConfig named by `config.model` (a HF directory's config.json wins over the preset)."""
-  overrides = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, remat=config.model.remat)
+  overrides = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, remat=config.model.remat,
+                   attention=config.model.attention, scan_layers=config.model.scan_layers)
   try:
     if config.model.hf_dir:
       path = os.path.join(config.model.hf_dir, "config.json")
@@ -84,7 +85,8 @@ class Runtime:
   def load_model(self, hf_dir: str) -> Transformer:
     """Weights from a Hugging Face checkpoint directory, each tensor read straight into its shards."""
     model, _ = hf.load_hf(hf_dir, mesh=self.mesh, rules=self.rules, dtype=self.model_cfg.dtype,
-                          param_dtype=self.model_cfg.param_dtype, remat=self.model_cfg.remat)
+                          param_dtype=self.model_cfg.param_dtype, remat=self.model_cfg.remat,
+                          attention=self.model_cfg.attention, scan_layers=self.model_cfg.scan_layers)
     return model
 
   def model_from_config(self, config: ml_collections.ConfigDict) -> Transformer:

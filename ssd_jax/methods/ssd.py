@@ -5,8 +5,9 @@ The recipe, one stage each (`python -m ssd_jax.main --config=configs/NAME.py` ru
   pretrain    (built-in task only) train a tiny base model from scratch -> models/base
   synthesize  sample from the frozen base at T_train with top-k/top-p -> synthesize/records (+ summary)
   sft         plain cross-entropy on the raw, unverified samples -> models/ssd
-  eval        n samples per problem at T_eval for base and SSD -> eval/<model>/ (JSON, Markdown, PNG)
-  report      base vs SSD pass@k curves and diversity -> report/, and the pass@k table on stdout
+  self_distill  (optional) on-policy SDSD / SDPO from the same base -> models/sdsd, models/sdpo
+  eval        n samples per problem at T_eval for each model of eval.models -> eval/<model>/ (JSON, Markdown, PNG)
+  report      their pass@k curves and diversity side by side -> report/, and the pass@k table on stdout
 
 Every stage reads what earlier ones wrote under the workdir, so each can be rerun on its own. Models are
 exchanged as Hugging Face directories (config.json, model.safetensors, tokenizer files): the base model is
@@ -23,7 +24,7 @@ import ml_collections
 from ssd_jax import config as config_lib
 
 # Stages that read the base model's weights.
-_NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "eval")
+_NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
 _TRAINING_SECTIONS = ("pretrain", "sft")
 
 
@@ -47,7 +48,7 @@ class Layout:
     return self._path(stage, "logs")
 
   def model(self, name: str) -> str:
-    """The Hugging Face directory of model `name` ('base' or 'ssd')."""
+    """The Hugging Face directory of model `name` ('base', 'ssd', 'sdsd' or 'sdpo')."""
     return self._path("models", name)
 
   @property
@@ -81,7 +82,7 @@ def tokenizer_dir(config: ml_collections.ConfigDict, layout: Layout) -> str:
 
 
 def model_dir(config: ml_collections.ConfigDict, layout: Layout, name: str) -> str:
-  """The directory of evaluated model `name`: 'base' or 'ssd'."""
+  """The directory of evaluated model `name`: the base model, or one a training stage wrote."""
   return base_model_dir(config, layout) if name == "base" else layout.model(name)
 
 
@@ -125,6 +126,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       errors.append(f"field '{section}.global_batch_size' = {train.global_batch_size} is not divisible by "
                     f"'{section}.grad_accum_steps' = {train.grad_accum_steps}")
   for section in ("synthesize", "eval"):
+    if section not in names:
+      continue  # A plan-only run needs no prompts.
     problems = config[section].problems
     if problems.source == "builtin" and problems.num_problems < 1:
       errors.append(f"field '{section}.problems.num_problems' must be >= 1 for the built-in task")
