@@ -75,7 +75,7 @@ def test_cross_field_errors_name_the_field(field, value, message):
 
 @pytest.mark.parametrize("field, value", [
     ("eval.ks", "1,x"), ("eval.models", "base,student"), ("synthesize.problems.source", "web"),
-    ("pretrain.corruption_rate", 1.5), ("sft.grad_accum_steps", 0),
+    ("pretrain.corruption_rate", 1.5), ("pretrain.context_share", -0.1), ("sft.grad_accum_steps", 0),
 ])
 def test_bad_pipeline_values_name_the_field(field, value):
   c = _load("default")
@@ -92,7 +92,18 @@ def test_default_config_is_ready_to_run():
   c = _load("default")
   config_lib.validate(c)
   ssd.check_config(c)
-  assert c.stages == "pretrain,synthesize,sft,eval,report"
+  assert c.stages == "pretrain,synthesize,sft,self_distill,eval,report"
+  # One report compares the base with every method trained from it.
+  assert c.eval.models == "base,ssd,sdsd,sdpo"
+  assert c.self_distill.methods == "sdsd,sdpo"
+  assert 0 < c.pretrain.context_share < 1
+
+
+def test_self_distill_without_pretrain_needs_base_weights():
+  c = _load("default")
+  c.stages = "self_distill"
+  with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' is empty.*self_distill"):
+    ssd.check_config(c)
 
 
 def test_cli_stops_before_work_without_weights(tmp_path):

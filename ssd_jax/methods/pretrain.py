@@ -89,10 +89,11 @@ def context_conversations(problems: Sequence[Problem], prompting: ml_collections
                           limits: SandboxLimits = SandboxLimits(), workers: int | None = None) -> list[Conversation]:
   """Built-in problems laid out as the self-distillation teacher sees them, each with a correct answer.
 
-  The layouts cycle through CONTEXT_LAYOUTS. A demonstration is a known correct solution drawn with the
-  pre-training odds (often the answer itself, sometimes another fork); feedback is what the sandbox
-  reports for one of the problem's wrong solutions, really executed. The context goes through
-  `teacher_context.choose_contexts` and `teacher_messages`, so caps and wording match the teacher's.
+  Each layout of CONTEXT_LAYOUTS takes an equal share, in a seeded order. A demonstration is a known
+  correct solution drawn with the pre-training odds (often the answer itself, sometimes another fork);
+  feedback is what the sandbox reports for one of the problem's wrong solutions, really executed. The
+  context goes through `teacher_context.choose_contexts` and `teacher_messages`, so caps and wording
+  match the teacher's.
 
   Args:
     problems: built-in problems (their solutions and wrong solutions are regenerated from the task id).
@@ -110,7 +111,7 @@ def context_conversations(problems: Sequence[Problem], prompting: ml_collections
   wrong = {p.task_id: render_answer(rng.choice(wrong_solutions_for(p)))
            for p, layout in zip(problems, layouts) if layout != "demonstration"}
   verdicts = evaluate([p for p in problems if p.task_id in wrong], {k: [v] for k, v in wrong.items()},
-                      limits=limits, workers=workers).by_task_id()
+                      limits=limits, workers=workers).by_task_id() if wrong else {}
   conversations = []
   for problem, layout in zip(problems, layouts):
     # The rollout being scored is attempt 0; a passing sibling (attempt 1) supplies the demonstration.
