@@ -1,0 +1,127 @@
+"""Benchmark: SFT training tokens/s of our jitted step against a plain PyTorch/transformers step.
+
+Both train the same random Qwen3-shaped model (exported with `save_hf`) on the same rows: full causal rows,
+loss on every next token, AdamW (0.9, 0.95, wd 0.1), float32, one optimizer update per step. Ours is
+`ssd_jax.train.sft_step` (chunked cross-entropy, donated state); the baseline is `Qwen3ForCausalLM` with
+`labels=` and `torch.optim.AdamW`. Compile time and warm-up steps are excluded. Prints tokens/s of each, the
+ratio, the shape and the machine.
+
+  python bench/sft_throughput.py                      # ~1-2 minutes on 2 CPU cores
+  python bench/sft_throughput.py --batch 16 --seq_len 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import jax
+import numpy as np
+import torch
+import transformers
+from flax import nnx
+
+from ssd_jax.model import ModelConfig, Transformer
+from ssd_jax.model.hf import save_hf
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.sft_step import make_sft_step
+from ssd_jax.train.train_state import init_train_state
+
+LEARNING_RATE = 1e-4
+
+
+def model_config(args) -> ModelConfig:
+  return ModelConfig(
+      vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
+      num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.heads // 2, head_dim=64,
+      tie_embeddings=True, max_position_embeddings=4096, dtype="float32", param_dtype="float32")
+
+
+def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
+  """One sequence per row, loss on every position that has a next token."""
+  batch, length = tokens.shape
+  targets = np.concatenate([tokens[:, 1:], np.zeros((batch, 1), np.int32)], axis=1)
+  loss_mask = np.ones((batch, length), np.int32)
+  loss_mask[:, -1] = 0
+  positions = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length)).copy()
+  return dict(tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens),
+              positions=positions)
+
+
+def time_ours(cfg: ModelConfig, batches, steps: int) -> float:
+  graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=LEARNING_RATE, end_learning_rate=LEARNING_RATE,
+                                             warmup_steps=0, total_steps=steps + 2, grad_clip_norm=None))
+  state = init_train_state(params, optimizer)
+  step = make_sft_step(graphdef, optimizer, chunk_size=1024)
+  state, metrics = step(state, batches[0])  # Compiles.
+  jax.block_until_ready(metrics)
+  times = []
+  for i in range(steps):
+    start = time.perf_counter()
+    state, metrics = step(state, batches[(i + 1) % len(batches)])
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def time_torch(cfg: ModelConfig, batches, steps: int) -> float:
+  with tempfile.TemporaryDirectory() as directory:
+    save_hf(nnx.state(Transformer(cfg, rngs=nnx.Rngs(0))), cfg, directory)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.95), weight_decay=0.1,
+                                eps=1e-8)
+
+  def one(batch):
+    ids = torch.from_numpy(batch["tokens"]).long()
+    loss = model(input_ids=ids, labels=ids).loss  # transformers shifts the labels itself.
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+  one(batches[0])  # Warm-up.
+  times = []
+  for i in range(steps):
+    start = time.perf_counter()
+    one(batches[(i + 1) % len(batches)])
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--hidden", type=int, default=256)
+  parser.add_argument("--layers", type=int, default=4)
+  parser.add_argument("--heads", type=int, default=4)
+  parser.add_argument("--vocab", type=int, default=32_768)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--seq_len", type=int, default=256)
+  parser.add_argument("--steps", type=int, default=5)
+  args = parser.parse_args()
+
+  cores = os.cpu_count() or 1
+  torch.set_num_threads(cores)
+  cfg = model_config(args)
+  rng = np.random.default_rng(0)
+  batches = [sft_rows(rng.integers(1, args.vocab, (args.batch, args.seq_len), dtype=np.int32)) for _ in range(3)]
+  tokens = args.batch * args.seq_len
+
+  ours_s = time_ours(cfg, batches, args.steps)
+  torch_s = time_torch(cfg, batches, args.steps)
+  print(f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, jax backend "
+        f"{jax.default_backend()}, torch threads {torch.get_num_threads()}")
+  print(f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
+        f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32")
+  print(f"shape: batch {args.batch} x seq_len {args.seq_len} = {tokens} tokens per step, AdamW, median of "
+        f"{args.steps} steps")
+  print(f"ssd_jax SFT step:           {tokens / ours_s:10.1f} tokens/s ({ours_s * 1e3:.0f} ms/step)")
+  print(f"PyTorch/transformers step:  {tokens / torch_s:10.1f} tokens/s ({torch_s * 1e3:.0f} ms/step)")
+  print(f"ratio (ssd_jax / PyTorch): {torch_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
