@@ -25,6 +25,7 @@ import torch
 import transformers
 from flax import nnx
 
+from generation_throughput import model_config  # The same Qwen3-shaped model as the generation benchmark.
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.hf import save_hf
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -32,13 +33,6 @@ from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import init_train_state
 
 LEARNING_RATE = 1e-4
-
-
-def model_config(args) -> ModelConfig:
-  return ModelConfig(
-      vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-      num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.heads // 2, head_dim=64,
-      tie_embeddings=True, max_position_embeddings=4096, dtype="float32", param_dtype="float32")
 
 
 def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:

@@ -81,3 +81,18 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.eval.problems.split = ""
   c.eval.ks = "1,2,5,10"
   return c
+
+
+def on_policy_config(row: PaperRow, method: str, *, rollout_temperature: float) -> ml_collections.ConfigDict:
+  """On-policy self-distillation (`method`: 'sdsd' or 'sdpo') of `row`'s model, at released-model scale."""
+  c = paper_row_config(row)
+  c.stages = "self_distill"
+  sd = c.self_distill
+  sd.methods = method
+  sd.problems.update(dict(source="jsonl", split="", num_problems=0))
+  sd.update(dict(steps=200, prompts_per_step=32, group_size=8, max_prompt_len=4096, max_teacher_prompt_len=12_288,
+                 learning_rate=1e-6, end_learning_rate=1e-7, warmup_steps=10, eval_every=50, eval_problems=131,
+                 eval_samples=10, checkpoint_every=25))
+  sd.rollout.update(dict(temperature=rollout_temperature, top_k=0, top_p=1.0, max_new_tokens=8192, batch_size=64))
+  sd[method].chunk_size = 4096
+  return c
