@@ -31,17 +31,30 @@ from ssd_jax.sampling.params import SamplingParams
 
 def model_config(args) -> ModelConfig:
   return ModelConfig(
-      vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-      num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.heads // 2, head_dim=64,
-      rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_embeddings=True, qk_norm=True,
-      max_position_embeddings=4096, dtype="float32", param_dtype="float32")
+    vocab_size=args.vocab,
+    hidden_size=args.hidden,
+    intermediate_size=3 * args.hidden,
+    num_layers=args.layers,
+    num_heads=args.heads,
+    num_kv_heads=args.heads // 2,
+    head_dim=64,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_embeddings=True,
+    qk_norm=True,
+    max_position_embeddings=4096,
+    dtype="float32",
+    param_dtype="float32",
+  )
 
 
 def time_ours(graphdef, state, prompts, new_tokens, repeats) -> tuple[float, list[list[int]]]:
-  sampler = Sampler(graphdef, max_len=len(prompts[0]) + new_tokens, batch_size=len(prompts),
-                    bucket_multiple=len(prompts[0]))
-  run = lambda: sampler.generate(state, prompts, SamplingParams(temperature=0.0),
-                                 max_new_tokens=new_tokens, progress=False)
+  sampler = Sampler(
+    graphdef, max_len=len(prompts[0]) + new_tokens, batch_size=len(prompts), bucket_multiple=len(prompts[0])
+  )
+  run = lambda: sampler.generate(
+    state, prompts, SamplingParams(temperature=0.0), max_new_tokens=new_tokens, progress=False
+  )
   out = run()  # Compiles.
   times = []
   for _ in range(repeats):
@@ -59,8 +72,7 @@ def _sync(device: str) -> None:
 def time_hf(directory, prompts, new_tokens, repeats, device) -> tuple[float, list[list[int]]]:
   module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval().to(device)
   ids = torch.tensor(prompts, device=device)
-  kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0,
-                eos_token_id=None)
+  kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0, eos_token_id=None)
   with torch.no_grad():
     module.generate(ids, max_new_tokens=4, min_new_tokens=4, **kwargs)  # Warm-up.
     times = []
@@ -70,7 +82,7 @@ def time_hf(directory, prompts, new_tokens, repeats, device) -> tuple[float, lis
       out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
       _sync(device)
       times.append(time.perf_counter() - start)
-  return statistics.median(times), out[:, ids.shape[1]:].cpu().numpy().tolist()
+  return statistics.median(times), out[:, ids.shape[1] :].cpu().numpy().tolist()
 
 
 def main():
@@ -83,8 +95,11 @@ def main():
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument("--torch_device", default="auto",
-                      help="device for transformers: 'auto' = cuda when jax runs on a GPU and torch sees one")
+  parser.add_argument(
+    "--torch_device",
+    default="auto",
+    help="device for transformers: 'auto' = cuda when jax runs on a GPU and torch sees one",
+  )
   args = parser.parse_args()
   device = args.torch_device
   if device == "auto":
@@ -103,11 +118,15 @@ def main():
     hf_s, hf_ids = time_hf(directory, prompts, args.new_tokens, args.repeats, device)
 
   agree = np.mean([a == b for a, b in zip(np.ravel(ours_ids), np.ravel(hf_ids))])
-  print(f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, "
-        f"jax backend {jax.default_backend()} ({jax.devices()[0].device_kind}), torch device {device}, "
-        f"torch threads {torch.get_num_threads()}")
-  print(f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/"
-        f"{cfg.num_kv_heads}, vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, "
+    f"jax backend {jax.default_backend()} ({jax.devices()[0].device_kind}), torch device {device}, "
+    f"torch threads {torch.get_num_threads()}"
+  )
+  print(
+    f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/"
+    f"{cfg.num_kv_heads}, vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32"
+  )
   print(f"shape: batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, greedy")
   print(f"ssd_jax Sampler:            {generated / ours_s:10.1f} tokens/s ({ours_s:.2f} s)")
   print(f"transformers generate:      {generated / hf_s:10.1f} tokens/s ({hf_s:.2f} s)")

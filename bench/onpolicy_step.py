@@ -76,8 +76,12 @@ def main() -> None:
   prompt_ids = [tokenizer.encode(tokenizer.apply_chat_template(m)) for m in messages]
   prompt_width = max(len(ids) for ids in prompt_ids)
   batch_rows = args.prompts * args.group_size
-  sampler = Sampler(graphdef, max_len=prompt_bucket(prompt_width) + args.max_new_tokens, batch_size=batch_rows,
-                    pad_id=tokenizer.pad_id or 0)
+  sampler = Sampler(
+    graphdef,
+    max_len=prompt_bucket(prompt_width) + args.max_new_tokens,
+    batch_size=batch_rows,
+    pad_id=tokenizer.pad_id or 0,
+  )
   optimizer = make_optimizer(optimizer_from(section))
   step_fn = DistillStep(graphdef, optimizer, spec.divergence)
   state = init_train_state(params, optimizer)
@@ -86,11 +90,17 @@ def main() -> None:
   teacher_forward = jax.jit(lambda p, b: sequence_hidden(p, graphdef, b, "teacher")[0])
 
   with Sandbox() as sandbox:
-    setup = RolloutSetup(tokenizer=tokenizer, sampler=sampler,
-                         sampling=SamplingParams(section.rollout.temperature), max_new_tokens=args.max_new_tokens,
-                         group_size=args.group_size, prompt_width=prompt_width,
-                         teacher_prompt_width=args.teacher_prompt_width, sandbox=sandbox,
-                         templates=templates_from(section))
+    setup = RolloutSetup(
+      tokenizer=tokenizer,
+      sampler=sampler,
+      sampling=SamplingParams(section.rollout.temperature),
+      max_new_tokens=args.max_new_tokens,
+      group_size=args.group_size,
+      prompt_width=prompt_width,
+      teacher_prompt_width=args.teacher_prompt_width,
+      sandbox=sandbox,
+      templates=templates_from(section),
+    )
     rows = []
     for step in range(args.steps):
       generations, sampling = _timed(lambda: sample_rollouts(setup, state.params, prompt_ids, seed=step))
@@ -99,28 +109,43 @@ def main() -> None:
       _, forward = _timed(lambda: teacher_forward(teacher, batch))
       (state, _), update = _timed(lambda: step_fn(state, batch, teacher))
       teacher, ema_seconds = _timed(lambda: ema(teacher, state.params))
-      rows.append({"sampling": sampling, "execution": data.seconds["execution"],
-                   "teacher contexts": data.seconds["contexts"], "teacher forward (alone)": forward,
-                   "update (teacher fwd + student fwd/bwd + AdamW)": update, "EMA teacher update": ema_seconds})
+      rows.append(
+        {
+          "sampling": sampling,
+          "execution": data.seconds["execution"],
+          "teacher contexts": data.seconds["contexts"],
+          "teacher forward (alone)": forward,
+          "update (teacher fwd + student fwd/bwd + AdamW)": update,
+          "EMA teacher update": ema_seconds,
+        }
+      )
 
   first, last = rows[0], rows[-1]
   total = sum(v for k, v in last.items() if k != "teacher forward (alone)")
   cfg = nnx.merge(graphdef, params).cfg
   device = jax.devices()[0]
-  print(f"method {args.method}: {args.prompts} prompts x G={args.group_size} = {batch_rows} rollouts, "
-        f"response <= {args.max_new_tokens} tokens, student prompt width {prompt_width}, teacher prompt width "
-        f"{args.teacher_prompt_width}, mean response {data.response_tokens:.1f} tokens")
-  print(f"model: {cfg.num_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}; "
-        f"loss {spec.divergence.kind}/{spec.divergence.form}")
-  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{device.platform} x{jax.device_count()}, jax {jax.__version__}")
+  print(
+    f"method {args.method}: {args.prompts} prompts x G={args.group_size} = {batch_rows} rollouts, "
+    f"response <= {args.max_new_tokens} tokens, student prompt width {prompt_width}, teacher prompt width "
+    f"{args.teacher_prompt_width}, mean response {data.response_tokens:.1f} tokens"
+  )
+  print(
+    f"model: {cfg.num_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}; "
+    f"loss {spec.divergence.kind}/{spec.divergence.form}"
+  )
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    f"{device.platform} x{jax.device_count()}, jax {jax.__version__}"
+  )
   print(f"context fraction {data.context_fraction:.2f}, reward {data.reward:.2f}")
   print(f"\n{'part':<48}{'first step (s)':>16}{'last step (s)':>15}{'share of step':>15}")
   for name in last:
     share = "" if name == "teacher forward (alone)" else f"{100 * last[name] / total:.1f}%"
     print(f"{name:<48}{first[name]:>16.3f}{last[name]:>15.3f}{share:>15}")
-  print(f"{'step total':<48}{sum(v for k, v in first.items() if k != 'teacher forward (alone)'):>16.3f}"
-        f"{total:>15.3f}{'100.0%':>15}")
+  print(
+    f"{'step total':<48}{sum(v for k, v in first.items() if k != 'teacher forward (alone)'):>16.3f}"
+    f"{total:>15.3f}{'100.0%':>15}"
+  )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import transformers
 from flax import nnx
-
 from generation_throughput import model_config  # The same Qwen3-shaped model as the generation benchmark.
+
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.hf import save_hf
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -42,14 +42,22 @@ def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
   loss_mask = np.ones((batch, length), np.int32)
   loss_mask[:, -1] = 0
   positions = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length)).copy()
-  return dict(tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens),
-              positions=positions)
+  return dict(
+    tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens), positions=positions
+  )
 
 
 def time_ours(cfg: ModelConfig, batches, steps: int) -> float:
   graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
-  optimizer = make_optimizer(OptimizerConfig(learning_rate=LEARNING_RATE, end_learning_rate=LEARNING_RATE,
-                                             warmup_steps=0, total_steps=steps + 2, grad_clip_norm=None))
+  optimizer = make_optimizer(
+    OptimizerConfig(
+      learning_rate=LEARNING_RATE,
+      end_learning_rate=LEARNING_RATE,
+      warmup_steps=0,
+      total_steps=steps + 2,
+      grad_clip_norm=None,
+    )
+  )
   state = init_train_state(params, optimizer)
   step = make_sft_step(graphdef, optimizer, chunk_size=1024)
   state, metrics = step(state, batches[0])  # Compiles.
@@ -67,8 +75,7 @@ def time_torch(cfg: ModelConfig, batches, steps: int) -> float:
   with tempfile.TemporaryDirectory() as directory:
     save_hf(nnx.state(Transformer(cfg, rngs=nnx.Rngs(0))), cfg, directory)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).train()
-  optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.95), weight_decay=0.1,
-                                eps=1e-8)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
 
   def one(batch):
     ids = torch.from_numpy(batch["tokens"]).long()
@@ -106,12 +113,18 @@ def main():
 
   ours_s = time_ours(cfg, batches, args.steps)
   torch_s = time_torch(cfg, batches, args.steps)
-  print(f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, jax backend "
-        f"{jax.default_backend()}, torch threads {torch.get_num_threads()}")
-  print(f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
-        f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32")
-  print(f"shape: batch {args.batch} x seq_len {args.seq_len} = {tokens} tokens per step, AdamW, median of "
-        f"{args.steps} steps")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, jax backend "
+    f"{jax.default_backend()}, torch threads {torch.get_num_threads()}"
+  )
+  print(
+    f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
+    f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32"
+  )
+  print(
+    f"shape: batch {args.batch} x seq_len {args.seq_len} = {tokens} tokens per step, AdamW, median of "
+    f"{args.steps} steps"
+  )
   print(f"ssd_jax SFT step:           {tokens / ours_s:10.1f} tokens/s ({ours_s * 1e3:.0f} ms/step)")
   print(f"PyTorch/transformers step:  {tokens / torch_s:10.1f} tokens/s ({torch_s * 1e3:.0f} ms/step)")
   print(f"ratio (ssd_jax / PyTorch): {torch_s / ours_s:.2f}x")

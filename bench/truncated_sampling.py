@@ -30,9 +30,15 @@ from ssd_jax.sampling.truncation_sorted import sorted_sample
 
 # Peak HBM bandwidth in bytes/s by device kind (public spec sheets), for the roofline fraction.
 PEAK_HBM_BYTES_PER_S = {
-    "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12,
-    "TPU v5 lite": 8.19e11, "TPU v5e": 8.19e11, "TPU v5p": 2.765e12, "TPU v5": 2.765e12,
-    "TPU v6 lite": 1.64e12, "TPU v4": 1.2e12,
+  "H100": 3.35e12,
+  "H200": 4.8e12,
+  "A100": 2.0e12,
+  "TPU v5 lite": 8.19e11,
+  "TPU v5e": 8.19e11,
+  "TPU v5p": 2.765e12,
+  "TPU v5": 2.765e12,
+  "TPU v6 lite": 1.64e12,
+  "TPU v4": 1.2e12,
 }
 
 
@@ -57,13 +63,13 @@ def median_seconds(fn, args, iters: int) -> float:
 
 def implementations(on_accelerator: bool):
   impls = {
-      "sort-based (baseline)": lambda x, rows, key: sorted_sample(x, rows, key),
-      "reference (sort-free XLA)": lambda x, rows, key: sample_reference(
-          x, rows, jax.random.bits(key, (x.shape[0], 2), jnp.uint32)).token,
+    "sort-based (baseline)": lambda x, rows, key: sorted_sample(x, rows, key),
+    "reference (sort-free XLA)": lambda x, rows, key: (
+      sample_reference(x, rows, jax.random.bits(key, (x.shape[0], 2), jnp.uint32)).token
+    ),
   }
   if on_accelerator:
-    impls["pallas kernel"] = lambda x, rows, key: sample_tokens(
-        x, rows, key, impl="pallas").token
+    impls["pallas kernel"] = lambda x, rows, key: sample_tokens(x, rows, key, impl="pallas").token
   return {name: jax.jit(fn) for name, fn in impls.items()}
 
 
@@ -71,8 +77,10 @@ def run_timings(args) -> None:
   device = jax.devices()[0]
   on_accelerator = device.platform in ("tpu", "gpu")
   peak = peak_bandwidth(device) if on_accelerator else None
-  print(f"machine: {device.platform} {device.device_kind} x{jax.device_count()}, "
-        f"jax {jax.__version__}; params {args.params}; dtype {args.dtype}")
+  print(
+    f"machine: {device.platform} {device.device_kind} x{jax.device_count()}, "
+    f"jax {jax.__version__}; params {args.params}; dtype {args.dtype}"
+  )
   if on_accelerator and peak is None:
     print("  (unknown device kind: no roofline fraction)")
   impls = implementations(on_accelerator)
@@ -106,20 +114,23 @@ def run_agreement_check(args) -> None:
     for batch in args.batches:
       logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 3.0, jnp.dtype(args.dtype))
       rows = RowParams(
-          temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6, 1e4], batch), jnp.float32),
-          top_k=jnp.asarray(rng.choice([0, 1, 20, vocab - 1, vocab], batch), jnp.int32),
-          top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
-          min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32))
+        temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6, 1e4], batch), jnp.float32),
+        top_k=jnp.asarray(rng.choice([0, 1, 20, vocab - 1, vocab], batch), jnp.int32),
+        top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
+        min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32),
+      )
       bits = jax.random.bits(jax.random.key(batch), (batch, 2), jnp.uint32)
       reference = sample_reference(logits, rows, bits)
       kernel = sample_tokens(logits, rows, bits, impl="pallas")
       same = lambda a, b: float(np.mean(np.asarray(a) == np.asarray(b)))
       diff = lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-      print(f"[batch {batch}, vocab {vocab}] kernel vs reference: tokens "
-            f"{same(kernel.token, reference.token):.3f} equal, cut-offs "
-            f"{same(kernel.cutoff, reference.cutoff):.3f} equal, |logprob_raw| diff "
-            f"{diff(kernel.logprob_raw, reference.logprob_raw):.1e}, |logprob_sampled| diff "
-            f"{diff(kernel.logprob_sampled, reference.logprob_sampled):.1e}")
+      print(
+        f"[batch {batch}, vocab {vocab}] kernel vs reference: tokens "
+        f"{same(kernel.token, reference.token):.3f} equal, cut-offs "
+        f"{same(kernel.cutoff, reference.cutoff):.3f} equal, |logprob_raw| diff "
+        f"{diff(kernel.logprob_raw, reference.logprob_raw):.1e}, |logprob_sampled| diff "
+        f"{diff(kernel.logprob_sampled, reference.logprob_sampled):.1e}"
+      )
 
 
 def run_tpu_estimate(args) -> None:
@@ -131,8 +142,10 @@ def run_tpu_estimate(args) -> None:
   chip = topology.devices[0]
   dtype = jnp.dtype(args.dtype)
   print(f"ESTIMATE (libtpu compile-time cost analysis, not a measurement): {chip.device_kind}")
-  print("  the kernel's flops/bytes are its own declared pl.CostEstimate; the reference's are "
-        "libtpu's analysis of the XLA program")
+  print(
+    "  the kernel's flops/bytes are its own declared pl.CostEstimate; the reference's are "
+    "libtpu's analysis of the XLA program"
+  )
   for vocab in args.vocabs:
     for batch in args.batches:
       rows = args.params.rows(batch)
@@ -141,17 +154,19 @@ def run_tpu_estimate(args) -> None:
       bits = jax.ShapeDtypeStruct((batch, 2), jnp.uint32, sharding=place)
       rows = jax.tree.map(lambda r: jax.ShapeDtypeStruct(r.shape, r.dtype, sharding=place), rows)
       for name, fn in [
-          ("reference", lambda x, r, b: sample_reference(x, r, b).token),
-          ("pallas kernel", lambda x, r, b: sample_tokens(x, r, b, impl="pallas").token),
+        ("reference", lambda x, r, b: sample_reference(x, r, b).token),
+        ("pallas kernel", lambda x, r, b: sample_tokens(x, r, b, impl="pallas").token),
       ]:
         compiled = jax.jit(fn).lower(logits, rows, bits).compile()
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         memory = compiled.memory_analysis()
-        print(f"  [batch {batch}, vocab {vocab}] {name:14s} flops {cost.get('flops', 0):.3e}  "
-              f"transcendentals {cost.get('transcendentals', 0):.3e}  "
-              f"bytes accessed {cost.get('bytes accessed', 0):.3e}  "
-              f"HBM temp {memory.temp_size_in_bytes / 1e6:.1f} MB")
+        print(
+          f"  [batch {batch}, vocab {vocab}] {name:14s} flops {cost.get('flops', 0):.3e}  "
+          f"transcendentals {cost.get('transcendentals', 0):.3e}  "
+          f"bytes accessed {cost.get('bytes accessed', 0):.3e}  "
+          f"HBM temp {memory.temp_size_in_bytes / 1e6:.1f} MB"
+        )
 
 
 def parse_args():
@@ -165,10 +180,10 @@ def parse_args():
   parser.add_argument("--top_k", type=int, default=20)
   parser.add_argument("--top_p", type=float, default=0.8)
   parser.add_argument("--min_p", type=float, default=0.0)
-  parser.add_argument("--check", action="store_true",
-                      help="on an accelerator, first report kernel/reference agreement")
-  parser.add_argument("--tpu_estimate", action="store_true",
-                      help="print libtpu's compile-time cost estimates for v5e instead of timing")
+  parser.add_argument("--check", action="store_true", help="on an accelerator, first report kernel/reference agreement")
+  parser.add_argument(
+    "--tpu_estimate", action="store_true", help="print libtpu's compile-time cost estimates for v5e instead of timing"
+  )
   args = parser.parse_args()
   args.batches = [int(b) for b in args.batches.split(",")]
   args.vocabs = [int(v) for v in args.vocabs.split(",")]

@@ -18,14 +18,33 @@ def get_config():
   config.model.preset = "tiny_qwen3"
   config.model.dtype = "float32"
   config.model.param_dtype = "float32"
-  config.model.overrides.update(dict(hidden_size=128, intermediate_size=384, num_layers=2, num_heads=4,
-                                     num_kv_heads=2, head_dim=32, max_position_embeddings=512))
+  config.model.overrides.update(
+    dict(
+      hidden_size=128,
+      intermediate_size=384,
+      num_layers=2,
+      num_heads=4,
+      num_kv_heads=2,
+      head_dim=32,
+      max_position_embeddings=512,
+    )
+  )
   config.prompting.system_prompt = ""  # The task template's own short system message.
 
   # Rows of 512 tokens: an example in the teacher's layout (question + demonstration and/or feedback +
   # answer) takes up to ~460 tokens, a plain one ~100.
-  config.pretrain.update(dict(steps=300, warmup_steps=30, learning_rate=3e-3, end_learning_rate=3e-4,
-                              global_batch_size=8, seq_len=512, checkpoint_every=100, log_every=10))
+  config.pretrain.update(
+    dict(
+      steps=300,
+      warmup_steps=30,
+      learning_rate=3e-3,
+      end_learning_rate=3e-4,
+      global_batch_size=8,
+      seq_len=512,
+      checkpoint_every=100,
+      log_every=10,
+    )
+  )
   config.pretrain.num_examples = 4000
   config.pretrain.corruption_rate = 0.1
   config.pretrain.context_share = 0.3
@@ -38,20 +57,42 @@ def get_config():
   config.synthesize.records_per_shard = 256
 
   # The paper's optimizer (AdamW 0.9/0.95, wd 0.1, cosine with warm-up) at a tiny model's learning rate.
-  config.sft.update(dict(steps=40, warmup_steps=4, learning_rate=2e-4, end_learning_rate=4e-5,
-                         global_batch_size=8, seq_len=256, checkpoint_every=20, log_every=10))
+  config.sft.update(
+    dict(
+      steps=40,
+      warmup_steps=4,
+      learning_rate=2e-4,
+      end_learning_rate=4e-5,
+      global_batch_size=8,
+      seq_len=256,
+      checkpoint_every=20,
+      log_every=10,
+    )
+  )
 
   # On-policy self-distillation from the same base, sized for minutes: 8 steps of 8 prompts x 4 rollouts.
   sd = config.self_distill
   sd.problems.num_problems = 128
-  sd.update(dict(steps=8, prompts_per_step=8, group_size=4, max_prompt_len=256, max_teacher_prompt_len=416,
-                 learning_rate=5e-5, end_learning_rate=1e-5, warmup_steps=1, eval_every=4, eval_problems=32,
-                 eval_samples=4, checkpoint_every=4))
+  sd.update(
+    dict(
+      steps=8,
+      prompts_per_step=8,
+      group_size=4,
+      max_prompt_len=256,
+      max_teacher_prompt_len=416,
+      learning_rate=5e-5,
+      end_learning_rate=1e-5,
+      warmup_steps=1,
+      eval_every=4,
+      eval_problems=32,
+      eval_samples=4,
+      checkpoint_every=4,
+    )
+  )
   sd.rollout.update(dict(temperature=1.1, top_k=20, top_p=0.95, max_new_tokens=96, batch_size=32))
   sd.templates.max_feedback_chars = 300  # Keeps the teacher prompt within max_teacher_prompt_len.
 
-  config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96,
-                                   batch_size=64))
+  config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96, batch_size=64))
   config.eval.problems.num_problems = 64
   config.eval.models = "base,ssd,sdsd,sdpo"
   config.eval.ks = "1,2,4,8"

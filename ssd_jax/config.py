@@ -60,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.forward.seq_len = 16
   _add_ssd_sections(c)
   from ssd_jax.methods.self_distill_config import self_distill_config  # Here: it registers checks with this module.
+
   c.self_distill = self_distill_config()
   return c
 
@@ -83,16 +84,31 @@ EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo")
 def _add_ssd_sections(c: ml_collections.ConfigDict) -> None:
   """The SSD pipeline: pretrain (built-in task only), synthesize, sft, eval; paper values by default."""
   # Shape changes to a preset for a model trained from scratch; 0 keeps the preset's value.
-  c.model.overrides = ml_collections.ConfigDict(dict(
-      hidden_size=0, intermediate_size=0, num_layers=0, num_heads=0, num_kv_heads=0, head_dim=0,
-      max_position_embeddings=0))
+  c.model.overrides = ml_collections.ConfigDict(
+    dict(
+      hidden_size=0,
+      intermediate_size=0,
+      num_layers=0,
+      num_heads=0,
+      num_kv_heads=0,
+      head_dim=0,
+      max_position_embeddings=0,
+    )
+  )
 
   c.prompting = ml_collections.ConfigDict()
   c.prompting.system_prompt = DEFAULT_SYSTEM_PROMPT  # "" leaves the system turn to the chat template.
   c.prompting.include_public_tests = False
 
-  c.pretrain = _training_config(steps=300, warmup_steps=30, learning_rate=3e-3, end_learning_rate=3e-4,
-                                global_batch_size=16, seq_len=256, checkpoint_every=100)
+  c.pretrain = _training_config(
+    steps=300,
+    warmup_steps=30,
+    learning_rate=3e-3,
+    end_learning_rate=3e-4,
+    global_batch_size=16,
+    seq_len=256,
+    checkpoint_every=100,
+  )
   c.pretrain.num_examples = 4000  # Built-in task pre-training problems (one answer each).
   c.pretrain.corruption_rate = 0.1  # Share of wrong answers in the corpus.
   # Share of examples laid out as the self-distillation teacher sees them (the question with a correct
@@ -106,8 +122,15 @@ def _add_ssd_sections(c: ml_collections.ConfigDict) -> None:
   c.synthesize.records_per_shard = 1024
 
   # SSD paper, instruct models: AdamW (0.9, 0.95), wd 0.1, cosine 5e-6 -> 1e-6, batch 32 x 65,536 tokens.
-  c.sft = _training_config(steps=2500, warmup_steps=250, learning_rate=5e-6, end_learning_rate=1e-6,
-                           global_batch_size=32, seq_len=65536, checkpoint_every=250)
+  c.sft = _training_config(
+    steps=2500,
+    warmup_steps=250,
+    learning_rate=5e-6,
+    end_learning_rate=1e-6,
+    global_batch_size=32,
+    seq_len=65536,
+    checkpoint_every=250,
+  )
   c.sft.drop_degenerate = True  # Drop empty outputs and one-line stubs, nothing else.
 
   c.eval = ml_collections.ConfigDict()
@@ -130,8 +153,16 @@ def _problems_config(split: str) -> ml_collections.ConfigDict:
   return p
 
 
-def _training_config(*, steps: int, warmup_steps: int, learning_rate: float, end_learning_rate: float,
-                     global_batch_size: int, seq_len: int, checkpoint_every: int) -> ml_collections.ConfigDict:
+def _training_config(
+  *,
+  steps: int,
+  warmup_steps: int,
+  learning_rate: float,
+  end_learning_rate: float,
+  global_batch_size: int,
+  seq_len: int,
+  checkpoint_every: int,
+) -> ml_collections.ConfigDict:
   t = ml_collections.ConfigDict()
   t.steps = steps
   t.warmup_steps = warmup_steps
@@ -165,28 +196,28 @@ class Check:
 
 def _training_checks(prefix: str) -> list[Check]:
   return [
-      Check(f"{prefix}.steps", lambda v: v >= 1, "at least 1 step"),
-      Check(f"{prefix}.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0 (and <= steps)"),
-      Check(f"{prefix}.learning_rate", lambda v: v > 0, "a learning rate > 0"),
-      Check(f"{prefix}.end_learning_rate", lambda v: v >= 0, "a final learning rate >= 0"),
-      Check(f"{prefix}.b1", lambda v: 0 <= v < 1, "b1 in [0, 1)"),
-      Check(f"{prefix}.b2", lambda v: 0 <= v < 1, "b2 in [0, 1)"),
-      Check(f"{prefix}.weight_decay", lambda v: v >= 0, "weight decay >= 0"),
-      Check(f"{prefix}.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
-      Check(f"{prefix}.global_batch_size", lambda v: v >= 1, "a batch size >= 1"),
-      Check(f"{prefix}.seq_len", lambda v: v >= 2, "a sequence length >= 2"),
-      Check(f"{prefix}.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
-      Check(f"{prefix}.loss_chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
-      Check(f"{prefix}.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
-      Check(f"{prefix}.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
-      Check(f"{prefix}.log_every", lambda v: v >= 1, "a logging interval >= 1"),
+    Check(f"{prefix}.steps", lambda v: v >= 1, "at least 1 step"),
+    Check(f"{prefix}.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0 (and <= steps)"),
+    Check(f"{prefix}.learning_rate", lambda v: v > 0, "a learning rate > 0"),
+    Check(f"{prefix}.end_learning_rate", lambda v: v >= 0, "a final learning rate >= 0"),
+    Check(f"{prefix}.b1", lambda v: 0 <= v < 1, "b1 in [0, 1)"),
+    Check(f"{prefix}.b2", lambda v: 0 <= v < 1, "b2 in [0, 1)"),
+    Check(f"{prefix}.weight_decay", lambda v: v >= 0, "weight decay >= 0"),
+    Check(f"{prefix}.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
+    Check(f"{prefix}.global_batch_size", lambda v: v >= 1, "a batch size >= 1"),
+    Check(f"{prefix}.seq_len", lambda v: v >= 2, "a sequence length >= 2"),
+    Check(f"{prefix}.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
+    Check(f"{prefix}.loss_chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
+    Check(f"{prefix}.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
+    Check(f"{prefix}.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
+    Check(f"{prefix}.log_every", lambda v: v >= 1, "a logging interval >= 1"),
   ]
 
 
 def _problems_checks(prefix: str) -> list[Check]:
   return [
-      Check(f"{prefix}.source", lambda v: v in PROBLEM_SOURCES, f"one of {PROBLEM_SOURCES}"),
-      Check(f"{prefix}.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
+    Check(f"{prefix}.source", lambda v: v in PROBLEM_SOURCES, f"one of {PROBLEM_SOURCES}"),
+    Check(f"{prefix}.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
   ]
 
 
@@ -197,57 +228,72 @@ def _int_list_ok(text: str) -> bool:
 
 def _ssd_checks() -> list[Check]:
   return [
-      *[Check(f"model.overrides.{name}", lambda v: v >= 0, "a size >= 0 (0 keeps the preset's)")
-        for name in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                     "max_position_embeddings")],
-      *_training_checks("pretrain"),
-      Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
-      Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
-      Check("pretrain.context_share", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
-      Check("pretrain.tokenizer_vocab_size", lambda v: v >= 259, "a vocabulary >= 259 (3 special + 256 bytes)"),
-      *_problems_checks("synthesize.problems"),
-      Check("synthesize.prompts_per_chunk", lambda v: v >= 1, "at least 1 prompt per chunk"),
-      Check("synthesize.records_per_shard", lambda v: v >= 1, "at least 1 record per shard"),
-      *_training_checks("sft"),
-      *_problems_checks("eval.problems"),
-      Check("eval.models", lambda v: bool(v.strip()) and all(m.strip() in EVAL_MODELS for m in v.split(",")),
-            f"comma-separated models from {EVAL_MODELS}"),
-      Check("eval.ks", _int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
-      Check("eval.timeout_s", lambda v: v > 0, "seconds > 0"),
-      Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
-      Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
-      Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
+    *[
+      Check(f"model.overrides.{name}", lambda v: v >= 0, "a size >= 0 (0 keeps the preset's)")
+      for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_layers",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "max_position_embeddings",
+      )
+    ],
+    *_training_checks("pretrain"),
+    Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
+    Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
+    Check("pretrain.context_share", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    Check("pretrain.tokenizer_vocab_size", lambda v: v >= 259, "a vocabulary >= 259 (3 special + 256 bytes)"),
+    *_problems_checks("synthesize.problems"),
+    Check("synthesize.prompts_per_chunk", lambda v: v >= 1, "at least 1 prompt per chunk"),
+    Check("synthesize.records_per_shard", lambda v: v >= 1, "at least 1 record per shard"),
+    *_training_checks("sft"),
+    *_problems_checks("eval.problems"),
+    Check(
+      "eval.models",
+      lambda v: bool(v.strip()) and all(m.strip() in EVAL_MODELS for m in v.split(",")),
+      f"comma-separated models from {EVAL_MODELS}",
+    ),
+    Check("eval.ks", _int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
+    Check("eval.timeout_s", lambda v: v > 0, "seconds > 0"),
+    Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
+    Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
+    Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
   ]
 
 
 def _sampling_checks(prefix: str) -> list[Check]:
   return [
-      Check(f"{prefix}.temperature", lambda v: v >= 0, "a temperature >= 0 (0 means greedy)"),
-      Check(f"{prefix}.top_k", lambda v: True, "an int (<= 0 means off)"),
-      Check(f"{prefix}.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1] (1 means off)"),
-      Check(f"{prefix}.min_p", lambda v: 0 <= v < 1, "min_p in [0, 1) (0 means off)"),
-      Check(f"{prefix}.n", lambda v: v >= 1, "at least 1 sample per prompt"),
-      Check(f"{prefix}.max_new_tokens", lambda v: v >= 1, "at least 1 new token"),
-      Check(f"{prefix}.batch_size", lambda v: v >= 1, "a batch size >= 1"),
+    Check(f"{prefix}.temperature", lambda v: v >= 0, "a temperature >= 0 (0 means greedy)"),
+    Check(f"{prefix}.top_k", lambda v: True, "an int (<= 0 means off)"),
+    Check(f"{prefix}.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1] (1 means off)"),
+    Check(f"{prefix}.min_p", lambda v: 0 <= v < 1, "min_p in [0, 1) (0 means off)"),
+    Check(f"{prefix}.n", lambda v: v >= 1, "at least 1 sample per prompt"),
+    Check(f"{prefix}.max_new_tokens", lambda v: v >= 1, "at least 1 new token"),
+    Check(f"{prefix}.batch_size", lambda v: v >= 1, "a batch size >= 1"),
   ]
 
 
 VALUE_CHECKS: list[Check] = [
-    Check("stages", lambda v: all(s.strip() in STAGES for s in v.split(",") if s.strip()),
-          f"comma-separated stages from {STAGES}"),
-    Check("model.dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
-    Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
-    Check("model.param_dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
-    Check("mesh.data", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
-    Check("mesh.fsdp", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
-    Check("mesh.tensor", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
-    Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
-    Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
-    Check("forward.batch_size", lambda v: v >= 1, "a batch size >= 1"),
-    Check("forward.seq_len", lambda v: v >= 1, "a sequence length >= 1"),
-    *_sampling_checks("sampling"),
-    *_sampling_checks("eval_sampling"),
-    *_ssd_checks(),
+  Check(
+    "stages",
+    lambda v: all(s.strip() in STAGES for s in v.split(",") if s.strip()),
+    f"comma-separated stages from {STAGES}",
+  ),
+  Check("model.dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
+  Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
+  Check("model.param_dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
+  Check("mesh.data", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
+  Check("mesh.fsdp", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
+  Check("mesh.tensor", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
+  Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
+  Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
+  Check("forward.batch_size", lambda v: v >= 1, "a batch size >= 1"),
+  Check("forward.seq_len", lambda v: v >= 1, "a sequence length >= 1"),
+  *_sampling_checks("sampling"),
+  *_sampling_checks("eval_sampling"),
+  *_ssd_checks(),
 ]
 
 
@@ -290,8 +336,7 @@ def schema_errors(config: ml_collections.ConfigDict, schema: ml_collections.Conf
       hint = f" (did you mean '{close[0]}'?)" if close else ""
       errors.append(f"unknown field '{path}'{hint}")
     elif not _type_ok(known[path], value):
-      errors.append(
-          f"field '{path}' must be {type(known[path]).__name__}, got {type(value).__name__} {value!r}")
+      errors.append(f"field '{path}' must be {type(known[path]).__name__}, got {type(value).__name__} {value!r}")
   for path in known:
     if path not in given:
       errors.append(f"field '{path}' is missing (start config files from ssd_jax.config.base_config())")
@@ -309,18 +354,19 @@ def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str
     fixed *= s if s != -1 else 1
   if free:
     if device_count % fixed:
-      raise ConfigError(
-          f"mesh.{free[0]}=-1 cannot absorb {device_count} devices: the other axes multiply to {fixed}")
+      raise ConfigError(f"mesh.{free[0]}=-1 cannot absorb {device_count} devices: the other axes multiply to {fixed}")
     sizes[free[0]] = device_count // fixed
   elif fixed != device_count:
     raise ConfigError(
-        f"mesh (data={sizes['data']}, fsdp={sizes['fsdp']}, tensor={sizes['tensor']}) multiplies to {fixed}, "
-        f"but there are {device_count} devices")
+      f"mesh (data={sizes['data']}, fsdp={sizes['fsdp']}, tensor={sizes['tensor']}) multiplies to {fixed}, "
+      f"but there are {device_count} devices"
+    )
   return sizes
 
 
-def validate(config: ml_collections.ConfigDict, *, schema: ml_collections.ConfigDict | None = None,
-             device_count: int | None = None) -> None:
+def validate(
+  config: ml_collections.ConfigDict, *, schema: ml_collections.ConfigDict | None = None, device_count: int | None = None
+) -> None:
   """Raises ConfigError listing every problem in `config`, each naming its field.
 
   Args:

@@ -16,7 +16,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Directory for every artifact of the run.")
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 for multi-process runs (auto-detected on Cloud TPU).")
+  "coordinator_address", None, "host:port of process 0 for multi-process runs (auto-detected on Cloud TPU)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
@@ -26,8 +27,7 @@ def _initialize_distributed() -> None:
   import jax  # pylint: disable=g-import-not-at-top
 
   if _COORDINATOR.value:
-    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
     jax.distributed.initialize()  # Multi-host Cloud TPU slice: everything is auto-detected.
 

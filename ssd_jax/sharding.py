@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -22,30 +23,31 @@ MESH_AXES = ("data", "fsdp", "tensor")
 LogicalRules = tuple[tuple[str, "str | tuple[str, ...] | None"], ...]
 
 DEFAULT_RULES: LogicalRules = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("mlp", "tensor"),
-    ("vocab", "tensor"),
-    ("layers", None),
-    ("expert", None),
+  ("batch", ("data", "fsdp")),
+  ("length", None),
+  ("embed", "fsdp"),
+  ("heads", "tensor"),
+  ("kv_heads", "tensor"),
+  ("head_dim", None),
+  ("mlp", "tensor"),
+  ("vocab", "tensor"),
+  ("layers", None),
+  ("expert", None),
 )
 
 # Model fields whose size must divide evenly over the mesh axes their logical name maps to.
 _DIVISIBLE_FIELDS = (
-    ("num_heads", "heads"),
-    ("num_kv_heads", "kv_heads"),
-    ("intermediate_size", "mlp"),
-    ("vocab_size", "vocab"),
-    ("hidden_size", "embed"),
-    ("head_dim", "head_dim"),
+  ("num_heads", "heads"),
+  ("num_kv_heads", "kv_heads"),
+  ("intermediate_size", "mlp"),
+  ("vocab_size", "vocab"),
+  ("hidden_size", "embed"),
+  ("head_dim", "head_dim"),
 )
 
 _ACTIVE_RULES: contextvars.ContextVar[tuple[Mesh, LogicalRules] | None] = contextvars.ContextVar(
-    "ssd_jax_active_rules", default=None)
+  "ssd_jax_active_rules", default=None
+)
 
 
 def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, int]:
@@ -126,8 +128,9 @@ def mesh_axes_size(logical_name: str, mesh_shape: Mapping[str, int], rules: Logi
   return math.prod(int(mesh_shape.get(a, 1)) for a in axes)
 
 
-def validate_mesh_for_model(mesh_shape: Mapping[str, int] | Mesh, cfg: Any,
-                            rules: LogicalRules = DEFAULT_RULES) -> None:
+def validate_mesh_for_model(
+  mesh_shape: Mapping[str, int] | Mesh, cfg: Any, rules: LogicalRules = DEFAULT_RULES
+) -> None:
   """Checks that every sharded model dimension divides over its mesh axes.
 
   Args:
@@ -150,8 +153,9 @@ def validate_mesh_for_model(mesh_shape: Mapping[str, int] | Mesh, cfg: Any,
     size = getattr(cfg, field)
     if size % shards:
       raise ValueError(
-          f"ModelConfig.{field}={size} is not divisible by the mesh axes {axes} of size {shards} "
-          f"(logical axis {logical!r}); change the mesh shape or the sharding rules")
+        f"ModelConfig.{field}={size} is not divisible by the mesh axes {axes} of size {shards} "
+        f"(logical axis {logical!r}); change the mesh shape or the sharding rules"
+      )
 
 
 def _is_variable(x: Any) -> bool:
@@ -168,8 +172,8 @@ def _variable_names(var: nnx.Variable) -> tuple[str | None, ...]:
 def state_shardings(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
   """Same tree as `state` (an nnx.State, concrete or abstract) with a NamedSharding per variable."""
   return jax.tree.map(
-      lambda v: v.replace(NamedSharding(mesh, logical_to_spec(_variable_names(v), rules))),
-      state, is_leaf=_is_variable)
+    lambda v: v.replace(NamedSharding(mesh, logical_to_spec(_variable_names(v), rules))), state, is_leaf=_is_variable
+  )
 
 
 def shard_state(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
@@ -231,8 +235,9 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules)))
 
 
-def shard_batch(host_local_tree: Any, mesh: Mesh, names: Sequence[str | None] = ("batch",),
-                rules: LogicalRules = DEFAULT_RULES) -> Any:
+def shard_batch(
+  host_local_tree: Any, mesh: Mesh, names: Sequence[str | None] = ("batch",), rules: LogicalRules = DEFAULT_RULES
+) -> Any:
   """Assembles global arrays from each process's local rows.
 
   Args:
@@ -244,6 +249,7 @@ def shard_batch(host_local_tree: Any, mesh: Mesh, names: Sequence[str | None] = 
   Returns:
     The same tree of global jax.Arrays, batch dimension = sum over processes.
   """
+
   def put(x):
     x = np.asarray(x)
     spec = logical_to_spec(tuple(names[: x.ndim]), rules)

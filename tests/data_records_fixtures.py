@@ -27,7 +27,7 @@ class ByteChatTokenizer:
     del add_special_tokens
     ids, start = [], 0
     for match in _SPECIAL_RE.finditer(text):
-      ids += [b + _OFFSET for b in text[start:match.start()].encode("utf-8")]
+      ids += [b + _OFFSET for b in text[start : match.start()].encode("utf-8")]
       ids.append(_SPECIALS[match.group()])
       start = match.end()
     return ids + [b + _OFFSET for b in text[start:].encode("utf-8")]
@@ -48,23 +48,32 @@ class ByteChatTokenizer:
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
 
-def make_record(task: int, sample: int = 0, completion: str | None = None,
-                finish_reason: str = "stop", **overrides) -> SampleRecord:
+def make_record(
+  task: int, sample: int = 0, completion: str | None = None, finish_reason: str = "stop", **overrides
+) -> SampleRecord:
   """A deterministic record whose content depends on (task, sample)."""
   rng = np.random.default_rng(task * 1000 + sample)
-  completion = completion if completion is not None else (
-      f"def f{task}():\n    return {task * 7 + sample}\n")
+  completion = completion if completion is not None else (f"def f{task}():\n    return {task * 7 + sample}\n")
   n = len(completion)
   fields = dict(
-      task_id=f"task-{task}", sample_index=sample,
-      prompt_ids=rng.integers(4, 260, size=5).tolist(),
-      completion_text=completion, completion_ids=rng.integers(4, 260, size=n).tolist(),
-      finish_reason=finish_reason,
-      logprob_raw=np.log(rng.uniform(0.01, 1, size=n)).astype(np.float32).tolist(),
-      logprob_sampled=np.log(rng.uniform(0.01, 1, size=n)).tolist(),
-      temperature=1.6, top_k=20, top_p=0.8, min_p=0.0, max_new_tokens=64, seed=1234 + task,
-      source_checkpoint="ckpt/step_0", prompt_messages=[
-          {"role": "user", "content": f"Write f{task}, ü {'x' * (task % 5)}"}],
-      created_at="2025-01-01T00:00:00+00:00", extra={"difficulty": task % 3})
+    task_id=f"task-{task}",
+    sample_index=sample,
+    prompt_ids=rng.integers(4, 260, size=5).tolist(),
+    completion_text=completion,
+    completion_ids=rng.integers(4, 260, size=n).tolist(),
+    finish_reason=finish_reason,
+    logprob_raw=np.log(rng.uniform(0.01, 1, size=n)).astype(np.float32).tolist(),
+    logprob_sampled=np.log(rng.uniform(0.01, 1, size=n)).tolist(),
+    temperature=1.6,
+    top_k=20,
+    top_p=0.8,
+    min_p=0.0,
+    max_new_tokens=64,
+    seed=1234 + task,
+    source_checkpoint="ckpt/step_0",
+    prompt_messages=[{"role": "user", "content": f"Write f{task}, ü {'x' * (task % 5)}"}],
+    created_at="2025-01-01T00:00:00+00:00",
+    extra={"difficulty": task % 3},
+  )
   fields.update(overrides)
   return SampleRecord(**fields)

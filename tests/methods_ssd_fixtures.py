@@ -14,7 +14,7 @@ from ssd_jax.model import Transformer, presets
 from ssd_jax.tasks import build_task_tokenizer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def task_tokenizer_dir(root: str) -> str:
   """The built-in task's tokenizer, built once per directory."""
   path = os.path.join(root, "tokenizer")
@@ -47,9 +47,21 @@ def micro_config(stages: str):
   c.model.overrides.max_position_embeddings = 256
   c.prompting.system_prompt = ""
   for section in (c.pretrain, c.sft):
-    section.update(dict(steps=3, warmup_steps=1, learning_rate=1e-3, end_learning_rate=1e-4,
-                        global_batch_size=8, seq_len=128, checkpoint_every=1, log_every=1, tensorboard=False,
-                        progress_bar=False, loss_chunk_size=256))
+    section.update(
+      dict(
+        steps=3,
+        warmup_steps=1,
+        learning_rate=1e-3,
+        end_learning_rate=1e-4,
+        global_batch_size=8,
+        seq_len=128,
+        checkpoint_every=1,
+        log_every=1,
+        tensorboard=False,
+        progress_bar=False,
+        loss_chunk_size=256,
+      )
+    )
   c.pretrain.num_examples = 64
   c.sampling.update(dict(temperature=1.6, top_k=20, top_p=0.8, n=1, max_new_tokens=12, batch_size=8))
   c.synthesize.problems.num_problems = 8

@@ -16,9 +16,20 @@ PROMPTS = [[5, 17, 300, 42, 9, 77, 1], [250, 3], [99, 100, 101, 102], [7]]
 
 def hf_model(kind: str = "qwen3", seed: int = 0):
   """A random Qwen3ForCausalLM (tied) or LlamaForCausalLM (untied), float32."""
-  common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-                initializer_range=0.1, pad_token_id=0, bos_token_id=None, eos_token_id=None)
+  common = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=256,
+    initializer_range=0.1,
+    pad_token_id=0,
+    bos_token_id=None,
+    eos_token_id=None,
+  )
   if kind == "qwen3":
     config = transformers.Qwen3Config(rope_theta=10_000.0, tie_word_embeddings=True, **common)
     cls = transformers.Qwen3ForCausalLM
@@ -47,10 +58,10 @@ def _full_forward(graphdef, state, tokens, segment_ids):
 def full_forward_logits(graphdef, state, sequence, width: int = 32) -> np.ndarray:
   """float32 [len(sequence), vocab] logits of one uncached forward (right-padded to `width`)."""
   tokens = np.zeros((1, width), np.int32)
-  tokens[0, :len(sequence)] = sequence
+  tokens[0, : len(sequence)] = sequence
   segment_ids = (np.arange(width) < len(sequence)).astype(np.int32)[None]
   logits = _full_forward(graphdef, state, jnp.asarray(tokens), jnp.asarray(segment_ids))
-  return np.asarray(logits)[0, :len(sequence)]
+  return np.asarray(logits)[0, : len(sequence)]
 
 
 def greedy_by_full_forwards(graphdef, state, prompt, max_new_tokens: int) -> list[int]:
@@ -58,4 +69,4 @@ def greedy_by_full_forwards(graphdef, state, prompt, max_new_tokens: int) -> lis
   sequence = list(prompt)
   for _ in range(max_new_tokens):
     sequence.append(int(np.argmax(full_forward_logits(graphdef, state, sequence)[-1])))
-  return sequence[len(prompt):]
+  return sequence[len(prompt) :]

@@ -19,8 +19,10 @@ def _load(name):
   return module.get_config()
 
 
-@pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
-                                        if f.endswith(".py") and not f.startswith("_")))
+@pytest.mark.parametrize(
+  "name",
+  sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py") and not f.startswith("_")),
+)
 def test_shipped_configs_are_valid(name):
   config_lib.validate(_load(name))
 
@@ -37,7 +39,9 @@ def _mutated(**fields):
   return c
 
 
-@pytest.mark.parametrize("fields, named", [
+@pytest.mark.parametrize(
+  "fields, named",
+  [
     ({"sampling__temperature": -0.5}, "sampling.temperature"),
     ({"sampling__top_p": 0.0}, "sampling.top_p"),
     ({"eval_sampling__top_p": 1.5}, "eval_sampling.top_p"),
@@ -47,7 +51,8 @@ def _mutated(**fields):
     ({"model__dtype": "float8"}, "model.dtype"),
     ({"stages": "forward,trian"}, "stages"),
     ({"mesh__tensor": 0}, "mesh.tensor"),
-])
+  ],
+)
 def test_bad_value_names_field(fields, named):
   with pytest.raises(config_lib.ConfigError, match=f"'{named}'"):
     config_lib.validate(_mutated(**fields))
@@ -67,11 +72,14 @@ def test_missing_field_is_reported():
     config_lib.validate(c)
 
 
-@pytest.mark.parametrize("mesh, devices, message", [
+@pytest.mark.parametrize(
+  "mesh, devices, message",
+  [
     ({"data": 2, "fsdp": 2, "tensor": 3}, 8, "multiplies to 12"),
     ({"data": -1, "fsdp": 3, "tensor": 1}, 8, "mesh.data=-1 cannot absorb 8 devices"),
     ({"data": -1, "fsdp": -1, "tensor": 1}, 8, "only one of"),
-])
+  ],
+)
 def test_mesh_must_match_device_count(mesh, devices, message):
   c = config_lib.base_config()
   c.mesh.update(mesh)
@@ -86,8 +94,13 @@ def test_mesh_absorbs_free_axis():
 
 
 def _main(*args):
-  return subprocess.run([sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def test_cli_rejects_bad_override_by_name(tmp_path):

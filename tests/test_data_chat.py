@@ -7,9 +7,12 @@ from ssd_jax.evals.problems import Problem, TestCase
 
 
 def test_problem_to_messages():
-  problem = Problem(task_id="t", question="  Add two numbers.\n", starter_code="def add(a, b):\n",
-                    public_tests=(TestCase("p", code="assert add(1, 2) == 3"),
-                                  TestCase("q", stdin="1 2", expected_stdout="3")))
+  problem = Problem(
+    task_id="t",
+    question="  Add two numbers.\n",
+    starter_code="def add(a, b):\n",
+    public_tests=(TestCase("p", code="assert add(1, 2) == 3"), TestCase("q", stdin="1 2", expected_stdout="3")),
+  )
   messages = chat.problem_to_messages(problem)
   assert messages[0] == {"role": "system", "content": chat.DEFAULT_SYSTEM_PROMPT}
   assert "```python" in chat.DEFAULT_SYSTEM_PROMPT and "expert Python programmer" in chat.DEFAULT_SYSTEM_PROMPT

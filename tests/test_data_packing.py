@@ -11,17 +11,28 @@ def _ex(tokens, mask):
 
 
 def test_hand_checked_rows():
-  examples = [_ex([10, 11, 12, 13], [0, 0, 1, 1]), _ex([20, 21, 22], [0, 1, 1]),
-              _ex([30, 31, 32, 33, 34, 35], [0, 0, 0, 1, 1, 1])]
+  examples = [
+    _ex([10, 11, 12, 13], [0, 0, 1, 1]),
+    _ex([20, 21, 22], [0, 1, 1]),
+    _ex([30, 31, 32, 33, 34, 35], [0, 0, 0, 1, 1, 1]),
+  ]
   rows, stats = pack_examples(examples, seq_len=8)
   assert len(rows) == 2 and stats.rows == 2 and stats.truncated == stats.skipped == 0
   expected = [
-      dict(tokens=[10, 11, 12, 20, 21, 0, 0, 0], targets=[11, 12, 13, 21, 22, 0, 0, 0],
-           loss_mask=[0, 1, 1, 1, 1, 0, 0, 0], segment_ids=[1, 1, 1, 2, 2, 0, 0, 0],
-           positions=[0, 1, 2, 0, 1, 0, 0, 0]),
-      dict(tokens=[30, 31, 32, 33, 34, 0, 0, 0], targets=[31, 32, 33, 34, 35, 0, 0, 0],
-           loss_mask=[0, 0, 1, 1, 1, 0, 0, 0], segment_ids=[1, 1, 1, 1, 1, 0, 0, 0],
-           positions=[0, 1, 2, 3, 4, 0, 0, 0]),
+    dict(
+      tokens=[10, 11, 12, 20, 21, 0, 0, 0],
+      targets=[11, 12, 13, 21, 22, 0, 0, 0],
+      loss_mask=[0, 1, 1, 1, 1, 0, 0, 0],
+      segment_ids=[1, 1, 1, 2, 2, 0, 0, 0],
+      positions=[0, 1, 2, 0, 1, 0, 0, 0],
+    ),
+    dict(
+      tokens=[30, 31, 32, 33, 34, 0, 0, 0],
+      targets=[31, 32, 33, 34, 35, 0, 0, 0],
+      loss_mask=[0, 0, 1, 1, 1, 0, 0, 0],
+      segment_ids=[1, 1, 1, 1, 1, 0, 0, 0],
+      positions=[0, 1, 2, 3, 4, 0, 0, 0],
+    ),
   ]
   for row, want in zip(rows, expected):
     assert set(row) == set(ROW_KEYS)
@@ -31,8 +42,7 @@ def test_hand_checked_rows():
 
 
 def test_truncation_and_skipping_are_counted():
-  rows, stats = pack_examples([_ex([5], [1]), _ex(range(100, 112), [0] * 3 + [1] * 9),
-                               _ex([7, 8], [0, 1])], seq_len=8)
+  rows, stats = pack_examples([_ex([5], [1]), _ex(range(100, 112), [0] * 3 + [1] * 9), _ex([7, 8], [0, 1])], seq_len=8)
   assert (stats.examples, stats.skipped, stats.truncated, stats.rows) == (3, 1, 1, 2)
   assert rows[0]["tokens"].tolist() == list(range(100, 108))
   assert rows[0]["targets"].tolist() == list(range(101, 109))
@@ -76,8 +86,7 @@ def test_invariants_on_random_examples():
   assert stats.rows == len(rows)
   recovered = [seg for row in rows for seg in _segments_of(row)]
   # Brute-force reference: every example with >= 2 tokens, cut to seq_len + 1, in order.
-  reference = [(e["tokens"][: seq_len + 1], e["loss_mask"][1: seq_len + 1])
-               for e in examples if len(e["tokens"]) >= 2]
+  reference = [(e["tokens"][: seq_len + 1], e["loss_mask"][1 : seq_len + 1]) for e in examples if len(e["tokens"]) >= 2]
   assert len(recovered) == len(reference)
   for (tokens, mask), (want_tokens, want_mask) in zip(recovered, reference):
     np.testing.assert_array_equal(tokens, want_tokens)
@@ -98,6 +107,7 @@ def test_packed_forward_matches_separate_forwards():
   model_lib = pytest.importorskip("ssd_jax.model")
   import jax
   from flax import nnx
+
   cfg = model_lib.presets.get("tiny_qwen3")
   graphdef, state = nnx.split(model_lib.Transformer(cfg, rngs=nnx.Rngs(0)))
 
@@ -117,8 +127,8 @@ def test_packed_forward_matches_separate_forwards():
   segment_ids = np.ones_like(tokens)
   segment_ids[0] = row["segment_ids"]
   logits, _ = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(a[0], a[1], segment_ids=a[2]))(
-      state, tokens, positions, segment_ids)
+    state, tokens, positions, segment_ids
+  )
   logits = np.asarray(logits)
   for i, n in enumerate(lengths, start=1):
-    np.testing.assert_allclose(logits[0, row["segment_ids"] == i], logits[i, : n - 1],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits[0, row["segment_ids"] == i], logits[i, : n - 1], rtol=1e-4, atol=1e-4)

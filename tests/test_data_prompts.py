@@ -15,14 +15,14 @@ def _problem(task_id, question, starter_code=""):
 
 def test_dedup_counts_on_hand_made_set():
   problems = [
-      _problem("a", "Sum two numbers."),
-      _problem("b", "  Sum two\n\tnumbers.  "),          # whitespace-only difference: duplicate of a
-      _problem("c", "Sum two numbers!"),                 # punctuation differs: kept
-      _problem("d", "Sum two numbers.", "def f(): pass"),  # different starter code: kept
-      _problem("e", "Sum  two numbers.\n"),              # duplicate of a
-      _problem("f", "Reverse a string."),
-      _problem("g", "Sum two numbers!"),                 # duplicate of c
-      _problem("h", "sum two numbers."),                 # case differs: kept
+    _problem("a", "Sum two numbers."),
+    _problem("b", "  Sum two\n\tnumbers.  "),  # whitespace-only difference: duplicate of a
+    _problem("c", "Sum two numbers!"),  # punctuation differs: kept
+    _problem("d", "Sum two numbers.", "def f(): pass"),  # different starter code: kept
+    _problem("e", "Sum  two numbers.\n"),  # duplicate of a
+    _problem("f", "Reverse a string."),
+    _problem("g", "Sum two numbers!"),  # duplicate of c
+    _problem("h", "sum two numbers."),  # case differs: kept
   ]
   kept, report = prompts.deduplicate_problems(iter(problems))
   assert [p.task_id for p in kept] == ["a", "c", "d", "f", "h"]
@@ -37,28 +37,43 @@ def test_dedup_matches_brute_force_pairwise_check():
   problems = [_problem(str(i), q) for i, q in enumerate(questions)]
   kept, report = prompts.deduplicate_problems(problems)
   # Brute force: a problem is dropped iff an earlier problem has the same whitespace-split word list.
-  expected = [p.task_id for i, p in enumerate(problems)
-              if not any(problems[j].question.split() == p.question.split() for j in range(i))]
+  expected = [
+    p.task_id
+    for i, p in enumerate(problems)
+    if not any(problems[j].question.split() == p.question.split() for j in range(i))
+  ]
   assert [p.task_id for p in kept] == expected
   assert report.num_dropped == len(problems) - len(expected)
 
 
 def test_jsonl_problem_set(tmp_path):
   rows = [
-      {"task_id": "p1", "question": "Add.", "starter_code": "def add(a, b):\n", "entry_point": "add",
-       "tests": ["assert add(1, 2) == 3", {"name": "big", "code": "assert add(10**9, 1) == 10**9 + 1"}],
-       "public_tests": [{"stdin": "1 2\n", "expected_stdout": "3\n"}], "difficulty": "easy"},
-      {"question": "Echo stdin.", "tests": [{"name": "t", "stdin": "", "expected_stdout": ""}]},
+    {
+      "task_id": "p1",
+      "question": "Add.",
+      "starter_code": "def add(a, b):\n",
+      "entry_point": "add",
+      "tests": ["assert add(1, 2) == 3", {"name": "big", "code": "assert add(10**9, 1) == 10**9 + 1"}],
+      "public_tests": [{"stdin": "1 2\n", "expected_stdout": "3\n"}],
+      "difficulty": "easy",
+    },
+    {"question": "Echo stdin.", "tests": [{"name": "t", "stdin": "", "expected_stdout": ""}]},
   ]
   path = tmp_path / "my_set.jsonl"
   path.write_text("\n".join(json.dumps(r) for r in rows[:1]) + "\n\n" + json.dumps(rows[1]) + "\n")
   problems = prompts.load_jsonl_problems(path)
   assert problems[0] == Problem(
-      task_id="p1", question="Add.", starter_code="def add(a, b):\n", entry_point="add", difficulty="easy",
-      tests=(TestCase("test_0", "assert add(1, 2) == 3"), TestCase("big", "assert add(10**9, 1) == 10**9 + 1")),
-      public_tests=(TestCase("test_0", stdin="1 2\n", expected_stdout="3\n"),))
-  assert problems[1] == Problem(task_id="my_set/3", question="Echo stdin.",
-                                tests=(TestCase("t", stdin="", expected_stdout=""),))
+    task_id="p1",
+    question="Add.",
+    starter_code="def add(a, b):\n",
+    entry_point="add",
+    difficulty="easy",
+    tests=(TestCase("test_0", "assert add(1, 2) == 3"), TestCase("big", "assert add(10**9, 1) == 10**9 + 1")),
+    public_tests=(TestCase("test_0", stdin="1 2\n", expected_stdout="3\n"),),
+  )
+  assert problems[1] == Problem(
+    task_id="my_set/3", question="Echo stdin.", tests=(TestCase("t", stdin="", expected_stdout=""),)
+  )
   assert [prompts.problem_from_dict(prompts.problem_to_dict(p)) for p in problems] == problems
   gz = tmp_path / "my_set.jsonl.gz"
   with gzip.open(gz, "wt", encoding="utf-8") as f:
@@ -66,13 +81,16 @@ def test_jsonl_problem_set(tmp_path):
   assert prompts.load_jsonl_problems(gz) == problems
 
 
-@pytest.mark.parametrize("line, message", [
+@pytest.mark.parametrize(
+  "line, message",
+  [
     ('{"task_id": "x"}', r"bad.jsonl:1: 'question' must be a non-empty string"),
     ('{"question": "q", "source": "web"}', r"unknown fields \['source'\]"),
     ('{"question": "q", "tests": [{"input": "1"}]}', r"tests\[0\]: unknown test fields \['input'\]"),
     ('{"question": "q", "tests": "assert 1"}', r"'tests' must be a list"),
     ("{not json", r"bad.jsonl:1: not valid JSON"),
-])
+  ],
+)
 def test_jsonl_errors_name_the_problem(tmp_path, line, message):
   path = tmp_path / "bad.jsonl"
   path.write_text(line + "\n")
@@ -97,7 +115,7 @@ def test_humaneval_problems_pass_their_own_tests():
     exec(problem.reference_solution + "\n" + problem.tests[0].code, namespace)  # pylint: disable=exec-used
     assert problem.starter_code in problem.reference_solution
     broken = problem.starter_code + "    pass\n"
-    with pytest.raises(Exception):
+    with pytest.raises(AssertionError):
       exec(broken + "\n" + problem.tests[0].code, {})  # pylint: disable=exec-used
   _, report = prompts.deduplicate_problems(problems)
   assert report.num_dropped == 0

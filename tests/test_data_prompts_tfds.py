@@ -11,16 +11,29 @@ from ssd_jax.data import prompts, tfds_sources
 from ssd_jax.evals.problems import Problem, TestCase
 
 PROBLEMS = [
-    Problem(task_id="a/0", question="Add two numbers é ✓.", starter_code="def add(a, b):\n", entry_point="add",
-            tests=(TestCase("t0", "assert add(1, 2) == 3"),), difficulty="easy", reference_solution="x",
-            contest_date="2025-01-02"),
-    Problem(task_id="a/1", question="Echo.", tests=(TestCase("io", stdin="", expected_stdout=""),
-                                                    TestCase("io2", stdin="1\n", expected_stdout="1\n"),
-                                                    TestCase("printed", code="print(1)", expected_stdout="1"))),
-    Problem(task_id="a/2", question="No tests at all."),
-    # A duplicate of a/0 after whitespace normalisation of question and starter code.
-    Problem(task_id="a/3", question="  Add two numbers é ✓. ", starter_code="def  add(a, b):\n\n"),
-    Problem(task_id="a/4", question="Public only.", public_tests=(TestCase("p", code="assert True", stdin="in"),)),
+  Problem(
+    task_id="a/0",
+    question="Add two numbers é ✓.",
+    starter_code="def add(a, b):\n",
+    entry_point="add",
+    tests=(TestCase("t0", "assert add(1, 2) == 3"),),
+    difficulty="easy",
+    reference_solution="x",
+    contest_date="2025-01-02",
+  ),
+  Problem(
+    task_id="a/1",
+    question="Echo.",
+    tests=(
+      TestCase("io", stdin="", expected_stdout=""),
+      TestCase("io2", stdin="1\n", expected_stdout="1\n"),
+      TestCase("printed", code="print(1)", expected_stdout="1"),
+    ),
+  ),
+  Problem(task_id="a/2", question="No tests at all."),
+  # A duplicate of a/0 after whitespace normalisation of question and starter code.
+  Problem(task_id="a/3", question="  Add two numbers é ✓. ", starter_code="def  add(a, b):\n\n"),
+  Problem(task_id="a/4", question="Public only.", public_tests=(TestCase("p", code="assert True", stdin="in"),)),
 ]
 
 
@@ -50,13 +63,22 @@ def test_splits_and_sharding_by_process(tmp_path):
   many = [Problem(task_id=f"p{i}", question=f"Problem number {i}.") for i in range(11)]
   built = tfds_sources.build_problem_dataset({"train": many, "test": many[:3]}, tmp_path, "split_set")
   assert list(tfds_sources.load_problem_dataset(built.path, "test")) == many[:3]
-  shards = [list(tfds_sources.load_problem_dataset(built.path, shard_options=grain.sharding.ShardOptions(i, 3)))
-            for i in range(3)]
+  shards = [
+    list(tfds_sources.load_problem_dataset(built.path, shard_options=grain.sharding.ShardOptions(i, 3)))
+    for i in range(3)
+  ]
   assert shards == [many[0::3], many[1::3], many[2::3]]
-  even = [list(tfds_sources.load_problem_dataset(built.path, shard_options=grain.sharding.ShardOptions(
-      i, 3, drop_remainder=True))) for i in range(3)]
+  even = [
+    list(
+      tfds_sources.load_problem_dataset(
+        built.path, shard_options=grain.sharding.ShardOptions(i, 3, drop_remainder=True)
+      )
+    )
+    for i in range(3)
+  ]
   assert [len(s) for s in even] == [3, 3, 3] and sorted(p.task_id for s in even for p in s) == sorted(
-      p.task_id for p in many[:9])
+    p.task_id for p in many[:9]
+  )
   # A single process (the test runs one) reads everything.
   solo = tfds_sources.load_problem_dataset(built.path, shard_options=grain.sharding.ShardByJaxProcess())
   assert list(solo) == many

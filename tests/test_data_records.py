@@ -8,10 +8,17 @@ import sys
 
 import numpy as np
 import pytest
-
-from ssd_jax.data.records import (RecordShardWriter, SampleRecord, completed_keys, filter_degenerate,
-                                  is_degenerate, read_records, record_dataset)
 from data_records_fixtures import make_record
+
+from ssd_jax.data.records import (
+  RecordShardWriter,
+  SampleRecord,
+  completed_keys,
+  filter_degenerate,
+  is_degenerate,
+  read_records,
+  record_dataset,
+)
 
 N_TASKS = 23
 
@@ -29,8 +36,9 @@ def test_record_round_trips_exactly():
   restored = SampleRecord.from_bytes(record.to_bytes())
   assert restored == record
   # float32 log-probs survive bit for bit.
-  np.testing.assert_array_equal(np.asarray(restored.logprob_raw, np.float64),
-                                np.asarray(record.logprob_raw, np.float64))
+  np.testing.assert_array_equal(
+    np.asarray(restored.logprob_raw, np.float64), np.asarray(record.logprob_raw, np.float64)
+  )
   assert json.loads(record.to_bytes())["schema_version"] == 1
 
 
@@ -79,18 +87,26 @@ def _assert_same_as_uninterrupted(directory, expected):
 def test_resume_after_killed_process(tmp_path):
   # A real process writes 12 records (2 complete shards + 2 in the open one) and dies.
   script = (
-      "import os, sys\n"
-      "from ssd_jax.data.records import RecordShardWriter\n"
-      "from data_records_fixtures import make_record\n"
-      "writer = RecordShardWriter(sys.argv[1], process_index=0, records_per_shard=5)\n"
-      "for t in range(12):\n"
-      "  writer.write(make_record(t))\n"
-      "os._exit(0)\n")
+    "import os, sys\n"
+    "from ssd_jax.data.records import RecordShardWriter\n"
+    "from data_records_fixtures import make_record\n"
+    "writer = RecordShardWriter(sys.argv[1], process_index=0, records_per_shard=5)\n"
+    "for t in range(12):\n"
+    "  writer.write(make_record(t))\n"
+    "os._exit(0)\n"
+  )
   root = pathlib.Path(__file__).resolve().parents[1]
-  subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, cwd=root,
-                 env={**os.environ, "PYTHONPATH": str(root / "tests")})
-  assert _files(tmp_path) == ["records-p000-s00000.array_record", "records-p000-s00001.array_record",
-                              "records-p000-s00002.array_record.tmp"]
+  subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path)],
+    check=True,
+    cwd=root,
+    env={**os.environ, "PYTHONPATH": str(root / "tests")},
+  )
+  assert _files(tmp_path) == [
+    "records-p000-s00000.array_record",
+    "records-p000-s00001.array_record",
+    "records-p000-s00002.array_record.tmp",
+  ]
   assert completed_keys(tmp_path) == {(f"task-{t}", 0) for t in range(10)}
   expected = _all_records()
   _resume(tmp_path, expected)
@@ -124,8 +140,10 @@ def test_two_processes_write_separate_shards(tmp_path):
   # Process 1 has not closed its open shard yet; only its full shards count.
   assert completed_keys(tmp_path) == {r.key for r in expected[0::2]} | {r.key for r in expected[1:16:2]}
   writers[1].close()
-  assert _files(tmp_path) == ([f"records-p000-s{i:05d}.array_record" for i in range(3)]
-                              + [f"records-p001-s{i:05d}.array_record" for i in range(3)])
+  assert _files(tmp_path) == (
+    [f"records-p000-s{i:05d}.array_record" for i in range(3)]
+    + [f"records-p001-s{i:05d}.array_record" for i in range(3)]
+  )
   # Reading order: process 0's shards, then process 1's.
   assert list(read_records(tmp_path)) == expected[0::2] + expected[1::2]
 
@@ -135,7 +153,9 @@ def test_record_dataset_needs_shards(tmp_path):
     record_dataset(tmp_path)
 
 
-@pytest.mark.parametrize("text, reason", [
+@pytest.mark.parametrize(
+  "text, reason",
+  [
     ("", "empty"),
     ("  \n\t ", "empty"),
     ("```python\n\n# nothing yet\n```", "empty_code"),
@@ -150,7 +170,8 @@ def test_record_dataset_needs_shards(tmp_path):
     ("```python\ndef f(x):\n    return x + 1", None),  # truncated, unterminated fence
     ("I think the answer is 42.", None),
     ("pass the salt\n```python\nx = 1\ny = 2\n```", None),
-])
+  ],
+)
 def test_is_degenerate(text, reason):
   assert is_degenerate(text) == reason
 

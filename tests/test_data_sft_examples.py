@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from data_records_fixtures import EOS, IM_END, ByteChatTokenizer, make_record
+
 from ssd_jax.data.sft_examples import build_sft_example, end_of_turn_ids, sft_example_from_record
 
 TOK = ByteChatTokenizer()
@@ -20,6 +20,7 @@ def test_end_of_turn_falls_back_to_eos():
   class NoEndTemplate(ByteChatTokenizer):
     def apply_chat_template(self, messages, add_generation_prompt=True):
       return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+
   assert end_of_turn_ids(NoEndTemplate()) == (EOS,)
 
 
@@ -27,8 +28,9 @@ def test_loss_mask_covers_exactly_the_response():
   example = build_sft_example(TOK, MESSAGES, COMPLETION, max_len=512)
   tokens, mask = example["tokens"], example["loss_mask"]
   assert tokens.dtype == np.int32 and mask.dtype == np.int32 and tokens.shape == mask.shape
-  prompt_text = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd 1 to x.<|im_end|>\n"
-                 "<|im_start|>assistant\n")
+  prompt_text = (
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd 1 to x.<|im_end|>\n<|im_start|>assistant\n"
+  )
   n_prompt = len(TOK.encode(prompt_text))
   assert TOK.decode(tokens[:n_prompt]) == prompt_text
   assert TOK.decode(tokens[mask == 1]) == COMPLETION + "<|im_end|>"
@@ -39,10 +41,11 @@ def test_example_is_a_prefix_of_the_rendered_conversation():
   # Tokenising prompt and response separately agrees with tokenising the whole
   # conversation rendered with the assistant message (up to the text after the stop token).
   example = build_sft_example(TOK, MESSAGES, COMPLETION, max_len=512)
-  full = TOK.encode(TOK.apply_chat_template(
-      MESSAGES + [{"role": "assistant", "content": COMPLETION}], add_generation_prompt=False))
+  full = TOK.encode(
+    TOK.apply_chat_template(MESSAGES + [{"role": "assistant", "content": COMPLETION}], add_generation_prompt=False)
+  )
   assert full[: len(example["tokens"])] == example["tokens"].tolist()
-  assert TOK.decode(full[len(example["tokens"]):]) == "\n"
+  assert TOK.decode(full[len(example["tokens"]) :]) == "\n"
 
 
 def test_truncation_to_max_len():
@@ -59,8 +62,7 @@ def test_truncation_to_max_len():
 def test_from_record_uses_finish_reason_and_prompt_text():
   stopped = sft_example_from_record(TOK, make_record(1, completion="x = 1"), 512, (IM_END,))
   assert stopped["tokens"][-1] == IM_END
-  cut_off = sft_example_from_record(TOK, make_record(1, completion="x = 1", finish_reason="length"),
-                                    512, (IM_END,))
+  cut_off = sft_example_from_record(TOK, make_record(1, completion="x = 1", finish_reason="length"), 512, (IM_END,))
   assert TOK.decode(cut_off["tokens"][cut_off["loss_mask"] == 1]) == "x = 1"
   rendered = make_record(2, completion="y", prompt_messages=None, prompt_text="Q: go\nA: ")
   example = sft_example_from_record(TOK, rendered, 512, (IM_END,))

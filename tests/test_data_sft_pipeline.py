@@ -7,8 +7,8 @@ import re
 import grain
 import numpy as np
 import pytest
-
 from data_records_fixtures import IM_END, ByteChatTokenizer, make_record
+
 from ssd_jax.data.packing import ROW_KEYS, pack_examples
 from ssd_jax.data.records import RecordShardWriter
 from ssd_jax.data.sft_examples import sft_example_from_record
@@ -26,8 +26,9 @@ def _completion(task):
 
 
 def _records():
-  return [make_record(t, completion=_completion(t), finish_reason="length" if t % 4 == 0 else "stop")
-          for t in range(30)]
+  return [
+    make_record(t, completion=_completion(t), finish_reason="length" if t % 4 == 0 else "stop") for t in range(30)
+  ]
 
 
 def _source():
@@ -50,8 +51,11 @@ def test_one_epoch_in_order_equals_packing_the_examples(tmp_path):
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=1, shuffle=False, num_epochs=1)
   batches = list(sft_dataset(tmp_path, TOK, config, shard_index=0, shard_count=1))
   # Reference: the same steps written out by hand.
-  examples = [sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
-              for r in _records() if r.task_id not in {f"task-{t}" for t in DEGENERATE}]
+  examples = [
+    sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
+    for r in _records()
+    if r.task_id not in {f"task-{t}" for t in DEGENERATE}
+  ]
   rows, _ = pack_examples(examples, SEQ_LEN)
   assert any(len(e["tokens"]) == SEQ_LEN + 1 for e in examples)  # some were cut
   assert any(row["segment_ids"].max() > 2 for row in rows)  # some rows hold several
@@ -83,9 +87,12 @@ def test_resume_from_saved_state_reproduces_remaining_batches():
 
 def test_shards_are_disjoint_and_cover_the_kept_records():
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2, seed=0, num_epochs=1)
-  seen = [list(itertools.chain.from_iterable(
-      map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=i, shard_count=2))))
-      for i in range(2)]
+  seen = [
+    list(
+      itertools.chain.from_iterable(map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=i, shard_count=2)))
+    )
+    for i in range(2)
+  ]
   kept = set(range(30)) - set(DEGENERATE)
   assert not set(seen[0]) & set(seen[1])
   assert sorted(seen[0] + seen[1]) == sorted(kept)
@@ -94,8 +101,10 @@ def test_shards_are_disjoint_and_cover_the_kept_records():
 def test_shuffle_is_seeded_and_changes_each_epoch():
   def order(seed):
     config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=1, seed=seed, num_epochs=2)
-    return list(itertools.chain.from_iterable(
-        map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1))))
+    return list(
+      itertools.chain.from_iterable(map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1)))
+    )
+
   first = order(7)
   assert first == order(7)
   assert first != order(8)
@@ -106,10 +115,8 @@ def test_shuffle_is_seeded_and_changes_each_epoch():
 
 def test_bad_settings_are_errors():
   with pytest.raises(ValueError, match="not divisible"):
-    sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=3),
-                shard_index=0, shard_count=2)
+    sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=3), shard_index=0, shard_count=2)
   with pytest.raises(ValueError, match="shard_index"):
-    sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=2),
-                shard_index=2, shard_count=2)
+    sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=2), shard_index=2, shard_count=2)
   with pytest.raises(ValueError, match="seq_len"):
     SftPipelineConfig(seq_len=0, global_batch_size=1)

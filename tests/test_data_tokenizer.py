@@ -16,12 +16,12 @@ from ssd_jax.data import chat_template as chat_template_lib
 from ssd_jax.data import tokenizer as tokenizer_lib
 
 CORPUS = [
-    "def add(a, b):\n    return a + b\n",
-    "Write a Python function that returns the sum of a list of integers.",
-    "The quick brown fox jumps over the lazy dog. Ünïcödé and émojis 🙂 too.",
-    "for i in range(10):\n\tprint(i * i)\n",
-    "You are an expert Python programmer. Put your final solution in a single code block.",
-    "import sys\nn = int(sys.stdin.readline())\nprint(n)\n",
+  "def add(a, b):\n    return a + b\n",
+  "Write a Python function that returns the sum of a list of integers.",
+  "The quick brown fox jumps over the lazy dog. Ünïcödé and émojis 🙂 too.",
+  "for i in range(10):\n\tprint(i * i)\n",
+  "You are an expert Python programmer. Put your final solution in a single code block.",
+  "import sys\nn = int(sys.stdin.readline())\nprint(n)\n",
 ]
 
 # A Qwen3-style template: system/user/assistant turns in <|im_start|>/<|im_end|>, tool calls and responses,
@@ -162,14 +162,22 @@ LLAMA3_TEMPLATE = r"""{{- bos_token }}
 """
 
 FAMILIES = {
-    "qwen3": dict(
-        special=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], added=["<think>", "</think>"],
-        config=dict(bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"),
-        template=QWEN3_TEMPLATE, generation_eos=["<|im_end|>", "<|endoftext|>"], bos_post=None),
-    "llama3": dict(
-        special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-        added=[], config=dict(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token=None),
-        template=LLAMA3_TEMPLATE, generation_eos=["<|end_of_text|>", "<|eot_id|>"], bos_post="<|begin_of_text|>"),
+  "qwen3": dict(
+    special=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    added=["<think>", "</think>"],
+    config=dict(bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"),
+    template=QWEN3_TEMPLATE,
+    generation_eos=["<|im_end|>", "<|endoftext|>"],
+    bos_post=None,
+  ),
+  "llama3": dict(
+    special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    added=[],
+    config=dict(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token=None),
+    template=LLAMA3_TEMPLATE,
+    generation_eos=["<|end_of_text|>", "<|eot_id|>"],
+    bos_post="<|begin_of_text|>",
+  ),
 }
 
 
@@ -180,14 +188,16 @@ def build_hf_tokenizer_dir(directory, family: str, template_in_file: bool = Fals
   raw = RawTokenizer(models.BPE())
   raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   raw.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=spec["special"],
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  trainer = trainers.BpeTrainer(
+    vocab_size=400, special_tokens=spec["special"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+  )
   raw.train_from_iterator(CORPUS, trainer)
   raw.add_tokens(spec["added"])
   if spec["bos_post"]:
     bos = spec["bos_post"]
     raw.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, raw.token_to_id(bos))])
+      single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, raw.token_to_id(bos))]
+    )
   raw.save(os.path.join(directory, "tokenizer.json"))
   config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 4096, **spec["config"]}
   if template_in_file:
@@ -263,10 +273,18 @@ def test_missing_files_and_template_errors(tmp_path):
 def _train_sentencepiece(path_prefix: str) -> str:
   model = io.BytesIO()
   sentencepiece.SentencePieceTrainer.train(
-      sentence_iterator=iter(CORPUS * 4), model_writer=model, vocab_size=100, model_type="unigram",
-      character_coverage=1.0, normalization_rule_name="identity",
-      remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, user_defined_symbols=["<|im_end|>"], minloglevel=2,
-      hard_vocab_limit=False)
+    sentence_iterator=iter(CORPUS * 4),
+    model_writer=model,
+    vocab_size=100,
+    model_type="unigram",
+    character_coverage=1.0,
+    normalization_rule_name="identity",
+    remove_extra_whitespaces=False,
+    allow_whitespace_only_pieces=True,
+    user_defined_symbols=["<|im_end|>"],
+    minloglevel=2,
+    hard_vocab_limit=False,
+  )
   path = path_prefix + ".model"
   with open(path, "wb") as f:
     f.write(model.getvalue())
@@ -295,8 +313,17 @@ def test_sentencepiece_round_trip(tmp_path):
 def test_sentencepiece_directory_with_chat_template(tmp_path):
   _train_sentencepiece(str(tmp_path / "tokenizer"))
   with open(tmp_path / "tokenizer_config.json", "w") as f:
-    json.dump({"chat_template": [{"name": "default", "template": "{{ bos_token }}{% for m in messages %}"
-                                  "[{{ m.role }}]{{ m.content }}{% endfor %}"}]}, f)
+    json.dump(
+      {
+        "chat_template": [
+          {
+            "name": "default",
+            "template": "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}",
+          }
+        ]
+      },
+      f,
+    )
   tok = tokenizer_lib.load_tokenizer(tmp_path)
   assert isinstance(tok, tokenizer_lib.SentencePieceTokenizer)
   assert tok.apply_chat_template([{"role": "user", "content": "hi"}]) == "<s>[user]hi"

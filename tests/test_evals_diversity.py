@@ -1,51 +1,55 @@
 """Distinct programs and behaviours on hand-written sets with known answers."""
 
-from ssd_jax.evals.diversity import (behaviour_signature, count_distinct_behaviours, count_distinct_programs,
-                                     normalize_program)
+from ssd_jax.evals.diversity import (
+  behaviour_signature,
+  count_distinct_behaviours,
+  count_distinct_programs,
+  normalize_program,
+)
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 SAME_PROGRAM_SPELLED_FOUR_WAYS = [
-    "def add(a, b):\n    return a + b\n",
-    "def add(x, y):\n    # sum them\n    return x + y\n",
-    'def plus(first, second):\n    """Adds."""\n    return first + second\n',
-    "def add(a: int, b: int) -> int:\n\n    return (a + b)  # parentheses do not matter\n",
+  "def add(a, b):\n    return a + b\n",
+  "def add(x, y):\n    # sum them\n    return x + y\n",
+  'def plus(first, second):\n    """Adds."""\n    return first + second\n',
+  "def add(a: int, b: int) -> int:\n\n    return (a + b)  # parentheses do not matter\n",
 ]
 DIFFERENT_PROGRAMS = [
-    "def add(a, b):\n    return b + a\n",  # operand order differs
-    "def add(a, b):\n    return sum([a, b])\n",  # a different builtin
-    "def add(a, b):\n    return len([a, b])\n",  # builtins keep their names: len != sum
-    "def add(a, b:\n",  # does not parse
+  "def add(a, b):\n    return b + a\n",  # operand order differs
+  "def add(a, b):\n    return sum([a, b])\n",  # a different builtin
+  "def add(a, b):\n    return len([a, b])\n",  # builtins keep their names: len != sum
+  "def add(a, b:\n",  # does not parse
 ]
 
 
 def test_renaming_comments_docstrings_annotations_are_ignored():
-    assert count_distinct_programs(SAME_PROGRAM_SPELLED_FOUR_WAYS) == 1
+  assert count_distinct_programs(SAME_PROGRAM_SPELLED_FOUR_WAYS) == 1
 
 
 def test_distinct_programs_count():
-    assert count_distinct_programs(SAME_PROGRAM_SPELLED_FOUR_WAYS + DIFFERENT_PROGRAMS) == 5
-    assert count_distinct_programs([]) == 0
+  assert count_distinct_programs(SAME_PROGRAM_SPELLED_FOUR_WAYS + DIFFERENT_PROGRAMS) == 5
+  assert count_distinct_programs([]) == 0
 
 
 def test_imported_names_and_attributes():
-    a = "import math as m\ndef f(x):\n    return m.sqrt(x)\n"
-    b = "import math as mm\ndef g(y):\n    return mm.sqrt(y)\n"
-    c = "import math as m\ndef f(x):\n    return m.floor(x)\n"
-    assert normalize_program(a) == normalize_program(b) != normalize_program(c)
+  a = "import math as m\ndef f(x):\n    return m.sqrt(x)\n"
+  b = "import math as mm\ndef g(y):\n    return mm.sqrt(y)\n"
+  c = "import math as m\ndef f(x):\n    return m.floor(x)\n"
+  assert normalize_program(a) == normalize_program(b) != normalize_program(c)
 
 
 def run(verdict, stdout="", message=""):
-    return TestRun("t", verdict, message=message, stdout=stdout)
+  return TestRun("t", verdict, message=message, stdout=stdout)
 
 
 def test_distinct_behaviours():
-    samples = [
-        [run(Verdict.PASSED, "1\n2"), run(Verdict.PASSED, "3")],
-        [run(Verdict.PASSED, "1 \n  2\n"), run(Verdict.PASSED, " 3 ")],  # same output after whitespace normalisation
-        [run(Verdict.PASSED, "1\n2"), run(Verdict.FAILED, "4", "wrong output")],
-        [run(Verdict.ERROR, "", "Traceback...\nZeroDivisionError: division by zero"), run(Verdict.TIMEOUT)],
-        [run(Verdict.ERROR, "", "Traceback (other line)\nZeroDivisionError: division by zero"), run(Verdict.TIMEOUT)],
-        [run(Verdict.ERROR, "", "Traceback\nIndexError: list index out of range"), run(Verdict.TIMEOUT)],
-    ]
-    assert count_distinct_behaviours(samples) == 4
-    assert behaviour_signature(samples[0]) == behaviour_signature(samples[1])
+  samples = [
+    [run(Verdict.PASSED, "1\n2"), run(Verdict.PASSED, "3")],
+    [run(Verdict.PASSED, "1 \n  2\n"), run(Verdict.PASSED, " 3 ")],  # same output after whitespace normalisation
+    [run(Verdict.PASSED, "1\n2"), run(Verdict.FAILED, "4", "wrong output")],
+    [run(Verdict.ERROR, "", "Traceback...\nZeroDivisionError: division by zero"), run(Verdict.TIMEOUT)],
+    [run(Verdict.ERROR, "", "Traceback (other line)\nZeroDivisionError: division by zero"), run(Verdict.TIMEOUT)],
+    [run(Verdict.ERROR, "", "Traceback\nIndexError: list index out of range"), run(Verdict.TIMEOUT)],
+  ]
+  assert count_distinct_behaviours(samples) == 4
+  assert behaviour_signature(samples[0]) == behaviour_signature(samples[1])

@@ -13,60 +13,88 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 
 
 def sample(passed, code="x = 1"):
-    verdict = Verdict.PASSED if passed else Verdict.FAILED
-    return SampleResult("raw", code, code, (TestRun("t", verdict),), "")
+  verdict = Verdict.PASSED if passed else Verdict.FAILED
+  return SampleResult("raw", code, code, (TestRun("t", verdict),), "")
 
 
 def toy_result():
-    return EvalResult((
-        ProblemResult("a", "easy", tuple(sample(i < 2, f"x = {i}") for i in range(4))),
-        ProblemResult("b", "hard", tuple(sample(False) for _ in range(4))),
-        ProblemResult("c", "easy", tuple(sample(True) for _ in range(4))),
-    ))
+  return EvalResult(
+    (
+      ProblemResult("a", "easy", tuple(sample(i < 2, f"x = {i}") for i in range(4))),
+      ProblemResult("b", "hard", tuple(sample(False) for _ in range(4))),
+      ProblemResult("c", "easy", tuple(sample(True) for _ in range(4))),
+    )
+  )
 
 
 def test_summary_numbers():
-    summary = summarize(toy_result(), ks=(1, 2, 8), num_resamples=200)
-    assert summary["ks"] == [1, 2, 4]  # 8 > n dropped, n added
-    expected = (pass_at_k(4, 2, 2) + 0 + 1) / 3
-    assert summary["pass_at_k"]["2"]["mean"] == pytest.approx(expected)
-    assert summary["by_difficulty"]["easy"]["pass_at_k"]["1"]["mean"] == pytest.approx(0.75)
-    assert summary["by_difficulty"]["hard"]["num_problems"] == 1
-    assert summary["diversity"]["mean_distinct_programs"] == pytest.approx((4 + 1 + 1) / 3)
-    assert summary["diversity"]["mean_distinct_behaviours"] == pytest.approx((2 + 1 + 1) / 3)
-    assert summary["diversity"]["mean_pass_at_k_gain_1_to_n"] == pytest.approx(0.5 / 3)
-    assert summary["verdict_counts"] == {"failed": 6, "passed": 6}
+  summary = summarize(toy_result(), ks=(1, 2, 8), num_resamples=200)
+  assert summary["ks"] == [1, 2, 4]  # 8 > n dropped, n added
+  expected = (pass_at_k(4, 2, 2) + 0 + 1) / 3
+  assert summary["pass_at_k"]["2"]["mean"] == pytest.approx(expected)
+  assert summary["by_difficulty"]["easy"]["pass_at_k"]["1"]["mean"] == pytest.approx(0.75)
+  assert summary["by_difficulty"]["hard"]["num_problems"] == 1
+  assert summary["diversity"]["mean_distinct_programs"] == pytest.approx((4 + 1 + 1) / 3)
+  assert summary["diversity"]["mean_distinct_behaviours"] == pytest.approx((2 + 1 + 1) / 3)
+  assert summary["diversity"]["mean_pass_at_k_gain_1_to_n"] == pytest.approx(0.5 / 3)
+  assert summary["verdict_counts"] == {"failed": 6, "passed": 6}
 
 
 def test_report_and_comparison_files(tmp_path):
-    summary = summarize(toy_result(), num_resamples=100)
-    paths = write_report(summary, tmp_path / "run", "toy", toy_result())
-    for path in paths.values():
-        assert path.exists() and path.stat().st_size > 0
-    assert json.loads(paths["json"].read_text())["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
-    assert "| all | 3 |" in paths["markdown"].read_text()
-    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
-    assert len(paths["samples"].read_text().splitlines()) == 12
-    compared = compare_reports({"a": summary, "b": summary}, tmp_path / "cmp")
-    assert compared["plot"].read_bytes()[:4] == b"\x89PNG"
-    assert "| b | 3 |" in compared["markdown"].read_text()
-    with pytest.raises(ValueError):
-        compare_reports({"a": summary}, tmp_path / "cmp")
+  summary = summarize(toy_result(), num_resamples=100)
+  paths = write_report(summary, tmp_path / "run", "toy", toy_result())
+  for path in paths.values():
+    assert path.exists() and path.stat().st_size > 0
+  assert json.loads(paths["json"].read_text())["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
+  assert "| all | 3 |" in paths["markdown"].read_text()
+  assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+  assert len(paths["samples"].read_text().splitlines()) == 12
+  compared = compare_reports({"a": summary, "b": summary}, tmp_path / "cmp")
+  assert compared["plot"].read_bytes()[:4] == b"\x89PNG"
+  assert "| b | 3 |" in compared["markdown"].read_text()
+  with pytest.raises(ValueError):
+    compare_reports({"a": summary}, tmp_path / "cmp")
 
 
 def test_cli_evaluate_and_compare(tmp_path):
-    problems = tmp_path / "problems.jsonl"
-    problems.write_text(json.dumps({"task_id": "sq", "question": "square", "entry_point": "sq", "difficulty": "easy",
-                                    "tests": [{"code": "assert sq(3) == 9"}]}) + "\n")
-    completions = tmp_path / "completions.jsonl"
-    lines = [{"task_id": "sq", "completion": "def sq(x):\n    return x * x\n"},
-             {"task_id": "sq", "completions": ["def sq(x):\n    return x + x\n"]}]
-    completions.write_text("\n".join(map(json.dumps, lines)) + "\n")
-    cli.main([f"--problems={problems}", f"--completions={completions}", f"--out={tmp_path / 'out'}", "--ks=1,2",
-              "--bootstrap=50", "--workers=2"])
-    result = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert result["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
-    assert result["pass_at_k"]["2"]["mean"] == pytest.approx(1.0)
-    cli.main(["compare", f"--out={tmp_path / 'cmp'}", f"x={tmp_path / 'out' / 'results.json'}",
-              f"y={tmp_path / 'out' / 'results.json'}"])
-    assert (tmp_path / "cmp" / "comparison.md").exists()
+  problems = tmp_path / "problems.jsonl"
+  problems.write_text(
+    json.dumps(
+      {
+        "task_id": "sq",
+        "question": "square",
+        "entry_point": "sq",
+        "difficulty": "easy",
+        "tests": [{"code": "assert sq(3) == 9"}],
+      }
+    )
+    + "\n"
+  )
+  completions = tmp_path / "completions.jsonl"
+  lines = [
+    {"task_id": "sq", "completion": "def sq(x):\n    return x * x\n"},
+    {"task_id": "sq", "completions": ["def sq(x):\n    return x + x\n"]},
+  ]
+  completions.write_text("\n".join(map(json.dumps, lines)) + "\n")
+  cli.main(
+    [
+      f"--problems={problems}",
+      f"--completions={completions}",
+      f"--out={tmp_path / 'out'}",
+      "--ks=1,2",
+      "--bootstrap=50",
+      "--workers=2",
+    ]
+  )
+  result = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert result["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
+  assert result["pass_at_k"]["2"]["mean"] == pytest.approx(1.0)
+  cli.main(
+    [
+      "compare",
+      f"--out={tmp_path / 'cmp'}",
+      f"x={tmp_path / 'out' / 'results.json'}",
+      f"y={tmp_path / 'out' / 'results.json'}",
+    ]
+  )
+  assert (tmp_path / "cmp" / "comparison.md").exists()

@@ -57,8 +57,7 @@ def _brute_force(q, k, v, seg):
 def test_splash_matches_brute_force_on_packed_rows():
   q, k, v = _qkv()
   seg = _packed_segments(BATCH, LENGTH)
-  out = attention.splash_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(seg),
-                                   block_size=128)
+  out = attention.splash_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(seg), block_size=128)
   assert out.shape == q.shape and out.dtype == jnp.float32
   real = seg != 0
   np.testing.assert_allclose(np.asarray(out)[real], _brute_force(q, k, v, seg)[real], atol=2e-5)
@@ -123,9 +122,16 @@ def test_bad_inputs_are_named():
     presets.get("tiny_qwen3", attention="flash")
 
 
-@pytest.mark.parametrize("length,block,want", [(7, 512, (128, 128)), (200, 512, (256, 256)),
-                                               (1000, 512, (1024, 512)), (8192, 512, (8192, 512)),
-                                               (640, 256, (768, 256))])
+@pytest.mark.parametrize(
+  "length,block,want",
+  [
+    (7, 512, (128, 128)),
+    (200, 512, (256, 256)),
+    (1000, 512, (1024, 512)),
+    (8192, 512, (8192, 512)),
+    (640, 256, (768, 256)),
+  ],
+)
 def test_padded_length_and_block(length, block, want):
   assert attention.padded_length_and_block(length, block) == want
 

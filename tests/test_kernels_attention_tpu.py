@@ -19,12 +19,14 @@ from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer  # pylint: d
 from ssd_jax.train.train_state import TrainState, opt_state_shardings  # pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("libtpu") is None,
-    reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU")
+  importlib.util.find_spec("libtpu") is None,
+  reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU",
+)
 
 
 def _v5e_mesh():
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+
   devices = topologies.get_topology_desc("v5e:2x2", "tpu").devices
   return sharding.make_mesh({"fsdp": 2, "tensor": 2}, devices=devices)
 
@@ -32,15 +34,23 @@ def _v5e_mesh():
 def _compile_sft_step(cfg, mesh, batch: int, length: int):
   """AOT-compiles the sharded SFT train step (as the plan stage does) for [batch, length] inputs."""
   graphdef, params = sharding.abstract_state(cfg, mesh)
-  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-5, end_learning_rate=1e-6, warmup_steps=1,
-                                             total_steps=10))
-  opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                           jax.eval_shape(optimizer.tx.init, params), opt_state_shardings(optimizer, params))
-  state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, PartitionSpec())),
-                     params=params, opt_state=opt_state)
+  optimizer = make_optimizer(
+    OptimizerConfig(learning_rate=1e-5, end_learning_rate=1e-6, warmup_steps=1, total_steps=10)
+  )
+  opt_state = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+    jax.eval_shape(optimizer.tx.init, params),
+    opt_state_shardings(optimizer, params),
+  )
+  state = TrainState(
+    step=jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, PartitionSpec())),
+    params=params,
+    opt_state=opt_state,
+  )
   token_sharding = NamedSharding(mesh, sharding.logical_to_spec(sft_step.BATCH_AXES))
-  inputs = {key: jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding)
-            for key in sft_step.BATCH_KEYS}
+  inputs = {
+    key: jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding) for key in sft_step.BATCH_KEYS
+  }
   step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=min(length, 2048), mesh=mesh)
   return step.jit_for(state).lower(state, inputs).compile()
 

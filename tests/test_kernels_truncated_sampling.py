@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssd_jax.kernels import sample_tokens
 from ssd_jax.kernels.dispatch import resolve_impl, row_bits
@@ -18,24 +19,27 @@ from ssd_jax.sampling.truncation_ops import order_key
 
 def mixed_rows(rng, batch, vocab):
   return RowParams(
-      temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6, 1e4], batch), jnp.float32),
-      top_k=jnp.asarray(rng.choice([0, 1, 2, 20, vocab - 1, vocab, 5 * vocab], batch), jnp.int32),
-      top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
-      min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32))
+    temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6, 1e4], batch), jnp.float32),
+    top_k=jnp.asarray(rng.choice([0, 1, 2, 20, vocab - 1, vocab, 5 * vocab], batch), jnp.int32),
+    top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
+    min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32),
+  )
 
 
 def assert_same_sample(kernel, reference):
   np.testing.assert_array_equal(kernel.token, reference.token)
   np.testing.assert_array_equal(kernel.cutoff, reference.cutoff)
   np.testing.assert_allclose(kernel.logprob_raw, reference.logprob_raw, rtol=2e-6, atol=2e-6)
-  np.testing.assert_allclose(kernel.logprob_sampled, reference.logprob_sampled,
-                             rtol=2e-6, atol=2e-6)
+  np.testing.assert_allclose(kernel.logprob_sampled, reference.logprob_sampled, rtol=2e-6, atol=2e-6)
 
 
-@pytest.mark.parametrize("dtype,batch,vocab,tile,scale", [
+@pytest.mark.parametrize(
+  "dtype,batch,vocab,tile,scale",
+  [
     (jnp.float32, 13, 700, 256, 4.0),  # ragged batch and vocabulary
     (jnp.bfloat16, 16, 384, 128, 1.0),  # bf16 rounding creates many exact ties
-])
+  ],
+)
 def test_kernel_matches_reference(dtype, batch, vocab, tile, scale):
   rng = np.random.default_rng(vocab)
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * scale, dtype)
@@ -49,8 +53,9 @@ def test_kernel_matches_reference(dtype, batch, vocab, tile, scale):
   z = tr.tempered_logits(logits, rows)
   np.testing.assert_array_equal(order_key(z) >= kernel.cutoff[:, None], kept)
   greedy = np.asarray(rows.temperature) == 0
-  np.testing.assert_array_equal(np.asarray(kernel.token)[greedy],
-                                np.argmax(np.asarray(logits, np.float32), axis=-1)[greedy])
+  np.testing.assert_array_equal(
+    np.asarray(kernel.token)[greedy], np.argmax(np.asarray(logits, np.float32), axis=-1)[greedy]
+  )
 
 
 def test_kernel_ties_and_masked_tokens():
@@ -60,9 +65,12 @@ def test_kernel_ties_and_masked_tokens():
   values = rng.integers(-3, 4, size=(batch, vocab)).astype(np.float32)
   values[:, ::7] = -np.inf
   logits = jnp.asarray(values)
-  rows = as_row_params([SamplingParams(top_k=k, top_p=p) for k, p in
-                        [(1, 1.0), (5, 1.0), (40, 1.0), (0, 0.5), (10, 0.9), (0, 1e-7),
-                         (299, 0.99), (1000, 1.0)]])
+  rows = as_row_params(
+    [
+      SamplingParams(top_k=k, top_p=p)
+      for k, p in [(1, 1.0), (5, 1.0), (40, 1.0), (0, 0.5), (10, 0.9), (0, 1e-7), (299, 0.99), (1000, 1.0)]
+    ]
+  )
   bits = jax.random.bits(jax.random.key(3), (batch, 2), jnp.uint32)
   kernel = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=128)
   assert_same_sample(kernel, tr.sample_reference(logits, rows, bits))
@@ -100,8 +108,9 @@ def test_sharded_over_a_mesh_equals_unsharded():
   expected = tr.sample_reference(logits, rows, bits)
   sharded_logits = jax.device_put(logits, NamedSharding(mesh, P(("data", "fsdp"), None)))
   for impl in ("reference", "pallas"):
-    out = jax.jit(lambda x, r, b: sample_tokens(
-        x, r, b, impl=impl, interpret=True, mesh=mesh, tile=128))(sharded_logits, rows, bits)
+    out = jax.jit(lambda x, r, b: sample_tokens(x, r, b, impl=impl, interpret=True, mesh=mesh, tile=128))(
+      sharded_logits, rows, bits
+    )
     assert_same_sample(out, expected)
   with pytest.raises(ValueError, match="divisible"):
     sample_tokens(logits[:6], SamplingParams().rows(6), jax.random.key(0), mesh=mesh)
@@ -111,6 +120,7 @@ def test_sharded_over_a_mesh_equals_unsharded():
 def test_kernel_compiles_for_tpu(topology, dtype):
   """AOT-compiles the Mosaic kernel inside shard_map for a TPU topology (needs libtpu)."""
   from jax.experimental import topologies
+
   try:
     topo = topologies.get_topology_desc(topology, "tpu")
   except Exception as e:  # pylint: disable=broad-except
@@ -119,12 +129,14 @@ def test_kernel_compiles_for_tpu(topology, dtype):
   batch, vocab = 8 * mesh.size, 151_936
   row = NamedSharding(mesh, P("data"))
   args = (
-      jax.ShapeDtypeStruct((batch, vocab), dtype, sharding=NamedSharding(mesh, P("data", None))),
-      RowParams(jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row),
-                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=row),
-                jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row),
-                jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row)),
-      jax.ShapeDtypeStruct((batch, 2), jnp.uint32, sharding=NamedSharding(mesh, P("data", None))),
+    jax.ShapeDtypeStruct((batch, vocab), dtype, sharding=NamedSharding(mesh, P("data", None))),
+    RowParams(
+      jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row),
+      jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=row),
+      jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row),
+      jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=row),
+    ),
+    jax.ShapeDtypeStruct((batch, 2), jnp.uint32, sharding=NamedSharding(mesh, P("data", None))),
   )
   step = lambda x, r, b: sample_tokens(x, r, b, impl="pallas", mesh=mesh, batch_axes="data")
   compiled = jax.jit(step).lower(*args).compile()

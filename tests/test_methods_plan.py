@@ -41,8 +41,12 @@ def _tiny_plan_config():
 def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   c = _tiny_plan_config()
   config_lib.validate(c)
-  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={"data": 1, "fsdp": 1, "tensor": 1},
-                        rules=runtime.sharding.DEFAULT_RULES, seed=0)
+  run = runtime.Runtime(
+    model_cfg=runtime.model_config_from(c),
+    mesh_shape={"data": 1, "fsdp": 1, "tensor": 1},
+    rules=runtime.sharding.DEFAULT_RULES,
+    seed=0,
+  )
   plan.run_plan(c, str(tmp_path), run)
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
@@ -60,8 +64,9 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
 def test_plan_fails_clearly_when_it_does_not_fit(tmp_path):
   c = _tiny_plan_config()
   c.plan.hbm_gib = 1e-6
-  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES,
-                        seed=0)
+  run = runtime.Runtime(
+    model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES, seed=0
+  )
   with pytest.raises(RuntimeError, match="does not fit on v5e:2x2"):
     plan.run_plan(c, str(tmp_path), run)
   assert not json.loads((tmp_path / "plan.json").read_text())["fits"]
@@ -70,8 +75,9 @@ def test_plan_fails_clearly_when_it_does_not_fit(tmp_path):
 def test_unknown_topology_names_the_field(tmp_path):
   c = _tiny_plan_config()
   c.mesh.topology = "v9z:1x1"
-  run = runtime.Runtime(model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES,
-                        seed=0)
+  run = runtime.Runtime(
+    model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES, seed=0
+  )
   with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
     plan.run_plan(c, str(tmp_path), run)
 
@@ -82,8 +88,20 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   result = subprocess.run(
-      [sys.executable, "-m", "ssd_jax.main", "--config=configs/tpu_v5.py", "--config.stages=plan",
-       f"--workdir={tmp_path}"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    [
+      sys.executable,
+      "-m",
+      "ssd_jax.main",
+      "--config=configs/tpu_v5.py",
+      "--config.stages=plan",
+      f"--workdir={tmp_path}",
+    ],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["topology"] == "v5p:2x2x4" and report["chips"] == 16

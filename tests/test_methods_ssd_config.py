@@ -12,10 +12,10 @@ from ssd_jax.methods import ssd, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_ROWS = {  # config -> (T_train, top-k, top-p, T_eval, sft steps, warm-up, checkpoint every)
-    "qwen3_4b_instruct": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
-    "qwen3_4b_thinking": (1.1, 20, 0.95, 0.7, 300, 50, 50),
-    "llama3p1_8b_instruct": (0.8, 20, 0.8, 0.7, 2500, 250, 250),
-    "tpu_v5": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
+  "qwen3_4b_instruct": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
+  "qwen3_4b_thinking": (1.1, 20, 0.95, 0.7, 300, 50, 50),
+  "llama3p1_8b_instruct": (0.8, 20, 0.8, 0.7, 2500, 250, 250),
+  "tpu_v5": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
 }
 
 
@@ -35,7 +35,12 @@ def test_paper_rows_hold_the_papers_recipe(name):
   assert (c.eval_sampling.temperature, c.eval_sampling.top_k, c.eval_sampling.top_p) == (t_eval, top_k, top_p)
   assert (c.sft.steps, c.sft.warmup_steps, c.sft.checkpoint_every) == (steps, warmup, every)
   assert (c.sft.learning_rate, c.sft.end_learning_rate, c.sft.b1, c.sft.b2, c.sft.weight_decay) == (
-      5e-6, 1e-6, 0.9, 0.95, 0.1)
+    5e-6,
+    1e-6,
+    0.9,
+    0.95,
+    0.1,
+  )
   assert (c.sft.global_batch_size, c.sft.seq_len, c.eval_sampling.n) == (32, 65536, 10)
 
 
@@ -56,12 +61,15 @@ def test_missing_or_empty_weights_directory_is_named(tmp_path):
     ssd.check_config(c)
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("sft.warmup_steps", 3000, "'sft.warmup_steps' = 3000 exceeds 'sft.steps'"),
     ("sft.end_learning_rate", 1e-3, "'sft.end_learning_rate'"),
     ("model.hf_dir", "/some/dir", "'model.hf_dir' = '/some/dir' is set, but the 'pretrain' stage"),
     ("eval.problems.num_problems", 0, "'eval.problems.num_problems' must be >= 1"),
-])
+  ],
+)
 def test_cross_field_errors_name_the_field(field, value, message):
   c = _load("default")
   node = c
@@ -73,10 +81,17 @@ def test_cross_field_errors_name_the_field(field, value, message):
     ssd.check_config(c)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("eval.ks", "1,x"), ("eval.models", "base,student"), ("synthesize.problems.source", "web"),
-    ("pretrain.corruption_rate", 1.5), ("pretrain.context_share", -0.1), ("sft.grad_accum_steps", 0),
-])
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("eval.ks", "1,x"),
+    ("eval.models", "base,student"),
+    ("synthesize.problems.source", "web"),
+    ("pretrain.corruption_rate", 1.5),
+    ("pretrain.context_share", -0.1),
+    ("sft.grad_accum_steps", 0),
+  ],
+)
 def test_bad_pipeline_values_name_the_field(field, value):
   c = _load("default")
   node = c
@@ -108,8 +123,12 @@ def test_self_distill_without_pretrain_needs_base_weights():
 
 def test_cli_stops_before_work_without_weights(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "ssd_jax.main", "--config=configs/llama3p1_8b_instruct.py", f"--workdir={tmp_path}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/llama3p1_8b_instruct.py", f"--workdir={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode != 0
   assert "model.hf_dir" in result.stderr and "synthesize.problems.path" in result.stderr
   assert not os.listdir(tmp_path)

@@ -54,8 +54,7 @@ def test_context_examples_show_known_solutions_and_executed_feedback():
       counts = re.match(r"(\d+) of (\d+) tests passed\.", feedback.group(1))
       first_failing = re.search(r"Test (test_\d+): failed", feedback.group(1)).group(1)
       verdicts = {tuple(_passing_tests(code, problem.tests)) for code in wrong_solutions_for(problem)}
-      matching = [v for v in verdicts if sum(v) == int(counts.group(1)) and
-                  f"test_{v.index(False)}" == first_failing]
+      matching = [v for v in verdicts if sum(v) == int(counts.group(1)) and f"test_{v.index(False)}" == first_failing]
       assert int(counts.group(2)) == len(problem.tests) and matching, feedback.group(1)
     layouts.append(("demonstration" if demonstration else "") + ("feedback" if feedback else ""))
   assert sorted(layouts) == sorted(["demonstration", "feedback", "demonstrationfeedback"] * 3)

@@ -5,13 +5,13 @@ import os
 
 import numpy as np
 import pytest
+from methods_ssd_fixtures import micro_config, task_tokenizer_dir, write_random_base_model
 from safetensors.numpy import load_file
 
 from ssd_jax.data import records as records_lib
 from ssd_jax.methods import runtime, sft_stage, training
 from ssd_jax.methods.ssd import Layout
 from ssd_jax.tasks import builtin_problems, render_answer, solutions_for
-from methods_ssd_fixtures import micro_config, task_tokenizer_dir, write_random_base_model
 
 STEPS = 4
 
@@ -23,11 +23,26 @@ def inputs(tmp_path_factory):
   base = write_random_base_model(root / "base", task_tokenizer_dir(str(root)))
   with records_lib.RecordShardWriter(root / "records", 0, 10) as writer:
     for problem in builtin_problems("synth", 24, seed=2):
-      writer.write(records_lib.SampleRecord(
-          task_id=problem.task_id, sample_index=0, prompt_ids=[1], completion_text=render_answer(
-              solutions_for(problem)[0]), completion_ids=[3], finish_reason="stop", logprob_raw=[-1.0],
-          logprob_sampled=[-0.5], temperature=1.6, top_k=20, top_p=0.8, min_p=0.0, max_new_tokens=64, seed=0,
-          source_checkpoint=base, prompt_messages=[{"role": "user", "content": problem.question}]))
+      writer.write(
+        records_lib.SampleRecord(
+          task_id=problem.task_id,
+          sample_index=0,
+          prompt_ids=[1],
+          completion_text=render_answer(solutions_for(problem)[0]),
+          completion_ids=[3],
+          finish_reason="stop",
+          logprob_raw=[-1.0],
+          logprob_sampled=[-0.5],
+          temperature=1.6,
+          top_k=20,
+          top_p=0.8,
+          min_p=0.0,
+          max_new_tokens=64,
+          seed=0,
+          source_checkpoint=base,
+          prompt_messages=[{"role": "user", "content": problem.question}],
+        )
+      )
   return base, str(root / "records")
 
 
@@ -83,10 +98,10 @@ def test_killed_sft_resumes_bit_identical(inputs, tmp_path, monkeypatch):
   assert sorted(resumed) == sorted(full)
   for name in full:
     np.testing.assert_array_equal(resumed[name], full[name], err_msg=name)
-  assert any(not np.array_equal(full[name], load_file(os.path.join(base, "model.safetensors"))[name])
-             for name in full), "training changed nothing"
+  assert any(
+    not np.array_equal(full[name], load_file(os.path.join(base, "model.safetensors"))[name]) for name in full
+  ), "training changed nothing"
 
   # One metrics line per step across the crash; the learning rate follows the configured warm-up + cosine.
   steps = [json.loads(line)["step"] for line in open(os.path.join(layout.logs("sft"), "metrics.jsonl"))]
   assert sorted(set(steps)) == list(range(1, STEPS + 1))
-

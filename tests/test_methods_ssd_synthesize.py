@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from flax import nnx
+from methods_ssd_fixtures import micro_config, task_tokenizer_dir, tiny_model_config
 
 from ssd_jax.data import records as records_lib
 from ssd_jax.data.tokenizer import load_tokenizer
@@ -14,7 +15,6 @@ from ssd_jax.model import Transformer
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.tasks import builtin_problems
-from methods_ssd_fixtures import micro_config, task_tokenizer_dir, tiny_model_config
 
 NUM_PROMPTS, N = 5, 2  # Chunks of 2 prompts: 3 chunks, the last one short.
 
@@ -27,10 +27,17 @@ def setup(tmp_path_factory):
   prompting = micro_config("synthesize").prompting
   messages = [problem_source.prompt_messages(p, prompting) for p in problems]
   job = SynthesisJob(
-      task_ids=[p.task_id for p in problems], messages=messages,
-      prompt_ids=problem_source.encode_prompts(tokenizer, messages),
-      params=SamplingParams(temperature=1.6, top_k=20, top_p=0.8), n=N, max_new_tokens=10,
-      stop_ids=tokenizer.stop_ids, seed=7, source_checkpoint="random-init", prompts_per_chunk=2)
+    task_ids=[p.task_id for p in problems],
+    messages=messages,
+    prompt_ids=problem_source.encode_prompts(tokenizer, messages),
+    params=SamplingParams(temperature=1.6, top_k=20, top_p=0.8),
+    n=N,
+    max_new_tokens=10,
+    stop_ids=tokenizer.stop_ids,
+    seed=7,
+    source_checkpoint="random-init",
+    prompts_per_chunk=2,
+  )
   sampler = Sampler(graphdef, max_len=96, batch_size=4)
   return sampler, state, job, tokenizer
 
@@ -92,7 +99,7 @@ def test_records_carry_provenance_and_decode_their_tokens(setup, tmp_path):
   _, _, job, tokenizer = setup
   _run(setup, tmp_path)
   records = _by_key(tmp_path)
-  for (task_id, sample), record in records.items():
+  for (task_id, _), record in records.items():
     i = job.task_ids.index(task_id)
     assert record.prompt_ids == tuple(job.prompt_ids[i]) and record.prompt_messages == tuple(job.messages[i])
     chunk = i // job.prompts_per_chunk
@@ -116,10 +123,26 @@ def test_summary_counts_the_degeneracy_filter(setup, tmp_path):
   out = tmp_path / "records"
   with records_lib.RecordShardWriter(out, 0, 10) as writer:
     for i, text in enumerate(["", "```python\n# nothing\n```", "pass", "def f(x):\n    return x + 1"]):
-      writer.write(records_lib.SampleRecord(
-          task_id=f"t{i}", sample_index=0, prompt_ids=[1], completion_text=text, completion_ids=[5, 2],
-          finish_reason="stop", logprob_raw=[-1.0, -0.5], logprob_sampled=[-0.5, -0.1], temperature=1.0, top_k=0,
-          top_p=1.0, min_p=0.0, max_new_tokens=4, seed=0, source_checkpoint="x", prompt_text="p"))
+      writer.write(
+        records_lib.SampleRecord(
+          task_id=f"t{i}",
+          sample_index=0,
+          prompt_ids=[1],
+          completion_text=text,
+          completion_ids=[5, 2],
+          finish_reason="stop",
+          logprob_raw=[-1.0, -0.5],
+          logprob_sampled=[-0.5, -0.1],
+          temperature=1.0,
+          top_k=0,
+          top_p=1.0,
+          min_p=0.0,
+          max_new_tokens=4,
+          seed=0,
+          source_checkpoint="x",
+          prompt_text="p",
+        )
+      )
   summary = synthesize.summarize_records(str(out))
   assert summary["records"] == 4 and summary["prompts"] == 4
   assert summary["degeneracy_filter"] == {"empty": 1, "empty_code": 1, "kept": 1, "one_line_stub": 1}

@@ -10,10 +10,16 @@ from ssd_jax.model import ModelConfig, Transformer, presets
 from ssd_jax.model.layers import rope_inverse_frequencies
 
 
-@pytest.mark.parametrize("name,params", [
-    ("llama3p1_8b", 8_030_261_248), ("llama3p2_1b", 1_235_814_400),
-    ("qwen3_8b", 8_190_735_360), ("qwen3_4b", 4_022_468_096), ("qwen3_0p6b", 596_049_920),
-])
+@pytest.mark.parametrize(
+  "name,params",
+  [
+    ("llama3p1_8b", 8_030_261_248),
+    ("llama3p2_1b", 1_235_814_400),
+    ("qwen3_8b", 8_190_735_360),
+    ("qwen3_4b", 4_022_468_096),
+    ("qwen3_0p6b", 596_049_920),
+  ],
+)
 def test_presets_match_published_parameter_counts(name, params):
   cfg = presets.get(name)
   assert cfg.num_params == params

@@ -8,20 +8,32 @@ import transformers
 
 from ssd_jax.model import hf
 
-LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 32}
+LLAMA3_SCALING = {
+  "rope_type": "llama3",
+  "factor": 8.0,
+  "low_freq_factor": 1.0,
+  "high_freq_factor": 4.0,
+  "original_max_position_embeddings": 32,
+}
 
 
 def _hf_model(kind: str, tie: bool, seed: int = 0):
-  common = dict(vocab_size=256, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16,  # head_dim != 48 / 4
-                max_position_embeddings=512, tie_word_embeddings=tie)
+  common = dict(
+    vocab_size=256,
+    hidden_size=48,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,  # head_dim != 48 / 4
+    max_position_embeddings=512,
+    tie_word_embeddings=tie,
+  )
   if kind == "qwen3":
     config = transformers.Qwen3Config(rope_theta=10_000.0, rms_norm_eps=1e-6, **common)
     cls = transformers.Qwen3ForCausalLM
   else:
-    config = transformers.LlamaConfig(rope_theta=500_000.0, rms_norm_eps=1e-5, rope_scaling=LLAMA3_SCALING,
-                                      **common)
+    config = transformers.LlamaConfig(rope_theta=500_000.0, rms_norm_eps=1e-5, rope_scaling=LLAMA3_SCALING, **common)
     cls = transformers.LlamaForCausalLM
   torch.manual_seed(seed)
   model = cls(config).eval()
@@ -34,8 +46,7 @@ def _hf_model(kind: str, tie: bool, seed: int = 0):
 
 def _hf_logits(model, tokens, positions, mask):
   with torch.no_grad():
-    out = model(input_ids=torch.tensor(tokens), position_ids=torch.tensor(positions),
-                attention_mask=torch.tensor(mask))
+    out = model(input_ids=torch.tensor(tokens), position_ids=torch.tensor(positions), attention_mask=torch.tensor(mask))
   return out.logits.float().numpy()
 
 

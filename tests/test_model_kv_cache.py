@@ -30,7 +30,7 @@ def test_token_by_token_decode_matches_full_forward():
   cache = KVCache.init(model.cfg, 2, 16)
   steps = []
   for t in range(length):
-    logits, cache = _jit_forward(graphdef, state, tokens[:, t:t + 1], positions[:, t:t + 1], None, cache)
+    logits, cache = _jit_forward(graphdef, state, tokens[:, t : t + 1], positions[:, t : t + 1], None, cache)
     steps.append(logits)
   assert int(cache.index) == length
   np.testing.assert_allclose(np.concatenate(steps, axis=1), np.asarray(full), atol=2e-5, rtol=0)
@@ -48,21 +48,22 @@ def test_prefill_right_padded_then_decode_matches_per_row_forward():
   prompts = prompts * segment
   positions = np.broadcast_to(np.arange(width), (batch, width)).astype(np.int32)
   cache = KVCache.init(model.cfg, batch, width + new_tokens)
-  logits, cache = _jit_forward(graphdef, state, jnp.asarray(prompts), jnp.asarray(positions),
-                               jnp.asarray(segment), cache)
+  logits, cache = _jit_forward(
+    graphdef, state, jnp.asarray(prompts), jnp.asarray(positions), jnp.asarray(segment), cache
+  )
   assert np.isfinite(np.asarray(logits)).all()  # Padding rows must not produce NaNs.
   next_logits = [np.asarray(logits)[b, n - 1] for b, n in enumerate(prompt_lengths)]
   generated = rng.integers(0, 512, (batch, new_tokens)).astype(np.int32)
   decoded = []
   for t in range(new_tokens):
     pos = np.array(prompt_lengths, np.int32)[:, None] + t
-    step, cache = _jit_forward(graphdef, state, jnp.asarray(generated[:, t:t + 1]), jnp.asarray(pos), None, cache)
+    step, cache = _jit_forward(graphdef, state, jnp.asarray(generated[:, t : t + 1]), jnp.asarray(pos), None, cache)
     decoded.append(np.asarray(step)[:, 0])
   # Reference: each row's prompt + generated tokens in one causal forward; trailing filler cannot
   # influence earlier positions.
   full = np.zeros((batch, width + new_tokens), np.int32)
   for b, n in enumerate(prompt_lengths):
-    full[b, :n + new_tokens] = np.concatenate([prompts[b, :n], generated[b]])
+    full[b, : n + new_tokens] = np.concatenate([prompts[b, :n], generated[b]])
   full_positions = np.broadcast_to(np.arange(width + new_tokens), full.shape).astype(np.int32)
   ref, _ = _jit_forward(graphdef, state, jnp.asarray(full), jnp.asarray(full_positions), None, None)
   ref = np.asarray(ref)

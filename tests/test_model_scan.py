@@ -90,6 +90,7 @@ def test_hf_files_are_the_same_for_both_layouts(tmp_path, preset):
   hf.save_hf(plain, plain.cfg, str(tmp_path / "plain"))
   hf.save_hf(stacked, stacked.cfg, str(tmp_path / "stacked"))
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
   plain_files = load_file(str(tmp_path / "plain" / "model.safetensors"))
   stacked_files = load_file(str(tmp_path / "stacked" / "model.safetensors"))
   assert sorted(plain_files) == sorted(stacked_files)
@@ -97,8 +98,7 @@ def test_hf_files_are_the_same_for_both_layouts(tmp_path, preset):
     np.testing.assert_array_equal(stacked_files[name], tensor, err_msg=name)
 
   mesh = sharding.make_mesh({"fsdp": 4, "tensor": 2})
-  loaded, cfg = hf.load_hf(str(tmp_path / "plain"), mesh=mesh, dtype="float32", param_dtype="float32",
-                           scan_layers=True)
+  loaded, cfg = hf.load_hf(str(tmp_path / "plain"), mesh=mesh, dtype="float32", param_dtype="float32", scan_layers=True)
   assert cfg.scan_layers
   q_proj = nnx.state(loaded.layers)["attn"]["q_proj"].get_value()
   assert q_proj.sharding.spec == PartitionSpec(None, "fsdp", "tensor", None)

@@ -16,12 +16,14 @@ from ssd_jax import sharding  # pylint: disable=wrong-import-position
 from ssd_jax.model import KVCache, presets  # pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("libtpu") is None,
-    reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU")
+  importlib.util.find_spec("libtpu") is None,
+  reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU",
+)
 
 
 def _topology_devices(name):
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+
   return topologies.get_topology_desc(name, "tpu").devices
 
 
@@ -36,8 +38,11 @@ def test_forward_and_decode_compile_for_v5e(preset):
   token_sharding = NamedSharding(mesh, sharding.logical_to_spec(("batch", "length")))
   tokens = jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding)
   cache_shardings = KVCache.shardings(mesh)
-  cache = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                       jax.eval_shape(lambda: KVCache.init(cfg, batch, 2 * length)), cache_shardings)
+  cache = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+    jax.eval_shape(lambda: KVCache.init(cfg, batch, 2 * length)),
+    cache_shardings,
+  )
 
   def forward(state, tokens, positions, cache):
     with sharding.use_rules(mesh):

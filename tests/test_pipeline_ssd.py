@@ -3,10 +3,11 @@
 import json
 import os
 
+from methods_ssd_fixtures import micro_config
+
 from ssd_jax.methods import stages
 from ssd_jax.methods.report_stage import pass_at_k_table
 from ssd_jax.methods.ssd import Layout
-from methods_ssd_fixtures import micro_config
 
 STAGES = "pretrain,synthesize,sft,eval,report"
 
@@ -59,8 +60,10 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
 
 
 def _summary(p1, p4, programs=2.5):
-  return {"pass_at_k": {"1": {"mean": p1}, "4": {"mean": p4}},
-          "diversity": {"mean_distinct_programs": programs, "mean_distinct_behaviours": 1.25}}
+  return {
+    "pass_at_k": {"1": {"mean": p1}, "4": {"mean": p4}},
+    "diversity": {"mean_distinct_programs": programs, "mean_distinct_behaviours": 1.25},
+  }
 
 
 def test_pass_at_k_table_reports_the_difference():
@@ -73,9 +76,15 @@ def test_pass_at_k_table_reports_the_difference():
 
 
 def test_pass_at_k_table_compares_every_model_with_the_first():
-  summaries = {"base": _summary(0.25, 0.5), "ssd": _summary(0.375, 0.5), "sdsd": _summary(0.2, 0.625, 1.5),
-               "sdpo": {"pass_at_k": {"1": {"mean": 0.5}}, "diversity": {"mean_distinct_programs": 3.0,
-                                                                        "mean_distinct_behaviours": 2.0}}}
+  summaries = {
+    "base": _summary(0.25, 0.5),
+    "ssd": _summary(0.375, 0.5),
+    "sdsd": _summary(0.2, 0.625, 1.5),
+    "sdpo": {
+      "pass_at_k": {"1": {"mean": 0.5}},
+      "diversity": {"mean_distinct_programs": 3.0, "mean_distinct_behaviours": 2.0},
+    },
+  }
   table = pass_at_k_table(summaries)
   rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
   assert table.splitlines()[0].split() == ["base", "ssd", "sdsd", "sdpo", "ssd-base", "sdsd-base", "sdpo-base"]

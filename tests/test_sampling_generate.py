@@ -4,8 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampling_generate_fixtures import (PROMPTS, full_forward_logits, greedy_by_full_forwards, hf_model,
-                                        load_split)
+from sampling_generate_fixtures import PROMPTS, full_forward_logits, greedy_by_full_forwards, hf_model, load_split
 
 from ssd_jax.sampling import decode_loop
 from ssd_jax.sampling.batching import plan_batches, prompt_bucket
@@ -51,7 +50,7 @@ def test_logprobs_match_full_forward_and_reference_truncation(split, sampler):
   out = _generate(sampler, state, n=2)
   for gen in out:
     prompt = PROMPTS[gen.prompt_index]
-    logits = full_forward_logits(graphdef, state, prompt + gen.token_ids.tolist())[len(prompt) - 1:-1]
+    logits = full_forward_logits(graphdef, state, prompt + gen.token_ids.tolist())[len(prompt) - 1 : -1]
     steps = np.arange(gen.num_tokens)
     raw = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
     np.testing.assert_allclose(gen.logprob_raw, np.asarray(raw)[steps, gen.token_ids], atol=2e-4)
@@ -68,7 +67,7 @@ def test_seeded_determinism_and_independence_from_batch_composition(split, sampl
   assert _ids(first) != _ids(_generate(sampler, state, n=2, seed=4))
   # An extra prompt reshuffles the batches, but (seed, prompt, sample) fix each row's draws.
   more = _generate(sampler, state, prompts=PROMPTS + [[8, 8, 8]], n=2, seed=3)
-  assert _ids(more)[:len(first)] == _ids(first)
+  assert _ids(more)[: len(first)] == _ids(first)
 
 
 def test_n_samples_per_prompt_and_per_prompt_params(split, sampler):
@@ -107,8 +106,7 @@ def test_loop_exits_early_when_every_row_has_stopped(split):
   batch = plan_batches(PROMPTS, 1, 4, 32)[0]
   run = jax.jit(generate_batch, static_argnums=0, static_argnames="max_new_tokens")
   keys = row_keys(0, batch.prompt_index, batch.sample_index)
-  args = (graphdef, state, jnp.asarray(batch.prompts), jnp.asarray(batch.prompt_lengths), keys,
-          SAMPLED.rows(4))
+  args = (graphdef, state, jnp.asarray(batch.prompts), jnp.asarray(batch.prompt_lengths), keys, SAMPLED.rows(4))
   everything = jnp.arange(512, dtype=jnp.int32)
   out = run(*args, everything, jnp.ones((4,), bool), max_new_tokens=MAX_NEW)
   assert int(out.steps) == 1

@@ -12,8 +12,12 @@ from ssd_jax.sampling.params import SamplingParams
 MAX_NEW = 8
 GREEDY = SamplingParams(temperature=0.0)
 # Per-prompt settings, as when training prompts (T_train) and eval prompts (T_eval) share a run.
-MIXED = [SamplingParams(1.6, 20, 0.8), SamplingParams(1.1, 20, 0.8), SamplingParams(0.7, 0, 0.95),
-         SamplingParams(1.0, 0, 1.0, 0.05)]
+MIXED = [
+  SamplingParams(1.6, 20, 0.8),
+  SamplingParams(1.1, 20, 0.8),
+  SamplingParams(0.7, 0, 0.95),
+  SamplingParams(1.0, 0, 1.0, 0.05),
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +33,7 @@ def single(checkpoint):
 
 
 def _generate(sampler, state, params, **kwargs):
-  return sampler.generate(state, PROMPTS, params, n=2, max_new_tokens=MAX_NEW, seed=5,
-                          progress=False, **kwargs)
+  return sampler.generate(state, PROMPTS, params, n=2, max_new_tokens=MAX_NEW, seed=5, progress=False, **kwargs)
 
 
 def _hf_greedy(module, prompts, max_new_tokens):
@@ -38,12 +41,17 @@ def _hf_greedy(module, prompts, max_new_tokens):
   ids = np.zeros((len(prompts), width), np.int64)
   mask = np.zeros_like(ids)
   for i, prompt in enumerate(prompts):  # Left padding, as transformers expects for generation.
-    ids[i, width - len(prompt):] = prompt
-    mask[i, width - len(prompt):] = 1
+    ids[i, width - len(prompt) :] = prompt
+    mask[i, width - len(prompt) :] = 1
   with torch.no_grad():
-    out = module.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                          do_sample=False, max_new_tokens=max_new_tokens,
-                          min_new_tokens=max_new_tokens, pad_token_id=0)
+    out = module.generate(
+      input_ids=torch.tensor(ids),
+      attention_mask=torch.tensor(mask),
+      do_sample=False,
+      max_new_tokens=max_new_tokens,
+      min_new_tokens=max_new_tokens,
+      pad_token_id=0,
+    )
   return out[:, width:].numpy().tolist()
 
 

@@ -6,10 +6,18 @@ import pytest
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
 
 
-@pytest.mark.parametrize("field,value", [
-    ("temperature", -0.1), ("temperature", float("nan")), ("top_p", 0.0), ("top_p", 1.5),
-    ("min_p", -0.1), ("min_p", 1.0), ("top_k", 2.5),
-])
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("temperature", -0.1),
+    ("temperature", float("nan")),
+    ("top_p", 0.0),
+    ("top_p", 1.5),
+    ("min_p", -0.1),
+    ("min_p", 1.0),
+    ("top_k", 2.5),
+  ],
+)
 def test_bad_values_name_the_field(field, value):
   with pytest.raises(ValueError, match=field):
     SamplingParams(**{field: value})

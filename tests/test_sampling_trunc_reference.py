@@ -18,10 +18,11 @@ from ssd_jax.sampling.truncation_sorted import sorted_kept_mask
 
 def random_rows(rng, batch, vocab):
   return RowParams(
-      temperature=jnp.asarray(rng.choice([0.0, 0.3, 1.0, 1.6], batch), jnp.float32),
-      top_k=jnp.asarray(rng.choice([0, 1, 3, 20, vocab - 1, vocab, vocab + 7], batch), jnp.int32),
-      top_p=jnp.asarray(rng.choice([1e-6, 0.5, 0.8, 0.95, 1.0], batch), jnp.float32),
-      min_p=jnp.asarray(rng.choice([0.0, 0.02, 0.3], batch), jnp.float32))
+    temperature=jnp.asarray(rng.choice([0.0, 0.3, 1.0, 1.6], batch), jnp.float32),
+    top_k=jnp.asarray(rng.choice([0, 1, 3, 20, vocab - 1, vocab, vocab + 7], batch), jnp.int32),
+    top_p=jnp.asarray(rng.choice([1e-6, 0.5, 0.8, 0.95, 1.0], batch), jnp.float32),
+    min_p=jnp.asarray(rng.choice([0.0, 0.02, 0.3], batch), jnp.float32),
+  )
 
 
 def bits_for(batch, seed=0):
@@ -29,14 +30,14 @@ def bits_for(batch, seed=0):
 
 
 def test_order_key_matches_float_order():
-  values = np.array([-np.inf, -3e38, -1.5, -1e-45, -0.0, 0.0, 1e-45, 1.0, 2.5, 3e38, np.inf],
-                    np.float32)
+  values = np.array([-np.inf, -3e38, -1.5, -1e-45, -0.0, 0.0, 1e-45, 1.0, 2.5, 3e38, np.inf], np.float32)
   keys = np.asarray(ops.order_key(jnp.asarray(values)))
   for i in range(len(values)):
     for j in range(len(values)):
       assert (keys[i] >= keys[j]) == (values[i] >= values[j]), (values[i], values[j])
-  np.testing.assert_array_equal(np.asarray(ops.key_to_float(jnp.asarray(keys[1:-1]))),
-                                np.where(values[1:-1] == 0, 0.0, values[1:-1]))
+  np.testing.assert_array_equal(
+    np.asarray(ops.key_to_float(jnp.asarray(keys[1:-1]))), np.where(values[1:-1] == 0, 0.0, values[1:-1])
+  )
 
 
 def test_bisect_finds_the_kth_largest_key_by_brute_force():
@@ -52,8 +53,9 @@ def test_bisect_finds_the_kth_largest_key_by_brute_force():
     above, below = ops.nearest_keys(jkeys, t)
     return count >= k, above.min(-1, keepdims=True), below.max(-1, keepdims=True)
 
-  found = ops.bisect_largest(probe, jnp.full((6, 1), ops.INT32_MIN, jnp.int32),
-                             jnp.full((6, 1), ops.INT32_MAX, jnp.int32))
+  found = ops.bisect_largest(
+    probe, jnp.full((6, 1), ops.INT32_MIN, jnp.int32), jnp.full((6, 1), ops.INT32_MAX, jnp.int32)
+  )
   expected = np.sort(keys, axis=1)[np.arange(6), 50 - k[:, 0]]
   np.testing.assert_array_equal(np.asarray(found)[:, 0], expected)
 
@@ -69,8 +71,7 @@ def test_kept_set_equals_sort_oracle_on_random_rows():
 def test_ties_at_the_cutoff_are_kept():
   # Values 5 > 4 = 4 = 4 > 1 ...: top-2 and top-3 keep all three 4s.
   logits = jnp.asarray([[1.0, 4.0, 5.0, 4.0, 0.0, 4.0, 1.0]] * 3, jnp.float32)
-  rows = as_row_params([SamplingParams(top_k=2), SamplingParams(top_k=4),
-                        SamplingParams(top_k=1)])
+  rows = as_row_params([SamplingParams(top_k=2), SamplingParams(top_k=4), SamplingParams(top_k=1)])
   kept = np.asarray(tr.kept_mask(logits, rows))
   np.testing.assert_array_equal(kept.sum(axis=1), [4, 4, 1])
   np.testing.assert_array_equal(kept, np.asarray(sorted_kept_mask(logits, rows)))
@@ -85,9 +86,14 @@ def test_ties_at_the_cutoff_are_kept():
 def test_off_values_keep_everything_and_greedy_is_argmax():
   rng = np.random.default_rng(1)
   logits = jnp.asarray(rng.normal(size=(4, 50)), jnp.float32)
-  rows = as_row_params([SamplingParams(top_k=0), SamplingParams(top_k=50),
-                        SamplingParams(top_k=-3, top_p=1.0, min_p=0.0),
-                        SamplingParams(temperature=0.0, top_k=3)])
+  rows = as_row_params(
+    [
+      SamplingParams(top_k=0),
+      SamplingParams(top_k=50),
+      SamplingParams(top_k=-3, top_p=1.0, min_p=0.0),
+      SamplingParams(temperature=0.0, top_k=3),
+    ]
+  )
   kept = np.asarray(tr.kept_mask(logits, rows))
   assert kept[:3].all()
   out = tr.sample_reference(logits, rows, bits_for(4))
@@ -131,9 +137,13 @@ def test_kept_set_matches_hugging_face_warpers():
   lp = pytest.importorskip("transformers.generation.logits_process")
   rng = np.random.default_rng(4)
   vocab = 100
-  for temperature, top_k, top_p, min_p in [(1.0, 20, 0.8, 0.0), (1.6, 20, 0.8, 0.05),
-                                           (0.7, 0, 0.95, 0.1), (1.1, 5, 1.0, 0.0),
-                                           (0.9, 40, 0.3, 0.0)]:
+  for temperature, top_k, top_p, min_p in [
+    (1.0, 20, 0.8, 0.0),
+    (1.6, 20, 0.8, 0.05),
+    (0.7, 0, 0.95, 0.1),
+    (1.1, 5, 1.0, 0.0),
+    (0.9, 40, 0.3, 0.0),
+  ]:
     logits = rng.normal(size=(4, vocab)).astype(np.float32) * 2.5
     scores = torch.from_numpy(logits.copy())
     scores = lp.TemperatureLogitsWarper(temperature)(None, scores)
@@ -177,8 +187,7 @@ def test_empirical_frequencies_match_the_truncated_distribution():
   temperature, top_k, top_p, min_p = 1.3, 7, 0.85, 0.05
   draws = 40_000
   rows = SamplingParams(temperature, top_k, top_p, min_p).rows(draws)
-  out = tr.sample_reference(jnp.broadcast_to(jnp.asarray(logits), (draws, len(logits))), rows,
-                            bits_for(draws, 7))
+  out = tr.sample_reference(jnp.broadcast_to(jnp.asarray(logits), (draws, len(logits))), rows, bits_for(draws, 7))
   counts = np.bincount(np.asarray(out.token), minlength=len(logits))
   exact = _exact_truncated_distribution(logits, temperature, top_k, top_p, min_p)
   assert 3 <= (exact > 0).sum() < top_k  # top-p bites after top-k

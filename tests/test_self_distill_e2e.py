@@ -40,8 +40,20 @@ def _config(base_dir, steps, methods="sdsd,sdpo", eval_every=2):
   sd = c.self_distill
   sd.methods = methods
   sd.problems.num_problems = 6
-  sd.update(dict(steps=steps, prompts_per_step=2, group_size=2, max_teacher_prompt_len=320, learning_rate=1e-3,
-                 end_learning_rate=1e-4, eval_every=eval_every, eval_problems=2, eval_samples=2, checkpoint_every=1))
+  sd.update(
+    dict(
+      steps=steps,
+      prompts_per_step=2,
+      group_size=2,
+      max_teacher_prompt_len=320,
+      learning_rate=1e-3,
+      end_learning_rate=1e-4,
+      eval_every=eval_every,
+      eval_problems=2,
+      eval_samples=2,
+      checkpoint_every=1,
+    )
+  )
   sd.rollout.update(dict(max_new_tokens=6, batch_size=4))
   sd.templates.max_feedback_chars = 300
   sd.sdpo.top_k = 8

@@ -33,8 +33,16 @@ def _rollouts(seed=0, batch=4):
 
 def _batch(seed=0, batch=4, weights=None):
   student, teacher, responses, logprobs = _rollouts(seed, batch)
-  return pack_distill_batch(student, teacher, responses, prompt_width=6, teacher_prompt_width=10,
-                            response_width=RESPONSE_WIDTH, behaviour_logprobs=logprobs, row_weights=weights)
+  return pack_distill_batch(
+    student,
+    teacher,
+    responses,
+    prompt_width=6,
+    teacher_prompt_width=10,
+    response_width=RESPONSE_WIDTH,
+    behaviour_logprobs=logprobs,
+    row_weights=weights,
+  )
 
 
 def _teacher_params():
@@ -46,6 +54,7 @@ def _numpy_jsd(student_logits, teacher_logits, beta, temperature):
     x = x.astype(np.float64) / temperature
     x = x - x.max(-1, keepdims=True)
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
   ls, lt = log_softmax(student_logits), log_softmax(teacher_logits)
   ps, pt = np.exp(ls), np.exp(lt)
   m = beta * pt + (1 - beta) * ps
@@ -56,8 +65,9 @@ def test_loss_matches_numpy_on_unpadded_sequences():
   graphdef, params = tiny_model_state()
   teacher_params = _teacher_params()
   student, teacher, responses, _ = _rollouts()
-  loss_sum, count = jax.jit(
-      lambda p, t, b: distill_loss(p, t, graphdef, b, divergence=JSD))(params, teacher_params, _batch())
+  loss_sum, count = jax.jit(lambda p, t, b: distill_loss(p, t, graphdef, b, divergence=JSD))(
+    params, teacher_params, _batch()
+  )
 
   # Referee layout: each sequence starts at column 0 (no left padding), trailing zeros never attended to.
   @jax.jit
@@ -67,15 +77,16 @@ def test_loss_matches_numpy_on_unpadded_sequences():
   def right_padded(prompts):
     ids = np.zeros((len(prompts), 16), np.int32)
     for i, (prompt, r) in enumerate(zip(prompts, responses)):
-      ids[i, :len(prompt) + len(r)] = prompt + r
+      ids[i, : len(prompt) + len(r)] = prompt + r
     return jnp.asarray(ids)
 
   student_logits = np.asarray(logits_fn(params, right_padded(student)))
   teacher_logits = np.asarray(logits_fn(teacher_params, right_padded(teacher)))
   total = 0.0
   for i, (s, t, r) in enumerate(zip(student, teacher, responses)):
-    total += _numpy_jsd(student_logits[i, len(s) - 1:len(s) - 1 + len(r)],
-                        teacher_logits[i, len(t) - 1:len(t) - 1 + len(r)], 0.5, 1.1).sum()
+    total += _numpy_jsd(
+      student_logits[i, len(s) - 1 : len(s) - 1 + len(r)], teacher_logits[i, len(t) - 1 : len(t) - 1 + len(r)], 0.5, 1.1
+    ).sum()
   assert float(count) == sum(len(r) for r in responses)
   np.testing.assert_allclose(float(loss_sum), total, rtol=1e-4)
 
@@ -83,7 +94,8 @@ def test_loss_matches_numpy_on_unpadded_sequences():
 def test_rows_without_teacher_are_not_scored():
   graphdef, params = tiny_model_state()
   full = jax.jit(lambda p, t, b: distill_loss(p, t, graphdef, b, divergence=JSD))(
-      params, _teacher_params(), _batch(weights=[1, 0, 1, 0]))
+    params, _teacher_params(), _batch(weights=[1, 0, 1, 0])
+  )
   _, _, responses, _ = _rollouts()
   assert float(full[1]) == len(responses[0]) + len(responses[2])
 
@@ -92,8 +104,7 @@ def test_teacher_gets_zero_gradient_and_a_live_teacher_adds_none():
   """d/d(teacher) is zero; a live teacher (same params) gives the gradient of a constant-teacher loss."""
   graphdef, params = tiny_model_state()
   batch = _batch()
-  two_sets = jax.jit(jax.grad(lambda s, t, b: distill_loss(s, t, graphdef, b, divergence=JSD)[0],
-                              argnums=(0, 1)))
+  two_sets = jax.jit(jax.grad(lambda s, t, b: distill_loss(s, t, graphdef, b, divergence=JSD)[0], argnums=(0, 1)))
   student_grads, teacher_grads = two_sets(params, copy_tree(params), batch)
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(teacher_grads))
   assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(student_grads))) > 0
@@ -114,21 +125,23 @@ def test_ema_update_is_exact():
   t = jax.tree.map(jnp.asarray, teacher)
   for _ in range(2):
     t = twice(t, jax.tree.map(jnp.asarray, student))
-  expected = student["a"] + 0.75 ** 2 * (teacher["a"] - student["a"])
+  expected = student["a"] + 0.75**2 * (teacher["a"] - student["a"])
   np.testing.assert_allclose(np.asarray(t["a"]), expected, rtol=1e-6, atol=1e-6)
   assert np.array_equal(np.asarray(ema_update(t, student, 0.0)["b"]), np.asarray(t["b"]))
   with pytest.raises(ValueError, match="EMA rate"):
     ema_update(teacher, student, 1.5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_steps(mesh_shape, teacher_mode, steps=2, grad_accum=1):
   mesh = None if mesh_shape is None else sharding.make_mesh(dict(mesh_shape))
   graphdef, params = tiny_model_state()
-  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-2, end_learning_rate=1e-3, warmup_steps=0,
-                                             total_steps=4, grad_accum_steps=grad_accum))
-  divergence = DivergenceConfig(kind="jsd", beta=0.5, form="topk", top_k=16, temperature=1.0, is_clip=2.0,
-                                chunk_size=8)
+  optimizer = make_optimizer(
+    OptimizerConfig(
+      learning_rate=1e-2, end_learning_rate=1e-3, warmup_steps=0, total_steps=4, grad_accum_steps=grad_accum
+    )
+  )
+  divergence = DivergenceConfig(kind="jsd", beta=0.5, form="topk", top_k=16, temperature=1.0, is_clip=2.0, chunk_size=8)
   params, teacher = copy_tree(params), copy_tree(_teacher_params())
   if mesh is not None:
     params = sharding.shard_state(params, mesh)

@@ -30,8 +30,9 @@ def fenced_code(answer):
 
 @pytest.fixture(scope="module")
 def splits():
-  return {split: builtin.builtin_problems(split, n, seed=3) for split, n in
-          (("pretrain", 600), ("synth", 200), ("eval", 100))}
+  return {
+    split: builtin.builtin_problems(split, n, seed=3) for split, n in (("pretrain", 600), ("synth", 200), ("eval", 100))
+  }
 
 
 def test_splits_are_disjoint(splits):

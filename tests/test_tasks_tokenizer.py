@@ -20,8 +20,9 @@ def tokenizer_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hf_tokenizer(tokenizer_dir):
   config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
-  tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_dir / "tokenizer.json"),
-                                      eos_token=config["eos_token"], pad_token=config["pad_token"])
+  tokenizer = PreTrainedTokenizerFast(
+    tokenizer_file=str(tokenizer_dir / "tokenizer.json"), eos_token=config["eos_token"], pad_token=config["pad_token"]
+  )
   tokenizer.chat_template = config["chat_template"]
   return tokenizer
 
@@ -71,7 +72,8 @@ def test_chat_template_matches_qwen_layout(hf_tokenizer):
   assert prompt == system + "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n"
   own_system = [{"role": "system", "content": "S"}] + messages[:1]
   assert hf_tokenizer.apply_chat_template(own_system, tokenize=False) == (
-      "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ?<|im_end|>\n")
+    "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ?<|im_end|>\n"
+  )
   # Our renderer agrees with transformers' and with a bare jinja2 environment.
   assert tokenizer_assets.render_example("Q?", "A.") == rendered
   bare = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(tokenizer_assets.CHAT_TEMPLATE)
@@ -81,8 +83,11 @@ def test_chat_template_matches_qwen_layout(hf_tokenizer):
 def test_longest_example_fits_the_budget(hf_tokenizer):
   lengths = []
   for question, answer in all_examples():
-    ids = hf_tokenizer.apply_chat_template([{"role": "user", "content": question},
-                                            {"role": "assistant", "content": answer}], tokenize=True, return_dict=False)
+    ids = hf_tokenizer.apply_chat_template(
+      [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+      tokenize=True,
+      return_dict=False,
+    )
     assert isinstance(ids, list) and all(isinstance(i, int) for i in ids)
     lengths.append(len(ids))
   assert 40 < max(lengths) < TOKEN_BUDGET

@@ -9,8 +9,14 @@ import pytest
 from flax import nnx
 
 from ssd_jax.data.tokenizer import load_tokenizer
-from ssd_jax.methods.teacher_context import (Attempt, ContextChoice, TeacherTemplates, build_teacher_input,
-                                             choose_contexts, teacher_messages)
+from ssd_jax.methods.teacher_context import (
+  Attempt,
+  ContextChoice,
+  TeacherTemplates,
+  build_teacher_input,
+  choose_contexts,
+  teacher_messages,
+)
 from ssd_jax.tasks import build_task_tokenizer
 from ssd_jax.train.distill_batch import pack_distill_batch, response_block
 from tests.train_fixtures import tiny_model_state
@@ -24,10 +30,12 @@ def tokenizer(tmp_path_factory):
 
 
 def _group():
-  return [Attempt("wrong A", False, "Test test_0: failed\nassert f(1) == 2"),
-          Attempt("right B", True, "All 2 tests passed."),
-          Attempt("wrong C", False, "Test test_1: error\nNameError"),
-          Attempt("right D", True, "All 2 tests passed.")]
+  return [
+    Attempt("wrong A", False, "Test test_0: failed\nassert f(1) == 2"),
+    Attempt("right B", True, "All 2 tests passed."),
+    Attempt("wrong C", False, "Test test_1: error\nNameError"),
+    Attempt("right D", True, "All 2 tests passed."),
+  ]
 
 
 def test_demonstration_is_a_sibling_never_itself():
@@ -85,7 +93,7 @@ def test_teacher_input_ends_with_the_students_exact_ids(tokenizer):
   response = [5, 300, 300, 17, 2]
   choice = ContextChoice(demonstration="```python\ndef f(x):\n    return x + 1\n```")
   teacher = build_teacher_input(tokenizer, prompt, choice, response, TEMPLATES)
-  assert list(teacher.ids[teacher.response_start:]) == response
+  assert list(teacher.ids[teacher.response_start :]) == response
   text = tokenizer.decode(teacher.prompt_ids)
   assert "Here is a correct solution" in text and text.endswith("<|im_start|>assistant\n")
   student = build_teacher_input(tokenizer, prompt, ContextChoice(), response, TEMPLATES)
@@ -102,21 +110,32 @@ def test_packed_teacher_logits_align_with_unpadded_forward(tokenizer):
   teachers = [build_teacher_input(tokenizer, prompt, c, r, TEMPLATES) for c, r in zip(choices, responses)]
   student = build_teacher_input(tokenizer, prompt, ContextChoice(), [], TEMPLATES).prompt_ids
   width_t = max(len(t.prompt_ids) for t in teachers) + 3
-  batch = pack_distill_batch([student] * 2, [t.prompt_ids for t in teachers], responses,
-                             prompt_width=len(student) + 5, teacher_prompt_width=width_t, response_width=6)
-  np.testing.assert_array_equal(batch["teacher_tokens"][:, width_t:width_t + 2], [[40, 41], [50, 51]])
+  batch = pack_distill_batch(
+    [student] * 2,
+    [t.prompt_ids for t in teachers],
+    responses,
+    prompt_width=len(student) + 5,
+    teacher_prompt_width=width_t,
+    response_width=6,
+  )
+  np.testing.assert_array_equal(batch["teacher_tokens"][:, width_t : width_t + 2], [[40, 41], [50, 51]])
   np.testing.assert_array_equal(batch["response_mask"], [[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]])
-  packed = jax.jit(lambda b: model.unembed(response_block(model.hidden(
-      b["teacher_tokens"], b["teacher_positions"], segment_ids=b["teacher_segment_ids"])[0], 6)))
+  packed = jax.jit(
+    lambda b: model.unembed(
+      response_block(
+        model.hidden(b["teacher_tokens"], b["teacher_positions"], segment_ids=b["teacher_segment_ids"])[0], 6
+      )
+    )
+  )
   packed_logits = np.asarray(packed({k: jnp.asarray(v) for k, v in batch.items()}))
   # Referee layout: each teacher sequence from column 0, right-padded (never attended to by earlier tokens).
   width = max(len(t.ids) for t in teachers)
   ids = np.zeros((len(teachers), width), np.int32)
   for row, teacher in enumerate(teachers):
-    ids[row, :len(teacher.ids)] = teacher.ids
+    ids[row, : len(teacher.ids)] = teacher.ids
   logits = np.asarray(jax.jit(model)(jnp.asarray(ids), jnp.broadcast_to(jnp.arange(width), ids.shape))[0])
   for row, teacher in enumerate(teachers):
-    expected = logits[row, teacher.response_start - 1:len(teacher.ids) - 1]
+    expected = logits[row, teacher.response_start - 1 : len(teacher.ids) - 1]
     n = len(responses[row])
     np.testing.assert_allclose(packed_logits[row, :n], expected, rtol=2e-5, atol=2e-5)
 

@@ -12,7 +12,6 @@ from ssd_jax.train.train_state import TrainState, abstract_train_state, init_tra
 
 
 class _Toy(nnx.Module):
-
   def __init__(self, rngs):
     self.proj = nnx.Linear(4, 8, rngs=rngs)
     self.norm = nnx.RMSNorm(8, rngs=rngs)
@@ -22,8 +21,9 @@ def _sharded_state(seed):
   mesh = jax.make_mesh((2, 4), ("data", "fsdp"), devices=jax.devices()[:8])
   _, params = nnx.split(_Toy(nnx.Rngs(seed)))
   params = jax.tree.map(
-      lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec(None, "fsdp") if x.ndim == 2
-                                                else PartitionSpec())), params)
+    lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec(None, "fsdp") if x.ndim == 2 else PartitionSpec())),
+    params,
+  )
   optimizer = make_optimizer(OptimizerConfig(1e-3, 1e-4, 1, 10))
   return init_train_state(params, optimizer)
 

@@ -48,10 +48,8 @@ CASES = [("forward_kl", 0.5), ("reverse_kl", 0.5), ("jsd", 0.5), ("jsd", 0.1), (
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_full_divergence_matches_numpy(kind, beta, temperature):
   s, t, mask = _logits(0), _logits(1), _mask()
-  total, count = divergence_from_logits(s, t, mask, kind=kind, beta=beta,
-                                        temperature=temperature)
-  per_pos = _np_divergence(_np_log_softmax(s, temperature), _np_log_softmax(t, temperature),
-                           kind, beta)
+  total, count = divergence_from_logits(s, t, mask, kind=kind, beta=beta, temperature=temperature)
+  per_pos = _np_divergence(_np_log_softmax(s, temperature), _np_log_softmax(t, temperature), kind, beta)
   np.testing.assert_allclose(total, (per_pos * mask).sum(), rtol=1e-5)
   assert count == mask.sum()
 
@@ -66,8 +64,7 @@ def test_jsd_endpoints_are_the_kls_and_continuous():
   assert loss("jsd", 0.0) == forward
   assert loss("jsd", 1.0) == reverse
   # JSD(beta) / beta -> forward KL and JSD(beta) / (1 - beta) -> reverse KL, converging.
-  gaps = [(abs(loss("jsd", eps) / eps - forward), abs(loss("jsd", 1 - eps) / eps - reverse))
-          for eps in (1e-2, 1e-3)]
+  gaps = [(abs(loss("jsd", eps) / eps - forward), abs(loss("jsd", 1 - eps) / eps - reverse)) for eps in (1e-2, 1e-3)]
   assert gaps[1][0] < gaps[0][0] and gaps[1][1] < gaps[0][1]
   np.testing.assert_allclose(gaps[1], 0.0, atol=5e-3 * max(forward, reverse))
 
@@ -97,8 +94,8 @@ def _np_student_logit_grad(s, t, kind, beta, temperature):
 def test_gradient_goes_to_student_only_and_matches_numpy(kind, beta):
   s, t, mask = _logits(5), _logits(6), _mask()
   g_s, g_t = jax.grad(
-      lambda a, b: divergence_from_logits(a, b, mask, kind=kind, beta=beta, temperature=1.3)[0],
-      argnums=(0, 1))(s, t)
+    lambda a, b: divergence_from_logits(a, b, mask, kind=kind, beta=beta, temperature=1.3)[0], argnums=(0, 1)
+  )(s, t)
   assert np.all(np.asarray(g_t) == 0)
   ref = _np_student_logit_grad(s, t, kind, beta, 1.3) * mask[..., None]
   np.testing.assert_allclose(g_s, ref, rtol=1e-4, atol=1e-6)
@@ -115,10 +112,12 @@ def test_masked_positions_do_not_count():
 
 def _np_top_k_buckets(ls, lt, k):
   order = np.argsort(-ls, axis=-1, kind="stable")[..., :k]
+
   def buckets(lp):
     top = np.take_along_axis(lp, order, -1)
     tail = np.log(np.maximum(1 - np.exp(top).sum(-1, keepdims=True), 1e-300))
     return np.concatenate([top, tail], -1)
+
   return buckets(ls), buckets(lt)
 
 
@@ -173,8 +172,9 @@ def test_importance_weight_is_clipped_exactly_and_has_no_gradient():
   ref = np.minimum(np.exp(np.float64(current) - np.float64(behaviour)), 2.0)
   np.testing.assert_allclose(w, ref, rtol=1e-6)
   assert float(w[0]) == 2.0
-  np.testing.assert_allclose(importance_weight(current, behaviour, None),
-                             np.exp(np.float64(current) - np.float64(behaviour)), rtol=1e-6)
+  np.testing.assert_allclose(
+    importance_weight(current, behaviour, None), np.exp(np.float64(current) - np.float64(behaviour)), rtol=1e-6
+  )
   g = jax.grad(lambda c: importance_weight(c, behaviour, 2.0).sum())(current)
   assert np.all(np.asarray(g) == 0)
 
@@ -184,8 +184,9 @@ def test_importance_weight_multiplies_each_position():
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, V, size=(B, T)).astype(np.int32)
   behaviour = rng.normal(-2, 1, size=(B, T)).astype(np.float32)
-  total, _ = divergence_from_logits(s, t, mask, kind="reverse_kl", temperature=0.8,
-                                    tokens=tokens, behaviour_logprob=behaviour, is_clip=2.0)
+  total, _ = divergence_from_logits(
+    s, t, mask, kind="reverse_kl", temperature=0.8, tokens=tokens, behaviour_logprob=behaviour, is_clip=2.0
+  )
   ls, lt = _np_log_softmax(s, 0.8), _np_log_softmax(t, 0.8)
   current = np.take_along_axis(ls, tokens[..., None], -1)[..., 0]
   w = np.minimum(np.exp(current - behaviour), 2.0)

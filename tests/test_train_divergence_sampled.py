@@ -7,8 +7,11 @@ import pytest
 
 from ssd_jax.train.divergence_losses import divergence_from_logits
 from ssd_jax.train.divergences import log_probs
-from ssd_jax.train.sampled_divergence import (sampled_token_divergence, sampled_token_losses,
-                                              sampled_value_and_coefficient)
+from ssd_jax.train.sampled_divergence import (
+  sampled_token_divergence,
+  sampled_token_losses,
+  sampled_value_and_coefficient,
+)
 
 V = 7
 CASES = [("forward_kl", 0.5), ("reverse_kl", 0.5), ("jsd", 0.3), ("jsd", 0.0), ("jsd", 1.0)]
@@ -33,8 +36,9 @@ def test_expectation_over_student_samples_gives_divergence_and_its_gradient(kind
     return jnp.sum(jax.lax.stop_gradient(jnp.exp(ls))[tokens] * per_token * ones)
 
   def full(z):
-    return divergence_from_logits(z[None, None], teacher[None, None], jnp.ones((1, 1)),
-                                  kind=kind, beta=beta, temperature=temperature)[0]
+    return divergence_from_logits(
+      z[None, None], teacher[None, None], jnp.ones((1, 1)), kind=kind, beta=beta, temperature=temperature
+    )[0]
 
   v_est, g_est = jax.value_and_grad(expected_loss)(student)
   v_full, g_full = jax.value_and_grad(full)(student)
@@ -51,9 +55,9 @@ def test_value_and_gradient_are_exactly_v_and_coefficient():
   for kind, beta in CASES:
     v, c = sampled_value_and_coefficient(ls, lt, kind=kind, beta=beta)
     total, count = sampled_token_divergence(ls, lt, mask, kind=kind, beta=beta)
-    g_s, g_t = jax.grad(
-        lambda a, b: sampled_token_divergence(a, b, mask, kind=kind, beta=beta)[0],
-        argnums=(0, 1))(ls, lt)
+    g_s, g_t = jax.grad(lambda a, b: sampled_token_divergence(a, b, mask, kind=kind, beta=beta)[0], argnums=(0, 1))(
+      ls, lt
+    )
     np.testing.assert_allclose(total, np.sum(np.asarray(v) * mask), rtol=1e-6)
     assert count == mask.sum()
     np.testing.assert_allclose(g_s, np.asarray(c) * mask, rtol=1e-6)
@@ -75,8 +79,7 @@ def test_importance_weight_clips_and_scales_value_and_gradient():
   mask = np.ones((1, 3), np.float32)
   w = np.minimum(np.exp(ls.astype(np.float64) - behaviour), 2.0)
   assert w[0, 0] == 2.0 and w[0, 1] < 2.0
-  loss = lambda a: sampled_token_divergence(a, lt, mask, kind="reverse_kl",
-                                            behaviour_logprob=behaviour, is_clip=2.0)[0]
+  loss = lambda a: sampled_token_divergence(a, lt, mask, kind="reverse_kl", behaviour_logprob=behaviour, is_clip=2.0)[0]
   value, grad = jax.value_and_grad(loss)(ls)
   np.testing.assert_allclose(value, np.sum(w * (ls - lt)), rtol=1e-6)
   np.testing.assert_allclose(grad, w * (ls - lt), rtol=1e-6)
@@ -84,5 +87,4 @@ def test_importance_weight_clips_and_scales_value_and_gradient():
 
 def test_shape_mismatch_raises():
   with pytest.raises(ValueError, match="teacher_logprob shape"):
-    sampled_token_divergence(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.ones((2, 3)),
-                             kind="reverse_kl")
+    sampled_token_divergence(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.ones((2, 3)), kind="reverse_kl")

@@ -5,8 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssd_jax.train.cross_entropy import (chunked_cross_entropy, chunked_token_logprobs,
-                                         cross_entropy, project_to_logits, token_logprobs)
+from ssd_jax.train.cross_entropy import (
+  chunked_cross_entropy,
+  chunked_token_logprobs,
+  cross_entropy,
+  project_to_logits,
+  token_logprobs,
+)
 
 B, T, D, V = 3, 7, 16, 37
 
@@ -43,8 +48,7 @@ def test_token_logprobs_temperature_matches_numpy():
   logits = hidden @ w
   got = token_logprobs(jnp.asarray(logits), targets, temperature=0.7)
   x = logits.astype(np.float64) / 0.7
-  ref = (np.take_along_axis(x, targets[..., None], -1)[..., 0]
-         - np.log(np.exp(x).sum(-1)))
+  ref = np.take_along_axis(x, targets[..., None], -1)[..., 0] - np.log(np.exp(x).sum(-1))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -79,23 +83,21 @@ def test_chunked_equals_plain_value_and_gradient(chunk_size):
 
 def test_chunked_gradient_matches_numpy_formula():
   hidden, w, targets, mask = _inputs(3)
-  g_h, g_w = jax.grad(
-      lambda h, u: chunked_cross_entropy(h, u, targets, mask, chunk_size=5)[0],
-      argnums=(0, 1))(hidden, w)
+  g_h, g_w = jax.grad(lambda h, u: chunked_cross_entropy(h, u, targets, mask, chunk_size=5)[0], argnums=(0, 1))(
+    hidden, w
+  )
   x = hidden.astype(np.float64) @ w
   p = np.exp(x - x.max(-1, keepdims=True))
   p /= p.sum(-1, keepdims=True)
   dlogits = (p - np.eye(V)[targets]) * mask[..., None]
   np.testing.assert_allclose(g_h, dlogits @ w.T, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(g_w, np.einsum("btd,btv->dv", hidden, dlogits), rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(g_w, np.einsum("btd,btv->dv", hidden, dlogits), rtol=1e-4, atol=1e-5)
 
 
 def test_chunked_bfloat16_hidden_close_to_float32():
   hidden, w, targets, mask = _inputs(4)
   ref = chunked_token_logprobs(hidden, w, targets, chunk_size=8)
-  got = chunked_token_logprobs(jnp.asarray(hidden, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16),
-                               targets, chunk_size=8)
+  got = chunked_token_logprobs(jnp.asarray(hidden, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16), targets, chunk_size=8)
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(got, ref, atol=0.1)
 
@@ -103,8 +105,12 @@ def test_chunked_bfloat16_hidden_close_to_float32():
 def test_chunked_memory_stays_below_full_logits():
   b, t, d, v, chunk = 4, 1024, 32, 8192, 256
   full_logits_bytes = b * t * v * 4
-  args = (jax.ShapeDtypeStruct((b, t, d), jnp.float32), jax.ShapeDtypeStruct((d, v), jnp.float32),
-          jax.ShapeDtypeStruct((b, t), jnp.int32), jax.ShapeDtypeStruct((b, t), jnp.float32))
+  args = (
+    jax.ShapeDtypeStruct((b, t, d), jnp.float32),
+    jax.ShapeDtypeStruct((d, v), jnp.float32),
+    jax.ShapeDtypeStruct((b, t), jnp.int32),
+    jax.ShapeDtypeStruct((b, t), jnp.float32),
+  )
 
   def temp_bytes(loss):
     step = jax.jit(jax.value_and_grad(lambda h, u, y, m: loss(h, u, y, m)[0], argnums=(0, 1)))
@@ -139,11 +145,13 @@ def test_sharded_batch_gives_the_unsharded_result():
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "tensor"))
   batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   vocab = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "tensor"))
-  loss = jax.jit(jax.value_and_grad(
-      lambda h, u, y, m: chunked_cross_entropy(h, u, y, m, chunk_size=5)[0], argnums=(0, 1)))
+  loss = jax.jit(
+    jax.value_and_grad(lambda h, u, y, m: chunked_cross_entropy(h, u, y, m, chunk_size=5)[0], argnums=(0, 1))
+  )
   ref_value, ref_grads = loss(hidden, w, targets, mask)
-  value, grads = loss(jax.device_put(hidden, batch), jax.device_put(w, vocab),
-                      jax.device_put(targets, batch), jax.device_put(mask, batch))
+  value, grads = loss(
+    jax.device_put(hidden, batch), jax.device_put(w, vocab), jax.device_put(targets, batch), jax.device_put(mask, batch)
+  )
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   for a, b in zip(grads, ref_grads):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

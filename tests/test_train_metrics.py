@@ -16,20 +16,17 @@ from ssd_jax.train.metrics import MetricsWriter, ProgressBar
 def _event_class():
   """tensorboard's Event / Summary / Summary.Value (scalar fields only), as published in event.proto."""
   T = descriptor_pb2.FieldDescriptorProto
-  file = descriptor_pb2.FileDescriptorProto(name="tb_event_subset.proto", package="tbtest",
-                                            syntax="proto3")
+  file = descriptor_pb2.FileDescriptorProto(name="tb_event_subset.proto", package="tbtest", syntax="proto3")
   value = file.message_type.add(name="Value")
   value.field.add(name="tag", number=1, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
   value.field.add(name="simple_value", number=2, type=T.TYPE_FLOAT, label=T.LABEL_OPTIONAL)
   summary = file.message_type.add(name="Summary")
-  summary.field.add(name="value", number=1, type=T.TYPE_MESSAGE, label=T.LABEL_REPEATED,
-                    type_name=".tbtest.Value")
+  summary.field.add(name="value", number=1, type=T.TYPE_MESSAGE, label=T.LABEL_REPEATED, type_name=".tbtest.Value")
   event = file.message_type.add(name="Event")
   event.field.add(name="wall_time", number=1, type=T.TYPE_DOUBLE, label=T.LABEL_OPTIONAL)
   event.field.add(name="step", number=2, type=T.TYPE_INT64, label=T.LABEL_OPTIONAL)
   event.field.add(name="file_version", number=3, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
-  event.field.add(name="summary", number=5, type=T.TYPE_MESSAGE, label=T.LABEL_OPTIONAL,
-                  type_name=".tbtest.Summary")
+  event.field.add(name="summary", number=5, type=T.TYPE_MESSAGE, label=T.LABEL_OPTIONAL, type_name=".tbtest.Summary")
   pool = descriptor_pool.DescriptorPool()
   pool.Add(file)
   return message_factory.GetMessageClass(pool.FindMessageTypeByName("tbtest.Event"))
@@ -39,12 +36,11 @@ def _read_records(path):
   data = open(path, "rb").read()
   records, offset = [], 0
   while offset < len(data):
-    header = data[offset:offset + 8]
+    header = data[offset : offset + 8]
     (length,) = struct.unpack("<Q", header)
-    assert struct.unpack("<I", data[offset + 8:offset + 12])[0] == masked_crc32c(header)
-    payload = data[offset + 12:offset + 12 + length]
-    assert struct.unpack("<I", data[offset + 12 + length:offset + 16 + length])[0] == (
-        masked_crc32c(payload))
+    assert struct.unpack("<I", data[offset + 8 : offset + 12])[0] == masked_crc32c(header)
+    payload = data[offset + 12 : offset + 12 + length]
+    assert struct.unpack("<I", data[offset + 12 + length : offset + 16 + length])[0] == (masked_crc32c(payload))
     records.append(payload)
     offset += 16 + length
   return records
@@ -63,8 +59,10 @@ def test_writer_jsonl_and_tensorboard_scalars(tmp_path):
     writer.write(1, {"loss": jnp.float32(2.5), "tokens": 12})
     writer.write(2, {"loss": 1.25, "tokens": jnp.array(7.0), "grad_norm": float("nan")})
   lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-  assert lines == [{"step": 1, "loss": 2.5, "tokens": 12.0},
-                   {"step": 2, "loss": 1.25, "tokens": 7.0, "grad_norm": None}]
+  assert lines == [
+    {"step": 1, "loss": 2.5, "tokens": 12.0},
+    {"step": 2, "loss": 1.25, "tokens": 7.0, "grad_norm": None},
+  ]
 
   (path,) = glob.glob(os.path.join(tmp_path, "events.out.tfevents.*"))
   event_cls = _event_class()

@@ -6,6 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from train_fixtures import SeededBatches, copy_tree, tiny_model_state
 
 from ssd_jax.train.checkpointing import Checkpointer
 from ssd_jax.train.metrics import MetricsWriter
@@ -13,16 +14,16 @@ from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.sft_loop import LoopConfig, run_sft
 from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import abstract_train_state, init_train_state
-from train_fixtures import SeededBatches, copy_tree, tiny_model_state
 
 TOTAL = 6
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _step():
   # A real AdamW with warm-up: moments and the step counter must survive the restart.
-  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-2, end_learning_rate=1e-3,
-                                             warmup_steps=2, total_steps=TOTAL))
+  optimizer = make_optimizer(
+    OptimizerConfig(learning_rate=1e-2, end_learning_rate=1e-3, warmup_steps=2, total_steps=TOTAL)
+  )
   return make_sft_step(tiny_model_state()[0], optimizer, chunk_size=32)
 
 
@@ -31,15 +32,22 @@ def _initial_state():
 
 
 def _config(directory, total=TOTAL, every=1):
-  return LoopConfig(total_steps=total, checkpoint_dir=str(directory), checkpoint_every=every,
-                    max_to_keep=10, progress_bar=False)
+  return LoopConfig(
+    total_steps=total, checkpoint_dir=str(directory), checkpoint_every=every, max_to_keep=10, progress_bar=False
+  )
 
 
 def test_killed_and_resumed_run_is_bit_identical_to_uninterrupted(tmp_path):
   full_data = SeededBatches()
   with MetricsWriter(tmp_path / "logs", tensorboard=False, is_primary=True) as writer:
-    full = run_sft(_step(), _initial_state(), lambda: full_data, _config(tmp_path / "full"),
-                   metrics_writer=writer, metadata={"run": "full"})
+    full = run_sft(
+      _step(),
+      _initial_state(),
+      lambda: full_data,
+      _config(tmp_path / "full"),
+      metrics_writer=writer,
+      metadata={"run": "full"},
+    )
   assert full_data.served == list(range(TOTAL))
 
   crashing = SeededBatches(fail_at=3)
@@ -60,8 +68,9 @@ def test_killed_and_resumed_run_is_bit_identical_to_uninterrupted(tmp_path):
   lines = [json.loads(line) for line in open(tmp_path / "logs" / "metrics.jsonl")]
   assert [line["step"] for line in lines] == list(range(1, TOTAL + 1))
   schedule = _step().optimizer.schedule
-  np.testing.assert_allclose([line["learning_rate"] for line in lines],
-                             [float(schedule(s)) for s in range(TOTAL)], rtol=1e-6)
+  np.testing.assert_allclose(
+    [line["learning_rate"] for line in lines], [float(schedule(s)) for s in range(TOTAL)], rtol=1e-6
+  )
   assert all(line["tokens"] > 0 and np.isfinite(line["loss"]) for line in lines)
 
   with Checkpointer(tmp_path / "full") as checkpointer:

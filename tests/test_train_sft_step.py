@@ -14,24 +14,34 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from train_fixtures import copy_tree, make_batch, tiny_model_state
 
 from ssd_jax import sharding
-from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer, weight_decay_mask
 from ssd_jax.train.gradient_step import split_micro_batches
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer, weight_decay_mask
 from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import init_train_state
-from train_fixtures import copy_tree, make_batch, tiny_model_state
 
 CHUNK = 24  # Does not divide batch * length = 64: exercises the padded last chunk.
 LINEAR_LR, LINEAR_EPS, DECAY = 100.0, 1e4, 1e-3  # lr * decay = 0.1 per step.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _step(grad_accum_steps=1, mesh_shape=None):
-  optimizer = make_optimizer(OptimizerConfig(
-      learning_rate=LINEAR_LR, end_learning_rate=LINEAR_LR, warmup_steps=0, total_steps=10, b1=0.0,
-      b2=0.0, eps=LINEAR_EPS, weight_decay=DECAY, grad_clip_norm=None,
-      grad_accum_steps=grad_accum_steps))
+  optimizer = make_optimizer(
+    OptimizerConfig(
+      learning_rate=LINEAR_LR,
+      end_learning_rate=LINEAR_LR,
+      warmup_steps=0,
+      total_steps=10,
+      b1=0.0,
+      b2=0.0,
+      eps=LINEAR_EPS,
+      weight_decay=DECAY,
+      grad_clip_norm=None,
+      grad_accum_steps=grad_accum_steps,
+    )
+  )
   graphdef, _ = tiny_model_state()
   mesh = None if mesh_shape is None else sharding.make_mesh(dict(mesh_shape), jax.devices()[:8])
   return make_sft_step(graphdef, optimizer, chunk_size=CHUNK, mesh=mesh)
@@ -57,8 +67,7 @@ def _reference_loss_and_grads(params, batch):
   graphdef, _ = tiny_model_state()
 
   def loss(params):
-    logits, _ = nnx.merge(graphdef, params)(batch["tokens"], batch["positions"],
-                                           segment_ids=batch["segment_ids"])
+    logits, _ = nnx.merge(graphdef, params)(batch["tokens"], batch["positions"], segment_ids=batch["segment_ids"])
     logprobs = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(logprobs, batch["targets"][..., None], axis=-1)[..., 0]
     mask = batch["loss_mask"].astype(jnp.float32)
@@ -87,8 +96,11 @@ def test_loss_grad_norm_and_update_match_full_logit_reference():
   assert int(state.step) == 1
   # Linear AdamW: p' = p - lr * (g / (|g| + eps) + wd * p) for matrices, no decay for norm scales.
   expected = jax.tree.map(
-      lambda p, g, decay: p - LINEAR_LR * (g / (np.abs(g) + LINEAR_EPS) + DECAY * p * decay),
-      params, grads, _decay_mask(params))
+    lambda p, g, decay: p - LINEAR_LR * (g / (np.abs(g) + LINEAR_EPS) + DECAY * p * decay),
+    params,
+    grads,
+    _decay_mask(params),
+  )
   for new, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected), strict=True):
     np.testing.assert_allclose(np.asarray(new), np.asarray(want), rtol=1e-4, atol=1e-7)
 

@@ -17,7 +17,7 @@ def tiny_config():
   return presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model_state(seed: int = 0):
   """(graphdef, params) of the tiny float32 Qwen3-style model, cached: copy params before donating."""
   return nnx.split(Transformer(tiny_config(), rngs=nnx.Rngs(seed)))
@@ -41,13 +41,12 @@ def make_batch(seed: int, batch: int = BATCH, length: int = LENGTH) -> dict[str,
     first = int(rng.integers(3, length // 2))
     second = int(rng.integers(3, length - first + 1))
     for segment, (start, size) in enumerate([(0, first), (first, second)], start=1):
-      segment_ids[row, start:start + size] = segment
-      positions[row, start:start + size] = np.arange(size)
-      loss_mask[row, start + size // 2:start + size - 1] = 1  # Last token has no target in-segment.
+      segment_ids[row, start : start + size] = segment
+      positions[row, start : start + size] = np.arange(size)
+      loss_mask[row, start + size // 2 : start + size - 1] = 1  # Last token has no target in-segment.
   tokens = np.where(segment_ids > 0, tokens, 0)
   targets = np.where(loss_mask > 0, targets, 0)
-  return dict(tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=segment_ids,
-              positions=positions)
+  return dict(tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=segment_ids, positions=positions)
 
 
 class SeededBatches:

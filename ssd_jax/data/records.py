@@ -30,8 +30,15 @@ from ssd_jax.data.degenerate import filter_degenerate, is_degenerate
 from ssd_jax.data.sample_record import SampleRecord
 
 __all__ = [
-    "RecordShardWriter", "SampleRecord", "complete_shard_paths", "completed_keys",
-    "filter_degenerate", "is_degenerate", "read_records", "record_dataset", "shard_name",
+  "RecordShardWriter",
+  "SampleRecord",
+  "complete_shard_paths",
+  "completed_keys",
+  "filter_degenerate",
+  "is_degenerate",
+  "read_records",
+  "record_dataset",
+  "shard_name",
 ]
 
 _SHARD_RE = re.compile(r"^records-p(\d{3,})-s(\d{5,})\.array_record$")
@@ -85,8 +92,9 @@ class RecordShardWriter:
     prefix = f"records-p{process_index:03d}-"
     for stale in self._directory.glob(prefix + "*" + _TEMP_SUFFIX):
       stale.unlink()  # left by a killed writer of this process; its records are redone
-    own = [ids[1] for ids in map(_parse_shard, os.listdir(self._directory))
-           if ids is not None and ids[0] == process_index]
+    own = [
+      ids[1] for ids in map(_parse_shard, os.listdir(self._directory)) if ids is not None and ids[0] == process_index
+    ]
     self._next_shard = max(own, default=-1) + 1
     self._writer = None
     self._temp_path: pathlib.Path | None = None
@@ -99,8 +107,7 @@ class RecordShardWriter:
     if record.key in self._keys_written:
       raise ValueError(f"record {record.key} was already written by this writer")
     if self._writer is None:
-      self._temp_path = self._directory / (
-          shard_name(self._process_index, self._next_shard) + _TEMP_SUFFIX)
+      self._temp_path = self._directory / (shard_name(self._process_index, self._next_shard) + _TEMP_SUFFIX)
       self._writer = array_record_module.ArrayRecordWriter(str(self._temp_path), _WRITER_OPTIONS)
     self._writer.write(record.to_bytes())
     self._keys_written.add(record.key)

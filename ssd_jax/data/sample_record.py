@@ -27,7 +27,7 @@ _ROLES = ("system", "user", "assistant", "tool")
 
 def utc_timestamp() -> str:
   """The current time as an ISO-8601 UTC string (the `created_at` format)."""
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,19 +96,20 @@ class SampleRecord:
     if int(self.sample_index) != self.sample_index or self.sample_index < 0:
       raise ValueError(f"SampleRecord.sample_index must be an integer >= 0, got {self.sample_index!r}")
     if (self.prompt_messages is None) == (self.prompt_text is None):
-      raise ValueError(
-          f"SampleRecord {self.key}: set exactly one of prompt_messages and prompt_text")
+      raise ValueError(f"SampleRecord {self.key}: set exactly one of prompt_messages and prompt_text")
     for message in self.prompt_messages or ():
       if set(message) != {"role", "content"} or message["role"] not in _ROLES:
         raise ValueError(
-            f"SampleRecord {self.key}: each prompt message needs exactly 'role' (one of "
-            f"{_ROLES}) and 'content', got {message!r}")
+          f"SampleRecord {self.key}: each prompt message needs exactly 'role' (one of "
+          f"{_ROLES}) and 'content', got {message!r}"
+        )
     n = len(self.completion_ids)
     for name in ("logprob_raw", "logprob_sampled"):
       if len(getattr(self, name)) != n:
         raise ValueError(
-            f"SampleRecord {self.key}: {name} has {len(getattr(self, name))} entries but "
-            f"completion_ids has {n}; there must be one log-prob per completion token")
+          f"SampleRecord {self.key}: {name} has {len(getattr(self, name))} entries but "
+          f"completion_ids has {n}; there must be one log-prob per completion token"
+        )
 
   @property
   def key(self) -> tuple[str, int]:
@@ -138,8 +139,8 @@ class SampleRecord:
     version = payload.pop("schema_version", None)
     if version != SCHEMA_VERSION:
       raise ValueError(
-          f"SampleRecord schema_version {version!r} is not supported (this code reads "
-          f"version {SCHEMA_VERSION})")
+        f"SampleRecord schema_version {version!r} is not supported (this code reads version {SCHEMA_VERSION})"
+      )
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(payload) - known)
     if unknown:

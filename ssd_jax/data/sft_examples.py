@@ -42,8 +42,7 @@ class ChatTokenizer(Protocol):
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
 
-  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]],
-                          add_generation_prompt: bool = True) -> str: ...
+  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str: ...
 
 
 def end_of_turn_ids(tokenizer: ChatTokenizer) -> tuple[int, ...]:
@@ -60,24 +59,26 @@ def end_of_turn_ids(tokenizer: ChatTokenizer) -> tuple[int, ...]:
   text = tokenizer.apply_chat_template(messages, add_generation_prompt=False)
   if _PROBE_CONTENT not in text:
     raise ValueError("the chat template does not render the assistant message's content")
-  suffix_ids = tokenizer.encode(text[text.rindex(_PROBE_CONTENT) + len(_PROBE_CONTENT):])
+  suffix_ids = tokenizer.encode(text[text.rindex(_PROBE_CONTENT) + len(_PROBE_CONTENT) :])
   stops = set(tokenizer.stop_ids)
   for i, token in enumerate(suffix_ids):
     if token in stops:
       return tuple(suffix_ids[: i + 1])
   if tokenizer.eos_id is None:
-    raise ValueError("cannot tell how an assistant turn ends: the chat template renders no stop "
-                     "token after the content and the tokenizer has no EOS id")
+    raise ValueError(
+      "cannot tell how an assistant turn ends: the chat template renders no stop "
+      "token after the content and the tokenizer has no EOS id"
+    )
   return (tokenizer.eos_id,)
 
 
 def build_sft_example(
-    tokenizer: ChatTokenizer,
-    prompt_messages: Sequence[Mapping[str, str]] | str,
-    completion_text: str,
-    max_len: int,
-    *,
-    end_ids: Sequence[int] | None = None,
+  tokenizer: ChatTokenizer,
+  prompt_messages: Sequence[Mapping[str, str]] | str,
+  completion_text: str,
+  max_len: int,
+  *,
+  end_ids: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
   """Tokenises one prompt/completion pair for SFT.
 
@@ -107,12 +108,13 @@ def build_sft_example(
   response_ids = tokenizer.encode(completion_text) + list(end_ids)
   tokens = np.asarray(prompt_ids + response_ids, dtype=np.int32)[:max_len]
   loss_mask = np.zeros(len(prompt_ids) + len(response_ids), dtype=np.int32)
-  loss_mask[len(prompt_ids):] = 1
+  loss_mask[len(prompt_ids) :] = 1
   return {"tokens": tokens, "loss_mask": loss_mask[:max_len]}
 
 
-def sft_example_from_record(tokenizer: ChatTokenizer, record: SampleRecord, max_len: int,
-                            end_ids: Sequence[int]) -> dict[str, np.ndarray]:
+def sft_example_from_record(
+  tokenizer: ChatTokenizer, record: SampleRecord, max_len: int, end_ids: Sequence[int]
+) -> dict[str, np.ndarray]:
   """`build_sft_example` for a sample record.
 
   Uses the record's chat messages (or its rendered prompt text) and appends `end_ids`

@@ -123,12 +123,12 @@ class PackedIterDataset(grain.IterDataset):
 
 
 def sft_dataset(
-    records: grain.MapDataset | str | os.PathLike,
-    tokenizer: ChatTokenizer,
-    config: SftPipelineConfig,
-    *,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
+  records: grain.MapDataset | str | os.PathLike,
+  tokenizer: ChatTokenizer,
+  config: SftPipelineConfig,
+  *,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
 ) -> grain.IterDataset:
   """Builds this process's SFT batch dataset.
 
@@ -149,8 +149,7 @@ def sft_dataset(
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index must be in [0, shard_count={shard_count}), got {shard_index}")
   if config.global_batch_size % shard_count:
-    raise ValueError(f"global_batch_size {config.global_batch_size} is not divisible by the "
-                     f"shard count {shard_count}")
+    raise ValueError(f"global_batch_size {config.global_batch_size} is not divisible by the shard count {shard_count}")
   if not isinstance(records, grain.MapDataset):
     records = record_dataset(records)
   records = records[shard_index::shard_count]

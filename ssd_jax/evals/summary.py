@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,68 +12,73 @@ from ssd_jax.evals.evaluate import EvalResult, ProblemResult
 from ssd_jax.evals.pass_at_k import DEFAULT_KS, bootstrap_mean_ci, pass_at_k, valid_ks
 
 
-def _pass_at_k_block(problems: Sequence[ProblemResult], ks: Sequence[int], num_resamples: int,
-                     seed: int) -> dict[str, dict[str, float]]:
-    block = {}
-    for k in ks:
-        values = [pass_at_k(p.num_samples, p.num_correct, k) for p in problems]
-        low, high = bootstrap_mean_ci(values, num_resamples=num_resamples, seed=seed)
-        block[str(k)] = {"mean": float(np.mean(values)), "ci_low": low, "ci_high": high}
-    return block
+def _pass_at_k_block(
+  problems: Sequence[ProblemResult], ks: Sequence[int], num_resamples: int, seed: int
+) -> dict[str, dict[str, float]]:
+  block = {}
+  for k in ks:
+    values = [pass_at_k(p.num_samples, p.num_correct, k) for p in problems]
+    low, high = bootstrap_mean_ci(values, num_resamples=num_resamples, seed=seed)
+    block[str(k)] = {"mean": float(np.mean(values)), "ci_low": low, "ci_high": high}
+  return block
 
 
 def problem_metrics(problem: ProblemResult, ks: Sequence[int]) -> dict:
-    """Per-problem numbers: n, c, pass@k, distinct programs and behaviours."""
-    n, c = problem.num_samples, problem.num_correct
-    verdicts = collections.Counter(run.verdict.value for s in problem.samples for run in s.tests)
-    return {
-        "task_id": problem.task_id, "difficulty": problem.difficulty, "n": n, "c": c,
-        "pass_at_k": {str(k): pass_at_k(n, c, k) for k in ks if k <= n},
-        "pass_at_n": pass_at_k(n, c, n),
-        "distinct_programs": count_distinct_programs([s.code for s in problem.samples]),
-        "distinct_behaviours": count_distinct_behaviours([s.tests for s in problem.samples]),
-        "verdicts": dict(sorted(verdicts.items())),
+  """Per-problem numbers: n, c, pass@k, distinct programs and behaviours."""
+  n, c = problem.num_samples, problem.num_correct
+  verdicts = collections.Counter(run.verdict.value for s in problem.samples for run in s.tests)
+  return {
+    "task_id": problem.task_id,
+    "difficulty": problem.difficulty,
+    "n": n,
+    "c": c,
+    "pass_at_k": {str(k): pass_at_k(n, c, k) for k in ks if k <= n},
+    "pass_at_n": pass_at_k(n, c, n),
+    "distinct_programs": count_distinct_programs([s.code for s in problem.samples]),
+    "distinct_behaviours": count_distinct_behaviours([s.tests for s in problem.samples]),
+    "verdicts": dict(sorted(verdicts.items())),
+  }
+
+
+def summarize(result: EvalResult, ks: Sequence[int] = DEFAULT_KS, num_resamples: int = 1000, seed: int = 0) -> dict:
+  """Every number of a run, as a JSON-ready dict.
+
+  Args:
+    result: the evaluation.
+    ks: the k to report; those above the smallest n of any problem are dropped.
+    num_resamples: bootstrap replicates for the confidence intervals (over problems).
+    seed: bootstrap seed.
+  """
+  problems = result.problems
+  if not problems:
+    raise ValueError("summarize: the evaluation has no problems with samples")
+  ns = [p.num_samples for p in problems]
+  ks = valid_ks(ns, tuple(ks) + (min(ns),))
+  per_problem = [problem_metrics(p, ks) for p in problems]
+  by_difficulty = {}
+  for difficulty in sorted({p.difficulty for p in problems}):
+    group = [p for p in problems if p.difficulty == difficulty]
+    by_difficulty[difficulty or "unspecified"] = {
+      "num_problems": len(group),
+      "pass_at_k": _pass_at_k_block(group, ks, num_resamples, seed),
     }
-
-
-def summarize(result: EvalResult, ks: Sequence[int] = DEFAULT_KS, num_resamples: int = 1000,
-              seed: int = 0) -> dict:
-    """Every number of a run, as a JSON-ready dict.
-
-    Args:
-      result: the evaluation.
-      ks: the k to report; those above the smallest n of any problem are dropped.
-      num_resamples: bootstrap replicates for the confidence intervals (over problems).
-      seed: bootstrap seed.
-    """
-    problems = result.problems
-    if not problems:
-        raise ValueError("summarize: the evaluation has no problems with samples")
-    ns = [p.num_samples for p in problems]
-    ks = valid_ks(ns, tuple(ks) + (min(ns),))
-    per_problem = [problem_metrics(p, ks) for p in problems]
-    by_difficulty = {}
-    for difficulty in sorted({p.difficulty for p in problems}):
-        group = [p for p in problems if p.difficulty == difficulty]
-        by_difficulty[difficulty or "unspecified"] = {
-            "num_problems": len(group), "pass_at_k": _pass_at_k_block(group, ks, num_resamples, seed)}
-    gains = [m["pass_at_n"] - pass_at_k(m["n"], m["c"], 1) for m in per_problem]
-    verdicts = collections.Counter()
-    for m in per_problem:
-        verdicts.update(m["verdicts"])
-    return {
-        "num_problems": len(problems),
-        "num_samples": int(sum(ns)),
-        "samples_per_problem": {"min": int(min(ns)), "max": int(max(ns))},
-        "ks": ks,
-        "pass_at_k": _pass_at_k_block(problems, ks, num_resamples, seed),
-        "by_difficulty": by_difficulty,
-        "diversity": {
-            "mean_distinct_programs": float(np.mean([m["distinct_programs"] for m in per_problem])),
-            "mean_distinct_behaviours": float(np.mean([m["distinct_behaviours"] for m in per_problem])),
-            "mean_pass_at_k_gain_1_to_n": float(np.mean(gains)),
-        },
-        "verdict_counts": dict(sorted(verdicts.items())),
-        "bootstrap": {"num_resamples": num_resamples, "seed": seed, "confidence": 0.95},
-        "per_problem": per_problem,
-    }
+  gains = [m["pass_at_n"] - pass_at_k(m["n"], m["c"], 1) for m in per_problem]
+  verdicts = collections.Counter()
+  for m in per_problem:
+    verdicts.update(m["verdicts"])
+  return {
+    "num_problems": len(problems),
+    "num_samples": int(sum(ns)),
+    "samples_per_problem": {"min": int(min(ns)), "max": int(max(ns))},
+    "ks": ks,
+    "pass_at_k": _pass_at_k_block(problems, ks, num_resamples, seed),
+    "by_difficulty": by_difficulty,
+    "diversity": {
+      "mean_distinct_programs": float(np.mean([m["distinct_programs"] for m in per_problem])),
+      "mean_distinct_behaviours": float(np.mean([m["distinct_behaviours"] for m in per_problem])),
+      "mean_pass_at_k_gain_1_to_n": float(np.mean(gains)),
+    },
+    "verdict_counts": dict(sorted(verdicts.items())),
+    "bootstrap": {"num_resamples": num_resamples, "seed": seed, "confidence": 0.95},
+    "per_problem": per_problem,
+  }

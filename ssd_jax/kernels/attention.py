@@ -86,9 +86,16 @@ def _splash_kernel(num_heads: int, length: int, block: int, interpret: bool) -> 
   # Separate dq and dk/dv backward kernels: the fused one keeps a [length / block, heads, length,
   # head_dim] dq partial per row, far too large at long lengths.
   sizes = splash.BlockSizes(
-      block_q=block, block_kv=block, block_kv_compute=block,
-      block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
-      block_q_dq=block, block_kv_dq=block, use_fused_bwd_kernel=False)
+    block_q=block,
+    block_kv=block,
+    block_kv_compute=block,
+    block_q_dkv=block,
+    block_kv_dkv=block,
+    block_kv_dkv_compute=block,
+    block_q_dq=block,
+    block_kv_dq=block,
+    use_fused_bwd_kernel=False,
+  )
   with jax.ensure_compile_time_eval():  # Concrete mask tables, so the cached kernel holds no tracers.
     return splash.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
 
@@ -102,7 +109,7 @@ def _local_splash(q, k, v, segment_ids, *, block_size: int, interpret: bool):
     q, k, v = jnp.pad(q, pad), jnp.pad(k, pad), jnp.pad(v, pad)
     segment_ids = jnp.pad(segment_ids, ((0, 0), (0, padded - length)))
   # The kernel takes [heads, length, head_dim] per row and does not scale the scores.
-  q = (q.astype(jnp.float32) * (head_dim ** -0.5)).astype(q.dtype).transpose(0, 2, 1, 3)
+  q = (q.astype(jnp.float32) * (head_dim**-0.5)).astype(q.dtype).transpose(0, 2, 1, 3)
   k, v = k.astype(q.dtype).transpose(0, 2, 1, 3), v.astype(q.dtype).transpose(0, 2, 1, 3)
   kernel = _splash_kernel(num_heads, padded, block, interpret)
   segments = splash.SegmentIds(q=segment_ids, kv=segment_ids)
@@ -118,8 +125,15 @@ def _dividing(axes, size: int, mesh) -> tuple[str, ...] | None:
   return axes if size % math.prod(mesh.shape[a] for a in axes) == 0 else None
 
 
-def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, *,
-                     block_size: int = DEFAULT_BLOCK_SIZE, interpret: bool | None = None) -> jax.Array:
+def splash_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  *,
+  block_size: int = DEFAULT_BLOCK_SIZE,
+  interpret: bool | None = None,
+) -> jax.Array:
   """Causal grouped-query self-attention within equal segment ids, by the splash kernel.
 
   Args:
@@ -137,8 +151,10 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
   """
   b, t, h, dh = q.shape
   if k.shape != v.shape or k.shape[:2] != (b, t) or k.shape[3] != dh or h % k.shape[2]:
-    raise ValueError(f"splash_attention needs q [b, t, h, d] and k, v [b, t, kv_heads, d] with h a multiple "
-                     f"of kv_heads; got q {q.shape}, k {k.shape}, v {v.shape}")
+    raise ValueError(
+      f"splash_attention needs q [b, t, h, d] and k, v [b, t, kv_heads, d] with h a multiple "
+      f"of kv_heads; got q {q.shape}, k {k.shape}, v {v.shape}"
+    )
   if segment_ids.shape != (b, t):
     raise ValueError(f"segment_ids must be [batch, length] = {(b, t)}, got {segment_ids.shape}")
   if interpret is None:
@@ -150,12 +166,19 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
   mesh, rules = active
   batch_axes, length_axes, head_axes, _ = sharding.logical_to_spec(_QKV_AXES, rules)
   if length_axes is not None:
-    raise ValueError(f"splash attention needs whole sequences per device, but the rules shard 'length' over "
-                     f"{length_axes}; use attention='xla' or map 'length' to no mesh axis")
+    raise ValueError(
+      f"splash attention needs whole sequences per device, but the rules shard 'length' over "
+      f"{length_axes}; use attention='xla' or map 'length' to no mesh axis"
+    )
   # Axes that do not divide a dimension replicate it (redundant work, same result).
   batch_axes = _dividing(batch_axes, b, mesh)
   head_axes = _dividing(head_axes, k.shape[2], mesh)  # kv heads divide => query heads divide too.
   qkv_spec = PartitionSpec(batch_axes, None, head_axes, None)
-  mapped = jax.shard_map(local, mesh=mesh, in_specs=(qkv_spec, qkv_spec, qkv_spec, PartitionSpec(batch_axes, None)),
-                         out_specs=qkv_spec, check_vma=False)
+  mapped = jax.shard_map(
+    local,
+    mesh=mesh,
+    in_specs=(qkv_spec, qkv_spec, qkv_spec, PartitionSpec(batch_axes, None)),
+    out_specs=qkv_spec,
+    check_vma=False,
+  )
   return mapped(q, k, v, segment_ids)

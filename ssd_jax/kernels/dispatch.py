@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
 from ssd_jax.sampling import truncation_ops as ops
@@ -46,8 +47,8 @@ def row_bits(rng_or_bits: jax.Array, batch: int) -> jax.Array:
   if x.shape == (batch, 2) and x.dtype in (jnp.uint32, jnp.int32):
     return jax.lax.bitcast_convert_type(x, jnp.uint32)
   raise ValueError(
-      f"rng_or_bits must be a PRNG key or uint32 bits [batch, 2] = [{batch}, 2], "
-      f"got {x.dtype}{list(x.shape)}")
+    f"rng_or_bits must be a PRNG key or uint32 bits [batch, 2] = [{batch}, 2], got {x.dtype}{list(x.shape)}"
+  )
 
 
 def resolve_impl(impl: str, interpret: bool = False) -> str:
@@ -67,30 +68,37 @@ def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile
   if tile % 128:
     raise ValueError(f"tile must be a multiple of 128, got {tile}")
   outs = truncated_sampling_pallas(
-      logits, rows.temperature[:, None], rows.top_k[:, None], rows.top_p[:, None],
-      rows.min_p[:, None], jax.lax.bitcast_convert_type(bits, jnp.int32),
-      block_rows=block_rows, tile=tile, backend=backend, interpret=interpret)
+    logits,
+    rows.temperature[:, None],
+    rows.top_k[:, None],
+    rows.top_p[:, None],
+    rows.min_p[:, None],
+    jax.lax.bitcast_convert_type(bits, jnp.int32),
+    block_rows=block_rows,
+    tile=tile,
+    backend=backend,
+    interpret=interpret,
+  )
   return TruncatedSample(*(out[:, 0] for out in outs))
 
 
 def _sample_local(logits, rows, bits, *, impl, interpret, block_rows, tile):
   if impl == "reference":
     return sample_reference(logits, rows, bits)
-  return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows,
-                        tile=tile)
+  return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows, tile=tile)
 
 
 def sample_tokens(
-    logits: jax.Array,
-    params: ParamsLike,
-    rng_or_bits: jax.Array,
-    *,
-    impl: str = "auto",
-    interpret: bool = False,
-    mesh: Mesh | None = None,
-    batch_axes: str | Sequence[str] = ("data", "fsdp"),
-    block_rows: int | None = None,
-    tile: int | None = None,
+  logits: jax.Array,
+  params: ParamsLike,
+  rng_or_bits: jax.Array,
+  *,
+  impl: str = "auto",
+  interpret: bool = False,
+  mesh: Mesh | None = None,
+  batch_axes: str | Sequence[str] = ("data", "fsdp"),
+  block_rows: int | None = None,
+  tile: int | None = None,
 ) -> TruncatedSample:
   """Draws one token per row: temperature -> top-k -> top-p -> min-p -> sample.
 
@@ -119,8 +127,8 @@ def sample_tokens(
   rows = as_row_params(params, batch)
   bits = row_bits(rng_or_bits, batch)
   local = lambda x, r, b: _sample_local(
-      x, r, b, impl=resolve_impl(impl, interpret), interpret=interpret,
-      block_rows=block_rows, tile=tile)
+    x, r, b, impl=resolve_impl(impl, interpret), interpret=interpret, block_rows=block_rows, tile=tile
+  )
   if mesh is None:
     return local(logits, rows, bits)
 
@@ -132,7 +140,10 @@ def sample_tokens(
     raise ValueError(f"batch {batch} is not divisible by the {shards} shards of mesh axes {axes}")
   row = P(axes)
   mapped = jax.shard_map(
-      local, mesh=mesh,
-      in_specs=(P(axes, None), RowParams(row, row, row, row), P(axes, None)),
-      out_specs=TruncatedSample(row, row, row, row), check_vma=False)
+    local,
+    mesh=mesh,
+    in_specs=(P(axes, None), RowParams(row, row, row, row), P(axes, None)),
+    out_specs=TruncatedSample(row, row, row, row),
+    check_vma=False,
+  )
   return mapped(logits, rows, bits)

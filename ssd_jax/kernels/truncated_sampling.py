@@ -83,9 +83,21 @@ def _row_sum(acc):
 
 
 def _truncated_sampling_kernel(
-    temperature_ref, top_k_ref, top_p_ref, min_p_ref, seed0_ref, seed1_ref, x_ref,
-    token_ref, logprob_raw_ref, logprob_sampled_ref, cutoff_ref, *scratch,
-    vocab: int, tile: int):
+  temperature_ref,
+  top_k_ref,
+  top_p_ref,
+  min_p_ref,
+  seed0_ref,
+  seed1_ref,
+  x_ref,
+  token_ref,
+  logprob_raw_ref,
+  logprob_sampled_ref,
+  cutoff_ref,
+  *scratch,
+  vocab: int,
+  tile: int,
+):
   rows, block_vocab = x_ref.shape
   num_tiles = block_vocab // tile
   shape = (rows, tile)
@@ -94,9 +106,11 @@ def _truncated_sampling_kernel(
   tiles = _Tiles(x_ref, key_ref, weight_ref, tile, vocab)
 
   # 1. Row maxima of the raw logits.
-  raw_max = jnp.max(_tile_loop(
-      num_tiles, lambda j, acc: jnp.maximum(acc, tiles.raw(j)),
-      jnp.full(shape, -jnp.inf, jnp.float32)), axis=-1, keepdims=True)
+  raw_max = jnp.max(
+    _tile_loop(num_tiles, lambda j, acc: jnp.maximum(acc, tiles.raw(j)), jnp.full(shape, -jnp.inf, jnp.float32)),
+    axis=-1,
+    keepdims=True,
+  )
   tiles.raw_max = raw_max
   tiles.inverse_temperature = ops.inverse_temperature(temperature)
 
@@ -129,8 +143,7 @@ def _truncated_sampling_kernel(
       keys = tiles.keys(j)
       return (acc[0] + (keys >= t).astype(jnp.int32), *nearest(keys, t, acc[1:]))
 
-    counts, above, below = _tile_loop(
-        num_tiles, body, (jnp.zeros(shape, jnp.int32), *init))
+    counts, above, below = _tile_loop(num_tiles, body, (jnp.zeros(shape, jnp.int32), *init))
     return (_row_sum(counts) >= top_k, *finish(above, below))
 
   k_cut = ops.bisect_largest(probe_count, jnp.full_like(top_k, ops.INT32_MIN), above_max)
@@ -174,13 +187,17 @@ def _truncated_sampling_kernel(
     race = ops.race_weights(seed0, seed1, index)
     score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
     better = score > best_score
-    return (jnp.where(better, score, best_score), jnp.where(better, index, best_index),
-            kept_sum + jnp.where(kept, jnp.exp(d), 0.0))
+    return (
+      jnp.where(better, score, best_score),
+      jnp.where(better, index, best_index),
+      kept_sum + jnp.where(kept, jnp.exp(d), 0.0),
+    )
 
   best_score, best_index, kept_sum = _tile_loop(
-      num_tiles, draw,
-      (jnp.full(shape, -jnp.inf, jnp.float32), jnp.full(shape, _NO_INDEX, jnp.int32),
-       jnp.zeros(shape, jnp.float32)))
+    num_tiles,
+    draw,
+    (jnp.full(shape, -jnp.inf, jnp.float32), jnp.full(shape, _NO_INDEX, jnp.int32), jnp.zeros(shape, jnp.float32)),
+  )
   top = jnp.max(best_score, axis=-1, keepdims=True)
   token = jnp.min(jnp.where(best_score == top, best_index, _NO_INDEX), axis=-1, keepdims=True)
 
@@ -188,8 +205,7 @@ def _truncated_sampling_kernel(
   def pick(j, acc):
     return jnp.maximum(acc, jnp.where(tiles.index(j) == token, tiles.raw(j), -jnp.inf))
 
-  raw_token = jnp.max(_tile_loop(num_tiles, pick, jnp.full(shape, -jnp.inf, jnp.float32)),
-                      axis=-1, keepdims=True)
+  raw_token = jnp.max(_tile_loop(num_tiles, pick, jnp.full(shape, -jnp.inf, jnp.float32)), axis=-1, keepdims=True)
   d_token = ops.tempered(raw_token, raw_max, tiles.inverse_temperature)
   token_ref[...] = token
   cutoff_ref[...] = cutoff
@@ -203,8 +219,18 @@ def vmem_bytes(block_rows: int, block_vocab: int, itemsize: int) -> int:
 
 
 def truncated_sampling_pallas(
-    logits: jax.Array, temperature, top_k, top_p, min_p, seeds, *,
-    block_rows: int, tile: int, backend: str, interpret: bool = False):
+  logits: jax.Array,
+  temperature,
+  top_k,
+  top_p,
+  min_p,
+  seeds,
+  *,
+  block_rows: int,
+  tile: int,
+  backend: str,
+  interpret: bool = False,
+):
   """Runs the kernel.
 
   Blocks are [block_rows, vocab rounded up to tile]; they overhang the array at the edges
@@ -228,36 +254,37 @@ def truncated_sampling_pallas(
   row_spec = pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
   kernel = functools.partial(_truncated_sampling_kernel, vocab=vocab, tile=tile)
   out_shape = (
-      jax.ShapeDtypeStruct((batch, 1), jnp.int32),
-      jax.ShapeDtypeStruct((batch, 1), jnp.float32),
-      jax.ShapeDtypeStruct((batch, 1), jnp.float32),
-      jax.ShapeDtypeStruct((batch, 1), jnp.int32),
+    jax.ShapeDtypeStruct((batch, 1), jnp.int32),
+    jax.ShapeDtypeStruct((batch, 1), jnp.float32),
+    jax.ShapeDtypeStruct((batch, 1), jnp.float32),
+    jax.ShapeDtypeStruct((batch, 1), jnp.int32),
   )
   extra = {}
   if backend == "tpu":
     need = vmem_bytes(block_rows, block_vocab, logits.dtype.itemsize)
     extra = dict(
-        scratch_shapes=[pltpu.VMEM((block_rows, block_vocab), jnp.int32)] * 2,
-        compiler_params=pltpu.CompilerParams(
-            dimension_semantics=("parallel",),
-            vmem_limit_bytes=max(32 * 2**20, need + 16 * 2**20)),
+      scratch_shapes=[pltpu.VMEM((block_rows, block_vocab), jnp.int32)] * 2,
+      compiler_params=pltpu.CompilerParams(
+        dimension_semantics=("parallel",), vmem_limit_bytes=max(32 * 2**20, need + 16 * 2**20)
+      ),
     )
   elif backend != "gpu":
     raise ValueError(f"backend must be 'tpu' or 'gpu', got {backend!r}")
   # Per element: ~8 ops per top-k pass, ~14 per top-p pass, ~40 in the other passes; about
   # 20 top-k and 8 top-p passes for SSD-style settings.
   cost = pl.CostEstimate(
-      flops=logits.size * (8 * 20 + 14 * 8 + 40),
-      transcendentals=logits.size * 5,
-      bytes_accessed=logits.size * logits.dtype.itemsize + batch * 40)
+    flops=logits.size * (8 * 20 + 14 * 8 + 40),
+    transcendentals=logits.size * 5,
+    bytes_accessed=logits.size * logits.dtype.itemsize + batch * 40,
+  )
   call = pl.pallas_call(
-      kernel,
-      out_shape=out_shape,
-      grid=(pl.cdiv(batch, block_rows),),
-      in_specs=[row_spec] * 6 + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
-      out_specs=[row_spec] * 4,
-      interpret=interpret,
-      cost_estimate=cost,
-      **extra,
+    kernel,
+    out_shape=out_shape,
+    grid=(pl.cdiv(batch, block_rows),),
+    in_specs=[row_spec] * 6 + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
+    out_specs=[row_spec] * 4,
+    interpret=interpret,
+    cost_estimate=cost,
+    **extra,
   )
   return call(temperature, top_k, top_p, min_p, seeds[:, :1], seeds[:, 1:], logits)

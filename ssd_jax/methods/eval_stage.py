@@ -29,14 +29,27 @@ from ssd_jax.methods.ssd import Layout, eval_ks, eval_model_names, model_dir, to
 COMPLETIONS_FILE = "completions.jsonl"
 
 
-def sample_completions(run: Runtime, model_path: str, tokenizer, prompt_ids: Sequence[Sequence[int]],
-                       section: ml_collections.ConfigDict, seed: int) -> list[list[str]]:
+def sample_completions(
+  run: Runtime,
+  model_path: str,
+  tokenizer,
+  prompt_ids: Sequence[Sequence[int]],
+  section: ml_collections.ConfigDict,
+  seed: int,
+) -> list[list[str]]:
   """`section.n` decoded completions of each prompt from the model in `model_path`."""
   graphdef, state = model_io.load_split(run, model_path)
   cfg = model_io.model_config_of(graphdef, state)
   sampler = sampling_setup.make_sampler(run, graphdef, cfg, prompt_ids, section, tokenizer.pad_id)
-  generations = sampler.generate(state, prompt_ids, sampling_setup.sampling_params(section), n=section.n,
-                                 max_new_tokens=section.max_new_tokens, stop_ids=tokenizer.stop_ids, seed=seed)
+  generations = sampler.generate(
+    state,
+    prompt_ids,
+    sampling_setup.sampling_params(section),
+    n=section.n,
+    max_new_tokens=section.max_new_tokens,
+    stop_ids=tokenizer.stop_ids,
+    seed=seed,
+  )
   completions: list[list[str]] = [[] for _ in prompt_ids]
   for generation in generations:  # Ordered by (prompt, sample).
     completions[generation.prompt_index].append(sampling_setup.completion_text(tokenizer, generation))
@@ -62,11 +75,17 @@ def read_completions(path: str) -> dict[str, list[str]]:
   return grouped
 
 
-def score(problems: Sequence[Problem], completions: dict[str, list[str]], config: ml_collections.ConfigDict,
-          out_dir: str, name: str) -> dict:
+def score(
+  problems: Sequence[Problem],
+  completions: dict[str, list[str]],
+  config: ml_collections.ConfigDict,
+  out_dir: str,
+  name: str,
+) -> dict:
   """Runs the completions in the sandbox and writes the report; returns the summary."""
-  limits = SandboxLimits(timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s,
-                         memory_mb=config.eval.memory_mb)
+  limits = SandboxLimits(
+    timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s, memory_mb=config.eval.memory_mb
+  )
   result = evaluate(problems, completions, limits=limits, workers=config.eval.workers or None)
   summary = summarize(result, eval_ks(config), num_resamples=config.eval.bootstrap, seed=config.seed)
   write_report(summary, out_dir, name, result)

@@ -46,24 +46,26 @@ def run_forward(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   mean_nll = float(-jnp.mean(jnp.take_along_axis(logp[:, :-1], tokens[:, 1:, None], axis=-1)))
   report = {
-      "model": config.model.hf_dir or config.model.preset,
-      "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)),
-      "mesh": dict(run.mesh.shape),
-      "devices": jax.device_count(),
-      "backend": jax.default_backend(),
-      "batch": batch,
-      "seq_len": length,
-      "logits_shape": list(logits.shape),
-      "logits_finite": bool(jnp.isfinite(logits).all()),
-      "mean_next_token_nll": mean_nll,
-      "uniform_nll": float(np.log(cfg.vocab_size)),
-      "init_seconds": init_seconds,
-      "compile_seconds": compile_seconds,
-      "forward_seconds": run_seconds,
+    "model": config.model.hf_dir or config.model.preset,
+    "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)),
+    "mesh": dict(run.mesh.shape),
+    "devices": jax.device_count(),
+    "backend": jax.default_backend(),
+    "batch": batch,
+    "seq_len": length,
+    "logits_shape": list(logits.shape),
+    "logits_finite": bool(jnp.isfinite(logits).all()),
+    "mean_next_token_nll": mean_nll,
+    "uniform_nll": float(np.log(cfg.vocab_size)),
+    "init_seconds": init_seconds,
+    "compile_seconds": compile_seconds,
+    "forward_seconds": run_seconds,
   }
   if run.is_coordinator:
     with open(os.path.join(workdir, "forward.json"), "w") as f:
       json.dump(report, f, indent=2)
-  print(f"[forward] {report['model']}: {report['params']:,} params on mesh {report['mesh']} ({report['backend']}); "
-        f"logits {report['logits_shape']}, next-token NLL {mean_nll:.3f} (uniform {report['uniform_nll']:.3f}); "
-        f"compile {compile_seconds:.2f}s, forward {run_seconds * 1e3:.1f}ms")
+  print(
+    f"[forward] {report['model']}: {report['params']:,} params on mesh {report['mesh']} ({report['backend']}); "
+    f"logits {report['logits_shape']}, next-token NLL {mean_nll:.3f} (uniform {report['uniform_nll']:.3f}); "
+    f"compile {compile_seconds:.2f}s, forward {run_seconds * 1e3:.1f}ms"
+  )

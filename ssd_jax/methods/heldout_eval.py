@@ -40,12 +40,20 @@ class HeldoutSet:
   ks: tuple[int, ...]
 
 
-def evaluate_params(heldout: HeldoutSet, params: Any, tokenizer, sandbox: Sandbox, *, seed: int,
-                    bootstrap: int = 200) -> dict:
+def evaluate_params(
+  heldout: HeldoutSet, params: Any, tokenizer, sandbox: Sandbox, *, seed: int, bootstrap: int = 200
+) -> dict:
   """The `ssd_jax.evals.summarize` dict of `params` on the held-out set."""
   generations = heldout.sampler.generate(
-      params, heldout.prompt_ids, heldout.decoding, n=heldout.n, max_new_tokens=heldout.max_new_tokens,
-      stop_ids=tokenizer.stop_ids, seed=seed, progress=False)
+    params,
+    heldout.prompt_ids,
+    heldout.decoding,
+    n=heldout.n,
+    max_new_tokens=heldout.max_new_tokens,
+    stop_ids=tokenizer.stop_ids,
+    seed=seed,
+    progress=False,
+  )
   completions: dict[str, list[str]] = {p.task_id: [] for p in heldout.problems}
   for generation in generations:
     completions[heldout.problems[generation.prompt_index].task_id].append(completion_text(tokenizer, generation))
@@ -62,8 +70,23 @@ def summary_scalars(summary: dict, prefix: str = "eval/") -> dict[str, float]:
   return scalars
 
 
-def held_out(problems: Sequence[Problem], prompt_ids: Sequence[Sequence[int]], sampler: Sampler,
-             decoding: SamplingParams, *, n: int, max_new_tokens: int, ks: Sequence[int]) -> HeldoutSet:
+def held_out(
+  problems: Sequence[Problem],
+  prompt_ids: Sequence[Sequence[int]],
+  sampler: Sampler,
+  decoding: SamplingParams,
+  *,
+  n: int,
+  max_new_tokens: int,
+  ks: Sequence[int],
+) -> HeldoutSet:
   """Builds a HeldoutSet (tuples, so it is immutable)."""
-  return HeldoutSet(tuple(problems), tuple(tuple(int(t) for t in ids) for ids in prompt_ids), sampler, decoding,
-                    n, max_new_tokens, tuple(ks))
+  return HeldoutSet(
+    tuple(problems),
+    tuple(tuple(int(t) for t in ids) for ids in prompt_ids),
+    sampler,
+    decoding,
+    n,
+    max_new_tokens,
+    tuple(ks),
+  )

@@ -18,13 +18,21 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssd_jax.methods.runtime import Runtime
-from ssd_jax.model import ModelConfig
-from ssd_jax.model import hf
+from ssd_jax.model import ModelConfig, hf
 
 # Files of a Hugging Face checkpoint that describe its tokenizer and chat template.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "generation_config.json", "chat_template.jinja", "chat_template.json", "vocab.json",
-                   "merges.txt", "added_tokens.json")
+TOKENIZER_FILES = (
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+  "generation_config.json",
+  "chat_template.jinja",
+  "chat_template.json",
+  "vocab.json",
+  "merges.txt",
+  "added_tokens.json",
+)
 
 
 def config_with_overrides(config: ml_collections.ConfigDict, run: Runtime) -> ModelConfig:
@@ -36,8 +44,7 @@ def config_with_overrides(config: ml_collections.ConfigDict, run: Runtime) -> Mo
 def load_split(run: Runtime, directory: str) -> tuple[nnx.GraphDef, Any]:
   """(graphdef, state) of the Hugging Face model in `directory`, sharded on the run's mesh."""
   if not os.path.isfile(os.path.join(directory, "config.json")):
-    raise FileNotFoundError(f"no model in {directory!r} (config.json missing); did the stage that writes "
-                            "it finish?")
+    raise FileNotFoundError(f"no model in {directory!r} (config.json missing); did the stage that writes it finish?")
   return nnx.split(run.load_model(directory))
 
 

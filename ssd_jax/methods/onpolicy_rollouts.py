@@ -81,12 +81,20 @@ class StepData:
   seconds: dict[str, float]
 
 
-def sample_rollouts(setup: RolloutSetup, params: Any, prompt_ids: Sequence[Sequence[int]],
-                    seed: int) -> list[Generation]:
+def sample_rollouts(
+  setup: RolloutSetup, params: Any, prompt_ids: Sequence[Sequence[int]], seed: int
+) -> list[Generation]:
   """G rollouts per prompt from the current student, ordered by (prompt, sample)."""
-  return setup.sampler.generate(params, prompt_ids, setup.sampling, n=setup.group_size,
-                                max_new_tokens=setup.max_new_tokens, stop_ids=setup.tokenizer.stop_ids,
-                                seed=seed, progress=False)
+  return setup.sampler.generate(
+    params,
+    prompt_ids,
+    setup.sampling,
+    n=setup.group_size,
+    max_new_tokens=setup.max_new_tokens,
+    stop_ids=setup.tokenizer.stop_ids,
+    seed=seed,
+    progress=False,
+  )
 
 
 def reference_demonstration(problem: Problem) -> str:
@@ -95,10 +103,17 @@ def reference_demonstration(problem: Problem) -> str:
   return render_answer(code) if code else ""
 
 
-def build_step_data(setup: RolloutSetup, spec: TeacherSpec, problems: Sequence[Problem],
-                    messages: Sequence[Sequence[Mapping[str, str]]], prompt_ids: Sequence[Sequence[int]],
-                    generations: Sequence[Generation], *, seed: int,
-                    seconds: dict[str, float] | None = None) -> StepData:
+def build_step_data(
+  setup: RolloutSetup,
+  spec: TeacherSpec,
+  problems: Sequence[Problem],
+  messages: Sequence[Sequence[Mapping[str, str]]],
+  prompt_ids: Sequence[Sequence[int]],
+  generations: Sequence[Generation],
+  *,
+  seed: int,
+  seconds: dict[str, float] | None = None,
+) -> StepData:
   """Executes the rollouts, picks each one's teacher context and packs the batch.
 
   Args:
@@ -117,8 +132,9 @@ def build_step_data(setup: RolloutSetup, spec: TeacherSpec, problems: Sequence[P
     raise ValueError(f"{len(generations)} rollouts for {len(problems)} problems x G={group}")
   texts = [completion_text(setup.tokenizer, g) for g in generations]
   start = time.perf_counter()
-  result = evaluate(problems, {p.task_id: texts[i * group:(i + 1) * group] for i, p in enumerate(problems)},
-                    sandbox=setup.sandbox).by_task_id()
+  result = evaluate(
+    problems, {p.task_id: texts[i * group : (i + 1) * group] for i, p in enumerate(problems)}, sandbox=setup.sandbox
+  ).by_task_id()
   seconds["execution"] = time.perf_counter() - start
 
   start = time.perf_counter()
@@ -129,29 +145,52 @@ def build_step_data(setup: RolloutSetup, spec: TeacherSpec, problems: Sequence[P
     attempts = [tc.Attempt(texts[i * group + j], s.passed, s.feedback) for j, s in enumerate(samples)]
     passed += [a.passed for a in attempts]
     choices = tc.choose_contexts(
-        attempts, kind=spec.context, templates=setup.templates, rng=rng,
-        reference_solution=reference_demonstration(problem) if spec.use_reference else "")
+      attempts,
+      kind=spec.context,
+      templates=setup.templates,
+      rng=rng,
+      reference_solution=reference_demonstration(problem) if spec.use_reference else "",
+    )
     for choice in choices:
       ids = tc.prompt_ids(setup.tokenizer, tc.teacher_messages(messages[i], choice, setup.templates))
       fits = len(ids) <= setup.teacher_prompt_width
       teacher_prompts.append(ids if fits else list(prompt_ids[i]))
       weights.append(1.0 if choice.has_context and fits else 0.0)
   batch = pack_distill_batch(
-      [prompt_ids[g.prompt_index] for g in generations], teacher_prompts, [g.token_ids for g in generations],
-      prompt_width=setup.prompt_width, teacher_prompt_width=setup.teacher_prompt_width,
-      response_width=setup.max_new_tokens, behaviour_logprobs=[g.logprob_sampled for g in generations],
-      row_weights=weights, pad_id=setup.tokenizer.pad_id or 0)
+    [prompt_ids[g.prompt_index] for g in generations],
+    teacher_prompts,
+    [g.token_ids for g in generations],
+    prompt_width=setup.prompt_width,
+    teacher_prompt_width=setup.teacher_prompt_width,
+    response_width=setup.max_new_tokens,
+    behaviour_logprobs=[g.logprob_sampled for g in generations],
+    row_weights=weights,
+    pad_id=setup.tokenizer.pad_id or 0,
+  )
   seconds["contexts"] = time.perf_counter() - start
-  return StepData(batch=batch, reward=float(np.mean(passed)), context_fraction=float(np.mean(weights)),
-                  response_tokens=float(np.mean([g.num_tokens for g in generations])), seconds=seconds)
+  return StepData(
+    batch=batch,
+    reward=float(np.mean(passed)),
+    context_fraction=float(np.mean(weights)),
+    response_tokens=float(np.mean([g.num_tokens for g in generations])),
+    seconds=seconds,
+  )
 
 
-def collect_step_data(setup: RolloutSetup, spec: TeacherSpec, params: Any, problems: Sequence[Problem],
-                      messages: Sequence[Sequence[Mapping[str, str]]], prompt_ids: Sequence[Sequence[int]],
-                      *, seed: int) -> StepData:
+def collect_step_data(
+  setup: RolloutSetup,
+  spec: TeacherSpec,
+  params: Any,
+  problems: Sequence[Problem],
+  messages: Sequence[Sequence[Mapping[str, str]]],
+  prompt_ids: Sequence[Sequence[int]],
+  *,
+  seed: int,
+) -> StepData:
   """Samples with `params`, then `build_step_data`; timings of each part included."""
   start = time.perf_counter()
   generations = sample_rollouts(setup, params, prompt_ids, seed)
   sampling = time.perf_counter() - start
-  return build_step_data(setup, spec, problems, messages, prompt_ids, generations, seed=seed,
-                         seconds={"sampling": sampling})
+  return build_step_data(
+    setup, spec, problems, messages, prompt_ids, generations, seed=seed, seconds={"sampling": sampling}
+  )

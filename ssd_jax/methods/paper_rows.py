@@ -35,13 +35,20 @@ class PaperRow:
   max_new_tokens: int
 
 
-QWEN3_4B_INSTRUCT = PaperRow(preset="qwen3_4b", train_decoding=(1.6, 20, 0.8), eval_decoding=(1.1, 20, 0.8),
-                             thinking=False, max_new_tokens=16_384)
+QWEN3_4B_INSTRUCT = PaperRow(
+  preset="qwen3_4b", train_decoding=(1.6, 20, 0.8), eval_decoding=(1.1, 20, 0.8), thinking=False, max_new_tokens=16_384
+)
 # Thinking traces are long: completions up to 32k tokens (the model's context is 40,960).
-QWEN3_4B_THINKING = PaperRow(preset="qwen3_4b", train_decoding=(1.1, 20, 0.95), eval_decoding=(0.7, 20, 0.95),
-                             thinking=True, max_new_tokens=32_768)
-LLAMA3P1_8B_INSTRUCT = PaperRow(preset="llama3p1_8b", train_decoding=(0.8, 20, 0.8), eval_decoding=(0.7, 20, 0.8),
-                                thinking=False, max_new_tokens=16_384)
+QWEN3_4B_THINKING = PaperRow(
+  preset="qwen3_4b", train_decoding=(1.1, 20, 0.95), eval_decoding=(0.7, 20, 0.95), thinking=True, max_new_tokens=32_768
+)
+LLAMA3P1_8B_INSTRUCT = PaperRow(
+  preset="llama3p1_8b",
+  train_decoding=(0.8, 20, 0.8),
+  eval_decoding=(0.7, 20, 0.8),
+  thinking=False,
+  max_new_tokens=16_384,
+)
 
 
 def _decoding(section: ml_collections.ConfigDict, decoding: tuple[float, int, float]) -> None:
@@ -90,9 +97,22 @@ def on_policy_config(row: PaperRow, method: str, *, rollout_temperature: float) 
   sd = c.self_distill
   sd.methods = method
   sd.problems.update(dict(source="jsonl", split="", num_problems=0))
-  sd.update(dict(steps=200, prompts_per_step=32, group_size=8, max_prompt_len=4096, max_teacher_prompt_len=12_288,
-                 learning_rate=1e-6, end_learning_rate=1e-7, warmup_steps=10, eval_every=50, eval_problems=131,
-                 eval_samples=10, checkpoint_every=25))
+  sd.update(
+    dict(
+      steps=200,
+      prompts_per_step=32,
+      group_size=8,
+      max_prompt_len=4096,
+      max_teacher_prompt_len=12_288,
+      learning_rate=1e-6,
+      end_learning_rate=1e-7,
+      warmup_steps=10,
+      eval_every=50,
+      eval_problems=131,
+      eval_samples=10,
+      checkpoint_every=25,
+    )
+  )
   sd.rollout.update(dict(temperature=rollout_temperature, top_k=0, top_p=1.0, max_new_tokens=8192, batch_size=64))
   sd[method].chunk_size = 4096
   return c

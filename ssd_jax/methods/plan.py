@@ -60,8 +60,9 @@ def topology_devices(topology: str) -> list:
     return list(topologies.get_topology_desc(topology, "tpu").devices)
   except Exception as e:  # libtpu missing, or a name it does not know.
     raise config_lib.ConfigError(
-        f"field 'mesh.topology' = {topology!r}: cannot describe this TPU topology ({e}); "
-        "install the tpu extra (pip install -e '.[tpu]') and use names like 'v5e:2x2' or 'v5p:2x2x4'") from e
+      f"field 'mesh.topology' = {topology!r}: cannot describe this TPU topology ({e}); "
+      "install the tpu extra (pip install -e '.[tpu]') and use names like 'v5e:2x2' or 'v5p:2x2x4'"
+    ) from e
 
 
 def per_chip_bytes(tree) -> int:
@@ -79,8 +80,7 @@ def _abstract(tree, shardings):
 
 def _memory(name: str, compiled) -> StepMemory:
   m = compiled.memory_analysis()
-  return StepMemory(name, m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes,
-                    m.temp_size_in_bytes)
+  return StepMemory(name, m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes, m.temp_size_in_bytes)
 
 
 def compile_train_step(config: ml_collections.ConfigDict, run: Runtime, mesh: Mesh, graphdef, params):
@@ -89,13 +89,11 @@ def compile_train_step(config: ml_collections.ConfigDict, run: Runtime, mesh: Me
   abstract_opt = jax.eval_shape(optimizer.tx.init, params)
   opt_state = _abstract(abstract_opt, opt_state_shardings(optimizer, params))
   replicated = NamedSharding(mesh, PartitionSpec())
-  state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=params,
-                     opt_state=opt_state)
+  state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=params, opt_state=opt_state)
   batch_sharding = NamedSharding(mesh, sharding.logical_to_spec(sft_step.BATCH_AXES, run.rules))
   shape = (config.sft.global_batch_size, config.sft.seq_len)
   batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding) for k in sft_step.BATCH_KEYS}
-  step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=config.sft.loss_chunk_size, mesh=mesh,
-                                rules=run.rules)
+  step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=config.sft.loss_chunk_size, mesh=mesh, rules=run.rules)
   compiled = step.jit_for(state).lower(state, batch).compile()
   return _memory("sft_step", compiled), per_chip_bytes(opt_state)
 
@@ -112,13 +110,16 @@ def compile_generation(config: ml_collections.ConfigDict, run: Runtime, mesh: Me
   int_batch = lambda shape, *names: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=spec(*names))
   keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch))
   keys = jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=spec("batch"))
-  rows = SamplingParams(temperature=max(s.temperature, 1e-3), top_k=s.top_k, top_p=s.top_p,
-                        min_p=s.min_p).rows(batch)
+  rows = SamplingParams(temperature=max(s.temperature, 1e-3), top_k=s.top_k, top_p=s.top_p, min_p=s.min_p).rows(batch)
   rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec("batch")), rows)
-  fn = functools.partial(generate_batch, graphdef, max_new_tokens=s.max_new_tokens, mesh=mesh,
-                         rules=run.rules, impl="pallas")
-  compiled = jax.jit(fn).lower(params, int_batch((batch, width), "batch", "length"),
-                               int_batch((batch,), "batch"), keys, rows).compile()
+  fn = functools.partial(
+    generate_batch, graphdef, max_new_tokens=s.max_new_tokens, mesh=mesh, rules=run.rules, impl="pallas"
+  )
+  compiled = (
+    jax.jit(fn)
+    .lower(params, int_batch((batch, width), "batch", "length"), int_batch((batch,), "batch"), keys, rows)
+    .compile()
+  )
   cache = jax.eval_shape(lambda: KVCache.init(run.model_cfg, batch, width + s.max_new_tokens))
   cache = _abstract(cache, KVCache.shardings(mesh, run.rules))
   return _memory("generate", compiled), per_chip_bytes(cache)
@@ -140,26 +141,33 @@ def run_plan(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> N
   train, opt_bytes = compile_train_step(config, run, mesh, graphdef, params)
   generate, cache_bytes = compile_generation(config, run, mesh, graphdef, params)
   report = {
-      "topology": topology, "device_kind": kind, "chips": len(devices), "mesh": mesh_shape,
-      "hbm_per_chip_gib": hbm / GIB,
-      "model_params": run.model_cfg.num_params,
-      "per_chip_gib": {
-          "parameters": param_bytes / GIB,
-          "optimizer_state": opt_bytes / GIB,
-          "kv_cache": cache_bytes / GIB,
-          "train_activations_and_scratch": train.temporaries / GIB,
-          "generate_activations_and_scratch": generate.temporaries / GIB,
-      },
-      "programs": {m.name: {**dataclasses.asdict(m), "peak_gib": m.peak / GIB, "fits": hbm == 0 or m.peak <= hbm}
-                   for m in (train, generate)},
+    "topology": topology,
+    "device_kind": kind,
+    "chips": len(devices),
+    "mesh": mesh_shape,
+    "hbm_per_chip_gib": hbm / GIB,
+    "model_params": run.model_cfg.num_params,
+    "per_chip_gib": {
+      "parameters": param_bytes / GIB,
+      "optimizer_state": opt_bytes / GIB,
+      "kv_cache": cache_bytes / GIB,
+      "train_activations_and_scratch": train.temporaries / GIB,
+      "generate_activations_and_scratch": generate.temporaries / GIB,
+    },
+    "programs": {
+      m.name: {**dataclasses.asdict(m), "peak_gib": m.peak / GIB, "fits": hbm == 0 or m.peak <= hbm}
+      for m in (train, generate)
+    },
   }
   fits = all(p["fits"] for p in report["programs"].values())
   report["fits"] = fits
   if run.is_coordinator:
     with open(os.path.join(workdir, "plan.json"), "w") as f:
       json.dump(report, f, indent=2)
-  print(f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
-        f"{run.model_cfg.num_params / 1e9:.2f}B params")
+  print(
+    f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
+    f"{run.model_cfg.num_params / 1e9:.2f}B params"
+  )
   for key, value in report["per_chip_gib"].items():
     print(f"[plan]   {key:<34s} {value:8.3f} GiB/chip")
   for name, p in report["programs"].items():

@@ -43,9 +43,16 @@ from ssd_jax.tasks.builtin import variant_weights
 Conversation = tuple[Sequence[dict[str, str]], str]  # (prompt messages, answer text)
 
 
-def conversation_dataset(tokenizer: ChatTokenizer, conversations: Sequence[Conversation], *, seq_len: int,
-                         global_batch_size: int, seed: int, shard_index: int = 0,
-                         shard_count: int = 1) -> grain.IterDataset:
+def conversation_dataset(
+  tokenizer: ChatTokenizer,
+  conversations: Sequence[Conversation],
+  *,
+  seq_len: int,
+  global_batch_size: int,
+  seed: int,
+  shard_index: int = 0,
+  shard_count: int = 1,
+) -> grain.IterDataset:
   """Packed, batched SFT rows from (messages, answer) pairs, repeated forever in reshuffled epochs.
 
   Args:
@@ -84,9 +91,15 @@ def _correct_answer(problem: Problem, rng: random.Random) -> str:
   return render_answer(rng.choices(solutions, weights=variant_weights(len(solutions)))[0])
 
 
-def context_conversations(problems: Sequence[Problem], prompting: ml_collections.ConfigDict,
-                          templates: tc.TeacherTemplates, *, seed: int,
-                          limits: SandboxLimits = SandboxLimits(), workers: int | None = None) -> list[Conversation]:
+def context_conversations(
+  problems: Sequence[Problem],
+  prompting: ml_collections.ConfigDict,
+  templates: tc.TeacherTemplates,
+  *,
+  seed: int,
+  limits: SandboxLimits = SandboxLimits(),
+  workers: int | None = None,
+) -> list[Conversation]:
   """Built-in problems laid out as the self-distillation teacher sees them, each with a correct answer.
 
   Each layout of CONTEXT_LAYOUTS takes an equal share, in a seeded order. A demonstration is a known
@@ -108,10 +121,18 @@ def context_conversations(problems: Sequence[Problem], prompting: ml_collections
   rng = random.Random(f"pretrain-context:{seed}")
   layouts = [CONTEXT_LAYOUTS[i % len(CONTEXT_LAYOUTS)] for i in range(len(problems))]
   rng.shuffle(layouts)
-  wrong = {p.task_id: render_answer(rng.choice(wrong_solutions_for(p)))
-           for p, layout in zip(problems, layouts) if layout != "demonstration"}
-  verdicts = evaluate([p for p in problems if p.task_id in wrong], {k: [v] for k, v in wrong.items()},
-                      limits=limits, workers=workers).by_task_id() if wrong else {}
+  wrong = {
+    p.task_id: render_answer(rng.choice(wrong_solutions_for(p)))
+    for p, layout in zip(problems, layouts)
+    if layout != "demonstration"
+  }
+  verdicts = (
+    evaluate(
+      [p for p in problems if p.task_id in wrong], {k: [v] for k, v in wrong.items()}, limits=limits, workers=workers
+    ).by_task_id()
+    if wrong
+    else {}
+  )
   conversations = []
   for problem, layout in zip(problems, layouts):
     # The rollout being scored is attempt 0; a passing sibling (attempt 1) supplies the demonstration.
@@ -136,13 +157,23 @@ def pretrain_conversations(config: ml_collections.ConfigDict) -> list[Conversati
   corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
   rng = random.Random(f"pretrain-context-share:{config.seed}")
   in_context = [rng.random() < section.context_share for _ in corpus]
-  limits = SandboxLimits(timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s,
-                         memory_mb=config.eval.memory_mb)
-  with_context = iter(context_conversations(
-      [problem for (problem, _), chosen in zip(corpus, in_context) if chosen], config.prompting,
-      templates_from(config.self_distill), seed=config.seed, limits=limits, workers=config.eval.workers or None))
-  return [next(with_context) if chosen else (problem_source.prompt_messages(problem, config.prompting), answer)
-          for (problem, answer), chosen in zip(corpus, in_context)]
+  limits = SandboxLimits(
+    timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s, memory_mb=config.eval.memory_mb
+  )
+  with_context = iter(
+    context_conversations(
+      [problem for (problem, _), chosen in zip(corpus, in_context) if chosen],
+      config.prompting,
+      templates_from(config.self_distill),
+      seed=config.seed,
+      limits=limits,
+      workers=config.eval.workers or None,
+    )
+  )
+  return [
+    next(with_context) if chosen else (problem_source.prompt_messages(problem, config.prompting), answer)
+    for (problem, answer), chosen in zip(corpus, in_context)
+  ]
 
 
 def _task_tokenizer(config: ml_collections.ConfigDict, layout: Layout):
@@ -160,20 +191,36 @@ def run_pretrain(config: ml_collections.ConfigDict, workdir: str, run: Runtime) 
   tokenizer = _task_tokenizer(config, layout)
   cfg = model_io.config_with_overrides(config, run)
   if cfg.vocab_size != tokenizer.vocab_size:
-    raise ValueError(f"model vocab_size {cfg.vocab_size} (preset {config.model.preset!r}) != task tokenizer "
-                     f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)")
+    raise ValueError(
+      f"model vocab_size {cfg.vocab_size} (preset {config.model.preset!r}) != task tokenizer "
+      f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)"
+    )
   model = sharding.create_sharded_model(cfg, run.mesh, run.rules, seed=config.seed)
   graphdef, params = nnx.split(model)
   conversations = pretrain_conversations(config)
-  dataset = conversation_dataset(tokenizer, conversations, seq_len=section.seq_len,
-                                 global_batch_size=section.global_batch_size, seed=config.seed,
-                                 shard_index=jax.process_index(), shard_count=jax.process_count())
+  dataset = conversation_dataset(
+    tokenizer,
+    conversations,
+    seq_len=section.seq_len,
+    global_batch_size=section.global_batch_size,
+    seed=config.seed,
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
+  )
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"[pretrain] {num_params:,} parameters, {len(conversations)} examples, {section.steps} steps of "
-        f"{section.global_batch_size} x {section.seq_len} tokens")
+  print(
+    f"[pretrain] {num_params:,} parameters, {len(conversations)} examples, {section.steps} steps of "
+    f"{section.global_batch_size} x {section.seq_len} tokens"
+  )
   params = training.train(
-      run, graphdef, params, lambda: iter(dataset), section,
-      checkpoint_dir=layout.checkpoints("pretrain"), log_dir=layout.logs("pretrain"),
-      metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(conversations)})
+    run,
+    graphdef,
+    params,
+    lambda: iter(dataset),
+    section,
+    checkpoint_dir=layout.checkpoints("pretrain"),
+    log_dir=layout.logs("pretrain"),
+    metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(conversations)},
+  )
   model_io.export_hf(params, cfg, layout.model("base"), layout.task_tokenizer)
   logging.info("pretrain: base model written to %s", layout.model("base"))

@@ -37,7 +37,7 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
     problems, report = deduplicate_problems(problems)
     logging.info("problems from %s: %s", section.source, report.summary())
   if section.num_problems:
-    problems = problems[:section.num_problems]
+    problems = problems[: section.num_problems]
   if not problems:
     raise ValueError(f"problem source {section.source!r} ({section.path or section.split}) gave no problems")
   return problems
@@ -45,8 +45,9 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
 
 def prompt_messages(problem: Problem, prompting: ml_collections.ConfigDict) -> list[dict[str, str]]:
   """The chat messages asking for `problem` (no system turn when `prompting.system_prompt` is empty)."""
-  return problem_to_messages(problem, system_prompt=prompting.system_prompt or None,
-                             include_public_tests=prompting.include_public_tests)
+  return problem_to_messages(
+    problem, system_prompt=prompting.system_prompt or None, include_public_tests=prompting.include_public_tests
+  )
 
 
 def encode_prompts(tokenizer, messages: Sequence[Sequence[dict[str, str]]]) -> list[list[int]]:

@@ -72,15 +72,19 @@ def run_report(config: ml_collections.ConfigDict, workdir: str, run: Runtime) ->
     os.makedirs(layout.report_dir, exist_ok=True)
     if len(summaries) > 1:
       compare_reports(summaries, layout.report_dir)
-    compact = {name: {key: s[key] for key in ("num_problems", "ks", "pass_at_k", "by_difficulty", "diversity")}
-               for name, s in summaries.items()}
+    compact = {
+      name: {key: s[key] for key in ("num_problems", "ks", "pass_at_k", "by_difficulty", "diversity")}
+      for name, s in summaries.items()
+    }
     with open(os.path.join(layout.report_dir, "comparison.json"), "w") as f:
       json.dump(compact, f, indent=2)
     with open(os.path.join(layout.report_dir, "pass_at_k.txt"), "w") as f:
       f.write(table + "\n")
   n = next(iter(summaries.values()))["samples_per_problem"]["max"]
   problems = next(iter(summaries.values()))["num_problems"]
-  print(f"\npass@k (%), {problems} problems x {n} samples at T={config.eval_sampling.temperature} "
-        f"(diversity: mean distinct programs / behaviours per problem)")
+  print(
+    f"\npass@k (%), {problems} problems x {n} samples at T={config.eval_sampling.temperature} "
+    f"(diversity: mean distinct programs / behaviours per problem)"
+  )
   print(table)
   print(f"report: {layout.report_dir}\n")

@@ -18,14 +18,18 @@ from jax.sharding import Mesh
 
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
-from ssd_jax.model import ModelConfig, Transformer, presets
-from ssd_jax.model import hf
+from ssd_jax.model import ModelConfig, Transformer, hf, presets
 
 
 def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
   """The ModelConfig named by `config.model` (a HF directory's config.json wins over the preset)."""
-  overrides = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, remat=config.model.remat,
-                   attention=config.model.attention, scan_layers=config.model.scan_layers)
+  overrides = dict(
+    dtype=config.model.dtype,
+    param_dtype=config.model.param_dtype,
+    remat=config.model.remat,
+    attention=config.model.attention,
+    scan_layers=config.model.scan_layers,
+  )
   try:
     if config.model.hf_dir:
       path = os.path.join(config.model.hf_dir, "config.json")
@@ -35,7 +39,8 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
         return hf.config_from_hf(json.load(f), **overrides)
     if config.model.preset not in presets.names():
       raise config_lib.ConfigError(
-          f"field 'model.preset' = {config.model.preset!r} is unknown; choose from {presets.names()}")
+        f"field 'model.preset' = {config.model.preset!r} is unknown; choose from {presets.names()}"
+      )
     return presets.get(config.model.preset, **overrides)
   except ValueError as e:
     if isinstance(e, config_lib.ConfigError):
@@ -60,14 +65,15 @@ class Runtime:
   seed: int
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "Runtime":
+  def from_config(cls, config: ml_collections.ConfigDict) -> Runtime:
     model_cfg = model_config_from(config)
     mesh_shape = config_lib.mesh_shape(config, jax.device_count())
     try:
       sharding.validate_mesh_for_model(mesh_shape, model_cfg, sharding.DEFAULT_RULES)
     except ValueError as e:
       raise config_lib.ConfigError(
-          f"field 'mesh' = {mesh_shape} does not fit model {config.model.preset or config.model.hf_dir}: {e}") from e
+        f"field 'mesh' = {mesh_shape} does not fit model {config.model.preset or config.model.hf_dir}: {e}"
+      ) from e
     return cls(model_cfg=model_cfg, mesh_shape=mesh_shape, rules=sharding.DEFAULT_RULES, seed=int(config.seed))
 
   @functools.cached_property
@@ -84,9 +90,16 @@ class Runtime:
 
   def load_model(self, hf_dir: str) -> Transformer:
     """Weights from a Hugging Face checkpoint directory, each tensor read straight into its shards."""
-    model, _ = hf.load_hf(hf_dir, mesh=self.mesh, rules=self.rules, dtype=self.model_cfg.dtype,
-                          param_dtype=self.model_cfg.param_dtype, remat=self.model_cfg.remat,
-                          attention=self.model_cfg.attention, scan_layers=self.model_cfg.scan_layers)
+    model, _ = hf.load_hf(
+      hf_dir,
+      mesh=self.mesh,
+      rules=self.rules,
+      dtype=self.model_cfg.dtype,
+      param_dtype=self.model_cfg.param_dtype,
+      remat=self.model_cfg.remat,
+      attention=self.model_cfg.attention,
+      scan_layers=self.model_cfg.scan_layers,
+    )
     return model
 
   def model_from_config(self, config: ml_collections.ConfigDict) -> Transformer:

@@ -17,8 +17,12 @@ from ssd_jax.sampling.params import SamplingParams
 
 def sampling_params(section: ml_collections.ConfigDict) -> SamplingParams:
   """The decoding parameters of a `sampling` / `eval_sampling` config section."""
-  return SamplingParams(temperature=float(section.temperature), top_k=int(section.top_k),
-                        top_p=float(section.top_p), min_p=float(section.min_p))
+  return SamplingParams(
+    temperature=float(section.temperature),
+    top_k=int(section.top_k),
+    top_p=float(section.top_p),
+    min_p=float(section.min_p),
+  )
 
 
 def prompts_that_fit(prompt_ids: Sequence[Sequence[int]], cfg: ModelConfig, max_new_tokens: int) -> list[int]:
@@ -29,22 +33,31 @@ def prompts_that_fit(prompt_ids: Sequence[Sequence[int]], cfg: ModelConfig, max_
   """
   room = cfg.max_position_embeddings - max_new_tokens
   if room < 1:
-    raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
-                     f"{cfg.max_position_embeddings} positions")
+    raise ValueError(
+      f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+      f"{cfg.max_position_embeddings} positions"
+    )
   kept = [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= room]
   if not kept:
-    raise ValueError(f"no prompt fits: all are empty or longer than {room} tokens (the model's "
-                     f"{cfg.max_position_embeddings} positions minus max_new_tokens {max_new_tokens})")
+    raise ValueError(
+      f"no prompt fits: all are empty or longer than {room} tokens (the model's "
+      f"{cfg.max_position_embeddings} positions minus max_new_tokens {max_new_tokens})"
+    )
   return kept
 
 
-def make_sampler(run: Runtime, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_ids: Sequence[Sequence[int]],
-                 section: ml_collections.ConfigDict, pad_id: int | None) -> Sampler:
+def make_sampler(
+  run: Runtime,
+  graphdef: nnx.GraphDef,
+  cfg: ModelConfig,
+  prompt_ids: Sequence[Sequence[int]],
+  section: ml_collections.ConfigDict,
+  pad_id: int | None,
+) -> Sampler:
   """A sampler on the run's mesh sized for the longest of `prompt_ids` plus `section.max_new_tokens`."""
   longest = max(len(ids) for ids in prompt_ids)
   max_len = min(prompt_bucket(longest) + section.max_new_tokens, cfg.max_position_embeddings)
-  return _cached_sampler(graphdef, run.mesh, run.rules, max_len, section.batch_size,
-                         0 if pad_id is None else pad_id)
+  return _cached_sampler(graphdef, run.mesh, run.rules, max_len, section.batch_size, 0 if pad_id is None else pad_id)
 
 
 @functools.lru_cache(maxsize=8)

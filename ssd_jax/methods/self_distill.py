@@ -61,11 +61,21 @@ def method_spec(section: ml_collections.ConfigDict, name: str) -> MethodSpec:
   """The MethodSpec of `self_distill.<name>`; a zero loss temperature reuses the rollout temperature."""
   m = section[name]
   divergence = DivergenceConfig(
-      kind=m.divergence, beta=m.beta, form=m.form, top_k=m.top_k if m.form == "topk" else None,
-      temperature=m.loss_temperature or section.rollout.temperature, is_clip=m.is_clip or None,
-      chunk_size=m.chunk_size)
-  return MethodSpec(name=name, teacher=m.teacher, ema_rate=m.ema_rate,
-                    context=TeacherSpec(context=m.context, use_reference=m.use_reference), divergence=divergence)
+    kind=m.divergence,
+    beta=m.beta,
+    form=m.form,
+    top_k=m.top_k if m.form == "topk" else None,
+    temperature=m.loss_temperature or section.rollout.temperature,
+    is_clip=m.is_clip or None,
+    chunk_size=m.chunk_size,
+  )
+  return MethodSpec(
+    name=name,
+    teacher=m.teacher,
+    ema_rate=m.ema_rate,
+    context=TeacherSpec(context=m.context, use_reference=m.use_reference),
+    divergence=divergence,
+  )
 
 
 def templates_from(section: ml_collections.ConfigDict) -> TeacherTemplates:
@@ -74,10 +84,16 @@ def templates_from(section: ml_collections.ConfigDict) -> TeacherTemplates:
 
 def optimizer_from(section: ml_collections.ConfigDict) -> OptimizerConfig:
   return OptimizerConfig(
-      learning_rate=section.learning_rate, end_learning_rate=section.end_learning_rate,
-      warmup_steps=section.warmup_steps, total_steps=section.steps, b1=section.b1, b2=section.b2,
-      weight_decay=section.weight_decay, grad_clip_norm=section.grad_clip_norm or None,
-      grad_accum_steps=section.grad_accum_steps)
+    learning_rate=section.learning_rate,
+    end_learning_rate=section.end_learning_rate,
+    warmup_steps=section.warmup_steps,
+    total_steps=section.steps,
+    b1=section.b1,
+    b2=section.b2,
+    weight_decay=section.weight_decay,
+    grad_clip_norm=section.grad_clip_norm or None,
+    grad_accum_steps=section.grad_accum_steps,
+  )
 
 
 def step_problem_indices(num_problems: int, per_step: int, step: int, seed: int) -> np.ndarray:
@@ -86,7 +102,7 @@ def step_problem_indices(num_problems: int, per_step: int, step: int, seed: int)
     raise ValueError(f"self_distill.prompts_per_step = {per_step} exceeds the {num_problems} usable problems")
   epoch, offset = divmod(step, num_problems // per_step)
   order = np.random.default_rng([seed, epoch]).permutation(num_problems)
-  return order[offset * per_step:(offset + 1) * per_step]
+  return order[offset * per_step : (offset + 1) * per_step]
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -110,14 +126,29 @@ def _load_prompts(section, config, tokenizer, max_len: int) -> _Prompts:
   return _Prompts([problems[i] for i in keep], [messages[i] for i in keep], [ids[i] for i in keep])
 
 
-def _train_step(spec: MethodSpec, config, setup: RolloutSetup, prompts: _Prompts, step: int, state: TrainState,
-                teacher: Any, step_fn: DistillStep, ema: EmaUpdater | None) -> tuple[TrainState, Any, dict]:
+def _train_step(
+  spec: MethodSpec,
+  config,
+  setup: RolloutSetup,
+  prompts: _Prompts,
+  step: int,
+  state: TrainState,
+  teacher: Any,
+  step_fn: DistillStep,
+  ema: EmaUpdater | None,
+) -> tuple[TrainState, Any, dict]:
   """Rollouts, sandbox, teacher contexts, one update, the EMA update; returns the step's scalars."""
   section = config.self_distill
   chosen = step_problem_indices(len(prompts.problems), section.prompts_per_step, step, config.seed)
   data = collect_step_data(
-      setup, spec.context, state.params, [prompts.problems[i] for i in chosen],
-      [prompts.messages[i] for i in chosen], [prompts.ids[i] for i in chosen], seed=_step_seed(config.seed, step))
+    setup,
+    spec.context,
+    state.params,
+    [prompts.problems[i] for i in chosen],
+    [prompts.messages[i] for i in chosen],
+    [prompts.ids[i] for i in chosen],
+    seed=_step_seed(config.seed, step),
+  )
   begin = time.perf_counter()
   # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
   local = process_rows(data.batch, jax.process_index(), jax.process_count())
@@ -125,14 +156,25 @@ def _train_step(spec: MethodSpec, config, setup: RolloutSetup, prompts: _Prompts
   if ema is not None:
     teacher = ema(teacher, state.params)
   scalars = to_scalars(metrics)  # Waits for the update, so the timing below is the update's.
-  scalars.update(reward=data.reward, context_fraction=data.context_fraction,
-                 response_tokens=data.response_tokens, seconds_update=time.perf_counter() - begin,
-                 **{f"seconds_{k}": v for k, v in data.seconds.items()})
+  scalars.update(
+    reward=data.reward,
+    context_fraction=data.context_fraction,
+    response_tokens=data.response_tokens,
+    seconds_update=time.perf_counter() - begin,
+    **{f"seconds_{k}": v for k, v in data.seconds.items()},
+  )
   return state, teacher, scalars
 
 
-def _evaluate(heldout: heldout_eval.HeldoutSet, params: Any, setup: RolloutSetup, seed: int, step: int,
-              out: str, is_coordinator: bool) -> dict[str, float]:
+def _evaluate(
+  heldout: heldout_eval.HeldoutSet,
+  params: Any,
+  setup: RolloutSetup,
+  seed: int,
+  step: int,
+  out: str,
+  is_coordinator: bool,
+) -> dict[str, float]:
   """Held-out pass@k and diversity of `params`, appended to `heldout.jsonl`; returns them as scalars."""
   summary = heldout_eval.evaluate_params(heldout, params, setup.tokenizer, setup.sandbox, seed=seed)
   if is_coordinator:
@@ -141,9 +183,17 @@ def _evaluate(heldout: heldout_eval.HeldoutSet, params: Any, setup: RolloutSetup
   return heldout_eval.summary_scalars(summary)
 
 
-def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: Layout, run: Runtime,
-                 graphdef: nnx.GraphDef, base: Any, setup: RolloutSetup, prompts: _Prompts,
-                 heldout: heldout_eval.HeldoutSet | None) -> None:
+def train_method(
+  spec: MethodSpec,
+  config: ml_collections.ConfigDict,
+  layout: Layout,
+  run: Runtime,
+  graphdef: nnx.GraphDef,
+  base: Any,
+  setup: RolloutSetup,
+  prompts: _Prompts,
+  heldout: heldout_eval.HeldoutSet | None,
+) -> None:
   """Trains one method from the base parameters `base` (left intact) and exports `models/<method>`."""
   section = config.self_distill
   out = os.path.join(layout.workdir, "self_distill", spec.name)
@@ -156,33 +206,40 @@ def train_method(spec: MethodSpec, config: ml_collections.ConfigDict, layout: La
   optimizer = make_optimizer(optimizer_from(section))
   step_fn = DistillStep(graphdef, optimizer, spec.divergence, mesh=run.mesh, rules=run.rules)
   ema = EmaUpdater(spec.ema_rate) if spec.teacher == "ema" else None
-  checkpointer = Checkpointer(os.path.join(out, "checkpoints"), save_interval_steps=section.checkpoint_every,
-                              max_to_keep=2)
-  teacher_checkpointer = (Checkpointer(os.path.join(out, "teacher_checkpoints"),
-                                       save_interval_steps=section.checkpoint_every, max_to_keep=2)
-                          if ema else None)
+  checkpointer = Checkpointer(
+    os.path.join(out, "checkpoints"), save_interval_steps=section.checkpoint_every, max_to_keep=2
+  )
+  teacher_checkpointer = (
+    Checkpointer(os.path.join(out, "teacher_checkpoints"), save_interval_steps=section.checkpoint_every, max_to_keep=2)
+    if ema
+    else None
+  )
   try:
     restored = restore_or_init(checkpointer, init_train_state(params, optimizer))
     state, start = restored.state, restored.step
     if ema and start > 0:
       teacher = teacher_checkpointer.restore(
-          abstract_train_state(TrainState(state.step, teacher, {})), step=start).state.params
-    print(f"[self_distill] {spec.name}: teacher={spec.teacher} context={spec.context.context} "
-          f"loss={spec.divergence.kind}/{spec.divergence.form}, steps {start}..{section.steps}")
+        abstract_train_state(TrainState(state.step, teacher, {})), step=start
+      ).state.params
+    print(
+      f"[self_distill] {spec.name}: teacher={spec.teacher} context={spec.context.context} "
+      f"loss={spec.divergence.kind}/{spec.divergence.form}, steps {start}..{section.steps}"
+    )
     with MetricsWriter(os.path.join(out, "logs")) as writer:
       if heldout is not None and section.eval_every and start == 0:  # The starting point of the curve.
         writer.write(0, _evaluate(heldout, state.params, setup, config.seed, 0, out, run.is_coordinator))
       for step in range(start, section.steps):
         state, teacher, scalars = _train_step(spec, config, setup, prompts, step, state, teacher, step_fn, ema)
         done = step + 1
-        if heldout is not None and section.eval_every and (done % section.eval_every == 0 or
-                                                           done == section.steps):
+        if heldout is not None and section.eval_every and (done % section.eval_every == 0 or done == section.steps):
           scalars.update(_evaluate(heldout, state.params, setup, config.seed, done, out, run.is_coordinator))
         if done % section.log_every == 0 or done == section.steps:
           writer.write(done, scalars)
-          print(f"[self_distill] {spec.name} step {done}: loss {scalars['loss']:.4f} "
-                f"reward {scalars['reward']:.2f} context {scalars['context_fraction']:.2f}"
-                + "".join(f" {k} {v:.3f}" for k, v in scalars.items() if k.startswith("eval/")))
+          print(
+            f"[self_distill] {spec.name} step {done}: loss {scalars['loss']:.4f} "
+            f"reward {scalars['reward']:.2f} context {scalars['context_fraction']:.2f}"
+            + "".join(f" {k} {v:.3f}" for k, v in scalars.items() if k.startswith("eval/"))
+          )
         force = done == section.steps
         checkpointer.save(done, state, metadata={"method": spec.name}, force=force)
         if teacher_checkpointer is not None:
@@ -206,21 +263,34 @@ def run_self_distill(config: ml_collections.ConfigDict, workdir: str, run: Runti
   sampler = sampling_setup.make_sampler(run, graphdef, cfg, prompts.ids, rollout, tokenizer.pad_id)
   heldout = None
   if section.eval_every:
-    problems = problem_source.load_problems(config.eval.problems, config.seed)[:section.eval_problems]
+    problems = problem_source.load_problems(config.eval.problems, config.seed)[: section.eval_problems]
     ids = problem_source.encode_prompts(
-        tokenizer, [problem_source.prompt_messages(p, config.prompting) for p in problems])
+      tokenizer, [problem_source.prompt_messages(p, config.prompting) for p in problems]
+    )
     heldout = heldout_eval.held_out(
-        problems, ids, sampling_setup.make_sampler(run, graphdef, cfg, ids, config.eval_sampling, tokenizer.pad_id),
-        sampling_setup.sampling_params(config.eval_sampling), n=section.eval_samples,
-        max_new_tokens=config.eval_sampling.max_new_tokens, ks=eval_ks(config))
-  limits = SandboxLimits(timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s,
-                         memory_mb=config.eval.memory_mb)
+      problems,
+      ids,
+      sampling_setup.make_sampler(run, graphdef, cfg, ids, config.eval_sampling, tokenizer.pad_id),
+      sampling_setup.sampling_params(config.eval_sampling),
+      n=section.eval_samples,
+      max_new_tokens=config.eval_sampling.max_new_tokens,
+      ks=eval_ks(config),
+    )
+  limits = SandboxLimits(
+    timeout_s=config.eval.timeout_s, cpu_time_s=config.eval.timeout_s, memory_mb=config.eval.memory_mb
+  )
   with Sandbox(limits, config.eval.workers or None) as sandbox:
     setup = RolloutSetup(
-        tokenizer=tokenizer, sampler=sampler, sampling=sampling_setup.sampling_params(rollout),
-        max_new_tokens=rollout.max_new_tokens, group_size=section.group_size,
-        prompt_width=max(len(ids) for ids in prompts.ids), teacher_prompt_width=section.max_teacher_prompt_len,
-        sandbox=sandbox, templates=templates_from(section))
+      tokenizer=tokenizer,
+      sampler=sampler,
+      sampling=sampling_setup.sampling_params(rollout),
+      max_new_tokens=rollout.max_new_tokens,
+      group_size=section.group_size,
+      prompt_width=max(len(ids) for ids in prompts.ids),
+      teacher_prompt_width=section.max_teacher_prompt_len,
+      sandbox=sandbox,
+      templates=templates_from(section),
+    )
     for name in method_names(section):
       if os.path.isfile(os.path.join(layout.model(name), "config.json")):
         print(f"[self_distill] {name}: {layout.model(name)} exists, skipping")

@@ -24,8 +24,12 @@ __all__ = ["make_optimizer_from", "pipeline_config", "run_sft_stage"]
 
 
 def pipeline_config(config: ml_collections.ConfigDict) -> SftPipelineConfig:
-  return SftPipelineConfig(seq_len=config.sft.seq_len, global_batch_size=config.sft.global_batch_size,
-                           seed=config.seed, drop_degenerate=config.sft.drop_degenerate)
+  return SftPipelineConfig(
+    seq_len=config.sft.seq_len,
+    global_batch_size=config.sft.global_batch_size,
+    seed=config.seed,
+    drop_degenerate=config.sft.drop_degenerate,
+  )
 
 
 def run_sft_stage(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> None:
@@ -34,15 +38,22 @@ def run_sft_stage(config: ml_collections.ConfigDict, workdir: str, run: Runtime)
   source = base_model_dir(config, layout)
   tokenizer_path = tokenizer_dir(config, layout)
   tokenizer = load_tokenizer(tokenizer_path)
-  dataset = sft_dataset(layout.records, tokenizer, pipeline_config(config),
-                        shard_index=jax.process_index(), shard_count=jax.process_count())
+  dataset = sft_dataset(
+    layout.records, tokenizer, pipeline_config(config), shard_index=jax.process_index(), shard_count=jax.process_count()
+  )
   graphdef, params = model_io.load_split(run, source)
   cfg = model_io.model_config_of(graphdef, params)
   section = config.sft
   print(f"[sft] {section.steps} steps of {section.global_batch_size} x {section.seq_len} tokens from {source}")
   params = training.train(
-      run, graphdef, params, lambda: iter(dataset), section,
-      checkpoint_dir=layout.checkpoints("sft"), log_dir=layout.logs("sft"),
-      metadata={"stage": "sft", "base_model": os.path.abspath(source), "records": os.path.abspath(layout.records)})
+    run,
+    graphdef,
+    params,
+    lambda: iter(dataset),
+    section,
+    checkpoint_dir=layout.checkpoints("sft"),
+    log_dir=layout.logs("sft"),
+    metadata={"stage": "sft", "base_model": os.path.abspath(source), "records": os.path.abspath(layout.records)},
+  )
   model_io.export_hf(params, cfg, layout.model("ssd"), tokenizer_path)
   logging.info("sft: SSD model written to %s", layout.model("ssd"))

@@ -107,24 +107,30 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     hf_dir = config.model.hf_dir
     if not hf_dir:
       errors.append(
-          f"field 'model.hf_dir' is empty, but stages {weight_stages} need the base model's weights: pass "
-          "--config.model.hf_dir=/path/to/hf_checkpoint (a directory with config.json and *.safetensors)")
+        f"field 'model.hf_dir' is empty, but stages {weight_stages} need the base model's weights: pass "
+        "--config.model.hf_dir=/path/to/hf_checkpoint (a directory with config.json and *.safetensors)"
+      )
     elif not os.path.isfile(os.path.join(hf_dir, "config.json")):
       errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no config.json (is the path right?)")
   if "pretrain" in names and config.model.hf_dir:
-    errors.append(f"field 'model.hf_dir' = {config.model.hf_dir!r} is set, but the 'pretrain' stage trains "
-                  "the base model from scratch; drop one of them")
+    errors.append(
+      f"field 'model.hf_dir' = {config.model.hf_dir!r} is set, but the 'pretrain' stage trains "
+      "the base model from scratch; drop one of them"
+    )
   for section in _TRAINING_SECTIONS:
     train = config[section]
     if train.warmup_steps > train.steps:
-      errors.append(f"field '{section}.warmup_steps' = {train.warmup_steps} exceeds "
-                    f"'{section}.steps' = {train.steps}")
+      errors.append(f"field '{section}.warmup_steps' = {train.warmup_steps} exceeds '{section}.steps' = {train.steps}")
     if train.end_learning_rate > train.learning_rate:
-      errors.append(f"field '{section}.end_learning_rate' = {train.end_learning_rate} exceeds "
-                    f"'{section}.learning_rate' = {train.learning_rate}")
+      errors.append(
+        f"field '{section}.end_learning_rate' = {train.end_learning_rate} exceeds "
+        f"'{section}.learning_rate' = {train.learning_rate}"
+      )
     if train.global_batch_size % train.grad_accum_steps:
-      errors.append(f"field '{section}.global_batch_size' = {train.global_batch_size} is not divisible by "
-                    f"'{section}.grad_accum_steps' = {train.grad_accum_steps}")
+      errors.append(
+        f"field '{section}.global_batch_size' = {train.global_batch_size} is not divisible by "
+        f"'{section}.grad_accum_steps' = {train.grad_accum_steps}"
+      )
   for section in ("synthesize", "eval"):
     if section not in names:
       continue  # A plan-only run needs no prompts.

@@ -22,14 +22,14 @@ from ssd_jax.methods import runtime, ssd
 
 # Stage name -> "module:function"; imported lazily so a stage's heavy imports cost only the runs using it.
 STAGE_FUNCTIONS: dict[str, str] = {
-    "forward": "ssd_jax.methods.forward_smoke:run_forward",
-    "pretrain": "ssd_jax.methods.pretrain:run_pretrain",
-    "synthesize": "ssd_jax.methods.synthesize:run_synthesize",
-    "sft": "ssd_jax.methods.sft_stage:run_sft_stage",
-    "eval": "ssd_jax.methods.eval_stage:run_eval",
-    "report": "ssd_jax.methods.report_stage:run_report",
-    "self_distill": "ssd_jax.methods.self_distill:run_self_distill",
-    "plan": "ssd_jax.methods.plan:run_plan",
+  "forward": "ssd_jax.methods.forward_smoke:run_forward",
+  "pretrain": "ssd_jax.methods.pretrain:run_pretrain",
+  "synthesize": "ssd_jax.methods.synthesize:run_synthesize",
+  "sft": "ssd_jax.methods.sft_stage:run_sft_stage",
+  "eval": "ssd_jax.methods.eval_stage:run_eval",
+  "report": "ssd_jax.methods.report_stage:run_report",
+  "self_distill": "ssd_jax.methods.self_distill:run_self_distill",
+  "plan": "ssd_jax.methods.plan:run_plan",
 }
 
 
@@ -52,7 +52,8 @@ def prepare(config: ml_collections.ConfigDict) -> Plan:
   missing = [n for n in names if n not in STAGE_FUNCTIONS]
   if missing:
     raise config_lib.ConfigError(
-        f"field 'stages': {missing} not available in this build; available: {sorted(STAGE_FUNCTIONS)}")
+      f"field 'stages': {missing} not available in this build; available: {sorted(STAGE_FUNCTIONS)}"
+    )
   ssd.check_config(config)
   return Plan(names=names, run=runtime.Runtime.from_config(config))
 

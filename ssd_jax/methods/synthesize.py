@@ -65,8 +65,10 @@ class SynthesisJob:
 
   def __post_init__(self):
     if not len(self.task_ids) == len(self.messages) == len(self.prompt_ids):
-      raise ValueError(f"task_ids, messages and prompt_ids must have equal lengths, got {len(self.task_ids)}, "
-                       f"{len(self.messages)}, {len(self.prompt_ids)}")
+      raise ValueError(
+        f"task_ids, messages and prompt_ids must have equal lengths, got {len(self.task_ids)}, "
+        f"{len(self.messages)}, {len(self.prompt_ids)}"
+      )
     repeated = [t for t, c in collections.Counter(self.task_ids).items() if c > 1]
     if repeated:
       raise ValueError(f"task ids must be unique; repeated: {repeated[:5]}")
@@ -77,8 +79,9 @@ def chunk_seed(seed: int, chunk_index: int) -> int:
   return int(np.random.SeedSequence([seed, chunk_index]).generate_state(1)[0])
 
 
-def synthesize_records(sampler: Sampler, state, job: SynthesisJob, tokenizer, out_dir: str, *,
-                       records_per_shard: int, progress: bool = True) -> dict[str, int]:
+def synthesize_records(
+  sampler: Sampler, state, job: SynthesisJob, tokenizer, out_dir: str, *, records_per_shard: int, progress: bool = True
+) -> dict[str, int]:
   """Samples every (prompt, sample) not yet in `out_dir` and writes it as a SampleRecord.
 
   Every process must call this with the same job; each writes the records of its own prompts.
@@ -98,23 +101,42 @@ def synthesize_records(sampler: Sampler, state, job: SynthesisJob, tokenizer, ou
         bar.update(len(indices))
         continue
       seed = chunk_seed(job.seed, chunk)
-      generations = sampler.generate(state, [job.prompt_ids[i] for i in indices], job.params, n=job.n,
-                                     max_new_tokens=job.max_new_tokens, stop_ids=job.stop_ids, seed=seed,
-                                     progress=False)
+      generations = sampler.generate(
+        state,
+        [job.prompt_ids[i] for i in indices],
+        job.params,
+        n=job.n,
+        max_new_tokens=job.max_new_tokens,
+        stop_ids=job.stop_ids,
+        seed=seed,
+        progress=False,
+      )
       for generation in generations:
         i = indices[generation.prompt_index]
         key = (job.task_ids[i], generation.sample_index)
         if i % processes != process or key in done:
           continue
-        writer.write(records_lib.SampleRecord(
-            task_id=key[0], sample_index=key[1], prompt_ids=job.prompt_ids[i],
+        writer.write(
+          records_lib.SampleRecord(
+            task_id=key[0],
+            sample_index=key[1],
+            prompt_ids=job.prompt_ids[i],
             completion_text=sampling_setup.completion_text(tokenizer, generation),
-            completion_ids=generation.token_ids, finish_reason=generation.finish_reason,
-            logprob_raw=generation.logprob_raw, logprob_sampled=generation.logprob_sampled,
-            temperature=job.params.temperature, top_k=job.params.top_k, top_p=job.params.top_p,
-            min_p=job.params.min_p, max_new_tokens=job.max_new_tokens, seed=seed,
-            source_checkpoint=job.source_checkpoint, prompt_messages=job.messages[i],
-            extra={"run_seed": job.seed, "chunk": chunk, "index_in_chunk": generation.prompt_index}))
+            completion_ids=generation.token_ids,
+            finish_reason=generation.finish_reason,
+            logprob_raw=generation.logprob_raw,
+            logprob_sampled=generation.logprob_sampled,
+            temperature=job.params.temperature,
+            top_k=job.params.top_k,
+            top_p=job.params.top_p,
+            min_p=job.params.min_p,
+            max_new_tokens=job.max_new_tokens,
+            seed=seed,
+            source_checkpoint=job.source_checkpoint,
+            prompt_messages=job.messages[i],
+            extra={"run_seed": job.seed, "chunk": chunk, "index_in_chunk": generation.prompt_index},
+          )
+        )
         written += 1
       bar.update(len(indices))
   bar.close()
@@ -127,12 +149,11 @@ def summarize_records(out_dir: str) -> dict:
   _, reasons = filter_degenerate(records)
   lengths = [len(r.completion_ids) for r in records]
   return {
-      "records": len(records),
-      "prompts": len({r.task_id for r in records}),
-      "degeneracy_filter": dict(sorted(reasons.items())),
-      "finish_reasons": dict(sorted(collections.Counter(r.finish_reason for r in records).items())),
-      "completion_tokens": {"mean": float(np.mean(lengths)) if lengths else 0.0,
-                            "max": int(max(lengths, default=0))},
+    "records": len(records),
+    "prompts": len({r.task_id for r in records}),
+    "degeneracy_filter": dict(sorted(reasons.items())),
+    "finish_reasons": dict(sorted(collections.Counter(r.finish_reason for r in records).items())),
+    "completion_tokens": {"mean": float(np.mean(lengths)) if lengths else 0.0, "max": int(max(lengths, default=0))},
   }
 
 
@@ -149,22 +170,41 @@ def run_synthesize(config: ml_collections.ConfigDict, workdir: str, run: Runtime
   cfg = model_io.model_config_of(graphdef, state)
   kept = sampling_setup.prompts_that_fit(prompt_ids, cfg, section.max_new_tokens)
   job = SynthesisJob(
-      task_ids=[problems[i].task_id for i in kept], messages=[messages[i] for i in kept],
-      prompt_ids=[prompt_ids[i] for i in kept], params=sampling_setup.sampling_params(section), n=section.n,
-      max_new_tokens=section.max_new_tokens, stop_ids=tokenizer.stop_ids, seed=config.seed,
-      source_checkpoint=os.path.abspath(source), prompts_per_chunk=config.synthesize.prompts_per_chunk)
+    task_ids=[problems[i].task_id for i in kept],
+    messages=[messages[i] for i in kept],
+    prompt_ids=[prompt_ids[i] for i in kept],
+    params=sampling_setup.sampling_params(section),
+    n=section.n,
+    max_new_tokens=section.max_new_tokens,
+    stop_ids=tokenizer.stop_ids,
+    seed=config.seed,
+    source_checkpoint=os.path.abspath(source),
+    prompts_per_chunk=config.synthesize.prompts_per_chunk,
+  )
   sampler = sampling_setup.make_sampler(run, graphdef, cfg, job.prompt_ids, section, tokenizer.pad_id)
-  print(f"[synthesize] {len(kept)} prompts x {section.n} samples at T={section.temperature}, "
-        f"top_k={section.top_k}, top_p={section.top_p} from {source}")
-  counts = synthesize_records(sampler, state, job, tokenizer, layout.records,
-                              records_per_shard=config.synthesize.records_per_shard)
+  print(
+    f"[synthesize] {len(kept)} prompts x {section.n} samples at T={section.temperature}, "
+    f"top_k={section.top_k}, top_p={section.top_p} from {source}"
+  )
+  counts = synthesize_records(
+    sampler, state, job, tokenizer, layout.records, records_per_shard=config.synthesize.records_per_shard
+  )
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("synthesize records")
   if run.is_coordinator:
-    summary = {**summarize_records(layout.records), "prompts_too_long": len(problems) - len(kept),
-               "this_run": counts, "decoding": dataclasses.asdict(job.params), "n": job.n,
-               "max_new_tokens": job.max_new_tokens, "seed": job.seed, "source_checkpoint": job.source_checkpoint}
+    summary = {
+      **summarize_records(layout.records),
+      "prompts_too_long": len(problems) - len(kept),
+      "this_run": counts,
+      "decoding": dataclasses.asdict(job.params),
+      "n": job.n,
+      "max_new_tokens": job.max_new_tokens,
+      "seed": job.seed,
+      "source_checkpoint": job.source_checkpoint,
+    }
     with open(layout.synthesis_summary, "w") as f:
       json.dump(summary, f, indent=2)
-    print(f"[synthesize] {summary['records']} records; degeneracy filter: {summary['degeneracy_filter']}; "
-          f"finish: {summary['finish_reasons']}")
+    print(
+      f"[synthesize] {summary['records']} records; degeneracy filter: {summary['degeneracy_filter']}; "
+      f"finish: {summary['finish_reasons']}"
+    )

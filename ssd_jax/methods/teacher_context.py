@@ -24,8 +24,7 @@ class ChatTokenizer(Protocol):
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
 
-  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]],
-                          add_generation_prompt: bool = True) -> str: ...
+  def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +40,20 @@ class TeacherTemplates:
   """
 
   demonstration: str = "{prompt}\n\nHere is a correct solution:\n{demonstration}\n\nNow solve the problem."
-  feedback: str = ("{prompt}\n\nYour previous attempt failed:\n{feedback}\n\n"
-                   "Now solve the problem correctly.")
-  both: str = ("{prompt}\n\nYour previous attempt failed:\n{feedback}\n\n"
-               "Here is a correct solution:\n{demonstration}\n\nNow solve the problem.")
+  feedback: str = "{prompt}\n\nYour previous attempt failed:\n{feedback}\n\nNow solve the problem correctly."
+  both: str = (
+    "{prompt}\n\nYour previous attempt failed:\n{feedback}\n\n"
+    "Here is a correct solution:\n{demonstration}\n\nNow solve the problem."
+  )
   max_feedback_chars: int = 1000
   max_demonstration_chars: int = 4000
 
   def __post_init__(self):
-    for name, fields in (("demonstration", ("{prompt}", "{demonstration}")),
-                         ("feedback", ("{prompt}", "{feedback}")),
-                         ("both", ("{prompt}", "{demonstration}", "{feedback}"))):
+    for name, fields in (
+      ("demonstration", ("{prompt}", "{demonstration}")),
+      ("feedback", ("{prompt}", "{feedback}")),
+      ("both", ("{prompt}", "{demonstration}", "{feedback}")),
+    ):
       missing = [f for f in fields if f not in getattr(self, name)]
       if missing:
         raise ValueError(f"TeacherTemplates.{name} must contain {missing}")
@@ -92,11 +94,17 @@ def _clip(text: str, limit: int) -> str:
   if len(text) <= limit:
     return text
   half = (limit - 5) // 2
-  return text[:half] + "\n...\n" + text[len(text) - half:]
+  return text[:half] + "\n...\n" + text[len(text) - half :]
 
 
-def choose_contexts(attempts: Sequence[Attempt], *, kind: str, templates: TeacherTemplates,
-                    reference_solution: str = "", rng: random.Random | None = None) -> list[ContextChoice]:
+def choose_contexts(
+  attempts: Sequence[Attempt],
+  *,
+  kind: str,
+  templates: TeacherTemplates,
+  reference_solution: str = "",
+  rng: random.Random | None = None,
+) -> list[ContextChoice]:
   """Picks the teacher context of each rollout in one group (the G rollouts of one prompt).
 
   * 'demonstration': a successful sibling (never the rollout itself), else the reference solution
@@ -117,8 +125,9 @@ def choose_contexts(attempts: Sequence[Attempt], *, kind: str, templates: Teache
   """
   if kind not in CONTEXT_KINDS:
     raise ValueError(f"teacher context kind must be one of {CONTEXT_KINDS}, got {kind!r}")
-  winners = [i for i, a in enumerate(attempts)
-             if a.passed and len(a.response_text.strip()) <= templates.max_demonstration_chars]
+  winners = [
+    i for i, a in enumerate(attempts) if a.passed and len(a.response_text.strip()) <= templates.max_demonstration_chars
+  ]
   reference = reference_solution.strip() or None
   choices = []
   for i, attempt in enumerate(attempts):
@@ -136,8 +145,9 @@ def choose_contexts(attempts: Sequence[Attempt], *, kind: str, templates: Teache
   return choices
 
 
-def teacher_messages(prompt_messages: Sequence[Mapping[str, str]], choice: ContextChoice,
-                     templates: TeacherTemplates) -> Messages:
+def teacher_messages(
+  prompt_messages: Sequence[Mapping[str, str]], choice: ContextChoice, templates: TeacherTemplates
+) -> Messages:
   """The prompt's messages with the context written into the last user turn."""
   messages = [dict(m) for m in prompt_messages]
   users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
@@ -148,8 +158,7 @@ def teacher_messages(prompt_messages: Sequence[Mapping[str, str]], choice: Conte
   last = users[-1]
   prompt = messages[last]["content"]
   if choice.demonstration is not None and choice.feedback is not None:
-    content = templates.both.format(prompt=prompt, demonstration=choice.demonstration,
-                                    feedback=choice.feedback)
+    content = templates.both.format(prompt=prompt, demonstration=choice.demonstration, feedback=choice.feedback)
   elif choice.demonstration is not None:
     content = templates.demonstration.format(prompt=prompt, demonstration=choice.demonstration)
   else:
@@ -180,13 +189,21 @@ class TeacherInput:
   has_context: bool
 
 
-def build_teacher_input(tokenizer: ChatTokenizer, prompt_messages: Sequence[Mapping[str, str]],
-                        choice: ContextChoice, response_ids: Sequence[int],
-                        templates: TeacherTemplates) -> TeacherInput:
+def build_teacher_input(
+  tokenizer: ChatTokenizer,
+  prompt_messages: Sequence[Mapping[str, str]],
+  choice: ContextChoice,
+  response_ids: Sequence[int],
+  templates: TeacherTemplates,
+) -> TeacherInput:
   """Renders the teacher's prompt and appends the student's response ids verbatim.
 
   The response is never re-tokenised: the teacher scores exactly the tokens the student sampled.
   """
   ids = prompt_ids(tokenizer, teacher_messages(prompt_messages, choice, templates))
-  return TeacherInput(prompt_ids=tuple(ids), ids=tuple(ids) + tuple(int(t) for t in response_ids),
-                      response_start=len(ids), has_context=choice.has_context)
+  return TeacherInput(
+    prompt_ids=tuple(ids),
+    ids=tuple(ids) + tuple(int(t) for t in response_ids),
+    response_start=len(ids),
+    has_context=choice.has_context,
+  )

@@ -25,10 +25,16 @@ from ssd_jax.train.train_state import init_train_state
 def optimizer_config(section: ml_collections.ConfigDict) -> OptimizerConfig:
   """AdamW with linear warm-up and cosine decay, as a training section specifies."""
   return OptimizerConfig(
-      learning_rate=section.learning_rate, end_learning_rate=section.end_learning_rate,
-      warmup_steps=section.warmup_steps, total_steps=section.steps, b1=section.b1, b2=section.b2,
-      weight_decay=section.weight_decay, grad_clip_norm=section.grad_clip_norm or None,
-      grad_accum_steps=section.grad_accum_steps)
+    learning_rate=section.learning_rate,
+    end_learning_rate=section.end_learning_rate,
+    warmup_steps=section.warmup_steps,
+    total_steps=section.steps,
+    b1=section.b1,
+    b2=section.b2,
+    weight_decay=section.weight_decay,
+    grad_clip_norm=section.grad_clip_norm or None,
+    grad_accum_steps=section.grad_accum_steps,
+  )
 
 
 def make_optimizer_from(section: ml_collections.ConfigDict) -> Optimizer:
@@ -38,14 +44,27 @@ def make_optimizer_from(section: ml_collections.ConfigDict) -> Optimizer:
 
 def loop_config(section: ml_collections.ConfigDict, checkpoint_dir: str) -> LoopConfig:
   return LoopConfig(
-      total_steps=section.steps, checkpoint_dir=checkpoint_dir, checkpoint_every=section.checkpoint_every,
-      max_to_keep=section.max_to_keep, log_every=section.log_every,
-      async_checkpointing=section.async_checkpointing, progress_bar=section.progress_bar)
+    total_steps=section.steps,
+    checkpoint_dir=checkpoint_dir,
+    checkpoint_every=section.checkpoint_every,
+    max_to_keep=section.max_to_keep,
+    log_every=section.log_every,
+    async_checkpointing=section.async_checkpointing,
+    progress_bar=section.progress_bar,
+  )
 
 
-def train(run: Runtime, graphdef: nnx.GraphDef, params: Any, make_iterator: Callable[[], Any],
-          section: ml_collections.ConfigDict, *, checkpoint_dir: str, log_dir: str,
-          metadata: Mapping[str, Any]) -> Any:
+def train(
+  run: Runtime,
+  graphdef: nnx.GraphDef,
+  params: Any,
+  make_iterator: Callable[[], Any],
+  section: ml_collections.ConfigDict,
+  *,
+  checkpoint_dir: str,
+  log_dir: str,
+  metadata: Mapping[str, Any],
+) -> Any:
   """Trains `params` with masked cross-entropy on the batches of `make_iterator()`.
 
   Args:
@@ -61,10 +80,16 @@ def train(run: Runtime, graphdef: nnx.GraphDef, params: Any, make_iterator: Call
     The trained parameters (same structure and shardings as `params`).
   """
   optimizer = make_optimizer_from(section)
-  step = make_sft_step(graphdef, optimizer, chunk_size=section.loss_chunk_size,
-                       mesh=run.mesh, rules=run.rules)
+  step = make_sft_step(graphdef, optimizer, chunk_size=section.loss_chunk_size, mesh=run.mesh, rules=run.rules)
   state = init_train_state(params, optimizer)
   with MetricsWriter(log_dir, tensorboard=section.tensorboard) as writer:
-    final = run_sft(step, state, make_iterator, loop_config(section, checkpoint_dir), metrics_writer=writer,
-                    place_batch=step.place_batch, metadata=metadata)
+    final = run_sft(
+      step,
+      state,
+      make_iterator,
+      loop_config(section, checkpoint_dir),
+      metrics_writer=writer,
+      place_batch=step.place_batch,
+      metadata=metadata,
+    )
   return final.params

@@ -32,8 +32,9 @@ class Llama3RopeScaling:
       raise ValueError(f"rope_scaling.factor must be >= 1, got {self.factor}")
     if self.high_freq_factor <= self.low_freq_factor:
       raise ValueError(
-          "rope_scaling.high_freq_factor must exceed rope_scaling.low_freq_factor, got "
-          f"{self.high_freq_factor} <= {self.low_freq_factor}")
+        "rope_scaling.high_freq_factor must exceed rope_scaling.low_freq_factor, got "
+        f"{self.high_freq_factor} <= {self.low_freq_factor}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +85,23 @@ class ModelConfig:
   scan_layers: bool = False
 
   def __post_init__(self):
-    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                 "num_kv_heads", "head_dim", "max_position_embeddings"):
+    for name in (
+      "vocab_size",
+      "hidden_size",
+      "intermediate_size",
+      "num_layers",
+      "num_heads",
+      "num_kv_heads",
+      "head_dim",
+      "max_position_embeddings",
+    ):
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(
-          f"ModelConfig.num_heads={self.num_heads} must be a multiple of "
-          f"ModelConfig.num_kv_heads={self.num_kv_heads}")
+        f"ModelConfig.num_heads={self.num_heads} must be a multiple of ModelConfig.num_kv_heads={self.num_kv_heads}"
+      )
     if self.head_dim % 2:
       raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
     if self.rope_theta <= 0:
@@ -133,6 +142,6 @@ class ModelConfig:
     unembed = 0 if self.tie_embeddings else d * self.vocab_size
     return self.vocab_size * d + self.num_layers * block + d + unembed
 
-  def replace(self, **changes) -> "ModelConfig":
+  def replace(self, **changes) -> ModelConfig:
     """Returns a copy with `changes` applied (validated again)."""
     return dataclasses.replace(self, **changes)

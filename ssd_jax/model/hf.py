@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -39,8 +40,9 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
     family = {"qwen3": "qwen3", "llama": "llama"}.get(hf_config.get("model_type"))
   if family is None:
     raise ValueError(
-        f"Unsupported Hugging Face architecture {archs or hf_config.get('model_type')!r}; "
-        f"supported: {sorted(_ARCHITECTURES)}")
+      f"Unsupported Hugging Face architecture {archs or hf_config.get('model_type')!r}; "
+      f"supported: {sorted(_ARCHITECTURES)}"
+    )
   for flag in ("attention_bias", "mlp_bias", "use_sliding_window"):
     if hf_config.get(flag):
       raise ValueError(f"Hugging Face config sets {flag}=True, which this model does not implement")
@@ -53,21 +55,30 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
   rope_type = rope.get("rope_type", rope.get("type", "default"))
   if rope_type == "llama3":
     scaling = Llama3RopeScaling(
-        factor=float(rope["factor"]), low_freq_factor=float(rope["low_freq_factor"]),
-        high_freq_factor=float(rope["high_freq_factor"]),
-        original_max_position_embeddings=int(rope["original_max_position_embeddings"]))
+      factor=float(rope["factor"]),
+      low_freq_factor=float(rope["low_freq_factor"]),
+      high_freq_factor=float(rope["high_freq_factor"]),
+      original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
+    )
   elif rope_type == "default":
     scaling = None
   else:
     raise ValueError(f"Unsupported rope_type {rope_type!r}; supported: 'default', 'llama3'")
   fields = dict(
-      vocab_size=hf_config["vocab_size"], hidden_size=hf_config["hidden_size"],
-      intermediate_size=hf_config["intermediate_size"], num_layers=hf_config["num_hidden_layers"],
-      num_heads=heads, num_kv_heads=hf_config.get("num_key_value_heads") or heads,
-      head_dim=hf_config.get("head_dim") or hf_config["hidden_size"] // heads,
-      rope_theta=float(rope_theta), rope_scaling=scaling, rms_norm_eps=float(hf_config["rms_norm_eps"]),
-      tie_embeddings=bool(hf_config.get("tie_word_embeddings", False)), qk_norm=family == "qwen3",
-      max_position_embeddings=hf_config.get("max_position_embeddings", 40_960))
+    vocab_size=hf_config["vocab_size"],
+    hidden_size=hf_config["hidden_size"],
+    intermediate_size=hf_config["intermediate_size"],
+    num_layers=hf_config["num_hidden_layers"],
+    num_heads=heads,
+    num_kv_heads=hf_config.get("num_key_value_heads") or heads,
+    head_dim=hf_config.get("head_dim") or hf_config["hidden_size"] // heads,
+    rope_theta=float(rope_theta),
+    rope_scaling=scaling,
+    rms_norm_eps=float(hf_config["rms_norm_eps"]),
+    tie_embeddings=bool(hf_config.get("tie_word_embeddings", False)),
+    qk_norm=family == "qwen3",
+    max_position_embeddings=hf_config.get("max_position_embeddings", 40_960),
+  )
   fields.update(overrides)
   return ModelConfig(**fields)
 
@@ -79,14 +90,25 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
   if cfg.rope_scaling is not None:
     rope_parameters.update(rope_type="llama3", **dataclasses.asdict(cfg.rope_scaling))
   return {
-      "architectures": [arch], "model_type": model_type, "vocab_size": cfg.vocab_size,
-      "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
-      "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
-      "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim, "hidden_act": "silu",
-      "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
-      "rope_theta": cfg.rope_theta, "rope_parameters": rope_parameters,
-      "tie_word_embeddings": cfg.tie_embeddings, "attention_bias": False, "mlp_bias": False,
-      "torch_dtype": cfg.param_dtype, "dtype": cfg.param_dtype,
+    "architectures": [arch],
+    "model_type": model_type,
+    "vocab_size": cfg.vocab_size,
+    "hidden_size": cfg.hidden_size,
+    "intermediate_size": cfg.intermediate_size,
+    "num_hidden_layers": cfg.num_layers,
+    "num_attention_heads": cfg.num_heads,
+    "num_key_value_heads": cfg.num_kv_heads,
+    "head_dim": cfg.head_dim,
+    "hidden_act": "silu",
+    "max_position_embeddings": cfg.max_position_embeddings,
+    "rms_norm_eps": cfg.rms_norm_eps,
+    "rope_theta": cfg.rope_theta,
+    "rope_parameters": rope_parameters,
+    "tie_word_embeddings": cfg.tie_embeddings,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "torch_dtype": cfg.param_dtype,
+    "dtype": cfg.param_dtype,
   }
 
 
@@ -140,27 +162,29 @@ def _hf_shape(layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 _READERS: dict[str, Callable] = {
-    "same": _read_same, "transposed": _read_transposed,
-    "split_out": _read_split_out, "split_in": _read_split_in,
+  "same": _read_same,
+  "transposed": _read_transposed,
+  "split_out": _read_split_out,
+  "split_in": _read_split_in,
 }
 
 _LAYER_NAMES = {
-    ("attn", "q_proj"): ("self_attn.q_proj.weight", "split_out"),
-    ("attn", "k_proj"): ("self_attn.k_proj.weight", "split_out"),
-    ("attn", "v_proj"): ("self_attn.v_proj.weight", "split_out"),
-    ("attn", "o_proj"): ("self_attn.o_proj.weight", "split_in"),
-    ("attn", "q_norm", "scale"): ("self_attn.q_norm.weight", "same"),
-    ("attn", "k_norm", "scale"): ("self_attn.k_norm.weight", "same"),
-    ("mlp", "gate_proj"): ("mlp.gate_proj.weight", "transposed"),
-    ("mlp", "up_proj"): ("mlp.up_proj.weight", "transposed"),
-    ("mlp", "down_proj"): ("mlp.down_proj.weight", "transposed"),
-    ("input_norm", "scale"): ("input_layernorm.weight", "same"),
-    ("post_attention_norm", "scale"): ("post_attention_layernorm.weight", "same"),
+  ("attn", "q_proj"): ("self_attn.q_proj.weight", "split_out"),
+  ("attn", "k_proj"): ("self_attn.k_proj.weight", "split_out"),
+  ("attn", "v_proj"): ("self_attn.v_proj.weight", "split_out"),
+  ("attn", "o_proj"): ("self_attn.o_proj.weight", "split_in"),
+  ("attn", "q_norm", "scale"): ("self_attn.q_norm.weight", "same"),
+  ("attn", "k_norm", "scale"): ("self_attn.k_norm.weight", "same"),
+  ("mlp", "gate_proj"): ("mlp.gate_proj.weight", "transposed"),
+  ("mlp", "up_proj"): ("mlp.up_proj.weight", "transposed"),
+  ("mlp", "down_proj"): ("mlp.down_proj.weight", "transposed"),
+  ("input_norm", "scale"): ("input_layernorm.weight", "same"),
+  ("post_attention_norm", "scale"): ("post_attention_layernorm.weight", "same"),
 }
 _TOP_NAMES = {
-    ("embed",): ("model.embed_tokens.weight", "same"),
-    ("final_norm", "scale"): ("model.norm.weight", "same"),
-    ("lm_head",): ("lm_head.weight", "transposed"),
+  ("embed",): ("model.embed_tokens.weight", "same"),
+  ("final_norm", "scale"): ("model.norm.weight", "same"),
+  ("lm_head",): ("lm_head.weight", "transposed"),
 }
 
 
@@ -213,9 +237,14 @@ class _SafetensorsReader:
     return self._handles[path].get_slice(name)
 
 
-def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFAULT_RULES,
-            dtype: str | None = None, param_dtype: str | None = None,
-            **config_overrides) -> tuple[Transformer, ModelConfig]:
+def load_hf(
+  directory: str,
+  mesh: Mesh | None = None,
+  rules: LogicalRules = DEFAULT_RULES,
+  dtype: str | None = None,
+  param_dtype: str | None = None,
+  **config_overrides,
+) -> tuple[Transformer, ModelConfig]:
   """Loads a Hugging Face checkpoint into a Transformer.
 
   Args:
@@ -252,7 +281,9 @@ def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFA
     tensor = reader.slice(name)
     expected = _hf_shape(layout, shape)
     if tuple(tensor.get_shape()) != expected:
-      raise ValueError(f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} from its config.json")
+      raise ValueError(
+        f"Tensor {name!r} has shape {tuple(tensor.get_shape())}, expected {expected} from its config.json"
+      )
     return tensor
 
   def load_one(path, var, sharding):
@@ -261,8 +292,9 @@ def load_hf(directory: str, mesh: Mesh | None = None, rules: LogicalRules = DEFA
     if is_stacked(path):  # One file tensor per layer, stacked along our leading axis.
       layout = hf_name(path, 0)[1]
       tensors = [open_tensor(hf_name(path, i)[0], layout, shape[1:]) for i in range(shape[0])]
-      read = lambda index: np.stack([_READERS[layout](lambda i, t=t: t[i], index[1:], shape[1:])
-                                     for t in tensors[_norm(index[:1], shape[:1])[0]]])
+      read = lambda index: np.stack(
+        [_READERS[layout](lambda i, t=t: t[i], index[1:], shape[1:]) for t in tensors[_norm(index[:1], shape[:1])[0]]]
+      )
     else:
       name, layout = hf_name(path)
       tensor = open_tensor(name, layout, shape)

@@ -29,26 +29,31 @@ class KVCache:
   index: jax.Array
 
   @classmethod
-  def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> "KVCache":
+  def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> KVCache:
     """An empty cache of `max_len` slots per row, in cfg.dtype unless `dtype` is given."""
     if batch <= 0 or max_len <= 0:
       raise ValueError(f"KVCache.init needs positive batch and max_len, got {batch}, {max_len}")
     shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
     dtype = cfg.compute_dtype if dtype is None else dtype
-    return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
-               valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
+    return cls(
+      k=jnp.zeros(shape, dtype),
+      v=jnp.zeros(shape, dtype),
+      valid=jnp.zeros((batch, max_len), bool),
+      index=jnp.zeros((), jnp.int32),
+    )
 
   @property
   def max_len(self) -> int:
     return self.k.shape[2]
 
   @staticmethod
-  def shardings(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> "KVCache":
+  def shardings(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> KVCache:
     """NamedShardings for each field under the same rules that shard the model."""
+
     def named(*names):
       return NamedSharding(mesh, logical_to_spec(names, rules))
-    return KVCache(k=named(*KV_LOGICAL_AXES), v=named(*KV_LOGICAL_AXES),
-                   valid=named("batch", "length"), index=named())
+
+    return KVCache(k=named(*KV_LOGICAL_AXES), v=named(*KV_LOGICAL_AXES), valid=named("batch", "length"), index=named())
 
   def attention_mask(self, length: int) -> jax.Array:
     """Mask for `length` queries written at slots index..index+length-1 (after they are written).
@@ -61,7 +66,7 @@ class KVCache:
     causal = slots[None, :] <= query_slots[:, None]
     return causal[None] & self.valid[:, None, :]
 
-  def write_valid(self, token_valid: jax.Array) -> "KVCache":
+  def write_valid(self, token_valid: jax.Array) -> KVCache:
     """Marks the next token_valid.shape[1] slots with token_valid (bool [batch, length])."""
     valid = jax.lax.dynamic_update_slice(self.valid, token_valid, (0, self.index))
     return self.replace(valid=valid)

@@ -9,7 +9,8 @@ same weights give the same outputs as the unstacked model.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ LAYERS_AXIS = "layers"
 
 def stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> DecoderBlock:
   """One DecoderBlock whose parameters carry a leading [num_layers] axis named 'layers'."""
+
   @nnx.split_rngs(splits=cfg.num_layers)
   @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS})
   def make(rngs):
@@ -31,8 +33,18 @@ def stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> DecoderBlock:
   return make(rngs)
 
 
-def scan_blocks(blocks: DecoderBlock, x: jax.Array, cos, sin, mask, segment_ids, kv=None, *,
-                remat_policy: Callable | None = None, remat: bool = False):
+def scan_blocks(
+  blocks: DecoderBlock,
+  x: jax.Array,
+  cos,
+  sin,
+  mask,
+  segment_ids,
+  kv=None,
+  *,
+  remat_policy: Callable | None = None,
+  remat: bool = False,
+):
   """Runs the stacked blocks in order over x.
 
   Args:
@@ -73,6 +85,7 @@ def _is_variable(x: Any) -> bool:
 
 def stack_layers(layer_states: list[Any]) -> Any:
   """Per-layer states (e.g. of `model.layers[i]`) -> the stacked layout, 'layers' prepended to names."""
+
   def stack(*variables):
     first = variables[0]
     names = first.get_metadata("out_sharding", None)
@@ -84,6 +97,7 @@ def stack_layers(layer_states: list[Any]) -> Any:
 
 def unstack_layers(stacked: Any, num_layers: int) -> list[Any]:
   """The inverse of `stack_layers`: `num_layers` per-layer states."""
+
   def take(variable, i):
     names = variable.get_metadata("out_sharding", None)
     value = variable.get_value()[i]

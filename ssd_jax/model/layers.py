@@ -6,7 +6,7 @@ Parameters are stored in einsum-friendly layouts ([in, heads, head_dim] rather t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +24,9 @@ MASK_VALUE = -1e30
 _INIT_STDDEV = 0.02
 
 
-def make_param(rngs: nnx.Rngs, shape: Sequence[int], names: tuple[str | None, ...], dtype,
-               init: str = "normal") -> nnx.Param:
+def make_param(
+  rngs: nnx.Rngs, shape: Sequence[int], names: tuple[str | None, ...], dtype, init: str = "normal"
+) -> nnx.Param:
   """A parameter of `shape` carrying logical axis `names` (sharded later by the rules table)."""
   if init == "ones":
     value = jnp.ones(shape, dtype)
@@ -113,7 +114,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   kvh = k.shape[2]
   q = q.reshape(b, t, kvh, h // kvh, dh)
   scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype), preferred_element_type=jnp.float32)
-  scores = scores * np.float32(dh ** -0.5)
+  scores = scores * np.float32(dh**-0.5)
   scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
   out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(q.dtype))

@@ -14,9 +14,9 @@ from ssd_jax.model.layers import DecoderBlock, RMSNorm, make_param, rope_angles,
 from ssd_jax.sharding import constrain
 
 _REMAT_POLICIES = {
-    "full": None,  # Save nothing; recompute the whole block in the backward pass.
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+  "full": None,  # Save nothing; recompute the whole block in the backward pass.
+  "dots": jax.checkpoint_policies.checkpoint_dots,
+  "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
 }
 
 
@@ -55,8 +55,9 @@ class Transformer(nnx.Module):
     else:
       self.lm_head = make_param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.weight_dtype)
 
-  def hidden(self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None,
-             cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+  def hidden(
+    self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None, cache: KVCache | None = None
+  ) -> tuple[jax.Array, KVCache | None]:
     """Final-norm hidden states.
 
     Args:
@@ -93,8 +94,9 @@ class Transformer(nnx.Module):
 
     if cfg.scan_layers:
       kv = None if cache is None else (k_all, v_all, cache.index)
-      x, updated = scan_blocks(self.layers, x, cos, sin, mask, seg, kv, remat=cfg.remat != "none",
-                               remat_policy=_REMAT_POLICIES.get(cfg.remat))
+      x, updated = scan_blocks(
+        self.layers, x, cos, sin, mask, seg, kv, remat=cfg.remat != "none", remat_policy=_REMAT_POLICIES.get(cfg.remat)
+      )
       if cache is not None:
         k_all, v_all = updated
     else:
@@ -122,8 +124,9 @@ class Transformer(nnx.Module):
       logits = constrain(logits, ("batch", "length", "vocab"))
     return logits
 
-  def __call__(self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None,
-               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+  def __call__(
+    self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None, cache: KVCache | None = None
+  ) -> tuple[jax.Array, KVCache | None]:
     """Logits float32 [batch, length, vocab] and the advanced cache (see `hidden`)."""
     hidden, cache = self.hidden(tokens, positions, segment_ids=segment_ids, cache=cache)
     return self.unembed(hidden), cache

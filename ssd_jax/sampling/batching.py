@@ -56,21 +56,21 @@ def validate_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, max_prom
       raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
     if len(prompt) > max_prompt_len:
       raise ValueError(
-          f"prompt {i} has {len(prompt)} tokens; at most {max_prompt_len} fit "
-          "(sampler max_len minus max_new_tokens)")
+        f"prompt {i} has {len(prompt)} tokens; at most {max_prompt_len} fit (sampler max_len minus max_new_tokens)"
+      )
     ids = np.asarray(prompt)
     if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab_size:
       raise ValueError(f"prompt {i} must hold integer token ids in [0, {vocab_size})")
 
 
 def plan_batches(
-    prompts: Sequence[Sequence[int]],
-    n: int,
-    batch_size: int,
-    max_prompt_len: int,
-    *,
-    pad_id: int = 0,
-    bucket_multiple: int = 64,
+  prompts: Sequence[Sequence[int]],
+  n: int,
+  batch_size: int,
+  max_prompt_len: int,
+  *,
+  pad_id: int = 0,
+  bucket_multiple: int = 64,
 ) -> list[RowBatch]:
   """Splits n samples of every prompt into batches of batch_size rows.
 
@@ -94,7 +94,7 @@ def plan_batches(
   rows = [(p, s) for p in order for s in range(n)]
   batches = []
   for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
+    chunk = rows[start : start + batch_size]
     longest = max(len(prompts[p]) for p, _ in chunk)
     width = min(prompt_bucket(longest, multiple=bucket_multiple), max_prompt_len)
     tokens = np.full((batch_size, width), pad_id, np.int32)
@@ -103,7 +103,7 @@ def plan_batches(
     sample_index = np.zeros((batch_size,), np.int32)
     active = np.zeros((batch_size,), bool)
     for r, (p, s) in enumerate(chunk):
-      tokens[r, :len(prompts[p])] = prompts[p]
+      tokens[r, : len(prompts[p])] = prompts[p]
       lengths[r], prompt_index[r], sample_index[r], active[r] = len(prompts[p]), p, s, True
     batches.append(RowBatch(tokens, lengths, prompt_index, sample_index, active))
   return batches

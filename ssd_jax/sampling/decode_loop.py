@@ -83,8 +83,9 @@ def model_config(graphdef: nnx.GraphDef, state: Any):
   return nnx.merge(graphdef, state).cfg
 
 
-def decode_step(graphdef: nnx.GraphDef, state: Any, tokens: jax.Array, positions: jax.Array,
-                live: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
+def decode_step(
+  graphdef: nnx.GraphDef, state: Any, tokens: jax.Array, positions: jax.Array, live: jax.Array, cache: KVCache
+) -> tuple[jax.Array, KVCache]:
   """One token per row through the cache.
 
   Args:
@@ -98,8 +99,7 @@ def decode_step(graphdef: nnx.GraphDef, state: Any, tokens: jax.Array, positions
     (float32 logits [batch, vocab] for the next token, the advanced cache).
   """
   model = nnx.merge(graphdef, state)
-  logits, cache = model(tokens[:, None], positions[:, None],
-                        segment_ids=live[:, None].astype(jnp.int32), cache=cache)
+  logits, cache = model(tokens[:, None], positions[:, None], segment_ids=live[:, None].astype(jnp.int32), cache=cache)
   return logits[:, 0], cache
 
 
@@ -125,20 +125,20 @@ def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
 
 
 def generate_batch(
-    graphdef: nnx.GraphDef,
-    state: Any,
-    prompts: jax.Array,
-    prompt_lengths: jax.Array,
-    keys: jax.Array,
-    params: RowParams,
-    stop_ids: jax.Array | None = None,
-    active: jax.Array | None = None,
-    *,
-    max_new_tokens: int,
-    mesh: Mesh | None = None,
-    rules: LogicalRules = DEFAULT_RULES,
-    impl: str = "auto",
-    pad_id: int = 0,
+  graphdef: nnx.GraphDef,
+  state: Any,
+  prompts: jax.Array,
+  prompt_lengths: jax.Array,
+  keys: jax.Array,
+  params: RowParams,
+  stop_ids: jax.Array | None = None,
+  active: jax.Array | None = None,
+  *,
+  max_new_tokens: int,
+  mesh: Mesh | None = None,
+  rules: LogicalRules = DEFAULT_RULES,
+  impl: str = "auto",
+  pad_id: int = 0,
 ) -> GenerationOutput:
   """Samples up to max_new_tokens tokens for every row; pure, call it inside jax.jit.
 
@@ -173,8 +173,9 @@ def generate_batch(
   cfg = model_config(graphdef, state)
   if width + max_new_tokens > cfg.max_position_embeddings:
     raise ValueError(
-        f"prompt width {width} + max_new_tokens {max_new_tokens} exceeds the model's "
-        f"max_position_embeddings {cfg.max_position_embeddings}")
+      f"prompt width {width} + max_new_tokens {max_new_tokens} exceeds the model's "
+      f"max_position_embeddings {cfg.max_position_embeddings}"
+    )
   stop_ids = jnp.full((1,), -1, jnp.int32) if stop_ids is None else jnp.asarray(stop_ids, jnp.int32)
   active = jnp.ones((batch,), bool) if active is None else jnp.asarray(active, bool)
   prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
@@ -182,18 +183,20 @@ def generate_batch(
 
   def record(progress: _Progress, logits: jax.Array, t: jax.Array) -> _Progress:
     step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
-    sample = sample_tokens(logits, params, step_keys, impl=impl,
-                           mesh=mesh if batch_axes else None, batch_axes=batch_axes)
+    sample = sample_tokens(
+      logits, params, step_keys, impl=impl, mesh=mesh if batch_axes else None, batch_axes=batch_axes
+    )
     live = ~progress.done
     put = lambda buffer, value, fill: buffer.at[:, t].set(jnp.where(live, value, fill))
     is_stop = live & jnp.any(sample.token[:, None] == stop_ids[None, :], axis=-1)
     return _Progress(
-        tokens=put(progress.tokens, sample.token, pad_id),
-        logprob_raw=put(progress.logprob_raw, sample.logprob_raw, 0.0),
-        logprob_sampled=put(progress.logprob_sampled, sample.logprob_sampled, 0.0),
-        num_tokens=progress.num_tokens + live.astype(jnp.int32),
-        stopped=progress.stopped | is_stop,
-        done=progress.done | is_stop | (t + 1 >= max_new_tokens))
+      tokens=put(progress.tokens, sample.token, pad_id),
+      logprob_raw=put(progress.logprob_raw, sample.logprob_raw, 0.0),
+      logprob_sampled=put(progress.logprob_sampled, sample.logprob_sampled, 0.0),
+      num_tokens=progress.num_tokens + live.astype(jnp.int32),
+      stopped=progress.stopped | is_stop,
+      done=progress.done | is_stop | (t + 1 >= max_new_tokens),
+    )
 
   context = use_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
   with context:
@@ -203,9 +206,13 @@ def generate_batch(
     logits, cache = _prefill(graphdef, state, prompts, prompt_lengths, cache)
     zeros = jnp.zeros((batch, max_new_tokens), jnp.float32)
     progress = _Progress(
-        tokens=jnp.full((batch, max_new_tokens), pad_id, jnp.int32), logprob_raw=zeros,
-        logprob_sampled=zeros, num_tokens=jnp.zeros((batch,), jnp.int32),
-        stopped=jnp.zeros((batch,), bool), done=~active)
+      tokens=jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+      logprob_raw=zeros,
+      logprob_sampled=zeros,
+      num_tokens=jnp.zeros((batch,), jnp.int32),
+      stopped=jnp.zeros((batch,), bool),
+      done=~active,
+    )
 
     def keep_going(carry):
       return ~jnp.all(carry[-1].done)
@@ -213,14 +220,13 @@ def generate_batch(
     def step(carry):
       t, logits, cache, progress = carry
       progress = record(progress, logits, t)
-      advance = lambda: decode_step(graphdef, state, progress.tokens[:, t], prompt_lengths + t,
-                                    ~progress.done, cache)
+      advance = lambda: decode_step(graphdef, state, progress.tokens[:, t], prompt_lengths + t, ~progress.done, cache)
       # The last step needs no forward pass: every row is done.
       logits, cache = jax.lax.cond(jnp.all(progress.done), lambda: (logits, cache), advance)
       return t + 1, logits, cache, progress
 
     # One loop body samples every step (prefill logits included), so sampling is traced once.
-    steps, _, _, progress = jax.lax.while_loop(
-        keep_going, step, (jnp.int32(0), logits, cache, progress))
-  return GenerationOutput(progress.tokens, progress.logprob_raw, progress.logprob_sampled,
-                          progress.num_tokens, progress.stopped, steps)
+    steps, _, _, progress = jax.lax.while_loop(keep_going, step, (jnp.int32(0), logits, cache, progress))
+  return GenerationOutput(
+    progress.tokens, progress.logprob_raw, progress.logprob_sampled, progress.num_tokens, progress.stopped, steps
+  )

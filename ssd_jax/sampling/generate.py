@@ -73,8 +73,7 @@ def _per_prompt_params(params: SamplingParams | Sequence[SamplingParams], num_pr
     return [params] * num_prompts
   params = list(params)
   if len(params) != num_prompts or not all(isinstance(p, SamplingParams) for p in params):
-    raise ValueError(
-        f"params must be one SamplingParams or one per prompt ({num_prompts}), got {len(params)} items")
+    raise ValueError(f"params must be one SamplingParams or one per prompt ({num_prompts}), got {len(params)} items")
   return params
 
 
@@ -92,37 +91,74 @@ class Sampler:
     bucket_multiple: prompt widths are powers of two up to this, then multiples of it.
   """
 
-  def __init__(self, graphdef: nnx.GraphDef, *, mesh: Mesh | None = None,
-               rules: LogicalRules = DEFAULT_RULES, max_len: int, batch_size: int,
-               impl: str = "auto", pad_id: int = 0, bucket_multiple: int = 64):
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    *,
+    mesh: Mesh | None = None,
+    rules: LogicalRules = DEFAULT_RULES,
+    max_len: int,
+    batch_size: int,
+    impl: str = "auto",
+    pad_id: int = 0,
+    bucket_multiple: int = 64,
+  ):
     if max_len < 2 or batch_size < 1:
       raise ValueError(f"max_len must be >= 2 and batch_size >= 1, got {max_len}, {batch_size}")
     shards = 1 if mesh is None else mesh_axes_size("batch", dict(mesh.shape), rules)
     if batch_size % shards:
-      raise ValueError(
-          f"batch_size {batch_size} is not divisible by the {shards} shards of the 'batch' axis")
+      raise ValueError(f"batch_size {batch_size} is not divisible by the {shards} shards of the 'batch' axis")
     self.graphdef, self.mesh, self.rules = graphdef, mesh, rules
     self.max_len, self.batch_size, self.pad_id = max_len, batch_size, pad_id
     self.bucket_multiple = bucket_multiple
     # One jit per sampler: its cache holds one program per (prompt width, max_new_tokens).
-    self._run = jax.jit(functools.partial(
-        self._run_batch, graphdef, mesh=mesh, rules=rules, impl=impl, pad_id=pad_id),
-        static_argnames="max_new_tokens")
+    self._run = jax.jit(
+      functools.partial(self._run_batch, graphdef, mesh=mesh, rules=rules, impl=impl, pad_id=pad_id),
+      static_argnames="max_new_tokens",
+    )
 
   @staticmethod
-  def _run_batch(graphdef, state, prompts, prompt_lengths, seed, prompt_index, sample_index,
-                 params, stop_ids, active, *, max_new_tokens, mesh, rules, impl, pad_id):
+  def _run_batch(
+    graphdef,
+    state,
+    prompts,
+    prompt_lengths,
+    seed,
+    prompt_index,
+    sample_index,
+    params,
+    stop_ids,
+    active,
+    *,
+    max_new_tokens,
+    mesh,
+    rules,
+    impl,
+    pad_id,
+  ):
     keys = row_keys(seed, prompt_index, sample_index)
-    return generate_batch(graphdef, state, prompts, prompt_lengths, keys, params, stop_ids,
-                          active, max_new_tokens=max_new_tokens, mesh=mesh, rules=rules,
-                          impl=impl, pad_id=pad_id)
+    return generate_batch(
+      graphdef,
+      state,
+      prompts,
+      prompt_lengths,
+      keys,
+      params,
+      stop_ids,
+      active,
+      max_new_tokens=max_new_tokens,
+      mesh=mesh,
+      rules=rules,
+      impl=impl,
+      pad_id=pad_id,
+    )
 
   def _put(self, x: np.ndarray, names: tuple[str, ...]) -> jax.Array:
     """A global array from a host array every process holds in full."""
     x = np.asarray(x)
     if self.mesh is None:
       return jax.numpy.asarray(x)
-    sharding = NamedSharding(self.mesh, logical_to_spec(names[:x.ndim], self.rules))
+    sharding = NamedSharding(self.mesh, logical_to_spec(names[: x.ndim], self.rules))
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
   def _fetch(self, x: jax.Array) -> np.ndarray:
@@ -130,29 +166,40 @@ class Sampler:
       return np.asarray(jax.device_get(x))
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
-  def _device_batch(self, batch: RowBatch, params: list[SamplingParams], seed: int,
-                    stop_ids: np.ndarray) -> dict[str, Any]:
+  def _device_batch(
+    self, batch: RowBatch, params: list[SamplingParams], seed: int, stop_ids: np.ndarray
+  ) -> dict[str, Any]:
     rows = [params[p] for p in batch.prompt_index]
     host_rows = RowParams(
-        temperature=np.array([r.temperature for r in rows], np.float32),
-        top_k=np.array([r.top_k for r in rows], np.int32),
-        top_p=np.array([r.top_p for r in rows], np.float32),
-        min_p=np.array([r.min_p for r in rows], np.float32))
+      temperature=np.array([r.temperature for r in rows], np.float32),
+      top_k=np.array([r.top_k for r in rows], np.int32),
+      top_p=np.array([r.top_p for r in rows], np.float32),
+      min_p=np.array([r.min_p for r in rows], np.float32),
+    )
     row = ("batch",)
     return dict(
-        prompts=self._put(batch.prompts, ("batch", "length")),
-        prompt_lengths=self._put(batch.prompt_lengths, row),
-        seed=self._put(np.uint32(seed), ()),
-        prompt_index=self._put(batch.prompt_index, row),
-        sample_index=self._put(batch.sample_index, row),
-        params=RowParams(*(self._put(x, row) for x in host_rows)),
-        stop_ids=self._put(stop_ids, (None,)),
-        active=self._put(batch.active, row))
+      prompts=self._put(batch.prompts, ("batch", "length")),
+      prompt_lengths=self._put(batch.prompt_lengths, row),
+      seed=self._put(np.uint32(seed), ()),
+      prompt_index=self._put(batch.prompt_index, row),
+      sample_index=self._put(batch.sample_index, row),
+      params=RowParams(*(self._put(x, row) for x in host_rows)),
+      stop_ids=self._put(stop_ids, (None,)),
+      active=self._put(batch.active, row),
+    )
 
-  def generate(self, state: Any, prompts: Sequence[Sequence[int]],
-               params: SamplingParams | Sequence[SamplingParams], *, n: int = 1,
-               max_new_tokens: int, stop_ids: Sequence[int] = (), seed: int = 0,
-               progress: bool = True) -> list[Generation]:
+  def generate(
+    self,
+    state: Any,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams | Sequence[SamplingParams],
+    *,
+    n: int = 1,
+    max_new_tokens: int,
+    stop_ids: Sequence[int] = (),
+    seed: int = 0,
+    progress: bool = True,
+  ) -> list[Generation]:
     """Samples n completions of every prompt.
 
     Args:
@@ -180,20 +227,18 @@ class Sampler:
     validate_prompts(prompts, vocab_size, max_prompt_len)
     if any(not 0 <= int(i) < vocab_size for i in stop_ids):
       raise ValueError(f"stop_ids must be token ids in [0, {vocab_size}), got {list(stop_ids)}")
-    stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1,
-                    np.int32)
-    stops[:len(stop_ids)] = np.asarray(stop_ids, np.int32)
+    stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1, np.int32)
+    stops[: len(stop_ids)] = np.asarray(stop_ids, np.int32)
 
-    batches = plan_batches(prompts, n, self.batch_size, max_prompt_len, pad_id=self.pad_id,
-                           bucket_multiple=self.bucket_multiple)
+    batches = plan_batches(
+      prompts, n, self.batch_size, max_prompt_len, pad_id=self.pad_id, bucket_multiple=self.bucket_multiple
+    )
     results: list[Generation] = []
-    bar = tqdm.tqdm(total=len(batches), desc="sampling", unit="batch",
-                    disable=not progress or jax.process_index() != 0)
+    bar = tqdm.tqdm(total=len(batches), desc="sampling", unit="batch", disable=not progress or jax.process_index() != 0)
     pending = None
     for batch in batches:
       # Dispatch is asynchronous: the next batch is queued before the previous one is read back.
-      out = self._run(state, **self._device_batch(batch, per_prompt, seed, stops),
-                      max_new_tokens=max_new_tokens)
+      out = self._run(state, **self._device_batch(batch, per_prompt, seed, stops), max_new_tokens=max_new_tokens)
       if pending is not None:
         results += self._collect(*pending)
         bar.update(1)
@@ -209,8 +254,14 @@ class Sampler:
     generations = []
     for r in np.flatnonzero(batch.active):
       count = int(out.num_tokens[r])
-      generations.append(Generation(
-          prompt_index=int(batch.prompt_index[r]), sample_index=int(batch.sample_index[r]),
-          token_ids=out.tokens[r, :count], finish_reason="stop" if out.stopped[r] else "length",
-          logprob_raw=out.logprob_raw[r, :count], logprob_sampled=out.logprob_sampled[r, :count]))
+      generations.append(
+        Generation(
+          prompt_index=int(batch.prompt_index[r]),
+          sample_index=int(batch.sample_index[r]),
+          token_ids=out.tokens[r, :count],
+          finish_reason="stop" if out.stopped[r] else "length",
+          logprob_raw=out.logprob_raw[r, :count],
+          logprob_sampled=out.logprob_sampled[r, :count],
+        )
+      )
     return generations

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +41,7 @@ class SamplingParams:
 
   def __post_init__(self):
     if not math.isfinite(self.temperature) or self.temperature < 0:
-      raise ValueError(
-          f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+      raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
     if isinstance(self.top_k, bool) or int(self.top_k) != self.top_k:
       raise ValueError(f"top_k must be an integer (<= 0 = off), got {self.top_k!r}")
     if not 0.0 < self.top_p <= 1.0:
@@ -54,7 +53,7 @@ class SamplingParams:
   def greedy(self) -> bool:
     return self.temperature == 0.0
 
-  def rows(self, batch: int) -> "RowParams":
+  def rows(self, batch: int) -> RowParams:
     """Broadcasts these parameters to `batch` rows."""
     return as_row_params([self] * batch)
 
@@ -79,7 +78,7 @@ class RowParams(NamedTuple):
     return self.temperature.shape[0]
 
 
-ParamsLike = Union[SamplingParams, RowParams, Sequence[SamplingParams]]
+ParamsLike = SamplingParams | RowParams | Sequence[SamplingParams]
 
 
 def as_row_params(params: ParamsLike, batch: int | None = None) -> RowParams:
@@ -100,10 +99,10 @@ def as_row_params(params: ParamsLike, batch: int | None = None) -> RowParams:
     params = [params] * batch
   if isinstance(params, RowParams):
     rows = RowParams(
-        temperature=jnp.asarray(params.temperature, jnp.float32),
-        top_k=jnp.asarray(params.top_k, jnp.int32),
-        top_p=jnp.asarray(params.top_p, jnp.float32),
-        min_p=jnp.asarray(params.min_p, jnp.float32),
+      temperature=jnp.asarray(params.temperature, jnp.float32),
+      top_k=jnp.asarray(params.top_k, jnp.int32),
+      top_p=jnp.asarray(params.top_p, jnp.float32),
+      min_p=jnp.asarray(params.min_p, jnp.float32),
     )
     shapes = {name: tuple(value.shape) for name, value in rows._asdict().items()}
     if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 1:
@@ -113,10 +112,10 @@ def as_row_params(params: ParamsLike, batch: int | None = None) -> RowParams:
     if not all(isinstance(p, SamplingParams) for p in params):
       raise TypeError("expected SamplingParams, a sequence of them, or RowParams")
     rows = RowParams(
-        temperature=jnp.asarray(np.array([p.temperature for p in params], np.float32)),
-        top_k=jnp.asarray(np.array([p.top_k for p in params], np.int32)),
-        top_p=jnp.asarray(np.array([p.top_p for p in params], np.float32)),
-        min_p=jnp.asarray(np.array([p.min_p for p in params], np.float32)),
+      temperature=jnp.asarray(np.array([p.temperature for p in params], np.float32)),
+      top_k=jnp.asarray(np.array([p.top_k for p in params], np.int32)),
+      top_p=jnp.asarray(np.array([p.top_p for p in params], np.float32)),
+      min_p=jnp.asarray(np.array([p.min_p for p in params], np.float32)),
     )
   if batch is not None and rows.batch != batch:
     raise ValueError(f"params have {rows.batch} rows but the batch has {batch}")

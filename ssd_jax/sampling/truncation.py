@@ -57,8 +57,7 @@ def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   The truncation rules and the draw act on d (greedy rows use temperature 1).
   """
   x = logits.astype(jnp.float32)
-  return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True),
-                      ops.inverse_temperature(rows.temperature)[:, None])
+  return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True), ops.inverse_temperature(rows.temperature)[:, None])
 
 
 def _nearest(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -86,13 +85,13 @@ def _top_p_cutoff(keys, high, low, top_k_cut, top_p):
   def mass(t):
     kept = keys >= t
     return ops.mass_value(
-        jnp.sum(jnp.where(kept, high, 0), axis=-1, keepdims=True),
-        jnp.sum(jnp.where(kept, low, 0), axis=-1, keepdims=True))
+      jnp.sum(jnp.where(kept, high, 0), axis=-1, keepdims=True),
+      jnp.sum(jnp.where(kept, low, 0), axis=-1, keepdims=True),
+    )
 
   lo = top_k_cut[:, None]
   target = top_p[:, None] * mass(lo)
-  cut = ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo,
-                           jnp.ones_like(lo))
+  cut = ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo, jnp.ones_like(lo))
   return jnp.where(top_p[:, None] < 1.0, cut, lo)[:, 0]
 
 
@@ -174,7 +173,6 @@ def _check_shapes(logits: jax.Array, rows: RowParams) -> None:
   if logits.ndim != 2:
     raise ValueError(f"logits must be [batch, vocab], got shape {logits.shape}")
   if rows.temperature.shape != (logits.shape[0],):
-    raise ValueError(
-        f"params have shape {rows.temperature.shape}, expected [batch] = ({logits.shape[0]},)")
+    raise ValueError(f"params have shape {rows.temperature.shape}, expected [batch] = ({logits.shape[0]},)")
   if logits.shape[1] > ops.MAX_VOCAB:
     raise ValueError(f"vocab {logits.shape[1]} exceeds the supported maximum {ops.MAX_VOCAB}")

@@ -33,8 +33,7 @@ def sorted_kept_mask(logits: jax.Array, rows: RowParams) -> jax.Array:
   kept = jnp.where(k_on, z >= kth, True)
 
   # Top-p over the survivors: the first sorted position whose inclusive mass reaches p.
-  survivors = jnp.where(jnp.take_along_axis(kept, jnp.argsort(-z, axis=-1), axis=-1),
-                        descending, -jnp.inf)
+  survivors = jnp.where(jnp.take_along_axis(kept, jnp.argsort(-z, axis=-1), axis=-1), descending, -jnp.inf)
   probs = jax.nn.softmax(survivors, axis=-1)
   before = jnp.cumsum(probs, axis=-1) - probs
   p = rows.top_p[:, None]

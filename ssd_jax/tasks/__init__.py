@@ -9,6 +9,10 @@ from ssd_jax.tasks.builtin import builtin_problems, pretrain_corpus, render_answ
 from ssd_jax.tasks.tokenizer_assets import build_task_tokenizer
 
 __all__ = [
-    "build_task_tokenizer", "builtin_problems", "pretrain_corpus", "render_answer", "solutions_for",
-    "wrong_solutions_for",
+  "build_task_tokenizer",
+  "builtin_problems",
+  "pretrain_corpus",
+  "render_answer",
+  "solutions_for",
+  "wrong_solutions_for",
 ]

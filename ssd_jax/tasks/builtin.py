@@ -42,9 +42,13 @@ def render_answer(code: str) -> str:
 def _to_problem(instance: families.TaskInstance, instance_seed: int) -> Problem:
   tests = tuple(TestCase(name=f"test_{i}", code=code) for i, code in enumerate(instance.tests))
   return Problem(
-      task_id=f"{_ID_PREFIX}/{instance.family}/{instance_seed}", question=instance.question,
-      entry_point=instance.entry_point, tests=tests, difficulty=instance.difficulty,
-      reference_solution=instance.solutions[0])
+    task_id=f"{_ID_PREFIX}/{instance.family}/{instance_seed}",
+    question=instance.question,
+    entry_point=instance.entry_point,
+    tests=tests,
+    difficulty=instance.difficulty,
+    reference_solution=instance.solutions[0],
+  )
 
 
 def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:

@@ -78,9 +78,14 @@ class Family:
     """Draws the problem that `instance_seed` names (the same seed always gives the same problem)."""
     draft = self.generate(random.Random(instance_seed))
     return TaskInstance(
-        family=self.name, difficulty=self.difficulty, question=draft.question,
-        entry_point=draft.entry_point, tests=assert_statements(draft.entry_point, draft.cases),
-        solutions=draft.solutions, wrong_solutions=draft.wrong_solutions)
+      family=self.name,
+      difficulty=self.difficulty,
+      question=draft.question,
+      entry_point=draft.entry_point,
+      tests=assert_statements(draft.entry_point, draft.cases),
+      solutions=draft.solutions,
+      wrong_solutions=draft.wrong_solutions,
+    )
 
 
 def assert_statements(entry_point: str, cases: Sequence[tuple[tuple[Any, ...], Any]]) -> tuple[str, ...]:
@@ -101,6 +106,7 @@ def unique(items: Sequence[str]) -> tuple[str, ...]:
 def registry() -> dict[str, Family]:
   """All families by name, in a fixed order (the order problems are interleaved in)."""
   from ssd_jax.tasks import numeric_families, sequence_families  # pylint: disable=g-import-not-at-top
+
   families = numeric_families.FAMILIES + sequence_families.FAMILIES
   names = [f.name for f in families]
   if len(set(names)) != len(names):

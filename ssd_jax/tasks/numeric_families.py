@@ -19,16 +19,18 @@ def affine(rng: random.Random) -> Draft:
   """Easy: a * x + b. Forks: operand order, a temporary, x + x for a = 2."""
   name = rng.choice(("scale", "transform", "compute", "apply", "affine", "linear", "adjust", "convert", "step"))
   x, a, b = rng.choice(_INT_ARGS), rng.randint(2, 9), rng.randint(1, 20)
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({x})` that returns {a} * {x} + {b}.",
       f"Write a function `{name}({x})` that multiplies {x} by {a} and then adds {b}.",
       f"Define `{name}({x})` returning {b} more than {a} times {x}.",
-  ))
+    )
+  )
   solutions = [
-      function(name, x, f"return {a} * {x} + {b}"),
-      function(name, x, f"return {b} + {a} * {x}"),
-      function(name, x, f"return {x} * {a} + {b}"),
-      function(name, x, f"result = {a} * {x}", f"return result + {b}"),
+    function(name, x, f"return {a} * {x} + {b}"),
+    function(name, x, f"return {b} + {a} * {x}"),
+    function(name, x, f"return {x} * {a} + {b}"),
+    function(name, x, f"result = {a} * {x}", f"return result + {b}"),
   ]
   if a == 2:
     solutions.append(function(name, x, f"return {x} + {x} + {b}"))
@@ -41,20 +43,25 @@ def distance(rng: random.Random) -> Draft:
   """Medium: |x - c|. Forks: abs either way round, if/else, conditional expression, max."""
   name = rng.choice(("distance", "gap", "how_far", "diff_from", "abs_diff", "separation", "offset"))
   x, c = rng.choice(_INT_ARGS), rng.randint(1, 30)
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({x})` that returns the absolute value of {x} - {c}.",
       f"Write a function `{name}({x})` that returns how far {x} is from {c} (never negative).",
       f"Define `{name}({x})` returning the distance between {x} and {c} on the number line.",
-  ))
-  solutions = (
-      function(name, x, f"return abs({x} - {c})"),
-      function(name, x, f"return abs({c} - {x})"),
-      function(name, x, f"if {x} >= {c}:", f"{INDENT}return {x} - {c}", f"return {c} - {x}"),
-      function(name, x, f"return {x} - {c} if {x} > {c} else {c} - {x}"),
-      function(name, x, f"return max({x} - {c}, {c} - {x})"),
+    )
   )
-  wrong = (function(name, x, f"return {x} - {c}"), function(name, x, f"return abs({x}) - {c}"),
-           function(name, x, f"return abs({x} + {c})"))
+  solutions = (
+    function(name, x, f"return abs({x} - {c})"),
+    function(name, x, f"return abs({c} - {x})"),
+    function(name, x, f"if {x} >= {c}:", f"{INDENT}return {x} - {c}", f"return {c} - {x}"),
+    function(name, x, f"return {x} - {c} if {x} > {c} else {c} - {x}"),
+    function(name, x, f"return max({x} - {c}, {c} - {x})"),
+  )
+  wrong = (
+    function(name, x, f"return {x} - {c}"),
+    function(name, x, f"return abs({x}) - {c}"),
+    function(name, x, f"return abs({x} + {c})"),
+  )
   values = (c - rng.randint(1, c), c + rng.randint(1, 15), c, -rng.randint(1, 15))
   cases = tuple(((v,), abs(v - c)) for v in values)
   return Draft(question, name, cases, solutions, wrong)
@@ -65,21 +72,33 @@ def clamp(rng: random.Random) -> Draft:
   name = rng.choice(("clamp", "limit", "bound", "restrict", "clip", "keep_in_range", "saturate"))
   x, lo = rng.choice(_INT_ARGS), rng.randint(-10, 10)
   hi = lo + rng.randint(3, 20)
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({x})` that returns {x} clamped to the range {lo} to {hi}.",
       f"Write a function `{name}({x})` that returns {lo} if {x} is below {lo}, {hi} if {x} is above {hi}, "
       f"and {x} otherwise.",
       f"Define `{name}({x})` that forces {x} into the interval [{lo}, {hi}].",
-  ))
-  solutions = (
-      function(name, x, f"if {x} < {lo}:", f"{INDENT}return {lo}", f"elif {x} > {hi}:", f"{INDENT}return {hi}",
-               "else:", f"{INDENT}return {x}"),
-      function(name, x, f"return max({lo}, min({x}, {hi}))"),
-      function(name, x, f"return min(max({x}, {lo}), {hi})"),
-      function(name, x, f"return {lo} if {x} < {lo} else {hi} if {x} > {hi} else {x}"),
+    )
   )
-  wrong = (function(name, x, f"return min({lo}, max({x}, {hi}))"),
-           function(name, x, f"return max({lo}, min({x}, {hi - 1}))"))
+  solutions = (
+    function(
+      name,
+      x,
+      f"if {x} < {lo}:",
+      f"{INDENT}return {lo}",
+      f"elif {x} > {hi}:",
+      f"{INDENT}return {hi}",
+      "else:",
+      f"{INDENT}return {x}",
+    ),
+    function(name, x, f"return max({lo}, min({x}, {hi}))"),
+    function(name, x, f"return min(max({x}, {lo}), {hi})"),
+    function(name, x, f"return {lo} if {x} < {lo} else {hi} if {x} > {hi} else {x}"),
+  )
+  wrong = (
+    function(name, x, f"return min({lo}, max({x}, {hi}))"),
+    function(name, x, f"return max({lo}, min({x}, {hi - 1}))"),
+  )
   values = (lo - rng.randint(1, 10), hi + rng.randint(1, 10), rng.randint(lo + 1, hi - 1), lo, hi)
   cases = tuple(((v,), min(max(v, lo), hi)) for v in values)
   return Draft(question, name, cases, solutions, wrong)
@@ -89,25 +108,38 @@ def range_sum(rng: random.Random) -> Draft:
   """Hard: sum of i (or i squared) for i from s to n. Forks: for, while, sum(range), formula."""
   power, s, n = rng.choice((1, 2)), rng.randint(1, 9), rng.choice(_COUNT_ARGS)
   term, what = ("i", "integers") if power == 1 else ("i * i", "squares of the integers")
-  name = rng.choice(("range_sum", "series_sum", "sum_between", "accumulate", "total_from")
-                    if power == 1 else ("sum_squares", "square_total", "squares_sum", "add_squares"))
-  question = rng.choice((
+  name = rng.choice(
+    ("range_sum", "series_sum", "sum_between", "accumulate", "total_from")
+    if power == 1
+    else ("sum_squares", "square_total", "squares_sum", "add_squares")
+  )
+  question = rng.choice(
+    (
       f"Write a function `{name}({n})` that returns the sum of the {what} from {s} to {n} inclusive.",
       f"Define `{name}({n})` returning the total of the {what} {s}, {s + 1}, ..., {n}.",
-  ))
+    )
+  )
   solutions = [
-      function(name, n, "total = 0", f"for i in range({s}, {n} + 1):", f"{INDENT}total += {term}", "return total"),
-      function(name, n, f"return sum({term} for i in range({s}, {n} + 1))"
-               if power == 2 else f"return sum(range({s}, {n} + 1))"),
-      function(name, n, "total = 0", f"i = {s}", f"while i <= {n}:", f"{INDENT}total += {term}",
-               f"{INDENT}i += 1", "return total"),
+    function(name, n, "total = 0", f"for i in range({s}, {n} + 1):", f"{INDENT}total += {term}", "return total"),
+    function(
+      name, n, f"return sum({term} for i in range({s}, {n} + 1))" if power == 2 else f"return sum(range({s}, {n} + 1))"
+    ),
+    function(
+      name,
+      n,
+      "total = 0",
+      f"i = {s}",
+      f"while i <= {n}:",
+      f"{INDENT}total += {term}",
+      f"{INDENT}i += 1",
+      "return total",
+    ),
   ]
   if power == 1 and s == 1:
     solutions.append(function(name, n, f"return {n} * ({n} + 1) // 2"))
   wrong = (
-      function(name, n, "total = 0", f"for i in range({s}, {n}):", f"{INDENT}total += {term}", "return total"),
-      function(name, n, "total = 0", f"for i in range({s + 1}, {n} + 1):", f"{INDENT}total += {term}",
-               "return total"),
+    function(name, n, "total = 0", f"for i in range({s}, {n}):", f"{INDENT}total += {term}", "return total"),
+    function(name, n, "total = 0", f"for i in range({s + 1}, {n} + 1):", f"{INDENT}total += {term}", "return total"),
   )
   stops = (s, s + rng.randint(1, 5), s + rng.randint(6, 15))
   cases = tuple(((m,), sum(i**power for i in range(s, m + 1))) for m in stops)
@@ -117,23 +149,36 @@ def range_sum(rng: random.Random) -> Draft:
 def product(rng: random.Random) -> Draft:
   """Hard: product of the integers from s to n (1 when n < s). Forks: for, while, recursion, math.prod."""
   s, n = rng.randint(1, 6), rng.choice(_COUNT_ARGS)
-  name = rng.choice(("product_from", "range_product", "multiply_up", "rising_product", "chain_product",
-                     "product_upto", "multiply_range", "prod_between"))
-  question = rng.choice((
+  name = rng.choice(
+    (
+      "product_from",
+      "range_product",
+      "multiply_up",
+      "rising_product",
+      "chain_product",
+      "product_upto",
+      "multiply_range",
+      "prod_between",
+    )
+  )
+  question = rng.choice(
+    (
       f"Write a function `{name}({n})` that returns the product of the integers from {s} to {n} inclusive, "
       f"or 1 if {n} is less than {s}.",
       f"Define `{name}({n})` returning {s} * {s + 1} * ... * {n} (1 when {n} < {s}).",
-  ))
+    )
+  )
   solutions = (
-      function(name, n, "result = 1", f"for i in range({s}, {n} + 1):", f"{INDENT}result *= i", "return result"),
-      function(name, n, "import math", f"return math.prod(range({s}, {n} + 1))"),
-      function(name, n, f"if {n} < {s}:", f"{INDENT}return 1", f"return {n} * {name}({n} - 1)"),
-      function(name, n, "result = 1", f"while {n} >= {s}:", f"{INDENT}result *= {n}", f"{INDENT}{n} -= 1",
-               "return result"),
+    function(name, n, "result = 1", f"for i in range({s}, {n} + 1):", f"{INDENT}result *= i", "return result"),
+    function(name, n, "import math", f"return math.prod(range({s}, {n} + 1))"),
+    function(name, n, f"if {n} < {s}:", f"{INDENT}return 1", f"return {n} * {name}({n} - 1)"),
+    function(
+      name, n, "result = 1", f"while {n} >= {s}:", f"{INDENT}result *= {n}", f"{INDENT}{n} -= 1", "return result"
+    ),
   )
   wrong = (
-      function(name, n, "result = 1", f"for i in range({s}, {n}):", f"{INDENT}result *= i", "return result"),
-      function(name, n, "result = 0", f"for i in range({s}, {n} + 1):", f"{INDENT}result *= i", "return result"),
+    function(name, n, "result = 1", f"for i in range({s}, {n}):", f"{INDENT}result *= i", "return result"),
+    function(name, n, "result = 0", f"for i in range({s}, {n} + 1):", f"{INDENT}result *= i", "return result"),
   )
   stops = (s - 1, s + 1, s + rng.randint(2, 6))
   cases = tuple(((m,), math.prod(range(s, m + 1))) for m in stops)
@@ -146,40 +191,66 @@ def digits(rng: random.Random) -> Draft:
   # A large leading digit (so dropping it fails) and a few more; the count variant adds one holding d.
   values = (int(f"9{rng.randint(1, 7)}{rng.randint(0, 9)}"), rng.randint(10, 99), rng.randint(1000, 99999))
   if rng.random() < 0.5:
-    name = rng.choice(("digit_sum", "sum_digits", "add_digits", "digit_total", "cross_sum", "digits_added",
-                       "total_of_digits", "sum_of_digits"))
-    question = rng.choice((
+    name = rng.choice(
+      (
+        "digit_sum",
+        "sum_digits",
+        "add_digits",
+        "digit_total",
+        "cross_sum",
+        "digits_added",
+        "total_of_digits",
+        "sum_of_digits",
+      )
+    )
+    question = rng.choice(
+      (
         f"Write a function `{name}({n})` that returns the sum of the decimal digits of the integer {n} >= 0.",
         f"Define `{name}({n})` returning the total of the digits of the non-negative integer {n}.",
-    ))
+      )
+    )
     solutions = (
-        function(name, n, f"return sum(int(ch) for ch in str({n}))"),
-        function(name, n, f"return sum(map(int, str({n})))"),
-        function(name, n, "total = 0", f"while {n} > 0:", f"{INDENT}total += {n} % 10", f"{INDENT}{n} //= 10",
-                 "return total"),
+      function(name, n, f"return sum(int(ch) for ch in str({n}))"),
+      function(name, n, f"return sum(map(int, str({n})))"),
+      function(
+        name, n, "total = 0", f"while {n} > 0:", f"{INDENT}total += {n} % 10", f"{INDENT}{n} //= 10", "return total"
+      ),
     )
     wrong = (
-        function(name, n, "total = 0", f"while {n} > 9:", f"{INDENT}total += {n} % 10", f"{INDENT}{n} //= 10",
-                 "return total"),
-        function(name, n, f"return sum(int(ch) for ch in str({n})[1:])"),
+      function(
+        name, n, "total = 0", f"while {n} > 9:", f"{INDENT}total += {n} % 10", f"{INDENT}{n} //= 10", "return total"
+      ),
+      function(name, n, f"return sum(int(ch) for ch in str({n})[1:])"),
     )
     referee = lambda m: sum(int(ch) for ch in str(m))
   else:
     d = rng.randint(1, 7)
-    name = rng.choice(("count_big_digits", "digits_above", "large_digits", "count_digits_over", "big_digit_count",
-                       "digits_over"))
-    question = rng.choice((
+    name = rng.choice(
+      ("count_big_digits", "digits_above", "large_digits", "count_digits_over", "big_digit_count", "digits_over")
+    )
+    question = rng.choice(
+      (
         f"Write a function `{name}({n})` that returns how many decimal digits of the integer {n} >= 0 exceed {d}.",
         f"Define `{name}({n})` returning the number of digits of the non-negative integer {n} that are above {d}.",
-    ))
-    solutions = (
-        function(name, n, f"return sum(1 for ch in str({n}) if int(ch) > {d})"),
-        function(name, n, f"return len([ch for ch in str({n}) if int(ch) > {d}])"),
-        function(name, n, "count = 0", f"for ch in str({n}):", f"{INDENT}if int(ch) > {d}:",
-                 f"{INDENT}{INDENT}count += 1", "return count"),
+      )
     )
-    wrong = (function(name, n, f"return sum(1 for ch in str({n}) if int(ch) >= {d})"),
-             function(name, n, f"return sum(1 for ch in str({n}) if int(ch) < {d})"))
+    solutions = (
+      function(name, n, f"return sum(1 for ch in str({n}) if int(ch) > {d})"),
+      function(name, n, f"return len([ch for ch in str({n}) if int(ch) > {d}])"),
+      function(
+        name,
+        n,
+        "count = 0",
+        f"for ch in str({n}):",
+        f"{INDENT}if int(ch) > {d}:",
+        f"{INDENT}{INDENT}count += 1",
+        "return count",
+      ),
+    )
+    wrong = (
+      function(name, n, f"return sum(1 for ch in str({n}) if int(ch) >= {d})"),
+      function(name, n, f"return sum(1 for ch in str({n}) if int(ch) < {d})"),
+    )
     referee = lambda m: sum(int(ch) > d for ch in str(m))
     # One holds the digit d (so `>=` fails), one only nines (so `<` fails).
     values += (int(f"{d}{d + 1}{rng.randint(0, 9)}"), int("9" * rng.randint(2, 4)))
@@ -188,10 +259,10 @@ def digits(rng: random.Random) -> Draft:
 
 
 FAMILIES = (
-    Family("affine", "easy", affine),
-    Family("distance", "medium", distance),
-    Family("clamp", "medium", clamp),
-    Family("range_sum", "hard", range_sum),
-    Family("product", "hard", product),
-    Family("digits", "hard", digits),
+  Family("affine", "easy", affine),
+  Family("distance", "medium", distance),
+  Family("clamp", "medium", clamp),
+  Family("range_sum", "hard", range_sum),
+  Family("product", "hard", product),
+  Family("digits", "hard", digits),
 )

@@ -25,20 +25,23 @@ def _ints(rng: random.Random, low: int, high: int, size: int) -> list[int]:
 
 def reverse(rng: random.Random) -> Draft:
   """Easy: reverse a string, maybe upper-casing it. Forks: slicing, reversed + join, a loop, upper first or last."""
-  name = rng.choice(("reverse", "reverse_text", "backwards", "mirror", "flip", "reversed_copy", "invert",
-                     "turn_around"))
+  name = rng.choice(
+    ("reverse", "reverse_text", "backwards", "mirror", "flip", "reversed_copy", "invert", "turn_around")
+  )
   s, upper = rng.choice(_STR_ARGS), rng.random() < 0.5
   what = f"the string {s} reversed" + (" and in upper case" if upper else "")
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({s})` that returns {what}.",
       f"Define `{name}({s})` returning {what}.",
       f"Implement `{name}({s})`: it returns {what}.",
-  ))
+    )
+  )
   up = ".upper()" if upper else ""
   solutions = [
-      function(name, s, f"return {s}[::-1]{up}"),
-      function(name, s, f"return ''.join(reversed({s})){up}"),
-      function(name, s, "out = ''", f"for ch in {s}{up}:", f"{INDENT}out = ch + out", "return out"),
+    function(name, s, f"return {s}[::-1]{up}"),
+    function(name, s, f"return ''.join(reversed({s})){up}"),
+    function(name, s, "out = ''", f"for ch in {s}{up}:", f"{INDENT}out = ch + out", "return out"),
   ]
   if upper:
     solutions.append(function(name, s, f"return {s}.upper()[::-1]"))
@@ -51,17 +54,22 @@ def reverse(rng: random.Random) -> Draft:
 def wrap(rng: random.Random) -> Draft:
   """Easy: add a prefix and a suffix. Forks: concatenation, f-string, join, format."""
   name = rng.choice(("wrap", "decorate", "surround", "enclose", "frame", "add_marks", "bracket"))
-  s, pre, suf = rng.choice(_STR_ARGS), rng.choice(("<", "[", "(", "**", "#", "ab", "x")), rng.choice(
-      ("!", ">", "]", ")", "?", "..", "yz"))
-  question = rng.choice((
+  s, pre, suf = (
+    rng.choice(_STR_ARGS),
+    rng.choice(("<", "[", "(", "**", "#", "ab", "x")),
+    rng.choice(("!", ">", "]", ")", "?", "..", "yz")),
+  )
+  question = rng.choice(
+    (
       f"Write a function `{name}({s})` that returns {s} with '{pre}' added in front and '{suf}' added at the end.",
       f"Define `{name}({s})` returning '{pre}' + {s} + '{suf}'.",
-  ))
+    )
+  )
   solutions = (
-      function(name, s, f"return '{pre}' + {s} + '{suf}'"),
-      function(name, s, f"return f'{pre}{{{s}}}{suf}'"),
-      function(name, s, f"return ''.join(['{pre}', {s}, '{suf}'])"),
-      function(name, s, f"return '{pre}{{}}{suf}'.format({s})"),
+    function(name, s, f"return '{pre}' + {s} + '{suf}'"),
+    function(name, s, f"return f'{pre}{{{s}}}{suf}'"),
+    function(name, s, f"return ''.join(['{pre}', {s}, '{suf}'])"),
+    function(name, s, f"return '{pre}{{}}{suf}'.format({s})"),
   )
   wrong = (function(name, s, f"return '{suf}' + {s} + '{pre}'"), function(name, s, f"return {s} + '{pre}{suf}'"))
   # Letters that share nothing with the marks, so `s + pre + suf` never equals `pre + s + suf` by accident.
@@ -74,20 +82,23 @@ def count_char(rng: random.Random) -> Draft:
   """Easy: count one character. Forks: str.count, a generator sum, a loop, a filtered list's length."""
   name = rng.choice(("count_char", "occurrences", "how_many", "tally", "char_count", "count_letter"))
   s, c = rng.choice(_STR_ARGS), rng.choice("abcdeklmorstz")
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({s})` that returns how many times the character '{c}' appears in {s}.",
       f"Define `{name}({s})` returning the number of '{c}' characters in the string {s}.",
-  ))
+    )
+  )
   solutions = (
-      function(name, s, f"return {s}.count('{c}')"),
-      function(name, s, f"return sum(1 for ch in {s} if ch == '{c}')"),
-      function(name, s, "count = 0", f"for ch in {s}:", f"{INDENT}if ch == '{c}':", f"{INDENT}{INDENT}count += 1",
-               "return count"),
-      function(name, s, f"return len([ch for ch in {s} if ch == '{c}'])"),
+    function(name, s, f"return {s}.count('{c}')"),
+    function(name, s, f"return sum(1 for ch in {s} if ch == '{c}')"),
+    function(
+      name, s, "count = 0", f"for ch in {s}:", f"{INDENT}if ch == '{c}':", f"{INDENT}{INDENT}count += 1", "return count"
+    ),
+    function(name, s, f"return len([ch for ch in {s} if ch == '{c}'])"),
   )
   wrong = (
-      function(name, s, f"return sum(1 for ch in {s} if ch != '{c}')"),
-      function(name, s, f"return int('{c}' in {s})"),
+    function(name, s, f"return sum(1 for ch in {s} if ch != '{c}')"),
+    function(name, s, f"return int('{c}' in {s})"),
   )
   others = "".join(ch for ch in "abcdefghij" if ch != c)[:3]
   words = (c + _word(rng, others, 1, 4) + c, _word(rng, others, 1, 5), c * 3 + _word(rng, others, 0, 2))
@@ -97,24 +108,45 @@ def count_char(rng: random.Random) -> Draft:
 
 def sum_multiples(rng: random.Random) -> Draft:
   """Medium: sum the elements divisible by k. Forks: loop, generator, list comprehension, filter."""
-  name = rng.choice(("sum_multiples", "total_divisible", "add_multiples", "sum_divisible", "multiple_total",
-                     "divisible_sum", "collect_multiples", "sum_if_divisible"))
+  name = rng.choice(
+    (
+      "sum_multiples",
+      "total_divisible",
+      "add_multiples",
+      "sum_divisible",
+      "multiple_total",
+      "divisible_sum",
+      "collect_multiples",
+      "sum_if_divisible",
+    )
+  )
   xs, k = rng.choice(_LIST_ARGS), rng.randint(2, 7)
-  question = rng.choice((
+  question = rng.choice(
+    (
       f"Write a function `{name}({xs})` that returns the sum of the numbers in the list {xs} that are divisible "
       f"by {k}.",
       f"Define `{name}({xs})` returning the total of the multiples of {k} in the list {xs}.",
       f"Implement `{name}({xs})`: add up the elements v of {xs} with v % {k} == 0 and return the sum.",
-  ))
-  solutions = (
-      function(name, xs, "total = 0", f"for v in {xs}:", f"{INDENT}if v % {k} == 0:", f"{INDENT}{INDENT}total += v",
-               "return total"),
-      function(name, xs, f"return sum(v for v in {xs} if v % {k} == 0)"),
-      function(name, xs, f"return sum([v for v in {xs} if v % {k} == 0])"),
-      function(name, xs, f"return sum(filter(lambda v: v % {k} == 0, {xs}))"),
+    )
   )
-  wrong = (function(name, xs, f"return sum(v for v in {xs} if v % {k} != 0)"),
-           function(name, xs, f"return sum(v for v in {xs} if v % {k} == 1)"))
+  solutions = (
+    function(
+      name,
+      xs,
+      "total = 0",
+      f"for v in {xs}:",
+      f"{INDENT}if v % {k} == 0:",
+      f"{INDENT}{INDENT}total += v",
+      "return total",
+    ),
+    function(name, xs, f"return sum(v for v in {xs} if v % {k} == 0)"),
+    function(name, xs, f"return sum([v for v in {xs} if v % {k} == 0])"),
+    function(name, xs, f"return sum(filter(lambda v: v % {k} == 0, {xs}))"),
+  )
+  wrong = (
+    function(name, xs, f"return sum(v for v in {xs} if v % {k} != 0)"),
+    function(name, xs, f"return sum(v for v in {xs} if v % {k} == 1)"),
+  )
   # A lone multiple makes both wrong filters return 0.
   lists = ([k * rng.randint(1, 5)], [k * rng.randint(1, 5), k + 1, *_ints(rng, 0, 30, 3)], _ints(rng, 0, 30, 5), [])
   cases = tuple(((lst,), sum(v for v in lst if v % k == 0)) for lst in lists)
@@ -126,17 +158,23 @@ def filter_greater(rng: random.Random) -> Draft:
   xs, t = rng.choice(_LIST_ARGS), rng.randint(-5, 20)
   above = rng.random() < 0.5
   op, word = (">", "greater") if above else ("<", "less")
-  name = rng.choice(("keep_above", "above", "filter_big", "larger_than") if above else
-                    ("keep_below", "below", "filter_small", "smaller_than"))
+  name = rng.choice(
+    ("keep_above", "above", "filter_big", "larger_than")
+    if above
+    else ("keep_below", "below", "filter_small", "smaller_than")
+  )
   question = f"Write a function `{name}({xs})` that returns a list of the numbers in {xs} {word} than {t}, in order."
   solutions = (
-      function(name, xs, f"return [v for v in {xs} if v {op} {t}]"),
-      function(name, xs, "out = []", f"for v in {xs}:", f"{INDENT}if v {op} {t}:", f"{INDENT}{INDENT}out.append(v)",
-               "return out"),
-      function(name, xs, f"return list(filter(lambda v: v {op} {t}, {xs}))"),
+    function(name, xs, f"return [v for v in {xs} if v {op} {t}]"),
+    function(
+      name, xs, "out = []", f"for v in {xs}:", f"{INDENT}if v {op} {t}:", f"{INDENT}{INDENT}out.append(v)", "return out"
+    ),
+    function(name, xs, f"return list(filter(lambda v: v {op} {t}, {xs}))"),
   )
-  wrong = (function(name, xs, f"return [v for v in {xs} if v {op}= {t}]"),
-           function(name, xs, f"return sorted(v for v in {xs} if v {op} {t})"))
+  wrong = (
+    function(name, xs, f"return [v for v in {xs} if v {op}= {t}]"),
+    function(name, xs, f"return sorted(v for v in {xs} if v {op} {t})"),
+  )
   keep = (lambda v: v > t) if above else (lambda v: v < t)
   # Holds t itself (so `>=` fails) and keepers out of order (so sorting fails).
   mixed = [t + 9, t, t - 4, t + 2, t - 7] if above else [t - 2, t, t + 4, t - 9, t + 7]
@@ -151,25 +189,46 @@ def extreme(rng: random.Random) -> Draft:
   largest = rng.random() < 0.5
   word, builtin, cmp, pick = ("largest", "max", ">", -1) if largest else ("smallest", "min", "<", 0)
   d = rng.randint(0, 9) if largest else -rng.randint(0, 9)
-  name = rng.choice(("largest", "biggest", "top_value", "maximum", "peak") if largest else
-                    ("smallest", "lowest", "bottom_value", "minimum", "floor_value"))
-  question = rng.choice((
+  name = rng.choice(
+    ("largest", "biggest", "top_value", "maximum", "peak")
+    if largest
+    else ("smallest", "lowest", "bottom_value", "minimum", "floor_value")
+  )
+  question = rng.choice(
+    (
       f"Write a function `{name}({xs})` that returns the {word} number in the list {xs}, or {d} if it is empty.",
       f"Define `{name}({xs})` returning the {word} element of {xs} ({d} for an empty list).",
-  ))
+    )
+  )
   guard = (f"if not {xs}:", f"{INDENT}return {d}")
   solutions = (
-      function(name, xs, f"return {builtin}({xs}, default={d})"),
-      function(name, xs, f"return {builtin}({xs}) if {xs} else {d}"),
-      function(name, xs, *guard, f"best = {xs}[0]", f"for v in {xs}:", f"{INDENT}if v {cmp} best:",
-               f"{INDENT}{INDENT}best = v", "return best"),
-      function(name, xs, *guard, f"return sorted({xs})[{pick}]"),
+    function(name, xs, f"return {builtin}({xs}, default={d})"),
+    function(name, xs, f"return {builtin}({xs}) if {xs} else {d}"),
+    function(
+      name,
+      xs,
+      *guard,
+      f"best = {xs}[0]",
+      f"for v in {xs}:",
+      f"{INDENT}if v {cmp} best:",
+      f"{INDENT}{INDENT}best = v",
+      "return best",
+    ),
+    function(name, xs, *guard, f"return sorted({xs})[{pick}]"),
   )
   wrong = (
-      function(name, xs, f"return {builtin}({xs} + [{d}])"),
-      function(name, xs, *guard, "best = 0", f"for v in {xs}:", f"{INDENT}if v {cmp} best:",
-               f"{INDENT}{INDENT}best = v", "return best"),
-      function(name, xs, *guard, f"return sorted({xs})[{-1 - pick}]"),
+    function(name, xs, f"return {builtin}({xs} + [{d}])"),
+    function(
+      name,
+      xs,
+      *guard,
+      "best = 0",
+      f"for v in {xs}:",
+      f"{INDENT}if v {cmp} best:",
+      f"{INDENT}{INDENT}best = v",
+      "return best",
+    ),
+    function(name, xs, *guard, f"return sorted({xs})[{-1 - pick}]"),
   )
   sign = -1 if largest else 1  # All below d for max (above d for min) catches both ways of mixing d in.
   lists = ([sign * rng.randint(10, 20) for _ in range(4)], [3, 17, -4, 8], _ints(rng, -20, 20, 6), [])
@@ -182,19 +241,28 @@ def divisible_list(rng: random.Random) -> Draft:
   n = rng.choice(("n", "limit", "top", "stop"))
   a, b = rng.sample(range(2, 10), 2)
   name = rng.choice(("multiples_of", "divisible_upto", "pick_multiples", "either_multiple", "list_multiples"))
-  question = (f"Write a function `{name}({n})` that returns a list of the integers from 1 to {n} inclusive that are "
-              f"divisible by {a} or by {b}.")
+  question = (
+    f"Write a function `{name}({n})` that returns a list of the integers from 1 to {n} inclusive that are "
+    f"divisible by {a} or by {b}."
+  )
   cond = f"i % {a} == 0 or i % {b} == 0"
   solutions = (
-      function(name, n, f"return [i for i in range(1, {n} + 1) if {cond}]"),
-      function(name, n, "out = []", f"for i in range(1, {n} + 1):", f"{INDENT}if {cond}:",
-               f"{INDENT}{INDENT}out.append(i)", "return out"),
-      function(name, n, f"return list(filter(lambda i: {cond}, range(1, {n} + 1)))"),
+    function(name, n, f"return [i for i in range(1, {n} + 1) if {cond}]"),
+    function(
+      name,
+      n,
+      "out = []",
+      f"for i in range(1, {n} + 1):",
+      f"{INDENT}if {cond}:",
+      f"{INDENT}{INDENT}out.append(i)",
+      "return out",
+    ),
+    function(name, n, f"return list(filter(lambda i: {cond}, range(1, {n} + 1)))"),
   )
   wrong = (
-      function(name, n, f"return [i for i in range(1, {n} + 1) if i % {a} == 0 and i % {b} == 0]"),
-      function(name, n, f"return [i for i in range(1, {n}) if {cond}]"),
-      function(name, n, f"return [i for i in range({n} + 1) if {cond}]"),
+    function(name, n, f"return [i for i in range(1, {n} + 1) if i % {a} == 0 and i % {b} == 0]"),
+    function(name, n, f"return [i for i in range(1, {n}) if {cond}]"),
+    function(name, n, f"return [i for i in range({n} + 1) if {cond}]"),
   )
   stops = (a * rng.randint(1, 3), rng.randint(0, 30), a * b + rng.randint(0, 5))
   cases = tuple(((m,), [i for i in range(1, m + 1) if i % a == 0 or i % b == 0]) for m in stops)
@@ -202,11 +270,11 @@ def divisible_list(rng: random.Random) -> Draft:
 
 
 FAMILIES = (
-    Family("reverse", "easy", reverse),
-    Family("wrap", "easy", wrap),
-    Family("count_char", "easy", count_char),
-    Family("sum_multiples", "medium", sum_multiples),
-    Family("filter_greater", "medium", filter_greater),
-    Family("extreme", "medium", extreme),
-    Family("divisible_list", "hard", divisible_list),
+  Family("reverse", "easy", reverse),
+  Family("wrap", "easy", wrap),
+  Family("count_char", "easy", count_char),
+  Family("sum_multiples", "medium", sum_multiples),
+  Family("filter_greater", "medium", filter_greater),
+  Family("extreme", "medium", extreme),
+  Family("divisible_list", "hard", divisible_list),
 )

@@ -23,15 +23,15 @@ SYSTEM_PROMPT = "Write one Python function."
 # Qwen's layout: "<|im_start|>role\ncontent<|im_end|>\n" per message, a default system message when
 # the conversation has none, and "<|im_start|>assistant\n" to open the reply.
 CHAT_TEMPLATE = (
-    "{%- if not messages or messages[0]['role'] != 'system' %}"
-    "{{- '" + IM_START + "system\\n" + SYSTEM_PROMPT + IM_END + "\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{{- '" + IM_START + "' + message['role'] + '\\n' + message['content'] + '" + IM_END + "\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '" + IM_START + "assistant\\n' }}"
-    "{%- endif %}"
+  "{%- if not messages or messages[0]['role'] != 'system' %}"
+  "{{- '" + IM_START + "system\\n" + SYSTEM_PROMPT + IM_END + "\\n' }}"
+  "{%- endif %}"
+  "{%- for message in messages %}"
+  "{{- '" + IM_START + "' + message['role'] + '\\n' + message['content'] + '" + IM_END + "\\n' }}"
+  "{%- endfor %}"
+  "{%- if add_generation_prompt %}"
+  "{{- '" + IM_START + "assistant\\n' }}"
+  "{%- endif %}"
 )
 
 # Problems drawn per split to train the merges; enough to see every family's wording and code.
@@ -63,26 +63,33 @@ def training_texts(seed: int = 0) -> list[str]:
 
 def _tokenizer_config() -> dict:
   added = {
-      str(i): {"content": token, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-               "special": True}
-      for i, token in enumerate(SPECIAL_TOKENS)
+    str(i): {
+      "content": token,
+      "lstrip": False,
+      "normalized": False,
+      "rstrip": False,
+      "single_word": False,
+      "special": True,
+    }
+    for i, token in enumerate(SPECIAL_TOKENS)
   }
   return {
-      "added_tokens_decoder": added,
-      "additional_special_tokens": [IM_START, IM_END],
-      "bos_token": None,
-      "eos_token": IM_END,
-      "pad_token": ENDOFTEXT,
-      "unk_token": None,
-      "chat_template": CHAT_TEMPLATE,
-      "clean_up_tokenization_spaces": False,
-      "model_max_length": 1024,
-      "tokenizer_class": "PreTrainedTokenizerFast",
+    "added_tokens_decoder": added,
+    "additional_special_tokens": [IM_START, IM_END],
+    "bos_token": None,
+    "eos_token": IM_END,
+    "pad_token": ENDOFTEXT,
+    "unk_token": None,
+    "chat_template": CHAT_TEMPLATE,
+    "clean_up_tokenization_spaces": False,
+    "model_max_length": 1024,
+    "tokenizer_class": "PreTrainedTokenizerFast",
   }
 
 
-def build_task_tokenizer(out_dir: str | pathlib.Path, seed: int = 0, vocab_size: int = DEFAULT_VOCAB_SIZE
-                         ) -> pathlib.Path:
+def build_task_tokenizer(
+  out_dir: str | pathlib.Path, seed: int = 0, vocab_size: int = DEFAULT_VOCAB_SIZE
+) -> pathlib.Path:
   """Trains the task's byte-level BPE and writes a Hugging Face style tokenizer directory.
 
   Args:
@@ -100,8 +107,12 @@ def build_task_tokenizer(out_dir: str | pathlib.Path, seed: int = 0, vocab_size:
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tokenizer.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(
-      vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    vocab_size=vocab_size,
+    min_frequency=2,
+    special_tokens=list(SPECIAL_TOKENS),
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+  )
   tokenizer.train_from_iterator(training_texts(seed), trainer=trainer)
 
   out = pathlib.Path(out_dir)

@@ -15,7 +15,8 @@ import base64
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -45,16 +46,17 @@ def _decode_iterator_state(text: str) -> Any:
 class IteratorStateHandler(ocp.CheckpointHandler):
   """Saves one process's iterator state as `process_<i>-of-<n>.json`; restore returns that state."""
 
-  def save(self, directory: epath.Path, args: "IteratorStateSave") -> None:
+  def save(self, directory: epath.Path, args: IteratorStateSave) -> None:
     filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
     filename.write_text(_encode_iterator_state(args.state))
 
-  def restore(self, directory: epath.Path, args: "IteratorStateRestore | None" = None) -> Any:
+  def restore(self, directory: epath.Path, args: IteratorStateRestore | None = None) -> Any:
     filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
     if not filename.exists():
       raise FileNotFoundError(
-          f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
-          f"{directory}; was the checkpoint written with a different number of processes?")
+        f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
+        f"{directory}; was the checkpoint written with a different number of processes?"
+      )
     return _decode_iterator_state(filename.read_text())
 
   def metadata(self, directory: epath.Path) -> None:
@@ -101,21 +103,28 @@ class Checkpointer:
     async_save: write in a background thread after the device-to-host copy.
   """
 
-  def __init__(self, directory: str | os.PathLike, *, save_interval_steps: int = 1,
-               max_to_keep: int | None = 3, async_save: bool = True):
+  def __init__(
+    self,
+    directory: str | os.PathLike,
+    *,
+    save_interval_steps: int = 1,
+    max_to_keep: int | None = 3,
+    async_save: bool = True,
+  ):
     if save_interval_steps < 1:
       raise ValueError(f"save_interval_steps must be >= 1, got {save_interval_steps}")
     if max_to_keep is not None and max_to_keep < 1:
       raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=save_interval_steps,
-        max_to_keep=max_to_keep,
-        enable_async_checkpointing=async_save,
+      save_interval_steps=save_interval_steps,
+      max_to_keep=max_to_keep,
+      enable_async_checkpointing=async_save,
     )
     self.save_interval_steps = save_interval_steps
     self.directory = epath.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, METADATA_ITEM))
+      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, METADATA_ITEM)
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -130,8 +139,15 @@ class Checkpointer:
     """
     return step % self.save_interval_steps == 0 and self._manager.should_save(step)
 
-  def save(self, step: int, state: TrainState, *, data_state: Any = None,
-           metadata: Mapping[str, Any] | None = None, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state: TrainState,
+    *,
+    data_state: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+  ) -> bool:
     """Starts saving at `step` if the interval says so (or `force`); returns whether it did."""
     if not (force or self.should_save(step)):
       return False
@@ -161,10 +177,10 @@ class Checkpointer:
       items[METADATA_ITEM] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     return Restored(
-        step=step,
-        state=restored[STATE_ITEM],
-        data_state=restored.get(DATA_ITEM) if DATA_ITEM in saved else None,
-        metadata=restored.get(METADATA_ITEM) if METADATA_ITEM in saved else None,
+      step=step,
+      state=restored[STATE_ITEM],
+      data_state=restored.get(DATA_ITEM) if DATA_ITEM in saved else None,
+      metadata=restored.get(METADATA_ITEM) if METADATA_ITEM in saved else None,
     )
 
   def wait_until_finished(self) -> None:
@@ -175,7 +191,7 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def __enter__(self) -> "Checkpointer":
+  def __enter__(self) -> Checkpointer:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -190,6 +206,5 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: TrainState
     initial_state: the placed step-0 state; its shapes, dtypes and shardings are the restore target.
   """
   if checkpointer is None or checkpointer.latest_step() is None:
-    return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state,
-                    data_state=None, metadata=None)
+    return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state, data_state=None, metadata=None)
   return checkpointer.restore(abstract_train_state(initial_state))

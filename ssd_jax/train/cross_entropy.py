@@ -17,8 +17,7 @@ from ssd_jax.train.token_chunks import map_token_chunks
 def project_to_logits(hidden: jax.Array, unembedding: jax.Array) -> jax.Array:
   """float32 logits [..., vocab] = hidden [..., embed] @ unembedding [embed, vocab]."""
   if hidden.shape[-1] != unembedding.shape[0]:
-    raise ValueError(
-        f"hidden embed dim {hidden.shape[-1]} does not match unembedding shape {unembedding.shape}")
+    raise ValueError(f"hidden embed dim {hidden.shape[-1]} does not match unembedding shape {unembedding.shape}")
   return jnp.einsum("...d,dv->...v", hidden, unembedding, preferred_element_type=jnp.float32)
 
 
@@ -29,8 +28,7 @@ def _check_targets(targets: jax.Array, leading: tuple[int, ...]) -> None:
     raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
 
 
-def token_logprobs(logits: jax.Array, targets: jax.Array, *,
-                   temperature: float = 1.0) -> jax.Array:
+def token_logprobs(logits: jax.Array, targets: jax.Array, *, temperature: float = 1.0) -> jax.Array:
   """Log-probability of each target under softmax(logits / temperature).
 
   Args:
@@ -49,8 +47,7 @@ def token_logprobs(logits: jax.Array, targets: jax.Array, *,
   return target_logit - jax.nn.logsumexp(x, axis=-1)
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array,
-                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Masked cross-entropy from full logits.
 
   Args:
@@ -64,8 +61,9 @@ def cross_entropy(logits: jax.Array, targets: jax.Array,
   return masked_sum(-token_logprobs(logits, targets), mask)
 
 
-def chunked_token_logprobs(hidden: jax.Array, unembedding: jax.Array, targets: jax.Array, *,
-                           chunk_size: int, temperature: float = 1.0) -> jax.Array:
+def chunked_token_logprobs(
+  hidden: jax.Array, unembedding: jax.Array, targets: jax.Array, *, chunk_size: int, temperature: float = 1.0
+) -> jax.Array:
   """`token_logprobs` of hidden @ unembedding, computed `chunk_size` tokens at a time.
 
   Args:
@@ -87,8 +85,9 @@ def chunked_token_logprobs(hidden: jax.Array, unembedding: jax.Array, targets: j
   return map_token_chunks(chunk_logprobs, (hidden, targets), unembedding, chunk_size=chunk_size)
 
 
-def chunked_cross_entropy(hidden: jax.Array, unembedding: jax.Array, targets: jax.Array,
-                          mask: jax.Array, *, chunk_size: int) -> tuple[jax.Array, jax.Array]:
+def chunked_cross_entropy(
+  hidden: jax.Array, unembedding: jax.Array, targets: jax.Array, mask: jax.Array, *, chunk_size: int
+) -> tuple[jax.Array, jax.Array]:
   """`cross_entropy` of hidden @ unembedding without materialising [batch, length, vocab] logits.
 
   Value and gradients (wrt hidden and unembedding) equal those of the plain version; the

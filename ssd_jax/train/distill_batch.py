@@ -21,24 +21,33 @@ RESPONSE_KEYS = ("response_tokens", "response_mask", "behaviour_logprob")
 BATCH_KEYS = STUDENT_KEYS + TEACHER_KEYS + RESPONSE_KEYS
 
 
-def _left_padded(prompt: Sequence[int], response: Sequence[int], prompt_width: int,
-                 response_width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _left_padded(
+  prompt: Sequence[int], response: Sequence[int], prompt_width: int, response_width: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(tokens, positions, segment_ids), each int32 [prompt_width + response_width]."""
   width = prompt_width + response_width
   tokens = np.full(width, pad_id, np.int32)
   segments = np.zeros(width, np.int32)
   start = prompt_width - len(prompt)
   real = np.concatenate([np.asarray(prompt, np.int32), np.asarray(response, np.int32)])
-  tokens[start:start + len(real)] = real
-  segments[start:start + len(real)] = 1
+  tokens[start : start + len(real)] = real
+  segments[start : start + len(real)] = 1
   positions = np.maximum(np.cumsum(segments) - 1, 0).astype(np.int32)
   return tokens, positions, segments
 
 
-def pack_distill_batch(student_prompts: Sequence[Sequence[int]], teacher_prompts: Sequence[Sequence[int]],
-                       responses: Sequence[Sequence[int]], *, prompt_width: int, teacher_prompt_width: int,
-                       response_width: int, behaviour_logprobs: Sequence[Sequence[float]] | None = None,
-                       row_weights: Sequence[float] | None = None, pad_id: int = 0) -> dict[str, np.ndarray]:
+def pack_distill_batch(
+  student_prompts: Sequence[Sequence[int]],
+  teacher_prompts: Sequence[Sequence[int]],
+  responses: Sequence[Sequence[int]],
+  *,
+  prompt_width: int,
+  teacher_prompt_width: int,
+  response_width: int,
+  behaviour_logprobs: Sequence[Sequence[float]] | None = None,
+  row_weights: Sequence[float] | None = None,
+  pad_id: int = 0,
+) -> dict[str, np.ndarray]:
   """Packs B rollouts into the arrays of `BATCH_KEYS`.
 
   Args:
@@ -59,15 +68,19 @@ def pack_distill_batch(student_prompts: Sequence[Sequence[int]], teacher_prompts
   """
   batch = len(responses)
   if not (len(student_prompts) == len(teacher_prompts) == batch):
-    raise ValueError(f"got {len(student_prompts)} student prompts, {len(teacher_prompts)} teacher prompts "
-                     f"and {batch} responses; they must be equal")
+    raise ValueError(
+      f"got {len(student_prompts)} student prompts, {len(teacher_prompts)} teacher prompts "
+      f"and {batch} responses; they must be equal"
+    )
   if behaviour_logprobs is not None and len(behaviour_logprobs) != batch:
     raise ValueError(f"behaviour_logprobs has {len(behaviour_logprobs)} rows, expected {batch}")
   if row_weights is not None and len(row_weights) != batch:
     raise ValueError(f"row_weights has {len(row_weights)} entries, expected {batch}")
-  for name, rows, width in (("student prompt", student_prompts, prompt_width),
-                            ("teacher prompt", teacher_prompts, teacher_prompt_width),
-                            ("response", responses, response_width)):
+  for name, rows, width in (
+    ("student prompt", student_prompts, prompt_width),
+    ("teacher prompt", teacher_prompts, teacher_prompt_width),
+    ("response", responses, response_width),
+  ):
     lengths = [len(r) for r in rows]
     if name != "response" and min(lengths, default=1) < 1:
       raise ValueError(f"every {name} needs at least one token")
@@ -76,21 +89,24 @@ def pack_distill_batch(student_prompts: Sequence[Sequence[int]], teacher_prompts
   out = {key: [] for key in BATCH_KEYS}
   for row in range(batch):
     response = list(responses[row])
-    for keys, prompt, width in ((STUDENT_KEYS, student_prompts[row], prompt_width),
-                                (TEACHER_KEYS, teacher_prompts[row], teacher_prompt_width)):
+    for keys, prompt, width in (
+      (STUDENT_KEYS, student_prompts[row], prompt_width),
+      (TEACHER_KEYS, teacher_prompts[row], teacher_prompt_width),
+    ):
       for key, array in zip(keys, _left_padded(prompt, response, width, response_width, pad_id)):
         out[key].append(array)
     tokens = np.full(response_width, pad_id, np.int32)
-    tokens[:len(response)] = response
+    tokens[: len(response)] = response
     weight = 1.0 if row_weights is None else float(row_weights[row])
     mask = np.zeros(response_width, np.float32)
-    mask[:len(response)] = weight
+    mask[: len(response)] = weight
     logprob = np.zeros(response_width, np.float32)
     if behaviour_logprobs is not None:
       if len(behaviour_logprobs[row]) != len(response):
-        raise ValueError(f"row {row}: {len(behaviour_logprobs[row])} behaviour log-probs for "
-                         f"{len(response)} response tokens")
-      logprob[:len(response)] = behaviour_logprobs[row]
+        raise ValueError(
+          f"row {row}: {len(behaviour_logprobs[row])} behaviour log-probs for {len(response)} response tokens"
+        )
+      logprob[: len(response)] = behaviour_logprobs[row]
     out["response_tokens"].append(tokens)
     out["response_mask"].append(mask)
     out["behaviour_logprob"].append(logprob)
@@ -110,7 +126,7 @@ def response_block(hidden: jax.Array, response_width: int) -> jax.Array:
   start = hidden.shape[1] - response_width - 1
   if start < 0:
     raise ValueError(f"sequence of {hidden.shape[1]} columns has no prompt before a {response_width}-token response")
-  return hidden[:, start:start + response_width]
+  return hidden[:, start : start + response_width]
 
 
 def process_rows(batch: dict[str, np.ndarray], process_index: int, process_count: int) -> dict[str, np.ndarray]:
@@ -125,4 +141,4 @@ def process_rows(batch: dict[str, np.ndarray], process_index: int, process_count
   if rows % process_count:
     raise ValueError(f"batch of {rows} rows does not split evenly over {process_count} processes")
   size = rows // process_count
-  return {key: value[process_index * size:(process_index + 1) * size] for key, value in batch.items()}
+  return {key: value[process_index * size : (process_index + 1) * size] for key, value in batch.items()}

@@ -10,7 +10,8 @@ into n micro-batches whose (sum, count) and gradient sums are added before one u
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +47,14 @@ def check_distill_batch(batch: Batch, grad_accum_steps: int) -> dict[str, Any]:
   response_width = shapes["response_tokens"][1]
   for prefix in ("student", "teacher"):
     if shapes[f"{prefix}_tokens"][1] <= response_width:
-      raise ValueError(f"{prefix}_tokens {shapes[f'{prefix}_tokens']} leaves no prompt column before "
-                       f"the {response_width}-token response")
+      raise ValueError(
+        f"{prefix}_tokens {shapes[f'{prefix}_tokens']} leaves no prompt column before "
+        f"the {response_width}-token response"
+      )
   if shapes["response_tokens"][0] % grad_accum_steps:
-    raise ValueError(f"batch size {shapes['response_tokens'][0]} is not divisible by "
-                     f"grad_accum_steps={grad_accum_steps}")
+    raise ValueError(
+      f"batch size {shapes['response_tokens'][0]} is not divisible by grad_accum_steps={grad_accum_steps}"
+    )
   return arrays
 
 
@@ -64,13 +68,15 @@ def sequence_hidden(params: Any, graphdef: nnx.GraphDef, batch: Batch, prefix: s
     prefix: 'student' or 'teacher', which sequence to run.
   """
   model = nnx.merge(graphdef, params)
-  hidden, _ = model.hidden(batch[f"{prefix}_tokens"], batch[f"{prefix}_positions"],
-                           segment_ids=batch[f"{prefix}_segment_ids"])
+  hidden, _ = model.hidden(
+    batch[f"{prefix}_tokens"], batch[f"{prefix}_positions"], segment_ids=batch[f"{prefix}_segment_ids"]
+  )
   return response_block(hidden, batch["response_tokens"].shape[1]), model.unembedding_matrix()
 
 
-def distill_loss(params: Any, teacher_params: Any, graphdef: nnx.GraphDef, batch: Batch, *,
-                 divergence: DivergenceConfig) -> tuple[jax.Array, jax.Array]:
+def distill_loss(
+  params: Any, teacher_params: Any, graphdef: nnx.GraphDef, batch: Batch, *, divergence: DivergenceConfig
+) -> tuple[jax.Array, jax.Array]:
   """Divergence between the student (on its prompt) and the teacher (on its context) per response token.
 
   Args:
@@ -85,21 +91,36 @@ def distill_loss(params: Any, teacher_params: Any, graphdef: nnx.GraphDef, batch
   """
   student_hidden, student_unembedding = sequence_hidden(params, graphdef, batch, "student")
   teacher_hidden, teacher_unembedding = sequence_hidden(
-      jax.lax.stop_gradient(teacher_params), graphdef, batch, "teacher")
+    jax.lax.stop_gradient(teacher_params), graphdef, batch, "teacher"
+  )
   return distillation_loss(
-      divergence, student_hidden=student_hidden, student_unembedding=student_unembedding,
-      teacher_hidden=teacher_hidden, teacher_unembedding=teacher_unembedding,
-      tokens=batch["response_tokens"], mask=batch["response_mask"],
-      behaviour_logprob=batch["behaviour_logprob"])
+    divergence,
+    student_hidden=student_hidden,
+    student_unembedding=student_unembedding,
+    teacher_hidden=teacher_hidden,
+    teacher_unembedding=teacher_unembedding,
+    tokens=batch["response_tokens"],
+    mask=batch["response_mask"],
+    behaviour_logprob=batch["behaviour_logprob"],
+  )
 
 
-def _step(state: TrainState, teacher_params: Any, batch: Batch, *, graphdef, optimizer: Optimizer,
-          divergence: DivergenceConfig, constrain_micro) -> tuple[TrainState, dict[str, jax.Array]]:
+def _step(
+  state: TrainState,
+  teacher_params: Any,
+  batch: Batch,
+  *,
+  graphdef,
+  optimizer: Optimizer,
+  divergence: DivergenceConfig,
+  constrain_micro,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   live = teacher_params is None
 
   def loss_fn(params, micro):
-    return distill_loss(params, params if live else teacher_params, graphdef, constrain_micro(micro),
-                        divergence=divergence)
+    return distill_loss(
+      params, params if live else teacher_params, graphdef, constrain_micro(micro), divergence=divergence
+    )
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -120,13 +141,12 @@ def _step(state: TrainState, teacher_params: Any, batch: Batch, *, graphdef, opt
   grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grad_sum, state.params)
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
   metrics = {
-      "loss": loss_sum / denominator,
-      "tokens": count,
-      "grad_norm": optax.tree.norm(grads),
-      "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
+    "loss": loss_sum / denominator,
+    "tokens": count,
+    "grad_norm": optax.tree.norm(grads),
+    "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
   }
-  new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                         opt_state=opt_state)
+  new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
   return new_state, metrics
 
 
@@ -138,8 +158,15 @@ class DistillStep:
   is sharded as ('batch', 'length') per the rules.
   """
 
-  def __init__(self, graphdef: nnx.GraphDef, optimizer: Optimizer, divergence: DivergenceConfig, *,
-               mesh: jax.sharding.Mesh | None = None, rules: sharding_lib.LogicalRules | None = None):
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    optimizer: Optimizer,
+    divergence: DivergenceConfig,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: sharding_lib.LogicalRules | None = None,
+  ):
     self.graphdef = graphdef
     self.optimizer = optimizer
     self.divergence = divergence
@@ -165,15 +192,14 @@ class DistillStep:
         self._jitted[live] = jax.jit(self._body, donate_argnums=0)
       else:
         shardings = state_shardings(state)
-        batch_sharding = jax.sharding.NamedSharding(
-            self.mesh, sharding_lib.logical_to_spec(BATCH_AXES, self.rules))
+        batch_sharding = jax.sharding.NamedSharding(self.mesh, sharding_lib.logical_to_spec(BATCH_AXES, self.rules))
         replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self._jitted[live] = jax.jit(
-            self._body,
-            in_shardings=(shardings, None if live else shardings.params,
-                          {key: batch_sharding for key in BATCH_KEYS}),
-            out_shardings=(shardings, replicated),
-            donate_argnums=0)
+          self._body,
+          in_shardings=(shardings, None if live else shardings.params, {key: batch_sharding for key in BATCH_KEYS}),
+          out_shardings=(shardings, replicated),
+          donate_argnums=0,
+        )
     return self._jitted[live]
 
   def place_batch(self, batch: Batch) -> dict[str, jax.Array]:
@@ -183,7 +209,8 @@ class DistillStep:
       return {key: jnp.asarray(value) for key, value in arrays.items()}
     return sharding_lib.shard_batch(arrays, self.mesh, BATCH_AXES, self.rules)
 
-  def __call__(self, state: TrainState, batch: Batch, teacher_params: Any = None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  def __call__(
+    self, state: TrainState, batch: Batch, teacher_params: Any = None
+  ) -> tuple[TrainState, dict[str, jax.Array]]:
     arrays = check_distill_batch(batch, self.optimizer.grad_accum_steps)
     return self.jit_for(state, teacher_params is None)(state, teacher_params, arrays)

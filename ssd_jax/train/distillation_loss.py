@@ -52,19 +52,16 @@ class DivergenceConfig:
 
   def __post_init__(self):
     if self.kind not in DIVERGENCE_KINDS:
-      raise ValueError(
-          f"DivergenceConfig.kind must be one of {DIVERGENCE_KINDS}, got {self.kind!r}")
+      raise ValueError(f"DivergenceConfig.kind must be one of {DIVERGENCE_KINDS}, got {self.kind!r}")
     if not 0.0 <= self.beta <= 1.0:
       raise ValueError(f"DivergenceConfig.beta must be in [0, 1], got {self.beta}")
     if self.form not in DIVERGENCE_FORMS:
-      raise ValueError(
-          f"DivergenceConfig.form must be one of {DIVERGENCE_FORMS}, got {self.form!r}")
+      raise ValueError(f"DivergenceConfig.form must be one of {DIVERGENCE_FORMS}, got {self.form!r}")
     if self.form == "topk":
       if self.top_k is None or self.top_k < 1:
         raise ValueError(f"DivergenceConfig.top_k must be >= 1 for form 'topk', got {self.top_k}")
     elif self.top_k is not None:
-      raise ValueError(
-          f"DivergenceConfig.top_k must be None for form {self.form!r}, got {self.top_k}")
+      raise ValueError(f"DivergenceConfig.top_k must be None for form {self.form!r}, got {self.top_k}")
     if not self.temperature > 0:
       raise ValueError(f"DivergenceConfig.temperature must be > 0, got {self.temperature}")
     if self.is_clip is not None and not self.is_clip > 0:
@@ -74,15 +71,15 @@ class DivergenceConfig:
 
 
 def distillation_loss(
-    config: DivergenceConfig,
-    *,
-    student_hidden: jax.Array,
-    student_unembedding: jax.Array,
-    teacher_hidden: jax.Array,
-    teacher_unembedding: jax.Array,
-    tokens: jax.Array,
-    mask: jax.Array,
-    behaviour_logprob: jax.Array | None = None,
+  config: DivergenceConfig,
+  *,
+  student_hidden: jax.Array,
+  student_unembedding: jax.Array,
+  teacher_hidden: jax.Array,
+  teacher_unembedding: jax.Array,
+  tokens: jax.Array,
+  mask: jax.Array,
+  behaviour_logprob: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Masked divergence loss per `config`, (sum, count).
 
@@ -106,22 +103,34 @@ def distillation_loss(
     behaviour_logprob = None
   elif behaviour_logprob is None:
     raise ValueError("DivergenceConfig.is_clip is set, so behaviour_logprob must be given")
-  common = dict(kind=config.kind, beta=config.beta, behaviour_logprob=behaviour_logprob,
-                is_clip=config.is_clip)
+  common = dict(kind=config.kind, beta=config.beta, behaviour_logprob=behaviour_logprob, is_clip=config.is_clip)
   if config.form == "full":
     return divergence_from_logits(
-        project_to_logits(student_hidden, student_unembedding),
-        project_to_logits(teacher_hidden, teacher_unembedding), mask,
-        temperature=config.temperature, tokens=tokens, **common)
+      project_to_logits(student_hidden, student_unembedding),
+      project_to_logits(teacher_hidden, teacher_unembedding),
+      mask,
+      temperature=config.temperature,
+      tokens=tokens,
+      **common,
+    )
   if config.form in ("chunked", "topk"):
     return chunked_divergence(
-        student_hidden, student_unembedding, teacher_hidden, teacher_unembedding, mask,
-        chunk_size=config.chunk_size, temperature=config.temperature, top_k=config.top_k,
-        tokens=tokens, **common)
+      student_hidden,
+      student_unembedding,
+      teacher_hidden,
+      teacher_unembedding,
+      mask,
+      chunk_size=config.chunk_size,
+      temperature=config.temperature,
+      top_k=config.top_k,
+      tokens=tokens,
+      **common,
+    )
   student_logprob, teacher_logprob = (
-      chunked_token_logprobs(hidden, unembedding, tokens, chunk_size=config.chunk_size,
-                             temperature=config.temperature)
-      for hidden, unembedding in ((student_hidden, student_unembedding),
-                                  (jax.lax.stop_gradient(teacher_hidden),
-                                   jax.lax.stop_gradient(teacher_unembedding))))
+    chunked_token_logprobs(hidden, unembedding, tokens, chunk_size=config.chunk_size, temperature=config.temperature)
+    for hidden, unembedding in (
+      (student_hidden, student_unembedding),
+      (jax.lax.stop_gradient(teacher_hidden), jax.lax.stop_gradient(teacher_unembedding)),
+    )
+  )
   return sampled_token_divergence(student_logprob, teacher_logprob, mask, **common)

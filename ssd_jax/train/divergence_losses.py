@@ -17,15 +17,21 @@ import jax
 import jax.numpy as jnp
 
 from ssd_jax.train.cross_entropy import project_to_logits
-from ssd_jax.train.divergences import (check_kind_and_beta, divergence, importance_weight,
-                                       log_probs, top_k_with_tail)
+from ssd_jax.train.divergences import check_kind_and_beta, divergence, importance_weight, log_probs, top_k_with_tail
 from ssd_jax.train.loss_reduction import masked_sum
 from ssd_jax.train.token_chunks import map_token_chunks
 
 
-def _position_terms(student_logits: jax.Array, teacher_logits: jax.Array, tokens: jax.Array,
-                    *, kind: str, beta: float, temperature: float,
-                    top_k: int | None) -> tuple[jax.Array, jax.Array]:
+def _position_terms(
+  student_logits: jax.Array,
+  teacher_logits: jax.Array,
+  tokens: jax.Array,
+  *,
+  kind: str,
+  beta: float,
+  temperature: float,
+  top_k: int | None,
+) -> tuple[jax.Array, jax.Array]:
   """Per-position divergence and student log-prob of `tokens`, each float32 [...].
 
   Args:
@@ -37,8 +43,7 @@ def _position_terms(student_logits: jax.Array, teacher_logits: jax.Array, tokens
   student_logp = log_probs(student_logits, temperature)
   teacher_logp = log_probs(jax.lax.stop_gradient(teacher_logits), temperature)
   # 2. Student log-prob of the sampled token, for the importance weight.
-  token_logp = jnp.take_along_axis(student_logp, tokens[..., None].astype(jnp.int32),
-                                   axis=-1)[..., 0]
+  token_logp = jnp.take_along_axis(student_logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
   # 3. Optionally restrict both to the student's top-k plus a tail bucket.
   if top_k is not None:
     student_logp, teacher_logp = top_k_with_tail(student_logp, teacher_logp, top_k)
@@ -46,17 +51,27 @@ def _position_terms(student_logits: jax.Array, teacher_logits: jax.Array, tokens
   return divergence(student_logp, teacher_logp, kind=kind, beta=beta), token_logp
 
 
-def _reduce(per_position: jax.Array, token_logp: jax.Array, mask: jax.Array,
-            behaviour_logprob: jax.Array | None,
-            is_clip: float | None) -> tuple[jax.Array, jax.Array]:
+def _reduce(
+  per_position: jax.Array,
+  token_logp: jax.Array,
+  mask: jax.Array,
+  behaviour_logprob: jax.Array | None,
+  is_clip: float | None,
+) -> tuple[jax.Array, jax.Array]:
   if behaviour_logprob is not None:
     per_position = per_position * importance_weight(token_logp, behaviour_logprob, is_clip)
   return masked_sum(per_position, mask)
 
 
-def _check_args(kind: str, beta: float, temperature: float, top_k: int | None,
-                token_shape: tuple[int, ...], tokens: jax.Array | None,
-                behaviour_logprob: jax.Array | None) -> jax.Array:
+def _check_args(
+  kind: str,
+  beta: float,
+  temperature: float,
+  top_k: int | None,
+  token_shape: tuple[int, ...],
+  tokens: jax.Array | None,
+  behaviour_logprob: jax.Array | None,
+) -> jax.Array:
   """Validates shared arguments; returns the tokens (zeros when not needed)."""
   check_kind_and_beta(kind, beta)
   if not temperature > 0:
@@ -67,8 +82,7 @@ def _check_args(kind: str, beta: float, temperature: float, top_k: int | None,
     if tokens is None:
       raise ValueError("behaviour_logprob needs the sampled tokens (pass tokens=...)")
     if behaviour_logprob.shape != token_shape:
-      raise ValueError(f"behaviour_logprob shape {behaviour_logprob.shape} must equal the "
-                       f"token shape {token_shape}")
+      raise ValueError(f"behaviour_logprob shape {behaviour_logprob.shape} must equal the token shape {token_shape}")
   if tokens is None:
     return jnp.zeros(token_shape, jnp.int32)
   if tokens.shape != token_shape:
@@ -77,17 +91,17 @@ def _check_args(kind: str, beta: float, temperature: float, top_k: int | None,
 
 
 def divergence_from_logits(
-    student_logits: jax.Array,
-    teacher_logits: jax.Array,
-    mask: jax.Array,
-    *,
-    kind: str,
-    beta: float = 0.5,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    tokens: jax.Array | None = None,
-    behaviour_logprob: jax.Array | None = None,
-    is_clip: float | None = None,
+  student_logits: jax.Array,
+  teacher_logits: jax.Array,
+  mask: jax.Array,
+  *,
+  kind: str,
+  beta: float = 0.5,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  tokens: jax.Array | None = None,
+  behaviour_logprob: jax.Array | None = None,
+  is_clip: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Masked divergence between student and teacher from full logits.
 
@@ -109,31 +123,29 @@ def divergence_from_logits(
     (sum, count), float32 scalars.
   """
   if student_logits.shape != teacher_logits.shape:
-    raise ValueError(f"student_logits shape {student_logits.shape} != teacher_logits shape "
-                     f"{teacher_logits.shape}")
-  tokens = _check_args(kind, beta, temperature, top_k, student_logits.shape[:-1], tokens,
-                       behaviour_logprob)
+    raise ValueError(f"student_logits shape {student_logits.shape} != teacher_logits shape {teacher_logits.shape}")
+  tokens = _check_args(kind, beta, temperature, top_k, student_logits.shape[:-1], tokens, behaviour_logprob)
   per_position, token_logp = _position_terms(
-      student_logits, teacher_logits, tokens, kind=kind, beta=beta, temperature=temperature,
-      top_k=top_k)
+    student_logits, teacher_logits, tokens, kind=kind, beta=beta, temperature=temperature, top_k=top_k
+  )
   return _reduce(per_position, token_logp, mask, behaviour_logprob, is_clip)
 
 
 def chunked_divergence(
-    student_hidden: jax.Array,
-    student_unembedding: jax.Array,
-    teacher_hidden: jax.Array,
-    teacher_unembedding: jax.Array,
-    mask: jax.Array,
-    *,
-    kind: str,
-    chunk_size: int,
-    beta: float = 0.5,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    tokens: jax.Array | None = None,
-    behaviour_logprob: jax.Array | None = None,
-    is_clip: float | None = None,
+  student_hidden: jax.Array,
+  student_unembedding: jax.Array,
+  teacher_hidden: jax.Array,
+  teacher_unembedding: jax.Array,
+  mask: jax.Array,
+  *,
+  kind: str,
+  chunk_size: int,
+  beta: float = 0.5,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  tokens: jax.Array | None = None,
+  behaviour_logprob: jax.Array | None = None,
+  is_clip: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """`divergence_from_logits` of hidden @ unembedding, `chunk_size` tokens at a time.
 
@@ -152,13 +164,15 @@ def chunked_divergence(
     (sum, count), float32 scalars.
   """
   if student_hidden.shape[:2] != teacher_hidden.shape[:2]:
-    raise ValueError(f"student_hidden shape {student_hidden.shape} and teacher_hidden shape "
-                     f"{teacher_hidden.shape} must share [batch, length]")
+    raise ValueError(
+      f"student_hidden shape {student_hidden.shape} and teacher_hidden shape "
+      f"{teacher_hidden.shape} must share [batch, length]"
+    )
   if student_unembedding.shape[1] != teacher_unembedding.shape[1]:
-    raise ValueError(f"student and teacher vocabularies differ: {student_unembedding.shape} vs "
-                     f"{teacher_unembedding.shape}")
-  tokens = _check_args(kind, beta, temperature, top_k, student_hidden.shape[:2], tokens,
-                       behaviour_logprob)
+    raise ValueError(
+      f"student and teacher vocabularies differ: {student_unembedding.shape} vs {teacher_unembedding.shape}"
+    )
+  tokens = _check_args(kind, beta, temperature, top_k, student_hidden.shape[:2], tokens, behaviour_logprob)
   teacher_hidden = jax.lax.stop_gradient(teacher_hidden)
   teacher_unembedding = jax.lax.stop_gradient(teacher_unembedding)
 
@@ -166,10 +180,19 @@ def chunked_divergence(
     s_hidden, t_hidden, chunk_tokens = chunk
     s_w, t_w = unembeddings
     return _position_terms(
-        project_to_logits(s_hidden, s_w), project_to_logits(t_hidden, t_w), chunk_tokens,
-        kind=kind, beta=beta, temperature=temperature, top_k=top_k)
+      project_to_logits(s_hidden, s_w),
+      project_to_logits(t_hidden, t_w),
+      chunk_tokens,
+      kind=kind,
+      beta=beta,
+      temperature=temperature,
+      top_k=top_k,
+    )
 
   per_position, token_logp = map_token_chunks(
-      chunk_terms, (student_hidden, teacher_hidden, tokens),
-      (student_unembedding, teacher_unembedding), chunk_size=chunk_size)
+    chunk_terms,
+    (student_hidden, teacher_hidden, tokens),
+    (student_unembedding, teacher_unembedding),
+    chunk_size=chunk_size,
+  )
   return _reduce(per_position, token_logp, mask, behaviour_logprob, is_clip)

@@ -55,12 +55,12 @@ def kl_divergence(logp: jax.Array, logq: jax.Array) -> jax.Array:
 
 def _log_mixture(logp_teacher: jax.Array, logp_student: jax.Array, beta: float) -> jax.Array:
   """log M = log(beta p_t + (1 - beta) p_s) for 0 < beta < 1, elementwise."""
-  return jnp.logaddexp(math.log(beta) + jnp.maximum(logp_teacher, _LOG_FLOOR),
-                       math.log1p(-beta) + jnp.maximum(logp_student, _LOG_FLOOR))
+  return jnp.logaddexp(
+    math.log(beta) + jnp.maximum(logp_teacher, _LOG_FLOOR), math.log1p(-beta) + jnp.maximum(logp_student, _LOG_FLOOR)
+  )
 
 
-def divergence(student_logp: jax.Array, teacher_logp: jax.Array, *, kind: str,
-               beta: float = 0.5) -> jax.Array:
+def divergence(student_logp: jax.Array, teacher_logp: jax.Array, *, kind: str, beta: float = 0.5) -> jax.Array:
   """Divergence between student and teacher at each position.
 
   Args:
@@ -76,15 +76,13 @@ def divergence(student_logp: jax.Array, teacher_logp: jax.Array, *, kind: str,
   """
   check_kind_and_beta(kind, beta)
   if student_logp.shape != teacher_logp.shape:
-    raise ValueError(
-        f"student and teacher shapes differ: {student_logp.shape} vs {teacher_logp.shape}")
+    raise ValueError(f"student and teacher shapes differ: {student_logp.shape} vs {teacher_logp.shape}")
   if kind == "forward_kl" or (kind == "jsd" and beta == 0.0):
     return kl_divergence(teacher_logp, student_logp)
   if kind == "reverse_kl" or (kind == "jsd" and beta == 1.0):
     return kl_divergence(student_logp, teacher_logp)
   log_m = _log_mixture(teacher_logp, student_logp, beta)
-  return (beta * kl_divergence(teacher_logp, log_m)
-          + (1.0 - beta) * kl_divergence(student_logp, log_m))
+  return beta * kl_divergence(teacher_logp, log_m) + (1.0 - beta) * kl_divergence(student_logp, log_m)
 
 
 def _log_tail_mass(logp: jax.Array, in_top: jax.Array) -> jax.Array:
@@ -97,8 +95,7 @@ def _log_tail_mass(logp: jax.Array, in_top: jax.Array) -> jax.Array:
   return jnp.where(mass > 0, jnp.log(jnp.where(mass > 0, mass, 1.0)) + peak[..., 0], -jnp.inf)
 
 
-def top_k_with_tail(student_logp: jax.Array, teacher_logp: jax.Array,
-                    k: int) -> tuple[jax.Array, jax.Array]:
+def top_k_with_tail(student_logp: jax.Array, teacher_logp: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
   """Restricts both distributions to the student's top-k tokens plus one tail bucket.
 
   The buckets are the k tokens the student ranks highest at each position (ties broken by
@@ -118,8 +115,7 @@ def top_k_with_tail(student_logp: jax.Array, teacher_logp: jax.Array,
     raise ValueError(f"top_k must be >= 1, got {k}")
   k = min(k, student_logp.shape[-1])
   _, top_ids = jax.lax.top_k(jax.lax.stop_gradient(student_logp), k)
-  in_top = jnp.put_along_axis(jnp.zeros(student_logp.shape, bool), top_ids, True, axis=-1,
-                              inplace=False)
+  in_top = jnp.put_along_axis(jnp.zeros(student_logp.shape, bool), top_ids, True, axis=-1, inplace=False)
 
   def bucket(logp):
     top = jnp.take_along_axis(logp, top_ids, axis=-1)
@@ -128,8 +124,7 @@ def top_k_with_tail(student_logp: jax.Array, teacher_logp: jax.Array,
   return bucket(student_logp), bucket(teacher_logp)
 
 
-def importance_weight(current_logprob: jax.Array, behaviour_logprob: jax.Array,
-                      clip: float | None) -> jax.Array:
+def importance_weight(current_logprob: jax.Array, behaviour_logprob: jax.Array, clip: float | None) -> jax.Array:
   """Clipped importance weight min(exp(current - behaviour), clip), gradient stopped.
 
   Args:

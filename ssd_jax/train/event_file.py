@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import struct
 import time
-from typing import BinaryIO, Mapping
+from collections.abc import Mapping
+from typing import BinaryIO
 
 _CRC32C_POLY = 0x82F63B78  # Castagnoli polynomial, bit-reversed.
 _MASK_DELTA = 0xA282EAD8
@@ -49,8 +50,7 @@ def masked_crc32c(data: bytes) -> int:
 def tfrecord_frame(data: bytes) -> bytes:
   """One TFRecord frame around `data`."""
   length = struct.pack("<Q", len(data))
-  return (length + struct.pack("<I", masked_crc32c(length)) + data
-          + struct.pack("<I", masked_crc32c(data)))
+  return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
 
 
 def _varint(value: int) -> bytes:
@@ -75,8 +75,9 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
   return _key(field, 2) + _varint(len(payload)) + payload
 
 
-def encode_event(*, wall_time: float, step: int = 0, file_version: str | None = None,
-                 scalars: Mapping[str, float] | None = None) -> bytes:
+def encode_event(
+  *, wall_time: float, step: int = 0, file_version: str | None = None, scalars: Mapping[str, float] | None = None
+) -> bytes:
   """Serializes a `tensorboard.Event` with a version string or a summary of scalar values."""
   out = _key(1, 1) + struct.pack("<d", wall_time) + _key(2, 0) + _varint(int(step))
   if file_version is not None:

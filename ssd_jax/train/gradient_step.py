@@ -8,7 +8,8 @@ order). Any step (SFT cross-entropy, teacher divergences) builds on these two fu
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,20 +26,22 @@ def split_micro_batches(batch: Mapping[str, jax.Array], num_micro: int) -> dict[
 
   Taking strided rows keeps each device's rows on that device when the batch axis is sharded.
   """
+
   def split(x):
     if x.shape[0] % num_micro:
       raise ValueError(f"batch size {x.shape[0]} is not divisible by {num_micro} micro-batches")
     return x.reshape(x.shape[0] // num_micro, num_micro, *x.shape[1:]).swapaxes(0, 1)
+
   return {key: split(value) for key, value in batch.items()}
 
 
 def accumulate_loss_and_grads(
-    loss_fn: LossFn,
-    params: Any,
-    batch: Mapping[str, jax.Array],
-    *,
-    num_micro: int,
-    constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] = lambda micro: micro,
+  loss_fn: LossFn,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  *,
+  num_micro: int,
+  constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] = lambda micro: micro,
 ) -> tuple[jax.Array, jax.Array, Any]:
   """Summed loss, count and float32 gradient sum of `loss_fn` over `num_micro` micro-batches.
 
@@ -69,8 +72,9 @@ def accumulate_loss_and_grads(
   return carry
 
 
-def apply_gradients(state: TrainState, optimizer: Optimizer, loss_sum: jax.Array, count: jax.Array,
-                    grad_sum: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+def apply_gradients(
+  state: TrainState, optimizer: Optimizer, loss_sum: jax.Array, count: jax.Array, grad_sum: Any
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update from summed gradients; the loss is loss_sum / count.
 
   Returns:
@@ -82,9 +86,9 @@ def apply_gradients(state: TrainState, optimizer: Optimizer, loss_sum: jax.Array
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
-      "loss": loss_sum / denominator,
-      "tokens": count,
-      "grad_norm": optax.tree.norm(grads),
-      "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
+    "loss": loss_sum / denominator,
+    "tokens": count,
+    "grad_norm": optax.tree.norm(grads),
+    "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
   }
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

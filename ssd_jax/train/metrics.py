@@ -9,7 +9,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -38,8 +39,7 @@ class MetricsWriter:
     is_primary: whether this process writes; defaults to `jax.process_index() == 0`.
   """
 
-  def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True,
-               is_primary: bool | None = None):
+  def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True, is_primary: bool | None = None):
     self.is_primary = jax.process_index() == 0 if is_primary is None else is_primary
     self.jsonl_path = os.path.join(logdir, "metrics.jsonl")
     self._jsonl = None
@@ -69,7 +69,7 @@ class MetricsWriter:
     if self._events is not None:
       self._events.close()
 
-  def __enter__(self) -> "MetricsWriter":
+  def __enter__(self) -> MetricsWriter:
     return self
 
   def __exit__(self, *exc) -> None:

@@ -49,14 +49,15 @@ class OptimizerConfig:
       raise ValueError(f"OptimizerConfig.learning_rate must be > 0, got {self.learning_rate}")
     if not 0 <= self.end_learning_rate <= self.learning_rate:
       raise ValueError(
-          "OptimizerConfig.end_learning_rate must be in [0, learning_rate="
-          f"{self.learning_rate}], got {self.end_learning_rate}")
+        "OptimizerConfig.end_learning_rate must be in [0, learning_rate="
+        f"{self.learning_rate}], got {self.end_learning_rate}"
+      )
     if self.total_steps < 1:
       raise ValueError(f"OptimizerConfig.total_steps must be >= 1, got {self.total_steps}")
     if not 0 <= self.warmup_steps <= self.total_steps:
       raise ValueError(
-          f"OptimizerConfig.warmup_steps must be in [0, total_steps={self.total_steps}], "
-          f"got {self.warmup_steps}")
+        f"OptimizerConfig.warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}"
+      )
     for name in ("b1", "b2"):
       value = getattr(self, name)
       if not 0 <= value < 1:
@@ -66,11 +67,9 @@ class OptimizerConfig:
     if not self.eps > 0:
       raise ValueError(f"OptimizerConfig.eps must be > 0, got {self.eps}")
     if self.grad_clip_norm is not None and self.grad_clip_norm < 0:
-      raise ValueError(
-          f"OptimizerConfig.grad_clip_norm must be >= 0 or None, got {self.grad_clip_norm}")
+      raise ValueError(f"OptimizerConfig.grad_clip_norm must be >= 0 or None, got {self.grad_clip_norm}")
     if self.grad_accum_steps < 1:
-      raise ValueError(
-          f"OptimizerConfig.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+      raise ValueError(f"OptimizerConfig.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +87,11 @@ def make_schedule(config: OptimizerConfig) -> optax.Schedule:
   The value at step s is the learning rate of the update that step s performs (optax counts from 0).
   """
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0,
-      peak_value=config.learning_rate,
-      warmup_steps=config.warmup_steps,
-      decay_steps=config.total_steps,
-      end_value=config.end_learning_rate,
+    init_value=0.0,
+    peak_value=config.learning_rate,
+    warmup_steps=config.warmup_steps,
+    decay_steps=config.total_steps,
+    end_value=config.end_learning_rate,
   )
 
 
@@ -132,12 +131,12 @@ def make_optimizer(config: OptimizerConfig) -> Optimizer:
   """Builds clip-by-global-norm -> AdamW(schedule, masked decay)."""
   schedule = make_schedule(config)
   adamw = optax.adamw(
-      learning_rate=schedule,
-      b1=config.b1,
-      b2=config.b2,
-      eps=config.eps,
-      weight_decay=config.weight_decay,
-      mask=weight_decay_mask,
+    learning_rate=schedule,
+    b1=config.b1,
+    b2=config.b2,
+    eps=config.eps,
+    weight_decay=config.weight_decay,
+    mask=weight_decay_mask,
   )
   if config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)

@@ -34,8 +34,9 @@ from ssd_jax.train.divergences import check_kind_and_beta, importance_weight
 from ssd_jax.train.loss_reduction import masked_sum
 
 
-def sampled_value_and_coefficient(student_logprob: jax.Array, teacher_logprob: jax.Array, *,
-                                  kind: str, beta: float = 0.5) -> tuple[jax.Array, jax.Array]:
+def sampled_value_and_coefficient(
+  student_logprob: jax.Array, teacher_logprob: jax.Array, *, kind: str, beta: float = 0.5
+) -> tuple[jax.Array, jax.Array]:
   """Per-token value estimate v and gradient coefficient c (table in the module docstring).
 
   Args:
@@ -60,24 +61,24 @@ def sampled_value_and_coefficient(student_logprob: jax.Array, teacher_logprob: j
   return beta * jnp.exp(lt - ls) * (lt - log_m) + student_term, student_term
 
 
-def sampled_token_losses(student_logprob: jax.Array, teacher_logprob: jax.Array, *, kind: str,
-                         beta: float = 0.5) -> jax.Array:
+def sampled_token_losses(
+  student_logprob: jax.Array, teacher_logprob: jax.Array, *, kind: str, beta: float = 0.5
+) -> jax.Array:
   """Per-token losses with value v and gradient c * grad(student_logprob), float32 [...]."""
-  value, coefficient = sampled_value_and_coefficient(
-      student_logprob, teacher_logprob, kind=kind, beta=beta)
+  value, coefficient = sampled_value_and_coefficient(student_logprob, teacher_logprob, kind=kind, beta=beta)
   ls = student_logprob.astype(jnp.float32)
   return value + coefficient * (ls - jax.lax.stop_gradient(ls))
 
 
 def sampled_token_divergence(
-    student_logprob: jax.Array,
-    teacher_logprob: jax.Array,
-    mask: jax.Array,
-    *,
-    kind: str,
-    beta: float = 0.5,
-    behaviour_logprob: jax.Array | None = None,
-    is_clip: float | None = None,
+  student_logprob: jax.Array,
+  teacher_logprob: jax.Array,
+  mask: jax.Array,
+  *,
+  kind: str,
+  beta: float = 0.5,
+  behaviour_logprob: jax.Array | None = None,
+  is_clip: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Masked sampled-token divergence loss, (sum, count).
 
@@ -98,10 +99,8 @@ def sampled_token_divergence(
     (sum, count), float32 scalars.
   """
   if student_logprob.shape != teacher_logprob.shape:
-    raise ValueError(f"student_logprob shape {student_logprob.shape} != teacher_logprob shape "
-                     f"{teacher_logprob.shape}")
-  losses = sampled_token_losses(student_logprob, jax.lax.stop_gradient(teacher_logprob),
-                                kind=kind, beta=beta)
+    raise ValueError(f"student_logprob shape {student_logprob.shape} != teacher_logprob shape {teacher_logprob.shape}")
+  losses = sampled_token_losses(student_logprob, jax.lax.stop_gradient(teacher_logprob), kind=kind, beta=beta)
   if behaviour_logprob is not None:
     losses = losses * importance_weight(student_logprob, behaviour_logprob, is_clip)
   return masked_sum(losses, mask)

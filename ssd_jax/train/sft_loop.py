@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import jax
 
@@ -81,14 +82,14 @@ class _MetricsLog:
 
 
 def run_sft(
-    step_fn: StepFn,
-    initial_state: TrainState,
-    make_iterator: Callable[[], CheckpointableIterator | Iterator[Any]],
-    config: LoopConfig,
-    *,
-    metrics_writer: MetricsWriter | None = None,
-    place_batch: Callable[[Any], Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
+  step_fn: StepFn,
+  initial_state: TrainState,
+  make_iterator: Callable[[], CheckpointableIterator | Iterator[Any]],
+  config: LoopConfig,
+  *,
+  metrics_writer: MetricsWriter | None = None,
+  place_batch: Callable[[Any], Any] | None = None,
+  metadata: Mapping[str, Any] | None = None,
 ) -> TrainState:
   """Trains from the latest checkpoint in `config.checkpoint_dir` (or `initial_state`) to `total_steps`.
 
@@ -106,9 +107,12 @@ def run_sft(
   """
   checkpointer = None
   if config.checkpoint_dir is not None:
-    checkpointer = Checkpointer(config.checkpoint_dir, save_interval_steps=config.checkpoint_every,
-                                max_to_keep=config.max_to_keep,
-                                async_save=config.async_checkpointing)
+    checkpointer = Checkpointer(
+      config.checkpoint_dir,
+      save_interval_steps=config.checkpoint_every,
+      max_to_keep=config.max_to_keep,
+      async_save=config.async_checkpointing,
+    )
   try:
     restored = restore_or_init(checkpointer, initial_state)
     state, step = restored.state, restored.step
@@ -117,8 +121,7 @@ def run_sft(
       iterator.set_state(restored.data_state)
     if step > 0:
       logging.info("resumed from step %d", step)
-    bar = ProgressBar(config.total_steps, initial=min(step, config.total_steps),
-                      enabled=config.progress_bar)
+    bar = ProgressBar(config.total_steps, initial=min(step, config.total_steps), enabled=config.progress_bar)
     log = _MetricsLog(metrics_writer, bar)
     try:
       while step < config.total_steps:
@@ -135,12 +138,10 @@ def run_sft(
         if step % config.log_every == 0:
           log.flush()
         if checkpointer is not None and checkpointer.should_save(step):
-          checkpointer.save(step, state, data_state=_data_state(iterator),
-                            metadata=_metadata(metadata, step))
+          checkpointer.save(step, state, data_state=_data_state(iterator), metadata=_metadata(metadata, step))
       log.flush()
       if checkpointer is not None and checkpointer.latest_step() != step and step > 0:
-        checkpointer.save(step, state, data_state=_data_state(iterator),
-                          metadata=_metadata(metadata, step), force=True)
+        checkpointer.save(step, state, data_state=_data_state(iterator), metadata=_metadata(metadata, step), force=True)
     finally:
       bar.close()
   finally:

@@ -7,7 +7,8 @@ With `grad_accum_steps = n` the global batch is split into n micro-batches insid
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +17,11 @@ from flax import nnx
 
 from ssd_jax import sharding as sharding_lib
 from ssd_jax.train.cross_entropy import chunked_cross_entropy
-from ssd_jax.train.gradient_step import accumulate_loss_and_grads, apply_gradients
-from ssd_jax.train.gradient_step import split_micro_batches  # noqa: F401  (imported from here by other steps)
+from ssd_jax.train.gradient_step import (
+  accumulate_loss_and_grads,
+  apply_gradients,
+  split_micro_batches,  # noqa: F401  (imported from here by other steps)
+)
 from ssd_jax.train.optimizer import Optimizer
 from ssd_jax.train.train_state import TrainState, state_shardings
 
@@ -38,13 +42,11 @@ def check_batch(batch: Batch, grad_accum_steps: int) -> dict[str, Any]:
     raise ValueError(f"SFT batch arrays must all be [batch, length], got shapes {shapes}")
   batch_size = shapes["tokens"][0]
   if batch_size % grad_accum_steps:
-    raise ValueError(
-        f"global batch size {batch_size} is not divisible by grad_accum_steps={grad_accum_steps}")
+    raise ValueError(f"global batch size {batch_size} is not divisible by grad_accum_steps={grad_accum_steps}")
   return arrays
 
 
-def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: int
-             ) -> tuple[jax.Array, jax.Array]:
+def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: int) -> tuple[jax.Array, jax.Array]:
   """Summed token cross-entropy over `loss_mask` and the number of tokens it covers.
 
   Args:
@@ -58,8 +60,9 @@ def sft_loss(params: Any, graphdef: nnx.GraphDef, batch: Batch, *, chunk_size: i
   """
   model = nnx.merge(graphdef, params)
   hidden, _ = model.hidden(batch["tokens"], batch["positions"], segment_ids=batch["segment_ids"])
-  return chunked_cross_entropy(hidden, model.unembedding_matrix(), batch["targets"],
-                               batch["loss_mask"], chunk_size=chunk_size)
+  return chunked_cross_entropy(
+    hidden, model.unembedding_matrix(), batch["targets"], batch["loss_mask"], chunk_size=chunk_size
+  )
 
 
 def _constrain_micro(micro: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -67,12 +70,17 @@ def _constrain_micro(micro: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return {key: sharding_lib.constrain(value, BATCH_AXES) for key, value in micro.items()}
 
 
-def sft_train_step(state: TrainState, batch: Batch, *, graphdef: nnx.GraphDef, optimizer: Optimizer,
-                   chunk_size: int) -> tuple[TrainState, dict[str, jax.Array]]:
+def sft_train_step(
+  state: TrainState, batch: Batch, *, graphdef: nnx.GraphDef, optimizer: Optimizer, chunk_size: int
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SFT update (not jitted): accumulate over `optimizer.grad_accum_steps` micro-batches, apply."""
   loss_sum, count, grad_sum = accumulate_loss_and_grads(
-      lambda params, micro: sft_loss(params, graphdef, micro, chunk_size=chunk_size),
-      state.params, batch, num_micro=optimizer.grad_accum_steps, constrain_micro=_constrain_micro)
+    lambda params, micro: sft_loss(params, graphdef, micro, chunk_size=chunk_size),
+    state.params,
+    batch,
+    num_micro=optimizer.grad_accum_steps,
+    constrain_micro=_constrain_micro,
+  )
   return apply_gradients(state, optimizer, loss_sum, count, grad_sum)
 
 
@@ -84,9 +92,15 @@ class SftStep:
   parameters) and the batch is sharded as ('batch', 'length') per the rules.
   """
 
-  def __init__(self, graphdef: nnx.GraphDef, optimizer: Optimizer, *, chunk_size: int,
-               mesh: jax.sharding.Mesh | None = None,
-               rules: sharding_lib.LogicalRules | None = None):
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    optimizer: Optimizer,
+    *,
+    chunk_size: int,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: sharding_lib.LogicalRules | None = None,
+  ):
     if chunk_size < 1:
       raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     self.graphdef = graphdef
@@ -97,11 +111,9 @@ class SftStep:
     self._jitted = None
 
   def _body(self, state: TrainState, batch: Batch):
-    rules = contextlib.nullcontext() if self.mesh is None else sharding_lib.use_rules(
-        self.mesh, self.rules)
+    rules = contextlib.nullcontext() if self.mesh is None else sharding_lib.use_rules(self.mesh, self.rules)
     with rules:
-      return sft_train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer,
-                            chunk_size=self.chunk_size)
+      return sft_train_step(state, batch, graphdef=self.graphdef, optimizer=self.optimizer, chunk_size=self.chunk_size)
 
   def jit_for(self, state: TrainState):
     """The jitted function, built on first use for states sharded like `state`.
@@ -114,14 +126,13 @@ class SftStep:
         self._jitted = jax.jit(self._body, donate_argnums=0)
       else:
         shardings = state_shardings(state)
-        batch_sharding = jax.sharding.NamedSharding(
-            self.mesh, sharding_lib.logical_to_spec(BATCH_AXES, self.rules))
+        batch_sharding = jax.sharding.NamedSharding(self.mesh, sharding_lib.logical_to_spec(BATCH_AXES, self.rules))
         replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self._jitted = jax.jit(
-            self._body,
-            in_shardings=(shardings, {key: batch_sharding for key in BATCH_KEYS}),
-            out_shardings=(shardings, replicated),
-            donate_argnums=0,
+          self._body,
+          in_shardings=(shardings, {key: batch_sharding for key in BATCH_KEYS}),
+          out_shardings=(shardings, replicated),
+          donate_argnums=0,
         )
     return self._jitted
 
@@ -137,8 +148,13 @@ class SftStep:
     return self.jit_for(state)(state, arrays)
 
 
-def make_sft_step(graphdef: nnx.GraphDef, optimizer: Optimizer, *, chunk_size: int,
-                  mesh: jax.sharding.Mesh | None = None,
-                  rules: sharding_lib.LogicalRules | None = None) -> SftStep:
+def make_sft_step(
+  graphdef: nnx.GraphDef,
+  optimizer: Optimizer,
+  *,
+  chunk_size: int,
+  mesh: jax.sharding.Mesh | None = None,
+  rules: sharding_lib.LogicalRules | None = None,
+) -> SftStep:
   """Builds the SFT train step; see `SftStep`."""
   return SftStep(graphdef, optimizer, chunk_size=chunk_size, mesh=mesh, rules=rules)

@@ -10,7 +10,8 @@ which is small; reductions (masks, sums) happen outside, on those.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,11 +20,11 @@ PyTree = Any
 
 
 def map_token_chunks(
-    fn: Callable[[PyTree, PyTree], PyTree],
-    per_token: PyTree,
-    shared: PyTree,
-    *,
-    chunk_size: int,
+  fn: Callable[[PyTree, PyTree], PyTree],
+  per_token: PyTree,
+  shared: PyTree,
+  *,
+  chunk_size: int,
 ) -> PyTree:
   """Applies `fn` to chunks of tokens and returns its outputs for every token.
 
@@ -48,8 +49,8 @@ def map_token_chunks(
   for leaf in leaves:
     if leaf.shape[:2] != (batch, length):
       raise ValueError(
-          f"per_token arrays must share leading dims [batch, length] = {(batch, length)}, "
-          f"got shape {leaf.shape}")
+        f"per_token arrays must share leading dims [batch, length] = {(batch, length)}, got shape {leaf.shape}"
+      )
   num_tokens = batch * length
   chunk_size = min(chunk_size, num_tokens)
   num_chunks = -(-num_tokens // chunk_size)

@@ -33,7 +33,7 @@ class TrainState:
   params: Any
   opt_state: Any
 
-  def replace(self, **changes) -> "TrainState":
+  def replace(self, **changes) -> TrainState:
     return dataclasses.replace(self, **changes)
 
 
@@ -44,8 +44,9 @@ def _replicated_like(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
   if len(sharding.device_set) == 1:
     return sharding
   raise ValueError(
-      f"Cannot derive a replicated sharding from {sharding!r}; place parameters with a NamedSharding "
-      "(ssd_jax.sharding.shard_state) or on one device.")
+    f"Cannot derive a replicated sharding from {sharding!r}; place parameters with a NamedSharding "
+    "(ssd_jax.sharding.shard_state) or on one device."
+  )
 
 
 def _first_sharding(params: Any) -> jax.sharding.Sharding:
@@ -54,8 +55,7 @@ def _first_sharding(params: Any) -> jax.sharding.Sharding:
     raise ValueError("params has no array leaves")
   sharding = getattr(leaves[0], "sharding", None)
   if sharding is None:
-    raise ValueError(
-        f"params leaves must be jax.Array or ShapeDtypeStruct with a sharding, got {type(leaves[0])}")
+    raise ValueError(f"params leaves must be jax.Array or ShapeDtypeStruct with a sharding, got {type(leaves[0])}")
   return sharding
 
 
@@ -70,11 +70,11 @@ def opt_state_shardings(optimizer: Optimizer, params: Any) -> Any:
   param_shardings = jax.tree.map(lambda x: x.sharding, params)
   abstract = jax.eval_shape(optimizer.tx.init, params)
   return optax.tree_map_params(
-      optimizer.tx,
-      lambda _, sharding: sharding,
-      abstract,
-      param_shardings,
-      transform_non_params=lambda _: replicated,
+    optimizer.tx,
+    lambda _, sharding: sharding,
+    abstract,
+    param_shardings,
+    transform_non_params=lambda _: replicated,
   )
 
 
@@ -82,9 +82,9 @@ def train_state_shardings(optimizer: Optimizer, params: Any) -> TrainState:
   """The sharding of every leaf of the TrainState built from `params`."""
   replicated = _replicated_like(_first_sharding(params))
   return TrainState(
-      step=replicated,
-      params=jax.tree.map(lambda x: x.sharding, params),
-      opt_state=opt_state_shardings(optimizer, params),
+    step=replicated,
+    params=jax.tree.map(lambda x: x.sharding, params),
+    opt_state=opt_state_shardings(optimizer, params),
   )
 
 
@@ -103,8 +103,7 @@ def init_train_state(params: Any, optimizer: Optimizer) -> TrainState:
 
 def abstract_train_state(state: TrainState) -> TrainState:
   """ShapeDtypeStructs with shardings, the target Orbax restores into (each host reads only its shards)."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
 
 def state_shardings(state: TrainState) -> TrainState:
