@@ -1,7 +1,7 @@
 """A simple JSONL problem format, one problem per line.
 
 Fields: ``task_id``, ``question``; optional ``starter_code``, ``entry_point``,
-``difficulty``, ``reference_solution``, ``contest_date``; ``tests`` and
+``difficulty``, ``reference_solution``, ``contest_date``, ``program_prefix``; ``tests`` and
 ``public_tests`` as lists of test objects (``name``, ``code``, ``stdin``,
 ``expected_stdout``) or as one string of assertion code.
 """
@@ -23,6 +23,7 @@ _PROBLEM_FIELDS = {
   "reference_solution",
   "contest_date",
   "public_tests",
+  "program_prefix",
 }
 
 
