@@ -1,7 +1,7 @@
 """How a sandbox worker is isolated: bubblewrap namespaces, a dedicated uid, rlimits, cgroup v2.
 
 Each worker runs as ``bwrap --unshare-all --unshare-user --disable-userns --die-with-parent --new-session
---cap-drop ALL --uid 65534``: its own mount, PID, IPC, network, UTS and cgroup namespaces; a read-only view of
+--as-pid-1 --cap-drop ALL --uid 65534``: its own mount, PID, IPC, network, UTS and cgroup namespaces; a read-only view of
 ``/usr`` and the interpreter's install (third-party site-packages masked), ``/proc`` of its own PID namespace,
 a minimal ``/dev``, and size-capped tmpfs ``/tmp`` and ``/dev/shm``; no home, no working directory, no
 datasets, no route to host sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid
@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 
-SANDBOX_UID_BASE = 61000
+SANDBOX_UID_BASE = 3_100_000  # far from login uids, subuid ranges and older sandboxes' 61000 block
 UID_BLOCK_SIZE = 64
 MAX_UID_BLOCKS = 64
 INNER_UID = 65534  # the uid programs see (nobody)
@@ -103,6 +103,7 @@ def _interpreter_binds(python: str) -> list[str]:
 def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
   """The argv prefix that runs ``python`` isolated (append the interpreter's arguments)."""
   args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
+  args += ["--as-pid-1"]  # the worker is the namespace's init: programs cannot signal it, and its exit ends them all
   args += ["--cap-drop", "ALL", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--hostname", "sandbox"]
   args += ["--ro-bind", "/usr", "/usr"]
   for top in ("bin", "lib", "lib64", "lib32", "sbin"):
@@ -200,4 +201,19 @@ def setup_isolation(uid: int | None, tmpfs_bytes: int, allow_weak: bool, python:
       "(eval.allow_weak_sandbox, --allow_weak_sandbox) to run with rlimits only; reports then say so."
     )
   layers = {"namespaces": "none (weak sandbox)", "uid": uid_layer, "filesystem": "host filesystem visible"}
-  return Isolation((), _interpreters(python)[0], layers, weak=reason)
+  for interpreter in _interpreters(python):
+    try:
+      subprocess.run(
+        [interpreter, "-I", "-S", "-c", "pass"],
+        user=uid,
+        group=uid,
+        extra_groups=[] if uid is not None else None,
+        cwd="/",
+        capture_output=True,
+        timeout=PROBE_TIMEOUT_S,
+        check=True,
+      )
+    except (OSError, subprocess.SubprocessError):
+      continue
+    return Isolation((), interpreter, layers, weak=reason)
+  raise IsolationError(f"sandbox refused to start: {reason}; and no interpreter runs as uid {uid}")

@@ -24,6 +24,7 @@ import pathlib
 import queue
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,9 @@ class _Slot:
         os.chown(self.scratch, self.uid, self.uid)
       config = {"scratch": self.scratch, "pid_namespace": False}
       argv = [iso.python]
-    proc = subprocess.Popen(
+    # bubblewrap's --die-with-parent ties the worker to the thread that starts it: one long-lived thread does.
+    proc = self.pool.launcher.submit(
+      subprocess.Popen,
       argv + ["-I", "-S", "-B", "-c", HARNESS_SOURCE, json.dumps(config)],
       stdin=subprocess.PIPE,
       stdout=subprocess.PIPE,
@@ -142,7 +145,7 @@ class _Slot:
       cwd="/",
       env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
       start_new_session=True,
-    )
+    ).result()
     ready = _read(proc, time.monotonic() + STARTUP_TIMEOUT_S)
     if ready.get("event") != "ready":
       raise _SlotDied(f"sandbox worker did not start: {ready}")
@@ -154,6 +157,7 @@ class _Slot:
       stdin=subprocess.PIPE,
       stdout=subprocess.PIPE,
       cwd="/",
+      env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
       start_new_session=True,
     )
 
@@ -165,18 +169,30 @@ class _Slot:
       self._stop(self.checker)
       self.checker = self._start_checker()
 
-  @staticmethod
-  def _stop(proc: subprocess.Popen | None):
+  def _stop(self, proc: subprocess.Popen | None):
+    """Stops a worker or checker and waits until every process of it is gone.
+
+    Closing its input lets it exit on its own: the worker is its PID namespace's init, so its exit empties
+    the namespace before bubblewrap exits. One that does not answer gets SIGKILL, children first (the
+    worker inside bubblewrap, the checker's running check), so every process is reaped by its own parent.
+    """
     if proc is None:
       return
-    try:
-      os.killpg(proc.pid, 9)
-    except OSError:
-      pass
     for stream in (proc.stdin, proc.stdout):
       if stream is not None:
         stream.close()
-    proc.wait()
+    try:
+      proc.wait(timeout=0 if proc.returncode is not None else 2.0)
+    except subprocess.TimeoutExpired:
+      for pid in _children(proc.pid):
+        _kill(pid)
+      try:
+        proc.wait(timeout=STARTUP_TIMEOUT_S)
+      except subprocess.TimeoutExpired:
+        _kill(-proc.pid)
+        proc.wait()
+    if proc is self.worker and not self.pool.isolation.wrapper and self.uid is not None:
+      _kill_uid(self.uid)  # weak sandbox as root: whatever the program left, found by its uid
 
   def close(self):
     self._stop(self.worker)
@@ -224,7 +240,7 @@ class _Slot:
     """Relays the checker's calls to the program until both sides are done."""
     check = {"op": "check", "code": test.code, "starter": job.starter_code, "entry_point": job.entry_point}
     self._send(self.checker, check)
-    loaded, end, result, waiting = None, None, None, False
+    loaded, end, result, waiting, finishing = None, None, None, False, False
     worker_fd, checker_fd = self.worker.stdout.fileno(), self.checker.stdout.fileno()
     while result is None or end is None:
       watched = ([worker_fd] if end is None else []) + ([checker_fd] if result is None else [])
@@ -247,21 +263,58 @@ class _Slot:
         message = _read(self.checker, deadline)
         if message.get("op") == "result":
           result = message
-          if end is None:
-            self._send(self.worker, {"op": "finish"})
         elif message.get("op") == "rpc":
           waiting = True
           if end is None:
             self._send(self.worker, {"op": "rpc", "request": message["request"]})
+      if result is not None and loaded is not None and end is None and not finishing:
+        self._send(self.worker, {"op": "finish"})  # after "loaded", so a failed load is never missed
+        finishing = True
       if waiting and end is not None:  # the program is gone: the pending call can never be answered
         self._send(self.checker, _died(loaded, end))
         waiting = False
     return _check_verdict(test, loaded, end, result)
 
 
+def _children(pid: int) -> list[int]:
+  found = []
+  for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+      found += [int(child) for child in task.read_text().split()]
+    except OSError:
+      continue
+  return found
+
+
+def _kill(pid: int):
+  """SIGKILL to a pid (a process group when negative), if it still exists."""
+  try:
+    os.kill(pid, signal.SIGKILL)
+  except OSError:
+    pass
+
+
+def _kill_uid(uid: int):
+  for _ in range(100):
+    pids = [int(p.name) for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and _owned_by(p, uid)]
+    if not pids:
+      return
+    for pid in pids:
+      _kill(pid)
+    time.sleep(0.01)
+
+
+def _owned_by(path: pathlib.Path, uid: int) -> bool:
+  try:
+    return path.stat().st_uid == uid
+  except OSError:
+    return False
+
+
 def _died(loaded: dict | None, end: dict) -> dict:
-  if loaded is not None and not loaded.get("loaded"):
-    return {"died": loaded.get("status", "error"), "message": loaded.get("message", "")}
+  if loaded is not None and loaded.get("loaded") is not True:
+    status = loaded.get("status") if loaded.get("status") in ("error", "memory", "timeout") else "error"
+    return {"died": status, "message": str(loaded.get("message") or "the program did not load")}
   status = end["status"] if end["status"] != "completed" else "error"
   message = end["message"] or "the program exited before the test finished"
   return {"died": status, "message": message}
@@ -296,13 +349,6 @@ def _script_verdict(test: TestCase, end: dict) -> TestRun:
   if end.get("stdout_truncated"):
     message += " (output truncated)"
   return TestRun(test.name, Verdict.FAILED, message, **common)
-
-
-def _owned_by_us(path: pathlib.Path) -> bool:
-  try:
-    return path.stat().st_uid == os.getuid()
-  except OSError:
-    return False
 
 
 class Sandbox:
@@ -343,6 +389,12 @@ class Sandbox:
     for slot in self._all_slots:
       self._slots.put(slot)
     self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+    self.launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-launcher")
+
+  @property
+  def worker_pids(self) -> tuple[int, ...]:
+    """Host pids of the running workers (bubblewrap's outer process, or the worker when weak)."""
+    return tuple(slot.worker.pid for slot in self._all_slots if slot.worker is not None)
 
   @property
   def weak(self) -> str | None:
@@ -355,9 +407,9 @@ class Sandbox:
 
   def _wire_limits(self) -> dict:
     limits = self.limits
-    nproc = limits.max_processes + 3  # bubblewrap's init, the worker and the test process itself
+    nproc = limits.max_processes + 2  # the worker and the test process itself
     if not self.isolation.wrapper and not self.uids:  # weak and not root: RLIMIT_NPROC counts all our processes
-      nproc += sum(1 for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and _owned_by_us(p))
+      nproc += sum(1 for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and _owned_by(p, os.getuid()))
     return {
       "timeout_s": limits.timeout_s,
       "cpu_time_s": limits.cpu_time_s,
@@ -385,6 +437,7 @@ class Sandbox:
     self._executor.shutdown(wait=True)
     for slot in self._all_slots:
       slot.close()
+    self.launcher.shutdown(wait=True)  # only now: its exit would kill the workers it started
     self._release_uids()
 
   def run(

@@ -304,7 +304,7 @@ def kill_group(pgid):
 
 def other_processes():
   me = os.getpid()
-  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
 
 
 def reset():
@@ -318,7 +318,7 @@ def reset():
     if not other_processes():
       break
     try:
-      os.kill(-1, signal.SIGKILL)  # every process we may signal but ourselves and the namespace's init
+      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves (its init)
     except OSError:
       pass
     while True:
