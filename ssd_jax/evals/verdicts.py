@@ -1,10 +1,12 @@
-"""Per-test verdicts and the output comparison the parent process decides."""
+"""Per-test verdicts, decided in the grader: output comparison, and what the sandbox and checker reported."""
 
 from __future__ import annotations
 
 import dataclasses
 import decimal
 import enum
+
+from ssd_jax.evals.problems import TestCase
 
 
 class Verdict(str, enum.Enum):
@@ -87,3 +89,55 @@ def first_difference(actual: str, expected: str) -> str:
     if not _lines_equal(got, want):
       return f"line {line_no}: expected {want!r}, got {got!r}"
   return "outputs match"
+
+
+STATUS_TO_VERDICT = {
+  "failed": Verdict.FAILED,
+  "error": Verdict.ERROR,
+  "timeout": Verdict.TIMEOUT,
+  "memory": Verdict.MEMORY,
+  "unverifiable": Verdict.UNVERIFIABLE,
+}
+
+
+def program_died(loaded: dict | None, end: dict) -> dict:
+  """The checker's answer to a pending call when the program is gone: why it ended (its load or exit)."""
+  if loaded is not None and loaded.get("loaded") is not True:
+    status = loaded.get("status") if loaded.get("status") in ("error", "memory", "timeout") else "error"
+    return {"died": status, "message": str(loaded.get("message") or "the program did not load")}
+  status = end["status"] if end["status"] != "completed" else "error"
+  message = end["message"] or "the program exited before the test finished"
+  return {"died": status, "message": message}
+
+
+def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) -> TestRun:
+  """Verdict of an assertion test from the program's load report, its exit, and the checker's result."""
+  common = dict(stdout=result.get("stdout", ""), stderr=end.get("stderr", ""), duration_s=end.get("duration_s", 0.0))
+  if loaded is None or not loaded.get("loaded"):
+    died = program_died(loaded, end)
+    return TestRun(test.name, STATUS_TO_VERDICT.get(died["died"], Verdict.ERROR), died["message"], **common)
+  status = result["status"]
+  if status != "completed":
+    return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), result.get("message", ""), **common)
+  if test.expected_stdout is None or outputs_match(common["stdout"], test.expected_stdout):
+    return TestRun(test.name, Verdict.PASSED, **common)
+  message = "wrong output: " + first_difference(common["stdout"], test.expected_stdout)
+  return TestRun(test.name, Verdict.FAILED, message, **common)
+
+
+def script_verdict(test: TestCase, end: dict) -> TestRun:
+  """Verdict of a stdio test: how the script ended, then its output against the expected one."""
+  stdout, stderr = end.get("stdout", ""), end.get("stderr", "")
+  common = dict(stdout=stdout, stderr=stderr, duration_s=float(end.get("duration_s", 0.0)))
+  status = end["status"]
+  if status != "completed":
+    message = end.get("message", "")
+    if status == "error" and stderr.strip():
+      message = f"{message}\n{stderr.strip()[-2000:]}".strip()
+    return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), message, **common)
+  if outputs_match(stdout, test.expected_stdout):
+    return TestRun(test.name, Verdict.PASSED, **common)
+  message = "wrong output: " + first_difference(stdout, test.expected_stdout)
+  if end.get("stdout_truncated"):
+    message += " (output truncated)"
+  return TestRun(test.name, Verdict.FAILED, message, **common)
