@@ -164,16 +164,18 @@ class Slot:
     request = {"op": "run", "mode": "calls" if test.code else "script", "program": job.program, "stdin": test.stdin}
     request["limits"] = self.pool.wire_limits
     cgroup = self.cgroup
-    oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+    oom_kills_before = cgroup.oom_kills() if cgroup is not None else 0
     try:
       self._send(self.worker, request)
       run = script_verdict(test, self._wait_end(deadline)) if not test.code else self._run_check(job, test, deadline)
+      oom_killed = cgroup is not None and cgroup.oom_kills() > oom_kills_before
     except SlotDied as exc:
+      oom_killed = cgroup is not None and cgroup.oom_kills() > oom_kills_before  # before close() removes it
       self.close()
       timed_out = time.monotonic() >= deadline
       verdict = Verdict.TIMEOUT if timed_out else Verdict.ERROR
       run = TestRun(test.name, verdict, f"sandbox stopped: {exc}" if not timed_out else "time limit exceeded")
-    if cgroup is not None and not run.passed and cgroup.oom_kills() > oom_kills:
+    if oom_killed and not run.passed:
       run = dataclasses.replace(
         run, verdict=Verdict.MEMORY, message=f"memory limit of the process tree exceeded\n{run.message}"
       )
