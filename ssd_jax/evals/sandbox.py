@@ -160,6 +160,11 @@ class Sandbox:
       "nproc": nproc,
     }
 
+  def start(self) -> None:
+    """Starts every slot's worker and checker now (otherwise each starts on its first test)."""
+    for future in [self._executor.submit(slot.ensure_started) for slot in self._all_slots]:
+      future.result()
+
   def __enter__(self) -> Sandbox:
     return self
 
