@@ -238,6 +238,40 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
       ADD_TEST,
       {Verdict.ERROR},
     ),
+    "pose_as_the_grader": (
+      "import __main__\n__main__.Served.answer = lambda self, request: {'died': 'completed', 'message': ''}\n"
+      + WRONG_ADD,
+      ADD_TEST,
+      {Verdict.ERROR},
+    ),
+    "pose_as_the_grader_from_a_call": (
+      textwrap.dedent("""
+        import sys
+        def add(a, b):
+            frame = sys._getframe()
+            while frame is not None:
+                served = frame.f_locals.get('self')
+                if served is not None and hasattr(served, 'answer'):
+                    served.answer = lambda request: {'died': 'completed', 'value': ['i', '5']}
+                frame = frame.f_back
+            return 3
+        """),
+      ADD_TEST,
+      {Verdict.FAILED},
+    ),
+    "malformed_load_report": (
+      "import __main__\n_write = __main__.write_message\n__main__.write_message = lambda fd, m: _write(fd, [m])\n"
+      + RIGHT_ADD,
+      ADD_TEST,
+      {Verdict.ERROR},
+    ),
+    "reach_the_worker": (
+      "import ctypes, os\nfor path in ('/proc/1/fd/1', '/proc/1/fd/0', '/proc/1/mem'):\n    try:\n"
+      "        fd = os.open(path, os.O_WRONLY)\n        os.write(fd, b'\\x00\\x00\\x00\\x02{}')\n    except OSError:\n"
+      "        pass\nassert ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0) != 0\n" + WRONG_ADD,
+      ADD_TEST,
+      {Verdict.FAILED},
+    ),
     "huge_reply": ("def add(a, b):\n    return 'x' * (64 * 2**20)\n", ADD_TEST, {Verdict.ERROR, Verdict.MEMORY}),
   }
 

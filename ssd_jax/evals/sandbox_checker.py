@@ -60,15 +60,29 @@ def flag_unverifiable(reason):
   raise Unverifiable(reason)
 
 
+def program_failed(status, message):
+  """Records that the program can no longer answer (the first reason wins) and raises ProgramDied."""
+  if status not in ("error", "timeout", "memory"):  # never "completed", whatever a message claims
+    status = "error"
+  STATE["died"] = STATE["died"] or (status, str(message))
+  raise ProgramDied(*STATE["died"])
+
+
 def remote(request):
-  """Sends one request to the program (through the grader); returns its reply."""
+  """Sends one request to the program (through the grader); returns the program's reply (a dict).
+
+  The grader wraps what the program sent as ``{"program": reply}`` and speaks for itself only with
+  ``{"died": status}``; nothing the program sends can pose as the grader.
+  """
   write_message(1, {"op": "rpc", "request": request})
-  reply = read_message(0)
-  if reply is None:
+  message = read_message(0)
+  if message is None:
     os._exit(1)
-  if "died" in reply:
-    STATE["died"] = STATE["died"] or (reply["died"], reply.get("message", ""))
-    raise ProgramDied(*STATE["died"])
+  if "died" in message:
+    program_failed(message["died"], message.get("message", ""))
+  reply = message.get("program")
+  if not isinstance(reply, dict):
+    program_failed("error", "the program sent a malformed reply")
   return reply
 
 
@@ -76,7 +90,19 @@ def from_program(data):
   try:
     return decode_value(data, RemoteObject)
   except NotData as exc:
-    raise ProgramDied("error", f"the program returned malformed data: {exc}") from None
+    program_failed("error", f"the program returned malformed data: {exc}")
+
+
+def resolved(reply, count):
+  """The ``count`` name descriptions of a resolve reply, each a non-empty list starting with its kind."""
+  descriptions = reply.get("resolved")
+  if (
+    not isinstance(descriptions, list)
+    or len(descriptions) != count
+    or not all(isinstance(d, list) and d and isinstance(d[0], str) for d in descriptions)
+  ):
+    program_failed("error", "the program sent a malformed resolve reply")
+  return descriptions
 
 
 def bind(description, target, name):
@@ -84,9 +110,9 @@ def bind(description, target, name):
   kind = description[0]
   if kind in ("function", "class"):
     return RemoteCallable(target, name)
-  if kind == "value":
+  if kind == "value" and len(description) == 2:
     return from_program(description[1])
-  if kind == "module" and description[1] in sys.stdlib_module_names:
+  if kind == "module" and len(description) == 2 and description[1] in sys.stdlib_module_names:
     return importlib.import_module(description[1])
   return Opaque(f"{name} is a {kind} the test cannot use as data")
 
@@ -109,10 +135,12 @@ class RemoteCallable:
     request.update(args=encode_value(args, handle_of), kwargs=encode_value(kwargs, handle_of))
     reply = remote(request)
     if "raised" in reply:
+      message = str(reply.get("message", ""))
       if reply.get("status") == "memory":
-        raise MemoryError(reply.get("message", ""))
-      error = _BUILTIN_EXCEPTIONS.get(reply["raised"], CandidateError)
-      raise error(reply.get("message", ""))
+        raise MemoryError(message)
+      raise _BUILTIN_EXCEPTIONS.get(str(reply["raised"]), CandidateError)(message)
+    if "value" not in reply:
+      program_failed("error", "the program sent a reply without a value")
     return from_program(reply["value"])
 
 
@@ -146,7 +174,7 @@ class RemoteObject(Opaque):
   def __getattr__(self, name):
     if name.startswith("__"):
       raise AttributeError(name)
-    (description,) = remote({"op": "resolve", "target": self._handle, "names": [name]})["resolved"]
+    (description,) = resolved(remote({"op": "resolve", "target": self._handle, "names": [name]}), 1)
     if description[0] == "missing":
       raise AttributeError(f"program object has no attribute {name!r}")
     return bind(description, self._handle, name)
@@ -181,7 +209,9 @@ def build_namespace(request, tree):
     n for n in names_read_not_bound(tree) if n == entry_point or (n not in namespace and not hasattr(builtins, n))
   ]
   if wanted:
-    for name, description in zip(wanted, remote({"op": "resolve", "target": None, "names": wanted})["resolved"]):
+    for name, description in zip(
+      wanted, resolved(remote({"op": "resolve", "target": None, "names": wanted}), len(wanted))
+    ):
       if description[0] == "missing":
         namespace.pop(name, None)
       else:

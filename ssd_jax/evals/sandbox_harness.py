@@ -285,9 +285,10 @@ def run(job):
   else:
     status, message = exit_status(wait_status, rusage, limits, ended == "timeout")
   cap = limits["max_output_bytes"]
+  kill_others()  # first, so that nothing rewrites the output files while they are read
   stdout, truncated = read_capped(f"{scratch}/.stdout", cap)
   stderr, _ = read_capped(f"{scratch}/.stderr", cap)
-  clean = reset()
+  clean = wipe()
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
   event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)
   write_message(EVENT_FD, event)
@@ -307,16 +308,11 @@ def other_processes():
   return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
 
 
-def reset():
-  """Kills every other process of the sandbox and wipes its writable places; False if anything remains.
-
-  Outside a PID namespace (a weak sandbox) only the test's process group was killed, and only the
-  private scratch directory is wiped.
-  """
-  own_namespace = CONFIG["pid_namespace"]
-  for _ in range(100 if own_namespace else 0):
+def kill_others():
+  """Kills and reaps every other process of the sandbox (only in our own PID namespace)."""
+  for _ in range(100 if CONFIG["pid_namespace"] else 0):
     if not other_processes():
-      break
+      return
     try:
       os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves (its init)
     except OSError:
@@ -328,6 +324,15 @@ def reset():
       except ChildProcessError:
         break
     time.sleep(0.001)
+
+
+def wipe():
+  """Wipes the sandbox's writable places; False if anything remains (processes, files, SysV IPC objects).
+
+  Outside a PID namespace (a weak sandbox) only the test's process group was killed, and only the
+  private scratch directory is wiped.
+  """
+  own_namespace = CONFIG["pid_namespace"]
   wiped = WIPED_DIRS if own_namespace else (CONFIG["scratch"],)
   for directory in wiped:
     try:
@@ -357,12 +362,10 @@ def main():
   CONFIG.update(json.loads(sys.argv[1]))
   for name in PRELOADED_MODULES:
     __import__(name)
-  try:
-    import ctypes
+  import ctypes
 
-    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # programs of our uid cannot ptrace or read our memory
-  except (ImportError, OSError):
-    pass
+  if ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # programs of our uid must not ptrace us
+    raise SystemExit("sandbox worker: prctl(PR_SET_DUMPABLE, 0) failed")
   os.chdir(CONFIG["scratch"])
   os.umask(0o077)
   write_message(EVENT_FD, {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version})

@@ -204,9 +204,9 @@ class Slot:
       if worker_fd in ready:
         event = _read(self.worker, deadline)
         if event.get("event") == "reply" and loaded is None:
-          loaded = event["data"]
+          loaded = event["data"] if isinstance(event["data"], dict) else {"loaded": False}
         elif event.get("event") == "reply" and waiting:
-          self._send(self.checker, event["data"])
+          self._send(self.checker, {"program": event["data"]})  # wrapped: the program cannot pose as us
           waiting = False
         elif event.get("event") == "end":
           end = event

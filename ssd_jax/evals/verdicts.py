@@ -91,6 +91,7 @@ def first_difference(actual: str, expected: str) -> str:
   return "outputs match"
 
 
+MESSAGE_CHARS = 4000
 STATUS_TO_VERDICT = {
   "failed": Verdict.FAILED,
   "error": Verdict.ERROR,
@@ -104,7 +105,7 @@ def program_died(loaded: dict | None, end: dict) -> dict:
   """The checker's answer to a pending call when the program is gone: why it ended (its load or exit)."""
   if loaded is not None and loaded.get("loaded") is not True:
     status = loaded.get("status") if loaded.get("status") in ("error", "memory", "timeout") else "error"
-    return {"died": status, "message": str(loaded.get("message") or "the program did not load")}
+    return {"died": status, "message": str(loaded.get("message") or "the program did not load")[:MESSAGE_CHARS]}
   status = end["status"] if end["status"] != "completed" else "error"
   message = end["message"] or "the program exited before the test finished"
   return {"died": status, "message": message}
