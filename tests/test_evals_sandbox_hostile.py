@@ -272,6 +272,19 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
       ADD_TEST,
       {Verdict.FAILED},
     ),
+    "stall_mid_reply": (
+      "import __main__, os, time\n"
+      "__main__.write_message = lambda fd, message: (os.write(fd, b'\\x00\\x00\\x01\\x00{'), time.sleep(60))\n"
+      + RIGHT_ADD,
+      ADD_TEST,
+      {Verdict.TIMEOUT},
+    ),
+    "reply_grows_when_relayed": (
+      "import functools, json\njson.dumps = functools.partial(json.dumps, ensure_ascii=False)\n"
+      "def add(a, b):\n    return '\\u00e9' * 1900000\n",
+      ADD_TEST,
+      {Verdict.ERROR},
+    ),
     "huge_reply": ("def add(a, b):\n    return 'x' * (64 * 2**20)\n", ADD_TEST, {Verdict.ERROR, Verdict.MEMORY}),
   }
 

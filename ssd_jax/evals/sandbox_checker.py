@@ -24,7 +24,14 @@ import sys
 import traceback
 
 if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends sandbox_wire
-  from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_message, write_message
+  from ssd_jax.evals.sandbox_wire import (
+    MAX_RELAYED_BYTES,
+    NotData,
+    decode_value,
+    encode_value,
+    read_message,
+    write_message,
+  )
 
 MESSAGE_CHARS = 4000
 TRACEBACK_LINES = 12
@@ -74,8 +81,13 @@ def remote(request):
   The grader wraps what the program sent as ``{"program": reply}`` and speaks for itself only with
   ``{"died": status}``; nothing the program sends can pose as the grader.
   """
+  if STATE["died"] is not None:  # nothing can answer any more
+    raise ProgramDied(*STATE["died"])
   write_message(1, {"op": "rpc", "request": request})
-  message = read_message(0)
+  try:
+    message = read_message(0, MAX_RELAYED_BYTES)
+  except NotData as exc:
+    program_failed("error", str(exc))
   if message is None:
     os._exit(1)
   if "died" in message:

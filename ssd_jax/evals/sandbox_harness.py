@@ -230,8 +230,10 @@ def relay_calls(pidfd, reply_fd, request_fd, deadline, cap):
     ready, _, _ = select.select([REQUEST_FD, reply_fd, pidfd], [], [], remaining)
     if reply_fd in ready:
       try:
-        payload = read_frame(reply_fd, cap)
+        payload = read_frame(reply_fd, cap, deadline)  # a program that stalls mid-message runs into the deadline
         reply = None if payload is None else json.loads(payload)
+      except TimeoutError:
+        return "timeout"
       except (NotData, ValueError, RecursionError):
         return "overflow"
       if reply is None:

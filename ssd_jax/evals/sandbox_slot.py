@@ -45,7 +45,10 @@ def _read(proc: subprocess.Popen, deadline: float) -> dict:
   fd = proc.stdout.fileno()
   if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
     raise SlotDied("no answer before the deadline")
-  message = sandbox_wire.read_message(fd, 2 * sandbox_wire.MAX_MESSAGE_BYTES)
+  try:
+    message = sandbox_wire.read_message(fd, sandbox_wire.MAX_RELAYED_BYTES)
+  except sandbox_wire.NotData as exc:  # e.g. a program's reply that grew past the limit when relayed
+    raise SlotDied(str(exc)) from None
   if message is None:
     raise SlotDied(f"exited with status {proc.wait()}")
   return message
@@ -101,6 +104,7 @@ class Slot:
       [sys.executable, "-I", "-S", "-B", "-c", CHECKER_SOURCE],
       stdin=subprocess.PIPE,
       stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,  # a checker stopped mid-check complains about its closed pipe
       cwd="/",
       env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
       start_new_session=True,

@@ -20,9 +20,12 @@ a dict. Anything else cannot be encoded.
 
 import json
 import os
+import select
 import struct
+import time
 
 MAX_MESSAGE_BYTES = 4 << 20  # a message (and so any one value) larger than this is refused
+MAX_RELAYED_BYTES = 8 << 20  # a relayed message may grow (the worker re-encodes the program's reply)
 MAX_DEPTH = 200
 _HEADER = struct.Struct(">I")
 
@@ -110,10 +113,12 @@ def write_message(fd, message):
     view = view[os.write(fd, view) :]
 
 
-def read_exact(fd, size):
-  """Reads exactly ``size`` bytes; None at end of file."""
+def read_exact(fd, size, deadline=None):
+  """Reads exactly ``size`` bytes; None at end of file; TimeoutError past ``deadline`` (time.monotonic())."""
   chunks, remaining = [], size
   while remaining:
+    if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+      raise TimeoutError("no complete message before the deadline")
     chunk = os.read(fd, min(remaining, 1 << 20))
     if not chunk:
       return None
@@ -122,15 +127,15 @@ def read_exact(fd, size):
   return b"".join(chunks)
 
 
-def read_frame(fd, limit=MAX_MESSAGE_BYTES):
+def read_frame(fd, limit=MAX_MESSAGE_BYTES, deadline=None):
   """Reads one length-prefixed payload as bytes; None at end of file; NotData when over ``limit``."""
-  header = read_exact(fd, _HEADER.size)
+  header = read_exact(fd, _HEADER.size, deadline)
   if header is None:
     return None
   (size,) = _HEADER.unpack(header)
   if size > limit:
     raise NotData(f"message of {size} bytes exceeds the {limit}-byte limit")
-  return read_exact(fd, size)
+  return read_exact(fd, size, deadline)
 
 
 def read_message(fd, limit=MAX_MESSAGE_BYTES):
