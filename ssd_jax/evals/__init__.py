@@ -9,6 +9,7 @@ from ssd_jax.evals.diversity import (
 )
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.isolation import IsolationError
 from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, pass_at_k
 from ssd_jax.evals.problems import Problem, TestCase
 from ssd_jax.evals.prompts import DEFAULT_SYSTEM_MESSAGE, build_messages, build_prompt
@@ -21,6 +22,7 @@ __all__ = [
   "DEFAULT_SYSTEM_MESSAGE",
   "EvalResult",
   "ExecutionJob",
+  "IsolationError",
   "Problem",
   "ProblemResult",
   "SampleResult",

@@ -52,7 +52,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--difficulty", default=None, help="comma-separated difficulties to keep")
   parser.add_argument("--start_date", default=None, help="keep problems from this contest date (YYYY-MM-DD)")
   parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
-  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test")
+  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test (LiveCodeBench uses 6)")
   parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
   parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
   parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
