@@ -285,6 +285,11 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
       ADD_TEST,
       {Verdict.ERROR},
     ),
+    "nested_user_namespace": (
+      "import ctypes\nassert ctypes.CDLL(None).unshare(0x10000000) != 0, 'created a user namespace'\n" + WRONG_ADD,
+      ADD_TEST,
+      {Verdict.FAILED},
+    ),
     "huge_reply": ("def add(a, b):\n    return 'x' * (64 * 2**20)\n", ADD_TEST, {Verdict.ERROR, Verdict.MEMORY}),
   }
 

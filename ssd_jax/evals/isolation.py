@@ -19,6 +19,7 @@ unless the caller allows a weak sandbox; then the returned Isolation says what i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -72,6 +73,16 @@ def find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.cache
+def bwrap_supports(bwrap: str, option: str) -> bool:
+  """Whether this bubblewrap knows ``option`` (older releases lack some)."""
+  try:
+    usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+  except (OSError, subprocess.SubprocessError):
+    return False
+  return option in usage.stdout + usage.stderr
+
+
 def claim_uid_block() -> tuple[socket.socket, int]:
   """Locks a free block of host uids for this pool; returns (lock, first uid). Closing the lock frees it.
 
@@ -102,8 +113,11 @@ def _interpreter_binds(python: str) -> list[str]:
 
 def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
   """The argv prefix that runs ``python`` isolated (append the interpreter's arguments)."""
-  args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
-  args += ["--as-pid-1"]  # the worker is the namespace's init: programs cannot signal it, and its exit ends them all
+  args = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--as-pid-1"]
+  if bwrap_supports(bwrap, "--disable-userns"):  # bubblewrap >= 0.8: no nested user namespaces for programs
+    args += [
+      "--disable-userns"
+    ]  # the worker is the namespace's init: programs cannot signal it, and its exit ends them all
   args += ["--cap-drop", "ALL", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--hostname", "sandbox"]
   args += ["--ro-bind", "/usr", "/usr"]
   for top in ("bin", "lib", "lib64", "lib32", "sbin"):
@@ -188,8 +202,9 @@ def setup_isolation(uid: int | None, tmpfs_bytes: int, allow_weak: bool, python:
       if missing is not None:
         problems.append(missing)
         continue
+      nested = "" if "--disable-userns" in wrapper else "; nested user namespaces allowed (bubblewrap < 0.8)"
       layers = {
-        "namespaces": "bubblewrap: mount (read-only /usr and interpreter), PID, IPC, network, UTS, user",
+        "namespaces": f"bubblewrap: mount (read-only /usr and interpreter), PID, IPC, network, UTS, user{nested}",
         "uid": f"{uid_layer}; programs see uid {INNER_UID}",
         "filesystem": f"tmpfs /tmp and /dev/shm of {tmpfs_bytes >> 20} MiB each; no home, workdir or datasets",
       }

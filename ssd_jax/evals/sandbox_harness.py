@@ -283,7 +283,7 @@ def run(job):
   if ended == "finish":
     status, message = "completed", ""
   elif ended == "overflow":
-    status, message = "error", f"a reply exceeded {limits['max_reply_bytes']} bytes"
+    status, message = "error", f"a reply was malformed or exceeded {limits['max_reply_bytes']} bytes"
   else:
     status, message = exit_status(wait_status, rusage, limits, ended == "timeout")
   cap = limits["max_output_bytes"]
