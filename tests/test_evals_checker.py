@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ssd_jax.evals.problems import TestCase
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value
 from ssd_jax.evals.verdicts import Verdict

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from ssd_jax.data.problem_files import load_humaneval_problems
 from ssd_jax.evals import cli, isolation
-from ssd_jax.evals.benchmarks import load_humaneval
 
 # Each forgery is a function body (a continuation of the HumanEval prompt) followed by module-level code.
 FORGERIES = {
@@ -40,7 +40,7 @@ def _write_completions(path, problems, bodies):
 
 def test_forgeries_score_zero_on_humaneval(tmp_path):
   completions = tmp_path / "forged.jsonl"
-  _write_completions(completions, load_humaneval(), FORGERIES.values())
+  _write_completions(completions, load_humaneval_problems(), FORGERIES.values())
   out = tmp_path / "report"
   cli.main(["--problems=humaneval", f"--completions={completions}", f"--out={out}", "--ks=1", "--bootstrap=10"])
   summary = json.loads((out / "results.json").read_text())
@@ -53,7 +53,7 @@ def test_forgeries_score_zero_on_humaneval(tmp_path):
 
 def test_weak_sandbox_is_refused_or_stated(tmp_path, monkeypatch):
   problems = tmp_path / "problems.jsonl"
-  problems.write_text(json.dumps({"task_id": "t/0", "question": "add", "tests": "assert add(1, 2) == 3"}) + "\n")
+  problems.write_text(json.dumps({"task_id": "t/0", "question": "add", "tests": ["assert add(1, 2) == 3"]}) + "\n")
   completions = tmp_path / "completions.jsonl"
   completions.write_text(json.dumps({"task_id": "t/0", "completion": "def add(a, b):\n    return a + b\n"}) + "\n")
   monkeypatch.setattr(isolation, "find_bwrap", lambda: None)

@@ -11,8 +11,8 @@ import pathlib
 
 import pytest
 
-from ssd_jax.evals.benchmarks import load_problems
-from ssd_jax.evals.benchmarks.livecodebench import LCB_PROGRAM_PREFIX
+from ssd_jax.data.livecodebench import LCB_PROGRAM_PREFIX
+from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict, outputs_match
@@ -98,7 +98,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def lcb_result():
-  problems = load_problems(str(FIXTURE))
+  problems = load_problem_file(str(FIXTURE))
   completions = {task_id: [completion for _, completion, _, _ in cases] for task_id, cases in CASES.items()}
   with Sandbox(LIMITS, workers=2) as sandbox:
     return problems, evaluate(problems, completions, sandbox=sandbox, stop_on_failure=True)

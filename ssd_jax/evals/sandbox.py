@@ -23,8 +23,8 @@ import pathlib
 import queue
 from collections.abc import Sequence
 
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import cgroup_limits, isolation, sandbox_wire
-from ssd_jax.evals.problems import TestCase
 from ssd_jax.evals.sandbox_slot import Slot, owned_by
 from ssd_jax.evals.verdicts import TestRun, Verdict
 

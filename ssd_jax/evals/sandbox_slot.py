@@ -22,8 +22,8 @@ import tempfile
 import time
 from typing import TYPE_CHECKING
 
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import cgroup_limits, sandbox_wire
-from ssd_jax.evals.problems import TestCase
 from ssd_jax.evals.verdicts import TestRun, Verdict, check_verdict, program_died, script_verdict
 
 if TYPE_CHECKING:

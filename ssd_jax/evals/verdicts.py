@@ -6,7 +6,7 @@ import dataclasses
 import decimal
 import enum
 
-from ssd_jax.evals.problems import TestCase
+from ssd_jax.data.problems import TestCase
 
 
 class Verdict(str, enum.Enum):
