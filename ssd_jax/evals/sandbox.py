@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import cgroup_limits, isolation, sandbox_wire
-from ssd_jax.evals.sandbox_slot import Slot, owned_by
+from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot, SlotSettings, owned_by
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 WORKER_MEMORY_MB = 64  # the worker's own share of its cgroup's memory.max
@@ -59,24 +59,6 @@ class SandboxLimits:
     for field in dataclasses.fields(self):
       if getattr(self, field.name) <= 0:
         raise ValueError(f"SandboxLimits.{field.name} must be positive, got {getattr(self, field.name)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutionJob:
-  """A program, the tests to run it against, and the problem's trusted context.
-
-  Attributes:
-    program: the whole program (untrusted).
-    tests: the tests.
-    starter_code: the problem's starter code; the checker runs it (trusted) before assertion tests, so
-      helpers such as HumanEval's ``poly`` come from the problem, not from the program.
-    entry_point: the function under test; always taken from the program.
-  """
-
-  program: str
-  tests: tuple[TestCase, ...]
-  starter_code: str = ""
-  entry_point: str = ""
 
 
 class Sandbox:
@@ -123,12 +105,15 @@ class Sandbox:
         f"rlimits: {limits.memory_mb} MiB address space x at most {limits.max_processes} processes, plus tmpfs: "
         f"at most {ceiling} MiB per worker (no writable cgroup v2: {no_cgroup})"
       )
+    self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+    self._launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-launcher")
+    settings = SlotSettings(
+      self.isolation, limits.timeout_s, self.wire_limits, self._launcher, self.cgroup_parent, self.cgroup_limits
+    )
     self._slots: queue.Queue[Slot] = queue.Queue()
-    self._all_slots = [Slot(self, i, self.uids[i] if as_root else None) for i in range(self.workers)]
+    self._all_slots = [Slot(settings, i, self.uids[i] if as_root else None) for i in range(self.workers)]
     for slot in self._all_slots:
       self._slots.put(slot)
-    self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
-    self.launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-launcher")
 
   @property
   def worker_pids(self) -> tuple[int, ...]:
@@ -181,7 +166,7 @@ class Sandbox:
     self._executor.shutdown(wait=True)
     for slot in self._all_slots:
       slot.close()
-    self.launcher.shutdown(wait=True)  # only now: its exit would kill the workers it started
+    self._launcher.shutdown(wait=True)  # only now: its exit would kill the workers it started
     self._release_uids()
 
   def run(

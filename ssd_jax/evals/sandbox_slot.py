@@ -9,6 +9,7 @@ judged by what was seen. Stopping a slot waits until every process it started ha
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -20,14 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING
 
 from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import cgroup_limits, sandbox_wire
+from ssd_jax.evals.isolation import Isolation
 from ssd_jax.evals.verdicts import TestRun, Verdict, check_verdict, program_died, script_verdict
-
-if TYPE_CHECKING:
-  from ssd_jax.evals.sandbox import ExecutionJob, Sandbox
 
 _HERE = pathlib.Path(__file__).parent
 _WIRE = (_HERE / "sandbox_wire.py").read_text()
@@ -35,6 +33,45 @@ HARNESS_SOURCE = _WIRE + (_HERE / "sandbox_harness.py").read_text()
 CHECKER_SOURCE = _WIRE + (_HERE / "sandbox_checker.py").read_text()
 STARTUP_TIMEOUT_S = 30.0
 GRACE_S = 5.0  # beyond the per-test limit before an unresponsive slot is torn down
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionJob:
+  """A program, the tests to run it against, and the problem's trusted context.
+
+  Attributes:
+    program: the whole program (untrusted).
+    tests: the tests.
+    starter_code: the problem's starter code; the checker runs it (trusted) before assertion tests, so
+      helpers such as HumanEval's ``poly`` come from the problem, not from the program.
+    entry_point: the function under test; always taken from the program.
+  """
+
+  program: str
+  tests: tuple[TestCase, ...]
+  starter_code: str = ""
+  entry_point: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotSettings:
+  """What every slot of a pool shares.
+
+  Attributes:
+    isolation: how workers are started (``isolation.setup_isolation``).
+    timeout_s: wall-clock limit per test.
+    wire_limits: the limits sent to the worker with each test.
+    launcher: the one long-lived thread that starts workers (bubblewrap ties a worker to its thread).
+    cgroup_parent: where worker cgroups are made, or None.
+    cgroup_limits: (memory.max bytes, pids.max) of each worker cgroup.
+  """
+
+  isolation: Isolation
+  timeout_s: float
+  wire_limits: dict
+  launcher: concurrent.futures.Executor
+  cgroup_parent: pathlib.Path | None
+  cgroup_limits: tuple[int, int]
 
 
 class SlotDied(Exception):
@@ -57,15 +94,15 @@ def _read(proc: subprocess.Popen, deadline: float) -> dict:
 class Slot:
   """One sandbox worker and one checker, started on first use and restarted when they die."""
 
-  def __init__(self, pool: Sandbox, index: int, uid: int | None):
-    self.pool, self.index, self.uid = pool, index, uid
+  def __init__(self, settings: SlotSettings, index: int, uid: int | None):
+    self.settings, self.index, self.uid = settings, index, uid
     self.cgroup: cgroup_limits.WorkerCgroup | None = None
     self.worker: subprocess.Popen | None = None
     self.checker: subprocess.Popen | None = None
     self.scratch: str | None = None
 
   def _start_worker(self) -> subprocess.Popen:
-    iso = self.pool.isolation
+    iso = self.settings.isolation
     if iso.wrapper:
       config = {"scratch": "/tmp", "pid_namespace": True}
       argv = list(iso.wrapper) + [iso.python]
@@ -76,7 +113,7 @@ class Slot:
       config = {"scratch": self.scratch, "pid_namespace": False}
       argv = [iso.python]
     # bubblewrap's --die-with-parent ties the worker to the thread that starts it: one long-lived thread does.
-    proc = self.pool.launcher.submit(
+    proc = self.settings.launcher.submit(
       subprocess.Popen,
       argv + ["-I", "-S", "-B", "-c", HARNESS_SOURCE, json.dumps(config)],
       stdin=subprocess.PIPE,
@@ -92,9 +129,9 @@ class Slot:
     ready = _read(proc, time.monotonic() + STARTUP_TIMEOUT_S)
     if ready.get("event") != "ready":
       raise SlotDied(f"sandbox worker did not start: {ready}")
-    if self.pool.cgroup_parent is not None:  # the worker is idle: its whole tree so far is bubblewrap and itself
+    if self.settings.cgroup_parent is not None:  # the worker is idle: its whole tree so far is bubblewrap and itself
       self.cgroup = cgroup_limits.WorkerCgroup(
-        self.pool.cgroup_parent, f"ssd_sandbox_{os.getpid()}_{self.index}_{proc.pid}", *self.pool.cgroup_limits
+        self.settings.cgroup_parent, f"ssd_sandbox_{os.getpid()}_{self.index}_{proc.pid}", *self.settings.cgroup_limits
       )
       self.cgroup.add([proc.pid] + _children(proc.pid))
     return proc
@@ -140,7 +177,7 @@ class Slot:
       except subprocess.TimeoutExpired:
         _kill(-proc.pid)
         proc.wait()
-    if proc is self.worker and not self.pool.isolation.wrapper and self.uid is not None:
+    if proc is self.worker and not self.settings.isolation.wrapper and self.uid is not None:
       _kill_uid(self.uid)  # weak sandbox as root: whatever the program left, found by its uid
     if proc is self.worker and self.cgroup is not None:
       self.cgroup.remove()
@@ -163,10 +200,9 @@ class Slot:
   def run_test(self, job: ExecutionJob, test: TestCase) -> TestRun:
     """Runs one test; a dead or stuck slot is restarted and the test judged by what was seen."""
     self.ensure_started()
-    limits = self.pool.limits
-    deadline = time.monotonic() + limits.timeout_s + GRACE_S
+    deadline = time.monotonic() + self.settings.timeout_s + GRACE_S
     request = {"op": "run", "mode": "calls" if test.code else "script", "program": job.program, "stdin": test.stdin}
-    request["limits"] = self.pool.wire_limits
+    request["limits"] = self.settings.wire_limits
     cgroup = self.cgroup
     oom_kills_before = cgroup.oom_kills() if cgroup is not None else 0
     try:
