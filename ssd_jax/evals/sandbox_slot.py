@@ -126,6 +126,7 @@ class Slot:
       env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
       start_new_session=True,
     ).result()
+    self.worker = proc  # so that a failed start is stopped like any worker
     ready = _read(proc, time.monotonic() + STARTUP_TIMEOUT_S)
     if ready.get("event") != "ready":
       raise SlotDied(f"sandbox worker did not start: {ready}")
