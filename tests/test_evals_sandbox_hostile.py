@@ -475,3 +475,27 @@ def test_stdio_comparison_and_stop_on_failure():
   assert [r.verdict for r in runs] == [Verdict.PASSED, Verdict.FAILED]
   assert "expected '3', got '2'" in runs[1].message
   assert [r.verdict for r in skipped] == [Verdict.FAILED, Verdict.SKIPPED]
+
+
+@pytest.mark.parametrize(
+  "change,layer",
+  [
+    ({"uid": 0}, "user namespace"),
+    ({"pid": 4711}, "PID namespace"),
+    ({"net": ["lo", "eth0"]}, "network namespace"),
+    ({"ipc": 3}, "IPC namespace"),
+    ({"root": ["usr", "proc", "dev", "tmp", "home", "work"]}, "mount namespace"),
+  ],
+)
+def test_probe_names_each_missing_layer(change, layer):
+  from ssd_jax.evals import isolation
+
+  isolated = {
+    "pid": 1,
+    "uid": isolation.INNER_UID,
+    "root": ["bin", "dev", "proc", "tmp", "usr"],
+    "net": ["lo"],
+    "ipc": 0,
+  }
+  assert isolation._missing_layer(isolated, "/usr/bin/python3") is None
+  assert layer in isolation._missing_layer({**isolated, **change}, "/usr/bin/python3")

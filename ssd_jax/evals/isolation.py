@@ -113,11 +113,10 @@ def _interpreter_binds(python: str) -> list[str]:
 
 def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
   """The argv prefix that runs ``python`` isolated (append the interpreter's arguments)."""
+  # --as-pid-1: the worker is the namespace's init, so programs cannot signal it and its exit ends them all.
   args = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--as-pid-1"]
   if bwrap_supports(bwrap, "--disable-userns"):  # bubblewrap >= 0.8: no nested user namespaces for programs
-    args += [
-      "--disable-userns"
-    ]  # the worker is the namespace's init: programs cannot signal it, and its exit ends them all
+    args += ["--disable-userns"]
   args += ["--cap-drop", "ALL", "--uid", str(INNER_UID), "--gid", str(INNER_UID), "--hostname", "sandbox"]
   args += ["--ro-bind", "/usr", "/usr"]
   for top in ("bin", "lib", "lib64", "lib32", "sbin"):
@@ -150,18 +149,19 @@ def _probe(argv: list[str], uid: int | None) -> dict:
   return json.loads(probe.stdout)
 
 
-def _missing_layer(report: dict) -> str | None:
-  """Which layer the probe found missing, or None."""
+def _missing_layer(report: dict, python: str) -> str | None:
+  """Which layer the probe of a worker running ``python`` found missing, or None."""
   if report["uid"] != INNER_UID:
     return f"user namespace: programs run as uid {report['uid']}, not {INNER_UID}"
-  if report["pid"] > 3:
-    return f"PID namespace: the worker is pid {report['pid']}"
+  if report["pid"] != 1:
+    return f"PID namespace: the worker is pid {report['pid']}, not 1"
   if report["net"] != ["lo"]:
     return f"network namespace: interfaces {report['net']} are visible"
   if report["ipc"] != 0:
     return "IPC namespace: host SysV IPC objects are visible"
-  unexpected = set(report["root"]) - {"usr", "bin", "lib", "lib64", "lib32", "sbin", "proc", "dev", "tmp", "root"}
-  unexpected -= {pathlib.Path(sys.base_prefix).parts[1]}
+  interpreter_top = pathlib.Path(os.path.realpath(python)).parts[1]  # e.g. "opt" for /opt/python/bin/python3
+  unexpected = set(report["root"]) - {"usr", "bin", "lib", "lib64", "lib32", "sbin", "proc", "dev", "tmp"}
+  unexpected -= {interpreter_top}
   if unexpected:
     return f"mount namespace: the host's {sorted(unexpected)} are visible"
   return None
@@ -195,7 +195,7 @@ def setup_isolation(uid: int | None, tmpfs_bytes: int, allow_weak: bool, python:
     for interpreter in _interpreters(python):
       wrapper = bwrap_command(bwrap, interpreter, tmpfs_bytes)
       try:
-        missing = _missing_layer(_probe(wrapper, uid))
+        missing = _missing_layer(_probe(wrapper, uid), interpreter)
       except (IsolationError, OSError, subprocess.SubprocessError, ValueError) as exc:
         problems.append(f"bubblewrap with {interpreter} as uid {uid if uid is not None else os.getuid()}: {exc}")
         continue
