@@ -21,7 +21,7 @@ from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import SandboxLimits
-from ssd_jax.evals.summary import summarize
+from ssd_jax.evals.summary import mark_weak_sandbox, summarize, weak_sandbox_notice
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -38,10 +38,15 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--difficulty", default=None, help="comma-separated difficulties to keep")
   parser.add_argument("--start_date", default=None, help="keep problems from this contest date (YYYY-MM-DD)")
   parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
-  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test")
+  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test (LiveCodeBench uses 6)")
   parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
   parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
   parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
+  parser.add_argument(
+    "--allow_weak_sandbox",
+    action="store_true",
+    help="run even if an isolation layer cannot be set up (reports then say so) instead of refusing",
+  )
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
   return parser
@@ -85,11 +90,20 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
     )
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
   result = evaluate(
-    problems, completions, limits=limits, workers=args.workers, stop_on_failure=args.stop_on_failure, progress=True
+    problems,
+    completions,
+    limits=limits,
+    workers=args.workers,
+    stop_on_failure=args.stop_on_failure,
+    progress=True,
+    allow_weak_sandbox=args.allow_weak_sandbox,
   )
   summary = {**summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed), "coverage": coverage}
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
+  mark_weak_sandbox(summary, paths["markdown"])
+  if summary["sandbox"].get("weak"):
+    print(weak_sandbox_notice(summary), file=sys.stderr)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
   return paths
 

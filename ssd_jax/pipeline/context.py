@@ -181,3 +181,8 @@ class RunContext:
   @property
   def sandbox_workers(self) -> int | None:
     return self.config.eval.workers or None
+
+  @property
+  def sandbox_allow_weak(self) -> bool:
+    """Grade even if an isolation layer is missing (results and reports then say so)."""
+    return bool(self.config.eval.allow_weak_sandbox)

@@ -19,6 +19,7 @@ from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import evaluate, summarize, write_report
 from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
@@ -54,9 +55,15 @@ def score(
 ) -> dict:
   """Runs the completions in the sandbox and writes the report; returns the summary."""
   config = ctx.config
-  result = evaluate(problems, completions, limits=ctx.sandbox_limits, workers=ctx.sandbox_workers)
+  result = evaluate(
+    problems,
+    completions,
+    limits=ctx.sandbox_limits,
+    workers=ctx.sandbox_workers,
+    allow_weak_sandbox=ctx.sandbox_allow_weak,
+  )
   summary = summarize(result, config_lib.eval_ks(config), num_resamples=config.eval.bootstrap, seed=config.seed)
-  write_report(summary, out_dir, name, result)
+  mark_weak_sandbox(summary, write_report(summary, out_dir, name, result)["markdown"])
   return summary
 
 
