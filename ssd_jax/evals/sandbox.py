@@ -23,8 +23,10 @@ import pathlib
 import queue
 from collections.abc import Sequence
 
+import ssd_jax.evals.cgroup_limits as cgroup_limits
+import ssd_jax.evals.isolation as isolation
+import ssd_jax.evals.sandbox_wire as sandbox_wire
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals import cgroup_limits, isolation, sandbox_wire
 from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot, SlotSettings, owned_by
 from ssd_jax.evals.verdicts import TestRun, Verdict
 

@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 
+import ssd_jax.evals.cgroup_limits as cgroup_limits
+import ssd_jax.evals.sandbox_wire as sandbox_wire
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals import cgroup_limits, sandbox_wire
 from ssd_jax.evals.isolation import Isolation
 from ssd_jax.evals.verdicts import TestRun, Verdict, check_verdict, program_died, script_verdict
 
