@@ -40,6 +40,7 @@ STAGE_MODULES = {
   "eval": "ssd_jax.stages.eval",
   "report": "ssd_jax.stages.report",
   "plan": "ssd_jax.stages.plan",
+  "toy": "ssd_jax.stages.toy",
 }
 
 

@@ -8,19 +8,20 @@ a pod costs seconds, not a queued-resource slot. Each section module owns its de
   sampling      sampling (T_train), eval_sampling (T_eval)
   ssd           prompting, pretrain, synthesize, sft, eval
   self_distill  on-policy self-distillation (SDSD / OPSD, SDPO)
+  toy           the SSD paper's lock/fork toy (the `toy` stage)
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssd_jax.config import run, sampling, self_distill, ssd, training
+from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
 from ssd_jax.config.run import STAGES, mesh_shape, stage_names
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
 from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, eval_ks, eval_model_names
 
 # In schema order; `training` adds no section of its own but checks those of `ssd`.
-_SECTIONS = (run, sampling, ssd, training, self_distill)
+_SECTIONS = (run, sampling, ssd, training, self_distill, toy)
 
 __all__ = [
   "EVAL_MODELS",

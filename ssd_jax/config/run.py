@@ -13,7 +13,7 @@ import ml_collections
 from ssd_jax.config.schema import Check, ConfigError, comma_list
 from ssd_jax.config.ssd import problems_errors
 
-STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan")
+STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan", "toy")
 MESH_AXES = ("data", "fsdp", "tensor")
 DTYPES = ("float32", "bfloat16", "float16")
 MODEL_OVERRIDES = (

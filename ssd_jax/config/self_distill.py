@@ -71,6 +71,10 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.eval_samples = 8  # Samples per problem (at eval_sampling's decoding parameters).
   c.checkpoint_every = 25
   c.log_every = 1
+  # Before training: teacher pass@1 (shown the reference / feedback) vs the student's on the first N training
+  # problems, written to self_distill/teacher_diagnostic.json; 0 skips it.
+  c.diagnostic_problems = 8
+  c.diagnostic_samples = 4  # Samples per problem and prompt kind (rollout decoding).
 
   templates = TeacherTemplates()
   c.templates = ml_collections.ConfigDict(
@@ -151,6 +155,8 @@ def checks() -> list[Check]:
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
     Check("self_distill.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
     Check("self_distill.log_every", lambda v: v >= 1, "a logging interval >= 1"),
+    Check("self_distill.diagnostic_problems", lambda v: v >= 0, "a problem count >= 0 (0 skips the diagnostic)"),
+    Check("self_distill.diagnostic_samples", lambda v: v >= 1, "at least 1 sample per problem"),
     *_method_checks("sdsd"),
     *_method_checks("sdpo"),
   ]

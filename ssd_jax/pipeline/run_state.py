@@ -48,6 +48,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   "eval": ("seed", "model.hf_dir", "tokenizer", "prompting", "eval_sampling", "eval"),
   "report": ("eval.models", "eval.ks"),
   "plan": ("model", "mesh", "sampling", "sft", "plan"),
+  "toy": ("seed", "model", "toy"),
 }
 # The stages whose outputs each stage reads (their fingerprints are part of its own).
 STAGE_READS: dict[str, tuple[str, ...]] = {
@@ -71,6 +72,7 @@ def stage_outputs(name: str, config: ml_collections.ConfigDict) -> list[str]:
     "eval": models,
     "report": ["report"],
     "plan": ["plan.json"],
+    "toy": ["toy"],
   }[name]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
@@ -47,6 +48,35 @@ class ToyRunConfig:
   sft_learning_rate: float
   batch_size: int
   seed: int
+
+  @classmethod
+  def from_section(cls, toy: ml_collections.ConfigDict, seed: int) -> ToyRunConfig:
+    """From the config's `toy` section (comma-separated lists as text)."""
+
+    def floats(text: str) -> tuple[float, ...]:
+      return tuple(float(x) for x in text.split(",") if x.strip())
+
+    return cls(
+      spec=ssd_toy.ToySpec(
+        pattern=toy.pattern,
+        lock_right=toy.lock_right,
+        fork_branches=floats(toy.fork_branches),
+        num_distractors=toy.num_distractors,
+      ),
+      train_decoding=SamplingParams(temperature=toy.train_temperature, top_k=toy.top_k, top_p=toy.top_p),
+      eval_top_k=toy.eval_top_k,
+      eval_top_p=toy.eval_top_p,
+      eval_temperatures=floats(toy.eval_temperatures),
+      ks=tuple(int(k) for k in floats(toy.ks)),
+      corpus_size=toy.corpus_size,
+      pretrain_steps=toy.pretrain_steps,
+      pretrain_learning_rate=toy.pretrain_learning_rate,
+      num_samples=toy.num_samples,
+      sft_steps=toy.sft_steps,
+      sft_learning_rate=toy.sft_learning_rate,
+      batch_size=toy.batch_size,
+      seed=seed,
+    )
 
 
 def _rows(sequences: np.ndarray) -> dict[str, np.ndarray]:
@@ -168,6 +198,19 @@ def run_toy(model_cfg: ModelConfig, config: ToyRunConfig) -> dict:
     for model, curve in curves.items()
   }
   return dict(temperatures=list(config.eval_temperatures), curves=curves, best=best, samples_dropped=dropped)
+
+
+def summary_table(result: dict) -> str:
+  """One line per model: each pass@k at its own best T_eval, and the SSD - base gaps, trained and tabular."""
+  lines = [f"{'model':<14}" + "".join(f"{m:>22}" for m in next(iter(result["best"].values())))]
+  for model, metrics in result["best"].items():
+    cells = "".join(f"{b['value']:>14.4f} @ T={b['t_eval']:<4g}" for b in metrics.values())
+    lines.append(f"{model:<14}{cells}")
+  for kind in ("trained", "tabular"):
+    base, ssd = result["best"][f"{kind}_base"], result["best"][f"{kind}_ssd"]
+    gaps = ", ".join(f"{m} {ssd[m]['value'] - base[m]['value']:+.4f}" for m in base)
+    lines.append(f"SSD - base, each at its best T_eval ({kind}): {gaps}")
+  return "\n".join(lines)
 
 
 def _best(values: list[float], temperatures: tuple[float, ...]) -> dict[str, float]:

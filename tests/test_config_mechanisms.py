@@ -1,0 +1,53 @@
+"""The toy section, the teacher diagnostic fields and the paper-faithful on-policy defaults."""
+
+import importlib.util
+import os
+
+import pytest
+
+from ssd_jax import config as config_lib
+from ssd_jax.pipeline.ssd_toy_run import ToyRunConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def test_toy_config_runs_only_the_toy_stage_and_converts():
+  c = _load("ssd_toy")
+  config_lib.validate(c)
+  assert config_lib.stage_names(c) == ("toy",)
+  run = ToyRunConfig.from_section(c.toy, c.seed)
+  assert run.spec.fork_branches == (0.4, 0.25, 0.15, 0.1) and run.ks == (1, 8)
+  assert run.train_decoding.top_k == 20 and run.eval_temperatures[0] == 0.5
+
+
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("pattern", "LXF"),
+    ("fork_branches", "0.6,0.5"),
+    ("lock_right", 1.0),
+    ("eval_temperatures", "0.5,0"),
+    ("ks", "1,2.5"),
+    ("sft_steps", 0),
+  ],
+)
+def test_bad_toy_field_is_named(field, value):
+  c = config_lib.base_config()
+  c.toy[field] = value
+  with pytest.raises(config_lib.ConfigError, match=f"toy.{field}"):
+    config_lib.validate(c)
+
+
+def test_diagnostic_fields_are_checked():
+  c = config_lib.base_config()
+  assert c.self_distill.diagnostic_problems > 0  # On by default: a teacher worse than the student is worth a warning.
+  c.self_distill.diagnostic_problems = -1
+  with pytest.raises(config_lib.ConfigError, match="self_distill.diagnostic_problems"):
+    config_lib.validate(c)
