@@ -1,0 +1,136 @@
+"""Is the in-context teacher better than the student? pass@1 with a demonstration / feedback vs the plain prompt.
+
+Self-distillation only helps when the teacher (the same weights, shown more context) solves more than the
+student. Before training, on a few problems, this measures three pass@1 values with the same decoding:
+
+* student: the plain prompt;
+* teacher with the demonstration: the prompt with the problem's reference solution as demonstration;
+* teacher with feedback: the prompt with the sandbox's feedback on one of the student's failed samples (only
+  problems where the student failed at least once).
+
+Each is the mean over problems of the fraction of passing samples. A teacher that is not better than the
+student on the same problems gets a warning: its gradients would pull the student towards worse answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ssd_jax.data.problems import Problem
+from ssd_jax.onpolicy import teacher_context as tc
+
+Messages = list[dict[str, str]]
+# (prompt ids per prompt) -> the sampled completion texts of each prompt.
+SampleTexts = Callable[[list[list[int]]], list[list[str]]]
+# (problems, completion texts by task id) -> per task id, one (passed, feedback) per completion.
+Judge = Callable[[Sequence[Problem], Mapping[str, list[str]]], Mapping[str, list[tuple[bool, str]]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnosticInputs:
+  """What the diagnostic samples and grades.
+
+  Attributes:
+    problems: the problems (a few suffice).
+    messages: each problem's student chat messages.
+    render: chat messages -> prompt ids (the chat template with the assistant turn opened).
+    sample_texts: draws completions of each prompt with the rollout decoding.
+    judge: runs completions against the problems' tests.
+    templates: the teacher context templates.
+    reference_demonstration: a problem -> its reference solution rendered as an answer ('' for none).
+  """
+
+  problems: Sequence[Problem]
+  messages: Sequence[Messages]
+  render: Callable[[Messages], list[int]]
+  sample_texts: SampleTexts
+  judge: Judge
+  templates: tc.TeacherTemplates
+  reference_demonstration: Callable[[Problem], str]
+
+
+def _pass_rates(inputs: DiagnosticInputs, indices: list[int], prompts: list[list[int]]) -> tuple[list, list[float]]:
+  """Samples and grades `prompts` (one per problem index); returns the judged samples and each pass rate."""
+  if not indices:
+    return [], []
+  texts = inputs.sample_texts(prompts)
+  problems = [inputs.problems[i] for i in indices]
+  judged = inputs.judge(problems, {p.task_id: t for p, t in zip(problems, texts, strict=True)})
+  results = [list(judged[p.task_id]) for p in problems]
+  return results, [float(np.mean([passed for passed, _ in r])) if r else 0.0 for r in results]
+
+
+def _mean(values: list[float]) -> float | None:
+  return float(np.mean(values)) if values else None
+
+
+def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
+  """Measures student and teacher pass@1; see the module docstring.
+
+  Returns:
+    A JSON-serialisable dict: `student_pass1`, `teacher_demonstration_pass1` (and the student's on the same
+    problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
+    `student_pass1_on_feedback_problems`), the problem counts, and `warnings` (a list of sentences).
+  """
+  everyone = list(range(len(inputs.problems)))
+  student_prompts = [inputs.render(list(m)) for m in inputs.messages]
+  student_results, student = _pass_rates(inputs, everyone, student_prompts)
+
+  def teacher_prompt(i: int, choice: tc.ContextChoice) -> list[int]:
+    return inputs.render(tc.teacher_messages(inputs.messages[i], choice, inputs.templates))
+
+  with_demo = [i for i in everyone if inputs.reference_demonstration(inputs.problems[i])]
+  _, demo = _pass_rates(
+    inputs,
+    with_demo,
+    [teacher_prompt(i, tc.ContextChoice(inputs.reference_demonstration(inputs.problems[i]), None)) for i in with_demo],
+  )
+  failed = {i: next((f for passed, f in student_results[i] if not passed), None) for i in everyone}
+  with_feedback = [i for i in everyone if failed[i] is not None]
+  _, feedback = _pass_rates(
+    inputs,
+    with_feedback,
+    [teacher_prompt(i, tc.ContextChoice(None, failed[i].strip() or "The attempt failed.")) for i in with_feedback],
+  )
+  out = {
+    "problems": len(everyone),
+    "student_pass1": _mean(student),
+    "demonstration_problems": len(with_demo),
+    "teacher_demonstration_pass1": _mean(demo),
+    "student_pass1_on_demonstration_problems": _mean([student[i] for i in with_demo]),
+    "feedback_problems": len(with_feedback),
+    "teacher_feedback_pass1": _mean(feedback),
+    "student_pass1_on_feedback_problems": _mean([student[i] for i in with_feedback]),
+  }
+  warnings = []
+  for kind, teacher_key, student_key in (
+    ("demonstration", "teacher_demonstration_pass1", "student_pass1_on_demonstration_problems"),
+    ("feedback", "teacher_feedback_pass1", "student_pass1_on_feedback_problems"),
+  ):
+    if out[teacher_key] is not None and out[teacher_key] <= out[student_key]:
+      warnings.append(
+        f"the teacher shown the {kind} (pass@1 {out[teacher_key]:.3f}) is not better than the student on the "
+        f"same problems ({out[student_key]:.3f}): distilling towards it can only pull the student down"
+      )
+  out["warnings"] = warnings
+  return out
+
+
+def format_diagnostic(result: Mapping) -> str:
+  """A few lines for the console."""
+
+  def pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+  lines = [
+    f"teacher diagnostic on {result['problems']} problems (pass@1, %): student {pct(result['student_pass1'])}; "
+    f"teacher + demonstration {pct(result['teacher_demonstration_pass1'])} "
+    f"(student {pct(result['student_pass1_on_demonstration_problems'])} on those "
+    f"{result['demonstration_problems']}); teacher + feedback {pct(result['teacher_feedback_pass1'])} "
+    f"(student {pct(result['student_pass1_on_feedback_problems'])} on those {result['feedback_problems']})"
+  ]
+  lines += [f"WARNING: {w}" for w in result["warnings"]]
+  return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The teacher diagnostic: pass@1 with a demonstration / feedback vs the student's, and its warnings."""
+
+import pytest
+
+from ssd_jax.data.problems import Problem
+from ssd_jax.onpolicy.teacher_context import TeacherTemplates
+from ssd_jax.onpolicy.teacher_diagnostic import DiagnosticInputs, format_diagnostic, teacher_diagnostic
+
+SAMPLES = 4
+
+
+def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", "")):
+  """Three problems; a prompt's samples pass at the rate its kind gets (by the text the prompt contains)."""
+  problems = [Problem(task_id=f"t{i}", question=f"q{i}", reference_solution=r) for i, r in enumerate(references)]
+  texts: dict[int, str] = {}
+
+  def render(messages):
+    content = messages[-1]["content"]
+    key = len(texts) + 1000
+    texts[key] = content
+    return [key]
+
+  def sample_texts(prompts):
+    out = []
+    for (key,) in prompts:
+      content = texts[key]
+      kind = "demonstration" if "correct solution" in content else "feedback" if "failed" in content else "student"
+      passing = round(solve_rate[kind] * SAMPLES)
+      out.append(["PASS"] * passing + [f"FAIL {kind}"] * (SAMPLES - passing))
+    return out
+
+  def judge(problems, completions):
+    return {
+      p.task_id: [(t == "PASS", "" if t == "PASS" else "expected 3, got 4") for t in completions[p.task_id]]
+      for p in problems
+    }
+
+  return DiagnosticInputs(
+    problems=problems,
+    messages=[[{"role": "user", "content": p.question}] for p in problems],
+    render=render,
+    sample_texts=sample_texts,
+    judge=judge,
+    templates=TeacherTemplates(),
+    reference_demonstration=lambda p: p.reference_solution,
+  )
+
+
+def test_competent_teacher_measured_without_warning():
+  result = teacher_diagnostic(_inputs({"student": 0.25, "demonstration": 1.0, "feedback": 0.75}))
+  assert result["student_pass1"] == pytest.approx(0.25)
+  assert result["demonstration_problems"] == 2  # The problem without a reference gets no demonstration.
+  assert result["teacher_demonstration_pass1"] == pytest.approx(1.0)
+  assert result["feedback_problems"] == 3  # Every problem had a failed student sample to show.
+  assert result["teacher_feedback_pass1"] == pytest.approx(0.75)
+  assert result["warnings"] == []
+  assert "teacher + demonstration 100.0" in format_diagnostic(result)
+
+
+def test_teacher_worse_than_student_is_warned():
+  result = teacher_diagnostic(_inputs({"student": 0.5, "demonstration": 0.25, "feedback": 0.75}))
+  assert len(result["warnings"]) == 1 and "demonstration" in result["warnings"][0]
+  assert "WARNING" in format_diagnostic(result)
+
+
+def test_student_that_never_fails_leaves_no_feedback_problems():
+  result = teacher_diagnostic(_inputs({"student": 1.0, "demonstration": 1.0, "feedback": 0.0}))
+  assert result["feedback_problems"] == 0 and result["teacher_feedback_pass1"] is None
+  assert len(result["warnings"]) == 1  # Demonstration 1.0 is not better than a student at 1.0.
