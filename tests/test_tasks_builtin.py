@@ -3,12 +3,14 @@
 import collections
 import dataclasses
 import hashlib
+import random
 import re
 
 import pytest
 
 from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.tasks import builtin
+from ssd_jax.tasks.lock_distractors import LOCK_KINDS, lock_slip
 
 
 def passes(code, problem):
@@ -127,3 +129,31 @@ def test_pretrain_corpus_corruption_rate_and_uneven_variants():
 def test_all_wrong_with_full_corruption():
   corpus = builtin.pretrain_corpus(60, seed=0, corruption_rate=1.0)
   assert not any(passes(fenced_code(answer), problem) for problem, answer in corpus)
+
+
+def test_lock_slips_break_every_answer_at_one_lock():
+  corpus = builtin.pretrain_corpus(120, seed=4, corruption_rate=0.0)
+  rng = random.Random(0)
+  for problem, answer in corpus:
+    code = fenced_code(answer)
+    for kind in LOCK_KINDS:
+      if kind == "return" and "return" not in code:
+        continue
+      slipped = lock_slip(code, kind, rng)
+      assert slipped != code and abs(len(slipped) - len(code)) <= 1  # One slip, not a new program.
+      try:
+        ok = passes(slipped, problem)
+      except (SyntaxError, NameError):
+        ok = False
+      assert not ok, (kind, slipped)
+
+
+def test_lock_slip_rate_leaves_a_tail_and_keeps_the_forks():
+  clean = builtin.pretrain_corpus(400, seed=5, corruption_rate=0.0)
+  slipped = builtin.pretrain_corpus(400, seed=5, corruption_rate=0.0, lock_slip_rate=0.2)
+  assert [p.task_id for p, _ in clean] == [p.task_id for p, _ in slipped]
+  changed = [(p, a, b) for (p, a), (_, b) in zip(clean, slipped) if a != b]
+  assert 0.12 < len(changed) / len(clean) < 0.28
+  for problem, before, _ in changed:
+    assert fenced_code(before) in builtin.solutions_for(problem)  # The slip hit a known correct variant.
+  assert builtin.pretrain_corpus(400, seed=5, corruption_rate=0.0, lock_slip_rate=0.0) == clean

@@ -29,7 +29,12 @@ from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus
 def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
   """The pre-training conversations: the corpus, a `context_share` of it in the teacher's layouts."""
   config, section = ctx.config, ctx.config.pretrain
-  corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
+  corpus = pretrain_corpus(
+    section.num_examples,
+    seed=config.seed,
+    corruption_rate=section.corruption_rate,
+    lock_slip_rate=section.lock_slip_rate,
+  )
   rng = random.Random(f"pretrain-context-share:{config.seed}")
   in_context = [rng.random() < section.context_share for _ in corpus]
   with_context = iter(

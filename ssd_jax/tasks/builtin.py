@@ -23,6 +23,7 @@ import ssd_jax.tasks.numeric_families as numeric_families
 import ssd_jax.tasks.sequence_families as sequence_families
 from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.tasks.families import Family
+from ssd_jax.tasks.lock_distractors import random_lock_slip
 
 SPLITS = ("pretrain", "synth", "eval")
 # Share of statements per split, in thousandths: most go to pre-training, the rest are held out.
@@ -136,7 +137,9 @@ def variant_weights(count: int) -> list[float]:
   return [1.0 / (i + 1) ** 2 for i in range(count)]
 
 
-def pretrain_corpus(n: int, seed: int = 0, corruption_rate: float = 0.1) -> list[tuple[Problem, str]]:
+def pretrain_corpus(
+  n: int, seed: int = 0, corruption_rate: float = 0.1, lock_slip_rate: float = 0.0
+) -> list[tuple[Problem, str]]:
   """Pre-training examples: pretrain-split problems with one rendered answer each.
 
   Args:
@@ -144,13 +147,18 @@ def pretrain_corpus(n: int, seed: int = 0, corruption_rate: float = 0.1) -> list
     seed: selects problems and answers deterministically.
     corruption_rate: probability that an answer is one of the problem's wrong solutions, so the
       pre-trained model learns the format but not every program.
+    lock_slip_rate: probability that a correct answer slips at one lock (`lock_distractors`), leaving the
+      pre-trained model a distractor tail at the locks.
 
   Returns:
     (problem, answer) pairs; the answer is a fenced Python block (see `render_answer`).
   """
   if not 0.0 <= corruption_rate <= 1.0:
     raise ValueError(f"corruption_rate must be in [0, 1], got {corruption_rate!r}")
+  if not 0.0 <= lock_slip_rate <= 1.0:
+    raise ValueError(f"lock_slip_rate must be in [0, 1], got {lock_slip_rate!r}")
   rng = random.Random(f"{_ID_PREFIX}:corpus:{seed}")
+  slips = random.Random(f"{_ID_PREFIX}:lock-slips:{seed}")  # Its own stream: rate 0 keeps the corpus as it was.
   corpus = []
   for problem in builtin_problems("pretrain", n, seed):
     instance = task_instance(problem)
@@ -158,5 +166,7 @@ def pretrain_corpus(n: int, seed: int = 0, corruption_rate: float = 0.1) -> list
       code = rng.choice(instance.wrong_solutions)
     else:
       code = rng.choices(instance.solutions, weights=variant_weights(len(instance.solutions)))[0]
+      if slips.random() < lock_slip_rate:
+        code = random_lock_slip(code, slips)
     corpus.append((problem, render_answer(code)))
   return corpus
