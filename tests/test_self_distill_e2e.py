@@ -53,6 +53,8 @@ def _config(base_dir, steps, methods="sdsd,sdpo", eval_every=2):
       eval_problems=2,
       eval_samples=2,
       checkpoint_every=1,
+      diagnostic_problems=2,
+      diagnostic_samples=2,
     )
   )
   sd.rollout.update(dict(max_new_tokens=6, batch_size=4))
@@ -88,6 +90,10 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
     trained = load_file(os.path.join(workdir, "models", method, "model.safetensors"))
     assert set(trained) == set(base_weights)
     assert any(not np.array_equal(trained[k], base_weights[k]) for k in trained)
+  with open(os.path.join(workdir, "self_distill", "teacher_diagnostic.json")) as f:
+    diagnostic = json.load(f)
+  assert diagnostic["problems"] == 2 and diagnostic["feedback_problems"] == 2  # The random base fails them all.
+  assert diagnostic["student_pass1"] == 0.0 and len(diagnostic["warnings"]) >= 1
   # The random base fails every test, so the demonstration teacher falls back to the reference solution.
   assert all(r["context_fraction"] == 1.0 for r in _metrics(workdir, "sdsd")[1:])
 

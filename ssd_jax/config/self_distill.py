@@ -65,6 +65,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.weight_decay = 0.0
   c.grad_clip_norm = 1.0  # 0 disables clipping.
   c.grad_accum_steps = 1
+  c.updates_per_batch = 1  # Optimizer steps per rollout batch (SDPO's code takes several).
 
   c.eval_every = 25  # Steps between held-out evaluations (also after the last step); 0 disables them.
   c.eval_problems = 32  # The first N problems of `eval.problems`.
@@ -84,6 +85,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
       both=templates.both,
       max_feedback_chars=templates.max_feedback_chars,
       max_demonstration_chars=templates.max_demonstration_chars,
+      strip_thinking=templates.strip_thinking,
     )
   )
 
@@ -150,6 +152,7 @@ def checks() -> list[Check]:
     Check("self_distill.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0"),
     Check("self_distill.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
     Check("self_distill.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
+    Check("self_distill.updates_per_batch", lambda v: v >= 1, "at least 1 update per rollout batch"),
     Check("self_distill.eval_every", lambda v: v >= 0, "a step interval >= 0 (0 disables)"),
     Check("self_distill.eval_problems", lambda v: v >= 1, "at least 1 problem"),
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),

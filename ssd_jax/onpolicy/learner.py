@@ -74,6 +74,8 @@ class LearnerConfig:
     out_dir: checkpoints go to `<out_dir>/checkpoints`, metrics to `<out_dir>/logs`; None keeps nothing.
     checkpoint_every: steps between checkpoints.
     log_every: steps between metric lines.
+    updates_per_batch: optimizer steps on each rollout batch (SDPO's code takes several); steps
+      u*j .. u*j + u - 1 share the rollouts drawn at step u*j.
   """
 
   steps: int
@@ -83,6 +85,7 @@ class LearnerConfig:
   out_dir: str | None = None
   checkpoint_every: int = 25
   log_every: int = 1
+  updates_per_batch: int = 1
 
 
 @jax.tree_util.register_dataclass
@@ -112,22 +115,46 @@ def step_seed(seed: int, step: int) -> int:
 
 
 class RolloutSource:
-  """The batch of each step: rollouts of the current student on that step's problems, packed and placed."""
+  """The batch of each step: rollouts of the current student on that step's problems, packed and placed.
 
-  def __init__(self, setup: RolloutSetup, spec: TeacherSpec, prompts: PromptSet, per_step: int, seed: int, place):
+  With `updates_per_batch` = u, the rollouts of step u*j (its problems and seed are those of rollout batch j)
+  train steps u*j .. u*j + u - 1; a run resumed inside such a group redraws them from the resumed student.
+  """
+
+  def __init__(
+    self,
+    setup: RolloutSetup,
+    spec: TeacherSpec,
+    prompts: PromptSet,
+    per_step: int,
+    seed: int,
+    place,
+    updates_per_batch: int = 1,
+  ):
+    if updates_per_batch < 1:
+      raise ValueError(f"updates_per_batch must be >= 1, got {updates_per_batch}")
     self._setup, self._spec, self._prompts = setup, spec, prompts
     self._per_step, self._seed, self._place = per_step, seed, place
+    self._updates = updates_per_batch
+    self._cached: tuple[int, Any, dict[str, float]] | None = None
 
   def next_batch(self, step: int, state: LearnerState) -> tuple[Any, dict[str, float]]:
-    chosen = step_problem_indices(len(self._prompts), self._per_step, step, self._seed)
-    data = collect_step_data(
-      self._setup, self._spec, state.train.params, self._prompts.select(chosen), seed=step_seed(self._seed, step)
-    )
-    # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
-    local = process_rows(data.batch, jax.process_index(), jax.process_count())
-    scalars = dict(reward=data.reward, context_fraction=data.context_fraction, response_tokens=data.response_tokens)
-    scalars.update({f"seconds_{k}": v for k, v in data.seconds.items()})
-    return self._place(local), scalars
+    rollout_batch = step // self._updates
+    if self._cached is None or self._cached[0] != rollout_batch:
+      chosen = step_problem_indices(len(self._prompts), self._per_step, rollout_batch, self._seed)
+      data = collect_step_data(
+        self._setup,
+        self._spec,
+        state.train.params,
+        self._prompts.select(chosen),
+        seed=step_seed(self._seed, rollout_batch),
+      )
+      # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
+      local = process_rows(data.batch, jax.process_index(), jax.process_count())
+      scalars = dict(reward=data.reward, context_fraction=data.context_fraction, response_tokens=data.response_tokens)
+      scalars.update({f"seconds_{k}": v for k, v in data.seconds.items()})
+      self._cached = (rollout_batch, self._place(local), scalars)
+    return self._cached[1], dict(self._cached[2])
 
   def get_state(self) -> None:
     return None  # A pure function of the step.
@@ -183,7 +210,13 @@ class OnPolicyLearner:
     self._step = make_distill_step(graphdef, self._optimizer, spec.divergence, mesh=mesh, rules=rules)
     self._ema = EmaUpdater(spec.ema_rate) if spec.teacher == "ema" else None
     self._source = RolloutSource(
-      setup, spec.context, prompts, config.prompts_per_step, config.seed, self._step.place_batch
+      setup,
+      spec.context,
+      prompts,
+      config.prompts_per_step,
+      config.seed,
+      self._step.place_batch,
+      config.updates_per_batch,
     )
     self._hooks = hooks
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from collections.abc import Mapping, Sequence
 
 from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
 
-CONTEXT_KINDS = ("demonstration", "feedback", "feedback_or_demonstration")
+CONTEXT_KINDS = ("demonstration", "feedback", "feedback_or_demonstration", "demonstration_else_feedback")
+_THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
 Messages = list[dict[str, str]]
 
@@ -30,6 +32,8 @@ class TeacherTemplates:
     both: text with `{prompt}`, `{demonstration}` and `{feedback}`.
     max_feedback_chars: feedback longer than this is cut (head and tail kept) before rendering.
     max_demonstration_chars: demonstrations longer than this are not used.
+    strip_thinking: remove `<think>...</think>` blocks (and an unclosed one) from sibling demonstrations, so the
+      teacher sees the answer, not the sibling's reasoning (SDPO's setting for thinking models).
   """
 
   demonstration: str = "{prompt}\n\nHere is a correct solution:\n{demonstration}\n\nNow solve the problem."
@@ -40,6 +44,7 @@ class TeacherTemplates:
   )
   max_feedback_chars: int = 1000
   max_demonstration_chars: int = 4000
+  strip_thinking: bool = False
 
   def __post_init__(self):
     for name, fields in (
@@ -105,6 +110,8 @@ def choose_contexts(
   * 'feedback': the rollout's own feedback when it failed; passing rollouts get nothing.
   * 'feedback_or_demonstration': a successful sibling (or the reference), and the feedback when the
     rollout failed; nothing when neither exists.
+  * 'demonstration_else_feedback': a successful sibling (or the reference) alone; the feedback only when the
+    rollout failed and there is no demonstration (SDPO's code-generation setting).
 
   Args:
     attempts: the group's rollouts, in order.
@@ -118,21 +125,25 @@ def choose_contexts(
   """
   if kind not in CONTEXT_KINDS:
     raise ValueError(f"teacher context kind must be one of {CONTEXT_KINDS}, got {kind!r}")
+  texts = [_THINK_BLOCK.sub("", a.response_text) if templates.strip_thinking else a.response_text for a in attempts]
   winners = [
-    i for i, a in enumerate(attempts) if a.passed and len(a.response_text.strip()) <= templates.max_demonstration_chars
+    i for i, a in enumerate(attempts) if a.passed and len(texts[i].strip()) <= templates.max_demonstration_chars
   ]
   reference = reference_solution.strip() or None
   choices = []
   for i, attempt in enumerate(attempts):
     demonstration = feedback = None
-    if kind in ("demonstration", "feedback_or_demonstration"):
+    if kind != "feedback":
       siblings = [j for j in winners if j != i]
       if siblings:
         j = siblings[0] if rng is None else rng.choice(siblings)
-        demonstration = attempts[j].response_text.strip()
+        demonstration = texts[j].strip()
       else:
         demonstration = reference
-    if kind in ("feedback", "feedback_or_demonstration") and not attempt.passed:
+    wants_feedback = kind in ("feedback", "feedback_or_demonstration") or (
+      kind == "demonstration_else_feedback" and demonstration is None
+    )
+    if wants_feedback and not attempt.passed:
       feedback = _clip(attempt.feedback, templates.max_feedback_chars) or "The attempt failed."
     choices.append(ContextChoice(demonstration=demonstration, feedback=feedback))
   return choices

@@ -49,6 +49,7 @@ def learner_config(config: ml_collections.ConfigDict, out_dir: str) -> LearnerCo
     out_dir=out_dir,
     checkpoint_every=section.checkpoint_every,
     log_every=section.log_every,
+    updates_per_batch=section.updates_per_batch,
   )
 
 
