@@ -51,3 +51,13 @@ def test_diagnostic_fields_are_checked():
   c.self_distill.diagnostic_problems = -1
   with pytest.raises(config_lib.ConfigError, match="self_distill.diagnostic_problems"):
     config_lib.validate(c)
+
+
+def test_sft_packing_and_lock_slip_fields():
+  c = config_lib.base_config()
+  assert c.sft.pack is True and c.pretrain.lock_slip_rate == 0.0  # Defaults keep earlier runs as they were.
+  c.pretrain.lock_slip_rate = 1.5
+  c.self_distill.updates_per_batch = 0
+  with pytest.raises(config_lib.ConfigError, match="pretrain.lock_slip_rate") as error:
+    config_lib.validate(c)
+  assert "self_distill.updates_per_batch" in str(error.value)

@@ -120,3 +120,24 @@ def test_bad_settings_are_errors():
     sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=2), shard_index=2, shard_count=2)
   with pytest.raises(ValueError, match="seq_len"):
     SftPipelineConfig(seq_len=0, global_batch_size=1)
+
+
+def test_unpacked_rows_hold_one_example_each_in_order():
+  config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2, shuffle=False, num_epochs=1, pack=False)
+  batches = list(sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1))
+  examples = [
+    sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
+    for r in _records()
+    if r.task_id not in {f"task-{t}" for t in DEGENERATE}
+  ]
+  rows = [row for batch in batches for row in (dict(zip(batch, values)) for values in zip(*batch.values()))]
+  assert len(rows) == len(examples) // 2 * 2  # The last odd example does not fill a batch.
+  for row, example in zip(rows, examples):
+    assert row["segment_ids"].max() == 1  # Alone in its row.
+    n = len(example["tokens"]) - 1
+    np.testing.assert_array_equal(row["tokens"][:n], example["tokens"][:-1])
+    np.testing.assert_array_equal(row["targets"][:n], example["tokens"][1:])
+    np.testing.assert_array_equal(row["loss_mask"][:n], example["loss_mask"][1:])
+    np.testing.assert_array_equal(row["positions"][:n], np.arange(n))
+    assert not row["segment_ids"][n:].any() and not row["loss_mask"][n:].any()  # Padding.
+  assert _task_ids(batches[0]) == [0, 1]

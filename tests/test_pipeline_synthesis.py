@@ -112,7 +112,7 @@ def test_records_carry_provenance_and_decode_their_tokens(setup, tmp_path):
       assert ids[-1] in tokenizer.stop_ids
       ids = ids[:-1]
     else:
-      assert record.finish_reason == "length" and len(ids) == 10
+      assert record.finish_reason == "length" and record.cut_at_max_new_tokens and len(ids) == 10
     assert record.completion_text == tokenizer.decode(list(ids))
     assert len(record.logprob_raw) == len(record.completion_ids)
     assert all(q <= 1e-6 for q in record.logprob_sampled) and all(p <= 1e-6 for p in record.logprob_raw)
@@ -131,7 +131,7 @@ def test_summary_counts_the_degeneracy_filter(setup, tmp_path):
           prompt_ids=[1],
           completion_text=text,
           completion_ids=[5, 2],
-          finish_reason="stop",
+          finish_reason="length" if i == 3 else "stop",
           logprob_raw=[-1.0, -0.5],
           logprob_sampled=[-0.5, -0.1],
           temperature=1.0,
@@ -147,5 +147,6 @@ def test_summary_counts_the_degeneracy_filter(setup, tmp_path):
   summary = synthesis.summarize_records(str(out))
   assert summary["records"] == 4 and summary["prompts"] == 4
   assert summary["degeneracy_filter"] == {"empty": 1, "empty_code": 1, "kept": 1, "one_line_stub": 1}
-  assert summary["finish_reasons"] == {"stop": 4} and summary["completion_tokens"]["mean"] == 2.0
+  assert summary["finish_reasons"] == {"length": 1, "stop": 3} and summary["completion_tokens"]["mean"] == 2.0
+  assert summary["cut_at_max_new_tokens"] == {"count": 1, "share": 0.25}
   assert os.path.isdir(out)

@@ -58,6 +58,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   )
   c.pretrain.num_examples = 4000  # Built-in task pre-training problems (one answer each).
   c.pretrain.corruption_rate = 0.1  # Share of wrong answers in the corpus.
+  c.pretrain.lock_slip_rate = 0.0  # Share of correct answers with one slip at a lock (a distractor tail there).
   # Share of examples laid out as the self-distillation teacher sees them (the question with a correct
   # demonstration and/or sandbox feedback on a wrong attempt, then a correct answer).
   c.pretrain.context_share = 0.0
@@ -78,6 +79,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
     checkpoint_every=250,
   )
   c.sft.drop_degenerate = True  # Drop empty outputs and one-line stubs, nothing else.
+  c.sft.pack = True  # False: one sample per row, padded to seq_len (the paper's SFT).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.problems = problems_section("eval")
@@ -95,6 +97,7 @@ def checks() -> list[Check]:
     *training_checks("pretrain"),
     Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
     Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
+    Check("pretrain.lock_slip_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
     Check("pretrain.context_share", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
     Check("pretrain.tokenizer_vocab_size", lambda v: v >= 259, "a vocabulary >= 259 (3 special + 256 bytes)"),
     *problems_checks("synthesize.problems"),

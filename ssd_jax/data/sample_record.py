@@ -116,6 +116,11 @@ class SampleRecord:
     """The record's identity: (task_id, sample_index)."""
     return (self.task_id, self.sample_index)
 
+  @property
+  def cut_at_max_new_tokens(self) -> bool:
+    """Decoding stopped at max_new_tokens, before any end token: the completion is unfinished."""
+    return self.finish_reason == "length"
+
   def to_bytes(self) -> bytes:
     """Serialises to UTF-8 JSON with a `schema_version` field."""
     payload = dataclasses.asdict(self)

@@ -5,6 +5,7 @@
                         -> shuffle (seeded, reshuffled every epoch) -> repeat
                         -> build_sft_example; drop examples with no response token
                         -> to_iter_dataset -> pack into rows -> batch
+                           (or, unpacked: one example per row, padded) -> batch
 
 Each process gets `global_batch_size // shard_count` rows per batch, int32 arrays
 `tokens`, `targets`, `loss_mask`, `segment_ids`, `positions` of shape
@@ -50,6 +51,8 @@ class SftPipelineConfig:
     max_example_len: tokens kept per example; None means seq_len + 1 (one full row).
     drop_degenerate: drop empty outputs and one-line stubs (`degenerate.is_degenerate`).
     read_threads: threads that read and tokenise records.
+    pack: pack several examples per row; False gives one example per row, padded to seq_len (the SSD
+      paper's SFT; fewer tokens per step, no example attends across a segment boundary either way).
   """
 
   seq_len: int
@@ -60,6 +63,7 @@ class SftPipelineConfig:
   max_example_len: int | None = None
   drop_degenerate: bool = True
   read_threads: int = 4
+  pack: bool = True
 
   def __post_init__(self):
     for name in ("seq_len", "global_batch_size", "read_threads"):
@@ -172,9 +176,20 @@ def sft_dataset(
     return sft_example_from_record(tokenizer, record, max_len, end_ids)
 
   examples = records.map(to_example).filter(lambda ex: bool(ex["loss_mask"][1:].any()))
-  examples = examples.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
-  rows = PackedIterDataset(examples, config.seq_len)
+  if config.pack:
+    examples = examples.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
+    rows = PackedIterDataset(examples, config.seq_len)
+  else:
+    rows = examples.map(lambda ex: single_row(ex, config.seq_len))
+    rows = rows.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
   return rows.batch(config.global_batch_size // shard_count, drop_remainder=True)
+
+
+def single_row(example: dict[str, Any], seq_len: int) -> dict[str, Any]:
+  """One example alone in a padded row of `seq_len` slots (cut to seq_len + 1 tokens like packing does)."""
+  packer = SequencePacker(seq_len)
+  packer.add(example)
+  return packer.flush()
 
 
 Conversation = tuple[Sequence[dict[str, str]], str]  # (prompt messages, answer text)

@@ -136,14 +136,17 @@ def synthesize_records(
 
 
 def summarize_records(out_dir: str) -> dict:
-  """Counts of the records on disk: degeneracy filter reasons, finish reasons, lengths."""
+  """Counts of the records on disk: degeneracy filter reasons, finish reasons, samples cut short, lengths."""
   records = list(records_lib.read_records(out_dir))
   _, reasons = filter_degenerate(records)
   lengths = [len(r.completion_ids) for r in records]
+  cut = sum(r.cut_at_max_new_tokens for r in records)
   return {
     "records": len(records),
     "prompts": len({r.task_id for r in records}),
     "degeneracy_filter": dict(sorted(reasons.items())),
     "finish_reasons": dict(sorted(collections.Counter(r.finish_reason for r in records).items())),
+    # Unfinished samples (no end token) train the model to stop mid-answer; SFT keeps them, so say how many.
+    "cut_at_max_new_tokens": {"count": cut, "share": cut / len(records) if records else 0.0},
     "completion_tokens": {"mean": float(np.mean(lengths)) if lengths else 0.0, "max": int(max(lengths, default=0))},
   }

@@ -25,6 +25,7 @@ def pipeline_config(config: ml_collections.ConfigDict) -> SftPipelineConfig:
     global_batch_size=config.sft.global_batch_size,
     seed=config.seed,
     drop_degenerate=config.sft.drop_degenerate,
+    pack=config.sft.pack,
   )
 
 

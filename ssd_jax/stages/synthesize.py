@@ -63,5 +63,6 @@ def run(ctx: RunContext) -> None:
       json.dump(summary, f, indent=2)
     print(
       f"[synthesize] {summary['records']} records; degeneracy filter: {summary['degeneracy_filter']}; "
-      f"finish: {summary['finish_reasons']}"
+      f"finish: {summary['finish_reasons']}; cut at max_new_tokens (no end token): "
+      f"{summary['cut_at_max_new_tokens']['count']} ({100 * summary['cut_at_max_new_tokens']['share']:.1f}%)"
     )
