@@ -22,10 +22,10 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   t.eval_temperatures = "0.5,0.7,0.8,0.9,1.0,1.1,1.2,1.4,1.6,2.0,2.5,3.0"
   t.ks = "1,8"
   t.corpus_size = 8192  # Pre-training sequences drawn from the toy's distributions.
-  t.pretrain_steps = 60
+  t.pretrain_steps = 200
   t.pretrain_learning_rate = 3e-3
   t.num_samples = 4096  # One sample per prompt at T_train (every prompt is the start token).
-  t.sft_steps = 30
+  t.sft_steps = 100
   t.sft_learning_rate = 1e-3
   t.batch_size = 128
   c.toy = t

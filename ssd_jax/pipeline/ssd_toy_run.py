@@ -202,7 +202,7 @@ def run_toy(model_cfg: ModelConfig, config: ToyRunConfig) -> dict:
 
 def summary_table(result: dict) -> str:
   """One line per model: each pass@k at its own best T_eval, and the SSD - base gaps, trained and tabular."""
-  lines = [f"{'model':<14}" + "".join(f"{m:>22}" for m in next(iter(result["best"].values())))]
+  lines = [f"{'model':<14}" + "".join(f"{m:>14}{'':9}" for m in next(iter(result["best"].values())))]
   for model, metrics in result["best"].items():
     cells = "".join(f"{b['value']:>14.4f} @ T={b['t_eval']:<4g}" for b in metrics.values())
     lines.append(f"{model:<14}{cells}")
