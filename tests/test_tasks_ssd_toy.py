@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from ssd_jax.model import presets
+from ssd_jax.pipeline.ssd_toy_run import ToyRunConfig, run_toy, summary_table
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.sampling.sequence_probability import sequence_probabilities, truncated_distributions
 from ssd_jax.tasks import ssd_toy
@@ -70,3 +72,30 @@ def test_truncation_at_t_train_cuts_the_lock_tail_and_keeps_the_fork():
   lock, fork = spec.pattern.index("L"), spec.pattern.index("F")
   assert q[lock, spec.distractor_ids].sum() < 0.25 * p[lock, spec.distractor_ids].sum()
   assert (q[fork] > 0).sum() >= spec.num_branches - 1
+
+
+@pytest.mark.slow
+def test_toy_run_end_to_end_is_shaped_and_tabular_ssd_wins():
+  config = ToyRunConfig(
+    spec=ssd_toy.ToySpec(),
+    train_decoding=SamplingParams(temperature=1.0, top_k=20, top_p=0.8),
+    eval_top_k=20,
+    eval_top_p=0.8,
+    eval_temperatures=(0.7, 1.0, 2.0, 3.0),
+    ks=(1, 8),
+    corpus_size=256,
+    pretrain_steps=4,
+    pretrain_learning_rate=3e-3,
+    num_samples=64,
+    sft_steps=2,
+    sft_learning_rate=1e-3,
+    batch_size=32,
+    seed=0,
+  )
+  result = run_toy(presets.get("tiny_qwen3", dtype="float32", param_dtype="float32"), config)
+  assert set(result["curves"]) == {"trained_base", "trained_ssd", "tabular_base", "tabular_ssd"}
+  assert all(len(v) == 4 for curve in result["curves"].values() for v in curve.values())
+  assert result["samples_dropped"] == 0  # No end token: every sample runs to the toy's length.
+  best = result["best"]
+  assert best["tabular_ssd"]["pass@8"]["value"] > best["tabular_base"]["pass@8"]["value"] + 0.01
+  assert "SSD - base" in summary_table(result)

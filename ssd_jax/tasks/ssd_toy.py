@@ -59,7 +59,7 @@ class ToySpec:
   def num_branches(self) -> int:
     return len(self.fork_branches)
 
-  def _position_tokens(self) -> list[list[int]]:
+  def position_tokens(self) -> list[list[int]]:
     """The non-distractor token ids of each position: [right] for a lock, the branches for a fork."""
     out, next_id = [], _FIRST_CONTENT_ID + self.num_distractors
     for kind in self.pattern:
@@ -74,7 +74,7 @@ class ToySpec:
 
   @property
   def vocab_size(self) -> int:
-    return _FIRST_CONTENT_ID + self.num_distractors + sum(len(t) for t in self._position_tokens())
+    return _FIRST_CONTENT_ID + self.num_distractors + sum(len(t) for t in self.position_tokens())
 
 
 def target_distributions(spec: ToySpec) -> np.ndarray:
@@ -82,7 +82,7 @@ def target_distributions(spec: ToySpec) -> np.ndarray:
   dists = np.zeros((spec.length, spec.vocab_size))
   zipf = 1.0 / np.arange(1, spec.num_distractors + 1)
   zipf /= zipf.sum()
-  for t, (kind, tokens) in enumerate(zip(spec.pattern, spec._position_tokens(), strict=True)):
+  for t, (kind, tokens) in enumerate(zip(spec.pattern, spec.position_tokens(), strict=True)):
     head = [spec.lock_right] if kind == "L" else list(spec.fork_branches)
     dists[t, tokens] = head
     dists[t, spec.distractor_ids] = (1.0 - sum(head)) * zipf
@@ -91,8 +91,7 @@ def target_distributions(spec: ToySpec) -> np.ndarray:
 
 def right_sequences(spec: ToySpec) -> np.ndarray:
   """int32 [problems, length]: each problem's right sequence, one problem per assignment of right branches."""
-  choices = [tokens for tokens in spec._position_tokens()]
-  return np.array(list(itertools.product(*choices)), np.int32)
+  return np.array(list(itertools.product(*spec.position_tokens())), np.int32)
 
 
 def sample_corpus(spec: ToySpec, num_sequences: int, seed: int) -> np.ndarray:
