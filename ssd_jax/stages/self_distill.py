@@ -5,26 +5,23 @@ a student from the run's base model, with held-out pass@k at step 0 and every `e
 `self_distill/<method>/logs/metrics.jsonl` (+ TensorBoard), held-out summaries to
 `self_distill/<method>/heldout.jsonl`, checkpoints (student state and an EMA teacher) to
 `self_distill/<method>/checkpoints`, so a killed run resumes at its last checkpoint with the same prompts and
-seeds; the final student is written as `models/<method>` for the `eval` and `report` stages.
+seeds; the final student is written as `models/<method>` for the `eval` and `report` stages. First, the teacher
+diagnostic (`pipeline.teacher_check`) measures whether the in-context teacher beats the student at all.
 """
 
 from __future__ import annotations
 
-import json
-import os
-
 from ssd_jax import config as config_lib
 from ssd_jax.config.self_distill import method_names
-from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
-from ssd_jax.evals import Sandbox, evaluate
+from ssd_jax.data.prompt_set import PromptSet
+from ssd_jax.evals import Sandbox
 from ssd_jax.onpolicy.heldout import HeldoutHook, HeldoutSet
 from ssd_jax.onpolicy.learner import OnPolicyLearner
-from ssd_jax.onpolicy.rollouts import RolloutSetup, reference_demonstration
-from ssd_jax.onpolicy.teacher_diagnostic import DiagnosticInputs, format_diagnostic, teacher_diagnostic
+from ssd_jax.onpolicy.rollouts import RolloutSetup
 from ssd_jax.pipeline import model_io, onpolicy_setup
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
-from ssd_jax.sampling.completions import completion_text
+from ssd_jax.pipeline.teacher_check import diagnose_teacher
 
 
 def _training_prompts(ctx: RunContext) -> PromptSet:
@@ -36,55 +33,6 @@ def _training_prompts(ctx: RunContext) -> PromptSet:
       f"no prompt of {section.problems.source!r} fits in self_distill.max_prompt_len = {section.max_prompt_len}"
     )
   return prompts.select(fitting)
-
-
-def _diagnose_teacher(ctx: RunContext, graphdef, base, cfg, prompts: PromptSet, sandbox: Sandbox, templates) -> None:
-  """Writes and prints `self_distill/teacher_diagnostic.json` (once per workdir): is the teacher better?"""
-  section = ctx.config.self_distill
-  path = os.path.join(ctx.layout.workdir, "self_distill", "teacher_diagnostic.json")
-  if os.path.isfile(path):
-    with open(path) as f:
-      print(f"[self_distill] {format_diagnostic(json.load(f))}")
-    return
-  subset = prompts.select(range(min(section.diagnostic_problems, len(prompts))))
-
-  def sample_texts(prompt_ids: list[list[int]]) -> list[list[str]]:
-    sampler = ctx.sampler(graphdef, cfg, prompt_ids, section.rollout)
-    generations = sampler.generate(
-      base,
-      prompt_ids,
-      sampling_params(section.rollout),
-      n=section.diagnostic_samples,
-      max_new_tokens=section.rollout.max_new_tokens,
-      stop_ids=ctx.tokenizer.stop_ids,
-      seed=ctx.seed,
-      progress=False,
-    )
-    texts = [[] for _ in prompt_ids]
-    for g in generations:
-      texts[g.prompt_index].append(completion_text(ctx.tokenizer, g))
-    return texts
-
-  def judge(problems, completions):
-    result = evaluate(problems, completions, sandbox=sandbox).by_task_id()
-    return {task: [(s.passed, s.feedback) for s in r.samples] for task, r in result.items()}
-
-  result = teacher_diagnostic(
-    DiagnosticInputs(
-      problems=subset.problems,
-      messages=subset.messages,
-      render=lambda messages: chat_prompt_ids(ctx.tokenizer, messages),
-      sample_texts=sample_texts,
-      judge=judge,
-      templates=templates,
-      reference_demonstration=reference_demonstration,
-    )
-  )
-  if ctx.is_coordinator:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(result, f, indent=2)
-  print(f"[self_distill] {format_diagnostic(result)}")
 
 
 def run(ctx: RunContext) -> None:
@@ -119,7 +67,7 @@ def run(ctx: RunContext) -> None:
       templates=onpolicy_setup.templates_from(section),
     )
     if section.diagnostic_problems:
-      _diagnose_teacher(ctx, graphdef, base, cfg, prompts, sandbox, setup.templates)
+      diagnose_teacher(ctx, graphdef, base, cfg, prompts, sandbox, setup.templates)
     for name in method_names(section):
       if onpolicy_setup.method_done(ctx.layout.model(name)):
         print(f"[self_distill] {name}: {ctx.layout.model(name)} exists, skipping")

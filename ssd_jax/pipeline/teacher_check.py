@@ -1,0 +1,80 @@
+"""The run's teacher diagnostic: `onpolicy.teacher_diagnostic` wired to the run's sampler, sandbox and files.
+
+Written once per workdir to `self_distill/teacher_diagnostic.json` (a rerun prints the recorded one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from flax import nnx
+
+from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
+from ssd_jax.evals import Sandbox, evaluate
+from ssd_jax.model.config import ModelConfig
+from ssd_jax.onpolicy.rollouts import reference_demonstration
+from ssd_jax.onpolicy.teacher_context import TeacherTemplates
+from ssd_jax.onpolicy.teacher_diagnostic import DiagnosticInputs, format_diagnostic, teacher_diagnostic
+from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.sampling_setup import sampling_params
+from ssd_jax.sampling.completions import completion_text
+
+
+def diagnose_teacher(
+  ctx: RunContext,
+  graphdef: nnx.GraphDef,
+  params: Any,
+  cfg: ModelConfig,
+  prompts: PromptSet,
+  sandbox: Sandbox,
+  templates: TeacherTemplates,
+) -> dict:
+  """Measures (or reads back) the diagnostic of `params` on the first problems of `prompts`, and prints it."""
+  section = ctx.config.self_distill
+  path = os.path.join(ctx.layout.workdir, "self_distill", "teacher_diagnostic.json")
+  if os.path.isfile(path):
+    with open(path) as f:
+      result = json.load(f)
+    print(f"[self_distill] {format_diagnostic(result)}")
+    return result
+  subset = prompts.select(range(min(section.diagnostic_problems, len(prompts))))
+
+  def sample_texts(prompt_ids: list[list[int]]) -> list[list[str]]:
+    generations = ctx.sampler(graphdef, cfg, prompt_ids, section.rollout).generate(
+      params,
+      prompt_ids,
+      sampling_params(section.rollout),
+      n=section.diagnostic_samples,
+      max_new_tokens=section.rollout.max_new_tokens,
+      stop_ids=ctx.tokenizer.stop_ids,
+      seed=ctx.seed,
+      progress=False,
+    )
+    texts = [[] for _ in prompt_ids]
+    for g in generations:
+      texts[g.prompt_index].append(completion_text(ctx.tokenizer, g))
+    return texts
+
+  def judge(problems, completions):
+    result = evaluate(problems, completions, sandbox=sandbox).by_task_id()
+    return {task: [(s.passed, s.feedback) for s in r.samples] for task, r in result.items()}
+
+  result = teacher_diagnostic(
+    DiagnosticInputs(
+      problems=subset.problems,
+      messages=subset.messages,
+      render=lambda messages: chat_prompt_ids(ctx.tokenizer, messages),
+      sample_texts=sample_texts,
+      judge=judge,
+      templates=templates,
+      reference_demonstration=reference_demonstration,
+    )
+  )
+  if ctx.is_coordinator:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(result, f, indent=2)
+  print(f"[self_distill] {format_diagnostic(result)}")
+  return result
