@@ -129,12 +129,12 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   split = Split(dev=("d1", "d2"), test=("t1", "t2"), seed=0, dev_fraction=0.5)
   cold, hot = DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)
   base = [
-    Candidate("final", cold, summarize(result({"d1": 3, "d2": 3, "t1": 2, "t2": 2}), (1,), 20)),
-    Candidate("final", hot, summarize(result({"d1": 1, "d2": 1, "t1": 4, "t2": 4}), (1,), 20)),
+    Candidate("final", cold, summarize(result({"d1": 3, "d2": 3, "t1": 2, "t2": 2}), (1,), 20)["per_problem"]),
+    Candidate("final", hot, summarize(result({"d1": 1, "d2": 1}), (1,), 20)["per_problem"]),
   ]
   tuned = [
-    Candidate("final", cold, summarize(result({"d1": 2, "d2": 2, "t1": 4, "t2": 4}, (LOOP,)), (1,), 20)),
-    Candidate("final", hot, summarize(result({"d1": 4, "d2": 4, "t1": 3, "t2": 3}, (LOOP,)), (1,), 20)),
+    Candidate("final", cold, summarize(result({"d1": 2, "d2": 2, "t1": 4, "t2": 4}, (LOOP,)), (1,), 20)["per_problem"]),
+    Candidate("final", hot, summarize(result({"d1": 4, "d2": 4, "t1": 3, "t2": 3}, (LOOP,)), (1,), 20)["per_problem"]),
   ]
   comparison = compare_models({"base": base, "ssd": tuned}, split, num_resamples=200)
   assert comparison["models"]["base"]["selected"]["setting"]["temperature"] == 0.5
@@ -146,5 +146,9 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert list(comparison["models"]["base"]["test"]["by_difficulty"]) == ["easy", "hard"]
   table = comparison_table(comparison)
   assert "T=0.5 top_k=20 top_p=0.8" in table and "T=1.1 top_k=20 top_p=0.8" in table
+  candidates = comparison["models"]["base"]["candidates"]
+  assert candidates[1]["test"] is None  # the setting dev did not choose was never run on test
   paths = write_comparison(comparison, tmp_path)
   assert all(path.is_file() for path in paths.values())
+  with pytest.raises(ValueError, match="test problems"):
+    compare_models({"base": base[1:]}, split)

@@ -1,8 +1,11 @@
 """The evaluation protocol: dev/test split, decoding grid, best-setting selection, paired bootstrap coverage."""
 
+import json
+
 import numpy as np
 import pytest
 
+from ssd_jax.evals import grid_runs
 from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k_curve
 from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
 from ssd_jax.evals.splits import load_or_create_split, split_problems
@@ -116,3 +119,22 @@ def test_paired_interval_is_narrower_than_unpaired():
   assert paired["ci_high"] - paired["ci_low"] < 0.1 * (a.max() - a.min())
   with pytest.raises(ValueError, match="one value per problem"):
     paired_bootstrap_difference([1.0, 2.0], [1.0])
+
+
+def test_grid_runs_are_read_back_with_their_test_part(tmp_path):
+  settings = [DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)]
+  for setting in settings:
+    for part, ids in (("dev", ["d1", "d2"]), ("test", ["t1"])):
+      if part == "test" and setting.temperature > 1:
+        continue  # only the chosen setting runs on test
+      path = grid_runs.run_dir(tmp_path, "base", "final", setting, part)
+      path.mkdir(parents=True)
+      records = [{"task_id": t, "n": 4, "c": 1} for t in ids]
+      (path / "results.json").write_text(
+        json.dumps({"per_problem": records, **grid_runs.run_metadata("final", setting, part)})
+      )
+  candidates = grid_runs.load_candidates(tmp_path, "base", ["final"], settings)
+  assert [c.key for c in candidates] == ["final/T0.5_k20_p0.8", "final/T1.1_k20_p0.8"]
+  assert [len(c.per_problem) for c in candidates] == [3, 2]
+  with pytest.raises(FileNotFoundError, match="step_10"):
+    grid_runs.load_candidates(tmp_path, "base", ["final", "step_10"], settings)

@@ -1,11 +1,12 @@
 """Numbers of a tuned comparison: each model at its dev-chosen setting against the reference (the base) at its own.
 
-Input: for every model, its candidates (a checkpoint evaluated at one decoding setting), each with a
-`summarize` output over all evaluation problems (dev and test). The best candidate of each model is
+Input: for every model, its candidates (a checkpoint evaluated at one decoding setting), each with the
+per-problem records (`summarize`'s `per_problem`) of the problems it was run on: every dev problem,
+and the test problems too for at least the candidate dev chooses. The best candidate of each model is
 chosen on dev by `protocol.select_best`; everything reported comes from the test problems: pass@k for
 k = 1..n, per difficulty, correct-solution diversity, and paired bootstrap intervals of each model's
-difference from the reference. The pass@1 / pass@n of every candidate on both splits are kept for the
-temperature curves.
+difference from the reference. Every candidate's dev pass@1 / pass@n (and test, where it was run) is
+kept for the temperature curves.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ class Candidate:
   Attributes:
     checkpoint: 'final' or the training step it was saved at, e.g. 'step_20'.
     setting: the decoding setting.
-    summary: `summarize` output over all evaluation problems (its `per_problem` is what is read).
+    per_problem: `summarize`'s per-problem records of the problems it was run on.
   """
 
   checkpoint: str
   setting: DecodingSetting
-  summary: Mapping
+  per_problem: Sequence[Mapping]
 
   @property
   def key(self) -> str:
@@ -45,11 +46,14 @@ def _restrict(per_problem: Sequence[Mapping], task_ids: Sequence[str]) -> list[M
   by_id = {p["task_id"]: p for p in per_problem}
   missing = [t for t in task_ids if t not in by_id]
   if missing:
-    raise ValueError(f"no results for {len(missing)} problems of the split, e.g. {missing[0]!r}")
+    raise ValueError(f"the chosen candidate has no results for {len(missing)} test problems, e.g. {missing[0]!r}")
   return [by_id[t] for t in task_ids]
 
 
-def _split_scores(counts: Mapping[str, tuple[int, int]], ids: Sequence[str]) -> dict[str, float]:
+def _split_scores(counts: Mapping[str, tuple[int, int]], ids: Sequence[str]) -> dict[str, float] | None:
+  """pass@1 and pass@n over `ids`; None when the candidate was not run on all of them."""
+  if not ids or any(t not in counts for t in ids):
+    return None
   n = min(counts[t][0] for t in ids)
   return {"pass@1": mean_pass_at_k(counts, ids, 1), "pass@n": mean_pass_at_k(counts, ids, n), "n": n}
 
@@ -61,10 +65,10 @@ def _model_block(
   by_key = {c.key: c for c in candidates}
   if len(by_key) != len(candidates):
     raise ValueError(f"candidates repeat a checkpoint/setting: {[c.key for c in candidates]}")
-  counts = {key: counts_by_task(c.summary["per_problem"]) for key, c in by_key.items()}
+  counts = {key: counts_by_task(c.per_problem) for key, c in by_key.items()}
   selection = select_best(counts, split.dev, metric_k)
   chosen = by_key[selection.best]
-  test = _restrict(chosen.summary["per_problem"], split.test)
+  test = _restrict(chosen.per_problem, split.test)
   by_difficulty = {}
   for label in sorted({p["difficulty"] or "unspecified" for p in test}, key=difficulty_sort_key):
     group = [p["task_id"] for p in test if (p["difficulty"] or "unspecified") == label]

@@ -1,6 +1,6 @@
 """Writes a tuned comparison (`comparison.compare_models`): the stdout table, Markdown, JSON and plots.
 
-Plots: pass@1 and pass@n against T_eval for every model (test split, chosen setting starred), the
+Plots: pass@1 and pass@n against T_eval for every model (dev split, chosen setting starred), the
 selected candidates' pass@k curves k = 1..n, and pass@1 / pass@n per difficulty (easy, medium, hard on
 one y-scale). Models are told apart by colour, marker and line style and drawn slightly apart on x,
 so no line hides another.
@@ -102,8 +102,8 @@ def _offsets(count: int, spread: float) -> list[float]:
 
 
 def plot_temperature_curves(comparison: Mapping, path: pathlib.Path) -> None:
-  """pass@1 and pass@n (test split) against T_eval, one line per model and truncation; the chosen
-  setting is starred; named settings are single points."""
+  """pass@1 and pass@n on the dev split (where every candidate ran) against T_eval, one line per model
+  and truncation at the chosen checkpoint; the chosen setting is starred; named settings are points."""
   models = comparison["models"]
   temps = sorted({c["setting"]["temperature"] for b in models.values() for c in b["candidates"]})
   spread = 0.012 * (temps[-1] - temps[0] if len(temps) > 1 else 1.0)
@@ -120,17 +120,17 @@ def plot_temperature_curves(comparison: Mapping, path: pathlib.Path) -> None:
       for (named, top_k, top_p), group in lines.items():
         group = sorted(group, key=lambda c: c["setting"]["temperature"])
         xs = [c["setting"]["temperature"] + dx for c in group]
-        ys = [100 * c["test"][metric] for c in group]
+        ys = [100 * c["dev"][metric] for c in group]
         label = f"{name} ({named})" if named else f"{name} k={top_k} p={top_p:g}"
         style = run_style(index) | ({"marker": "X", "markersize": 9, "linestyle": ""} if named else {})
         ax.plot(xs, ys, label=label, **style)
         for c, x, y in zip(group, xs, ys):
           if c["key"] == chosen:
             ax.plot([x], [y], marker="*", markersize=16, color=f"C{index}", markeredgecolor="black", linestyle="")
-  n = next(iter(models.values()))["candidates"][0]["test"]["n"]
+  n = next(iter(models.values()))["candidates"][0]["dev"]["n"]
   for ax, title in zip(axes, ("pass@1", f"pass@{n}")):
     ax.set_xlabel("T_eval")
-    ax.set_title(f"{title} on the test split (star: setting chosen on dev)")
+    ax.set_title(f"{title} on the dev split (star: chosen setting)")
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("%")
   axes[1].legend(fontsize=8)
