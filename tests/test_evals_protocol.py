@@ -55,7 +55,7 @@ def test_grid_parses_settings_in_order_and_names_bad_fields():
   with pytest.raises(ValueError, match="eval.grid.named"):
     parse_grid("1.0", "", "official=0.7/20", (0, 1.0))
   with pytest.raises(ValueError, match="temperature"):
-    parse_grid("0.0", "", "", (0, 1.0)).settings()
+    parse_grid("-0.5", "", "", (0, 1.0)).settings()
 
 
 def counts(dev_correct, test_correct, n=4):

@@ -23,7 +23,7 @@ class DecodingSetting:
   """One way to decode: temperature, then top-k and top-p truncation (0 / 1.0 switch them off).
 
   Attributes:
-    temperature: T_eval, > 0.
+    temperature: T_eval, >= 0 (0 is greedy decoding).
     top_k: keep the k most likely tokens; 0 keeps all.
     top_p: keep the smallest set of tokens with this much probability; 1.0 keeps all.
     name: a named setting's name (e.g. 'official'); empty for a grid point.
@@ -35,8 +35,8 @@ class DecodingSetting:
   name: str = ""
 
   def __post_init__(self):
-    if not self.temperature > 0:
-      raise ValueError(f"decoding temperature must be > 0, got {self.temperature}")
+    if not self.temperature >= 0:
+      raise ValueError(f"decoding temperature must be >= 0 (0 = greedy), got {self.temperature}")
     if self.top_k < 0:
       raise ValueError(f"decoding top_k must be >= 0, got {self.top_k}")
     if not 0 < self.top_p <= 1:
