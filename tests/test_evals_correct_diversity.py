@@ -4,12 +4,12 @@ import itertools
 
 import pytest
 
+from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.evals import Sandbox, SandboxLimits, evaluate
 from ssd_jax.evals.comparison import Candidate, compare_models
 from ssd_jax.evals.comparison_report import comparison_table, write_comparison
 from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
-from ssd_jax.evals.problems import Problem, TestCase
 from ssd_jax.evals.protocol import DecodingSetting
 from ssd_jax.evals.splits import Split
 from ssd_jax.evals.summary import summarize

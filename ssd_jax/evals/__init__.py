@@ -14,8 +14,6 @@ from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, eval
 from ssd_jax.evals.feedback import format_feedback
 from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, paired_bootstrap_difference, pass_at_k, pass_at_k_curve
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
-from ssd_jax.evals.problems import Problem, TestCase
-from ssd_jax.evals.prompts import DEFAULT_SYSTEM_MESSAGE, build_messages, build_prompt
 from ssd_jax.evals.protocol import DecodingGrid, DecodingSetting, Selection, parse_grid, select_best
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
@@ -26,26 +24,21 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 
 __all__ = [
   "Candidate",
-  "DEFAULT_SYSTEM_MESSAGE",
   "DecodingGrid",
   "DecodingSetting",
   "EvalResult",
   "ExecutionJob",
-  "Problem",
   "ProblemResult",
   "SampleResult",
   "Sandbox",
   "SandboxLimits",
   "Selection",
   "Split",
-  "TestCase",
   "TestRun",
   "Verdict",
   "assemble_program",
   "behaviour_signature",
   "bootstrap_mean_ci",
-  "build_messages",
-  "build_prompt",
   "compare_models",
   "compare_reports",
   "comparison_table",

@@ -15,8 +15,8 @@ import ast
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.evals.evaluate import EvalResult
-from ssd_jax.evals.problems import Problem, TestCase
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox
 from ssd_jax.evals.verdicts import TestRun
 

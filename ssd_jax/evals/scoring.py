@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from ssd_jax.data.problems import Problem
 from ssd_jax.evals.correct_diversity import DEFAULT_DIVERSITY_M
 from ssd_jax.evals.evaluate import EvalResult, evaluate
 from ssd_jax.evals.probes import ProbeInputs, correct_sample_behaviours, generated_probe_inputs
-from ssd_jax.evals.problems import Problem
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.summary import summarize
 
