@@ -68,6 +68,24 @@ def load_candidates(
   return candidates
 
 
+def load_recorded_candidates(root: str | pathlib.Path, model: str) -> list[Candidate]:
+  """The candidates of `model` in the order its `selection.json` lists them, each with the setting its
+  results.json records.
+
+  Raises:
+    FileNotFoundError: the selection or a candidate's dev results are missing.
+  """
+  candidates = []
+  for key in read_selection(root, model)["dev_scores"]:
+    checkpoint, label = key.split("/", 1)
+    dev = pathlib.Path(root) / model / checkpoint / label / "dev" / SUMMARY_FILE
+    if not dev.is_file():
+      raise FileNotFoundError(f"no dev results for model {model!r} candidate {key}: {dev}")
+    setting = DecodingSetting(**json.loads(dev.read_text())["decoding"])
+    candidates += load_candidates(root, model, [checkpoint], [setting])
+  return candidates
+
+
 def write_selection(root: str | pathlib.Path, model: str, selection: Selection) -> pathlib.Path:
   path = pathlib.Path(root) / model / SELECTION_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
