@@ -18,8 +18,9 @@ import sys
 from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
+from ssd_jax.evals.probes import correct_sample_behaviours
 from ssd_jax.evals.report import compare_reports, write_report
-from ssd_jax.evals.sandbox import SandboxLimits
+from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.summary import summarize
 
 
@@ -58,6 +59,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+  parser.add_argument(
+    "--no_probe", action="store_true", help="skip running correct samples on probe inputs (behaviour clusters)"
+  )
   return parser
 
 
@@ -79,10 +83,10 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   completions = load_completions(args.completions)
   completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
-  result = evaluate(
-    problems, completions, limits=limits, workers=args.workers, stop_on_failure=args.stop_on_failure, progress=True
-  )
-  summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
+  with Sandbox(limits, args.workers) as sandbox:
+    result = evaluate(problems, completions, sandbox=sandbox, stop_on_failure=args.stop_on_failure, progress=True)
+    behaviours = None if args.no_probe else correct_sample_behaviours(problems, result, sandbox)
+  summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed, behaviours=behaviours)
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))

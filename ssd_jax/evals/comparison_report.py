@@ -33,6 +33,10 @@ def _interval(d: Mapping, scale: float = 100.0, digits: int = 1) -> str:
   return f"{mid} [{low}, {high}]"
 
 
+def _cell(value: float | None, width: int) -> str:
+  return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+
+
 def _setting_text(selected: Mapping) -> str:
   s = selected["setting"]
   name = f"{s['name']}: " if s["name"] else ""
@@ -74,22 +78,18 @@ def comparison_table(comparison: Mapping) -> str:
     f"(differences: only problems both models solved >= {m} times). AST: normalised programs; behaviour: "
     "results on extra inputs; known: the task's listed solutions.",
     f"{'model':<{width}}{'problems':>9}{'AST':>8}{'behaviour':>11}{'known':>8}   "
-    f"{'AST - ' + reference:<26}{'behaviour - ' + reference:<26}{'known - ' + reference}",
+    f"{'AST - ' + reference:<30}{'behaviour - ' + reference:<30}{'known - ' + reference}",
   ]
   for name, block in models.items():
     div = block["test"]["diversity"]
-
-    def cell(value, w):
-      return f"{'-' if value is None else f'{value:.2f}':>{w}}"
-
-    row = f"{name:<{width}}{div['num_problems']:>9}{cell(div['ast'], 8)}{cell(div['behaviour'], 11)}"
-    row += cell(div["known"], 8)
+    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 8)}{_cell(div['behaviour'], 11)}"
+    row += _cell(div["known"], 8)
     if name in comparison["differences"]:
       d = comparison["differences"][name]
       row += (
         "   "
         + "".join(
-          f"{_interval(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<26}"
+          f"{_interval(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<30}"
           for f in ("ast", "behaviour", "known")
         ).rstrip()
       )
