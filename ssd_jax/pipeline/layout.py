@@ -67,9 +67,6 @@ class RunLayout:
   def eval_root(self) -> str:
     return self._path("eval")
 
-  def eval_dir(self, name: str) -> str:
-    return self._path("eval", name)
-
   @property
   def report_dir(self) -> str:
     return self._path("report")
