@@ -12,6 +12,7 @@ from ssd_jax.evals.diversity import (
 )
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.isolation import IsolationError
 from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, paired_bootstrap_difference, pass_at_k, pass_at_k_curve
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingGrid, DecodingSetting, Selection, parse_grid, select_best
@@ -28,6 +29,7 @@ __all__ = [
   "DecodingSetting",
   "EvalResult",
   "ExecutionJob",
+  "IsolationError",
   "ProblemResult",
   "SampleResult",
   "Sandbox",

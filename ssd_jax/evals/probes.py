@@ -141,7 +141,7 @@ def correct_sample_behaviours(
     test = probe_test(problem.entry_point, inputs)
     for sample in problem_result.samples:
       if sample.passed:
-        jobs.append(ExecutionJob(sample.program, (test,)))
+        jobs.append(ExecutionJob(sample.program, (test,), problem.starter_code, problem.entry_point))
         owners.append(problem.task_id)
   for task_id, runs in zip(owners, sandbox.run_many(jobs)):
     behaviours[task_id].append(behaviour_on_probes(runs[0]))

@@ -19,6 +19,7 @@ def score_completions(
   ks: Sequence[int],
   limits: SandboxLimits = SandboxLimits(),
   workers: int | None = None,
+  allow_weak_sandbox: bool = False,
   num_resamples: int = 1000,
   seed: int = 0,
   known_solutions: Callable[[Problem], Sequence[str] | None] | None = None,
@@ -33,6 +34,8 @@ def score_completions(
     ks: pass@k to tabulate (the summary also has the full curve k = 1..n).
     limits: sandbox limits per execution.
     workers: parallel executions (default: CPU count).
+    allow_weak_sandbox: run with the isolation layers that can be set up (the summary's `sandbox` says
+      what is missing) instead of raising IsolationError.
     num_resamples: bootstrap replicates.
     seed: bootstrap seed.
     known_solutions: problem -> the task's known correct solutions (None: it knows none), e.g. the
@@ -43,7 +46,7 @@ def score_completions(
   Returns:
     (the evaluation, its `summarize` output).
   """
-  with Sandbox(limits, workers) as sandbox:
+  with Sandbox(limits, workers, allow_weak_sandbox=allow_weak_sandbox) as sandbox:
     result = evaluate(problems, completions, sandbox=sandbox)
     behaviours = None if probe_inputs is None else correct_sample_behaviours(problems, result, sandbox, probe_inputs)
   evaluated = {p.task_id for p in result.problems}

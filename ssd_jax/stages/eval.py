@@ -14,19 +14,19 @@ stage resumes where it stopped. The workdir must be shared by all processes (sel
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-from collections.abc import Sequence
 
 from ssd_jax import config as config_lib
 from ssd_jax.config.schema import comma_list
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import grid_runs, score_completions, write_report
+from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.probes import generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, select_best
 from ssd_jax.evals.report import SUMMARY_FILE
 from ssd_jax.evals.splits import SPLIT_FILE, Split, load_or_create_split
+from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
 from ssd_jax.pipeline.context import RunContext
@@ -35,6 +35,10 @@ from ssd_jax.sampling.completions import completion_text
 from ssd_jax.tasks import solutions_for
 
 COMPLETIONS_FILE = "completions.jsonl"
+# What a finished run of one candidate leaves; a kill between them is finished on rerun.
+REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
+# What a finished evaluation of one model leaves; a kill between them is finished on rerun.
+REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
 
 
 def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: DecodingSetting) -> list[list[str]]:
@@ -56,25 +60,6 @@ def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: Deco
   for generation in generations:  # Ordered by (prompt, sample).
     completions[generation.prompt_index].append(completion_text(ctx.tokenizer, generation))
   return completions
-
-
-def write_completions(path: str, task_ids: Sequence[str], completions: Sequence[Sequence[str]]) -> None:
-  """One `{"task_id", "completion"}` line per sample, written whole or not at all."""
-  partial = path + ".partial"
-  with open(partial, "w", encoding="utf-8") as f:
-    for task_id, texts in zip(task_ids, completions, strict=True):
-      for text in texts:
-        f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
-  os.replace(partial, path)
-
-
-def read_completions(path: str) -> dict[str, list[str]]:
-  grouped: dict[str, list[str]] = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      record = json.loads(line)
-      grouped.setdefault(record["task_id"], []).append(record["completion"])
-  return grouped
 
 
 def checkpoints_of(ctx: RunContext, name: str) -> list[tuple[str, int | None]]:
@@ -100,17 +85,18 @@ def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: path
   builtin = config.eval.problems.source == "builtin"
   result, summary = score_completions(
     prompts.problems,
-    read_completions(completions_path),
+    load_completions(completions_path),
     ks=config_lib.eval_ks(config),
     limits=ctx.sandbox_limits,
     workers=ctx.sandbox_workers,
+    allow_weak_sandbox=ctx.sandbox_allow_weak,
     num_resamples=config.eval.bootstrap,
     seed=ctx.seed,
     known_solutions=solutions_for if builtin else None,
     probe_inputs=generated_probe_inputs if config.eval.probe else None,
     diversity_m=config.eval.diversity_m,
   )
-  write_report(summary | meta, out, title, result)
+  mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
   return summary
 
 
@@ -119,7 +105,7 @@ def evaluate_candidate(
 ) -> None:
   """Samples and scores one candidate on one part of the split (skipped when its results exist)."""
   out = grid_runs.run_dir(ctx.layout.eval_root, name, checkpoint, setting, part)
-  if (out / SUMMARY_FILE).is_file():
+  if all((out / name).is_file() for name in REPORT_FILES):
     return
   completions_path = str(out / COMPLETIONS_FILE)
   if not os.path.isfile(completions_path):
