@@ -105,7 +105,7 @@ def evaluate_candidate(
 ) -> None:
   """Samples and scores one candidate on one part of the split (skipped when its results exist)."""
   out = grid_runs.run_dir(ctx.layout.eval_root, name, checkpoint, setting, part)
-  if all((out / name).is_file() for name in REPORT_FILES):
+  if all((out / file).is_file() for file in REPORT_FILES):
     return
   completions_path = str(out / COMPLETIONS_FILE)
   if not os.path.isfile(completions_path):
