@@ -37,8 +37,6 @@ from ssd_jax.tasks import solutions_for
 COMPLETIONS_FILE = "completions.jsonl"
 # What a finished run of one candidate leaves; a kill between them is finished on rerun.
 REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
-# What a finished evaluation of one model leaves; a kill between them is finished on rerun.
-REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
 
 
 def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: DecodingSetting) -> list[list[str]]:
