@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssd_jax.kernels import sample_tokens
+from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams, SamplingParams
 from ssd_jax.sampling.truncation import sample_reference
 from ssd_jax.sampling.truncation_sorted import sorted_sample

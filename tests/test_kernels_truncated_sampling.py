@@ -10,11 +10,10 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssd_jax.kernels import sample_tokens
-from ssd_jax.kernels.dispatch import resolve_impl, row_bits
+from ssd_jax.kernels.truncation_ops import order_key
 from ssd_jax.sampling import truncation as tr
+from ssd_jax.sampling.dispatch import resolve_impl, row_bits, sample_tokens
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
-from ssd_jax.sampling.truncation_ops import order_key
 
 
 def mixed_rows(rng, batch, vocab):

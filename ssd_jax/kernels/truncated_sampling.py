@@ -6,7 +6,7 @@ keys and fixed-point top-p weights) written in the first pass, so the bisection 
 VMEM, not HBM. The GPU (Triton) variant has no scratch and recomputes keys and weights from
 the row, which stays in L2.
 
-The arithmetic is `ssd_jax.sampling.truncation_ops`, the same as the XLA reference's, and the
+The arithmetic is `ssd_jax.kernels.truncation_ops`, the same as the XLA reference's, and the
 decisions are exact integer counts, integer masses and an argmax, so the kernel and
 `ssd_jax.sampling.truncation.sample_reference` return the same token and cut-off for the same
 random bits (log-probabilities agree to float32 rounding, the sums being blocked differently).
@@ -31,7 +31,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.kernels import truncation_ops as ops
 
 # The first index beyond any vocabulary; marks "no candidate yet" in the running argmax.
 _NO_INDEX = 2**30

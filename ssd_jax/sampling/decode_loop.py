@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from ssd_jax.kernels.dispatch import sample_tokens
 from ssd_jax.model.kv_cache import KVCache
+from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, use_rules
 
@@ -144,7 +144,7 @@ def generate_batch(
 
   Decoding stops per row at a stop token (kept as the row's last token) or after
   max_new_tokens; the loop exits as soon as every row has finished. Each step samples through
-  `ssd_jax.kernels.sample_tokens` (temperature -> top-k -> top-p -> min-p).
+  `ssd_jax.sampling.dispatch.sample_tokens` (temperature -> top-k -> top-p -> min-p).
 
   Args:
     graphdef, state: the split Transformer (state may be sharded per `rules` on `mesh`).

@@ -1,6 +1,6 @@
 """Truncated sampling, XLA reference: temperature -> top-k -> top-p -> min-p -> sample.
 
-This is the semantics; the Pallas kernel (`ssd_jax.kernels`) must return the same token and
+This is the semantics; the Pallas kernel (`ssd_jax.kernels.truncated_sampling`) must return the same token and
 cut-off for the same inputs and random bits. The rules, per row, act on the shifted tempered
 logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum is 0:
 
@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
 
 

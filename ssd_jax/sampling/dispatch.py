@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
-from ssd_jax.sampling import truncation_ops as ops
 from ssd_jax.sampling.params import ParamsLike, RowParams, as_row_params
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
 
