@@ -90,7 +90,7 @@ def test_dispatcher_rng_forms_and_impl_choice():
     row_bits(np.zeros((3, 2), np.uint32), batch)
   with pytest.raises(ValueError, match="impl"):
     resolve_impl("triton")
-  assert resolve_impl("auto") == "reference"  # CPU
+  assert resolve_impl("auto") == "xla"  # CPU
   assert resolve_impl("auto", interpret=True) == "pallas"
   with pytest.raises(ValueError, match="vocab"):
     sample_tokens(jnp.zeros((1, 2**18 + 1)), SamplingParams(), key)
