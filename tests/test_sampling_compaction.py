@@ -21,6 +21,7 @@ def test_compaction_sizes():
   assert decode_loop.compaction_sizes(4) == [4]
   assert decode_loop.compaction_sizes(48, shards=16) == [48]  # 24 rows would not divide over 16 shards
   assert decode_loop.compaction_sizes(64, shards=16) == [64, 32, 16]
+  assert decode_loop.compaction_sizes(256) == [256, 128, 64]  # at most MAX_COMPACTIONS halvings
 
 
 def _generate(graphdef, state, params):

@@ -29,8 +29,9 @@ from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, use_rules
 
-# The smallest batch that decoding compacts to (see `compaction_sizes`).
+# The smallest batch that decoding compacts to, and the most halvings (see `compaction_sizes`).
 MIN_COMPACT_ROWS = 8
+MAX_COMPACTIONS = 2
 
 
 class GenerationOutput(NamedTuple):
@@ -132,13 +133,18 @@ def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
 
 
 def compaction_sizes(batch: int, shards: int = 1) -> list[int]:
-  """Batch sizes the decode loop moves through as rows finish: halvings of batch down to MIN_COMPACT_ROWS.
+  """Batch sizes the decode loop moves through as rows finish: up to MAX_COMPACTIONS halvings of batch.
 
-  Every size is a multiple of the batch shards. Each size compiles its own decode step, so small batches
-  (below 2 * MIN_COMPACT_ROWS) are not compacted.
+  Every size is a multiple of the batch shards and at least MIN_COMPACT_ROWS. Each size compiles its own
+  decode step (compile time grows with the number of sizes), so small batches are not compacted.
   """
   sizes = [batch]
-  while sizes[-1] % 2 == 0 and sizes[-1] // 2 >= max(MIN_COMPACT_ROWS, shards) and (sizes[-1] // 2) % shards == 0:
+  while (
+    len(sizes) <= MAX_COMPACTIONS
+    and sizes[-1] % 2 == 0
+    and sizes[-1] // 2 >= max(MIN_COMPACT_ROWS, shards)
+    and (sizes[-1] // 2) % shards == 0
+  ):
     sizes.append(sizes[-1] // 2)
   return sizes
 

@@ -80,16 +80,17 @@ def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
   return jax.lax.cond(jnp.any(hi > lo + 1), lambda: ops.bisect_largest(probe, lo, hi), lambda: lo)[:, 0]
 
 
-def _top_p_cutoff(keys, limbs, top_k_cut, rows: RowParams):
+def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams):
   """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
-
-  def mass(t):
-    kept = keys >= t
-    return ops.mass_value(*(jnp.sum(jnp.where(kept, limb, 0), axis=-1, keepdims=True) for limb in limbs))
-
   lo, hi = ops.top_p_bracket(top_k_cut[:, None], rows.top_p[:, None], rows.temperature[:, None])
 
   def search():
+    limbs = ops.mass_parts(d)  # inside the cond: batches without top-p never compute the weights
+
+    def mass(t):
+      kept = keys >= t
+      return ops.mass_value(*(jnp.sum(jnp.where(kept, limb, 0), axis=-1, keepdims=True) for limb in limbs))
+
     target = rows.top_p[:, None] * mass(lo)
     return ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo, hi)
 
@@ -112,7 +113,7 @@ def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
   d = tempered_logits(logits, rows)
   keys = ops.order_key(d)
   k_cut = _top_k_cutoff(keys, rows)
-  p_cut = _top_p_cutoff(keys, ops.mass_parts(d), k_cut, rows)
+  p_cut = _top_p_cutoff(keys, d, k_cut, rows)
   return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
 
 
