@@ -51,7 +51,8 @@ def scan_blocks(
     blocks: from `stacked_blocks`.
     x: [batch, length, embed].
     cos, sin, mask, segment_ids: as for DecoderBlock.__call__ (shared by every layer).
-    kv: None, or (k_all, v_all, index) with k_all, v_all [layers, batch, cache, kv_heads, head_dim].
+    kv: None, or (k_all, v_all, index, valid) with k_all, v_all [layers, batch, cache, kv_heads, head_dim]
+      and valid bool [batch, cache].
     remat_policy: jax.checkpoint policy of each block when `remat` (None saves nothing).
     remat: recompute each block in the backward pass.
 
@@ -62,7 +63,7 @@ def scan_blocks(
 
   def block_forward(layer_state, x, k, v):
     block = nnx.merge(graphdef, layer_state)
-    layer_kv = None if k is None else (k[None], v[None], 0, kv[2])
+    layer_kv = None if k is None else (k[None], v[None], 0, kv[2], kv[3])
     x, updated = block(x, cos, sin, mask, layer_kv, segment_ids)
     return x, (None if updated is None else (updated[0][0], updated[1][0]))
 

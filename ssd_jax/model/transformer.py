@@ -89,11 +89,11 @@ class Transformer(nnx.Module):
     else:
       token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
       cache = cache.write_valid(token_valid)
-      mask = cache.attention_mask(length)
+      mask = None  # cache attention masks from cache.valid itself
       k_all, v_all = cache.k, cache.v
 
     if cfg.scan_layers:
-      kv = None if cache is None else (k_all, v_all, cache.index)
+      kv = None if cache is None else (k_all, v_all, cache.index, cache.valid)
       x, updated = scan_blocks(
         self.layers, x, cos, sin, mask, seg, kv, remat=cfg.remat != "none", remat_policy=_REMAT_POLICIES.get(cfg.remat)
       )
@@ -104,7 +104,7 @@ class Transformer(nnx.Module):
       if cfg.remat != "none":
         block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
       for layer, block in enumerate(self.layers):
-        kv = None if cache is None else (k_all, v_all, layer, cache.index)
+        kv = None if cache is None else (k_all, v_all, layer, cache.index, cache.valid)
         x, updated = block_fn(block, x, cos, sin, mask, kv, seg)
         if cache is not None:
           k_all, v_all = updated
