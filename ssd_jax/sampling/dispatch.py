@@ -23,6 +23,7 @@ from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
 from ssd_jax.sampling.candidates import sample_fast
 from ssd_jax.sampling.params import ParamsLike, RowParams, as_row_params
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
+from ssd_jax.sharding import as_axes
 
 IMPLS = ("auto", "xla", "reference", "pallas")
 # Vocabulary entries per inner-loop step: 8 vregs per array on TPU; on GPU, fewer and longer
@@ -137,7 +138,7 @@ def sample_tokens(
   if mesh is None:
     return local(logits, rows, bits)
 
-  axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+  axes = as_axes(batch_axes)
   shards = 1
   for axis in axes:
     shards *= mesh.shape[axis]
