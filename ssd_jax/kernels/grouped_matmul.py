@@ -1,0 +1,74 @@
+"""Grouped matmul for mixture-of-experts: rows sorted by group times that group's matrix.
+
+`grouped_matmul(lhs [m, k], rhs [groups, k, n], group_sizes [groups])` multiplies rows
+sum(sizes[:g]) .. sum(sizes[:g+1]) of lhs by rhs[g]; rows past sum(group_sizes) come out zero.
+Two implementations, both differentiable in lhs and rhs:
+- 'ragged_dot': `jax.lax.ragged_dot`, XLA on every backend (the reference);
+- 'megablox': the Pallas TPU grouped matmul (`jax.experimental.pallas.ops.tpu.megablox`), interpreted
+  off TPU. It needs m to be a multiple of its row tile, so lhs is padded with zero rows and cut back.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ssd_jax.kernels.attention import target_platform
+
+GROUPED_MATMUL_IMPLS = ("auto", "ragged_dot", "megablox")
+# Row / contraction / output tile of the megablox kernel: multiples of the TPU's 128 lanes.
+_MEGABLOX_TILE = 128
+
+
+def resolve_grouped_matmul_impl(impl: str) -> str:
+  """'ragged_dot' or 'megablox' for a ModelConfig.moe_matmul value; 'auto' is megablox when compiling for TPU.
+
+  Raises:
+    ValueError: an unknown implementation name.
+  """
+  if impl not in GROUPED_MATMUL_IMPLS:
+    raise ValueError(f"grouped matmul implementation must be one of {GROUPED_MATMUL_IMPLS}, got {impl!r}")
+  if impl != "auto":
+    return impl
+  return "megablox" if target_platform() == "tpu" else "ragged_dot"
+
+
+def _megablox(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, out_dtype) -> jax.Array:
+  from jax.experimental.pallas.ops.tpu.megablox import ops as megablox  # pylint: disable=g-import-not-at-top
+
+  m, k = lhs.shape
+  n = rhs.shape[2]
+  padded = -(-m // _MEGABLOX_TILE) * _MEGABLOX_TILE
+  if padded != m:
+    lhs = jnp.pad(lhs, ((0, padded - m), (0, 0)))
+  tiling = (_MEGABLOX_TILE, min(k, _MEGABLOX_TILE), min(n, _MEGABLOX_TILE))
+  out = megablox.gmm(lhs, rhs, group_sizes, out_dtype, tiling, interpret=target_platform() != "tpu")
+  return out[:m]
+
+
+def grouped_matmul(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, impl: str = "auto") -> jax.Array:
+  """Per-group matmul of row-sorted lhs.
+
+  Args:
+    lhs: [m, k], rows sorted by group.
+    rhs: [groups, k, n].
+    group_sizes: int32 [groups], rows of each group; sum(group_sizes) <= m.
+    impl: one of GROUPED_MATMUL_IMPLS.
+
+  Returns:
+    [m, n] in lhs's dtype (accumulated in float32); rows past sum(group_sizes) are zero.
+  """
+  if lhs.ndim != 2 or rhs.ndim != 3 or lhs.shape[1] != rhs.shape[1] or group_sizes.shape != rhs.shape[:1]:
+    raise ValueError(
+      f"grouped_matmul needs lhs [m, k], rhs [groups, k, n], group_sizes [groups]; got {lhs.shape}, "
+      f"{rhs.shape}, {group_sizes.shape}"
+    )
+  group_sizes = group_sizes.astype(jnp.int32)
+  if resolve_grouped_matmul_impl(impl) == "megablox":
+    out = _megablox(lhs, rhs.astype(lhs.dtype), group_sizes, jnp.float32)
+    # The kernel leaves rows past the last group unwritten.
+    in_a_group = jnp.arange(lhs.shape[0]) < jnp.sum(group_sizes)
+    out = jnp.where(in_a_group[:, None], out, 0)
+  else:
+    out = jax.lax.ragged_dot(lhs, rhs.astype(lhs.dtype), group_sizes, preferred_element_type=jnp.float32)
+  return out.astype(lhs.dtype)
