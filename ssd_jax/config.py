@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 absorbs the devices the other axes leave.
   c.mesh.fsdp = 1
+  c.mesh.expert = 1  # Expert parallelism (MoE models); it also splits the batch.
   c.mesh.tensor = 1
   c.mesh.topology = ""  # e.g. "v5e:2x2": the TPU slice the plan stage compiles for.
 
@@ -286,6 +287,7 @@ VALUE_CHECKS: list[Check] = [
   Check("model.param_dtype", lambda v: v in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
   Check("mesh.data", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
   Check("mesh.fsdp", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
+  Check("mesh.expert", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
   Check("mesh.tensor", lambda v: v == -1 or v >= 1, "a positive axis size or -1"),
   Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
   Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
@@ -345,7 +347,7 @@ def schema_errors(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 
 def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str, int]:
   """Resolves the -1 axis of `config.mesh` against `device_count`; raises ConfigError naming the field."""
-  sizes = {axis: int(config.mesh[axis]) for axis in ("data", "fsdp", "tensor")}
+  sizes = {axis: int(config.mesh[axis]) for axis in ("data", "fsdp", "expert", "tensor")}
   free = [a for a, s in sizes.items() if s == -1]
   if len(free) > 1:
     raise ConfigError(f"only one of mesh.{', mesh.'.join(free)} may be -1")
@@ -358,7 +360,7 @@ def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str
     sizes[free[0]] = device_count // fixed
   elif fixed != device_count:
     raise ConfigError(
-      f"mesh (data={sizes['data']}, fsdp={sizes['fsdp']}, tensor={sizes['tensor']}) multiplies to {fixed}, "
+      f"mesh ({', '.join(f'{a}={n}' for a, n in sizes.items())}) multiplies to {fixed}, "
       f"but there are {device_count} devices"
     )
   return sizes

@@ -115,7 +115,7 @@ def _dispatched_experts(x, expert_index, weights, w_gate, w_up, w_down, impl, ax
   mine = all_counts[:, me, :]  # [senders, local experts]
   expert_ids = jnp.repeat(
     jnp.concatenate([jnp.tile(jnp.arange(local), peers), jnp.asarray([local])]),
-    jnp.concatenate([mine.reshape(-1), capacity - jnp.sum(mine, keepdims=True)]),
+    jnp.concatenate([mine.reshape(-1), capacity - jnp.sum(mine)[None]]),
     total_repeat_length=capacity,
   )
   regroup = jnp.argsort(expert_ids, stable=True)
