@@ -65,10 +65,11 @@ def grouped_matmul(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, impl:
     )
   group_sizes = group_sizes.astype(jnp.int32)
   if resolve_grouped_matmul_impl(impl) == "megablox":
-    out = _megablox(lhs, rhs.astype(lhs.dtype), group_sizes, jnp.float32)
-    # The kernel leaves rows past the last group unwritten.
-    in_a_group = jnp.arange(lhs.shape[0]) < jnp.sum(group_sizes)
-    out = jnp.where(in_a_group[:, None], out, 0)
+    # The kernel leaves rows past the last group unwritten, in its output and in the lhs gradient:
+    # selecting (not multiplying) on both sides keeps whatever is there out of the results.
+    in_a_group = (jnp.arange(lhs.shape[0]) < jnp.sum(group_sizes))[:, None]
+    out = _megablox(jnp.where(in_a_group, lhs, 0), rhs.astype(lhs.dtype), group_sizes, jnp.float32)
+    out = jnp.where(in_a_group, out, 0)
   else:
     out = jax.lax.ragged_dot(lhs, rhs.astype(lhs.dtype), group_sizes, preferred_element_type=jnp.float32)
   return out.astype(lhs.dtype)
