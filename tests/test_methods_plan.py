@@ -1,5 +1,6 @@
 """The plan stage compiles the real steps for a TPU topology and reports per-chip memory."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -50,7 +51,7 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   plan.run_plan(c, str(tmp_path), run)
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
-  assert report["mesh"] == {"data": 1, "fsdp": 2, "tensor": 2}
+  assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2}
   # bfloat16 parameters split four ways (fsdp x tensor) on every large matrix: a quarter, give or take norms.
   full_bytes = run.model_cfg.num_params * 2
   per_chip = report["per_chip_gib"]["parameters"] * plan.GIB
@@ -108,3 +109,23 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
   assert report["model_params"] > 4e9
   assert report["fits"], report
   assert "sft_step     peak" in result.stdout and "DOES NOT FIT" not in result.stdout
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
+  """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("row", os.path.join(root, "configs", "qwen3_30b_a3b_instruct.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  c.stages = "plan"
+  run = runtime.Runtime(
+    model_cfg=runtime.model_config_from(c), mesh_shape={}, rules=runtime.sharding.DEFAULT_RULES, seed=0
+  )
+  plan.run_plan(c, str(tmp_path), run)
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == "v5p:2x4x4" and report["chips"] == 32
+  assert report["mesh"]["expert"] == 4 and report["model_params"] > 30e9
+  assert report["fits"], report
