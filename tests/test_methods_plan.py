@@ -128,4 +128,5 @@ def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["topology"] == "v5p:2x4x4" and report["chips"] == 32
   assert report["mesh"]["expert"] == 4 and report["model_params"] > 30e9
+  assert report["moe_layout"]["dispatch"] == "ragged_all_to_all" and report["moe_layout"]["experts_per_device"] == 32
   assert report["fits"], report

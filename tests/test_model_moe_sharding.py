@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from ssd_jax import sharding
-from ssd_jax.model import ModelConfig, Transformer
-from ssd_jax.model.expert_dispatch import routed_experts
+from ssd_jax.model import ModelConfig, Transformer, presets
+from ssd_jax.model.expert_dispatch import moe_layout, routed_experts
 from ssd_jax.model.router_stats import capture_router_stats, load_balancing_loss
 
 TINY_MOE = ModelConfig(
@@ -101,3 +101,12 @@ def test_no_token_dropped_when_every_token_picks_one_expert(mesh_shape):
   want = _reference_experts(x, expert_index, weights, w_gate, w_up, w_down)
   assert np.all(np.abs(np.asarray(out)).sum(-1) > 0)
   np.testing.assert_allclose(np.asarray(out), want, atol=1e-4, rtol=1e-4)
+
+
+def test_moe_layout_names_dispatch_and_kernel():
+  cfg = presets.get("qwen3_30b_a3b")
+  layout = moe_layout(cfg, {"fsdp": 8, "expert": 4}, sharding.DEFAULT_RULES, "tpu")
+  assert layout["dispatch"] == "ragged_all_to_all" and layout["grouped_matmul"] == "megablox"
+  assert layout["experts_per_device"] == 32 and layout["receive_buffer_rows_per_local_token"] == 32
+  assert moe_layout(cfg, {"fsdp": 8}, sharding.DEFAULT_RULES, "cpu")["dispatch"].startswith("none")
+  assert moe_layout(presets.get("qwen3_4b"), {"fsdp": 8}, sharding.DEFAULT_RULES, "tpu") == {}

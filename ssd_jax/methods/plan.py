@@ -25,6 +25,7 @@ from ssd_jax import sharding
 from ssd_jax.methods import training
 from ssd_jax.methods.runtime import Runtime
 from ssd_jax.model import KVCache
+from ssd_jax.model.expert_dispatch import moe_layout
 from ssd_jax.sampling.decode_loop import generate_batch
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.train import sft_step
@@ -147,6 +148,7 @@ def run_plan(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> N
     "mesh": mesh_shape,
     "hbm_per_chip_gib": hbm / GIB,
     "model_params": run.model_cfg.num_params,
+    "moe_layout": moe_layout(run.model_cfg, mesh_shape, run.rules, "tpu"),
     "per_chip_gib": {
       "parameters": param_bytes / GIB,
       "optimizer_state": opt_bytes / GIB,
@@ -168,6 +170,8 @@ def run_plan(config: ml_collections.ConfigDict, workdir: str, run: Runtime) -> N
     f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
     f"{run.model_cfg.num_params / 1e9:.2f}B params"
   )
+  if report["moe_layout"]:
+    print(f"[plan]   experts (training and decode): {report['moe_layout']}")
   for key, value in report["per_chip_gib"].items():
     print(f"[plan]   {key:<34s} {value:8.3f} GiB/chip")
   for name, p in report["programs"].items():

@@ -138,6 +138,34 @@ def _spec_axes(entry) -> tuple[str, ...]:
   return () if entry is None else ((entry,) if isinstance(entry, str) else tuple(entry))
 
 
+def moe_layout(cfg, mesh_shape: dict[str, int], rules, platform: str) -> dict[str, object]:
+  """How an MoE model's experts run on a mesh (for the plan stage's report), or {} for a dense model.
+
+  Training, prefill and every decode step use the same layout: a step's tokens are split over the
+  'batch' mesh axes and sent to their experts' devices.
+
+  Args:
+    cfg: a ModelConfig.
+    mesh_shape: mesh axis -> size.
+    rules: logical-axis rules.
+    platform: 'tpu', 'gpu' or 'cpu', the compile target.
+  """
+  if not cfg.num_experts:
+    return {}
+  expert_axes = _spec_axes(sharding.logical_to_spec(("expert",), rules)[0])
+  peers = int(np.prod([mesh_shape.get(a, 1) for a in expert_axes]))
+  exchange = "ragged_all_to_all" if platform != "cpu" else "all_to_all (fixed slots)"
+  grouped = {"tpu": "megablox"}.get(platform, "tiled") if cfg.moe_matmul == "auto" else cfg.moe_matmul
+  return {
+    "expert_axes": list(expert_axes),
+    "experts_per_device": cfg.num_experts // peers,
+    "dispatch": exchange if peers > 1 else "none (every expert on every device)",
+    "grouped_matmul": grouped,
+    # Dropless: a device may receive every assignment of its expert-axis peers.
+    "receive_buffer_rows_per_local_token": peers * cfg.num_experts_per_tok,
+  }
+
+
 def routed_experts(x, expert_index, weights, w_gate, w_up, w_down, impl: str = "auto") -> jax.Array:
   """Each token's weighted sum of its experts' SwiGLU outputs.
 
