@@ -143,3 +143,21 @@ def test_greedy_generation_matches_transformers_through_the_sampler(tmp_path):
       pad_token_id=0,
     )
   assert [g.token_ids.tolist() for g in ours] == ref[:, width:].numpy().tolist()
+
+
+@pytest.mark.slow
+def test_expert_parallel_sampler_equals_one_device(tmp_path):
+  hf_model = hf_moe_model(seed=7, norm_topk_prob=True)
+  hf_model.save_pretrained(tmp_path)
+  model, _ = hf.load_hf(str(tmp_path), dtype="float32", param_dtype="float32")
+  graphdef, state = nnx.split(model)
+  prompts = [[5, 17, 200, 42, 9], [250, 3], [99, 100, 101, 102], [7], [8, 9, 10], [11, 12], [13], [14, 15, 16, 17]]
+  mesh = sharding.make_mesh({"data": 2, "expert": 4})
+  greedy = SamplingParams(temperature=0.0)
+  want = Sampler(graphdef, max_len=24, batch_size=8).generate(state, prompts, greedy, max_new_tokens=6, progress=False)
+  got = Sampler(graphdef, mesh=mesh, max_len=24, batch_size=8).generate(
+    sharding.shard_state(state, mesh), prompts, greedy, max_new_tokens=6, progress=False
+  )
+  assert [g.token_ids.tolist() for g in got] == [g.token_ids.tolist() for g in want]
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a.logprob_raw, b.logprob_raw, atol=1e-4)
