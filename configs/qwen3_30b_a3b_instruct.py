@@ -10,7 +10,7 @@ The headline model is a mixture of experts (128 experts, 8 per token). Its exper
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 """
 
-from ssd_jax.methods import paper_rows
+from ssd_jax.config import paper_rows
 
 
 def get_config():
