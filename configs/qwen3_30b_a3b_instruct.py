@@ -1,8 +1,8 @@
 """SSD paper row: Qwen3-30B-A3B-Instruct-2507, T_train 1.6 / top-k 20 / top-p 0.8 -> T_eval 0.9, 2,500 SFT steps.
 
 The headline model is a mixture of experts (128 experts, 8 per token). Its experts are split over an
-`expert` mesh axis of 4 (tokens all-to-all'd to them) and everything over `fsdp`; the plan stage
-(`--config.stages=plan`) checks SFT and generation against a v5p-64 slice (32 chips) on any machine.
+`expert` mesh axis of 4 (tokens all-to-all'd to them) and everything over `fsdp`, on a v5p-64 slice
+(32 chips), the topology the plan stage compiles SFT and generation for.
 
     python -m ssd_jax.main --config=configs/qwen3_30b_a3b_instruct.py --workdir=runs/qwen3_30b_a3b_instruct \
       --config.model.hf_dir=/path/to/Qwen3-30B-A3B-Instruct-2507 \
