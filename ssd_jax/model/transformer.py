@@ -63,7 +63,7 @@ class Transformer(nnx.Module):
   def hidden(
     self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None, cache: KVCache | None = None
   ) -> tuple[jax.Array, KVCache | None]:
-    """Final-norm hidden states.
+    """Final-norm hidden states. MoE blocks hand their RouterStats to an active `capture_router_stats()`.
 
     Args:
       tokens: int32 [batch, length].
