@@ -96,7 +96,7 @@ def test_mesh_must_match_device_count(mesh, devices, message):
 def test_mesh_absorbs_free_axis():
   c = config_lib.base_config()
   c.mesh.update({"data": -1, "fsdp": 2, "tensor": 2})
-  assert config_lib.mesh_shape(c, 8) == {"data": 2, "fsdp": 2, "tensor": 2}
+  assert config_lib.mesh_shape(c, 8) == {"data": 2, "fsdp": 2, "expert": 1, "tensor": 2}
 
 
 def _main(*args):

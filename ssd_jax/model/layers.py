@@ -189,8 +189,9 @@ class MLP(nnx.Module):
     self.up_proj = make_param(rngs, (d, f), ("embed", "mlp"), pdt)
     self.down_proj = make_param(rngs, (f, d), ("mlp", "embed"), pdt)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Args: x [batch, length, embed]. Returns: [batch, length, embed]."""
+  def __call__(self, x: jax.Array, segment_ids: jax.Array | None = None) -> jax.Array:
+    """Args: x [batch, length, embed]; segment_ids: unused (the MoE block's signature). Returns: like x."""
+    del segment_ids
     dt = self.dtype
     gate = jnp.einsum("btd,df->btf", x, self.gate_proj[...].astype(dt))
     up = jnp.einsum("btd,df->btf", x, self.up_proj[...].astype(dt))
@@ -199,18 +200,21 @@ class MLP(nnx.Module):
 
 
 class DecoderBlock(nnx.Module):
-  """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+  """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)).
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+  `feed_forward` is the class of the mlp: MLP, or model.moe.MoEBlock for a mixture of experts.
+  """
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, feed_forward: type[nnx.Module] = MLP):
     pdt = cfg.weight_dtype
     self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), pdt, rngs=rngs)
     self.attn = Attention(cfg, rngs=rngs)
     self.post_attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), pdt, rngs=rngs)
-    self.mlp = MLP(cfg, rngs=rngs)
+    self.mlp = feed_forward(cfg, rngs=rngs)
 
   def __call__(self, x, cos, sin, mask, kv_cache=None, segment_ids=None):
     """Same arguments as Attention.__call__; returns (x [batch, length, embed], updated cache arrays)."""
     attn_out, updated = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, segment_ids)
     x = constrain(x + attn_out, ("batch", "length", "embed"))
-    x = constrain(x + self.mlp(self.post_attention_norm(x)), ("batch", "length", "embed"))
+    x = constrain(x + self.mlp(self.post_attention_norm(x), segment_ids), ("batch", "length", "embed"))
     return x, updated
