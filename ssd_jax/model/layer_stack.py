@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssd_jax.model import router_stats
+import ssd_jax.model.router_stats as router_stats
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.layers import DecoderBlock
 from ssd_jax.model.moe import feed_forward

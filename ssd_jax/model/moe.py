@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssd_jax.model import router_stats
+import ssd_jax.model.router_stats as router_stats
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.expert_dispatch import DOWN_NAMES, GATE_UP_NAMES, routed_experts
 from ssd_jax.model.layers import MLP, make_param

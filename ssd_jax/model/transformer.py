@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+import ssd_jax.model.router_stats as router_stats
 from ssd_jax.kernels.attention import resolve_attention_impl
-from ssd_jax.model import router_stats
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.kv_cache import KVCache
 from ssd_jax.model.layer_stack import scan_blocks, stacked_blocks
