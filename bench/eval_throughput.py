@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from ssd_jax.evals.benchmarks import load_humaneval
+from ssd_jax.data.problem_files import load_humaneval_problems
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 
 
@@ -70,7 +70,7 @@ def main():
     "--baseline_problems", type=int, default=164, help="problems the baseline runs (its rate is scaled to the full set)"
   )
   args = parser.parse_args()
-  problems = load_humaneval()
+  problems = load_humaneval_problems()
   pool_s, pool_passed = run_pool(problems, args.workers)
   subset = problems[: args.baseline_problems]
   if humaneval_executes_code():

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import process_reaper
-from ssd_jax.evals.problems import TestCase
 from ssd_jax.evals.sandbox import MAX_UID_BLOCKS, SANDBOX_UID_BASE, UID_BLOCK_SIZE, ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict
 

@@ -15,7 +15,7 @@ import json
 import pathlib
 import sys
 
-from ssd_jax.evals.benchmarks import load_problems
+from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.report import compare_reports, write_report
@@ -75,7 +75,7 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   except ValueError:
     raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
   difficulties = args.difficulty.split(",") if args.difficulty else None
-  problems = load_problems(args.problems, difficulties, args.start_date, args.end_date)
+  problems = load_problem_file(args.problems, difficulties, args.start_date, args.end_date)
   completions = load_completions(args.completions)
   completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from ssd_jax.data.problems import Problem
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.feedback import format_feedback
-from ssd_jax.evals.problems import Problem
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import TestRun
 

@@ -37,8 +37,8 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from ssd_jax.evals import process_reaper
-from ssd_jax.evals.problems import TestCase
+import ssd_jax.evals.process_reaper as process_reaper
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.verdicts import TestRun, Verdict, first_difference, outputs_match
 
 HARNESS_SOURCE = (pathlib.Path(__file__).parent / "sandbox_harness.py").read_text()

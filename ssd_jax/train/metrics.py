@@ -14,9 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
+import tensorboardX
 import tqdm
-
-from ssd_jax.train.event_file import EventFileWriter
 
 
 def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -48,7 +47,7 @@ class MetricsWriter:
       os.makedirs(logdir, exist_ok=True)
       self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
       if tensorboard:
-        self._events = EventFileWriter(logdir)
+        self._events = tensorboardX.SummaryWriter(logdir, flush_secs=30)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Logs scalar `metrics` at `step`; non-finite values are written as JSON null."""
@@ -60,7 +59,8 @@ class MetricsWriter:
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
     if self._events is not None:
-      self._events.add_scalars(int(step), scalars)
+      for tag, value in scalars.items():
+        self._events.add_scalar(tag, value, int(step))
       self._events.flush()
 
   def close(self) -> None:
