@@ -1,6 +1,8 @@
 """Model FLOPs per token by hand, tokens/s / step time / MFU with a fake clock, and the profiler window."""
 
+import json
 import os
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,8 @@ import pytest
 
 from ssd_jax.model import ModelConfig
 from ssd_jax.train import throughput
+from ssd_jax.train.loop import LoopConfig, train_loop
+from ssd_jax.train.metrics import MetricsWriter
 
 
 def _cfg(**changes):
@@ -80,3 +84,50 @@ def test_profile_window_writes_a_real_trace(tmp_path):
   jax.block_until_ready(jnp.arange(8.0).sum())
   window.after_step(1)
   assert any(name.endswith(".xplane.pb") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+class _State(typing.NamedTuple):
+  step: jax.Array
+  total: jax.Array
+
+
+class _Counting:
+  """A batch source of constant batches (stateless)."""
+
+  def next_batch(self, step, state):
+    return jnp.ones(()), {}
+
+  def get_state(self):
+    return None
+
+  def set_state(self, state):
+    del state
+
+
+def test_hooks_in_the_train_loop_log_speed_at_log_points_and_trace(tmp_path):
+  now = [0.0]
+
+  def clock():
+    now[0] += 0.25  # Every reading is a quarter second after the last.
+    return now[0]
+
+  meter = throughput.Throughput(flops_per_token=10.0, peak=1000.0, clock=clock)
+  speed = throughput.SpeedHook(meter, tokens_per_step=4, log_every=2, total_steps=5)
+  profile = throughput.ProfileHook(throughput.ProfileWindow((1, 3), str(tmp_path / "profile")))
+  step_fn = jax.jit(lambda s, batch: (_State(s.step + 1, s.total + batch), {"loss": s.total, "tokens": batch}))
+  with MetricsWriter(tmp_path / "logs", tensorboard=False) as writer:
+    train_loop(
+      step_fn,
+      _State(jnp.zeros((), jnp.int32), jnp.zeros(())),
+      _Counting(),
+      LoopConfig(total_steps=5, progress_bar=False, log_every=2),
+      hooks=(speed, profile),
+      metrics_writer=writer,
+    )
+  records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+  with_speed = {r["step"]: r for r in records if "tokens_per_s" in r}
+  assert sorted(with_speed) == [4, 5]  # Step 2 only started the clock; 5 is the last step.
+  assert with_speed[4]["step_time_s"] == 0.125 and with_speed[4]["tokens_per_s"] == 32.0
+  assert with_speed[4]["mfu"] == pytest.approx(32.0 * 10.0 / 1000.0)
+  assert with_speed[5]["step_time_s"] == 0.25
+  assert any(name.endswith(".xplane.pb") for _, _, files in os.walk(tmp_path / "profile") for name in files)

@@ -5,6 +5,7 @@ convention: 6 x the parameters that take part in matmuls (blocks and unembedding
 a matmul) plus causal attention, 6 x layers x heads x head_dim x length (scores and values, forward and
 backward, half the positions on average). Recomputation under remat is not counted (that would be hardware
 FLOPs). Peaks are the dense bf16 figures of the public TPU specs; other devices get no MFU.
+`SpeedHook` and `ProfileHook` put both into `train.loop.train_loop`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import jax
+
+from ssd_jax.train.loop import Hook
 
 # Dense bf16 FLOP/s per chip by `device_kind`.
 PEAK_BF16_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12}
@@ -109,7 +112,53 @@ class ProfileWindow:
     elif step >= stop and self._open:
       self.close()
 
+  def wants_sync(self, step: int) -> bool:
+    """Whether `after_step(step)` will start or stop the trace."""
+    return self._steps is not None and (step == self._steps[0] or (self._open and step >= self._steps[1]))
+
   def close(self) -> None:
     if self._open:
       self._stop()
       self._open = False
+
+
+class SpeedHook(Hook):
+  """Adds tokens_per_s, step_time_s and mfu to the metrics of each log point of `train_loop`.
+
+  At a log point it waits for the step to finish (the loop's metric fetch right after would wait anyway).
+
+  Args:
+    meter: the `Throughput` to measure with.
+    tokens_per_step: tokens one step processes (rows x sequence length, padding included: what the chips compute).
+    log_every: the loop's logging interval; total_steps: its last step (also a log point).
+  """
+
+  def __init__(self, meter: Throughput, *, tokens_per_step: int, log_every: int, total_steps: int):
+    self._meter = meter
+    self._tokens_per_step = tokens_per_step
+    self._log_every = log_every
+    self._total_steps = total_steps
+    self._last_step = 0
+
+  def begin(self, step: int, state) -> None:
+    del state
+    self._last_step = step
+
+  def after_step(self, step: int, state) -> dict[str, float] | None:
+    if step % self._log_every and step != self._total_steps:
+      return None
+    jax.block_until_ready(state)
+    steps, self._last_step = step - self._last_step, step
+    return self._meter.measure(steps, steps * self._tokens_per_step) or None
+
+
+class ProfileHook(Hook):
+  """Runs a `ProfileWindow` from `train_loop`'s steps."""
+
+  def __init__(self, window: ProfileWindow):
+    self._window = window
+
+  def after_step(self, step: int, state) -> None:
+    if self._window.wants_sync(step):
+      jax.block_until_ready(state)  # The traced steps' device work belongs in the trace.
+    self._window.after_step(step)
