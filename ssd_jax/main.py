@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
 
   stages = stage_functions(config_lib.stage_names(config))
   try:
-    config_lib.validate(config, device_count=jax.device_count())
+    config_lib.validate(config, device_count=config_lib.planning_device_count(config) or jax.device_count())
     ctx = runner.prepare(config, _WORKDIR.value, stages)
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ml_collections
 
 from ssd_jax.config import run, sampling, self_distill, ssd, training
-from ssd_jax.config.run import STAGES, mesh_shape, stage_names
+from ssd_jax.config.run import STAGES, mesh_shape, planning_device_count, stage_names, topology_chips
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
 from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, eval_ks, eval_model_names
 
@@ -33,7 +33,9 @@ __all__ = [
   "eval_ks",
   "eval_model_names",
   "mesh_shape",
+  "planning_device_count",
   "stage_names",
+  "topology_chips",
   "validate",
 ]
 
