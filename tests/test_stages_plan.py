@@ -136,6 +136,30 @@ def test_unknown_topology_names_the_field(tmp_path):
 
 @pytest.mark.slow
 @needs_libtpu
+@pytest.mark.parametrize(
+  "config_file, topology, chips",
+  [("configs/llama3p1_8b_instruct.py", "v5p:2x2x4", 16), ("configs/llama3p1_8b_instruct_v5e64.py", "v5e:8x8", 64)],
+)
+def test_8b_configs_fit_their_slices(tmp_path, config_file, topology, chips):
+  """The 8B row on v5p-32 (two micro-batches per step) and on v5e-64 (64 shorter rows), AOT for the slice."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", f"--config={config_file}", "--config.stages=plan", f"--workdir={tmp_path}"],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=3600,
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == topology and report["chips"] == chips and report["model_params"] > 8e9
+  assert report["fits"], report
+
+
+@pytest.mark.slow
+@needs_libtpu
 def test_tpu_v5_config_fits_its_slice(tmp_path):
   """The shipped pod config, as a user runs it: the real 4B SFT step and generation loop, AOT for v5p."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
