@@ -112,7 +112,8 @@ def map_token_chunks(
   else:
     # Partly automatic maps lower the gradient's psum with a sharding constraint in its reducer, which the
     # CPU compiler's bf16 all-reduce promotion cannot handle: sum low-precision shared arrays in float32.
-    shared = jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.dtype(x.dtype).itemsize < 4 else x, shared)
+    low = lambda x: jnp.issubdtype(x.dtype, jnp.floating) and jnp.dtype(x.dtype).itemsize < 4
+    shared = jax.tree.map(lambda x: x.astype(jnp.float32) if low(x) else x, shared)
 
   def per_device(tokens, common):
     # Marking the shared arrays per-device before the scan puts the psum of their gradient here, once,
