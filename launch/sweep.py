@@ -91,7 +91,8 @@ def point_command(args: argparse.Namespace, extra: list[str], overrides: dict[st
   if args.runner == "queued_resource":
     name = f"sweep-{point_name(overrides)[-8:]}"
     launcher = [sys.executable, LAUNCHER, *shlex.split(args.launcher_args), f"--name={name}"]
-    return [*launcher, f"--workdir={workdir}", f"--log_dir={os.path.join(workdir, 'launcher_logs')}", "--", *main_args]
+    log_dir = os.path.join("logs", "sweep", point_name(overrides))  # Here; the workdir may exist only on the slice.
+    return [*launcher, f"--workdir={workdir}", f"--log_dir={log_dir}", "--", *main_args]
   return [*shlex.split(args.main_command), f"--workdir={workdir}", *main_args]
 
 
@@ -137,7 +138,8 @@ def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
     elif read_report(workdir) is not None:
       status = "done"  # Finished before (a re-run sweep picks up where it stopped).
     else:
-      os.makedirs(workdir, exist_ok=True)
+      if args.runner == "local":
+        os.makedirs(workdir, exist_ok=True)
       code = subprocess.run(command).returncode
       status = "ok" if code == 0 else f"exit {code}"
       if code and args.runner == "local":
@@ -158,6 +160,7 @@ def main(argv: list[str]) -> int:
     return 2
   print(table(results))
   if not args.dry_run:
+    os.makedirs(args.root, exist_ok=True)
     with open(os.path.join(args.root, "sweep_results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return 0 if all(r["status"] in ("ok", "done", "dry run") for r in results) else 1

@@ -11,9 +11,9 @@ SWEEP = REPO / "launch" / "sweep.py"
 FAKE_MAIN = f"{sys.executable} {REPO / 'tests' / 'fake_main.py'}"
 
 
-def sweep(*args, env=None):
+def sweep(*args, env=None, cwd=None):
   command = [sys.executable, str(SWEEP), "--config=configs/default.py", *args]
-  return subprocess.run(command, text=True, capture_output=True, timeout=300, env=env)
+  return subprocess.run(command, text=True, capture_output=True, timeout=300, env=env, cwd=cwd)
 
 
 def test_grid_runs_every_point_records_failures_and_tabulates(tmp_path):
@@ -74,6 +74,7 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
     "--runner=queued_resource",
     "--launcher_args=--project=p --zone=z --accelerator=v5p-32 --poll=0",
     env=env,
+    cwd=tmp_path,
   )
   calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
   creates = [c for c in calls if c[3] == "create"]
@@ -84,3 +85,4 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   # The workdir is on the workers (a mount): no report here, and the table says so.
   statuses = [r["status"] for r in json.loads((tmp_path / "runs" / "sweep_results.json").read_text())]
   assert statuses == ["no report", "no report"] and done.returncode == 1
+  assert len(list((tmp_path / "logs" / "sweep").iterdir())) == 2  # Each point's host logs, fetched here.
