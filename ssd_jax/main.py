@@ -7,6 +7,7 @@ half-finished one resumes.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import sys
@@ -24,6 +25,12 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (with --coordinator_address).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 _SINGLE_PROCESS = flags.DEFINE_bool("single_process", False, "Run alone even where a multi-host cluster is detected.")
+_RESTART = flags.DEFINE_list(
+  "restart",
+  [],
+  "Stages to start over: their earlier outputs in --workdir are set aside under replaced/ (needed when a "
+  "stage's config changed since it ran).",
+)
 
 # Stage name -> the module whose `run(ctx)` runs it; imported only when configured, so a stage's heavy imports
 # (libtpu for `plan`) cost only the runs that use it.
@@ -55,7 +62,11 @@ def main(argv: list[str]) -> None:
   from ssd_jax import distributed  # pylint: disable=g-import-not-at-top
   from ssd_jax.pipeline import runner  # pylint: disable=g-import-not-at-top
 
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    config.keys()  # A config file that failed to load reports it here.
+  except OSError:
+    sys.exit(print(f"error: cannot load config file {flags.FLAGS['config'].config_filename!r}", file=sys.stderr) or 2)
   try:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
@@ -79,8 +90,26 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {e}")
   os.makedirs(_WORKDIR.value, exist_ok=True)
   logging.info("stages %s in %s on %d devices", config_lib.stage_names(config), _WORKDIR.value, jax.device_count())
-  runner.run(ctx, stages)
+  try:
+    runner.run(ctx, stages, restart=tuple(_RESTART.value))
+  except (config_lib.ConfigError, runner.RunError) as e:
+    sys.exit(f"error: {e}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors (a misspelled --config field, a missing config file), exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError) as e:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError messages arrive quoted.
+      text = ast.literal_eval(text)
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    where = f" in {' '.join(overrides)}" if overrides and isinstance(e, (KeyError, AttributeError, TypeError)) else ""
+    kind = "unknown field " if isinstance(e, (KeyError, AttributeError)) else ""
+    print(f"error{where}: {kind}{' '.join(text.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

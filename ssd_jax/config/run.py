@@ -12,19 +12,13 @@ import ml_collections
 
 from ssd_jax.config.schema import Check, ConfigError, comma_list
 from ssd_jax.config.ssd import problems_errors
+from ssd_jax.model.config import SHAPE_FIELDS
 
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan")
 MESH_AXES = ("data", "fsdp", "tensor")
 DTYPES = ("float32", "bfloat16", "float16")
-MODEL_OVERRIDES = (
-  "hidden_size",
-  "intermediate_size",
-  "num_layers",
-  "num_heads",
-  "num_kv_heads",
-  "head_dim",
-  "max_position_embeddings",
-)
+# Shape changes to a preset trained from scratch (its vocabulary is the task tokenizer's).
+MODEL_OVERRIDES = tuple(name for name in SHAPE_FIELDS if name != "vocab_size")
 # Stages that read the base model's weights, and the sections whose problems each stage reads.
 _NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
 _READS_PROBLEMS = {"synthesize": "synthesize.problems", "eval": "eval.problems"}

@@ -86,6 +86,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.eval.timeout_s = 10.0  # Wall-clock limit per test.
   c.eval.memory_mb = 1024
   c.eval.workers = 0  # Parallel sandbox executions; 0 means one per CPU.
+  c.eval.allow_weak_sandbox = False  # Grade even if a sandbox isolation layer is missing (reports say so).
   c.eval.bootstrap = 1000  # Bootstrap replicates for the confidence intervals.
 
 

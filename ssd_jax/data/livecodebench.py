@@ -5,6 +5,10 @@ Each line is one problem in the release format: ``question_id``, ``question_titl
 (JSON with ``func_name`` for functional problems), ``public_test_cases`` (JSON list of
 ``{"input", "output", "testtype"}``) and ``private_test_cases`` (the same JSON, or
 base64 of zlib of a pickled JSON string, as in the released files).
+
+Grading follows LiveCodeBench's ``lcb_runner/evaluation/testing_util.py``: every program gets its import
+prefix; functional problems compare return values (prints allowed); stdio output is compared line by
+line (``verdicts.outputs_match``); each test has its own time limit (LiveCodeBench uses 6 s).
 """
 
 from __future__ import annotations
@@ -19,11 +23,35 @@ from collections.abc import Iterable
 
 from ssd_jax.data.problems import Problem, TestCase
 
-# Runs after the solution: parses one JSON value per input line and prints the result as JSON.
-_FUNCTIONAL_CALL = """
-import json as _json
-_args = [_json.loads(_line) for _line in {inputs!r}.strip().split("\\n") if _line.strip()]
-print(_json.dumps(Solution().{func_name}(*_args)))
+# LiveCodeBench grades every program (stdio and functional) with this prefix in front: star imports of
+# these modules, then of builtins and typing (so a starter's `List[int]` works), then the modules themselves.
+_PREFIX_MODULES = (
+  "string re datetime collections heapq bisect copy math random statistics itertools functools operator io sys json"
+).split()
+LCB_PROGRAM_PREFIX = (
+  "".join(f"from {m} import *\n" for m in _PREFIX_MODULES + ["builtins", "typing"])
+  + "".join(f"import {m}\n" for m in _PREFIX_MODULES)
+  + "sys.setrecursionlimit(50000)\n\n"
+)
+LCB_TIMEOUT_S = 6.0  # LiveCodeBench's per-test time limit
+
+# Trusted test code for a functional case: LiveCodeBench calls Solution().<func> (or a top-level <func>
+# when there is no Solution class) on one JSON value per input line and compares the return value with
+# the expected JSON value, a tuple counting as a list. What the program prints does not matter.
+_FUNCTIONAL_CHECK = """import json as _json
+_inputs = [_json.loads(_line) for _line in {inputs!r}.split("\\n")]
+_expected = _json.loads({output!r})
+try:
+  Solution
+except NameError:
+  _method = {func_name}
+else:
+  _method = getattr(Solution(), {func_name!r})
+_prediction = _method(*_inputs)
+if isinstance(_prediction, tuple):
+  _prediction = list(_prediction)
+_short = lambda value: repr(value) if len(repr(value)) <= 300 else repr(value)[:150] + " ... " + repr(value)[-150:]
+assert _prediction == _expected, f"wrong answer: expected {{_short(_expected)}}, got {{_short(_prediction)}}"
 """
 
 
@@ -53,11 +81,11 @@ def decode_test_cases(field: str | list) -> list[dict]:
 
 def _test_case(name: str, case: dict, func_name: str) -> TestCase:
   if case.get("testtype", "stdin") == "functional":
-    if not func_name:
-      raise ValueError(f"{name}: functional test but metadata has no func_name")
-    expected = json.dumps(json.loads(case["output"]))
+    if not func_name.isidentifier():
+      raise ValueError(f"{name}: functional test needs metadata.func_name to be a name, got {func_name!r}")
+    json.loads(case["output"])  # malformed expected values are an error of the file, found at load time
     return TestCase(
-      name=name, code=_FUNCTIONAL_CALL.format(inputs=case["input"], func_name=func_name), expected_stdout=expected
+      name=name, code=_FUNCTIONAL_CHECK.format(inputs=case["input"], output=case["output"], func_name=func_name)
     )
   return TestCase(name=name, stdin=case["input"], expected_stdout=case["output"])
 
@@ -84,6 +112,7 @@ def livecodebench_problem(record: dict) -> Problem:
     difficulty=str(record.get("difficulty", "")).lower(),
     contest_date=str(record.get("contest_date", ""))[:10],
     public_tests=public_tests,
+    program_prefix=LCB_PROGRAM_PREFIX,
   )
 
 

@@ -29,6 +29,7 @@ PROBLEM_TEXT_FIELDS = (
   "difficulty",
   "reference_solution",
   "contest_date",
+  "program_prefix",
 )
 PROBLEM_TEST_FIELDS = ("tests", "public_tests")
 TEST_CASE_FIELDS = ("name", "code", "stdin", "expected_stdout")

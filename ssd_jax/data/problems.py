@@ -50,6 +50,8 @@ class Problem:
     reference_solution: a known correct solution, if any.
     contest_date: ISO date (``YYYY-MM-DD``) of first publication, if known.
     public_tests: tests that may be shown in prompts and feedback.
+    program_prefix: code the grader puts before every program (LiveCodeBench's import prefix); not
+      shown to the model.
   """
 
   task_id: str
@@ -61,3 +63,4 @@ class Problem:
   reference_solution: str = ""
   contest_date: str = ""
   public_tests: tuple[TestCase, ...] = ()
+  program_prefix: str = ""

@@ -9,6 +9,7 @@ from ssd_jax.evals.diversity import (
 )
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.isolation import IsolationError
 from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, pass_at_k
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
@@ -18,6 +19,7 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 __all__ = [
   "EvalResult",
   "ExecutionJob",
+  "IsolationError",
   "ProblemResult",
   "SampleResult",
   "Sandbox",

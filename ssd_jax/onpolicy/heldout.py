@@ -17,6 +17,7 @@ from ssd_jax.sampling.completions import completion_text
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.train.loop import Hook
+from ssd_jax.train.metrics import truncate_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +114,8 @@ class HeldoutHook(Hook):
     return summary_scalars(summary)
 
   def begin(self, step: int, state: Any) -> dict[str, float] | None:
+    if self._write:
+      truncate_jsonl(os.path.join(self._out, "heldout.jsonl"), step)  # Steps after `step` are trained again.
     return self._evaluate(0, state) if step == 0 else None  # The starting point of the curve.
 
   def after_step(self, step: int, state: Any) -> dict[str, float] | None:

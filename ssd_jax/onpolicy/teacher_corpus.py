@@ -36,6 +36,7 @@ def context_conversations(
   seed: int,
   limits: SandboxLimits = SandboxLimits(),
   workers: int | None = None,
+  allow_weak_sandbox: bool = False,
 ) -> list[Conversation]:
   """Built-in problems laid out as the self-distillation teacher sees them, each with a correct answer.
 
@@ -50,7 +51,7 @@ def context_conversations(
     messages_for: the student's prompt messages of a problem.
     templates: the teacher's templates.
     seed: picks layouts, demonstrations, wrong attempts and answers deterministically.
-    limits, workers: the sandbox that runs the wrong attempts.
+    limits, workers, allow_weak_sandbox: the sandbox that runs the wrong attempts.
 
   Returns:
     One (teacher prompt messages, correct answer) pair per problem, in order.
@@ -65,7 +66,11 @@ def context_conversations(
   }
   verdicts = (
     evaluate(
-      [p for p in problems if p.task_id in wrong], {k: [v] for k, v in wrong.items()}, limits=limits, workers=workers
+      [p for p in problems if p.task_id in wrong],
+      {k: [v] for k, v in wrong.items()},
+      limits=limits,
+      workers=workers,
+      allow_weak_sandbox=allow_weak_sandbox,
     ).by_task_id()
     if wrong
     else {}

@@ -128,7 +128,14 @@ class RunContext:
 
   @functools.cached_property
   def tokenizer(self):
-    return load_tokenizer(self.tokenizer_dir)
+    """The run's tokenizer; its ids must fit the model's vocabulary."""
+    tokenizer = load_tokenizer(self.tokenizer_dir)
+    if tokenizer.vocab_size > self.model_cfg.vocab_size:
+      raise config_lib.ConfigError(
+        f"the tokenizer in {self.tokenizer_dir!r} has {tokenizer.vocab_size} tokens but the model's vocabulary "
+        f"is {self.model_cfg.vocab_size}: field 'tokenizer.path' or 'model' is wrong"
+      )
+    return tokenizer
 
   def init_model(self) -> tuple[nnx.GraphDef, Any]:
     """(graphdef, params) of a randomly initialised `model_cfg`, created directly in its shards."""
@@ -175,3 +182,8 @@ class RunContext:
   @property
   def sandbox_workers(self) -> int | None:
     return self.config.eval.workers or None
+
+  @property
+  def sandbox_allow_weak(self) -> bool:
+    """Grade even if an isolation layer is missing (results and reports then say so)."""
+    return bool(self.config.eval.allow_weak_sandbox)

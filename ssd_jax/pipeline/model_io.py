@@ -12,6 +12,7 @@ import shutil
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -86,7 +87,8 @@ def copy_tokenizer_files(source_dir: str, out_dir: str) -> list[str]:
 def export_hf(state: Any, cfg: ModelConfig, out_dir: str, tokenizer_source: str) -> None:
   """Writes `state` as a Hugging Face directory with the tokenizer files of `tokenizer_source`.
 
-  Every process must call this (the parameters are gathered from all of them); process 0 writes.
+  Every process must call this (the parameters are gathered from all of them); process 0 writes. A model
+  with any NaN or infinity is refused: nothing is written.
 
   Args:
     state: the model's nnx.State (sharded or not).
@@ -95,6 +97,13 @@ def export_hf(state: Any, cfg: ModelConfig, out_dir: str, tokenizer_source: str)
     tokenizer_source: a directory holding the tokenizer files to copy.
   """
   host_state = jax.tree.map(_host_value, state)
+  bad = [
+    jax.tree_util.keystr(path)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(host_state)
+    if jnp.issubdtype(leaf.dtype, jnp.floating) and not np.isfinite(leaf.astype(np.float32)).all()
+  ]
+  if bad:
+    raise ValueError(f"refusing to export {out_dir}: non-finite values in {', '.join(bad[:5])}")
   if jax.process_index() == 0:
     partial = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)

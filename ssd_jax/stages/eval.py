@@ -10,7 +10,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
@@ -18,13 +17,17 @@ from ssd_jax import config as config_lib
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import evaluate, summarize, write_report
+from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
 from ssd_jax.sampling.completions import completion_text
 
 COMPLETIONS_FILE = "completions.jsonl"
+# What a finished evaluation of one model leaves; a kill between them is finished on rerun.
+REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
 
 
 def sample_completions(ctx: RunContext, model_path: str, prompts: PromptSet) -> list[list[str]]:
@@ -47,33 +50,20 @@ def sample_completions(ctx: RunContext, model_path: str, prompts: PromptSet) -> 
   return completions
 
 
-def write_completions(path: str, task_ids: Sequence[str], completions: Sequence[Sequence[str]]) -> None:
-  """One `{"task_id", "completion"}` line per sample, written whole or not at all."""
-  partial = path + ".partial"
-  with open(partial, "w", encoding="utf-8") as f:
-    for task_id, texts in zip(task_ids, completions, strict=True):
-      for text in texts:
-        f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
-  os.replace(partial, path)
-
-
-def read_completions(path: str) -> dict[str, list[str]]:
-  grouped: dict[str, list[str]] = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      record = json.loads(line)
-      grouped.setdefault(record["task_id"], []).append(record["completion"])
-  return grouped
-
-
 def score(
   ctx: RunContext, problems: Sequence[Problem], completions: dict[str, list[str]], out_dir: str, name: str
 ) -> dict:
   """Runs the completions in the sandbox and writes the report; returns the summary."""
   config = ctx.config
-  result = evaluate(problems, completions, limits=ctx.sandbox_limits, workers=ctx.sandbox_workers)
+  result = evaluate(
+    problems,
+    completions,
+    limits=ctx.sandbox_limits,
+    workers=ctx.sandbox_workers,
+    allow_weak_sandbox=ctx.sandbox_allow_weak,
+  )
   summary = summarize(result, config_lib.eval_ks(config), num_resamples=config.eval.bootstrap, seed=config.seed)
-  write_report(summary, out_dir, name, result)
+  mark_weak_sandbox(summary, write_report(summary, out_dir, name, result)["markdown"])
   return summary
 
 
@@ -82,7 +72,7 @@ def run(ctx: RunContext) -> None:
   prompts = ctx.prompts(ctx.config.eval.problems)
   for name in config_lib.eval_model_names(ctx.config):
     out_dir = ctx.layout.eval_dir(name)
-    if os.path.isfile(os.path.join(out_dir, SUMMARY_FILE)):
+    if all(os.path.isfile(os.path.join(out_dir, f)) for f in REPORT_FILES):
       print(f"[eval] {name}: results exist in {out_dir}, skipping")
       continue
     completions_path = os.path.join(out_dir, COMPLETIONS_FILE)
@@ -94,7 +84,7 @@ def run(ctx: RunContext) -> None:
         write_completions(completions_path, prompts.task_ids, completions)
       ctx.sync(f"eval {name} completions")
     if ctx.is_coordinator:
-      summary = score(ctx, prompts.problems, read_completions(completions_path), out_dir, name)
+      summary = score(ctx, prompts.problems, load_completions(completions_path), out_dir, name)
       cells = ", ".join(f"pass@{k} {100 * v['mean']:.1f}" for k, v in summary["pass_at_k"].items())
       print(f"[eval] {name}: {summary['num_problems']} problems x {summary['samples_per_problem']['max']}: {cells}")
     ctx.sync(f"eval {name} report")

@@ -32,7 +32,7 @@ def run(ctx: RunContext) -> None:
       logits, _ = nnx.merge(graphdef, state)(tokens, positions)
     return logits
 
-  with ctx.mesh:
+  with jax.set_mesh(ctx.mesh):
     tokens_sharded = sharding.shard_batch(tokens, ctx.mesh, ("batch", "length"))
     positions_sharded = sharding.shard_batch(np.ascontiguousarray(positions), ctx.mesh, ("batch", "length"))
     start = time.time()

@@ -64,7 +64,12 @@ def topology_devices(topology: str) -> list:
 
   try:
     return list(topologies.get_topology_desc(topology, "tpu").devices)
-  except Exception as e:  # libtpu missing, or a name it does not know.
+  except Exception as e:  # libtpu missing or busy, or a name it does not know.
+    if "lock" in str(e).lower() or "in use" in str(e).lower():
+      raise config_lib.ConfigError(
+        f"field 'mesh.topology' = {topology!r}: libtpu is held by another process on this machine ({e}); wait for "
+        "it to finish, or set ALLOW_MULTIPLE_LIBTPU_LOAD=1 when that process only compiles too"
+      ) from e
     raise config_lib.ConfigError(
       f"field 'mesh.topology' = {topology!r}: cannot describe this TPU topology ({e}); "
       "install the tpu extra (pip install -e '.[tpu]') and use names like 'v5e:2x2' or 'v5p:2x2x4'"

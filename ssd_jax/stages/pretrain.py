@@ -40,6 +40,7 @@ def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
       seed=config.seed,
       limits=ctx.sandbox_limits,
       workers=ctx.sandbox_workers,
+      allow_weak_sandbox=ctx.sandbox_allow_weak,
     )
   )
   return [

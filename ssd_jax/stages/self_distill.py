@@ -52,7 +52,7 @@ def run(ctx: RunContext) -> None:
       max_new_tokens=config.eval_sampling.max_new_tokens,
       ks=config_lib.eval_ks(config),
     )
-  with Sandbox(ctx.sandbox_limits, ctx.sandbox_workers) as sandbox:
+  with Sandbox(ctx.sandbox_limits, ctx.sandbox_workers, allow_weak_sandbox=ctx.sandbox_allow_weak) as sandbox:
     setup = RolloutSetup(
       tokenizer=ctx.tokenizer,
       sampler=ctx.sampler(graphdef, cfg, prompts.ids, section.rollout),

@@ -38,9 +38,11 @@ def run(ctx: RunContext) -> None:
     prompts_per_chunk=config.synthesize.prompts_per_chunk,
   )
   sampler = ctx.sampler(graphdef, cfg, job.prompt_ids, section)
+  too_long = len(prompts) - len(kept)
   print(
     f"[synthesize] {len(kept)} prompts x {section.n} samples at T={section.temperature}, "
     f"top_k={section.top_k}, top_p={section.top_p} from {source}"
+    + (f"; {too_long} prompts too long for max_new_tokens {section.max_new_tokens} are skipped" if too_long else "")
   )
   counts = synthesize_records(
     sampler, state, job, ctx.tokenizer, layout.records, records_per_shard=config.synthesize.records_per_shard
@@ -49,7 +51,7 @@ def run(ctx: RunContext) -> None:
   if ctx.is_coordinator:
     summary = {
       **summarize_records(layout.records),
-      "prompts_too_long": len(prompts) - len(kept),
+      "prompts_too_long": too_long,
       "this_run": counts,
       "decoding": dataclasses.asdict(job.params),
       "n": job.n,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -113,8 +114,20 @@ class LoopConfig:
       raise ValueError(f"LoopConfig.max_to_keep must be >= 1 or None, got {self.max_to_keep}")
 
 
+class NonFiniteError(FloatingPointError):
+  """Training produced a non-finite loss or gradient norm; nothing after the last good checkpoint is kept."""
+
+
+# Metrics whose non-finite value stops training: the state after such a step is not worth keeping.
+GUARDED_METRICS = ("loss", "grad_norm")
+
+
 class _MetricsLog:
-  """Buffers per-step device metrics and writes them at log points (one host sync per log point)."""
+  """Buffers per-step device metrics and writes them at log points (one host sync per log point).
+
+  Every flush checks the guarded metrics first: a non-finite one raises `NonFiniteError` naming the first
+  bad step, before anything of that step is written or checkpointed.
+  """
 
   def __init__(self, writer: MetricsWriter | None, bar: ProgressBar):
     self._writer = writer
@@ -129,6 +142,14 @@ class _MetricsLog:
     if not self._pending:
       return None
     fetched = [(step, {**to_scalars(metrics), **host}) for step, metrics, host in self._pending]
+    for step, scalars in fetched:
+      bad = {k: scalars[k] for k in GUARDED_METRICS if k in scalars and not math.isfinite(scalars[k])}
+      if bad:
+        self._pending = []
+        raise NonFiniteError(
+          f"step {step}: non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())}; training stopped, the "
+          "last good checkpoint is kept and nothing is exported (lower the learning rate or check the data)"
+        )
     for step, scalars in fetched:
       if self._writer is not None:
         self._writer.write(step, scalars)
@@ -175,8 +196,10 @@ def train_loop(
     state, step = restored.state, restored.step
     if restored.data_state is not None:
       source.set_state(restored.data_state)
-    if step > 0:
-      logging.info("resumed from step %d", step)
+    if metrics_writer is not None:
+      metrics_writer.resume_at(step)  # Steps after the checkpoint are trained again: drop their old lines.
+    if step > 0 and jax.process_index() == 0:
+      print(f"resumed from step {step} ({config.checkpoint_dir})")
     bar = ProgressBar(config.total_steps, initial=min(step, config.total_steps), enabled=config.progress_bar)
     log = _MetricsLog(metrics_writer, bar)
 
@@ -207,10 +230,14 @@ def train_loop(
           for hook in hooks:
             hook.on_log(step, last)
         if checkpointer is not None and checkpointer.should_save(step):
+          log.flush()  # A checkpoint is only written after its steps' losses were seen to be finite.
           save()
+        if checkpointer is not None:
+          checkpointer.check_for_errors()  # A failed background save (disk full) stops training here.
       log.flush()
       if checkpointer is not None and checkpointer.latest_step() != step and step > 0:
         save(force=True)
+        checkpointer.wait_until_finished()
     finally:
       bar.close()
   finally:
