@@ -88,7 +88,9 @@ def test_killed_mid_sft_and_resumed_equals_an_uninterrupted_run(tmp_path):
   assert _files(resumed, "models/*/model.safetensors") == models  # Bit-identical weights.
   records = _records(straight)
   assert records and _records(resumed) == records  # Each shard written once, by one host.
-  for path in ("report/comparison.json", "report/pass_at_k.txt"):
-    assert _files(resumed, path) == _files(straight, path)
+  # Same completions, so the same pass@k (behaviour counts depend on sandbox timing, so they are not compared).
+  assert _files(resumed, "eval/*/completions.jsonl") == _files(straight, "eval/*/completions.jsonl")
   report = json.loads((straight / "report" / "comparison.json").read_text())
-  assert set(report) >= {"base", "ssd"}
+  again = json.loads((resumed / "report" / "comparison.json").read_text())
+  assert set(report) >= {"base", "ssd"} and set(again) == set(report)
+  assert all(again[m]["pass_at_k"] == report[m]["pass_at_k"] for m in report)
