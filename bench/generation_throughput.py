@@ -1,11 +1,16 @@
-"""Benchmark: greedy generation tokens/s of the sampler against Hugging Face `generate`.
+"""Benchmark: generation tokens/s of the Sampler against transformers `generate`, sampling and greedy.
 
-Both decode the same random Qwen3-shaped model (exported with `save_hf`), the same batch of
-prompts, the same number of new tokens (no early stop), greedy, float32. Compile time and
-warm-up are excluded from both timings. Prints tokens/s, the ratio, the shape and the machine.
+Both sides decode the same random Qwen3-shaped model (exported with `save_hf`), the same batch of
+prompts and the same number of new tokens (no stop token), float32, on the same pinned CPU core(s)
+with the same thread count: the process pins itself with sched_setaffinity before jax or torch
+start, XLA runs without its multi-threaded Eigen pool, and torch gets torch.set_num_threads. The
+two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
+Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
+warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths.
 
-  python bench/generation_throughput.py                      # ~1-2 minutes on 2 CPU cores
-  python bench/generation_throughput.py --batch 16 --new_tokens 256
+  python bench/generation_throughput.py --batch 32
+  python bench/generation_throughput.py --batch 1 --new_tokens 128
+  python bench/generation_throughput.py --batch 32 --scaling 128,1024 --modes sample
 """
 
 from __future__ import annotations
@@ -17,16 +22,45 @@ import statistics
 import tempfile
 import time
 
-import jax
-import numpy as np
-import torch
-import transformers
-from flax import nnx
 
-from ssd_jax.model import ModelConfig, Transformer
-from ssd_jax.model.hf import save_hf
-from ssd_jax.sampling.generate import Sampler
-from ssd_jax.sampling.params import SamplingParams
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--hidden", type=int, default=256)
+  parser.add_argument("--layers", type=int, default=4)
+  parser.add_argument("--heads", type=int, default=4)
+  parser.add_argument("--vocab", type=int, default=32_768)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--prompt_len", type=int, default=64)
+  parser.add_argument("--new_tokens", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--modes", default="sample,greedy")
+  parser.add_argument("--cpus", default="0", help="comma-separated CPU ids both sides are pinned to")
+  parser.add_argument("--scaling", default="", help="e.g. 128,1024: our per-token cost at these lengths")
+  args = parser.parse_args()
+  args.cpus = [int(c) for c in args.cpus.split(",")]
+  args.modes = [m for m in args.modes.split(",") if m]
+  args.scaling = [int(n) for n in args.scaling.split(",")] if args.scaling else []
+  return args
+
+
+ARGS = parse_args()
+# Before jax and torch start their thread pools.
+os.sched_setaffinity(0, set(ARGS.cpus))
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from ssd_jax.model import ModelConfig, Transformer  # noqa: E402
+from ssd_jax.model.hf import save_hf  # noqa: E402
+from ssd_jax.sampling.generate import Sampler  # noqa: E402
+from ssd_jax.sampling.params import SamplingParams  # noqa: E402
+
+SAMPLING = SamplingParams(temperature=1.0, top_k=20, top_p=0.95)
+GREEDY = SamplingParams(temperature=0.0)
 
 
 def model_config(args) -> ModelConfig:
@@ -48,90 +82,99 @@ def model_config(args) -> ModelConfig:
   )
 
 
-def time_ours(graphdef, state, prompts, new_tokens, repeats) -> tuple[float, list[list[int]]]:
+def ours(graphdef, state, prompts, new_tokens, params):
+  """A callable running one generation; returns the completions' token lists."""
   sampler = Sampler(
     graphdef, max_len=len(prompts[0]) + new_tokens, batch_size=len(prompts), bucket_multiple=len(prompts[0])
   )
-  run = lambda: sampler.generate(
-    state, prompts, SamplingParams(temperature=0.0), max_new_tokens=new_tokens, progress=False
-  )
-  out = run()  # Compiles.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), [g.token_ids.tolist() for g in out]
+  run = lambda: sampler.generate(state, prompts, params, max_new_tokens=new_tokens, progress=False)
+  return lambda: [g.token_ids.tolist() for g in run()]
 
 
-def _sync(device: str) -> None:
-  if device == "cuda":
-    torch.cuda.synchronize()
+def theirs(module, prompts, new_tokens, params):
+  ids = torch.tensor(prompts)
+  kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=None)
+  if params.greedy:
+    kwargs.update(do_sample=False)
+  else:
+    kwargs.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
 
-
-def time_hf(directory, prompts, new_tokens, repeats, device) -> tuple[float, list[list[int]]]:
-  module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval().to(device)
-  ids = torch.tensor(prompts, device=device)
-  kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0, eos_token_id=None)
-  with torch.no_grad():
-    module.generate(ids, max_new_tokens=4, min_new_tokens=4, **kwargs)  # Warm-up.
-    times = []
-    for _ in range(repeats):
-      _sync(device)
-      start = time.perf_counter()
+  def run():
+    with torch.no_grad():
       out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
-      _sync(device)
-      times.append(time.perf_counter() - start)
-  return statistics.median(times), out[:, ids.shape[1] :].cpu().numpy().tolist()
+    return out[:, ids.shape[1] :].numpy().tolist()
+
+  return run
+
+
+def timed(fn):
+  start = time.perf_counter()
+  out = fn()
+  return time.perf_counter() - start, out
+
+
+def compare(name, ours_run, hf_run, generated, repeats):
+  """Alternates the two sides; prints medians, compile time and the ratio. Returns our last tokens."""
+  first, _ = timed(ours_run)  # compiles
+  hf_run()  # warm-up
+  ours_times, hf_times = [], []
+  for _ in range(repeats):
+    seconds, ours_ids = timed(ours_run)
+    ours_times.append(seconds)
+    seconds, hf_ids = timed(hf_run)
+    hf_times.append(seconds)
+  ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
+  print(
+    f"[{name}] ssd_jax Sampler:       {generated / ours_s:10.1f} tokens/s ({ours_s:.3f} s; first call {first:.1f} s)"
+  )
+  print(f"[{name}] transformers generate: {generated / hf_s:10.1f} tokens/s ({hf_s:.3f} s)")
+  print(f"[{name}] ratio (ssd_jax / transformers): {hf_s / ours_s:.2f}x")
+  return ours_ids, hf_ids
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=32_768)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--prompt_len", type=int, default=64)
-  parser.add_argument("--new_tokens", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument(
-    "--torch_device",
-    default="auto",
-    help="device for transformers: 'auto' = cuda when jax runs on a GPU and torch sees one",
-  )
-  args = parser.parse_args()
-  device = args.torch_device
-  if device == "auto":
-    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
-
-  cores = os.cpu_count() or 1
-  torch.set_num_threads(cores)
+  args = ARGS
+  torch.set_num_threads(len(args.cpus))
   cfg = model_config(args)
   graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   prompts = np.random.default_rng(0).integers(1, args.vocab, (args.batch, args.prompt_len)).tolist()
-  generated = args.batch * args.new_tokens
-
-  ours_s, ours_ids = time_ours(graphdef, state, prompts, args.new_tokens, args.repeats)
+  print(
+    f"machine: {platform.processor() or platform.machine()}, pinned to CPUs {args.cpus} of {os.cpu_count()} "
+    f"(shared machine: other jobs may run), jax {jax.__version__} {jax.default_backend()}, "
+    f"torch {torch.__version__} threads {torch.get_num_threads()}"
+  )
+  print(
+    f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
+    f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32; "
+    f"batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}"
+  )
   with tempfile.TemporaryDirectory() as directory:
     save_hf(state, cfg, directory)
-    hf_s, hf_ids = time_hf(directory, prompts, args.new_tokens, args.repeats, device)
-
-  agree = np.mean([a == b for a, b in zip(np.ravel(ours_ids), np.ravel(hf_ids))])
-  print(
-    f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, "
-    f"jax backend {jax.default_backend()} ({jax.devices()[0].device_kind}), torch device {device}, "
-    f"torch threads {torch.get_num_threads()}"
-  )
-  print(
-    f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/"
-    f"{cfg.num_kv_heads}, vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32"
-  )
-  print(f"shape: batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}, greedy")
-  print(f"ssd_jax Sampler:            {generated / ours_s:10.1f} tokens/s ({ours_s:.2f} s)")
-  print(f"transformers generate:      {generated / hf_s:10.1f} tokens/s ({hf_s:.2f} s)")
-  print(f"ratio (ssd_jax / transformers): {hf_s / ours_s:.2f}x")
-  print(f"greedy tokens identical: {agree:.1%}")
+    module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+  generated = args.batch * args.new_tokens
+  for mode in args.modes:
+    params = {"sample": SAMPLING, "greedy": GREEDY}[mode]
+    label = "greedy" if params.greedy else f"sample T {params.temperature}, top-k {params.top_k}, top-p {params.top_p}"
+    ours_ids, hf_ids = compare(
+      label,
+      ours(graphdef, state, prompts, args.new_tokens, params),
+      theirs(module, prompts, args.new_tokens, params),
+      generated,
+      args.repeats,
+    )
+    if params.greedy:
+      agree = np.mean(np.asarray(ours_ids) == np.asarray(hf_ids))
+      print(f"[greedy] tokens identical to transformers: {agree:.1%}")
+  if args.scaling:
+    costs = {}
+    for new_tokens in args.scaling:
+      run = ours(graphdef, state, prompts, new_tokens, SAMPLING)
+      run()  # compiles
+      seconds = statistics.median(timed(run)[0] for _ in range(args.repeats))
+      costs[new_tokens] = seconds / new_tokens
+      print(f"[scaling] {new_tokens} new tokens: {costs[new_tokens] * 1e3:.2f} ms per step (batch {args.batch})")
+    short, long = args.scaling[0], args.scaling[-1]
+    print(f"[scaling] per-token cost at {long} / at {short} new tokens: {costs[long] / costs[short]:.2f}x")
 
 
 if __name__ == "__main__":

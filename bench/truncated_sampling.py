@@ -1,32 +1,54 @@
-"""Benchmark: truncated sampling on [batch, vocab] logits.
+"""Benchmark: truncated sampling on [batch, vocab] logits, against the strongest baselines.
 
-Compares the sort-free XLA reference and the fused Pallas kernel (where an accelerator runs it)
-against the baseline, sort-based top-p (sort + cumulative sum, as most engines do it). Prints
-median times, ratios to the baseline, bytes of logits read, and on an accelerator the fraction
-of the HBM roofline (logits bytes / time / peak bandwidth).
+Ours: the XLA path ('xla': candidate list for small top-k, whole-vocabulary bisection otherwise),
+the bisection reference, and the fused Pallas kernel where an accelerator runs it. Baselines:
+top-k first then top-p over the k survivors (XLA, and torch as inference engines do it), the
+transformers sampling path (TopK and TopP logits warpers, softmax, multinomial), and sort-based
+top-p. All implementations are timed in turn, round after round (interleaved), with compile time
+apart; medians are printed with ratios. `--forward` also times one decode step of a model with
+this vocabulary, the cost the sampler is added to. On an accelerator, the fraction of the HBM
+roofline (logits bytes / time / peak bandwidth) is printed.
 
-  python bench/truncated_sampling.py                       # CPU: a few quick shapes
+  python bench/truncated_sampling.py --cpus 0 --batches 32 --top_p 0.95 --temperature 1 --forward
   python bench/truncated_sampling.py --check               # accelerator: agreement, then sweep
   python bench/truncated_sampling.py --tpu_estimate        # libtpu compile-time estimates, v5e
 
-Decoding parameters are the SSD paper's training setting (T 1.6, top-k 20, top-p 0.8) unless
-overridden.
+With --cpus the process pins itself to those CPUs before jax and torch start, XLA runs without its
+multi-threaded Eigen pool, and torch gets one thread per pinned CPU. Decoding parameters are the
+SSD paper's training setting (T 1.6, top-k 20, top-p 0.8) unless overridden.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from ssd_jax.kernels import sample_tokens
-from ssd_jax.sampling.params import RowParams, SamplingParams
-from ssd_jax.sampling.truncation import sample_reference
-from ssd_jax.sampling.truncation_sorted import sorted_sample
+def _pin_from_argv() -> list[int]:
+  """--cpus, applied before jax and torch create their thread pools (which inherit the affinity)."""
+  for i, arg in enumerate(sys.argv):
+    value = arg.split("=", 1)[1] if arg.startswith("--cpus=") else (sys.argv[i + 1] if arg == "--cpus" else None)
+    if value:
+      cpus = [int(c) for c in value.split(",")]
+      os.sched_setaffinity(0, set(cpus))
+      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+      return cpus
+  return []
+
+
+PINNED = _pin_from_argv()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ssd_jax.sampling.dispatch import sample_tokens  # noqa: E402
+from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
+from ssd_jax.sampling.truncation import sample_reference  # noqa: E402
+from ssd_jax.sampling.truncation_sorted import sorted_sample  # noqa: E402
 
 # Peak HBM bandwidth in bytes/s by device kind (public spec sheets), for the roofline fraction.
 PEAK_HBM_BYTES_PER_S = {
@@ -50,27 +72,113 @@ def peak_bandwidth(device) -> float | None:
   return None
 
 
-def median_seconds(fn, args, iters: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile and warm up
-  jax.block_until_ready(fn(*args))
+def _top_k_first_xla(x, rows, key, *, k: int):
+  """lax.top_k(k), then top-p over the k survivors and a categorical draw (one shared k)."""
+  values, index = jax.lax.top_k(x.astype(jnp.float32), k)
+  z = values / rows.temperature[:, None]
+  probs = jax.nn.softmax(z, axis=-1)
+  before = jnp.cumsum(probs, axis=-1) - probs
+  z = jnp.where(before < rows.top_p[:, None], z, -jnp.inf)
+  choice = jax.random.categorical(key, z, axis=-1)
+  return jnp.take_along_axis(index, choice[:, None], axis=-1)[:, 0]
+
+
+def _torch_implementations(params: SamplingParams):
+  import torch
+  from transformers.generation import logits_process as lp
+
+  torch.set_num_threads(max(len(PINNED), 1))
+
+  def top_k_first(x):
+    values, index = torch.topk(x.float() / params.temperature, params.top_k, dim=-1)
+    probs = torch.softmax(values, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs
+    probs = torch.where(before < params.top_p, probs, 0.0)
+    return index.gather(-1, torch.multinomial(probs, 1))
+
+  if params.greedy:  # transformers' greedy path
+    return {"argmax (torch)": lambda x, rows, key: torch.argmax(x, dim=-1)}
+  warpers = [lp.TemperatureLogitsWarper(params.temperature)]
+  if params.top_k > 0:
+    warpers.append(lp.TopKLogitsWarper(params.top_k))
+  if params.top_p < 1:
+    warpers.append(lp.TopPLogitsWarper(params.top_p))
+
+  def hf_path(x):
+    scores = x.float()
+    for warper in warpers:
+      scores = warper(None, scores)
+    return torch.multinomial(torch.softmax(scores, dim=-1), 1)
+
+  impls = {"transformers warpers (torch)": hf_path}
+  if params.top_k > 0 and not params.greedy:
+    impls["top-k first (torch)"] = top_k_first
+  return {name: (lambda fn: lambda x, rows, key: fn(x))(fn) for name, fn in impls.items()}
+
+
+def implementations(on_accelerator: bool, params: SamplingParams):
+  """name -> (callable(logits, rows, key), framework)."""
+  bits = lambda x, key: jax.random.bits(key, (x.shape[0], 2), jnp.uint32)
+  impls = {
+    "ours: xla fast path": lambda x, rows, key: sample_tokens(x, rows, bits(x, key), impl="xla").token,
+    "ours: bisection reference": lambda x, rows, key: sample_reference(x, rows, bits(x, key)).token,
+    "sort-based top-p (XLA)": lambda x, rows, key: sorted_sample(x, rows, key),
+  }
+  if params.top_k > 0 and not params.greedy:
+    impls["top-k first (XLA)"] = lambda x, rows, key: _top_k_first_xla(x, rows, key, k=params.top_k)
+  if on_accelerator:
+    impls["ours: pallas kernel"] = lambda x, rows, key: sample_tokens(x, rows, key, impl="pallas").token
+  out = {name: (jax.jit(fn), "jax") for name, fn in impls.items()}
+  if not on_accelerator:
+    out.update({name: (fn, "torch") for name, fn in _torch_implementations(params).items()})
+  return out
+
+
+def _forward_step_seconds(batch: int, vocab: int, args) -> float:
+  """One decode step (cache of args.context filled slots) of the benchmark model with this vocabulary."""
+  from flax import nnx
+
+  from ssd_jax.model import KVCache, ModelConfig, Transformer
+  from ssd_jax.sampling.decode_loop import decode_step
+
+  cfg = ModelConfig(
+    vocab_size=vocab,
+    hidden_size=args.hidden,
+    intermediate_size=3 * args.hidden,
+    num_layers=args.layers,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=64,
+    tie_embeddings=True,
+    qk_norm=True,
+    max_position_embeddings=4096,
+    dtype="float32",
+    param_dtype="float32",
+  )
+  graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+  cache = KVCache.init(cfg, batch, args.context + 1)
+  cache = cache.replace(valid=cache.valid.at[:, : args.context].set(True), index=jnp.int32(args.context))
+  step = jax.jit(
+    lambda s, c: decode_step(
+      graphdef, s, jnp.ones((batch,), jnp.int32), jnp.full((batch,), args.context), jnp.ones((batch,), bool), c
+    )[0]
+  )
+  jax.block_until_ready(step(state, cache))
   times = []
-  for _ in range(iters):
+  for _ in range(args.iters):
     start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    jax.block_until_ready(step(state, cache))
     times.append(time.perf_counter() - start)
+  print(
+    f"  model: hidden {args.hidden}, layers {args.layers}, {cfg.num_params / 1e6:.1f}M params, float32, {args.context} cached tokens"
+  )
   return statistics.median(times)
 
 
-def implementations(on_accelerator: bool):
-  impls = {
-    "sort-based (baseline)": lambda x, rows, key: sorted_sample(x, rows, key),
-    "reference (sort-free XLA)": lambda x, rows, key: (
-      sample_reference(x, rows, jax.random.bits(key, (x.shape[0], 2), jnp.uint32)).token
-    ),
-  }
-  if on_accelerator:
-    impls["pallas kernel"] = lambda x, rows, key: sample_tokens(x, rows, key, impl="pallas").token
-  return {name: jax.jit(fn) for name, fn in impls.items()}
+def _run(fn, framework, x_jax, x_torch, rows, key):
+  if framework == "torch":
+    return fn(x_torch, rows, key)
+  return jax.block_until_ready(fn(x_jax, rows, key))
 
 
 def run_timings(args) -> None:
@@ -78,29 +186,46 @@ def run_timings(args) -> None:
   on_accelerator = device.platform in ("tpu", "gpu")
   peak = peak_bandwidth(device) if on_accelerator else None
   print(
-    f"machine: {device.platform} {device.device_kind} x{jax.device_count()}, "
-    f"jax {jax.__version__}; params {args.params}; dtype {args.dtype}"
+    f"machine: {device.platform} {device.device_kind} x{jax.device_count()}, jax {jax.__version__}, "
+    f"pinned to CPUs {PINNED or 'none'} of {os.cpu_count()} (a shared machine: other jobs may run); "
+    f"params {args.params}; dtype {args.dtype}"
   )
   if on_accelerator and peak is None:
     print("  (unknown device kind: no roofline fraction)")
-  impls = implementations(on_accelerator)
+  impls = implementations(on_accelerator, args.params)
   dtype = jnp.dtype(args.dtype)
   for vocab in args.vocabs:
     for batch in args.batches:
-      logits = jax.random.normal(jax.random.key(0), (batch, vocab), jnp.float32) * 3.0
-      logits = logits.astype(dtype)
+      logits = (jax.random.normal(jax.random.key(0), (batch, vocab), jnp.float32) * 3.0).astype(dtype)
+      x_torch = None
+      if not on_accelerator:
+        import torch
+
+        x_torch = torch.from_numpy(np.array(logits.astype(jnp.float32))).to(getattr(torch, args.dtype))
       rows = args.params.rows(batch)
       key = jax.random.key(1)
       read = batch * vocab * dtype.itemsize
       print(f"[batch {batch}, vocab {vocab}] logits read: {read / 1e6:.1f} MB")
-      baseline = None
-      for name, fn in impls.items():
-        seconds = median_seconds(fn, (logits, rows, key), args.iters)
-        baseline = baseline or seconds
-        line = f"  {name:28s} {seconds * 1e3:9.3f} ms   x{baseline / seconds:6.2f} vs baseline"
+      compile_s, times = {}, {name: [] for name in impls}
+      for name, (fn, framework) in impls.items():
+        start = time.perf_counter()
+        _run(fn, framework, logits, x_torch, rows, key)
+        compile_s[name] = time.perf_counter() - start
+      for _ in range(args.iters):  # round-robin: every implementation sees the same machine load
+        for name, (fn, framework) in impls.items():
+          start = time.perf_counter()
+          _run(fn, framework, logits, x_torch, rows, key)
+          times[name].append(time.perf_counter() - start)
+      medians = {name: statistics.median(t) for name, t in times.items()}
+      ours = medians["ours: xla fast path"]
+      for name, seconds in medians.items():
+        line = f"  {name:30s} {seconds * 1e3:9.3f} ms  (first call {compile_s[name]:6.2f} s)  {seconds / ours:6.2f}x the time of ours"
         if peak is not None:
           line += f"   HBM roofline {read / seconds / peak * 100:6.2f}%"
         print(line)
+      if args.forward:
+        forward = _forward_step_seconds(batch, vocab, args)
+        print(f"  forward decode step            {forward * 1e3:9.3f} ms;  ours / forward = {ours / forward:.2f}")
 
 
 def run_agreement_check(args) -> None:
@@ -180,6 +305,11 @@ def parse_args():
   parser.add_argument("--top_k", type=int, default=20)
   parser.add_argument("--top_p", type=float, default=0.8)
   parser.add_argument("--min_p", type=float, default=0.0)
+  parser.add_argument("--cpus", default="", help="pin to these CPUs (read before jax starts)")
+  parser.add_argument("--forward", action="store_true", help="also time one decode step of a model at this vocab")
+  parser.add_argument("--hidden", type=int, default=256)
+  parser.add_argument("--layers", type=int, default=4)
+  parser.add_argument("--context", type=int, default=256)
   parser.add_argument("--check", action="store_true", help="on an accelerator, first report kernel/reference agreement")
   parser.add_argument(
     "--tpu_estimate", action="store_true", help="print libtpu's compile-time cost estimates for v5e instead of timing"

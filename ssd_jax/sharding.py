@@ -18,12 +18,13 @@ from flax import nnx
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
 LogicalRules = tuple[tuple[str, "str | tuple[str, ...] | None"], ...]
 
 DEFAULT_RULES: LogicalRules = (
-  ("batch", ("data", "fsdp")),
+  # The expert axis also splits tokens: MoE blocks all-to-all them to their experts' devices.
+  ("batch", ("data", "fsdp", "expert")),
   ("length", None),
   ("embed", "fsdp"),
   ("heads", "tensor"),
@@ -32,7 +33,7 @@ DEFAULT_RULES: LogicalRules = (
   ("mlp", "tensor"),
   ("vocab", "tensor"),
   ("layers", None),
-  ("expert", None),
+  ("expert", "expert"),
 )
 
 # Model fields whose size must divide evenly over the mesh axes their logical name maps to.
@@ -43,6 +44,8 @@ _DIVISIBLE_FIELDS = (
   ("vocab_size", "vocab"),
   ("hidden_size", "embed"),
   ("head_dim", "head_dim"),
+  ("num_experts", "expert"),
+  ("moe_intermediate_size", "mlp"),
 )
 
 _ACTIVE_RULES: contextvars.ContextVar[tuple[Mesh, LogicalRules] | None] = contextvars.ContextVar(
@@ -77,7 +80,7 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, 
 
 
 def make_mesh(shape: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
-  """Builds a Mesh over axes ('data', 'fsdp', 'tensor') from e.g. {'fsdp': -1, 'tensor': 4}."""
+  """Builds a Mesh over MESH_AXES ('data', 'fsdp', 'expert', 'tensor') from e.g. {'fsdp': -1, 'tensor': 4}."""
   devices = list(jax.devices() if devices is None else devices)
   sizes = resolve_mesh_shape(shape, len(devices))
   dims = tuple(sizes[axis] for axis in MESH_AXES)

@@ -10,11 +10,10 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssd_jax.kernels import sample_tokens
-from ssd_jax.kernels.dispatch import resolve_impl, row_bits
+from ssd_jax.kernels.truncation_ops import order_key
 from ssd_jax.sampling import truncation as tr
+from ssd_jax.sampling.dispatch import resolve_impl, row_bits, sample_tokens
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
-from ssd_jax.sampling.truncation_ops import order_key
 
 
 def mixed_rows(rng, batch, vocab):
@@ -91,7 +90,7 @@ def test_dispatcher_rng_forms_and_impl_choice():
     row_bits(np.zeros((3, 2), np.uint32), batch)
   with pytest.raises(ValueError, match="impl"):
     resolve_impl("triton")
-  assert resolve_impl("auto") == "reference"  # CPU
+  assert resolve_impl("auto") == "xla"  # CPU
   assert resolve_impl("auto", interpret=True) == "pallas"
   with pytest.raises(ValueError, match="vocab"):
     sample_tokens(jnp.zeros((1, 2**18 + 1)), SamplingParams(), key)

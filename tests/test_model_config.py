@@ -18,6 +18,7 @@ from ssd_jax.model.layers import rope_inverse_frequencies
     ("qwen3_8b", 8_190_735_360),
     ("qwen3_4b", 4_022_468_096),
     ("qwen3_0p6b", 596_049_920),
+    ("qwen3_30b_a3b", 30_532_122_624),
   ],
 )
 def test_presets_match_published_parameter_counts(name, params):
@@ -26,8 +27,16 @@ def test_presets_match_published_parameter_counts(name, params):
   assert cfg.vocab_size == (151_936 if name.startswith("qwen3") else 128_256)
 
 
-def test_tiny_preset_param_tree_matches_num_params():
-  cfg = presets.get("tiny_llama3")
+def test_qwen3_30b_a3b_active_parameters():
+  assert presets.get("qwen3_30b_a3b").num_active_params == 3_353_032_704  # "3.3B activated".
+
+
+@pytest.mark.parametrize(
+  "preset,overrides",
+  [("tiny_llama3", {}), ("tiny_qwen3_moe", {}), ("tiny_qwen3_moe", {"num_layers": 3, "mlp_only_layers": (1,)})],
+)
+def test_tiny_preset_param_tree_matches_num_params(preset, overrides):
+  cfg = presets.get(preset, **overrides)
   state = nnx.state(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
   assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) == cfg.num_params
 
@@ -44,6 +53,22 @@ def test_invalid_configs_name_the_field():
     base.replace(dtype="floaty")
   with pytest.raises(ValueError, match="Unknown model preset 'qwen9'"):
     presets.get("qwen9")
+
+
+def test_invalid_moe_configs_name_the_field():
+  moe = presets.get("tiny_qwen3_moe")
+  with pytest.raises(ValueError, match="num_experts_per_tok must be in"):
+    moe.replace(num_experts_per_tok=9)
+  with pytest.raises(ValueError, match="moe_intermediate_size"):
+    moe.replace(moe_intermediate_size=0)
+  with pytest.raises(ValueError, match="mlp_only_layers has indices outside"):
+    moe.replace(mlp_only_layers=[2])
+  with pytest.raises(ValueError, match="moe_matmul"):
+    moe.replace(moe_matmul="loop")
+  with pytest.raises(ValueError, match="scan_layers needs every layer alike"):
+    moe.replace(num_layers=4, decoder_sparse_step=2, scan_layers=True)
+  mixed = moe.replace(num_layers=4, decoder_sparse_step=2, mlp_only_layers=[3])
+  assert [mixed.is_moe_layer(i) for i in range(4)] == [False, True, False, False]
 
 
 def test_llama3_rope_scaling_against_formula():

@@ -27,10 +27,17 @@ def _topology_devices(name):
   return topologies.get_topology_desc(name, "tpu").devices
 
 
-@pytest.mark.parametrize("preset", ["tiny_qwen3", "tiny_llama3"])
-def test_forward_and_decode_compile_for_v5e(preset):
+@pytest.mark.parametrize(
+  "preset,mesh_shape",
+  [
+    ("tiny_qwen3", {"fsdp": 2, "tensor": 2}),
+    ("tiny_llama3", {"fsdp": 2, "tensor": 2}),
+    ("tiny_qwen3_moe", {"fsdp": 2, "expert": 2}),  # Megablox and ragged all-to-all under shard_map.
+  ],
+)
+def test_forward_and_decode_compile_for_v5e(preset, mesh_shape):
   devices = _topology_devices("v5e:2x2")
-  mesh = sharding.make_mesh({"fsdp": 2, "tensor": 2}, devices=devices)
+  mesh = sharding.make_mesh(mesh_shape, devices=devices)
   cfg = presets.get(preset)  # bfloat16, as on TPU.
   sharding.validate_mesh_for_model(mesh, cfg)
   graphdef, state = sharded_init.abstract_state(cfg, mesh)
@@ -48,7 +55,10 @@ def test_forward_and_decode_compile_for_v5e(preset):
     with sharding.use_rules(mesh):
       return nnx.merge(graphdef, state)(tokens, positions, cache=cache)
 
-  compiled = jax.jit(forward, out_shardings=(None, cache_shardings)).lower(state, tokens, tokens, cache).compile()
+  lowered = jax.jit(forward, out_shardings=(None, cache_shardings)).lower(state, tokens, tokens, cache)
+  if preset == "tiny_qwen3_moe":
+    assert "ragged_all_to_all" in lowered.as_text() and "tpu_custom_call" in lowered.as_text()
+  compiled = lowered.compile()
   assert compiled.memory_analysis() is not None
   logits_aval, cache_aval = compiled.out_info
   assert logits_aval.shape == (batch, length, cfg.vocab_size) and logits_aval.dtype == jnp.float32

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling import truncation as tr
-from ssd_jax.sampling import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
 from ssd_jax.sampling.truncation_sorted import sorted_kept_mask
 

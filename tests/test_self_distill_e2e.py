@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from flax import nnx
 from pipeline_fixtures import run_pipeline
 from safetensors.numpy import load_file
 
-from ssd_jax.config import base_config, validate
+from ssd_jax.config import ConfigError, base_config, validate
 from ssd_jax.model import presets
 from ssd_jax.model.transformer import Transformer
 from ssd_jax.pipeline import model_io
@@ -91,9 +92,23 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   # The random base fails every test, so the demonstration teacher falls back to the reference solution.
   assert all(r["context_fraction"] == 1.0 for r in _metrics(workdir, "sdsd")[1:])
 
-  # Resume: a longer SDPO run continues from the step-2 checkpoint (student and EMA teacher).
+  # Kill and resume: with SDPO's last checkpoint, model and done marker gone, a rerun of the same config resumes
+  # from step 1 (student and EMA teacher) and ends with exactly the uninterrupted run's weights, each metrics
+  # line once.
+  finished = load_file(os.path.join(workdir, "models", "sdpo", "model.safetensors"))
+  shutil.rmtree(os.path.join(workdir, "self_distill", "sdpo", "checkpoints", "2"))
+  shutil.rmtree(os.path.join(workdir, "models", "sdpo"))
   os.remove(os.path.join(workdir, "stages", "self_distill.done.json"))
-  os.rename(os.path.join(workdir, "models", "sdpo"), os.path.join(workdir, "models", "sdpo_2steps"))
-  longer = _config(base_dir, steps=3, methods="sdpo", eval_every=0)
-  run_pipeline(longer, workdir)
-  assert [r["step"] for r in _metrics(workdir, "sdpo")] == [0, 1, 2, 3]
+  run_pipeline(config, workdir)
+  resumed = load_file(os.path.join(workdir, "models", "sdpo", "model.safetensors"))
+  for name in finished:
+    np.testing.assert_array_equal(resumed[name], finished[name], err_msg=name)
+  assert [r["step"] for r in _metrics(workdir, "sdpo")] == [0, 1, 2]
+
+
+def test_a_changed_self_distill_config_is_refused(base_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  os.makedirs(os.path.join(workdir, "stages"))
+  run_pipeline(_config(base_dir, steps=1, methods="sdsd", eval_every=0), workdir)
+  with pytest.raises(ConfigError, match=r"self_distill.steps: 1 -> 2"):
+    run_pipeline(_config(base_dir, steps=2, methods="sdsd", eval_every=0), workdir)

@@ -16,7 +16,7 @@ MESH_SHAPE = {"data": 2, "fsdp": 2, "tensor": 2}
 
 def test_make_mesh_absorbs_remaining_devices():
   mesh = sharding.make_mesh({"fsdp": -1, "tensor": 2})
-  assert dict(mesh.shape) == {"data": 1, "fsdp": 4, "tensor": 2}
+  assert dict(mesh.shape) == {"data": 1, "fsdp": 4, "expert": 1, "tensor": 2}
   with pytest.raises(ValueError, match="needs 12 devices"):
     sharding.make_mesh({"data": 3, "tensor": 4})
   with pytest.raises(ValueError, match="Unknown mesh axes"):
@@ -25,7 +25,7 @@ def test_make_mesh_absorbs_remaining_devices():
 
 def test_logical_to_spec_uses_each_mesh_axis_once():
   assert sharding.logical_to_spec(("embed", "mlp")) == P("fsdp", "tensor")
-  assert sharding.logical_to_spec(("batch", "length", "embed")) == P(("data", "fsdp"), None, None)
+  assert sharding.logical_to_spec(("batch", "length", "embed")) == P(("data", "fsdp", "expert"), None, None)
   with pytest.raises(ValueError, match="'nonsense' has no sharding rule"):
     sharding.logical_to_spec(("nonsense",))
 
@@ -59,7 +59,7 @@ def test_sharded_forward_and_grad_equal_single_device():
   positions = np.broadcast_to(np.arange(16), (8, 16)).astype(np.int32)
   segments = (np.arange(16)[None] < rng.integers(1, 17, (8, 1))).astype(np.int32)
   batch = sharding.shard_batch((tokens, positions, segments), mesh, ("batch", "length"))
-  assert batch[0].sharding.spec == P(("data", "fsdp"), None)
+  assert batch[0].sharding.spec == P(("data", "fsdp", "expert"), None)
 
   def loss(state, *args):
     return jnp.mean(_forward(graphdef, state, *args) ** 2)
@@ -71,7 +71,7 @@ def test_sharded_forward_and_grad_equal_single_device():
   ref_state = jax.device_put(nnx.state(reference), jax.devices()[0])
   ref_logits = jax.jit(_forward, static_argnums=0)(graphdef, ref_state, tokens, positions, segments)
   ref_grads = jax.jit(jax.grad(loss))(ref_state, tokens, positions, segments)
-  assert logits.sharding.spec[0] == ("data", "fsdp")
+  assert logits.sharding.spec[0] == ("data", "fsdp")  # XLA drops the size-1 expert axis.
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref_logits), atol=1e-5, rtol=0)
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, rtol=1e-4)
@@ -100,4 +100,4 @@ def test_sharded_load_and_cached_decode(tmp_path):
     logits, cache = prefill(state, tokens, positions, cache)
   ref, _ = model(tokens, positions)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5, rtol=0)
-  assert cache.k.sharding.is_equivalent_to(NamedSharding(mesh, P(None, ("data", "fsdp"), None, "tensor")), 5)
+  assert cache.k.sharding.is_equivalent_to(NamedSharding(mesh, P(None, ("data", "fsdp", "expert"), None, "tensor")), 5)

@@ -1,5 +1,6 @@
 """The plan stage compiles the real steps for a TPU topology and reports per-chip memory."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -53,7 +54,7 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   plan.run(ctx)
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["chips"] == 4 and report["device_kind"] == "TPU v5 lite"
-  assert report["mesh"] == {"data": 1, "fsdp": 2, "tensor": 2}
+  assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2}
   # bfloat16 parameters split four ways (fsdp x tensor) on every large matrix: a quarter, give or take norms.
   full_bytes = ctx.model_cfg.num_params * 2
   per_chip = report["per_chip_gib"]["parameters"] * plan.GIB
@@ -185,3 +186,21 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
   assert report["model_params"] > 4e9
   assert report["fits"], report
   assert "sft_step     peak" in result.stdout and "DOES NOT FIT" not in result.stdout
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
+  """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("row", os.path.join(root, "configs", "qwen3_30b_a3b_instruct.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  c.stages = "plan"
+  plan.run(_context(c, tmp_path))
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == "v5p:2x4x4" and report["chips"] == 32
+  assert report["mesh"]["expert"] == 4 and report["model_params"] > 30e9
+  assert report["moe_layout"]["dispatch"] == "ragged_all_to_all" and report["moe_layout"]["experts_per_device"] == 32
+  assert report["fits"], report

@@ -42,6 +42,14 @@ QWEN3_4B_INSTRUCT = PaperRow(
 QWEN3_4B_THINKING = PaperRow(
   preset="qwen3_4b", train_decoding=(1.1, 20, 0.95), eval_decoding=(0.7, 20, 0.95), thinking=True, max_new_tokens=32_768
 )
+# The paper's headline model (mixture of experts: 30.5B parameters, 3.3B active per token).
+QWEN3_30B_A3B_INSTRUCT = PaperRow(
+  preset="qwen3_30b_a3b",
+  train_decoding=(1.6, 20, 0.8),
+  eval_decoding=(0.9, 20, 0.8),
+  thinking=False,
+  max_new_tokens=16_384,
+)
 LLAMA3P1_8B_INSTRUCT = PaperRow(
   preset="llama3p1_8b",
   train_decoding=(0.8, 20, 0.8),

@@ -15,7 +15,7 @@ from ssd_jax.config.ssd import problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan")
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
 DTYPES = ("float32", "bfloat16", "float16")
 # Shape changes to a preset trained from scratch (its vocabulary is the task tokenizer's).
 MODEL_OVERRIDES = tuple(name for name in SHAPE_FIELDS if name != "vocab_size")
@@ -42,6 +42,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 absorbs the devices the other axes leave.
   c.mesh.fsdp = 1
+  c.mesh.expert = 1  # Expert parallelism (MoE models); it also splits the batch.
   c.mesh.tensor = 1
   c.mesh.topology = ""  # e.g. "v5e:2x2": the TPU slice the plan stage compiles for.
 
@@ -117,7 +118,7 @@ def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str
     sizes[free[0]] = device_count // fixed
   elif fixed != device_count:
     raise ConfigError(
-      f"mesh (data={sizes['data']}, fsdp={sizes['fsdp']}, tensor={sizes['tensor']}) multiplies to {fixed}, "
+      f"mesh ({', '.join(f'{a}={n}' for a, n in sizes.items())}) multiplies to {fixed}, "
       f"but there are {device_count} devices"
     )
   return sizes

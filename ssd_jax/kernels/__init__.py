@@ -1,8 +1,5 @@
 """Pallas kernels, each matched exactly by an XLA reference.
 
-`sample_tokens` is the entry point for truncated sampling.
+Kernels import nothing from the layers above them; `ssd_jax.sampling.dispatch.sample_tokens`
+chooses between the truncated-sampling kernel and its XLA reference.
 """
-
-from ssd_jax.kernels.dispatch import sample_tokens
-
-__all__ = ["sample_tokens"]

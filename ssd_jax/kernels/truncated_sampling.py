@@ -2,11 +2,11 @@
 
 Each grid step owns a block of rows. Their logits come from HBM once; every later pass loops
 over vocabulary tiles on chip. On TPU the block lives in VMEM next to two scratch rows (order
-keys and fixed-point top-p weights) written in the first pass, so the bisection passes read
+keys and unfloored fixed-point top-p weights) written in the first pass, so the bisection passes read
 VMEM, not HBM. The GPU (Triton) variant has no scratch and recomputes keys and weights from
 the row, which stays in L2.
 
-The arithmetic is `ssd_jax.sampling.truncation_ops`, the same as the XLA reference's, and the
+The arithmetic is `ssd_jax.kernels.truncation_ops`, the same as the XLA reference's, and the
 decisions are exact integer counts, integer masses and an argmax, so the kernel and
 `ssd_jax.sampling.truncation.sample_reference` return the same token and cut-off for the same
 random bits (log-probabilities agree to float32 rounding, the sums being blocked differently).
@@ -14,9 +14,14 @@ random bits (log-probabilities agree to float32 rounding, the sums being blocked
 Pass plan per row block, each pass a loop over the vocabulary tiles:
   1. max of the raw logits;                                 (HBM -> VMEM, the only HBM read)
   2. keys and weights into scratch, raw softmax normaliser;
-  3. top-k: bisection passes counting keys >= t (about log2(vocab), at most 32);
+  3. top-k: bisection passes counting keys >= t (about log2(vocab), at most 32; none for rows
+     with top-k off or greedy);
   4. top-p: 1 + bisection passes summing weights of keys >= t (about log2 of the top-k
-     survivors, or of the vocabulary without top-k);
+     survivors, or of the vocabulary without top-k; none for rows with top-p off or greedy);
+
+The kernel always searches the whole vocabulary. The XLA path (`ssd_jax.sampling.candidates`)
+finds the same cut-offs from a short candidate list when top-k is small; both give the same
+token and cut-off for the same random bits.
   5. draw: exponential race over keys >= cut-off, truncated normaliser;
   6. the drawn token's logit.
 """
@@ -31,7 +36,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.kernels import truncation_ops as ops
 
 # The first index beyond any vocabulary; marks "no candidate yet" in the running argmax.
 _NO_INDEX = 2**30
@@ -70,8 +75,7 @@ class _Tiles:
   def weight_parts(self, j):
     if self.weight_ref is None:
       return ops.mass_parts(self.tempered(j))
-    weight = self.weight_ref[:, self.window(j)]
-    return weight >> ops.MASS_SPLIT_BITS, weight & ((1 << ops.MASS_SPLIT_BITS) - 1)
+    return ops.mass_limbs(self.weight_ref[:, self.window(j)])
 
 
 def _tile_loop(num_tiles, body, init):
@@ -119,14 +123,10 @@ def _truncated_sampling_kernel(
     if key_ref is not None:
       d = tiles.tempered(j)
       key_ref[:, tiles.window(j)] = ops.order_key(d)
-      high, low = ops.mass_parts(d)
-      weight_ref[:, tiles.window(j)] = (high << ops.MASS_SPLIT_BITS) | low
+      weight_ref[:, tiles.window(j)] = ops.mass_weight(d)
     return acc + jnp.exp(tiles.raw(j) - raw_max)
 
   raw_sum = _row_sum(_tile_loop(num_tiles, fill, jnp.zeros(shape, jnp.float32)))
-  # The row maximum of d is 0, so every key is below 1.
-  above_max = jnp.ones((rows, 1), jnp.int32)
-
   # 3. Top-k.
   top_k = top_k_ref[...]
   init = (jnp.full(shape, ops.INT32_MAX, jnp.int32), jnp.full(shape, ops.INT32_MIN, jnp.int32))
@@ -146,22 +146,20 @@ def _truncated_sampling_kernel(
     counts, above, below = _tile_loop(num_tiles, body, (jnp.zeros(shape, jnp.int32), *init))
     return (_row_sum(counts) >= top_k, *finish(above, below))
 
-  k_cut = ops.bisect_largest(probe_count, jnp.full_like(top_k, ops.INT32_MIN), above_max)
-  k_cut = jnp.where(ops.top_k_is_off(top_k, vocab), ops.INT32_MIN, k_cut)
+  k_cut = ops.bisect_largest(probe_count, *ops.top_k_bracket(top_k, temperature, vocab))
 
   # 4. Top-p among the top-k survivors.
   def mass_at_least(t, with_nearest):
     def body(j, acc):
       keys = tiles.keys(j)
       kept = keys >= t
-      high, low = tiles.weight_parts(j)
-      sums = (acc[0] + jnp.where(kept, high, 0), acc[1] + jnp.where(kept, low, 0))
-      return (*sums, *nearest(keys, t, acc[2:])) if with_nearest else sums
+      sums = tuple(total + jnp.where(kept, limb, 0) for total, limb in zip(acc[:3], tiles.weight_parts(j)))
+      return (*sums, *nearest(keys, t, acc[3:])) if with_nearest else sums
 
-    zeros = jnp.zeros(shape, jnp.int32)
-    out = _tile_loop(num_tiles, body, (zeros, zeros, *init) if with_nearest else (zeros, zeros))
-    mass = ops.mass_value(_row_sum(out[0]), _row_sum(out[1]))
-    return (mass, *finish(*out[2:])) if with_nearest else mass
+    zeros = (jnp.zeros(shape, jnp.int32),) * 3
+    out = _tile_loop(num_tiles, body, (*zeros, *init) if with_nearest else zeros)
+    mass = ops.mass_value(*(_row_sum(total) for total in out[:3]))
+    return (mass, *finish(*out[3:])) if with_nearest else mass
 
   top_p = top_p_ref[...]
   target = top_p * mass_at_least(k_cut, False)
@@ -170,8 +168,7 @@ def _truncated_sampling_kernel(
     mass, above, below = mass_at_least(t, True)
     return mass >= target, above, below
 
-  p_cut = ops.bisect_largest(probe_mass, k_cut, above_max)
-  p_cut = jnp.where(top_p < 1.0, p_cut, k_cut)
+  p_cut = ops.bisect_largest(probe_mass, *ops.top_p_bracket(k_cut, top_p, temperature))
 
   cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(min_p_ref[...]), temperature)
 
@@ -214,7 +211,7 @@ def _truncated_sampling_kernel(
 
 
 def vmem_bytes(block_rows: int, block_vocab: int, itemsize: int) -> int:
-  """VMEM the TPU kernel needs: a double-buffered logits block plus two int32 scratch rows."""
+  """VMEM the TPU kernel needs: a double-buffered logits block plus two 4-byte scratch rows (keys, weights)."""
   return block_rows * block_vocab * (2 * itemsize + 2 * 4)
 
 
@@ -263,7 +260,10 @@ def truncated_sampling_pallas(
   if backend == "tpu":
     need = vmem_bytes(block_rows, block_vocab, logits.dtype.itemsize)
     extra = dict(
-      scratch_shapes=[pltpu.VMEM((block_rows, block_vocab), jnp.int32)] * 2,
+      scratch_shapes=[
+        pltpu.VMEM((block_rows, block_vocab), jnp.int32),
+        pltpu.VMEM((block_rows, block_vocab), jnp.float32),
+      ],
       compiler_params=pltpu.CompilerParams(
         dimension_semantics=("parallel",), vmem_limit_bytes=max(32 * 2**20, need + 16 * 2**20)
       ),

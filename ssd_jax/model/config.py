@@ -7,6 +7,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from ssd_jax.kernels.attention import ATTENTION_IMPLS
+from ssd_jax.kernels.grouped_matmul import GROUPED_MATMUL_IMPLS
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
@@ -52,7 +53,7 @@ SHAPE_FIELDS = (
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Shape and numerics of a Qwen3-dense / Llama-3 style decoder.
+  """Shape and numerics of a Qwen3 (dense or mixture-of-experts) / Llama-3 style decoder.
 
   Attributes:
     vocab_size: number of token embeddings (and logits).
@@ -76,6 +77,16 @@ class ModelConfig:
       Attention over a KV cache always uses XLA.
     scan_layers: store the blocks' parameters stacked along a leading 'layers' axis and run them
       with one scanned block (faster compiles of deep models, one block's activations live at a time).
+      Needs every block to be alike: all dense or all mixture-of-experts.
+    num_experts: routed experts per MoE block E; 0 for a dense model (Qwen3-MoE's num_experts).
+    num_experts_per_tok: experts each token is routed to (top-k).
+    moe_intermediate_size: SwiGLU hidden width of one expert.
+    norm_topk_prob: renormalise the top-k router probabilities to sum to 1.
+    decoder_sparse_step: layer i is MoE iff (i + 1) % decoder_sparse_step == 0 (and not in mlp_only_layers).
+    mlp_only_layers: layer indices that keep the dense MLP of width intermediate_size.
+    router_aux_loss_coef: weight of the router load-balancing loss in training losses.
+    moe_matmul: grouped matmul of the experts, one of GROUPED_MATMUL_IMPLS: 'ragged_dot' (XLA),
+      'megablox' (the Pallas TPU kernel; interpreted off TPU) or 'auto' (megablox when compiling for TPU).
   """
 
   vocab_size: int
@@ -96,6 +107,14 @@ class ModelConfig:
   remat: str = "none"
   attention: str = "auto"
   scan_layers: bool = False
+  num_experts: int = 0
+  num_experts_per_tok: int = 0
+  moe_intermediate_size: int = 0
+  norm_topk_prob: bool = False
+  decoder_sparse_step: int = 1
+  mlp_only_layers: tuple[int, ...] = ()
+  router_aux_loss_coef: float = 0.0
+  moe_matmul: str = "auto"
 
   def __post_init__(self):
     for name in SHAPE_FIELDS:
@@ -125,6 +144,46 @@ class ModelConfig:
       raise ValueError(f"ModelConfig.remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
     if self.attention not in ATTENTION_IMPLS:
       raise ValueError(f"ModelConfig.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
+    self._check_moe()
+
+  def _check_moe(self):
+    object.__setattr__(self, "mlp_only_layers", tuple(int(i) for i in self.mlp_only_layers))
+    if self.moe_matmul not in GROUPED_MATMUL_IMPLS:
+      raise ValueError(f"ModelConfig.moe_matmul must be one of {GROUPED_MATMUL_IMPLS}, got {self.moe_matmul!r}")
+    if self.num_experts < 0:
+      raise ValueError(f"ModelConfig.num_experts must be >= 0 (0 is dense), got {self.num_experts}")
+    if self.num_experts == 0:
+      return
+    if not 0 < self.num_experts_per_tok <= self.num_experts:
+      raise ValueError(
+        f"ModelConfig.num_experts_per_tok must be in [1, num_experts={self.num_experts}], "
+        f"got {self.num_experts_per_tok}"
+      )
+    if self.moe_intermediate_size <= 0:
+      raise ValueError(f"ModelConfig.moe_intermediate_size must be positive, got {self.moe_intermediate_size}")
+    if self.decoder_sparse_step <= 0:
+      raise ValueError(f"ModelConfig.decoder_sparse_step must be positive, got {self.decoder_sparse_step}")
+    bad = [i for i in self.mlp_only_layers if not 0 <= i < self.num_layers]
+    if bad:
+      raise ValueError(f"ModelConfig.mlp_only_layers has indices outside [0, {self.num_layers}): {bad}")
+    if self.router_aux_loss_coef < 0:
+      raise ValueError(f"ModelConfig.router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}")
+    kinds = {self.is_moe_layer(i) for i in range(self.num_layers)}
+    if self.scan_layers and len(kinds) > 1:
+      raise ValueError(
+        "ModelConfig.scan_layers needs every layer alike, but decoder_sparse_step="
+        f"{self.decoder_sparse_step} and mlp_only_layers={list(self.mlp_only_layers)} mix dense and MoE layers; "
+        "set scan_layers=False"
+      )
+
+  def is_moe_layer(self, layer: int) -> bool:
+    """Whether block `layer` is a mixture of experts (Hugging Face Qwen3-MoE's rule)."""
+    return self.num_experts > 0 and layer not in self.mlp_only_layers and (layer + 1) % self.decoder_sparse_step == 0
+
+  @property
+  def num_moe_layers(self) -> int:
+    """How many blocks are mixtures of experts."""
+    return sum(self.is_moe_layer(i) for i in range(self.num_layers))
 
   @property
   def compute_dtype(self) -> jnp.dtype:
@@ -139,12 +198,22 @@ class ModelConfig:
   @property
   def num_params(self) -> int:
     """Parameter count (embeddings counted once when tied)."""
+    return self._count_params(self.num_experts)
+
+  @property
+  def num_active_params(self) -> int:
+    """Parameters a token passes through: num_params with only num_experts_per_tok experts per MoE block."""
+    return self._count_params(self.num_experts_per_tok)
+
+  def _count_params(self, experts: int) -> int:
     d, f, dh = self.hidden_size, self.intermediate_size, self.head_dim
     attn = d * dh * (2 * self.num_heads + 2 * self.num_kv_heads)
     norms = 2 * d + (2 * dh if self.qk_norm else 0)
-    block = attn + 3 * d * f + norms
+    moe = self.num_moe_layers
+    dense_mlp = (self.num_layers - moe) * 3 * d * f
+    expert_mlp = moe * (d * self.num_experts + experts * 3 * d * self.moe_intermediate_size)
     unembed = 0 if self.tie_embeddings else d * self.vocab_size
-    return self.vocab_size * d + self.num_layers * block + d + unembed
+    return self.vocab_size * d + self.num_layers * (attn + norms) + dense_mlp + expert_mlp + d + unembed
 
   def replace(self, **changes) -> ModelConfig:
     """Returns a copy with `changes` applied (validated again)."""

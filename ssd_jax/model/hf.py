@@ -1,13 +1,16 @@
-"""Hugging Face checkpoint import/export for Qwen3ForCausalLM and LlamaForCausalLM.
+"""Hugging Face checkpoint import/export for Qwen3ForCausalLM, Qwen3MoeForCausalLM and LlamaForCausalLM.
 
 Import reads config.json and safetensors (one file or an index of shards) and builds each parameter
 directly in its target sharding: every device shard is read as a slice of the file, so no full host
 copy of a large tensor is made. Export writes config.json and model.safetensors in torch layout.
+One parameter of ours may hold several file tensors along leading axes: the layers of a scanned
+stack, and the experts of an MoE block (the files keep one tensor per expert, as the Hub does).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -24,7 +27,7 @@ from ssd_jax.model.config import Llama3RopeScaling, ModelConfig
 from ssd_jax.model.transformer import Transformer
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, state_shardings
 
-_ARCHITECTURES = {"Qwen3ForCausalLM": "qwen3", "LlamaForCausalLM": "llama"}
+_ARCHITECTURES = {"Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "LlamaForCausalLM": "llama"}
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
@@ -37,7 +40,7 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
   archs = hf_config.get("architectures") or []
   family = next((_ARCHITECTURES[a] for a in archs if a in _ARCHITECTURES), None)
   if family is None and not archs:
-    family = {"qwen3": "qwen3", "llama": "llama"}.get(hf_config.get("model_type"))
+    family = {"qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "llama": "llama"}.get(hf_config.get("model_type"))
   if family is None:
     raise ValueError(
       f"Unsupported Hugging Face architecture {archs or hf_config.get('model_type')!r}; "
@@ -76,19 +79,51 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
     rope_scaling=scaling,
     rms_norm_eps=float(hf_config["rms_norm_eps"]),
     tie_embeddings=bool(hf_config.get("tie_word_embeddings", False)),
-    qk_norm=family == "qwen3",
+    qk_norm=family in ("qwen3", "qwen3_moe"),
     max_position_embeddings=hf_config.get("max_position_embeddings", 40_960),
   )
+  if family == "qwen3_moe":
+    fields.update(_moe_fields_from_hf(hf_config))
   fields.update(overrides)
   return ModelConfig(**fields)
 
 
+def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
+  # transformers 5 writes num_experts as num_local_experts.
+  experts = hf_config.get("num_experts", hf_config.get("num_local_experts"))
+  if hf_config.get("shared_expert_intermediate_size"):
+    raise ValueError("Hugging Face config has shared experts, which this model does not implement")
+  return dict(
+    num_experts=int(experts),
+    num_experts_per_tok=int(hf_config["num_experts_per_tok"]),
+    moe_intermediate_size=int(hf_config["moe_intermediate_size"]),
+    norm_topk_prob=bool(hf_config.get("norm_topk_prob", False)),
+    decoder_sparse_step=int(hf_config.get("decoder_sparse_step", 1)),
+    mlp_only_layers=tuple(hf_config.get("mlp_only_layers") or ()),
+    router_aux_loss_coef=float(hf_config.get("router_aux_loss_coef", 0.001)),
+  )
+
+
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
   """The config.json dict transformers needs to rebuild `cfg`."""
-  arch, model_type = ("Qwen3ForCausalLM", "qwen3") if cfg.qk_norm else ("LlamaForCausalLM", "llama")
+  if cfg.num_experts:
+    arch, model_type = "Qwen3MoeForCausalLM", "qwen3_moe"
+  else:
+    arch, model_type = ("Qwen3ForCausalLM", "qwen3") if cfg.qk_norm else ("LlamaForCausalLM", "llama")
   rope_parameters = {"rope_type": "default", "rope_theta": cfg.rope_theta}
   if cfg.rope_scaling is not None:
     rope_parameters.update(rope_type="llama3", **dataclasses.asdict(cfg.rope_scaling))
+  moe = {}
+  if cfg.num_experts:
+    moe = {
+      "num_experts": cfg.num_experts,
+      "num_experts_per_tok": cfg.num_experts_per_tok,
+      "moe_intermediate_size": cfg.moe_intermediate_size,
+      "norm_topk_prob": cfg.norm_topk_prob,
+      "decoder_sparse_step": cfg.decoder_sparse_step,
+      "mlp_only_layers": list(cfg.mlp_only_layers),
+      "router_aux_loss_coef": cfg.router_aux_loss_coef,
+    }
   return {
     "architectures": [arch],
     "model_type": model_type,
@@ -109,6 +144,7 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     "mlp_bias": False,
     "torch_dtype": cfg.param_dtype,
     "dtype": cfg.param_dtype,
+    **moe,
   }
 
 
@@ -178,6 +214,7 @@ _LAYER_NAMES = {
   ("mlp", "gate_proj"): ("mlp.gate_proj.weight", "transposed"),
   ("mlp", "up_proj"): ("mlp.up_proj.weight", "transposed"),
   ("mlp", "down_proj"): ("mlp.down_proj.weight", "transposed"),
+  ("mlp", "router"): ("mlp.gate.weight", "transposed"),
   ("input_norm", "scale"): ("input_layernorm.weight", "same"),
   ("post_attention_norm", "scale"): ("post_attention_layernorm.weight", "same"),
 }
@@ -188,18 +225,40 @@ _TOP_NAMES = {
 }
 
 
+# MoE expert weights [experts, in, out]: one torch Linear [out, in] per expert.
+_EXPERT_NAMES = {
+  ("mlp", "gate_proj"): "mlp.experts.{}.gate_proj.weight",
+  ("mlp", "up_proj"): "mlp.experts.{}.up_proj.weight",
+  ("mlp", "down_proj"): "mlp.experts.{}.down_proj.weight",
+}
+
+
 def is_stacked(path: tuple[Any, ...]) -> bool:
   """Whether the parameter at `path` holds all layers along a leading axis (ModelConfig.scan_layers)."""
   return path[0] == "layers" and not isinstance(path[1], int)
 
 
-def hf_name(path: tuple[Any, ...], layer: int | None = None) -> tuple[str, str]:
-  """(torch tensor name, layout) of the parameter at state path `path` (of `layer`, when stacked)."""
+def hf_name(path: tuple[Any, ...], layer: int | None = None, expert: int | None = None) -> tuple[str, str]:
+  """(torch tensor name, layout) of the parameter at state path `path` (of `layer`, when stacked; of
+  `expert` for an expert weight, whose leading axis is the expert)."""
   if path[0] == "layers":
-    index, rest = (layer, path[1:]) if is_stacked(path) else (path[1], path[2:])
-    name, layout = _LAYER_NAMES[tuple(rest)]
+    index, rest = (layer, tuple(path[1:])) if is_stacked(path) else (path[1], tuple(path[2:]))
+    if expert is not None:
+      return f"model.layers.{index}.{_EXPERT_NAMES[rest].format(expert)}", "transposed"
+    name, layout = _LAYER_NAMES[rest]
     return f"model.layers.{index}.{name}", layout
   return _TOP_NAMES[tuple(path)]
+
+
+def _file_axes(path: tuple[Any, ...], var: nnx.Variable) -> tuple[bool, bool]:
+  """(layers axis, experts axis): which leading axes of the parameter index separate file tensors."""
+  names = tuple(var.get_metadata("out_sharding", None) or ())
+  return is_stacked(path), "expert" in names
+
+
+def _tensor_name(path, stacked: bool, expert: bool, lead: tuple[int, ...]) -> tuple[str, str]:
+  layer = lead[0] if stacked else None
+  return hf_name(path, layer, lead[-1] if expert else None)
 
 
 def _path_keys(path) -> tuple[Any, ...]:
@@ -289,16 +348,23 @@ def load_hf(
   def load_one(path, var, sharding):
     path = _path_keys(path)
     shape, dt = tuple(var.shape), var.dtype
-    if is_stacked(path):  # One file tensor per layer, stacked along our leading axis.
-      layout = hf_name(path, 0)[1]
-      tensors = [open_tensor(hf_name(path, i)[0], layout, shape[1:]) for i in range(shape[0])]
-      read = lambda index: np.stack(
-        [_READERS[layout](lambda i, t=t: t[i], index[1:], shape[1:]) for t in tensors[_norm(index[:1], shape[:1])[0]]]
-      )
-    else:
-      name, layout = hf_name(path)
-      tensor = open_tensor(name, layout, shape)
-      read = lambda index: _READERS[layout](lambda i: tensor[i], index, shape)
+    stacked, expert = _file_axes(path, var)
+    lead = int(stacked) + int(expert)  # Leading axes that index separate file tensors.
+    inner = shape[lead:]
+    layout = _tensor_name(path, stacked, expert, (0,) * lead)[1]
+    tensors = {
+      key: open_tensor(_tensor_name(path, stacked, expert, key)[0], layout, inner)
+      for key in itertools.product(*(range(n) for n in shape[:lead]))
+    }
+
+    def read(index):
+      ranges = [range(*s.indices(n)) for s, n in zip(index[:lead], shape[:lead])]
+      blocks = [
+        _READERS[layout](lambda i, t=tensors[key]: t[i], index[lead:], inner) for key in itertools.product(*ranges)
+      ]
+      first = blocks[0]
+      return np.stack(blocks).reshape(*(len(r) for r in ranges), *first.shape) if lead else first
+
     value = jax.make_array_from_callback(shape, sharding.get_value(), lambda index: np.asarray(read(index)).astype(dt))
     return var.replace(value)
 
@@ -318,10 +384,11 @@ def save_hf(model_or_state: Transformer | Any, cfg: ModelConfig, directory: str)
   tensors = {}
   for path, var in jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_variable)[0]:
     path, value = _path_keys(path), np.asarray(jax.device_get(var.get_value()))
-    per_layer = enumerate(value) if is_stacked(path) else [(None, value)]
-    for layer, x in per_layer:
-      name, layout = hf_name(path, layer)
-      tensors[name] = np.ascontiguousarray(_to_hf(layout, x))
+    stacked, expert = _file_axes(path, var)
+    lead = int(stacked) + int(expert)
+    for key in itertools.product(*(range(n) for n in value.shape[:lead])):
+      name, layout = _tensor_name(path, stacked, expert, key)
+      tensors[name] = np.ascontiguousarray(_to_hf(layout, value[key]))
   os.makedirs(directory, exist_ok=True)
   save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as f:

@@ -55,17 +55,6 @@ class KVCache:
 
     return KVCache(k=named(*KV_LOGICAL_AXES), v=named(*KV_LOGICAL_AXES), valid=named("batch", "length"), index=named())
 
-  def attention_mask(self, length: int) -> jax.Array:
-    """Mask for `length` queries written at slots index..index+length-1 (after they are written).
-
-    Returns:
-      bool [batch, length, max_len]: query t sees slot j iff j <= index + t and valid[b, j].
-    """
-    slots = jnp.arange(self.max_len)
-    query_slots = self.index + jnp.arange(length)
-    causal = slots[None, :] <= query_slots[:, None]
-    return causal[None] & self.valid[:, None, :]
-
   def write_valid(self, token_valid: jax.Array) -> KVCache:
     """Marks the next token_valid.shape[1] slots with token_valid (bool [batch, length])."""
     valid = jax.lax.dynamic_update_slice(self.valid, token_valid, (0, self.index))

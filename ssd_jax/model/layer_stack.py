@@ -16,19 +16,24 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ssd_jax.model import router_stats
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.layers import DecoderBlock
+from ssd_jax.model.moe import feed_forward
 
 LAYERS_AXIS = "layers"
 
 
 def stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> DecoderBlock:
-  """One DecoderBlock whose parameters carry a leading [num_layers] axis named 'layers'."""
+  """One DecoderBlock whose parameters carry a leading [num_layers] axis named 'layers'.
+
+  The blocks must be alike (ModelConfig checks this), so layer 0 says whether they are MoE.
+  """
 
   @nnx.split_rngs(splits=cfg.num_layers)
   @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS_AXIS})
   def make(rngs):
-    return DecoderBlock(cfg, rngs=rngs)
+    return DecoderBlock(cfg, rngs=rngs, feed_forward=feed_forward(cfg, 0))
 
   return make(rngs)
 
@@ -45,13 +50,14 @@ def scan_blocks(
   remat_policy: Callable | None = None,
   remat: bool = False,
 ):
-  """Runs the stacked blocks in order over x.
+  """Runs the stacked blocks in order over x; MoE blocks' RouterStats are recorded in the caller's trace.
 
   Args:
     blocks: from `stacked_blocks`.
     x: [batch, length, embed].
     cos, sin, mask, segment_ids: as for DecoderBlock.__call__ (shared by every layer).
-    kv: None, or (k_all, v_all, index) with k_all, v_all [layers, batch, cache, kv_heads, head_dim].
+    kv: None, or (k_all, v_all, index, valid) with k_all, v_all [layers, batch, cache, kv_heads, head_dim]
+      and valid bool [batch, cache].
     remat_policy: jax.checkpoint policy of each block when `remat` (None saves nothing).
     remat: recompute each block in the backward pass.
 
@@ -60,11 +66,15 @@ def scan_blocks(
   """
   graphdef, stacked = nnx.split(blocks)
 
-  def block_forward(layer_state, x, k, v):
+  @router_stats.returning_stats
+  def block_call(layer_state, x, k, v):
     block = nnx.merge(graphdef, layer_state)
-    layer_kv = None if k is None else (k[None], v[None], 0, kv[2])
-    x, updated = block(x, cos, sin, mask, layer_kv, segment_ids)
-    return x, (None if updated is None else (updated[0][0], updated[1][0]))
+    layer_kv = None if k is None else (k[None], v[None], 0, kv[2], kv[3])
+    return block(x, cos, sin, mask, layer_kv, segment_ids)
+
+  def block_forward(layer_state, x, k, v):
+    (x, updated), stats = block_call(layer_state, x, k, v)
+    return x, ((None if updated is None else (updated[0][0], updated[1][0])), stats)
 
   if remat:
     # No CSE barrier needed: a scan body cannot be merged with the forward pass.
@@ -75,7 +85,8 @@ def scan_blocks(
     return block_forward(layer_state, x, k, v)
 
   k_all, v_all = (None, None) if kv is None else kv[:2]
-  x, updated = jax.lax.scan(body, x, (stacked, k_all, v_all))
+  x, (updated, stats) = jax.lax.scan(body, x, (stacked, k_all, v_all))
+  router_stats.record(stats)
   return x, updated
 
 

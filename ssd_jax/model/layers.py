@@ -14,13 +14,12 @@ import numpy as np
 from flax import nnx
 
 from ssd_jax.kernels.attention import splash_attention
+from ssd_jax.model.cache_attention import MASK_VALUE, cache_attention
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import constrain
 
 KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
-# Finite mask value: a fully masked row (padding) softmaxes to uniform weights instead of NaN.
-MASK_VALUE = -1e30
 _INIT_STDDEV = 0.02
 
 
@@ -143,10 +142,11 @@ class Attention(nnx.Module):
     Args:
       x: [batch, length, embed].
       cos, sin: RoPE angles [batch, length, head_dim // 2].
-      mask: bool [batch, length, kv_length] (kv_length = length, or the cache size); None (without a
-        cache) for causal attention within equal `segment_ids` by the splash kernel.
-      kv_cache: None, or (k_all, v_all, layer, index) with k_all, v_all [layers, batch, cache, kv_heads,
-        head_dim]; this layer's keys/values are written at slots index..index+length-1.
+      mask: without a cache, bool [batch, length, length], or None for causal attention within equal
+        `segment_ids` by the splash kernel; unused with a cache.
+      kv_cache: None, or (k_all, v_all, layer, index, valid) with k_all, v_all [layers, batch, cache,
+        kv_heads, head_dim] and valid bool [batch, cache]; this layer's keys/values are written at slots
+        index..index+length-1, then the filled slots are attended (`cache_attention`).
       segment_ids: int32 [batch, length], used when mask is None.
 
     Returns:
@@ -163,15 +163,15 @@ class Attention(nnx.Module):
     v = constrain(v, ("batch", "length", "kv_heads", "head_dim"))
     updated = None
     if kv_cache is not None:
-      k_all, v_all, layer, index = kv_cache
+      k_all, v_all, layer, index, valid = kv_cache
       start = (layer, 0, index, 0, 0)
       k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
       v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
       k_all = constrain(k_all, KV_LOGICAL_AXES)
       v_all = constrain(v_all, KV_LOGICAL_AXES)
-      k, v = k_all[layer], v_all[layer]
       updated = (k_all, v_all)
-    if mask is None:
+      out = cache_attention(q, k_all, v_all, layer, index, valid)
+    elif mask is None:
       out = splash_attention(q, k, v, segment_ids)
     else:
       out = dot_product_attention(q, k, v, mask)
@@ -189,8 +189,9 @@ class MLP(nnx.Module):
     self.up_proj = make_param(rngs, (d, f), ("embed", "mlp"), pdt)
     self.down_proj = make_param(rngs, (f, d), ("mlp", "embed"), pdt)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Args: x [batch, length, embed]. Returns: [batch, length, embed]."""
+  def __call__(self, x: jax.Array, segment_ids: jax.Array | None = None) -> jax.Array:
+    """Args: x [batch, length, embed]; segment_ids: unused (the MoE block's signature). Returns: like x."""
+    del segment_ids
     dt = self.dtype
     gate = jnp.einsum("btd,df->btf", x, self.gate_proj[...].astype(dt))
     up = jnp.einsum("btd,df->btf", x, self.up_proj[...].astype(dt))
@@ -199,18 +200,21 @@ class MLP(nnx.Module):
 
 
 class DecoderBlock(nnx.Module):
-  """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+  """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)).
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+  `feed_forward` is the class of the mlp: MLP, or model.moe.MoEBlock for a mixture of experts.
+  """
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, feed_forward: type[nnx.Module] = MLP):
     pdt = cfg.weight_dtype
     self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), pdt, rngs=rngs)
     self.attn = Attention(cfg, rngs=rngs)
     self.post_attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), pdt, rngs=rngs)
-    self.mlp = MLP(cfg, rngs=rngs)
+    self.mlp = feed_forward(cfg, rngs=rngs)
 
   def __call__(self, x, cos, sin, mask, kv_cache=None, segment_ids=None):
     """Same arguments as Attention.__call__; returns (x [batch, length, embed], updated cache arrays)."""
     attn_out, updated = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, segment_ids)
     x = constrain(x + attn_out, ("batch", "length", "embed"))
-    x = constrain(x + self.mlp(self.post_attention_norm(x)), ("batch", "length", "embed"))
+    x = constrain(x + self.mlp(self.post_attention_norm(x), segment_ids), ("batch", "length", "embed"))
     return x, updated

@@ -1,4 +1,4 @@
-"""Decoder-only transformer (Qwen3 dense / Llama 3) as one Flax NNX module."""
+"""Decoder-only transformer (Qwen3 dense and MoE / Llama 3) as one Flax NNX module."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ssd_jax.kernels.attention import resolve_attention_impl
+from ssd_jax.model import router_stats
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.model.kv_cache import KVCache
 from ssd_jax.model.layer_stack import scan_blocks, stacked_blocks
 from ssd_jax.model.layers import DecoderBlock, RMSNorm, make_param, rope_angles, rope_inverse_frequencies
+from ssd_jax.model.moe import feed_forward
 from ssd_jax.sharding import constrain
 
 _REMAT_POLICIES = {
@@ -35,6 +37,7 @@ def segment_mask(segment_ids: jax.Array) -> jax.Array:
   return causal[None] & same & (segment_ids[:, None, :] != 0)
 
 
+@router_stats.returning_stats  # Remat bodies are traced apart: MoE statistics leave them as outputs.
 def _block_forward(block, x, cos, sin, mask, kv_cache, segment_ids):
   return block(x, cos, sin, mask, kv_cache, segment_ids)
 
@@ -48,7 +51,9 @@ class Transformer(nnx.Module):
     if cfg.scan_layers:
       self.layers = stacked_blocks(cfg, rngs)
     else:
-      self.layers = nnx.List([DecoderBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+      self.layers = nnx.List(
+        [DecoderBlock(cfg, rngs=rngs, feed_forward=feed_forward(cfg, i)) for i in range(cfg.num_layers)]
+      )
     self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ("embed",), cfg.weight_dtype, rngs=rngs)
     if cfg.tie_embeddings:
       self.lm_head = None
@@ -58,7 +63,7 @@ class Transformer(nnx.Module):
   def hidden(
     self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None, cache: KVCache | None = None
   ) -> tuple[jax.Array, KVCache | None]:
-    """Final-norm hidden states.
+    """Final-norm hidden states. MoE blocks hand their RouterStats to an active `capture_router_stats()`.
 
     Args:
       tokens: int32 [batch, length].
@@ -89,11 +94,11 @@ class Transformer(nnx.Module):
     else:
       token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
       cache = cache.write_valid(token_valid)
-      mask = cache.attention_mask(length)
+      mask = None  # cache attention masks from cache.valid itself
       k_all, v_all = cache.k, cache.v
 
     if cfg.scan_layers:
-      kv = None if cache is None else (k_all, v_all, cache.index)
+      kv = None if cache is None else (k_all, v_all, cache.index, cache.valid)
       x, updated = scan_blocks(
         self.layers, x, cos, sin, mask, seg, kv, remat=cfg.remat != "none", remat_policy=_REMAT_POLICIES.get(cfg.remat)
       )
@@ -104,8 +109,9 @@ class Transformer(nnx.Module):
       if cfg.remat != "none":
         block_fn = nnx.remat(_block_forward, policy=_REMAT_POLICIES[cfg.remat])
       for layer, block in enumerate(self.layers):
-        kv = None if cache is None else (k_all, v_all, layer, cache.index)
-        x, updated = block_fn(block, x, cos, sin, mask, kv, seg)
+        kv = None if cache is None else (k_all, v_all, layer, cache.index, cache.valid)
+        (x, updated), stats = block_fn(block, x, cos, sin, mask, kv, seg)
+        router_stats.record(stats)
         if cache is not None:
           k_all, v_all = updated
     if cache is not None:

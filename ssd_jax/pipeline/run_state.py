@@ -91,18 +91,30 @@ class Fingerprint:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
   def differences(self, recorded: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences from a recorded fingerprint (fields first, then inputs)."""
+    """Human-readable differences from a recorded fingerprint: each changed field by its full path, then inputs."""
     out = []
-    old_fields, old_inputs = recorded.get("fields", {}), recorded.get("inputs", {})
-    for path in sorted(set(self.fields) | set(old_fields)):
-      if json.dumps(self.fields.get(path), sort_keys=True, default=str) != json.dumps(
-        old_fields.get(path), sort_keys=True, default=str
-      ):
-        out.append(f"{path}: {old_fields.get(path)!r} -> {self.fields.get(path)!r}")
+    new, old = _flat(self.fields), _flat(recorded.get("fields", {}))
+    missing = object()
+    for path in sorted(set(new) | set(old)):
+      a, b = old.get(path, missing), new.get(path, missing)
+      if json.dumps(a, default=str, sort_keys=True) != json.dumps(b, default=str, sort_keys=True):
+        out.append(f"{path}: {'(absent)' if a is missing else repr(a)} -> {'(absent)' if b is missing else repr(b)}")
+    old_inputs = recorded.get("inputs", {})
     for stage in sorted(set(self.inputs) | set(old_inputs)):
       if self.inputs.get(stage) != old_inputs.get(stage):
         out.append(f"the outputs of stage '{stage}' it read have changed")
     return out
+
+
+def _flat(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Nested dicts of field values -> {dotted path: leaf value}."""
+  flat = {}
+  for key, value in fields.items():
+    if isinstance(value, Mapping):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
 
 
 class StageRecords:

@@ -8,6 +8,10 @@ position prompt_length + t, so each row sees exactly its own prompt and its own 
 
 Randomness: row b draws step t with the key fold_in(keys[b], t). A row's tokens therefore
 depend only on its own key and its own logits, not on which other rows share the batch.
+
+Cost: attention reads only the filled cache slots (`ssd_jax.model.cache_attention`), and as rows
+finish, the live rows are compacted into half-size batches (down to MIN_COMPACT_ROWS), so a batch
+with a few long completions does not pay full-batch steps until its last row ends.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from ssd_jax.kernels.dispatch import sample_tokens
 from ssd_jax.model.kv_cache import KVCache
+from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, logical_to_spec, use_rules
+
+# The smallest batch that decoding compacts to, and the most halvings (see `compaction_sizes`).
+MIN_COMPACT_ROWS = 8
+MAX_COMPACTIONS = 2
 
 
 class GenerationOutput(NamedTuple):
@@ -123,6 +131,30 @@ def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
   return as_axes(logical_to_spec(("batch",), rules)[0])
 
 
+def compaction_sizes(batch: int, shards: int = 1) -> list[int]:
+  """Batch sizes the decode loop moves through as rows finish: up to MAX_COMPACTIONS halvings of batch.
+
+  Every size is a multiple of the batch shards and at least MIN_COMPACT_ROWS. Each size compiles its own
+  decode step (compile time grows with the number of sizes), so small batches are not compacted.
+  """
+  sizes = [batch]
+  while (
+    len(sizes) <= MAX_COMPACTIONS
+    and sizes[-1] % 2 == 0
+    and sizes[-1] // 2 >= max(MIN_COMPACT_ROWS, shards)
+    and (sizes[-1] // 2) % shards == 0
+  ):
+    sizes.append(sizes[-1] // 2)
+  return sizes
+
+
+def _batch_shards(mesh: Mesh | None, batch_axes: tuple[str, ...]) -> int:
+  shards = 1
+  for axis in batch_axes:
+    shards *= mesh.shape[axis]
+  return shards
+
+
 def generate_batch(
   graphdef: nnx.GraphDef,
   state: Any,
@@ -143,7 +175,7 @@ def generate_batch(
 
   Decoding stops per row at a stop token (kept as the row's last token) or after
   max_new_tokens; the loop exits as soon as every row has finished. Each step samples through
-  `ssd_jax.kernels.sample_tokens` (temperature -> top-k -> top-p -> min-p).
+  `ssd_jax.sampling.dispatch.sample_tokens` (temperature -> top-k -> top-p -> min-p).
 
   Args:
     graphdef, state: the split Transformer (state may be sharded per `rules` on `mesh`).
@@ -156,7 +188,7 @@ def generate_batch(
     max_new_tokens: static, the most tokens a row may generate.
     mesh: the mesh the state lives on; activates `rules` for activations and the KV cache.
     rules: logical-axis rules (the training rules).
-    impl: sampling implementation for `sample_tokens` ('auto', 'reference', 'pallas').
+    impl: sampling implementation for `sample_tokens` ('auto', 'xla', 'reference', 'pallas').
     pad_id: token written past a row's last token.
 
   Returns:
@@ -180,21 +212,23 @@ def generate_batch(
   prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
   batch_axes = _batch_axes(mesh, rules)
 
-  def record(progress: _Progress, logits: jax.Array, t: jax.Array) -> _Progress:
-    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
+  def record(progress: _Progress, logits: jax.Array, t: jax.Array, rows: jax.Array) -> _Progress:
+    """Samples step t for the batch rows `rows` (int32 [n]) whose logits ([n, vocab]) are given."""
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys[rows], t)
+    row_params = RowParams(*(field[rows] for field in params))
     sample = sample_tokens(
-      logits, params, step_keys, impl=impl, mesh=mesh if batch_axes else None, batch_axes=batch_axes
+      logits, row_params, step_keys, impl=impl, mesh=mesh if batch_axes else None, batch_axes=batch_axes
     )
-    live = ~progress.done
-    put = lambda buffer, value, fill: buffer.at[:, t].set(jnp.where(live, value, fill))
+    live = ~progress.done[rows]
+    put = lambda buffer, value, fill: buffer.at[rows, t].set(jnp.where(live, value, fill))
     is_stop = live & jnp.any(sample.token[:, None] == stop_ids[None, :], axis=-1)
     return _Progress(
       tokens=put(progress.tokens, sample.token, pad_id),
       logprob_raw=put(progress.logprob_raw, sample.logprob_raw, 0.0),
       logprob_sampled=put(progress.logprob_sampled, sample.logprob_sampled, 0.0),
-      num_tokens=progress.num_tokens + live.astype(jnp.int32),
-      stopped=progress.stopped | is_stop,
-      done=progress.done | is_stop | (t + 1 >= max_new_tokens),
+      num_tokens=progress.num_tokens.at[rows].add(live.astype(jnp.int32)),
+      stopped=progress.stopped.at[rows].set(progress.stopped[rows] | is_stop),
+      done=progress.done.at[rows].set(progress.done[rows] | is_stop | (t + 1 >= max_new_tokens)),
     )
 
   context = use_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
@@ -213,19 +247,37 @@ def generate_batch(
       done=~active,
     )
 
-    def keep_going(carry):
-      return ~jnp.all(carry[-1].done)
-
     def step(carry):
-      t, logits, cache, progress = carry
-      progress = record(progress, logits, t)
-      advance = lambda: decode_step(graphdef, state, progress.tokens[:, t], prompt_lengths + t, ~progress.done, cache)
-      # The last step needs no forward pass: every row is done.
-      logits, cache = jax.lax.cond(jnp.all(progress.done), lambda: (logits, cache), advance)
-      return t + 1, logits, cache, progress
+      t, logits, cache, rows, progress = carry
+      progress = record(progress, logits, t, rows)
+      # Unconditional, though the last step's forward pass is wasted: under a lax.cond, XLA copies the
+      # whole cache for every in-place write, which made each token cost O(max_len).
+      live = ~progress.done[rows]
+      logits, cache = decode_step(graphdef, state, progress.tokens[rows, t], prompt_lengths[rows] + t, live, cache)
+      return t + 1, logits, cache, rows, progress
 
-    # One loop body samples every step (prefill logits included), so sampling is traced once.
-    steps, _, _, progress = jax.lax.while_loop(keep_going, step, (jnp.int32(0), logits, cache, progress))
+    # Finished rows stop costing: each stage decodes a batch of `size` rows until at most the next
+    # stage's size are live, then the live rows (and their cache) move into the smaller batch.
+    sizes = compaction_sizes(batch, _batch_shards(mesh, batch_axes))
+    carry = (jnp.int32(0), logits, cache, jnp.arange(batch, dtype=jnp.int32), progress)
+    for stage, size in enumerate(sizes):
+      if stage:
+        t, logits, cache, rows, progress = carry
+        keep = jnp.argsort(progress.done[rows], stable=True)[:size]  # live rows first
+        cache = cache.replace(k=cache.k[:, keep], v=cache.v[:, keep], valid=cache.valid[keep])
+        if mesh is not None:
+          cache = jax.lax.with_sharding_constraint(cache, KVCache.shardings(mesh, rules))
+        carry = (t, logits[keep], cache, rows[keep], progress)
+      next_size = sizes[stage + 1] if stage + 1 < len(sizes) else 0
+
+      def keep_going(carry, next_size=next_size):
+        rows, progress = carry[3], carry[4]
+        live = jnp.sum(~progress.done[rows], dtype=jnp.int32)
+        return (live > next_size) & ~jnp.all(progress.done)
+
+      # One loop body per stage samples every step (prefill logits included), so sampling is traced once per size.
+      carry = jax.lax.while_loop(keep_going, step, carry)
+    steps, progress = carry[0], carry[4]
   return GenerationOutput(
     progress.tokens, progress.logprob_raw, progress.logprob_sampled, progress.num_tokens, progress.stopped, steps
   )

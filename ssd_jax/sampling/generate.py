@@ -86,7 +86,7 @@ class Sampler:
     rules: logical-axis rules; the KV cache and activations follow the same rules as training.
     max_len: the longest prompt (after bucketing) plus max_new_tokens a batch may need.
     batch_size: rows per compiled batch; with a mesh, a multiple of the batch shards.
-    impl: truncated-sampling implementation ('auto', 'reference', 'pallas').
+    impl: truncated-sampling implementation ('auto', 'xla', 'reference', 'pallas').
     pad_id: padding token id.
     bucket_multiple: prompt widths are powers of two up to this, then multiples of it.
   """

@@ -1,6 +1,6 @@
 """Truncated sampling, XLA reference: temperature -> top-k -> top-p -> min-p -> sample.
 
-This is the semantics; the Pallas kernel (`ssd_jax.kernels`) must return the same token and
+This is the semantics; the Pallas kernel (`ssd_jax.kernels.truncated_sampling`) must return the same token and
 cut-off for the same inputs and random bits. The rules, per row, act on the shifted tempered
 logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum is 0:
 
@@ -8,17 +8,19 @@ logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum i
   exceed k. Off when k <= 0 or k >= vocab.
 * top-p: among the top-k survivors, keep d >= t for the largest t whose kept mass still
   reaches top_p of the survivors' mass. That is the smallest most-likely prefix reaching p,
-  the token that crosses p included, and ties with it kept. Mass is counted in fixed point
-  (see `truncation_ops`), so it is exact; tokens below 2**-25 of the top probability weigh
-  nothing in this count. Off when top_p >= 1.
+  the token that crosses p included, and ties with it kept. Mass is counted in 38-bit fixed
+  point (see `truncation_ops`): exact integer sums, within 1e-6 of the float64 mass over a
+  262,144-token row. Off when top_p >= 1.
 * min-p: keep d >= log(min_p). Off when min_p == 0.
 * draw: exponential race (Gumbel-max) over the kept tokens, the first argmax of
   exp(d) / E with E ~ Exponential(1) hashed from (row bits, index).
 * temperature 0: greedy, the first maximal logit; no noise, logprob_sampled = 0.
 
 All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
-kept set: kept <=> order_key(d) >= cut-off. Thresholds are found by bisection on the key
-(passes that count, about log2(vocab) of them), not by sorting; `truncation_sorted` holds a sort-based oracle.
+kept set: kept <=> order_key(d) >= cut-off. Here the thresholds are found over the whole
+vocabulary by bisection on the key (passes that count, about log2(vocab) of them); a search no
+row needs (greedy, top-k off, top-p off) is skipped. `candidates` finds the same cut-offs from a
+short candidate list, and `truncation_sorted` holds a sort-based oracle.
 Logits must be finite or -inf (NaN and +inf are not supported), at least one finite per row.
 """
 
@@ -29,7 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
 
 
@@ -65,34 +67,34 @@ def _nearest(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True)
 
 
-def _top_k_cutoff(keys: jax.Array, top_k: jax.Array) -> jax.Array:
-  """Key of the k-th largest value per row: the largest t with count(keys >= t) >= k."""
-  vocab = keys.shape[-1]
-  k = top_k[:, None]
+def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
+  """Key of the k-th largest value per row: the largest t with count(keys >= t) >= k (INT32_MIN when off)."""
+  k = rows.top_k[:, None]
 
   def probe(t):
     count = jnp.sum(keys >= t, axis=-1, keepdims=True, dtype=jnp.int32)
     return (count >= k, *_nearest(keys, t))
 
-  lo = jnp.full_like(k, ops.INT32_MIN)
-  cut = ops.bisect_largest(probe, lo, jnp.ones_like(k))  # the largest key is 0
-  return jnp.where(ops.top_k_is_off(k, vocab), ops.INT32_MIN, cut)[:, 0]
+  lo, hi = ops.top_k_bracket(k, rows.temperature[:, None], keys.shape[-1])
+  # The search is skipped outright when no row has top-k on.
+  return jax.lax.cond(jnp.any(hi > lo + 1), lambda: ops.bisect_largest(probe, lo, hi), lambda: lo)[:, 0]
 
 
-def _top_p_cutoff(keys, high, low, top_k_cut, top_p):
+def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams):
   """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
+  lo, hi = ops.top_p_bracket(top_k_cut[:, None], rows.top_p[:, None], rows.temperature[:, None])
 
-  def mass(t):
-    kept = keys >= t
-    return ops.mass_value(
-      jnp.sum(jnp.where(kept, high, 0), axis=-1, keepdims=True),
-      jnp.sum(jnp.where(kept, low, 0), axis=-1, keepdims=True),
-    )
+  def search():
+    limbs = ops.mass_parts(d)  # inside the cond: batches without top-p never compute the weights
 
-  lo = top_k_cut[:, None]
-  target = top_p[:, None] * mass(lo)
-  cut = ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo, jnp.ones_like(lo))
-  return jnp.where(top_p[:, None] < 1.0, cut, lo)[:, 0]
+    def mass(t):
+      kept = keys >= t
+      return ops.mass_value(*(jnp.sum(jnp.where(kept, limb, 0), axis=-1, keepdims=True) for limb in limbs))
+
+    target = rows.top_p[:, None] * mass(lo)
+    return ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo, hi)
+
+  return jax.lax.cond(jnp.any(hi > lo + 1), search, lambda: lo)[:, 0]
 
 
 @jax.jit
@@ -110,9 +112,8 @@ def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
   _check_shapes(logits, rows)
   d = tempered_logits(logits, rows)
   keys = ops.order_key(d)
-  high, low = ops.mass_parts(d)
-  k_cut = _top_k_cutoff(keys, rows.top_k)
-  p_cut = _top_p_cutoff(keys, high, low, k_cut, rows.top_p)
+  k_cut = _top_k_cutoff(keys, rows)
+  p_cut = _top_p_cutoff(keys, d, k_cut, rows)
   return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
 
 

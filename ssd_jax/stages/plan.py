@@ -28,6 +28,7 @@ from ssd_jax import sharding
 from ssd_jax.collective_bytes import collective_bytes
 from ssd_jax.compile_oom import parse_compile_oom
 from ssd_jax.model import KVCache, sharded_init
+from ssd_jax.model.expert_dispatch import moe_layout
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.training import make_optimizer_from
 from ssd_jax.sampling.decode_loop import generate_batch
@@ -226,6 +227,7 @@ def run(ctx: RunContext) -> None:
     "hbm_per_chip_gib": hbm / GIB,
     "model_params": ctx.model_cfg.num_params,
     "generation": dataclasses.asdict(shape),
+    "moe_layout": moe_layout(ctx.model_cfg, mesh_shape, ctx.rules, "tpu"),
     "per_chip_gib": per_chip,
     "programs": {
       name: {
@@ -249,6 +251,8 @@ def run(ctx: RunContext) -> None:
     f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
     f"{ctx.model_cfg.num_params / 1e9:.2f}B params"
   )
+  if report["moe_layout"]:
+    print(f"[plan]   experts (training and decode): {report['moe_layout']}")
   for key, value in report["per_chip_gib"].items():
     print(f"[plan]   {key:<34s} {value:8.3f} GiB/chip")
   for name, p in report["programs"].items():

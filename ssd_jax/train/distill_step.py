@@ -18,9 +18,11 @@ import numpy as np
 from flax import nnx
 
 from ssd_jax import sharding as sharding_lib
+from ssd_jax.model.router_stats import capture_router_stats
 from ssd_jax.train.distill_batch import BATCH_KEYS, response_block
 from ssd_jax.train.distillation_loss import DivergenceConfig, distillation_loss
 from ssd_jax.train.optimizer import Optimizer
+from ssd_jax.train.router_loss import router_loss_sum
 from ssd_jax.train.train_step import TrainStep
 
 Batch = Mapping[str, Any]
@@ -71,13 +73,15 @@ def distill_loss(
     divergence: the loss settings.
 
   Returns:
-    (sum, count) float32 scalars over `response_mask`.
+    (sum, count) float32 scalars over `response_mask`; the sum includes an MoE student's router
+    load-balancing term.
   """
-  student_hidden, student_unembedding = sequence_hidden(params, graphdef, batch, "student")
+  with capture_router_stats() as captured:  # The student's routing only: the teacher is not trained.
+    student_hidden, student_unembedding = sequence_hidden(params, graphdef, batch, "student")
   teacher_hidden, teacher_unembedding = sequence_hidden(
     jax.lax.stop_gradient(teacher_params), graphdef, batch, "teacher"
   )
-  return distillation_loss(
+  loss_sum, count = distillation_loss(
     divergence,
     student_hidden=student_hidden,
     student_unembedding=student_unembedding,
@@ -87,6 +91,8 @@ def distill_loss(
     mask=batch["response_mask"],
     behaviour_logprob=batch["behaviour_logprob"],
   )
+  coef = nnx.merge(graphdef, params).cfg.router_aux_loss_coef
+  return loss_sum + router_loss_sum(captured.total(), coef, count), count
 
 
 def make_distill_step(

@@ -13,8 +13,10 @@ import jax
 from flax import nnx
 
 from ssd_jax import sharding as sharding_lib
+from ssd_jax.model.router_stats import capture_router_stats
 from ssd_jax.train.cross_entropy import chunked_cross_entropy
 from ssd_jax.train.optimizer import Optimizer
+from ssd_jax.train.router_loss import router_loss_sum
 from ssd_jax.train.train_step import TrainStep
 
 BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions")
@@ -32,13 +34,15 @@ def sft_loss(
     chunk_size: sequence chunk for the cross-entropy, so [B, L, V] float32 logits never exist at once.
 
   Returns:
-    (loss_sum, count): float32 scalars.
+    (loss_sum, count): float32 scalars; loss_sum includes an MoE model's router load-balancing term.
   """
   model = nnx.merge(graphdef, params)
-  hidden, _ = model.hidden(batch["tokens"], batch["positions"], segment_ids=batch["segment_ids"])
-  return chunked_cross_entropy(
+  with capture_router_stats() as captured:
+    hidden, _ = model.hidden(batch["tokens"], batch["positions"], segment_ids=batch["segment_ids"])
+  loss_sum, count = chunked_cross_entropy(
     hidden, model.unembedding_matrix(), batch["targets"], batch["loss_mask"], chunk_size=chunk_size
   )
+  return loss_sum + router_loss_sum(captured.total(), model.cfg.router_aux_loss_coef, count), count
 
 
 def _same_shapes(arrays: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""`sample_tokens`: truncated sampling through the Pallas kernel or the XLA reference.
+"""`sample_tokens`: truncated sampling through the Pallas kernel or XLA.
 
-The kernel runs on TPU and GPU, the reference everywhere (and is the default on CPU). Both
-take the same per-row parameters and random bits and return the same `TruncatedSample`.
+The kernel runs on TPU and GPU; XLA runs everywhere and is the default on CPU: 'xla' is the
+fast path (`candidates`, a candidate list for small top-k and greedy rows, else the reference),
+'reference' the whole-vocabulary bisection (`truncation`). All take the same per-row parameters
+and random bits and return the same token and cut-off.
 With a mesh, the call is wrapped in `jax.shard_map` over the batch axes, which a Pallas TPU
 call inside a sharded program needs; each device samples its own rows with the whole
 vocabulary.
@@ -16,12 +18,14 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
-from ssd_jax.sampling import truncation_ops as ops
+from ssd_jax.sampling.candidates import sample_fast
 from ssd_jax.sampling.params import ParamsLike, RowParams, as_row_params
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
+from ssd_jax.sharding import as_axes
 
-IMPLS = ("auto", "reference", "pallas")
+IMPLS = ("auto", "xla", "reference", "pallas")
 # Vocabulary entries per inner-loop step: 8 vregs per array on TPU; on GPU, fewer and longer
 # steps hide load latency (4096 measured fastest on an H100 at vocab 151,936).
 DEFAULT_TILE = {"tpu": 1024, "gpu": 4096}
@@ -52,12 +56,12 @@ def row_bits(rng_or_bits: jax.Array, batch: int) -> jax.Array:
 
 
 def resolve_impl(impl: str, interpret: bool = False) -> str:
-  """'auto' is the kernel on TPU and GPU (or when interpreting) and the reference elsewhere."""
+  """'auto' is the kernel on TPU and GPU (or when interpreting) and the XLA fast path elsewhere."""
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   if impl != "auto":
     return impl
-  return "pallas" if interpret or jax.default_backend() in ("tpu", "gpu") else "reference"
+  return "pallas" if interpret or jax.default_backend() in ("tpu", "gpu") else "xla"
 
 
 def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile):
@@ -83,6 +87,8 @@ def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile
 
 
 def _sample_local(logits, rows, bits, *, impl, interpret, block_rows, tile):
+  if impl == "xla":
+    return sample_fast(logits, rows, bits)
   if impl == "reference":
     return sample_reference(logits, rows, bits)
   return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows, tile=tile)
@@ -107,7 +113,7 @@ def sample_tokens(
     params: `SamplingParams` for every row, a list of them, or `RowParams` ([batch] arrays).
     rng_or_bits: a PRNG key or per-row random bits (see `row_bits`). The same bits give the
       same tokens with either implementation.
-    impl: 'auto' (kernel on TPU/GPU, reference on CPU), 'reference' or 'pallas'.
+    impl: 'auto' (kernel on TPU/GPU, 'xla' on CPU), 'xla', 'reference' or 'pallas'.
     interpret: run the Pallas kernel in the interpreter (for CPU tests).
     mesh: when given, shard the batch over `batch_axes` of this mesh with `jax.shard_map`;
       the batch must divide evenly.
@@ -132,7 +138,7 @@ def sample_tokens(
   if mesh is None:
     return local(logits, rows, bits)
 
-  axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+  axes = as_axes(batch_axes)
   shards = 1
   for axis in axes:
     shards *= mesh.shape[axis]

@@ -6,9 +6,11 @@ bit for bit, not just approximately:
 
 * Cut-offs are thresholds on `order_key`, an int32 whose order is the float order of the
   shifted tempered logits d = (x - max x) / T, found by bisection on that key.
-* Top-k counts are integers. Top-p masses are sums of 25-bit fixed-point weights
-  (`floor(exp(d) * 2**25)`), split into two int32 halves so that a whole 262,144-entry
-  row sums without overflow. Integer sums are associative, so any blocking gives the same mass.
+* Top-k counts are integers. Top-p masses are sums of 38-bit fixed-point weights
+  (`floor(exp(d) * 2**38)`), split into three 13-bit int32 limbs so that a whole 262,144-entry
+  row sums without overflow. Integer sums are associative, so any blocking gives the same mass;
+  the flooring loses less than 2**-38 of the top probability per token, under 1e-6 of the
+  row's mass over 2**18 tokens, so the top-p cut is exact to far better than 1e-5 in mass.
 * The draw is an exponential race (Gumbel-max) over the kept tokens with noise from a
   counter-based hash of (per-row random bits, vocabulary index). An argmax (first index on
   ties) has no order either.
@@ -26,11 +28,11 @@ from jax import lax
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
-# Top-p mass is counted in units of 2**-25 of the row's largest probability.
-MASS_FRACTION_BITS = 25
-MASS_SPLIT_BITS = 13
-# Weights are at most 2**25; split at bit 13 both halves are below 2**13, so rows of up to
-# 2**18 entries sum to less than 2**31.
+# Top-p mass is counted in units of 2**-38 of the row's largest probability, in three limbs of
+# 13 bits: the top limb is at most 2**12, the others below 2**13, so rows of up to 2**18 entries
+# sum every limb to less than 2**31.
+MASS_FRACTION_BITS = 38
+MASS_LIMB_BITS = 13
 MAX_VOCAB = 2**18
 
 # lowbias32 hash constants (as signed int32, since the arithmetic is int32 with wrap-around).
@@ -142,25 +144,46 @@ def tempered(x: jax.Array, raw_max: jax.Array, inverse_temp: jax.Array) -> jax.A
   return (x - raw_max) * inverse_temp
 
 
-def mass_parts(d: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Fixed-point top-p weights of shifted tempered logits, split into int32 halves.
-
-  weight = floor(exp(d) * 2**25) = high * 2**13 + low, with high, low < 2**13 (weight is at
-  most 2**25, and exactly that only for the row maximum, whose high half is 2**12).
+def mass_weight(d: jax.Array) -> jax.Array:
+  """float32 exp(d) * 2**38, the fixed-point top-p weight before flooring (scaling by 2**38 is exact).
 
   Args:
     d: float32 [..., vocab] from `tempered`.
+  """
+  return jnp.exp(d) * float(2**MASS_FRACTION_BITS)
+
+
+def mass_limbs(weight: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """floor(weight) = high * 2**26 + mid * 2**13 + low as three int32 limbs.
+
+  Every step is exact in float32 (a power-of-two scaling, a floor, or the difference of a float
+  and a multiple of its own ulp), so a fused multiply-add cannot change a result.
+
+  Args:
+    weight: float32 [...] from `mass_weight`, at most 2**38.
 
   Returns:
-    (high, low), int32 arrays shaped like d.
+    (high <= 2**12, mid < 2**13, low < 2**13), int32 arrays shaped like weight.
   """
-  weight = jnp.floor(jnp.exp(d) * float(2**MASS_FRACTION_BITS)).astype(jnp.int32)
-  return weight >> MASS_SPLIT_BITS, weight & ((1 << MASS_SPLIT_BITS) - 1)
+  limb = float(2**MASS_LIMB_BITS)
+  high = jnp.floor(weight * (1.0 / (limb * limb)))
+  rest = weight - high * (limb * limb)
+  mid = jnp.floor(rest * (1.0 / limb))
+  low = jnp.floor(rest - mid * limb)
+  return high.astype(jnp.int32), mid.astype(jnp.int32), low.astype(jnp.int32)
 
 
-def mass_value(high_sum: jax.Array, low_sum: jax.Array) -> jax.Array:
-  """float32 value of a fixed-point mass from exact integer sums of its halves."""
-  return high_sum.astype(jnp.float32) * float(2**MASS_SPLIT_BITS) + low_sum.astype(jnp.float32)
+def mass_parts(d: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The three int32 limbs of the fixed-point top-p weight of shifted tempered logits d."""
+  return mass_limbs(mass_weight(d))
+
+
+def mass_value(high_sum: jax.Array, mid_sum: jax.Array, low_sum: jax.Array) -> jax.Array:
+  """float32 value of a fixed-point mass from exact integer sums of its limbs."""
+  limb = float(2**MASS_LIMB_BITS)
+  return (high_sum.astype(jnp.float32) * (limb * limb) + mid_sum.astype(jnp.float32) * limb) + low_sum.astype(
+    jnp.float32
+  )
 
 
 def _mix32(h: jax.Array) -> jax.Array:
@@ -210,6 +233,27 @@ def min_p_cutoff(min_p: jax.Array) -> jax.Array:
 
 def top_k_is_off(top_k: jax.Array, vocab: int) -> jax.Array:
   return (top_k <= 0) | (top_k >= vocab)
+
+
+def top_k_bracket(top_k: jax.Array, temperature: jax.Array, vocab: int) -> tuple[jax.Array, jax.Array]:
+  """Bisection bracket [lo, hi) of the top-k cut-off; rows that need no search start converged.
+
+  Rows with top-k off, and greedy rows (whose cut-off is fixed), get [INT32_MIN, INT32_MIN + 1):
+  they cost no bisection step, and their result is INT32_MIN (keep all).
+
+  Args:
+    top_k: int32 [rows, 1]. temperature: float32 [rows, 1]. vocab: the row length.
+  """
+  skip = top_k_is_off(top_k, vocab) | (temperature <= 0)
+  lo = jnp.full_like(top_k, INT32_MIN)
+  # Every key is <= 0 (the row maximum of d is 0), so 1 is an exclusive upper end.
+  return lo, jnp.where(skip, INT32_MIN + 1, 1)
+
+
+def top_p_bracket(top_k_cut: jax.Array, top_p: jax.Array, temperature: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Bisection bracket [top_k_cut, hi) of the top-p cut-off; rows with top-p off or greedy start converged."""
+  skip = (top_p >= 1.0) | (temperature <= 0)
+  return top_k_cut, jnp.where(skip, top_k_cut + 1, 1)
 
 
 def combine_cutoffs(top_k_cut, top_p_cut, min_p_cut, temperature):

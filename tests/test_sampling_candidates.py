@@ -1,0 +1,122 @@
+"""The XLA fast path (candidate list, skipped searches) against the whole-vocabulary reference,
+and the top-p cut against a float64 numpy referee at real vocabulary sizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssd_jax.sampling import candidates
+from ssd_jax.sampling import truncation as tr
+from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
+
+
+def small_k_rows(rng, batch):
+  return RowParams(
+    temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6], batch), jnp.float32),
+    top_k=jnp.asarray(rng.choice([1, 2, 20, candidates.MAX_CANDIDATE_TOP_K], batch), jnp.int32),
+    top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
+    min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32),
+  )
+
+
+def bits_for(batch, seed=0):
+  return jax.random.bits(jax.random.key(seed), (batch, 2), jnp.uint32)
+
+
+def assert_same_sample(fast, reference):
+  np.testing.assert_array_equal(fast.token, reference.token)
+  np.testing.assert_array_equal(fast.cutoff, reference.cutoff)
+  np.testing.assert_allclose(fast.logprob_raw, reference.logprob_raw, rtol=2e-6, atol=2e-6)
+  np.testing.assert_allclose(fast.logprob_sampled, reference.logprob_sampled, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+  "vocab,dtype",
+  [(300, jnp.float32), (5_000, jnp.bfloat16), (40_000, jnp.float32)],  # 40,000: chunks are gathered
+)
+def test_candidate_path_equals_reference(vocab, dtype):
+  rng = np.random.default_rng(vocab)
+  batch = 12
+  logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 3, dtype)
+  rows = small_k_rows(rng, batch)
+  assert bool(candidates.candidates_apply(rows, vocab))
+  bits = bits_for(batch, vocab)
+  assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
+
+
+@pytest.mark.parametrize("levels", [3, 400])
+def test_ties_beyond_the_list_fall_back_and_ties_inside_are_kept(levels):
+  # Integer logits: 3 levels put thousands of tokens in the top tie (the list cannot hold them,
+  # so the call falls back); 400 levels put a few ties at every cut-off inside the list.
+  rng = np.random.default_rng(levels)
+  batch, vocab = 8, 40_000
+  values = rng.integers(0, levels, size=(batch, vocab)).astype(np.float32)
+  values[:, ::11] = -np.inf
+  logits = jnp.asarray(values)
+  rows = as_row_params(
+    [SamplingParams(t, k, p) for t, k, p in [(1.0, 20, 1.0), (0.0, 0, 1.0), (1.0, 5, 0.5)] * 3][:batch]
+  )
+  bits = bits_for(batch, 3)
+  fast = candidates.sample_fast(logits, rows, bits)
+  assert_same_sample(fast, tr.sample_reference(logits, rows, bits))
+  kept = np.asarray(tr.kept_mask(logits, rows))
+  assert kept[0].sum() >= 20 and kept[2].sum() >= 5
+  if levels == 3:  # every row keeps exactly its (huge) top tie
+    assert kept.sum(axis=1).min() > candidates.NUM_CANDIDATES
+    np.testing.assert_array_equal(values[np.arange(batch), np.asarray(fast.token)], values.max(axis=1))
+  greedy = np.asarray(rows.temperature) == 0
+  np.testing.assert_array_equal(np.asarray(fast.token)[greedy], np.argmax(values, axis=1)[greedy])
+
+
+def test_rows_outside_the_candidate_rule_use_the_reference():
+  rng = np.random.default_rng(1)
+  batch, vocab = 6, 3_000
+  logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 2, jnp.float32)
+  rows = as_row_params([SamplingParams(1.0, k, p) for k, p in [(0, 0.9), (500, 1.0), (20, 0.8)] * 2])
+  assert not bool(candidates.candidates_apply(rows, vocab))
+  bits = bits_for(batch, 2)
+  assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
+
+
+def _float64_top_p_check(logits32, temperature, top_k, top_p, kept):
+  """Kept mass >= p - 1e-5, and without its least likely token < p + 1e-5 (float64, among top-k survivors)."""
+  z = logits32.astype(np.float64) / temperature
+  probs = np.exp(z - z.max())
+  if 0 < top_k < len(z):
+    probs = np.where(z >= np.sort(z)[-top_k], probs, 0.0)
+  probs /= probs.sum()
+  mass = probs[kept].sum()
+  assert mass >= top_p - 1e-5, (top_p, mass)
+  assert mass - probs[kept].min() < top_p + 1e-5, (top_p, mass, probs[kept].min())
+
+
+@pytest.mark.parametrize("vocab", [151_936, 262_144])
+def test_top_p_cut_is_exact_in_float64_at_full_vocabulary(vocab):
+  rng = np.random.default_rng(vocab)
+  settings = [(1.0, 0, 0.5), (1.0, 0, 0.95), (1.6, 0, 0.99), (0.7, 0, 0.8), (1.0, 20, 0.95), (1.6, 64, 0.8)]
+  batch = len(settings)
+  # A flat row (sd 1): hundreds of thousands of tiny tail tokens carry much of the mass.
+  logits = (rng.normal(size=(batch, vocab)) * rng.choice([1.0, 3.0], (batch, 1))).astype(np.float32)
+  rows = as_row_params([SamplingParams(t, k, p) for t, k, p in settings])
+  kept = np.asarray(tr.kept_mask(jnp.asarray(logits), rows))
+  for b, (temperature, top_k, top_p) in enumerate(settings):
+    _float64_top_p_check(logits[b], temperature, top_k, top_p, kept[b])
+  bits = bits_for(batch, 4)
+  fast = candidates.sample_fast(jnp.asarray(logits), rows, bits)
+  np.testing.assert_array_equal(fast.cutoff, tr.sample_reference(jnp.asarray(logits), rows, bits).cutoff)
+
+
+def test_off_rules_and_greedy_batches():
+  rng = np.random.default_rng(7)
+  batch, vocab = 4, 20_000
+  values = rng.normal(size=(batch, vocab)).astype(np.float32)
+  logits = jnp.asarray(values)
+  greedy = SamplingParams(temperature=0.0).rows(batch)
+  out = candidates.sample_fast(logits, greedy, bits_for(batch))
+  np.testing.assert_array_equal(out.token, np.argmax(values, axis=1))
+  np.testing.assert_array_equal(out.logprob_sampled, 0.0)
+  plain = SamplingParams(temperature=1.0).rows(batch)  # every rule off: all tokens kept
+  out = candidates.sample_fast(logits, plain, bits_for(batch))
+  assert np.all(np.asarray(tr.kept_mask(logits, plain)))
+  np.testing.assert_array_equal(out.token, tr.sample_reference(logits, plain, bits_for(batch)).token)
