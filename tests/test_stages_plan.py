@@ -101,7 +101,7 @@ def test_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_pat
   )
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((tmp_path / "plan.json").read_text())
-  assert report["mesh"] == {"data": 1, "fsdp": 2, "tensor": 2} and report["fits"]
+  assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2} and report["fits"]
   assert report["programs"]["sft_step"]["collective_mib"] > 0
 
 
