@@ -13,7 +13,8 @@ workdir all hosts share (e.g. a mounted bucket or NFS); each host writes its own
       --config.synthesize.problems.path=/path/to/prompts.jsonl \
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 
-For a v5e-64 slice use --config.mesh.topology=v5e:8x8 (64 chips, 16 GiB each).
+A v5e-64 slice (64 chips) needs SFT rows that spread over 64 chips (the 32 rows here cannot): see
+configs/llama3p1_8b_instruct_v5e64.py for the pattern (64 rows, half as long).
 """
 
 from ssd_jax.config import paper_rows

@@ -18,10 +18,13 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Directory for every artifact of the run.")
 _COORDINATOR = flags.DEFINE_string(
-  "coordinator_address", None, "host:port of process 0 for multi-process runs (auto-detected on Cloud TPU)."
+  "coordinator_address",
+  None,
+  "host:port of process 0, for runs JAX cannot detect (e.g. several local processes); auto-detected on Cloud TPU.",
 )
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (with --coordinator_address).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+_SINGLE_PROCESS = flags.DEFINE_bool("single_process", False, "Run alone even where a multi-host cluster is detected.")
 _RESTART = flags.DEFINE_list(
   "restart",
   [],
@@ -49,16 +52,6 @@ def stage_functions(names) -> dict:
   return {name: importlib.import_module(STAGE_MODULES[name]).run for name in names if name in STAGE_MODULES}
 
 
-def _initialize_distributed() -> None:
-  """Joins the other processes when there are any, before any jax computation."""
-  import jax  # pylint: disable=g-import-not-at-top
-
-  if _COORDINATOR.value:
-    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()  # Multi-host Cloud TPU slice: everything is auto-detected.
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -67,6 +60,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Library INFO chatter (checkpointing) drowns the progress output.
   from ssd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from ssd_jax import distributed  # pylint: disable=g-import-not-at-top
   from ssd_jax.pipeline import runner  # pylint: disable=g-import-not-at-top
 
   try:
@@ -78,12 +72,20 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
-  _initialize_distributed()
+  try:  # Before anything touches a device: on a multi-host slice every host joins here.
+    distributed.start_distributed(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+      single_process=_SINGLE_PROCESS.value,
+    )
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   import jax  # pylint: disable=g-import-not-at-top
 
   stages = stage_functions(config_lib.stage_names(config))
   try:
-    config_lib.validate(config, device_count=jax.device_count())
+    config_lib.validate(config, device_count=config_lib.planning_device_count(config) or jax.device_count())
     ctx = runner.prepare(config, _WORKDIR.value, stages)
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")

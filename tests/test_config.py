@@ -131,3 +131,16 @@ def test_cli_names_a_missing_config_file(tmp_path):
     timeout=300,
   )
   assert result.returncode == 2 and result.stderr.strip() == "error: cannot load config file 'configs/nope.py'"
+
+
+def test_topology_chips_and_planning_device_count():
+  assert config_lib.topology_chips("v5e:2x2") == 4 and config_lib.topology_chips("v5p:2x2x4") == 16
+  assert config_lib.topology_chips("v5e") == 0 and config_lib.topology_chips("v5e:2xa") == 0
+  c = config_lib.base_config()
+  c.stages, c.mesh.topology = "plan", "v5p:4x4x4"
+  assert config_lib.planning_device_count(c) == 64
+  c.stages = "sft,plan"  # Other stages run here: the mesh is for this machine.
+  assert config_lib.planning_device_count(c) is None
+  c.stages, c.mesh.topology = "plan", "v5p-64"
+  with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
+    config_lib.validate(c)

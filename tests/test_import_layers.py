@@ -2,7 +2,7 @@
 
 Layers, bottom up (a package may import its own modules and any lower layer):
 
-  sharding < kernels, data < model, tasks, evals < sampling, train < onpolicy < config < pipeline < stages < main
+  sharding, distributed, collective_bytes, compile_oom < kernels, data < model, tasks, evals < sampling, train < onpolicy < config < pipeline < stages < main
 """
 
 import ast
@@ -13,6 +13,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "ssd_jax"
 RANK = {
   "sharding": 0,
+  "distributed": 0,
+  "collective_bytes": 0,
+  "compile_oom": 0,
   "kernels": 1,
   "data": 1,
   "model": 2,

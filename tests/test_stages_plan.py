@@ -73,11 +73,90 @@ def test_plan_fails_clearly_when_it_does_not_fit(tmp_path):
   assert not json.loads((tmp_path / "plan.json").read_text())["fits"]
 
 
+@needs_libtpu
+def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
+  c = _tiny_plan_config()
+  c.sampling.batch_size, c.plan.prompt_len = 4096, 8192  # A KV cache of about a terabyte.
+  c.model.overrides.max_position_embeddings = 16_384
+  with pytest.raises(RuntimeError, match=r"generate does not fit: \d+\.\d\d GiB of 15\.75 GiB"):
+    plan.run(_context(c, tmp_path))
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert not report["fits"] and report["programs"]["generate"]["error"].startswith("does not fit: ")
+  assert report["programs"]["sft_step"]["fits"]  # The other program is still planned.
+  assert report["generation"] == {"batch": 4096, "prompt_len": 8192, "max_new_tokens": 256}  # eval_sampling's.
+
+
+@needs_libtpu
+def test_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # This machine shows one CPU device.
+  flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3", "--config.mesh.topology=v5e:2x2"]
+  flags += ["--config.mesh.data=1", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *flags, f"--workdir={tmp_path}"],
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2} and report["fits"]
+  assert report["programs"]["sft_step"]["collective_mib"] > 0
+
+
+def test_mesh_that_does_not_fit_the_topology_fails_before_compiling(tmp_path):
+  c = _tiny_plan_config()
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 4  # 8 chips on a 4-chip slice.
+  with pytest.raises(config_lib.ConfigError, match="multiplies to 8, but there are 4 devices"):
+    plan.run(_context(c, tmp_path))
+  c.mesh.fsdp, c.mesh.tensor = 1, 4  # tiny_qwen3 has fewer kv heads than 4.
+  with pytest.raises(config_lib.ConfigError, match="field 'mesh'"):
+    plan.run(_context(c, tmp_path))
+
+
+def test_generation_shape_is_the_worst_case_of_the_stages_sampling():
+  c = _tiny_plan_config()
+  c.sampling.update(dict(batch_size=8, max_new_tokens=100))
+  c.eval_sampling.update(dict(batch_size=16, max_new_tokens=50))
+  c.self_distill.rollout.update(dict(batch_size=4, max_new_tokens=300))
+  c.plan.prompt_len, c.self_distill.max_prompt_len = 64, 512
+  assert plan.generation_shape(c, 40_960) == plan.GenerationShape(16, 512, 300)  # Plan-only: every section.
+  c.stages = "synthesize,plan"
+  assert plan.generation_shape(c, 40_960) == plan.GenerationShape(8, 64, 100)
+  c.stages = "eval,self_distill,plan"
+  assert plan.generation_shape(c, 400) == plan.GenerationShape(16, 100, 300)  # Cut to the model's positions.
+
+
 def test_unknown_topology_names_the_field(tmp_path):
   c = _tiny_plan_config()
   c.mesh.topology = "v9z:1x1"
   with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
     plan.run(_context(c, tmp_path))
+
+
+@pytest.mark.slow
+@needs_libtpu
+@pytest.mark.parametrize(
+  "config_file, topology, chips",
+  [("configs/llama3p1_8b_instruct.py", "v5p:2x2x4", 16), ("configs/llama3p1_8b_instruct_v5e64.py", "v5e:8x8", 64)],
+)
+def test_8b_configs_fit_their_slices(tmp_path, config_file, topology, chips):
+  """The 8B row on v5p-32 (two micro-batches per step) and on v5e-64 (64 shorter rows), AOT for the slice."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", f"--config={config_file}", "--config.stages=plan", f"--workdir={tmp_path}"],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=3600,
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == topology and report["chips"] == chips and report["model_params"] > 8e9
+  assert report["fits"], report
 
 
 @pytest.mark.slow

@@ -4,7 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding
 
+from ssd_jax import sharding
+from ssd_jax.collective_bytes import collective_bytes
 from ssd_jax.train.cross_entropy import (
   chunked_cross_entropy,
   chunked_token_logprobs,
@@ -155,3 +158,48 @@ def test_sharded_batch_gives_the_unsharded_result():
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   for a, b in zip(grads, ref_grads):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mesh_shape", [{"data": 2, "fsdp": 4}, {"data": 2, "fsdp": 2, "tensor": 2}])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_per_device_chunks_under_rules_give_the_unsharded_result(mesh_shape, dtype):
+  rng = np.random.default_rng(6)
+  hidden = rng.normal(size=(8, 10, D)).astype(np.float32)
+  w = (rng.normal(size=(D, 2 * V)) / np.sqrt(D)).astype(np.float32)
+  targets = rng.integers(0, 2 * V, size=(8, 10)).astype(np.int32)
+  mask = (rng.random((8, 10)) > 0.3).astype(np.float32)
+  mesh = sharding.make_mesh(mesh_shape)
+  place = lambda x, *names: jax.device_put(jnp.asarray(x), NamedSharding(mesh, sharding.logical_to_spec(names)))
+  loss = lambda h, u, y, m: chunked_cross_entropy(h, u, y, m, chunk_size=3)[0]
+  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  hidden, w = jnp.asarray(hidden, dtype), jnp.asarray(w, dtype)
+  ref_value, ref_grads = step(hidden, w, targets, mask)
+  with sharding.use_rules(mesh):
+    args = place(hidden, "batch", "length", "embed"), place(w, "embed", "vocab")
+    value, grads = step(*args, place(targets, "batch", "length"), place(mask, "batch", "length"))
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(value, ref_value, rtol=tol)
+  for a, b in zip(grads, ref_grads):
+    assert a.dtype == dtype
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+
+
+def test_chunks_of_logits_do_not_cross_chips():
+  # Per device: the unembedding gathered and its gradient summed a few times per step, not once per chunk.
+  b, t, d, v = 8, 128, 32, 512
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4})
+  spec = lambda shape, dtype, *names: jax.ShapeDtypeStruct(
+    shape, dtype, sharding=NamedSharding(mesh, sharding.logical_to_spec(names))
+  )
+  args = (
+    spec((b, t, d), jnp.float32, "batch", "length", "embed"),
+    spec((d, v), jnp.float32, "embed", "vocab"),
+    spec((b, t), jnp.int32, "batch", "length"),
+    spec((b, t), jnp.float32, "batch", "length"),
+  )
+  loss = lambda h, u, y, m: chunked_cross_entropy(h, u, y, m, chunk_size=16)[0]
+  with sharding.use_rules(mesh):
+    compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(*args).compile()
+  moved = sum(collective_bytes(compiled.as_text()).values())
+  logits_of_all_chunks = b * t * v * 4  # What moving every chunk of logits once would cost.
+  assert moved < 8 * d * v * 4 < logits_of_all_chunks / 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ml_collections
 
 from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
-from ssd_jax.config.run import STAGES, mesh_shape, stage_names
+from ssd_jax.config.run import STAGES, mesh_shape, planning_device_count, stage_names, topology_chips
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
 from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, decoding_grid, eval_ks, eval_model_names, split_seed
 
@@ -35,8 +35,10 @@ __all__ = [
   "eval_ks",
   "eval_model_names",
   "mesh_shape",
+  "planning_device_count",
   "split_seed",
   "stage_names",
+  "topology_chips",
   "validate",
 ]
 

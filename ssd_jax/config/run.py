@@ -69,6 +69,9 @@ def checks() -> list[Check]:
       for name in MODEL_OVERRIDES
     ],
     *[Check(f"mesh.{axis}", lambda v: v == -1 or v >= 1, "a positive axis size or -1") for axis in MESH_AXES],
+    Check(
+      "mesh.topology", lambda v: not v or topology_chips(v) > 0, "'' or a TPU topology like 'v5e:2x2', 'v5p:2x2x4'"
+    ),
     Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
     Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
     Check("forward.batch_size", lambda v: v >= 1, "a batch size >= 1"),
@@ -78,6 +81,26 @@ def checks() -> list[Check]:
 
 def stage_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.stages)
+
+
+def topology_chips(topology: str) -> int:
+  """Chips of a TPU topology name, 'v5e:2x2' -> 4, 'v5p:2x2x4' -> 16 (0 for a name of another form)."""
+  _, sep, dims = topology.partition(":")
+  sizes = dims.split("x")
+  if not sep or not all(d.isdigit() and int(d) > 0 for d in sizes):
+    return 0
+  chips = 1
+  for d in sizes:
+    chips *= int(d)
+  return chips
+
+
+def planning_device_count(config: ml_collections.ConfigDict) -> int | None:
+  """For a run whose only stage is `plan`: the chips of `mesh.topology` (its mesh is for that slice, not for
+  this machine's devices). None otherwise."""
+  if stage_names(config) == ("plan",) and config.mesh.topology:
+    return topology_chips(config.mesh.topology) or None
+  return None
 
 
 def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from ssd_jax.config.schema import Check
+from ssd_jax.train.throughput import parse_profile_steps
 
 TRAINING_SECTIONS = ("pretrain", "sft")
 
@@ -31,13 +32,14 @@ def training_section(
   t.global_batch_size = global_batch_size  # Packed rows per optimizer step, over all hosts.
   t.seq_len = seq_len  # Tokens per packed row.
   t.grad_accum_steps = 1
-  t.loss_chunk_size = 1024  # Sequence chunk of the cross-entropy: [B, chunk, V] logits at a time.
+  t.loss_chunk_size = 1024  # Tokens per chunk of the cross-entropy on one device: [chunk, V] f32 logits at a time.
   t.checkpoint_every = checkpoint_every
   t.max_to_keep = 3
   t.log_every = 10
   t.async_checkpointing = True
   t.tensorboard = True
   t.progress_bar = True
+  t.profile_steps = ""  # "START,STOP": a jax.profiler trace of steps START+1..STOP in <stage>/profile.
   return t
 
 
@@ -58,7 +60,16 @@ def training_checks(prefix: str) -> list[Check]:
     Check(f"{prefix}.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
     Check(f"{prefix}.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
     Check(f"{prefix}.log_every", lambda v: v >= 1, "a logging interval >= 1"),
+    Check(f"{prefix}.profile_steps", _valid_profile_steps, "'' or 'START,STOP' with 0 <= START < STOP"),
   ]
+
+
+def _valid_profile_steps(text: str) -> bool:
+  try:
+    parse_profile_steps(text)
+  except ValueError:
+    return False
+  return True
 
 
 def schedule_errors(section: ml_collections.ConfigDict, prefix: str) -> list[str]:
@@ -79,6 +90,11 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   for prefix in TRAINING_SECTIONS:
     section = config[prefix]
     errors += schedule_errors(section, prefix)
+    window = parse_profile_steps(section.profile_steps) if _valid_profile_steps(section.profile_steps) else None
+    if window and window[1] > section.steps:
+      errors.append(
+        f"field '{prefix}.profile_steps' = {section.profile_steps!r} ends after '{prefix}.steps' = {section.steps}"
+      )
     if section.global_batch_size % section.grad_accum_steps:
       errors.append(
         f"field '{prefix}.global_batch_size' = {section.global_batch_size} is not divisible by "

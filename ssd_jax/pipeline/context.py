@@ -83,7 +83,8 @@ class RunContext:
   def create(cls, config: ml_collections.ConfigDict, workdir: str) -> RunContext:
     """Resolves the model and mesh; raises ConfigError naming the field on any mismatch."""
     model_cfg = model_config_from(config)
-    mesh_shape = config_lib.mesh_shape(config, jax.device_count())
+    # A plan-only run sizes its mesh for the topology it compiles for, not for this machine.
+    mesh_shape = config_lib.mesh_shape(config, config_lib.planning_device_count(config) or jax.device_count())
     try:
       sharding.validate_mesh_for_model(mesh_shape, model_cfg, sharding.DEFAULT_RULES)
     except ValueError as e:

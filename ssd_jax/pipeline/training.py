@@ -19,6 +19,15 @@ from ssd_jax.train.loop import IteratorSource, LoopConfig, train_loop
 from ssd_jax.train.metrics import MetricsWriter
 from ssd_jax.train.optimizer import Optimizer, OptimizerConfig, make_optimizer
 from ssd_jax.train.sft_step import make_sft_step
+from ssd_jax.train.throughput import (
+  ProfileHook,
+  ProfileWindow,
+  SpeedHook,
+  Throughput,
+  parse_profile_steps,
+  peak_flops,
+  train_flops_per_token,
+)
 from ssd_jax.train.train_state import init_train_state
 
 
@@ -54,6 +63,19 @@ def loop_config(section: ml_collections.ConfigDict, checkpoint_dir: str) -> Loop
   )
 
 
+def speed_and_profile_hooks(ctx: RunContext, section: ml_collections.ConfigDict, stage: str) -> tuple:
+  """Tokens/s, step time and MFU at every log point; a profiler trace of `section.profile_steps`."""
+  meter = Throughput(train_flops_per_token(ctx.model_cfg, section.seq_len), peak_flops())
+  speed = SpeedHook(
+    meter,
+    tokens_per_step=section.global_batch_size * section.seq_len,
+    log_every=section.log_every,
+    total_steps=section.steps,
+  )
+  window = ProfileWindow(parse_profile_steps(section.profile_steps), ctx.layout.profile(stage))
+  return speed, ProfileHook(window)
+
+
 def train_cross_entropy(
   ctx: RunContext,
   graphdef: nnx.GraphDef,
@@ -86,6 +108,7 @@ def train_cross_entropy(
       state,
       IteratorSource(make_iterator, step.place_batch),
       loop_config(section, ctx.layout.checkpoints(stage)),
+      hooks=speed_and_profile_hooks(ctx, section, stage),
       metrics_writer=writer,
       metadata=metadata,
     )

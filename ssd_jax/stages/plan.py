@@ -4,7 +4,10 @@ libtpu compiles for a TPU topology without a TPU attached (`jax.experimental.top
 builds the configured mesh over the topology's devices, AOT-compiles the real SFT train step and the real
 generation loop (prefill + decode with the Pallas sampling kernel) on abstract, sharded inputs, and
 reports per-chip memory: parameters, optimizer state and KV cache from their shardings, activations and
-scratch from the compiler (`memory_analysis`), against the chip's HBM.
+scratch from the compiler (`memory_analysis`), against the chip's HBM, and the bytes each program moves in
+collectives. Generation is compiled for the worst case the configured stages allow: the largest batch, the
+widest prompt and the longest completion of their sampling sections. A program the compiler cannot fit is
+reported as "does not fit: X GiB of Y" in `plan.json` and the stage fails after writing it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
+from ssd_jax.collective_bytes import collective_bytes
+from ssd_jax.compile_oom import parse_compile_oom
 from ssd_jax.model import KVCache, sharded_init
 from ssd_jax.model.expert_dispatch import moe_layout
 from ssd_jax.pipeline.context import RunContext
@@ -46,6 +51,7 @@ class StepMemory:
   outputs: int
   aliased: int
   temporaries: int
+  collective_bytes: int
 
   @property
   def peak(self) -> int:
@@ -86,7 +92,41 @@ def _abstract(tree, shardings):
 
 def _memory(name: str, compiled) -> StepMemory:
   m = compiled.memory_analysis()
-  return StepMemory(name, m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes, m.temp_size_in_bytes)
+  moved = sum(collective_bytes(compiled.as_text()).values())
+  return StepMemory(
+    name, m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes, m.temp_size_in_bytes, moved
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationShape:
+  """The generation program the plan compiles: rows, prompt width, new tokens."""
+
+  batch: int
+  prompt_len: int
+  max_new_tokens: int
+
+
+def generation_shape(config: ml_collections.ConfigDict, max_positions: int) -> GenerationShape:
+  """The largest batch, widest prompt and longest completion among the sampling sections the stages use.
+
+  A plan-only run considers every sampling section. Prompts are `plan.prompt_len` wide (self-distillation
+  rollouts: `self_distill.max_prompt_len`), cut so prompt + completion fits the model's positions.
+  """
+  names = set(config_lib.stage_names(config)) - {"plan"}
+  sections = []
+  if not names or "synthesize" in names:
+    sections.append((config.sampling, config.plan.prompt_len))
+  if not names or "eval" in names:
+    sections.append((config.eval_sampling, config.plan.prompt_len))
+  if not names or "self_distill" in names:
+    sections.append((config.self_distill.rollout, config.self_distill.max_prompt_len))
+  if not sections:
+    sections.append((config.sampling, config.plan.prompt_len))
+  batch = max(section.batch_size for section, _ in sections)
+  new = min(max(section.max_new_tokens for section, _ in sections), max_positions - 1)
+  width = min(max(width for _, width in sections), max_positions - new)
+  return GenerationShape(batch, width, new)
 
 
 def compile_train_step(config: ml_collections.ConfigDict, ctx: RunContext, mesh: Mesh, graphdef, params):
@@ -104,31 +144,45 @@ def compile_train_step(config: ml_collections.ConfigDict, ctx: RunContext, mesh:
   return _memory("sft_step", compiled), per_chip_bytes(opt_state)
 
 
-def compile_generation(config: ml_collections.ConfigDict, ctx: RunContext, mesh: Mesh, graphdef, params):
-  """AOT-compiles the generation loop (Pallas sampling kernel) on abstract inputs.
+def compile_generation(
+  config: ml_collections.ConfigDict, ctx: RunContext, mesh: Mesh, graphdef, params, shape: GenerationShape
+):
+  """AOT-compiles the generation loop (Pallas sampling kernel) for `shape` on abstract inputs.
 
   Returns:
-    (StepMemory, KV-cache bytes per chip).
+    (StepMemory, KV-cache bytes per chip). The cache lives inside the program (its temporaries), so it is
+    part of the program's peak, not an addition to it.
   """
   s = config.sampling
-  batch, width = s.batch_size, config.plan.prompt_len
+  batch, width = shape.batch, shape.prompt_len
   spec = lambda *names: NamedSharding(mesh, sharding.logical_to_spec(names, ctx.rules))
-  int_batch = lambda shape, *names: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=spec(*names))
+  int_batch = lambda dims, *names: jax.ShapeDtypeStruct(dims, jnp.int32, sharding=spec(*names))
   keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch))
   keys = jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=spec("batch"))
   rows = SamplingParams(temperature=max(s.temperature, 1e-3), top_k=s.top_k, top_p=s.top_p, min_p=s.min_p).rows(batch)
   rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec("batch")), rows)
   fn = functools.partial(
-    generate_batch, graphdef, max_new_tokens=s.max_new_tokens, mesh=mesh, rules=ctx.rules, impl="pallas"
+    generate_batch, graphdef, max_new_tokens=shape.max_new_tokens, mesh=mesh, rules=ctx.rules, impl="pallas"
   )
   compiled = (
     jax.jit(fn)
     .lower(params, int_batch((batch, width), "batch", "length"), int_batch((batch,), "batch"), keys, rows)
     .compile()
   )
-  cache = jax.eval_shape(lambda: KVCache.init(ctx.model_cfg, batch, width + s.max_new_tokens))
+  cache = jax.eval_shape(lambda: KVCache.init(ctx.model_cfg, batch, width + shape.max_new_tokens))
   cache = _abstract(cache, KVCache.shardings(mesh, ctx.rules))
   return _memory("generate", compiled), per_chip_bytes(cache)
+
+
+def _compiled_or_oom(compile_fn):
+  """`compile_fn()`, or (None, the out-of-memory sentence) when the compiler says the program cannot fit."""
+  try:
+    return compile_fn(), None
+  except Exception as e:  # pylint: disable=broad-except
+    oom = parse_compile_oom(e)
+    if oom is None:
+      raise
+    return None, oom.message()
 
 
 def run(ctx: RunContext) -> None:
@@ -137,16 +191,34 @@ def run(ctx: RunContext) -> None:
   topology = config.mesh.topology
   if not topology:
     raise config_lib.ConfigError("field 'mesh.topology' is empty: the plan stage needs a TPU topology, e.g. 'v5e:2x2'")
-  devices = topology_devices(topology)
+  devices = topology_devices(topology)  # Describing the slice is cheap; compiling comes after every check.
   mesh_shape = config_lib.mesh_shape(config, len(devices))
-  sharding.validate_mesh_for_model(mesh_shape, ctx.model_cfg, ctx.rules)
+  try:
+    sharding.validate_mesh_for_model(mesh_shape, ctx.model_cfg, ctx.rules)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"field 'mesh' = {mesh_shape} does not fit the model on {topology}: {e}") from e
   mesh = sharding.make_mesh(mesh_shape, devices=devices)
   kind = devices[0].device_kind
   hbm = int((config.plan.hbm_gib or HBM_GIB.get(kind, 0)) * GIB)
   graphdef, params = sharded_init.abstract_state(ctx.model_cfg, mesh, ctx.rules)
   param_bytes = per_chip_bytes(params)
-  train, opt_bytes = compile_train_step(config, ctx, mesh, graphdef, params)
-  generate, cache_bytes = compile_generation(config, ctx, mesh, graphdef, params)
+  train_result, train_oom = _compiled_or_oom(lambda: compile_train_step(config, ctx, mesh, graphdef, params))
+  shape = generation_shape(config, ctx.model_cfg.max_position_embeddings)
+  generate_result, generate_oom = _compiled_or_oom(
+    lambda: compile_generation(config, ctx, mesh, graphdef, params, shape)
+  )
+  per_chip = {"parameters": param_bytes / GIB}
+  programs = {}
+  if train_result is not None:
+    train, opt_bytes = train_result
+    per_chip["optimizer_state"] = opt_bytes / GIB
+    per_chip["train_activations_and_scratch"] = train.temporaries / GIB
+    programs["sft_step"] = train
+  if generate_result is not None:
+    generate, cache_bytes = generate_result
+    per_chip["generate_kv_cache"] = cache_bytes / GIB
+    per_chip["generate_other_scratch"] = max(0, generate.temporaries - cache_bytes) / GIB
+    programs["generate"] = generate
   report = {
     "topology": topology,
     "device_kind": kind,
@@ -154,19 +226,22 @@ def run(ctx: RunContext) -> None:
     "mesh": mesh_shape,
     "hbm_per_chip_gib": hbm / GIB,
     "model_params": ctx.model_cfg.num_params,
+    "generation": dataclasses.asdict(shape),
     "moe_layout": moe_layout(ctx.model_cfg, mesh_shape, ctx.rules, "tpu"),
-    "per_chip_gib": {
-      "parameters": param_bytes / GIB,
-      "optimizer_state": opt_bytes / GIB,
-      "kv_cache": cache_bytes / GIB,
-      "train_activations_and_scratch": train.temporaries / GIB,
-      "generate_activations_and_scratch": generate.temporaries / GIB,
-    },
+    "per_chip_gib": per_chip,
     "programs": {
-      m.name: {**dataclasses.asdict(m), "peak_gib": m.peak / GIB, "fits": hbm == 0 or m.peak <= hbm}
-      for m in (train, generate)
+      name: {
+        **dataclasses.asdict(m),
+        "peak_gib": m.peak / GIB,
+        "collective_mib": m.collective_bytes / 2**20,
+        "fits": hbm == 0 or m.peak <= hbm,
+      }
+      for name, m in programs.items()
     },
   }
+  for name, oom in (("sft_step", train_oom), ("generate", generate_oom)):
+    if oom is not None:
+      report["programs"][name] = {"fits": False, "error": oom}
   fits = all(p["fits"] for p in report["programs"].values())
   report["fits"] = fits
   if ctx.is_coordinator:
@@ -181,6 +256,19 @@ def run(ctx: RunContext) -> None:
   for key, value in report["per_chip_gib"].items():
     print(f"[plan]   {key:<34s} {value:8.3f} GiB/chip")
   for name, p in report["programs"].items():
-    print(f"[plan]   {name:<12s} peak {p['peak_gib']:8.3f} GiB/chip -> {'fits' if p['fits'] else 'DOES NOT FIT'}")
+    if "error" in p:
+      print(f"[plan]   {name:<12s} {p['error']}")
+    else:
+      print(
+        f"[plan]   {name:<12s} peak {p['peak_gib']:8.3f} GiB/chip, collectives {p['collective_mib']:.1f} MiB "
+        f"-> {_verdict(p, hbm)}"
+      )
   if not fits:
-    raise RuntimeError(f"config does not fit on {topology}: see {os.path.join(workdir, 'plan.json')}")
+    failed = "; ".join(f"{name} {_verdict(p, hbm)}" for name, p in report["programs"].items() if not p["fits"])
+    raise RuntimeError(f"config does not fit on {topology}: {failed} (see {os.path.join(workdir, 'plan.json')})")
+
+
+def _verdict(program: dict, hbm: int) -> str:
+  if "error" in program:
+    return program["error"]
+  return "fits" if program["fits"] else f"does not fit: {program['peak_gib']:.2f} GiB of {hbm / GIB:.2f} GiB"

@@ -104,6 +104,9 @@ class Checkpointer:
     save_interval_steps: `save` writes only when the step is a multiple of this (or when forced).
     max_to_keep: keep the newest this many checkpoints (None keeps all).
     async_save: write in a background thread after the device-to-host copy.
+    barrier_prefix: prefix of this manager's cross-process barrier names; managers that save the same step at
+      the same time (a student and its teacher) need different ones. Default: the directory's name, which
+      every process sees alike.
   """
 
   def __init__(
@@ -113,18 +116,21 @@ class Checkpointer:
     save_interval_steps: int = 1,
     max_to_keep: int | None = 3,
     async_save: bool = True,
+    barrier_prefix: str | None = None,
   ):
     if save_interval_steps < 1:
       raise ValueError(f"save_interval_steps must be >= 1, got {save_interval_steps}")
     if max_to_keep is not None and max_to_keep < 1:
       raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
+    self.save_interval_steps = save_interval_steps
+    self.directory = epath.Path(directory).absolute()
+    self.barrier_prefix = barrier_prefix or self.directory.name
     options = ocp.CheckpointManagerOptions(
       save_interval_steps=save_interval_steps,
       max_to_keep=max_to_keep,
       enable_async_checkpointing=async_save,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=self.barrier_prefix),
     )
-    self.save_interval_steps = save_interval_steps
-    self.directory = epath.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, METADATA_ITEM)
     )

@@ -1,0 +1,20 @@
+"""The Llama-3.1-8B-Instruct SSD row on a TPU v5e-64 slice (64 chips of 16 GiB, topology 8x8).
+
+Same tokens per SFT step as the v5p-32 row (2,097,152) in rows that spread over 64 chips: 64 rows of 32,768
+tokens, one per chip (32 rows cannot be split over 64 chips). The cross-entropy is chunked 1,024 tokens at
+a time per chip to keep the [chunk, 128,256] float32 logits small. Check before paying for the slice:
+
+    python -m ssd_jax.main --config=configs/llama3p1_8b_instruct_v5e64.py --config.stages=plan \
+      --workdir=runs/plan_8b_v5e64
+"""
+
+from ssd_jax.config import paper_rows
+
+
+def get_config():
+  config = paper_rows.paper_row_config(paper_rows.LLAMA3P1_8B_INSTRUCT)
+  config.mesh.topology = "v5e:8x8"
+  config.sft.global_batch_size, config.sft.seq_len = 64, 32_768
+  config.sft.loss_chunk_size = 1024
+  config.plan.prompt_len = 2048
+  return config

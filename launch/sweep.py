@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""A grid of `--config.*` overrides: one run and one workdir per point, a results table at the end.
+
+  python3 launch/sweep.py --config=configs/default.py --root=runs/sweep \\
+    --grid=sampling.temperature=1.2,1.6,2.0 --grid=eval_sampling.temperature=0.7,1.1
+
+  python3 launch/sweep.py --config=configs/tpu_v5.py --root=/mnt/runs/sweep --sweep_file=sweep.json \\
+    --runner=queued_resource --launcher_args='--project=P --zone=us-east5-a --accelerator=v5p-32'
+
+A grid axis is FIELD=V1,V2,... (--grid, repeatable) or a JSON sweep file {"FIELD": [V1, V2], ...} (values may
+hold spaces and commas there). Every combination runs as
+  python -m ssd_jax.main --config=CONFIG --workdir=ROOT/<key>-<hash> --config.FIELD=V ... [ARGS after --]
+or, with --runner=queued_resource, through launch/queued_resource.py on its own slice. <key> reads like
+`temperature=1.2_temperature=0.7`, <hash> is 8 hex digits of the full overrides, so names stay short and
+unique. A failing point is recorded and the grid goes on; a point whose report already exists is not run again.
+The table (also ROOT/sweep_results.json) lists each point's status and pass@k from `report/comparison.json`.
+Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+REPORT = os.path.join("report", "comparison.json")
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "queued_resource.py")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  extra: list[str] = []
+  if "--" in argv:
+    split = argv.index("--")
+    argv, extra = argv[:split], argv[split + 1 :]
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--config", required=True, help="config file, e.g. configs/default.py")
+  p.add_argument("--root", required=True, help="directory holding one workdir per point")
+  p.add_argument("--grid", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
+  p.add_argument("--sweep_file", help='JSON {"FIELD": [V1, V2, ...], ...}')
+  p.add_argument("--runner", choices=("local", "queued_resource"), default="local")
+  p.add_argument("--main_command", default=f"{shlex.quote(sys.executable)} -m ssd_jax.main", help="local runner")
+  p.add_argument("--launcher_args", default="", help="arguments for launch/queued_resource.py (its flags)")
+  p.add_argument("--dry_run", action="store_true", help="print each point's command without running it")
+  args = p.parse_args(argv)
+  return args, extra
+
+
+def grid_axes(grid: list[str], sweep_file: str | None) -> dict[str, list[str]]:
+  """{field: [values as flag text]} from --grid items and the sweep file, in the order given."""
+  axes: dict[str, list[str]] = {}
+  for item in grid:
+    field, sep, values = item.partition("=")
+    if not sep or not field or not values:
+      raise ValueError(f"--grid {item!r}: expected FIELD=V1,V2,...")
+    axes[field] = values.split(",")
+  if sweep_file:
+    with open(sweep_file) as f:
+      loaded = json.load(f)
+    if not isinstance(loaded, dict) or not all(isinstance(v, list) and v for v in loaded.values()):
+      raise ValueError(f"{sweep_file}: expected a JSON object of non-empty lists")
+    for field, values in loaded.items():
+      axes[field] = [json.dumps(v) if isinstance(v, bool) else str(v) for v in values]
+  for field in axes:
+    if field.startswith("--"):
+      raise ValueError(f"grid field {field!r}: give the config path without '--config.', e.g. sft.steps")
+  return axes
+
+
+def points(axes: dict[str, list[str]]) -> list[dict[str, str]]:
+  """Every combination, first axis slowest; one empty point for an empty grid."""
+  fields = list(axes)
+  return [dict(zip(fields, combo)) for combo in itertools.product(*(axes[f] for f in fields))]
+
+
+def point_name(overrides: dict[str, str]) -> str:
+  """A readable key plus a short hash: 'temperature=1.2_steps=10-1a2b3c4d' (or 'base-<hash>')."""
+  key = "_".join(f"{field.rsplit('.', 1)[-1]}={value}" for field, value in overrides.items()) or "base"
+  key = re.sub(r"[^A-Za-z0-9._=+-]+", "-", key)[:80]
+  digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+  return f"{key}-{digest}"
+
+
+def point_command(args: argparse.Namespace, extra: list[str], overrides: dict[str, str], workdir: str) -> list[str]:
+  main_args = [f"--config={args.config}", *(f"--config.{f}={v}" for f, v in overrides.items()), *extra]
+  if args.runner == "queued_resource":
+    name = f"sweep-{point_name(overrides)[-8:]}"
+    launcher = [sys.executable, LAUNCHER, *shlex.split(args.launcher_args), f"--name={name}"]
+    log_dir = os.path.join("logs", "sweep", point_name(overrides))  # Here; the workdir may exist only on the slice.
+    return [*launcher, f"--workdir={workdir}", f"--log_dir={log_dir}", "--", *main_args]
+  return [*shlex.split(args.main_command), f"--workdir={workdir}", *main_args]
+
+
+def read_report(workdir: str) -> dict | None:
+  path = os.path.join(workdir, REPORT)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def headline(report: dict | None) -> dict[str, float]:
+  """{'<model> pass@<k>': percent} for k = 1 and the largest k of each model."""
+  cells: dict[str, float] = {}
+  for model, summary in (report or {}).items():
+    ks = sorted(int(k) for k in summary.get("pass_at_k", {}))
+    for k in sorted({ks[0], ks[-1]} if ks else set()):
+      cells[f"{model} pass@{k}"] = 100 * summary["pass_at_k"][str(k)]["mean"]
+  return cells
+
+
+def table(results: list[dict]) -> str:
+  columns = list(dict.fromkeys(c for r in results for c in r["metrics"]))
+  width = max([len("point")] + [len(r["name"]) for r in results])
+  lines = [f"{'point':<{width}}  {'status':<10}" + "".join(f"{c:>{max(12, len(c) + 2)}}" for c in columns)]
+  for r in results:
+    cells = "".join(
+      f"{(format(r['metrics'][c], '.1f') if c in r['metrics'] else '-'):>{max(12, len(c) + 2)}}" for c in columns
+    )
+    lines.append(f"{r['name']:<{width}}  {r['status']:<10}" + cells)
+  return "\n".join(lines)
+
+
+def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
+  results = []
+  for overrides in points(grid_axes(args.grid, args.sweep_file)):
+    name = point_name(overrides)
+    workdir = os.path.join(args.root, name)
+    command = point_command(args, extra, overrides, workdir)
+    print(f"== {name}\n+ {shlex.join(command)}", flush=True)
+    if args.dry_run:
+      status = "dry run"
+    elif read_report(workdir) is not None:
+      status = "done"  # Finished before (a re-run sweep picks up where it stopped).
+    else:
+      if args.runner == "local":
+        os.makedirs(workdir, exist_ok=True)
+      code = subprocess.run(command).returncode
+      status = "ok" if code == 0 else f"exit {code}"
+      if code and args.runner == "local":
+        print(f"point {name} failed with exit code {code}; continuing", file=sys.stderr, flush=True)
+    report = None if args.dry_run else read_report(workdir)
+    if status in ("ok", "done") and report is None:
+      status = "no report"
+    results.append({"name": name, "overrides": overrides, "status": status, "metrics": headline(report)})
+  return results
+
+
+def main(argv: list[str]) -> int:
+  args, extra = parse_args(argv)
+  try:
+    results = run_sweep(args, extra)
+  except (ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(table(results))
+  if not args.dry_run:
+    os.makedirs(args.root, exist_ok=True)
+    with open(os.path.join(args.root, "sweep_results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return 0 if all(r["status"] in ("ok", "done", "dry run") for r in results) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,21 @@
+"""A stand-in for `python -m ssd_jax.main` in sweep tests: writes a report from its overrides, or fails.
+
+--config.fail=yes exits 3; otherwise report/comparison.json gets pass@1 = the value of --config.x (or 0.5),
+and argv.json records the arguments as received.
+"""
+
+import json
+import os
+import sys
+
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+workdir = args["workdir"]
+os.makedirs(os.path.join(workdir, "report"), exist_ok=True)
+with open(os.path.join(workdir, "argv.json"), "w") as f:
+  json.dump(sys.argv[1:], f)
+if args.get("config.fail") == "yes":
+  sys.exit(3)
+score = float(args.get("config.x", 0.5))
+report = {"base": {"pass_at_k": {"1": {"mean": score}, "8": {"mean": min(1.0, 2 * score)}}}}
+with open(os.path.join(workdir, "report", "comparison.json"), "w") as f:
+  json.dump(report, f)
