@@ -135,6 +135,7 @@ def test_unknown_topology_names_the_field(tmp_path):
     plan.run(_context(c, tmp_path))
 
 
+@pytest.mark.pod
 @pytest.mark.slow
 @needs_libtpu
 @pytest.mark.parametrize(
@@ -159,6 +160,7 @@ def test_8b_configs_fit_their_slices(tmp_path, config_file, topology, chips):
   assert report["fits"], report
 
 
+@pytest.mark.pod
 @pytest.mark.slow
 @needs_libtpu
 def test_tpu_v5_config_fits_its_slice(tmp_path):
@@ -188,8 +190,9 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
   assert "sft_step     peak" in result.stdout and "DOES NOT FIT" not in result.stdout
 
 
-@needs_libtpu
+@pytest.mark.pod
 @pytest.mark.slow
+@needs_libtpu
 def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
