@@ -107,6 +107,7 @@ def main():
   start = time.perf_counter()
   run_ours(0)  # Compiles the prefill and decode programs.
   compile_s = time.perf_counter() - start
+  print(f"ssd_jax compile + first run: {compile_s:.1f} s", flush=True)
   run_hf(4)  # Warm-up.
   ours_times, hf_times = [], []
   for repeat in range(args.repeats):
@@ -117,6 +118,7 @@ def main():
     start = time.perf_counter()
     run_hf(args.new_tokens)
     hf_times.append(time.perf_counter() - start)
+    print(f"repeat {repeat}: ssd_jax {ours_times[-1]:.2f} s, transformers {hf_times[-1]:.2f} s", flush=True)
 
   ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
   generated = args.batch * args.new_tokens

@@ -213,3 +213,13 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, tokenizer_dir, capsys):
   err = _run_cli(capsys, f"--in={tmp_path / 'f64.gguf'}", f"--out={out}")
   assert "'blk.0.extra.weight'" in err and "F64" in err
   assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+def test_bfloat16_output_is_the_float32_weights_rounded(small_gguf, tmp_path):
+  path, _, out = small_gguf
+  convert.convert_gguf(path, str(tmp_path / "bf16"), dtype="bfloat16")
+  half, full = hf._SafetensorsReader(str(tmp_path / "bf16")), hf._SafetensorsReader(out)
+  name = "model.layers.1.mlp.gate_proj.weight"
+  np.testing.assert_array_equal(half.slice(name)[:], full.slice(name)[:].astype(jnp.bfloat16))
+  _, cfg = hf.load_hf(str(tmp_path / "bf16"))
+  assert cfg.param_dtype == "bfloat16"

@@ -198,7 +198,8 @@ def read_hf_tensors(reader: Any, config: Mapping[str, Any], dtype: str = "float3
     "self_attn.q_proj.weight": config["num_attention_heads"],
     "self_attn.k_proj.weight": config["num_key_value_heads"],
   }
-  tensors = {}
+  # Names and shapes of every tensor first: a wrong file fails before anything is decoded.
+  named = []
   for tensor in reader.tensors:
     name = hf_tensor_name(tensor.name, config["num_hidden_layers"])
     # GGUF lists dimensions innermost first; the decoded array is the row-major (torch) shape.
@@ -206,14 +207,17 @@ def read_hf_tensors(reader: Any, config: Mapping[str, Any], dtype: str = "float3
     expected = _expected_shape(name, config)
     if shape != expected:
       raise GGUFError(f"GGUF tensor {tensor.name!r} has shape {shape}, expected {expected} from the file's metadata")
+    named.append((name, shape, tensor))
+  missing = sorted(set(_required_names(config)) - {name for name, _, _ in named})
+  if missing:
+    raise GGUFError(f"GGUF file lacks {len(missing)} tensors of a Llama model, e.g. {missing[0]!r}")
+  tensors = {}
+  for name, shape, tensor in named:
     weight = np.asarray(gguf.dequantize(tensor.data, tensor.tensor_type), np.float32).reshape(shape)
     for suffix, num_heads in heads.items():
       if name.endswith(suffix):
         weight = unpermute_rope_rows(weight, num_heads)
     tensors[name] = np.ascontiguousarray(weight.astype(dtype))
-  missing = sorted(set(_required_names(config)) - set(tensors))
-  if missing:
-    raise GGUFError(f"GGUF file lacks {len(missing)} tensors of a Llama model, e.g. {missing[0]!r}")
   return tensors
 
 
