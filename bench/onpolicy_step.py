@@ -22,18 +22,19 @@ import jax
 from flax import nnx
 
 from ssd_jax.config import base_config
-from ssd_jax.data.chat import problem_to_messages
+from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.evals import Sandbox
-from ssd_jax.methods.onpolicy_rollouts import RolloutSetup, build_step_data, sample_rollouts
-from ssd_jax.methods.self_distill import method_spec, optimizer_from, templates_from
 from ssd_jax.model import hf, presets
 from ssd_jax.model.transformer import Transformer
+from ssd_jax.onpolicy.rollouts import RolloutSetup, build_step_data, sample_rollouts
+from ssd_jax.pipeline.onpolicy_setup import method_spec, templates_from
+from ssd_jax.pipeline.training import optimizer_config
 from ssd_jax.sampling.batching import prompt_bucket
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.tasks import build_task_tokenizer, builtin_problems
-from ssd_jax.train.distill_step import DistillStep, sequence_hidden
+from ssd_jax.train.distill_step import make_distill_step, sequence_hidden
 from ssd_jax.train.ema import EmaUpdater, copy_params
 from ssd_jax.train.optimizer import make_optimizer
 from ssd_jax.train.train_state import init_train_state
@@ -71,10 +72,8 @@ def main() -> None:
   tokenizer_dir = args.model_dir or str(build_task_tokenizer(os.path.join(scratch, "tokenizer")))
   (graphdef, params), tokenizer_dir = _model(args.model_dir, tokenizer_dir)
   tokenizer = load_tokenizer(tokenizer_dir)
-  problems = builtin_problems("synth", args.prompts)
-  messages = [problem_to_messages(p, system_prompt=None) for p in problems]
-  prompt_ids = [tokenizer.encode(tokenizer.apply_chat_template(m)) for m in messages]
-  prompt_width = max(len(ids) for ids in prompt_ids)
+  prompts = PromptSet.build(builtin_problems("synth", args.prompts), tokenizer, system_prompt=None)
+  prompt_width = prompts.longest()
   batch_rows = args.prompts * args.group_size
   sampler = Sampler(
     graphdef,
@@ -82,8 +81,8 @@ def main() -> None:
     batch_size=batch_rows,
     pad_id=tokenizer.pad_id or 0,
   )
-  optimizer = make_optimizer(optimizer_from(section))
-  step_fn = DistillStep(graphdef, optimizer, spec.divergence)
+  optimizer = make_optimizer(optimizer_config(section))
+  step_fn = make_distill_step(graphdef, optimizer, spec.divergence)
   state = init_train_state(params, optimizer)
   teacher = copy_params(params)
   ema = EmaUpdater(spec.ema_rate)
@@ -103,8 +102,8 @@ def main() -> None:
     )
     rows = []
     for step in range(args.steps):
-      generations, sampling = _timed(lambda: sample_rollouts(setup, state.params, prompt_ids, seed=step))
-      data = build_step_data(setup, spec.context, problems, messages, prompt_ids, generations, seed=step)
+      generations, sampling = _timed(lambda: sample_rollouts(setup, state.params, prompts.ids, seed=step))
+      data = build_step_data(setup, spec.context, prompts, generations, seed=step)
       batch = step_fn.place_batch(data.batch)
       _, forward = _timed(lambda: teacher_forward(teacher, batch))
       (state, _), update = _timed(lambda: step_fn(state, batch, teacher))

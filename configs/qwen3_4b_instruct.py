@@ -6,7 +6,7 @@
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 """
 
-from ssd_jax.methods import paper_rows
+from ssd_jax.config import paper_rows
 
 
 def get_config():

@@ -11,7 +11,7 @@ an importance weight clipped at 2.
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 """
 
-from ssd_jax.methods import paper_rows
+from ssd_jax.config import paper_rows
 
 
 def get_config():

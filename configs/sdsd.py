@@ -10,7 +10,7 @@ loss is the full-vocabulary JSD(beta = 0.5) at the sampling temperature, chunked
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 """
 
-from ssd_jax.methods import paper_rows
+from ssd_jax.config import paper_rows
 
 
 def get_config():

@@ -16,7 +16,7 @@ workdir all hosts share (e.g. a mounted bucket or NFS); each host writes its own
 For a v5e-64 slice use --config.mesh.topology=v5e:8x8 (64 chips, 16 GiB each).
 """
 
-from ssd_jax.methods import paper_rows
+from ssd_jax.config import paper_rows
 
 
 def get_config():

@@ -7,6 +7,8 @@ half-finished one resumes.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import sys
 
@@ -20,6 +22,30 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+_RESTART = flags.DEFINE_list(
+  "restart",
+  [],
+  "Stages to start over: their earlier outputs in --workdir are set aside under replaced/ (needed when a "
+  "stage's config changed since it ran).",
+)
+
+# Stage name -> the module whose `run(ctx)` runs it; imported only when configured, so a stage's heavy imports
+# (libtpu for `plan`) cost only the runs that use it.
+STAGE_MODULES = {
+  "forward": "ssd_jax.stages.forward",
+  "pretrain": "ssd_jax.stages.pretrain",
+  "synthesize": "ssd_jax.stages.synthesize",
+  "sft": "ssd_jax.stages.sft",
+  "self_distill": "ssd_jax.stages.self_distill",
+  "eval": "ssd_jax.stages.eval",
+  "report": "ssd_jax.stages.report",
+  "plan": "ssd_jax.stages.plan",
+}
+
+
+def stage_functions(names) -> dict:
+  """The `run` function of each configured stage (unknown names are left for `runner.prepare` to report)."""
+  return {name: importlib.import_module(STAGE_MODULES[name]).run for name in names if name in STAGE_MODULES}
 
 
 def _initialize_distributed() -> None:
@@ -40,9 +66,13 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Library INFO chatter (checkpointing) drowns the progress output.
   from ssd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from ssd_jax.methods import stages  # pylint: disable=g-import-not-at-top
+  from ssd_jax.pipeline import runner  # pylint: disable=g-import-not-at-top
 
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    config.keys()  # A config file that failed to load reports it here.
+  except OSError:
+    sys.exit(print(f"error: cannot load config file {flags.FLAGS['config'].config_filename!r}", file=sys.stderr) or 2)
   try:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
@@ -50,15 +80,34 @@ def main(argv: list[str]) -> None:
   _initialize_distributed()
   import jax  # pylint: disable=g-import-not-at-top
 
+  stages = stage_functions(config_lib.stage_names(config))
   try:
     config_lib.validate(config, device_count=jax.device_count())
-    plan = stages.prepare(config)
+    ctx = runner.prepare(config, _WORKDIR.value, stages)
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  logging.info("stages %s in %s on %d devices", plan.names, _WORKDIR.value, jax.device_count())
-  stages.run(plan, config, _WORKDIR.value)
+  logging.info("stages %s in %s on %d devices", config_lib.stage_names(config), _WORKDIR.value, jax.device_count())
+  try:
+    runner.run(ctx, stages, restart=tuple(_RESTART.value))
+  except (config_lib.ConfigError, runner.RunError) as e:
+    sys.exit(f"error: {e}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors (a misspelled --config field, a missing config file), exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError) as e:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError messages arrive quoted.
+      text = ast.literal_eval(text)
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    where = f" in {' '.join(overrides)}" if overrides and isinstance(e, (KeyError, AttributeError, TypeError)) else ""
+    kind = "unknown field " if isinstance(e, (KeyError, AttributeError)) else ""
+    print(f"error{where}: {kind}{' '.join(text.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -88,6 +88,13 @@ def make_mesh(shape: Mapping[str, int], devices: Sequence[Any] | None = None) ->
   return Mesh(grid, MESH_AXES)
 
 
+def as_axes(axes: str | Sequence[str] | None) -> tuple[str, ...]:
+  """A rule's or PartitionSpec entry's mesh axes as a tuple: None -> (), 'data' -> ('data',)."""
+  if axes is None:
+    return ()
+  return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
 def _rule_lookup(rules: LogicalRules) -> dict[str, Any]:
   table: dict[str, Any] = {}
   for name, axes in rules:
@@ -114,8 +121,7 @@ def logical_to_spec(names: Sequence[str | None], rules: LogicalRules = DEFAULT_R
     if name not in table:
       raise ValueError(f"Logical axis {name!r} has no sharding rule; rules cover {sorted(table)}")
     axes = table[name]
-    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
-    axes = tuple(a for a in axes if a not in used)
+    axes = tuple(a for a in as_axes(axes) if a not in used)
     used.update(axes)
     spec.append(None if not axes else (axes[0] if len(axes) == 1 else axes))
   return PartitionSpec(*spec)
@@ -123,8 +129,7 @@ def logical_to_spec(names: Sequence[str | None], rules: LogicalRules = DEFAULT_R
 
 def mesh_axes_size(logical_name: str, mesh_shape: Mapping[str, int], rules: LogicalRules = DEFAULT_RULES) -> int:
   """Number of shards a dimension named `logical_name` is split into."""
-  axes = _rule_lookup(rules).get(logical_name)
-  axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+  axes = as_axes(_rule_lookup(rules).get(logical_name))
   return math.prod(int(mesh_shape.get(a, 1)) for a in axes)
 
 
@@ -145,8 +150,7 @@ def validate_mesh_for_model(
     mesh_shape = dict(mesh_shape.shape)
   table = _rule_lookup(rules)
   for field, logical in _DIVISIBLE_FIELDS:
-    axes = table.get(logical)
-    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+    axes = as_axes(table.get(logical))
     if any(int(mesh_shape.get(a, 1)) == -1 for a in axes):
       continue
     shards = math.prod(int(mesh_shape.get(a, 1)) for a in axes)
@@ -179,36 +183,6 @@ def state_shardings(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES)
 def shard_state(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
   """Places every variable of an nnx.State on `mesh` according to its logical names."""
   return jax.device_put(state, state_shardings(state, mesh, rules))
-
-
-def abstract_state(cfg: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, seed: int = 0):
-  """Shapes, dtypes and shardings of a model's parameters without allocating them.
-
-  Returns:
-    (graphdef, state): state holds jax.ShapeDtypeStruct leaves carrying their NamedSharding, ready
-    for `jax.jit(...).lower(...)` ahead-of-time compiles and memory planning.
-  """
-  from ssd_jax.model.transformer import Transformer  # pylint: disable=g-import-not-at-top  # model imports this module
-
-  abstract_model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(seed)))
-  graphdef, state = nnx.split(abstract_model)
-  shardings = state_shardings(state, mesh, rules)
-  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-  return graphdef, state
-
-
-def create_sharded_model(cfg: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, seed: int = 0):
-  """Initialises a Transformer whose parameters are created directly in their shards (no host copy)."""
-  from ssd_jax.model.transformer import Transformer  # pylint: disable=g-import-not-at-top
-
-  graphdef, abstract = abstract_state(cfg, mesh, rules, seed)
-  shardings = jax.tree.map(lambda x: x.sharding, abstract)
-
-  def init():
-    return nnx.state(Transformer(cfg, rngs=nnx.Rngs(seed)))
-
-  state = jax.jit(init, out_shardings=shardings)()
-  return nnx.merge(graphdef, state)
 
 
 @contextlib.contextmanager

@@ -111,5 +111,17 @@ def test_cli_rejects_bad_override_by_name(tmp_path):
 
 def test_cli_rejects_unknown_override(tmp_path):
   result = _main(f"--workdir={tmp_path}", "--config.sampling.temprature=1.0")
-  assert result.returncode != 0
-  assert "temprature" in result.stderr
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()  # One line naming the field, not a traceback.
+  assert "--config.sampling.temprature" in line and 'Did you mean "temperature"' in line
+
+
+def test_cli_names_a_missing_config_file(tmp_path):
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/nope.py", f"--workdir={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 2 and result.stderr.strip() == "error: cannot load config file 'configs/nope.py'"

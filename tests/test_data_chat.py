@@ -3,7 +3,7 @@
 import pytest
 
 from ssd_jax.data import chat
-from ssd_jax.evals.problems import Problem, TestCase
+from ssd_jax.data.problems import Problem, TestCase
 
 
 def test_problem_to_messages():

@@ -9,7 +9,7 @@ from test_data_tokenizer import build_hf_tokenizer_dir
 from ssd_jax.data import chat
 from ssd_jax.data import chat_template as chat_template_lib
 from ssd_jax.data import tokenizer as tokenizer_lib
-from ssd_jax.evals.problems import Problem
+from ssd_jax.data.problems import Problem
 
 transformers = pytest.importorskip("transformers")
 

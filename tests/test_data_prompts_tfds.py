@@ -7,8 +7,8 @@ import sys
 import grain
 import pytest
 
-from ssd_jax.data import prompts, tfds_sources
-from ssd_jax.evals.problems import Problem, TestCase
+from ssd_jax.data import problem_files, tfds_sources
+from ssd_jax.data.problems import Problem, TestCase
 
 PROBLEMS = [
   Problem(
@@ -89,11 +89,11 @@ def test_splits_and_sharding_by_process(tmp_path):
 def test_humaneval_source(tmp_path):
   built = tfds_sources.build_humaneval_source(tmp_path)
   assert built.num_problems == {"train": 164}
-  assert list(tfds_sources.load_problem_dataset(built.path)) == prompts.load_humaneval_problems()
+  assert list(tfds_sources.load_problem_dataset(built.path)) == problem_files.load_humaneval_problems()
 
 
 def test_jsonl_source(tmp_path):
-  rows = [prompts.problem_to_dict(p) for p in PROBLEMS]
+  rows = [problem_files.problem_to_dict(p) for p in PROBLEMS]
   path = tmp_path / "my-set.v1.jsonl"
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
   built = tfds_sources.build_jsonl_source(path, tmp_path / "data", deduplicate=False)

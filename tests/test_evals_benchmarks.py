@@ -1,4 +1,4 @@
-"""Problem loaders (LiveCodeBench format incl. compressed tests, simple JSONL), prompts, code extraction."""
+"""Problem files (LiveCodeBench format incl. compressed tests, simple JSONL), prompts, code extraction."""
 
 import base64
 import json
@@ -7,12 +7,12 @@ import zlib
 
 import pytest
 
-from ssd_jax.evals.benchmarks import load_problems
-from ssd_jax.evals.benchmarks.jsonl_problems import problem_to_dict
-from ssd_jax.evals.benchmarks.livecodebench import decode_test_cases
+from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT, problem_to_messages
+from ssd_jax.data.livecodebench import decode_test_cases
+from ssd_jax.data.problem_files import load_problem_file as load_problems
+from ssd_jax.data.problem_files import problem_to_dict
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.evaluate import evaluate
-from ssd_jax.evals.prompts import DEFAULT_SYSTEM_MESSAGE, build_prompt
 from ssd_jax.evals.sandbox import SandboxLimits
 
 
@@ -125,8 +125,6 @@ def test_assemble_program_and_prompt(lcb_path):
   _, functional = load_problems(lcb_path)
   whole_class = "class Solution:\n    def add(self, a, b):\n        return a + b\n"
   assert assemble_program(functional, whole_class) == whole_class  # starter alone does not parse
-  prompt = build_prompt(functional)
-  assert DEFAULT_SYSTEM_MESSAGE in prompt and functional.starter_code.rstrip() in prompt
-  assert "Add two numbers." in prompt
-  rendered = build_prompt(functional, format_chat=lambda msgs: "|".join(m["role"] for m in msgs))
-  assert rendered == "system|user"
+  messages = problem_to_messages(functional)
+  assert [m["role"] for m in messages] == ["system", "user"] and messages[0]["content"] == DEFAULT_SYSTEM_PROMPT
+  assert functional.starter_code.rstrip() in messages[1]["content"] and "Add two numbers." in messages[1]["content"]

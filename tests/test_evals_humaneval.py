@@ -2,7 +2,7 @@
 
 import pytest
 
-from ssd_jax.evals.benchmarks import load_humaneval
+from ssd_jax.data.problem_files import load_humaneval_problems as load_humaneval
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 

@@ -98,3 +98,22 @@ def test_cli_evaluate_and_compare(tmp_path):
     ]
   )
   assert (tmp_path / "cmp" / "comparison.md").exists()
+
+
+def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys):
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": oops}\n')
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--problems=humaneval", f"--completions={bad}", f"--out={tmp_path / 'out'}"])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.strip() == f"error: {bad}:2: not valid JSON (Expecting value, column 13)"
+  unknown = tmp_path / "unknown.jsonl"
+  unknown.write_text('{"task_id": "Other/1", "completion": "x"}\n')
+  with pytest.raises(SystemExit):
+    cli.main(["--problems=humaneval", f"--completions={unknown}", f"--out={tmp_path / 'out'}"])
+  assert "none of its 1 task ids" in capsys.readouterr().err
+  partial = tmp_path / "partial.jsonl"
+  partial.write_text('{"task_id": "HumanEval/0", "completion": "    return False"}\n')
+  cli.main(["--problems=humaneval", f"--completions={partial}", f"--out={tmp_path / 'out'}", "--bootstrap=10"])
+  assert "completions cover 1 of 164 problems" in capsys.readouterr().err
+  assert json.loads((tmp_path / "out" / "results.json").read_text())["coverage"]["with_completions"] == 1

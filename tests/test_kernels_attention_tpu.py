@@ -13,8 +13,8 @@ from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=wrong-i
 
 from ssd_jax import sharding  # pylint: disable=wrong-import-position
 from ssd_jax.kernels import attention  # pylint: disable=wrong-import-position
-from ssd_jax.model import presets  # pylint: disable=wrong-import-position
-from ssd_jax.train import sft_step  # pylint: disable=wrong-import-position
+from ssd_jax.model import presets, sharded_init  # pylint: disable=wrong-import-position
+from ssd_jax.train import sft_step, train_step  # pylint: disable=wrong-import-position
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer  # pylint: disable=wrong-import-position
 from ssd_jax.train.train_state import TrainState, opt_state_shardings  # pylint: disable=wrong-import-position
 
@@ -33,7 +33,7 @@ def _v5e_mesh():
 
 def _compile_sft_step(cfg, mesh, batch: int, length: int):
   """AOT-compiles the sharded SFT train step (as the plan stage does) for [batch, length] inputs."""
-  graphdef, params = sharding.abstract_state(cfg, mesh)
+  graphdef, params = sharded_init.abstract_state(cfg, mesh)
   optimizer = make_optimizer(
     OptimizerConfig(learning_rate=1e-5, end_learning_rate=1e-6, warmup_steps=1, total_steps=10)
   )
@@ -47,12 +47,12 @@ def _compile_sft_step(cfg, mesh, batch: int, length: int):
     params=params,
     opt_state=opt_state,
   )
-  token_sharding = NamedSharding(mesh, sharding.logical_to_spec(sft_step.BATCH_AXES))
+  token_sharding = NamedSharding(mesh, sharding.logical_to_spec(train_step.BATCH_AXES))
   inputs = {
     key: jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding) for key in sft_step.BATCH_KEYS
   }
   step = sft_step.make_sft_step(graphdef, optimizer, chunk_size=min(length, 2048), mesh=mesh)
-  return step.jit_for(state).lower(state, inputs).compile()
+  return step.jit_for(state).lower(state, inputs, None).compile()
 
 
 def test_auto_picks_splash_when_compiling_for_tpu():

@@ -12,8 +12,8 @@ from safetensors.numpy import load_file, save_file
 from test_data_tokenizer import build_hf_tokenizer_dir
 
 from ssd_jax.data.tokenizer import load_tokenizer
-from ssd_jax.methods import model_io
 from ssd_jax.model import Transformer, hf, presets
+from ssd_jax.pipeline import model_io
 
 
 def _random_norm_scales(model):

@@ -13,7 +13,7 @@ from flax import nnx  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding  # pylint: disable=wrong-import-position
 
 from ssd_jax import sharding  # pylint: disable=wrong-import-position
-from ssd_jax.model import KVCache, presets  # pylint: disable=wrong-import-position
+from ssd_jax.model import KVCache, presets, sharded_init  # pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.skipif(
   importlib.util.find_spec("libtpu") is None,
@@ -33,7 +33,7 @@ def test_forward_and_decode_compile_for_v5e(preset):
   mesh = sharding.make_mesh({"fsdp": 2, "tensor": 2}, devices=devices)
   cfg = presets.get(preset)  # bfloat16, as on TPU.
   sharding.validate_mesh_for_model(mesh, cfg)
-  graphdef, state = sharding.abstract_state(cfg, mesh)
+  graphdef, state = sharded_init.abstract_state(cfg, mesh)
   batch, length = 4, 64
   token_sharding = NamedSharding(mesh, sharding.logical_to_spec(("batch", "length")))
   tokens = jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=token_sharding)

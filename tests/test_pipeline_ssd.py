@@ -3,11 +3,10 @@
 import json
 import os
 
-from methods_ssd_fixtures import micro_config
+from pipeline_fixtures import micro_config, run_pipeline
 
-from ssd_jax.methods import stages
-from ssd_jax.methods.report_stage import pass_at_k_table
-from ssd_jax.methods.ssd import Layout
+from ssd_jax.pipeline.layout import RunLayout
+from ssd_jax.stages.report import pass_at_k_table
 
 STAGES = "pretrain,synthesize,sft,eval,report"
 
@@ -20,9 +19,9 @@ def _samples(path):
 def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   config = micro_config(STAGES)
   workdir = str(tmp_path)
-  stages.run(stages.prepare(config), config, workdir)
+  run_pipeline(config, workdir)
   out = capsys.readouterr().out
-  layout = Layout(workdir)
+  layout = RunLayout(workdir)
 
   for name in STAGES.split(","):
     assert os.path.isfile(os.path.join(workdir, "stages", f"{name}.done.json")), name
@@ -52,7 +51,7 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   assert table in out and "pass@2" in table and "base" in table and "ssd" in table
 
   markers = {n: os.path.getmtime(os.path.join(workdir, "stages", f"{n}.done.json")) for n in STAGES.split(",")}
-  stages.run(stages.prepare(config), config, workdir)
+  run_pipeline(config, workdir)
   again = capsys.readouterr().out
   for name in STAGES.split(","):
     assert f"[{name}] already done, skipping" in again

@@ -6,12 +6,13 @@ import os
 import numpy as np
 import pytest
 from flax import nnx
+from pipeline_fixtures import run_pipeline
 from safetensors.numpy import load_file
 
 from ssd_jax.config import base_config, validate
-from ssd_jax.methods import model_io, stages
 from ssd_jax.model import presets
 from ssd_jax.model.transformer import Transformer
+from ssd_jax.pipeline import model_io
 from ssd_jax.tasks import build_task_tokenizer
 
 
@@ -69,7 +70,7 @@ def _metrics(workdir, method):
 def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   workdir = str(tmp_path / "run")
   config = _config(base_dir, steps=2)
-  stages.run(stages.prepare(config), config, workdir)
+  run_pipeline(config, workdir)
 
   base_weights = load_file(os.path.join(base_dir, "model.safetensors"))
   for method in ("sdsd", "sdpo"):
@@ -94,5 +95,5 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   os.remove(os.path.join(workdir, "stages", "self_distill.done.json"))
   os.rename(os.path.join(workdir, "models", "sdpo"), os.path.join(workdir, "models", "sdpo_2steps"))
   longer = _config(base_dir, steps=3, methods="sdpo", eval_every=0)
-  stages.run(stages.prepare(longer), longer, workdir)
+  run_pipeline(longer, workdir)
   assert [r["step"] for r in _metrics(workdir, "sdpo")] == [0, 1, 2, 3]

@@ -10,7 +10,7 @@ from flax import nnx
 
 from ssd_jax import sharding
 from ssd_jax.train.distill_batch import pack_distill_batch
-from ssd_jax.train.distill_step import DistillStep, distill_loss
+from ssd_jax.train.distill_step import distill_loss, make_distill_step
 from ssd_jax.train.distillation_loss import DivergenceConfig
 from ssd_jax.train.ema import EmaUpdater, ema_update
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -147,7 +147,7 @@ def _run_steps(mesh_shape, teacher_mode, steps=2, grad_accum=1):
     params = sharding.shard_state(params, mesh)
     teacher = sharding.shard_state(teacher, mesh)
   state = init_train_state(params, optimizer)
-  step = DistillStep(graphdef, optimizer, divergence, mesh=mesh)
+  step = make_distill_step(graphdef, optimizer, divergence, mesh=mesh)
   losses = []
   for i in range(steps):
     batch = step.place_batch(_batch(seed=i))

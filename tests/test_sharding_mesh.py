@@ -9,7 +9,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssd_jax import sharding
-from ssd_jax.model import KVCache, Transformer, hf, presets
+from ssd_jax.model import KVCache, Transformer, hf, presets, sharded_init
 
 MESH_SHAPE = {"data": 2, "fsdp": 2, "tensor": 2}
 
@@ -46,7 +46,7 @@ def _forward(graphdef, state, tokens, positions, segment_ids):
 def test_sharded_forward_and_grad_equal_single_device():
   cfg = presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
   mesh = sharding.make_mesh(MESH_SHAPE)
-  sharded = sharding.create_sharded_model(cfg, mesh, seed=3)
+  sharded = sharded_init.create_sharded_model(cfg, mesh, seed=3)
   reference = Transformer(cfg, rngs=nnx.Rngs(3))
   q_proj = sharded.layers[0].attn.q_proj[...]
   assert q_proj.sharding.spec == P("fsdp", "tensor", None)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ssd_jax.evals.problems import Problem, TestCase
+from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.tasks import builtin
 
 
@@ -65,7 +65,7 @@ def test_problem_fields(splits):
   problems = splits["eval"]
   assert all(isinstance(p, Problem) and p.starter_code == "" for p in problems)
   assert {p.difficulty for p in problems} == {"easy", "medium", "hard"}
-  assert len({p.task_id.split("/")[1] for p in problems}) == len(builtin.families.registry())
+  assert len({p.task_id.split("/")[1] for p in problems}) == len(builtin.registry())
   for problem in problems:
     assert problem.task_id.startswith("builtin/")
     assert problem.entry_point in problem.question

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from ssd_jax.tasks import families
+from ssd_jax.tasks import builtin, families
 
 SEEDS = range(40)
-REGISTRY = families.registry()
+REGISTRY = builtin.registry()
 
 
 def run_tests(code, tests):

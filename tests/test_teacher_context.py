@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from ssd_jax.data.tokenizer import load_tokenizer
-from ssd_jax.methods.teacher_context import (
+from ssd_jax.onpolicy.teacher_context import (
   Attempt,
   ContextChoice,
   TeacherTemplates,

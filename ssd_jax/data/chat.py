@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+  from ssd_jax.data.problems import Problem, TestCase
   from ssd_jax.data.tokenizer import Tokenizer
-  from ssd_jax.evals.problems import Problem, TestCase
 
 Messages = list[dict[str, str]]
 

@@ -15,12 +15,16 @@ JSON-serialisable dict), later `it.set_state(state)` continues with exactly the 
 that would have followed. Hosts pack different data, so they may produce different
 numbers of rows per epoch; train for a number of steps with `num_epochs=None` (repeat
 forever) so that no host runs out before the others.
+
+`conversation_dataset` packs (messages, answer) pairs the same way, for training on a corpus that is not
+sample records (the built-in task's pre-training).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -30,7 +34,7 @@ from ssd_jax.data.degenerate import is_degenerate
 from ssd_jax.data.packing import SequencePacker
 from ssd_jax.data.records import record_dataset
 from ssd_jax.data.sample_record import SampleRecord
-from ssd_jax.data.sft_examples import ChatTokenizer, end_of_turn_ids, sft_example_from_record
+from ssd_jax.data.sft_examples import ChatTokenizer, build_sft_example, end_of_turn_ids, sft_example_from_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,3 +175,44 @@ def sft_dataset(
   examples = examples.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
   rows = PackedIterDataset(examples, config.seq_len)
   return rows.batch(config.global_batch_size // shard_count, drop_remainder=True)
+
+
+Conversation = tuple[Sequence[dict[str, str]], str]  # (prompt messages, answer text)
+
+
+def conversation_dataset(
+  tokenizer: ChatTokenizer,
+  conversations: Sequence[Conversation],
+  *,
+  seq_len: int,
+  global_batch_size: int,
+  seed: int,
+  shard_index: int = 0,
+  shard_count: int = 1,
+) -> grain.IterDataset:
+  """Packed, batched SFT rows from (messages, answer) pairs, repeated forever in reshuffled epochs.
+
+  Args:
+    tokenizer: the chat tokenizer.
+    conversations: prompt messages with the answer to train on (loss on the answer and end of turn).
+    seq_len: slots per packed row.
+    global_batch_size: rows per step over all processes.
+    seed: shuffle seed.
+    shard_index, shard_count: this process's share of the conversations.
+
+  Returns:
+    An IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays whose iterator
+    is checkpointable.
+  """
+  if global_batch_size % shard_count:
+    raise ValueError(f"global batch size {global_batch_size} is not divisible by {shard_count} processes")
+  end_ids = end_of_turn_ids(tokenizer)
+
+  def to_example(conversation: Conversation):
+    messages, answer = conversation
+    return build_sft_example(tokenizer, messages, answer, seq_len + 1, end_ids=end_ids)
+
+  dataset = grain.MapDataset.source(list(conversations))[shard_index::shard_count]
+  dataset = dataset.shuffle(seed=seed).repeat(None).map(to_example)
+  dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2))
+  return PackedIterDataset(dataset, seq_len).batch(global_batch_size // shard_count, drop_remainder=True)

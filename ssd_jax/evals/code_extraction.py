@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-from ssd_jax.evals.problems import Problem
+from ssd_jax.data.problems import Problem
 
 # An opening fence (``` or ~~~, optional language tag) through the matching closing fence.
 _FENCE = re.compile(r"^[ \t]*(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from ssd_jax.data.problems import Problem
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.feedback import format_feedback
-from ssd_jax.evals.problems import Problem
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import TestRun
 
@@ -55,9 +55,16 @@ class ProblemResult:
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-  """Results of an evaluation run, one entry per evaluated problem, in problem order."""
+  """Results of an evaluation run, one entry per evaluated problem, in problem order.
+
+  Attributes:
+    problems: per problem results.
+    sandbox: the isolation the verdicts were obtained under (``Sandbox.describe()``); its ``weak`` entry
+      says why isolation was weaker than designed, None when every layer held.
+  """
 
   problems: tuple[ProblemResult, ...]
+  sandbox: dict = dataclasses.field(default_factory=dict)
 
   def by_task_id(self) -> dict[str, ProblemResult]:
     return {p.task_id: p for p in self.problems}
@@ -72,6 +79,7 @@ def evaluate(
   workers: int | None = None,
   stop_on_failure: bool = False,
   progress: bool = False,
+  allow_weak_sandbox: bool = False,
 ) -> EvalResult:
   """Runs every completion against its problem's grading tests.
 
@@ -84,6 +92,8 @@ def evaluate(
     stop_on_failure: skip a sample's remaining tests after its first non-passing one
       (faster; behaviour diversity then sees fewer outputs).
     progress: show a progress bar.
+    allow_weak_sandbox: when no sandbox is given and an isolation layer cannot be set up, run anyway
+      (the result's ``sandbox["weak"]`` says what is missing) instead of raising IsolationError.
 
   Returns:
     An EvalResult with per problem, per sample, per test verdicts and feedback.
@@ -95,9 +105,12 @@ def evaluate(
   evaluated = [p for p in problems if completions.get(p.task_id)]
   samples = [(p, raw) for p in evaluated for raw in completions[p.task_id]]
   codes = [extract_code(raw) for _, raw in samples]
-  jobs = [ExecutionJob(assemble_program(p, code), p.tests) for (p, _), code in zip(samples, codes)]
+  jobs = [
+    ExecutionJob(p.program_prefix + assemble_program(p, code), p.tests, p.starter_code, p.entry_point)
+    for (p, _), code in zip(samples, codes)
+  ]
   owned = sandbox is None
-  pool = Sandbox(limits, workers) if owned else sandbox
+  pool = Sandbox(limits, workers, allow_weak_sandbox=allow_weak_sandbox) if owned else sandbox
   try:
     runs = pool.run_many(jobs, stop_on_failure=stop_on_failure, progress=progress)
   finally:
@@ -107,4 +120,5 @@ def evaluate(
   for (problem, raw), code, job, test_runs in zip(samples, codes, jobs, runs):
     feedback = format_feedback(problem.tests, test_runs)
     results[problem.task_id].append(SampleResult(raw, code, job.program, test_runs, feedback))
-  return EvalResult(tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated))
+  problem_results = tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated)
+  return EvalResult(problem_results, pool.describe())

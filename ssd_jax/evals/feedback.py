@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ssd_jax.evals.problems import TestCase
+from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 MAX_FEEDBACK_CHARS = 2000

@@ -1,62 +1,41 @@
-"""Runs untrusted Python against tests in isolated, resource-limited processes.
+"""Runs untrusted programs against tests; every verdict is decided by trusted code.
 
-Each execution starts the trusted runner in ``sandbox_harness.py`` in a new session
-with a minimal environment and a private working directory. When this process is
-root, every concurrent execution gets its own unprivileged uid (a "slot"), so
-RLIMIT_NPROC stops fork bombs and every process the program leaves behind, even one
-that called setsid(), is found by uid and killed. Otherwise processes are found by
-session id (best effort). Each Sandbox claims its own block of uids through a lock
-file, so two pools never share a uid.
+A Sandbox is a pool of slots. Each slot holds two long-lived processes:
 
-Integrity: a test passes only on a record that the runner writes, tagged with a
-per-run random nonce, on a dedicated pipe after the test code has returned; stdout,
-the exit status, or an early exit cannot produce one. Expected outputs (stdio tests,
-code tests with ``expected_stdout``) are compared here, in the parent, and never
-enter the sandbox. Assertion tests necessarily run inside the program's process: the
-runner blocks the easy routes to its state (gc, ctypes, tracing, /proc memory), but
-a program written against the runner's internals could walk interpreter frames and
-forge such a pass; prefer expected-output tests where that matters.
+- a sandbox worker (``sandbox_harness.py``) inside bubblewrap (``isolation.py``), which forks one process
+  per test, runs the program there, and sends back only data: a script's exit status and output, or the
+  values its functions return;
+- a trusted checker (``sandbox_checker.py``), which runs a test's assertion code against remote stand-ins
+  for the program's functions and never loads the program.
+
+This process relays the checker's calls to the worker, compares stdio output itself (LiveCodeBench's rule,
+``verdicts.outputs_match``), and turns both sides' reports into a Verdict. A program can therefore change
+only the data it returns: patching json, walking frames or replacing builtins inside its own interpreter
+cannot reach a verdict. Tests that need more than data (inspecting a program object) are ``unverifiable``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import fcntl
-import json
 import os
 import pathlib
 import queue
-import secrets
-import select
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import weakref
 from collections.abc import Sequence
 
-from ssd_jax.evals import process_reaper
-from ssd_jax.evals.problems import TestCase
-from ssd_jax.evals.verdicts import TestRun, Verdict, first_difference, outputs_match
+import ssd_jax.evals.cgroup_limits as cgroup_limits
+import ssd_jax.evals.isolation as isolation
+import ssd_jax.evals.sandbox_wire as sandbox_wire
+from ssd_jax.data.problems import TestCase
+from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot, SlotSettings, owned_by
+from ssd_jax.evals.verdicts import TestRun, Verdict
 
-HARNESS_SOURCE = (pathlib.Path(__file__).parent / "sandbox_harness.py").read_text()
-SANDBOX_UID_BASE = 61000
-UID_BLOCK_SIZE = 64  # uids reserved by one Sandbox; blocks are claimed with a lock so pools never share a uid
-MAX_UID_BLOCKS = 64
-STARTUP_ALLOWANCE_S = 10.0
-_STATUS_TO_VERDICT = {
-  "failed": Verdict.FAILED,
-  "error": Verdict.ERROR,
-  "timeout": Verdict.TIMEOUT,
-  "memory": Verdict.MEMORY,
-}
+WORKER_MEMORY_MB = 64  # the worker's own share of its cgroup's memory.max
 
 
 @dataclasses.dataclass(frozen=True)
 class SandboxLimits:
-  """Resource limits for one execution (a program and its tests).
+  """Resource limits for one test of one program.
 
   Attributes:
     timeout_s: wall-clock limit per test.
@@ -66,6 +45,7 @@ class SandboxLimits:
     max_file_mb: largest file the program may write (also caps its stdout file).
     max_output_bytes: stdout/stderr kept per test.
     max_open_files: file descriptors per process.
+    tmpfs_mb: size of the sandbox's private /tmp and of its /dev/shm, each.
   """
 
   timeout_s: float = 10.0
@@ -75,6 +55,7 @@ class SandboxLimits:
   max_file_mb: int = 16
   max_output_bytes: int = 64 * 1024
   max_open_files: int = 256
+  tmpfs_mb: int = 64
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -82,92 +63,94 @@ class SandboxLimits:
         raise ValueError(f"SandboxLimits.{field.name} must be positive, got {getattr(self, field.name)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecutionJob:
-  """A program and the tests to run it against."""
-
-  program: str
-  tests: tuple[TestCase, ...]
-
-
-def minimal_environment(workdir: str) -> dict[str, str]:
-  """The only environment variables a sandboxed program sees (no inherited secrets)."""
-  return {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": workdir,
-    "TMPDIR": workdir,
-    "LANG": "C.UTF-8",
-    "PYTHONHASHSEED": "0",
-    "PYTHONIOENCODING": "utf-8",
-  }
-
-
-def _interpreter_problem(python: str, uid: int | None) -> str | None:
-  """Why ``python`` cannot run the runner as ``uid``, or None when it can."""
-  try:
-    probe = subprocess.run(
-      [python, "-s", "-P", "-c", "import json, ctypes, collections"],
-      user=uid,
-      group=uid,
-      extra_groups=[] if uid is not None else None,
-      env={"PATH": "/usr/bin:/bin"},
-      cwd="/",
-      capture_output=True,
-      timeout=60,
-    )
-  except (OSError, subprocess.SubprocessError) as exc:
-    return f"{python}: {exc}"
-  if probe.returncode != 0:
-    return f"{python}: exit status {probe.returncode}: {probe.stderr.decode(errors='replace')[-300:]}"
-  return None
-
-
-def find_interpreter(uid: int | None, preferred: str | None = None) -> str:
-  """A Python (3.11+) that the sandbox uid can run: ours if reachable, else a system one."""
-  candidates = (
-    [preferred]
-    if preferred
-    else [sys.executable, shutil.which("python3"), "/usr/bin/python3", "/usr/local/bin/python3"]
-  )
-  problems = []
-  for python in dict.fromkeys(c for c in candidates if c):
-    problem = _interpreter_problem(python, uid)
-    if problem is None:
-      return python
-    problems.append(problem)
-  raise RuntimeError(f"no Python interpreter usable by sandbox uid {uid}: " + "; ".join(problems))
-
-
 class Sandbox:
-  """A pool of isolated executions, sized to the machine.
+  """A pool of isolated slots, sized to the machine.
 
   Use as a context manager; ``run`` is thread-safe, ``run_many`` runs jobs in parallel.
+
+  Args:
+    limits: resource limits per test.
+    workers: parallel slots (default: CPU count).
+    python: interpreter for the sandboxed programs (default: ours if reachable, else a system one).
+    allow_weak_sandbox: when an isolation layer cannot be set up, run with rlimits only instead of
+      raising IsolationError; ``weak`` and ``describe()`` then say what is missing.
   """
 
   def __init__(
     self,
     limits: SandboxLimits = SandboxLimits(),
     workers: int | None = None,
-    isolate_network: bool = True,
     python: str | None = None,
+    allow_weak_sandbox: bool = False,
   ):
     self.limits = limits
     self.workers = workers or os.cpu_count() or 1
-    self.isolate_network = isolate_network
-    self._as_root = os.geteuid() == 0
-    if self.workers > UID_BLOCK_SIZE:
-      raise ValueError(f"Sandbox: workers must be at most {UID_BLOCK_SIZE}, got {self.workers}")
-    self._uid_lock, first_uid = _claim_uid_block() if self._as_root else (None, None)
-    self._slots: queue.Queue[int | None] = queue.Queue()
-    for slot in range(self.workers):
-      self._slots.put(first_uid + slot if self._as_root else None)
-    self.python = find_interpreter(first_uid, python)
-    self._root = pathlib.Path(tempfile.mkdtemp(prefix="ssd_sandbox_"))
-    self._root.chmod(0o711)  # slots may enter their own directory, not list others
-    self._jobs_dir = self._root / "jobs"
-    self._jobs_dir.mkdir(mode=0o700)
-    self._remove_root = weakref.finalize(self, shutil.rmtree, self._root, ignore_errors=True)  # if never closed
+    if self.workers > isolation.UID_BLOCK_SIZE:
+      raise ValueError(f"Sandbox: workers must be at most {isolation.UID_BLOCK_SIZE}, got {self.workers}")
+    as_root = os.geteuid() == 0
+    self._uid_lock, first_uid = isolation.claim_uid_block() if as_root else (None, None)
+    try:
+      self.isolation = isolation.setup_isolation(first_uid, limits.tmpfs_mb << 20, allow_weak_sandbox, python)
+    except BaseException:
+      self._release_uids()
+      raise
+    self.uids = tuple(first_uid + i for i in range(self.workers)) if as_root else ()
+    self.wire_limits = self._wire_limits()
+    self.cgroup_parent, no_cgroup = cgroup_limits.delegated_parent() if self.isolation.wrapper else (None, "weak")
+    tree_memory_mb = limits.memory_mb + 2 * limits.tmpfs_mb + WORKER_MEMORY_MB
+    self.cgroup_limits = (tree_memory_mb << 20, limits.max_processes + 2)
+    if self.cgroup_parent is not None:
+      self.tree_limits = f"cgroup v2: memory.max {tree_memory_mb} MiB, pids.max {self.cgroup_limits[1]} per worker"
+    else:
+      ceiling = limits.max_processes * limits.memory_mb + 2 * limits.tmpfs_mb
+      self.tree_limits = (
+        f"rlimits: {limits.memory_mb} MiB address space x at most {limits.max_processes} processes, plus tmpfs: "
+        f"at most {ceiling} MiB per worker (no writable cgroup v2: {no_cgroup})"
+      )
     self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+    self._launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-launcher")
+    settings = SlotSettings(
+      self.isolation, limits.timeout_s, self.wire_limits, self._launcher, self.cgroup_parent, self.cgroup_limits
+    )
+    self._slots: queue.Queue[Slot] = queue.Queue()
+    self._all_slots = [Slot(settings, i, self.uids[i] if as_root else None) for i in range(self.workers)]
+    for slot in self._all_slots:
+      self._slots.put(slot)
+
+  @property
+  def worker_pids(self) -> tuple[int, ...]:
+    """Host pids of the running workers (bubblewrap's outer process, or the worker when weak)."""
+    return tuple(slot.worker.pid for slot in self._all_slots if slot.worker is not None)
+
+  @property
+  def weak(self) -> str | None:
+    """Why this sandbox is weaker than designed, or None."""
+    return self.isolation.weak
+
+  def describe(self) -> dict:
+    """The isolation in effect, for results files."""
+    return {"weak": self.isolation.weak, "layers": {**self.isolation.layers, "process tree": self.tree_limits}}
+
+  def _wire_limits(self) -> dict:
+    limits = self.limits
+    nproc = limits.max_processes + 2  # the worker and the test process itself
+    if not self.isolation.wrapper and not self.uids:  # weak and not root: RLIMIT_NPROC counts all our processes
+      nproc += sum(1 for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and owned_by(p, os.getuid()))
+    return {
+      "timeout_s": limits.timeout_s,
+      "cpu_time_s": limits.cpu_time_s,
+      "memory_bytes": limits.memory_mb << 20,
+      "max_file_bytes": limits.max_file_mb << 20,
+      "max_output_bytes": limits.max_output_bytes,
+      "max_open_files": limits.max_open_files,
+      "max_reply_bytes": sandbox_wire.MAX_MESSAGE_BYTES,
+      "nproc": nproc,
+    }
+
+  def start(self) -> None:
+    """Starts every slot's worker and checker now (otherwise each starts on its first test)."""
+    for future in [self._executor.submit(slot.ensure_started) for slot in self._all_slots]:
+      future.result()
 
   def __enter__(self) -> Sandbox:
     return self
@@ -175,195 +158,46 @@ class Sandbox:
   def __exit__(self, *exc_info):
     self.close()
 
-  def close(self):
-    self._executor.shutdown(wait=True)
-    self._remove_root()
+  def _release_uids(self):
     if self._uid_lock is not None:
-      self._uid_lock.close()  # releases the uid block
+      self._uid_lock.close()
       self._uid_lock = None
 
-  def run(self, program: str, tests: Sequence[TestCase], stop_on_failure: bool = False) -> tuple[TestRun, ...]:
+  def close(self):
+    """Stops every worker and checker; nothing of the pool survives."""
+    self._executor.shutdown(wait=True)
+    for slot in self._all_slots:
+      slot.close()
+    self._launcher.shutdown(wait=True)  # only now: its exit would kill the workers it started
+    self._release_uids()
+
+  def run(
+    self, program: str, tests: Sequence[TestCase], stop_on_failure: bool = False, starter_code: str = ""
+  ) -> tuple[TestRun, ...]:
     """Runs ``program`` against each test; returns one TestRun per test, in order."""
-    uid = self._slots.get()
+    return self.run_job(ExecutionJob(program, tuple(tests), starter_code), stop_on_failure)
+
+  def run_job(self, job: ExecutionJob, stop_on_failure: bool = False) -> tuple[TestRun, ...]:
+    slot = self._slots.get()
     try:
-      return self._run_in_slot(uid, program, tuple(tests), stop_on_failure)
+      runs = []
+      for test in job.tests:
+        if stop_on_failure and runs and not runs[-1].passed:
+          runs.append(TestRun(test.name, Verdict.SKIPPED, "not run: an earlier test failed"))
+        else:
+          runs.append(slot.run_test(job, test))
+      return tuple(runs)
     finally:
-      self._slots.put(uid)
+      self._slots.put(slot)
 
   def run_many(
     self, jobs: Sequence[ExecutionJob], stop_on_failure: bool = False, progress: bool = False
   ) -> list[tuple[TestRun, ...]]:
     """Runs jobs in parallel on the pool; results are in the order of ``jobs``."""
-    futures = [self._executor.submit(self.run, job.program, job.tests, stop_on_failure) for job in jobs]
+    futures = [self._executor.submit(self.run_job, job, stop_on_failure) for job in jobs]
     if progress:
       import tqdm  # only needed for interactive runs
 
       for _ in tqdm.tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="executing"):
         pass
     return [future.result() for future in futures]
-
-  def _job_spec(self, uid, workdir, program, tests, nonce, result_fd):
-    limits = self.limits
-    nproc = limits.max_processes + 2  # the runner and the test process itself
-    if uid is None:  # RLIMIT_NPROC counts all of our uid's processes
-      nproc += process_reaper.count_processes_of_uid(os.getuid())
-    return {
-      "nonce": nonce,
-      "program": program,
-      "workdir": str(workdir),
-      "result_fd": result_fd,
-      "uid": uid,
-      "gid": uid,
-      "isolate_network": self.isolate_network,
-      "tests": [{"name": t.name, "code": t.code, "stdin": t.stdin} for t in tests],
-      "limits": {
-        "timeout_s": limits.timeout_s,
-        "cpu_time_s": limits.cpu_time_s,
-        "total_cpu_s": limits.cpu_time_s * max(len(tests), 1) + 5,
-        "memory_bytes": limits.memory_mb << 20,
-        "max_file_bytes": limits.max_file_mb << 20,
-        "max_output_bytes": limits.max_output_bytes,
-        "max_open_files": limits.max_open_files,
-        "nproc": nproc,
-      },
-    }
-
-  def _run_in_slot(self, uid, program, tests, stop_on_failure):
-    nonce = secrets.token_hex(16)
-    workdir = pathlib.Path(tempfile.mkdtemp(dir=self._root))
-    if uid is not None:
-      os.chown(workdir, uid, uid)
-    job_path = self._jobs_dir / f"{workdir.name}.json"
-    log_path = self._jobs_dir / f"{workdir.name}.log"
-    read_fd, write_fd = os.pipe()
-    deadline = time.monotonic() + STARTUP_ALLOWANCE_S + (self.limits.timeout_s + 1.0) * len(tests)
-    try:
-      with open(job_path, "w", encoding="utf-8", opener=_private_opener) as job_file:
-        json.dump(self._job_spec(uid, workdir, program, tests, nonce, write_fd), job_file)
-      with open(log_path, "wb", opener=_private_opener) as log_file:
-        proc = subprocess.Popen(
-          [self.python, "-s", "-B", "-P", "-c", HARNESS_SOURCE, str(job_path)],
-          stdin=subprocess.DEVNULL,
-          stdout=subprocess.DEVNULL,
-          stderr=log_file,
-          pass_fds=(write_fd,),
-          env=minimal_environment(str(workdir)),
-          cwd=workdir,
-          start_new_session=True,
-        )
-    finally:
-      os.close(write_fd)
-    harness_error = "sandbox runner did not report"
-    try:
-      stop_after = _first_failure if stop_on_failure else None
-      records, harness_error = _collect_records(read_fd, proc, nonce, deadline, tests, stop_after)
-    finally:
-      os.close(read_fd)
-      # A runner that finished all its tests already killed every other process of its own uid.
-      finished_normally = harness_error is None and not stop_on_failure and uid is not None
-      process_reaper.kill_sandbox_processes(proc, uid, sweep=not finished_normally)
-      if uid is not None:
-        process_reaper.remove_files_owned_by(uid)
-      shutil.rmtree(workdir, ignore_errors=True)
-    if harness_error and not records:
-      harness_error += _log_tail(log_path)
-    job_path.unlink(missing_ok=True)
-    log_path.unlink(missing_ok=True)
-    return tuple(_test_run(test, records.get(i), harness_error) for i, test in enumerate(tests))
-
-
-def _claim_uid_block():
-  """Locks a free block of sandbox uids for this process; returns (lock file, first uid)."""
-  lock_dir = pathlib.Path(tempfile.gettempdir()) / "ssd_sandbox_uid_locks"
-  lock_dir.mkdir(mode=0o700, exist_ok=True)
-  for block in range(MAX_UID_BLOCKS):
-    lock_file = open(lock_dir / f"block_{block}.lock", "a")
-    try:
-      fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      lock_file.close()
-      continue
-    return lock_file, SANDBOX_UID_BASE + block * UID_BLOCK_SIZE
-  raise RuntimeError(f"all {MAX_UID_BLOCKS} sandbox uid blocks are in use")
-
-
-def _private_opener(path, flags):
-  return os.open(path, flags, 0o600)
-
-
-def _log_tail(log_path: pathlib.Path) -> str:
-  try:
-    text = log_path.read_bytes()[-2000:].decode("utf-8", "replace").strip()
-  except OSError:
-    return ""
-  return f"\nrunner log:\n{text}" if text else ""
-
-
-def _first_failure(test: TestCase, record: dict) -> bool:
-  return not _test_run(test, record, None).passed
-
-
-def _collect_records(
-  read_fd: int, proc: subprocess.Popen, nonce: str, deadline: float, tests: tuple[TestCase, ...], stop_after=None
-):
-  """Reads the runner's nonce-tagged JSON lines until it finishes or the deadline passes.
-
-  ``stop_after(test, record)`` returning True ends the execution early (the remaining
-  tests are skipped). Returns (records by test index, error text or None). Lines
-  without the nonce are ignored.
-  """
-  buffer, records, done = b"", {}, False
-  while True:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-      return records, "time limit exceeded (whole execution)"
-    ready, _, _ = select.select([read_fd], [], [], remaining)
-    if not ready:
-      continue
-    data = os.read(read_fd, 1 << 16)
-    if not data:
-      break
-    buffer += data
-    *lines, buffer = buffer.split(b"\n")
-    for line in lines:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      if not isinstance(record, dict) or record.get("nonce") != nonce:
-        continue
-      if record.get("event") == "done":
-        done = True
-      elif isinstance(record.get("index"), int) and 0 <= record["index"] < len(tests):
-        records[record["index"]] = record
-        if stop_after is not None and stop_after(tests[record["index"]], record):
-          return records, None
-  if done:
-    return records, None
-  try:
-    code = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-  except subprocess.TimeoutExpired:
-    return records, "time limit exceeded (whole execution)"
-  return records, f"sandbox runner ended early (exit status {code}); the program may have killed it"
-
-
-def _test_run(test: TestCase, record: dict | None, harness_error: str | None) -> TestRun:
-  """Turns a runner record into a verdict; stdio outputs are compared here."""
-  if record is None:
-    if harness_error is None:
-      return TestRun(test.name, Verdict.SKIPPED, "not run: an earlier test failed")
-    verdict = Verdict.TIMEOUT if "time limit" in harness_error else Verdict.ERROR
-    return TestRun(test.name, verdict, harness_error)
-  status = record["status"]
-  stdout, stderr = record.get("stdout", ""), record.get("stderr", "")
-  common = dict(stdout=stdout, stderr=stderr, duration_s=float(record.get("duration_s", 0.0)))
-  if status != "completed":
-    return TestRun(test.name, _STATUS_TO_VERDICT.get(status, Verdict.ERROR), record.get("message", ""), **common)
-  if test.expected_stdout is None:
-    return TestRun(test.name, Verdict.PASSED, **common)
-  if outputs_match(stdout, test.expected_stdout):
-    return TestRun(test.name, Verdict.PASSED, **common)
-  message = "wrong output: " + first_difference(stdout, test.expected_stdout)
-  if record.get("stdout_truncated"):
-    message += " (output truncated)"
-  return TestRun(test.name, Verdict.FAILED, message, **common)

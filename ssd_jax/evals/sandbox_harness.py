@@ -1,59 +1,48 @@
-"""Trusted runner that executes inside a sandbox process (standard library only).
+"""Sandbox worker: runs untrusted programs inside the isolated tree and reports only data (stdlib only).
 
-Run as ``python -s -B -P -c <this source> JOB_PATH``. The job file holds the program,
-the tests (never their expected outputs), the limits and a per-run nonce; it is read
-and deleted before any untrusted code runs. The runner then:
+Started once per pool slot as ``python -I -S -B -c <sandbox_wire source + this source>`` inside bubblewrap;
+fd 0 carries requests from the grader, fd 1 carries events back, fd 2 is its log. It never decides a
+verdict. For each ``run`` request it forks one child that loads the program and then either
 
-1. isolates itself: a private network namespace (when permitted), an unprivileged uid
-   (when started as root, so RLIMIT_NPROC applies), resource limits, not dumpable;
-2. runs each test in a forked child with its own process group, stdin, stdout file,
-   CPU limit and wall-clock deadline, killed with SIGKILL when it overruns;
-3. reports one JSON line per test on the result pipe, tagged with the nonce.
+- ``mode="script"``: runs it as ``__main__`` on a stdin file; the worker returns the exit status and the
+  captured stdout/stderr, which the grader compares; or
+- ``mode="calls"``: serves ``resolve`` and ``call`` requests that the trusted checker sends (relayed by
+  the grader): names are looked up in the program's namespace, arguments arrive as plain data, and results
+  leave as plain data or as opaque object handles (``sandbox_wire``).
 
-A test passes only if the child reports completion *after* the test code returned,
-over a pipe that is not stdout; exiting early, printing markers, or overriding builtins
-cannot produce that report. Expected outputs stay in the parent, which compares them.
+Whatever the program does to its own interpreter (patching json, walking frames, replacing builtins) can
+change only the data it returns, which is exactly what an honest program could return. After each run the
+worker kills every other process of the sandbox, wipes /tmp, /dev/shm and /dev/mqueue, and exits (to be
+replaced by a fresh sandbox) if anything it cannot wipe remains (SysV IPC objects, survivors).
 """
 
-import ctypes
+import builtins
 import errno
 import json
 import linecache
 import os
 import resource
 import select
+import shutil
 import signal
 import sys
 import time
 import traceback
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
+if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends sandbox_wire
+  from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_frame, read_message, write_message
+
+REQUEST_FD, EVENT_FD = 0, 1
+WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+SYSV_IPC_TABLES = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
+PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBench's import prefix) start fast
+  "string re datetime collections heapq bisect copy math random statistics itertools functools operator io "
+  "json typing fractions decimal array dataclasses enum"
+).split()
 PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-EXIT_NO_REPORT = 70
-BLOCKED_AUDIT_PREFIXES = ("socket.", "ctypes.", "gc.get_", "sys.settrace", "sys.setprofile")
+CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
 TRACEBACK_LINES = 12
 MESSAGE_CHARS = 4000
-
-_write = os.write
-_exit = os._exit
-_exec = exec
-_compile = compile
-_dumps = json.dumps
-_AssertionError = AssertionError
-_MemoryError = MemoryError
-_SystemExit = SystemExit
-_BaseException = BaseException
-
-
-def isolate_network(libc):
-  """Moves this process into an empty network namespace; returns how, or 'none'."""
-  if libc.unshare(CLONE_NEWNET) == 0:
-    return "netns"
-  if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-    return "userns+netns"
-  return "none"
 
 
 def set_limit(which, soft, slack=0):
@@ -65,160 +54,248 @@ def set_limit(which, soft, slack=0):
   resource.setrlimit(which, (soft, hard))
 
 
-def confine(job):
-  """Applies network isolation, the unprivileged uid and the resource limits."""
-  libc = ctypes.CDLL(None, use_errno=True)
-  network = isolate_network(libc) if job["isolate_network"] else "none"
-  if job["uid"] is not None:
-    os.setgroups([])
-    os.setgid(job["gid"])
-    os.setuid(job["uid"])
-  limits = job["limits"]
+def confine_child(limits):
+  """Resource limits of one test process (and everything it starts)."""
   set_limit(resource.RLIMIT_AS, limits["memory_bytes"])
   set_limit(resource.RLIMIT_FSIZE, limits["max_file_bytes"])
   set_limit(resource.RLIMIT_NOFILE, limits["max_open_files"])
   set_limit(resource.RLIMIT_NPROC, limits["nproc"])
   set_limit(resource.RLIMIT_CORE, 0)
-  set_limit(resource.RLIMIT_CPU, max(1, limits["total_cpu_s"]), slack=1)
-  libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-  libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned daemons come back to us to be reaped
-  os.chdir(job["workdir"])
-  os.umask(0o077)
-  return network
-
-
-def audit_guard(event, args):
-  """Refuses sockets, ctypes, interpreter introspection of the harness, and tracing."""
-  if event.startswith(BLOCKED_AUDIT_PREFIXES):
-    raise PermissionError(f"sandbox: operation not permitted ({event})")
+  set_limit(resource.RLIMIT_CPU, max(1, limits["cpu_time_s"]), slack=1)
 
 
 def describe_exception(exc):
-  """Returns (status, message) for an exception raised by the program or its test."""
-  if isinstance(exc, _MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+  """(status, message) for an exception the program raised."""
+  if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
     return "memory", "MemoryError: memory limit exceeded"
-  status = "failed" if type(exc) is _AssertionError else "error"
-  prefix = "output limit exceeded (file size limit)\n" if isinstance(exc, OSError) and exc.errno == errno.EFBIG else ""
-  summary = traceback.TracebackException.from_exception(exc, limit=-TRACEBACK_LINES)
-  summary.stack = traceback.StackSummary.from_list(  # hide the runner's own frames
-    [frame for frame in summary.stack if frame.filename != "<string>"]
-  )
-  text = "".join(summary.format()).rstrip("\n").split("\n")
-  return status, prefix + "\n".join(text[-TRACEBACK_LINES:])[-MESSAGE_CHARS:]
-
-
-def run_child(job, test, report_fd):
-  """Body of the forked test process: runs program then test code. Never returns."""
-  status, message, test_stdout_offset = "error", "", 0
+  if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+    return "error", "output limit exceeded (file size limit)"
   try:
-    linecache.cache["solution.py"] = (0, None, job["program"].splitlines(True), "solution.py")
-    program = _compile(job["program"], "solution.py", "exec", dont_inherit=True, optimize=0)
-    test_code = None
-    if test["code"]:
-      linecache.cache["test.py"] = (0, None, test["code"].splitlines(True), "test.py")
-      test_code = _compile(test["code"], "test.py", "exec", dont_inherit=True, optimize=0)
-    sys.addaudithook(audit_guard)
-    run_as_main = test_code is None
-    namespace = {"__name__": "__main__" if run_as_main else "solution", "__builtins__": __builtins__}
+    summary = traceback.TracebackException.from_exception(exc, limit=-TRACEBACK_LINES)
+    summary.stack = traceback.StackSummary.from_list([f for f in summary.stack if f.filename != "<string>"])
+    text = "".join(summary.format()).rstrip("\n").split("\n")
+    return "error", "\n".join(text[-TRACEBACK_LINES:])[-MESSAGE_CHARS:]
+  except BaseException:  # a hostile __str__ must not decide anything
+    return "error", "exception (could not be formatted)"
+
+
+def load_program(source, as_main):
+  """Compiles and runs the program; returns its namespace."""
+  linecache.cache["solution.py"] = (0, None, source.splitlines(True), "solution.py")
+  code = compile(source, "solution.py", "exec", dont_inherit=True)
+  namespace = {"__name__": "__main__" if as_main else "solution", "__builtins__": builtins}
+  exec(code, namespace)
+  return namespace
+
+
+class Served:
+  """The program's side of the call protocol: looks names up, calls them, returns data or handles."""
+
+  def __init__(self, namespace):
+    self.namespace = namespace
+    self.objects = {}
+
+  def handle_of(self, obj):
+    handle = len(self.objects) + 1
+    self.objects[handle] = obj
+    return handle
+
+  def object_of(self, handle):
+    if handle not in self.objects:
+      raise NotData(f"unknown object handle {handle}")
+    return self.objects[handle]
+
+  def lookup(self, target, name):
+    if target is None:
+      return self.namespace[name]
+    return getattr(self.object_of(target), name)
+
+  def describe(self, target, name):
     try:
-      _exec(program, namespace)
-    except _SystemExit as exc:
-      if not run_as_main or exc.code not in (None, 0):
-        raise
-    if test_code is not None:
-      sys.stdout.flush()
-      test_stdout_offset = os.lseek(1, 0, os.SEEK_CUR)
-      _exec(test_code, namespace)
-    status = "completed"
-  except _SystemExit as exc:
-    status, message = "error", f"SystemExit({exc.code!r}) before the tests finished"
-  except _BaseException as exc:  # the verdict must cover every way untrusted code can fail
+      obj = self.lookup(target, name)
+    except (KeyError, AttributeError):
+      return ["missing"]
+    if isinstance(obj, type):
+      return ["class"]
+    if type(obj).__name__ == "module":
+      return ["module", str(getattr(obj, "__name__", ""))]
+    if callable(obj):
+      return ["function"]
+    return ["value", encode_value(obj, self.handle_of)]
+
+  def answer(self, request):
+    op, target = request.get("op"), request.get("target")
+    if op == "resolve":
+      return {"resolved": [self.describe(target, name) for name in request["names"]]}
+    if op == "call":
+      function = self.lookup(target, request["name"])
+      args = decode_value(request["args"], self.object_of)
+      kwargs = decode_value(request["kwargs"], self.object_of)
+      return {"value": encode_value(function(*args, **kwargs), self.handle_of)}
+    return {"raised": "ProtocolError", "message": f"unknown request {op!r}"}
+
+  def serve(self, request_fd, reply_fd):
+    while True:
+      request = read_message(request_fd)
+      if request is None:
+        return
+      try:
+        reply = self.answer(request)
+      except BaseException as exc:  # the program's exceptions become data for the checker
+        status, message = describe_exception(exc)
+        reply = {"raised": type(exc).__name__ if type(exc).__module__ == "builtins" else "Exception"}
+        reply.update(status=status, message=message)
+      try:
+        write_message(reply_fd, reply)
+      except BaseException:  # an unencodable reply (e.g. a str subclass lying about itself)
+        write_message(reply_fd, {"raised": "TypeError", "status": "error", "message": "reply is not plain data"})
+
+
+def child_main(job, stdin_fd, out_fd, err_fd, request_fd, reply_fd):
+  """Body of the forked test process. Never returns."""
+  try:
+    os.setsid()
+    for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2)):
+      os.dup2(fd, target)
+    keep = {0, 1, 2, request_fd, reply_fd}
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+      if fd not in keep:
+        try:
+          os.close(fd)
+        except OSError:
+          pass
+    confine_child(job["limits"])
+    as_main = job["mode"] == "script"
+    status, message = "completed", ""
     try:
+      namespace = load_program(job["program"], as_main)
+    except SystemExit as exc:  # LiveCodeBench accepts exit() from a script
+      if not as_main:
+        status, message = "error", f"SystemExit({exc.code!r}) while loading the program"
+    except BaseException as exc:
       status, message = describe_exception(exc)
-    except _BaseException:
-      status, message = "error", "exception (could not be formatted)"
-  try:
-    sys.stdout.flush()
-    sys.stderr.flush()
-  except _BaseException:
+    if not as_main:
+      write_message(reply_fd, {"loaded": status == "completed", "status": status, "message": message})
+      if status == "completed":
+        Served(namespace).serve(request_fd, reply_fd)
+    else:
+      sys.stdout.flush()
+      if status != "completed":
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        os._exit(3 if status == "memory" else 1)
+    os._exit(0)
+  except BaseException:
     pass
-  record = {"nonce": job["nonce"], "status": status, "message": message, "stdout_offset": test_stdout_offset}
-  try:
-    _write(report_fd, _dumps(record).encode()[:65536])
-  finally:
-    _exit(0)
+  os._exit(1)
 
 
-def open_stdin(index, data):
-  if data is None:
-    return os.open(os.devnull, os.O_RDONLY)
-  path = f".stdin_{index}"
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(data)
-  fd = os.open(path, os.O_RDONLY)
-  os.unlink(path)
-  return fd
-
-
-def read_capped(path, offset, cap):
+def read_capped(path, cap):
   try:
     with open(path, "rb") as f:
-      f.seek(offset)
       data = f.read(cap + 1)
-    os.unlink(path)
   except OSError:
     return "", False
   return data[:cap].decode("utf-8", "replace"), len(data) > cap
 
 
-def wait_child(pid, report_fd, deadline):
-  """Collects the child's report until it exits or the deadline passes.
+def exit_status(wait_status, rusage, limits, timed_out):
+  """(status, message) from how the test process ended."""
+  if timed_out:
+    return "timeout", "time limit exceeded (wall clock)"
+  if os.WIFSIGNALED(wait_status):
+    sig = os.WTERMSIG(wait_status)
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and rusage.ru_utime + rusage.ru_stime >= limits["cpu_time_s"]):
+      return "timeout", f"time limit exceeded (CPU time, {signal.Signals(sig).name})"
+    if sig == signal.SIGXFSZ:
+      return "error", "output limit exceeded (file size limit)"
+    return "error", f"program crashed ({signal.Signals(sig).name})"
+  code = os.WEXITSTATUS(wait_status)
+  if code == 0:
+    return "completed", ""
+  if code == 3:
+    return "memory", "MemoryError: memory limit exceeded"
+  return "error", f"program exited with status {code}"
 
-  Returns (report bytes, wait status, rusage, timed_out).
+
+def relay_calls(pidfd, reply_fd, request_fd, deadline, cap):
+  """Forwards requests from the grader to the child and its replies back until one side ends.
+
+  Returns why it stopped: "timeout", "finish" (the checker is done), "exited" or "overflow".
   """
-  pidfd = os.pidfd_open(pid)
-  watched, chunks, size, timed_out = [pidfd, report_fd], [], 0, False
   while True:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-      timed_out = True
-      kill_group(pid)
-      break
-    ready, _, _ = select.select(watched, [], [], remaining)
-    if report_fd in ready:
-      data = os.read(report_fd, 65536)
-      if not data:
-        watched.remove(report_fd)
-      elif size < 65536:
-        chunks.append(data)
-        size += len(data)
-    if pidfd in ready:
-      break
+      return "timeout"
+    ready, _, _ = select.select([REQUEST_FD, reply_fd, pidfd], [], [], remaining)
+    if reply_fd in ready:
+      try:
+        payload = read_frame(reply_fd, cap, deadline)  # a program that stalls mid-message runs into the deadline
+        reply = None if payload is None else json.loads(payload)
+      except TimeoutError:
+        return "timeout"
+      except (NotData, ValueError, RecursionError):
+        return "overflow"
+      if reply is None:
+        return "exited"
+      write_message(EVENT_FD, {"event": "reply", "data": reply})
+    elif REQUEST_FD in ready:
+      request = read_message(REQUEST_FD)
+      if request is None:
+        sys.exit(0)
+      if request.get("op") == "finish":
+        return "finish"
+      try:
+        write_message(request_fd, request["request"])
+      except OSError:  # the child is gone; its exit is reported next
+        return "exited"
+    elif pidfd in ready:
+      return "exited"
+
+
+def run(job):
+  """Runs one test of one program; sends the 'end' event."""
+  limits = job["limits"]
+  start = time.monotonic()
+  deadline = start + limits["timeout_s"]
+  scratch = CONFIG["scratch"]
+  with open(f"{scratch}/.stdin", "w", encoding="utf-8") as f:
+    f.write(job.get("stdin") or "")
+  stdin_fd = os.open(f"{scratch}/.stdin", os.O_RDONLY)
+  out_fd = os.open(f"{scratch}/.stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+  err_fd = os.open(f"{scratch}/.stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+  request_r, request_w = os.pipe()
+  reply_r, reply_w = os.pipe()
+  pid = os.fork()
+  if pid == 0:
+    child_main(job, stdin_fd, out_fd, err_fd, request_r, reply_w)
+  for fd in (stdin_fd, out_fd, err_fd, request_r, reply_w):
+    os.close(fd)
+  pidfd = os.pidfd_open(pid)
+  if job["mode"] == "calls":
+    ended = relay_calls(pidfd, reply_r, request_w, deadline, limits["max_reply_bytes"])
+  else:
+    ended = "exited" if select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0] else "timeout"
+  kill_group(pid)
   _, wait_status, rusage = os.wait4(pid, 0)
-  os.close(pidfd)
-  kill_group(pid)  # whatever the test left in its process group goes too
-  os.set_blocking(report_fd, False)
-  try:
-    chunks.append(os.read(report_fd, 65536))
-  except OSError:
-    pass
-  return b"".join(chunks), wait_status, rusage, timed_out
-
-
-def kill_leftovers(exclusive_uid):
-  """Kills every other process of this sandbox's uid (daemons included) and reaps them."""
-  if exclusive_uid:  # kill(-1) reaches every process of our uid but us; only safe when the uid is ours alone
-    try:
-      os.kill(-1, signal.SIGKILL)
-    except OSError:
-      pass
-  while True:  # as subreaper we inherit orphans; wait until none is left
-    try:
-      pid, _ = os.waitpid(-1, 0 if exclusive_uid else os.WNOHANG)
-    except ChildProcessError:
-      return
-    if pid == 0:
-      return
+  for fd in (pidfd, reply_r, request_w):
+    os.close(fd)
+  if ended == "finish":
+    status, message = "completed", ""
+  elif ended == "overflow":
+    status, message = "error", f"a reply was malformed or exceeded {limits['max_reply_bytes']} bytes"
+  else:
+    status, message = exit_status(wait_status, rusage, limits, ended == "timeout")
+  cap = limits["max_output_bytes"]
+  kill_others()  # first, so that nothing rewrites the output files while they are read
+  stdout, truncated = read_capped(f"{scratch}/.stdout", cap)
+  stderr, _ = read_capped(f"{scratch}/.stderr", cap)
+  clean = wipe()
+  event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
+  event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)
+  write_message(EVENT_FD, event)
+  if not clean:
+    sys.exit(0)
 
 
 def kill_group(pgid):
@@ -228,91 +305,78 @@ def kill_group(pgid):
     pass
 
 
-def classify(report, wait_status, rusage, timed_out, job):
-  """Turns the child's report and exit status into (status, message, stdout offset)."""
-  status, message = classify_exit(wait_status, rusage, timed_out, job)
-  if status is not None:
-    return status, message, 0
-  try:
-    record = json.loads(report.decode("utf-8", "replace"))
-    if record.get("nonce") == job["nonce"]:
-      return str(record["status"]), str(record["message"])[:MESSAGE_CHARS], int(record["stdout_offset"])
-  except (ValueError, KeyError, TypeError, AttributeError):
-    pass
-  code = os.WEXITSTATUS(wait_status)
-  return "error", f"program exited (status {code}) before the tests finished", 0
+def other_processes():
+  me = os.getpid()
+  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
 
 
-def classify_exit(wait_status, rusage, timed_out, job):
-  """Verdicts decided by how the child ended; (None, '') when its report decides."""
-  if timed_out:
-    return "timeout", "time limit exceeded (wall clock)"
-  if os.WIFSIGNALED(wait_status):
-    sig = os.WTERMSIG(wait_status)
-    cpu_used = rusage.ru_utime + rusage.ru_stime
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= job["limits"]["cpu_time_s"]):
-      return "timeout", f"time limit exceeded (CPU time, {signal.Signals(sig).name})"
-    if sig == signal.SIGXFSZ:
-      return "error", "output limit exceeded (file size limit)"
-    return "error", f"program crashed ({signal.Signals(sig).name})"
-  return None, ""
-
-
-def run_test(job, index, test, result_fd):
-  """Forks one test process and returns its report record."""
-  limits = job["limits"]
-  stdin_fd = open_stdin(index, test["stdin"])
-  out_path, err_path = f".stdout_{index}", f".stderr_{index}"
-  out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-  err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-  report_r, report_w = os.pipe()
-  start = time.monotonic()
-  pid = os.fork()
-  if pid == 0:
+def kill_others():
+  """Kills and reaps every other process of the sandbox (only in our own PID namespace)."""
+  for _ in range(100 if CONFIG["pid_namespace"] else 0):
+    if not other_processes():
+      return
     try:
-      os.setpgid(0, 0)
-      os.close(result_fd)
-      os.close(report_r)
-      for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2)):
-        os.dup2(fd, target)
-        os.close(fd)
-      set_limit(resource.RLIMIT_CPU, max(1, limits["cpu_time_s"]), slack=1)
-      run_child(job, test, report_w)
-    finally:
-      _exit(EXIT_NO_REPORT)
-  for fd in (stdin_fd, out_fd, err_fd, report_w):
-    os.close(fd)
-  report, wait_status, rusage, timed_out = wait_child(pid, report_r, start + limits["timeout_s"])
-  os.close(report_r)
-  kill_leftovers(exclusive_uid=job["uid"] is not None)
-  status, message, offset = classify(report, wait_status, rusage, timed_out, job)
-  cap = limits["max_output_bytes"]
-  stdout, stdout_truncated = read_capped(out_path, offset, cap)
-  stderr, _ = read_capped(err_path, 0, cap)
-  return {
-    "nonce": job["nonce"],
-    "index": index,
-    "status": status,
-    "message": message,
-    "stdout": stdout,
-    "stdout_truncated": stdout_truncated,
-    "stderr": stderr,
-    "duration_s": time.monotonic() - start,
-  }
+      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves (its init)
+    except OSError:
+      pass
+    while True:
+      try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+          break
+      except ChildProcessError:
+        break
+    time.sleep(0.001)
+
+
+def wipe():
+  """Wipes the sandbox's writable places; False if anything remains (processes, files, SysV IPC objects).
+
+  Outside a PID namespace (a weak sandbox) only the test's process group was killed, and only the
+  private scratch directory is wiped.
+  """
+  own_namespace = CONFIG["pid_namespace"]
+  wiped = WIPED_DIRS if own_namespace else (CONFIG["scratch"],)
+  for directory in wiped:
+    try:
+      entries = list(os.scandir(directory))
+    except OSError:
+      continue
+    for entry in entries:
+      try:
+        if entry.is_dir(follow_symlinks=False):
+          shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+          os.unlink(entry.path)
+      except OSError:
+        pass
+  ipc_left = False
+  for table in SYSV_IPC_TABLES if own_namespace else ():
+    try:
+      with open(table) as f:
+        ipc_left |= len(f.read().strip().splitlines()) > 1
+    except OSError:
+      pass
+  leftovers = any(os.path.isdir(d) and os.listdir(d) for d in wiped)
+  return not ((own_namespace and other_processes()) or ipc_left or leftovers)
 
 
 def main():
-  job_path = sys.argv[1]
-  with open(job_path, encoding="utf-8") as f:
-    job = json.load(f)
-  os.unlink(job_path)
-  result_fd = job["result_fd"]
-  network = confine(job)
-  _write(result_fd, (_dumps({"nonce": job["nonce"], "event": "started", "network": network}) + "\n").encode())
-  for index, test in enumerate(job["tests"]):
-    record = run_test(job, index, test, result_fd)
-    _write(result_fd, (_dumps(record) + "\n").encode())
-  _write(result_fd, (_dumps({"nonce": job["nonce"], "event": "done"}) + "\n").encode())
+  CONFIG.update(json.loads(sys.argv[1]))
+  for name in PRELOADED_MODULES:
+    __import__(name)
+  import ctypes
+
+  if ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # programs of our uid must not ptrace us
+    raise SystemExit("sandbox worker: prctl(PR_SET_DUMPABLE, 0) failed")
+  os.chdir(CONFIG["scratch"])
+  os.umask(0o077)
+  write_message(EVENT_FD, {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version})
+  while True:
+    request = read_message(REQUEST_FD)
+    if request is None:
+      return
+    if request.get("op") == "run":
+      run(request)
 
 
 if __name__ == "__main__":

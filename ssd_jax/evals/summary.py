@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import pathlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +41,20 @@ def problem_metrics(problem: ProblemResult, ks: Sequence[int]) -> dict:
   }
 
 
+def weak_sandbox_notice(summary: dict) -> str | None:
+  """The line every report of a run graded in a weak sandbox starts with; None when isolation held."""
+  weak = (summary.get("sandbox") or {}).get("weak")
+  return f"**WEAK SANDBOX**: verdicts were obtained without full isolation ({weak})." if weak else None
+
+
+def mark_weak_sandbox(summary: dict, markdown_path: str | pathlib.Path) -> None:
+  """Puts the weak-sandbox notice at the top of a written Markdown report (nothing when isolation held)."""
+  notice = weak_sandbox_notice(summary)
+  if notice:
+    path = pathlib.Path(markdown_path)
+    path.write_text(f"{notice}\n\n{path.read_text()}")
+
+
 def summarize(result: EvalResult, ks: Sequence[int] = DEFAULT_KS, num_resamples: int = 1000, seed: int = 0) -> dict:
   """Every number of a run, as a JSON-ready dict.
 
@@ -67,6 +82,7 @@ def summarize(result: EvalResult, ks: Sequence[int] = DEFAULT_KS, num_resamples:
   for m in per_problem:
     verdicts.update(m["verdicts"])
   return {
+    "sandbox": result.sandbox,  # first, so a weak sandbox is the first thing a reader of results.json sees
     "num_problems": len(problems),
     "num_samples": int(sum(ns)),
     "samples_per_problem": {"min": int(min(ns)), "max": int(max(ns))},

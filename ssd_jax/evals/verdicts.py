@@ -1,10 +1,12 @@
-"""Per-test verdicts and the output comparison the parent process decides."""
+"""Per-test verdicts, decided in the grader: output comparison, and what the sandbox and checker reported."""
 
 from __future__ import annotations
 
 import dataclasses
 import decimal
 import enum
+
+from ssd_jax.data.problems import TestCase
 
 
 class Verdict(str, enum.Enum):
@@ -15,7 +17,8 @@ class Verdict(str, enum.Enum):
   ERROR = "error"  # raised, crashed, exited early, or exceeded the output limit
   TIMEOUT = "timeout"  # wall-clock or CPU-time limit
   MEMORY = "memory"  # memory limit exceeded
-  SKIPPED = "skipped"  # not run (an earlier test failed with stop_on_failure, or the sandbox died)
+  SKIPPED = "skipped"  # not run (an earlier test failed with stop_on_failure)
+  UNVERIFIABLE = "unverifiable"  # the test needs more than data from the program; never counts as passed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,33 +54,91 @@ def normalize_output(text: str) -> list[list[str]]:
   return [line.split() for line in text.strip().splitlines()]
 
 
-def _tokens_equal(actual: str, expected: str) -> bool:
-  if actual == expected:
-    return True
-  try:  # "1.0" and "1.00" are the same number; no tolerance beyond that
-    return decimal.Decimal(actual) == decimal.Decimal(expected)
+def stripped_lines(text: str) -> list[str]:
+  """Output as LiveCodeBench compares it: surrounding whitespace stripped, then each line stripped."""
+  return [line.strip() for line in text.strip().split("\n")]
+
+
+def _decimals(line: str) -> list[decimal.Decimal] | None:
+  try:
+    return [decimal.Decimal(token) for token in line.split()]
   except (decimal.InvalidOperation, ValueError):
-    return False
+    return None
 
 
-def _lines_equal(got: list[str], want: list[str]) -> bool:
-  return len(got) == len(want) and all(_tokens_equal(a, e) for a, e in zip(got, want))
+def _lines_equal(got: str, want: str) -> bool:
+  """LiveCodeBench's rule: equal after stripping, else equal as whitespace-separated decimal numbers."""
+  if got == want:
+    return True
+  got_numbers, want_numbers = _decimals(got), _decimals(want)
+  return got_numbers is not None and want_numbers is not None and got_numbers == want_numbers
 
 
 def outputs_match(actual: str, expected: str) -> bool:
-  """Compares program output with the expected output, ignoring whitespace layout within lines."""
-  actual_lines, expected_lines = normalize_output(actual), normalize_output(expected)
-  return len(actual_lines) == len(expected_lines) and all(
-    _lines_equal(got, want) for got, want in zip(actual_lines, expected_lines)
-  )
+  """Compares program output with the expected output line by line, as LiveCodeBench grades stdio."""
+  actual_lines, expected_lines = stripped_lines(actual), stripped_lines(expected)
+  return len(actual_lines) == len(expected_lines) and all(map(_lines_equal, actual_lines, expected_lines))
 
 
 def first_difference(actual: str, expected: str) -> str:
   """Describes where the output first differs from the expected one, for feedback."""
-  actual_lines, expected_lines = normalize_output(actual), normalize_output(expected)
+  actual_lines, expected_lines = stripped_lines(actual), stripped_lines(expected)
+  if len(actual_lines) != len(expected_lines):
+    return f"output has {len(actual_lines)} lines, expected {len(expected_lines)}"
   for line_no, (got, want) in enumerate(zip(actual_lines, expected_lines), start=1):
     if not _lines_equal(got, want):
-      return f"line {line_no}: expected {' '.join(want)!r}, got {' '.join(got)!r}"
-  if len(actual_lines) < len(expected_lines):
-    return f"output has {len(actual_lines)} lines, expected {len(expected_lines)}"
-  return f"output has {len(actual_lines)} lines, expected only {len(expected_lines)}"
+      return f"line {line_no}: expected {want!r}, got {got!r}"
+  return "outputs match"
+
+
+MESSAGE_CHARS = 4000
+STATUS_TO_VERDICT = {
+  "failed": Verdict.FAILED,
+  "error": Verdict.ERROR,
+  "timeout": Verdict.TIMEOUT,
+  "memory": Verdict.MEMORY,
+  "unverifiable": Verdict.UNVERIFIABLE,
+}
+
+
+def program_died(loaded: dict | None, end: dict) -> dict:
+  """The checker's answer to a pending call when the program is gone: why it ended (its load or exit)."""
+  if loaded is not None and loaded.get("loaded") is not True:
+    status = loaded.get("status") if loaded.get("status") in ("error", "memory", "timeout") else "error"
+    return {"died": status, "message": str(loaded.get("message") or "the program did not load")[:MESSAGE_CHARS]}
+  status = end["status"] if end["status"] != "completed" else "error"
+  message = end["message"] or "the program exited before the test finished"
+  return {"died": status, "message": message}
+
+
+def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) -> TestRun:
+  """Verdict of an assertion test from the program's load report, its exit, and the checker's result."""
+  common = dict(stdout=result.get("stdout", ""), stderr=end.get("stderr", ""), duration_s=end.get("duration_s", 0.0))
+  if loaded is None or not loaded.get("loaded"):
+    died = program_died(loaded, end)
+    return TestRun(test.name, STATUS_TO_VERDICT.get(died["died"], Verdict.ERROR), died["message"], **common)
+  status = result["status"]
+  if status != "completed":
+    return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), result.get("message", ""), **common)
+  if test.expected_stdout is None or outputs_match(common["stdout"], test.expected_stdout):
+    return TestRun(test.name, Verdict.PASSED, **common)
+  message = "wrong output: " + first_difference(common["stdout"], test.expected_stdout)
+  return TestRun(test.name, Verdict.FAILED, message, **common)
+
+
+def script_verdict(test: TestCase, end: dict) -> TestRun:
+  """Verdict of a stdio test: how the script ended, then its output against the expected one."""
+  stdout, stderr = end.get("stdout", ""), end.get("stderr", "")
+  common = dict(stdout=stdout, stderr=stderr, duration_s=float(end.get("duration_s", 0.0)))
+  status = end["status"]
+  if status != "completed":
+    message = end.get("message", "")
+    if status == "error" and stderr.strip():
+      message = f"{message}\n{stderr.strip()[-2000:]}".strip()
+    return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), message, **common)
+  if outputs_match(stdout, test.expected_stdout):
+    return TestRun(test.name, Verdict.PASSED, **common)
+  message = "wrong output: " + first_difference(stdout, test.expected_stdout)
+  if end.get("stdout_truncated"):
+    message += " (output truncated)"
+  return TestRun(test.name, Verdict.FAILED, message, **common)

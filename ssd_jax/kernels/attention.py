@@ -121,7 +121,7 @@ def _dividing(axes, size: int, mesh) -> tuple[str, ...] | None:
   """`axes` (a PartitionSpec entry) when their mesh size divides `size`; None (replicate) otherwise."""
   if axes is None:
     return None
-  axes = (axes,) if isinstance(axes, str) else tuple(axes)
+  axes = sharding.as_axes(axes)
   return axes if size % math.prod(mesh.shape[a] for a in axes) == 0 else None
 
 

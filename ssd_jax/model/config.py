@@ -37,6 +37,19 @@ class Llama3RopeScaling:
       )
 
 
+# The integer sizes that define a model's shape (each must be positive).
+SHAPE_FIELDS = (
+  "vocab_size",
+  "hidden_size",
+  "intermediate_size",
+  "num_layers",
+  "num_heads",
+  "num_kv_heads",
+  "head_dim",
+  "max_position_embeddings",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Shape and numerics of a Qwen3-dense / Llama-3 style decoder.
@@ -85,16 +98,7 @@ class ModelConfig:
   scan_layers: bool = False
 
   def __post_init__(self):
-    for name in (
-      "vocab_size",
-      "hidden_size",
-      "intermediate_size",
-      "num_layers",
-      "num_heads",
-      "num_kv_heads",
-      "head_dim",
-      "max_position_embeddings",
-    ):
+    for name in SHAPE_FIELDS:
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")

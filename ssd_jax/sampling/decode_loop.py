@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from ssd_jax.kernels.dispatch import sample_tokens
 from ssd_jax.model.kv_cache import KVCache
 from ssd_jax.sampling.params import RowParams
-from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, use_rules
+from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, logical_to_spec, use_rules
 
 
 class GenerationOutput(NamedTuple):
@@ -120,8 +120,7 @@ def _prefill(graphdef, state, prompts, prompt_lengths, cache):
 def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
   if mesh is None:
     return ()
-  axes = logical_to_spec(("batch",), rules)[0]
-  return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+  return as_axes(logical_to_spec(("batch",), rules)[0])
 
 
 def generate_batch(

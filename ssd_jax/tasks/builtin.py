@@ -18,14 +18,26 @@ from __future__ import annotations
 import hashlib
 import random
 
-from ssd_jax.evals.problems import Problem, TestCase
-from ssd_jax.tasks import families
+import ssd_jax.tasks.families as families
+import ssd_jax.tasks.numeric_families as numeric_families
+import ssd_jax.tasks.sequence_families as sequence_families
+from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.tasks.families import Family
 
 SPLITS = ("pretrain", "synth", "eval")
 # Share of statements per split, in thousandths: most go to pre-training, the rest are held out.
 _SPLIT_BOUNDS = (("pretrain", 800), ("synth", 900), ("eval", 1000))
 _ID_PREFIX = "builtin"
 _MAX_MISSES_PER_FAMILY = 500
+
+
+def registry() -> dict[str, Family]:
+  """All families by name, in a fixed order (the order problems are interleaved in)."""
+  families = numeric_families.FAMILIES + sequence_families.FAMILIES
+  names = [f.name for f in families]
+  if len(set(names)) != len(names):
+    raise ValueError(f"family names must be unique, got {names}")
+  return {f.name: f for f in families}
 
 
 def split_of(question: str) -> str:
@@ -70,7 +82,7 @@ def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   if n < 0:
     raise ValueError(f"n must be >= 0, got {n}")
-  active = list(families.registry().values())
+  active = list(registry().values())
   rng = random.Random(f"{_ID_PREFIX}:{split}:{seed}")
   problems, seen, misses = [], set(), 0
   while len(problems) < n:
@@ -96,10 +108,10 @@ def task_instance(problem: Problem) -> families.TaskInstance:
   parts = problem.task_id.split("/")
   if len(parts) != 3 or parts[0] != _ID_PREFIX or not parts[2].isdigit():
     raise ValueError(f"not a built-in task id (want '{_ID_PREFIX}/<family>/<seed>'): {problem.task_id!r}")
-  registry = families.registry()
-  if parts[1] not in registry:
+  by_name = registry()
+  if parts[1] not in by_name:
     raise ValueError(f"unknown built-in family {parts[1]!r} in task id {problem.task_id!r}")
-  instance = registry[parts[1]].instantiate(int(parts[2]))
+  instance = by_name[parts[1]].instantiate(int(parts[2]))
   if instance.question != problem.question:
     raise ValueError(f"problem {problem.task_id!r} does not match its family's question; was it edited?")
   return instance

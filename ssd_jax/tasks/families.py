@@ -101,14 +101,3 @@ def function(name: str, args: str, *body: str) -> str:
 def unique(items: Sequence[str]) -> tuple[str, ...]:
   """Drops repeated solutions (some templates coincide for special constants), keeping order."""
   return tuple(dict.fromkeys(items))
-
-
-def registry() -> dict[str, Family]:
-  """All families by name, in a fixed order (the order problems are interleaved in)."""
-  from ssd_jax.tasks import numeric_families, sequence_families  # pylint: disable=g-import-not-at-top
-
-  families = numeric_families.FAMILIES + sequence_families.FAMILIES
-  names = [f.name for f in families]
-  if len(set(names)) != len(names):
-    raise ValueError(f"family names must be unique, got {names}")
-  return {f.name: f for f in families}

@@ -12,8 +12,8 @@ import pathlib
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import ssd_jax.tasks.builtin as builtin
 from ssd_jax.data.chat_template import render_chat_template
-from ssd_jax.tasks import builtin
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)

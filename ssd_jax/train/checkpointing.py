@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from ssd_jax.train.train_state import TrainState, abstract_train_state
 
@@ -184,7 +187,26 @@ class Checkpointer:
     )
 
   def wait_until_finished(self) -> None:
+    """Blocks until pending saves are written; raises what a failed one raised."""
     self._manager.wait_until_finished()
+    self._manager.check_for_errors()
+
+  def set_aside(self, step: int) -> str:
+    """Moves step `step`'s directory to `<directory>.broken/<step>` (kept for inspection); returns where."""
+    target = epath.Path(f"{self.directory}.broken") / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      if target.exists():
+        target = epath.Path(f"{target}.{len(list(target.parent.iterdir()))}")
+      (self.directory / str(step)).rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"set aside {self.directory}/{step}")
+    self._manager.reload()
+    return str(target)
+
+  def check_for_errors(self) -> None:
+    """Raises the error of a failed background save, without waiting for one in progress."""
+    self._manager.check_for_errors()
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
@@ -198,13 +220,57 @@ class Checkpointer:
     self.close()
 
 
-def restore_or_init(checkpointer: Checkpointer | None, initial_state: TrainState) -> Restored:
-  """The latest checkpoint restored like `initial_state` (same shardings), or `initial_state` at step 0.
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory that has some could be restored intact."""
+
+
+def _non_finite_leaves(state: Any) -> list[str]:
+  """Paths of floating-point leaves of `state` holding a NaN or an infinity."""
+  bad = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jax.device_get(jnp.isfinite(leaf).all())):
+      bad.append(jax.tree_util.keystr(path))
+  return bad
+
+
+def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any) -> Restored:
+  """The newest intact checkpoint restored like `initial_state` (same shardings), or `initial_state` at step 0.
+
+  A checkpoint is intact when every item restores (state, metadata, this process's iterator position) and its
+  parameters and optimizer state are finite. A broken one is skipped, saying which step and why, and the next
+  older one is tried.
 
   Args:
     checkpointer: where to look; None means always start fresh.
-    initial_state: the placed step-0 state; its shapes, dtypes and shardings are the restore target.
+    initial_state: the placed step-0 state (a pytree with a `step` leaf); its shapes, dtypes and shardings are
+      the restore target.
+
+  Raises:
+    CheckpointError: there are checkpoints but none is intact.
   """
   if checkpointer is None or checkpointer.latest_step() is None:
     return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state, data_state=None, metadata=None)
-  return checkpointer.restore(abstract_train_state(initial_state))
+  abstract = abstract_train_state(initial_state)
+  skipped = []
+  for step in sorted(checkpointer.all_steps(), reverse=True):
+    try:
+      restored = checkpointer.restore(abstract, step=step)
+    except Exception as e:  # pylint: disable=broad-except  # Any damage: missing files, truncated data.
+      first_line = (str(e).splitlines() or [""])[0][:200]
+      skipped.append((step, f"step {step} does not restore ({type(e).__name__}: {first_line})"))
+      continue
+    bad = _non_finite_leaves(restored.state)
+    if bad:
+      skipped.append((step, f"step {step} holds non-finite values in {', '.join(bad[:3])}{' ...' * (len(bad) > 3)}"))
+      continue
+    for broken, reason in skipped:
+      where = checkpointer.set_aside(broken)  # Later saves of that step must not collide with the broken one.
+      logging.warning("checkpoint %s: %s; set aside to %s", checkpointer.directory, reason, where)
+      if jax.process_index() == 0:
+        print(f"checkpoint {reason}; set aside to {where}; resuming from step {step}")
+    return restored
+  raise CheckpointError(
+    f"no intact checkpoint in {checkpointer.directory}: "
+    + "; ".join(reason for _, reason in skipped)
+    + ". Move the directory aside to train from the start."
+  )

@@ -14,9 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
+import tensorboardX
 import tqdm
-
-from ssd_jax.train.event_file import EventFileWriter
 
 
 def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -30,6 +29,18 @@ def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
   return scalars
 
 
+def truncate_jsonl(path: str, step: int) -> None:
+  """Keeps the lines of a `{"step": ...}` JSONL file up to `step` (none when `step` is 0); atomic."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    kept = [line for line in f if line.strip() and step > 0 and json.loads(line)["step"] <= step]
+  partial = path + ".partial"
+  with open(partial, "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(partial, path)
+
+
 class MetricsWriter:
   """Appends `{"step": s, **metrics}` to `metrics.jsonl` and scalars to TensorBoard event files.
 
@@ -41,14 +52,29 @@ class MetricsWriter:
 
   def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True, is_primary: bool | None = None):
     self.is_primary = jax.process_index() == 0 if is_primary is None else is_primary
-    self.jsonl_path = os.path.join(logdir, "metrics.jsonl")
+    self.logdir = os.fspath(logdir)
+    self.jsonl_path = os.path.join(self.logdir, "metrics.jsonl")
+    self._tensorboard = tensorboard
     self._jsonl = None
     self._events = None
     if self.is_primary:
-      os.makedirs(logdir, exist_ok=True)
+      os.makedirs(self.logdir, exist_ok=True)
       self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
       if tensorboard:
-        self._events = EventFileWriter(logdir)
+        self._events = tensorboardX.SummaryWriter(self.logdir, flush_secs=30)
+
+  def resume_at(self, step: int) -> None:
+    """Forgets what a run starting at `step` writes again: JSONL lines and TensorBoard points after `step`
+    (all of them when `step` is 0, whose start-of-run scalars are written again too)."""
+    if not self.is_primary:
+      return
+    self._jsonl.close()
+    truncate_jsonl(self.jsonl_path, step)
+    self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+    if self._events is not None:
+      # TensorBoard drops the points at or after `purge_step` that earlier event files hold.
+      self._events.close()
+      self._events = tensorboardX.SummaryWriter(self.logdir, flush_secs=30, purge_step=step + 1 if step else 0)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Logs scalar `metrics` at `step`; non-finite values are written as JSON null."""
@@ -60,7 +86,8 @@ class MetricsWriter:
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
     if self._events is not None:
-      self._events.add_scalars(int(step), scalars)
+      for tag, value in scalars.items():
+        self._events.add_scalar(tag, value, int(step))
       self._events.flush()
 
   def close(self) -> None:

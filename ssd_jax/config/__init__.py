@@ -1,0 +1,82 @@
+"""Config schema and validation.
+
+Every config file starts from `base_config()` and overrides what it needs. `validate` runs before any
+expensive work and reports every problem at once, each naming its field (`sft.learning_rate`), so a typo on
+a pod costs seconds, not a queued-resource slot. Each section module owns its defaults and checks:
+
+  run           seed, stages, model, mesh, tokenizer, forward, plan (and what the chosen stages need)
+  sampling      sampling (T_train), eval_sampling (T_eval)
+  ssd           prompting, pretrain, synthesize, sft, eval
+  self_distill  on-policy self-distillation (SDSD / OPSD, SDPO)
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssd_jax.config import run, sampling, self_distill, ssd, training
+from ssd_jax.config.run import STAGES, mesh_shape, stage_names
+from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
+from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, eval_ks, eval_model_names
+
+# In schema order; `training` adds no section of its own but checks those of `ssd`.
+_SECTIONS = (run, sampling, ssd, training, self_distill)
+
+__all__ = [
+  "EVAL_MODELS",
+  "PROBLEM_SOURCES",
+  "STAGES",
+  "Check",
+  "ConfigError",
+  "base_config",
+  "check_run",
+  "eval_ks",
+  "eval_model_names",
+  "mesh_shape",
+  "stage_names",
+  "validate",
+]
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The full schema with defaults; every runnable config overrides fields of this one."""
+  c = ml_collections.ConfigDict()
+  for section in _SECTIONS:
+    if hasattr(section, "add_sections"):
+      section.add_sections(c)
+  return c
+
+
+def validate(
+  config: ml_collections.ConfigDict,
+  *,
+  schema: ml_collections.ConfigDict | None = None,
+  device_count: int | None = None,
+) -> None:
+  """Raises ConfigError listing every problem in `config`, each naming its field.
+
+  Args:
+    config: the config to check.
+    schema: the reference schema; `base_config()` when None.
+    device_count: when given, the mesh must multiply to it.
+  """
+  errors = schema_errors(config, base_config() if schema is None else schema)
+  if not errors:
+    for section in _SECTIONS:
+      if hasattr(section, "checks"):
+        errors += value_errors(config, section.checks())
+  if not errors:
+    for section in _SECTIONS:
+      if hasattr(section, "cross_errors"):
+        errors += section.cross_errors(config)
+  if not errors and device_count is not None:
+    try:
+      mesh_shape(config, device_count)
+    except ConfigError as e:
+      errors.append(str(e))
+  raise_if(errors)
+
+
+def check_run(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when the configured stages need something the config does not give (weights, files)."""
+  raise_if(run.run_errors(config))

@@ -1,0 +1,125 @@
+"""The run sections: seed, stages, model, mesh, tokenizer, and the `forward` and `plan` stages.
+
+Also the checks that depend on which stages run (a stage that reads base weights needs `model.hf_dir` or the
+`pretrain` stage; a stage that reads problems needs their file), made before any weight is read.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from ssd_jax.config.schema import Check, ConfigError, comma_list
+from ssd_jax.config.ssd import problems_errors
+from ssd_jax.model.config import SHAPE_FIELDS
+
+STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan")
+MESH_AXES = ("data", "fsdp", "tensor")
+DTYPES = ("float32", "bfloat16", "float16")
+# Shape changes to a preset trained from scratch (its vocabulary is the task tokenizer's).
+MODEL_OVERRIDES = tuple(name for name in SHAPE_FIELDS if name != "vocab_size")
+# Stages that read the base model's weights, and the sections whose problems each stage reads.
+_NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
+_READS_PROBLEMS = {"synthesize": "synthesize.problems", "eval": "eval.problems"}
+
+
+def add_sections(c: ml_collections.ConfigDict) -> None:
+  c.seed = 0
+  c.stages = "forward"  # Comma-separated, run in order; see STAGES.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.preset = "tiny_qwen3"  # A name from ssd_jax.model.presets.
+  c.model.hf_dir = ""  # A Hugging Face checkpoint directory; when set, its config.json wins over preset.
+  c.model.dtype = "bfloat16"  # Activations.
+  c.model.param_dtype = "bfloat16"
+  c.model.remat = "none"
+  c.model.attention = "auto"  # 'xla', 'splash' (Pallas TPU flash attention) or 'auto' (splash on TPU meshes).
+  c.model.scan_layers = False  # One scanned block instead of num_layers unrolled ones: faster compiles, less memory.
+  # Shape changes to a preset for a model trained from scratch; 0 keeps the preset's value.
+  c.model.overrides = ml_collections.ConfigDict({name: 0 for name in MODEL_OVERRIDES})
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1 absorbs the devices the other axes leave.
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  c.mesh.topology = ""  # e.g. "v5e:2x2": the TPU slice the plan stage compiles for.
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.path = ""  # Defaults to model.hf_dir.
+
+  c.plan = ml_collections.ConfigDict()
+  c.plan.prompt_len = 1024  # Prompt width the generation program is compiled for.
+  c.plan.hbm_gib = 0.0  # HBM per chip; 0 takes the chip's published size.
+
+  c.forward = ml_collections.ConfigDict()
+  c.forward.batch_size = 2
+  c.forward.seq_len = 16
+
+
+def checks() -> list[Check]:
+  return [
+    Check("stages", lambda v: all(s in STAGES for s in comma_list(v)), f"comma-separated stages from {STAGES}"),
+    Check("model.dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
+    Check("model.param_dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
+    Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
+    *[
+      Check(f"model.overrides.{name}", lambda v: v >= 0, "a size >= 0 (0 keeps the preset's)")
+      for name in MODEL_OVERRIDES
+    ],
+    *[Check(f"mesh.{axis}", lambda v: v == -1 or v >= 1, "a positive axis size or -1") for axis in MESH_AXES],
+    Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
+    Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
+    Check("forward.batch_size", lambda v: v >= 1, "a batch size >= 1"),
+    Check("forward.seq_len", lambda v: v >= 1, "a sequence length >= 1"),
+  ]
+
+
+def stage_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return comma_list(config.stages)
+
+
+def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str, int]:
+  """Resolves the -1 axis of `config.mesh` against `device_count`; raises ConfigError naming the field."""
+  sizes = {axis: int(config.mesh[axis]) for axis in MESH_AXES}
+  free = [a for a, s in sizes.items() if s == -1]
+  if len(free) > 1:
+    raise ConfigError(f"only one of mesh.{', mesh.'.join(free)} may be -1")
+  fixed = 1
+  for s in sizes.values():
+    fixed *= s if s != -1 else 1
+  if free:
+    if device_count % fixed:
+      raise ConfigError(f"mesh.{free[0]}=-1 cannot absorb {device_count} devices: the other axes multiply to {fixed}")
+    sizes[free[0]] = device_count // fixed
+  elif fixed != device_count:
+    raise ConfigError(
+      f"mesh (data={sizes['data']}, fsdp={sizes['fsdp']}, tensor={sizes['tensor']}) multiplies to {fixed}, "
+      f"but there are {device_count} devices"
+    )
+  return sizes
+
+
+def run_errors(config: ml_collections.ConfigDict) -> list[str]:
+  """What the configured stages need that the config does not give."""
+  names = stage_names(config)
+  errors = []
+  weight_stages = [n for n in names if n in _NEEDS_BASE_WEIGHTS]
+  hf_dir = config.model.hf_dir
+  if weight_stages and "pretrain" not in names:
+    if not hf_dir:
+      errors.append(
+        f"field 'model.hf_dir' is empty, but stages {weight_stages} need the base model's weights: pass "
+        "--config.model.hf_dir=/path/to/hf_checkpoint (a directory with config.json and *.safetensors)"
+      )
+    elif not os.path.isfile(os.path.join(hf_dir, "config.json")):
+      errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no config.json (is the path right?)")
+  if "pretrain" in names and hf_dir:
+    errors.append(
+      f"field 'model.hf_dir' = {hf_dir!r} is set, but the 'pretrain' stage trains the base model from scratch; "
+      "drop one of them"
+    )
+  for stage, prefix in _READS_PROBLEMS.items():
+    if stage in names:  # A plan-only run needs no prompts.
+      errors += problems_errors(config[prefix.split(".")[0]].problems, prefix)
+  return errors

@@ -1,0 +1,160 @@
+"""The `self_distill` config section: on-policy self-distillation (SDSD / OPSD and SDPO).
+
+Shared fields say how long to train, how many rollouts to draw and how often to evaluate; the `sdsd`
+and `sdpo` subsections say what the teacher is and which divergence pulls the student towards it.
+Defaults are the published recipes:
+
+* SDSD / OPSD: teacher = frozen initial model shown a correct demonstration (a successful sibling or the
+  reference solution), full-vocabulary JSD(beta = 0.5), the sampling temperature reused in the loss.
+* SDPO: teacher = EMA of the student (rate 0.05) shown the sandbox's feedback and/or a successful
+  sibling, student top-k 100 + tail bucket, JSD(0.5), importance weight clipped at 2.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssd_jax.config.schema import Check, comma_list
+from ssd_jax.config.training import schedule_errors
+from ssd_jax.onpolicy.teacher_context import CONTEXT_KINDS, TeacherTemplates
+from ssd_jax.train.distillation_loss import DIVERGENCE_FORMS
+from ssd_jax.train.divergences import DIVERGENCE_KINDS
+
+METHODS = ("sdsd", "sdpo")
+TEACHERS = ("frozen", "ema", "live")
+
+
+def _method(
+  *, teacher: str, context: str, use_reference: bool, form: str, top_k: int, loss_temperature: float, is_clip: float
+) -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.teacher = teacher  # 'frozen' (initial weights), 'ema' (of the student) or 'live' (the student itself).
+  m.ema_rate = 0.05  # Student weight per EMA update, for teacher = 'ema'.
+  m.context = context  # One of CONTEXT_KINDS.
+  m.use_reference = use_reference  # Fall back to the problem's reference solution as demonstration.
+  m.divergence = "jsd"  # 'forward_kl' = KL(teacher||student), 'reverse_kl' = KL(student||teacher), 'jsd'.
+  m.beta = 0.5  # JSD teacher weight.
+  m.form = form  # 'full', 'chunked', 'topk' or 'sampled'.
+  m.top_k = top_k  # Student top-k buckets (+ one tail) for form 'topk'; ignored otherwise.
+  m.loss_temperature = loss_temperature  # 0 reuses the rollout sampling temperature.
+  m.is_clip = is_clip  # Importance-weight clip; 0 disables importance weighting.
+  m.chunk_size = 1024  # Tokens per chunk of the chunked loss forms.
+  return m
+
+
+def add_sections(config: ml_collections.ConfigDict) -> None:
+  """Adds the `self_distill` section's schema and defaults."""
+  config.self_distill = c = ml_collections.ConfigDict()
+  c.methods = "sdsd,sdpo"  # Comma-separated, from METHODS; each trains from the base model.
+  c.problems = ml_collections.ConfigDict(dict(source="builtin", path="", split="synth", num_problems=256, dedup=True))
+  c.steps = 100
+  c.prompts_per_step = 8  # Distinct problems per step.
+  c.group_size = 4  # G rollouts per problem (siblings for demonstrations).
+  c.max_prompt_len = 512  # Student prompt width; longer problems are skipped.
+  c.max_teacher_prompt_len = 1024  # Teacher prompt width; longer contexts fall back to no teacher.
+
+  c.rollout = ml_collections.ConfigDict(
+    dict(temperature=1.1, top_k=0, top_p=1.0, min_p=0.0, max_new_tokens=256, batch_size=32)
+  )
+
+  c.learning_rate = 1e-6
+  c.end_learning_rate = 1e-7
+  c.warmup_steps = 0
+  c.b1 = 0.9
+  c.b2 = 0.95
+  c.weight_decay = 0.0
+  c.grad_clip_norm = 1.0  # 0 disables clipping.
+  c.grad_accum_steps = 1
+
+  c.eval_every = 25  # Steps between held-out evaluations (also after the last step); 0 disables them.
+  c.eval_problems = 32  # The first N problems of `eval.problems`.
+  c.eval_samples = 8  # Samples per problem (at eval_sampling's decoding parameters).
+  c.checkpoint_every = 25
+  c.log_every = 1
+
+  templates = TeacherTemplates()
+  c.templates = ml_collections.ConfigDict(
+    dict(
+      demonstration=templates.demonstration,
+      feedback=templates.feedback,
+      both=templates.both,
+      max_feedback_chars=templates.max_feedback_chars,
+      max_demonstration_chars=templates.max_demonstration_chars,
+    )
+  )
+
+  c.sdsd = _method(
+    teacher="frozen",
+    context="demonstration",
+    use_reference=True,
+    form="chunked",
+    top_k=0,
+    loss_temperature=0.0,
+    is_clip=0.0,
+  )
+  c.sdpo = _method(
+    teacher="ema",
+    context="feedback_or_demonstration",
+    use_reference=False,
+    form="topk",
+    top_k=100,
+    loss_temperature=1.0,
+    is_clip=2.0,
+  )
+
+
+def method_names(section: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return comma_list(section.methods)
+
+
+def _method_checks(name: str) -> list[Check]:
+  p = f"self_distill.{name}"
+  return [
+    Check(f"{p}.teacher", lambda v: v in TEACHERS, f"one of {TEACHERS}"),
+    Check(f"{p}.ema_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
+    Check(f"{p}.context", lambda v: v in CONTEXT_KINDS, f"one of {CONTEXT_KINDS}"),
+    Check(f"{p}.divergence", lambda v: v in DIVERGENCE_KINDS, f"one of {DIVERGENCE_KINDS}"),
+    Check(f"{p}.beta", lambda v: 0 <= v <= 1, "beta in [0, 1]"),
+    Check(f"{p}.form", lambda v: v in DIVERGENCE_FORMS, f"one of {DIVERGENCE_FORMS}"),
+    Check(f"{p}.top_k", lambda v: v >= 0, "a bucket count >= 0 (>= 1 for form 'topk')"),
+    Check(f"{p}.loss_temperature", lambda v: v >= 0, "a temperature >= 0 (0 reuses the rollout's)"),
+    Check(f"{p}.is_clip", lambda v: v >= 0, "a clip >= 0 (0 disables importance weighting)"),
+    Check(f"{p}.chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
+  ]
+
+
+def checks() -> list[Check]:
+  return [
+    Check(
+      "self_distill.methods",
+      lambda v: bool(v.strip()) and all(m.strip() in METHODS for m in v.split(",")),
+      f"comma-separated methods from {METHODS}",
+    ),
+    Check("self_distill.problems.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
+    Check("self_distill.steps", lambda v: v >= 1, "at least 1 step"),
+    Check("self_distill.prompts_per_step", lambda v: v >= 1, "at least 1 prompt per step"),
+    Check("self_distill.group_size", lambda v: v >= 1, "at least 1 rollout per prompt"),
+    Check("self_distill.max_prompt_len", lambda v: v >= 1, "a width >= 1"),
+    Check("self_distill.max_teacher_prompt_len", lambda v: v >= 1, "a width >= 1"),
+    Check("self_distill.rollout.temperature", lambda v: v > 0, "a temperature > 0 (on-policy rollouts sample)"),
+    Check("self_distill.rollout.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1]"),
+    Check("self_distill.rollout.min_p", lambda v: 0 <= v < 1, "min_p in [0, 1)"),
+    Check("self_distill.rollout.max_new_tokens", lambda v: v >= 1, "at least 1 new token"),
+    Check("self_distill.rollout.batch_size", lambda v: v >= 1, "a batch size >= 1"),
+    Check("self_distill.learning_rate", lambda v: v > 0, "a learning rate > 0"),
+    Check("self_distill.end_learning_rate", lambda v: v >= 0, "a final learning rate >= 0"),
+    Check("self_distill.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0"),
+    Check("self_distill.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
+    Check("self_distill.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
+    Check("self_distill.eval_every", lambda v: v >= 0, "a step interval >= 0 (0 disables)"),
+    Check("self_distill.eval_problems", lambda v: v >= 1, "at least 1 problem"),
+    Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
+    Check("self_distill.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
+    Check("self_distill.log_every", lambda v: v >= 1, "a logging interval >= 1"),
+    *_method_checks("sdsd"),
+    *_method_checks("sdpo"),
+  ]
+
+
+def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
+  return schedule_errors(config.self_distill, "self_distill")

@@ -1,0 +1,123 @@
+"""The SSD sections: `prompting`, `pretrain` (built-in task only), `synthesize`, `sft` and `eval`.
+
+Defaults are the SSD paper's where it has one (SFT: AdamW (0.9, 0.95), weight decay 0.1, cosine 5e-6 -> 1e-6,
+batch 32 x 65,536 tokens, 2,500 steps).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssd_jax.config.schema import Check, comma_list, int_list_ok
+from ssd_jax.config.training import training_checks, training_section
+from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT
+
+PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
+EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo")
+
+
+def problems_section(split: str, num_problems: int = 0) -> ml_collections.ConfigDict:
+  p = ml_collections.ConfigDict()
+  p.source = "builtin"  # One of PROBLEM_SOURCES.
+  p.path = ""  # JSONL / LiveCodeBench file, TFDS dataset directory, or HumanEval file ("" = the package's).
+  p.split = split  # Built-in task split, or TFDS split.
+  p.num_problems = num_problems  # The first N problems; 0 means all (the built-in task needs N > 0).
+  p.dedup = True  # Drop problems whose statement repeats an earlier one.
+  return p
+
+
+def problems_checks(prefix: str) -> list[Check]:
+  return [
+    Check(f"{prefix}.source", lambda v: v in PROBLEM_SOURCES, f"one of {PROBLEM_SOURCES}"),
+    Check(f"{prefix}.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
+  ]
+
+
+def problems_errors(section: ml_collections.ConfigDict, prefix: str) -> list[str]:
+  """What a run that reads `section`'s problems needs (checked only when such a stage runs)."""
+  if section.source == "builtin" and section.num_problems < 1:
+    return [f"field '{prefix}.num_problems' must be >= 1 for the built-in task"]
+  if section.source in ("jsonl", "tfds") and not section.path:
+    return [f"field '{prefix}.path' is empty but source is {section.source!r}"]
+  return []
+
+
+def add_sections(c: ml_collections.ConfigDict) -> None:
+  c.prompting = ml_collections.ConfigDict()
+  c.prompting.system_prompt = DEFAULT_SYSTEM_PROMPT  # "" leaves the system turn to the chat template.
+  c.prompting.include_public_tests = False
+
+  c.pretrain = training_section(
+    steps=300,
+    warmup_steps=30,
+    learning_rate=3e-3,
+    end_learning_rate=3e-4,
+    global_batch_size=16,
+    seq_len=256,
+    checkpoint_every=100,
+  )
+  c.pretrain.num_examples = 4000  # Built-in task pre-training problems (one answer each).
+  c.pretrain.corruption_rate = 0.1  # Share of wrong answers in the corpus.
+  # Share of examples laid out as the self-distillation teacher sees them (the question with a correct
+  # demonstration and/or sandbox feedback on a wrong attempt, then a correct answer).
+  c.pretrain.context_share = 0.0
+  c.pretrain.tokenizer_vocab_size = 512
+
+  c.synthesize = ml_collections.ConfigDict()
+  c.synthesize.problems = problems_section("synth")
+  c.synthesize.prompts_per_chunk = 256  # Prompts sampled between record writes: the unit of resumption.
+  c.synthesize.records_per_shard = 1024
+
+  c.sft = training_section(
+    steps=2500,
+    warmup_steps=250,
+    learning_rate=5e-6,
+    end_learning_rate=1e-6,
+    global_batch_size=32,
+    seq_len=65536,
+    checkpoint_every=250,
+  )
+  c.sft.drop_degenerate = True  # Drop empty outputs and one-line stubs, nothing else.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.problems = problems_section("eval")
+  c.eval.models = "base,ssd"  # Comma-separated, from EVAL_MODELS.
+  c.eval.ks = "1,4,8,16"  # pass@k for these k (those above eval_sampling.n are dropped).
+  c.eval.timeout_s = 10.0  # Wall-clock limit per test.
+  c.eval.memory_mb = 1024
+  c.eval.workers = 0  # Parallel sandbox executions; 0 means one per CPU.
+  c.eval.allow_weak_sandbox = False  # Grade even if a sandbox isolation layer is missing (reports say so).
+  c.eval.bootstrap = 1000  # Bootstrap replicates for the confidence intervals.
+
+
+def checks() -> list[Check]:
+  return [
+    *training_checks("pretrain"),
+    Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
+    Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
+    Check("pretrain.context_share", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    Check("pretrain.tokenizer_vocab_size", lambda v: v >= 259, "a vocabulary >= 259 (3 special + 256 bytes)"),
+    *problems_checks("synthesize.problems"),
+    Check("synthesize.prompts_per_chunk", lambda v: v >= 1, "at least 1 prompt per chunk"),
+    Check("synthesize.records_per_shard", lambda v: v >= 1, "at least 1 record per shard"),
+    *training_checks("sft"),
+    *problems_checks("eval.problems"),
+    Check(
+      "eval.models",
+      lambda v: bool(comma_list(v)) and all(m in EVAL_MODELS for m in comma_list(v)),
+      f"comma-separated models from {EVAL_MODELS}",
+    ),
+    Check("eval.ks", int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
+    Check("eval.timeout_s", lambda v: v > 0, "seconds > 0"),
+    Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
+    Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
+    Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
+  ]
+
+
+def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return comma_list(config.eval.models)
+
+
+def eval_ks(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  return tuple(int(k) for k in comma_list(config.eval.ks))

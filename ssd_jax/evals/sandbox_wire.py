@@ -1,0 +1,149 @@
+"""Wire format between the grader and sandboxed programs: framed JSON messages and plain-data values.
+
+Standard library only: this source is also prepended to the sandbox worker and the checker, which run as
+``python -c`` without the package. A value crosses the boundary as JSON with tags, so that decoding it
+executes nothing and yields only built-in data (no ``eval``, no pickle):
+
+  None, True, False, "text"           themselves
+  int            ["i", hex digits]    (hex: linear-time and not subject to the int-to-str digit limit)
+  float          ["f", float.hex()]   (exact, including inf and nan)
+  complex        ["c", real hex, imag hex]
+  bytes          ["b", latin-1 text]
+  list / tuple   ["l", item, ...] / ["t", item, ...]
+  set / frozenset ["s", item, ...] / ["z", item, ...]
+  dict           ["d", [key, value], ...]
+  object handle  ["h", id]            (an object that stays in the sandbox, e.g. a Solution instance)
+
+Subclasses of these types (bool excepted) travel as their base type: a namedtuple as a tuple, a Counter as
+a dict. Anything else cannot be encoded.
+"""
+
+import json
+import os
+import select
+import struct
+import time
+
+MAX_MESSAGE_BYTES = 4 << 20  # a message (and so any one value) larger than this is refused
+MAX_RELAYED_BYTES = 8 << 20  # a relayed message may grow (the worker re-encodes the program's reply)
+MAX_DEPTH = 200
+_HEADER = struct.Struct(">I")
+
+
+class NotData(TypeError):
+  """A value that is not plain data (or is malformed on the wire)."""
+
+
+def encode_value(value, handle_of=None, depth=0):
+  """Plain-data value -> JSON-ready tagged structure; ``handle_of(obj)`` maps other objects to an id."""
+  if depth > MAX_DEPTH:
+    raise NotData("value nested too deeply")
+  if value is None or value is True or value is False or type(value) is str:
+    return value
+  if isinstance(value, bool):
+    return bool(value)
+  if isinstance(value, int):
+    return ["i", format(int(value), "x")]
+  if isinstance(value, float):
+    return ["f", float(value).hex()]
+  if isinstance(value, str):
+    return str(value)
+  if isinstance(value, complex):
+    return ["c", value.real.hex(), value.imag.hex()]
+  if isinstance(value, (bytes, bytearray)):
+    return ["b", bytes(value).decode("latin-1")]
+  for kind, tag in ((list, "l"), (tuple, "t"), (frozenset, "z"), (set, "s")):
+    if isinstance(value, kind):
+      return [tag] + [encode_value(item, handle_of, depth + 1) for item in value]
+  if isinstance(value, dict):
+    return ["d"] + [
+      [encode_value(k, handle_of, depth + 1), encode_value(v, handle_of, depth + 1)] for k, v in value.items()
+    ]
+  if handle_of is not None:
+    return ["h", handle_of(value)]
+  raise NotData(f"a {type(value).__module__}.{type(value).__qualname__} is not plain data")
+
+
+def _hex_float(text):
+  if not isinstance(text, str):
+    raise NotData("malformed float")
+  return float.fromhex(text)
+
+
+def decode_value(data, object_of=None, depth=0):
+  """Tagged structure -> value, building only built-in types; ``object_of(id)`` resolves handles."""
+  if depth > MAX_DEPTH:
+    raise NotData("value nested too deeply")
+  if data is None or isinstance(data, (bool, str)):
+    return data
+  if not isinstance(data, list) or not data or not isinstance(data[0], str):
+    raise NotData(f"malformed value {type(data).__name__}")
+  tag, items = data[0], data[1:]
+  try:
+    if tag == "i" and len(items) == 1 and isinstance(items[0], str):
+      return int(items[0], 16)
+    if tag == "f" and len(items) == 1:
+      return _hex_float(items[0])
+    if tag == "c" and len(items) == 2:
+      return complex(_hex_float(items[0]), _hex_float(items[1]))
+    if tag == "b" and len(items) == 1 and isinstance(items[0], str):
+      return items[0].encode("latin-1")
+    if tag in ("l", "t", "s", "z"):
+      decoded = [decode_value(item, object_of, depth + 1) for item in items]
+      return {"l": list, "t": tuple, "s": set, "z": frozenset}[tag](decoded)
+    if tag == "d":
+      pairs = []
+      for pair in items:
+        if not isinstance(pair, list) or len(pair) != 2:
+          raise NotData("malformed dict entry")
+        pairs.append((decode_value(pair[0], object_of, depth + 1), decode_value(pair[1], object_of, depth + 1)))
+      return dict(pairs)
+    if tag == "h" and object_of is not None and len(items) == 1 and type(items[0]) is int:
+      return object_of(items[0])
+  except (ValueError, TypeError, OverflowError, UnicodeError) as exc:  # unhashable keys, bad hex, ...
+    raise NotData(f"malformed value: {exc}") from None
+  raise NotData(f"malformed value with tag {tag!r}")
+
+
+def write_message(fd, message):
+  """Writes one length-prefixed JSON message to a blocking file descriptor."""
+  payload = json.dumps(message, separators=(",", ":")).encode()
+  view = memoryview(_HEADER.pack(len(payload)) + payload)
+  while view:
+    view = view[os.write(fd, view) :]
+
+
+def read_exact(fd, size, deadline=None):
+  """Reads exactly ``size`` bytes; None at end of file; TimeoutError past ``deadline`` (time.monotonic())."""
+  chunks, remaining = [], size
+  while remaining:
+    if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+      raise TimeoutError("no complete message before the deadline")
+    chunk = os.read(fd, min(remaining, 1 << 20))
+    if not chunk:
+      return None
+    chunks.append(chunk)
+    remaining -= len(chunk)
+  return b"".join(chunks)
+
+
+def read_frame(fd, limit=MAX_MESSAGE_BYTES, deadline=None):
+  """Reads one length-prefixed payload as bytes; None at end of file; NotData when over ``limit``."""
+  header = read_exact(fd, _HEADER.size, deadline)
+  if header is None:
+    return None
+  (size,) = _HEADER.unpack(header)
+  if size > limit:
+    raise NotData(f"message of {size} bytes exceeds the {limit}-byte limit")
+  return read_exact(fd, size, deadline)
+
+
+def read_message(fd, limit=MAX_MESSAGE_BYTES):
+  """Reads one length-prefixed JSON message; None at end of file."""
+  payload = read_frame(fd, limit)
+  if payload is None:
+    return None
+  try:
+    return json.loads(payload)
+  except (ValueError, RecursionError) as exc:
+    raise NotData(f"malformed message: {exc}") from None

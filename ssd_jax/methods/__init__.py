@@ -1,1 +1,0 @@
-"""ssd_jax.methods."""

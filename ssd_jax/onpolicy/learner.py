@@ -1,0 +1,229 @@
+"""The on-policy learner: the student's own rollouts scored by a privileged teacher, on the shared trainer.
+
+One step: sample G rollouts per prompt with the current student (same parameters, same mesh) -> run them in
+the sandbox -> build each rollout's teacher context -> teacher forward (frozen initial or EMA parameters, or
+the live student) and student forward -> divergence on the student's response tokens -> one update -> EMA
+teacher update. In the shared loop (`train.loop.train_loop`) the rollouts are the batch source
+(`RolloutSource`, a pure function of the step: a resumed run draws the same prompts and seeds) and the
+divergence is the step's loss (`train.distill_step`); periodic held-out evaluation is a hook.
+
+Usable from Python without the CLI:
+
+  learner = OnPolicyLearner(graphdef, base_params, spec, setup, prompts, config, mesh=mesh)
+  params = learner.run()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ssd_jax import sharding
+from ssd_jax.data.prompt_set import PromptSet
+from ssd_jax.onpolicy.rollouts import RolloutSetup, TeacherSpec, collect_step_data
+from ssd_jax.train.distill_batch import process_rows
+from ssd_jax.train.distill_step import make_distill_step
+from ssd_jax.train.distillation_loss import DivergenceConfig
+from ssd_jax.train.ema import EmaUpdater, copy_params
+from ssd_jax.train.loop import Hook, LoopConfig, train_loop
+from ssd_jax.train.metrics import MetricsWriter
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.train_state import TrainState, init_train_state
+
+TEACHERS = ("frozen", "ema", "live")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """One method's teacher and loss.
+
+  Attributes:
+    name: the method's name ('sdsd', 'sdpo'); names its outputs.
+    teacher: 'frozen' (the initial weights), 'ema' (of the student) or 'live' (the student itself).
+    ema_rate: student weight per EMA update (teacher 'ema').
+    context: what the teacher is shown.
+    divergence: the per-token loss.
+  """
+
+  name: str
+  teacher: str
+  ema_rate: float
+  context: TeacherSpec
+  divergence: DivergenceConfig
+
+  def __post_init__(self):
+    if self.teacher not in TEACHERS:
+      raise ValueError(f"MethodSpec.teacher must be one of {TEACHERS}, got {self.teacher!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+  """How long and how the learner trains.
+
+  Attributes:
+    steps: optimizer steps.
+    prompts_per_step: distinct problems per step.
+    seed: picks each step's problems and sampling seed.
+    optimizer: AdamW and its schedule.
+    out_dir: checkpoints go to `<out_dir>/checkpoints`, metrics to `<out_dir>/logs`; None keeps nothing.
+    checkpoint_every: steps between checkpoints.
+    log_every: steps between metric lines.
+  """
+
+  steps: int
+  prompts_per_step: int
+  seed: int
+  optimizer: OptimizerConfig
+  out_dir: str | None = None
+  checkpoint_every: int = 25
+  log_every: int = 1
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LearnerState:
+  """What a learner checkpoints: the student's TrainState and, for an EMA teacher, the teacher's parameters."""
+
+  train: TrainState
+  teacher: Any
+
+  @property
+  def step(self) -> jax.Array:
+    return self.train.step
+
+
+def step_problem_indices(num_problems: int, per_step: int, step: int, seed: int) -> np.ndarray:
+  """The distinct problems of `step`: epochs of a seeded permutation, a pure function of the step."""
+  if per_step > num_problems:
+    raise ValueError(f"self_distill.prompts_per_step = {per_step} exceeds the {num_problems} usable problems")
+  epoch, offset = divmod(step, num_problems // per_step)
+  order = np.random.default_rng([seed, epoch]).permutation(num_problems)
+  return order[offset * per_step : (offset + 1) * per_step]
+
+
+def step_seed(seed: int, step: int) -> int:
+  return (seed * 1_000_003 + step) % 2**32
+
+
+class RolloutSource:
+  """The batch of each step: rollouts of the current student on that step's problems, packed and placed."""
+
+  def __init__(self, setup: RolloutSetup, spec: TeacherSpec, prompts: PromptSet, per_step: int, seed: int, place):
+    self._setup, self._spec, self._prompts = setup, spec, prompts
+    self._per_step, self._seed, self._place = per_step, seed, place
+
+  def next_batch(self, step: int, state: LearnerState) -> tuple[Any, dict[str, float]]:
+    chosen = step_problem_indices(len(self._prompts), self._per_step, step, self._seed)
+    data = collect_step_data(
+      self._setup, self._spec, state.train.params, self._prompts.select(chosen), seed=step_seed(self._seed, step)
+    )
+    # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
+    local = process_rows(data.batch, jax.process_index(), jax.process_count())
+    scalars = dict(reward=data.reward, context_fraction=data.context_fraction, response_tokens=data.response_tokens)
+    scalars.update({f"seconds_{k}": v for k, v in data.seconds.items()})
+    return self._place(local), scalars
+
+  def get_state(self) -> None:
+    return None  # A pure function of the step.
+
+  def set_state(self, state: Any) -> None:
+    del state
+
+
+class _ProgressLine(Hook):
+  """One line per log step: loss, reward, teacher-context share and any held-out scores."""
+
+  def __init__(self, name: str):
+    self._name = name
+
+  def on_log(self, step: int, scalars: Mapping[str, float]) -> None:
+    evals = "".join(f" {k} {v:.3f}" for k, v in scalars.items() if k.startswith("eval/"))
+    print(
+      f"[self_distill] {self._name} step {step}: loss {scalars['loss']:.4f} reward {scalars['reward']:.2f} "
+      f"context {scalars['context_fraction']:.2f}{evals}"
+    )
+
+
+class OnPolicyLearner:
+  """Trains a student from `base` with one method; `run()` returns the trained parameters.
+
+  Args:
+    graphdef: the model's graph definition.
+    base: the initial parameters (left intact: copied for the student and an EMA teacher).
+    spec: the method (teacher, context, divergence).
+    setup: the rollout machinery (sampler, sandbox, tokenizer, widths, templates).
+    prompts: the problems to train on.
+    config: steps, optimizer, checkpoints.
+    mesh, rules: where the parameters live; None runs unsharded.
+    hooks: extra loop hooks (e.g. `heldout.HeldoutHook`).
+  """
+
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    base: Any,
+    spec: MethodSpec,
+    setup: RolloutSetup,
+    prompts: PromptSet,
+    config: LearnerConfig,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: sharding.LogicalRules | None = None,
+    hooks: tuple[Hook, ...] = (),
+  ):
+    self.spec, self.config = spec, config
+    self._base = base
+    self._optimizer = make_optimizer(config.optimizer)
+    self._step = make_distill_step(graphdef, self._optimizer, spec.divergence, mesh=mesh, rules=rules)
+    self._ema = EmaUpdater(spec.ema_rate) if spec.teacher == "ema" else None
+    self._source = RolloutSource(
+      setup, spec.context, prompts, config.prompts_per_step, config.seed, self._step.place_batch
+    )
+    self._hooks = hooks
+
+  def initial_state(self) -> LearnerState:
+    # The step donates the student's buffers (and the EMA update the teacher's): both start from copies.
+    train = init_train_state(copy_params(self._base), self._optimizer)
+    return LearnerState(train=train, teacher=copy_params(self._base) if self._ema is not None else None)
+
+  def step(self, state: LearnerState, batch: Any) -> tuple[LearnerState, dict[str, jax.Array]]:
+    """One update; the teacher is the frozen base, the live student (None) or the EMA parameters."""
+    teacher = {"frozen": self._base, "live": None, "ema": state.teacher}[self.spec.teacher]
+    train, metrics = self._step(state.train, batch, teacher)
+    if self._ema is not None:
+      return LearnerState(train=train, teacher=self._ema(state.teacher, train.params)), metrics
+    return LearnerState(train=train, teacher=None), metrics
+
+  def run(self, state: LearnerState | None = None) -> Any:
+    """Trains to `config.steps` (resuming from the newest checkpoint in `out_dir`); returns the student's params."""
+    out = self.config.out_dir
+    loop = LoopConfig(
+      total_steps=self.config.steps,
+      checkpoint_dir=None if out is None else os.path.join(out, "checkpoints"),
+      checkpoint_every=self.config.checkpoint_every,
+      max_to_keep=2,
+      log_every=self.config.log_every,
+      progress_bar=False,
+    )
+    hooks = (*self._hooks, _ProgressLine(self.spec.name))
+    writer = None if out is None else MetricsWriter(os.path.join(out, "logs"))
+    try:
+      final = train_loop(
+        self.step,
+        self.initial_state() if state is None else state,
+        self._source,
+        loop,
+        hooks=hooks,
+        metrics_writer=writer,
+        metadata={"method": self.spec.name},
+      )
+    finally:
+      if writer is not None:
+        writer.close()
+    return final.train.params

@@ -1,0 +1,197 @@
+"""Teacher contexts: the student's prompt plus what the teacher knows, followed by the student's response.
+
+The teacher is the same model shown extra context in the user turn: a correct demonstration (a
+successful sibling rollout, or the problem's reference solution) and/or the sandbox's feedback on the
+student's attempt. Its input is `chat(prompt + context, add_generation_prompt)` followed by EXACTLY the
+student's response token ids, so the teacher's prediction at each response position is conditioned on
+the same prefix of the response as the student's (see `ssd_jax.train.distill_batch` for the arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+
+from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
+
+CONTEXT_KINDS = ("demonstration", "feedback", "feedback_or_demonstration")
+
+Messages = list[dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherTemplates:
+  """How extra context is written into the user turn; `{prompt}` is the original user message.
+
+  Attributes:
+    demonstration: text with `{prompt}` and `{demonstration}` (a correct answer).
+    feedback: text with `{prompt}` and `{feedback}` (what went wrong with the student's attempt).
+    both: text with `{prompt}`, `{demonstration}` and `{feedback}`.
+    max_feedback_chars: feedback longer than this is cut (head and tail kept) before rendering.
+    max_demonstration_chars: demonstrations longer than this are not used.
+  """
+
+  demonstration: str = "{prompt}\n\nHere is a correct solution:\n{demonstration}\n\nNow solve the problem."
+  feedback: str = "{prompt}\n\nYour previous attempt failed:\n{feedback}\n\nNow solve the problem correctly."
+  both: str = (
+    "{prompt}\n\nYour previous attempt failed:\n{feedback}\n\n"
+    "Here is a correct solution:\n{demonstration}\n\nNow solve the problem."
+  )
+  max_feedback_chars: int = 1000
+  max_demonstration_chars: int = 4000
+
+  def __post_init__(self):
+    for name, fields in (
+      ("demonstration", ("{prompt}", "{demonstration}")),
+      ("feedback", ("{prompt}", "{feedback}")),
+      ("both", ("{prompt}", "{demonstration}", "{feedback}")),
+    ):
+      missing = [f for f in fields if f not in getattr(self, name)]
+      if missing:
+        raise ValueError(f"TeacherTemplates.{name} must contain {missing}")
+    for name in ("max_feedback_chars", "max_demonstration_chars"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"TeacherTemplates.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+  """One student rollout as the sandbox judged it.
+
+  Attributes:
+    response_text: the decoded response (what a sibling shows as a demonstration).
+    passed: whether every grading test passed.
+    feedback: execution feedback text (failing tests, expected vs actual, traceback).
+  """
+
+  response_text: str
+  passed: bool
+  feedback: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextChoice:
+  """What the teacher is shown for one rollout (both None: the rollout gets no teacher)."""
+
+  demonstration: str | None = None
+  feedback: str | None = None
+
+  @property
+  def has_context(self) -> bool:
+    return self.demonstration is not None or self.feedback is not None
+
+
+def _clip(text: str, limit: int) -> str:
+  text = text.strip()
+  if len(text) <= limit:
+    return text
+  half = (limit - 5) // 2
+  return text[:half] + "\n...\n" + text[len(text) - half :]
+
+
+def choose_contexts(
+  attempts: Sequence[Attempt],
+  *,
+  kind: str,
+  templates: TeacherTemplates,
+  reference_solution: str = "",
+  rng: random.Random | None = None,
+) -> list[ContextChoice]:
+  """Picks the teacher context of each rollout in one group (the G rollouts of one prompt).
+
+  * 'demonstration': a successful sibling (never the rollout itself), else the reference solution
+    when one is given, else nothing.
+  * 'feedback': the rollout's own feedback when it failed; passing rollouts get nothing.
+  * 'feedback_or_demonstration': a successful sibling (or the reference), and the feedback when the
+    rollout failed; nothing when neither exists.
+
+  Args:
+    attempts: the group's rollouts, in order.
+    kind: one of CONTEXT_KINDS.
+    templates: caps on feedback and demonstration length.
+    reference_solution: a known correct answer, already rendered like a response ("" for none).
+    rng: picks among several successful siblings; None takes the first.
+
+  Returns:
+    One ContextChoice per attempt.
+  """
+  if kind not in CONTEXT_KINDS:
+    raise ValueError(f"teacher context kind must be one of {CONTEXT_KINDS}, got {kind!r}")
+  winners = [
+    i for i, a in enumerate(attempts) if a.passed and len(a.response_text.strip()) <= templates.max_demonstration_chars
+  ]
+  reference = reference_solution.strip() or None
+  choices = []
+  for i, attempt in enumerate(attempts):
+    demonstration = feedback = None
+    if kind in ("demonstration", "feedback_or_demonstration"):
+      siblings = [j for j in winners if j != i]
+      if siblings:
+        j = siblings[0] if rng is None else rng.choice(siblings)
+        demonstration = attempts[j].response_text.strip()
+      else:
+        demonstration = reference
+    if kind in ("feedback", "feedback_or_demonstration") and not attempt.passed:
+      feedback = _clip(attempt.feedback, templates.max_feedback_chars) or "The attempt failed."
+    choices.append(ContextChoice(demonstration=demonstration, feedback=feedback))
+  return choices
+
+
+def teacher_messages(
+  prompt_messages: Sequence[Mapping[str, str]], choice: ContextChoice, templates: TeacherTemplates
+) -> Messages:
+  """The prompt's messages with the context written into the last user turn."""
+  messages = [dict(m) for m in prompt_messages]
+  users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+  if not users:
+    raise ValueError("prompt_messages has no user turn to add the teacher context to")
+  if not choice.has_context:
+    return messages
+  last = users[-1]
+  prompt = messages[last]["content"]
+  if choice.demonstration is not None and choice.feedback is not None:
+    content = templates.both.format(prompt=prompt, demonstration=choice.demonstration, feedback=choice.feedback)
+  elif choice.demonstration is not None:
+    content = templates.demonstration.format(prompt=prompt, demonstration=choice.demonstration)
+  else:
+    content = templates.feedback.format(prompt=prompt, feedback=choice.feedback)
+  messages[last]["content"] = content
+  return messages
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherInput:
+  """One rollout's teacher input; `ids` = `prompt_ids` + the student's response ids, unchanged.
+
+  Attributes:
+    prompt_ids: the teacher's prompt (chat with context, assistant turn opened).
+    ids: the whole teacher sequence.
+    response_start: index in `ids` of the first response token.
+    has_context: whether any context was added (False: the teacher prompt is the student's).
+  """
+
+  prompt_ids: tuple[int, ...]
+  ids: tuple[int, ...]
+  response_start: int
+  has_context: bool
+
+
+def build_teacher_input(
+  tokenizer: ChatTokenizer,
+  prompt_messages: Sequence[Mapping[str, str]],
+  choice: ContextChoice,
+  response_ids: Sequence[int],
+  templates: TeacherTemplates,
+) -> TeacherInput:
+  """Renders the teacher's prompt and appends the student's response ids verbatim.
+
+  The response is never re-tokenised: the teacher scores exactly the tokens the student sampled.
+  """
+  ids = chat_prompt_ids(tokenizer, teacher_messages(prompt_messages, choice, templates))
+  return TeacherInput(
+    prompt_ids=tuple(ids),
+    ids=tuple(ids) + tuple(int(t) for t in response_ids),
+    response_start=len(ids),
+    has_context=choice.has_context,
+  )

@@ -1,0 +1,56 @@
+"""The `self_distill` config section -> the on-policy library's objects (methods, templates, learner settings)."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from ssd_jax.onpolicy.learner import LearnerConfig, MethodSpec
+from ssd_jax.onpolicy.rollouts import TeacherSpec
+from ssd_jax.onpolicy.teacher_context import TeacherTemplates
+from ssd_jax.pipeline.training import optimizer_config
+from ssd_jax.train.distillation_loss import DivergenceConfig
+
+
+def method_spec(section: ml_collections.ConfigDict, name: str) -> MethodSpec:
+  """The MethodSpec of `self_distill.<name>`; a zero loss temperature reuses the rollout temperature."""
+  m = section[name]
+  divergence = DivergenceConfig(
+    kind=m.divergence,
+    beta=m.beta,
+    form=m.form,
+    top_k=m.top_k if m.form == "topk" else None,
+    temperature=m.loss_temperature or section.rollout.temperature,
+    is_clip=m.is_clip or None,
+    chunk_size=m.chunk_size,
+  )
+  return MethodSpec(
+    name=name,
+    teacher=m.teacher,
+    ema_rate=m.ema_rate,
+    context=TeacherSpec(context=m.context, use_reference=m.use_reference),
+    divergence=divergence,
+  )
+
+
+def templates_from(section: ml_collections.ConfigDict) -> TeacherTemplates:
+  """The teacher's context templates of the `self_distill.templates` section."""
+  return TeacherTemplates(**section.templates.to_dict())
+
+
+def learner_config(config: ml_collections.ConfigDict, out_dir: str) -> LearnerConfig:
+  section = config.self_distill
+  return LearnerConfig(
+    steps=section.steps,
+    prompts_per_step=section.prompts_per_step,
+    seed=config.seed,
+    optimizer=optimizer_config(section),
+    out_dir=out_dir,
+    checkpoint_every=section.checkpoint_every,
+    log_every=section.log_every,
+  )
+
+
+def method_done(model_dir: str) -> bool:
+  return os.path.isfile(os.path.join(model_dir, "config.json"))

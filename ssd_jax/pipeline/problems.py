@@ -1,0 +1,38 @@
+"""Problems named by a config section (`synthesize.problems`, `eval.problems`, `self_distill.problems`)."""
+
+from __future__ import annotations
+
+import ml_collections
+from absl import logging
+
+from ssd_jax.data.problem_files import deduplicate_problems, load_humaneval_problems, load_problem_file
+from ssd_jax.data.problems import Problem
+from ssd_jax.data.tfds_sources import load_problem_dataset
+from ssd_jax.tasks import builtin_problems
+
+
+def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem]:
+  """The problems of a `problems` config section, de-duplicated and cut to `num_problems` if asked.
+
+  Args:
+    section: fields source ('builtin', 'jsonl', 'humaneval', 'tfds'), path, split, num_problems, dedup.
+    seed: selects the built-in task's problems.
+  """
+  if section.source == "builtin":
+    problems = builtin_problems(section.split, section.num_problems, seed)
+  elif section.source == "tfds":
+    problems = list(load_problem_dataset(section.path, section.split))
+  elif section.source == "humaneval":
+    problems = load_humaneval_problems(section.path or None)
+  elif section.source == "jsonl":
+    problems = load_problem_file(section.path)
+  else:
+    raise ValueError(f"unknown problem source {section.source!r}")
+  if section.dedup:
+    problems, report = deduplicate_problems(problems)
+    logging.info("problems from %s: %s", section.source, report.summary())
+  if section.num_problems:
+    problems = problems[: section.num_problems]
+  if not problems:
+    raise ValueError(f"problem source {section.source!r} ({section.path or section.split}) gave no problems")
+  return problems

@@ -1,0 +1,226 @@
+"""What a workdir remembers about its stages: config fingerprints, done markers with their outputs, one lock.
+
+Each stage declares the config fields its outputs depend on (`STAGE_FIELDS`) and the stages whose outputs it
+reads (`STAGE_READS`). Its fingerprint hashes those fields' values and the fingerprints its inputs were made
+with, so a rerun with different values (a new T_train, another seed) is refused, naming the fields, instead of
+mixing old and new artifacts; `--restart=STAGE` sets that stage's outputs aside and starts it over. A stage
+writes `stages/<name>.started.json` when it starts and `stages/<name>.done.json` last, listing its outputs,
+which are checked before it is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from ssd_jax.config import ConfigError, eval_model_names
+from ssd_jax.config.schema import get
+from ssd_jax.config.self_distill import method_names
+
+# Config fields (dotted paths; a section means all of it) each stage's outputs depend on.
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+  "forward": ("seed", "model", "forward"),
+  "pretrain": ("seed", "model", "prompting", "pretrain", "self_distill.templates", "eval.timeout_s", "eval.memory_mb"),
+  "synthesize": ("seed", "model.hf_dir", "tokenizer", "prompting", "sampling", "synthesize"),
+  "sft": ("seed", "model.hf_dir", "tokenizer", "sft"),
+  "self_distill": (
+    "seed",
+    "model.hf_dir",
+    "tokenizer",
+    "prompting",
+    "self_distill",
+    "eval_sampling",
+    "eval.problems",
+    "eval.ks",
+    "eval.timeout_s",
+    "eval.memory_mb",
+  ),
+  "eval": ("seed", "model.hf_dir", "tokenizer", "prompting", "eval_sampling", "eval"),
+  "report": ("eval.models", "eval.ks"),
+  "plan": ("model", "mesh", "sampling", "sft", "plan"),
+}
+# The stages whose outputs each stage reads (their fingerprints are part of its own).
+STAGE_READS: dict[str, tuple[str, ...]] = {
+  "synthesize": ("pretrain",),
+  "sft": ("pretrain", "synthesize"),
+  "self_distill": ("pretrain",),
+  "eval": ("pretrain", "sft", "self_distill"),
+  "report": ("eval",),
+}
+
+
+def stage_outputs(name: str, config: ml_collections.ConfigDict) -> list[str]:
+  """What stage `name` writes, relative to the workdir."""
+  models = [f"eval/{m}" for m in eval_model_names(config)]
+  return {
+    "forward": ["forward.json"],
+    "pretrain": ["tokenizer", "pretrain", "models/base"],
+    "synthesize": ["synthesize"],
+    "sft": ["sft", "models/ssd"],
+    "self_distill": ["self_distill", *[f"models/{m}" for m in method_names(config.self_distill)]],
+    "eval": models,
+    "report": ["report"],
+    "plan": ["plan.json"],
+  }[name]
+
+
+def _plain(value: Any) -> Any:
+  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+  """The config values a stage depends on, and a hash of them with its inputs' fingerprints."""
+
+  fields: dict[str, Any]
+  inputs: dict[str, str]
+
+  @property
+  def digest(self) -> str:
+    text = json.dumps({"fields": self.fields, "inputs": self.inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+  def differences(self, recorded: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences from a recorded fingerprint (fields first, then inputs)."""
+    out = []
+    old_fields, old_inputs = recorded.get("fields", {}), recorded.get("inputs", {})
+    for path in sorted(set(self.fields) | set(old_fields)):
+      if json.dumps(self.fields.get(path), sort_keys=True, default=str) != json.dumps(
+        old_fields.get(path), sort_keys=True, default=str
+      ):
+        out.append(f"{path}: {old_fields.get(path)!r} -> {self.fields.get(path)!r}")
+    for stage in sorted(set(self.inputs) | set(old_inputs)):
+      if self.inputs.get(stage) != old_inputs.get(stage):
+        out.append(f"the outputs of stage '{stage}' it read have changed")
+    return out
+
+
+class StageRecords:
+  """The `stages/` directory of a workdir: started and done markers."""
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.directory = os.path.join(workdir, "stages")
+
+  def _path(self, name: str, kind: str) -> str:
+    return os.path.join(self.directory, f"{name}.{kind}.json")
+
+  def read(self, name: str, kind: str) -> dict | None:
+    path = self._path(name, kind)
+    if not os.path.isfile(path):
+      return None
+    with open(path) as f:
+      return json.load(f)
+
+  def write(self, name: str, kind: str, record: Mapping[str, Any]) -> None:
+    os.makedirs(self.directory, exist_ok=True)
+    path = self._path(name, kind)
+    with open(path + ".partial", "w") as f:
+      json.dump(record, f, indent=2, default=str)
+    os.replace(path + ".partial", path)
+
+  def fingerprint(self, config: ml_collections.ConfigDict, name: str) -> Fingerprint:
+    fields = {path: _plain(get(config, path)) for path in STAGE_FIELDS[name]}
+    inputs = {}
+    for upstream in STAGE_READS.get(name, ()):
+      done = self.read(upstream, "done")
+      if done is not None:
+        inputs[upstream] = done.get("fingerprint", "")
+    return Fingerprint(fields, inputs)
+
+  def check(self, name: str, fingerprint: Fingerprint, *, fields_only: bool = False) -> bool:
+    """Whether stage `name` is done with this fingerprint (skip it); raises when its records disagree.
+
+    With `fields_only`, only the config values are compared (before a run, when the stages it reads may
+    still change).
+
+    Raises:
+      ConfigError: the stage started or finished with other values (listing them), or a done stage's
+        outputs are missing.
+    """
+    for kind in ("done", "started"):
+      record = self.read(name, kind)
+      if record is None or "fingerprint" not in record:
+        continue
+      changes = fingerprint.differences(record)
+      if fields_only:
+        changes = [c for c in changes if not c.startswith("the outputs of stage")]
+      if changes or (not fields_only and record["fingerprint"] != fingerprint.digest):
+        changes = "\n    ".join(changes)
+        state = "finished" if kind == "done" else "started"
+        raise ConfigError(
+          f"stage '{name}' {state} in {self.workdir} with other values:\n    {changes}\n  rerun with the "
+          f"values it {state} with, use another --workdir, or pass --restart={name} to set its outputs aside "
+          "and start it over"
+        )
+      if kind == "done":
+        missing = [p for p in record.get("outputs", []) if not os.path.exists(os.path.join(self.workdir, p))]
+        if missing:
+          raise ConfigError(
+            f"stage '{name}' is marked done but its outputs {missing} are missing; pass --restart={name}"
+          )
+        return True
+    return False
+
+  def set_aside(self, name: str, outputs: list[str]) -> str | None:
+    """Moves stage `name`'s outputs and markers to `replaced/<time>/<name>/`; returns where (None: nothing)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    target = os.path.join(self.workdir, "replaced", stamp, name)
+    moved = False
+    for relative in [*outputs, f"stages/{name}.started.json", f"stages/{name}.done.json"]:
+      source = os.path.join(self.workdir, relative)
+      if os.path.exists(source):
+        os.makedirs(os.path.dirname(os.path.join(target, relative)), exist_ok=True)
+        shutil.move(source, os.path.join(target, relative))
+        moved = True
+    return target if moved else None
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another live run holds the workdir's lock."""
+
+
+class WorkdirLock:
+  """An exclusive lock on a workdir, so two runs never work in it at once (released when the process ends).
+
+  Raises on entry, naming the holder's host and pid, when another live process holds it; a lock left by a
+  dead process is free (the kernel releases it) and is taken over.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, ".lock")
+    self._file = None
+
+  def __enter__(self) -> WorkdirLock:
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    self._file = open(self.path, "a+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise WorkdirBusyError(
+        f"workdir {os.path.dirname(self.path)} is in use by {holder}; wait for it or use another --workdir"
+      ) from None
+    self._file.seek(0)
+    self._file.truncate()
+    since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    self._file.write(f"pid {os.getpid()} on host {socket.gethostname()} since {since}")
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()

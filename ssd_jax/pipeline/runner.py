@@ -1,0 +1,143 @@
+"""Runs the configured stages in order inside the workdir, skipping those already done.
+
+`prepare` resolves everything a run needs to know up front (model shape, mesh, what the stages need, their
+problem files) so a wrong mesh or a missing file fails before a single weight is loaded. `run` holds the
+workdir's lock, refuses stages whose config changed (`run_state`), and marks each stage done last, listing
+its outputs; a finished stage is skipped on rerun and a half-finished one resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import ml_collections
+from absl import logging
+
+from ssd_jax import config as config_lib
+from ssd_jax.config.schema import get, raise_if
+from ssd_jax.pipeline import problems, run_state
+from ssd_jax.pipeline.context import RunContext
+from ssd_jax.train.checkpointing import CheckpointError
+from ssd_jax.train.loop import NonFiniteError
+
+Stage = Callable[[RunContext], None]
+
+# Errors that end a run with a one-line message: another run holds the workdir, training diverged, no
+# intact checkpoint is left.
+RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str, Stage]) -> RunContext:
+  """Checks the stages and what they need, resolves model and mesh; raises ConfigError naming the field."""
+  names = config_lib.stage_names(config)
+  missing = [n for n in names if n not in stages]
+  if missing:
+    raise config_lib.ConfigError(f"field 'stages': {missing} not available in this build; available: {sorted(stages)}")
+  config_lib.check_run(config)
+  ctx = RunContext.create(config, workdir)
+  raise_if(_input_errors(ctx, names))
+  return ctx
+
+
+# Stage -> (its decoding section, the problem sections it reads).
+_STAGE_INPUTS = {
+  "synthesize": ("sampling", ("synthesize.problems",)),
+  "self_distill": ("self_distill.rollout", ("self_distill.problems", "eval.problems")),
+  "eval": ("eval_sampling", ("eval.problems",)),
+}
+
+
+def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
+  """Inputs the stages would fail on only after hours of work: lengths past the model, unreadable problems."""
+  config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
+  errors, sections = [], set()
+  for name in names:
+    if name not in _STAGE_INPUTS:
+      continue
+    decoding, problem_sections = _STAGE_INPUTS[name]
+    new_tokens = get(config, decoding).max_new_tokens
+    if new_tokens >= positions:
+      errors.append(
+        f"field '{decoding}.max_new_tokens' = {new_tokens} leaves no room for a prompt in the model's "
+        f"{positions} positions"
+      )
+    sections.update(problem_sections)
+  for prefix in sorted(sections):
+    try:
+      loaded = problems.load_problems(get(config, prefix), ctx.seed)
+    except (OSError, ValueError) as e:
+      errors.append(f"field '{prefix}': {e}")
+      continue
+    untested = [p.task_id for p in loaded if not p.tests]
+    if prefix == "eval.problems" and untested:
+      errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
+  return errors
+
+
+def _record_config(ctx: RunContext) -> None:
+  """`config.json` is the config that made the workdir; every run's config also goes to `config_history/`."""
+  workdir = ctx.layout.workdir
+  text = ctx.config.to_json_best_effort(indent=2)
+  stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%f")
+  os.makedirs(os.path.join(workdir, "config_history"), exist_ok=True)
+  with open(os.path.join(workdir, "config_history", f"{stamp}.json"), "w") as f:
+    f.write(text)
+  first = os.path.join(workdir, "config.json")
+  if not os.path.exists(first):
+    with open(first, "w") as f:
+      f.write(text)
+
+
+def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] = ()) -> None:
+  """Runs the stages of `ctx.config.stages` in order, skipping those already done with the same config.
+
+  Args:
+    ctx: the run.
+    stages: stage name -> its function.
+    restart: stages whose earlier outputs are set aside (kept under `replaced/`) so they start over.
+
+  Raises:
+    ConfigError: before any stage runs, when a stage started or finished in this workdir with other config
+      values (naming them) and is not restarted.
+    RuntimeError: another live run holds the workdir.
+  """
+  config, workdir = ctx.config, ctx.layout.workdir
+  names = config_lib.stage_names(config)
+  unknown = [n for n in restart if n not in names]
+  if unknown:
+    raise config_lib.ConfigError(f"--restart names {unknown}, which are not in field 'stages' = {config.stages!r}")
+  records = run_state.StageRecords(workdir)
+  lock = run_state.WorkdirLock(workdir) if ctx.is_coordinator else contextlib.nullcontext()
+  with lock:
+    if ctx.is_coordinator:
+      for name in restart:
+        moved = records.set_aside(name, run_state.stage_outputs(name, config))
+        if moved:
+          print(f"[{name}] earlier outputs set aside to {moved}")
+      for name in names:  # Refuse before any work when values changed.
+        records.check(name, records.fingerprint(config, name), fields_only=True)
+      _record_config(ctx)
+    ctx.sync("stage records")
+    for name in names:
+      fingerprint = records.fingerprint(config, name)
+      if records.check(name, fingerprint):
+        logging.info("stage %s: already done, skipping", name)
+        print(f"[{name}] already done, skipping")
+        continue
+      record = {"stage": name, "fingerprint": fingerprint.digest, **dataclasses.asdict(fingerprint)}
+      if ctx.is_coordinator:
+        records.write(name, "started", record)
+      print(f"[{name}] starting")
+      start = time.time()
+      stages[name](ctx)
+      seconds = time.time() - start
+      ctx.sync(f"stage {name} done")
+      if ctx.is_coordinator:
+        outputs = [p for p in run_state.stage_outputs(name, config) if os.path.exists(os.path.join(workdir, p))]
+        records.write(name, "done", {**record, "seconds": seconds, "outputs": outputs})
+      print(f"[{name}] done in {seconds:.1f}s")

@@ -1,0 +1,95 @@
+"""The `pretrain` stage (built-in task): a tiny base model trained from scratch, deliberately imperfect.
+
+Builds the task tokenizer in the workdir, trains a model of the configured preset (with `model.overrides`) on
+`tasks.pretrain_corpus` as chat-formatted examples with the loss on the answer (the shared trainer: packing,
+the jitted step, resumable checkpoints), and exports it as the run's base model (`models/base`). The corpus
+holds a share of wrong answers and training is short, so the base model knows the format but not every
+program: SSD has room to move pass@1 and the pass@k curve. A share of the examples
+(`pretrain.context_share`) is laid out the way the self-distillation teacher sees a problem
+(`onpolicy.teacher_corpus`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import jax
+from absl import logging
+
+from ssd_jax.data.sft_pipeline import Conversation, conversation_dataset
+from ssd_jax.data.tokenizer import load_tokenizer
+from ssd_jax.onpolicy.teacher_corpus import context_conversations
+from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.onpolicy_setup import templates_from
+from ssd_jax.pipeline.training import train_cross_entropy
+from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus
+
+
+def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
+  """The pre-training conversations: the corpus, a `context_share` of it in the teacher's layouts."""
+  config, section = ctx.config, ctx.config.pretrain
+  corpus = pretrain_corpus(section.num_examples, seed=config.seed, corruption_rate=section.corruption_rate)
+  rng = random.Random(f"pretrain-context-share:{config.seed}")
+  in_context = [rng.random() < section.context_share for _ in corpus]
+  with_context = iter(
+    context_conversations(
+      [problem for (problem, _), chosen in zip(corpus, in_context) if chosen],
+      ctx.messages,
+      templates_from(config.self_distill),
+      seed=config.seed,
+      limits=ctx.sandbox_limits,
+      workers=ctx.sandbox_workers,
+      allow_weak_sandbox=ctx.sandbox_allow_weak,
+    )
+  )
+  return [
+    next(with_context) if chosen else (ctx.messages(problem), answer)
+    for (problem, answer), chosen in zip(corpus, in_context)
+  ]
+
+
+def _task_tokenizer(ctx: RunContext):
+  path = ctx.layout.task_tokenizer
+  if ctx.is_coordinator and not os.path.isfile(os.path.join(path, "tokenizer.json")):
+    build_task_tokenizer(path, seed=ctx.seed, vocab_size=ctx.config.pretrain.tokenizer_vocab_size)
+  ctx.sync("task tokenizer")
+  return load_tokenizer(path)
+
+
+def run(ctx: RunContext) -> None:
+  """Trains the built-in task's base model and writes it to `models/base` (a Hugging Face directory)."""
+  config, section, cfg = ctx.config, ctx.config.pretrain, ctx.model_cfg
+  tokenizer = _task_tokenizer(ctx)
+  if cfg.vocab_size != tokenizer.vocab_size:
+    raise ValueError(
+      f"model vocab_size {cfg.vocab_size} (preset {config.model.preset!r}) != task tokenizer "
+      f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)"
+    )
+  graphdef, params = ctx.init_model()
+  conversations = pretrain_conversations(ctx)
+  dataset = conversation_dataset(
+    tokenizer,
+    conversations,
+    seq_len=section.seq_len,
+    global_batch_size=section.global_batch_size,
+    seed=config.seed,
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
+  )
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  print(
+    f"[pretrain] {num_params:,} parameters, {len(conversations)} examples, {section.steps} steps of "
+    f"{section.global_batch_size} x {section.seq_len} tokens"
+  )
+  params = train_cross_entropy(
+    ctx,
+    graphdef,
+    params,
+    lambda: iter(dataset),
+    section,
+    stage="pretrain",
+    metadata={"stage": "pretrain", "preset": config.model.preset, "examples": len(conversations)},
+  )
+  out = ctx.export_model(params, cfg, "base", tokenizer_source=ctx.layout.task_tokenizer)
+  logging.info("pretrain: base model written to %s", out)

@@ -1,0 +1,103 @@
+"""The `self_distill` stage: on-policy self-distillation (SDSD / OPSD and SDPO) from the base model.
+
+For each method of `self_distill.methods` whose model is not written yet, an `onpolicy.OnPolicyLearner` trains
+a student from the run's base model, with held-out pass@k at step 0 and every `eval_every` steps. Metrics go to
+`self_distill/<method>/logs/metrics.jsonl` (+ TensorBoard), held-out summaries to
+`self_distill/<method>/heldout.jsonl`, checkpoints (student state and an EMA teacher) to
+`self_distill/<method>/checkpoints`, so a killed run resumes at its last checkpoint with the same prompts and
+seeds; the final student is written as `models/<method>` for the `eval` and `report` stages.
+"""
+
+from __future__ import annotations
+
+from ssd_jax import config as config_lib
+from ssd_jax.config.self_distill import method_names
+from ssd_jax.data.prompt_set import PromptSet
+from ssd_jax.evals import Sandbox
+from ssd_jax.onpolicy.heldout import HeldoutHook, HeldoutSet
+from ssd_jax.onpolicy.learner import OnPolicyLearner
+from ssd_jax.onpolicy.rollouts import RolloutSetup
+from ssd_jax.pipeline import model_io, onpolicy_setup
+from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.sampling_setup import sampling_params
+
+
+def _training_prompts(ctx: RunContext) -> PromptSet:
+  section = ctx.config.self_distill
+  prompts = ctx.prompts(section.problems)
+  fitting = [i for i, ids in enumerate(prompts.ids) if len(ids) <= section.max_prompt_len]
+  if not fitting:
+    raise ValueError(
+      f"no prompt of {section.problems.source!r} fits in self_distill.max_prompt_len = {section.max_prompt_len}"
+    )
+  return prompts.select(fitting)
+
+
+def run(ctx: RunContext) -> None:
+  """Trains every method of `self_distill.methods` whose model is not written yet."""
+  config = ctx.config
+  section = config.self_distill
+  prompts = _training_prompts(ctx)
+  graphdef, base = ctx.load_model(ctx.base_model_dir)
+  cfg = model_io.model_config_of(graphdef, base)
+  heldout = None
+  if section.eval_every:
+    problems = ctx.prompts(config.eval.problems)
+    problems = problems.select(range(min(section.eval_problems, len(problems))))
+    heldout = HeldoutSet(
+      problems,
+      ctx.sampler(graphdef, cfg, problems.ids, config.eval_sampling),
+      sampling_params(config.eval_sampling),
+      n=section.eval_samples,
+      max_new_tokens=config.eval_sampling.max_new_tokens,
+      ks=config_lib.eval_ks(config),
+    )
+  with Sandbox(ctx.sandbox_limits, ctx.sandbox_workers, allow_weak_sandbox=ctx.sandbox_allow_weak) as sandbox:
+    setup = RolloutSetup(
+      tokenizer=ctx.tokenizer,
+      sampler=ctx.sampler(graphdef, cfg, prompts.ids, section.rollout),
+      sampling=sampling_params(section.rollout),
+      max_new_tokens=section.rollout.max_new_tokens,
+      group_size=section.group_size,
+      prompt_width=prompts.longest(),
+      teacher_prompt_width=section.max_teacher_prompt_len,
+      sandbox=sandbox,
+      templates=onpolicy_setup.templates_from(section),
+    )
+    for name in method_names(section):
+      if onpolicy_setup.method_done(ctx.layout.model(name)):
+        print(f"[self_distill] {name}: {ctx.layout.model(name)} exists, skipping")
+        continue
+      spec = onpolicy_setup.method_spec(section, name)
+      out_dir = ctx.layout.self_distill(name)
+      hooks = ()
+      if heldout is not None:
+        hooks = (
+          HeldoutHook(
+            heldout,
+            lambda state: state.train.params,
+            ctx.tokenizer,
+            sandbox,
+            seed=config.seed,
+            every=section.eval_every,
+            last_step=section.steps,
+            out_dir=out_dir,
+            is_coordinator=ctx.is_coordinator,
+          ),
+        )
+      learner = OnPolicyLearner(
+        graphdef,
+        base,
+        spec,
+        setup,
+        prompts,
+        onpolicy_setup.learner_config(config, out_dir),
+        mesh=ctx.mesh,
+        rules=ctx.rules,
+        hooks=hooks,
+      )
+      print(
+        f"[self_distill] {name}: teacher={spec.teacher} context={spec.context.context} "
+        f"loss={spec.divergence.kind}/{spec.divergence.form}, {section.steps} steps"
+      )
+      ctx.export_model(learner.run(), cfg, name)

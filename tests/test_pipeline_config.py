@@ -1,0 +1,139 @@
+"""Paper-row configs carry the paper's numbers and fail early, naming the field, without weights."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssd_jax import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER_ROWS = {  # config -> (T_train, top-k, top-p, T_eval, sft steps, warm-up, checkpoint every)
+  "qwen3_4b_instruct": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
+  "qwen3_4b_thinking": (1.1, 20, 0.95, 0.7, 300, 50, 50),
+  "llama3p1_8b_instruct": (0.8, 20, 0.8, 0.7, 2500, 250, 250),
+  "tpu_v5": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
+}
+
+
+def _check(c):
+  """Every check a run makes before loading weights: the values, then what the stages need."""
+  config_lib.validate(c)
+  config_lib.check_run(c)
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_ROWS))
+def test_paper_rows_hold_the_papers_recipe(name):
+  c = _load(name)
+  config_lib.validate(c)
+  t_train, top_k, top_p, t_eval, steps, warmup, every = PAPER_ROWS[name]
+  assert (c.sampling.temperature, c.sampling.top_k, c.sampling.top_p, c.sampling.n) == (t_train, top_k, top_p, 1)
+  assert (c.eval_sampling.temperature, c.eval_sampling.top_k, c.eval_sampling.top_p) == (t_eval, top_k, top_p)
+  assert (c.sft.steps, c.sft.warmup_steps, c.sft.checkpoint_every) == (steps, warmup, every)
+  assert (c.sft.learning_rate, c.sft.end_learning_rate, c.sft.b1, c.sft.b2, c.sft.weight_decay) == (
+    5e-6,
+    1e-6,
+    0.9,
+    0.95,
+    0.1,
+  )
+  assert (c.sft.global_batch_size, c.sft.seq_len, c.eval_sampling.n) == (32, 65536, 10)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_ROWS))
+def test_paper_rows_without_weights_fail_naming_hf_dir(name):
+  with pytest.raises(config_lib.ConfigError, match=r"'model.hf_dir' is empty.*--config.model.hf_dir="):
+    _check(_load(name))
+
+
+def test_missing_or_empty_weights_directory_is_named(tmp_path):
+  c = _load("qwen3_4b_instruct")
+  c.model.hf_dir = str(tmp_path / "nowhere")
+  c.synthesize.problems.path = c.eval.problems.path = "problems.jsonl"
+  with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' = .*nowhere.* holds no config.json"):
+    _check(c)
+  c.model.hf_dir = str(tmp_path)  # Exists, but empty.
+  with pytest.raises(config_lib.ConfigError, match="holds no config.json"):
+    _check(c)
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("sft.warmup_steps", 3000, "'sft.warmup_steps' = 3000 exceeds 'sft.steps'"),
+    ("sft.end_learning_rate", 1e-3, "'sft.end_learning_rate'"),
+    ("model.hf_dir", "/some/dir", "'model.hf_dir' = '/some/dir' is set, but the 'pretrain' stage"),
+    ("eval.problems.num_problems", 0, "'eval.problems.num_problems' must be >= 1"),
+  ],
+)
+def test_cross_field_errors_name_the_field(field, value, message):
+  c = _load("default")
+  node = c
+  *parents, leaf = field.split(".")
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _check(c)
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("eval.ks", "1,x"),
+    ("eval.models", "base,student"),
+    ("synthesize.problems.source", "web"),
+    ("pretrain.corruption_rate", 1.5),
+    ("pretrain.context_share", -0.1),
+    ("sft.grad_accum_steps", 0),
+  ],
+)
+def test_bad_pipeline_values_name_the_field(field, value):
+  c = _load("default")
+  node = c
+  *parents, leaf = field.split(".")
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=f"'{field}'"):
+    config_lib.validate(c)
+
+
+def test_default_config_is_ready_to_run():
+  c = _load("default")
+  config_lib.validate(c)
+  _check(c)
+  assert c.stages == "pretrain,synthesize,sft,self_distill,eval,report"
+  # One report compares the base with every method trained from it.
+  assert c.eval.models == "base,ssd,sdsd,sdpo"
+  assert c.self_distill.methods == "sdsd,sdpo"
+  assert 0 < c.pretrain.context_share < 1
+
+
+def test_self_distill_without_pretrain_needs_base_weights():
+  c = _load("default")
+  c.stages = "self_distill"
+  with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' is empty.*self_distill"):
+    _check(c)
+
+
+def test_cli_stops_before_work_without_weights(tmp_path):
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/llama3p1_8b_instruct.py", f"--workdir={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode != 0
+  assert "model.hf_dir" in result.stderr and "synthesize.problems.path" in result.stderr
+  assert not os.listdir(tmp_path)

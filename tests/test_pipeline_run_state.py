@@ -1,0 +1,97 @@
+"""A workdir never mixes configs: fingerprints, done markers with outputs, restarts, the lock, early input checks."""
+
+import json
+import os
+
+import pytest
+from pipeline_fixtures import micro_config, run_pipeline
+
+from ssd_jax import config as config_lib
+from ssd_jax import main
+from ssd_jax.pipeline import runner
+from ssd_jax.pipeline.run_state import WorkdirBusyError, WorkdirLock
+
+
+def _forward_config(seed=0):
+  c = micro_config("forward")
+  c.seed = seed
+  c.forward.batch_size = 8  # One row per fake device.
+  return c
+
+
+def _done(workdir, name="forward"):
+  with open(os.path.join(workdir, "stages", f"{name}.done.json")) as f:
+    return json.load(f)
+
+
+def test_changed_values_are_refused_naming_them_until_restarted(tmp_path, capsys):
+  workdir = str(tmp_path)
+  run_pipeline(_forward_config(seed=0), workdir)
+  done = _done(workdir)
+  assert done["outputs"] == ["forward.json"] and done["fields"]["seed"] == 0
+  before = open(tmp_path / "forward.json").read()
+
+  run_pipeline(_forward_config(seed=0), workdir)
+  assert "[forward] already done, skipping" in capsys.readouterr().out
+
+  with pytest.raises(config_lib.ConfigError, match=r"(?s)stage 'forward' finished .*seed: 0 -> 1.*--restart=forward"):
+    run_pipeline(_forward_config(seed=1), workdir)
+  assert open(tmp_path / "forward.json").read() == before
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["seed"] == 0  # The config that made the workdir is kept.
+
+  stages = main.stage_functions(("forward",))
+  config = _forward_config(seed=1)
+  runner.run(runner.prepare(config, workdir, stages), stages, restart=("forward",))
+  assert _done(workdir)["fields"]["seed"] == 1
+  (replaced,) = (tmp_path / "replaced").iterdir()
+  assert open(replaced / "forward" / "forward.json").read() == before  # Set aside, not lost.
+  assert len(os.listdir(tmp_path / "config_history")) == 3
+
+
+def test_a_done_stage_with_missing_outputs_is_not_skipped(tmp_path):
+  run_pipeline(_forward_config(), str(tmp_path))
+  os.remove(tmp_path / "forward.json")
+  with pytest.raises(config_lib.ConfigError, match=r"marked done but its outputs \['forward.json'\] are missing"):
+    run_pipeline(_forward_config(), str(tmp_path))
+
+
+def test_a_second_run_in_the_same_workdir_is_refused_naming_the_holder(tmp_path):
+  with WorkdirLock(str(tmp_path)):
+    with pytest.raises(WorkdirBusyError, match=rf"in use by pid {os.getpid()} on host"):
+      run_pipeline(_forward_config(), str(tmp_path))
+  run_pipeline(_forward_config(), str(tmp_path))  # Released: the next run takes it.
+
+
+@pytest.mark.parametrize(
+  "fields, message",
+  [
+    ({"eval.problems.source": "jsonl", "eval.problems.path": "missing.jsonl"}, r"'eval.problems'.*missing.jsonl"),
+    ({"eval_sampling.max_new_tokens": 256}, r"'eval_sampling.max_new_tokens' = 256 leaves no room"),
+    (
+      {"synthesize.problems.source": "jsonl", "synthesize.problems.path": "BAD"},
+      r"'synthesize.problems'.*bad.jsonl:2: not valid JSON",
+    ),
+  ],
+)
+def test_bad_inputs_fail_before_any_stage_runs(tmp_path, fields, message):
+  config = micro_config("pretrain,synthesize,eval")
+  for path, value in fields.items():
+    node = config
+    *parents, leaf = path.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value if value != "BAD" else str(tmp_path / "bad.jsonl")
+  (tmp_path / "bad.jsonl").write_text('{"question": "q", "task_id": "a"}\n{"question": \n')
+  stages = main.stage_functions(config_lib.stage_names(config))
+  with pytest.raises(config_lib.ConfigError, match=message):
+    runner.prepare(config, str(tmp_path / "run"), stages)
+  assert not (tmp_path / "run").exists()
+
+
+def test_eval_problems_without_tests_are_refused(tmp_path):
+  (tmp_path / "untested.jsonl").write_text(json.dumps({"task_id": "t/1", "question": "q", "tests": []}) + "\n")
+  config = micro_config("pretrain,eval")
+  config.eval.problems.update(dict(source="jsonl", path=str(tmp_path / "untested.jsonl")))
+  with pytest.raises(config_lib.ConfigError, match=r"1 problems have no tests to grade, e.g. \['t/1'\]"):
+    runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "eval")))

@@ -1,0 +1,148 @@
+"""Training never keeps or publishes a broken state: non-finite guard, checkpoint fallback, save failures."""
+
+import functools
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import pytest
+from train_fixtures import SeededBatches, copy_tree, tiny_config, tiny_model_state
+
+from ssd_jax.pipeline import model_io
+from ssd_jax.train import checkpointing
+from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, restore_or_init
+from ssd_jax.train.loop import IteratorSource, LoopConfig, NonFiniteError, train_loop
+from ssd_jax.train.metrics import MetricsWriter
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.sft_step import make_sft_step
+from ssd_jax.train.train_state import init_train_state
+
+
+@functools.cache
+def _step():
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-2, end_learning_rate=1e-3, warmup_steps=1, total_steps=6))
+  return make_sft_step(tiny_model_state()[0], optimizer, chunk_size=32)
+
+
+def _state():
+  return init_train_state(copy_tree(tiny_model_state()[1]), _step().optimizer)
+
+
+def _config(directory, total=6, every=1, log_every=1):
+  return LoopConfig(
+    total_steps=total, checkpoint_dir=str(directory), checkpoint_every=every, log_every=log_every, progress_bar=False
+  )
+
+
+def _nan_from(step_number):
+  """The SFT step, but its loss is NaN from optimizer step `step_number` on (as a diverging run's)."""
+  calls = []
+
+  def step(state, batch):
+    calls.append(1)
+    state, metrics = _step()(state, batch)
+    if len(calls) >= step_number:
+      metrics = {**metrics, "loss": jnp.float32(jnp.nan)}
+    return state, metrics
+
+  return step
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  with pytest.raises(NonFiniteError, match="step 3: non-finite loss"):
+    train_loop(_nan_from(3), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", log_every=2))
+  with Checkpointer(tmp_path / "ckpt") as checkpointer:
+    assert checkpointer.all_steps() == [1, 2]  # Nothing of step 3 or later was saved.
+
+
+def test_export_refuses_non_finite_parameters(tmp_path):
+  params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), copy_tree(tiny_model_state()[1]))
+  with pytest.raises(ValueError, match="non-finite"):
+    model_io.export_hf(params, tiny_config(), str(tmp_path / "model"), str(tmp_path))
+  assert not os.path.exists(tmp_path / "model")
+
+
+def _three_checkpoints(directory):
+  train_loop(_step(), _state(), IteratorSource(SeededBatches), _config(directory, total=3))
+
+
+@pytest.mark.parametrize(
+  "damage",
+  [
+    lambda step_dir: (
+      os.remove(step_dir / "_METADATA") if (step_dir / "_METADATA").exists() else shutil.rmtree(step_dir / "state")
+    ),
+    lambda step_dir: [os.remove(p) for p in (step_dir / "data").glob("process_*.json")],
+    lambda step_dir: [
+      p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+      for p in (step_dir / "state").rglob("*")
+      if p.is_file() and p.stat().st_size > 1000
+    ],
+  ],
+  ids=["metadata_missing", "iterator_state_missing", "data_truncated"],
+)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, damage):
+  _three_checkpoints(tmp_path / "ckpt")
+  damage(tmp_path / "ckpt" / "3")
+  with Checkpointer(tmp_path / "ckpt") as checkpointer:
+    restored = restore_or_init(checkpointer, _state())
+    assert restored.step == 2 and restored.data_state == {"index": 2}
+    assert checkpointer.all_steps() == [1, 2]
+  out = capsys.readouterr().out
+  assert "step 3 does not restore" in out and "resuming from step 2" in out
+  assert (tmp_path / "ckpt.broken" / "3").exists()  # Set aside, not deleted.
+  # Training continues from step 2 and saves step 3 anew.
+  state = train_loop(_step(), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", total=3))
+  assert int(state.step) == 3
+
+
+def test_non_finite_checkpoint_is_skipped_and_none_intact_is_an_error(tmp_path, capsys):
+  state = _state()
+  poisoned = state.replace(params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
+  with Checkpointer(tmp_path, async_save=False) as checkpointer:
+    checkpointer.save(1, _state(), force=True)
+    checkpointer.save(2, poisoned, force=True)
+  with Checkpointer(tmp_path) as checkpointer:
+    assert restore_or_init(checkpointer, _state()).step == 1
+  assert "step 2 holds non-finite values" in capsys.readouterr().out
+  with Checkpointer(tmp_path, async_save=False) as checkpointer:
+    checkpointer.save(2, poisoned, force=True)
+    shutil.rmtree(tmp_path / "1")
+    checkpointer._manager.reload()  # pylint: disable=protected-access
+    with pytest.raises(CheckpointError, match="no intact checkpoint"):
+      restore_or_init(checkpointer, _state())
+
+
+def test_resumed_metrics_hold_each_step_once(tmp_path):
+  logs = tmp_path / "logs"
+  with MetricsWriter(logs, is_primary=True) as writer, pytest.raises(RuntimeError, match="simulated crash"):
+    train_loop(
+      _step(),
+      _state(),
+      IteratorSource(lambda: SeededBatches(fail_at=5)),
+      _config(tmp_path / "ckpt", every=3),
+      metrics_writer=writer,
+    )
+  assert [json.loads(line)["step"] for line in open(logs / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+  with MetricsWriter(logs, is_primary=True) as writer:
+    train_loop(
+      _step(), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", every=3), metrics_writer=writer
+    )
+  assert [json.loads(line)["step"] for line in open(logs / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failed_save_stops_training_at_that_step(tmp_path, monkeypatch):
+  real = checkpointing.Checkpointer.check_for_errors
+  data = SeededBatches()
+
+  def failing(self):
+    real(self)
+    if self.latest_step() == 2:
+      raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(checkpointing.Checkpointer, "check_for_errors", failing)
+  with pytest.raises(OSError, match="No space left"):
+    train_loop(_step(), _state(), IteratorSource(lambda: data), _config(tmp_path / "ckpt", every=2))
+  assert data.served == [0, 1]  # Nothing trained past the step whose save failed.
