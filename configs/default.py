@@ -4,7 +4,9 @@ pretrain (a tiny model from scratch, deliberately imperfect; a share of its exam
 with a demonstration or sandbox feedback, as the self-distillation teacher sees it) -> synthesize (one
 sample per prompt at T_train with top-k / top-p) -> sft (plain cross-entropy on those samples: SSD) ->
 self_distill (SDSD and SDPO, on-policy, each from the base) -> eval (base, SSD, SDSD, SDPO: n samples per
-problem at T_eval) -> report (their pass@k curves on one plot, diversity, and the table on stdout).
+dev problem at each T_eval of the grid, then each model's best setting on the test problems) -> report (each
+model at its best against the base at its own: test pass@k, paired intervals, T curves, correct-solution
+diversity, and the table on stdout).
 
     python -m ssd_jax.main --config=configs/default.py --workdir=runs/default
 """
@@ -49,8 +51,9 @@ def get_config():
   config.pretrain.corruption_rate = 0.1
   config.pretrain.context_share = 0.3
 
-  # Synthesis with the paper's Llama-3.1-8B decoding (T_train 0.8 / top-k 20 / top-p 0.8); evaluation at
-  # T_eval 1.1 / 20 / 0.8. With the Qwen3-4B-Instruct row's T_train 1.6 SSD lowered pass@1 on this tiny model.
+  # Synthesis with the paper's Llama-3.1-8B decoding (T_train 0.8 / top-k 20 / top-p 0.8); evaluation over
+  # T_eval 0.3 / 0.7 / 1.1 at top-k 20 / top-p 0.8, each model at the T its dev problems prefer. With the
+  # Qwen3-4B-Instruct row's T_train 1.6 SSD lowered pass@1 on this tiny model.
   config.sampling.update(dict(temperature=0.8, top_k=20, top_p=0.8, n=1, max_new_tokens=96, batch_size=64))
   config.synthesize.problems.num_problems = 256
   config.synthesize.prompts_per_chunk = 128
@@ -97,4 +100,7 @@ def get_config():
   config.eval.models = "base,ssd,sdsd,sdpo"
   config.eval.ks = "1,2,4,8"
   config.eval.timeout_s = 5.0
+  # Half of the 64 problems choose each model's T_eval, the other half are reported. Add
+  # --config.eval.checkpoints=all to choose among the saved training steps too (slower).
+  config.eval.grid.temperatures = "0.3,0.7,1.1"
   return config

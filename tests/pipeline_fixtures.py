@@ -74,6 +74,8 @@ def micro_config(stages: str):
   c.eval.ks = "1,2"
   c.eval.bootstrap = 20
   c.eval.workers = 2
+  c.eval.grid.temperatures = "0.7,1.1"
+  c.eval.checkpoints = "all"
   return c
 
 

@@ -51,6 +51,12 @@ def _mutated(**fields):
     ({"model__dtype": "float8"}, "model.dtype"),
     ({"stages": "forward,trian"}, "stages"),
     ({"mesh__tensor": 0}, "mesh.tensor"),
+    ({"eval__grid__temperatures": "0.3,hot"}, "eval.grid.temperatures"),
+    ({"eval__grid__truncations": "20:0.8"}, "eval.grid.truncations"),
+    ({"eval__grid__named": "official=0.7"}, "eval.grid.named"),
+    ({"eval__checkpoints": "last"}, "eval.checkpoints"),
+    ({"eval__split__dev_fraction": 1.0}, "eval.split.dev_fraction"),
+    ({"eval__select_k": 9}, "eval.select_k"),
   ],
 )
 def test_bad_value_names_field(fields, named):

@@ -1,5 +1,7 @@
 """Distinct programs and behaviours on hand-written sets with known answers."""
 
+import pytest
+
 from ssd_jax.evals.diversity import (
   behaviour_signature,
   count_distinct_behaviours,
@@ -53,3 +55,31 @@ def test_distinct_behaviours():
   ]
   assert count_distinct_behaviours(samples) == 4
   assert behaviour_signature(samples[0]) == behaviour_signature(samples[1])
+
+
+@pytest.mark.parametrize(
+  "first, second",
+  [
+    ("def f(x):\n    y: int = x\n    return y", "def f(a):\n    b = a\n    return b"),  # annotated assignment
+    (
+      "def f(x):\n    try:\n        return 1 / x\n    except ZeroDivisionError as e:\n        return str(e)",
+      "def f(a):\n    try:\n        return 1 / a\n    except ZeroDivisionError as err:\n        return str(err)",
+    ),
+    ("def f(x, y=1):\n    return x + y\nf(1, y=2)", "def g(a, b=1):\n    return a + b\ng(1, b=2)"),  # keyword names
+    ("def f():\n    global t\n    t = 1", "def f():\n    global u\n    u = 1"),
+    (
+      "def f(x):\n    match x:\n        case [a, *rest]:\n            return rest\n        case {'k': v, **others}:\n"
+      "            return others",
+      "def f(y):\n    match y:\n        case [b, *tail]:\n            return tail\n        case {'k': w, **more}:\n"
+      "            return more",
+    ),
+  ],
+)
+def test_renaming_covers_every_binding(first, second):
+  assert normalize_program(first) == normalize_program(second)
+
+
+def test_library_keywords_keep_their_names():
+  a = "def f(xs):\n    return sorted(xs, key=len)"
+  b = "def f(xs):\n    return sorted(xs, reverse=len)"
+  assert normalize_program(a) != normalize_program(b)

@@ -100,6 +100,15 @@ def test_cli_evaluate_and_compare(tmp_path):
   assert (tmp_path / "cmp" / "comparison.md").exists()
 
 
+def test_difficulties_are_reported_easy_medium_hard():
+  problems = tuple(
+    ProblemResult(name, difficulty, (sample(True),))
+    for name, difficulty in (("a", "hard"), ("b", "easy"), ("c", "medium"))
+  )
+  summary = summarize(EvalResult(problems), ks=(1,), num_resamples=10)
+  assert list(summary["by_difficulty"]) == ["easy", "medium", "hard"]
+
+
 def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys):
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": oops}\n')

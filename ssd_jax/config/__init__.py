@@ -17,7 +17,7 @@ import ml_collections
 from ssd_jax.config import run, sampling, self_distill, ssd, training
 from ssd_jax.config.run import STAGES, mesh_shape, stage_names
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
-from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, eval_ks, eval_model_names
+from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, decoding_grid, eval_ks, eval_model_names, split_seed
 
 # In schema order; `training` adds no section of its own but checks those of `ssd`.
 _SECTIONS = (run, sampling, ssd, training, self_distill)
@@ -30,9 +30,11 @@ __all__ = [
   "ConfigError",
   "base_config",
   "check_run",
+  "decoding_grid",
   "eval_ks",
   "eval_model_names",
   "mesh_shape",
+  "split_seed",
   "stage_names",
   "validate",
 ]

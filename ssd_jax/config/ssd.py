@@ -11,6 +11,7 @@ import ml_collections
 from ssd_jax.config.schema import Check, comma_list, int_list_ok
 from ssd_jax.config.training import training_checks, training_section
 from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT
+from ssd_jax.evals.protocol import parse_grid
 
 PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
 EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo")
@@ -88,6 +89,19 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.eval.workers = 0  # Parallel sandbox executions; 0 means one per CPU.
   c.eval.allow_weak_sandbox = False  # Grade even if a sandbox isolation layer is missing (reports say so).
   c.eval.bootstrap = 1000  # Bootstrap replicates for the confidence intervals.
+  # The decoding grid every model is evaluated over on the dev split (the SSD paper's rule: a method must beat
+  # the base at the base's own best decoding). Empty fields fall back to eval_sampling's.
+  c.eval.grid = ml_collections.ConfigDict()
+  c.eval.grid.temperatures = ""  # Comma-separated T_eval, e.g. '0.3,0.7,1.1'; '' = eval_sampling's (unless named).
+  c.eval.grid.truncations = ""  # Comma-separated 'top_k/top_p', e.g. '20/0.8,0/1.0'; '' = eval_sampling's.
+  c.eval.grid.named = ""  # Comma-separated 'name=T/top_k/top_p', e.g. a model card's 'official=0.7/20/0.8'.
+  c.eval.checkpoints = ""  # Intermediate training checkpoints to evaluate too: '' none, 'all', or steps '20,40'.
+  c.eval.split = ml_collections.ConfigDict()
+  c.eval.split.dev_fraction = 0.5  # Share of the problems (per difficulty) that chooses settings and checkpoints.
+  c.eval.split.seed = -1  # Seed of the dev/test split; -1 means `seed`.
+  c.eval.select_k = 1  # Candidates are chosen by dev pass@select_k.
+  c.eval.diversity_m = 2  # Correct-solution diversity is measured among this many correct samples per problem.
+  c.eval.probe = True  # Run correct samples on probe inputs for behaviour clusters.
 
 
 def checks() -> list[Check]:
@@ -112,7 +126,39 @@ def checks() -> list[Check]:
     Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
     Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
     Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
+    Check("eval.checkpoints", lambda v: v.strip() in ("", "all") or int_list_ok(v), "'', 'all' or steps like '20,40'"),
+    Check("eval.split.dev_fraction", lambda v: 0 < v < 1, "a share in (0, 1)"),
+    Check("eval.select_k", lambda v: v >= 1, "a k >= 1"),
+    Check("eval.diversity_m", lambda v: v >= 1, "at least 1 correct sample"),
   ]
+
+
+def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
+  """The decoding grid must parse, and the selection and diversity counts must fit eval_sampling.n."""
+  errors = []
+  try:
+    decoding_grid(config).settings()
+  except ValueError as e:
+    errors.append(str(e))
+  for field in ("select_k", "diversity_m"):
+    if config.eval[field] > config.eval_sampling.n:
+      errors.append(f"field 'eval.{field}' = {config.eval[field]} exceeds 'eval_sampling.n' = {config.eval_sampling.n}")
+  return errors
+
+
+def decoding_grid(config: ml_collections.ConfigDict):
+  """The `evals.protocol.DecodingGrid` of `eval.grid`, with eval_sampling's decoding filling empty fields."""
+  grid, sampling = config.eval.grid, config.eval_sampling
+  return parse_grid(
+    grid.temperatures or (str(sampling.temperature) if not grid.named else ""),
+    grid.truncations,
+    grid.named,
+    default_truncation=(int(sampling.top_k), float(sampling.top_p)),
+  )
+
+
+def split_seed(config: ml_collections.ConfigDict) -> int:
+  return int(config.seed if config.eval.split.seed < 0 else config.eval.split.seed)
 
 
 def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:

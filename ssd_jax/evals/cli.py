@@ -19,8 +19,9 @@ from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.completions import load_completions
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
+from ssd_jax.evals.probes import correct_sample_behaviours
 from ssd_jax.evals.report import compare_reports, write_report
-from ssd_jax.evals.sandbox import SandboxLimits
+from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.summary import mark_weak_sandbox, summarize, weak_sandbox_notice
 
 
@@ -49,6 +50,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+  parser.add_argument(
+    "--no_probe", action="store_true", help="skip running correct samples on probe inputs (behaviour clusters)"
+  )
   return parser
 
 
@@ -89,16 +93,13 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
       file=sys.stderr,
     )
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)
-  result = evaluate(
-    problems,
-    completions,
-    limits=limits,
-    workers=args.workers,
-    stop_on_failure=args.stop_on_failure,
-    progress=True,
-    allow_weak_sandbox=args.allow_weak_sandbox,
-  )
-  summary = {**summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed), "coverage": coverage}
+  with Sandbox(limits, args.workers, allow_weak_sandbox=args.allow_weak_sandbox) as sandbox:
+    result = evaluate(problems, completions, sandbox=sandbox, stop_on_failure=args.stop_on_failure, progress=True)
+    behaviours = None if args.no_probe else correct_sample_behaviours(problems, result, sandbox)
+  summary = {
+    **summarize(result, ks, num_resamples=args.bootstrap, seed=args.seed, behaviours=behaviours),
+    "coverage": coverage,
+  }
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
   mark_weak_sandbox(summary, paths["markdown"])

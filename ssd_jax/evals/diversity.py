@@ -9,10 +9,13 @@ from ssd_jax.evals.verdicts import TestRun, normalize_output
 
 
 class _BoundNames(ast.NodeVisitor):
-  """Collects the names a program binds itself (variables, parameters, functions, classes, imports)."""
+  """Collects the names a program binds itself (variables, parameters, functions, classes, imports,
+  `except ... as` names, `global`/`nonlocal` declarations, `match` captures), and apart from them the
+  parameter names, which keyword arguments may repeat."""
 
   def __init__(self):
     self.names: set[str] = set()
+    self.parameters: set[str] = set()
 
   def visit_Name(self, node):
     if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -20,6 +23,29 @@ class _BoundNames(ast.NodeVisitor):
 
   def visit_arg(self, node):
     self.names.add(node.arg)
+    self.parameters.add(node.arg)
+
+  def visit_ExceptHandler(self, node):
+    if node.name:
+      self.names.add(node.name)
+    self.generic_visit(node)
+
+  def _visit_declaration(self, node):
+    self.names.update(node.names)
+
+  visit_Global = visit_Nonlocal = _visit_declaration
+
+  def _visit_capture(self, node):
+    if node.name:
+      self.names.add(node.name)
+    self.generic_visit(node)
+
+  visit_MatchAs = visit_MatchStar = _visit_capture
+
+  def visit_MatchMapping(self, node):
+    if node.rest:
+      self.names.add(node.rest)
+    self.generic_visit(node)
 
   def _visit_definition(self, node):
     self.names.add(node.name)
@@ -32,10 +58,11 @@ class _BoundNames(ast.NodeVisitor):
 
 
 class _Canonicalize(ast.NodeTransformer):
-  """Renames bound names to placeholders in order of first use and drops docstrings."""
+  """Renames bound names to placeholders in order of first use; drops docstrings and annotations."""
 
-  def __init__(self, bound: set[str]):
+  def __init__(self, bound: set[str], parameters: set[str]):
     self.bound = bound
+    self.parameters = parameters
     self.mapping: dict[str, str] = {}
 
   def _rename(self, name: str) -> str:
@@ -54,6 +81,46 @@ class _Canonicalize(ast.NodeTransformer):
 
   def visit_alias(self, node):
     node.asname = self._rename((node.asname or node.name).split(".")[0])
+    return node
+
+  def visit_keyword(self, node):
+    # `f(x=1)` names a parameter of f: keywords that spell one of the program's own parameters are renamed
+    # (`key=` of `sorted` keeps its name unless the program also has a parameter called `key`).
+    if node.arg in self.parameters:
+      node.arg = self._rename(node.arg)
+    self.generic_visit(node)
+    return node
+
+  def visit_AnnAssign(self, node):
+    """`x: int = v` is `x = v`; a bare declaration `x: int` does nothing and is dropped."""
+    if node.value is None:
+      return None
+    return self.visit(ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno))
+
+  def visit_ExceptHandler(self, node):
+    if node.name:
+      node.name = self._rename(node.name)
+    self.generic_visit(node)
+    return node
+
+  def _visit_declaration(self, node):
+    node.names = [self._rename(name) for name in node.names]
+    return node
+
+  visit_Global = visit_Nonlocal = _visit_declaration
+
+  def _visit_capture(self, node):
+    if node.name:
+      node.name = self._rename(node.name)
+    self.generic_visit(node)
+    return node
+
+  visit_MatchAs = visit_MatchStar = _visit_capture
+
+  def visit_MatchMapping(self, node):
+    if node.rest:
+      node.rest = self._rename(node.rest)
+    self.generic_visit(node)
     return node
 
   def _visit_definition(self, node):
@@ -76,15 +143,16 @@ class _Canonicalize(ast.NodeTransformer):
 
 def normalize_program(code: str) -> str:
   """A canonical form of a program: its AST without comments, docstrings, annotations,
-  or the spelling of the names it binds. Code that does not parse is kept as its
-  whitespace-collapsed text."""
+  or the spelling of the names it binds (renamed in order of first appearance, so two
+  programs that differ only in names normalise alike). Code that does not parse is kept
+  as its whitespace-collapsed text."""
   try:
     tree = ast.parse(code)
   except (SyntaxError, ValueError):
     return " ".join(code.split())
   finder = _BoundNames()
   finder.visit(tree)
-  tree = _Canonicalize(finder.names).visit(tree)
+  tree = _Canonicalize(finder.names, finder.parameters).visit(tree)
   if (
     tree.body
     and isinstance(tree.body[0], ast.Expr)

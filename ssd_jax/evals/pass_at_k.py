@@ -67,3 +67,58 @@ def bootstrap_mean_ci(
   alpha = (1.0 - confidence) / 2.0
   low, high = np.quantile(means, [alpha, 1.0 - alpha])
   return float(low), float(high)
+
+
+def pass_at_k_curve(
+  num_samples: Sequence[int], num_correct: Sequence[int], num_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+  """pass@k for every k = 1..min(n) with percentile bootstrap intervals over problems.
+
+  Args:
+    num_samples: n of each problem, [num_problems].
+    num_correct: c of each problem, [num_problems].
+    num_resamples: bootstrap replicates.
+    seed: bootstrap seed.
+
+  Returns:
+    {str(k): {"mean", "ci_low", "ci_high"}} for k = 1..min(n), as fractions in [0, 1].
+  """
+  if len(num_samples) == 0:
+    return {}
+  curve = {}
+  for k in range(1, min(num_samples) + 1):
+    values = pass_at_k_per_problem(num_samples, num_correct, k)
+    low, high = bootstrap_mean_ci(values, num_resamples=num_resamples, seed=seed)
+    curve[str(k)] = {"mean": float(values.mean()), "ci_low": low, "ci_high": high}
+  return curve
+
+
+def paired_bootstrap_difference(
+  first: Sequence[float],
+  second: Sequence[float],
+  num_resamples: int = 2000,
+  confidence: float = 0.95,
+  seed: int = 0,
+) -> dict[str, float]:
+  """Mean difference `first - second` over problems with a paired percentile bootstrap interval.
+
+  Problems are resampled with replacement and each resampled problem contributes both of its values,
+  so the interval reflects how much the difference (not each mean alone) depends on which problems
+  were drawn; problem difficulty, shared by both models, cancels.
+
+  Args:
+    first: one value per problem for the first model (e.g. its pass@1), [num_problems].
+    second: the second model's values on the same problems in the same order, [num_problems].
+    num_resamples: bootstrap replicates.
+    confidence: coverage of the interval, in (0, 1).
+    seed: seed of the resampling.
+
+  Returns:
+    {"difference", "ci_low", "ci_high", "num_problems"}; a difference of nan when there are no problems.
+  """
+  first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+  if first.shape != second.shape or first.ndim != 1:
+    raise ValueError(f"paired values need one value per problem for both models, got {first.shape} and {second.shape}")
+  low, high = bootstrap_mean_ci(first - second, num_resamples=num_resamples, confidence=confidence, seed=seed)
+  difference = float((first - second).mean()) if first.size else float("nan")
+  return {"difference": difference, "ci_low": low, "ci_high": high, "num_problems": int(first.size)}

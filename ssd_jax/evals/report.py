@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from ssd_jax.evals.evaluate import EvalResult  # noqa: E402
+from ssd_jax.evals.summary import difficulty_sort_key  # noqa: E402
 
 SUMMARY_FILE = "results.json"
 
@@ -25,8 +26,31 @@ def _pass_at_k_cells(block: Mapping[str, Mapping[str, float]]) -> list[str]:
   return [f"{_percent(v['mean'])} [{_percent(v['ci_low'])}, {_percent(v['ci_high'])}]" for v in block.values()]
 
 
+def _correct_diversity_lines(block: Mapping | None) -> list[str]:
+  if not block:
+    return []
+
+  def cell(value):
+    return "-" if value is None else f"{value:.2f}"
+
+  m = block["m"]
+  return [
+    f"## Correct-solution diversity (problems solved >= {m} times: {block['num_problems']})",
+    "",
+    f"Expected distinct solutions among {m} correct samples of a problem: by normalised AST, by results on "
+    "extra inputs, and known solutions of the task found.",
+    "",
+    "| AST | behaviour | known | known share | AST (all correct samples) |",
+    "|---|---|---|---|---|",
+    f"| {cell(block['ast'])} | {cell(block['behaviour'])} | {cell(block['known'])} | {cell(block['known_share'])} | "
+    f"{cell(block['ast_all'])} |",
+    "",
+  ]
+
+
 def markdown_report(summary: Mapping, name: str = "run") -> str:
-  """A Markdown page: pass@k (95% bootstrap CI, %), per difficulty, diversity, verdicts."""
+  """A Markdown page: pass@k (95% bootstrap CI, %), per difficulty, correct-solution diversity, diversity
+  over all samples, verdicts."""
   ks = summary["ks"]
   header = "| | problems | " + " | ".join(f"pass@{k}" for k in ks) + " |"
   rule = "|---" * (len(ks) + 2) + "|"
@@ -47,7 +71,8 @@ def markdown_report(summary: Mapping, name: str = "run") -> str:
     rule,
     *rows,
     "",
-    "## Diversity (mean per problem)",
+    *_correct_diversity_lines(summary.get("correct_diversity")),
+    "## Diversity over all samples (mean per problem; falls as accuracy rises, see above)",
     "",
     "| distinct programs | distinct behaviours | pass@n - pass@1 |",
     "|---|---|---|",
@@ -64,12 +89,25 @@ def markdown_report(summary: Mapping, name: str = "run") -> str:
   return "\n".join(lines)
 
 
-def _plot_curve(ax, block, label, **style):
-  ks = [int(k) for k in block]
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def run_style(index: int) -> dict:
+  """Colour, marker and line style of the index-th run in a plot, so runs stay apart in grey-scale too."""
+  return {
+    "color": f"C{index}",
+    "marker": MARKERS[index % len(MARKERS)],
+    "linestyle": LINE_STYLES[index % len(LINE_STYLES)],
+  }
+
+
+def _plot_curve(ax, block, label, offset=1.0, **style):
+  ks = [int(k) * offset for k in block]
   means = [100 * v["mean"] for v in block.values()]
   lows = [100 * (v["mean"] - v["ci_low"]) for v in block.values()]
   highs = [100 * (v["ci_high"] - v["mean"]) for v in block.values()]
-  ax.errorbar(ks, means, yerr=[lows, highs], marker="o", capsize=3, label=label, **style)
+  ax.errorbar(ks, means, yerr=[lows, highs], capsize=3, label=label, **style)
 
 
 def _finish_axes(ax, title):
@@ -82,16 +120,19 @@ def _finish_axes(ax, title):
 
 
 def plot_pass_at_k(runs: Mapping[str, Mapping], path: pathlib.Path, by_difficulty: bool = False) -> None:
-  """Saves pass@k curves of one or more runs (overall, or one panel per difficulty) to a PNG."""
+  """Saves pass@k curves of one or more runs (overall, or one panel per difficulty, easy / medium / hard
+  on one y-scale) to a PNG. Runs differ in colour, marker and line style and are drawn slightly apart on
+  the (log) k axis, so no curve hides another."""
   panels = ["all"]
   if by_difficulty:
-    panels = sorted({d for s in runs.values() for d in s["by_difficulty"]})
-  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    panels = sorted({d for s in runs.values() for d in s["by_difficulty"]}, key=difficulty_sort_key)
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False, sharey=True)
   for ax, panel in zip(axes[0], panels):
-    for name, summary in runs.items():
+    for index, (name, summary) in enumerate(runs.items()):
       block = summary["pass_at_k"] if panel == "all" else summary["by_difficulty"].get(panel, {}).get("pass_at_k")
       if block:
-        _plot_curve(ax, block, name)
+        offset = 2 ** (0.04 * (index - (len(runs) - 1) / 2))
+        _plot_curve(ax, block, name, offset, **run_style(index))
     _finish_axes(ax, "pass@k" if panel == "all" else f"pass@k: {panel}")
   fig.tight_layout()
   fig.savefig(path, dpi=100)

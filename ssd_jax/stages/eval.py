@@ -1,39 +1,49 @@
-"""The `eval` stage: n samples per problem at T_eval for each model, scored in the sandbox, reported.
+"""The `eval` stage: every model over the decoding grid on the dev split, its best candidate on the test split.
 
-For each model in `eval.models` ('base', 'ssd'): sample `eval_sampling.n` completions of every problem
-through the sampler (both models with the same seed, so their draws are paired), save them as
-`completions.jsonl` (the human-eval format the evals CLI reads), run them against the tests, and write
-`results.json`, `report.md`, pass@k plots and per-sample verdicts to `eval/<model>/`. A model whose
-results exist is skipped and saved completions are scored without sampling again, so a killed stage
-resumes where it stopped.
+The evaluation problems are split once into dev and test by problem id (`eval.split`, recorded in
+`eval/split.json`). For each model in `eval.models` and each of its candidates, a checkpoint (the final
+model, plus the intermediate training steps of `eval.checkpoints`, exported under `models/steps/`) at a
+decoding setting of `eval.grid`: sample `eval_sampling.n` completions of every dev problem (every model with
+the same seed, so draws are paired), run them against the tests, run the correct ones on probe inputs, and
+write `completions.jsonl`, `results.json`, `report.md` and plots to `eval/<model>/<checkpoint>/<setting>/dev/`.
+The candidate with the best dev pass@`eval.select_k` (`evals.protocol.select_best`) is recorded in
+`eval/<model>/selection.json` and sampled on the test problems (`.../test/`), which nothing else looks at.
+Runs whose results exist are skipped and saved completions are scored without sampling again, so a killed
+stage resumes where it stopped. The workdir must be shared by all processes (selection reads results files).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import pathlib
 
 from ssd_jax import config as config_lib
-from ssd_jax.data.problems import Problem
+from ssd_jax.config.schema import comma_list
 from ssd_jax.data.prompt_set import PromptSet
-from ssd_jax.evals import evaluate, summarize, write_report
+from ssd_jax.evals import grid_runs, score_completions, write_report
 from ssd_jax.evals.completions import load_completions, write_completions
+from ssd_jax.evals.probes import generated_probe_inputs
+from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, select_best
 from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.evals.splits import SPLIT_FILE, Split, load_or_create_split
 from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
+from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
 from ssd_jax.sampling.completions import completion_text
+from ssd_jax.tasks import solutions_for
 
 COMPLETIONS_FILE = "completions.jsonl"
-# What a finished evaluation of one model leaves; a kill between them is finished on rerun.
+# What a finished run of one candidate leaves; a kill between them is finished on rerun.
 REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
 
 
-def sample_completions(ctx: RunContext, model_path: str, prompts: PromptSet) -> list[list[str]]:
-  """`eval_sampling.n` decoded completions of each prompt from the model in `model_path`."""
-  section = ctx.config.eval_sampling
-  graphdef, state = ctx.load_model(model_path)
+def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: DecodingSetting) -> list[list[str]]:
+  """`eval_sampling.n` decoded completions of each prompt at `setting`, from a loaded (graphdef, params)."""
+  graphdef, state = model
+  section = ctx.config.eval_sampling.copy_and_resolve_references()
+  section.temperature, section.top_k, section.top_p = setting.temperature, setting.top_k, setting.top_p
   sampler = ctx.sampler(graphdef, model_io.model_config_of(graphdef, state), prompts.ids, section)
   generations = sampler.generate(
     state,
@@ -50,41 +60,108 @@ def sample_completions(ctx: RunContext, model_path: str, prompts: PromptSet) -> 
   return completions
 
 
-def score(
-  ctx: RunContext, problems: Sequence[Problem], completions: dict[str, list[str]], out_dir: str, name: str
-) -> dict:
-  """Runs the completions in the sandbox and writes the report; returns the summary."""
+def checkpoints_of(ctx: RunContext, name: str) -> list[tuple[str, int | None]]:
+  """(label, training step or None for the final model) of each checkpoint of `name` to evaluate, final first.
+
+  `eval.checkpoints` is '' (the final model only), 'all' (every saved step) or a list of steps; the last
+  saved step is the final model itself and is not evaluated twice. The base model has no training steps.
+  """
+  spec = ctx.config.eval.checkpoints.strip()
+  steps = saved_steps(ctx.layout.training_checkpoints(name))
+  if not spec or not steps:
+    return [(grid_runs.checkpoint_label(None), None)]
+  wanted = steps[:-1] if spec == "all" else [int(s) for s in comma_list(spec)]
+  missing = [s for s in wanted if s not in steps]
+  if missing:
+    raise FileNotFoundError(f"eval.checkpoints: model {name!r} saved no checkpoint at steps {missing}; it has {steps}")
+  later_first = sorted((s for s in wanted if s != steps[-1]), reverse=True)
+  return [(grid_runs.checkpoint_label(None), None), *((grid_runs.checkpoint_label(s), s) for s in later_first)]
+
+
+def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: pathlib.Path, title: str, meta: dict):
   config = ctx.config
-  result = evaluate(
-    problems,
-    completions,
+  builtin = config.eval.problems.source == "builtin"
+  result, summary = score_completions(
+    prompts.problems,
+    load_completions(completions_path),
+    ks=config_lib.eval_ks(config),
     limits=ctx.sandbox_limits,
     workers=ctx.sandbox_workers,
     allow_weak_sandbox=ctx.sandbox_allow_weak,
+    num_resamples=config.eval.bootstrap,
+    seed=ctx.seed,
+    known_solutions=solutions_for if builtin else None,
+    probe_inputs=generated_probe_inputs if config.eval.probe else None,
+    diversity_m=config.eval.diversity_m,
   )
-  summary = summarize(result, config_lib.eval_ks(config), num_resamples=config.eval.bootstrap, seed=config.seed)
-  mark_weak_sandbox(summary, write_report(summary, out_dir, name, result)["markdown"])
+  mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
   return summary
 
 
-def run(ctx: RunContext) -> None:
-  """Evaluates each model of `eval.models` on the configured problems into `eval/<model>/`."""
-  prompts = ctx.prompts(ctx.config.eval.problems)
-  for name in config_lib.eval_model_names(ctx.config):
-    out_dir = ctx.layout.eval_dir(name)
-    if all(os.path.isfile(os.path.join(out_dir, f)) for f in REPORT_FILES):
-      print(f"[eval] {name}: results exist in {out_dir}, skipping")
-      continue
-    completions_path = os.path.join(out_dir, COMPLETIONS_FILE)
-    if not os.path.isfile(completions_path):
-      # Every problem is sampled: dropping over-long prompts would bias pass@k, so they fail loudly.
-      completions = sample_completions(ctx, ctx.model_dir(name), prompts)
-      if ctx.is_coordinator:
-        os.makedirs(out_dir, exist_ok=True)
-        write_completions(completions_path, prompts.task_ids, completions)
-      ctx.sync(f"eval {name} completions")
+def evaluate_candidate(
+  ctx: RunContext, load_model, prompts: PromptSet, name: str, checkpoint: str, setting: DecodingSetting, part: str
+) -> None:
+  """Samples and scores one candidate on one part of the split (skipped when its results exist)."""
+  out = grid_runs.run_dir(ctx.layout.eval_root, name, checkpoint, setting, part)
+  if all((out / file).is_file() for file in REPORT_FILES):
+    return
+  completions_path = str(out / COMPLETIONS_FILE)
+  if not os.path.isfile(completions_path):
+    completions = sample_completions(ctx, load_model(), prompts, setting)
     if ctx.is_coordinator:
-      summary = score(ctx, prompts.problems, load_completions(completions_path), out_dir, name)
-      cells = ", ".join(f"pass@{k} {100 * v['mean']:.1f}" for k, v in summary["pass_at_k"].items())
-      print(f"[eval] {name}: {summary['num_problems']} problems x {summary['samples_per_problem']['max']}: {cells}")
-    ctx.sync(f"eval {name} report")
+      out.mkdir(parents=True, exist_ok=True)
+      write_completions(completions_path, prompts.task_ids, completions)
+    ctx.sync(f"eval {out} completions")
+  if ctx.is_coordinator:
+    meta = grid_runs.run_metadata(checkpoint, setting, part)
+    summary = _score(ctx, prompts, completions_path, out, f"{name} {checkpoint} {setting.label} {part}", meta)
+    cells = ", ".join(f"pass@{k} {100 * v['mean']:.1f}" for k, v in summary["pass_at_k"].items())
+    print(f"[eval] {name} {checkpoint} {setting.label} {part} ({summary['num_problems']} problems): {cells}")
+  ctx.sync(f"eval {out} report")
+
+
+def _part(prompts: PromptSet, split: Split, part: str) -> PromptSet:
+  index = {task_id: i for i, task_id in enumerate(prompts.task_ids)}
+  return prompts.select([index[task_id] for task_id in split.ids(part)])
+
+
+def _loader(ctx: RunContext, name: str, step: int | None):
+  """Loads the model once, on first use (a fully resumed candidate never loads it)."""
+  cache = []
+
+  def load():
+    if not cache:
+      path = ctx.model_dir(name) if step is None else export_step(ctx, name, step)
+      cache.append(ctx.load_model(path))
+    return cache[0]
+
+  return load
+
+
+def run(ctx: RunContext) -> None:
+  """Evaluates each model of `eval.models` over the grid on dev, then its chosen candidate on test."""
+  config = ctx.config
+  prompts = ctx.prompts(config.eval.problems)
+  split = load_or_create_split(
+    os.path.join(ctx.layout.eval_root, SPLIT_FILE),
+    prompts.task_ids,
+    config.eval.split.dev_fraction,
+    config_lib.split_seed(config),
+    strata={p.task_id: p.difficulty for p in prompts.problems},
+  )
+  parts = {part: _part(prompts, split, part) for part in ("dev", "test")}
+  settings = config_lib.decoding_grid(config).settings()
+  print(f"[eval] {len(split.dev)} dev / {len(split.test)} test problems; grid: {[s.label for s in settings]}")
+  for name in config_lib.eval_model_names(config):
+    checkpoints = checkpoints_of(ctx, name)
+    loaders = {label: _loader(ctx, name, step) for label, step in checkpoints}
+    for label, _ in checkpoints:
+      for setting in settings:
+        evaluate_candidate(ctx, loaders[label], parts["dev"], name, label, setting, "dev")
+    candidates = grid_runs.load_candidates(ctx.layout.eval_root, name, [label for label, _ in checkpoints], settings)
+    selection = select_best({c.key: counts_by_task(c.per_problem) for c in candidates}, split.dev, config.eval.select_k)
+    if ctx.is_coordinator:
+      grid_runs.write_selection(ctx.layout.eval_root, name, selection)
+    best = next(c for c in candidates if c.key == selection.best)
+    print(f"[eval] {name}: chose {best.key} (dev pass@{selection.metric_k} {100 * selection.scores[best.key][0]:.1f})")
+    evaluate_candidate(ctx, loaders[best.checkpoint], parts["test"], name, best.checkpoint, best.setting, "test")

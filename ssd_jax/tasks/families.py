@@ -15,8 +15,13 @@ Two properties make the task useful for studying self-distillation:
   `filter`. Every family lists at least two solutions that differ after AST normalisation, so
   pass@k can reward diversity and a collapsed policy loses it.
 
-Difficulty is a property of the family: "easy" is one expression, "medium" a condition or a pass
-over a list, "hard" a loop with an accumulator where off-by-one errors live.
+Difficulty is a property of the family: how many constants of the question (numbers, characters,
+marks) its canonical answer must copy exactly, the locks a small model gets wrong most often. "easy"
+copies none (or, in some instances, a single digit), "medium" one, "hard" two. Program structure (one
+expression, a condition, a loop) hardly matters for a model that has learned the answer format: a
+pre-trained CPU-default base at T 0.7 (208 eval problems x 4) writes the right loop or comparison and the
+wrong constant, scoring pass@1 ~69% on easy, ~18% on medium and ~5% on hard families so labelled,
+where labels by structure ordered them 22 / 13 / 32.
 """
 
 from __future__ import annotations

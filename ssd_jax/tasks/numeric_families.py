@@ -16,7 +16,7 @@ _COUNT_ARGS = ("n", "limit", "top", "k")
 
 
 def affine(rng: random.Random) -> Draft:
-  """Easy: a * x + b. Forks: operand order, a temporary, x + x for a = 2."""
+  """Hard (copies a and b): a * x + b. Forks: operand order, a temporary, x + x for a = 2."""
   name = rng.choice(("scale", "transform", "compute", "apply", "affine", "linear", "adjust", "convert", "step"))
   x, a, b = rng.choice(_INT_ARGS), rng.randint(2, 9), rng.randint(1, 20)
   question = rng.choice(
@@ -40,7 +40,7 @@ def affine(rng: random.Random) -> Draft:
 
 
 def distance(rng: random.Random) -> Draft:
-  """Medium: |x - c|. Forks: abs either way round, if/else, conditional expression, max."""
+  """Medium (copies c): |x - c|. Forks: abs either way round, if/else, conditional expression, max."""
   name = rng.choice(("distance", "gap", "how_far", "diff_from", "abs_diff", "separation", "offset"))
   x, c = rng.choice(_INT_ARGS), rng.randint(1, 30)
   question = rng.choice(
@@ -68,7 +68,7 @@ def distance(rng: random.Random) -> Draft:
 
 
 def clamp(rng: random.Random) -> Draft:
-  """Medium: clamp x into [lo, hi]. Forks: if/elif/else, max-of-min either way, nested conditional."""
+  """Hard (copies lo and hi): clamp x into [lo, hi]. Forks: if/elif/else, max-of-min either way, nested conditional."""
   name = rng.choice(("clamp", "limit", "bound", "restrict", "clip", "keep_in_range", "saturate"))
   x, lo = rng.choice(_INT_ARGS), rng.randint(-10, 10)
   hi = lo + rng.randint(3, 20)
@@ -105,7 +105,7 @@ def clamp(rng: random.Random) -> Draft:
 
 
 def range_sum(rng: random.Random) -> Draft:
-  """Hard: sum of i (or i squared) for i from s to n. Forks: for, while, sum(range), formula."""
+  """Medium (copies s): sum of i (or i squared) for i from s to n. Forks: for, while, sum(range), formula."""
   power, s, n = rng.choice((1, 2)), rng.randint(1, 9), rng.choice(_COUNT_ARGS)
   term, what = ("i", "integers") if power == 1 else ("i * i", "squares of the integers")
   name = rng.choice(
@@ -147,7 +147,7 @@ def range_sum(rng: random.Random) -> Draft:
 
 
 def product(rng: random.Random) -> Draft:
-  """Hard: product of the integers from s to n (1 when n < s). Forks: for, while, recursion, math.prod."""
+  """Medium (copies s): product of the integers from s to n (1 when n < s). Forks: for, while, recursion, math.prod."""
   s, n = rng.randint(1, 6), rng.choice(_COUNT_ARGS)
   name = rng.choice(
     (
@@ -186,7 +186,7 @@ def product(rng: random.Random) -> Draft:
 
 
 def digits(rng: random.Random) -> Draft:
-  """Hard: digit sum, or count of digits above d. Forks: str and generator, map, a % 10 loop."""
+  """Easy (copies nothing, or the digit d): digit sum, or count of digits above d. Forks: str and generator, map, a % 10 loop."""
   n = rng.choice(_COUNT_ARGS)
   # A large leading digit (so dropping it fails) and a few more; the count variant adds one holding d.
   values = (int(f"9{rng.randint(1, 7)}{rng.randint(0, 9)}"), rng.randint(10, 99), rng.randint(1000, 99999))
@@ -259,10 +259,10 @@ def digits(rng: random.Random) -> Draft:
 
 
 FAMILIES = (
-  Family("affine", "easy", affine),
+  Family("affine", "hard", affine),
   Family("distance", "medium", distance),
-  Family("clamp", "medium", clamp),
-  Family("range_sum", "hard", range_sum),
-  Family("product", "hard", product),
-  Family("digits", "hard", digits),
+  Family("clamp", "hard", clamp),
+  Family("range_sum", "medium", range_sum),
+  Family("product", "medium", product),
+  Family("digits", "easy", digits),
 )

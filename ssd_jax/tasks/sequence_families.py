@@ -24,7 +24,7 @@ def _ints(rng: random.Random, low: int, high: int, size: int) -> list[int]:
 
 
 def reverse(rng: random.Random) -> Draft:
-  """Easy: reverse a string, maybe upper-casing it. Forks: slicing, reversed + join, a loop, upper first or last."""
+  """Easy (copies nothing): reverse a string, maybe upper-casing it. Forks: slicing, reversed + join, a loop, upper first or last."""
   name = rng.choice(
     ("reverse", "reverse_text", "backwards", "mirror", "flip", "reversed_copy", "invert", "turn_around")
   )
@@ -52,7 +52,7 @@ def reverse(rng: random.Random) -> Draft:
 
 
 def wrap(rng: random.Random) -> Draft:
-  """Easy: add a prefix and a suffix. Forks: concatenation, f-string, join, format."""
+  """Hard (copies two marks): add a prefix and a suffix. Forks: concatenation, f-string, join, format."""
   name = rng.choice(("wrap", "decorate", "surround", "enclose", "frame", "add_marks", "bracket"))
   s, pre, suf = (
     rng.choice(_STR_ARGS),
@@ -79,7 +79,7 @@ def wrap(rng: random.Random) -> Draft:
 
 
 def count_char(rng: random.Random) -> Draft:
-  """Easy: count one character. Forks: str.count, a generator sum, a loop, a filtered list's length."""
+  """Medium (copies the character): count one character. Forks: str.count, a generator sum, a loop, a filtered list's length."""
   name = rng.choice(("count_char", "occurrences", "how_many", "tally", "char_count", "count_letter"))
   s, c = rng.choice(_STR_ARGS), rng.choice("abcdeklmorstz")
   question = rng.choice(
@@ -107,7 +107,7 @@ def count_char(rng: random.Random) -> Draft:
 
 
 def sum_multiples(rng: random.Random) -> Draft:
-  """Medium: sum the elements divisible by k. Forks: loop, generator, list comprehension, filter."""
+  """Medium (copies k): sum the elements divisible by k. Forks: loop, generator, list comprehension, filter."""
   name = rng.choice(
     (
       "sum_multiples",
@@ -154,7 +154,7 @@ def sum_multiples(rng: random.Random) -> Draft:
 
 
 def filter_greater(rng: random.Random) -> Draft:
-  """Medium: keep elements above (or below) t in order. Forks: comprehension, append loop, filter."""
+  """Medium (copies t): keep elements above (or below) t in order. Forks: comprehension, append loop, filter."""
   xs, t = rng.choice(_LIST_ARGS), rng.randint(-5, 20)
   above = rng.random() < 0.5
   op, word = (">", "greater") if above else ("<", "less")
@@ -184,7 +184,7 @@ def filter_greater(rng: random.Random) -> Draft:
 
 
 def extreme(rng: random.Random) -> Draft:
-  """Medium: the largest (smallest) element, or d for an empty list. Forks: default=, a guard, a loop, sorted."""
+  """Medium (copies d): the largest (smallest) element, or d for an empty list. Forks: default=, a guard, a loop, sorted."""
   xs = rng.choice(_LIST_ARGS)
   largest = rng.random() < 0.5
   word, builtin, cmp, pick = ("largest", "max", ">", -1) if largest else ("smallest", "min", "<", 0)
@@ -237,7 +237,7 @@ def extreme(rng: random.Random) -> Draft:
 
 
 def divisible_list(rng: random.Random) -> Draft:
-  """Hard: list 1..n divisible by a or b. Forks: comprehension, append loop, filter over a range."""
+  """Hard (copies a and b): list 1..n divisible by a or b. Forks: comprehension, append loop, filter over a range."""
   n = rng.choice(("n", "limit", "top", "stop"))
   a, b = rng.sample(range(2, 10), 2)
   name = rng.choice(("multiples_of", "divisible_upto", "pick_multiples", "either_multiple", "list_multiples"))
@@ -271,8 +271,8 @@ def divisible_list(rng: random.Random) -> Draft:
 
 FAMILIES = (
   Family("reverse", "easy", reverse),
-  Family("wrap", "easy", wrap),
-  Family("count_char", "easy", count_char),
+  Family("wrap", "hard", wrap),
+  Family("count_char", "medium", count_char),
   Family("sum_multiples", "medium", sum_multiples),
   Family("filter_greater", "medium", filter_greater),
   Family("extreme", "medium", extreme),

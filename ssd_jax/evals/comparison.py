@@ -1,0 +1,162 @@
+"""Numbers of a tuned comparison: each model at its dev-chosen setting against the reference (the base) at its own.
+
+Input: for every model, its candidates (a checkpoint evaluated at one decoding setting), each with the
+per-problem records (`summarize`'s `per_problem`) of the problems it was run on: every dev problem,
+and the test problems too for at least the candidate dev chooses. The best candidate of each model is
+chosen on dev by `protocol.select_best`; everything reported comes from the test problems: pass@k for
+k = 1..n, per difficulty, correct-solution diversity, and paired bootstrap intervals of each model's
+difference from the reference. Every candidate's dev pass@1 / pass@n (and test, where it was run) is
+kept for the temperature curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from ssd_jax.evals.correct_diversity import DEFAULT_DIVERSITY_M, diversity_at_m, problem_diversity_at_m
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k, pass_at_k_curve
+from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, mean_pass_at_k, select_best
+from ssd_jax.evals.splits import Split
+from ssd_jax.evals.summary import difficulty_sort_key
+
+DIVERSITY_FIELDS = {"ast": "ast_clusters", "behaviour": "behaviour_clusters", "known": "known_clusters"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  """One checkpoint of one model evaluated at one decoding setting.
+
+  Attributes:
+    checkpoint: 'final' or the training step it was saved at, e.g. 'step_20'.
+    setting: the decoding setting.
+    per_problem: `summarize`'s per-problem records of the problems it was run on.
+  """
+
+  checkpoint: str
+  setting: DecodingSetting
+  per_problem: Sequence[Mapping]
+
+  @property
+  def key(self) -> str:
+    return f"{self.checkpoint}/{self.setting.label}"
+
+
+def _restrict(per_problem: Sequence[Mapping], task_ids: Sequence[str]) -> list[Mapping]:
+  by_id = {p["task_id"]: p for p in per_problem}
+  missing = [t for t in task_ids if t not in by_id]
+  if missing:
+    raise ValueError(f"the chosen candidate has no results for {len(missing)} test problems, e.g. {missing[0]!r}")
+  return [by_id[t] for t in task_ids]
+
+
+def _split_scores(counts: Mapping[str, tuple[int, int]], ids: Sequence[str]) -> dict[str, float] | None:
+  """pass@1 and pass@n over `ids`; None when the candidate was not run on all of them."""
+  if not ids or any(t not in counts for t in ids):
+    return None
+  n = min(counts[t][0] for t in ids)
+  return {"pass@1": mean_pass_at_k(counts, ids, 1), "pass@n": mean_pass_at_k(counts, ids, n), "n": n}
+
+
+def _model_block(
+  candidates: Sequence[Candidate], split: Split, metric_k: int, m: int, num_resamples: int, seed: int
+) -> tuple[dict, list[Mapping]]:
+  """The model's numbers and the per-problem test records of its selected candidate."""
+  by_key = {c.key: c for c in candidates}
+  if len(by_key) != len(candidates):
+    raise ValueError(f"candidates repeat a checkpoint/setting: {[c.key for c in candidates]}")
+  counts = {key: counts_by_task(c.per_problem) for key, c in by_key.items()}
+  selection = select_best(counts, split.dev, metric_k)
+  chosen = by_key[selection.best]
+  test = _restrict(chosen.per_problem, split.test)
+  by_difficulty = {}
+  for label in sorted({p["difficulty"] or "unspecified" for p in test}, key=difficulty_sort_key):
+    group = [p["task_id"] for p in test if (p["difficulty"] or "unspecified") == label]
+    by_difficulty[label] = {"num_problems": len(group), **_split_scores(counts[selection.best], group)}
+  block = {
+    "selected": {"key": chosen.key, "checkpoint": chosen.checkpoint, "setting": dataclasses.asdict(chosen.setting)},
+    "candidates": [
+      {
+        "key": key,
+        "checkpoint": c.checkpoint,
+        "setting": dataclasses.asdict(c.setting),
+        "dev": _split_scores(counts[key], split.dev),
+        "test": _split_scores(counts[key], split.test),
+      }
+      for key, c in by_key.items()
+    ],
+    "test": {
+      "num_problems": len(test),
+      "pass_at_k_curve": pass_at_k_curve([p["n"] for p in test], [p["c"] for p in test], num_resamples, seed),
+      "by_difficulty": by_difficulty,
+      "diversity": diversity_at_m(test, m),
+    },
+  }
+  return block, test
+
+
+def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int, num_resamples: int, seed: int):
+  n = min(p["n"] for p in [*model, *reference])
+  differences = {}
+  for k, label in ((1, "pass@1"), (n, "pass@n")):
+    differences[label] = paired_bootstrap_difference(
+      [pass_at_k(p["n"], p["c"], k) for p in model],
+      [pass_at_k(p["n"], p["c"], k) for p in reference],
+      num_resamples=num_resamples,
+      seed=seed,
+    )
+  for label, field in DIVERSITY_FIELDS.items():
+    # Equal footing: only problems both models solved at least m times, each measured over m correct samples.
+    pairs = [
+      (problem_diversity_at_m(a, m, field), problem_diversity_at_m(b, m, field)) for a, b in zip(model, reference)
+    ]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    differences[f"diversity_{label}"] = paired_bootstrap_difference(
+      [a for a, _ in pairs], [b for _, b in pairs], num_resamples=num_resamples, seed=seed
+    )
+  return differences
+
+
+def compare_models(
+  candidates: Mapping[str, Sequence[Candidate]],
+  split: Split,
+  reference: str = "base",
+  metric_k: int = 1,
+  diversity_m: int = DEFAULT_DIVERSITY_M,
+  num_resamples: int = 2000,
+  seed: int = 0,
+) -> dict:
+  """Chooses every model's best candidate on dev and compares them on test against `reference`.
+
+  Args:
+    candidates: model name -> its candidates, in preference order for exact ties (see `select_best`).
+    split: the dev/test split; every candidate must cover all of its problems.
+    reference: the model the others are compared with (at its own best candidate).
+    metric_k: the selection metric is dev pass@metric_k.
+    diversity_m: correct samples per problem that diversity is measured at.
+    num_resamples: bootstrap replicates.
+    seed: bootstrap seed.
+
+  Returns:
+    A JSON-ready dict: "split", "reference", "metric", "diversity_m", "models" (per model: the
+    selected candidate, every candidate's dev and test pass@1 / pass@n, and test pass@k for k = 1..n
+    with intervals, by difficulty, and correct-solution diversity) and "differences" (per other model:
+    paired bootstrap intervals of its test pass@1, pass@n and diversity minus the reference's).
+  """
+  if reference not in candidates:
+    raise ValueError(f"the reference model {reference!r} is not among the compared models {sorted(candidates)}")
+  models, per_problem = {}, {}
+  for name, model_candidates in candidates.items():
+    models[name], per_problem[name] = _model_block(model_candidates, split, metric_k, diversity_m, num_resamples, seed)
+  return {
+    "split": {"dev": len(split.dev), "test": len(split.test), "seed": split.seed, "dev_fraction": split.dev_fraction},
+    "reference": reference,
+    "metric": f"pass@{metric_k}",
+    "diversity_m": diversity_m,
+    "models": models,
+    "differences": {
+      name: _differences(per_problem[name], per_problem[reference], diversity_m, num_resamples, seed)
+      for name in candidates
+      if name != reference
+    },
+  }

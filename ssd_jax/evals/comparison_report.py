@@ -1,0 +1,205 @@
+"""Writes a tuned comparison (`comparison.compare_models`): the stdout table, Markdown, JSON and plots.
+
+Plots: pass@1 and pass@n against T_eval for every model (dev split, chosen setting starred), the
+selected candidates' pass@k curves k = 1..n, and pass@1 / pass@n per difficulty (easy, medium, hard on
+one y-scale). Models are told apart by colour, marker and line style and drawn slightly apart on x,
+so no line hides another.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from ssd_jax.evals.report import run_style  # noqa: E402
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+  if x is None:
+    return "-"
+  return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def _interval(d: Mapping, scale: float = 100.0, digits: int = 1) -> str:
+  if not d["num_problems"]:
+    return "n/a"
+  low, mid, high = (f"{scale * d[key]:+.{digits}f}" for key in ("ci_low", "difference", "ci_high"))
+  return f"{mid} [{low}, {high}]"
+
+
+def _cell(value: float | None, width: int) -> str:
+  return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+
+
+def _setting_text(selected: Mapping) -> str:
+  s = selected["setting"]
+  name = f"{s['name']}: " if s["name"] else ""
+  checkpoint = "" if selected["checkpoint"] == "final" else f" @{selected['checkpoint']}"
+  return f"{name}T={s['temperature']:g} top_k={s['top_k']} top_p={s['top_p']:g}{checkpoint}"
+
+
+def comparison_table(comparison: Mapping) -> str:
+  """Plain text for stdout: each model at its dev-chosen setting (named in the table), test pass@k,
+  paired differences from the reference with 95% intervals, and correct-solution diversity."""
+  split, reference, m = comparison["split"], comparison["reference"], comparison["diversity_m"]
+  models = comparison["models"]
+  ks = sorted({int(k) for block in models.values() for k in block["test"]["pass_at_k_curve"]})
+  n = ks[-1]
+  shown_ks = [k for k in ks if k == 1 or k == n or (k & (k - 1)) == 0]
+  width = max(len(name) for name in models) + 2
+  settings = {name: _setting_text(block["selected"]) for name, block in models.items()}
+  setting_width = max(len(s) for s in settings.values()) + 2
+  lines = [
+    f"Test split: {split['test']} problems x {n} samples. Each model's decoding (and checkpoint) was chosen by "
+    f"{comparison['metric']} on the {split['dev']} dev problems (split seed {split['seed']}); pass@k in %.",
+    f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}"
+    + "".join(f"{'pass@' + str(k):>9}" for k in shown_ks)
+    + f"   {'pass@1 - ' + reference + ' [95% CI]':<28}{'pass@' + str(n) + ' - ' + reference + ' [95% CI]'}",
+  ]
+  for name, block in models.items():
+    curve = block["test"]["pass_at_k_curve"]
+    row = f"{name:<{width}}{settings[name]:<{setting_width}}" + "".join(
+      f"{_pct(curve[str(k)]['mean']):>9}" for k in shown_ks
+    )
+    if name in comparison["differences"]:
+      d = comparison["differences"][name]
+      row += f"   {_interval(d['pass@1']):<28}{_interval(d['pass@n'])}"
+    lines.append(row)
+  lines += [
+    "",
+    f"Correct-solution diversity (test): expected distinct solutions among {m} correct samples of a problem, "
+    f"over problems solved >= {m} times",
+    f"(differences: only problems both models solved >= {m} times). AST: normalised programs; behaviour: "
+    "results on extra inputs; known: the task's listed solutions.",
+    f"{'model':<{width}}{'problems':>9}{'AST':>8}{'behaviour':>11}{'known':>8}   "
+    f"{'AST - ' + reference:<30}{'behaviour - ' + reference:<30}{'known - ' + reference}",
+  ]
+  for name, block in models.items():
+    div = block["test"]["diversity"]
+    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 8)}{_cell(div['behaviour'], 11)}"
+    row += _cell(div["known"], 8)
+    if name in comparison["differences"]:
+      d = comparison["differences"][name]
+      row += (
+        "   "
+        + "".join(
+          f"{_interval(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<30}"
+          for f in ("ast", "behaviour", "known")
+        ).rstrip()
+      )
+    lines.append(row)
+  return "\n".join(lines)
+
+
+def _offsets(count: int, spread: float) -> list[float]:
+  return [spread * (i - (count - 1) / 2) for i in range(count)]
+
+
+def plot_temperature_curves(comparison: Mapping, path: pathlib.Path) -> None:
+  """pass@1 and pass@n on the dev split (where every candidate ran) against T_eval, one line per model
+  and truncation at the chosen checkpoint; the chosen setting is starred; named settings are points."""
+  models = comparison["models"]
+  temps = sorted({c["setting"]["temperature"] for b in models.values() for c in b["candidates"]})
+  spread = 0.012 * (temps[-1] - temps[0] if len(temps) > 1 else 1.0)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+  for index, ((name, block), dx) in enumerate(zip(models.items(), _offsets(len(models), spread))):
+    chosen = block["selected"]["key"]
+    checkpoint = block["selected"]["checkpoint"]
+    lines: dict[tuple, list] = {}
+    for c in block["candidates"]:
+      if c["checkpoint"] == checkpoint:
+        s = c["setting"]
+        lines.setdefault((s["name"], s["top_k"], s["top_p"]), []).append(c)
+    for ax, metric in zip(axes, ("pass@1", "pass@n")):
+      for (named, top_k, top_p), group in lines.items():
+        group = sorted(group, key=lambda c: c["setting"]["temperature"])
+        xs = [c["setting"]["temperature"] + dx for c in group]
+        ys = [100 * c["dev"][metric] for c in group]
+        label = f"{name} ({named})" if named else f"{name} k={top_k} p={top_p:g}"
+        style = run_style(index) | ({"marker": "X", "markersize": 9, "linestyle": ""} if named else {})
+        ax.plot(xs, ys, label=label, **style)
+        for c, x, y in zip(group, xs, ys):
+          if c["key"] == chosen:
+            ax.plot([x], [y], marker="*", markersize=16, color=f"C{index}", markeredgecolor="black", linestyle="")
+  n = next(iter(models.values()))["candidates"][0]["dev"]["n"]
+  for ax, title in zip(axes, ("pass@1", f"pass@{n}")):
+    ax.set_xlabel("T_eval")
+    ax.set_title(f"{title} on the dev split (star: chosen setting)")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("%")
+  axes[1].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_selected_curves(comparison: Mapping, path: pathlib.Path) -> None:
+  """Test pass@k for k = 1..n of each model's chosen candidate, with 95% intervals."""
+  models = comparison["models"]
+  fig, ax = plt.subplots(figsize=(6, 4.2))
+  for index, ((name, block), dx) in enumerate(zip(models.items(), _offsets(len(models), 0.06))):
+    curve = block["test"]["pass_at_k_curve"]
+    ks = [int(k) for k in curve]
+    means = [100 * v["mean"] for v in curve.values()]
+    errors = [
+      [100 * (v["mean"] - v["ci_low"]) for v in curve.values()],
+      [100 * (v["ci_high"] - v["mean"]) for v in curve.values()],
+    ]
+    label = f"{name} ({_setting_text(block['selected'])})"
+    ax.errorbar([k + dx for k in ks], means, yerr=errors, capsize=3, label=label, **run_style(index))
+  ax.set_xlabel("k")
+  ax.set_ylabel("pass@k (%), test split")
+  ax.set_title("pass@k at each model's chosen setting")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_by_difficulty(comparison: Mapping, path: pathlib.Path) -> None:
+  """pass@1 and pass@n per difficulty (easy, medium, hard), one panel each on one y-scale."""
+  models = comparison["models"]
+  labels = list(next(iter(models.values()))["test"]["by_difficulty"])
+  fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), sharey=True, squeeze=False)
+  width = 0.8 / len(models)
+  for ax, label in zip(axes[0], labels):
+    for index, (name, block) in enumerate(models.items()):
+      cell = block["test"]["by_difficulty"].get(label)
+      if cell:
+        xs = [i + (index - (len(models) - 1) / 2) * width for i in range(2)]
+        ax.bar(xs, [100 * cell["pass@1"], 100 * cell["pass@n"]], width, color=f"C{index}", label=name)
+    count = next(iter(models.values()))["test"]["by_difficulty"][label]["num_problems"]
+    ax.set_xticks([0, 1], ["pass@1", "pass@n"])
+    ax.set_title(f"{label} ({count} test problems)")
+    ax.grid(alpha=0.3, axis="y")
+  axes[0][0].set_ylabel("%")
+  axes[0][-1].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
+  """Writes comparison.json, comparison.txt (the stdout table) and the three plots; returns the paths."""
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {
+    "json": out / "comparison.json",
+    "table": out / "comparison.txt",
+    "temperature_plot": out / "pass_vs_temperature.png",
+    "pass_at_k_plot": out / "pass_at_k_selected.png",
+    "difficulty_plot": out / "pass_by_difficulty.png",
+  }
+  paths["json"].write_text(json.dumps(comparison, indent=2))
+  paths["table"].write_text(comparison_table(comparison) + "\n")
+  plot_temperature_curves(comparison, paths["temperature_plot"])
+  plot_selected_curves(comparison, paths["pass_at_k_plot"])
+  plot_by_difficulty(comparison, paths["difficulty_plot"])
+  return paths

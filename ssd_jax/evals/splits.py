@@ -1,0 +1,111 @@
+"""A fixed, recorded dev/test split of an evaluation set by problem id.
+
+Decoding settings and checkpoints are chosen on the dev problems and every reported number comes from
+the test problems, so a choice never sees the problems it is judged on. The split is a pure function
+of (task ids, seed, dev fraction, strata): each id gets a rank from a hash of the seed and the id, and
+the lowest-ranked share of each stratum (e.g. each difficulty) goes to dev. Reordering the problem list
+does not move any problem; it is written next to the results so a later run can check it reuses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from collections.abc import Mapping, Sequence
+
+SPLIT_FILE = "split.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """Disjoint dev and test problem ids (each sorted) and how they were drawn."""
+
+  dev: tuple[str, ...]
+  test: tuple[str, ...]
+  seed: int
+  dev_fraction: float
+
+  def __post_init__(self):
+    shared = set(self.dev) & set(self.test)
+    if shared:
+      raise ValueError(f"split: problems in both dev and test: {sorted(shared)[:5]}")
+
+  def ids(self, part: str) -> tuple[str, ...]:
+    """The ids of 'dev' or 'test'."""
+    if part not in ("dev", "test"):
+      raise ValueError(f"split part must be 'dev' or 'test', got {part!r}")
+    return self.dev if part == "dev" else self.test
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self) | {"dev": list(self.dev), "test": list(self.test)}
+
+  @classmethod
+  def from_json(cls, record: Mapping) -> Split:
+    return cls(tuple(record["dev"]), tuple(record["test"]), int(record["seed"]), float(record["dev_fraction"]))
+
+
+def _rank(seed: int, task_id: str) -> bytes:
+  return hashlib.sha256(f"{seed}\0{task_id}".encode()).digest()
+
+
+def split_problems(
+  task_ids: Sequence[str], dev_fraction: float = 0.5, seed: int = 0, strata: Mapping[str, str] | None = None
+) -> Split:
+  """Splits problem ids into dev and test.
+
+  Args:
+    task_ids: the evaluation problems' ids (unique).
+    dev_fraction: share of each stratum that goes to dev, rounded to the nearest count; in (0, 1).
+    seed: selects the split; the same ids and seed always give the same split.
+    strata: task id -> label (e.g. difficulty) so every label is split in the same proportion;
+      None treats all problems as one stratum.
+
+  Returns:
+    The split; with at least two problems in a stratum, both parts get at least one of it.
+  """
+  if not 0 < dev_fraction < 1:
+    raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+  if len(set(task_ids)) != len(task_ids):
+    raise ValueError("split_problems: task ids repeat")
+  groups: dict[str, list[str]] = {}
+  for task_id in task_ids:
+    groups.setdefault(strata.get(task_id, "") if strata else "", []).append(task_id)
+  dev, test = [], []
+  for members in groups.values():
+    ranked = sorted(members, key=lambda task_id: _rank(seed, task_id))
+    count = round(dev_fraction * len(ranked))
+    if len(ranked) >= 2:
+      count = min(max(count, 1), len(ranked) - 1)
+    dev += ranked[:count]
+    test += ranked[count:]
+  return Split(tuple(sorted(dev)), tuple(sorted(test)), seed, dev_fraction)
+
+
+def write_split(split: Split, path: str | pathlib.Path) -> None:
+  pathlib.Path(path).write_text(json.dumps(split.to_json(), indent=2))
+
+
+def load_or_create_split(
+  path: str | pathlib.Path, task_ids: Sequence[str], dev_fraction: float, seed: int, strata=None
+) -> Split:
+  """The split recorded at `path`, or a new one written there; a recorded split must match the problems.
+
+  Raises:
+    ValueError: the recorded split covers other problems or was drawn with another seed or fraction.
+  """
+  path = pathlib.Path(path)
+  fresh = split_problems(task_ids, dev_fraction, seed, strata)
+  if not path.is_file():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_split(fresh, path)
+    return fresh
+  recorded = Split.from_json(json.loads(path.read_text()))
+  if recorded != fresh:
+    raise ValueError(
+      f"the split recorded in {path} (seed {recorded.seed}, dev fraction {recorded.dev_fraction}, "
+      f"{len(recorded.dev)}+{len(recorded.test)} problems) differs from this run's (seed {seed}, dev fraction "
+      f"{dev_fraction}, {len(fresh.dev)}+{len(fresh.test)} problems); use a new workdir or the same problems"
+    )
+  return recorded

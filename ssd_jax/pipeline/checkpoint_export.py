@@ -1,0 +1,60 @@
+"""Intermediate training checkpoints as Hugging Face directories, so the eval stage can sample them like any model."""
+
+from __future__ import annotations
+
+import os
+
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from ssd_jax.pipeline import model_io
+from ssd_jax.pipeline.context import RunContext
+
+_STATE_ITEM = "state"
+
+
+def saved_steps(checkpoint_dir: str | None) -> list[int]:
+  """The steps with a finished checkpoint in `checkpoint_dir`, ascending (none when it does not exist)."""
+  if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
+    return []
+  return sorted(
+    int(entry)
+    for entry in os.listdir(checkpoint_dir)
+    if entry.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, entry, _STATE_ITEM))
+  )
+
+
+def _pure(tree):
+  """A saved nnx state as a pure dict: each variable's `{"value": array}` node becomes the array."""
+  if isinstance(tree, dict):
+    if set(tree) == {"value"}:
+      return tree["value"]
+    return {key: _pure(value) for key, value in tree.items()}
+  return tree
+
+
+def export_step(ctx: RunContext, name: str, step: int) -> str:
+  """Writes the parameters model `name` had at training step `step` as a Hugging Face directory.
+
+  The final model gives the structure, shardings and config; the checkpoint's train state is read
+  without a target (to host memory, every process) and its `params` replace the final model's. A
+  directory exported before is reused.
+
+  Returns:
+    The directory, `layout.model_at_step(name, step)`.
+
+  Raises:
+    FileNotFoundError: the model has no training checkpoint at `step`, naming the steps it has.
+  """
+  out = ctx.layout.model_at_step(name, step)
+  if os.path.isfile(os.path.join(out, "config.json")):
+    return out
+  checkpoint_dir = ctx.layout.training_checkpoints(name)
+  steps = saved_steps(checkpoint_dir)
+  if step not in steps:
+    raise FileNotFoundError(f"model {name!r} has no training checkpoint at step {step} in {checkpoint_dir}: {steps}")
+  graphdef, params = ctx.load_model(ctx.model_dir(name))
+  restored = ocp.StandardCheckpointer().restore(os.path.join(checkpoint_dir, str(step), _STATE_ITEM))
+  nnx.replace_by_pure_dict(params, _pure(restored["params"]))
+  model_io.export_hf(params, model_io.model_config_of(graphdef, params), out, ctx.tokenizer_dir)
+  return out

@@ -1,0 +1,154 @@
+"""Diversity among correct samples on hand-made completions: AST and behaviour clusters, known solutions."""
+
+import itertools
+
+import pytest
+
+from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.evals import Sandbox, SandboxLimits, evaluate
+from ssd_jax.evals.comparison import Candidate, compare_models
+from ssd_jax.evals.comparison_report import comparison_table, write_comparison
+from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
+from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
+from ssd_jax.evals.protocol import DecodingSetting
+from ssd_jax.evals.splits import Split
+from ssd_jax.evals.summary import summarize
+
+RANGE_SUM = Problem(
+  task_id="toy/range_sum",
+  question="Write `total(n)`: the sum of 1..n.",
+  entry_point="total",
+  tests=tuple(TestCase(f"t{i}", f"assert total({m}) == {m * (m + 1) // 2}") for i, m in enumerate((1, 4, 9))),
+  difficulty="hard",
+)
+LOOP = "def total(n):\n    s = 0\n    for i in range(1, n + 1):\n        s += i\n    return s"
+LOOP_RENAMED = "def total(k):\n    acc: int = 0\n    for j in range(1, k + 1):\n        acc += j\n    return acc"
+BUILTIN = "def total(n):\n    return sum(range(1, n + 1))"
+FORMULA = "def total(n):\n    return n * (n + 1) // 2"
+WRONG = "def total(n):\n    return sum(range(n))"
+KNOWN = (
+  LOOP,
+  BUILTIN,
+  FORMULA,
+  "def total(n):\n    i, s = 1, 0\n    while i <= n:\n        s += i\n        i += 1\n    return s",
+)
+
+
+def fenced(code):
+  return f"```python\n{code}\n```"
+
+
+def brute_force_expected_distinct(labels, m):
+  subsets = list(itertools.combinations(labels, m))
+  return sum(len(set(s)) for s in subsets) / len(subsets)
+
+
+def test_expected_distinct_matches_enumeration():
+  labels = ["a", "a", "a", "b", "b", "c"]
+  for m in range(1, len(labels) + 1):
+    assert expected_distinct([3, 2, 1], m) == pytest.approx(brute_force_expected_distinct(labels, m))
+  assert expected_distinct([3, 2, 1], 2) == pytest.approx(1 + 11 / 15)
+
+
+def test_clusters_count_only_correct_samples_and_known_solutions():
+  codes = [LOOP, LOOP_RENAMED, BUILTIN, WRONG, WRONG + "  # other junk", "def total(n"]
+  passed = [True, True, True, False, False, False]
+  clusters = correct_solution_clusters(codes, passed, behaviours=["x", "x", "y"], known_solutions=KNOWN)
+  assert clusters["ast_clusters"] == [2, 1]  # LOOP and LOOP_RENAMED normalise alike; junk is not counted
+  assert clusters["behaviour_clusters"] == [2, 1]
+  assert clusters["known_solutions"] == 4
+  assert clusters["known_clusters"] == [2, 1]  # two of the four known solutions were found
+  with pytest.raises(ValueError, match="one behaviour per correct sample"):
+    correct_solution_clusters(codes, passed, behaviours=["x"])
+
+
+def test_diversity_at_m_ignores_problems_with_too_few_correct_samples():
+  per_problem = [
+    {"c": 4, "ast_clusters": [2, 2], "behaviour_clusters": [4], "known_solutions": 4, "known_clusters": [2, 2]},
+    {"c": 1, "ast_clusters": [1], "behaviour_clusters": [1], "known_solutions": 4, "known_clusters": []},
+    {"c": 3, "ast_clusters": [1, 1, 1], "behaviour_clusters": None, "known_solutions": None, "known_clusters": None},
+  ]
+  div = diversity_at_m(per_problem, m=2)
+  assert div["num_problems"] == 2
+  assert div["ast"] == pytest.approx((expected_distinct([2, 2], 2) + 2.0) / 2)
+  assert div["behaviour"] == pytest.approx(1.0)  # the third problem has no probes
+  assert div["known"] == pytest.approx(expected_distinct([2, 2], 2))
+  assert div["known_share"] == pytest.approx(expected_distinct([2, 2], 2) / 4)
+  assert div["ast_all"] == pytest.approx((2 + 1 + 3) / 3)
+
+
+def test_probe_inputs_come_from_the_test_arguments():
+  probes = generated_probe_inputs(RANGE_SUM)
+  assert probes and all(len(args) == 1 for args in probes)
+  assert (1,) not in probes and (4,) not in probes  # the tests' own inputs tell correct samples nothing
+  assert (0,) in probes and (1.5,) in probes  # zero and a float, where strategies part ways
+  stdio = Problem("toy/stdio", "echo", tests=(TestCase("t", stdin="1", expected_stdout="1"),))
+  assert generated_probe_inputs(stdio) == []
+
+
+def test_behaviour_clusters_separate_strategies_not_spellings():
+  completions = {RANGE_SUM.task_id: [fenced(c) for c in (LOOP, LOOP_RENAMED, BUILTIN, FORMULA, WRONG)]}
+  with Sandbox(SandboxLimits(timeout_s=5.0, cpu_time_s=5.0), workers=2) as sandbox:
+    result = evaluate([RANGE_SUM], completions, sandbox=sandbox)
+    behaviours = correct_sample_behaviours([RANGE_SUM], result, sandbox)
+  assert [s.passed for s in result.problems[0].samples] == [True, True, True, True, False]
+  signatures = behaviours[RANGE_SUM.task_id]
+  assert len(signatures) == 4
+  # The two loops and sum(range) agree everywhere (range rejects a float); the formula returns a float.
+  assert signatures[0] == signatures[1] == signatures[2] != signatures[3]
+  summary = summarize(
+    result, ks=(1,), num_resamples=20, behaviours=behaviours, known_solutions={RANGE_SUM.task_id: KNOWN}
+  )
+  entry = summary["per_problem"][0]
+  assert entry["ast_clusters"] == [2, 1, 1] and entry["behaviour_clusters"] == [3, 1]
+  assert entry["known_clusters"] == [2, 1, 1]
+  assert summary["correct_diversity"]["num_problems"] == 1
+
+
+def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
+  """Two models, two settings, four problems: the table names each model's setting chosen on dev."""
+  from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
+  from ssd_jax.evals.verdicts import TestRun, Verdict
+
+  def result(correct_by_task, codes=(LOOP, BUILTIN)):
+    problems = []
+    for task_id, c in correct_by_task.items():
+      samples = [
+        SampleResult(
+          "",
+          codes[i % len(codes)] if i < c else WRONG,
+          "",
+          (TestRun("t", Verdict.PASSED if i < c else Verdict.FAILED),),
+          "",
+        )
+        for i in range(4)
+      ]
+      problems.append(ProblemResult(task_id, "easy" if task_id in ("d1", "t1") else "hard", tuple(samples)))
+    return EvalResult(tuple(problems))
+
+  split = Split(dev=("d1", "d2"), test=("t1", "t2"), seed=0, dev_fraction=0.5)
+  cold, hot = DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)
+  base = [
+    Candidate("final", cold, summarize(result({"d1": 3, "d2": 3, "t1": 2, "t2": 2}), (1,), 20)["per_problem"]),
+    Candidate("final", hot, summarize(result({"d1": 1, "d2": 1}), (1,), 20)["per_problem"]),
+  ]
+  tuned = [
+    Candidate("final", cold, summarize(result({"d1": 2, "d2": 2, "t1": 4, "t2": 4}, (LOOP,)), (1,), 20)["per_problem"]),
+    Candidate("final", hot, summarize(result({"d1": 4, "d2": 4, "t1": 3, "t2": 3}, (LOOP,)), (1,), 20)["per_problem"]),
+  ]
+  comparison = compare_models({"base": base, "ssd": tuned}, split, num_resamples=200)
+  assert comparison["models"]["base"]["selected"]["setting"]["temperature"] == 0.5
+  assert comparison["models"]["ssd"]["selected"]["setting"]["temperature"] == 1.1
+  assert comparison["models"]["base"]["test"]["pass_at_k_curve"]["1"]["mean"] == pytest.approx(0.5)
+  assert comparison["differences"]["ssd"]["pass@1"]["difference"] == pytest.approx(0.75 - 0.5)
+  # Both solve both test problems >= 2 times; ssd writes one program, base's two correct samples are two.
+  assert comparison["differences"]["ssd"]["diversity_ast"]["difference"] == pytest.approx(1.0 - 2.0)
+  assert list(comparison["models"]["base"]["test"]["by_difficulty"]) == ["easy", "hard"]
+  table = comparison_table(comparison)
+  assert "T=0.5 top_k=20 top_p=0.8" in table and "T=1.1 top_k=20 top_p=0.8" in table
+  candidates = comparison["models"]["base"]["candidates"]
+  assert candidates[1]["test"] is None  # the setting dev did not choose was never run on test
+  paths = write_comparison(comparison, tmp_path)
+  assert all(path.is_file() for path in paths.values())
+  with pytest.raises(ValueError, match="test problems"):
+    compare_models({"base": base[1:]}, split)

@@ -1,0 +1,140 @@
+"""The evaluation protocol: dev/test split, decoding grid, best-setting selection, paired bootstrap coverage."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssd_jax.evals import grid_runs
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k_curve
+from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
+from ssd_jax.evals.splits import load_or_create_split, split_problems
+
+IDS = [f"task/{i}" for i in range(60)]
+
+
+def test_split_is_disjoint_complete_and_deterministic():
+  split = split_problems(IDS, dev_fraction=0.5, seed=3)
+  assert not set(split.dev) & set(split.test)
+  assert sorted(split.dev + split.test) == sorted(IDS)
+  assert len(split.dev) == 30
+  assert split == split_problems(IDS, dev_fraction=0.5, seed=3)
+  assert split != split_problems(IDS, dev_fraction=0.5, seed=4)
+
+
+def test_split_does_not_depend_on_problem_order():
+  shuffled = list(np.random.default_rng(0).permutation(IDS))
+  assert split_problems(shuffled, 0.3, seed=1) == split_problems(IDS, 0.3, seed=1)
+
+
+def test_split_keeps_every_stratum_in_both_parts():
+  strata = {t: ("easy", "medium", "hard")[i % 3] if i < 57 else "rare" for i, t in enumerate(IDS)}
+  split = split_problems(IDS, 0.5, seed=0, strata=strata)
+  for label in ("easy", "medium", "hard", "rare"):
+    members = {t for t, s in strata.items() if s == label}
+    assert members & set(split.dev) and members & set(split.test), label
+
+
+def test_recorded_split_is_reused_and_checked(tmp_path):
+  path = tmp_path / "split.json"
+  first = load_or_create_split(path, IDS, 0.5, seed=0)
+  assert load_or_create_split(path, list(reversed(IDS)), 0.5, seed=0) == first
+  with pytest.raises(ValueError, match="differs"):
+    load_or_create_split(path, IDS[:-1], 0.5, seed=0)
+  with pytest.raises(ValueError, match="dev_fraction"):
+    split_problems(IDS, 1.0)
+
+
+def test_grid_parses_settings_in_order_and_names_bad_fields():
+  grid = parse_grid("0.5, 0.9", "20/0.8,0/1.0", "official=0.7/20/0.95", default_truncation=(0, 1.0))
+  labels = [s.label for s in grid.settings()]
+  assert labels == ["official_T0.7_k20_p0.95", "T0.5_k20_p0.8", "T0.5_k0_p1", "T0.9_k20_p0.8", "T0.9_k0_p1"]
+  assert parse_grid("1.1", "", "", (20, 0.8)).settings() == [DecodingSetting(1.1, 20, 0.8)]
+  with pytest.raises(ValueError, match="eval.grid.truncations"):
+    parse_grid("1.0", "20-0.8", "", (0, 1.0))
+  with pytest.raises(ValueError, match="eval.grid.named"):
+    parse_grid("1.0", "", "official=0.7/20", (0, 1.0))
+  with pytest.raises(ValueError, match="temperature"):
+    parse_grid("-0.5", "", "", (0, 1.0)).settings()
+
+
+def counts(dev_correct, test_correct, n=4):
+  """task_id -> (n, c): the first half of IDS is 'dev', the second 'test' in these tests."""
+  half = len(IDS) // 2
+  return {t: (n, dev_correct if i < half else test_correct) for i, t in enumerate(IDS)}
+
+
+def test_selection_uses_only_dev_problems():
+  dev = IDS[: len(IDS) // 2]
+  candidates = {
+    "T0.5": counts(dev_correct=2, test_correct=0),
+    "T0.9": counts(dev_correct=1, test_correct=4),  # best on test, worse on dev: must not be chosen
+  }
+  selection = select_best(candidates, dev)
+  assert selection.best == "T0.5"
+  assert selection.scores["T0.5"] == pytest.approx((0.5, 1.0))
+
+
+def test_selection_tie_rule():
+  dev = IDS[:2]
+  # Equal dev pass@1 (0.5): the higher dev pass@n wins, though it comes later.
+  concentrated = {dev[0]: (4, 4), dev[1]: (4, 0)}
+  spread = {dev[0]: (4, 2), dev[1]: (4, 2)}
+  assert select_best({"a": concentrated, "b": spread}, dev).best == "b"
+  # Exact tie on both: the first candidate in order wins.
+  assert select_best({"a": spread, "b": dict(spread)}, dev).best == "a"
+  assert select_best({"b": spread, "a": dict(spread)}, dev).best == "b"
+  with pytest.raises(ValueError, match="no results"):
+    select_best({"a": {dev[0]: (4, 1)}}, dev)
+
+
+def test_pass_at_k_curve_runs_to_n():
+  curve = pass_at_k_curve([4, 4], [1, 4], num_resamples=50)
+  assert list(curve) == ["1", "2", "3", "4"]
+  assert curve["1"]["mean"] == pytest.approx((0.25 + 1) / 2)
+  assert curve["4"]["mean"] == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_interval_covers_the_true_difference():
+  """Problems have random difficulty shared by both models; model A solves each with probability
+  difficulty + delta. Over many replicate evaluations the 95% interval should cover delta ~95% of the time."""
+  rng = np.random.default_rng(1234)
+  delta, num_problems, n, replicates = 0.05, 80, 8, 300
+  covered = 0
+  for replicate in range(replicates):
+    difficulty = rng.uniform(0.1, 0.85, num_problems)
+    a = rng.binomial(n, difficulty + delta) / n
+    b = rng.binomial(n, difficulty) / n
+    interval = paired_bootstrap_difference(a, b, num_resamples=1000, seed=replicate)
+    covered += interval["ci_low"] <= delta <= interval["ci_high"]
+  assert 0.90 <= covered / replicates <= 0.99
+
+
+def test_paired_interval_is_narrower_than_unpaired():
+  rng = np.random.default_rng(0)
+  difficulty = rng.uniform(0, 1, 200)
+  a, b = difficulty + rng.normal(0.02, 0.05, 200), difficulty
+  paired = paired_bootstrap_difference(a, b, seed=0)
+  assert paired["difference"] == pytest.approx(np.mean(a - b))
+  assert paired["ci_high"] - paired["ci_low"] < 0.1 * (a.max() - a.min())
+  with pytest.raises(ValueError, match="one value per problem"):
+    paired_bootstrap_difference([1.0, 2.0], [1.0])
+
+
+def test_grid_runs_are_read_back_with_their_test_part(tmp_path):
+  settings = [DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)]
+  for setting in settings:
+    for part, ids in (("dev", ["d1", "d2"]), ("test", ["t1"])):
+      if part == "test" and setting.temperature > 1:
+        continue  # only the chosen setting runs on test
+      path = grid_runs.run_dir(tmp_path, "base", "final", setting, part)
+      path.mkdir(parents=True)
+      records = [{"task_id": t, "n": 4, "c": 1} for t in ids]
+      (path / "results.json").write_text(
+        json.dumps({"per_problem": records, **grid_runs.run_metadata("final", setting, part)})
+      )
+  candidates = grid_runs.load_candidates(tmp_path, "base", ["final"], settings)
+  assert [c.key for c in candidates] == ["final/T0.5_k20_p0.8", "final/T1.1_k20_p0.8"]
+  assert [len(c.per_problem) for c in candidates] == [3, 2]
+  with pytest.raises(FileNotFoundError, match="step_10"):
+    grid_runs.load_candidates(tmp_path, "base", ["final", "step_10"], settings)
