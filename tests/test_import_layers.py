@@ -2,7 +2,8 @@
 
 Layers, bottom up (a package may import its own modules and any lower layer):
 
-  sharding, distributed, collective_bytes, compile_oom < kernels, data < model, tasks, evals < sampling, train < onpolicy < config < pipeline < stages < main
+  sharding, distributed, collective_bytes, compile_oom < kernels, data < model, tasks, evals < sampling, train
+  < onpolicy < config < pipeline < stages < main, convert
 """
 
 import ast
@@ -28,6 +29,7 @@ RANK = {
   "pipeline": 6,
   "stages": 7,
   "main": 8,
+  "convert": 8,
 }
 
 

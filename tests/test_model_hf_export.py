@@ -9,8 +9,11 @@ import torch
 import transformers
 from flax import nnx
 from safetensors.numpy import load_file, save_file
+from test_data_tokenizer import build_hf_tokenizer_dir
 
+from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.model import Transformer, hf, presets
+from ssd_jax.pipeline import model_io
 
 
 def _random_norm_scales(model):
@@ -79,3 +82,21 @@ def test_shape_mismatch_and_missing_tensor_are_named(tmp_path):
   save_file(tensors, str(tmp_path / "model.safetensors"))
   with pytest.raises(ValueError, match=r"missing tensor 'model\.layers\.1\.mlp\.up_proj\.weight'"):
     hf.load_hf(str(tmp_path), dtype="float32")
+
+
+def test_export_writes_generation_config_with_every_stop_id(tmp_path):
+  tokenizer_dir = build_hf_tokenizer_dir(tmp_path / "tok", "qwen3")
+  with open(tokenizer_dir + "/generation_config.json", "w") as f:  # A checkpoint's own defaults survive.
+    json.dump({"eos_token_id": 0, "temperature": 0.7, "top_p": 0.8}, f)
+  tokenizer = load_tokenizer(tokenizer_dir)
+  cfg = presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
+  out = str(tmp_path / "exported")
+  model_io.export_hf(nnx.state(Transformer(cfg, rngs=nnx.Rngs(0))), cfg, out, tokenizer_dir)
+
+  generation = transformers.GenerationConfig.from_pretrained(out)
+  assert generation.eos_token_id[0] == tokenizer.eos_id == tokenizer.token_to_id("<|im_end|>")
+  assert set(generation.eos_token_id) == set(tokenizer.stop_ids) and 0 in tokenizer.stop_ids
+  assert generation.pad_token_id == tokenizer.pad_id and (generation.temperature, generation.top_p) == (0.7, 0.8)
+  config = transformers.AutoConfig.from_pretrained(out)
+  assert config.eos_token_id == generation.eos_token_id and config.pad_token_id == tokenizer.pad_id
+  assert load_tokenizer(out).stop_ids == tokenizer.stop_ids

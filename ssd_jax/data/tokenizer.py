@@ -270,3 +270,22 @@ def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = Non
   processor = sentencepiece.SentencePieceProcessor(model_file=sp_file)
   special_tokens = {**_sentencepiece_special_tokens(processor), **_special_tokens(config, special_map)}
   return SentencePieceTokenizer(processor, special_tokens=special_tokens, **common)
+
+
+def generation_config(directory: str | os.PathLike) -> dict[str, Any]:
+  """The generation_config.json a checkpoint with the tokenizer of `directory` should ship.
+
+  The directory's own generation_config.json (the checkpoint's sampling defaults) with `eos_token_id` set
+  to every stop id, EOS first, and the BOS / padding ids filled in where it has none; padding falls back
+  to EOS. With it, transformers' `generate()` stops where this project's sampler stops.
+  """
+  tokenizer = load_tokenizer(directory)
+  config = _read_json(os.path.join(os.fspath(directory), GENERATION_CONFIG_FILE))
+  eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+  config["eos_token_id"] = eos + [i for i in tokenizer.stop_ids if i not in eos]
+  if tokenizer.bos_id is not None:
+    config.setdefault("bos_token_id", tokenizer.bos_id)
+  pad = tokenizer.pad_id if tokenizer.pad_id is not None else (eos or [None])[0]
+  if pad is not None:
+    config.setdefault("pad_token_id", pad)
+  return config

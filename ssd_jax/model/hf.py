@@ -2,9 +2,10 @@
 
 Import reads config.json and safetensors (one file or an index of shards) and builds each parameter
 directly in its target sharding: every device shard is read as a slice of the file, so no full host
-copy of a large tensor is made. Export writes config.json and model.safetensors in torch layout.
-One parameter of ours may hold several file tensors along leading axes: the layers of a scanned
-stack, and the experts of an MoE block (the files keep one tensor per expert, as the Hub does).
+copy of a large tensor is made. Export writes config.json and model.safetensors in torch layout, and
+generation_config.json when given one. One parameter of ours may hold several file tensors along leading axes:
+the layers of a scanned stack, and the experts of an MoE block (the files keep one tensor per expert, as the
+Hub does).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, state_shardings
 
 _ARCHITECTURES = {"Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "LlamaForCausalLM": "llama"}
 SAFETENSORS_INDEX = "model.safetensors.index.json"
+# Token ids transformers reads from config.json as well as from generation_config.json.
+GENERATION_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
 def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
@@ -372,13 +375,20 @@ def load_hf(
   return nnx.merge(graphdef, state), cfg
 
 
-def save_hf(model_or_state: Transformer | Any, cfg: ModelConfig, directory: str) -> None:
+def save_hf(
+  model_or_state: Transformer | Any,
+  cfg: ModelConfig,
+  directory: str,
+  generation: Mapping[str, Any] | None = None,
+) -> None:
   """Writes config.json and model.safetensors that transformers' from_pretrained loads.
 
   Args:
     model_or_state: a Transformer or its nnx.State (parameters gathered to this host).
     cfg: its config.
     directory: created if missing.
+    generation: the generation_config.json to write (e.g. `ssd_jax.data.tokenizer.generation_config`);
+      its bos/eos/pad ids also go into config.json. None writes neither.
   """
   state = nnx.state(model_or_state) if isinstance(model_or_state, nnx.Module) else model_or_state
   tensors = {}
@@ -391,5 +401,15 @@ def save_hf(model_or_state: Transformer | Any, cfg: ModelConfig, directory: str)
       tensors[name] = np.ascontiguousarray(_to_hf(layout, value[key]))
   os.makedirs(directory, exist_ok=True)
   save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+  write_configs(directory, config_to_hf(cfg), generation)
+
+
+def write_configs(directory: str, hf_config: Mapping[str, Any], generation: Mapping[str, Any] | None) -> None:
+  """Writes config.json and, when `generation` is given, generation_config.json plus its token ids in config.json."""
+  hf_config = dict(hf_config)
+  if generation is not None:
+    hf_config.update({k: generation[k] for k in GENERATION_TOKEN_IDS if generation.get(k) is not None})
+    with open(os.path.join(directory, "generation_config.json"), "w") as f:
+      json.dump(dict(generation), f, indent=2)
   with open(os.path.join(directory, "config.json"), "w") as f:
-    json.dump(config_to_hf(cfg), f, indent=2)
+    json.dump(hf_config, f, indent=2)

@@ -18,6 +18,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssd_jax import sharding
+from ssd_jax.data.tokenizer import generation_config
 from ssd_jax.model import ModelConfig, hf
 
 # Files of a Hugging Face checkpoint that describe its tokenizer and chat template.
@@ -107,8 +108,10 @@ def export_hf(state: Any, cfg: ModelConfig, out_dir: str, tokenizer_source: str)
   if jax.process_index() == 0:
     partial = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    hf.save_hf(host_state, cfg, partial)
+    os.makedirs(partial)
     copy_tokenizer_files(tokenizer_source, partial)
+    # Overwrites the copied generation_config.json with one whose EOS ids are the sampler's stop ids.
+    hf.save_hf(host_state, cfg, partial, generation=generation_config(tokenizer_source))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(partial, out_dir)
   if jax.process_count() > 1:

