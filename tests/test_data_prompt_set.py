@@ -41,3 +41,19 @@ def test_select_keeps_the_three_aligned(tmp_path):
   assert picked.task_ids == (prompts.task_ids[2], prompts.task_ids[0])
   assert picked.ids == (prompts.ids[2], prompts.ids[0]) and picked.messages[1] == prompts.messages[0]
   assert isinstance(picked, PromptSet) and picked.longest() == max(len(i) for i in picked.ids)
+
+
+def test_halves_of_a_problem_set_are_disjoint_and_cover_it():
+  config = micro_config("eval")
+  section = config.eval.problems
+  section.update(dict(source="humaneval", num_problems=0))
+  everything = {p.task_id for p in load_problems(section, seed=0)}
+  section.half = "a"
+  first = [p.task_id for p in load_problems(section, seed=0)]
+  section.half = "b"
+  second = [p.task_id for p in load_problems(section, seed=0)]
+  assert not set(first) & set(second) and set(first) | set(second) == everything
+  assert len(first) == len(second) == 82
+  assert first != sorted(everything)[:82]  # Seeded by id, not the file's order.
+  section.half_seed = 1
+  assert [p.task_id for p in load_problems(section, seed=0)] != second

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ml_collections
 
 from ssd_jax.config.schema import Check, comma_list
+from ssd_jax.config.ssd import problems_checks, problems_section
 from ssd_jax.config.training import schedule_errors
 from ssd_jax.onpolicy.teacher_context import CONTEXT_KINDS, TeacherTemplates
 from ssd_jax.train.distillation_loss import DIVERGENCE_FORMS
@@ -46,7 +47,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   """Adds the `self_distill` section's schema and defaults."""
   config.self_distill = c = ml_collections.ConfigDict()
   c.methods = "sdsd,sdpo"  # Comma-separated, from METHODS; each trains from the base model.
-  c.problems = ml_collections.ConfigDict(dict(source="builtin", path="", split="synth", num_problems=256, dedup=True))
+  c.problems = problems_section("synth", num_problems=256)
   c.steps = 100
   c.prompts_per_step = 8  # Distinct problems per step.
   c.group_size = 4  # G rollouts per problem (siblings for demonstrations).
@@ -136,7 +137,7 @@ def checks() -> list[Check]:
       lambda v: bool(v.strip()) and all(m.strip() in METHODS for m in v.split(",")),
       f"comma-separated methods from {METHODS}",
     ),
-    Check("self_distill.problems.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
+    *problems_checks("self_distill.problems"),
     Check("self_distill.steps", lambda v: v >= 1, "at least 1 step"),
     Check("self_distill.prompts_per_step", lambda v: v >= 1, "at least 1 prompt per step"),
     Check("self_distill.group_size", lambda v: v >= 1, "at least 1 rollout per prompt"),

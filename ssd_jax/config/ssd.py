@@ -24,6 +24,10 @@ def problems_section(split: str, num_problems: int = 0) -> ml_collections.Config
   p.split = split  # Built-in task split, or TFDS split.
   p.num_problems = num_problems  # The first N problems; 0 means all (the built-in task needs N > 0).
   p.dedup = True  # Drop problems whose statement repeats an earlier one.
+  # '' keeps every problem; 'a' or 'b' keeps one half of a seeded split by problem id (seed `half_seed`), so that
+  # synthesis and evaluation can draw from disjoint halves of one problem set.
+  p.half = ""
+  p.half_seed = 0
   return p
 
 
@@ -31,6 +35,7 @@ def problems_checks(prefix: str) -> list[Check]:
   return [
     Check(f"{prefix}.source", lambda v: v in PROBLEM_SOURCES, f"one of {PROBLEM_SOURCES}"),
     Check(f"{prefix}.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
+    Check(f"{prefix}.half", lambda v: v in ("", "a", "b"), "'' (all problems), 'a' or 'b' (one half)"),
   ]
 
 

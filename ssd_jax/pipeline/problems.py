@@ -8,6 +8,7 @@ from absl import logging
 from ssd_jax.data.problem_files import deduplicate_problems, load_humaneval_problems, load_problem_file
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.tfds_sources import load_problem_dataset
+from ssd_jax.evals.splits import split_problems
 from ssd_jax.tasks import builtin_problems
 
 
@@ -15,7 +16,8 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
   """The problems of a `problems` config section, de-duplicated and cut to `num_problems` if asked.
 
   Args:
-    section: fields source ('builtin', 'jsonl', 'humaneval', 'tfds'), path, split, num_problems, dedup.
+    section: fields source ('builtin', 'jsonl', 'humaneval', 'tfds'), path, split, num_problems, dedup, half
+      ('a' or 'b': one half of a seeded split by problem id, applied before `num_problems`).
     seed: selects the built-in task's problems.
   """
   if section.source == "builtin":
@@ -31,6 +33,10 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
   if section.dedup:
     problems, report = deduplicate_problems(problems)
     logging.info("problems from %s: %s", section.source, report.summary())
+  if section.half:
+    split = split_problems([p.task_id for p in problems], 0.5, seed=section.half_seed)
+    kept = set(split.dev if section.half == "a" else split.test)
+    problems = [p for p in problems if p.task_id in kept]
   if section.num_problems:
     problems = problems[: section.num_problems]
   if not problems:
