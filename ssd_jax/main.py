@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
   logging.info("stages %s in %s on %d devices", config_lib.stage_names(config), _WORKDIR.value, jax.device_count())
   try:
     runner.run(ctx, stages, restart=tuple(_RESTART.value))
-  except (config_lib.ConfigError, runner.RunError) as e:
+  except (config_lib.ConfigError, *runner.RunError) as e:
     sys.exit(f"error: {e}")
 
 

@@ -9,7 +9,7 @@ from ssd_jax.onpolicy.teacher_diagnostic import DiagnosticInputs, format_diagnos
 SAMPLES = 4
 
 
-def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", "")):
+def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", ""), max_prompt_len=1000):
   """Three problems; a prompt's samples pass at the rate its kind gets (by the text the prompt contains)."""
   problems = [Problem(task_id=f"t{i}", question=f"q{i}", reference_solution=r) for i, r in enumerate(references)]
   texts: dict[int, str] = {}
@@ -18,11 +18,11 @@ def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", "")):
     content = messages[-1]["content"]
     key = len(texts) + 1000
     texts[key] = content
-    return [key]
+    return [key] * (1 + len(content) // 10)  # Longer contexts make longer prompts.
 
   def sample_texts(prompts):
     out = []
-    for (key,) in prompts:
+    for key, *_ in prompts:
       content = texts[key]
       kind = "demonstration" if "correct solution" in content else "feedback" if "failed" in content else "student"
       passing = round(solve_rate[kind] * SAMPLES)
@@ -43,6 +43,7 @@ def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", "")):
     judge=judge,
     templates=TeacherTemplates(),
     reference_demonstration=lambda p: p.reference_solution,
+    max_prompt_len=max_prompt_len,
   )
 
 
@@ -67,3 +68,10 @@ def test_student_that_never_fails_leaves_no_feedback_problems():
   result = teacher_diagnostic(_inputs({"student": 1.0, "demonstration": 1.0, "feedback": 0.0}))
   assert result["feedback_problems"] == 0 and result["teacher_feedback_pass1"] is None
   assert len(result["warnings"]) == 1  # Demonstration 1.0 is not better than a student at 1.0.
+
+
+def test_teacher_prompts_that_do_not_fit_are_left_out():
+  result = teacher_diagnostic(_inputs({"student": 0.25, "demonstration": 1.0, "feedback": 0.75}, max_prompt_len=3))
+  assert result["problems"] == 3  # The students' short prompts fit.
+  assert result["demonstration_problems"] == 0 and result["teacher_demonstration_pass1"] is None
+  assert result["feedback_problems"] == 0 and result["warnings"] == []

@@ -41,6 +41,8 @@ class DiagnosticInputs:
     judge: runs completions against the problems' tests.
     templates: the teacher context templates.
     reference_demonstration: a problem -> its reference solution rendered as an answer ('' for none).
+    max_prompt_len: teacher prompts longer than this are left out (as the learner leaves such rollouts without a
+      teacher), and so is that problem from the comparison.
   """
 
   problems: Sequence[Problem]
@@ -50,6 +52,13 @@ class DiagnosticInputs:
   judge: Judge
   templates: tc.TeacherTemplates
   reference_demonstration: Callable[[Problem], str]
+  max_prompt_len: int
+
+
+def _fitting(inputs: DiagnosticInputs, prompts: dict[int, list[int]]) -> tuple[list[int], list[list[int]]]:
+  """The problem indices whose prompt fits `max_prompt_len`, and those prompts."""
+  kept = [i for i, ids in prompts.items() if len(ids) <= inputs.max_prompt_len]
+  return kept, [prompts[i] for i in kept]
 
 
 def _pass_rates(inputs: DiagnosticInputs, indices: list[int], prompts: list[list[int]]) -> tuple[list, list[float]]:
@@ -75,29 +84,35 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
     `student_pass1_on_feedback_problems`), the problem counts, and `warnings` (a list of sentences).
   """
-  everyone = list(range(len(inputs.problems)))
-  student_prompts = [inputs.render(list(m)) for m in inputs.messages]
-  student_results, student = _pass_rates(inputs, everyone, student_prompts)
+  everyone, student_prompts = _fitting(inputs, {i: inputs.render(list(m)) for i, m in enumerate(inputs.messages)})
+  results, rates = _pass_rates(inputs, everyone, student_prompts)
+  student_results, student = dict(zip(everyone, results)), dict(zip(everyone, rates))
 
   def teacher_prompt(i: int, choice: tc.ContextChoice) -> list[int]:
     return inputs.render(tc.teacher_messages(inputs.messages[i], choice, inputs.templates))
 
-  with_demo = [i for i in everyone if inputs.reference_demonstration(inputs.problems[i])]
-  _, demo = _pass_rates(
+  with_demo, demo_prompts = _fitting(
     inputs,
-    with_demo,
-    [teacher_prompt(i, tc.ContextChoice(inputs.reference_demonstration(inputs.problems[i]), None)) for i in with_demo],
+    {
+      i: teacher_prompt(i, tc.ContextChoice(inputs.reference_demonstration(inputs.problems[i]), None))
+      for i in everyone
+      if inputs.reference_demonstration(inputs.problems[i])
+    },
   )
+  _, demo = _pass_rates(inputs, with_demo, demo_prompts)
   failed = {i: next((f for passed, f in student_results[i] if not passed), None) for i in everyone}
-  with_feedback = [i for i in everyone if failed[i] is not None]
-  _, feedback = _pass_rates(
+  with_feedback, feedback_prompts = _fitting(
     inputs,
-    with_feedback,
-    [teacher_prompt(i, tc.ContextChoice(None, failed[i].strip() or "The attempt failed.")) for i in with_feedback],
+    {
+      i: teacher_prompt(i, tc.ContextChoice(None, failed[i].strip() or "The attempt failed."))
+      for i in everyone
+      if failed[i] is not None
+    },
   )
+  _, feedback = _pass_rates(inputs, with_feedback, feedback_prompts)
   out = {
     "problems": len(everyone),
-    "student_pass1": _mean(student),
+    "student_pass1": _mean(list(student.values())),
     "demonstration_problems": len(with_demo),
     "teacher_demonstration_pass1": _mean(demo),
     "student_pass1_on_demonstration_problems": _mean([student[i] for i in with_demo]),

@@ -70,6 +70,8 @@ def diagnose_teacher(
       judge=judge,
       templates=templates,
       reference_demonstration=reference_demonstration,
+      # What the rollout sampler can hold, and no wider than the learner's teacher prompts.
+      max_prompt_len=min(section.max_teacher_prompt_len, cfg.max_position_embeddings - section.rollout.max_new_tokens),
     )
   )
   if ctx.is_coordinator:
