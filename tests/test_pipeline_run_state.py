@@ -95,3 +95,19 @@ def test_eval_problems_without_tests_are_refused(tmp_path):
   config.eval.problems.update(dict(source="jsonl", path=str(tmp_path / "untested.jsonl")))
   with pytest.raises(config_lib.ConfigError, match=r"1 problems have no tests to grade, e.g. \['t/1'\]"):
     runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "eval")))
+
+
+def test_a_field_added_to_the_schema_since_keeps_its_default_without_a_refusal(tmp_path, capsys):
+  workdir = str(tmp_path)
+  run_pipeline(_forward_config(), workdir)
+  path = os.path.join(workdir, "stages", "forward.done.json")
+  record = _done(workdir)
+  del record["fields"]["model"]["scan_layers"]  # As written before the schema had the field.
+  with open(path, "w") as f:
+    json.dump(record, f)
+  run_pipeline(_forward_config(), workdir)
+  assert "[forward] already done, skipping" in capsys.readouterr().out
+  config = _forward_config()
+  config.model.scan_layers = True
+  with pytest.raises(config_lib.ConfigError, match=r"model.scan_layers: False -> True"):
+    run_pipeline(config, workdir)

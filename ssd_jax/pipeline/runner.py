@@ -9,7 +9,6 @@ its outputs; a finished stage is skipped on rerun and a half-finished one resume
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import os
 import time
@@ -129,7 +128,12 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
         logging.info("stage %s: already done, skipping", name)
         print(f"[{name}] already done, skipping")
         continue
-      record = {"stage": name, "fingerprint": fingerprint.digest, **dataclasses.asdict(fingerprint)}
+      record = {
+        "stage": name,
+        "fingerprint": fingerprint.digest,
+        "fields": fingerprint.fields,
+        "inputs": fingerprint.inputs,
+      }
       if ctx.is_coordinator:
         records.write(name, "started", record)
       print(f"[{name}] starting")
