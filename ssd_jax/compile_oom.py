@@ -19,6 +19,10 @@ _PATTERNS = (
 )
 
 
+class DoesNotFitError(RuntimeError):
+  """A planned program needs more memory per chip than the slice has (the plan is written before it is raised)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CompileOom:
   """A program that did not fit: `needed` bytes per chip against `available`."""

@@ -87,9 +87,9 @@ def test_killed_mid_sft_and_resumed_equals_an_uninterrupted_run(tmp_path):
   assert set(models) == {f"models/{m}/model.safetensors" for m in ("base", "ssd", "sdsd", "sdpo")}
   resumed_models = _files(resumed, "models/*/model.safetensors")
   assert set(resumed_models) == set(models)
-  # Bit-identical weights, but for SDPO: its teacher reads each rollout's sandbox feedback, which every process
-  # grades on its own, and a program near the time limit can time out in one run and not in another on a loaded
-  # machine (grading once and sharing the verdicts across hosts is the remedy, not built yet).
+  # Bit-identical weights, but for SDPO: its teacher reads each rollout's sandbox feedback, and a program near the
+  # time limit can time out in one run and not in the other on a loaded machine (within a run the processes
+  # share one grading, `evals.shared_sandbox`, so they never disagree).
   for name in ("models/base/model.safetensors", "models/ssd/model.safetensors", "models/sdsd/model.safetensors"):
     assert resumed_models[name] == models[name], name
   records = _records(straight)

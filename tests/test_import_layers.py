@@ -2,8 +2,8 @@
 
 Layers, bottom up (a package may import its own modules and any lower layer):
 
-  sharding, distributed, collective_bytes, compile_oom < kernels, data < model, tasks, evals < sampling, train
-  < onpolicy < config < pipeline < stages < main, convert
+  sharding, distributed, process_group, collective_bytes, compile_oom < kernels, data < model, tasks, evals
+  < sampling, train < onpolicy < config < pipeline < stages < main, convert
 """
 
 import ast
@@ -17,6 +17,7 @@ RANK = {
   "distributed": 0,
   "collective_bytes": 0,
   "compile_oom": 0,
+  "process_group": 0,
   "kernels": 1,
   "data": 1,
   "model": 2,

@@ -105,6 +105,23 @@ def test_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_pat
   assert report["programs"]["sft_step"]["collective_mib"] > 0
 
 
+@needs_libtpu
+def test_plan_that_does_not_fit_ends_the_command_with_one_line_and_its_plan(tmp_path):
+  flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3", "--config.mesh.topology=v5e:2x2"]
+  flags += ["--config.plan.hbm_gib=0.000001"]
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *flags, f"--workdir={tmp_path}"],
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error: config does not fit on v5e:2x2: sft_step does not")
+  assert not json.loads((tmp_path / "plan.json").read_text())["fits"]
+
+
 def test_mesh_that_does_not_fit_the_topology_fails_before_compiling(tmp_path):
   c = _tiny_plan_config()
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 4  # 8 chips on a 4-chip slice.

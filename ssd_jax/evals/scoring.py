@@ -9,7 +9,9 @@ from ssd_jax.evals.correct_diversity import DEFAULT_DIVERSITY_M
 from ssd_jax.evals.evaluate import EvalResult, evaluate
 from ssd_jax.evals.probes import ProbeInputs, correct_sample_behaviours, generated_probe_inputs
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
+from ssd_jax.evals.shared_sandbox import shared
 from ssd_jax.evals.summary import summarize
+from ssd_jax.process_group import ProcessGroup
 
 
 def score_completions(
@@ -25,6 +27,7 @@ def score_completions(
   known_solutions: Callable[[Problem], Sequence[str] | None] | None = None,
   probe_inputs: ProbeInputs | None = generated_probe_inputs,
   diversity_m: int = DEFAULT_DIVERSITY_M,
+  group: ProcessGroup | None = None,
 ) -> tuple[EvalResult, dict]:
   """Runs the completions against the tests, probes the correct ones, and summarises.
 
@@ -42,11 +45,14 @@ def score_completions(
       built-in task's `solutions_for`; None: no task knows any.
     probe_inputs: problem -> extra inputs for behaviour clusters; None skips probing.
     diversity_m: correct samples per problem that diversity is measured at.
+    group: the run's processes, when several call this together: each grades its share of the samples and
+      every process returns the whole evaluation (None: this process grades everything).
 
   Returns:
     (the evaluation, its `summarize` output).
   """
-  with Sandbox(limits, workers, allow_weak_sandbox=allow_weak_sandbox) as sandbox:
+  with Sandbox(limits, workers, allow_weak_sandbox=allow_weak_sandbox) as pool:
+    sandbox = shared(pool, group)
     result = evaluate(problems, completions, sandbox=sandbox)
     behaviours = None if probe_inputs is None else correct_sample_behaviours(problems, result, sandbox, probe_inputs)
   evaluated = {p.task_id for p in result.problems}

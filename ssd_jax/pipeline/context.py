@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from ssd_jax import config as config_lib
-from ssd_jax import sharding
+from ssd_jax import process_group, sharding
 from ssd_jax.data.chat import problem_to_messages
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet
@@ -30,6 +30,7 @@ from ssd_jax.evals import SandboxLimits
 from ssd_jax.model import ModelConfig, hf, presets, sharded_init
 from ssd_jax.pipeline import model_io, problems, sampling_setup
 from ssd_jax.pipeline.layout import RunLayout
+from ssd_jax.process_group import ProcessGroup
 from ssd_jax.sampling.generate import Sampler
 
 
@@ -104,6 +105,11 @@ class RunContext:
   @property
   def is_coordinator(self) -> bool:
     return jax.process_index() == 0
+
+  @functools.cached_property
+  def process_group(self) -> ProcessGroup:
+    """The run's processes, for host work they share (grading)."""
+    return process_group.current()
 
   def sync(self, name: str) -> None:
     """A barrier across processes (nothing on one process)."""

@@ -18,6 +18,7 @@ import ml_collections
 from absl import logging
 
 from ssd_jax import config as config_lib
+from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import get, raise_if
 from ssd_jax.pipeline import problems, run_state
 from ssd_jax.pipeline.context import RunContext
@@ -27,8 +28,8 @@ from ssd_jax.train.loop import NonFiniteError
 Stage = Callable[[RunContext], None]
 
 # Errors that end a run with a one-line message: another run holds the workdir, training diverged, no
-# intact checkpoint is left.
-RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError)
+# intact checkpoint is left, a planned program does not fit its slice.
+RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError, DoesNotFitError)
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str, Stage]) -> RunContext:

@@ -93,8 +93,10 @@ def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: path
     known_solutions=solutions_for if builtin else None,
     probe_inputs=generated_probe_inputs if config.eval.probe else None,
     diversity_m=config.eval.diversity_m,
+    group=ctx.process_group,
   )
-  mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
+  if ctx.is_coordinator:
+    mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
   return summary
 
 
@@ -112,10 +114,11 @@ def evaluate_candidate(
       out.mkdir(parents=True, exist_ok=True)
       write_completions(completions_path, prompts.task_ids, completions)
     ctx.sync(f"eval {out} completions")
+  # Every process grades its share of the samples; the coordinator writes the report.
+  meta = grid_runs.run_metadata(checkpoint, setting, part)
+  summary = _score(ctx, prompts, completions_path, out, f"{name} {checkpoint} {setting.label} {part}", meta)
+  cells = ", ".join(f"pass@{k} {100 * v['mean']:.1f}" for k, v in summary["pass_at_k"].items())
   if ctx.is_coordinator:
-    meta = grid_runs.run_metadata(checkpoint, setting, part)
-    summary = _score(ctx, prompts, completions_path, out, f"{name} {checkpoint} {setting.label} {part}", meta)
-    cells = ", ".join(f"pass@{k} {100 * v['mean']:.1f}" for k, v in summary["pass_at_k"].items())
     print(f"[eval] {name} {checkpoint} {setting.label} {part} ({summary['num_problems']} problems): {cells}")
   ctx.sync(f"eval {out} report")
 

@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
 from ssd_jax.collective_bytes import collective_bytes
-from ssd_jax.compile_oom import parse_compile_oom
+from ssd_jax.compile_oom import DoesNotFitError, parse_compile_oom
 from ssd_jax.model import KVCache, sharded_init
 from ssd_jax.model.expert_dispatch import moe_layout
 from ssd_jax.pipeline.context import RunContext
@@ -265,7 +265,7 @@ def run(ctx: RunContext) -> None:
       )
   if not fits:
     failed = "; ".join(f"{name} {_verdict(p, hbm)}" for name, p in report["programs"].items() if not p["fits"])
-    raise RuntimeError(f"config does not fit on {topology}: {failed} (see {os.path.join(workdir, 'plan.json')})")
+    raise DoesNotFitError(f"config does not fit on {topology}: {failed} (see {os.path.join(workdir, 'plan.json')})")
 
 
 def _verdict(program: dict, hbm: int) -> str:

@@ -15,6 +15,7 @@ from ssd_jax import config as config_lib
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import Sandbox
+from ssd_jax.evals.shared_sandbox import shared
 from ssd_jax.onpolicy.heldout import HeldoutHook, HeldoutSet
 from ssd_jax.onpolicy.learner import OnPolicyLearner
 from ssd_jax.onpolicy.rollouts import RolloutSetup
@@ -54,7 +55,9 @@ def run(ctx: RunContext) -> None:
       max_new_tokens=config.eval_sampling.max_new_tokens,
       ks=config_lib.eval_ks(config),
     )
-  with Sandbox(ctx.sandbox_limits, ctx.sandbox_workers, allow_weak_sandbox=ctx.sandbox_allow_weak) as sandbox:
+  # Every process builds the whole batch from the same verdicts; each grades its share of the rollouts.
+  with Sandbox(ctx.sandbox_limits, ctx.sandbox_workers, allow_weak_sandbox=ctx.sandbox_allow_weak) as pool:
+    sandbox = shared(pool, ctx.process_group)
     setup = RolloutSetup(
       tokenizer=ctx.tokenizer,
       sampler=ctx.sampler(graphdef, cfg, prompts.ids, section.rollout),
