@@ -65,7 +65,7 @@ def test_loss_matches_numpy_on_unpadded_sequences():
   graphdef, params = tiny_model_state()
   teacher_params = _teacher_params()
   student, teacher, responses, _ = _rollouts()
-  loss_sum, count = jax.jit(lambda p, t, b: distill_loss(p, t, graphdef, b, divergence=JSD))(
+  loss_sum, count, _ = jax.jit(lambda p, t, b: distill_loss(p, t, graphdef, b, divergence=JSD))(
     params, teacher_params, _batch()
   )
 

@@ -22,7 +22,7 @@ from ssd_jax.model.router_stats import capture_router_stats
 from ssd_jax.train.distill_batch import BATCH_KEYS, response_block
 from ssd_jax.train.distillation_loss import DivergenceConfig, distillation_loss
 from ssd_jax.train.optimizer import Optimizer
-from ssd_jax.train.router_loss import router_loss_sum
+from ssd_jax.train.router_loss import router_loss_sum, router_metrics
 from ssd_jax.train.train_step import TrainStep
 
 Batch = Mapping[str, Any]
@@ -62,7 +62,7 @@ def sequence_hidden(params: Any, graphdef: nnx.GraphDef, batch: Batch, prefix: s
 
 def distill_loss(
   params: Any, teacher_params: Any, graphdef: nnx.GraphDef, batch: Batch, *, divergence: DivergenceConfig
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Divergence between the student (on its prompt) and the teacher (on its context) per response token.
 
   Args:
@@ -73,8 +73,8 @@ def distill_loss(
     divergence: the loss settings.
 
   Returns:
-    (sum, count) float32 scalars over `response_mask`; the sum includes an MoE student's router
-    load-balancing term.
+    (sum, count, metrics): float32 scalars over `response_mask` (the sum includes an MoE student's router
+    load-balancing term) and the student's `router_metrics` ({} for a dense model).
   """
   with capture_router_stats() as captured:  # The student's routing only: the teacher is not trained.
     student_hidden, student_unembedding = sequence_hidden(params, graphdef, batch, "student")
@@ -92,7 +92,8 @@ def distill_loss(
     behaviour_logprob=batch["behaviour_logprob"],
   )
   coef = nnx.merge(graphdef, params).cfg.router_aux_loss_coef
-  return loss_sum + router_loss_sum(captured.total(), coef, count), count
+  stats = captured.total()
+  return loss_sum + router_loss_sum(stats, coef, count), count, router_metrics(stats)
 
 
 def make_distill_step(

@@ -1,9 +1,11 @@
 """Loss-agnostic pieces of a train step: micro-batch gradient accumulation and the optimizer update.
 
-A loss here is `loss_fn(params, micro_batch) -> (loss_sum, count)` (the project's (sum, count)
-convention). Sums and gradient sums are added over micro-batches with a `lax.scan` and divided by the
-total count once, so n micro-batches give the update of the whole batch at once (up to float summation
-order). Any step (SFT cross-entropy, teacher divergences) builds on these two functions.
+A loss here is `loss_fn(params, micro_batch) -> (loss_sum, count, metrics)` (the project's (sum, count)
+convention, plus a dict of float32 scalars to log, e.g. MoE router statistics; `{}` when there are none).
+Sums and gradient sums are added over micro-batches with a `lax.scan` and divided by the total count once,
+so n micro-batches give the update of the whole batch at once (up to float summation order); logged
+metrics are averaged over micro-batches. Any step (SFT cross-entropy, teacher divergences) builds on these
+two functions.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import optax
 from ssd_jax.train.optimizer import Optimizer
 from ssd_jax.train.train_state import TrainState
 
-LossFn = Callable[[Any, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]
+LossFn = Callable[[Any, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
 
 def split_micro_batches(batch: Mapping[str, jax.Array], num_micro: int) -> dict[str, jax.Array]:
@@ -42,34 +44,41 @@ def accumulate_loss_and_grads(
   *,
   num_micro: int,
   constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] = lambda micro: micro,
-) -> tuple[jax.Array, jax.Array, Any]:
+) -> tuple[jax.Array, jax.Array, Any, dict[str, jax.Array]]:
   """Summed loss, count and float32 gradient sum of `loss_fn` over `num_micro` micro-batches.
 
   Args:
-    loss_fn: `(params, batch) -> (loss_sum, count)`, differentiated w.r.t. params.
+    loss_fn: `(params, batch) -> (loss_sum, count, metrics)`, differentiated w.r.t. params.
     params: parameter pytree.
     batch: arrays with a leading batch axis divisible by `num_micro`.
     num_micro: number of micro-batches (1: one pass over the whole batch, no scan).
     constrain_micro: applied to each micro-batch (e.g. a sharding constraint).
 
   Returns:
-    (loss_sum, count, grad_sum): float32 scalars and a float32 pytree like `params`.
+    (loss_sum, count, grad_sum, metrics): float32 scalars, a float32 pytree like `params`, and the loss's
+    metrics averaged over the micro-batches.
   """
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def split_loss(p, micro):
+    loss_sum, count, metrics = loss_fn(p, micro)
+    return loss_sum, (count, metrics)
+
+  grad_fn = jax.value_and_grad(split_loss, has_aux=True)
 
   def micro_step(carry, micro):
     loss_acc, count_acc, grad_acc = carry
-    (loss_sum, count), grads = grad_fn(params, constrain_micro(micro))
+    (loss_sum, (count, metrics)), grads = grad_fn(params, constrain_micro(micro))
     grad_acc = jax.tree.map(lambda acc, g: acc + g.astype(jnp.float32), grad_acc, grads)
-    return (loss_acc + loss_sum, count_acc + count.astype(jnp.float32), grad_acc), None
+    return (loss_acc + loss_sum, count_acc + count.astype(jnp.float32), grad_acc), metrics
 
   zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   carry = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zero_grads)
   if num_micro == 1:
-    carry, _ = micro_step(carry, dict(batch))
+    carry, metrics = micro_step(carry, dict(batch))
   else:
-    carry, _ = jax.lax.scan(micro_step, carry, split_micro_batches(batch, num_micro))
-  return carry
+    carry, per_micro = jax.lax.scan(micro_step, carry, split_micro_batches(batch, num_micro))
+    metrics = jax.tree.map(lambda m: jnp.mean(m.astype(jnp.float32), axis=0), per_micro)
+  return (*carry, metrics)
 
 
 def apply_gradients(

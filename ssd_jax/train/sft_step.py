@@ -16,7 +16,7 @@ from ssd_jax import sharding as sharding_lib
 from ssd_jax.model.router_stats import capture_router_stats
 from ssd_jax.train.cross_entropy import chunked_cross_entropy
 from ssd_jax.train.optimizer import Optimizer
-from ssd_jax.train.router_loss import router_loss_sum
+from ssd_jax.train.router_loss import router_loss_sum, router_metrics
 from ssd_jax.train.train_step import TrainStep
 
 BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions")
@@ -24,7 +24,7 @@ BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions")
 
 def sft_loss(
   params: Any, graphdef: nnx.GraphDef, batch: Mapping[str, jax.Array], *, chunk_size: int
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Summed token cross-entropy over `loss_mask` and the number of tokens it covers.
 
   Args:
@@ -34,7 +34,8 @@ def sft_loss(
     chunk_size: sequence chunk for the cross-entropy, so [B, L, V] float32 logits never exist at once.
 
   Returns:
-    (loss_sum, count): float32 scalars; loss_sum includes an MoE model's router load-balancing term.
+    (loss_sum, count, metrics): float32 scalars (loss_sum includes an MoE model's router load-balancing
+    term) and the model's `router_metrics` ({} for a dense model).
   """
   model = nnx.merge(graphdef, params)
   with capture_router_stats() as captured:
@@ -42,7 +43,8 @@ def sft_loss(
   loss_sum, count = chunked_cross_entropy(
     hidden, model.unembedding_matrix(), batch["targets"], batch["loss_mask"], chunk_size=chunk_size
   )
-  return loss_sum + router_loss_sum(captured.total(), model.cfg.router_aux_loss_coef, count), count
+  stats = captured.total()
+  return loss_sum + router_loss_sum(stats, model.cfg.router_aux_loss_coef, count), count, router_metrics(stats)
 
 
 def _same_shapes(arrays: dict[str, Any]) -> None:

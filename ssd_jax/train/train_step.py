@@ -1,7 +1,7 @@
 """One jitted train step for every method: a loss on a batch, micro-batch accumulation, one optimizer update.
 
-A method supplies `loss_fn(params, batch, aux) -> (loss_sum, count)` (the project's (sum, count)
-convention) and the names of its batch arrays; `TrainStep` does the rest the same way for all of them:
+A method supplies `loss_fn(params, batch, aux) -> (loss_sum, count, metrics)` (the project's (sum, count)
+convention, plus scalars to log: `{}` or, for an MoE model, `train.router_loss.router_metrics`) and the names of its batch arrays; `TrainStep` does the rest the same way for all of them:
 micro-batches via `gradient_step.accumulate_loss_and_grads`, the update via `gradient_step.apply_gradients`,
 batch arrays sharded as ('batch', 'length'), the state donated and kept in its shardings. `aux` is an extra
 jit argument the loss may read (the teacher's parameters in self-distillation; None when unused).
@@ -25,7 +25,7 @@ from ssd_jax.train.train_state import TrainState, state_shardings
 BATCH_AXES = ("batch", "length")
 
 Batch = Mapping[str, Any]
-LossFn = Callable[[Any, Mapping[str, jax.Array], Any], tuple[jax.Array, jax.Array]]
+LossFn = Callable[[Any, Mapping[str, jax.Array], Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
 
 def require_batch_arrays(batch: Batch, keys: Sequence[str], what: str, grad_accum_steps: int = 1) -> dict[str, Any]:
@@ -60,7 +60,8 @@ class TrainStep:
   with, `aux` those of its own leaves, and every batch array is sharded as ('batch', 'length') per the rules.
 
   Args:
-    loss_fn: `(params, micro_batch, aux) -> (loss_sum, count)`, differentiated w.r.t. params.
+    loss_fn: `(params, micro_batch, aux) -> (loss_sum, count, metrics)`, differentiated w.r.t. params;
+      `metrics` (float32 scalars) join the step's metrics, averaged over micro-batches.
     optimizer: the optimizer bundle (its `grad_accum_steps` sets the micro-batches).
     batch_keys: the arrays a batch must hold.
     check_batch: extra shape checks of a host batch (raise ValueError naming the problem).
@@ -91,14 +92,15 @@ class TrainStep:
   def _body(self, state: TrainState, batch: Batch, aux: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     rules = contextlib.nullcontext() if self.mesh is None else sharding_lib.use_rules(self.mesh, self.rules)
     with rules:
-      loss_sum, count, grad_sum = accumulate_loss_and_grads(
+      loss_sum, count, grad_sum, loss_metrics = accumulate_loss_and_grads(
         lambda params, micro: self.loss_fn(params, micro, aux),
         state.params,
         batch,
         num_micro=self.optimizer.grad_accum_steps,
         constrain_micro=_constrain_micro,
       )
-      return apply_gradients(state, self.optimizer, loss_sum, count, grad_sum)
+      state, metrics = apply_gradients(state, self.optimizer, loss_sum, count, grad_sum)
+      return state, {**loss_metrics, **metrics}
 
   def jit_for(self, state: TrainState, aux: Any = None):
     """The jitted function for states (and `aux`) sharded like these; placed or abstract (for `.lower`)."""
