@@ -65,17 +65,18 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, 
   sizes = {axis: int(shape.get(axis, 1)) for axis in MESH_AXES}
   free = [axis for axis, size in sizes.items() if size == -1]
   if len(free) > 1:
-    raise ValueError(f"At most one mesh axis may be -1, got {free}")
+    raise ValueError(f"only one of mesh.{', mesh.'.join(free)} may be -1")
   bad = [axis for axis, size in sizes.items() if size == 0 or size < -1]
   if bad:
-    raise ValueError(f"Mesh axis sizes must be positive or -1, got {sizes}")
+    raise ValueError(f"mesh axis sizes must be positive or -1, got {sizes}")
   fixed = math.prod(size for size in sizes.values() if size != -1)
   if free:
     if num_devices % fixed:
-      raise ValueError(f"Mesh {sizes}: {num_devices} devices are not divisible by the fixed axes ({fixed})")
+      raise ValueError(f"mesh.{free[0]}=-1 cannot absorb {num_devices} devices: the other axes multiply to {fixed}")
     sizes[free[0]] = num_devices // fixed
-  if math.prod(sizes.values()) != num_devices:
-    raise ValueError(f"Mesh {sizes} needs {math.prod(sizes.values())} devices, but {num_devices} are given")
+  elif fixed != num_devices:
+    shape_text = ", ".join(f"{axis}={size}" for axis, size in sizes.items())
+    raise ValueError(f"mesh ({shape_text}) multiplies to {fixed}, but there are {num_devices} devices")
   return sizes
 
 

@@ -86,6 +86,8 @@ def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
       assert 0 <= r["reward"] <= 1 and 0 <= r["context_fraction"] <= 1
       assert r["tokens"] > 0
     assert "eval/pass@1" in rows[-1] and "eval/distinct_programs" in rows[-1]
+    # Speed from the second log point on (the first interval holds compilation).
+    assert rows[-1]["tokens_per_s"] > 0 and rows[-1]["step_time_s"] > 0 and "tokens_per_s" not in rows[0]
     with open(os.path.join(workdir, "self_distill", method, "heldout.jsonl")) as f:
       assert [json.loads(line)["step"] for line in f] == [0, 2]
     trained = load_file(os.path.join(workdir, "models", method, "model.safetensors"))

@@ -17,7 +17,7 @@ MESH_SHAPE = {"data": 2, "fsdp": 2, "tensor": 2}
 def test_make_mesh_absorbs_remaining_devices():
   mesh = sharding.make_mesh({"fsdp": -1, "tensor": 2})
   assert dict(mesh.shape) == {"data": 1, "fsdp": 4, "expert": 1, "tensor": 2}
-  with pytest.raises(ValueError, match="needs 12 devices"):
+  with pytest.raises(ValueError, match="multiplies to 12, but there are 8 devices"):
     sharding.make_mesh({"data": 3, "tensor": 4})
   with pytest.raises(ValueError, match="Unknown mesh axes"):
     sharding.make_mesh({"model": 8})

@@ -28,6 +28,7 @@ def test_flops_per_token_by_hand():
   matmul = 2 * block + 8 + 100 * 8  # Blocks, final norm, unembedding (not the lookup table).
   attention = 6 * 2 * 2 * 4 * 32
   assert throughput.train_flops_per_token(cfg, 32) == 6 * matmul + attention
+  assert throughput.forward_flops_per_token(cfg, 32) == 2 * matmul + attention / 3  # A teacher's forward.
   tied = _cfg(tie_embeddings=True)
   assert throughput.train_flops_per_token(tied, 32) == 6 * matmul + attention  # Same matmuls when tied.
 

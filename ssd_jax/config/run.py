@@ -10,12 +10,13 @@ import os
 
 import ml_collections
 
+from ssd_jax import sharding
 from ssd_jax.config.schema import Check, ConfigError, comma_list
 from ssd_jax.config.ssd import problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan", "toy")
-MESH_AXES = ("data", "fsdp", "expert", "tensor")
+MESH_AXES = sharding.MESH_AXES
 DTYPES = ("float32", "bfloat16", "float16")
 # Shape changes to a preset trained from scratch (its vocabulary is the task tokenizer's).
 MODEL_OVERRIDES = tuple(name for name in SHAPE_FIELDS if name != "vocab_size")
@@ -105,23 +106,10 @@ def planning_device_count(config: ml_collections.ConfigDict) -> int | None:
 
 def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str, int]:
   """Resolves the -1 axis of `config.mesh` against `device_count`; raises ConfigError naming the field."""
-  sizes = {axis: int(config.mesh[axis]) for axis in MESH_AXES}
-  free = [a for a, s in sizes.items() if s == -1]
-  if len(free) > 1:
-    raise ConfigError(f"only one of mesh.{', mesh.'.join(free)} may be -1")
-  fixed = 1
-  for s in sizes.values():
-    fixed *= s if s != -1 else 1
-  if free:
-    if device_count % fixed:
-      raise ConfigError(f"mesh.{free[0]}=-1 cannot absorb {device_count} devices: the other axes multiply to {fixed}")
-    sizes[free[0]] = device_count // fixed
-  elif fixed != device_count:
-    raise ConfigError(
-      f"mesh ({', '.join(f'{a}={n}' for a, n in sizes.items())}) multiplies to {fixed}, "
-      f"but there are {device_count} devices"
-    )
-  return sizes
+  try:
+    return sharding.resolve_mesh_shape({axis: int(config.mesh[axis]) for axis in MESH_AXES}, device_count)
+  except ValueError as e:
+    raise ConfigError(f"field 'mesh': {e}") from e
 
 
 def run_errors(config: ml_collections.ConfigDict) -> list[str]:

@@ -16,7 +16,7 @@ import ml_collections
 
 from ssd_jax.config.schema import Check, comma_list
 from ssd_jax.config.ssd import problems_checks, problems_section
-from ssd_jax.config.training import schedule_errors
+from ssd_jax.config.training import profile_steps_check, profile_steps_errors, schedule_errors
 from ssd_jax.onpolicy.teacher_context import CONTEXT_KINDS, TeacherTemplates
 from ssd_jax.train.distillation_loss import DIVERGENCE_FORMS
 from ssd_jax.train.divergences import DIVERGENCE_KINDS
@@ -73,6 +73,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.eval_samples = 8  # Samples per problem (at eval_sampling's decoding parameters).
   c.checkpoint_every = 25
   c.log_every = 1
+  c.profile_steps = ""  # "START,STOP": a jax.profiler trace of steps START+1..STOP in self_distill/<method>/profile.
   # Before training: teacher pass@1 (shown the reference / feedback) vs the student's on the first N training
   # problems, written to self_distill/teacher_diagnostic.json; 0 skips it.
   c.diagnostic_problems = 8
@@ -159,6 +160,7 @@ def checks() -> list[Check]:
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
     Check("self_distill.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
     Check("self_distill.log_every", lambda v: v >= 1, "a logging interval >= 1"),
+    profile_steps_check("self_distill"),
     Check("self_distill.diagnostic_problems", lambda v: v >= 0, "a problem count >= 0 (0 skips the diagnostic)"),
     Check("self_distill.diagnostic_samples", lambda v: v >= 1, "at least 1 sample per problem"),
     *_method_checks("sdsd"),
@@ -167,4 +169,5 @@ def checks() -> list[Check]:
 
 
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
-  return schedule_errors(config.self_distill, "self_distill")
+  section = config.self_distill
+  return schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")

@@ -60,8 +60,12 @@ def training_checks(prefix: str) -> list[Check]:
     Check(f"{prefix}.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
     Check(f"{prefix}.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
     Check(f"{prefix}.log_every", lambda v: v >= 1, "a logging interval >= 1"),
-    Check(f"{prefix}.profile_steps", _valid_profile_steps, "'' or 'START,STOP' with 0 <= START < STOP"),
+    profile_steps_check(prefix),
   ]
+
+
+def profile_steps_check(prefix: str) -> Check:
+  return Check(f"{prefix}.profile_steps", _valid_profile_steps, "'' or 'START,STOP' with 0 <= START < STOP")
 
 
 def _valid_profile_steps(text: str) -> bool:
@@ -85,16 +89,19 @@ def schedule_errors(section: ml_collections.ConfigDict, prefix: str) -> list[str
   return errors
 
 
+def profile_steps_errors(section: ml_collections.ConfigDict, prefix: str) -> list[str]:
+  """A profiler window that ends after the section's last step."""
+  window = parse_profile_steps(section.profile_steps) if _valid_profile_steps(section.profile_steps) else None
+  if window and window[1] > section.steps:
+    return [f"field '{prefix}.profile_steps' = {section.profile_steps!r} ends after '{prefix}.steps' = {section.steps}"]
+  return []
+
+
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   errors = []
   for prefix in TRAINING_SECTIONS:
     section = config[prefix]
-    errors += schedule_errors(section, prefix)
-    window = parse_profile_steps(section.profile_steps) if _valid_profile_steps(section.profile_steps) else None
-    if window and window[1] > section.steps:
-      errors.append(
-        f"field '{prefix}.profile_steps' = {section.profile_steps!r} ends after '{prefix}.steps' = {section.steps}"
-      )
+    errors += schedule_errors(section, prefix) + profile_steps_errors(section, prefix)
     if section.global_batch_size % section.grad_accum_steps:
       errors.append(
         f"field '{prefix}.global_batch_size' = {section.global_batch_size} is not divisible by "

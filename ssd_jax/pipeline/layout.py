@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,10 @@ class RunLayout:
   @property
   def task_tokenizer(self) -> str:
     return self._path("tokenizer")
+
+  def stage_dir(self, stage: str) -> str:
+    """The directory a training stage ('pretrain', 'sft', 'self_distill') keeps its state in."""
+    return self._path(stage)
 
   def checkpoints(self, stage: str) -> str:
     return self._path(stage, "checkpoints")
@@ -57,6 +62,22 @@ class RunLayout:
   def self_distill(self, method: str) -> str:
     return self._path("self_distill", method)
 
+  @property
+  def teacher_diagnostic(self) -> str:
+    return self._path("self_distill", "teacher_diagnostic.json")
+
+  @property
+  def forward_report(self) -> str:
+    return self._path("forward.json")
+
+  @property
+  def plan_report(self) -> str:
+    return self._path("plan.json")
+
+  @property
+  def toy_dir(self) -> str:
+    return self._path("toy")
+
   def model_at_step(self, name: str, step: int) -> str:
     """The Hugging Face directory of model `name` exported from its training checkpoint at `step`."""
     return self._path("models", "steps", name, f"step_{step}")
@@ -74,6 +95,27 @@ class RunLayout:
   @property
   def report_dir(self) -> str:
     return self._path("report")
+
+  def stage_outputs(self, stage: str, eval_models: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """What `stage` writes, relative to the workdir (what `--restart` sets aside).
+
+    Args:
+      stage: the stage's name.
+      eval_models: the models the eval stage evaluates.
+      methods: the self_distill stage's methods (each writes the model of its name).
+    """
+    paths = {
+      "forward": [self.forward_report],
+      "pretrain": [self.task_tokenizer, self.stage_dir("pretrain"), self.model("base")],
+      "synthesize": [os.path.dirname(self.records)],
+      "sft": [self.stage_dir("sft"), self.model("ssd")],
+      "self_distill": [self.stage_dir("self_distill"), *map(self.model, methods)],
+      "eval": [os.path.join(self.eval_root, m) for m in eval_models],
+      "report": [self.report_dir],
+      "plan": [self.plan_report],
+      "toy": [self.toy_dir],
+    }[stage]
+    return [os.path.relpath(p, self.workdir) for p in paths]
 
   def stage_marker(self, name: str) -> str:
     return self._path("stages", f"{name}.done.json")

@@ -26,6 +26,7 @@ import ml_collections
 from ssd_jax.config import ConfigError, base_config, eval_model_names
 from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import method_names
+from ssd_jax.pipeline.layout import RunLayout
 
 # Config fields (dotted paths; a section means all of it) each stage's outputs depend on.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -60,20 +61,9 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
 }
 
 
-def stage_outputs(name: str, config: ml_collections.ConfigDict) -> list[str]:
+def stage_outputs(name: str, config: ml_collections.ConfigDict, layout: RunLayout) -> list[str]:
   """What stage `name` writes, relative to the workdir."""
-  models = [f"eval/{m}" for m in eval_model_names(config)]
-  return {
-    "forward": ["forward.json"],
-    "pretrain": ["tokenizer", "pretrain", "models/base"],
-    "synthesize": ["synthesize"],
-    "sft": ["sft", "models/ssd"],
-    "self_distill": ["self_distill", *[f"models/{m}" for m in method_names(config.self_distill)]],
-    "eval": models,
-    "report": ["report"],
-    "plan": ["plan.json"],
-    "toy": ["toy"],
-  }[name]
+  return layout.stage_outputs(name, eval_model_names(config), method_names(config.self_distill))
 
 
 def _plain(value: Any) -> Any:

@@ -116,7 +116,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
   with lock:
     if ctx.is_coordinator:
       for name in restart:
-        moved = records.set_aside(name, run_state.stage_outputs(name, config))
+        moved = records.set_aside(name, run_state.stage_outputs(name, config, ctx.layout))
         if moved:
           print(f"[{name}] earlier outputs set aside to {moved}")
       for name in names:  # Refuse before any work when values changed.
@@ -143,6 +143,8 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
       seconds = time.time() - start
       ctx.sync(f"stage {name} done")
       if ctx.is_coordinator:
-        outputs = [p for p in run_state.stage_outputs(name, config) if os.path.exists(os.path.join(workdir, p))]
+        outputs = [
+          p for p in run_state.stage_outputs(name, config, ctx.layout) if os.path.exists(os.path.join(workdir, p))
+        ]
         records.write(name, "done", {**record, "seconds": seconds, "outputs": outputs})
       print(f"[{name}] done in {seconds:.1f}s")

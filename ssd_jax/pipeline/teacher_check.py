@@ -33,7 +33,7 @@ def diagnose_teacher(
 ) -> dict:
   """Measures (or reads back) the diagnostic of `params` on the first problems of `prompts`, and prints it."""
   section = ctx.config.self_distill
-  path = os.path.join(ctx.layout.workdir, "self_distill", "teacher_diagnostic.json")
+  path = ctx.layout.teacher_diagnostic
   if os.path.isfile(path):
     with open(path) as f:
       result = json.load(f)

@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
+from ssd_jax.onpolicy.rollouts import RolloutSetup
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.train.loop import IteratorSource, LoopConfig, train_loop
 from ssd_jax.train.metrics import MetricsWriter
@@ -24,6 +25,7 @@ from ssd_jax.train.throughput import (
   ProfileWindow,
   SpeedHook,
   Throughput,
+  forward_flops_per_token,
   parse_profile_steps,
   peak_flops,
   train_flops_per_token,
@@ -63,17 +65,45 @@ def loop_config(section: ml_collections.ConfigDict, checkpoint_dir: str) -> Loop
   )
 
 
-def speed_and_profile_hooks(ctx: RunContext, section: ml_collections.ConfigDict, stage: str) -> tuple:
-  """Tokens/s, step time and MFU at every log point; a profiler trace of `section.profile_steps`."""
-  meter = Throughput(train_flops_per_token(ctx.model_cfg, section.seq_len), peak_flops())
+def speed_and_profile_hooks(
+  ctx: RunContext,
+  section: ml_collections.ConfigDict,
+  profile_dir: str,
+  *,
+  tokens_per_step: int,
+  flops_per_token: float,
+) -> tuple:
+  """Tokens/s, step time and MFU at every log point of `section`; a profiler trace of `section.profile_steps`.
+
+  Args:
+    ctx: the run.
+    section: a training section (steps, log_every, profile_steps).
+    profile_dir: where the trace goes.
+    tokens_per_step: tokens one step computes on, padding included.
+    flops_per_token: model FLOPs per such token.
+  """
   speed = SpeedHook(
-    meter,
-    tokens_per_step=section.global_batch_size * section.seq_len,
+    Throughput(flops_per_token, peak_flops()),
+    tokens_per_step=tokens_per_step,
     log_every=section.log_every,
     total_steps=section.steps,
   )
-  window = ProfileWindow(parse_profile_steps(section.profile_steps), ctx.layout.profile(stage))
-  return speed, ProfileHook(window)
+  return speed, ProfileHook(ProfileWindow(parse_profile_steps(section.profile_steps), profile_dir))
+
+
+def onpolicy_speed_hooks(ctx: RunContext, setup: RolloutSetup, profile_dir: str) -> tuple:
+  """`speed_and_profile_hooks` of a self_distill step: student forward and backward on the prompt and response,
+  teacher forward on its context and the response. Step time includes the step's rollouts and grading."""
+  section, cfg = ctx.config.self_distill, ctx.model_cfg
+  rows = section.prompts_per_step * setup.group_size
+  student_len = setup.prompt_width + setup.max_new_tokens
+  teacher_len = setup.teacher_prompt_width + setup.max_new_tokens
+  flops = student_len * train_flops_per_token(cfg, student_len) + teacher_len * forward_flops_per_token(
+    cfg, teacher_len
+  )
+  return speed_and_profile_hooks(
+    ctx, section, profile_dir, tokens_per_step=rows * student_len, flops_per_token=flops / student_len
+  )
 
 
 def train_cross_entropy(
@@ -108,7 +138,13 @@ def train_cross_entropy(
       state,
       IteratorSource(make_iterator, step.place_batch),
       loop_config(section, ctx.layout.checkpoints(stage)),
-      hooks=speed_and_profile_hooks(ctx, section, stage),
+      hooks=speed_and_profile_hooks(
+        ctx,
+        section,
+        ctx.layout.profile(stage),
+        tokens_per_step=section.global_batch_size * section.seq_len,
+        flops_per_token=train_flops_per_token(ctx.model_cfg, section.seq_len),
+      ),
       metrics_writer=writer,
       metadata=metadata,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
@@ -60,7 +59,7 @@ def run(ctx: RunContext) -> None:
     "forward_seconds": run_seconds,
   }
   if ctx.is_coordinator:
-    with open(os.path.join(ctx.layout.workdir, "forward.json"), "w") as f:
+    with open(ctx.layout.forward_report, "w") as f:
       json.dump(report, f, indent=2)
   print(
     f"[forward] {report['model']}: {report['params']:,} params on mesh {report['mesh']} ({report['backend']}); "

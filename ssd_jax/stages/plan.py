@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -187,7 +186,7 @@ def _compiled_or_oom(compile_fn):
 
 def run(ctx: RunContext) -> None:
   """Compiles for `config.mesh.topology` and writes `plan.json`; raises if a program does not fit."""
-  config, workdir = ctx.config, ctx.layout.workdir
+  config = ctx.config
   topology = config.mesh.topology
   if not topology:
     raise config_lib.ConfigError("field 'mesh.topology' is empty: the plan stage needs a TPU topology, e.g. 'v5e:2x2'")
@@ -245,7 +244,7 @@ def run(ctx: RunContext) -> None:
   fits = all(p["fits"] for p in report["programs"].values())
   report["fits"] = fits
   if ctx.is_coordinator:
-    with open(os.path.join(workdir, "plan.json"), "w") as f:
+    with open(ctx.layout.plan_report, "w") as f:
       json.dump(report, f, indent=2)
   print(
     f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
@@ -265,7 +264,7 @@ def run(ctx: RunContext) -> None:
       )
   if not fits:
     failed = "; ".join(f"{name} {_verdict(p, hbm)}" for name, p in report["programs"].items() if not p["fits"])
-    raise DoesNotFitError(f"config does not fit on {topology}: {failed} (see {os.path.join(workdir, 'plan.json')})")
+    raise DoesNotFitError(f"config does not fit on {topology}: {failed} (see {ctx.layout.plan_report})")
 
 
 def _verdict(program: dict, hbm: int) -> str:

@@ -11,6 +11,8 @@ diagnostic (`pipeline.teacher_check`) measures whether the in-context teacher be
 
 from __future__ import annotations
 
+import os
+
 from ssd_jax import config as config_lib
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.data.prompt_set import PromptSet
@@ -19,7 +21,7 @@ from ssd_jax.evals.shared_sandbox import shared
 from ssd_jax.onpolicy.heldout import HeldoutHook, HeldoutSet
 from ssd_jax.onpolicy.learner import OnPolicyLearner
 from ssd_jax.onpolicy.rollouts import RolloutSetup
-from ssd_jax.pipeline import model_io, onpolicy_setup
+from ssd_jax.pipeline import model_io, onpolicy_setup, training
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
 from ssd_jax.pipeline.teacher_check import diagnose_teacher
@@ -77,9 +79,9 @@ def run(ctx: RunContext) -> None:
         continue
       spec = onpolicy_setup.method_spec(section, name)
       out_dir = ctx.layout.self_distill(name)
-      hooks = ()
+      hooks = training.onpolicy_speed_hooks(ctx, setup, os.path.join(out_dir, "profile"))
       if heldout is not None:
-        hooks = (
+        hooks += (
           HeldoutHook(
             heldout,
             lambda state: state.train.params,

@@ -17,7 +17,7 @@ def run(ctx: RunContext) -> None:
   """Runs the toy on the configured model shape and writes `toy/result.json`."""
   result = run_toy(ctx.model_cfg, ToyRunConfig.from_section(ctx.config.toy, ctx.seed))
   if ctx.is_coordinator:
-    directory = os.path.join(ctx.layout.workdir, "toy")
+    directory = ctx.layout.toy_dir
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "result.json"), "w") as f:
       json.dump(result, f, indent=2)

@@ -22,8 +22,8 @@ from ssd_jax.train.loop import Hook
 PEAK_BF16_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12}
 
 
-def train_flops_per_token(model_cfg, seq_len: int) -> float:
-  """Model FLOPs (forward + backward) per token of a [batch, seq_len] training step.
+def forward_flops_per_token(model_cfg, seq_len: int) -> float:
+  """Model FLOPs of the forward pass per token of a [batch, seq_len] input (a third of a training step's).
 
   Args:
     model_cfg: an `ssd_jax.model.ModelConfig`.
@@ -33,8 +33,13 @@ def train_flops_per_token(model_cfg, seq_len: int) -> float:
   matmul_params = model_cfg.num_params - model_cfg.vocab_size * d  # Drop the lookup table...
   if model_cfg.tie_embeddings:
     matmul_params += model_cfg.vocab_size * d  # ...which, when tied, is also the unembedding matmul.
-  attention = 6 * model_cfg.num_layers * model_cfg.num_heads * model_cfg.head_dim * seq_len
-  return 6.0 * matmul_params + attention
+  attention = 2 * model_cfg.num_layers * model_cfg.num_heads * model_cfg.head_dim * seq_len
+  return 2.0 * matmul_params + attention
+
+
+def train_flops_per_token(model_cfg, seq_len: int) -> float:
+  """Model FLOPs (forward + backward) per token of a [batch, seq_len] training step."""
+  return 3.0 * forward_flops_per_token(model_cfg, seq_len)
 
 
 def peak_flops(devices=None) -> float | None:
