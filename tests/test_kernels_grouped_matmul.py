@@ -46,8 +46,12 @@ def test_impl_matches_ragged_dot_values_and_gradients(impl, sizes):
 
 
 def test_impl_names():
-  assert resolve_grouped_matmul_impl("auto") == "tiled"  # CPU.
+  assert resolve_grouped_matmul_impl("auto", 256, 128) == "tiled"  # CPU.
+  assert resolve_grouped_matmul_impl("auto", 2048, 768, "tpu") == "megablox"
+  # The kernel's backward swaps k and n, so a side that is not whole 128-lane tiles cannot be blocked on TPU.
+  assert resolve_grouped_matmul_impl("auto", 128, 32, "tpu") == "tiled"
+  assert resolve_grouped_matmul_impl("megablox", 128, 32, "tpu") == "megablox"  # Asked for by name.
   with pytest.raises(ValueError, match="grouped matmul implementation must be one of"):
-    resolve_grouped_matmul_impl("einsum")
+    resolve_grouped_matmul_impl("einsum", 128, 128)
   with pytest.raises(ValueError, match="grouped_matmul needs lhs"):
     grouped_matmul(jnp.zeros((4, 3)), jnp.zeros((2, 5, 6)), jnp.zeros((2,), jnp.int32))

@@ -87,10 +87,12 @@ def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
 
 
 @needs_libtpu
-def test_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_path):
+def test_expert_and_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_path):
+  """An MoE model over an expert x tensor mesh; its tiny expert matrices (not whole 128-lane tiles) fall back
+  from megablox to the tiled grouped matmul."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # This machine shows one CPU device.
-  flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3", "--config.mesh.topology=v5e:2x2"]
-  flags += ["--config.mesh.data=1", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+  flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3_moe", "--config.mesh.topology=v5e:2x2"]
+  flags += ["--config.mesh.data=1", "--config.mesh.fsdp=1", "--config.mesh.expert=2", "--config.mesh.tensor=2"]
   result = subprocess.run(
     [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *flags, f"--workdir={tmp_path}"],
     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -101,8 +103,9 @@ def test_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_pat
   )
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((tmp_path / "plan.json").read_text())
-  assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2} and report["fits"]
+  assert report["mesh"] == {"data": 1, "fsdp": 1, "expert": 2, "tensor": 2} and report["fits"]
   assert report["programs"]["sft_step"]["collective_mib"] > 0
+  assert report["moe_layout"]["dispatch"] == "ragged_all_to_all" and report["moe_layout"]["grouped_matmul"] == "tiled"
 
 
 @needs_libtpu

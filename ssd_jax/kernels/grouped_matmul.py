@@ -9,7 +9,9 @@ Three implementations, all differentiable in lhs and rhs:
   (tile, group) pair that overlaps is one batched matmul whose rows outside the group are masked;
 - 'megablox': the Pallas TPU grouped matmul (`jax.experimental.pallas.ops.tpu.megablox`), interpreted
   off TPU. It needs m to be a multiple of its row tile, so lhs is padded with zero rows and cut back.
-'auto' is megablox when compiling for TPU and tiled elsewhere.
+'auto' is megablox when compiling for TPU and tiled elsewhere (and on TPU for matrices whose sides are not
+multiples of 128, which the kernel's blocks cannot tile in both the forward and the backward products:
+`resolve_grouped_matmul_impl`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ _MEGABLOX_TILE = 128
 _ROW_TILE = 64
 
 
-def resolve_grouped_matmul_impl(impl: str) -> str:
-  """The implementation a ModelConfig.moe_matmul value names; 'auto' is megablox on TPU, tiled elsewhere.
+def resolve_grouped_matmul_impl(impl: str, k: int, n: int, platform: str | None = None) -> str:
+  """The implementation a ModelConfig.moe_matmul value names for [m, k] x [groups, k, n] products.
+
+  'auto' is megablox on TPU when k and n are whole 128-lane tiles (the backward product swaps them, so
+  both must be), tiled otherwise.
+
+  Args:
+    impl: one of GROUPED_MATMUL_IMPLS.
+    k, n: the contraction and output sizes.
+    platform: the compile target ('tpu', 'gpu', 'cpu'); default: the current one.
 
   Raises:
     ValueError: an unknown implementation name.
@@ -36,7 +46,9 @@ def resolve_grouped_matmul_impl(impl: str) -> str:
     raise ValueError(f"grouped matmul implementation must be one of {GROUPED_MATMUL_IMPLS}, got {impl!r}")
   if impl != "auto":
     return impl
-  return "megablox" if target_platform() == "tpu" else "tiled"
+  platform = platform or target_platform()
+  whole_tiles = k % _MEGABLOX_TILE == 0 and n % _MEGABLOX_TILE == 0
+  return "megablox" if platform == "tpu" and whole_tiles else "tiled"
 
 
 def _megablox(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, out_dtype) -> jax.Array:
@@ -94,13 +106,14 @@ def grouped_matmul(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, impl:
       f"{rhs.shape}, {group_sizes.shape}"
     )
   group_sizes = group_sizes.astype(jnp.int32)
-  if resolve_grouped_matmul_impl(impl) == "megablox":
+  resolved = resolve_grouped_matmul_impl(impl, lhs.shape[1], rhs.shape[2])
+  if resolved == "megablox":
     # The kernel leaves rows past the last group unwritten, in its output and in the lhs gradient:
     # selecting (not multiplying) on both sides keeps whatever is there out of the results.
     in_a_group = (jnp.arange(lhs.shape[0]) < jnp.sum(group_sizes))[:, None]
     out = _megablox(jnp.where(in_a_group, lhs, 0), rhs.astype(lhs.dtype), group_sizes, jnp.float32)
     out = jnp.where(in_a_group, out, 0)
-  elif resolve_grouped_matmul_impl(impl) == "tiled":
+  elif resolved == "tiled":
     out = _tiled(lhs, rhs, group_sizes)
   else:
     out = jax.lax.ragged_dot(lhs, rhs.astype(lhs.dtype), group_sizes, preferred_element_type=jnp.float32)

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from ssd_jax import sharding
 from ssd_jax.kernels.attention import target_platform
-from ssd_jax.kernels.grouped_matmul import grouped_matmul
+from ssd_jax.kernels.grouped_matmul import grouped_matmul, resolve_grouped_matmul_impl
 
 GATE_UP_NAMES = ("expert", "embed", "mlp")
 DOWN_NAMES = ("expert", "mlp", "embed")
@@ -155,7 +155,7 @@ def moe_layout(cfg, mesh_shape: dict[str, int], rules, platform: str) -> dict[st
   expert_axes = _spec_axes(sharding.logical_to_spec(("expert",), rules)[0])
   peers = int(np.prod([mesh_shape.get(a, 1) for a in expert_axes]))
   exchange = "ragged_all_to_all" if platform != "cpu" else "all_to_all (fixed slots)"
-  grouped = {"tpu": "megablox"}.get(platform, "tiled") if cfg.moe_matmul == "auto" else cfg.moe_matmul
+  grouped = resolve_grouped_matmul_impl(cfg.moe_matmul, cfg.hidden_size, cfg.moe_intermediate_size, platform)
   return {
     "expert_axes": list(expert_axes),
     "experts_per_device": cfg.num_experts // peers,
