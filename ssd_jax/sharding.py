@@ -36,6 +36,26 @@ DEFAULT_RULES: LogicalRules = (
   ("expert", "expert"),
 )
 
+# How generation holds the weights (`mesh.decode_weights`): 'train' keeps the training layout (FSDP: every
+# decode step all-gathers each layer's weights); 'tensor' makes one copy per generation phase sharded over
+# 'tensor' only (and 'expert' for MoE experts), replicated over 'data' and 'fsdp', so decode steps gather
+# no weights, for the memory of the copy.
+DECODE_WEIGHT_LAYOUTS = ("train", "tensor")
+
+
+def decode_weight_rules(rules: LogicalRules, layout: str) -> LogicalRules:
+  """The rules generation places the weights with under `layout` (activations keep `rules`).
+
+  Raises:
+    ValueError: an unknown layout.
+  """
+  if layout not in DECODE_WEIGHT_LAYOUTS:
+    raise ValueError(f"decode weight layout must be one of {DECODE_WEIGHT_LAYOUTS}, got {layout!r}")
+  if layout == "train":
+    return rules
+  return tuple((name, None if name == "embed" else axes) for name, axes in rules)
+
+
 # Model fields whose size must divide evenly over the mesh axes their logical name maps to.
 _DIVISIBLE_FIELDS = (
   ("num_heads", "heads"),

@@ -51,6 +51,8 @@ def _mutated(**fields):
     ({"model__dtype": "float8"}, "model.dtype"),
     ({"stages": "forward,trian"}, "stages"),
     ({"mesh__tensor": 0}, "mesh.tensor"),
+    ({"mesh__decode_weights": "replicated"}, "mesh.decode_weights"),
+    ({"self_distill__profile_steps": "3"}, "self_distill.profile_steps"),
     ({"eval__grid__temperatures": "0.3,hot"}, "eval.grid.temperatures"),
     ({"eval__grid__truncations": "20:0.8"}, "eval.grid.truncations"),
     ({"eval__grid__named": "official=0.7"}, "eval.grid.named"),

@@ -67,13 +67,20 @@ def test_sharded_sampler_equals_unsharded(checkpoint, single):
   sharded_state = sharding.shard_state(state, mesh)
   assert not sharded_state["embed"].get_value().sharding.is_fully_replicated
   sharded = Sampler(graphdef, mesh=mesh, max_len=32, batch_size=4)
+  # The same weights re-placed once per call as a tensor-only copy (replicated over data and fsdp).
+  tensor_rules = sharding.decode_weight_rules(sharding.DEFAULT_RULES, "tensor")
+  tensor_copy = Sampler(graphdef, mesh=mesh, weight_rules=tensor_rules, max_len=32, batch_size=4)
+  assert tensor_copy.weight_rules == tensor_rules and sharded.weight_rules is None
   for params in (GREEDY, MIXED):
     expected = _generate(single, state, params, stop_ids=[3, 4])
-    got = _generate(sharded, sharded_state, params, stop_ids=[3, 4])
-    assert [g.token_ids.tolist() for g in got] == [g.token_ids.tolist() for g in expected]
-    assert [g.finish_reason for g in got] == [g.finish_reason for g in expected]
-    for a, b in zip(got, expected):
-      np.testing.assert_allclose(a.logprob_raw, b.logprob_raw, atol=1e-4)
-      np.testing.assert_allclose(a.logprob_sampled, b.logprob_sampled, atol=1e-4)
+    for sampler in (sharded, tensor_copy):
+      got = _generate(sampler, sharded_state, params, stop_ids=[3, 4])
+      assert [g.token_ids.tolist() for g in got] == [g.token_ids.tolist() for g in expected]
+      assert [g.finish_reason for g in got] == [g.finish_reason for g in expected]
+      for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.logprob_raw, b.logprob_raw, atol=1e-4)
+        np.testing.assert_allclose(a.logprob_sampled, b.logprob_sampled, atol=1e-4)
+  # The caller's weights keep their training layout.
+  assert sharded_state["embed"].get_value().sharding.spec == sharding.logical_to_spec(("vocab", "embed"))
   with pytest.raises(ValueError, match="batch_size 2 is not divisible by the 4 shards"):
     Sampler(graphdef, mesh=mesh, max_len=32, batch_size=2)

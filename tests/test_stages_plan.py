@@ -62,6 +62,15 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   # AdamW keeps two moments in the parameters' dtype and shardings.
   assert report["per_chip_gib"]["optimizer_state"] == pytest.approx(2 * report["per_chip_gib"]["parameters"], rel=0.01)
   assert report["fits"] and all(p["fits"] for p in report["programs"].values())
+  # Generation under both decode weight layouts: the chosen one ('train') is the program judged.
+  decode = report["decode_weights"]
+  assert decode["chosen"] == "train" and set(decode["layouts"]) == {"train", "tensor"}
+  train, tensor = decode["layouts"]["train"], decode["layouts"]["tensor"]
+  assert train["peak_gib"] == pytest.approx(report["programs"]["generate"]["peak_gib"])
+  # The tensor-only copy is replicated over fsdp (about twice the training shard) and gathers no weights per
+  # decode step, so its program moves fewer collective bytes than FSDP's.
+  assert train["weight_copy_gib"] == 0 and per_chip < tensor["weight_copy_gib"] * plan.GIB <= 2 * per_chip
+  assert tensor["collective_mib"] < train["collective_mib"]
 
 
 @needs_libtpu

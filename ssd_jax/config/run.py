@@ -45,6 +45,9 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.mesh.fsdp = 1
   c.mesh.expert = 1  # Expert parallelism (MoE models); it also splits the batch.
   c.mesh.tensor = 1
+  # How generation holds the weights: 'train' (the training layout) or 'tensor' (a copy sharded over 'tensor'
+  # only, replicated over data/fsdp, made once per generation phase: no weight gathers per decode step).
+  c.mesh.decode_weights = "train"
   c.mesh.topology = ""  # e.g. "v5e:2x2": the TPU slice the plan stage compiles for.
 
   c.tokenizer = ml_collections.ConfigDict()
@@ -70,6 +73,9 @@ def checks() -> list[Check]:
       for name in MODEL_OVERRIDES
     ],
     *[Check(f"mesh.{axis}", lambda v: v == -1 or v >= 1, "a positive axis size or -1") for axis in MESH_AXES],
+    Check(
+      "mesh.decode_weights", lambda v: v in sharding.DECODE_WEIGHT_LAYOUTS, f"one of {sharding.DECODE_WEIGHT_LAYOUTS}"
+    ),
     Check(
       "mesh.topology", lambda v: not v or topology_chips(v) > 0, "'' or a TPU topology like 'v5e:2x2', 'v5p:2x2x4'"
     ),

@@ -178,7 +178,16 @@ class RunContext:
     self, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_ids, section: ml_collections.ConfigDict
   ) -> Sampler:
     """A sampler on the run's mesh sized for the longest prompt plus `section.max_new_tokens`."""
-    return sampling_setup.make_sampler(self.mesh, self.rules, graphdef, cfg, prompt_ids, section, self.tokenizer.pad_id)
+    return sampling_setup.make_sampler(
+      self.mesh,
+      self.rules,
+      graphdef,
+      cfg,
+      prompt_ids,
+      section,
+      self.tokenizer.pad_id,
+      decode_weights=self.config.mesh.decode_weights,
+    )
 
   @property
   def sandbox_limits(self) -> SandboxLimits:

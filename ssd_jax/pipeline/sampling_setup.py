@@ -55,15 +55,28 @@ def make_sampler(
   prompt_ids: Sequence[Sequence[int]],
   section: ml_collections.ConfigDict,
   pad_id: int | None,
+  decode_weights: str = "train",
 ) -> Sampler:
-  """A sampler on `mesh` sized for the longest of `prompt_ids` plus `section.max_new_tokens`."""
+  """A sampler on `mesh` sized for the longest of `prompt_ids` plus `section.max_new_tokens`, holding the
+  weights in the `decode_weights` layout (`sharding.DECODE_WEIGHT_LAYOUTS`)."""
   longest = max(len(ids) for ids in prompt_ids)
   max_len = min(prompt_bucket(longest) + section.max_new_tokens, cfg.max_position_embeddings)
-  return _cached_sampler(graphdef, mesh, rules, max_len, section.batch_size, 0 if pad_id is None else pad_id)
+  weight_rules = sharding.decode_weight_rules(rules, decode_weights)
+  return _cached_sampler(
+    graphdef, mesh, rules, weight_rules, max_len, section.batch_size, 0 if pad_id is None else pad_id
+  )
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_sampler(graphdef, mesh, rules, max_len, batch_size, pad_id) -> Sampler:
+def _cached_sampler(graphdef, mesh, rules, weight_rules, max_len, batch_size, pad_id) -> Sampler:
   # Models of one shape share a graphdef, so the stages of a run (synthesis, eval of base and SSD)
   # reuse one sampler and its compiled programs instead of compiling each time.
-  return Sampler(graphdef, mesh=mesh, rules=rules, max_len=max_len, batch_size=batch_size, pad_id=pad_id)
+  return Sampler(
+    graphdef,
+    mesh=mesh,
+    rules=rules,
+    weight_rules=weight_rules,
+    max_len=max_len,
+    batch_size=batch_size,
+    pad_id=pad_id,
+  )

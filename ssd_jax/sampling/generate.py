@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from ssd_jax.sampling.batching import RowBatch, plan_batches, validate_prompts
 from ssd_jax.sampling.decode_loop import GenerationOutput, generate_batch, model_config, row_keys
 from ssd_jax.sampling.params import RowParams, SamplingParams
-from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, mesh_axes_size
+from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, mesh_axes_size, shard_state
 
 __all__ = ["Generation", "GenerationOutput", "Sampler", "generate_batch", "row_keys"]
 
@@ -84,6 +84,8 @@ class Sampler:
     graphdef: the GraphDef of an `nnx.split` Transformer.
     mesh: the mesh the state is sharded on (None: single device).
     rules: logical-axis rules; the KV cache and activations follow the same rules as training.
+    weight_rules: rules to re-place the weights with once per `generate` call (e.g.
+      `sharding.decode_weight_rules(rules, 'tensor')`); None decodes from the weights as given.
     max_len: the longest prompt (after bucketing) plus max_new_tokens a batch may need.
     batch_size: rows per compiled batch; with a mesh, a multiple of the batch shards.
     impl: truncated-sampling implementation ('auto', 'xla', 'reference', 'pallas').
@@ -97,6 +99,7 @@ class Sampler:
     *,
     mesh: Mesh | None = None,
     rules: LogicalRules = DEFAULT_RULES,
+    weight_rules: LogicalRules | None = None,
     max_len: int,
     batch_size: int,
     impl: str = "auto",
@@ -109,6 +112,7 @@ class Sampler:
     if batch_size % shards:
       raise ValueError(f"batch_size {batch_size} is not divisible by the {shards} shards of the 'batch' axis")
     self.graphdef, self.mesh, self.rules = graphdef, mesh, rules
+    self.weight_rules = None if mesh is None or weight_rules == rules else weight_rules
     self.max_len, self.batch_size, self.pad_id = max_len, batch_size, pad_id
     self.bucket_multiple = bucket_multiple
     # One jit per sampler: its cache holds one program per (prompt width, max_new_tokens).
@@ -230,6 +234,8 @@ class Sampler:
     stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1, np.int32)
     stops[: len(stop_ids)] = np.asarray(stop_ids, np.int32)
 
+    if self.weight_rules is not None:
+      state = shard_state(state, self.mesh, self.weight_rules)  # One copy for the whole call, freed after it.
     batches = plan_batches(
       prompts, n, self.batch_size, max_prompt_len, pad_id=self.pad_id, bucket_multiple=self.bucket_multiple
     )

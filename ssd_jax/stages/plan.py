@@ -6,8 +6,11 @@ generation loop (prefill + decode with the Pallas sampling kernel) on abstract, 
 reports per-chip memory: parameters, optimizer state and KV cache from their shardings, activations and
 scratch from the compiler (`memory_analysis`), against the chip's HBM, and the bytes each program moves in
 collectives. Generation is compiled for the worst case the configured stages allow: the largest batch, the
-widest prompt and the longest completion of their sampling sections. A program the compiler cannot fit is
-reported as "does not fit: X GiB of Y" in `plan.json` and the stage fails after writing it.
+widest prompt and the longest completion of their sampling sections, once per decode weight layout
+(`mesh.decode_weights`: the training layout, or a tensor-parallel copy replicated over data/fsdp); the chosen
+layout decides the fit, the other is reported beside it (`decode_weights` in `plan.json`). A program the
+compiler cannot fit is reported as "does not fit: X GiB of Y" in `plan.json` and the stage fails after
+writing it.
 """
 
 from __future__ import annotations
@@ -51,11 +54,12 @@ class StepMemory:
   aliased: int
   temporaries: int
   collective_bytes: int
+  resident: int = 0  # Held outside the program meanwhile (the training weights, beside a decode copy).
 
   @property
   def peak(self) -> int:
     # Donated inputs alias their outputs, so they are counted once.
-    return self.arguments + self.outputs - self.aliased + self.temporaries
+    return self.arguments + self.outputs - self.aliased + self.temporaries + self.resident
 
 
 def topology_devices(topology: str) -> list:
@@ -144,14 +148,32 @@ def compile_train_step(config: ml_collections.ConfigDict, ctx: RunContext, mesh:
 
 
 def compile_generation(
-  config: ml_collections.ConfigDict, ctx: RunContext, mesh: Mesh, graphdef, params, shape: GenerationShape
+  config: ml_collections.ConfigDict,
+  ctx: RunContext,
+  mesh: Mesh,
+  graphdef,
+  params,
+  shape: GenerationShape,
+  decode_weights: str = "train",
 ):
   """AOT-compiles the generation loop (Pallas sampling kernel) for `shape` on abstract inputs.
 
+  Args:
+    params: the weights in their training layout.
+    decode_weights: the layout generation holds them in (`sharding.DECODE_WEIGHT_LAYOUTS`); a 'tensor' copy
+      is an argument of the program while the training weights stay resident beside it.
+
   Returns:
-    (StepMemory, KV-cache bytes per chip). The cache lives inside the program (its temporaries), so it is
-    part of the program's peak, not an addition to it.
+    (StepMemory, KV-cache bytes per chip, weight bytes per chip in the decode layout). The cache lives
+    inside the program (its temporaries), so it is part of the program's peak, not an addition to it.
+    Collectives count each decode loop's body once: prefill plus about one decoding step.
   """
+  resident = 0
+  if decode_weights != "train":
+    resident = per_chip_bytes(params)
+    _, params = sharded_init.abstract_state(
+      ctx.model_cfg, mesh, sharding.decode_weight_rules(ctx.rules, decode_weights)
+    )
   s = config.sampling
   batch, width = shape.batch, shape.prompt_len
   spec = lambda *names: NamedSharding(mesh, sharding.logical_to_spec(names, ctx.rules))
@@ -170,7 +192,8 @@ def compile_generation(
   )
   cache = jax.eval_shape(lambda: KVCache.init(ctx.model_cfg, batch, width + shape.max_new_tokens))
   cache = _abstract(cache, KVCache.shardings(mesh, ctx.rules))
-  return _memory("generate", compiled), per_chip_bytes(cache)
+  memory = dataclasses.replace(_memory("generate", compiled), resident=resident)
+  return memory, per_chip_bytes(cache), per_chip_bytes(params)
 
 
 def _compiled_or_oom(compile_fn):
@@ -203,9 +226,13 @@ def run(ctx: RunContext) -> None:
   param_bytes = per_chip_bytes(params)
   train_result, train_oom = _compiled_or_oom(lambda: compile_train_step(config, ctx, mesh, graphdef, params))
   shape = generation_shape(config, ctx.model_cfg.max_position_embeddings)
-  generate_result, generate_oom = _compiled_or_oom(
-    lambda: compile_generation(config, ctx, mesh, graphdef, params, shape)
-  )
+  chosen = config.mesh.decode_weights
+  layouts = {}
+  for layout in (chosen, *(x for x in sharding.DECODE_WEIGHT_LAYOUTS if x != chosen)):
+    layouts[layout] = _compiled_or_oom(
+      lambda layout=layout: compile_generation(config, ctx, mesh, graphdef, params, shape, layout)
+    )
+  generate_result, generate_oom = layouts[chosen]
   per_chip = {"parameters": param_bytes / GIB}
   programs = {}
   if train_result is not None:
@@ -214,7 +241,7 @@ def run(ctx: RunContext) -> None:
     per_chip["train_activations_and_scratch"] = train.temporaries / GIB
     programs["sft_step"] = train
   if generate_result is not None:
-    generate, cache_bytes = generate_result
+    generate, cache_bytes, _ = generate_result
     per_chip["generate_kv_cache"] = cache_bytes / GIB
     per_chip["generate_other_scratch"] = max(0, generate.temporaries - cache_bytes) / GIB
     programs["generate"] = generate
@@ -227,6 +254,7 @@ def run(ctx: RunContext) -> None:
     "model_params": ctx.model_cfg.num_params,
     "generation": dataclasses.asdict(shape),
     "moe_layout": moe_layout(ctx.model_cfg, mesh_shape, ctx.rules, "tpu"),
+    "decode_weights": {"chosen": chosen, "layouts": _layout_report(layouts, hbm)},
     "per_chip_gib": per_chip,
     "programs": {
       name: {
@@ -250,6 +278,15 @@ def run(ctx: RunContext) -> None:
     f"[plan] {topology} ({len(devices)} x {kind}, {hbm / GIB:.0f} GiB HBM each), mesh {mesh_shape}, "
     f"{ctx.model_cfg.num_params / 1e9:.2f}B params"
   )
+  for layout, entry in report["decode_weights"]["layouts"].items():
+    mark = " (chosen: mesh.decode_weights)" if layout == chosen else ""
+    if "error" in entry:
+      print(f"[plan]   decode weights {layout!r}{mark}: {entry['error']}")
+    else:
+      print(
+        f"[plan]   decode weights {layout!r}{mark}: generation peak {entry['peak_gib']:.3f} GiB/chip, "
+        f"collectives {entry['collective_mib']:.1f} MiB per call"
+      )
   if report["moe_layout"]:
     print(f"[plan]   experts (training and decode): {report['moe_layout']}")
   for key, value in report["per_chip_gib"].items():
@@ -265,6 +302,23 @@ def run(ctx: RunContext) -> None:
   if not fits:
     failed = "; ".join(f"{name} {_verdict(p, hbm)}" for name, p in report["programs"].items() if not p["fits"])
     raise DoesNotFitError(f"config does not fit on {topology}: {failed} (see {ctx.layout.plan_report})")
+
+
+def _layout_report(layouts: dict, hbm: int) -> dict:
+  """Generation under each decode weight layout: peak, collectives, the decode copy's size, or the OOM."""
+  report = {}
+  for layout, (result, oom) in layouts.items():
+    if result is None:
+      report[layout] = {"fits": False, "error": oom}
+      continue
+    memory, _, weight_bytes = result
+    report[layout] = {
+      "peak_gib": memory.peak / GIB,
+      "collective_mib": memory.collective_bytes / 2**20,
+      "weight_copy_gib": (weight_bytes if memory.resident else 0) / GIB,
+      "fits": hbm == 0 or memory.peak <= hbm,
+    }
+  return report
 
 
 def _verdict(program: dict, hbm: int) -> str:
