@@ -1,13 +1,17 @@
 """SDPO's code-generation setting: feedback only without a successful sibling, `<think>` stripped, several
 updates per rollout batch, and the shipped configs' paper-faithful defaults."""
 
+import dataclasses
 import importlib.util
 import os
 import types
 
 from ssd_jax import config as config_lib
-from ssd_jax.onpolicy import learner
+from ssd_jax.data.problems import Problem
+from ssd_jax.evals import EvalResult, ProblemResult, SampleResult
+from ssd_jax.onpolicy import learner, rollouts
 from ssd_jax.onpolicy.teacher_context import Attempt, TeacherTemplates, choose_contexts
+from ssd_jax.pipeline import onpolicy_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,3 +90,43 @@ def test_sdsd_pure_has_no_reference_fallback():
   config_lib.validate(c)
   assert c.self_distill.sdsd.use_reference is False and c.self_distill.sdsd.context == "demonstration"
   assert _load("sdsd").self_distill.sdsd.use_reference is True
+
+
+def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_text(monkeypatch):
+  c = _load("sdpo")
+  c.self_distill.methods = "sdpo,sdpo_blank"
+  c.eval.models = "base,sdpo,sdpo_blank"
+  config_lib.validate(c)
+  sdpo = onpolicy_setup.method_spec(c.self_distill, "sdpo")
+  blank = onpolicy_setup.method_spec(c.self_distill, "sdpo_blank")
+  assert blank.divergence == sdpo.divergence and (blank.teacher, blank.ema_rate) == (sdpo.teacher, sdpo.ema_rate)
+  assert blank.context == dataclasses.replace(sdpo.context, blank_feedback=True) and not sdpo.context.blank_feedback
+
+  # Two failed rollouts of one problem: the teacher is shown the sandbox's feedback, or (ablation) only that
+  # the attempt failed.
+  feedback = "check: expected 3, got 4"
+  problem = Problem(task_id="t", question="q", entry_point="f")
+  verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (), feedback) for _ in range(2)))
+  monkeypatch.setattr(rollouts, "evaluate", lambda problems, completions, sandbox: EvalResult((verdict,)))
+  monkeypatch.setattr(rollouts, "completion_text", lambda tokenizer, g: "def f(): return 4")
+  shown = []
+  monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: shown.append(messages) or [1, 2])
+  setup = types.SimpleNamespace(
+    group_size=2,
+    tokenizer=types.SimpleNamespace(pad_id=0),
+    templates=TeacherTemplates(),
+    sandbox=None,
+    teacher_prompt_width=8,
+    prompt_width=4,
+    max_new_tokens=3,
+  )
+  prompts = types.SimpleNamespace(problems=[problem], messages=[[{"role": "user", "content": "q"}]], ids=[[5, 6]])
+  generations = [
+    types.SimpleNamespace(prompt_index=0, token_ids=[7, 8], logprob_sampled=[0.0, 0.0], num_tokens=2) for _ in range(2)
+  ]
+  for spec, wanted, hidden in ((sdpo.context, feedback, None), (blank.context, "The attempt failed.", feedback)):
+    shown.clear()
+    data = rollouts.build_step_data(setup, spec, prompts, generations, seed=0)
+    texts = [m[-1]["content"] for m in shown]
+    assert len(texts) == 2 and all(wanted in t for t in texts) and data.context_fraction == 1.0
+    assert hidden is None or not any(hidden in t for t in texts)

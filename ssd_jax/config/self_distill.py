@@ -22,6 +22,10 @@ from ssd_jax.train.distillation_loss import DIVERGENCE_FORMS
 from ssd_jax.train.divergences import DIVERGENCE_KINDS
 
 METHODS = ("sdsd", "sdpo")
+# Ablations trained and evaluated as models of their own: name -> the method whose settings they take.
+# 'sdpo_blank' is SDPO with the feedback text blanked (the teacher is told only that an attempt failed), the
+# control that shows whether SDPO's teacher uses what the feedback says.
+BLANK_FEEDBACK_ABLATIONS = {"sdpo_blank": "sdpo"}
 TEACHERS = ("frozen", "ema", "live")
 
 
@@ -115,6 +119,11 @@ def method_names(section: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(section.methods)
 
 
+def method_settings(section: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """The settings section of method `name` (an ablation reads the method it ablates)."""
+  return section[BLANK_FEEDBACK_ABLATIONS.get(name, name)]
+
+
 def _method_checks(name: str) -> list[Check]:
   p = f"self_distill.{name}"
   return [
@@ -135,8 +144,8 @@ def checks() -> list[Check]:
   return [
     Check(
       "self_distill.methods",
-      lambda v: bool(v.strip()) and all(m.strip() in METHODS for m in v.split(",")),
-      f"comma-separated methods from {METHODS}",
+      lambda v: bool(v.strip()) and all(m.strip() in (*METHODS, *BLANK_FEEDBACK_ABLATIONS) for m in v.split(",")),
+      f"comma-separated methods from {(*METHODS, *BLANK_FEEDBACK_ABLATIONS)}",
     ),
     *problems_checks("self_distill.problems"),
     Check("self_distill.steps", lambda v: v >= 1, "at least 1 step"),

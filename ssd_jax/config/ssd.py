@@ -14,7 +14,7 @@ from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT
 from ssd_jax.evals.protocol import parse_grid
 
 PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
-EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo")
+EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo", "sdpo_blank")  # sdpo_blank: self_distill.BLANK_FEEDBACK_ABLATIONS.
 
 
 def problems_section(split: str, num_problems: int = 0) -> ml_collections.ConfigDict:

@@ -57,10 +57,12 @@ class RolloutSetup:
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSpec:
-  """Which context the teacher sees: a `CONTEXT_KINDS` entry and whether references may stand in."""
+  """Which context the teacher sees: a `CONTEXT_KINDS` entry, whether references may stand in, and whether the
+  feedback text is blanked (the teacher is then told only that the attempt failed: an ablation)."""
 
   context: str
   use_reference: bool
+  blank_feedback: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +143,10 @@ def build_step_data(
   teacher_prompts, weights, passed = [], [], []
   for i, problem in enumerate(problems):
     samples = result[problem.task_id].samples
-    attempts = [tc.Attempt(texts[i * group + j], s.passed, s.feedback) for j, s in enumerate(samples)]
+    attempts = [
+      tc.Attempt(texts[i * group + j], s.passed, "" if spec.blank_feedback else s.feedback)
+      for j, s in enumerate(samples)
+    ]
     passed += [a.passed for a in attempts]
     choices = tc.choose_contexts(
       attempts,

@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, method_settings
 from ssd_jax.onpolicy.learner import LearnerConfig, MethodSpec
 from ssd_jax.onpolicy.rollouts import TeacherSpec
 from ssd_jax.onpolicy.teacher_context import TeacherTemplates
@@ -14,8 +15,12 @@ from ssd_jax.train.distillation_loss import DivergenceConfig
 
 
 def method_spec(section: ml_collections.ConfigDict, name: str) -> MethodSpec:
-  """The MethodSpec of `self_distill.<name>`; a zero loss temperature reuses the rollout temperature."""
-  m = section[name]
+  """The MethodSpec of `self_distill.<name>`; a zero loss temperature reuses the rollout temperature.
+
+  A blank-feedback ablation (`config.self_distill.BLANK_FEEDBACK_ABLATIONS`) takes its method's settings and
+  shows the teacher no feedback text.
+  """
+  m = method_settings(section, name)
   divergence = DivergenceConfig(
     kind=m.divergence,
     beta=m.beta,
@@ -29,7 +34,9 @@ def method_spec(section: ml_collections.ConfigDict, name: str) -> MethodSpec:
     name=name,
     teacher=m.teacher,
     ema_rate=m.ema_rate,
-    context=TeacherSpec(context=m.context, use_reference=m.use_reference),
+    context=TeacherSpec(
+      context=m.context, use_reference=m.use_reference, blank_feedback=name in BLANK_FEEDBACK_ABLATIONS
+    ),
     divergence=divergence,
   )
 
