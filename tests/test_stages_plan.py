@@ -10,6 +10,7 @@ import pytest
 
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
+from ssd_jax.pipeline import plan_programs
 from ssd_jax.pipeline.context import RunContext, model_config_from
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import plan
@@ -17,7 +18,7 @@ from ssd_jax.stages import plan
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 try:
-  plan.topology_devices("v5e:2x2")
+  plan_programs.topology_devices("v5e:2x2")
   HAVE_LIBTPU = True
 except config_lib.ConfigError:
   HAVE_LIBTPU = False
@@ -57,7 +58,7 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   assert report["mesh"] == {"data": 1, "fsdp": 2, "expert": 1, "tensor": 2}
   # bfloat16 parameters split four ways (fsdp x tensor) on every large matrix: a quarter, give or take norms.
   full_bytes = ctx.model_cfg.num_params * 2
-  per_chip = report["per_chip_gib"]["parameters"] * plan.GIB
+  per_chip = report["per_chip_gib"]["parameters"] * plan_programs.GIB
   assert full_bytes / 4 <= per_chip < full_bytes / 2
   # AdamW keeps two moments in the parameters' dtype and shardings.
   assert report["per_chip_gib"]["optimizer_state"] == pytest.approx(2 * report["per_chip_gib"]["parameters"], rel=0.01)
@@ -69,7 +70,7 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   assert train["peak_gib"] == pytest.approx(report["programs"]["generate"]["peak_gib"])
   # The tensor-only copy is replicated over fsdp (about twice the training shard) and gathers no weights per
   # decode step, so its program moves fewer collective bytes than FSDP's.
-  assert train["weight_copy_gib"] == 0 and per_chip < tensor["weight_copy_gib"] * plan.GIB <= 2 * per_chip
+  assert train["weight_copy_gib"] == 0 and per_chip < tensor["weight_copy_gib"] * plan_programs.GIB <= 2 * per_chip
   assert tensor["collective_mib"] < train["collective_mib"]
 
 
@@ -150,11 +151,15 @@ def test_generation_shape_is_the_worst_case_of_the_stages_sampling():
   c.eval_sampling.update(dict(batch_size=16, max_new_tokens=50))
   c.self_distill.rollout.update(dict(batch_size=4, max_new_tokens=300))
   c.plan.prompt_len, c.self_distill.max_prompt_len = 64, 512
-  assert plan.generation_shape(c, 40_960) == plan.GenerationShape(16, 512, 300)  # Plan-only: every section.
+  assert plan_programs.generation_shape(c, 40_960) == plan_programs.GenerationShape(
+    16, 512, 300
+  )  # Plan-only: every section.
   c.stages = "synthesize,plan"
-  assert plan.generation_shape(c, 40_960) == plan.GenerationShape(8, 64, 100)
+  assert plan_programs.generation_shape(c, 40_960) == plan_programs.GenerationShape(8, 64, 100)
   c.stages = "eval,self_distill,plan"
-  assert plan.generation_shape(c, 400) == plan.GenerationShape(16, 100, 300)  # Cut to the model's positions.
+  assert plan_programs.generation_shape(c, 400) == plan_programs.GenerationShape(
+    16, 100, 300
+  )  # Cut to the model's positions.
 
 
 def test_unknown_topology_names_the_field(tmp_path):
