@@ -61,3 +61,13 @@ def test_sft_packing_and_lock_slip_fields():
   with pytest.raises(config_lib.ConfigError, match="pretrain.lock_slip_rate") as error:
     config_lib.validate(c)
   assert "self_distill.updates_per_batch" in str(error.value)
+
+
+def test_smollm2_humaneval_keeps_synthesis_and_evaluation_apart():
+  c = _load("smollm2_humaneval")
+  config_lib.validate(c)
+  assert config_lib.stage_names(c) == ("synthesize", "sft", "eval", "report")
+  assert (c.synthesize.problems.half, c.eval.problems.half) == ("a", "b")
+  assert c.synthesize.problems.half_seed == c.eval.problems.half_seed  # One split, two halves.
+  assert c.eval_sampling.n >= 10 and len(config_lib.decoding_grid(c).settings()) >= 2
+  assert (c.sampling.temperature, c.sampling.top_k, c.sampling.top_p) == (0.8, 20, 0.8)
