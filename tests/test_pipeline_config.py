@@ -47,7 +47,8 @@ def test_paper_rows_hold_the_papers_recipe(name):
     0.95,
     0.1,
   )
-  assert (c.sft.global_batch_size, c.sft.seq_len, c.eval_sampling.n) == (32, 65536, 10)
+  # The row's 2,097,152 tokens per step (32 rows of 65,536; a slice may take them as more, shorter rows).
+  assert (c.sft.global_batch_size * c.sft.seq_len, c.eval_sampling.n) == (32 * 65536, 10)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))
