@@ -25,7 +25,7 @@ from ssd_jax.model import sharded_init
 from ssd_jax.model.expert_dispatch import moe_layout
 from ssd_jax.pipeline import plan_programs
 from ssd_jax.pipeline.context import RunContext
-from ssd_jax.pipeline.plan_programs import GIB
+from ssd_jax.pipeline.plan_programs import GIB, StepMemory
 
 
 def run(ctx: RunContext) -> None:
@@ -34,9 +34,8 @@ def run(ctx: RunContext) -> None:
   topology = config.mesh.topology
   if not topology:
     raise config_lib.ConfigError("field 'mesh.topology' is empty: the plan stage needs a TPU topology, e.g. 'v5e:2x2'")
-  devices = plan_programs.topology_devices(
-    topology
-  )  # Describing the slice is cheap; compiling comes after every check.
+  # Describing the slice is cheap; compiling comes after every check.
+  devices = plan_programs.topology_devices(topology)
   mesh_shape = config_lib.mesh_shape(config, len(devices))
   try:
     sharding.validate_mesh_for_model(mesh_shape, ctx.model_cfg, ctx.rules)
@@ -59,17 +58,15 @@ def run(ctx: RunContext) -> None:
     )
   generate_result, generate_oom = layouts[chosen]
   per_chip = {"parameters": param_bytes / GIB}
-  programs = {}
+  train = generate = None
   if train_result is not None:
     train, opt_bytes = train_result
     per_chip["optimizer_state"] = opt_bytes / GIB
     per_chip["train_activations_and_scratch"] = train.temporaries / GIB
-    programs["sft_step"] = train
   if generate_result is not None:
     generate, cache_bytes, _ = generate_result
     per_chip["generate_kv_cache"] = cache_bytes / GIB
     per_chip["generate_other_scratch"] = max(0, generate.temporaries - cache_bytes) / GIB
-    programs["generate"] = generate
   report = {
     "topology": topology,
     "device_kind": kind,
@@ -82,18 +79,10 @@ def run(ctx: RunContext) -> None:
     "decode_weights": {"chosen": chosen, "layouts": _layout_report(layouts, hbm)},
     "per_chip_gib": per_chip,
     "programs": {
-      name: {
-        **dataclasses.asdict(m),
-        "peak_gib": m.peak / GIB,
-        "collective_mib": m.collective_bytes / 2**20,
-        "fits": hbm == 0 or m.peak <= hbm,
-      }
-      for name, m in programs.items()
+      "sft_step": _program_entry(train, train_oom, hbm),
+      "generate": _program_entry(generate, generate_oom, hbm),
     },
   }
-  for name, oom in (("sft_step", train_oom), ("generate", generate_oom)):
-    if oom is not None:
-      report["programs"][name] = {"fits": False, "error": oom}
   fits = all(p["fits"] for p in report["programs"].values())
   report["fits"] = fits
   if ctx.is_coordinator:
@@ -129,20 +118,26 @@ def run(ctx: RunContext) -> None:
     raise DoesNotFitError(f"config does not fit on {topology}: {failed} (see {ctx.layout.plan_report})")
 
 
+def _program_entry(memory: StepMemory | None, oom: str | None, hbm: int) -> dict:
+  """A compiled program's plan.json entry (its bytes, peak, collectives, fit), or its out-of-memory sentence."""
+  if memory is None:
+    return {"fits": False, "error": oom}
+  return {
+    **dataclasses.asdict(memory),
+    "peak_gib": memory.peak / GIB,
+    "collective_mib": memory.collective_bytes / 2**20,
+    "fits": hbm == 0 or memory.peak <= hbm,
+  }
+
+
 def _layout_report(layouts: dict, hbm: int) -> dict:
-  """Generation under each decode weight layout: peak, collectives, the decode copy's size, or the OOM."""
+  """Generation under each decode weight layout: its program entry plus the decode copy's size."""
   report = {}
   for layout, (result, oom) in layouts.items():
-    if result is None:
-      report[layout] = {"fits": False, "error": oom}
-      continue
-    memory, _, weight_bytes = result
-    report[layout] = {
-      "peak_gib": memory.peak / GIB,
-      "collective_mib": memory.collective_bytes / 2**20,
-      "weight_copy_gib": (weight_bytes if memory.resident else 0) / GIB,
-      "fits": hbm == 0 or memory.peak <= hbm,
-    }
+    memory, _, weight_bytes = result or (None, 0, 0)
+    report[layout] = _program_entry(memory, oom, hbm)
+    if memory is not None:
+      report[layout]["weight_copy_gib"] = (weight_bytes if memory.resident else 0) / GIB
   return report
 
 
