@@ -147,7 +147,8 @@ class Attention(nnx.Module):
       kv_cache: None, or (k_all, v_all, layer, index, valid) with k_all, v_all [layers, batch, cache,
         kv_heads, head_dim] and valid bool [batch, cache]; this layer's keys/values are written at slots
         index..index+length-1, then the filled slots are attended (`cache_attention`).
-      segment_ids: int32 [batch, length], used when mask is None.
+      segment_ids: int32 [batch, length], used when mask is None; with a cache, given only for a prefill into
+        an empty cache, whose tokens then attend to each other through the splash kernel.
 
     Returns:
       (out [batch, length, embed], (k_all, v_all) updated, or None without a cache).
@@ -170,7 +171,10 @@ class Attention(nnx.Module):
       k_all = constrain(k_all, KV_LOGICAL_AXES)
       v_all = constrain(v_all, KV_LOGICAL_AXES)
       updated = (k_all, v_all)
-      out = cache_attention(q, k_all, v_all, layer, index, valid)
+      if segment_ids is not None:
+        out = splash_attention(q, k, v, segment_ids)
+      else:
+        out = cache_attention(q, k_all, v_all, layer, index, valid)
     elif mask is None:
       out = splash_attention(q, k, v, segment_ids)
     else:

@@ -61,7 +61,13 @@ class Transformer(nnx.Module):
       self.lm_head = make_param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.weight_dtype)
 
   def hidden(
-    self, tokens: jax.Array, positions: jax.Array, *, segment_ids: jax.Array | None = None, cache: KVCache | None = None
+    self,
+    tokens: jax.Array,
+    positions: jax.Array,
+    *,
+    segment_ids: jax.Array | None = None,
+    cache: KVCache | None = None,
+    prefill: bool = False,
   ) -> tuple[jax.Array, KVCache | None]:
     """Final-norm hidden states. MoE blocks hand their RouterStats to an active `capture_router_stats()`.
 
@@ -71,6 +77,9 @@ class Transformer(nnx.Module):
       segment_ids: int32 [batch, length] or None (all one segment); 0 marks padding.
       cache: None for a full causal forward; otherwise the tokens are written at slots
         cache.index..cache.index+length-1, padding marked invalid.
+      prefill: the cache holds nothing before these tokens (its index is 0), so they attend only to each other:
+        through the splash kernel where that is the resolved implementation (no [length, length] scores, and
+        no pass over cache blocks per query block), else through the cache like any other step.
 
     Returns:
       (hidden [batch, length, embed] in cfg.dtype, the advanced cache or None).
@@ -95,6 +104,8 @@ class Transformer(nnx.Module):
       token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
       cache = cache.write_valid(token_valid)
       mask = None  # cache attention masks from cache.valid itself
+      if prefill and resolve_attention_impl(cfg.attention) == "splash":
+        seg = token_valid.astype(jnp.int32)  # Padding is its own segment, as in training.
       k_all, v_all = cache.k, cache.v
 
     if cfg.scan_layers:

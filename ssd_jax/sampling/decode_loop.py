@@ -118,7 +118,7 @@ def _prefill(graphdef, state, prompts, prompt_lengths, cache):
   slots = jnp.arange(width, dtype=jnp.int32)
   positions = jnp.broadcast_to(slots, (batch, width))
   segment_ids = (slots[None, :] < prompt_lengths[:, None]).astype(jnp.int32)
-  hidden, cache = model.hidden(prompts, positions, segment_ids=segment_ids, cache=cache)
+  hidden, cache = model.hidden(prompts, positions, segment_ids=segment_ids, cache=cache, prefill=True)
   last = jnp.maximum(prompt_lengths - 1, 0)
   # Unembed only the last prompt position: [batch, width, vocab] logits never exist.
   last_hidden = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
