@@ -1,10 +1,10 @@
 """CPU default: SSD, SDSD and SDPO from the same base on the built-in task, in minutes on a laptop-class CPU.
 
-pretrain (a tiny model from scratch, deliberately imperfect; a share of its examples shows the question
+pretrain (a tiny model from scratch, deliberately imperfect; half of its examples show the question
 with a demonstration or sandbox feedback, as the self-distillation teacher sees it) -> synthesize (one
 sample per prompt at T_train with top-k / top-p) -> sft (plain cross-entropy on those samples: SSD) ->
-self_distill (SDSD and SDPO, on-policy, each from the base) -> eval (base, SSD, SDSD, SDPO: n samples per
-dev problem at each T_eval of the grid, then each model's best setting on the test problems) -> report (each
+self_distill (the teacher diagnostic, then SDSD, SDPO and SDPO with blanked feedback, on-policy, each from
+the base) -> eval (base, SSD, SDSD, SDPO, SDPO-blank: n samples per dev problem at each T_eval of the grid, then each model's best setting on the test problems) -> report (each
 model at its best against the base at its own: test pass@k, paired intervals, T curves, correct-solution
 diversity, and the table on stdout).
 
@@ -29,15 +29,18 @@ def get_config():
       num_kv_heads=2,
       head_dim=32,
       max_position_embeddings=512,
+      vocab_size=1024,  # The task tokenizer's: two-digit constants are one token each.
     )
   )
   config.prompting.system_prompt = ""  # The task template's own short system message.
 
   # Rows of 512 tokens: an example in the teacher's layout (question + demonstration and/or feedback +
-  # answer) takes up to ~460 tokens, a plain one ~100.
+  # answer) takes up to ~400 tokens, a plain one ~90. Half the examples are in the teacher's layout, and the
+  # answer after a demonstration repeats it: 500 steps is about where copying it starts to pay (300 steps
+  # left the teacher shown a demonstration below the student).
   config.pretrain.update(
     dict(
-      steps=300,
+      steps=500,
       warmup_steps=30,
       learning_rate=3e-3,
       end_learning_rate=3e-4,
@@ -49,7 +52,8 @@ def get_config():
   )
   config.pretrain.num_examples = 4000
   config.pretrain.corruption_rate = 0.1
-  config.pretrain.context_share = 0.3
+  config.pretrain.context_share = 0.5
+  config.pretrain.tokenizer_vocab_size = 1024
 
   # Synthesis with the paper's Llama-3.1-8B decoding (T_train 0.8 / top-k 20 / top-p 0.8); evaluation over
   # T_eval 0.3 / 0.7 / 1.1 at top-k 20 / top-p 0.8, each model at the T its dev problems prefer. With the
@@ -73,8 +77,10 @@ def get_config():
     )
   )
 
-  # On-policy self-distillation from the same base, sized for minutes: 8 steps of 8 prompts x 4 rollouts.
+  # On-policy self-distillation from the same base, sized for minutes: 8 steps of 8 prompts x 4 rollouts at
+  # SSD's SFT learning rate (at 5e-5 the weights hardly moved).
   sd = config.self_distill
+  sd.methods = "sdsd,sdpo,sdpo_blank"  # sdpo_blank: SDPO's teacher told only that an attempt failed (the ablation).
   sd.problems.num_problems = 128
   sd.update(
     dict(
@@ -83,13 +89,14 @@ def get_config():
       group_size=4,
       max_prompt_len=256,
       max_teacher_prompt_len=416,
-      learning_rate=5e-5,
-      end_learning_rate=1e-5,
+      learning_rate=2e-4,
+      end_learning_rate=4e-5,
       warmup_steps=1,
       eval_every=4,
       eval_problems=32,
       eval_samples=4,
       checkpoint_every=4,
+      diagnostic_problems=32,
     )
   )
   sd.rollout.update(dict(temperature=1.1, top_k=20, top_p=0.95, max_new_tokens=96, batch_size=32))
@@ -97,7 +104,7 @@ def get_config():
 
   config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96, batch_size=64))
   config.eval.problems.num_problems = 64
-  config.eval.models = "base,ssd,sdsd,sdpo"
+  config.eval.models = "base,ssd,sdsd,sdpo,sdpo_blank"
   config.eval.ks = "1,2,4,8"
   config.eval.timeout_s = 5.0
   # Half of the 64 problems choose each model's T_eval, the other half are reported. Add

@@ -71,3 +71,20 @@ def test_smollm2_humaneval_keeps_synthesis_and_evaluation_apart():
   assert c.synthesize.problems.half_seed == c.eval.problems.half_seed  # One split, two halves.
   assert c.eval_sampling.n >= 10 and len(config_lib.decoding_grid(c).settings()) >= 2
   assert (c.sampling.temperature, c.sampling.top_k, c.sampling.top_p) == (0.8, 20, 0.8)
+
+
+def test_default_model_and_tokenizer_share_a_vocabulary_with_whole_constants(tmp_path):
+  """The CPU default's model takes the task tokenizer's vocabulary, in which the question's constants are one token:
+  the in-context teacher copies a demonstration's constants as single tokens."""
+  from ssd_jax.data.tokenizer import load_tokenizer
+  from ssd_jax.tasks import build_task_tokenizer
+
+  c = _load("default")
+  config_lib.validate(c)
+  assert c.model.overrides.vocab_size == c.pretrain.tokenizer_vocab_size == 1024
+  assert c.pretrain.context_share >= 0.5 and c.self_distill.learning_rate == c.sft.learning_rate
+  tokenizer = load_tokenizer(
+    str(build_task_tokenizer(tmp_path, seed=c.seed, vocab_size=c.pretrain.tokenizer_vocab_size))
+  )
+  for number in (" 10", " 12", " 17"):
+    assert len(tokenizer.encode(number)) == 1, number

@@ -55,7 +55,12 @@ def test_competent_teacher_measured_without_warning():
   assert result["feedback_problems"] == 3  # Every problem had a failed student sample to show.
   assert result["teacher_feedback_pass1"] == pytest.approx(0.75)
   assert result["warnings"] == []
-  assert "teacher + demonstration 100.0" in format_diagnostic(result)
+  # Every problem moves by the same amount, so the paired interval is that one value.
+  assert result["demonstration_minus_student"] == pytest.approx(
+    {"difference": 0.75, "ci_low": 0.75, "ci_high": 0.75, "num_problems": 2}
+  )
+  assert result["feedback_minus_student"]["difference"] == pytest.approx(0.5)
+  assert "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 [+75.0, +75.0])" in format_diagnostic(result)
 
 
 def test_teacher_worse_than_student_is_warned():
@@ -67,6 +72,7 @@ def test_teacher_worse_than_student_is_warned():
 def test_student_that_never_fails_leaves_no_feedback_problems():
   result = teacher_diagnostic(_inputs({"student": 1.0, "demonstration": 1.0, "feedback": 0.0}))
   assert result["feedback_problems"] == 0 and result["teacher_feedback_pass1"] is None
+  assert result["feedback_minus_student"] is None
   assert len(result["warnings"]) == 1  # Demonstration 1.0 is not better than a student at 1.0.
 
 

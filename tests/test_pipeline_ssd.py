@@ -9,6 +9,7 @@ from pipeline_fixtures import micro_config, run_pipeline
 
 from ssd_jax.pipeline.checkpoint_export import export_step
 from ssd_jax.pipeline.layout import RunLayout
+from ssd_jax.stages import report as report_stage
 
 STAGES = "pretrain,synthesize,sft,eval,report"
 
@@ -72,3 +73,26 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   for name in STAGES.split(","):
     assert f"[{name}] already done, skipping" in again
     assert os.path.getmtime(os.path.join(workdir, "stages", f"{name}.done.json")) == markers[name]
+
+  # A run that measured its teacher reports the diagnostic under the table.
+  diagnostic = {
+    "problems": 2,
+    "student_pass1": 0.25,
+    "demonstration_problems": 2,
+    "teacher_demonstration_pass1": 0.5,
+    "student_pass1_on_demonstration_problems": 0.25,
+    "feedback_problems": 0,
+    "teacher_feedback_pass1": None,
+    "student_pass1_on_feedback_problems": None,
+    "warnings": [],
+  }
+  os.makedirs(os.path.dirname(layout.teacher_diagnostic), exist_ok=True)
+  with open(layout.teacher_diagnostic, "w") as f:
+    json.dump(diagnostic, f)
+  report_stage.run(ctx)
+  line = "teacher diagnostic on 2 problems (pass@1, %): student 25.0; teacher + demonstration 50.0"
+  assert line in capsys.readouterr().out
+  with open(os.path.join(layout.report_dir, "comparison.txt")) as f:
+    assert line in f.read()
+  with open(os.path.join(layout.report_dir, "comparison.json")) as f:
+    assert json.load(f)["teacher_diagnostic"] == diagnostic

@@ -18,8 +18,9 @@ from ssd_jax.model.config import SHAPE_FIELDS
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan", "toy")
 MESH_AXES = sharding.MESH_AXES
 DTYPES = ("float32", "bfloat16", "float16")
-# Shape changes to a preset trained from scratch (its vocabulary is the task tokenizer's).
-MODEL_OVERRIDES = tuple(name for name in SHAPE_FIELDS if name != "vocab_size")
+# Shape changes to a preset (a vocab_size override must match the tokenizer; the pretrain stage checks it
+# against pretrain.tokenizer_vocab_size).
+MODEL_OVERRIDES = SHAPE_FIELDS
 # Stages that read the base model's weights, and the sections whose problems each stage reads.
 _NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
 _READS_PROBLEMS = {"synthesize": "synthesize.problems", "eval": "eval.problems"}

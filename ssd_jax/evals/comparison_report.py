@@ -186,8 +186,8 @@ def plot_by_difficulty(comparison: Mapping, path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
-  """Writes comparison.json, comparison.txt (the stdout table) and the three plots; returns the paths."""
+def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path, notes: str = "") -> dict[str, pathlib.Path]:
+  """Writes comparison.json, comparison.txt (the stdout table, then `notes`) and the three plots; returns the paths."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {
@@ -198,7 +198,7 @@ def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path) -> dict[s
     "difficulty_plot": out / "pass_by_difficulty.png",
   }
   paths["json"].write_text(json.dumps(comparison, indent=2))
-  paths["table"].write_text(comparison_table(comparison) + "\n")
+  paths["table"].write_text(comparison_table(comparison) + "\n" + (f"\n{notes}\n" if notes else ""))
   plot_temperature_curves(comparison, paths["temperature_plot"])
   plot_selected_curves(comparison, paths["pass_at_k_plot"])
   plot_by_difficulty(comparison, paths["difficulty_plot"])

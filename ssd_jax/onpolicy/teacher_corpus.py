@@ -3,7 +3,10 @@
 Self-distillation with a privileged-context teacher assumes a model that can use such context; a model trained
 from scratch only learns that from examples of it. These examples show the question with a correct
 demonstration, with the sandbox's feedback on a wrong attempt, or with both, rendered by the teacher's own
-builders (`teacher_context`), then a correct answer of the built-in task.
+builders (`teacher_context`), then a correct answer of the built-in task. Where a demonstration is shown the
+answer is that demonstration, as an instruct model copies a worked solution it is given: an answer drawn
+apart from the demonstration would teach the model to ignore it, and the teacher would know no more than
+the student (measured on the CPU default: teacher pass@1 below the student's).
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def context_conversations(
   """Built-in problems laid out as the self-distillation teacher sees them, each with a correct answer.
 
   Each layout of CONTEXT_LAYOUTS takes an equal share, in a seeded order. A demonstration is a known
-  correct solution drawn with the pre-training odds (often the answer itself, sometimes another fork);
-  feedback is what the sandbox reports for one of the problem's wrong solutions, really executed. The
+  correct solution drawn with the pre-training odds, and the answer repeats it; with feedback alone the
+  answer is drawn with those odds. Feedback is what the sandbox reports for one of the problem's wrong
+  solutions, really executed. The
   context goes through `teacher_context.choose_contexts` and `teacher_messages`, so caps and wording
   match the teacher's.
 
@@ -84,10 +88,11 @@ def context_conversations(
     else:
       run = verdicts[problem.task_id].samples[0]
       attempts.append(tc.Attempt(wrong[problem.task_id], passed=run.passed, feedback=run.feedback))
+    answer = _correct_answer(problem, rng)
     if layout != "feedback":
-      attempts.append(tc.Attempt(_correct_answer(problem, rng), passed=True, feedback=""))
+      attempts.append(tc.Attempt(answer, passed=True, feedback=""))
     kind = {"demonstration": "demonstration", "feedback": "feedback", "both": "feedback_or_demonstration"}[layout]
     choice = tc.choose_contexts(attempts, kind=kind, templates=templates)[0]
     messages = tc.teacher_messages(messages_for(problem), choice, templates)
-    conversations.append((messages, _correct_answer(problem, rng)))
+    conversations.append((messages, answer))
   return conversations

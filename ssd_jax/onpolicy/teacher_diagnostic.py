@@ -8,8 +8,10 @@ student. Before training, on a few problems, this measures three pass@1 values w
 * teacher with feedback: the prompt with the sandbox's feedback on one of the student's failed samples (only
   problems where the student failed at least once).
 
-Each is the mean over problems of the fraction of passing samples. A teacher that is not better than the
-student on the same problems gets a warning: its gradients would pull the student towards worse answers.
+Each is the mean over problems of the fraction of passing samples; each teacher - student difference on the
+same problems comes with a paired bootstrap interval over problems (a few problems give a wide one). A teacher
+that is not better than the student on the same problems gets a warning: its gradients would pull the student
+towards worse answers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ssd_jax.data.problems import Problem
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
 from ssd_jax.onpolicy import teacher_context as tc
 
 Messages = list[dict[str, str]]
@@ -82,7 +85,9 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
   Returns:
     A JSON-serialisable dict: `student_pass1`, `teacher_demonstration_pass1` (and the student's on the same
     problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
-    `student_pass1_on_feedback_problems`), the problem counts, and `warnings` (a list of sentences).
+    `student_pass1_on_feedback_problems`), the problem counts, `demonstration_minus_student` and
+    `feedback_minus_student` (paired differences with 95% bootstrap intervals, or None), and `warnings` (a
+    list of sentences).
   """
   everyone, student_prompts = _fitting(inputs, {i: inputs.render(list(m)) for i, m in enumerate(inputs.messages)})
   results, rates = _pass_rates(inputs, everyone, student_prompts)
@@ -100,6 +105,7 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     },
   )
   _, demo = _pass_rates(inputs, with_demo, demo_prompts)
+  demo_by_problem = dict(zip(with_demo, demo))
   failed = {i: next((f for passed, f in student_results[i] if not passed), None) for i in everyone}
   with_feedback, feedback_prompts = _fitting(
     inputs,
@@ -110,6 +116,14 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     },
   )
   _, feedback = _pass_rates(inputs, with_feedback, feedback_prompts)
+  feedback_by_problem = dict(zip(with_feedback, feedback))
+
+  def paired(teacher: dict[int, float]) -> dict[str, float] | None:
+    if not teacher:
+      return None
+    indices = sorted(teacher)
+    return paired_bootstrap_difference([teacher[i] for i in indices], [student[i] for i in indices], seed=0)
+
   out = {
     "problems": len(everyone),
     "student_pass1": _mean(list(student.values())),
@@ -119,6 +133,8 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     "feedback_problems": len(with_feedback),
     "teacher_feedback_pass1": _mean(feedback),
     "student_pass1_on_feedback_problems": _mean([student[i] for i in with_feedback]),
+    "demonstration_minus_student": paired(demo_by_problem),
+    "feedback_minus_student": paired(feedback_by_problem),
   }
   warnings = []
   for kind, teacher_key, student_key in (
@@ -140,12 +156,17 @@ def format_diagnostic(result: Mapping) -> str:
   def pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
+  def interval(key: str) -> str:
+    d = result.get(key)  # Absent from diagnostics recorded before the intervals were added.
+    return "" if not d else f", {100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+
   lines = [
     f"teacher diagnostic on {result['problems']} problems (pass@1, %): student {pct(result['student_pass1'])}; "
     f"teacher + demonstration {pct(result['teacher_demonstration_pass1'])} "
     f"(student {pct(result['student_pass1_on_demonstration_problems'])} on those "
-    f"{result['demonstration_problems']}); teacher + feedback {pct(result['teacher_feedback_pass1'])} "
-    f"(student {pct(result['student_pass1_on_feedback_problems'])} on those {result['feedback_problems']})"
+    f"{result['demonstration_problems']}{interval('demonstration_minus_student')}); teacher + feedback "
+    f"{pct(result['teacher_feedback_pass1'])} (student {pct(result['student_pass1_on_feedback_problems'])} on those "
+    f"{result['feedback_problems']}{interval('feedback_minus_student')})"
   ]
   lines += [f"WARNING: {w}" for w in result["warnings"]]
   return "\n".join(lines)

@@ -4,7 +4,8 @@ Reads `eval/split.json` and every model's candidates as the eval stage recorded 
 each candidate's dev and, for the chosen one, test results), and writes `report/comparison.{json,txt}` and the
 plots of `evals.comparison_report`: test pass@k for k = 1..n, paired bootstrap intervals of each method minus
 the base, pass@1 / pass@n against T_eval, per difficulty, and correct-solution diversity. The table, which
-names the setting each row used, goes to stdout.
+names the setting each row used, goes to stdout, followed by the self_distill stage's teacher diagnostic when
+the run has one (is the in-context teacher better than the student it trains?).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from ssd_jax import config as config_lib
 from ssd_jax.evals import compare_models, comparison_table, grid_runs, write_comparison
 from ssd_jax.evals.splits import SPLIT_FILE, Split
+from ssd_jax.onpolicy.teacher_diagnostic import format_diagnostic
 from ssd_jax.pipeline.context import RunContext
 
 REFERENCE_MODEL = "base"
@@ -39,7 +41,12 @@ def run(ctx: RunContext) -> None:
     num_resamples=config.eval.bootstrap,
     seed=ctx.seed,
   )
+  notes = ""
+  if os.path.isfile(layout.teacher_diagnostic):
+    with open(layout.teacher_diagnostic) as f:
+      comparison["teacher_diagnostic"] = json.load(f)
+    notes = format_diagnostic(comparison["teacher_diagnostic"])
   table = comparison_table(comparison)
   if ctx.is_coordinator:
-    write_comparison(comparison, layout.report_dir)
-  print(f"\n{table}\nreport: {layout.report_dir}\n")
+    write_comparison(comparison, layout.report_dir, notes)
+  print(f"\n{table}\n" + (f"\n{notes}\n" if notes else "") + f"report: {layout.report_dir}\n")
