@@ -115,9 +115,9 @@ def test_default_config_is_ready_to_run():
   config_lib.validate(c)
   _check(c)
   assert c.stages == "pretrain,synthesize,sft,self_distill,eval,report"
-  # One report compares the base with every method trained from it.
-  assert c.eval.models == "base,ssd,sdsd,sdpo"
-  assert c.self_distill.methods == "sdsd,sdpo"
+  # One report compares the base with every method trained from it, the feedback ablation included.
+  assert c.eval.models == "base,ssd,sdsd,sdpo,sdpo_blank"
+  assert c.self_distill.methods == "sdsd,sdpo,sdpo_blank"
   assert 0 < c.pretrain.context_share < 1
 
 
