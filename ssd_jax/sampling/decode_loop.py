@@ -10,8 +10,8 @@ Randomness: row b draws step t with the key fold_in(keys[b], t). A row's tokens 
 depend only on its own key and its own logits, not on which other rows share the batch.
 
 Cost: attention reads only the filled cache slots (`ssd_jax.model.cache_attention`), and as rows
-finish, the live rows are compacted into half-size batches (down to MIN_COMPACT_ROWS), so a batch
-with a few long completions does not pay full-batch steps until its last row ends.
+finish, the live rows are compacted into half-size batches (`compaction`, each device keeping its own
+rows), so a batch with a few long completions does not pay full-batch steps until its last row ends.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from ssd_jax.model.kv_cache import KVCache
+from ssd_jax.sampling.compaction import compact, compaction_sizes, most_live_per_shard
 from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, logical_to_spec, use_rules
 
 # The smallest batch that decoding compacts to, and the most halvings (see `compaction_sizes`).
-MIN_COMPACT_ROWS = 8
-MAX_COMPACTIONS = 2
 
 
 class GenerationOutput(NamedTuple):
@@ -129,23 +128,6 @@ def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
   if mesh is None:
     return ()
   return as_axes(logical_to_spec(("batch",), rules)[0])
-
-
-def compaction_sizes(batch: int, shards: int = 1) -> list[int]:
-  """Batch sizes the decode loop moves through as rows finish: up to MAX_COMPACTIONS halvings of batch.
-
-  Every size is a multiple of the batch shards and at least MIN_COMPACT_ROWS. Each size compiles its own
-  decode step (compile time grows with the number of sizes), so small batches are not compacted.
-  """
-  sizes = [batch]
-  while (
-    len(sizes) <= MAX_COMPACTIONS
-    and sizes[-1] % 2 == 0
-    and sizes[-1] // 2 >= max(MIN_COMPACT_ROWS, shards)
-    and (sizes[-1] // 2) % shards == 0
-  ):
-    sizes.append(sizes[-1] // 2)
-  return sizes
 
 
 def _batch_shards(mesh: Mesh | None, batch_axes: tuple[str, ...]) -> int:
@@ -258,22 +240,22 @@ def generate_batch(
 
     # Finished rows stop costing: each stage decodes a batch of `size` rows until at most the next
     # stage's size are live, then the live rows (and their cache) move into the smaller batch.
-    sizes = compaction_sizes(batch, _batch_shards(mesh, batch_axes))
+    # Each batch shard compacts its own rows (`compaction`): rows never move between devices.
+    shards = _batch_shards(mesh, batch_axes)
+    sizes = compaction_sizes(batch, shards)
     carry = (jnp.int32(0), logits, cache, jnp.arange(batch, dtype=jnp.int32), progress)
     for stage, size in enumerate(sizes):
       if stage:
         t, logits, cache, rows, progress = carry
-        keep = jnp.argsort(progress.done[rows], stable=True)[:size]  # live rows first
-        cache = cache.replace(k=cache.k[:, keep], v=cache.v[:, keep], valid=cache.valid[keep])
-        if mesh is not None:
-          cache = jax.lax.with_sharding_constraint(cache, KVCache.shardings(mesh, rules))
-        carry = (t, logits[keep], cache, rows[keep], progress)
-      next_size = sizes[stage + 1] if stage + 1 < len(sizes) else 0
+        cache, logits, rows = compact(
+          cache, logits, rows, progress.done[rows], size, mesh=mesh, rules=rules, batch_axes=batch_axes
+        )
+        carry = (t, logits, cache, rows, progress)
+      next_share = sizes[stage + 1] // shards if stage + 1 < len(sizes) else 0
 
-      def keep_going(carry, next_size=next_size):
+      def keep_going(carry, next_share=next_share):
         rows, progress = carry[3], carry[4]
-        live = jnp.sum(~progress.done[rows], dtype=jnp.int32)
-        return (live > next_size) & ~jnp.all(progress.done)
+        return (most_live_per_shard(progress.done[rows], shards) > next_share) & ~jnp.all(progress.done)
 
       # One loop body per stage samples every step (prefill logits included), so sampling is traced once per size.
       carry = jax.lax.while_loop(keep_going, step, carry)
