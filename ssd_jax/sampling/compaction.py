@@ -40,18 +40,21 @@ def compaction_sizes(batch: int, shards: int = 1) -> list[int]:
   return sizes
 
 
+def batch_shards(mesh: Mesh | None, batch_axes: tuple[str, ...]) -> int:
+  """How many pieces the batch is split into over `batch_axes` of `mesh` (1 without a mesh)."""
+  shards = 1
+  for axis in batch_axes if mesh is not None else ():
+    shards *= mesh.shape[axis]
+  return shards
+
+
 def most_live_per_shard(done: jax.Array, shards: int) -> jax.Array:
   """The largest number of live rows any batch shard holds; done: bool [batch], shards in order."""
   return jnp.max(jnp.sum(~done.reshape(shards, -1), axis=1, dtype=jnp.int32))
 
 
-def _keep_live_first(done: jax.Array, size: int) -> jax.Array:
-  """Indices of `size` rows, live ones first, each group in its original order (done: bool [rows])."""
-  return jnp.argsort(done, stable=True)[:size]
-
-
 def _compact_rows(cache: KVCache, logits: jax.Array, rows: jax.Array, done: jax.Array, size: int):
-  keep = _keep_live_first(done, size)
+  keep = jnp.argsort(done, stable=True)[:size]  # Live rows first, each group in its original order.
   cache = cache.replace(k=cache.k[:, keep], v=cache.v[:, keep], valid=cache.valid[keep])
   return cache, logits[keep], rows[keep]
 
@@ -82,9 +85,7 @@ def compact(
   """
   if mesh is None or not batch_axes:
     return _compact_rows(cache, logits, rows, done, size)
-  shards = 1
-  for axis in batch_axes:
-    shards *= mesh.shape[axis]
+  shards = batch_shards(mesh, batch_axes)
   if size % shards:
     raise ValueError(f"compacted batch {size} does not divide over the {shards} batch shards")
   specs = KVCache.shardings(mesh, rules)

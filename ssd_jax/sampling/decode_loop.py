@@ -25,7 +25,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from ssd_jax.model.kv_cache import KVCache
-from ssd_jax.sampling.compaction import compact, compaction_sizes, most_live_per_shard
+from ssd_jax.sampling.compaction import batch_shards, compact, compaction_sizes, most_live_per_shard
 from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, logical_to_spec, use_rules
@@ -128,13 +128,6 @@ def _batch_axes(mesh: Mesh | None, rules: LogicalRules) -> tuple[str, ...]:
   if mesh is None:
     return ()
   return as_axes(logical_to_spec(("batch",), rules)[0])
-
-
-def _batch_shards(mesh: Mesh | None, batch_axes: tuple[str, ...]) -> int:
-  shards = 1
-  for axis in batch_axes:
-    shards *= mesh.shape[axis]
-  return shards
 
 
 def generate_batch(
@@ -241,7 +234,7 @@ def generate_batch(
     # Finished rows stop costing: each stage decodes a batch of `size` rows until at most the next
     # stage's size are live, then the live rows (and their cache) move into the smaller batch.
     # Each batch shard compacts its own rows (`compaction`): rows never move between devices.
-    shards = _batch_shards(mesh, batch_axes)
+    shards = batch_shards(mesh, batch_axes)
     sizes = compaction_sizes(batch, shards)
     carry = (jnp.int32(0), logits, cache, jnp.arange(batch, dtype=jnp.int32), progress)
     for stage, size in enumerate(sizes):
