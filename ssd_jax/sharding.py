@@ -151,6 +151,18 @@ def logical_to_spec(names: Sequence[str | None], rules: LogicalRules = DEFAULT_R
   return PartitionSpec(*spec)
 
 
+def axes_size(mesh: Mesh | None, axes: str | Sequence[str] | None) -> int:
+  """How many pieces `axes` of `mesh` (a PartitionSpec entry) split a dimension into; 1 without a mesh."""
+  return 1 if mesh is None else math.prod(mesh.shape[a] for a in as_axes(axes))
+
+
+def dividing_axes(axes: str | Sequence[str] | None, size: int, mesh: Mesh) -> tuple[str, ...] | None:
+  """`axes` (a PartitionSpec entry) when their mesh size divides `size`; None (replicate) otherwise."""
+  if axes is None:
+    return None
+  return as_axes(axes) if size % axes_size(mesh, axes) == 0 else None
+
+
 def mesh_axes_size(logical_name: str, mesh_shape: Mapping[str, int], rules: LogicalRules = DEFAULT_RULES) -> int:
   """Number of shards a dimension named `logical_name` is split into."""
   axes = as_axes(_rule_lookup(rules).get(logical_name))

@@ -14,7 +14,7 @@ VOCAB = 512
 PROMPTS = [[5, 17, 300, 42, 9, 77, 1], [250, 3], [99, 100, 101, 102], [7]]
 
 
-def hf_model(kind: str = "qwen3", seed: int = 0):
+def hf_model(kind: str = "qwen3", seed: int = 0, head_dim: int = 16):
   """A random Qwen3ForCausalLM (tied) or LlamaForCausalLM (untied), float32."""
   common = dict(
     vocab_size=VOCAB,
@@ -23,7 +23,7 @@ def hf_model(kind: str = "qwen3", seed: int = 0):
     num_hidden_layers=2,
     num_attention_heads=4,
     num_key_value_heads=2,
-    head_dim=16,
+    head_dim=head_dim,
     max_position_embeddings=256,
     initializer_range=0.1,
     pad_token_id=0,

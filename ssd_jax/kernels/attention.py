@@ -17,7 +17,6 @@ kernel runs in the Pallas interpreter, which is slow and meant for tests.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -117,14 +116,6 @@ def _local_splash(q, k, v, segment_ids, *, block_size: int, interpret: bool):
   return out.transpose(0, 2, 1, 3)[:, :length]
 
 
-def _dividing(axes, size: int, mesh) -> tuple[str, ...] | None:
-  """`axes` (a PartitionSpec entry) when their mesh size divides `size`; None (replicate) otherwise."""
-  if axes is None:
-    return None
-  axes = sharding.as_axes(axes)
-  return axes if size % math.prod(mesh.shape[a] for a in axes) == 0 else None
-
-
 def splash_attention(
   q: jax.Array,
   k: jax.Array,
@@ -171,8 +162,8 @@ def splash_attention(
       f"{length_axes}; use attention='xla' or map 'length' to no mesh axis"
     )
   # Axes that do not divide a dimension replicate it (redundant work, same result).
-  batch_axes = _dividing(batch_axes, b, mesh)
-  head_axes = _dividing(head_axes, k.shape[2], mesh)  # kv heads divide => query heads divide too.
+  batch_axes = sharding.dividing_axes(batch_axes, b, mesh)
+  head_axes = sharding.dividing_axes(head_axes, k.shape[2], mesh)  # kv heads divide => query heads divide too.
   qkv_spec = PartitionSpec(batch_axes, None, head_axes, None)
   mapped = jax.shard_map(
     local,

@@ -9,18 +9,31 @@ index; each row's own length (padding, finished rows) is in the cache's `valid` 
 
 Masked scores take the finite MASK_VALUE, as in the dense path: a row with no visible key (padding)
 averages the values it visited instead of producing NaN, and carries no meaning either way.
+
+`attend_cache` picks the implementation: on TPU (the resolved attention is 'splash') a decode step runs
+the ragged Pallas kernel (`ssd_jax.kernels.decode_attention`: each row reads only its live blocks, a
+finished row none) on each device's rows and kv heads; everything else runs `cache_attention` here, the
+kernel's referee.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
+
+from ssd_jax import sharding
+from ssd_jax.kernels import decode_attention
+from ssd_jax.kernels.attention import resolve_attention_impl, target_platform
 
 # Slots per block of the loop: large enough that the loop overhead is small at decode, small enough
 # that a short context reads few empty slots.
 CACHE_BLOCK = 128
-MASK_VALUE = -1e30
+MASK_VALUE = decode_attention.MASK_VALUE  # One masked score for every attention path.
+KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 
 def cache_attention(
@@ -75,3 +88,43 @@ def cache_attention(
   _, normaliser, acc = jax.lax.fori_loop(0, num_blocks, body, init)
   out = (acc / normaliser[..., None]).astype(q.dtype)  # [b, kvh, g, t, dh]
   return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, dh)
+
+
+def attend_cache(
+  q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer, index: jax.Array, valid: jax.Array, impl: str
+) -> jax.Array:
+  """`cache_attention`, through the ragged decode kernel where `impl` resolves to the Pallas kernels.
+
+  The kernel serves one query per row over whole 128-slot blocks with lane-wide heads, on a cache whose
+  rules shard only rows and kv heads (each device attends its own, as the cache is laid out); any other
+  call, and every call where `impl` resolves to 'xla', runs `cache_attention`. Same arguments.
+  """
+  b, t, _, dh = q.shape
+  if resolve_attention_impl(impl) != "splash" or not decode_attention.supported(t, k_all.shape[2], dh):
+    return cache_attention(q, k_all, v_all, layer, index, valid)
+  kernel = functools.partial(decode_attention.decode_attention, interpret=target_platform() != "tpu")
+  active = sharding.active_rules()
+  if active is None:
+    return kernel(q, k_all, v_all, layer, index, valid)
+  mesh, rules = active
+  layer_axes, batch_axes, length_axes, kv_axes, dim_axes = sharding.logical_to_spec(KV_LOGICAL_AXES, rules)
+  # A cache split along slots or head_dim, or rows/heads that do not divide the mesh, stays with XLA:
+  # resharding the cache for the kernel would move all of it every step.
+  if (
+    layer_axes is not None
+    or length_axes is not None
+    or dim_axes is not None
+    or sharding.dividing_axes(batch_axes, b, mesh) != sharding.as_axes(batch_axes)
+    or sharding.dividing_axes(kv_axes, k_all.shape[3], mesh) != sharding.as_axes(kv_axes)
+  ):
+    return cache_attention(q, k_all, v_all, layer, index, valid)
+  rows = PartitionSpec(batch_axes, None, kv_axes, None)
+  cache = PartitionSpec(None, batch_axes, None, kv_axes, None)
+  mapped = jax.shard_map(
+    kernel,
+    mesh=mesh,
+    in_specs=(rows, cache, cache, PartitionSpec(), PartitionSpec(), PartitionSpec(batch_axes, None)),
+    out_specs=rows,
+    check_vma=False,
+  )
+  return mapped(q, k_all, v_all, jnp.asarray(layer, jnp.int32), jnp.asarray(index, jnp.int32), valid)

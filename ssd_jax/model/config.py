@@ -72,9 +72,9 @@ class ModelConfig:
     dtype: activation / compute dtype name (e.g. 'bfloat16').
     param_dtype: parameter storage dtype name.
     remat: rematerialisation policy per block, one of REMAT_POLICIES.
-    attention: self-attention without a KV cache, one of ATTENTION_IMPLS: 'xla' (dense scores),
-      'splash' (the Pallas flash kernel; interpreted off TPU) or 'auto' (splash when compiling for TPU).
-      Attention over a KV cache always uses XLA.
+    attention: one of ATTENTION_IMPLS: 'xla' (dense scores; block-wise over a KV cache), 'splash' (Pallas
+      kernels, interpreted off TPU: splash for training and prefill, the ragged decode kernel for decode steps
+      where it serves the shapes) or 'auto' (splash when compiling for TPU).
     scan_layers: store the blocks' parameters stacked along a leading 'layers' axis and run them
       with one scanned block (faster compiles of deep models, one block's activations live at a time).
       Needs every block to be alike: all dense or all mixture-of-experts.

@@ -7,9 +7,18 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 
+from ssd_jax.model.cache_attention import KV_LOGICAL_AXES
 from ssd_jax.model.config import ModelConfig
-from ssd_jax.model.layers import KV_LOGICAL_AXES
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec
+
+# Caches built for generation hold whole blocks of this many slots: the ragged decode kernel
+# (kernels/decode_attention.py) reads the cache in whole 128-slot blocks.
+SLOT_MULTIPLE = 128
+
+
+def cache_slots(tokens: int) -> int:
+  """Slots of a generation cache that must hold `tokens` tokens (prompt width plus new tokens)."""
+  return -(-tokens // SLOT_MULTIPLE) * SLOT_MULTIPLE
 
 
 @flax.struct.dataclass

@@ -14,11 +14,9 @@ import numpy as np
 from flax import nnx
 
 from ssd_jax.kernels.attention import splash_attention
-from ssd_jax.model.cache_attention import MASK_VALUE, cache_attention
+from ssd_jax.model.cache_attention import KV_LOGICAL_AXES, MASK_VALUE, attend_cache
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import constrain
-
-KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 _INIT_STDDEV = 0.02
 
@@ -126,6 +124,7 @@ class Attention(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     d, h, kvh, dh, pdt = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.weight_dtype
     self.dtype = cfg.compute_dtype
+    self.attention = cfg.attention
     self.q_proj = make_param(rngs, (d, h, dh), ("embed", "heads", "head_dim"), pdt)
     self.k_proj = make_param(rngs, (d, kvh, dh), ("embed", "kv_heads", "head_dim"), pdt)
     self.v_proj = make_param(rngs, (d, kvh, dh), ("embed", "kv_heads", "head_dim"), pdt)
@@ -146,7 +145,7 @@ class Attention(nnx.Module):
         `segment_ids` by the splash kernel; unused with a cache.
       kv_cache: None, or (k_all, v_all, layer, index, valid) with k_all, v_all [layers, batch, cache,
         kv_heads, head_dim] and valid bool [batch, cache]; this layer's keys/values are written at slots
-        index..index+length-1, then the filled slots are attended (`cache_attention`).
+        index..index+length-1, then the filled slots are attended (`attend_cache`).
       segment_ids: int32 [batch, length], used when mask is None; with a cache, given only for a prefill into
         an empty cache, whose tokens then attend to each other through the splash kernel.
 
@@ -174,7 +173,7 @@ class Attention(nnx.Module):
       if segment_ids is not None:
         out = splash_attention(q, k, v, segment_ids)
       else:
-        out = cache_attention(q, k_all, v_all, layer, index, valid)
+        out = attend_cache(q, k_all, v_all, layer, index, valid, self.attention)
     elif mask is None:
       out = splash_attention(q, k, v, segment_ids)
     else:

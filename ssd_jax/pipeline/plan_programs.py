@@ -22,6 +22,7 @@ from ssd_jax import sharding
 from ssd_jax.collective_bytes import collective_bytes
 from ssd_jax.compile_oom import parse_compile_oom
 from ssd_jax.model import KVCache, sharded_init
+from ssd_jax.model.kv_cache import cache_slots
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.training import make_optimizer_from
 from ssd_jax.sampling.decode_loop import generate_batch
@@ -181,7 +182,7 @@ def compile_generation(
     .lower(params, int_batch((batch, width), "batch", "length"), int_batch((batch,), "batch"), keys, rows)
     .compile()
   )
-  cache = jax.eval_shape(lambda: KVCache.init(ctx.model_cfg, batch, width + shape.max_new_tokens))
+  cache = jax.eval_shape(lambda: KVCache.init(ctx.model_cfg, batch, cache_slots(width + shape.max_new_tokens)))
   cache = _abstract(cache, KVCache.shardings(mesh, ctx.rules))
   memory = dataclasses.replace(_memory("generate", compiled), resident=resident)
   return memory, per_chip_bytes(cache), per_chip_bytes(params)

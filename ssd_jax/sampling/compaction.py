@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from ssd_jax.model.kv_cache import KVCache
-from ssd_jax.sharding import LogicalRules
+from ssd_jax.sharding import LogicalRules, axes_size
 
 MIN_COMPACT_ROWS = 8
 MAX_COMPACTIONS = 2
@@ -38,14 +38,6 @@ def compaction_sizes(batch: int, shards: int = 1) -> list[int]:
   ):
     sizes.append(sizes[-1] // 2)
   return sizes
-
-
-def batch_shards(mesh: Mesh | None, batch_axes: tuple[str, ...]) -> int:
-  """How many pieces the batch is split into over `batch_axes` of `mesh` (1 without a mesh)."""
-  shards = 1
-  for axis in batch_axes if mesh is not None else ():
-    shards *= mesh.shape[axis]
-  return shards
 
 
 def most_live_per_shard(done: jax.Array, shards: int) -> jax.Array:
@@ -85,7 +77,7 @@ def compact(
   """
   if mesh is None or not batch_axes:
     return _compact_rows(cache, logits, rows, done, size)
-  shards = batch_shards(mesh, batch_axes)
+  shards = axes_size(mesh, batch_axes)
   if size % shards:
     raise ValueError(f"compacted batch {size} does not divide over the {shards} batch shards")
   specs = KVCache.shardings(mesh, rules)

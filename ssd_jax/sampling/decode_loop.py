@@ -24,11 +24,11 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from ssd_jax.model.kv_cache import KVCache
-from ssd_jax.sampling.compaction import batch_shards, compact, compaction_sizes, most_live_per_shard
+from ssd_jax.model.kv_cache import KVCache, cache_slots
+from ssd_jax.sampling.compaction import compact, compaction_sizes, most_live_per_shard
 from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
-from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, logical_to_spec, use_rules
+from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, axes_size, logical_to_spec, use_rules
 
 # The smallest batch that decoding compacts to, and the most halvings (see `compaction_sizes`).
 
@@ -208,7 +208,7 @@ def generate_batch(
 
   context = use_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
   with context:
-    cache = KVCache.init(cfg, batch, width + max_new_tokens)
+    cache = KVCache.init(cfg, batch, cache_slots(width + max_new_tokens))
     if mesh is not None:
       cache = jax.lax.with_sharding_constraint(cache, KVCache.shardings(mesh, rules))
     logits, cache = _prefill(graphdef, state, prompts, prompt_lengths, cache)
@@ -234,7 +234,7 @@ def generate_batch(
     # Finished rows stop costing: each stage decodes a batch of `size` rows until at most the next
     # stage's size are live, then the live rows (and their cache) move into the smaller batch.
     # Each batch shard compacts its own rows (`compaction`): rows never move between devices.
-    shards = batch_shards(mesh, batch_axes)
+    shards = axes_size(mesh, batch_axes)
     sizes = compaction_sizes(batch, shards)
     carry = (jnp.int32(0), logits, cache, jnp.arange(batch, dtype=jnp.int32), progress)
     for stage, size in enumerate(sizes):

@@ -23,7 +23,7 @@ from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
 from ssd_jax.sampling.candidates import sample_fast
 from ssd_jax.sampling.params import ParamsLike, RowParams, as_row_params
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
-from ssd_jax.sharding import as_axes
+from ssd_jax.sharding import as_axes, axes_size
 
 IMPLS = ("auto", "xla", "reference", "pallas")
 # Vocabulary entries per inner-loop step: 8 vregs per array on TPU; on GPU, fewer and longer
@@ -139,9 +139,7 @@ def sample_tokens(
     return local(logits, rows, bits)
 
   axes = as_axes(batch_axes)
-  shards = 1
-  for axis in axes:
-    shards *= mesh.shape[axis]
+  shards = axes_size(mesh, axes)
   if batch % shards:
     raise ValueError(f"batch {batch} is not divisible by the {shards} shards of mesh axes {axes}")
   row = P(axes)

@@ -32,10 +32,8 @@ def _batch_shard_map(batch: int) -> tuple[Any, tuple[str, ...]] | None:
     return None
   mesh, rules = active
   axes = sharding.logical_to_spec(("batch",), rules)[0]
-  axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
-  shards = 1
-  for axis in axes:
-    shards *= mesh.shape[axis]
+  axes = sharding.as_axes(axes)
+  shards = sharding.axes_size(mesh, axes)
   if shards == 1 or batch % shards:
     return None
   return mesh, axes
