@@ -48,8 +48,8 @@ def _parse_args():
 
 def main():
   args = _parse_args()
-  if args.batch > len(PROMPTS):
-    raise SystemExit(f"--batch must be <= {len(PROMPTS)}")
+  if args.batch < 1:
+    raise SystemExit(f"--batch must be >= 1, got {args.batch}")
   # Pin before jax and torch start their thread pools, so both see the same cores.
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
 
@@ -74,7 +74,9 @@ def main():
     model, cfg = hf.load_hf(directory, dtype="float32", param_dtype="float32", scan_layers=args.scan_layers)
     reference = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
 
-  prompts = [tokenizer.apply_chat_template_ids([{"role": "user", "content": p}]) for p in PROMPTS[: args.batch]]
+  # Larger batches repeat the prompts in order (each row still samples its own completion).
+  questions = [PROMPTS[i % len(PROMPTS)] for i in range(args.batch)]
+  prompts = [tokenizer.apply_chat_template_ids([{"role": "user", "content": p}]) for p in questions]
   width = max(map(len, prompts))
   params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
   graphdef, state = nnx.split(model)

@@ -132,3 +132,30 @@ def test_hooks_in_the_train_loop_log_speed_at_log_points_and_trace(tmp_path):
   assert with_speed[4]["mfu"] == pytest.approx(32.0 * 10.0 / 1000.0)
   assert with_speed[5]["step_time_s"] == 0.25
   assert any(name.endswith(".xplane.pb") for _, _, files in os.walk(tmp_path / "profile") for name in files)
+
+
+def test_untimed_hook_time_is_left_out_of_the_speed():
+  """A held-out evaluation after some steps must not read as slow training."""
+
+  class Evaluation(throughput.Hook):
+    def after_step(self, step, state):
+      del state
+      now[0] += 10.0  # ten seconds of evaluation after every step
+      return {"eval_step": step}
+
+  def step_times(wrap):
+    meter = throughput.Throughput(flops_per_token=1.0, peak=None, clock=lambda: now[0])
+    speed = throughput.SpeedHook(meter, tokens_per_step=4, log_every=2, total_steps=4)
+    evaluation = speed.untimed(Evaluation()) if wrap else Evaluation()
+    state = jnp.zeros(())
+    speed.begin(0, state)
+    logged = {}
+    for step in range(1, 5):
+      now[0] += 1.0  # one second of training per step
+      logged.update(speed.after_step(step, state) or {})
+      assert evaluation.after_step(step, state) == {"eval_step": step}
+    return logged["step_time_s"]
+
+  now = [0.0]
+  assert step_times(wrap=True) == 1.0
+  assert step_times(wrap=False) == 11.0  # what the log said before

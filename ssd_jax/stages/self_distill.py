@@ -79,19 +79,23 @@ def run(ctx: RunContext) -> None:
         continue
       spec = onpolicy_setup.method_spec(section, name)
       out_dir = ctx.layout.self_distill(name)
-      hooks = training.onpolicy_speed_hooks(ctx, setup, os.path.join(out_dir, "profile"))
+      speed, profile = training.onpolicy_speed_hooks(ctx, setup, os.path.join(out_dir, "profile"))
+      hooks = (speed, profile)
       if heldout is not None:
+        # The held-out evaluation's time is not training: tokens/s and step time leave it out.
         hooks += (
-          HeldoutHook(
-            heldout,
-            lambda state: state.train.params,
-            ctx.tokenizer,
-            sandbox,
-            seed=config.seed,
-            every=section.eval_every,
-            last_step=section.steps,
-            out_dir=out_dir,
-            is_coordinator=ctx.is_coordinator,
+          speed.untimed(
+            HeldoutHook(
+              heldout,
+              lambda state: state.train.params,
+              ctx.tokenizer,
+              sandbox,
+              seed=config.seed,
+              every=section.eval_every,
+              last_step=section.steps,
+              out_dir=out_dir,
+              is_coordinator=ctx.is_coordinator,
+            )
           ),
         )
       learner = OnPolicyLearner(

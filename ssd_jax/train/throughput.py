@@ -65,14 +65,28 @@ class Throughput:
     self._peak = peak
     self._clock = clock
     self._last: float | None = None
+    self._excluded = 0.0
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves `seconds` (spent on something other than training, e.g. an evaluation) out of the next interval."""
+    self._excluded += seconds
+
+  def timed(self, fn: Callable[[], object]) -> object:
+    """fn(), its wall time excluded from the interval it falls in."""
+    start = self._clock()
+    try:
+      return fn()
+    finally:
+      self.exclude(self._clock() - start)
 
   def measure(self, steps: int, tokens: float) -> dict[str, float]:
     """{'tokens_per_s', 'step_time_s', 'mfu'} over the `steps` steps (and `tokens` tokens) since the last call."""
     now = self._clock()
     last, self._last = self._last, now
-    if last is None or steps <= 0 or now <= last:
+    excluded, self._excluded = self._excluded, 0.0
+    elapsed = None if last is None else now - last - excluded
+    if elapsed is None or steps <= 0 or elapsed <= 0:
       return {}
-    elapsed = now - last
     out = {"tokens_per_s": tokens / elapsed, "step_time_s": elapsed / steps}
     if self._peak:
       out["mfu"] = tokens * self._flops_per_token / elapsed / self._peak
@@ -145,6 +159,10 @@ class SpeedHook(Hook):
     self._total_steps = total_steps
     self._last_step = 0
 
+  def untimed(self, hook: Hook) -> Hook:
+    """`hook`, its time left out of this hook's tokens/s and step time."""
+    return UntimedHook(hook, self._meter)
+
   def begin(self, step: int, state) -> None:
     del state
     self._last_step = step
@@ -155,6 +173,23 @@ class SpeedHook(Hook):
     jax.block_until_ready(state)
     steps, self._last_step = step - self._last_step, step
     return self._meter.measure(steps, steps * self._tokens_per_step) or None
+
+
+class UntimedHook(Hook):
+  """Runs `hook` (e.g. a periodic held-out evaluation) with its time left out of `meter`'s training speed."""
+
+  def __init__(self, hook: Hook, meter: Throughput):
+    self._hook = hook
+    self._meter = meter
+
+  def begin(self, step: int, state):
+    return self._meter.timed(lambda: self._hook.begin(step, state))
+
+  def after_step(self, step: int, state):
+    return self._meter.timed(lambda: self._hook.after_step(step, state))
+
+  def on_log(self, step: int, scalars) -> None:
+    self._hook.on_log(step, scalars)
 
 
 class ProfileHook(Hook):
