@@ -52,34 +52,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from bench_models import model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from ssd_jax.model import ModelConfig, Transformer  # noqa: E402
+from ssd_jax.model import Transformer  # noqa: E402
 from ssd_jax.model.hf import save_hf  # noqa: E402
 from ssd_jax.sampling.generate import Sampler  # noqa: E402
 from ssd_jax.sampling.params import SamplingParams  # noqa: E402
 
 SAMPLING = SamplingParams(temperature=1.0, top_k=20, top_p=0.95)
 GREEDY = SamplingParams(temperature=0.0)
-
-
-def model_config(args) -> ModelConfig:
-  return ModelConfig(
-    vocab_size=args.vocab,
-    hidden_size=args.hidden,
-    intermediate_size=3 * args.hidden,
-    num_layers=args.layers,
-    num_heads=args.heads,
-    num_kv_heads=args.heads // 2,
-    head_dim=64,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_embeddings=True,
-    qk_norm=True,
-    max_position_embeddings=4096,
-    dtype="float32",
-    param_dtype="float32",
-  )
 
 
 def ours(graphdef, state, prompts, new_tokens, params):

@@ -25,8 +25,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_models import sft_rows  # The same SFT rows as the SFT throughput benchmark.
 from flax import nnx
-from sft_throughput import sft_rows  # The same SFT rows as the SFT throughput benchmark.
 
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.expert_dispatch import routed_experts

@@ -3,11 +3,12 @@
 Both train the same random Qwen3-shaped model (exported with `save_hf`) on the same rows: full causal rows,
 loss on every next token, AdamW (0.9, 0.95, wd 0.1), float32, one optimizer update per step. Ours is
 `ssd_jax.train.sft_step` (chunked cross-entropy, donated state); the baseline is `Qwen3ForCausalLM` with
-`labels=` and `torch.optim.AdamW`. Compile time and warm-up steps are excluded. Prints tokens/s of each, the
-ratio, the shape and the machine.
+`labels=` and `torch.optim.AdamW`. The process is pinned to --threads cores before either framework starts
+its thread pool, and torch uses that many threads. The two sides alternate step by step; compilation and a
+warm-up step are excluded. Prints tokens/s of each, the ratio, the shape and the machine.
 
   python bench/sft_throughput.py                      # ~1-2 minutes on 2 CPU cores
-  python bench/sft_throughput.py --batch 16 --seq_len 512
+  python bench/sft_throughput.py --batch 16 --seq_len 512 --threads 1
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import jax
 import numpy as np
 import torch
 import transformers
+from bench_models import model_config, sft_rows  # The same Qwen3-shaped model as the generation benchmark.
 from flax import nnx
-from generation_throughput import model_config  # The same Qwen3-shaped model as the generation benchmark.
 
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.hf import save_hf
@@ -35,19 +36,8 @@ from ssd_jax.train.train_state import init_train_state
 LEARNING_RATE = 1e-4
 
 
-def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
-  """One sequence per row, loss on every position that has a next token."""
-  batch, length = tokens.shape
-  targets = np.concatenate([tokens[:, 1:], np.zeros((batch, 1), np.int32)], axis=1)
-  loss_mask = np.ones((batch, length), np.int32)
-  loss_mask[:, -1] = 0
-  positions = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length)).copy()
-  return dict(
-    tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens), positions=positions
-  )
-
-
-def time_ours(cfg: ModelConfig, batches, steps: int) -> float:
+def our_step(cfg: ModelConfig, steps: int):
+  """A callable running one of our SFT steps on a batch (compiled by a first call here)."""
   graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   optimizer = make_optimizer(
     OptimizerConfig(
@@ -58,20 +48,18 @@ def time_ours(cfg: ModelConfig, batches, steps: int) -> float:
       grad_clip_norm=None,
     )
   )
-  state = init_train_state(params, optimizer)
+  state = [init_train_state(params, optimizer)]
   step = make_sft_step(graphdef, optimizer, chunk_size=1024)
-  state, metrics = step(state, batches[0])  # Compiles.
-  jax.block_until_ready(metrics)
-  times = []
-  for i in range(steps):
-    start = time.perf_counter()
-    state, metrics = step(state, batches[(i + 1) % len(batches)])
+
+  def one(batch):
+    state[0], metrics = step(state[0], batch)
     jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+
+  return one
 
 
-def time_torch(cfg: ModelConfig, batches, steps: int) -> float:
+def torch_step(cfg: ModelConfig):
+  """A callable running one PyTorch/transformers SFT step on a batch (same initial weights as ours)."""
   with tempfile.TemporaryDirectory() as directory:
     save_hf(nnx.state(Transformer(cfg, rngs=nnx.Rngs(0))), cfg, directory)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).train()
@@ -84,13 +72,7 @@ def time_torch(cfg: ModelConfig, batches, steps: int) -> float:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
-  one(batches[0])  # Warm-up.
-  times = []
-  for i in range(steps):
-    start = time.perf_counter()
-    one(batches[(i + 1) % len(batches)])
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return one
 
 
 def main():
@@ -102,19 +84,31 @@ def main():
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq_len", type=int, default=256)
   parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores both sides are pinned to")
   args = parser.parse_args()
-
-  cores = os.cpu_count() or 1
-  torch.set_num_threads(cores)
+  # Before either framework starts its thread pools: both sides get the same cores.
+  cores = sorted(os.sched_getaffinity(0))[: args.threads]
+  os.sched_setaffinity(0, set(cores))
+  torch.set_num_threads(len(cores))
   cfg = model_config(args)
   rng = np.random.default_rng(0)
   batches = [sft_rows(rng.integers(1, args.vocab, (args.batch, args.seq_len), dtype=np.int32)) for _ in range(3)]
   tokens = args.batch * args.seq_len
 
-  ours_s = time_ours(cfg, batches, args.steps)
-  torch_s = time_torch(cfg, batches, args.steps)
+  sides = {"ours": our_step(cfg, args.steps), "torch": torch_step(cfg)}
+  start = time.perf_counter()
+  sides["ours"](batches[0])
+  compile_s = time.perf_counter() - start
+  sides["torch"](batches[0])  # Warm-up.
+  times = {name: [] for name in sides}
+  for i in range(args.steps):  # Alternating, so both sides see the same machine state.
+    for name, one in sides.items():
+      start = time.perf_counter()
+      one(batches[(i + 1) % len(batches)])
+      times[name].append(time.perf_counter() - start)
+  ours_s, torch_s = statistics.median(times["ours"]), statistics.median(times["torch"])
   print(
-    f"machine: {platform.processor() or platform.machine()}, {cores} CPUs, jax backend "
+    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, pinned to {cores}; jax backend "
     f"{jax.default_backend()}, torch threads {torch.get_num_threads()}"
   )
   print(
@@ -123,9 +117,11 @@ def main():
   )
   print(
     f"shape: batch {args.batch} x seq_len {args.seq_len} = {tokens} tokens per step, AdamW, median of "
-    f"{args.steps} steps"
+    f"{args.steps} alternating steps"
   )
-  print(f"ssd_jax SFT step:           {tokens / ours_s:10.1f} tokens/s ({ours_s * 1e3:.0f} ms/step)")
+  print(
+    f"ssd_jax SFT step:           {tokens / ours_s:10.1f} tokens/s ({ours_s * 1e3:.0f} ms/step; compile {compile_s:.1f} s)"
+  )
   print(f"PyTorch/transformers step:  {tokens / torch_s:10.1f} tokens/s ({torch_s * 1e3:.0f} ms/step)")
   print(f"ratio (ssd_jax / PyTorch): {torch_s / ours_s:.2f}x")
 

@@ -1,0 +1,42 @@
+"""The shapes the CPU benchmarks share: a Qwen3-shaped model and SFT rows. No side effects on import.
+
+`generation_throughput.py` pins its process when it starts, so the other benchmarks take these from here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssd_jax.model import ModelConfig
+
+
+def model_config(args) -> ModelConfig:
+  """A random-weight Qwen3-shaped model from --hidden/--layers/--heads/--vocab (kv heads = heads / 2)."""
+  return ModelConfig(
+    vocab_size=args.vocab,
+    hidden_size=args.hidden,
+    intermediate_size=3 * args.hidden,
+    num_layers=args.layers,
+    num_heads=args.heads,
+    num_kv_heads=args.heads // 2,
+    head_dim=64,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_embeddings=True,
+    qk_norm=True,
+    max_position_embeddings=4096,
+    dtype="float32",
+    param_dtype="float32",
+  )
+
+
+def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
+  """One sequence per row, loss on every position that has a next token."""
+  batch, length = tokens.shape
+  targets = np.concatenate([tokens[:, 1:], np.zeros((batch, 1), np.int32)], axis=1)
+  loss_mask = np.ones((batch, length), np.int32)
+  loss_mask[:, -1] = 0
+  positions = np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length)).copy()
+  return dict(
+    tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens), positions=positions
+  )
