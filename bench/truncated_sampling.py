@@ -196,7 +196,11 @@ def run_timings(args) -> None:
   dtype = jnp.dtype(args.dtype)
   for vocab in args.vocabs:
     for batch in args.batches:
-      logits = (jax.random.normal(jax.random.key(0), (batch, vocab), jnp.float32) * 3.0).astype(dtype)
+      logits = jax.random.normal(jax.random.key(0), (batch, vocab), jnp.float32) * 3.0
+      if args.peak:  # A trained model's shape: a few plausible tokens far above a long tail.
+        raised = jax.random.choice(jax.random.key(2), vocab, (args.peak,), replace=False)
+        logits = logits.at[:, raised].add(args.peak_height)
+      logits = logits.astype(dtype)
       x_torch = None
       if not on_accelerator:
         import torch
@@ -205,7 +209,8 @@ def run_timings(args) -> None:
       rows = args.params.rows(batch)
       key = jax.random.key(1)
       read = batch * vocab * dtype.itemsize
-      print(f"[batch {batch}, vocab {vocab}] logits read: {read / 1e6:.1f} MB")
+      shape = f", {args.peak} tokens raised by {args.peak_height}" if args.peak else ", normal x 3"
+      print(f"[batch {batch}, vocab {vocab}{shape}] logits read: {read / 1e6:.1f} MB")
       compile_s, times = {}, {name: [] for name in impls}
       for name, (fn, framework) in impls.items():
         start = time.perf_counter()
@@ -306,6 +311,8 @@ def parse_args():
   parser.add_argument("--top_p", type=float, default=0.8)
   parser.add_argument("--min_p", type=float, default=0.0)
   parser.add_argument("--cpus", default="", help="pin to these CPUs (read before jax starts)")
+  parser.add_argument("--peak", type=int, default=0, help="raise this many tokens of every row by --peak_height")
+  parser.add_argument("--peak_height", type=float, default=14.0)
   parser.add_argument("--forward", action="store_true", help="also time one decode step of a model at this vocab")
   parser.add_argument("--hidden", type=int, default=256)
   parser.add_argument("--layers", type=int, default=4)

@@ -73,7 +73,7 @@ def test_rows_outside_the_candidate_rule_use_the_reference():
   rng = np.random.default_rng(1)
   batch, vocab = 6, 3_000
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 2, jnp.float32)
-  rows = as_row_params([SamplingParams(1.0, k, p) for k, p in [(0, 0.9), (500, 1.0), (20, 0.8)] * 2])
+  rows = as_row_params([SamplingParams(1.0, k, p) for k, p in [(0, 1.0), (500, 1.0), (20, 0.8)] * 2])
   assert not bool(candidates.candidates_apply(rows, vocab))
   bits = bits_for(batch, 2)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
@@ -120,3 +120,35 @@ def test_off_rules_and_greedy_batches():
   out = candidates.sample_fast(logits, plain, bits_for(batch))
   assert np.all(np.asarray(tr.kept_mask(logits, plain)))
   np.testing.assert_array_equal(out.token, tr.sample_reference(logits, plain, bits_for(batch)).token)
+
+
+def _candidates_or_marker(logits, rows, bits):
+  """`sample_candidates` with a fallback that marks its rows (token -1): shows which path answered."""
+  x = logits.astype(jnp.float32)
+  raw_max = jnp.max(x, axis=-1, keepdims=True)
+  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
+  return candidates.sample_candidates(x, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), raw_max, raw_log_sum)
+
+
+@pytest.mark.parametrize("vocab", [5_000, 151_936])
+def test_top_p_rows_without_top_k_are_served_from_the_list_when_their_set_fits(vocab, monkeypatch):
+  rng = np.random.default_rng(vocab + 1)
+  settings = [(0.7, 0, 0.95), (1.0, 0, 0.8), (1.0, 0, 0.95), (0.0, 0, 1.0), (1.0, 20, 0.9), (0.6, 0, 0.5)]
+  batch = len(settings)
+  # Peaked rows, as a trained model's: a few dozen plausible tokens, then a long tail far below.
+  values = rng.normal(size=(batch, vocab)).astype(np.float32)
+  values[:, rng.choice(vocab, 40, replace=False)] += 14.0
+  logits = jnp.asarray(values)
+  rows = as_row_params([SamplingParams(t, k, p) for t, k, p in settings])
+  assert bool(candidates.candidates_apply(rows, vocab))
+  bits = bits_for(batch, 9)
+  reference = tr.sample_reference(logits, rows, bits)
+  assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
+  marker = tr.TruncatedSample(*(jnp.full((batch,), -1, f.dtype) for f in reference))
+  monkeypatch.setattr(candidates, "sample_reference", lambda *_: marker)
+  assert_same_sample(jax.jit(_candidates_or_marker)(logits, rows, bits), reference)  # no fallback taken
+  # A flat row's top-p set does not fit the list: the whole batch falls back.
+  flat = logits.at[2].set(jnp.asarray(rng.normal(size=vocab), jnp.float32))
+  assert np.all(np.asarray(jax.jit(_candidates_or_marker)(flat, rows, bits).token) == -1)
+  monkeypatch.undo()
+  assert_same_sample(candidates.sample_fast(flat, rows, bits), tr.sample_reference(flat, rows, bits))

@@ -1,7 +1,10 @@
-"""Truncated sampling from a short candidate list: the XLA path for small top-k and greedy rows.
+"""Truncated sampling from a short candidate list: the XLA path for small top-k, top-p and greedy rows.
 
 When every sampling row has 1 <= top_k <= MAX_CANDIDATE_TOP_K (and greedy rows need only the
-maximum), every token the rules can keep is among the NUM_CANDIDATES largest logits. This path
+maximum), every token the rules can keep is among the NUM_CANDIDATES largest logits. Rows with
+top-k off and top_p < 1 are served too when their top-p set fits the list: their target mass is
+counted over the whole vocabulary (one more pass), and the list is trusted only if every token
+outside it lies strictly below the top-p cut-off it finds (a flat row falls back). This path
 then reads the vocabulary twice (row maxima of 128-wide chunks with the raw softmax normaliser,
 and a gather of the best chunks) instead of the ~30 counting passes of the bisection, and runs
 the rules on [batch, NUM_CANDIDATES] arrays with the same integer arithmetic as
@@ -32,9 +35,11 @@ CHUNK = 128
 
 
 def candidates_apply(rows: RowParams, vocab: int) -> jax.Array:
-  """bool scalar: every row is greedy or has 1 <= top_k <= MAX_CANDIDATE_TOP_K (and < vocab)."""
+  """bool scalar: every row is greedy, has 1 <= top_k <= MAX_CANDIDATE_TOP_K (and < vocab), or has
+  top-k off and top_p < 1 (whether its top-p set fits the list is checked when sampling)."""
   small_k = (rows.top_k >= 1) & (rows.top_k <= MAX_CANDIDATE_TOP_K) & (rows.top_k < vocab)
-  return jnp.all((rows.temperature <= 0) | small_k)
+  top_p_only = ops.top_k_is_off(rows.top_k, vocab) & (rows.top_p < 1.0)
+  return jnp.all((rows.temperature <= 0) | small_k | top_p_only)
 
 
 def _top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -101,21 +106,32 @@ def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, r
   d = ops.tempered(values, raw_max, inverse_temperature)
   keys = ops.order_key(d)
   greedy = (rows.temperature <= 0)[:, None]
+  k_off = ops.top_k_is_off(rows.top_k, x.shape[1])[:, None] & ~greedy
   # Greedy rows keep the maximal logits: the first candidate is the one that must be exact.
-  k = jnp.where(greedy, 1, rows.top_k[:, None])
-  k_cut = jnp.take_along_axis(keys, k - 1, axis=-1)
-  exact = jnp.all(ops.order_key(ops.tempered(outside, raw_max, inverse_temperature)) < k_cut)
+  k = jnp.where(greedy, 1, jnp.clip(rows.top_k[:, None], 1, NUM_CANDIDATES))
+  k_cut = jnp.where(k_off, ops.INT32_MIN, jnp.take_along_axis(keys, k - 1, axis=-1))
+  limbs = ops.mass_parts(d)
+  in_top_k = keys >= k_cut
+  top_k_mass = ops.mass_value(*(jnp.sum(jnp.where(in_top_k, limb, 0), axis=-1, keepdims=True) for limb in limbs))
+
+  def vocabulary_mass():
+    whole = ops.mass_parts(ops.tempered(x, raw_max, inverse_temperature))
+    return ops.mass_value(*(jnp.sum(limb, axis=-1, keepdims=True) for limb in whole))
+
+  # With top-k off the survivors are the whole vocabulary: their mass needs a pass over it.
+  survivors_mass = jnp.where(
+    k_off, jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(top_k_mass)), top_k_mass
+  )
+  # The largest candidate key >= k_cut whose suffix mass reaches the target: the bisection's answer.
+  reaches = in_top_k & (_suffix_masses(keys, limbs) >= rows.top_p[:, None] * survivors_mass)
+  p_cut = jnp.max(jnp.where(reaches, keys, ops.INT32_MIN), axis=-1, keepdims=True)
+  p_cut = jnp.where(rows.top_p[:, None] < 1.0, p_cut, k_cut)
+  # Every token outside the list must be strictly below the cut the list decides: top-k's, or top-p's
+  # where top-k is off (the suffix masses above it are then whole-vocabulary masses).
+  outside_key = ops.order_key(ops.tempered(outside, raw_max, inverse_temperature))
+  exact = jnp.all(outside_key < jnp.where(k_off, p_cut, k_cut))
 
   def from_candidates():
-    limbs = ops.mass_parts(d)
-    in_top_k = keys >= k_cut
-    target = rows.top_p[:, None] * ops.mass_value(
-      *(jnp.sum(jnp.where(in_top_k, limb, 0), axis=-1, keepdims=True) for limb in limbs)
-    )
-    # The largest candidate key >= k_cut whose suffix mass reaches the target: the bisection's answer.
-    reaches = in_top_k & (_suffix_masses(keys, limbs) >= target)
-    p_cut = jnp.max(jnp.where(reaches, keys, ops.INT32_MIN), axis=-1, keepdims=True)
-    p_cut = jnp.where(rows.top_p[:, None] < 1.0, p_cut, k_cut)
     cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p)[:, None], rows.temperature[:, None])
     kept = keys >= cutoff
     race = ops.race_weights(bits[:, :1], bits[:, 1:], index)
