@@ -92,7 +92,7 @@ def test_greedy_generation_through_the_kernel_equals_full_forwards(checkpoint, m
   assert traced  # the decode steps did go through the kernel
 
 
-def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(checkpoint):
+def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(checkpoint, monkeypatch):
   """Rows stop at different steps (finished rows go through the kernel until compaction drops them)."""
   params = SamplingParams(temperature=1.0, top_k=20, top_p=0.95)
   generate = lambda sampler, state, stops: sampler.generate(
@@ -101,13 +101,24 @@ def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(
   graphdef, state = _split(checkpoint, "xla")
   free = generate(Sampler(graphdef, max_len=48, batch_size=16), state, ())
   stops = sorted({int(free[0].token_ids[4]), int(free[5].token_ids[2])})  # rows 0 and 5 stop early
+  traced = []
+  kernel = decode_attention.decode_attention
+  monkeypatch.setattr(
+    decode_attention, "decode_attention", lambda *a, **k: traced.append(a[1].shape) or kernel(*a, **k)
+  )
+  meshes = {
+    "rows and kv heads": sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2}),
+    "rows only": sharding.make_mesh({"data": 2, "fsdp": 4}),
+  }
   runs = {}
-  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})  # kv heads over tensor, rows over data x fsdp
   for attention in ("xla", "splash"):
     graphdef, state = _split(checkpoint, attention)
     runs[attention, "single"] = generate(Sampler(graphdef, max_len=48, batch_size=16), state, stops)
-    sharded = Sampler(graphdef, mesh=mesh, max_len=48, batch_size=16)
-    runs[attention, "sharded"] = generate(sharded, sharding.shard_state(state, mesh), stops)
+    for name, mesh in meshes.items():
+      sampler = Sampler(graphdef, mesh=mesh, max_len=48, batch_size=16)
+      runs[attention, name] = generate(sampler, sharding.shard_state(state, mesh), stops)
+  # Each mesh ran the kernel on its per-device slice of the cache: 16 rows over 4 or 8 shards.
+  assert {shape[1] for shape in traced} >= {16, 4, 2}
   want = runs["xla", "single"]
   assert len({len(g.token_ids) for g in want}) > 1  # the stop tokens did end rows early
   for key, got in runs.items():
@@ -117,33 +128,45 @@ def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed")
-@pytest.mark.parametrize("topology,dtype", [("v5e:2x2", "bfloat16"), ("v5p:2x2x1", "float32")])
-def test_decode_step_compiles_the_kernel_for_tpu_without_moving_the_cache(topology, dtype):
+@pytest.mark.parametrize(
+  "topology,dtype,mesh_shape",
+  [
+    ("v5e:2x2", "bfloat16", {"fsdp": 2, "tensor": 2}),
+    ("v5e:2x2", "bfloat16", {"fsdp": 4}),
+    ("v5p:2x2x1", "float32", {"fsdp": 2, "tensor": 2}),
+  ],
+)
+def test_decode_step_compiles_the_kernel_for_tpu_without_moving_the_cache(topology, dtype, mesh_shape):
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
 
-  mesh = sharding.make_mesh({"fsdp": 2, "tensor": 2}, devices=topologies.get_topology_desc(topology, "tpu").devices)
-  cfg = presets.get("tiny_qwen3", head_dim=HEAD_DIM, num_kv_heads=2, dtype=dtype, param_dtype=dtype)
-  graphdef, state = sharded_init.abstract_state(cfg, mesh)
+  mesh = sharding.make_mesh(mesh_shape, devices=topologies.get_topology_desc(topology, "tpu").devices)
   batch, slots = 8, cache_slots(1000)
-  token = jax.ShapeDtypeStruct(
-    (batch, 1), jnp.int32, sharding=NamedSharding(mesh, sharding.logical_to_spec(("batch", "length")))
-  )
-  cache_shardings = KVCache.shardings(mesh)
-  cache = jax.tree.map(
-    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-    jax.eval_shape(lambda: KVCache.init(cfg, batch, slots)),
-    cache_shardings,
-  )
+  compiled = {}
+  for attention in ("auto", "xla"):  # 'auto' resolves to the Pallas kernels when compiling for TPU
+    cfg = presets.get(
+      "tiny_qwen3", head_dim=HEAD_DIM, num_kv_heads=2, dtype=dtype, param_dtype=dtype, attention=attention
+    )
+    graphdef, state = sharded_init.abstract_state(cfg, mesh)
+    token_spec = sharding.logical_to_spec(("batch", "length"))
+    token = jax.ShapeDtypeStruct((batch, 1), jnp.int32, sharding=NamedSharding(mesh, token_spec))
+    cache_shardings = KVCache.shardings(mesh)
+    cache = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      jax.eval_shape(lambda cfg=cfg: KVCache.init(cfg, batch, slots)),
+      cache_shardings,
+    )
 
-  def step(state, tokens, cache):
-    with sharding.use_rules(mesh):
-      return nnx.merge(graphdef, state)(tokens, tokens, cache=cache)
+    def step(state, tokens, cache, graphdef=graphdef):
+      with sharding.use_rules(mesh):
+        return nnx.merge(graphdef, state)(tokens, tokens, cache=cache)
 
-  compiled = jax.jit(step, out_shardings=(None, cache_shardings), donate_argnums=2).lower(state, token, cache).compile()
-  text = compiled.as_text()
+    jitted = jax.jit(step, out_shardings=(None, cache_shardings), donate_argnums=2)
+    compiled[attention] = jitted.lower(state, token, cache).compile()
+  text = compiled["auto"].as_text()
   assert text.count("ragged_decode_attention") >= cfg.num_layers
-  # Each device reads its own rows and kv heads where they lie: the step moves far less than the cache
-  # over the network and needs no temporary near the cache's size.
+  assert "ragged_decode_attention" not in compiled["xla"].as_text()
+  # Each device reads its own rows and kv heads where they lie: no collective beyond the XLA path's (the
+  # weight gathers of FSDP), and no temporary near the cache's size.
+  assert sum(collective_bytes(text).values()) <= sum(collective_bytes(compiled["xla"].as_text()).values())
   per_chip_cache = 2 * cache.k.size * cache.k.dtype.itemsize // mesh.size
-  assert sum(collective_bytes(text).values()) < per_chip_cache // 4
-  assert compiled.memory_analysis().temp_size_in_bytes < per_chip_cache // 4
+  assert compiled["auto"].memory_analysis().temp_size_in_bytes < per_chip_cache // 4

@@ -114,8 +114,8 @@ def attend_cache(
     layer_axes is not None
     or length_axes is not None
     or dim_axes is not None
-    or sharding.dividing_axes(batch_axes, b, mesh) != sharding.as_axes(batch_axes)
-    or sharding.dividing_axes(kv_axes, k_all.shape[3], mesh) != sharding.as_axes(kv_axes)
+    or b % sharding.axes_size(mesh, batch_axes)
+    or k_all.shape[3] % sharding.axes_size(mesh, kv_axes)
   ):
     return cache_attention(q, k_all, v_all, layer, index, valid)
   rows = PartitionSpec(batch_axes, None, kv_axes, None)
