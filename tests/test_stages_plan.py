@@ -192,6 +192,7 @@ def test_8b_configs_fit_their_slices(tmp_path, config_file, topology, chips):
   report = json.loads((tmp_path / "plan.json").read_text())
   assert report["topology"] == topology and report["chips"] == chips and report["model_params"] > 8e9
   assert report["fits"], report
+  assert "ragged_decode_attention" in report["programs"]["generate"]["kernels"]
 
 
 @pytest.mark.pod
@@ -241,3 +242,17 @@ def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   assert report["mesh"]["expert"] == 4 and report["model_params"] > 30e9
   assert report["moe_layout"]["dispatch"] == "ragged_all_to_all" and report["moe_layout"]["experts_per_device"] == 32
   assert report["fits"], report
+
+
+@needs_libtpu
+def test_plan_names_the_pallas_kernels_of_each_program(tmp_path):
+  """Generation attends through the ragged decode kernel when heads are lane-wide; plan.json says so."""
+  c = _tiny_plan_config()
+  c.model.overrides.head_dim = 128
+  config_lib.validate(c)
+  plan.run(_context(c, tmp_path))
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert "ragged_decode_attention" in report["programs"]["generate"]["kernels"]
+  assert "ragged_decode_attention" in report["decode_weights"]["layouts"]["tensor"]["kernels"]
+  assert "ragged_decode_attention" not in report["programs"]["sft_step"]["kernels"]
+  assert any("splash" in name for name in report["programs"]["sft_step"]["kernels"])

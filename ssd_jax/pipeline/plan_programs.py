@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,9 @@ GIB = 1024**3
 # HBM per chip by `device_kind` (public TPU specs).
 HBM_GIB = {"TPU v4": 32, "TPU v5 lite": 16, "TPU v5": 95, "TPU v6 lite": 32}
 
+# An instruction's name without its numeric suffix: '%ragged_decode_attention.1 = ...' -> ragged_decode_attention.
+_INSTRUCTION = re.compile(r"\s*(?:ROOT\s+)?%([A-Za-z_][\w\-]*?)(?:\.\d+)*\s+=")
+
 
 @dataclasses.dataclass(frozen=True)
 class StepMemory:
@@ -47,6 +51,7 @@ class StepMemory:
   temporaries: int
   collective_bytes: int
   resident: int = 0  # Held outside the program meanwhile (the training weights, beside a decode copy).
+  kernels: tuple[str, ...] = ()  # Pallas TPU kernels in the program (e.g. 'ragged_decode_attention').
 
   @property
   def peak(self) -> int:
@@ -85,11 +90,28 @@ def _abstract(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+def pallas_kernels(hlo: str) -> tuple[str, ...]:
+  """Names of the Pallas TPU kernels (tpu_custom_call instructions) in an HLO module's text."""
+  names = set()
+  for line in hlo.splitlines():
+    if 'custom_call_target="tpu_custom_call"' in line:
+      match = _INSTRUCTION.match(line)
+      if match:
+        names.add(match.group(1))
+  return tuple(sorted(names))
+
+
 def _memory(name: str, compiled) -> StepMemory:
   m = compiled.memory_analysis()
-  moved = sum(collective_bytes(compiled.as_text()).values())
+  text = compiled.as_text()
   return StepMemory(
-    name, m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes, m.temp_size_in_bytes, moved
+    name,
+    m.argument_size_in_bytes,
+    m.output_size_in_bytes,
+    m.alias_size_in_bytes,
+    m.temp_size_in_bytes,
+    sum(collective_bytes(text).values()),
+    kernels=pallas_kernels(text),
   )
 
 
