@@ -284,6 +284,7 @@ def truncated_sampling_pallas(
     in_specs=[row_spec] * 6 + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
     out_specs=[row_spec] * 4,
     interpret=interpret,
+    name="truncated_sampling",
     cost_estimate=cost,
     **extra,
   )
