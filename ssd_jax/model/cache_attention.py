@@ -107,7 +107,8 @@ def attend_cache(
   if active is None:
     return kernel(q, k_all, v_all, layer, index, valid)
   mesh, rules = active
-  layer_axes, batch_axes, length_axes, kv_axes, dim_axes = sharding.logical_to_spec(KV_LOGICAL_AXES, rules)
+  cache = sharding.logical_to_spec(KV_LOGICAL_AXES, rules)
+  layer_axes, batch_axes, length_axes, kv_axes, dim_axes = cache
   # A cache split along slots or head_dim, or rows/heads that do not divide the mesh, stays with XLA:
   # resharding the cache for the kernel would move all of it every step.
   if (
@@ -119,7 +120,6 @@ def attend_cache(
   ):
     return cache_attention(q, k_all, v_all, layer, index, valid)
   rows = PartitionSpec(batch_axes, None, kv_axes, None)
-  cache = PartitionSpec(None, batch_axes, None, kv_axes, None)
   mapped = jax.shard_map(
     kernel,
     mesh=mesh,

@@ -46,9 +46,8 @@ def context_conversations(
   Each layout of CONTEXT_LAYOUTS takes an equal share, in a seeded order. A demonstration is a known
   correct solution drawn with the pre-training odds, and the answer repeats it; with feedback alone the
   answer is drawn with those odds. Feedback is what the sandbox reports for one of the problem's wrong
-  solutions, really executed. The
-  context goes through `teacher_context.choose_contexts` and `teacher_messages`, so caps and wording
-  match the teacher's.
+  solutions, really executed. The context goes through `teacher_context.choose_contexts` and
+  `teacher_messages`, so caps and wording match the teacher's.
 
   Args:
     problems: built-in problems (their solutions and wrong solutions are regenerated from the task id).

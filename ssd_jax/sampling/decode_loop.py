@@ -2,17 +2,18 @@
 
 `generate_batch` takes the model as (graphdef, state), so the training state is passed in as a
 jit argument and no copy of the weights is made. Prompts are right-padded to a common width W;
-the KV cache has W + max_new_tokens slots, rounded up to whole 128-slot blocks. Prompt token i of every row sits in slot i (padding
-slots are marked invalid), and generated token t of every row sits in slot W + t, at RoPE
-position prompt_length + t, so each row sees exactly its own prompt and its own completion.
+the KV cache has W + max_new_tokens slots, rounded up to whole 128-slot blocks. Prompt token i of
+every row sits in slot i (padding slots are marked invalid), and generated token t of every row
+sits in slot W + t, at RoPE position prompt_length + t, so each row sees exactly its own prompt and
+its own completion.
 
 Randomness: row b draws step t with the key fold_in(keys[b], t). A row's tokens therefore
 depend only on its own key and its own logits, not on which other rows share the batch.
 
 Cost: attention reads only the filled cache slots (`ssd_jax.model.cache_attention`; on TPU the ragged
-decode kernel, which also skips finished rows), and as rows
-finish, the live rows are compacted into half-size batches (`compaction`, each device keeping its own
-rows), so a batch with a few long completions does not pay full-batch steps until its last row ends.
+decode kernel, which also skips finished rows), and as rows finish, the live rows are compacted into
+half-size batches (`compaction`, each device keeping its own rows), so a batch with a few long
+completions does not pay full-batch steps until its last row ends.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from ssd_jax.sampling.compaction import compact, compaction_sizes, most_live_per
 from ssd_jax.sampling.dispatch import sample_tokens
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, as_axes, axes_size, logical_to_spec, use_rules
-
-# The smallest batch that decoding compacts to, and the most halvings (see `compaction_sizes`).
 
 
 class GenerationOutput(NamedTuple):
