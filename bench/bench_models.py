@@ -1,10 +1,14 @@
-"""The shapes the CPU benchmarks share: a Qwen3-shaped model and SFT rows. No side effects on import.
+"""What the CPU benchmarks share: a Qwen3-shaped model, SFT rows and interleaved timing. No side effects on import.
 
 `generation_throughput.py` pins its process when it starts, so the other benchmarks take these from here.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+
+import jax
 import numpy as np
 
 from ssd_jax.model import ModelConfig
@@ -40,3 +44,18 @@ def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
   return dict(
     tokens=tokens, targets=targets, loss_mask=loss_mask, segment_ids=np.ones_like(tokens), positions=positions
   )
+
+
+def interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
+  """(compile-and-first-call seconds, median seconds of `repeats` interleaved calls) per name."""
+  first, times = {}, {name: [] for name in fns}
+  for name, fn in fns.items():
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first[name] = time.perf_counter() - start
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return first, {name: statistics.median(t) for name, t in times.items()}

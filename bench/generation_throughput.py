@@ -6,7 +6,9 @@ with the same thread count: the process pins itself with sched_setaffinity befor
 start, XLA runs without its multi-threaded Eigen pool, and torch gets torch.set_num_threads. The
 two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
 Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
-warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths.
+warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths, and
+what grows with the length: cache attention alone (every layer, one decode query per row) at each
+run's mean filled slots, as a read rate of the filled cache next to the core's streaming read rate.
 
   python bench/generation_throughput.py --batch 32
   python bench/generation_throughput.py --batch 1 --new_tokens 128
@@ -49,6 +51,7 @@ os.sched_setaffinity(0, set(ARGS.cpus))
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -56,7 +59,9 @@ from bench_models import model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ssd_jax.model import Transformer  # noqa: E402
+from ssd_jax.model.cache_attention import cache_attention  # noqa: E402
 from ssd_jax.model.hf import save_hf  # noqa: E402
+from ssd_jax.model.kv_cache import cache_slots  # noqa: E402
 from ssd_jax.sampling.generate import Sampler  # noqa: E402
 from ssd_jax.sampling.params import SamplingParams  # noqa: E402
 
@@ -114,6 +119,41 @@ def compare(name, ours_run, hf_run, generated, repeats):
   return ours_ids, hf_ids
 
 
+def _median_seconds(fn, repeats: int = 20) -> float:
+  jax.block_until_ready(fn())  # compiles
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int]) -> None:
+  """Prints cache attention's time and read rate at each run's mean filled slots, and the streaming rate."""
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(batch, 1, cfg.num_heads, cfg.head_dim)), jnp.float32)
+  attend = jax.jit(
+    lambda q, k, v, index, valid: sum(cache_attention(q, k, v, layer, index, valid) for layer in range(cfg.num_layers))
+  )
+  for new_tokens in lengths:
+    slots = cache_slots(prompt_len + new_tokens)
+    shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
+    k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(2))
+    filled = prompt_len + new_tokens // 2
+    seconds = _median_seconds(lambda: attend(q, k, v, jnp.int32(filled - 1), jnp.ones((batch, slots), bool)))
+    read = 2 * cfg.num_layers * batch * filled * cfg.num_kv_heads * cfg.head_dim * 4
+    print(
+      f"[scaling] cache attention alone at {new_tokens} new tokens ({filled} mean filled slots, "
+      f"{read / 1e6:.0f} MB of keys and values): {seconds * 1e3:.2f} ms per step, {read / seconds / 1e9:.1f} GB/s"
+    )
+  flat = jnp.ones((read // 4,), jnp.float32)
+  total = jax.jit(jnp.sum)
+  print(
+    f"[scaling] streaming read of those {read / 1e6:.0f} MB (jnp.sum): {read / _median_seconds(lambda: total(flat)) / 1e9:.1f} GB/s"
+  )
+
+
 def main():
   args = ARGS
   torch.set_num_threads(len(args.cpus))
@@ -157,6 +197,7 @@ def main():
       print(f"[scaling] {new_tokens} new tokens: {costs[new_tokens] * 1e3:.2f} ms per step (batch {args.batch})")
     short, long = args.scaling[0], args.scaling[-1]
     print(f"[scaling] per-token cost at {long} / at {short} new tokens: {costs[long] / costs[short]:.2f}x")
+    attention_read_rates(cfg, args.batch, args.prompt_len, args.scaling)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_models import sft_rows  # The same SFT rows as the SFT throughput benchmark.
+from bench_models import interleaved, sft_rows  # The same SFT rows as the SFT throughput benchmark.
 from flax import nnx
 
 from ssd_jax.model import ModelConfig, Transformer
@@ -35,21 +33,6 @@ from ssd_jax.train.sft_step import make_sft_step
 from ssd_jax.train.train_state import init_train_state
 
 IMPLS = ("tiled", "ragged_dot")
-
-
-def _interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
-  """(compile-and-first-call seconds, median seconds of `repeats` interleaved calls) per name."""
-  first, times = {}, {name: [] for name in fns}
-  for name, fn in fns.items():
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first[name] = time.perf_counter() - start
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - start)
-  return first, {name: statistics.median(t) for name, t in times.items()}
 
 
 def layer_ratio(args) -> None:
@@ -85,7 +68,7 @@ def layer_ratio(args) -> None:
     for a, b in zip(g_grads, l_grads):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
   fns = {impl: (lambda impl=impl: grouped_step(x, *weights, impl)) for impl in IMPLS}
-  first, median = _interleaved({**fns, "loop": lambda: loop_step(x, *weights)}, args.repeats)
+  first, median = interleaved({**fns, "loop": lambda: loop_step(x, *weights)}, args.repeats)
   loads = np.bincount(index.reshape(-1), minlength=e)
   print(
     f"MoE layer experts, fwd+bwd: {n} tokens x top-{k} of {e} experts, hidden {d}, expert width {f}, float32; "
@@ -136,7 +119,7 @@ def sft_ratio(args) -> None:
   rng = np.random.default_rng(0)
   shape = (args.batch, args.seq_len)
   batches = [sft_rows(rng.integers(1, args.vocab, shape, dtype=np.int32)) for _ in range(3)]
-  first, median = _interleaved({"moe": _sft_timer(moe, batches), "dense": _sft_timer(dense, batches)}, args.repeats)
+  first, median = interleaved({"moe": _sft_timer(moe, batches), "dense": _sft_timer(dense, batches)}, args.repeats)
   tokens = args.batch * args.seq_len
   print(
     f"SFT step: batch {args.batch} x seq_len {args.seq_len}, hidden {args.hidden}, {args.layers} layers, vocab "

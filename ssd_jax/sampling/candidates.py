@@ -42,7 +42,7 @@ def candidates_apply(rows: RowParams, vocab: int) -> jax.Array:
   return jnp.all((rows.temperature <= 0) | small_k | top_p_only)
 
 
-def _top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The largest logits of each row, and a bound on every logit left out.
 
   Args:
@@ -101,7 +101,7 @@ def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, r
   Returns:
     TruncatedSample, equal in token and cut-off to `truncation.sample_reference`.
   """
-  values, index, outside = _top_candidates(x)
+  values, index, outside = top_candidates(x)
   inverse_temperature = ops.inverse_temperature(rows.temperature)[:, None]
   d = ops.tempered(values, raw_max, inverse_temperature)
   keys = ops.order_key(d)
