@@ -163,12 +163,6 @@ def dividing_axes(axes: str | Sequence[str] | None, size: int, mesh: Mesh) -> tu
   return as_axes(axes) if size % axes_size(mesh, axes) == 0 else None
 
 
-def mesh_axes_size(logical_name: str, mesh_shape: Mapping[str, int], rules: LogicalRules = DEFAULT_RULES) -> int:
-  """Number of shards a dimension named `logical_name` is split into."""
-  axes = as_axes(_rule_lookup(rules).get(logical_name))
-  return math.prod(int(mesh_shape.get(a, 1)) for a in axes)
-
-
 def validate_mesh_for_model(
   mesh_shape: Mapping[str, int] | Mesh, cfg: Any, rules: LogicalRules = DEFAULT_RULES
 ) -> None:

@@ -2,7 +2,7 @@
 
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.comparison import Candidate, compare_models
-from ssd_jax.evals.comparison_report import comparison_table, write_comparison
+from ssd_jax.evals.comparison_report import comparison_table, report_text, write_comparison
 from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
 from ssd_jax.evals.diversity import (
   behaviour_signature,
@@ -60,6 +60,7 @@ __all__ = [
   "parse_grid",
   "pass_at_k",
   "pass_at_k_curve",
+  "report_text",
   "score_completions",
   "select_best",
   "split_problems",

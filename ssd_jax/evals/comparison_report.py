@@ -186,6 +186,11 @@ def plot_by_difficulty(comparison: Mapping, path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def report_text(comparison: Mapping, notes: str = "") -> str:
+  """The report as printed and as comparison.txt: the table, then `notes` (e.g. the teacher diagnostic)."""
+  return comparison_table(comparison) + "\n" + (f"\n{notes}\n" if notes else "")
+
+
 def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path, notes: str = "") -> dict[str, pathlib.Path]:
   """Writes comparison.json, comparison.txt (the stdout table, then `notes`) and the three plots; returns the paths."""
   out = pathlib.Path(out_dir)
@@ -198,7 +203,7 @@ def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path, notes: st
     "difficulty_plot": out / "pass_by_difficulty.png",
   }
   paths["json"].write_text(json.dumps(comparison, indent=2))
-  paths["table"].write_text(comparison_table(comparison) + "\n" + (f"\n{notes}\n" if notes else ""))
+  paths["table"].write_text(report_text(comparison, notes))
   plot_temperature_curves(comparison, paths["temperature_plot"])
   plot_selected_curves(comparison, paths["pass_at_k_plot"])
   plot_by_difficulty(comparison, paths["difficulty_plot"])

@@ -43,9 +43,9 @@ class RunLayout:
   def logs(self, stage: str) -> str:
     return self._path(stage, "logs")
 
-  def profile(self, stage: str) -> str:
-    """Where `profile_steps` puts the stage's jax.profiler trace (TensorBoard's profile plugin reads it)."""
-    return self._path(stage, "profile")
+  def profile(self, stage: str, method: str = "") -> str:
+    """Where `profile_steps` puts a stage's (or one self_distill method's) jax.profiler trace, for TensorBoard."""
+    return self._path(stage, method, "profile") if method else self._path(stage, "profile")
 
   def model(self, name: str) -> str:
     """The Hugging Face directory a stage writes for model `name` ('base', 'ssd', 'sdsd' or 'sdpo')."""

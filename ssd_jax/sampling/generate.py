@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from ssd_jax.sampling.batching import RowBatch, plan_batches, validate_prompts
 from ssd_jax.sampling.decode_loop import GenerationOutput, generate_batch, model_config, row_keys
 from ssd_jax.sampling.params import RowParams, SamplingParams
-from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec, mesh_axes_size, shard_state
+from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, axes_size, logical_to_spec, shard_state
 
 __all__ = ["Generation", "GenerationOutput", "Sampler", "generate_batch", "row_keys"]
 
@@ -108,7 +108,7 @@ class Sampler:
   ):
     if max_len < 2 or batch_size < 1:
       raise ValueError(f"max_len must be >= 2 and batch_size >= 1, got {max_len}, {batch_size}")
-    shards = 1 if mesh is None else mesh_axes_size("batch", dict(mesh.shape), rules)
+    shards = axes_size(mesh, logical_to_spec(("batch",), rules)[0])
     if batch_size % shards:
       raise ValueError(f"batch_size {batch_size} is not divisible by the {shards} shards of the 'batch' axis")
     self.graphdef, self.mesh, self.rules = graphdef, mesh, rules

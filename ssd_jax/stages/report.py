@@ -14,7 +14,7 @@ import json
 import os
 
 from ssd_jax import config as config_lib
-from ssd_jax.evals import compare_models, comparison_table, grid_runs, write_comparison
+from ssd_jax.evals import compare_models, grid_runs, report_text, write_comparison
 from ssd_jax.evals.splits import SPLIT_FILE, Split
 from ssd_jax.onpolicy.teacher_diagnostic import format_diagnostic
 from ssd_jax.pipeline.context import RunContext
@@ -46,7 +46,6 @@ def run(ctx: RunContext) -> None:
     with open(layout.teacher_diagnostic) as f:
       comparison["teacher_diagnostic"] = json.load(f)
     notes = format_diagnostic(comparison["teacher_diagnostic"])
-  table = comparison_table(comparison)
   if ctx.is_coordinator:
     write_comparison(comparison, layout.report_dir, notes)
-  print(f"\n{table}\n" + (f"\n{notes}\n" if notes else "") + f"report: {layout.report_dir}\n")
+  print(f"\n{report_text(comparison, notes)}report: {layout.report_dir}\n")

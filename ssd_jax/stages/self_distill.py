@@ -11,8 +11,6 @@ diagnostic (`pipeline.teacher_check`) measures whether the in-context teacher be
 
 from __future__ import annotations
 
-import os
-
 from ssd_jax import config as config_lib
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.data.prompt_set import PromptSet
@@ -79,7 +77,7 @@ def run(ctx: RunContext) -> None:
         continue
       spec = onpolicy_setup.method_spec(section, name)
       out_dir = ctx.layout.self_distill(name)
-      speed, profile = training.onpolicy_speed_hooks(ctx, setup, os.path.join(out_dir, "profile"))
+      speed, profile = training.onpolicy_speed_hooks(ctx, setup, ctx.layout.profile("self_distill", name))
       hooks = (speed, profile)
       if heldout is not None:
         # The held-out evaluation's time is not training: tokens/s and step time leave it out.
