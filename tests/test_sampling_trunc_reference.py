@@ -199,3 +199,23 @@ def test_empirical_frequencies_match_the_truncated_distribution():
   assert _chi_square_pvalue(counts, wrong_temperature) < 1e-6
   total_variation = 0.5 * np.abs(counts / draws - exact).sum()
   assert total_variation < 0.015
+
+
+def test_draw_takes_the_first_of_tied_maxima():
+  # The draw's argmax is a max then the least index holding it; numpy's argmax is the referee.
+  rng = np.random.default_rng(3)
+  logits = rng.integers(-4, 3, size=(6, 70_000)).astype(np.float32)  # every row's maximum is tied many times
+  logits[1, :] = -np.inf
+  logits[1, [40_000, 69_999]] = 1.0  # a tie far apart, the rest masked
+  logits[2, 12] = 9.0  # a single maximum
+  greedy = tr.sample_reference(jnp.asarray(logits), as_row_params(SamplingParams(temperature=0.0), 6), bits_for(6))
+  np.testing.assert_array_equal(np.asarray(greedy.token), np.argmax(logits, axis=1))
+  # Sampling rows: the drawn token is the first argmax of the race scores, as numpy finds it.
+  rows = as_row_params(SamplingParams(temperature=1.0), 6)
+  bits = bits_for(6, seed=1)
+  d = np.asarray(tr.tempered_logits(jnp.asarray(logits), rows))
+  index = jnp.broadcast_to(jnp.arange(logits.shape[1], dtype=jnp.int32), logits.shape)
+  race = ops.race_weights(*(jax.lax.bitcast_convert_type(bits, jnp.int32)[:, i : i + 1] for i in (0, 1)), index)
+  score = np.asarray(ops.draw_score(jnp.asarray(d), race, jnp.zeros((6, 1), bool)))
+  drawn = tr.sample_reference(jnp.asarray(logits), rows, bits)
+  np.testing.assert_array_equal(np.asarray(drawn.token), np.argmax(score, axis=1))

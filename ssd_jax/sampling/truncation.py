@@ -160,14 +160,28 @@ def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Tru
   greedy = (rows.temperature <= 0)[:, None]
   race = ops.race_weights(bits[:, :1], bits[:, 1:], index)
   score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
-  token = jnp.argmax(score, axis=-1).astype(jnp.int32)
+  token = _first_argmax(score)
 
   kept_sum = jnp.sum(jnp.where(kept, jnp.exp(d), 0.0), axis=-1)
   d_token = jnp.take_along_axis(d, token[:, None], axis=-1)[:, 0]
   logprob_sampled = jnp.where(greedy[:, 0], 0.0, d_token - jnp.log(kept_sum))
-  raw = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  logprob_raw = jnp.take_along_axis(raw, token[:, None], axis=-1)[:, 0]
+  # log_softmax at the token only, with log_softmax's arithmetic; the [batch, vocab] result is never built.
+  x = logits.astype(jnp.float32)
+  raw_max = jnp.max(x, axis=-1, keepdims=True)
+  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1))
+  logprob_raw = (jnp.take_along_axis(x, token[:, None], axis=-1) - raw_max)[:, 0] - raw_log_sum
   return TruncatedSample(token, logprob_raw, logprob_sampled, cut)
+
+
+def _first_argmax(score: jax.Array) -> jax.Array:
+  """int32 [batch]: the first index of each row's maximum of float32 [batch, vocab] `score`, as jnp.argmax.
+
+  A max, then the least index holding it, the index counted in float32 (exact for vocab <= MAX_VOCAB):
+  XLA on CPU runs jnp.argmax's paired (value, index) reduction several times slower.
+  """
+  top = jnp.max(score, axis=-1, keepdims=True)
+  index = jax.lax.broadcasted_iota(jnp.float32, score.shape, 1)
+  return jnp.min(jnp.where(score == top, index, jnp.inf), axis=-1).astype(jnp.int32)
 
 
 def _check_shapes(logits: jax.Array, rows: RowParams) -> None:
