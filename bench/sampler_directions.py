@@ -184,7 +184,9 @@ def fused_running_blocks(h: jax.Array, table: jax.Array, chunk: int):
   return values, jnp.take_along_axis(ids, position, axis=-1), raw_max, jnp.log(raw_sum)
 
 
-def _print_table(title: str, first: dict, median: dict, base: str) -> None:
+def _time_and_print(title: str, fns: dict, base: str, repeats: int) -> None:
+  """Times `fns` interleaved and prints each median against `base`'s, with the first call apart."""
+  first, median = interleaved(fns, repeats)
   print(title)
   for name in median:
     print(
@@ -204,14 +206,8 @@ def thresholds_per_pass(args) -> None:
     if not bool(jnp.all(cut == reference)):
       raise AssertionError(f"{probes} thresholds per pass changed the cut-off")
     fns[f"{probes} threshold(s) per pass"] = functools.partial(top_p_cutoff_several, logits, rows, probes)
-  first, median = interleaved(fns, args.repeats)
-  _print_table(
-    f"[thresholds] top-p 0.95 search, T 0.7, top-k off, [{args.batch}, {args.vocab}] float32 normal x 3 "
-    "(cut-offs equal to the library's)",
-    first,
-    median,
-    "1 threshold(s) per pass",
-  )
+  title = f"[thresholds] top-p 0.95 search, T 0.7, top-k off, [{args.batch}, {args.vocab}] float32 normal x 3"
+  _time_and_print(f"{title} (cut-offs equal to the library's)", fns, "1 threshold(s) per pass", args.repeats)
 
 
 def fused_lm_head(args) -> None:
@@ -227,13 +223,9 @@ def fused_lm_head(args) -> None:
       if not (bool(jnp.all(out[0] == reference[0])) and bool(jnp.all(out[1] == reference[1]))):
         raise AssertionError(f"fused {name} at chunk {chunk} changed the candidates")
       fns[f"fused, {name}, chunk {chunk}"] = functools.partial(fused, h, table, chunk)
-  first, median = interleaved(fns, args.repeats)
-  _print_table(
-    f"[fused LM head] h [{args.batch}, {args.hidden}] @ table [{args.vocab}, {args.hidden}].T float32 "
-    "(candidates and indices equal to the unfused pass)",
-    first,
-    median,
-    "matmul, then candidates",
+  title = f"[fused LM head] h [{args.batch}, {args.hidden}] @ table [{args.vocab}, {args.hidden}].T float32"
+  _time_and_print(
+    f"{title} (candidates and indices equal to the unfused pass)", fns, "matmul, then candidates", args.repeats
   )
 
 
