@@ -18,6 +18,7 @@ run's mean filled slots, as a read rate of the filled cache next to the core's s
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -55,7 +56,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_models import model_config  # noqa: E402
+from bench_models import interleaved, model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ssd_jax.model import Transformer  # noqa: E402
@@ -119,39 +120,36 @@ def compare(name, ours_run, hf_run, generated, repeats):
   return ours_ids, hf_ids
 
 
-def _median_seconds(fn, repeats: int = 20) -> float:
-  jax.block_until_ready(fn())  # compiles
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], repeats: int = 20) -> None:
+  """Prints cache attention's time and read rate at each run's mean filled slots, and the streaming rate.
 
-
-def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int]) -> None:
-  """Prints cache attention's time and read rate at each run's mean filled slots, and the streaming rate."""
+  The attention calls and the streaming read (of the last length's bytes) are timed interleaved.
+  """
   rng = np.random.default_rng(0)
   q = jnp.asarray(rng.normal(size=(batch, 1, cfg.num_heads, cfg.head_dim)), jnp.float32)
   attend = jax.jit(
     lambda q, k, v, index, valid: sum(cache_attention(q, k, v, layer, index, valid) for layer in range(cfg.num_layers))
   )
+  fns, filled, read = {}, {}, {}
   for new_tokens in lengths:
     slots = cache_slots(prompt_len + new_tokens)
     shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
     k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(2))
-    filled = prompt_len + new_tokens // 2
-    seconds = _median_seconds(lambda: attend(q, k, v, jnp.int32(filled - 1), jnp.ones((batch, slots), bool)))
-    read = 2 * cfg.num_layers * batch * filled * cfg.num_kv_heads * cfg.head_dim * 4
+    index, valid = jnp.int32(prompt_len + new_tokens // 2 - 1), jnp.ones((batch, slots), bool)
+    fns[new_tokens] = functools.partial(attend, q, k, v, index, valid)
+    filled[new_tokens] = prompt_len + new_tokens // 2
+    read[new_tokens] = 2 * cfg.num_layers * batch * filled[new_tokens] * cfg.num_kv_heads * cfg.head_dim * 4
+  streamed = read[lengths[-1]]
+  fns["stream"] = functools.partial(jax.jit(jnp.sum), jnp.ones((streamed // 4,), jnp.float32))
+  _, median = interleaved(fns, repeats)
+  for new_tokens in lengths:
+    seconds = median[new_tokens]
     print(
-      f"[scaling] cache attention alone at {new_tokens} new tokens ({filled} mean filled slots, "
-      f"{read / 1e6:.0f} MB of keys and values): {seconds * 1e3:.2f} ms per step, {read / seconds / 1e9:.1f} GB/s"
+      f"[scaling] cache attention alone at {new_tokens} new tokens ({filled[new_tokens]} mean filled slots, "
+      f"{read[new_tokens] / 1e6:.0f} MB of keys and values): {seconds * 1e3:.2f} ms per step, "
+      f"{read[new_tokens] / seconds / 1e9:.1f} GB/s"
     )
-  flat = jnp.ones((read // 4,), jnp.float32)
-  total = jax.jit(jnp.sum)
-  print(
-    f"[scaling] streaming read of those {read / 1e6:.0f} MB (jnp.sum): {read / _median_seconds(lambda: total(flat)) / 1e9:.1f} GB/s"
-  )
+  print(f"[scaling] streaming read of {streamed / 1e6:.0f} MB (jnp.sum): {streamed / median['stream'] / 1e9:.1f} GB/s")
 
 
 def main():

@@ -45,7 +45,7 @@ class RunLayout:
 
   def profile(self, stage: str, method: str = "") -> str:
     """Where `profile_steps` puts a stage's (or one self_distill method's) jax.profiler trace, for TensorBoard."""
-    return self._path(stage, method, "profile") if method else self._path(stage, "profile")
+    return self._path(stage, method, "profile")  # An empty method adds no path component.
 
   def model(self, name: str) -> str:
     """The Hugging Face directory a stage writes for model `name` ('base', 'ssd', 'sdsd' or 'sdpo')."""
