@@ -39,6 +39,7 @@ def parse_args():
   parser.add_argument("--modes", default="sample,greedy")
   parser.add_argument("--cpus", default="0", help="comma-separated CPU ids both sides are pinned to")
   parser.add_argument("--scaling", default="", help="e.g. 128,1024: our per-token cost at these lengths")
+  parser.add_argument("--scan_layers", action="store_true", help="our model's layers stacked and scanned")
   args = parser.parse_args()
   args.cpus = [int(c) for c in args.cpus.split(",")]
   args.modes = [m for m in args.modes.split(",") if m]
@@ -155,7 +156,7 @@ def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], r
 def main():
   args = ARGS
   torch.set_num_threads(len(args.cpus))
-  cfg = model_config(args)
+  cfg = model_config(args).replace(scan_layers=args.scan_layers)
   graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   prompts = np.random.default_rng(0).integers(1, args.vocab, (args.batch, args.prompt_len)).tolist()
   print(
@@ -165,7 +166,7 @@ def main():
   )
   print(
     f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
-    f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32; "
+    f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32, scan_layers {cfg.scan_layers}; "
     f"batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}"
   )
   with tempfile.TemporaryDirectory() as directory:

@@ -66,26 +66,26 @@ def scan_blocks(
   """
   graphdef, stacked = nnx.split(blocks)
 
+  # The cache rides in the carry and each layer writes its slots in place at its index. As scan inputs and
+  # outputs, every step would slice each layer's whole cache out and copy it back: traffic in max_len, not in
+  # the filled slots, and twice the cache per token.
   @router_stats.returning_stats
-  def block_call(layer_state, x, k, v):
+  def block_forward(layer_state, x, kv_carry, layer):
     block = nnx.merge(graphdef, layer_state)
-    layer_kv = None if k is None else (k[None], v[None], 0, kv[2], kv[3])
+    layer_kv = None if kv_carry is None else (*kv_carry, layer, kv[2], kv[3])
     return block(x, cos, sin, mask, layer_kv, segment_ids)
-
-  def block_forward(layer_state, x, k, v):
-    (x, updated), stats = block_call(layer_state, x, k, v)
-    return x, ((None if updated is None else (updated[0][0], updated[1][0])), stats)
 
   if remat:
     # No CSE barrier needed: a scan body cannot be merged with the forward pass.
     block_forward = jax.checkpoint(block_forward, policy=remat_policy, prevent_cse=False)
 
-  def body(x, xs):
-    layer_state, k, v = xs
-    return block_forward(layer_state, x, k, v)
+  def body(carry, layer_state):
+    x, kv_carry, layer = carry
+    (x, kv_carry), stats = block_forward(layer_state, x, kv_carry, layer)
+    return (x, kv_carry, layer + 1), stats
 
-  k_all, v_all = (None, None) if kv is None else kv[:2]
-  x, (updated, stats) = jax.lax.scan(body, x, (stacked, k_all, v_all))
+  kv_carry = None if kv is None else tuple(kv[:2])
+  (x, updated, _), stats = jax.lax.scan(body, (x, kv_carry, jnp.int32(0)), stacked)
   router_stats.record(stats)
   return x, updated
 
