@@ -60,7 +60,7 @@ import transformers  # noqa: E402
 from bench_models import interleaved, model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from ssd_jax.model import Transformer  # noqa: E402
+from ssd_jax.model import Transformer, cache_layout  # noqa: E402
 from ssd_jax.model.cache_attention import cache_attention  # noqa: E402
 from ssd_jax.model.hf import save_hf  # noqa: E402
 from ssd_jax.model.kv_cache import cache_slots  # noqa: E402
@@ -134,8 +134,8 @@ def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], r
   fns, filled, read = {}, {}, {}
   for new_tokens in lengths:
     slots = cache_slots(prompt_len + new_tokens)
-    shape = (cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
-    k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(2))
+    k_shape, v_shape = cache_layout.shapes(cfg.num_layers, batch, slots, cfg.num_kv_heads, cfg.head_dim)
+    k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in (k_shape, v_shape))
     index, valid = jnp.int32(prompt_len + new_tokens // 2 - 1), jnp.ones((batch, slots), bool)
     fns[new_tokens] = functools.partial(attend, q, k, v, index, valid)
     filled[new_tokens] = prompt_len + new_tokens // 2

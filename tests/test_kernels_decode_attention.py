@@ -17,7 +17,7 @@ from sampling_generate_fixtures import PROMPTS, greedy_by_full_forwards, hf_mode
 from ssd_jax import sharding  # pylint: disable=wrong-import-position
 from ssd_jax.collective_bytes import collective_bytes  # pylint: disable=wrong-import-position
 from ssd_jax.kernels import decode_attention  # pylint: disable=wrong-import-position
-from ssd_jax.model import KVCache, hf, presets, sharded_init  # pylint: disable=wrong-import-position
+from ssd_jax.model import KVCache, cache_layout, hf, presets, sharded_init  # pylint: disable=wrong-import-position
 from ssd_jax.model.cache_attention import cache_attention  # pylint: disable=wrong-import-position
 from ssd_jax.model.kv_cache import cache_slots  # pylint: disable=wrong-import-position
 from ssd_jax.sampling.generate import Sampler  # pylint: disable=wrong-import-position
@@ -29,8 +29,9 @@ HEAD_DIM = 128  # The kernel serves lane-wide heads only.
 def _cache_case(rng, dtype, batch=4, layers=2, max_len=768, kv_heads=2, group=3, index=517):
   """A decode step's q and cache: right-padded prompts, a finished row, stale slots past the query."""
   q = jnp.asarray(rng.normal(size=(batch, 1, kv_heads * group, HEAD_DIM)), dtype)
-  k_all = jnp.asarray(rng.normal(size=(layers, batch, max_len, kv_heads, HEAD_DIM)), dtype)
-  v_all = jnp.asarray(rng.normal(size=(layers, batch, max_len, kv_heads, HEAD_DIM)), dtype)
+  shape = (layers, batch, max_len, kv_heads, HEAD_DIM)
+  k_all = cache_layout.k_blocks(jnp.asarray(rng.normal(size=shape), dtype), cache_layout.BLOCK)
+  v_all = cache_layout.v_blocks(jnp.asarray(rng.normal(size=shape), dtype), cache_layout.BLOCK)
   prompt_width, prompt_lengths = 300, (300, 7, 140, 260)
   valid = np.zeros((batch, max_len), bool)
   for row, length in enumerate(prompt_lengths):
@@ -118,7 +119,7 @@ def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(
       sampler = Sampler(graphdef, mesh=mesh, max_len=48, batch_size=16)
       runs[attention, name] = generate(sampler, sharding.shard_state(state, mesh), stops)
   # Each mesh ran the kernel on its per-device slice of the cache: 16 rows over 4 or 8 shards.
-  assert {shape[1] for shape in traced} >= {16, 4, 2}
+  assert {shape[2] for shape in traced} >= {16, 4, 2}
   want = runs["xla", "single"]
   assert len({len(g.token_ids) for g in want}) > 1  # the stop tokens did end rows early
   for key, got in runs.items():

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssd_jax.model.cache_attention import CACHE_BLOCK, cache_attention
+from ssd_jax.model import cache_layout
+from ssd_jax.model.cache_attention import cache_attention
 from ssd_jax.model.layers import dot_product_attention
 
 
@@ -13,8 +14,9 @@ from ssd_jax.model.layers import dot_product_attention
   "max_len,index,length",
   [
     (300, 0, 140),  # prefill across a block boundary
-    (300, 250, 3),  # decode in the last, shifted block (300 is not a multiple of the block)
-    (2 * CACHE_BLOCK, CACHE_BLOCK - 1, 1),  # the last slot of the first block
+    (300, 250, 3),  # decode near the end of a cache of 4-slot blocks (300 is not a multiple of 128)
+    (2 * cache_layout.BLOCK, cache_layout.BLOCK - 1, 1),  # the last slot of the first block
+    (3 * cache_layout.BLOCK, 2 * cache_layout.BLOCK, 1),  # the first slot of the last block
     (40, 17, 1),  # a cache shorter than one block
   ],
 )
@@ -31,6 +33,8 @@ def test_matches_dense_attention_over_the_whole_cache(max_len, index, length):
   slots = np.arange(max_len)
   mask = (slots[None, :] <= index + np.arange(length)[:, None])[None] & valid[:, None, :]
   dense = dot_product_attention(q, k_all[1], v_all[1], jnp.asarray(mask))
-  out = jax.jit(cache_attention, static_argnums=3)(q, k_all, v_all, 1, jnp.int32(index), jnp.asarray(valid))
+  block = cache_layout.block_size(max_len)
+  k_blocks, v_blocks = cache_layout.k_blocks(k_all, block), cache_layout.v_blocks(v_all, block)
+  out = jax.jit(cache_attention, static_argnums=3)(q, k_blocks, v_blocks, 1, jnp.int32(index), jnp.asarray(valid))
   assert np.all(np.isfinite(np.asarray(out)))
   np.testing.assert_allclose(np.asarray(out)[:2], np.asarray(dense)[:2], atol=2e-5, rtol=2e-5)

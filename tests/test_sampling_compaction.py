@@ -96,7 +96,7 @@ def test_each_shard_keeps_its_own_live_rows_without_collectives():
     out_cache, out_logits, out_rows = fn(cache, logits, rows, done)
   # Per shard of 4 rows: live rows first, in order, then finished ones, 2 kept.
   assert out_rows.tolist() == [0, 2, 6, 4, 8, 9, 13, 12]
-  np.testing.assert_array_equal(out_cache.k, np.asarray(cache.k)[:, out_rows])
+  np.testing.assert_array_equal(out_cache.k, np.asarray(cache.k)[:, :, out_rows])
   np.testing.assert_array_equal(out_cache.valid, np.asarray(cache.valid)[out_rows])
   np.testing.assert_array_equal(out_logits, np.asarray(logits)[out_rows])
   assert out_cache.k.sharding.spec == cache.k.sharding.spec

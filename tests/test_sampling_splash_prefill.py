@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 from sampling_generate_fixtures import PROMPTS, greedy_by_full_forwards, hf_model
 
-from ssd_jax.model import hf
+from ssd_jax.model import cache_layout, hf
 from ssd_jax.model.kv_cache import KVCache
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
@@ -47,7 +47,11 @@ def test_splash_prefill_equals_cache_prefill_on_every_real_token(checkpoint):
     np.testing.assert_allclose(splash_hidden[row, : len(prompt)], cache_hidden[row, : len(prompt)], atol=2e-5)
   np.testing.assert_array_equal(splash_cache.valid, cache_cache.valid)
   valid = np.asarray(cache_cache.valid)[None, :, :, None, None]  # Keys of padding slots are never read.
-  for got, want in ((splash_cache.k, cache_cache.k), (splash_cache.v, cache_cache.v)):
+  for to_slots, got, want in (
+    (cache_layout.k_slots, splash_cache.k, cache_cache.k),
+    (cache_layout.v_slots, splash_cache.v, cache_cache.v),
+  ):
+    got, want = to_slots(got), to_slots(want)  # [layers, batch, slots, kv_heads, head_dim]
     np.testing.assert_allclose(np.where(valid, got, 0), np.where(valid, want, 0), atol=2e-5)
   assert int(splash_cache.index) == int(cache_cache.index) == max(map(len, PROMPTS))
 

@@ -100,4 +100,5 @@ def test_sharded_load_and_cached_decode(tmp_path):
     logits, cache = prefill(state, tokens, positions, cache)
   ref, _ = model(tokens, positions)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5, rtol=0)
-  assert cache.k.sharding.is_equivalent_to(NamedSharding(mesh, P(None, ("data", "fsdp", "expert"), None, "tensor")), 5)
+  rows_and_heads = P(None, None, ("data", "fsdp", "expert"), "tensor")
+  assert cache.k.sharding.is_equivalent_to(NamedSharding(mesh, rows_and_heads), 6)

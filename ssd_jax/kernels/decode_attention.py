@@ -1,8 +1,10 @@
 """Ragged decode attention over the KV cache: a Pallas TPU kernel that reads only each row's live blocks.
 
 One decode step attends one new query per row to that row's cached keys. The cache has a static number
-of slots and rows share the slot index; the kernel runs a grid of (row, cache block) and row r computes
-only blocks first[r]..last[r]: from its first valid slot to the block of the query's slot. A row whose
+of slots, stored in blocks of 128 (`ssd_jax.model.cache_layout`: k [layers, blocks, batch, kv_heads,
+head_dim, block], v [layers, blocks, batch, kv_heads, block, head_dim]) and rows share the slot index; the
+kernel runs a grid of (row, step of one or more cache blocks) and row r computes only steps
+first[r]..last[r]: from its first valid slot to the step of the query's slot. A row whose
 query slot is invalid (it finished; the sampler writes its tokens as invalid until compaction drops it)
 computes no block and returns zeros. Outside a row's range the block index is clamped into the range,
 so the pipeline issues no copy for skipped blocks; on TPU the grid also ends at the query's block (a
@@ -11,8 +13,10 @@ bounds, walks every block and skips those). Inside it every slot is masked by `v
 position, so a live row gets what `ssd_jax.model.cache_attention.cache_attention` (the XLA path and this
 kernel's referee) gives; only finished rows differ, and their outputs are never used.
 
-Queries are grouped per kv head ([kv_heads, group, head_dim] per row); scores, the running softmax and the
-weighted values are float32, the matmul inputs in the query's dtype, as in the XLA path.
+Queries are grouped per kv head ([kv_heads, group, head_dim] per row); each head's scores are q @ k over
+[head_dim, block] key tiles and its output probs @ v over [block, head_dim] value tiles, as stored.
+Scores, the running softmax and the weighted values are float32, the matmul inputs in the query's dtype,
+as in the XLA path.
 
 Off TPU the kernel runs in the Pallas interpreter (tests). `supported` says which calls it serves.
 """
@@ -27,16 +31,16 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-_LANES = 128
-# Cache slots per grid step: the largest of these that divides the cache and keeps one [block, kv_heads,
-# head_dim] tile within _TILE_BYTES (keys and values, double-buffered: 4 tiles in the default scoped VMEM).
+_LANES = 128  # Slots per cache block the kernel serves, and the lane width.
+# Cache slots per grid step: the largest of these that divides the cache and keeps one step's [kv_heads,
+# head_dim, slots] tile within _TILE_BYTES (keys and values, double-buffered: 4 tiles in the default scoped VMEM).
 _BLOCKS = (512, 256, 128)
 _TILE_BYTES = 1 << 20
 MASK_VALUE = -1e30
 
 
 def supported(query_len: int, max_len: int, head_dim: int) -> bool:
-  """Whether the kernel serves this call: one query per row, whole 128-slot blocks, lane-wide heads."""
+  """Whether the kernel serves this call: one query per row, 128-slot cache blocks, lane-wide heads."""
   return query_len == 1 and max_len % _LANES == 0 and head_dim % _LANES == 0
 
 
@@ -81,11 +85,13 @@ def _kernel(
   def _attend():
     slots = j * block + jax.lax.broadcasted_iota(jnp.int32, (1, block), 1)
     visible = (valid_ref[...] != 0) & (slots <= index)  # [1, block]
+    cache_blocks = k_ref.shape[0]  # 128-slot cache blocks in this step
     for h in range(num_kv_heads):
       q = q_ref[h]  # [group, head_dim]
-      k = k_ref[:, h, :].astype(q.dtype)  # [block, head_dim]
-      v = v_ref[:, h, :].astype(q.dtype)
-      scores = jax.lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+      scores = jnp.concatenate(
+        [jnp.dot(q, k_ref[i, h].astype(q.dtype), preferred_element_type=jnp.float32) for i in range(cache_blocks)],
+        axis=-1,
+      )
       scores = jnp.where(visible, scores * scale, MASK_VALUE)  # [group, block]
       running_max = m_ref[h][:, :1]  # [group, 1]
       new_max = jnp.maximum(running_max, jnp.max(scores, axis=-1, keepdims=True))
@@ -93,7 +99,13 @@ def _kernel(
       rescale = jnp.exp(running_max - new_max)
       l_ref[h] = jnp.broadcast_to(rescale * l_ref[h][:, :1] + jnp.sum(probs, axis=-1, keepdims=True), l_ref.shape[1:])
       m_ref[h] = jnp.broadcast_to(new_max, m_ref.shape[1:])
-      pv = jnp.dot(probs.astype(q.dtype), v, preferred_element_type=jnp.float32)  # [group, head_dim]
+      probs = probs.astype(q.dtype)
+      pv = sum(
+        jnp.dot(
+          probs[:, i * _LANES : (i + 1) * _LANES], v_ref[i, h].astype(q.dtype), preferred_element_type=jnp.float32
+        )
+        for i in range(cache_blocks)
+      )  # [group, head_dim]
       acc_ref[h] = acc_ref[h] * rescale + pv
 
   @pl.when(j == pl.num_programs(1) - 1)
@@ -122,7 +134,8 @@ def decode_attention(
 
   Args:
     q: [batch, 1, heads, head_dim].
-    k_all, v_all: [layers, batch, max_len, kv_heads, head_dim]; heads is a multiple of kv_heads, max_len a
+    k_all: [layers, blocks, batch, kv_heads, head_dim, 128] and v_all [layers, blocks, batch, kv_heads, 128,
+      head_dim] (`ssd_jax.model.cache_layout`); heads is a multiple of kv_heads; max_len = blocks * 128 is a
       multiple of `block`.
     layer: int or int32 scalar, the layer whose slots are read.
     index: int32 scalar, the query's slot.
@@ -137,13 +150,15 @@ def decode_attention(
     ValueError: shapes the kernel does not serve (see `supported`).
   """
   b, t, h, dh = q.shape
-  _, _, max_len, kvh, _ = k_all.shape
+  _, cache_blocks, _, kvh, _, cache_block = k_all.shape
+  max_len = cache_blocks * cache_block
   if block is None:
     block = block_for(max_len, kvh, dh, k_all.dtype.itemsize)
-  if block % _LANES or max_len % block or not supported(t, max_len, dh):
+  if cache_block != _LANES or block % _LANES or max_len % block or not supported(t, max_len, dh):
     raise ValueError(
       f"decode_attention needs one query per row, max_len a multiple of the block and head_dim a multiple of "
-      f"{_LANES} (block a multiple of {_LANES}); got q {q.shape}, cache {k_all.shape}, block {block}"
+      f"{_LANES} (block a multiple of {_LANES}, cache blocks of {_LANES}); got q {q.shape}, cache {k_all.shape}, "
+      f"block {block}"
     )
   group = h // kvh
   num_blocks = max_len // block
@@ -159,9 +174,9 @@ def decode_attention(
     # Blocks outside a row's range repeat the nearest block in it, so the pipeline issues no copy for them.
     return jnp.clip(j, first_ref[row], jnp.maximum(last_ref[row], first_ref[row]))
 
-  def cache_block(row, j, first_ref, last_ref, layer_ref, index_ref):
+  def cache_step(row, j, first_ref, last_ref, layer_ref, index_ref):
     del index_ref
-    return (layer_ref[0], row, clamped(row, j, first_ref, last_ref), 0, 0)
+    return (layer_ref[0], clamped(row, j, first_ref, last_ref), row, 0, 0, 0)
 
   def valid_block(row, j, first_ref, last_ref, *_):
     return (row, 0, clamped(row, j, first_ref, last_ref))
@@ -169,7 +184,9 @@ def decode_attention(
   def per_row(row, j, *_):
     return (row, 0, 0, 0)
 
-  kv_spec = pl.BlockSpec((None, None, block, kvh, dh), cache_block)
+  per_step = block // _LANES
+  k_spec = pl.BlockSpec((None, per_step, None, kvh, dh, _LANES), cache_step)
+  v_spec = pl.BlockSpec((None, per_step, None, kvh, _LANES, dh), cache_step)
   row_spec = pl.BlockSpec((None, kvh, group, dh), per_row)
   kernel = functools.partial(_kernel, block=block, scale=np.float32(dh**-0.5))
   out = pl.pallas_call(
@@ -178,7 +195,7 @@ def decode_attention(
     grid_spec=pltpu.PrefetchScalarGridSpec(
       num_scalar_prefetch=len(scalars),
       grid=(b, num_blocks if interpret else index // block + 1),
-      in_specs=[row_spec, kv_spec, kv_spec, pl.BlockSpec((None, 1, block), valid_block)],
+      in_specs=[row_spec, k_spec, v_spec, pl.BlockSpec((None, 1, block), valid_block)],
       out_specs=row_spec,
       scratch_shapes=[
         pltpu.VMEM((kvh, group, _LANES), jnp.float32),

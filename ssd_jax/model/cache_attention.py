@@ -2,8 +2,8 @@
 
 The cache has a static number of slots (max_len) so that one program serves a whole generation, but
 at step t only the first index + length slots hold keys. Attending every slot makes a token cost
-O(max_len) however short the context; here a loop runs over blocks of `CACHE_BLOCK` slots up to the
-last filled one (a trip count known only at run time) and merges the blocks with the running
+O(max_len) however short the context; here a loop runs over the cache's blocks (`cache_layout`) up to
+the last filled one (a trip count known only at run time) and merges the blocks with the running
 maximum and normaliser of flash attention, so a token costs O(filled slots). Rows share the slot
 index; each row's own length (padding, finished rows) is in the cache's `valid` mask.
 
@@ -28,12 +28,9 @@ from jax.sharding import PartitionSpec
 from ssd_jax import sharding
 from ssd_jax.kernels import decode_attention
 from ssd_jax.kernels.attention import resolve_attention_impl, target_platform
+from ssd_jax.model.cache_layout import K_LOGICAL_AXES, V_LOGICAL_AXES, num_slots
 
-# Slots per block of the loop: large enough that the loop overhead is small at decode, small enough
-# that a short context reads few empty slots.
-CACHE_BLOCK = 128
 MASK_VALUE = decode_attention.MASK_VALUE  # One masked score for every attention path.
-KV_LOGICAL_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 
 def cache_attention(
@@ -46,47 +43,46 @@ def cache_attention(
 
   Args:
     q: [batch, length, heads, head_dim].
-    k_all, v_all: [layers, batch, max_len, kv_heads, head_dim]; heads is a multiple of kv_heads.
+    k_all: [layers, blocks, batch, kv_heads, head_dim, block] and v_all [layers, blocks, batch, kv_heads,
+      block, head_dim] (`cache_layout`); heads is a multiple of kv_heads.
     layer: int or int32 scalar, the layer whose slots are read.
     index: int32 scalar, the slot of the first query.
-    valid: bool [batch, max_len].
+    valid: bool [batch, blocks * block].
 
   Returns:
     [batch, length, heads, head_dim] in q's dtype.
   """
   b, t, h, dh = q.shape
-  _, _, max_len, kvh, _ = k_all.shape
-  block = min(CACHE_BLOCK, max_len)
+  kvh, block = k_all.shape[3], k_all.shape[5]
   g = h // kvh
-  qg = q.reshape(b, t, kvh, g, dh)
+  # Queries as [batch, kv_heads, group * length, head_dim], the rows of both products; row order (group, t).
+  qg = q.reshape(b, t, kvh, g, dh).transpose(0, 2, 3, 1, 4).reshape(b, kvh, g * t, dh)
   query_slot = index + jnp.arange(t, dtype=jnp.int32)
   num_blocks = (index + t + block - 1) // block
 
   def body(j, carry):
     running_max, normaliser, acc = carry
-    # The last block is shifted back to stay inside the cache; slots below j * block were seen already.
-    start = jnp.minimum(j * block, max_len - block)
-    k = jax.lax.dynamic_slice(k_all, (layer, 0, start, 0, 0), (1, b, block, kvh, dh))[0]
-    v = jax.lax.dynamic_slice(v_all, (layer, 0, start, 0, 0), (1, b, block, kvh, dh))[0]
-    slots = start + jnp.arange(block, dtype=jnp.int32)
-    seen = (slots >= j * block)[None, :] & (slots[None, :] <= query_slot[:, None])  # [t, block]
-    visible = seen[None] & jax.lax.dynamic_slice(valid, (0, start), (b, block))[:, None, :]  # [b, t, block]
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k.astype(q.dtype), preferred_element_type=jnp.float32)
-    scores = jnp.where(visible[:, None, None], scores * np.float32(dh**-0.5), MASK_VALUE)
+    k = jax.lax.dynamic_slice(k_all, (layer, j, 0, 0, 0, 0), (1, 1, *k_all.shape[2:]))[0, 0]  # [b, kvh, dh, block]
+    v = jax.lax.dynamic_slice(v_all, (layer, j, 0, 0, 0, 0), (1, 1, *v_all.shape[2:]))[0, 0]  # [b, kvh, block, dh]
+    slots = j * block + jnp.arange(block, dtype=jnp.int32)
+    visible = jax.lax.dynamic_slice(valid, (0, j * block), (b, block))[:, None, :] & (slots <= query_slot[:, None])
+    visible = jnp.broadcast_to(visible[:, None, None], (b, 1, g, t, block)).reshape(b, 1, g * t, block)
+    scores = jnp.einsum("bkqd,bkds->bkqs", qg, k.astype(q.dtype), preferred_element_type=jnp.float32)
+    scores = jnp.where(visible, scores * np.float32(dh**-0.5), MASK_VALUE)
     new_max = jnp.maximum(running_max, jnp.max(scores, axis=-1))
     probs = jnp.exp(scores - new_max[..., None])
     rescale = jnp.exp(running_max - new_max)
     normaliser = normaliser * rescale + jnp.sum(probs, axis=-1)
-    pv = jnp.einsum("bkgts,bskd->bkgtd", probs.astype(q.dtype), v.astype(q.dtype), preferred_element_type=jnp.float32)
+    pv = jnp.einsum("bkqs,bksd->bkqd", probs.astype(q.dtype), v.astype(q.dtype), preferred_element_type=jnp.float32)
     return new_max, normaliser, acc * rescale[..., None] + pv
 
   init = (
-    jnp.full((b, kvh, g, t), -jnp.inf, jnp.float32),
-    jnp.zeros((b, kvh, g, t), jnp.float32),
-    jnp.zeros((b, kvh, g, t, dh), jnp.float32),
+    jnp.full((b, kvh, g * t), -jnp.inf, jnp.float32),
+    jnp.zeros((b, kvh, g * t), jnp.float32),
+    jnp.zeros((b, kvh, g * t, dh), jnp.float32),
   )
   _, normaliser, acc = jax.lax.fori_loop(0, num_blocks, body, init)
-  out = (acc / normaliser[..., None]).astype(q.dtype)  # [b, kvh, g, t, dh]
+  out = (acc / normaliser[..., None]).astype(q.dtype).reshape(b, kvh, g, t, dh)
   return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, dh)
 
 
@@ -100,15 +96,16 @@ def attend_cache(
   call, and every call where `impl` resolves to 'xla', runs `cache_attention`. Same arguments.
   """
   b, t, _, dh = q.shape
-  if resolve_attention_impl(impl) != "splash" or not decode_attention.supported(t, k_all.shape[2], dh):
+  if resolve_attention_impl(impl) != "splash" or not decode_attention.supported(t, num_slots(k_all), dh):
     return cache_attention(q, k_all, v_all, layer, index, valid)
   kernel = functools.partial(decode_attention.decode_attention, interpret=target_platform() != "tpu")
   active = sharding.active_rules()
   if active is None:
     return kernel(q, k_all, v_all, layer, index, valid)
   mesh, rules = active
-  cache = sharding.logical_to_spec(KV_LOGICAL_AXES, rules)
-  layer_axes, batch_axes, length_axes, kv_axes, dim_axes = cache
+  k_spec = sharding.logical_to_spec(K_LOGICAL_AXES, rules)
+  v_spec = sharding.logical_to_spec(V_LOGICAL_AXES, rules)
+  layer_axes, length_axes, batch_axes, kv_axes, dim_axes, _ = k_spec
   # A cache split along slots or head_dim, or rows/heads that do not divide the mesh, stays with XLA:
   # resharding the cache for the kernel would move all of it every step.
   if (
@@ -123,7 +120,7 @@ def attend_cache(
   mapped = jax.shard_map(
     kernel,
     mesh=mesh,
-    in_specs=(rows, cache, cache, PartitionSpec(), PartitionSpec(), PartitionSpec(batch_axes, None)),
+    in_specs=(rows, k_spec, v_spec, PartitionSpec(), PartitionSpec(), PartitionSpec(batch_axes, None)),
     out_specs=rows,
     check_vma=False,
   )

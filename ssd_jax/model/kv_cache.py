@@ -7,13 +7,13 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 
-from ssd_jax.model.cache_attention import KV_LOGICAL_AXES
+import ssd_jax.model.cache_layout as cache_layout
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import DEFAULT_RULES, LogicalRules, logical_to_spec
 
-# Caches built for generation hold whole blocks of this many slots: the ragged decode kernel
-# (kernels/decode_attention.py) reads the cache in whole 128-slot blocks.
-SLOT_MULTIPLE = 128
+# Caches built for generation hold whole blocks of the layout (the ragged decode kernel,
+# kernels/decode_attention.py, reads whole 128-slot blocks).
+SLOT_MULTIPLE = cache_layout.BLOCK
 
 
 def cache_slots(tokens: int) -> int:
@@ -26,8 +26,8 @@ class KVCache:
   """Cached keys and values of every layer.
 
   Attributes:
-    k: [layers, batch, max_len, kv_heads, head_dim] post-RoPE keys.
-    v: [layers, batch, max_len, kv_heads, head_dim] values.
+    k: [layers, blocks, batch, kv_heads, head_dim, block] post-RoPE keys (`cache_layout`).
+    v: [layers, blocks, batch, kv_heads, block, head_dim] values; max_len = blocks * block.
     valid: bool [batch, max_len]; False for empty slots and padding tokens.
     index: int32 scalar, the next slot to write (shared by all rows).
   """
@@ -42,18 +42,18 @@ class KVCache:
     """An empty cache of `max_len` slots per row, in cfg.dtype unless `dtype` is given."""
     if batch <= 0 or max_len <= 0:
       raise ValueError(f"KVCache.init needs positive batch and max_len, got {batch}, {max_len}")
-    shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+    k_shape, v_shape = cache_layout.shapes(cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
     dtype = cfg.compute_dtype if dtype is None else dtype
     return cls(
-      k=jnp.zeros(shape, dtype),
-      v=jnp.zeros(shape, dtype),
+      k=jnp.zeros(k_shape, dtype),
+      v=jnp.zeros(v_shape, dtype),
       valid=jnp.zeros((batch, max_len), bool),
       index=jnp.zeros((), jnp.int32),
     )
 
   @property
   def max_len(self) -> int:
-    return self.k.shape[2]
+    return cache_layout.num_slots(self.k)
 
   @staticmethod
   def shardings(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> KVCache:
@@ -62,7 +62,12 @@ class KVCache:
     def named(*names):
       return NamedSharding(mesh, logical_to_spec(names, rules))
 
-    return KVCache(k=named(*KV_LOGICAL_AXES), v=named(*KV_LOGICAL_AXES), valid=named("batch", "length"), index=named())
+    return KVCache(
+      k=named(*cache_layout.K_LOGICAL_AXES),
+      v=named(*cache_layout.V_LOGICAL_AXES),
+      valid=named("batch", "length"),
+      index=named(),
+    )
 
   def write_valid(self, token_valid: jax.Array) -> KVCache:
     """Marks the next token_valid.shape[1] slots with token_valid (bool [batch, length])."""

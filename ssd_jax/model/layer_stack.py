@@ -56,8 +56,8 @@ def scan_blocks(
     blocks: from `stacked_blocks`.
     x: [batch, length, embed].
     cos, sin, mask, segment_ids: as for DecoderBlock.__call__ (shared by every layer).
-    kv: None, or (k_all, v_all, index, valid) with k_all, v_all [layers, batch, cache, kv_heads, head_dim]
-      and valid bool [batch, cache].
+    kv: None, or (k_all, v_all, index, valid) with k_all, v_all every layer's cache (`cache_layout`) and
+      valid bool [batch, cache].
     remat_policy: jax.checkpoint policy of each block when `remat` (None saves nothing).
     remat: recompute each block in the backward pass.
 

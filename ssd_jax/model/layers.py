@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import ssd_jax.model.cache_layout as cache_layout
 from ssd_jax.kernels.attention import splash_attention
-from ssd_jax.model.cache_attention import KV_LOGICAL_AXES, MASK_VALUE, attend_cache
+from ssd_jax.model.cache_attention import MASK_VALUE, attend_cache
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.sharding import constrain
 
@@ -143,8 +144,8 @@ class Attention(nnx.Module):
       cos, sin: RoPE angles [batch, length, head_dim // 2].
       mask: without a cache, bool [batch, length, length], or None for causal attention within equal
         `segment_ids` by the splash kernel; unused with a cache.
-      kv_cache: None, or (k_all, v_all, layer, index, valid) with k_all, v_all [layers, batch, cache,
-        kv_heads, head_dim] and valid bool [batch, cache]; this layer's keys/values are written at slots
+      kv_cache: None, or (k_all, v_all, layer, index, valid) with k_all, v_all every layer's cache in the
+        layout of `cache_layout` and valid bool [batch, cache]; this layer's keys/values are written at slots
         index..index+length-1, then the filled slots are attended (`attend_cache`).
       segment_ids: int32 [batch, length], used when mask is None; with a cache, given only for a prefill into
         an empty cache, whose tokens then attend to each other through the splash kernel.
@@ -164,11 +165,9 @@ class Attention(nnx.Module):
     updated = None
     if kv_cache is not None:
       k_all, v_all, layer, index, valid = kv_cache
-      start = (layer, 0, index, 0, 0)
-      k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
-      v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
-      k_all = constrain(k_all, KV_LOGICAL_AXES)
-      v_all = constrain(v_all, KV_LOGICAL_AXES)
+      k_all, v_all = cache_layout.write(k_all, v_all, layer, index, k, v)
+      k_all = constrain(k_all, cache_layout.K_LOGICAL_AXES)
+      v_all = constrain(v_all, cache_layout.V_LOGICAL_AXES)
       updated = (k_all, v_all)
       if segment_ids is not None:
         out = splash_attention(q, k, v, segment_ids)

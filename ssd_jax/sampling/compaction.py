@@ -47,7 +47,7 @@ def most_live_per_shard(done: jax.Array, shards: int) -> jax.Array:
 
 def _compact_rows(cache: KVCache, logits: jax.Array, rows: jax.Array, done: jax.Array, size: int):
   keep = jnp.argsort(done, stable=True)[:size]  # Live rows first, each group in its original order.
-  cache = cache.replace(k=cache.k[:, keep], v=cache.v[:, keep], valid=cache.valid[keep])
+  cache = cache.replace(k=cache.k[:, :, keep], v=cache.v[:, :, keep], valid=cache.valid[keep])
   return cache, logits[keep], rows[keep]
 
 
@@ -65,7 +65,7 @@ def compact(
   """Keeps `size` rows of the batch, the live ones, each batch shard keeping its share from its own rows.
 
   Args:
-    cache: the KV cache of the current batch (k, v [layers, batch, slots, kv_heads, head_dim]).
+    cache: the KV cache of the current batch (rows along axis 2 of k and v: `cache_layout`).
     logits: float32 [batch, vocab], the next-token logits of each row.
     rows: int32 [batch], the original row of each batch position.
     done: bool [batch], finished rows; no shard may hold more live rows than size / shards.
