@@ -85,3 +85,12 @@ def test_packed_segments_do_not_attend_across():
   logits, _ = _jit_forward(graphdef, state, packed, positions, segments, None)
   ref_b, _ = _jit_forward(graphdef, state, b, jnp.asarray([[0, 1]], jnp.int32), None, None)
   np.testing.assert_allclose(np.asarray(logits)[0, 3:], np.asarray(ref_b)[0], atol=1e-5, rtol=0)
+
+
+def test_caches_from_one_block_up_hold_whole_blocks():
+  cfg = presets.get("tiny_qwen3", dtype="float32", param_dtype="float32")
+  cache = KVCache.init(cfg, 2, 300)  # Not a multiple of 128: rounded up, not read in blocks of 4.
+  assert cache.max_len == 384 and cache.k.shape[-1] == 128 and cache.valid.shape == (2, 384)
+  assert not np.asarray(cache.valid).any()
+  small = KVCache.init(cfg, 2, 24)  # Below one block: as asked, in blocks of 8.
+  assert small.max_len == 24 and small.k.shape[-1] == 8

@@ -39,9 +39,15 @@ class KVCache:
 
   @classmethod
   def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> KVCache:
-    """An empty cache of `max_len` slots per row, in cfg.dtype unless `dtype` is given."""
+    """An empty cache of at least `max_len` slots per row, in cfg.dtype unless `dtype` is given.
+
+    From one block up, the slots are rounded up to whole blocks (`cache_slots`): a cache of, say, 300 slots
+    would otherwise be read in blocks of 4 (`cache_layout.block_size`). The extra slots stay invalid.
+    """
     if batch <= 0 or max_len <= 0:
       raise ValueError(f"KVCache.init needs positive batch and max_len, got {batch}, {max_len}")
+    if max_len >= SLOT_MULTIPLE:
+      max_len = cache_slots(max_len)
     k_shape, v_shape = cache_layout.shapes(cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
     dtype = cfg.compute_dtype if dtype is None else dtype
     return cls(
