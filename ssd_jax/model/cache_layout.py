@@ -46,14 +46,6 @@ def num_slots(k_all: jax.Array) -> int:
   return k_all.shape[1] * k_all.shape[5]
 
 
-def k_blocks(k: jax.Array, block: int) -> jax.Array:
-  """[..., batch, slots, kv_heads, head_dim] keys -> [..., slots // block, batch, kv_heads, head_dim, block]."""
-  *lead, b, s, kvh, dh = k.shape
-  n = len(lead)
-  k = k.reshape(*lead, b, s // block, block, kvh, dh)
-  return jnp.moveaxis(k, (n + 1, n, n + 3, n + 4, n + 2), range(n, n + 5))
-
-
 def v_blocks(v: jax.Array, block: int) -> jax.Array:
   """[..., batch, slots, kv_heads, head_dim] values -> [..., slots // block, batch, kv_heads, block, head_dim]."""
   *lead, b, s, kvh, dh = v.shape
@@ -62,20 +54,22 @@ def v_blocks(v: jax.Array, block: int) -> jax.Array:
   return jnp.moveaxis(v, (n + 1, n, n + 3, n + 2, n + 4), range(n, n + 5))
 
 
-def k_slots(k_all: jax.Array) -> jax.Array:
-  """The inverse of `k_blocks`: [..., blocks, batch, kv_heads, head_dim, block] -> [..., batch, slots, kv_heads, head_dim]."""
-  *lead, nb, b, kvh, dh, block = k_all.shape
-  n = len(lead)
-  k = jnp.moveaxis(k_all, (n + 1, n, n + 4, n + 2, n + 3), range(n, n + 5))
-  return k.reshape(*lead, b, nb * block, kvh, dh)
-
-
 def v_slots(v_all: jax.Array) -> jax.Array:
   """The inverse of `v_blocks`: [..., blocks, batch, kv_heads, block, head_dim] -> [..., batch, slots, kv_heads, head_dim]."""
   *lead, nb, b, kvh, block, dh = v_all.shape
   n = len(lead)
   v = jnp.moveaxis(v_all, (n + 1, n, n + 3, n + 2, n + 4), range(n, n + 5))
   return v.reshape(*lead, b, nb * block, kvh, dh)
+
+
+def k_blocks(k: jax.Array, block: int) -> jax.Array:
+  """[..., batch, slots, kv_heads, head_dim] keys -> [..., slots // block, batch, kv_heads, head_dim, block]."""
+  return jnp.swapaxes(v_blocks(k, block), -1, -2)  # The values' blocks, transposed within each block.
+
+
+def k_slots(k_all: jax.Array) -> jax.Array:
+  """The inverse of `k_blocks`: [..., blocks, batch, kv_heads, head_dim, block] -> [..., batch, slots, kv_heads, head_dim]."""
+  return v_slots(jnp.swapaxes(k_all, -1, -2))
 
 
 def write(
