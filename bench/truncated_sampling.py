@@ -44,6 +44,7 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from sampler_baselines import top_k_first_xla, torch_samplers  # noqa: E402
 
 from ssd_jax.sampling.dispatch import sample_tokens  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
@@ -72,48 +73,11 @@ def peak_bandwidth(device) -> float | None:
   return None
 
 
-def _top_k_first_xla(x, rows, key, *, k: int):
-  """lax.top_k(k), then top-p over the k survivors and a categorical draw (one shared k)."""
-  values, index = jax.lax.top_k(x.astype(jnp.float32), k)
-  z = values / rows.temperature[:, None]
-  probs = jax.nn.softmax(z, axis=-1)
-  before = jnp.cumsum(probs, axis=-1) - probs
-  z = jnp.where(before < rows.top_p[:, None], z, -jnp.inf)
-  choice = jax.random.categorical(key, z, axis=-1)
-  return jnp.take_along_axis(index, choice[:, None], axis=-1)[:, 0]
-
-
 def _torch_implementations(params: SamplingParams):
   import torch
-  from transformers.generation import logits_process as lp
 
   torch.set_num_threads(max(len(PINNED), 1))
-
-  def top_k_first(x):
-    values, index = torch.topk(x.float() / params.temperature, params.top_k, dim=-1)
-    probs = torch.softmax(values, dim=-1)
-    before = torch.cumsum(probs, dim=-1) - probs
-    probs = torch.where(before < params.top_p, probs, 0.0)
-    return index.gather(-1, torch.multinomial(probs, 1))
-
-  if params.greedy:  # transformers' greedy path
-    return {"argmax (torch)": lambda x, rows, key: torch.argmax(x, dim=-1)}
-  warpers = [lp.TemperatureLogitsWarper(params.temperature)]
-  if params.top_k > 0:
-    warpers.append(lp.TopKLogitsWarper(params.top_k))
-  if params.top_p < 1:
-    warpers.append(lp.TopPLogitsWarper(params.top_p))
-
-  def hf_path(x):
-    scores = x.float()
-    for warper in warpers:
-      scores = warper(None, scores)
-    return torch.multinomial(torch.softmax(scores, dim=-1), 1)
-
-  impls = {"transformers warpers (torch)": hf_path}
-  if params.top_k > 0 and not params.greedy:
-    impls["top-k first (torch)"] = top_k_first
-  return {name: (lambda fn: lambda x, rows, key: fn(x))(fn) for name, fn in impls.items()}
+  return {name: (lambda fn: lambda x, rows, key: fn(x))(fn) for name, fn in torch_samplers(params).items()}
 
 
 def implementations(on_accelerator: bool, params: SamplingParams):
@@ -125,7 +89,7 @@ def implementations(on_accelerator: bool, params: SamplingParams):
     "sort-based top-p (XLA)": lambda x, rows, key: sorted_sample(x, rows, key),
   }
   if params.top_k > 0 and not params.greedy:
-    impls["top-k first (XLA)"] = lambda x, rows, key: _top_k_first_xla(x, rows, key, k=params.top_k)
+    impls["top-k first (XLA)"] = lambda x, rows, key: top_k_first_xla(x, rows, key, k=params.top_k)
   if on_accelerator:
     impls["ours: pallas kernel"] = lambda x, rows, key: sample_tokens(x, rows, key, impl="pallas").token
   out = {name: (jax.jit(fn), "jax") for name, fn in impls.items()}

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
+from jax.experimental.pallas import triton as pltriton
 
 from ssd_jax.kernels import truncation_ops as ops
 
@@ -86,7 +87,18 @@ def _row_sum(acc):
   return jnp.sum(acc, axis=-1, keepdims=True)
 
 
-def _truncated_sampling_kernel(
+def _truncated_sampling_kernel(*refs, vocab: int, tile: int, skip: bool):
+  """Skips a row block whose rows are all marked answered (`skip` input, 1 = answered)."""
+  if not skip:
+    return _truncated_sampling_rows(*refs, vocab=vocab, tile=tile)
+  skip_ref, *refs = refs
+
+  @pl.when(jnp.min(skip_ref[...]) == 0)
+  def _():
+    _truncated_sampling_rows(*refs, vocab=vocab, tile=tile)
+
+
+def _truncated_sampling_rows(
   temperature_ref,
   top_k_ref,
   top_p_ref,
@@ -227,6 +239,7 @@ def truncated_sampling_pallas(
   tile: int,
   backend: str,
   interpret: bool = False,
+  skip: jax.Array | None = None,
 ):
   """Runs the kernel.
 
@@ -242,6 +255,8 @@ def truncated_sampling_pallas(
     tile: vocabulary entries per inner-loop step (a multiple of 128).
     backend: "tpu" (VMEM scratch, Mosaic) or "gpu" (no scratch, Triton).
     interpret: run the kernel in the Pallas interpreter (CPU tests).
+    skip: int32 [batch, 1], 1 for rows answered elsewhere: a row block with only such rows
+      does no work and its outputs are left undefined.
 
   Returns:
     (token int32, logprob_raw float32, logprob_sampled float32, cutoff int32), each [batch, 1].
@@ -249,7 +264,7 @@ def truncated_sampling_pallas(
   batch, vocab = logits.shape
   block_vocab = pl.cdiv(vocab, tile) * tile
   row_spec = pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
-  kernel = functools.partial(_truncated_sampling_kernel, vocab=vocab, tile=tile)
+  kernel = functools.partial(_truncated_sampling_kernel, vocab=vocab, tile=tile, skip=skip is not None)
   out_shape = (
     jax.ShapeDtypeStruct((batch, 1), jnp.int32),
     jax.ShapeDtypeStruct((batch, 1), jnp.float32),
@@ -268,7 +283,10 @@ def truncated_sampling_pallas(
         dimension_semantics=("parallel",), vmem_limit_bytes=max(32 * 2**20, need + 16 * 2**20)
       ),
     )
-  elif backend != "gpu":
+  elif backend == "gpu":
+    # Named explicitly: without Triton's parameters some jax versions lower to Mosaic GPU.
+    extra = dict(compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1))
+  else:
     raise ValueError(f"backend must be 'tpu' or 'gpu', got {backend!r}")
   # Per element: ~8 ops per top-k pass, ~14 per top-p pass, ~40 in the other passes; about
   # 20 top-k and 8 top-p passes for SSD-style settings.
@@ -281,11 +299,12 @@ def truncated_sampling_pallas(
     kernel,
     out_shape=out_shape,
     grid=(pl.cdiv(batch, block_rows),),
-    in_specs=[row_spec] * 6 + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
+    in_specs=[row_spec] * (6 if skip is None else 7) + [pl.BlockSpec((block_rows, block_vocab), lambda i: (i, 0))],
     out_specs=[row_spec] * 4,
     interpret=interpret,
     name="truncated_sampling",
     cost_estimate=cost,
     **extra,
   )
-  return call(temperature, top_k, top_p, min_p, seeds[:, :1], seeds[:, 1:], logits)
+  skips = () if skip is None else (skip,)
+  return call(*skips, temperature, top_k, top_p, min_p, seeds[:, :1], seeds[:, 1:], logits)

@@ -8,7 +8,7 @@ outside it lies strictly below the top-p cut-off it finds (a flat row falls back
 then reads the vocabulary twice (row maxima of 128-wide chunks with the raw softmax normaliser,
 and a gather of the best chunks) instead of the ~30 counting passes of the bisection, and runs
 the rules on [batch, NUM_CANDIDATES] arrays with the same integer arithmetic as
-`truncation` (`ssd_jax.kernels.truncation_ops`). So it returns the same token and cut-off as
+`truncation` (`ssd_jax.kernels.candidate_rules`, which the GPU kernel runs too). So it returns the same token and cut-off as
 `truncation.sample_reference` and the kernel for the same random bits, not just the same
 distribution; only the log-probabilities, float sums over other orders, differ in rounding.
 
@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ssd_jax.kernels import truncation_ops as ops
+from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.sampling.params import RowParams
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
 
@@ -83,13 +84,6 @@ def top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   return values, index, outside
 
 
-def _suffix_masses(keys: jax.Array, limbs) -> jax.Array:
-  """float32 [batch, n]: mass of the candidates with key >= keys[:, j], for every j (ties included)."""
-  at_least = keys[:, None, :] >= keys[:, :, None]  # [batch, j, i]: key_i >= key_j
-  sums = (jnp.sum(jnp.where(at_least, limb[:, None, :], 0), axis=-1) for limb in limbs)
-  return ops.mass_value(*sums)
-
-
 def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, raw_log_sum) -> TruncatedSample:
   """The truncated draw from the candidate list; falls back to the reference where the list is not exact.
 
@@ -102,52 +96,29 @@ def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, r
     TruncatedSample, equal in token and cut-off to `truncation.sample_reference`.
   """
   values, index, outside = top_candidates(x)
-  inverse_temperature = ops.inverse_temperature(rows.temperature)[:, None]
-  d = ops.tempered(values, raw_max, inverse_temperature)
-  keys = ops.order_key(d)
-  greedy = (rows.temperature <= 0)[:, None]
-  k_off = ops.top_k_is_off(rows.top_k, x.shape[1])[:, None] & ~greedy
-  # Greedy rows keep the maximal logits: the first candidate is the one that must be exact.
-  k = jnp.where(greedy, 1, jnp.clip(rows.top_k[:, None], 1, NUM_CANDIDATES))
-  k_cut = jnp.where(k_off, ops.INT32_MIN, jnp.take_along_axis(keys, k - 1, axis=-1))
-  limbs = ops.mass_parts(d)
-  in_top_k = keys >= k_cut
-  top_k_mass = ops.mass_value(*(jnp.sum(jnp.where(in_top_k, limb, 0), axis=-1, keepdims=True) for limb in limbs))
+  column = lambda a: a[:, None]
+  k_off = ops.top_k_is_off(rows.top_k, x.shape[1]) & (rows.temperature > 0)
 
   def vocabulary_mass():
-    whole = ops.mass_parts(ops.tempered(x, raw_max, inverse_temperature))
-    return ops.mass_value(*(jnp.sum(limb, axis=-1, keepdims=True) for limb in whole))
+    d = ops.tempered(x, raw_max, ops.inverse_temperature(column(rows.temperature)))
+    return ops.mass_value(*(jnp.sum(limb, axis=-1, keepdims=True) for limb in ops.mass_parts(d)))
 
-  # With top-k off the survivors are the whole vocabulary: their mass needs a pass over it.
-  survivors_mass = jnp.where(
-    k_off, jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(top_k_mass)), top_k_mass
+  # Rows with top-k off need the mass of the whole vocabulary: one more pass, only when there are any.
+  survivors_mass = jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
+  *sample, exact = candidate_sample(
+    values,
+    index,
+    outside,
+    raw_max,
+    raw_log_sum,
+    *map(column, (rows.temperature, rows.top_k, rows.top_p, rows.min_p)),
+    bits[:, :1],
+    bits[:, 1:],
+    vocab=x.shape[1],
+    survivors_mass=survivors_mass,
   )
-  # The largest candidate key >= k_cut whose suffix mass reaches the target: the bisection's answer.
-  reaches = in_top_k & (_suffix_masses(keys, limbs) >= rows.top_p[:, None] * survivors_mass)
-  p_cut = jnp.max(jnp.where(reaches, keys, ops.INT32_MIN), axis=-1, keepdims=True)
-  p_cut = jnp.where(rows.top_p[:, None] < 1.0, p_cut, k_cut)
-  # Every token outside the list must be strictly below the cut the list decides: top-k's, or top-p's
-  # where top-k is off (the suffix masses above it are then whole-vocabulary masses).
-  outside_key = ops.order_key(ops.tempered(outside, raw_max, inverse_temperature))
-  exact = jnp.all(outside_key < jnp.where(k_off, p_cut, k_cut))
-
-  def from_candidates():
-    cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p)[:, None], rows.temperature[:, None])
-    kept = keys >= cutoff
-    race = ops.race_weights(bits[:, :1], bits[:, 1:], index)
-    score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
-    # First vocabulary index among the best scores, as a whole-row argmax would pick.
-    best = score == jnp.max(score, axis=-1, keepdims=True)
-    slot = jnp.argmin(jnp.where(best, index, jnp.iinfo(jnp.int32).max), axis=-1)[:, None]
-    token = jnp.take_along_axis(index, slot, axis=-1)[:, 0]
-    d_token = jnp.take_along_axis(d, slot, axis=-1)[:, 0]
-    x_token = jnp.take_along_axis(values, slot, axis=-1)[:, 0]
-    kept_sum = jnp.sum(jnp.where(kept, jnp.exp(d), 0.0), axis=-1)
-    logprob_sampled = jnp.where(greedy[:, 0], 0.0, d_token - jnp.log(kept_sum))
-    logprob_raw = (x_token - raw_max[:, 0]) - raw_log_sum[:, 0]
-    return TruncatedSample(token, logprob_raw, logprob_sampled, cutoff[:, 0])
-
-  return jax.lax.cond(exact, from_candidates, lambda: sample_reference(x, rows, bits))
+  from_candidates = TruncatedSample(*(s[:, 0] for s in sample))
+  return jax.lax.cond(jnp.all(exact), lambda: from_candidates, lambda: sample_reference(x, rows, bits))
 
 
 @jax.jit

@@ -1,6 +1,8 @@
 """`sample_tokens`: truncated sampling through the Pallas kernel or XLA.
 
-The kernel runs on TPU and GPU; XLA runs everywhere and is the default on CPU: 'xla' is the
+The kernels run on TPU (the whole-vocabulary kernel) and GPU (`kernels.block_candidates`: one
+read of the logits and a candidate list per row, then the whole-vocabulary kernel for the rows
+the list does not answer); XLA runs everywhere and is the default on CPU: 'xla' is the
 fast path (`candidates`, a candidate list for small top-k and greedy rows, else the reference),
 'reference' the whole-vocabulary bisection (`truncation`). All take the same per-row parameters
 and random bits and return the same token and cut-off.
@@ -11,6 +13,7 @@ vocabulary.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -18,6 +21,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from ssd_jax.kernels import block_candidates
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
 from ssd_jax.sampling.candidates import sample_fast
@@ -64,34 +68,41 @@ def resolve_impl(impl: str, interpret: bool = False) -> str:
   return "pallas" if interpret or jax.default_backend() in ("tpu", "gpu") else "xla"
 
 
-def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile):
-  backend = "gpu" if jax.default_backend() == "gpu" and not interpret else "tpu"
+def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile, backend):
+  backend = backend or ("gpu" if jax.default_backend() == "gpu" and not interpret else "tpu")
   if block_rows is None:
     block_rows = 1 if backend == "gpu" else 8
   tile = tile or DEFAULT_TILE[backend]
   if tile % 128:
     raise ValueError(f"tile must be a multiple of 128, got {tile}")
-  outs = truncated_sampling_pallas(
+  params = (rows.temperature[:, None], rows.top_k[:, None], rows.top_p[:, None], rows.min_p[:, None])
+  seeds = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  whole = functools.partial(
+    truncated_sampling_pallas,
     logits,
-    rows.temperature[:, None],
-    rows.top_k[:, None],
-    rows.top_p[:, None],
-    rows.min_p[:, None],
-    jax.lax.bitcast_convert_type(bits, jnp.int32),
+    *params,
+    seeds,
     block_rows=block_rows,
     tile=tile,
     backend=backend,
     interpret=interpret,
   )
-  return TruncatedSample(*(out[:, 0] for out in outs))
+  if backend != "gpu" or not block_candidates.applies(logits.shape[1]):
+    return TruncatedSample(*(out[:, 0] for out in whole()))
+  # GPU: one read of the logits and a candidate list per row; the whole-vocabulary kernel then
+  # runs only for the rows the list does not answer exactly (no host round trip to decide).
+  maxima = block_candidates.block_maxima(logits, interpret=interpret)
+  *listed, exact = block_candidates.sample_from_blocks(logits, *maxima, *params, seeds, interpret=interpret)
+  rest = whole(skip=exact)
+  return TruncatedSample(*(jnp.where(exact == 1, a, b)[:, 0] for a, b in zip(listed, rest)))
 
 
-def _sample_local(logits, rows, bits, *, impl, interpret, block_rows, tile):
+def _sample_local(logits, rows, bits, *, impl, interpret, block_rows, tile, backend):
   if impl == "xla":
     return sample_fast(logits, rows, bits)
   if impl == "reference":
     return sample_reference(logits, rows, bits)
-  return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows, tile=tile)
+  return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows, tile=tile, backend=backend)
 
 
 def sample_tokens(
@@ -105,6 +116,7 @@ def sample_tokens(
   batch_axes: str | Sequence[str] = ("data", "fsdp"),
   block_rows: int | None = None,
   tile: int | None = None,
+  backend: str | None = None,
 ) -> TruncatedSample:
   """Draws one token per row: temperature -> top-k -> top-p -> min-p -> sample.
 
@@ -121,6 +133,8 @@ def sample_tokens(
     block_rows: rows per kernel grid step (default 8 on TPU, 1 on GPU).
     tile: vocabulary entries per kernel inner-loop step, a multiple of 128 (default 1024 on
       TPU, 4096 on GPU).
+    backend: the kernel variant, 'tpu' or 'gpu' (default: the running backend's; 'tpu' when
+      interpreting), so that CPU tests can interpret either.
 
   Returns:
     TruncatedSample with token, logprob_raw, logprob_sampled and cutoff, each [batch].
@@ -133,7 +147,7 @@ def sample_tokens(
   rows = as_row_params(params, batch)
   bits = row_bits(rng_or_bits, batch)
   local = lambda x, r, b: _sample_local(
-    x, r, b, impl=resolve_impl(impl, interpret), interpret=interpret, block_rows=block_rows, tile=tile
+    x, r, b, impl=resolve_impl(impl, interpret), interpret=interpret, block_rows=block_rows, tile=tile, backend=backend
   )
   if mesh is None:
     return local(logits, rows, bits)
