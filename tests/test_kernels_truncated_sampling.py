@@ -94,6 +94,8 @@ def test_dispatcher_rng_forms_and_impl_choice():
   assert resolve_impl("auto", interpret=True) == "pallas"
   with pytest.raises(ValueError, match="vocab"):
     sample_tokens(jnp.zeros((1, 2**18 + 1)), SamplingParams(), key)
+  with pytest.raises(ValueError, match="backend"):
+    sample_tokens(jnp.zeros((1, 8)), SamplingParams(), key, impl="pallas", backend="cuda")
 
 
 def test_sharded_over_a_mesh_equals_unsharded():

@@ -142,6 +142,8 @@ def sample_tokens(
   if logits.ndim != 2:
     raise ValueError(f"logits must be [batch, vocab], got shape {logits.shape}")
   batch, vocab = logits.shape
+  if backend not in (None, *DEFAULT_TILE):
+    raise ValueError(f"backend must be one of {tuple(DEFAULT_TILE)} or None, got {backend!r}")
   if vocab > ops.MAX_VOCAB:
     raise ValueError(f"vocab {vocab} exceeds the supported maximum {ops.MAX_VOCAB}")
   rows = as_row_params(params, batch)
