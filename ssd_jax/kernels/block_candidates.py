@@ -79,13 +79,13 @@ def block_maxima(logits: jax.Array, *, chunk_blocks: int = CHUNK_BLOCKS, num_war
   """
   batch, vocab = logits.shape
   num_blocks = vocab // BLOCK
-  chunks = pl.cdiv(num_blocks, chunk_blocks)
+  filled, chunks = filled_widths(vocab, chunk_blocks)
   x = logits.reshape(batch, num_blocks, BLOCK)  # free: rows are contiguous
   row_chunk = pl.BlockSpec((None, 1), lambda b, c: (b, c))
   return pl.pallas_call(
     functools.partial(_block_maxima_kernel, num_blocks=num_blocks, chunk_blocks=chunk_blocks),
     out_shape=(
-      jax.ShapeDtypeStruct((batch, _next_power_of_two(chunks * chunk_blocks)), jnp.float32),
+      jax.ShapeDtypeStruct((batch, _next_power_of_two(filled)), jnp.float32),
       jax.ShapeDtypeStruct((batch, _next_power_of_two(chunks)), jnp.float32),
       jax.ShapeDtypeStruct((batch, _next_power_of_two(chunks)), jnp.float32),
     ),
