@@ -37,6 +37,7 @@ from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.kernels.take_largest import take_largest
 
 BLOCK = 128
+BLOCK_BITS = BLOCK.bit_length() - 1  # position >> BLOCK_BITS is the block, & (BLOCK - 1) the lane
 # Blocks per first-pass program (8,192 logits), blocks gathered per row, candidates kept per row.
 CHUNK_BLOCKS = 64
 SELECT_BLOCKS = 32
@@ -151,7 +152,7 @@ def _sample_from_blocks_kernel(
   values, position, outside_pool = take_largest(pool, need, (1, NUM_CANDIDATES), packed=packed)
   # Pool position -> vocabulary index: the block of that pool row, and the lane.
   pool_row = lax.broadcasted_iota(jnp.int32, (1, NUM_CANDIDATES, SELECT_BLOCKS), 2)
-  block_of = jnp.sum(jnp.where((position >> 7)[:, :, None] == pool_row, blocks[None, None, :], 0), axis=-1)
+  block_of = jnp.sum(jnp.where((position >> BLOCK_BITS)[:, :, None] == pool_row, blocks[None, None, :], 0), axis=-1)
   index = jnp.where(position < SELECT_BLOCKS * BLOCK, block_of * BLOCK + (position & (BLOCK - 1)), ops.INT32_MAX)
   outside = jnp.full((1, 1), jnp.maximum(outside_blocks, outside_pool))
 
