@@ -145,7 +145,7 @@ def test_top_p_rows_without_top_k_are_served_from_the_list_when_their_set_fits(v
   reference = tr.sample_reference(logits, rows, bits)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
   marker = tr.TruncatedSample(*(jnp.full((batch,), -1, f.dtype) for f in reference))
-  monkeypatch.setattr(candidates, "sample_reference", lambda *_: marker)
+  monkeypatch.setattr(candidates, "whole_vocabulary", lambda *_: marker)
   assert_same_sample(jax.jit(_candidates_or_marker)(logits, rows, bits), reference)  # no fallback taken
   # A flat row's top-p set does not fit the list: the whole batch falls back.
   flat = logits.at[2].set(jnp.asarray(rng.normal(size=vocab), jnp.float32))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.sampling.params import RowParams
+from ssd_jax.sampling.shrinking_search import shrinking_search
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
 
 # Candidate tokens per row, and the largest top-k served from them (the margin leaves room for
@@ -33,6 +34,11 @@ NUM_CANDIDATES = 128
 MAX_CANDIDATE_TOP_K = 64
 # Vocabulary chunk whose maximum stands for it in the first pass.
 CHUNK = 128
+
+
+def whole_vocabulary(x: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
+  """The reference's draw for batches the list cannot serve, its searches finished on short lists."""
+  return sample_reference(x, rows, bits, search=shrinking_search)
 
 
 def candidates_apply(rows: RowParams, vocab: int) -> jax.Array:
@@ -118,7 +124,7 @@ def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, r
     survivors_mass=survivors_mass,
   )
   from_candidates = TruncatedSample(*(s[:, 0] for s in sample))
-  return jax.lax.cond(jnp.all(exact), lambda: from_candidates, lambda: sample_reference(x, rows, bits))
+  return jax.lax.cond(jnp.all(exact), lambda: from_candidates, lambda: whole_vocabulary(x, rows, bits))
 
 
 @jax.jit
@@ -143,4 +149,4 @@ def sample_fast(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Truncate
     raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
     return sample_candidates(x, rows, bits, raw_max, raw_log_sum)
 
-  return jax.lax.cond(candidates_apply(rows, x.shape[1]), small, lambda: sample_reference(x, rows, bits))
+  return jax.lax.cond(candidates_apply(rows, x.shape[1]), small, lambda: whole_vocabulary(x, rows, bits))

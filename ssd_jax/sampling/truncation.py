@@ -19,13 +19,18 @@ logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum i
 All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
 kept set: kept <=> order_key(d) >= cut-off. Here the thresholds are found over the whole
 vocabulary by bisection on the key (passes that count, about log2(vocab) of them); a search no
-row needs (greedy, top-k off, top-p off) is skipped. `candidates` finds the same cut-offs from a
-short candidate list, and `truncation_sorted` holds a sort-based oracle.
+row needs (greedy, top-k off, top-p off) is skipped. Each rule is "the largest t whose sums over
+{keys >= t} pass a test" (a count for top-k, a mass for top-p), so the search is a parameter:
+`whole_row_search` here, `shrinking_search` (the same thresholds, most steps on a short list) in
+the fast path. `candidates` finds the same cut-offs from a short candidate list, and
+`truncation_sorted` holds a sort-based oracle.
 Logits must be finite or -inf (NaN and +inf are not supported), at least one finite per row.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -33,6 +38,10 @@ import jax.numpy as jnp
 
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
+
+Weights = tuple[jax.Array, ...]
+# (keys, weights, holds, lo, hi) -> int32 [rows, 1], with `whole_row_search`'s contract.
+Search = Callable[..., jax.Array]
 
 
 class TruncatedSample(NamedTuple):
@@ -62,48 +71,66 @@ def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True), ops.inverse_temperature(rows.temperature)[:, None])
 
 
-def _nearest(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+def keys_around(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(lowest key >= t, highest key < t) per row, int32 [rows, 1]; INT32_MAX / INT32_MIN when none."""
   above, below = ops.nearest_keys(keys, t)
   return jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True)
 
 
-def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
+def sums_at_or_above(keys: jax.Array, weights: Weights, t: jax.Array) -> Weights:
+  """Each weight summed over the entries with keys >= t: tuple of int32 [rows, 1]."""
+  kept = keys >= t
+  return tuple(jnp.sum(jnp.where(kept, w, 0), axis=-1, keepdims=True) for w in weights)
+
+
+def whole_row_search(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """Largest t in [lo, hi) where `holds` of the weights summed over {keys >= t} is true.
+
+  The reference search: `bisect_largest`, every step summing over the whole row.
+
+  Args:
+    keys: int32 [rows, vocab] order keys.
+    weights: tuple of int32 [rows, vocab] (row sums fit int32).
+    holds: maps that tuple's sums (int32 [rows, 1] each) to bool [rows, 1]; true at lo, and
+      never made true by shrinking the set.
+    lo: int32 [rows, 1]. hi: int32 [rows, 1], exclusive.
+
+  Returns:
+    int32 [rows, 1].
+  """
+  return ops.bisect_largest(lambda t: (holds(sums_at_or_above(keys, weights, t)), *keys_around(keys, t)), lo, hi)
+
+
+def _top_k_cutoff(keys: jax.Array, rows: RowParams, search: Search) -> jax.Array:
   """Key of the k-th largest value per row: the largest t with count(keys >= t) >= k (INT32_MIN when off)."""
   k = rows.top_k[:, None]
-
-  def probe(t):
-    count = jnp.sum(keys >= t, axis=-1, keepdims=True, dtype=jnp.int32)
-    return (count >= k, *_nearest(keys, t))
-
   lo, hi = ops.top_k_bracket(k, rows.temperature[:, None], keys.shape[-1])
+  count = lambda: search(keys, (jnp.ones_like(keys),), lambda sums: sums[0] >= k, lo, hi)
   # The search is skipped outright when no row has top-k on.
-  return jax.lax.cond(jnp.any(hi > lo + 1), lambda: ops.bisect_largest(probe, lo, hi), lambda: lo)[:, 0]
+  return jax.lax.cond(jnp.any(hi > lo + 1), count, lambda: lo)[:, 0]
 
 
-def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams):
+def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams, search: Search):
   """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
   lo, hi = ops.top_p_bracket(top_k_cut[:, None], rows.top_p[:, None], rows.temperature[:, None])
 
-  def search():
+  def mass_search():
     limbs = ops.mass_parts(d)  # inside the cond: batches without top-p never compute the weights
+    target = rows.top_p[:, None] * ops.mass_value(*sums_at_or_above(keys, limbs, lo))
+    return search(keys, limbs, lambda sums: ops.mass_value(*sums) >= target, lo, hi)
 
-    def mass(t):
-      kept = keys >= t
-      return ops.mass_value(*(jnp.sum(jnp.where(kept, limb, 0), axis=-1, keepdims=True) for limb in limbs))
-
-    target = rows.top_p[:, None] * mass(lo)
-    return ops.bisect_largest(lambda t: (mass(t) >= target, *_nearest(keys, t)), lo, hi)
-
-  return jax.lax.cond(jnp.any(hi > lo + 1), search, lambda: lo)[:, 0]
+  return jax.lax.cond(jnp.any(hi > lo + 1), mass_search, lambda: lo)[:, 0]
 
 
-@jax.jit
-def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
+@functools.partial(jax.jit, static_argnames="search")
+def truncation_cutoff(logits: jax.Array, rows: RowParams, search: Search = whole_row_search) -> jax.Array:
   """Per-row cut-off key of the kept set.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
     rows: per-row parameters, arrays of shape [batch].
+    search: how the thresholds are found, with `whole_row_search`'s contract and result
+      (`shrinking_search.shrinking_search` finds the same ones in fewer whole-row passes).
 
   Returns:
     int32 [batch]; token i of row b is kept iff order_key(d[b, i]) >= cutoff[b], with d from
@@ -112,8 +139,8 @@ def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
   _check_shapes(logits, rows)
   d = tempered_logits(logits, rows)
   keys = ops.order_key(d)
-  k_cut = _top_k_cutoff(keys, rows)
-  p_cut = _top_p_cutoff(keys, d, k_cut, rows)
+  k_cut = _top_k_cutoff(keys, rows, search)
+  p_cut = _top_p_cutoff(keys, d, k_cut, rows, search)
   return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
 
 
@@ -136,14 +163,17 @@ def truncate_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   return jnp.where(ops.order_key(d) >= cut[:, None], d, -jnp.inf)
 
 
-@jax.jit
-def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
+@functools.partial(jax.jit, static_argnames="search")
+def sample_reference(
+  logits: jax.Array, rows: RowParams, bits: jax.Array, search: Search = whole_row_search
+) -> TruncatedSample:
   """Draws one token per row from the truncated distribution.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
     rows: per-row parameters, arrays of shape [batch].
     bits: uint32 or int32 [batch, 2] random bits per row.
+    search: the threshold search of `truncation_cutoff` (same cut-offs, so same tokens).
 
   Returns:
     TruncatedSample of [batch] arrays.
@@ -154,7 +184,7 @@ def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Tru
     raise ValueError(f"bits must have shape [batch, 2] = {(batch, 2)}, got {bits.shape}")
   bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
   d = tempered_logits(logits, rows)
-  cut = truncation_cutoff(logits, rows)
+  cut = truncation_cutoff(logits, rows, search)
   kept = ops.order_key(d) >= cut[:, None]
   index = jax.lax.broadcasted_iota(jnp.int32, (batch, vocab), 1)
   greedy = (rows.temperature <= 0)[:, None]
