@@ -14,7 +14,8 @@ distribution; only the log-probabilities, float sums over other orders, differ i
 
 Ties are exact too: the list is trusted only if every token outside it is strictly below the
 row's cut-off value (checked per batch); otherwise, e.g. with more than NUM_CANDIDATES tokens
-tied at the top, the call falls back to the whole-vocabulary reference.
+tied at the top, the call falls back to the whole-vocabulary draw (`whole_vocabulary`: the
+reference's, its searches finished on short lists by `shrinking_search`).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, raw_log_sum) -> TruncatedSample:
-  """The truncated draw from the candidate list; falls back to the reference where the list is not exact.
+  """The truncated draw from the candidate list; falls back to `whole_vocabulary` where the list is not exact.
 
   Args:
     x: float32 [batch, vocab] logits. rows: per-row parameters ([batch] arrays) for which
@@ -129,7 +130,7 @@ def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, r
 
 @jax.jit
 def sample_fast(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
-  """The XLA sampler: the candidate list when `candidates_apply`, else the whole-vocabulary reference.
+  """The XLA sampler: the candidate list when `candidates_apply`, else `whole_vocabulary`.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
