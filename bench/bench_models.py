@@ -1,10 +1,13 @@
-"""What the CPU benchmarks share: a Qwen3-shaped model, SFT rows and interleaved timing. No side effects on import.
+"""What the CPU benchmarks share: the machine's name, a Qwen3-shaped model, SFT rows and interleaved timing.
+No side effects on import.
 
 `generation_throughput.py` pins its process when it starts, so the other benchmarks take these from here.
 """
 
 from __future__ import annotations
 
+import platform
+import re
 import statistics
 import time
 
@@ -12,6 +15,19 @@ import jax
 import numpy as np
 
 from ssd_jax.model import ModelConfig
+
+
+def cpu_model() -> str:
+  """The CPU's model name and its widest vector extension (XLA's CPU speed depends on both)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      info = f.read()
+  except OSError:
+    return platform.processor() or platform.machine()
+  name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+  flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+  vector = next((v for v in ("avx512f", "avx2", "sve", "neon") if flags and v in flags.group(1).split()), None)
+  return ", ".join(filter(None, (name.group(1).strip() if name else platform.machine(), vector)))
 
 
 def model_config(args) -> ModelConfig:

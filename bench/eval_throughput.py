@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import time
+
+from bench_models import cpu_model
 
 from ssd_jax.data.problem_files import load_humaneval_problems
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
@@ -75,14 +76,6 @@ def run_sequential_subprocess(problems) -> tuple[float, int]:
   return time.perf_counter() - start, passed
 
 
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    return platform.processor() or "unknown CPU"
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workers", type=int, default=2, help="pool size")
@@ -109,7 +102,7 @@ def main():
     sandbox.close()
   pool_s, base_s = statistics.median(pool_times), statistics.median(base_times)
   n = len(problems)
-  print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
+  print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
   print(f"work: {n} HumanEval canonical solutions, {TIMEOUT_S:.0f} s limit, a fresh process per program on both sides")
   print(f"pool isolation: {isolation['layers']['namespaces']}; weak: {isolation['weak']}")
   print(f"pool start-up (probe, {args.workers} workers and checkers): {startup_s:.2f} s, not counted below")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -57,7 +56,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_models import interleaved, model_config  # noqa: E402
+from bench_models import cpu_model, interleaved, model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ssd_jax.model import Transformer, cache_layout  # noqa: E402
@@ -160,7 +159,7 @@ def main():
   graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   prompts = np.random.default_rng(0).integers(1, args.vocab, (args.batch, args.prompt_len)).tolist()
   print(
-    f"machine: {platform.processor() or platform.machine()}, pinned to CPUs {args.cpus} of {os.cpu_count()} "
+    f"machine: {cpu_model()}, pinned to CPUs {args.cpus} of {os.cpu_count()} "
     f"(shared machine: other jobs may run), jax {jax.__version__} {jax.default_backend()}, "
     f"torch {torch.__version__} threads {torch.get_num_threads()}"
   )

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_models import interleaved, sft_rows  # The same SFT rows as the SFT throughput benchmark.
+from bench_models import cpu_model, interleaved, sft_rows  # The same SFT rows as the SFT throughput benchmark.
 from flax import nnx
 
 from ssd_jax.model import ModelConfig, Transformer
@@ -148,7 +147,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   print(
-    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} "
+    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, jax {jax.__version__} "
     f"backend {jax.default_backend()} (both sides share one XLA thread pool)"
   )
   layer_ratio(args)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 
 import jax
+from bench_models import cpu_model
 from flax import nnx
 
 from ssd_jax.config import base_config
@@ -133,8 +133,7 @@ def main() -> None:
     f"loss {spec.divergence.kind}/{spec.divergence.form}"
   )
   print(
-    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-    f"{device.platform} x{jax.device_count()}, jax {jax.__version__}"
+    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {device.platform} x{jax.device_count()}, jax {jax.__version__}"
   )
   print(f"context fraction {data.context_fraction:.2f}, reward {data.reward:.2f}")
   print(f"\n{'part':<48}{'first step (s)':>16}{'last step (s)':>15}{'share of step':>15}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -57,6 +56,7 @@ def main():
   import numpy as np
   import torch
   import transformers
+  from bench_models import cpu_model
   from flax import nnx
 
   from ssd_jax.convert import convert_gguf
@@ -125,7 +125,7 @@ def main():
   ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
   generated = args.batch * args.new_tokens
   print(
-    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, pinned to {args.threads}; "
+    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {args.threads}; "
     f"jax {jax.default_backend()}, torch threads {torch.get_num_threads()}"
   )
   print(

@@ -1,7 +1,7 @@
 """Benchmark: two sampler directions measured before being kept, each against the path it would replace.
 
 1. Several thresholds per pass. The whole-vocabulary search (`truncation`, used where the candidate list
-   does not apply: top-k off with a flat top-p set, top-k above 64) bisects on the order key, one
+   does not apply: top-k off with a flat top-p set, top-k above 256) bisects on the order key, one
    threshold per pass over the row. Probing m thresholds per pass needs about log2(keys) / log2(m + 1)
    passes instead of log2(keys), each doing m times the counting. Timed on the top-p search of flat
    rows (top-k off), with m = 1 (the library's algorithm), 3 and 7; every variant must return the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 
 ARGS = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ARGS.add_argument("--cpu", type=int, default=0, help="the CPU this process is pinned to")
@@ -42,7 +41,7 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_th
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import interleaved  # noqa: E402
+from bench_models import cpu_model, interleaved  # noqa: E402
 from jax import lax  # noqa: E402
 
 from ssd_jax.kernels import truncation_ops as ops  # noqa: E402
@@ -105,7 +104,7 @@ def head_then_candidates(h: jax.Array, table: jax.Array):
   x = h @ table.T
   raw_max = jnp.max(x, axis=-1, keepdims=True)
   log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
-  values, index, _ = candidates.top_candidates(x)
+  values, index, _ = candidates.top_candidates(x, candidates.LISTS[0])
   return values, index, raw_max, log_sum
 
 
@@ -126,8 +125,8 @@ def _chunk_logits(h, rows_of_table, offset, chunk, vocab, running_max, running_s
 
 @functools.partial(jax.jit, static_argnames="chunk")
 def fused_running_top(h: jax.Array, table: jax.Array, chunk: int):
-  """Fused: each vocabulary chunk's logits are merged into a running top-NUM_CANDIDATES (lax.top_k)."""
-  batch, vocab, n = h.shape[0], table.shape[0], candidates.NUM_CANDIDATES
+  """Fused: each vocabulary chunk's logits are merged into a running top-`length` of the first list (lax.top_k)."""
+  batch, vocab, n = h.shape[0], table.shape[0], candidates.LISTS[0].length
 
   def body(carry, rows_of_table):
     values, index, running_max, running_sum, offset = carry
@@ -152,9 +151,9 @@ def fused_running_top(h: jax.Array, table: jax.Array, chunk: int):
 
 @functools.partial(jax.jit, static_argnames="chunk")
 def fused_running_blocks(h: jax.Array, table: jax.Array, chunk: int):
-  """Fused: the running NUM_CANDIDATES + 1 best 128-wide blocks by maximum, then one top-k over them."""
-  batch, vocab, width = h.shape[0], table.shape[0], candidates.CHUNK
-  keep = candidates.NUM_CANDIDATES + 1
+  """Fused: the running `length` + 1 best chunks of the first list by maximum, then one top-k over them."""
+  batch, vocab, width = h.shape[0], table.shape[0], candidates.LISTS[0].chunk
+  keep = candidates.LISTS[0].length + 1
 
   def body(carry, rows_of_table):
     block_max, block_id, blocks, running_max, running_sum, offset = carry
@@ -179,7 +178,7 @@ def fused_running_blocks(h: jax.Array, table: jax.Array, chunk: int):
   order = jnp.argsort(block_id, axis=-1)
   block_id = jnp.take_along_axis(block_id, order, axis=-1)
   blocks = jnp.take_along_axis(blocks, order[:, :, None], axis=1)
-  values, position = lax.top_k(blocks.reshape(batch, keep * width), candidates.NUM_CANDIDATES)
+  values, position = lax.top_k(blocks.reshape(batch, keep * width), candidates.LISTS[0].length)
   ids = (block_id[:, :, None] * width + jnp.arange(width, dtype=jnp.int32)).reshape(batch, -1)
   return values, jnp.take_along_axis(ids, position, axis=-1), raw_max, jnp.log(raw_sum)
 
@@ -231,7 +230,7 @@ def fused_lm_head(args) -> None:
 
 def main() -> None:
   print(
-    f"machine: {platform.processor() or platform.machine()}, pinned to CPU {ARGS.cpu} of {os.cpu_count()}, "
+    f"machine: {cpu_model()}, pinned to CPU {ARGS.cpu} of {os.cpu_count()}, "
     f"jax {jax.__version__} {jax.default_backend()}, {ARGS.repeats} interleaved repeats"
   )
   thresholds_per_pass(ARGS)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -24,7 +23,7 @@ import jax
 import numpy as np
 import torch
 import transformers
-from bench_models import model_config, sft_rows  # The same Qwen3-shaped model as the generation benchmark.
+from bench_models import cpu_model, model_config, sft_rows  # The same Qwen3-shaped model as the generation benchmark.
 from flax import nnx
 
 from ssd_jax.model import ModelConfig, Transformer
@@ -108,7 +107,7 @@ def main():
       times[name].append(time.perf_counter() - start)
   ours_s, torch_s = statistics.median(times["ours"]), statistics.median(times["torch"])
   print(
-    f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, pinned to {cores}; jax backend "
+    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {cores}; jax backend "
     f"{jax.default_backend()}, torch threads {torch.get_num_threads()}"
   )
   print(

@@ -1,13 +1,13 @@
 """Benchmark: truncated sampling on [batch, vocab] logits, against the strongest baselines.
 
-Ours: the XLA path ('xla': candidate list for small top-k, whole-vocabulary bisection otherwise),
-the bisection reference, and the fused Pallas kernel where an accelerator runs it. Baselines:
-top-k first then top-p over the k survivors (XLA, and torch as inference engines do it), the
-transformers sampling path (TopK and TopP logits warpers, softmax, multinomial), and sort-based
-top-p. All implementations are timed in turn, round after round (interleaved), with compile time
-apart; medians are printed with ratios. `--forward` also times one decode step of a model with
-this vocabulary, the cost the sampler is added to. On an accelerator, the fraction of the HBM
-roofline (logits bytes / time / peak bandwidth) is printed.
+Ours: the XLA path ('xla': candidate lists for top-k up to 256 and peaked top-p rows, the
+whole-vocabulary search otherwise), the bisection reference, and the fused Pallas kernel where an
+accelerator runs it. Baselines: top-k first then top-p over the k survivors (XLA, and torch as
+inference engines do it), the transformers sampling path (TopK and TopP logits warpers, softmax,
+multinomial), and sort-based top-p. All implementations are timed in turn, round after round
+(interleaved), with compile time apart; medians are printed with ratios. `--forward` also times
+one decode step of a model with this vocabulary, the cost the sampler is added to. On an
+accelerator, the fraction of the HBM roofline (logits bytes / time / peak bandwidth) is printed.
 
   python bench/truncated_sampling.py --cpus 0 --batches 32 --top_p 0.95 --temperature 1 --forward
   python bench/truncated_sampling.py --check               # accelerator: agreement, then sweep
@@ -44,6 +44,7 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_models import cpu_model  # noqa: E402
 from sampler_baselines import top_k_first_xla, torch_samplers  # noqa: E402
 
 from ssd_jax.sampling.dispatch import sample_tokens  # noqa: E402
@@ -149,8 +150,9 @@ def run_timings(args) -> None:
   device = jax.devices()[0]
   on_accelerator = device.platform in ("tpu", "gpu")
   peak = peak_bandwidth(device) if on_accelerator else None
+  name = f"{device.device_kind} x{jax.device_count()}" if on_accelerator else cpu_model()
   print(
-    f"machine: {device.platform} {device.device_kind} x{jax.device_count()}, jax {jax.__version__}, "
+    f"machine: {device.platform} {name}, jax {jax.__version__}, "
     f"pinned to CPUs {PINNED or 'none'} of {os.cpu_count()} (a shared machine: other jobs may run); "
     f"params {args.params}; dtype {args.dtype}"
   )

@@ -1,6 +1,8 @@
 """The XLA fast path (candidate list, skipped searches) against the whole-vocabulary reference,
 and the top-p cut against a float64 numpy referee at real vocabulary sizes."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
 def small_k_rows(rng, batch):
   return RowParams(
     temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6], batch), jnp.float32),
-    top_k=jnp.asarray(rng.choice([1, 2, 20, candidates.MAX_CANDIDATE_TOP_K], batch), jnp.int32),
+    top_k=jnp.asarray(rng.choice([1, 2, 20, candidates.LISTS[0].max_top_k], batch), jnp.int32),
     top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
     min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32),
   )
@@ -40,7 +42,7 @@ def test_candidate_path_equals_reference(vocab, dtype):
   batch = 12
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 3, dtype)
   rows = small_k_rows(rng, batch)
-  assert bool(candidates.candidates_apply(rows, vocab))
+  assert bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[0].max_top_k))
   bits = bits_for(batch, vocab)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
 
@@ -63,7 +65,7 @@ def test_ties_beyond_the_list_fall_back_and_ties_inside_are_kept(levels):
   kept = np.asarray(tr.kept_mask(logits, rows))
   assert kept[0].sum() >= 20 and kept[2].sum() >= 5
   if levels == 3:  # every row keeps exactly its (huge) top tie
-    assert kept.sum(axis=1).min() > candidates.NUM_CANDIDATES
+    assert kept.sum(axis=1).min() > candidates.LISTS[-1].length
     np.testing.assert_array_equal(values[np.arange(batch), np.asarray(fast.token)], values.max(axis=1))
   greedy = np.asarray(rows.temperature) == 0
   np.testing.assert_array_equal(np.asarray(fast.token)[greedy], np.argmax(values, axis=1)[greedy])
@@ -74,7 +76,7 @@ def test_rows_outside_the_candidate_rule_use_the_reference():
   batch, vocab = 6, 3_000
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 2, jnp.float32)
   rows = as_row_params([SamplingParams(1.0, k, p) for k, p in [(0, 1.0), (500, 1.0), (20, 0.8)] * 2])
-  assert not bool(candidates.candidates_apply(rows, vocab))
+  assert not bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[-1].max_top_k))
   bits = bits_for(batch, 2)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
 
@@ -122,16 +124,20 @@ def test_off_rules_and_greedy_batches():
   np.testing.assert_array_equal(out.token, tr.sample_reference(logits, plain, bits_for(batch)).token)
 
 
-def _candidates_or_marker(logits, rows, bits):
-  """`sample_candidates` with a fallback that marks its rows (token -1): shows which path answered."""
-  x = logits.astype(jnp.float32)
-  raw_max = jnp.max(x, axis=-1, keepdims=True)
-  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
-  return candidates.sample_candidates(x, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), raw_max, raw_log_sum)
+def lists_or_marker(logits, rows, bits):
+  """`sample_from_lists` with a fallback that marks its rows (token -1): shows whether a list answered."""
+  batch = logits.shape[0]
+  marker = lambda *_: tr.TruncatedSample(
+    *(jnp.full((batch,), -1, dtype) for dtype in (jnp.int32, jnp.float32, jnp.float32, jnp.int32))
+  )
+  bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  return jax.jit(functools.partial(candidates.sample_from_lists, fallback=marker))(
+    logits.astype(jnp.float32), rows, bits
+  )
 
 
 @pytest.mark.parametrize("vocab", [5_000, 151_936])
-def test_top_p_rows_without_top_k_are_served_from_the_list_when_their_set_fits(vocab, monkeypatch):
+def test_top_p_rows_without_top_k_are_served_from_the_list_when_their_set_fits(vocab):
   rng = np.random.default_rng(vocab + 1)
   settings = [(0.7, 0, 0.95), (1.0, 0, 0.8), (1.0, 0, 0.95), (0.0, 0, 1.0), (1.0, 20, 0.9), (0.6, 0, 0.5)]
   batch = len(settings)
@@ -140,15 +146,48 @@ def test_top_p_rows_without_top_k_are_served_from_the_list_when_their_set_fits(v
   values[:, rng.choice(vocab, 40, replace=False)] += 14.0
   logits = jnp.asarray(values)
   rows = as_row_params([SamplingParams(t, k, p) for t, k, p in settings])
-  assert bool(candidates.candidates_apply(rows, vocab))
+  assert bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[0].max_top_k))
   bits = bits_for(batch, 9)
   reference = tr.sample_reference(logits, rows, bits)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
-  marker = tr.TruncatedSample(*(jnp.full((batch,), -1, f.dtype) for f in reference))
-  monkeypatch.setattr(candidates, "whole_vocabulary", lambda *_: marker)
-  assert_same_sample(jax.jit(_candidates_or_marker)(logits, rows, bits), reference)  # no fallback taken
-  # A flat row's top-p set does not fit the list: the whole batch falls back.
+  assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
+  # A flat row's top-p set does not fit a list: the whole batch falls back.
   flat = logits.at[2].set(jnp.asarray(rng.normal(size=vocab), jnp.float32))
-  assert np.all(np.asarray(jax.jit(_candidates_or_marker)(flat, rows, bits).token) == -1)
-  monkeypatch.undo()
+  assert np.all(np.asarray(lists_or_marker(flat, rows, bits).token) == -1)
   assert_same_sample(candidates.sample_fast(flat, rows, bits), tr.sample_reference(flat, rows, bits))
+
+
+@pytest.mark.parametrize("vocab", [40_000, 151_936])
+def test_top_k_past_the_short_list_is_served_by_the_long_one(vocab):
+  rng = np.random.default_rng(vocab + 2)
+  batch = 8
+  logits = jnp.asarray(rng.normal(size=(batch, vocab)) * rng.choice([1.0, 3.0], (batch, 1)), jnp.float32)
+  top_k = [65, 100, 200, candidates.LISTS[-1].max_top_k, 20, 200, 0, 128]
+  temperature = [1.0, 0.7, 1.6, 1.0, 1.0, 1.0, 0.0, 1e-3]
+  rows = as_row_params([SamplingParams(t, k, p) for t, k, p in zip(temperature, top_k, [0.95, 1.0, 0.8] * 3)])
+  assert not bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[0].max_top_k))
+  bits = bits_for(batch, 5)
+  reference = tr.sample_reference(logits, rows, bits)
+  assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
+  assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
+
+
+def test_ties_that_overflow_the_short_list_are_served_by_the_long_one():
+  # 200 tokens tied at the top: more than the short list holds, so it is not exact and the long one answers.
+  rng = np.random.default_rng(11)
+  batch, vocab = 6, 40_000
+  values = rng.integers(0, 50, size=(batch, vocab)).astype(np.float32)
+  for row in values:
+    row[rng.choice(vocab, 200, replace=False)] = 60.0
+  logits = jnp.asarray(values)
+  rows = as_row_params([SamplingParams(t, k, p) for t, k, p in [(1.0, 20, 1.0), (0.0, 0, 1.0), (1.0, 5, 0.5)] * 2])
+  bits = bits_for(batch, 6)
+  size = candidates.LISTS[0]
+  stats = candidates.row_stats(logits, rows)
+  _, short_exact = candidates.sample_candidates(
+    logits, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), size, stats
+  )
+  assert not bool(short_exact)
+  reference = tr.sample_reference(logits, rows, bits)
+  assert np.all(values[np.arange(batch), np.asarray(reference.token)] == 60.0)
+  assert_same_sample(lists_or_marker(logits, rows, bits), reference)

@@ -2,14 +2,14 @@
 
 A candidate list holds a row's largest logits in descending order with their vocabulary
 indices, and a bound on every logit left out. When every token the rules can keep is on the
-list, the rules need nothing else: the k-th key is the top-k cut-off, top-p is a suffix mass
+list, the rules need nothing else: the k-th key is the top-k cut-off, top-p is a running mass
 over the list, and the draw is the exponential race over the kept candidates. Whether the list
 was enough is decided per row (`exact`): every token left out must lie strictly below the
 cut-off the list decides; a caller falls back to the whole-vocabulary path otherwise.
 
 The arithmetic is `truncation_ops`, the same as the whole-vocabulary reference's, so for the
-same random bits the token and cut-off are the reference's. Written with elementwise ops and
-reductions over the last axis only (no gathers), so the same function runs in XLA
+same random bits the token and cut-off are the reference's. Written with elementwise ops,
+reductions and a running sum over the last axis only (no gathers), so the same function runs in XLA
 (`ssd_jax.sampling.candidates`) and inside the Pallas GPU kernel
 (`ssd_jax.kernels.block_candidates`).
 """
@@ -35,11 +35,15 @@ def _max(x: jax.Array) -> jax.Array:
   return jnp.max(x, axis=-1, keepdims=True)
 
 
-def suffix_masses(keys: jax.Array, limbs) -> jax.Array:
-  """float32 [rows, n]: mass of the candidates with key >= keys[:, j], for every j (ties included)."""
-  at_least = keys[:, None, :] >= keys[:, :, None]  # [rows, j, i]: key_i >= key_j
-  sums = (jnp.sum(jnp.where(at_least, limb[:, None, :], 0), axis=-1) for limb in limbs)
-  return ops.mass_value(*sums)
+def prefix_masses(limbs) -> jax.Array:
+  """float32 [rows, n]: mass of candidates 0..j, for every j (integer limbs: exact in any order).
+
+  On a list in descending key order this stands for the mass of the keys >= key_j: the two
+  differ only inside a run of tied keys, and the last entry of the run carries the full mass.
+  So the largest key whose prefix mass reaches a target is the largest key whose mass at or
+  above it does, which is all the top-p rule asks of it (one scan instead of n^2 comparisons).
+  """
+  return ops.mass_value(*(jnp.cumsum(limb, axis=-1) for limb in limbs))
 
 
 def candidate_sample(
@@ -91,11 +95,11 @@ def candidate_sample(
   top_k_mass = ops.mass_value(*(_sum(jnp.where(in_top_k, limb, 0)) for limb in limbs))
   # With top-k off the survivors are the whole vocabulary, whose mass the caller counts.
   survivors = top_k_mass if survivors_mass is None else jnp.where(k_off, survivors_mass, top_k_mass)
-  # The largest candidate key >= k_cut whose suffix mass reaches the target: the bisection's answer.
-  reaches = in_top_k & (suffix_masses(keys, limbs) >= top_p * survivors)
+  # The largest candidate key >= k_cut whose mass at or above it reaches the target: the bisection's answer.
+  reaches = in_top_k & (prefix_masses(limbs) >= top_p * survivors)
   p_cut = jnp.where(top_p < 1.0, _max(jnp.where(reaches, keys, ops.INT32_MIN)), k_cut)
   # Every token off the list must be strictly below the cut the list decides: top-k's, or
-  # top-p's where top-k is off (the suffix masses above it are then whole-vocabulary masses).
+  # top-p's where top-k is off (the masses above it are then whole-vocabulary masses).
   outside_key = ops.order_key(ops.tempered(outside, raw_max, inverse_temperature))
   exact = outside_key < jnp.where(k_off, p_cut, k_cut)
   if survivors_mass is None:

@@ -1,24 +1,30 @@
-"""Truncated sampling from a short candidate list: the XLA path for small top-k, top-p and greedy rows.
+"""Truncated sampling from a short candidate list: the XLA path for top-k up to 256, top-p and greedy rows.
 
-When every sampling row has 1 <= top_k <= MAX_CANDIDATE_TOP_K (and greedy rows need only the
-maximum), every token the rules can keep is among the NUM_CANDIDATES largest logits. Rows with
-top-k off and top_p < 1 are served too when their top-p set fits the list: their target mass is
+When every sampling row has 1 <= top_k <= a list's `max_top_k` (and greedy rows need only the
+maximum), every token the rules can keep is among that list's largest logits. Rows with top-k
+off and top_p < 1 are served too when their top-p set fits the list: their target mass is
 counted over the whole vocabulary (one more pass), and the list is trusted only if every token
 outside it lies strictly below the top-p cut-off it finds (a flat row falls back). This path
-then reads the vocabulary twice (row maxima of 128-wide chunks with the raw softmax normaliser,
-and a gather of the best chunks) instead of the ~30 counting passes of the bisection, and runs
-the rules on [batch, NUM_CANDIDATES] arrays with the same integer arithmetic as
+then reads the vocabulary twice (row maxima of vocabulary chunks with the raw softmax
+normaliser, and a gather of the best chunks) instead of the ~30 counting passes of the
+bisection, and runs the rules on [batch, length] arrays with the same integer arithmetic as
 `truncation` (`ssd_jax.kernels.candidate_rules`, which the GPU kernel runs too). So it returns the same token and cut-off as
 `truncation.sample_reference` and the kernel for the same random bits, not just the same
 distribution; only the log-probabilities, float sums over other orders, differ in rounding.
 
-Ties are exact too: the list is trusted only if every token outside it is strictly below the
-row's cut-off value (checked per batch); otherwise, e.g. with more than NUM_CANDIDATES tokens
-tied at the top, the call falls back to the whole-vocabulary draw (`whole_vocabulary`: the
-reference's, its searches finished on short lists by `shrinking_search`).
+Ties are exact too: a list is trusted only if every token outside it is strictly below the
+row's cut-off value (checked per batch). A batch tries the lists shortest first (`LISTS`), the
+next one when its rows' top-k is too large for a list or their ties or top-p sets overflow it,
+and falls back to the whole-vocabulary draw when none serves it, e.g. with more than 512
+tokens tied at the top (`whole_vocabulary`: the reference's, its searches finished on short
+lists by `shrinking_search`).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +35,25 @@ from ssd_jax.sampling.params import RowParams
 from ssd_jax.sampling.shrinking_search import shrinking_search
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
 
-# Candidate tokens per row, and the largest top-k served from them (the margin leaves room for
-# ties at the k-th value).
-NUM_CANDIDATES = 128
-MAX_CANDIDATE_TOP_K = 64
-# Vocabulary chunk whose maximum stands for it in the first pass.
-CHUNK = 128
+
+@dataclasses.dataclass(frozen=True)
+class CandidateList:
+  """One list size.
+
+  Attributes:
+    length: candidate logits kept per row.
+    chunk: vocabulary chunk whose maximum stands for it in the first pass (the best length + 1
+      chunks are gathered; shorter chunks make a smaller pool for the same list).
+    max_top_k: the largest top-k the list serves (the rest of it leaves room for ties at the k-th value).
+  """
+
+  length: int
+  chunk: int
+  max_top_k: int
+
+
+# Shortest first: a batch takes the first list that serves it.
+LISTS = (CandidateList(length=128, chunk=128, max_top_k=64), CandidateList(length=512, chunk=16, max_top_k=256))
 
 
 def whole_vocabulary(x: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
@@ -42,95 +61,158 @@ def whole_vocabulary(x: jax.Array, rows: RowParams, bits: jax.Array) -> Truncate
   return sample_reference(x, rows, bits, search=shrinking_search)
 
 
-def candidates_apply(rows: RowParams, vocab: int) -> jax.Array:
-  """bool scalar: every row is greedy, has 1 <= top_k <= MAX_CANDIDATE_TOP_K (and < vocab), or has
-  top-k off and top_p < 1 (whether its top-p set fits the list is checked when sampling)."""
-  small_k = (rows.top_k >= 1) & (rows.top_k <= MAX_CANDIDATE_TOP_K) & (rows.top_k < vocab)
+def candidates_apply(rows: RowParams, vocab: int, max_top_k: int) -> jax.Array:
+  """bool scalar: every row is greedy, has 1 <= top_k <= max_top_k (and < vocab), or has top-k
+  off and top_p < 1 (whether its top-p set fits the list is checked when sampling)."""
+  small_k = (rows.top_k >= 1) & (rows.top_k <= max_top_k) & (rows.top_k < vocab)
   top_p_only = ops.top_k_is_off(rows.top_k, vocab) & (rows.top_p < 1.0)
   return jnp.all((rows.temperature <= 0) | small_k | top_p_only)
 
 
-def top_candidates(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def top_candidates(x: jax.Array, size: CandidateList) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The largest logits of each row, and a bound on every logit left out.
 
   Args:
     x: float32 [batch, vocab].
+    size: the list's length and chunk.
 
   Returns:
     (values float32 [batch, n] descending, their vocabulary indices int32 [batch, n],
-    float32 [batch, 1] upper bound of the logits not among them; -inf when none is left out).
+    float32 [batch, 1] upper bound of the logits not among them; -inf when none is left out),
+    n = min(size.length, vocab).
   """
   batch, vocab = x.shape
-  if vocab <= NUM_CANDIDATES:
+  n, chunk = size.length, size.chunk
+  if vocab <= n:
     values, index = jax.lax.top_k(x, vocab)
     return values, index, jnp.full((batch, 1), -jnp.inf, jnp.float32)
-  padded = -(-vocab // CHUNK) * CHUNK
+  padded = -(-vocab // chunk) * chunk
   if padded != vocab:
     x = jnp.pad(x, ((0, 0), (0, padded - vocab)), constant_values=-jnp.inf)
-  chunks = x.reshape(batch, padded // CHUNK, CHUNK)
+  chunks = x.reshape(batch, padded // chunk, chunk)
   num_chunks = chunks.shape[1]
   # The k-th largest logit is at least the k-th largest chunk maximum, so the chunks with the
   # largest maxima hold every logit that can be kept. Outputs of lax.top_k are reduced, never
   # sliced: a slice makes XLA (CPU) replace the top-k by a full sort.
-  take = min(NUM_CANDIDATES + 1, num_chunks)
+  take = min(n + 1, num_chunks)
   if take < num_chunks:
     chunk_max, chunk_index = jax.lax.top_k(jnp.max(chunks, axis=-1), take)
     # Chunks left out have maxima at most the smallest one taken.
     outside_chunks = jnp.min(chunk_max, axis=-1, keepdims=True)
-    pool = jnp.take_along_axis(chunks, chunk_index[:, :, None], axis=1).reshape(batch, take * CHUNK)
-    pool_index = (chunk_index[:, :, None] * CHUNK + jnp.arange(CHUNK, dtype=jnp.int32)).reshape(batch, -1)
+    pool = jnp.take_along_axis(chunks, chunk_index[:, :, None], axis=1).reshape(batch, take * chunk)
+    pool_index = (chunk_index[:, :, None] * chunk + jnp.arange(chunk, dtype=jnp.int32)).reshape(batch, -1)
   else:
     outside_chunks = jnp.full((batch, 1), -jnp.inf, jnp.float32)
     pool, pool_index = x, jnp.broadcast_to(jnp.arange(padded, dtype=jnp.int32), (batch, padded))
-  values, position = jax.lax.top_k(pool, NUM_CANDIDATES)
+  values, position = jax.lax.top_k(pool, n)
   index = jnp.take_along_axis(pool_index, position, axis=-1)
   # Pool entries not taken are at most the last value taken.
   outside = outside_chunks
-  if pool.shape[1] > NUM_CANDIDATES:
+  if pool.shape[1] > n:
     outside = jnp.maximum(outside, jnp.min(values, axis=-1, keepdims=True))
   return values, index, outside
 
 
-def sample_candidates(x: jax.Array, rows: RowParams, bits: jax.Array, raw_max, raw_log_sum) -> TruncatedSample:
-  """The truncated draw from the candidate list; falls back to `whole_vocabulary` where the list is not exact.
+class RowStats(NamedTuple):
+  """Whole-row quantities every list needs, float32 [batch, 1] each.
 
-  Args:
-    x: float32 [batch, vocab] logits. rows: per-row parameters ([batch] arrays) for which
-      `candidates_apply` holds. bits: int32 [batch, 2] random bits.
-    raw_max: float32 [batch, 1] row maxima of x. raw_log_sum: float32 [batch, 1], log sum exp(x - raw_max).
-
-  Returns:
-    TruncatedSample, equal in token and cut-off to `truncation.sample_reference`.
+  Attributes:
+    raw_max: the row maximum. raw_log_sum: log sum exp(x - raw_max).
+    survivors_mass: the fixed-point mass of the whole row at its temperature, for rows with
+      top-k off (zeros when the batch has none).
   """
-  values, index, outside = top_candidates(x)
-  column = lambda a: a[:, None]
+
+  raw_max: jax.Array
+  raw_log_sum: jax.Array
+  survivors_mass: jax.Array
+
+
+def row_stats(x: jax.Array, rows: RowParams) -> RowStats:
+  """`RowStats` of float32 [batch, vocab] logits; the mass pass runs only for batches with top-k-off rows."""
+  raw_max = jnp.max(x, axis=-1, keepdims=True)
+  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
   k_off = ops.top_k_is_off(rows.top_k, x.shape[1]) & (rows.temperature > 0)
 
   def vocabulary_mass():
-    d = ops.tempered(x, raw_max, ops.inverse_temperature(column(rows.temperature)))
+    d = ops.tempered(x, raw_max, ops.inverse_temperature(rows.temperature[:, None]))
     return ops.mass_value(*(jnp.sum(limb, axis=-1, keepdims=True) for limb in ops.mass_parts(d)))
 
-  # Rows with top-k off need the mass of the whole vocabulary: one more pass, only when there are any.
   survivors_mass = jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
+  return RowStats(raw_max, raw_log_sum, survivors_mass)
+
+
+def sample_candidates(
+  x: jax.Array, rows: RowParams, bits: jax.Array, size: CandidateList, stats: RowStats
+) -> tuple[TruncatedSample, jax.Array]:
+  """The truncated draw from one candidate list, and whether the list decided every row exactly.
+
+  Args:
+    x: float32 [batch, vocab] logits. rows: per-row parameters ([batch] arrays) for which
+      `candidates_apply` holds with size.max_top_k. bits: int32 [batch, 2] random bits.
+    size: the list. stats: `row_stats(x, rows)`.
+
+  Returns:
+    (TruncatedSample of [batch] arrays, bool scalar); where the bool holds, the sample equals
+    `truncation.sample_reference`'s in token and cut-off.
+  """
+  values, index, outside = top_candidates(x, size)
+  column = lambda a: a[:, None]
   *sample, exact = candidate_sample(
     values,
     index,
     outside,
-    raw_max,
-    raw_log_sum,
+    stats.raw_max,
+    stats.raw_log_sum,
     *map(column, (rows.temperature, rows.top_k, rows.top_p, rows.min_p)),
     bits[:, :1],
     bits[:, 1:],
     vocab=x.shape[1],
-    survivors_mass=survivors_mass,
+    survivors_mass=stats.survivors_mass,
   )
-  from_candidates = TruncatedSample(*(s[:, 0] for s in sample))
-  return jax.lax.cond(jnp.all(exact), lambda: from_candidates, lambda: whole_vocabulary(x, rows, bits))
+  return TruncatedSample(*(s[:, 0] for s in sample)), jnp.all(exact)
+
+
+Fallback = Callable[[jax.Array, RowParams, jax.Array], TruncatedSample]
+
+
+def sample_from_lists(
+  x: jax.Array, rows: RowParams, bits: jax.Array, fallback: Fallback = whole_vocabulary
+) -> TruncatedSample:
+  """The first list of `LISTS` that serves the batch exactly, else `fallback(x, rows, bits)`.
+
+  Args:
+    x: float32 [batch, vocab] logits. rows: per-row parameters, [batch] arrays.
+    bits: int32 [batch, 2] random bits.
+    fallback: the whole-vocabulary draw.
+
+  Returns:
+    TruncatedSample of [batch] arrays, equal in token and cut-off to `truncation.sample_reference`
+    when `fallback` is the reference's.
+  """
+  vocab = x.shape[1]
+  dtypes = (jnp.int32, jnp.float32, jnp.float32, jnp.int32)
+  unserved = (TruncatedSample(*(jnp.zeros(x.shape[0], dtype) for dtype in dtypes)), jnp.bool_(False))
+
+  def from_lists():
+    # Each list is traced once and runs only while no shorter one has served the batch.
+    stats = row_stats(x, rows)
+    result = unserved
+    for size in LISTS:
+      result = jax.lax.cond(
+        ~result[1] & candidates_apply(rows, vocab, size.max_top_k),
+        lambda size=size: sample_candidates(x, rows, bits, size, stats),
+        lambda result=result: result,
+      )
+    return result
+
+  any_list = candidates_apply(rows, vocab, max(size.max_top_k for size in LISTS))
+  sample, served = jax.lax.cond(any_list, from_lists, lambda: unserved)
+  return jax.lax.cond(served, lambda: sample, lambda: fallback(x, rows, bits))
 
 
 @jax.jit
 def sample_fast(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
-  """The XLA sampler: the candidate list when `candidates_apply`, else `whole_vocabulary`.
+  """The XLA sampler: the shortest candidate list that serves the batch, else `whole_vocabulary`.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
@@ -144,10 +226,4 @@ def sample_fast(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Truncate
   bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
   if bits.shape != (x.shape[0], 2):
     raise ValueError(f"bits must have shape [batch, 2] = {(x.shape[0], 2)}, got {bits.shape}")
-
-  def small():
-    raw_max = jnp.max(x, axis=-1, keepdims=True)
-    raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
-    return sample_candidates(x, rows, bits, raw_max, raw_log_sum)
-
-  return jax.lax.cond(candidates_apply(rows, x.shape[1]), small, lambda: whole_vocabulary(x, rows, bits))
+  return sample_from_lists(x, rows, bits)
