@@ -60,6 +60,22 @@ def test_bisect_finds_the_kth_largest_key_by_brute_force():
   np.testing.assert_array_equal(np.asarray(found)[:, 0], expected)
 
 
+def test_probe_keys_sums_and_nearest_keys_against_numpy():
+  rng = np.random.default_rng(12)
+  rows, n = 5, 3_001
+  keys = rng.integers(-1000, 1000, size=(rows, n)).astype(np.int32)
+  weights = tuple(rng.integers(0, 2**13, size=(rows, n)).astype(np.int32) for _ in range(3))
+  # A probe inside the range, above every key (no key >= t) and at the lowest (no key < t).
+  t = np.array([[0], [37], [-999], [1000], [int(keys[4].min())]], np.int32)
+  sums, lowest, highest = tr.probe_keys(jnp.asarray(keys), tuple(map(jnp.asarray, weights)), jnp.asarray(t))
+  kept = keys >= t
+  for got, w in zip(sums, weights):
+    np.testing.assert_array_equal(np.asarray(got)[:, 0], np.where(kept, w, 0).sum(axis=1))
+  np.testing.assert_array_equal(np.asarray(lowest)[:, 0], np.where(kept, keys, ops.INT32_MAX).min(axis=1))
+  np.testing.assert_array_equal(np.asarray(highest)[:, 0], np.where(kept, ops.INT32_MIN, keys).max(axis=1))
+  assert np.asarray(lowest)[3, 0] == ops.INT32_MAX and np.asarray(highest)[4, 0] == ops.INT32_MIN
+
+
 def test_kept_set_equals_sort_oracle_on_random_rows():
   rng = np.random.default_rng(0)
   batch, vocab = 96, 257

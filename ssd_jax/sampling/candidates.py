@@ -15,9 +15,8 @@ distribution; only the log-probabilities, float sums over other orders, differ i
 Ties are exact too: a list is trusted only if every token outside it is strictly below the
 row's cut-off value (checked per batch). A batch tries the lists shortest first (`LISTS`), the
 next one when its rows' top-k is too large for a list or their ties or top-p sets overflow it,
-and falls back to the whole-vocabulary draw when none serves it, e.g. with more than 512
-tokens tied at the top (`whole_vocabulary`: the reference's, its searches finished on short
-lists by `shrinking_search`).
+and falls back to the whole-vocabulary draw (`truncation.sample_reference`) when none serves
+it, e.g. with more than 512 tokens tied at the top.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import jax.numpy as jnp
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.sampling.params import RowParams
-from ssd_jax.sampling.shrinking_search import shrinking_search
 from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
 
 
@@ -54,11 +52,6 @@ class CandidateList:
 
 # Shortest first: a batch takes the first list that serves it.
 LISTS = (CandidateList(length=128, chunk=128, max_top_k=64), CandidateList(length=512, chunk=16, max_top_k=256))
-
-
-def whole_vocabulary(x: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
-  """The reference's draw for batches the list cannot serve, its searches finished on short lists."""
-  return sample_reference(x, rows, bits, search=shrinking_search)
 
 
 def candidates_apply(rows: RowParams, vocab: int, max_top_k: int) -> jax.Array:
@@ -176,7 +169,7 @@ Fallback = Callable[[jax.Array, RowParams, jax.Array], TruncatedSample]
 
 
 def sample_from_lists(
-  x: jax.Array, rows: RowParams, bits: jax.Array, fallback: Fallback = whole_vocabulary
+  x: jax.Array, rows: RowParams, bits: jax.Array, fallback: Fallback = sample_reference
 ) -> TruncatedSample:
   """The first list of `LISTS` that serves the batch exactly, else `fallback(x, rows, bits)`.
 
@@ -212,7 +205,7 @@ def sample_from_lists(
 
 @jax.jit
 def sample_fast(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
-  """The XLA sampler: the shortest candidate list that serves the batch, else `whole_vocabulary`.
+  """The XLA sampler: the shortest candidate list that serves the batch, else `truncation.sample_reference`.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.

@@ -18,19 +18,16 @@ logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum i
 
 All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
 kept set: kept <=> order_key(d) >= cut-off. Here the thresholds are found over the whole
-vocabulary by bisection on the key (passes that count, about log2(vocab) of them); a search no
-row needs (greedy, top-k off, top-p off) is skipped. Each rule is "the largest t whose sums over
-{keys >= t} pass a test" (a count for top-k, a mass for top-p), so the search is a parameter:
-`whole_row_search` here, `shrinking_search` (the same thresholds, most steps on a short list) in
-the fast path. `candidates` finds the same cut-offs from a short candidate list, and
+vocabulary by bisection on the key (about log2(vocab) steps, each one pass over the row that
+sums and finds the keys nearest the probe); a search no row needs (greedy, top-k off, top-p off)
+is skipped. Each rule is "the largest t whose sums over {keys >= t} pass a test" (a count for
+top-k, a mass for top-p). `candidates` finds the same cut-offs from a short candidate list, and
 `truncation_sorted` holds a sort-based oracle.
 Logits must be finite or -inf (NaN and +inf are not supported), at least one finite per row.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -40,8 +37,6 @@ from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
 
 Weights = tuple[jax.Array, ...]
-# (keys, weights, holds, lo, hi) -> int32 [rows, 1], with `whole_row_search`'s contract.
-Search = Callable[..., jax.Array]
 
 
 class TruncatedSample(NamedTuple):
@@ -71,22 +66,53 @@ def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True), ops.inverse_temperature(rows.temperature)[:, None])
 
 
-def keys_around(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(lowest key >= t, highest key < t) per row, int32 [rows, 1]; INT32_MAX / INT32_MIN when none."""
-  above, below = ops.nearest_keys(keys, t)
-  return jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True)
+def _row_reductions(parts) -> tuple[jax.Array, ...]:
+  """Several reductions over the last axis in one pass: int32 [rows, 1] each.
+
+  Args:
+    parts: (array [rows, n], init scalar, combine) triples.
+
+  XLA on CPU runs each jnp reduction over a row as its own pass, and masked min/max ones far
+  slower than sums; one variadic reduce reads the row once (integers: the same results).
+  """
+  arrays, inits, combines = zip(*parts)
+  inits = tuple(jnp.asarray(i, a.dtype) for a, i in zip(arrays, inits))
+  out = jax.lax.reduce(arrays, inits, lambda a, b: tuple(f(u, v) for f, u, v in zip(combines, a, b)), (1,))
+  return tuple(o[:, None] for o in out)
 
 
 def sums_at_or_above(keys: jax.Array, weights: Weights, t: jax.Array) -> Weights:
   """Each weight summed over the entries with keys >= t: tuple of int32 [rows, 1]."""
   kept = keys >= t
-  return tuple(jnp.sum(jnp.where(kept, w, 0), axis=-1, keepdims=True) for w in weights)
+  return _row_reductions(tuple((jnp.where(kept, w, 0), 0, jnp.add) for w in weights))
 
 
-def whole_row_search(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: jax.Array) -> jax.Array:
+def probe_keys(keys: jax.Array, weights: Weights, t: jax.Array) -> tuple[Weights, jax.Array, jax.Array]:
+  """One pass over each row: `sums_at_or_above`, the lowest key >= t and the highest key < t.
+
+  Args:
+    keys: int32 [rows, n]. weights: tuple of int32 [rows, n]. t: int32 [rows, 1].
+
+  Returns:
+    (sums, lowest, highest): the sums as in `sums_at_or_above`; lowest and highest int32 [rows, 1],
+    INT32_MAX / INT32_MIN when there is none.
+  """
+  kept = keys >= t
+  above, below = ops.nearest_keys(keys, t)
+  *sums, lowest, highest = _row_reductions(
+    (
+      *((jnp.where(kept, w, 0), 0, jnp.add) for w in weights),
+      (above, ops.INT32_MAX, jnp.minimum),
+      (below, ops.INT32_MIN, jnp.maximum),
+    )
+  )
+  return tuple(sums), lowest, highest
+
+
+def search_cutoff(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: jax.Array) -> jax.Array:
   """Largest t in [lo, hi) where `holds` of the weights summed over {keys >= t} is true.
 
-  The reference search: `bisect_largest`, every step summing over the whole row.
+  `bisect_largest`, every step one pass over the whole row (`probe_keys`).
 
   Args:
     keys: int32 [rows, vocab] order keys.
@@ -98,39 +124,42 @@ def whole_row_search(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi
   Returns:
     int32 [rows, 1].
   """
-  return ops.bisect_largest(lambda t: (holds(sums_at_or_above(keys, weights, t)), *keys_around(keys, t)), lo, hi)
+
+  def probe(t):
+    sums, lowest, highest = probe_keys(keys, weights, t)
+    return holds(sums), lowest, highest
+
+  return ops.bisect_largest(probe, lo, hi)
 
 
-def _top_k_cutoff(keys: jax.Array, rows: RowParams, search: Search) -> jax.Array:
+def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
   """Key of the k-th largest value per row: the largest t with count(keys >= t) >= k (INT32_MIN when off)."""
   k = rows.top_k[:, None]
   lo, hi = ops.top_k_bracket(k, rows.temperature[:, None], keys.shape[-1])
-  count = lambda: search(keys, (jnp.ones_like(keys),), lambda sums: sums[0] >= k, lo, hi)
+  count = lambda: search_cutoff(keys, (jnp.ones_like(keys),), lambda sums: sums[0] >= k, lo, hi)
   # The search is skipped outright when no row has top-k on.
   return jax.lax.cond(jnp.any(hi > lo + 1), count, lambda: lo)[:, 0]
 
 
-def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams, search: Search):
+def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams):
   """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
   lo, hi = ops.top_p_bracket(top_k_cut[:, None], rows.top_p[:, None], rows.temperature[:, None])
 
   def mass_search():
     limbs = ops.mass_parts(d)  # inside the cond: batches without top-p never compute the weights
     target = rows.top_p[:, None] * ops.mass_value(*sums_at_or_above(keys, limbs, lo))
-    return search(keys, limbs, lambda sums: ops.mass_value(*sums) >= target, lo, hi)
+    return search_cutoff(keys, limbs, lambda sums: ops.mass_value(*sums) >= target, lo, hi)
 
   return jax.lax.cond(jnp.any(hi > lo + 1), mass_search, lambda: lo)[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames="search")
-def truncation_cutoff(logits: jax.Array, rows: RowParams, search: Search = whole_row_search) -> jax.Array:
+@jax.jit
+def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
   """Per-row cut-off key of the kept set.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
     rows: per-row parameters, arrays of shape [batch].
-    search: how the thresholds are found, with `whole_row_search`'s contract and result
-      (`shrinking_search.shrinking_search` finds the same ones in fewer whole-row passes).
 
   Returns:
     int32 [batch]; token i of row b is kept iff order_key(d[b, i]) >= cutoff[b], with d from
@@ -139,8 +168,8 @@ def truncation_cutoff(logits: jax.Array, rows: RowParams, search: Search = whole
   _check_shapes(logits, rows)
   d = tempered_logits(logits, rows)
   keys = ops.order_key(d)
-  k_cut = _top_k_cutoff(keys, rows, search)
-  p_cut = _top_p_cutoff(keys, d, k_cut, rows, search)
+  k_cut = _top_k_cutoff(keys, rows)
+  p_cut = _top_p_cutoff(keys, d, k_cut, rows)
   return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
 
 
@@ -163,17 +192,14 @@ def truncate_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   return jnp.where(ops.order_key(d) >= cut[:, None], d, -jnp.inf)
 
 
-@functools.partial(jax.jit, static_argnames="search")
-def sample_reference(
-  logits: jax.Array, rows: RowParams, bits: jax.Array, search: Search = whole_row_search
-) -> TruncatedSample:
+@jax.jit
+def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> TruncatedSample:
   """Draws one token per row from the truncated distribution.
 
   Args:
     logits: [batch, vocab] float32 or bfloat16.
     rows: per-row parameters, arrays of shape [batch].
     bits: uint32 or int32 [batch, 2] random bits per row.
-    search: the threshold search of `truncation_cutoff` (same cut-offs, so same tokens).
 
   Returns:
     TruncatedSample of [batch] arrays.
@@ -184,7 +210,7 @@ def sample_reference(
     raise ValueError(f"bits must have shape [batch, 2] = {(batch, 2)}, got {bits.shape}")
   bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
   d = tempered_logits(logits, rows)
-  cut = truncation_cutoff(logits, rows, search)
+  cut = truncation_cutoff(logits, rows)
   kept = ops.order_key(d) >= cut[:, None]
   index = jax.lax.broadcasted_iota(jnp.int32, (batch, vocab), 1)
   greedy = (rows.temperature <= 0)[:, None]
