@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.sampling.params import RowParams
-from ssd_jax.sampling.truncation import TruncatedSample, sample_reference
+from ssd_jax.sampling.truncation import TruncatedSample, row_sums, sample_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +128,7 @@ def row_stats(x: jax.Array, rows: RowParams) -> RowStats:
 
   def vocabulary_mass():
     d = ops.tempered(x, raw_max, ops.inverse_temperature(rows.temperature[:, None]))
-    return ops.mass_value(*(jnp.sum(limb, axis=-1, keepdims=True) for limb in ops.mass_parts(d)))
+    return ops.mass_value(*row_sums(ops.mass_parts(d)))
 
   survivors_mass = jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
   return RowStats(raw_max, raw_log_sum, survivors_mass)

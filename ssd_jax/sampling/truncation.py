@@ -81,10 +81,15 @@ def _row_reductions(parts) -> tuple[jax.Array, ...]:
   return tuple(o[:, None] for o in out)
 
 
+def row_sums(weights: Weights) -> Weights:
+  """Each weight summed over its row, in one pass: tuple of int32 [rows, 1]."""
+  return _row_reductions(tuple((w, 0, jnp.add) for w in weights))
+
+
 def sums_at_or_above(keys: jax.Array, weights: Weights, t: jax.Array) -> Weights:
   """Each weight summed over the entries with keys >= t: tuple of int32 [rows, 1]."""
   kept = keys >= t
-  return _row_reductions(tuple((jnp.where(kept, w, 0), 0, jnp.add) for w in weights))
+  return row_sums(tuple(jnp.where(kept, w, 0) for w in weights))
 
 
 def probe_keys(keys: jax.Array, weights: Weights, t: jax.Array) -> tuple[Weights, jax.Array, jax.Array]:
