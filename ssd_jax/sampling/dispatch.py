@@ -4,7 +4,7 @@ The kernels run on TPU (the whole-vocabulary kernel) and GPU (`kernels.block_can
 read of the logits and a candidate list per row, then the whole-vocabulary kernel for the rows
 the list does not answer); XLA runs everywhere and is the default on CPU: 'xla' is the fast path
 (`candidates`: candidate lists for top-k up to 256, peaked top-p and greedy rows, else the
-reference's search on short lists), 'reference' the whole-vocabulary bisection (`truncation`).
+reference), 'reference' the whole-vocabulary bisection (`truncation`).
 All take the same per-row parameters and random bits and return the same token and cut-off.
 With a mesh, the call is wrapped in `jax.shard_map` over the batch axes, which a Pallas TPU
 call inside a sharded program needs; each device samples its own rows with the whole

@@ -69,11 +69,11 @@ def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
 def _row_reductions(parts) -> tuple[jax.Array, ...]:
   """Several reductions over the last axis in one pass: int32 [rows, 1] each.
 
-  Args:
-    parts: (array [rows, n], init scalar, combine) triples.
-
   XLA on CPU runs each jnp reduction over a row as its own pass, and masked min/max ones far
   slower than sums; one variadic reduce reads the row once (integers: the same results).
+
+  Args:
+    parts: (array [rows, n], init scalar, combine) triples.
   """
   arrays, inits, combines = zip(*parts)
   inits = tuple(jnp.asarray(i, a.dtype) for a, i in zip(arrays, inits))
