@@ -113,10 +113,13 @@ def test_weights_and_logits_match_transformers_left_padded(converted, ours, refe
     # The float64 referee reads the converted weights, just asserted bit-identical to transformers' own.
     ref64 = transformers.AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float64)(**inputs).logits.numpy()
   ours_err, ref_err = np.abs(logits - ref64)[valid].max(), np.abs(ref32 - ref64)[valid].max()
-  # Both float32 models sit ~1e-4 from the float64 result on logits up to ~40 (30 layers of rounding), so
-  # they are held to each other at 2e-4 and this model is held to be as accurate as transformers' float32.
-  np.testing.assert_allclose(logits[valid], ref32[valid], atol=2e-4, rtol=0)
-  assert ours_err <= 1.25 * ref_err + 1e-5, (ours_err, ref_err)
+  # Both float32 models sit ~1e-4 from the float64 result on logits up to ~40 (30 layers of rounding).
+  # XLA's CPU matmuls round differently by vector width: ours was 9.3e-5 from float64 on an AVX-512
+  # machine and 1.85e-4 on an AVX2 one, transformers' 9.3e-5 on both. So the two are held to each other
+  # at 3e-4 and this model to within 2.5x transformers' float32 error; a wrong weight, position or mask
+  # moves logits by far more.
+  np.testing.assert_allclose(logits[valid], ref32[valid], atol=3e-4, rtol=0)
+  assert ours_err <= 2.5 * ref_err + 1e-5, (ours_err, ref_err)
 
 
 def _hf_greedy(module, prompts, **kwargs) -> list[list[int]]:
