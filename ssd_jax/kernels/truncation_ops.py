@@ -97,24 +97,15 @@ def bisect_largest(probe, lo: jax.Array, hi: jax.Array) -> jax.Array:
 
   def step(bounds):
     lo, hi = bounds
-    return snap(*probe(midpoint(lo, hi)), lo, hi)
+    mid = midpoint(lo, hi)
+    holds, above, below = probe(mid)
+    # S(mid) == S(above) and S(mid) == S(below + 1): the predicate is the same there.
+    new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
+    new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
+    return new_lo, new_hi
 
   lo, _ = lax.while_loop(unconverged, step, (lo, hi))
   return lo
-
-
-def snap(holds, above, below, lo, hi):
-  """One bisection step's new bracket from the probe at midpoint(lo, hi) (see `bisect_largest`).
-
-  S(mid) == S(above) and S(mid) == S(below + 1), so the predicate is the same there: the bracket
-  moves to those keys, and the set at each new end is the probed one.
-
-  Returns:
-    (new lo, new hi), int32 like lo.
-  """
-  new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
-  new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
-  return new_lo, new_hi
 
 
 def nearest_keys(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
