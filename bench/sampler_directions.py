@@ -1,11 +1,11 @@
 """Benchmark: two sampler directions measured before being kept, each against the path it would replace.
 
-1. Several thresholds per pass. The whole-vocabulary search (`truncation`, used where the candidate list
-   does not apply: top-k off with a flat top-p set, top-k above 256) bisects on the order key, one
-   threshold per pass over the row. Probing m thresholds per pass needs about log2(keys) / log2(m + 1)
-   passes instead of log2(keys), each doing m times the counting. Timed on the top-p search of flat
-   rows (top-k off), with m = 1 (the library's algorithm), 3 and 7; every variant must return the
-   library's cut-off exactly.
+1. Several thresholds per pass. The whole-vocabulary search (`truncation`, used where no candidate
+   list applies: top-k off with a flat top-p set, top-k above 256) bisects on the order key. Probing m
+   thresholds per pass needs about log2(keys) / log2(m + 1) passes, each one variadic reduce doing m
+   times the counting. Timed on the top-p search of flat rows (top-k off), with m = 1, 2, 4 and 8
+   against the library's search (`truncation_cutoff`, `truncation.THRESHOLDS_PER_PASS` per pass);
+   every variant must return the library's cut-off exactly.
 2. Sampling fused into the LM head. The candidate path reads the logits the LM-head matmul wrote; fused,
    the matmul runs over vocabulary chunks and keeps only each row's running candidates and softmax
    normaliser, so full logits never travel through memory. Timed: the matmul, then the candidate pass
@@ -31,7 +31,7 @@ ARGS.add_argument("--batch", type=int, default=32)
 ARGS.add_argument("--vocab", type=int, default=151_936)
 ARGS.add_argument("--hidden", type=int, default=256, help="LM-head input width")
 ARGS.add_argument("--chunks", default="4096,16384", help="vocabulary entries per fused step")
-ARGS.add_argument("--probes", default="1,3,7", help="thresholds per pass")
+ARGS.add_argument("--thresholds", default="1,2,4,8", help="thresholds per pass")
 ARGS.add_argument("--repeats", type=int, default=5)
 ARGS = ARGS.parse_args()
 # Before jax starts its thread pool.
@@ -49,53 +49,24 @@ from ssd_jax.sampling import candidates, truncation  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
 
 
-def bisect_several(probe, lo: jax.Array, hi: jax.Array, probes: int) -> jax.Array:
-  """`truncation_ops.bisect_largest` with `probes` thresholds per step splitting [lo, hi) evenly.
+@functools.partial(jax.jit, static_argnames="thresholds")
+def top_p_cutoff_several(logits: jax.Array, rows: RowParams, thresholds: int) -> jax.Array:
+  """The top-p cut-off of rows with top-k and min-p off, `thresholds` per pass. int32 [batch].
 
-  probe maps int32 thresholds [rows, probes] to (holds, lowest key >= t, highest key < t), each
-  [rows, probes]. With probes = 1 the threshold is the midpoint, as in the library.
+  The library's search (`truncation.probe_keys` under `truncation_ops.bisect_largest`) with the
+  number of thresholds per pass as a parameter; each pass is one variadic reduce over the row.
   """
-
-  def unconverged(bounds):
-    lo, hi = bounds
-    return jnp.max((ops.midpoint(lo, hi) != lo).astype(jnp.int32)) > 0
-
-  def step(bounds):
-    lo, hi = bounds
-    # hi - lo can exceed int32; wrapped, its uint32 bits are the true width.
-    width = lax.bitcast_convert_type(hi - lo, jnp.uint32)
-    parts = np.uint32(probes + 1)
-    offsets = [(width // parts) * np.uint32(i) + (width % parts) * np.uint32(i) // parts for i in range(1, probes + 1)]
-    t = lo + lax.bitcast_convert_type(jnp.concatenate(offsets, axis=-1), jnp.int32)
-    holds, above, below = probe(t)
-    new_lo = jnp.max(jnp.where(holds, jnp.minimum(above, hi - 1), lo), axis=-1, keepdims=True)
-    new_hi = jnp.min(jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1)), axis=-1, keepdims=True)
-    return jnp.maximum(new_lo, lo), jnp.minimum(new_hi, hi)
-
-  return lax.while_loop(unconverged, step, (lo, hi))[0]
-
-
-@functools.partial(jax.jit, static_argnames="probes")
-def top_p_cutoff_several(logits: jax.Array, rows: RowParams, probes: int) -> jax.Array:
-  """The top-p cut-off of rows with top-k and min-p off, `probes` thresholds per pass. int32 [batch]."""
   d = truncation.tempered_logits(logits, rows)
-  keys = ops.order_key(d)[:, None, :]  # [batch, 1, vocab] against thresholds [batch, probes, 1]
-  limbs = [limb[:, None, :] for limb in ops.mass_parts(d)]
+  keys = ops.order_key(d)
+  limbs = ops.mass_parts(d)
   lo, hi = ops.top_p_bracket(jnp.full((d.shape[0], 1), ops.INT32_MIN), rows.top_p[:, None], rows.temperature[:, None])
-
-  def mass(t):
-    kept = keys >= t[:, :, None]
-    return ops.mass_value(*(jnp.sum(jnp.where(kept, limb, 0), axis=-1) for limb in limbs))
-
-  target = rows.top_p[:, None] * mass(lo)
+  target = rows.top_p[:, None] * ops.mass_value(*truncation.sums_at_or_above(keys, limbs, lo))
 
   def probe(t):
-    kept = keys >= t[:, :, None]
-    above = jnp.min(jnp.where(kept, keys, ops.INT32_MAX), axis=-1)
-    below = jnp.max(jnp.where(kept, ops.INT32_MIN, keys), axis=-1)
-    return mass(t) >= target, above, below
+    sums, lowest, highest = truncation.probe_keys(keys, limbs, t)
+    return ops.mass_value(*sums) >= target, lowest, highest
 
-  return bisect_several(probe, lo, hi, probes)[:, 0]
+  return ops.bisect_largest(probe, lo, hi, thresholds)[:, 0]
 
 
 @jax.jit
@@ -200,11 +171,11 @@ def thresholds_per_pass(args) -> None:
   logits = jax.random.normal(jax.random.key(0), (args.batch, args.vocab)) * 3
   reference = truncation.truncation_cutoff(logits, rows)
   fns = {"library bisection (truncation_cutoff)": lambda: truncation.truncation_cutoff(logits, rows)}
-  for probes in [int(p) for p in args.probes.split(",")]:
-    cut = top_p_cutoff_several(logits, rows, probes)
+  for count in [int(p) for p in args.thresholds.split(",")]:
+    cut = top_p_cutoff_several(logits, rows, count)
     if not bool(jnp.all(cut == reference)):
-      raise AssertionError(f"{probes} thresholds per pass changed the cut-off")
-    fns[f"{probes} threshold(s) per pass"] = functools.partial(top_p_cutoff_several, logits, rows, probes)
+      raise AssertionError(f"{count} thresholds per pass changed the cut-off")
+    fns[f"{count} threshold(s) per pass"] = functools.partial(top_p_cutoff_several, logits, rows, count)
   title = f"[thresholds] top-p 0.95 search, T 0.7, top-k off, [{args.batch}, {args.vocab}] float32 normal x 3"
   _time_and_print(f"{title} (cut-offs equal to the library's)", fns, "1 threshold(s) per pass", args.repeats)
 

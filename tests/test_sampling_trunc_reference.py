@@ -40,7 +40,8 @@ def test_order_key_matches_float_order():
   )
 
 
-def test_bisect_finds_the_kth_largest_key_by_brute_force():
+@pytest.mark.parametrize("thresholds", [1, 2, 3, 7])
+def test_bisect_finds_the_kth_largest_key_by_brute_force(thresholds):
   rng = np.random.default_rng(11)
   keys = rng.integers(-(2**31), 2**31 - 1, size=(6, 50), dtype=np.int64).astype(np.int32)
   keys[3] = rng.integers(-3, 3, size=50)  # heavy ties
@@ -48,16 +49,31 @@ def test_bisect_finds_the_kth_largest_key_by_brute_force():
   k = np.array([[1], [7], [50], [10], [3], [25]], np.int32)
   jkeys = jnp.asarray(keys)
 
-  def probe(t):
-    count = jnp.sum(jkeys >= t, axis=-1, keepdims=True)
-    above, below = ops.nearest_keys(jkeys, t)
-    return count >= k, above.min(-1, keepdims=True), below.max(-1, keepdims=True)
+  def probe(t):  # t [6, thresholds] against keys [6, 1, 50]
+    kept = jkeys[:, None, :] >= t[:, :, None]
+    count = jnp.sum(kept, axis=-1)
+    above = jnp.min(jnp.where(kept, jkeys[:, None, :], ops.INT32_MAX), axis=-1)
+    below = jnp.max(jnp.where(kept, ops.INT32_MIN, jkeys[:, None, :]), axis=-1)
+    return count >= k, above, below
 
   found = ops.bisect_largest(
-    probe, jnp.full((6, 1), ops.INT32_MIN, jnp.int32), jnp.full((6, 1), ops.INT32_MAX, jnp.int32)
+    probe, jnp.full((6, 1), ops.INT32_MIN, jnp.int32), jnp.full((6, 1), ops.INT32_MAX, jnp.int32), thresholds
   )
   expected = np.sort(keys, axis=1)[np.arange(6), 50 - k[:, 0]]
   np.testing.assert_array_equal(np.asarray(found)[:, 0], expected)
+
+
+def test_thresholds_between_split_the_bracket_evenly():
+  lo = np.array([[ops.INT32_MIN], [-5], [10], [0]], np.int32)
+  hi = np.array([[ops.INT32_MAX], [5], [12], [1_000_003]], np.int32)
+  for count in (1, 3, 7):
+    got = np.asarray(ops.thresholds_between(jnp.asarray(lo), jnp.asarray(hi), count)).astype(np.int64)
+    width = hi.astype(np.int64) - lo
+    expected = lo + (np.arange(1, count + 1) * width) // (count + 1)
+    np.testing.assert_array_equal(got, expected)
+  np.testing.assert_array_equal(
+    np.asarray(ops.thresholds_between(jnp.asarray(lo), jnp.asarray(hi), 1)), np.asarray(ops.midpoint(lo, hi))
+  )
 
 
 def test_probe_keys_sums_and_nearest_keys_against_numpy():
@@ -65,15 +81,16 @@ def test_probe_keys_sums_and_nearest_keys_against_numpy():
   rows, n = 5, 3_001
   keys = rng.integers(-1000, 1000, size=(rows, n)).astype(np.int32)
   weights = tuple(rng.integers(0, 2**13, size=(rows, n)).astype(np.int32) for _ in range(3))
-  # A probe inside the range, above every key (no key >= t) and at the lowest (no key < t).
-  t = np.array([[0], [37], [-999], [1000], [int(keys[4].min())]], np.int32)
-  sums, lowest, highest = tr.probe_keys(jnp.asarray(keys), tuple(map(jnp.asarray, weights)), jnp.asarray(t))
-  kept = keys >= t
-  for got, w in zip(sums, weights):
-    np.testing.assert_array_equal(np.asarray(got)[:, 0], np.where(kept, w, 0).sum(axis=1))
-  np.testing.assert_array_equal(np.asarray(lowest)[:, 0], np.where(kept, keys, ops.INT32_MAX).min(axis=1))
-  np.testing.assert_array_equal(np.asarray(highest)[:, 0], np.where(kept, ops.INT32_MIN, keys).max(axis=1))
-  assert np.asarray(lowest)[3, 0] == ops.INT32_MAX and np.asarray(highest)[4, 0] == ops.INT32_MIN
+  # Thresholds inside the range, above every key (no key >= t) and at the lowest (no key < t).
+  t = np.array([[0, -3, 500], [37, 37, 900], [-999, 0, 1], [1000, 2000, -2000], [int(keys[4].min()), 0, 999]], np.int32)
+  for m in (1, 3):
+    sums, lowest, highest = tr.probe_keys(jnp.asarray(keys), tuple(map(jnp.asarray, weights)), jnp.asarray(t[:, :m]))
+    kept = keys[:, None, :] >= t[:, :m, None]
+    for got, w in zip(sums, weights):
+      np.testing.assert_array_equal(np.asarray(got), np.where(kept, w[:, None, :], 0).sum(axis=-1))
+    np.testing.assert_array_equal(np.asarray(lowest), np.where(kept, keys[:, None, :], ops.INT32_MAX).min(axis=-1))
+    np.testing.assert_array_equal(np.asarray(highest), np.where(kept, ops.INT32_MIN, keys[:, None, :]).max(axis=-1))
+    assert np.asarray(lowest)[3, 0] == ops.INT32_MAX and np.asarray(highest)[4, 0] == ops.INT32_MIN
 
 
 def test_kept_set_equals_sort_oracle_on_random_rows():

@@ -68,23 +68,39 @@ def midpoint(lo: jax.Array, hi: jax.Array) -> jax.Array:
   return (lo & hi) + ((lo ^ hi) >> 1)
 
 
-def bisect_largest(probe, lo: jax.Array, hi: jax.Array) -> jax.Array:
+def thresholds_between(lo: jax.Array, hi: jax.Array, count: int) -> jax.Array:
+  """`count` thresholds splitting [lo, hi) into count + 1 near-equal parts: int32 [rows, count].
+
+  The first is lo + floor(i * (hi - lo) / (count + 1)) for i = 1..count, counted in uint32
+  because hi - lo can exceed int32; with count 1 it is `midpoint`.
+  """
+  width = lax.bitcast_convert_type(hi - lo, jnp.uint32)
+  parts = jnp.uint32(count + 1)
+  step, rest = width // parts, width % parts
+  offsets = [step * jnp.uint32(i) + rest * jnp.uint32(i) // parts for i in range(1, count + 1)]
+  return lo + lax.bitcast_convert_type(jnp.concatenate(offsets, axis=-1), jnp.int32)
+
+
+def bisect_largest(probe, lo: jax.Array, hi: jax.Array, thresholds: int = 1) -> jax.Array:
   """Largest int32 t in [lo, hi) whose predicate holds, for a predicate on the set {keys >= t}.
 
   Contract: the predicate depends on t only through the set S(t) = {i: keys_i >= t}, shrinking
   S never turns it from false to true, it holds at lo, and hi is an exclusive upper end. Then
   the answer is unique: the largest such t is a key itself (or lo), and this returns it exactly.
 
-  Each step probes the midpoint and also learns the nearest keys on either side of it, then
-  snaps the bracket to them: [lo, hi) shrinks at least by half and skips empty key ranges, so
-  the loop ends after about log2(keys inside the first bracket) steps, at most 32. It stops
-  when every row has converged.
+  Each step probes the midpoint (or `thresholds` points splitting the bracket evenly) and also
+  learns the nearest keys on either side of each, then snaps the bracket to them: [lo, hi)
+  shrinks at least to 1 / (thresholds + 1) and skips empty key ranges, so the loop ends after
+  about log2(keys inside the first bracket) / log2(thresholds + 1) steps. It stops when every
+  row has converged.
 
   Args:
-    probe: maps int32 t [rows, 1] to (holds bool, lowest key >= t, highest key < t), each
-      [rows, 1]; the nearest keys are INT32_MAX / INT32_MIN when there are none.
+    probe: maps int32 t [rows, thresholds] to (holds bool, lowest key >= t, highest key < t), each
+      [rows, thresholds]; the nearest keys are INT32_MAX / INT32_MIN when there are none.
     lo: int32 [rows, 1], where the predicate holds.
     hi: int32 [rows, 1], exclusive upper end.
+    thresholds: probes per step. One keeps the kernels' single-threshold arithmetic; several
+      suit a path whose step costs its read of the row more than its counting (XLA on CPU).
 
   Returns:
     int32 [rows, 1].
@@ -97,11 +113,18 @@ def bisect_largest(probe, lo: jax.Array, hi: jax.Array) -> jax.Array:
 
   def step(bounds):
     lo, hi = bounds
-    mid = midpoint(lo, hi)
-    holds, above, below = probe(mid)
-    # S(mid) == S(above) and S(mid) == S(below + 1): the predicate is the same there.
-    new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
-    new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
+    if thresholds == 1:
+      mid = midpoint(lo, hi)
+      holds, above, below = probe(mid)
+      # S(mid) == S(above) and S(mid) == S(below + 1): the predicate is the same there.
+      new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
+      new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
+      return new_lo, new_hi
+    holds, above, below = probe(thresholds_between(lo, hi, thresholds))
+    # The predicate holds on a prefix of the ascending thresholds: lo moves to the last that
+    # holds, hi to the first that does not, each snapped as above.
+    new_lo = jnp.max(jnp.where(holds, jnp.minimum(above, hi - 1), lo), axis=-1, keepdims=True)
+    new_hi = jnp.min(jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1)), axis=-1, keepdims=True)
     return new_lo, new_hi
 
   lo, _ = lax.while_loop(unconverged, step, (lo, hi))

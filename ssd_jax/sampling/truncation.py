@@ -37,6 +37,9 @@ from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
 
 Weights = tuple[jax.Array, ...]
+# Thresholds each step of the whole-row search probes: on CPU a step costs its read of the row
+# more than its counting, so a few thresholds per read take fewer reads (bench/sampler_directions.py).
+THRESHOLDS_PER_PASS = 4
 
 
 class TruncatedSample(NamedTuple):
@@ -93,36 +96,37 @@ def sums_at_or_above(keys: jax.Array, weights: Weights, t: jax.Array) -> Weights
 
 
 def probe_keys(keys: jax.Array, weights: Weights, t: jax.Array) -> tuple[Weights, jax.Array, jax.Array]:
-  """One pass over each row: `sums_at_or_above`, the lowest key >= t and the highest key < t.
+  """One pass over each row for every threshold in t: `sums_at_or_above`, the lowest key >= t and the highest key < t.
 
   Args:
-    keys: int32 [rows, n]. weights: tuple of int32 [rows, n]. t: int32 [rows, 1].
+    keys: int32 [rows, n]. weights: tuple of int32 [rows, n]. t: int32 [rows, m] thresholds.
 
   Returns:
-    (sums, lowest, highest): the sums as in `sums_at_or_above`; lowest and highest int32 [rows, 1],
-    INT32_MAX / INT32_MIN when there is none.
+    (sums, lowest, highest): the sums as in `sums_at_or_above`, then lowest and highest
+    (INT32_MAX / INT32_MIN when there is none), int32 [rows, m] each.
   """
-  kept = keys >= t
-  above, below = ops.nearest_keys(keys, t)
-  *sums, lowest, highest = _row_reductions(
-    (
-      *((jnp.where(kept, w, 0), 0, jnp.add) for w in weights),
-      (above, ops.INT32_MAX, jnp.minimum),
-      (below, ops.INT32_MIN, jnp.maximum),
-    )
-  )
-  return tuple(sums), lowest, highest
+  parts = []
+  for i in range(t.shape[1]):
+    kept = keys >= t[:, i : i + 1]
+    above, below = ops.nearest_keys(keys, t[:, i : i + 1])
+    parts += [(jnp.where(kept, w, 0), 0, jnp.add) for w in weights]
+    parts += [(above, ops.INT32_MAX, jnp.minimum), (below, ops.INT32_MIN, jnp.maximum)]
+  out = _row_reductions(parts)
+  per_threshold = len(weights) + 2
+  column = lambda j: jnp.concatenate(out[j::per_threshold], axis=-1)
+  return tuple(column(j) for j in range(len(weights))), column(len(weights)), column(len(weights) + 1)
 
 
 def search_cutoff(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: jax.Array) -> jax.Array:
   """Largest t in [lo, hi) where `holds` of the weights summed over {keys >= t} is true.
 
-  `bisect_largest`, every step one pass over the whole row (`probe_keys`).
+  `bisect_largest` with `THRESHOLDS_PER_PASS` thresholds per step, every step one pass over the
+  whole row (`probe_keys`).
 
   Args:
     keys: int32 [rows, vocab] order keys.
     weights: tuple of int32 [rows, vocab] (row sums fit int32).
-    holds: maps that tuple's sums (int32 [rows, 1] each) to bool [rows, 1]; true at lo, and
+    holds: maps that tuple's sums (int32 [rows, m] each) to bool [rows, m]; true at lo, and
       never made true by shrinking the set.
     lo: int32 [rows, 1]. hi: int32 [rows, 1], exclusive.
 
@@ -134,7 +138,7 @@ def search_cutoff(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: j
     sums, lowest, highest = probe_keys(keys, weights, t)
     return holds(sums), lowest, highest
 
-  return ops.bisect_largest(probe, lo, hi)
+  return ops.bisect_largest(probe, lo, hi, THRESHOLDS_PER_PASS)
 
 
 def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
