@@ -113,18 +113,15 @@ def bisect_largest(probe, lo: jax.Array, hi: jax.Array, thresholds: int = 1) -> 
 
   def step(bounds):
     lo, hi = bounds
-    if thresholds == 1:
-      mid = midpoint(lo, hi)
-      holds, above, below = probe(mid)
-      # S(mid) == S(above) and S(mid) == S(below + 1): the predicate is the same there.
-      new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
-      new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
-      return new_lo, new_hi
-    holds, above, below = probe(thresholds_between(lo, hi, thresholds))
-    # The predicate holds on a prefix of the ascending thresholds: lo moves to the last that
-    # holds, hi to the first that does not, each snapped as above.
-    new_lo = jnp.max(jnp.where(holds, jnp.minimum(above, hi - 1), lo), axis=-1, keepdims=True)
-    new_hi = jnp.min(jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1)), axis=-1, keepdims=True)
+    t = midpoint(lo, hi) if thresholds == 1 else thresholds_between(lo, hi, thresholds)
+    holds, above, below = probe(t)
+    # S(t) == S(above) and S(t) == S(below + 1): the predicate is the same there.
+    new_lo = jnp.where(holds, jnp.minimum(above, hi - 1), lo)
+    new_hi = jnp.where(holds, hi, jnp.maximum(below + 1, lo + 1))
+    if thresholds > 1:
+      # The predicate holds on a prefix of the ascending thresholds: lo moves to the last that
+      # holds, hi to the first that does not.
+      new_lo, new_hi = jnp.max(new_lo, axis=-1, keepdims=True), jnp.min(new_hi, axis=-1, keepdims=True)
     return new_lo, new_hi
 
   lo, _ = lax.while_loop(unconverged, step, (lo, hi))

@@ -18,8 +18,9 @@ logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum i
 
 All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
 kept set: kept <=> order_key(d) >= cut-off. Here the thresholds are found over the whole
-vocabulary by bisection on the key (about log2(vocab) steps, each one pass over the row that
-sums and finds the keys nearest the probe); a search no row needs (greedy, top-k off, top-p off)
+vocabulary by bisection on the key (`THRESHOLDS_PER_PASS` probes per step, about
+log2(vocab) / log2(THRESHOLDS_PER_PASS + 1) steps, each one pass over the row that sums and finds
+the keys nearest each probe); a search no row needs (greedy, top-k off, top-p off)
 is skipped. Each rule is "the largest t whose sums over {keys >= t} pass a test" (a count for
 top-k, a mass for top-p). `candidates` finds the same cut-offs from a short candidate list, and
 `truncation_sorted` holds a sort-based oracle.
