@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Library INFO chatter (checkpointing) drowns the progress output.
   from ssd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from ssd_jax import distributed  # pylint: disable=g-import-not-at-top
+  from ssd_jax import distributed, host_platform  # pylint: disable=g-import-not-at-top
   from ssd_jax.pipeline import runner  # pylint: disable=g-import-not-at-top
 
   try:
@@ -72,6 +72,7 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error where there is no TPU.
   try:  # Before anything touches a device: on a multi-host slice every host joins here.
     distributed.start_distributed(
       coordinator_address=_COORDINATOR.value,
