@@ -2,7 +2,7 @@
 
 Layers, bottom up (a package may import its own modules and any lower layer):
 
-  sharding, distributed, process_group, collective_bytes, compile_oom < kernels, data < model, tasks, evals
+  sharding, distributed, host_platform, process_group, collective_bytes, compile_oom < kernels, data < model, tasks, evals
   < sampling, train < onpolicy < config < pipeline < stages < main, convert
 """
 
@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ssd_jax"
 RANK = {
   "sharding": 0,
   "distributed": 0,
+  "host_platform": 0,
   "collective_bytes": 0,
   "compile_oom": 0,
   "process_group": 0,
