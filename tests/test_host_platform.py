@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 from jax._src import hardware_utils
 
@@ -49,13 +50,38 @@ def test_unreadable_pci_scan_counts_as_a_tpu(bare_machine, monkeypatch):
   assert host_platform.tpu_attached({})
 
 
+@pytest.fixture
+def unconfigured():
+  """JAX with no platforms chosen yet (the test process has chosen the CPU); restored afterwards."""
+  chosen = jax.config.jax_platforms
+  jax.config.update("jax_platforms", None)
+  yield
+  jax.config.update("jax_platforms", chosen)
+
+
+def test_cpu_chosen_on_a_bare_machine(bare_machine, unconfigured, monkeypatch):
+  monkeypatch.setattr(host_platform, "accelerator_plugins", lambda: [])
+  assert host_platform.skip_absent_tpu({"PATH": "/bin"})
+  assert jax.config.jax_platforms == "cpu"
+
+
 @pytest.mark.parametrize(
-  "why", [{"JAX_PLATFORMS": "cpu"}, {"TPU_ACCELERATOR_TYPE": "v5litepod-16"}, {"plugin": "xla_cuda12"}]
+  "why",
+  [
+    {"JAX_PLATFORMS": "cpu"},
+    {"TPU_ACCELERATOR_TYPE": "v5litepod-16"},
+    {"plugin": "xla_cuda12"},
+    {"configured": "cpu"},
+  ],
 )
-def test_left_alone(bare_machine, monkeypatch, why):
+def test_left_alone(bare_machine, unconfigured, monkeypatch, why):
   plugins = [why["plugin"]] if "plugin" in why else []
   monkeypatch.setattr(host_platform, "accelerator_plugins", lambda: plugins)
-  assert not host_platform.skip_absent_tpu({k: v for k, v in why.items() if k != "plugin"})
+  if "configured" in why:
+    jax.config.update("jax_platforms", why["configured"])
+  environ = {k: v for k, v in why.items() if k not in ("plugin", "configured")}
+  assert not host_platform.skip_absent_tpu(environ)
+  assert jax.config.jax_platforms == why.get("configured")
 
 
 def _start_jax(call_first: bool) -> subprocess.CompletedProcess:

@@ -71,7 +71,7 @@ def midpoint(lo: jax.Array, hi: jax.Array) -> jax.Array:
 def thresholds_between(lo: jax.Array, hi: jax.Array, count: int) -> jax.Array:
   """`count` thresholds splitting [lo, hi) into count + 1 near-equal parts: int32 [rows, count].
 
-  The first is lo + floor(i * (hi - lo) / (count + 1)) for i = 1..count, counted in uint32
+  Threshold i is lo + floor(i * (hi - lo) / (count + 1)) for i = 1..count, counted in uint32
   because hi - lo can exceed int32; with count 1 it is `midpoint`.
   """
   width = lax.bitcast_convert_type(hi - lo, jnp.uint32)
