@@ -59,6 +59,7 @@ import transformers  # noqa: E402
 from bench_models import cpu_model, interleaved, model_config  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from ssd_jax import host_platform  # noqa: E402
 from ssd_jax.model import Transformer, cache_layout  # noqa: E402
 from ssd_jax.model.cache_attention import cache_attention  # noqa: E402
 from ssd_jax.model.hf import save_hf  # noqa: E402
@@ -153,6 +154,7 @@ def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], r
 
 
 def main():
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   args = ARGS
   torch.set_num_threads(len(args.cpus))
   cfg = model_config(args).replace(scan_layers=args.scan_layers)

@@ -25,6 +25,7 @@ import numpy as np
 from bench_models import cpu_model, interleaved, sft_rows  # The same SFT rows as the SFT throughput benchmark.
 from flax import nnx
 
+from ssd_jax import host_platform
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.expert_dispatch import routed_experts
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -134,6 +135,7 @@ def sft_ratio(args) -> None:
 
 
 def main():
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--tokens", type=int, default=4096)
   parser.add_argument("--hidden", type=int, default=256)

@@ -21,6 +21,7 @@ import jax
 from bench_models import cpu_model
 from flax import nnx
 
+from ssd_jax import host_platform
 from ssd_jax.config import base_config
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.data.tokenizer import load_tokenizer
@@ -55,6 +56,7 @@ def _model(model_dir: str | None, tokenizer_dir: str):
 
 
 def main() -> None:
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model_dir", default="", help="HF model directory (default: tiny random model)")
   parser.add_argument("--method", default="sdpo", choices=("sdsd", "sdpo"))

@@ -59,12 +59,14 @@ def main():
   from bench_models import cpu_model
   from flax import nnx
 
+  from ssd_jax import host_platform
   from ssd_jax.convert import convert_gguf
   from ssd_jax.data.tokenizer import load_tokenizer
   from ssd_jax.model import hf
   from ssd_jax.sampling.generate import Sampler
   from ssd_jax.sampling.params import SamplingParams
 
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   torch.set_num_threads(args.threads)
   with tempfile.TemporaryDirectory() as scratch:
     directory = args.model_dir or os.path.join(scratch, "smollm2")

@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 from bench_models import cpu_model, interleaved  # noqa: E402
 from jax import lax  # noqa: E402
 
+from ssd_jax import host_platform  # noqa: E402
 from ssd_jax.kernels import truncation_ops as ops  # noqa: E402
 from ssd_jax.sampling import candidates, truncation  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
@@ -200,6 +201,7 @@ def fused_lm_head(args) -> None:
 
 
 def main() -> None:
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   print(
     f"machine: {cpu_model()}, pinned to CPU {ARGS.cpu} of {os.cpu_count()}, "
     f"jax {jax.__version__} {jax.default_backend()}, {ARGS.repeats} interleaved repeats"

@@ -26,6 +26,7 @@ import transformers
 from bench_models import cpu_model, model_config, sft_rows  # The same Qwen3-shaped model as the generation benchmark.
 from flax import nnx
 
+from ssd_jax import host_platform
 from ssd_jax.model import ModelConfig, Transformer
 from ssd_jax.model.hf import save_hf
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -75,6 +76,7 @@ def torch_step(cfg: ModelConfig):
 
 
 def main():
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--hidden", type=int, default=256)
   parser.add_argument("--layers", type=int, default=4)

@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 from bench_models import cpu_model  # noqa: E402
 from sampler_baselines import top_k_first_xla, torch_samplers  # noqa: E402
 
+from ssd_jax import host_platform  # noqa: E402
 from ssd_jax.sampling.dispatch import sample_tokens  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
 from ssd_jax.sampling.truncation import sample_reference  # noqa: E402
@@ -295,6 +296,7 @@ def parse_args():
 
 
 def main():
+  host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   args = parse_args()
   if args.tpu_estimate:
     run_tpu_estimate(args)
