@@ -31,16 +31,27 @@ def _context(c, workdir):
   return RunContext(c, RunLayout(str(workdir)), model_config_from(c), {}, sharding.DEFAULT_RULES)
 
 
+# A plan-only run compiles generation for the largest of every sampling section (`generation_shape`), and its
+# compile time grows with that shape (tiny_qwen3_moe on v5e:2x2: 53 s at the default config's [64, 416 + 96],
+# 9 s at [4, 32 + 16]); the small shape serves every test that is not about it.
+SMALL_GENERATION = {
+  f"{section}.{field}": value
+  for section in ("sampling", "eval_sampling", "self_distill.rollout")
+  for field, value in (("batch_size", 4), ("max_new_tokens", 16))
+} | {"plan.prompt_len": 32, "self_distill.max_prompt_len": 32}
+SMALL_GENERATION_FLAGS = [f"--config.{key}={value}" for key, value in SMALL_GENERATION.items()]
+
+
 def _tiny_plan_config():
   c = config_lib.base_config()
   c.stages = "plan"
   c.model.preset = "tiny_qwen3"
   c.mesh.topology = "v5e:2x2"
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 2
-  c.sampling.batch_size = 4
-  c.sampling.max_new_tokens = 16
+  for key, value in SMALL_GENERATION.items():
+    section, field = key.rsplit(".", 1)
+    c[section][field] = value
   c.sampling.top_k, c.sampling.top_p = 20, 0.8
-  c.plan.prompt_len = 32
   c.sft.global_batch_size = 4
   c.sft.seq_len = 128
   c.sft.loss_chunk_size = 64
@@ -75,15 +86,6 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
 
 
 @needs_libtpu
-def test_plan_fails_clearly_when_it_does_not_fit(tmp_path):
-  c = _tiny_plan_config()
-  c.plan.hbm_gib = 1e-6
-  with pytest.raises(RuntimeError, match="does not fit on v5e:2x2"):
-    plan.run(_context(c, tmp_path))
-  assert not json.loads((tmp_path / "plan.json").read_text())["fits"]
-
-
-@needs_libtpu
 def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
   c = _tiny_plan_config()
   c.sampling.batch_size, c.plan.prompt_len = 4096, 8192  # A KV cache of about a terabyte.
@@ -93,7 +95,7 @@ def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
   report = json.loads((tmp_path / "plan.json").read_text())
   assert not report["fits"] and report["programs"]["generate"]["error"].startswith("does not fit: ")
   assert report["programs"]["sft_step"]["fits"]  # The other program is still planned.
-  assert report["generation"] == {"batch": 4096, "prompt_len": 8192, "max_new_tokens": 256}  # eval_sampling's.
+  assert report["generation"] == {"batch": 4096, "prompt_len": 8192, "max_new_tokens": 16}
 
 
 @needs_libtpu
@@ -103,6 +105,7 @@ def test_expert_and_tensor_parallel_plan_from_the_command_line_without_device_fl
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # This machine shows one CPU device.
   flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3_moe", "--config.mesh.topology=v5e:2x2"]
   flags += ["--config.mesh.data=1", "--config.mesh.fsdp=1", "--config.mesh.expert=2", "--config.mesh.tensor=2"]
+  flags += SMALL_GENERATION_FLAGS
   result = subprocess.run(
     [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *flags, f"--workdir={tmp_path}"],
     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -121,7 +124,7 @@ def test_expert_and_tensor_parallel_plan_from_the_command_line_without_device_fl
 @needs_libtpu
 def test_plan_that_does_not_fit_ends_the_command_with_one_line_and_its_plan(tmp_path):
   flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3", "--config.mesh.topology=v5e:2x2"]
-  flags += ["--config.plan.hbm_gib=0.000001"]
+  flags += ["--config.plan.hbm_gib=0.000001", *SMALL_GENERATION_FLAGS]
   result = subprocess.run(
     [sys.executable, "-m", "ssd_jax.main", "--config=configs/default.py", *flags, f"--workdir={tmp_path}"],
     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -17,6 +17,9 @@ from ssd_jax.train.sft_step import make_sft_step, sft_loss
 from ssd_jax.train.train_state import init_train_state
 
 COEF = 0.25
+# Compiled once per model: the MoE forward run op by op costs several times its compile.
+_sft_loss = jax.jit(sft_loss, static_argnums=1, static_argnames="chunk_size")
+_distill_loss = jax.jit(distill_loss, static_argnums=2, static_argnames="divergence")
 
 
 def _split(coef, seed=0):
@@ -47,12 +50,12 @@ def test_sft_loss_adds_coef_times_aux_times_count():
   batch = _sft_batch()
   graphdef, params = _split(COEF)
   plain_graphdef, _ = _split(0.0)
-  with_aux, count, _ = sft_loss(params, graphdef, batch, chunk_size=4)
-  without, _, _ = sft_loss(params, plain_graphdef, batch, chunk_size=4)
+  with_aux, count, _ = _sft_loss(params, graphdef, batch, chunk_size=4)
+  without, _, _ = _sft_loss(params, plain_graphdef, batch, chunk_size=4)
   aux = _aux(graphdef, params, batch["tokens"], batch["positions"], batch["segment_ids"])
   assert float(aux) > 1.0  # top_k for perfectly balanced routing.
   np.testing.assert_allclose(float(with_aux - without), COEF * float(aux) * float(count), rtol=1e-5)
-  router_grad = jax.grad(lambda p: sft_loss(p, graphdef, batch, chunk_size=4)[0])(params)
+  router_grad = jax.jit(jax.grad(lambda p: sft_loss(p, graphdef, batch, chunk_size=4)[0]))(params)
   assert float(jnp.abs(router_grad["layers"][0]["mlp"]["router"].get_value()).max()) > 0
 
 
@@ -71,8 +74,8 @@ def test_distill_loss_counts_only_the_students_routing():
   plain_graphdef, _ = _split(0.0)
   _, teacher_params = _split(COEF, seed=1)
   divergence = DivergenceConfig(kind="jsd", beta=0.5, form="full", temperature=1.0)
-  with_aux, count, _ = distill_loss(params, teacher_params, graphdef, batch, divergence=divergence)
-  without, _, _ = distill_loss(params, teacher_params, plain_graphdef, batch, divergence=divergence)
+  with_aux, count, _ = _distill_loss(params, teacher_params, graphdef, batch, divergence=divergence)
+  without, _, _ = _distill_loss(params, teacher_params, plain_graphdef, batch, divergence=divergence)
   aux = _aux(graphdef, params, batch["student_tokens"], batch["student_positions"], batch["student_segment_ids"])
   np.testing.assert_allclose(float(with_aux - without), COEF * float(aux) * float(count), rtol=1e-5)
 
@@ -95,7 +98,7 @@ def test_sft_step_logs_router_metrics_averaged_over_micro_batches():
   graphdef, params = _split(COEF)
   batch = _sft_batch(rows=4, seed=3)
   # Micro-batch i holds rows i, i + 2 (gradient_step.split_micro_batches).
-  expected = [sft_loss(params, graphdef, {k: v[i::2] for k, v in batch.items()}, chunk_size=4)[2] for i in (0, 1)]
+  expected = [_sft_loss(params, graphdef, {k: v[i::2] for k, v in batch.items()}, chunk_size=4)[2] for i in (0, 1)]
   optimizer = make_optimizer(OptimizerConfig(1e-3, 1e-3, 1, 4, grad_accum_steps=2))
   _, metrics = make_sft_step(graphdef, optimizer, chunk_size=4)(init_train_state(params, optimizer), batch)
   assert set(expected[0]) == {"router_aux_loss", "expert_load_max_over_mean", "expert_load_max_share"}
