@@ -103,7 +103,8 @@ def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(
   xla_sampler = Sampler(graphdef, max_len=48, batch_size=16)
   free = generate(xla_sampler, state, ())
   stops = sorted({int(free[0].token_ids[4]), int(free[5].token_ids[2])})  # rows 0 and 5 stop early
-  # The XLA path sharded against unsharded is test_sampling_compaction's; here the kernel is compared with it.
+  # The XLA path sharded against unsharded is test_sampling_compaction's; here the kernel, unsharded and on two
+  # meshes, is compared with the unsharded XLA path.
   runs = {("xla", "single"): generate(xla_sampler, state, stops)}
   traced = []
   kernel = decode_attention.decode_attention
