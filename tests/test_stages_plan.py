@@ -48,9 +48,7 @@ def _tiny_plan_config():
   c.model.preset = "tiny_qwen3"
   c.mesh.topology = "v5e:2x2"
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 2
-  for key, value in SMALL_GENERATION.items():
-    section, field = key.rsplit(".", 1)
-    c[section][field] = value
+  c.update_from_flattened_dict(SMALL_GENERATION)
   c.sampling.top_k, c.sampling.top_p = 20, 0.8
   c.sft.global_batch_size = 4
   c.sft.seq_len = 128
