@@ -183,7 +183,7 @@ def test_ties_that_overflow_the_short_list_are_served_by_the_long_one():
   rows = as_row_params([SamplingParams(t, k, p) for t, k, p in [(1.0, 20, 1.0), (0.0, 0, 1.0), (1.0, 5, 0.5)] * 2])
   bits = bits_for(batch, 6)
   size = candidates.LISTS[0]
-  stats = candidates.row_stats(logits, rows)
+  stats = tr.row_stats(logits, rows)
   _, short_exact = candidates.sample_candidates(
     logits, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), size, stats
   )

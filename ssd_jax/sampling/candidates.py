@@ -15,15 +15,15 @@ distribution; only the log-probabilities, float sums over other orders, differ i
 Ties are exact too: a list is trusted only if every token outside it is strictly below the
 row's cut-off value (checked per batch). A batch tries the lists shortest first (`LISTS`), the
 next one when its rows' top-k is too large for a list or their ties or top-p sets overflow it,
-and falls back to the whole-vocabulary draw (`truncation.sample_reference`) when none serves
-it, e.g. with more than 512 tokens tied at the top.
+and falls back to the whole-vocabulary draw when none serves it, e.g. with more than 512 tokens
+tied at the top (`truncation.sample_whole_row`: the reference's draw, given the row maximum,
+normaliser and whole-row mass the lists already counted).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.candidate_rules import candidate_sample
 from ssd_jax.sampling.params import RowParams
-from ssd_jax.sampling.truncation import TruncatedSample, row_sums, sample_reference
+from ssd_jax.sampling.truncation import RowStats, TruncatedSample, row_stats, sample_whole_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,34 +106,6 @@ def top_candidates(x: jax.Array, size: CandidateList) -> tuple[jax.Array, jax.Ar
   return values, index, outside
 
 
-class RowStats(NamedTuple):
-  """Whole-row quantities every list needs, float32 [batch, 1] each.
-
-  Attributes:
-    raw_max: the row maximum. raw_log_sum: log sum exp(x - raw_max).
-    survivors_mass: the fixed-point mass of the whole row at its temperature, for rows with
-      top-k off (zeros when the batch has none).
-  """
-
-  raw_max: jax.Array
-  raw_log_sum: jax.Array
-  survivors_mass: jax.Array
-
-
-def row_stats(x: jax.Array, rows: RowParams) -> RowStats:
-  """`RowStats` of float32 [batch, vocab] logits; the mass pass runs only for batches with top-k-off rows."""
-  raw_max = jnp.max(x, axis=-1, keepdims=True)
-  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
-  k_off = ops.top_k_is_off(rows.top_k, x.shape[1]) & (rows.temperature > 0)
-
-  def vocabulary_mass():
-    d = ops.tempered(x, raw_max, ops.inverse_temperature(rows.temperature[:, None]))
-    return ops.mass_value(*row_sums(ops.mass_parts(d)))
-
-  survivors_mass = jax.lax.cond(jnp.any(k_off), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
-  return RowStats(raw_max, raw_log_sum, survivors_mass)
-
-
 def sample_candidates(
   x: jax.Array, rows: RowParams, bits: jax.Array, size: CandidateList, stats: RowStats
 ) -> tuple[TruncatedSample, jax.Array]:
@@ -165,18 +137,19 @@ def sample_candidates(
   return TruncatedSample(*(s[:, 0] for s in sample)), jnp.all(exact)
 
 
-Fallback = Callable[[jax.Array, RowParams, jax.Array], TruncatedSample]
+Fallback = Callable[[jax.Array, RowParams, jax.Array, RowStats], TruncatedSample]
 
 
 def sample_from_lists(
-  x: jax.Array, rows: RowParams, bits: jax.Array, fallback: Fallback = sample_reference
+  x: jax.Array, rows: RowParams, bits: jax.Array, fallback: Fallback = sample_whole_row
 ) -> TruncatedSample:
-  """The first list of `LISTS` that serves the batch exactly, else `fallback(x, rows, bits)`.
+  """The first list of `LISTS` that serves the batch exactly, else `fallback(x, rows, bits, stats)`.
 
   Args:
     x: float32 [batch, vocab] logits. rows: per-row parameters, [batch] arrays.
     bits: int32 [batch, 2] random bits.
-    fallback: the whole-vocabulary draw.
+    fallback: the whole-vocabulary draw, given the `row_stats` the lists used (it need not
+      count them again).
 
   Returns:
     TruncatedSample of [batch] arrays, equal in token and cut-off to `truncation.sample_reference`
@@ -184,23 +157,17 @@ def sample_from_lists(
   """
   vocab = x.shape[1]
   dtypes = (jnp.int32, jnp.float32, jnp.float32, jnp.int32)
-  unserved = (TruncatedSample(*(jnp.zeros(x.shape[0], dtype) for dtype in dtypes)), jnp.bool_(False))
-
-  def from_lists():
-    # Each list is traced once and runs only while no shorter one has served the batch.
-    stats = row_stats(x, rows)
-    result = unserved
-    for size in LISTS:
-      result = jax.lax.cond(
-        ~result[1] & candidates_apply(rows, vocab, size.max_top_k),
-        lambda size=size: sample_candidates(x, rows, bits, size, stats),
-        lambda result=result: result,
-      )
-    return result
-
-  any_list = candidates_apply(rows, vocab, max(size.max_top_k for size in LISTS))
-  sample, served = jax.lax.cond(any_list, from_lists, lambda: unserved)
-  return jax.lax.cond(served, lambda: sample, lambda: fallback(x, rows, bits))
+  sample = TruncatedSample(*(jnp.zeros(x.shape[0], dtype) for dtype in dtypes))
+  served = jnp.bool_(False)
+  stats = row_stats(x, rows)
+  # Each list is traced once and runs only while no shorter one has served the batch.
+  for size in LISTS:
+    sample, served = jax.lax.cond(
+      ~served & candidates_apply(rows, vocab, size.max_top_k),
+      lambda size=size: sample_candidates(x, rows, bits, size, stats),
+      lambda result=(sample, served): result,
+    )
+  return jax.lax.cond(served, lambda: sample, lambda: fallback(x, rows, bits, stats))
 
 
 @jax.jit

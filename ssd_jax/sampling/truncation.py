@@ -67,7 +67,38 @@ def tempered_logits(logits: jax.Array, rows: RowParams) -> jax.Array:
   The truncation rules and the draw act on d (greedy rows use temperature 1).
   """
   x = logits.astype(jnp.float32)
-  return ops.tempered(x, jnp.max(x, axis=-1, keepdims=True), ops.inverse_temperature(rows.temperature)[:, None])
+  return _tempered(x, jnp.max(x, axis=-1, keepdims=True), rows)
+
+
+def _tempered(x: jax.Array, raw_max: jax.Array, rows: RowParams) -> jax.Array:
+  return ops.tempered(x, raw_max, ops.inverse_temperature(rows.temperature)[:, None])
+
+
+class RowStats(NamedTuple):
+  """Whole-row quantities the candidate lists and the whole-row search share, float32 [batch, 1] each.
+
+  Attributes:
+    raw_max: the row maximum. raw_log_sum: log sum exp(x - raw_max).
+    survivors_mass: the fixed-point mass of the whole row at its temperature for rows with
+      top-k off and top_p < 1 (the top-p target is top_p of it); zeros when the batch has none.
+  """
+
+  raw_max: jax.Array
+  raw_log_sum: jax.Array
+  survivors_mass: jax.Array
+
+
+def row_stats(x: jax.Array, rows: RowParams) -> RowStats:
+  """`RowStats` of float32 [batch, vocab] logits; the mass pass runs only for batches that need it."""
+  raw_max = jnp.max(x, axis=-1, keepdims=True)
+  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
+  whole_row_top_p = ops.top_k_is_off(rows.top_k, x.shape[1]) & (rows.top_p < 1.0) & (rows.temperature > 0)
+
+  def vocabulary_mass():
+    return ops.mass_value(*row_sums(ops.mass_parts(_tempered(x, raw_max, rows))))
+
+  survivors_mass = jax.lax.cond(jnp.any(whole_row_top_p), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
+  return RowStats(raw_max, raw_log_sum, survivors_mass)
 
 
 def _row_reductions(parts) -> tuple[jax.Array, ...]:
@@ -151,16 +182,32 @@ def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
   return jax.lax.cond(jnp.any(hi > lo + 1), count, lambda: lo)[:, 0]
 
 
-def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams):
+def _top_p_cutoff(keys, d, top_k_cut, rows: RowParams, stats: RowStats):
   """Largest t >= top_k_cut whose mass(keys >= t) reaches top_p * mass(keys >= top_k_cut)."""
   lo, hi = ops.top_p_bracket(top_k_cut[:, None], rows.top_p[:, None], rows.temperature[:, None])
+  searched = hi > lo + 1
 
   def mass_search():
     limbs = ops.mass_parts(d)  # inside the cond: batches without top-p never compute the weights
-    target = rows.top_p[:, None] * ops.mass_value(*sums_at_or_above(keys, limbs, lo))
+    # A row with top-k off keeps the whole row, whose mass `stats` holds; only top-k sets need a pass.
+    top_k_on = searched & ~ops.top_k_is_off(rows.top_k[:, None], keys.shape[-1])
+    survivors = jax.lax.cond(
+      jnp.any(top_k_on),
+      lambda: jnp.where(top_k_on, ops.mass_value(*sums_at_or_above(keys, limbs, lo)), stats.survivors_mass),
+      lambda: stats.survivors_mass,
+    )
+    target = rows.top_p[:, None] * survivors
     return search_cutoff(keys, limbs, lambda sums: ops.mass_value(*sums) >= target, lo, hi)
 
-  return jax.lax.cond(jnp.any(hi > lo + 1), mass_search, lambda: lo)[:, 0]
+  return jax.lax.cond(jnp.any(searched), mass_search, lambda: lo)[:, 0]
+
+
+def _cutoff(d: jax.Array, rows: RowParams, stats: RowStats) -> jax.Array:
+  """int32 [batch] cut-off key of float32 [batch, vocab] `tempered_logits` d."""
+  keys = ops.order_key(d)
+  k_cut = _top_k_cutoff(keys, rows)
+  p_cut = _top_p_cutoff(keys, d, k_cut, rows, stats)
+  return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
 
 
 @jax.jit
@@ -176,11 +223,9 @@ def truncation_cutoff(logits: jax.Array, rows: RowParams) -> jax.Array:
     `tempered_logits`.
   """
   _check_shapes(logits, rows)
-  d = tempered_logits(logits, rows)
-  keys = ops.order_key(d)
-  k_cut = _top_k_cutoff(keys, rows)
-  p_cut = _top_p_cutoff(keys, d, k_cut, rows)
-  return ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(rows.min_p), rows.temperature)
+  x = logits.astype(jnp.float32)
+  stats = row_stats(x, rows)
+  return _cutoff(_tempered(x, stats.raw_max, rows), rows, stats)
 
 
 @jax.jit
@@ -218,9 +263,23 @@ def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Tru
   batch, vocab = logits.shape
   if bits.shape != (batch, 2):
     raise ValueError(f"bits must have shape [batch, 2] = {(batch, 2)}, got {bits.shape}")
-  bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
-  d = tempered_logits(logits, rows)
-  cut = truncation_cutoff(logits, rows)
+  x = logits.astype(jnp.float32)
+  return sample_whole_row(x, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), row_stats(x, rows))
+
+
+def sample_whole_row(x: jax.Array, rows: RowParams, bits: jax.Array, stats: RowStats) -> TruncatedSample:
+  """`sample_reference` given the row statistics a caller has already computed.
+
+  Args:
+    x: float32 [batch, vocab] logits. rows: per-row parameters, [batch] arrays.
+    bits: int32 [batch, 2] random bits. stats: `row_stats(x, rows)`.
+
+  Returns:
+    TruncatedSample of [batch] arrays.
+  """
+  batch, vocab = x.shape
+  d = _tempered(x, stats.raw_max, rows)
+  cut = _cutoff(d, rows, stats)
   kept = ops.order_key(d) >= cut[:, None]
   index = jax.lax.broadcasted_iota(jnp.int32, (batch, vocab), 1)
   greedy = (rows.temperature <= 0)[:, None]
@@ -232,10 +291,8 @@ def sample_reference(logits: jax.Array, rows: RowParams, bits: jax.Array) -> Tru
   d_token = jnp.take_along_axis(d, token[:, None], axis=-1)[:, 0]
   logprob_sampled = jnp.where(greedy[:, 0], 0.0, d_token - jnp.log(kept_sum))
   # log_softmax at the token only, with log_softmax's arithmetic; the [batch, vocab] result is never built.
-  x = logits.astype(jnp.float32)
-  raw_max = jnp.max(x, axis=-1, keepdims=True)
-  raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1))
-  logprob_raw = (jnp.take_along_axis(x, token[:, None], axis=-1) - raw_max)[:, 0] - raw_log_sum
+  x_token = jnp.take_along_axis(x, token[:, None], axis=-1)
+  logprob_raw = (x_token - stats.raw_max)[:, 0] - stats.raw_log_sum[:, 0]
   return TruncatedSample(token, logprob_raw, logprob_sampled, cut)
 
 
