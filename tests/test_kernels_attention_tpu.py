@@ -62,6 +62,7 @@ def test_auto_picks_splash_when_compiling_for_tpu():
     assert attention.resolve_attention_impl("auto") == "splash"
 
 
+@pytest.mark.slow
 def test_sft_step_with_splash_compiles_for_v5e_and_needs_far_less_memory():
   mesh = _v5e_mesh()
   cfg = presets.get("tiny_qwen3", head_dim=128, remat="full")  # Lane-width heads, as in real models.

@@ -93,6 +93,7 @@ def test_greedy_generation_through_the_kernel_equals_full_forwards(checkpoint, m
   assert traced  # the decode steps did go through the kernel
 
 
+@pytest.mark.slow
 def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(checkpoint, monkeypatch):
   """Rows stop at different steps (finished rows go through the kernel until compaction drops them)."""
   params = SamplingParams(temperature=1.0, top_k=20, top_p=0.95)

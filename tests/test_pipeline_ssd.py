@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from pipeline_fixtures import micro_config, run_pipeline
 
 from ssd_jax.pipeline.checkpoint_export import export_step
@@ -19,6 +20,7 @@ def _samples(path):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   config = micro_config(STAGES)
   workdir = str(tmp_path)

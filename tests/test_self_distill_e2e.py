@@ -70,6 +70,7 @@ def _metrics(workdir, method):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_sdsd_and_sdpo_train_export_and_resume(base_dir, tmp_path):
   workdir = str(tmp_path / "run")
   config = _config(base_dir, steps=2)

@@ -63,6 +63,7 @@ def _config(base):
   return config
 
 
+@pytest.mark.slow
 def test_killed_sft_resumes_bit_identical(inputs, tmp_path, monkeypatch):
   base, records = inputs
   full = _run(_config(base), tmp_path / "full", records)
