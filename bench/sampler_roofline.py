@@ -8,7 +8,9 @@ same logits and per-row parameters, interleaved round after round with compile t
   for the rows the candidate list does not answer, and the merge);
 - ours, the two kernels alone (`block_maxima` then `sample_from_blocks`), and the first alone
   at several chunk sizes and warp counts;
-- the whole-vocabulary kernel alone (the path before the candidate list);
+- the whole-vocabulary kernel alone (the path before the candidate list, and the GPU path's
+  fallback for rows the list does not answer), at each `--kernel_thresholds` count of
+  thresholds per bisection pass;
 - ours, the XLA path (`impl="xla"`); top-k first then top-p in XLA; and, where torch sees the
   GPU, top-k first and the transformers warpers in torch (CUDA events).
 
@@ -61,13 +63,14 @@ def jax_implementations(args, rows):
     "ours: two kernels alone": lambda x, bits: bc.sample_from_blocks(
       x, *bc.block_maxima(x), *_columns(rows), seeds(bits)
     )[0],
-    "ours: whole-vocabulary kernel": lambda x, bits: truncated_sampling_pallas(
-      x, *_columns(rows), seeds(bits), block_rows=1, tile=4096, backend="gpu"
-    )[0],
     "ours: xla path": lambda x, bits: sample_tokens(x, rows, bits, impl="xla").token,
     "top-k first (XLA)": lambda x, bits: top_k_first_xla(x, rows, jax.random.key(bits[0, 0]), k=args.top_k),
     "read floor: row max (XLA)": lambda x, bits: jnp.max(x, axis=-1),
   }
+  for n in args.kernel_thresholds:
+    impls[f"ours: whole-vocabulary kernel ({n} thresholds per pass)"] = functools.partial(
+      _whole_vocabulary, rows=rows, thresholds=n
+    )
   for warps in args.second_warps:
     impls[f"two kernels alone (second with {warps} warps)"] = functools.partial(_two_passes, rows=rows, warps=warps)
   for chunk_blocks in args.chunk_blocks:
@@ -88,6 +91,14 @@ def _two_passes(x, bits, *, rows, warps):
   return bc.sample_from_blocks(x, *bc.block_maxima(x), *_columns(rows), seeds, num_warps=warps)[0]
 
 
+def _whole_vocabulary(x, bits, *, rows, thresholds, cutoffs=False):
+  seeds = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  out = truncated_sampling_pallas(
+    x, *_columns(rows), seeds, block_rows=1, tile=4096, backend="gpu", thresholds=thresholds
+  )
+  return (out[0], out[3]) if cutoffs else out[0]
+
+
 def _first_pass(x, bits, *, chunk_blocks, warps):
   return bc.block_maxima(x, chunk_blocks=chunk_blocks, num_warps=warps)[1]
 
@@ -100,8 +111,9 @@ def torch_implementations(params: SamplingParams):
   return torch_samplers(params) if torch.cuda.is_available() else {}
 
 
-def agreement(batch, vocab, dtype, seed=0):
-  """Tokens and cut-offs of the GPU path against the reference, mixed per-row parameters."""
+def agreement(batch, vocab, dtype, kernel_thresholds, seed=0):
+  """Tokens and cut-offs of the GPU path, and of the whole-vocabulary kernel at each number of
+  thresholds per pass, against the reference, mixed per-row parameters."""
   rng = np.random.default_rng(seed)
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 3.0, dtype)
   rows = RowParams(
@@ -124,6 +136,12 @@ def agreement(batch, vocab, dtype, seed=0):
     f"{diff(ours.logprob_sampled, reference.logprob_sampled):.1e}; rows answered by the candidate list "
     f"{float(np.mean(np.asarray(exact))):.3f} (top-k off rows go to the whole-vocabulary kernel)"
   )
+  for n in kernel_thresholds:
+    token, cutoff = jax.jit(functools.partial(_whole_vocabulary, rows=rows, thresholds=n, cutoffs=True))(logits, bits)
+    print(
+      f"[agreement] whole-vocabulary kernel, {n} thresholds per pass: tokens "
+      f"{same(token[:, 0], reference.token):.4f} equal, cut-offs {same(cutoff[:, 0], reference.cutoff):.4f} equal"
+    )
 
 
 def time_jax(fn, xs, bits, calls):
@@ -180,7 +198,11 @@ def main():
   parser.add_argument("--chunk_blocks", default="32,64,128")
   parser.add_argument("--warps", default="4,8")
   parser.add_argument("--second_warps", default="1,2,8")
+  parser.add_argument(
+    "--kernel_thresholds", default="1,4", help="thresholds per bisection pass of the whole-vocabulary kernel"
+  )
   args = parser.parse_args()
+  args.kernel_thresholds = [int(n) for n in args.kernel_thresholds.split(",")]
   args.chunk_blocks = [int(c) for c in args.chunk_blocks.split(",")]
   args.warps = [int(w) for w in args.warps.split(",")]
   args.second_warps = [int(w) for w in args.second_warps.split(",")]
@@ -193,7 +215,7 @@ def main():
   for vocab in [int(v) for v in args.vocabs.split(",")]:
     for batch in [int(b) for b in args.batches.split(",")]:
       try:
-        agreement(batch, vocab, jnp.bfloat16)
+        agreement(batch, vocab, jnp.bfloat16, args.kernel_thresholds)
       except Exception as error:  # still time what compiles
         print(f"[agreement] failed: {str(error).splitlines()[0][:300]}")
       rows = params.rows(batch)

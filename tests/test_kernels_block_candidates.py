@@ -133,9 +133,10 @@ def test_gpu_path_lowers_to_triton():
   # backend's parameters at the paper's shape (bf16, Qwen's vocabulary).
   batch, vocab = 256, 151_936
   rows = SamplingParams(1.0, 20, 0.95).rows(batch)
-  call = lambda x, bits: sample_tokens(x, rows, bits, impl="pallas", backend="gpu").token
   args = (jax.ShapeDtypeStruct((batch, vocab), jnp.bfloat16), jax.ShapeDtypeStruct((batch, 2), jnp.uint32))
-  text = jax.jit(call).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
-  kernels = re.findall(r'name = "(\w+)", num_stages = \d+ : i32, num_warps = (\d+)', text)
-  assert kernels == [("block_maxima", "4"), ("sample_from_blocks", "4"), ("truncated_sampling", "4")]
-  assert "xla.gpu.triton" in text
+  for thresholds in (1, 4):  # bisection probes per pass of the whole-vocabulary kernel
+    call = lambda x, bits: sample_tokens(x, rows, bits, impl="pallas", backend="gpu", thresholds=thresholds).token
+    text = jax.jit(call).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    kernels = re.findall(r'name = "(\w+)", num_stages = \d+ : i32, num_warps = (\d+)', text)
+    assert kernels == [("block_maxima", "4"), ("sample_from_blocks", "4"), ("truncated_sampling", "4")]
+    assert "xla.gpu.triton" in text

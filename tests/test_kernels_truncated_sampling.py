@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.truncation_ops import order_key
 from ssd_jax.sampling import truncation as tr
 from ssd_jax.sampling.dispatch import resolve_impl, row_bits, sample_tokens
@@ -39,13 +40,14 @@ def assert_same_sample(kernel, reference):
     (jnp.bfloat16, 16, 384, 128, 1.0),  # bf16 rounding creates many exact ties
   ],
 )
-def test_kernel_matches_reference(dtype, batch, vocab, tile, scale):
+@pytest.mark.parametrize("thresholds", [1, 4])  # bisection probes per pass over the row
+def test_kernel_matches_reference(dtype, batch, vocab, tile, scale, thresholds):
   rng = np.random.default_rng(vocab)
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * scale, dtype)
   rows = mixed_rows(rng, batch, vocab)
   bits = jax.random.bits(jax.random.key(batch), (batch, 2), jnp.uint32)
   reference = tr.sample_reference(logits, rows, bits)
-  kernel = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=tile)
+  kernel = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=tile, thresholds=thresholds)
   assert_same_sample(kernel, reference)
   # The kept sets are those of the reference's kept mask.
   kept = tr.kept_mask(logits, rows)
@@ -57,7 +59,36 @@ def test_kernel_matches_reference(dtype, batch, vocab, tile, scale):
   )
 
 
-def test_kernel_ties_and_masked_tokens():
+def test_more_thresholds_per_pass_take_fewer_passes(monkeypatch):
+  # Each probe of the bisection is one pass over the row's tiles; count them as the interpreter runs.
+  passes = []
+  search = ops.bisect_largest
+
+  def counted(probe, lo, hi, thresholds=1):
+    def counted_probe(t):
+      jax.debug.callback(lambda: passes.append(1))
+      return probe(t)
+
+    return search(counted_probe, lo, hi, thresholds)
+
+  monkeypatch.setattr(ops, "bisect_largest", counted)
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(8, 4096)) * 3, jnp.float32)
+  rows = SamplingParams(1.0, 200, 0.9).rows(8)
+  counts, tokens = {}, {}
+  for thresholds in (1, 4):
+    passes.clear()
+    out = sample_tokens(
+      logits, rows, jax.random.key(0), impl="pallas", interpret=True, tile=1024, thresholds=thresholds
+    )
+    tokens[thresholds] = np.asarray(out.token)
+    counts[thresholds] = len(passes)
+  np.testing.assert_array_equal(tokens[4], tokens[1])
+  assert counts[4] <= 0.6 * counts[1], counts  # 27 passes against 13 when written
+
+
+@pytest.mark.parametrize("thresholds", [1, 3])
+def test_kernel_ties_and_masked_tokens(thresholds):
   # Integer logits: large tied groups at every cut-off; -inf entries are never drawn.
   rng = np.random.default_rng(5)
   batch, vocab = 8, 300
@@ -71,7 +102,7 @@ def test_kernel_ties_and_masked_tokens():
     ]
   )
   bits = jax.random.bits(jax.random.key(3), (batch, 2), jnp.uint32)
-  kernel = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=128)
+  kernel = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=128, thresholds=thresholds)
   assert_same_sample(kernel, tr.sample_reference(logits, rows, bits))
   kept = np.asarray(tr.kept_mask(logits, rows))
   assert kept[1].sum() > 5  # ties beyond k are kept
@@ -96,6 +127,8 @@ def test_dispatcher_rng_forms_and_impl_choice():
     sample_tokens(jnp.zeros((1, 2**18 + 1)), SamplingParams(), key)
   with pytest.raises(ValueError, match="backend"):
     sample_tokens(jnp.zeros((1, 8)), SamplingParams(), key, impl="pallas", backend="cuda")
+  with pytest.raises(ValueError, match="thresholds"):
+    sample_tokens(jnp.zeros((1, 128)), SamplingParams(), key, impl="pallas", interpret=True, thresholds=0)
 
 
 def test_sharded_over_a_mesh_equals_unsharded():
@@ -117,8 +150,11 @@ def test_sharded_over_a_mesh_equals_unsharded():
     sample_tokens(logits[:6], SamplingParams().rows(6), jax.random.key(0), mesh=mesh)
 
 
-@pytest.mark.parametrize("topology,dtype", [("v5e:2x2", jnp.bfloat16), ("v5p:2x2x1", jnp.float32)])
-def test_kernel_compiles_for_tpu(topology, dtype):
+@pytest.mark.parametrize(
+  "topology,dtype,thresholds",
+  [("v5e:2x2", jnp.bfloat16, 1), ("v5e:2x2", jnp.bfloat16, 4), ("v5p:2x2x1", jnp.float32, 1)],
+)
+def test_kernel_compiles_for_tpu(topology, dtype, thresholds):
   """AOT-compiles the Mosaic kernel inside shard_map for a TPU topology (needs libtpu)."""
   from jax.experimental import topologies
 
@@ -139,7 +175,7 @@ def test_kernel_compiles_for_tpu(topology, dtype):
     ),
     jax.ShapeDtypeStruct((batch, 2), jnp.uint32, sharding=NamedSharding(mesh, P("data", None))),
   )
-  step = lambda x, r, b: sample_tokens(x, r, b, impl="pallas", mesh=mesh, batch_axes="data")
+  step = lambda x, r, b: sample_tokens(x, r, b, impl="pallas", mesh=mesh, batch_axes="data", thresholds=thresholds)
   compiled = jax.jit(step).lower(*args).compile()
   text = compiled.as_text()
   assert "tpu_custom_call" in text or "custom-call" in text

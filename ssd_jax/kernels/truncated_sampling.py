@@ -18,12 +18,14 @@ Pass plan per row block, each pass a loop over the vocabulary tiles:
      with top-k off or greedy);
   4. top-p: 1 + bisection passes summing weights of keys >= t (about log2 of the top-k
      survivors, or of the vocabulary without top-k; none for rows with top-p off or greedy);
+  5. draw: exponential race over keys >= cut-off, truncated normaliser;
+  6. the drawn token's logit.
+With `thresholds` n > 1, each bisection pass of 3 and 4 counts n thresholds at once, and there are
+about 1 / log2(n + 1) as many passes.
 
 The kernel always searches the whole vocabulary. The XLA path (`ssd_jax.sampling.candidates`)
 finds the same cut-offs from a short candidate list when top-k is small; both give the same
 token and cut-off for the same random bits.
-  5. draw: exponential race over keys >= cut-off, truncated normaliser;
-  6. the drawn token's logit.
 """
 
 from __future__ import annotations
@@ -87,15 +89,38 @@ def _row_sum(acc):
   return jnp.sum(acc, axis=-1, keepdims=True)
 
 
-def _truncated_sampling_kernel(*refs, vocab: int, tile: int, skip: bool):
+def _columns(t: jax.Array) -> list[jax.Array]:
+  """int32 [rows, n] thresholds as n [rows, 1] arrays, each a masked row max (no lane slicing in a kernel)."""
+  if t.shape[1] == 1:
+    return [t]
+  lane = lax.broadcasted_iota(jnp.int32, t.shape, 1)
+  return [jnp.max(jnp.where(lane == i, t, ops.INT32_MIN), axis=1, keepdims=True) for i in range(t.shape[1])]
+
+
+def _stack(columns: list[jax.Array]) -> jax.Array:
+  """The inverse of `_columns`: n [rows, 1] arrays as one [rows, n], by selects on a lane iota."""
+  if len(columns) == 1:
+    return columns[0]
+  if columns[0].dtype == jnp.bool_:  # Mosaic cannot select between narrow boolean vectors.
+    return _stack([c.astype(jnp.int32) for c in columns]) != 0
+  shape = (columns[0].shape[0], len(columns))
+  lane = lax.broadcasted_iota(jnp.int32, shape, 1)
+  out = jnp.broadcast_to(columns[0], shape)
+  for i, column in enumerate(columns[1:], start=1):
+    out = jnp.where(lane == i, column, out)
+  return out
+
+
+def _truncated_sampling_kernel(*refs, vocab: int, tile: int, thresholds: int, skip: bool):
   """Skips a row block whose rows are all marked answered (`skip` input, 1 = answered)."""
+  sample_rows = functools.partial(_truncated_sampling_rows, vocab=vocab, tile=tile, thresholds=thresholds)
   if not skip:
-    return _truncated_sampling_rows(*refs, vocab=vocab, tile=tile)
+    return sample_rows(*refs)
   skip_ref, *refs = refs
 
   @pl.when(jnp.min(skip_ref[...]) == 0)
   def _():
-    _truncated_sampling_rows(*refs, vocab=vocab, tile=tile)
+    sample_rows(*refs)
 
 
 def _truncated_sampling_rows(
@@ -113,6 +138,7 @@ def _truncated_sampling_rows(
   *scratch,
   vocab: int,
   tile: int,
+  thresholds: int,
 ):
   rows, block_vocab = x_ref.shape
   num_tiles = block_vocab // tile
@@ -151,36 +177,55 @@ def _truncated_sampling_rows(
     return (jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True))
 
   def probe_count(t):
+    ts = _columns(t)
+
     def body(j, acc):
       keys = tiles.keys(j)
-      return (acc[0] + (keys >= t).astype(jnp.int32), *nearest(keys, t, acc[1:]))
+      out = ()
+      for i, ti in enumerate(ts):
+        count, *bounds = acc[3 * i : 3 * i + 3]
+        out += (count + (keys >= ti).astype(jnp.int32), *nearest(keys, ti, bounds))
+      return out
 
-    counts, above, below = _tile_loop(num_tiles, body, (jnp.zeros(shape, jnp.int32), *init))
-    return (_row_sum(counts) >= top_k, *finish(above, below))
+    acc = _tile_loop(num_tiles, body, (jnp.zeros(shape, jnp.int32), *init) * len(ts))
+    found = [(_row_sum(acc[3 * i]) >= top_k, *finish(*acc[3 * i + 1 : 3 * i + 3])) for i in range(len(ts))]
+    return tuple(_stack(list(column)) for column in zip(*found))
 
-  k_cut = ops.bisect_largest(probe_count, *ops.top_k_bracket(top_k, temperature, vocab))
+  k_cut = ops.bisect_largest(probe_count, *ops.top_k_bracket(top_k, temperature, vocab), thresholds)
 
   # 4. Top-p among the top-k survivors.
-  def mass_at_least(t, with_nearest):
+  def mass_at_least(ts, with_nearest):
+    """Per threshold in `ts` ([rows, 1] each): the mass of keys >= it, and with_nearest its nearest keys."""
+    width = 5 if with_nearest else 3  # accumulators per threshold: three limb sums (and two nearest keys)
+
     def body(j, acc):
       keys = tiles.keys(j)
-      kept = keys >= t
-      sums = tuple(total + jnp.where(kept, limb, 0) for total, limb in zip(acc[:3], tiles.weight_parts(j)))
-      return (*sums, *nearest(keys, t, acc[3:])) if with_nearest else sums
+      parts = tiles.weight_parts(j)
+      out = ()
+      for i, ti in enumerate(ts):
+        total = acc[width * i : width * (i + 1)]
+        kept = keys >= ti
+        out += tuple(sum_ + jnp.where(kept, limb, 0) for sum_, limb in zip(total[:3], parts))
+        out += nearest(keys, ti, total[3:]) if with_nearest else ()
+      return out
 
     zeros = (jnp.zeros(shape, jnp.int32),) * 3
-    out = _tile_loop(num_tiles, body, (*zeros, *init) if with_nearest else zeros)
-    mass = ops.mass_value(*(_row_sum(total) for total in out[:3]))
-    return (mass, *finish(*out[3:])) if with_nearest else mass
+    acc = _tile_loop(num_tiles, body, ((*zeros, *init) if with_nearest else zeros) * len(ts))
+    found = []
+    for i in range(len(ts)):
+      total = acc[width * i : width * (i + 1)]
+      mass = ops.mass_value(*(_row_sum(limb_sum) for limb_sum in total[:3]))
+      found.append((mass, *finish(*total[3:])) if with_nearest else (mass,))
+    return found
 
   top_p = top_p_ref[...]
-  target = top_p * mass_at_least(k_cut, False)
+  target = top_p * mass_at_least([k_cut], False)[0][0]
 
   def probe_mass(t):
-    mass, above, below = mass_at_least(t, True)
-    return mass >= target, above, below
+    found = [(mass >= target, above, below) for mass, above, below in mass_at_least(_columns(t), True)]
+    return tuple(_stack(list(column)) for column in zip(*found))
 
-  p_cut = ops.bisect_largest(probe_mass, *ops.top_p_bracket(k_cut, top_p, temperature))
+  p_cut = ops.bisect_largest(probe_mass, *ops.top_p_bracket(k_cut, top_p, temperature), thresholds)
 
   cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(min_p_ref[...]), temperature)
 
@@ -240,6 +285,7 @@ def truncated_sampling_pallas(
   backend: str,
   interpret: bool = False,
   skip: jax.Array | None = None,
+  thresholds: int = 1,
 ):
   """Runs the kernel.
 
@@ -257,6 +303,8 @@ def truncated_sampling_pallas(
     interpret: run the kernel in the Pallas interpreter (CPU tests).
     skip: int32 [batch, 1], 1 for rows answered elsewhere: a row block with only such rows
       does no work and its outputs are left undefined.
+    thresholds: probes per bisection pass (`truncation_ops.bisect_largest`). More take fewer
+      passes over the row, each counting more; the same token and cut-off either way.
 
   Returns:
     (token int32, logprob_raw float32, logprob_sampled float32, cutoff int32), each [batch, 1].
@@ -264,7 +312,11 @@ def truncated_sampling_pallas(
   batch, vocab = logits.shape
   block_vocab = pl.cdiv(vocab, tile) * tile
   row_spec = pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
-  kernel = functools.partial(_truncated_sampling_kernel, vocab=vocab, tile=tile, skip=skip is not None)
+  if thresholds < 1:
+    raise ValueError(f"thresholds must be >= 1, got {thresholds}")
+  kernel = functools.partial(
+    _truncated_sampling_kernel, vocab=vocab, tile=tile, thresholds=thresholds, skip=skip is not None
+  )
   out_shape = (
     jax.ShapeDtypeStruct((batch, 1), jnp.int32),
     jax.ShapeDtypeStruct((batch, 1), jnp.float32),

@@ -77,8 +77,9 @@ def thresholds_between(lo: jax.Array, hi: jax.Array, count: int) -> jax.Array:
   width = lax.bitcast_convert_type(hi - lo, jnp.uint32)
   parts = jnp.uint32(count + 1)
   step, rest = width // parts, width % parts
-  offsets = [step * jnp.uint32(i) + rest * jnp.uint32(i) // parts for i in range(1, count + 1)]
-  return lo + lax.bitcast_convert_type(jnp.concatenate(offsets, axis=-1), jnp.int32)
+  # i as an iota, not a concatenation of columns: the kernels' lowerings build it too.
+  i = lax.bitcast_convert_type(lax.broadcasted_iota(jnp.int32, (width.shape[0], count), 1) + 1, jnp.uint32)
+  return lo + lax.bitcast_convert_type(step * i + rest * i // parts, jnp.int32)
 
 
 def bisect_largest(probe, lo: jax.Array, hi: jax.Array, thresholds: int = 1) -> jax.Array:
@@ -99,8 +100,8 @@ def bisect_largest(probe, lo: jax.Array, hi: jax.Array, thresholds: int = 1) -> 
       [rows, thresholds]; the nearest keys are INT32_MAX / INT32_MIN when there are none.
     lo: int32 [rows, 1], where the predicate holds.
     hi: int32 [rows, 1], exclusive upper end.
-    thresholds: probes per step. One keeps the kernels' single-threshold arithmetic; several
-      suit a path whose step costs its read of the row more than its counting (XLA on CPU).
+    thresholds: probes per step. Several suit a path whose step costs its read of the row more
+      than its counting (XLA on CPU); the kernels take one unless told otherwise.
 
   Returns:
     int32 [rows, 1].

@@ -68,7 +68,7 @@ def resolve_impl(impl: str, interpret: bool = False) -> str:
   return "pallas" if interpret or jax.default_backend() in ("tpu", "gpu") else "xla"
 
 
-def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile, backend):
+def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile, backend, thresholds):
   backend = backend or ("gpu" if jax.default_backend() == "gpu" and not interpret else "tpu")
   if block_rows is None:
     block_rows = 1 if backend == "gpu" else 8
@@ -86,6 +86,7 @@ def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile
     tile=tile,
     backend=backend,
     interpret=interpret,
+    thresholds=thresholds,
   )
   if backend != "gpu" or not block_candidates.applies(logits.shape[1]):
     return TruncatedSample(*(out[:, 0] for out in whole()))
@@ -97,12 +98,12 @@ def _sample_pallas(logits, rows: RowParams, bits, *, interpret, block_rows, tile
   return TruncatedSample(*(jnp.where(exact == 1, a, b)[:, 0] for a, b in zip(listed, rest)))
 
 
-def _sample_local(logits, rows, bits, *, impl, interpret, block_rows, tile, backend):
+def _sample_local(logits, rows, bits, *, impl, **kernel_options):
   if impl == "xla":
     return sample_fast(logits, rows, bits)
   if impl == "reference":
     return sample_reference(logits, rows, bits)
-  return _sample_pallas(logits, rows, bits, interpret=interpret, block_rows=block_rows, tile=tile, backend=backend)
+  return _sample_pallas(logits, rows, bits, **kernel_options)
 
 
 def sample_tokens(
@@ -117,6 +118,7 @@ def sample_tokens(
   block_rows: int | None = None,
   tile: int | None = None,
   backend: str | None = None,
+  thresholds: int = 1,
 ) -> TruncatedSample:
   """Draws one token per row: temperature -> top-k -> top-p -> min-p -> sample.
 
@@ -135,6 +137,8 @@ def sample_tokens(
       TPU, 4096 on GPU).
     backend: the kernel variant, 'tpu' or 'gpu' (default: the running backend's; 'tpu' when
       interpreting), so that CPU tests can interpret either.
+    thresholds: probes per bisection pass of the whole-vocabulary kernel (one: its speed on a
+      device with more is not measured yet; `bench/sampler_roofline.py --kernel_thresholds`).
 
   Returns:
     TruncatedSample with token, logprob_raw, logprob_sampled and cutoff, each [batch].
@@ -148,8 +152,14 @@ def sample_tokens(
     raise ValueError(f"vocab {vocab} exceeds the supported maximum {ops.MAX_VOCAB}")
   rows = as_row_params(params, batch)
   bits = row_bits(rng_or_bits, batch)
-  local = lambda x, r, b: _sample_local(
-    x, r, b, impl=resolve_impl(impl, interpret), interpret=interpret, block_rows=block_rows, tile=tile, backend=backend
+  local = functools.partial(
+    _sample_local,
+    impl=resolve_impl(impl, interpret),
+    interpret=interpret,
+    block_rows=block_rows,
+    tile=tile,
+    backend=backend,
+    thresholds=thresholds,
   )
   if mesh is None:
     return local(logits, rows, bits)
