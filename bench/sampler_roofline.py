@@ -41,11 +41,12 @@ from sampler_baselines import top_k_first_xla, torch_samplers
 
 from ssd_jax.kernels import block_candidates as bc
 from ssd_jax.kernels.truncated_sampling import truncated_sampling_pallas
-from ssd_jax.sampling.dispatch import sample_tokens
+from ssd_jax.sampling.dispatch import DEFAULT_TILE, sample_tokens
 from ssd_jax.sampling.params import RowParams, SamplingParams
 from ssd_jax.sampling.truncation import sample_reference
 
 PEAK_HBM_BYTES_PER_S = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
+WHOLE_TILE = DEFAULT_TILE["gpu"]  # the whole-vocabulary kernel's tile on GPU
 
 
 def _peak(device) -> float | None:
@@ -68,9 +69,12 @@ def jax_implementations(args, rows):
     "read floor: row max (XLA)": lambda x, bits: jnp.max(x, axis=-1),
   }
   for n in args.kernel_thresholds:
-    impls[f"ours: whole-vocabulary kernel ({n} thresholds per pass)"] = functools.partial(
-      _whole_vocabulary, rows=rows, thresholds=n
-    )
+    # Each threshold keeps its own [1, tile] accumulators in registers: with n the tile shrinks by n
+    # too, to the same footprint as one threshold at the default tile.
+    for tile in sorted({WHOLE_TILE, max(128, WHOLE_TILE // n // 128 * 128)}, reverse=True):
+      impls[f"ours: whole-vocabulary kernel ({n} thresholds per pass, tile {tile})"] = functools.partial(
+        _whole_vocabulary, rows=rows, thresholds=n, tile=tile
+      )
   for warps in args.second_warps:
     impls[f"two kernels alone (second with {warps} warps)"] = functools.partial(_two_passes, rows=rows, warps=warps)
   for chunk_blocks in args.chunk_blocks:
@@ -91,10 +95,10 @@ def _two_passes(x, bits, *, rows, warps):
   return bc.sample_from_blocks(x, *bc.block_maxima(x), *_columns(rows), seeds, num_warps=warps)[0]
 
 
-def _whole_vocabulary(x, bits, *, rows, thresholds, cutoffs=False):
+def _whole_vocabulary(x, bits, *, rows, thresholds, tile=WHOLE_TILE, cutoffs=False):
   seeds = jax.lax.bitcast_convert_type(bits, jnp.int32)
   out = truncated_sampling_pallas(
-    x, *_columns(rows), seeds, block_rows=1, tile=4096, backend="gpu", thresholds=thresholds
+    x, *_columns(rows), seeds, block_rows=1, tile=tile, backend="gpu", thresholds=thresholds
   )
   return (out[0], out[3]) if cutoffs else out[0]
 
