@@ -77,7 +77,7 @@ def thresholds_between(lo: jax.Array, hi: jax.Array, count: int) -> jax.Array:
   width = lax.bitcast_convert_type(hi - lo, jnp.uint32)
   parts = jnp.uint32(count + 1)
   step, rest = width // parts, width % parts
-  # i as an iota, not a concatenation of columns: the kernels' lowerings build it too.
+  # i as an iota rather than concatenated columns: this also runs inside the Pallas kernels.
   i = lax.bitcast_convert_type(lax.broadcasted_iota(jnp.int32, (width.shape[0], count), 1) + 1, jnp.uint32)
   return lo + lax.bitcast_convert_type(step * i + rest * i // parts, jnp.int32)
 
