@@ -97,12 +97,17 @@ def _columns(t: jax.Array) -> list[jax.Array]:
   return [jnp.max(jnp.where(lane == i, t, ops.INT32_MIN), axis=1, keepdims=True) for i in range(t.shape[1])]
 
 
-def _stack(columns: list[jax.Array]) -> jax.Array:
-  """The inverse of `_columns`: n [rows, 1] arrays as one [rows, n], by selects on a lane iota."""
+def _stack(found: list[tuple[jax.Array, ...]]) -> tuple[jax.Array, ...]:
+  """The inverse of `_columns` for each field of n per-threshold tuples of [rows, 1] arrays: [rows, n] each."""
+  return tuple(_stack_column(list(column)) for column in zip(*found))
+
+
+def _stack_column(columns: list[jax.Array]) -> jax.Array:
+  """n [rows, 1] arrays as one [rows, n], by selects on a lane iota."""
   if len(columns) == 1:
     return columns[0]
   if columns[0].dtype == jnp.bool_:  # Mosaic cannot select between narrow boolean vectors.
-    return _stack([c.astype(jnp.int32) for c in columns]) != 0
+    return _stack_column([c.astype(jnp.int32) for c in columns]) != 0
   shape = (columns[0].shape[0], len(columns))
   lane = lax.broadcasted_iota(jnp.int32, shape, 1)
   out = jnp.broadcast_to(columns[0], shape)
@@ -176,54 +181,40 @@ def _truncated_sampling_rows(
   def finish(above, below):
     return (jnp.min(above, axis=-1, keepdims=True), jnp.max(below, axis=-1, keepdims=True))
 
-  def probe_count(t):
-    ts = _columns(t)
+  def sums_at_least(ts, weights, count, with_nearest):
+    """Per threshold in `ts` ([rows, 1] each), one pass for all: each of the `count` int32 weights of
+    `weights(j)` (tile j) summed over the keys >= it, int32 [rows, 1] each, and with_nearest its nearest keys."""
 
     def body(j, acc):
       keys = tiles.keys(j)
-      out = ()
-      for i, ti in enumerate(ts):
-        count, *bounds = acc[3 * i : 3 * i + 3]
-        out += (count + (keys >= ti).astype(jnp.int32), *nearest(keys, ti, bounds))
-      return out
+      parts = weights(j)
+      out = []
+      for ti, (sums, bounds) in zip(ts, acc):
+        kept = keys >= ti
+        sums = tuple(sum_ + jnp.where(kept, part, 0) for sum_, part in zip(sums, parts))
+        out.append((sums, nearest(keys, ti, bounds) if with_nearest else ()))
+      return tuple(out)
 
-    acc = _tile_loop(num_tiles, body, (jnp.zeros(shape, jnp.int32), *init) * len(ts))
-    found = [(_row_sum(acc[3 * i]) >= top_k, *finish(*acc[3 * i + 1 : 3 * i + 3])) for i in range(len(ts))]
-    return tuple(_stack(list(column)) for column in zip(*found))
+    each = ((jnp.zeros(shape, jnp.int32),) * count, init if with_nearest else ())
+    acc = _tile_loop(num_tiles, body, (each,) * len(ts))
+    return [
+      (tuple(_row_sum(sum_) for sum_ in sums), *(finish(*bounds) if with_nearest else ())) for sums, bounds in acc
+    ]
+
+  def probe_count(t):
+    found = sums_at_least(_columns(t), lambda j: (1,), 1, True)  # a count: weight 1 each
+    return _stack([(sums[0] >= top_k, above, below) for sums, above, below in found])
 
   k_cut = ops.bisect_largest(probe_count, *ops.top_k_bracket(top_k, temperature, vocab), thresholds)
 
   # 4. Top-p among the top-k survivors.
-  def mass_at_least(ts, with_nearest):
-    """Per threshold in `ts` ([rows, 1] each): the mass of keys >= it, and with_nearest its nearest keys."""
-    width = 5 if with_nearest else 3  # accumulators per threshold: three limb sums (and two nearest keys)
-
-    def body(j, acc):
-      keys = tiles.keys(j)
-      parts = tiles.weight_parts(j)
-      out = ()
-      for i, ti in enumerate(ts):
-        total = acc[width * i : width * (i + 1)]
-        kept = keys >= ti
-        out += tuple(sum_ + jnp.where(kept, limb, 0) for sum_, limb in zip(total[:3], parts))
-        out += nearest(keys, ti, total[3:]) if with_nearest else ()
-      return out
-
-    zeros = (jnp.zeros(shape, jnp.int32),) * 3
-    acc = _tile_loop(num_tiles, body, ((*zeros, *init) if with_nearest else zeros) * len(ts))
-    found = []
-    for i in range(len(ts)):
-      total = acc[width * i : width * (i + 1)]
-      mass = ops.mass_value(*(_row_sum(limb_sum) for limb_sum in total[:3]))
-      found.append((mass, *finish(*total[3:])) if with_nearest else (mass,))
-    return found
-
   top_p = top_p_ref[...]
-  target = top_p * mass_at_least([k_cut], False)[0][0]
+  ((survivor_sums,),) = sums_at_least([k_cut], tiles.weight_parts, 3, False)
+  target = top_p * ops.mass_value(*survivor_sums)
 
   def probe_mass(t):
-    found = [(mass >= target, above, below) for mass, above, below in mass_at_least(_columns(t), True)]
-    return tuple(_stack(list(column)) for column in zip(*found))
+    found = sums_at_least(_columns(t), tiles.weight_parts, 3, True)
+    return _stack([(ops.mass_value(*sums) >= target, above, below) for sums, above, below in found])
 
   p_cut = ops.bisect_largest(probe_mass, *ops.top_p_bracket(k_cut, top_p, temperature), thresholds)
 
