@@ -95,12 +95,13 @@ def _two_passes(x, bits, *, rows, warps):
   return bc.sample_from_blocks(x, *bc.block_maxima(x), *_columns(rows), seeds, num_warps=warps)[0]
 
 
-def _whole_vocabulary(x, bits, *, rows, thresholds, tile=WHOLE_TILE, cutoffs=False):
+def _whole_vocabulary(x, bits, *, rows, thresholds, tile=WHOLE_TILE):
+  """(token, cut-off), int32 [batch, 1] each."""
   seeds = jax.lax.bitcast_convert_type(bits, jnp.int32)
   out = truncated_sampling_pallas(
     x, *_columns(rows), seeds, block_rows=1, tile=tile, backend="gpu", thresholds=thresholds
   )
-  return (out[0], out[3]) if cutoffs else out[0]
+  return out[0], out[3]
 
 
 def _first_pass(x, bits, *, chunk_blocks, warps):
@@ -141,7 +142,7 @@ def agreement(batch, vocab, dtype, kernel_thresholds, seed=0):
     f"{float(np.mean(np.asarray(exact))):.3f} (top-k off rows go to the whole-vocabulary kernel)"
   )
   for n in kernel_thresholds:
-    token, cutoff = jax.jit(functools.partial(_whole_vocabulary, rows=rows, thresholds=n, cutoffs=True))(logits, bits)
+    token, cutoff = jax.jit(functools.partial(_whole_vocabulary, rows=rows, thresholds=n))(logits, bits)
     print(
       f"[agreement] whole-vocabulary kernel, {n} thresholds per pass: tokens "
       f"{same(token[:, 0], reference.token):.4f} equal, cut-offs {same(cutoff[:, 0], reference.cutoff):.4f} equal"
