@@ -1,12 +1,19 @@
 """The trusted checker and the wire format: assertion tests graded on data the program returns."""
 
 import math
+import os
+import select
+import subprocess
+import sys
+import time
+import types
 
 import pytest
 
 from ssd_jax.data.problems import TestCase
+from ssd_jax.evals import sandbox_harness
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
-from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value
+from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_message, write_message
 from ssd_jax.evals.verdicts import Verdict
 
 LIMITS = SandboxLimits(timeout_s=5.0, cpu_time_s=5.0, memory_mb=512)
@@ -145,3 +152,42 @@ def test_wire_rejects_deep_nesting_and_objects():
     encode_value(nested)
   with pytest.raises(NotData):
     encode_value(object())
+
+
+def test_a_call_that_meets_a_gone_program_keeps_its_load_report(monkeypatch):
+  """The checker's first call can reach the worker just after the program reported a failed load and exited.
+
+  The worker must still relay the load report (and so its error message) before the exit: otherwise the
+  verdict's message depends on timing, and SDPO's feedback, built from it, is not reproducible.
+  """
+  grader_r, grader_w = os.pipe()  # grader -> worker requests
+  event_r, event_w = os.pipe()  # worker -> grader events
+  reply_r, reply_w = os.pipe()  # program -> worker
+  request_r, request_w = os.pipe()  # worker -> program
+  load_report = {"loaded": False, "status": "error", "message": "IndentationError: unexpected indent"}
+  write_message(reply_w, load_report)
+  program = subprocess.Popen([sys.executable, "-c", "pass"])
+  os.waitid(os.P_PID, program.pid, os.WEXITED | os.WNOWAIT)  # gone, not reaped: its pidfd is ready
+  pidfd = os.pidfd_open(program.pid)
+  os.close(reply_w)
+  os.close(request_r)  # a gone program's end of the pipe: the relayed call meets a broken pipe
+  write_message(grader_w, {"op": "rpc", "request": {"op": "resolve", "name": "f"}})
+
+  calls = []
+
+  def grader_request_first(read, write, error, timeout):  # as if the call came before the program's report
+    calls.append(read)
+    return ([sandbox_harness.REQUEST_FD], [], []) if len(calls) == 1 else select.select(read, write, error, timeout)
+
+  monkeypatch.setattr(sandbox_harness, "REQUEST_FD", grader_r)
+  monkeypatch.setattr(sandbox_harness, "EVENT_FD", event_w)
+  monkeypatch.setattr(sandbox_harness, "select", types.SimpleNamespace(select=grader_request_first))
+  try:
+    ended = sandbox_harness.relay_calls(pidfd, reply_r, request_w, time.monotonic() + 10, 1 << 20)
+  finally:
+    program.wait()
+  os.close(event_w)
+  assert ended == "exited"
+  assert read_message(event_r) == {"event": "reply", "data": load_report}
+  for fd in (grader_r, grader_w, event_r, reply_r, request_w, pidfd):
+    os.close(fd)

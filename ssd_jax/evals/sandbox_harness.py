@@ -247,8 +247,8 @@ def relay_calls(pidfd, reply_fd, request_fd, deadline, cap):
         return "finish"
       try:
         write_message(request_fd, request["request"])
-      except OSError:  # the child is gone; its exit is reported next
-        return "exited"
+      except OSError:  # the child is gone: forward what it wrote first (its load report), then see its exit
+        continue
     elif pidfd in ready:
       return "exited"
 
