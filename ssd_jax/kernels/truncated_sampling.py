@@ -34,86 +34,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
 from ssd_jax.kernels import truncation_ops as ops
+from ssd_jax.kernels.row_tiles import RowTiles, row_sum, stack_columns, threshold_columns, tile_loop
 
 # The first index beyond any vocabulary; marks "no candidate yet" in the running argmax.
 _NO_INDEX = 2**30
-
-
-class _Tiles:
-  """Reads tile j of the row block: raw logits, shifted tempered logits, keys, top-p weights."""
-
-  def __init__(self, x_ref, key_ref, weight_ref, tile, vocab):
-    self.x_ref, self.key_ref, self.weight_ref = x_ref, key_ref, weight_ref
-    self.tile, self.vocab = tile, vocab
-    self.raw_max = self.inverse_temperature = None  # set once known
-
-  def window(self, j):
-    return pl.ds(pl.multiple_of(j * self.tile, self.tile), self.tile)
-
-  def index(self, j):
-    """int32 [rows, tile] global vocabulary index of each entry."""
-    return lax.broadcasted_iota(jnp.int32, (self.x_ref.shape[0], self.tile), 1) + j * self.tile
-
-  def raw(self, j):
-    """float32 [rows, tile] logits; columns past the vocabulary (block overhang) are -inf."""
-    x = self.x_ref[:, self.window(j)].astype(jnp.float32)
-    if self.x_ref.shape[1] == self.vocab:
-      return x
-    return jnp.where(self.index(j) < self.vocab, x, -jnp.inf)
-
-  def tempered(self, j):
-    return ops.tempered(self.raw(j), self.raw_max, self.inverse_temperature)
-
-  def keys(self, j):
-    if self.key_ref is None:
-      return ops.order_key(self.tempered(j))
-    return self.key_ref[:, self.window(j)]
-
-  def weight_parts(self, j):
-    if self.weight_ref is None:
-      return ops.mass_parts(self.tempered(j))
-    return ops.mass_limbs(self.weight_ref[:, self.window(j)])
-
-
-def _tile_loop(num_tiles, body, init):
-  return lax.fori_loop(0, num_tiles, body, init)
-
-
-def _row_sum(acc):
-  return jnp.sum(acc, axis=-1, keepdims=True)
-
-
-def _columns(t: jax.Array) -> list[jax.Array]:
-  """int32 [rows, n] thresholds as n [rows, 1] arrays, each a masked row max (no lane slicing in a kernel)."""
-  if t.shape[1] == 1:
-    return [t]
-  lane = lax.broadcasted_iota(jnp.int32, t.shape, 1)
-  return [jnp.max(jnp.where(lane == i, t, ops.INT32_MIN), axis=1, keepdims=True) for i in range(t.shape[1])]
-
-
-def _stack(found: list[tuple[jax.Array, ...]]) -> tuple[jax.Array, ...]:
-  """The inverse of `_columns` for each field of n per-threshold tuples of [rows, 1] arrays: [rows, n] each."""
-  return tuple(_stack_column(list(column)) for column in zip(*found))
-
-
-def _stack_column(columns: list[jax.Array]) -> jax.Array:
-  """n [rows, 1] arrays as one [rows, n], by selects on a lane iota."""
-  if len(columns) == 1:
-    return columns[0]
-  if columns[0].dtype == jnp.bool_:  # Mosaic cannot select between narrow boolean vectors.
-    return _stack_column([c.astype(jnp.int32) for c in columns]) != 0
-  shape = (columns[0].shape[0], len(columns))
-  lane = lax.broadcasted_iota(jnp.int32, shape, 1)
-  out = jnp.broadcast_to(columns[0], shape)
-  for i, column in enumerate(columns[1:], start=1):
-    out = jnp.where(lane == i, column, out)
-  return out
 
 
 def _truncated_sampling_kernel(*refs, vocab: int, tile: int, thresholds: int, skip: bool):
@@ -150,11 +79,11 @@ def _truncated_sampling_rows(
   shape = (rows, tile)
   temperature = temperature_ref[...]
   key_ref, weight_ref = scratch if scratch else (None, None)
-  tiles = _Tiles(x_ref, key_ref, weight_ref, tile, vocab)
+  tiles = RowTiles(x_ref, key_ref, weight_ref, tile, vocab)
 
   # 1. Row maxima of the raw logits.
   raw_max = jnp.max(
-    _tile_loop(num_tiles, lambda j, acc: jnp.maximum(acc, tiles.raw(j)), jnp.full(shape, -jnp.inf, jnp.float32)),
+    tile_loop(num_tiles, lambda j, acc: jnp.maximum(acc, tiles.raw(j)), jnp.full(shape, -jnp.inf, jnp.float32)),
     axis=-1,
     keepdims=True,
   )
@@ -169,7 +98,7 @@ def _truncated_sampling_rows(
       weight_ref[:, tiles.window(j)] = ops.mass_weight(d)
     return acc + jnp.exp(tiles.raw(j) - raw_max)
 
-  raw_sum = _row_sum(_tile_loop(num_tiles, fill, jnp.zeros(shape, jnp.float32)))
+  raw_sum = row_sum(tile_loop(num_tiles, fill, jnp.zeros(shape, jnp.float32)))
   # 3. Top-k.
   top_k = top_k_ref[...]
   init = (jnp.full(shape, ops.INT32_MAX, jnp.int32), jnp.full(shape, ops.INT32_MIN, jnp.int32))
@@ -196,14 +125,12 @@ def _truncated_sampling_rows(
       return tuple(out)
 
     each = ((jnp.zeros(shape, jnp.int32),) * count, init if with_nearest else ())
-    acc = _tile_loop(num_tiles, body, (each,) * len(ts))
-    return [
-      (tuple(_row_sum(sum_) for sum_ in sums), *(finish(*bounds) if with_nearest else ())) for sums, bounds in acc
-    ]
+    acc = tile_loop(num_tiles, body, (each,) * len(ts))
+    return [(tuple(row_sum(sum_) for sum_ in sums), *(finish(*bounds) if with_nearest else ())) for sums, bounds in acc]
 
   def probe_count(t):
-    found = sums_at_least(_columns(t), lambda j: (1,), 1, True)  # a count: weight 1 each
-    return _stack([(sums[0] >= top_k, above, below) for sums, above, below in found])
+    found = sums_at_least(threshold_columns(t), lambda j: (1,), 1, True)  # a count: weight 1 each
+    return stack_columns([(sums[0] >= top_k, above, below) for sums, above, below in found])
 
   k_cut = ops.bisect_largest(probe_count, *ops.top_k_bracket(top_k, temperature, vocab), thresholds)
 
@@ -213,8 +140,8 @@ def _truncated_sampling_rows(
   target = top_p * ops.mass_value(*survivor_sums)
 
   def probe_mass(t):
-    found = sums_at_least(_columns(t), tiles.weight_parts, 3, True)
-    return _stack([(ops.mass_value(*sums) >= target, above, below) for sums, above, below in found])
+    found = sums_at_least(threshold_columns(t), tiles.weight_parts, 3, True)
+    return stack_columns([(ops.mass_value(*sums) >= target, above, below) for sums, above, below in found])
 
   p_cut = ops.bisect_largest(probe_mass, *ops.top_p_bracket(k_cut, top_p, temperature), thresholds)
 
@@ -238,7 +165,7 @@ def _truncated_sampling_rows(
       kept_sum + jnp.where(kept, jnp.exp(d), 0.0),
     )
 
-  best_score, best_index, kept_sum = _tile_loop(
+  best_score, best_index, kept_sum = tile_loop(
     num_tiles,
     draw,
     (jnp.full(shape, -jnp.inf, jnp.float32), jnp.full(shape, _NO_INDEX, jnp.int32), jnp.zeros(shape, jnp.float32)),
@@ -250,12 +177,12 @@ def _truncated_sampling_rows(
   def pick(j, acc):
     return jnp.maximum(acc, jnp.where(tiles.index(j) == token, tiles.raw(j), -jnp.inf))
 
-  raw_token = jnp.max(_tile_loop(num_tiles, pick, jnp.full(shape, -jnp.inf, jnp.float32)), axis=-1, keepdims=True)
+  raw_token = jnp.max(tile_loop(num_tiles, pick, jnp.full(shape, -jnp.inf, jnp.float32)), axis=-1, keepdims=True)
   d_token = ops.tempered(raw_token, raw_max, tiles.inverse_temperature)
   token_ref[...] = token
   cutoff_ref[...] = cutoff
   logprob_raw_ref[...] = (raw_token - raw_max) - jnp.log(raw_sum)
-  logprob_sampled_ref[...] = jnp.where(greedy, 0.0, d_token - jnp.log(_row_sum(kept_sum)))
+  logprob_sampled_ref[...] = jnp.where(greedy, 0.0, d_token - jnp.log(row_sum(kept_sum)))
 
 
 def vmem_bytes(block_rows: int, block_vocab: int, itemsize: int) -> int:
