@@ -1,22 +1,18 @@
 """Splash attention compiled for a TPU topology (libtpu, no TPU): real Mosaic kernels in the SFT step."""
 
 import importlib.util
-import os
 
-# Compiling for a topology needs no TPU; let several processes on this machine load libtpu at once.
-os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+import jax
+import jax.numpy as jnp
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import pytest  # pylint: disable=wrong-import-position
-from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=wrong-import-position
-
-from ssd_jax import sharding  # pylint: disable=wrong-import-position
-from ssd_jax.kernels import attention  # pylint: disable=wrong-import-position
-from ssd_jax.model import presets, sharded_init  # pylint: disable=wrong-import-position
-from ssd_jax.train import sft_step, train_step  # pylint: disable=wrong-import-position
-from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer  # pylint: disable=wrong-import-position
-from ssd_jax.train.train_state import TrainState, opt_state_shardings  # pylint: disable=wrong-import-position
+from ssd_jax import sharding
+from ssd_jax.kernels import attention
+from ssd_jax.model import presets, sharded_init
+from ssd_jax.train import sft_step, train_step
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
+from ssd_jax.train.train_state import TrainState, opt_state_shardings
 
 pytestmark = pytest.mark.skipif(
   importlib.util.find_spec("libtpu") is None,

@@ -1,27 +1,23 @@
 """The ragged decode kernel (interpreted here, compiled for TPU with libtpu) against the XLA cache path."""
 
 import importlib.util
-import os
 
-# Compiling for a topology needs no TPU; let several processes on this machine load libtpu at once.
-os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding
+from sampling_generate_fixtures import PROMPTS, greedy_by_full_forwards, hf_model
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-import pytest  # pylint: disable=wrong-import-position
-from flax import nnx  # pylint: disable=wrong-import-position
-from jax.sharding import NamedSharding  # pylint: disable=wrong-import-position
-from sampling_generate_fixtures import PROMPTS, greedy_by_full_forwards, hf_model  # pylint: disable=wrong-import-position
-
-from ssd_jax import sharding  # pylint: disable=wrong-import-position
-from ssd_jax.collective_bytes import collective_bytes  # pylint: disable=wrong-import-position
-from ssd_jax.kernels import decode_attention  # pylint: disable=wrong-import-position
-from ssd_jax.model import KVCache, cache_layout, hf, presets, sharded_init  # pylint: disable=wrong-import-position
-from ssd_jax.model.cache_attention import cache_attention  # pylint: disable=wrong-import-position
-from ssd_jax.model.kv_cache import cache_slots  # pylint: disable=wrong-import-position
-from ssd_jax.sampling.generate import Sampler  # pylint: disable=wrong-import-position
-from ssd_jax.sampling.params import SamplingParams  # pylint: disable=wrong-import-position
+from ssd_jax import sharding
+from ssd_jax.collective_bytes import collective_bytes
+from ssd_jax.kernels import decode_attention
+from ssd_jax.model import KVCache, cache_layout, hf, presets, sharded_init
+from ssd_jax.model.cache_attention import cache_attention
+from ssd_jax.model.kv_cache import cache_slots
+from ssd_jax.sampling.generate import Sampler
+from ssd_jax.sampling.params import SamplingParams
 
 HEAD_DIM = 128  # The kernel serves lane-wide heads only.
 

@@ -1,19 +1,15 @@
 """Ahead-of-time compile of the sharded forward for a TPU topology (needs libtpu, not a TPU)."""
 
 import importlib.util
-import os
 
-# Compiling for a topology needs no TPU; let several processes on this machine load libtpu at once.
-os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import pytest  # pylint: disable=wrong-import-position
-from flax import nnx  # pylint: disable=wrong-import-position
-from jax.sharding import NamedSharding  # pylint: disable=wrong-import-position
-
-from ssd_jax import sharding  # pylint: disable=wrong-import-position
-from ssd_jax.model import KVCache, presets, sharded_init  # pylint: disable=wrong-import-position
+from ssd_jax import sharding
+from ssd_jax.model import KVCache, presets, sharded_init
 
 pytestmark = pytest.mark.skipif(
   importlib.util.find_spec("libtpu") is None,
