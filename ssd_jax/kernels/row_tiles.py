@@ -53,10 +53,12 @@ class RowTiles:
 
 
 def tile_loop(num_tiles, body, init):
+  """`body(j, carry)` over tiles j = 0 .. num_tiles - 1; the carry is [rows, tile] per-lane partials."""
   return lax.fori_loop(0, num_tiles, body, init)
 
 
 def row_sum(acc):
+  """[rows, tile] per-lane partials -> [rows, 1] row totals."""
   return jnp.sum(acc, axis=-1, keepdims=True)
 
 
