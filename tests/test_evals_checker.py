@@ -183,11 +183,13 @@ def test_a_call_that_meets_a_gone_program_keeps_its_load_report(monkeypatch):
   monkeypatch.setattr(sandbox_harness, "EVENT_FD", event_w)
   monkeypatch.setattr(sandbox_harness, "select", types.SimpleNamespace(select=grader_request_first))
   try:
-    ended = sandbox_harness.relay_calls(pidfd, reply_r, request_w, time.monotonic() + 10, 1 << 20)
-  finally:
-    program.wait()
-  os.close(event_w)
-  assert ended == "exited"
-  assert read_message(event_r) == {"event": "reply", "data": load_report}
-  for fd in (grader_r, grader_w, event_r, reply_r, request_w, pidfd):
-    os.close(fd)
+    try:
+      ended = sandbox_harness.relay_calls(pidfd, reply_r, request_w, time.monotonic() + 10, 1 << 20)
+    finally:
+      program.wait()
+      os.close(event_w)
+    assert ended == "exited"
+    assert read_message(event_r) == {"event": "reply", "data": load_report}
+  finally:  # A failing run leaks no descriptors into the pytest process.
+    for fd in (grader_r, grader_w, event_r, reply_r, request_w, pidfd):
+      os.close(fd)
