@@ -1,6 +1,5 @@
 """host_platform: a machine without a TPU runs on the CPU without libtpu's failed-start error; a TPU host is left alone."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -92,7 +91,7 @@ def _start_jax(call_first: bool) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu (the tpu extra)")
+@pytest.mark.libtpu
 def test_cpu_machine_starts_without_libtpu_error():
   if host_platform.tpu_attached() or host_platform.accelerator_plugins():
     pytest.skip("this machine has a TPU or an accelerator plugin")

@@ -1,7 +1,5 @@
 """Splash attention compiled for a TPU topology (libtpu, no TPU): real Mosaic kernels in the SFT step."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import pytest
@@ -14,10 +12,7 @@ from ssd_jax.train import sft_step, train_step
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.train_state import TrainState, opt_state_shardings
 
-pytestmark = pytest.mark.skipif(
-  importlib.util.find_spec("libtpu") is None,
-  reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU",
-)
+pytestmark = pytest.mark.libtpu
 
 
 def _v5e_mesh():

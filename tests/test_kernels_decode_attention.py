@@ -1,7 +1,5 @@
 """The ragged decode kernel (interpreted here, compiled for TPU with libtpu) against the XLA cache path."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,7 +124,7 @@ def test_sampled_generation_with_early_stops_equals_the_xla_path_sharded_or_not(
       np.testing.assert_allclose(a.logprob_raw, b.logprob_raw, atol=1e-4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed")
+@pytest.mark.libtpu
 @pytest.mark.parametrize(
   "topology,dtype,mesh_shape",
   [

@@ -3,8 +3,6 @@
 Equality is exact for tokens and cut-offs (hence kept sets); log-probs agree to float32 rounding.
 """
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,7 +150,7 @@ def test_sharded_over_a_mesh_equals_unsharded():
     sample_tokens(logits[:6], SamplingParams().rows(6), jax.random.key(0), mesh=mesh)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed")
+@pytest.mark.libtpu
 @pytest.mark.parametrize(
   "topology,dtype,thresholds",
   [("v5e:2x2", jnp.bfloat16, 1), ("v5e:2x2", jnp.bfloat16, 4), ("v5p:2x2x1", jnp.float32, 1)],

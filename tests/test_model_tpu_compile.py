@@ -1,7 +1,5 @@
 """Ahead-of-time compile of the sharded forward for a TPU topology (needs libtpu, not a TPU)."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import pytest
@@ -11,10 +9,7 @@ from jax.sharding import NamedSharding
 from ssd_jax import sharding
 from ssd_jax.model import KVCache, presets, sharded_init
 
-pytestmark = pytest.mark.skipif(
-  importlib.util.find_spec("libtpu") is None,
-  reason="libtpu is not installed; install jax[tpu] matching the jax version to compile for TPU",
-)
+pytestmark = pytest.mark.libtpu
 
 
 def _topology_devices(name):

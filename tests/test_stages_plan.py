@@ -15,10 +15,6 @@ from ssd_jax.pipeline.context import RunContext, model_config_from
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import plan
 
-needs_libtpu = pytest.mark.skipif(
-  importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (pip install -e '.[tpu]')"
-)
-
 
 def _context(c, workdir):
   """The plan stage's context: its mesh comes from the topology, not from this machine's devices."""
@@ -50,7 +46,7 @@ def _tiny_plan_config():
   return c
 
 
-@needs_libtpu
+@pytest.mark.libtpu
 def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   c = _tiny_plan_config()
   config_lib.validate(c)
@@ -77,7 +73,7 @@ def test_plan_reports_per_chip_memory_for_a_tiny_model(tmp_path):
   assert tensor["collective_mib"] < train["collective_mib"]
 
 
-@needs_libtpu
+@pytest.mark.libtpu
 def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
   c = _tiny_plan_config()
   c.sampling.batch_size, c.plan.prompt_len = 4096, 8192  # A KV cache of about a terabyte.
@@ -90,7 +86,7 @@ def test_compile_out_of_memory_is_written_to_the_plan_and_fails(tmp_path):
   assert report["generation"] == {"batch": 4096, "prompt_len": 8192, "max_new_tokens": 16}
 
 
-@needs_libtpu
+@pytest.mark.libtpu
 def test_expert_and_tensor_parallel_plan_from_the_command_line_without_device_flags(tmp_path):
   """An MoE model over an expert x tensor mesh; its tiny expert matrices (not whole 128-lane tiles) fall back
   from megablox to the tiled grouped matmul."""
@@ -113,7 +109,7 @@ def test_expert_and_tensor_parallel_plan_from_the_command_line_without_device_fl
   assert report["moe_layout"]["dispatch"] == "ragged_all_to_all" and report["moe_layout"]["grouped_matmul"] == "tiled"
 
 
-@needs_libtpu
+@pytest.mark.libtpu
 def test_plan_that_does_not_fit_ends_the_command_with_one_line_and_its_plan(tmp_path):
   flags = ["--config.stages=plan", "--config.model.preset=tiny_qwen3", "--config.mesh.topology=v5e:2x2"]
   flags += ["--config.plan.hbm_gib=0.000001", *SMALL_GENERATION_FLAGS]
@@ -166,7 +162,7 @@ def test_unknown_topology_names_the_field(tmp_path):
 
 @pytest.mark.pod
 @pytest.mark.slow
-@needs_libtpu
+@pytest.mark.libtpu
 @pytest.mark.parametrize(
   "config_file, topology, chips",
   [("configs/llama3p1_8b_instruct.py", "v5p:2x2x4", 16), ("configs/llama3p1_8b_instruct_v5e64.py", "v5e:8x8", 64)],
@@ -192,7 +188,7 @@ def test_8b_configs_fit_their_slices(tmp_path, config_file, topology, chips):
 
 @pytest.mark.pod
 @pytest.mark.slow
-@needs_libtpu
+@pytest.mark.libtpu
 def test_tpu_v5_config_fits_its_slice(tmp_path):
   """The shipped pod config, as a user runs it: the real 4B SFT step and generation loop, AOT for v5p."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,7 +218,7 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
 
 @pytest.mark.pod
 @pytest.mark.slow
-@needs_libtpu
+@pytest.mark.libtpu
 def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -239,7 +235,7 @@ def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   assert report["fits"], report
 
 
-@needs_libtpu
+@pytest.mark.libtpu
 def test_plan_names_the_pallas_kernels_of_each_program(tmp_path):
   """Generation attends through the ragged decode kernel when heads are lane-wide; plan.json says so."""
   c = _tiny_plan_config()
