@@ -6,7 +6,8 @@ with the same thread count: the process pins itself with sched_setaffinity befor
 start, XLA runs without its multi-threaded Eigen pool, and torch gets torch.set_num_threads. The
 two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
 Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
-warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths, and
+warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths (the two
+runs alternate repeat by repeat), and
 what grows with the length: cache attention alone (every layer, one decode query per row) at each
 run's mean filled slots, as a read rate of the filled cache next to the core's streaming read rate.
 
@@ -188,12 +189,11 @@ def main():
       agree = np.mean(np.asarray(ours_ids) == np.asarray(hf_ids))
       print(f"[greedy] tokens identical to transformers: {agree:.1%}")
   if args.scaling:
-    costs = {}
+    # The lengths alternate repeat by repeat, so a drift in the machine's speed moves both alike.
+    runs = {new_tokens: ours(graphdef, state, prompts, new_tokens, SAMPLING) for new_tokens in args.scaling}
+    _, median = interleaved(runs, args.repeats)
+    costs = {new_tokens: median[new_tokens] / new_tokens for new_tokens in args.scaling}
     for new_tokens in args.scaling:
-      run = ours(graphdef, state, prompts, new_tokens, SAMPLING)
-      run()  # compiles
-      seconds = statistics.median(timed(run)[0] for _ in range(args.repeats))
-      costs[new_tokens] = seconds / new_tokens
       print(f"[scaling] {new_tokens} new tokens: {costs[new_tokens] * 1e3:.2f} ms per step (batch {args.batch})")
     short, long = args.scaling[0], args.scaling[-1]
     print(f"[scaling] per-token cost at {long} / at {short} new tokens: {costs[long] / costs[short]:.2f}x")
