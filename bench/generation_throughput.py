@@ -6,10 +6,10 @@ with the same thread count: the process pins itself with sched_setaffinity befor
 start, XLA runs without its multi-threaded Eigen pool, and torch gets torch.set_num_threads. The
 two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
 Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
-warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths (the two
-runs alternate repeat by repeat), and
-what grows with the length: cache attention alone (every layer, one decode query per row) at each
-run's mean filled slots, as a read rate of the filled cache next to the core's streaming read rate.
+warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths (their
+runs alternate repeat by repeat too), and what grows with the length: cache attention alone (every
+layer, one decode query per row) at each run's mean filled slots, as a read rate of the filled cache
+next to the core's streaming read rate.
 
   python bench/generation_throughput.py --batch 32
   python bench/generation_throughput.py --batch 1 --new_tokens 128
