@@ -187,7 +187,7 @@ def test_a_call_that_meets_a_gone_program_keeps_its_load_report(monkeypatch):
       ended = sandbox_harness.relay_calls(pidfd, reply_r, request_w, time.monotonic() + 10, 1 << 20)
     finally:
       program.wait()
-      os.close(event_w)
+      os.close(event_w)  # Before the read below: a missing report then reads as end of file, not a hang.
     assert ended == "exited"
     assert read_message(event_r) == {"event": "reply", "data": load_report}
   finally:  # A failing run leaks no descriptors into the pytest process.
