@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 
 from ssd_jax.data.gguf_tokenizer import write_gguf_tokenizer
 from ssd_jax.data.tokenizer import generation_config
-from ssd_jax.model import hf
+from ssd_jax.model import hf_config
 from ssd_jax.model.gguf_import import hf_config_from_gguf, open_gguf, read_hf_tensors
 
 # Names that resolve to a GGUF shipped inside a pip package: name -> (package, file in it, pip requirement).
@@ -63,14 +63,14 @@ def convert_gguf(path_or_name: str, out_dir: str, dtype: str = "float32") -> str
   path = resolve_gguf(path_or_name)
   reader, metadata = open_gguf(path)
   config = hf_config_from_gguf(metadata, {t.name for t in reader.tensors})
-  model_cfg = hf.config_from_hf(config, dtype=dtype, param_dtype=dtype)  # The project's model must accept it.
+  model_cfg = hf_config.config_from_hf(config, dtype=dtype, param_dtype=dtype)  # The project's model must accept it.
   partial = out_dir.rstrip("/") + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   try:
     write_gguf_tokenizer(metadata, partial)  # Before the weights: tokenizer errors are cheap to find.
     tensors = read_hf_tensors(reader, config, dtype)
     save_file(tensors, os.path.join(partial, "model.safetensors"), metadata={"format": "pt"})
-    hf.write_configs(partial, hf.config_to_hf(model_cfg), generation_config(partial))
+    hf_config.write_configs(partial, hf_config.config_to_hf(model_cfg), generation_config(partial))
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
     raise

@@ -20,7 +20,7 @@ from flax import nnx  # noqa: E402
 
 from ssd_jax.convert import convert_gguf, resolve_gguf  # noqa: E402
 from ssd_jax.data.tokenizer import load_tokenizer  # noqa: E402
-from ssd_jax.model import hf  # noqa: E402
+from ssd_jax.model import hf, hf_config  # noqa: E402
 from ssd_jax.sampling.generate import Sampler  # noqa: E402
 from ssd_jax.sampling.params import SamplingParams  # noqa: E402
 
@@ -85,7 +85,7 @@ def _left_padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_config_matches_the_gguf(converted):
   with open(os.path.join(converted, "config.json")) as f:
-    cfg = hf.config_from_hf(json.load(f))
+    cfg = hf_config.config_from_hf(json.load(f))
   tokenizer = load_tokenizer(converted)
   assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (30, 576, 9, 3, 64)
   assert cfg.vocab_size == tokenizer.vocab_size == 49_152 and cfg.tie_embeddings and not cfg.qk_norm

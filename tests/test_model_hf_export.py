@@ -12,7 +12,7 @@ from safetensors.numpy import load_file, save_file
 from test_data_tokenizer import build_hf_tokenizer_dir
 
 from ssd_jax.data.tokenizer import load_tokenizer
-from ssd_jax.model import Transformer, hf, presets
+from ssd_jax.model import Transformer, hf, hf_config, presets
 from ssd_jax.pipeline import model_io
 
 
@@ -66,7 +66,7 @@ def test_load_hf_sharded_index(tmp_path):
 
 def test_unsupported_architecture_is_named():
   with pytest.raises(ValueError, match="MistralForCausalLM"):
-    hf.config_from_hf({"architectures": ["MistralForCausalLM"], "model_type": "mistral"})
+    hf_config.config_from_hf({"architectures": ["MistralForCausalLM"], "model_type": "mistral"})
 
 
 def test_shape_mismatch_and_missing_tensor_are_named(tmp_path):

@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 from safetensors.numpy import load_file
 
 from ssd_jax import sharding
-from ssd_jax.model import hf
+from ssd_jax.model import hf, hf_config
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 
@@ -115,7 +115,7 @@ def test_sharded_scanned_load_equals_plain(tmp_path):
   want = np.stack([np.asarray(plain.layers[i].mlp.gate_proj[...]) for i in range(cfg.num_layers)])
   np.testing.assert_array_equal(np.asarray(gate), want)
   with pytest.raises(ValueError, match="scan_layers needs every layer alike"):
-    hf.config_from_hf(hf_model.config.to_dict() | {"mlp_only_layers": [1]}, scan_layers=True)
+    hf_config.config_from_hf(hf_model.config.to_dict() | {"mlp_only_layers": [1]}, scan_layers=True)
 
 
 def test_greedy_generation_matches_transformers_through_the_sampler(tmp_path):

@@ -27,7 +27,7 @@ from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.evals import SandboxLimits
-from ssd_jax.model import ModelConfig, hf, presets, sharded_init
+from ssd_jax.model import ModelConfig, hf_config, presets, sharded_init
 from ssd_jax.pipeline import model_io, problems, sampling_setup
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.process_group import ProcessGroup
@@ -49,7 +49,7 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
       if not os.path.exists(path):
         raise config_lib.ConfigError(f"field 'model.hf_dir': no config.json in {config.model.hf_dir!r}")
       with open(path) as f:
-        return hf.config_from_hf(json.load(f), **overrides)
+        return hf_config.config_from_hf(json.load(f), **overrides)
     if config.model.preset not in presets.names():
       raise config_lib.ConfigError(
         f"field 'model.preset' = {config.model.preset!r} is unknown; choose from {presets.names()}"
