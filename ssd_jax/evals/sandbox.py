@@ -3,7 +3,7 @@
 A Sandbox is a pool of slots. Each slot holds two long-lived processes:
 
 - a sandbox worker (``sandbox_harness.py``) inside bubblewrap (``isolation.py``), which forks one process
-  per test, runs the program there, and sends back only data: a script's exit status and output, or the
+  per test (``sandbox_program.py``), runs the program there, and sends back only data: a script's exit status and output, or the
   values its functions return;
 - a trusted checker (``sandbox_checker.py``), which runs a test's assertion code against remote stand-ins
   for the program's functions and never loads the program.

@@ -1,8 +1,9 @@
 """Sandbox worker: runs untrusted programs inside the isolated tree and reports only data (stdlib only).
 
-Started once per pool slot as ``python -I -S -B -c <sandbox_wire source + this source>`` inside bubblewrap;
-fd 0 carries requests from the grader, fd 1 carries events back, fd 2 is its log. It never decides a
-verdict. For each ``run`` request it forks one child that loads the program and then either
+Started once per pool slot as ``python -I -S -B -c <sources of sandbox_wire, sandbox_program and this>``
+inside bubblewrap; fd 0 carries requests from the grader, fd 1 carries events back, fd 2 is its log. It
+never decides a verdict. For each ``run`` request it forks one child (``sandbox_program``) that loads the
+program and then either
 
 - ``mode="script"``: runs it as ``__main__`` on a stdin file; the worker returns the exit status and the
   captured stdout/stderr, which the grader compares; or
@@ -16,21 +17,17 @@ worker kills every other process of the sandbox, wipes /tmp, /dev/shm and /dev/m
 replaced by a fresh sandbox) if anything it cannot wipe remains (SysV IPC objects, survivors).
 """
 
-import builtins
-import errno
 import json
-import linecache
 import os
-import resource
 import select
 import shutil
 import signal
 import sys
 import time
-import traceback
 
-if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends sandbox_wire
-  from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_frame, read_message, write_message
+if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends both sources
+  from ssd_jax.evals.sandbox_program import child_main
+  from ssd_jax.evals.sandbox_wire import NotData, read_frame, read_message, write_message
 
 REQUEST_FD, EVENT_FD = 0, 1
 WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
@@ -41,153 +38,6 @@ PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBenc
 ).split()
 PR_SET_DUMPABLE = 4
 CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
-TRACEBACK_LINES = 12
-MESSAGE_CHARS = 4000
-
-
-def set_limit(which, soft, slack=0):
-  """Sets soft and hard limits (hard = soft + slack), never above the current hard limit."""
-  _, current_hard = resource.getrlimit(which)
-  soft, hard = int(soft), int(soft) + int(slack)
-  if current_hard != resource.RLIM_INFINITY:
-    soft, hard = min(soft, current_hard), min(hard, current_hard)
-  resource.setrlimit(which, (soft, hard))
-
-
-def confine_child(limits):
-  """Resource limits of one test process (and everything it starts)."""
-  set_limit(resource.RLIMIT_AS, limits["memory_bytes"])
-  set_limit(resource.RLIMIT_FSIZE, limits["max_file_bytes"])
-  set_limit(resource.RLIMIT_NOFILE, limits["max_open_files"])
-  set_limit(resource.RLIMIT_NPROC, limits["nproc"])
-  set_limit(resource.RLIMIT_CORE, 0)
-  set_limit(resource.RLIMIT_CPU, max(1, limits["cpu_time_s"]), slack=1)
-
-
-def describe_exception(exc):
-  """(status, message) for an exception the program raised."""
-  if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
-    return "memory", "MemoryError: memory limit exceeded"
-  if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-    return "error", "output limit exceeded (file size limit)"
-  try:
-    summary = traceback.TracebackException.from_exception(exc, limit=-TRACEBACK_LINES)
-    summary.stack = traceback.StackSummary.from_list([f for f in summary.stack if f.filename != "<string>"])
-    text = "".join(summary.format()).rstrip("\n").split("\n")
-    return "error", "\n".join(text[-TRACEBACK_LINES:])[-MESSAGE_CHARS:]
-  except BaseException:  # a hostile __str__ must not decide anything
-    return "error", "exception (could not be formatted)"
-
-
-def load_program(source, as_main):
-  """Compiles and runs the program; returns its namespace."""
-  linecache.cache["solution.py"] = (0, None, source.splitlines(True), "solution.py")
-  code = compile(source, "solution.py", "exec", dont_inherit=True)
-  namespace = {"__name__": "__main__" if as_main else "solution", "__builtins__": builtins}
-  exec(code, namespace)
-  return namespace
-
-
-class Served:
-  """The program's side of the call protocol: looks names up, calls them, returns data or handles."""
-
-  def __init__(self, namespace):
-    self.namespace = namespace
-    self.objects = {}
-
-  def handle_of(self, obj):
-    handle = len(self.objects) + 1
-    self.objects[handle] = obj
-    return handle
-
-  def object_of(self, handle):
-    if handle not in self.objects:
-      raise NotData(f"unknown object handle {handle}")
-    return self.objects[handle]
-
-  def lookup(self, target, name):
-    if target is None:
-      return self.namespace[name]
-    return getattr(self.object_of(target), name)
-
-  def describe(self, target, name):
-    try:
-      obj = self.lookup(target, name)
-    except (KeyError, AttributeError):
-      return ["missing"]
-    if isinstance(obj, type):
-      return ["class"]
-    if type(obj).__name__ == "module":
-      return ["module", str(getattr(obj, "__name__", ""))]
-    if callable(obj):
-      return ["function"]
-    return ["value", encode_value(obj, self.handle_of)]
-
-  def answer(self, request):
-    op, target = request.get("op"), request.get("target")
-    if op == "resolve":
-      return {"resolved": [self.describe(target, name) for name in request["names"]]}
-    if op == "call":
-      function = self.lookup(target, request["name"])
-      args = decode_value(request["args"], self.object_of)
-      kwargs = decode_value(request["kwargs"], self.object_of)
-      return {"value": encode_value(function(*args, **kwargs), self.handle_of)}
-    return {"raised": "ProtocolError", "message": f"unknown request {op!r}"}
-
-  def serve(self, request_fd, reply_fd):
-    while True:
-      request = read_message(request_fd)
-      if request is None:
-        return
-      try:
-        reply = self.answer(request)
-      except BaseException as exc:  # the program's exceptions become data for the checker
-        status, message = describe_exception(exc)
-        reply = {"raised": type(exc).__name__ if type(exc).__module__ == "builtins" else "Exception"}
-        reply.update(status=status, message=message)
-      try:
-        write_message(reply_fd, reply)
-      except BaseException:  # an unencodable reply (e.g. a str subclass lying about itself)
-        write_message(reply_fd, {"raised": "TypeError", "status": "error", "message": "reply is not plain data"})
-
-
-def child_main(job, stdin_fd, out_fd, err_fd, request_fd, reply_fd):
-  """Body of the forked test process. Never returns."""
-  try:
-    os.setsid()
-    for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2)):
-      os.dup2(fd, target)
-    keep = {0, 1, 2, request_fd, reply_fd}
-    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
-      if fd not in keep:
-        try:
-          os.close(fd)
-        except OSError:
-          pass
-    confine_child(job["limits"])
-    as_main = job["mode"] == "script"
-    status, message = "completed", ""
-    try:
-      namespace = load_program(job["program"], as_main)
-    except SystemExit as exc:  # LiveCodeBench accepts exit() from a script
-      if not as_main:
-        status, message = "error", f"SystemExit({exc.code!r}) while loading the program"
-    except BaseException as exc:
-      status, message = describe_exception(exc)
-    if not as_main:
-      write_message(reply_fd, {"loaded": status == "completed", "status": status, "message": message})
-      if status == "completed":
-        Served(namespace).serve(request_fd, reply_fd)
-    else:
-      sys.stdout.flush()
-      if status != "completed":
-        sys.stderr.write(message + "\n")
-        sys.stderr.flush()
-        os._exit(3 if status == "memory" else 1)
-    os._exit(0)
-  except BaseException:
-    pass
-  os._exit(1)
 
 
 def read_capped(path, cap):
