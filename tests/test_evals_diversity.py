@@ -79,6 +79,38 @@ def test_renaming_covers_every_binding(first, second):
   assert normalize_program(first) == normalize_program(second)
 
 
+CLASS_SOLUTION = """
+class Solution:
+    limit = 10
+
+    def count(self, xs):
+        self.total = 0
+        for x in xs:
+            self.dfs(x)
+        return min(self.total, Solution.limit)
+
+    def dfs(self, x):
+        self.total += x
+"""
+
+
+def test_own_methods_and_attributes_are_renamed_where_they_are_used():
+  renamed = CLASS_SOLUTION.replace("dfs", "go").replace("total", "acc").replace("limit", "cap")
+  assert normalize_program(CLASS_SOLUTION) == normalize_program(renamed)
+  other_method = CLASS_SOLUTION.replace("self.dfs(x)", "self.count(x)")  # calls a different method of its own
+  assert normalize_program(CLASS_SOLUTION) != normalize_program(other_method)
+
+
+def test_library_attributes_keep_their_names():
+  a = "def f(xs, x):\n    xs.append(x)\n    return xs"
+  b = "def f(xs, x):\n    xs.extend(x)\n    return xs"
+  assert normalize_program(a) != normalize_program(b)
+  # A variable that happens to share a method's name does not rename the method.
+  c = "def f(s, x):\n    count = 1\n    return s.count(x) + count"
+  d = "def f(s, x):\n    n = 1\n    return s.count(x) + n"
+  assert normalize_program(c) == normalize_program(d)
+
+
 def test_library_keywords_keep_their_names():
   a = "def f(xs):\n    return sorted(xs, key=len)"
   b = "def f(xs):\n    return sorted(xs, reverse=len)"

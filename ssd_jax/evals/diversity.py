@@ -10,16 +10,32 @@ from ssd_jax.evals.verdicts import TestRun, normalize_output
 
 class _BoundNames(ast.NodeVisitor):
   """Collects the names a program binds itself (variables, parameters, functions, classes, imports,
-  `except ... as` names, `global`/`nonlocal` declarations, `match` captures), and apart from them the
-  parameter names, which keyword arguments may repeat."""
+  `except ... as` names, `global`/`nonlocal` declarations, `match` captures), apart from them the
+  parameter names, which keyword arguments may repeat, and the attributes it gives its own objects
+  (assigned as `obj.attr = ...`, or bound in a class body: methods, class variables)."""
 
   def __init__(self):
     self.names: set[str] = set()
     self.parameters: set[str] = set()
+    self.attributes: set[str] = set()
 
   def visit_Name(self, node):
     if isinstance(node.ctx, (ast.Store, ast.Del)):
       self.names.add(node.id)
+
+  def visit_Attribute(self, node):
+    if isinstance(node.ctx, (ast.Store, ast.Del)):
+      self.attributes.add(node.attr)
+    self.generic_visit(node)
+
+  def visit_ClassDef(self, node):
+    for statement in node.body:
+      if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        self.attributes.add(statement.name)
+      elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        self.attributes.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    self._visit_definition(node)
 
   def visit_arg(self, node):
     self.names.add(node.arg)
@@ -51,18 +67,20 @@ class _BoundNames(ast.NodeVisitor):
     self.names.add(node.name)
     self.generic_visit(node)
 
-  visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _visit_definition
+  visit_FunctionDef = visit_AsyncFunctionDef = _visit_definition
 
   def visit_alias(self, node):
     self.names.add((node.asname or node.name).split(".")[0])
 
 
 class _Canonicalize(ast.NodeTransformer):
-  """Renames bound names to placeholders in order of first use; drops docstrings and annotations."""
+  """Renames bound names and own attributes to placeholders in order of first use; drops docstrings and
+  annotations."""
 
-  def __init__(self, bound: set[str], parameters: set[str]):
+  def __init__(self, bound: set[str], parameters: set[str], attributes: set[str]):
     self.bound = bound
     self.parameters = parameters
+    self.attributes = attributes
     self.mapping: dict[str, str] = {}
 
   def _rename(self, name: str) -> str:
@@ -72,6 +90,14 @@ class _Canonicalize(ast.NodeTransformer):
 
   def visit_Name(self, node):
     node.id = self._rename(node.id)
+    return node
+
+  def visit_Attribute(self, node):
+    # `self.memo` and `self.dfs(...)` name the program's own state and methods; `xs.append` keeps its name
+    # unless the program gives some object an attribute called `append`.
+    if node.attr in self.attributes:
+      node.attr = self.mapping.setdefault(node.attr, f"_v{len(self.mapping)}")
+    self.generic_visit(node)
     return node
 
   def visit_arg(self, node):
@@ -143,16 +169,16 @@ class _Canonicalize(ast.NodeTransformer):
 
 def normalize_program(code: str) -> str:
   """A canonical form of a program: its AST without comments, docstrings, annotations,
-  or the spelling of the names it binds (renamed in order of first appearance, so two
-  programs that differ only in names normalise alike). Code that does not parse is kept
-  as its whitespace-collapsed text."""
+  or the spelling of the names it binds and of the attributes it gives its own objects
+  (renamed in order of first appearance, so two programs that differ only in names
+  normalise alike). Code that does not parse is kept as its whitespace-collapsed text."""
   try:
     tree = ast.parse(code)
   except (SyntaxError, ValueError):
     return " ".join(code.split())
   finder = _BoundNames()
   finder.visit(tree)
-  tree = _Canonicalize(finder.names, finder.parameters).visit(tree)
+  tree = _Canonicalize(finder.names, finder.parameters, finder.attributes).visit(tree)
   if (
     tree.body
     and isinstance(tree.body[0], ast.Expr)
