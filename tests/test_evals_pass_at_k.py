@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, pass_at_k, valid_ks
+from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, pass_at_k, pass_at_k_curve, valid_ks
 
 
 def brute_force_pass_at_k(n, c, k):
@@ -38,6 +38,20 @@ def test_large_n_is_stable():
 def test_rejects_bad_arguments(n, c, k):
   with pytest.raises(ValueError):
     pass_at_k(n, c, k)
+
+
+@pytest.mark.parametrize("n,c,k", [(4, 2.5, 1), (4, 2, 1.5), (4.5, 2, 1), (4, True, 1)])
+def test_rejects_counts_that_are_not_integers(n, c, k):
+  with pytest.raises(TypeError, match="must be an integer"):
+    pass_at_k(n, c, k)
+  assert pass_at_k(np.int64(4), np.int32(2), 1) == 0.5  # numpy counts are counts
+
+
+def test_lists_of_different_lengths_and_zero_resamples_are_refused():
+  with pytest.raises(ValueError, match="3 sample counts but 1 correct"):
+    pass_at_k_curve([4, 4, 4], [4])
+  with pytest.raises(ValueError, match="num_resamples"):
+    bootstrap_mean_ci([0.5, 1.0], num_resamples=0)
 
 
 def test_valid_ks():

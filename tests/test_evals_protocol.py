@@ -35,6 +35,15 @@ def test_split_keeps_every_stratum_in_both_parts():
     assert members & set(split.dev) and members & set(split.test), label
 
 
+def test_a_split_with_an_empty_part_is_refused():
+  with pytest.raises(ValueError, match="leave the test part empty"):
+    split_problems(["a", "b", "c"], 0.6, strata={"a": "easy", "b": "medium", "c": "hard"})
+  with pytest.raises(ValueError, match="leave the dev part empty"):
+    split_problems(["a", "b", "c"], 0.4, strata={"a": "easy", "b": "medium", "c": "hard"})
+  with pytest.raises(ValueError, match="leave the dev part empty"):
+    split_problems(["a"], 0.5)
+
+
 def test_recorded_split_is_reused_and_checked(tmp_path):
   path = tmp_path / "split.json"
   first = load_or_create_split(path, IDS, 0.5, seed=0)

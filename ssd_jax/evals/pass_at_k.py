@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,9 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     c: correct samples among them.
     k: subset size, 1 <= k <= n.
   """
+  for name, value in (("n", n), ("c", c), ("k", k)):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+      raise TypeError(f"pass_at_k: {name} must be an integer (a count), got {value!r}")
   if not 0 <= c <= n:
     raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
   if not 1 <= k <= n:
@@ -39,7 +43,7 @@ def valid_ks(num_samples: Sequence[int], requested: Sequence[int] = DEFAULT_KS) 
 
 def pass_at_k_per_problem(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> np.ndarray:
   """pass@k of each problem, [num_problems] float64."""
-  return np.array([pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)], dtype=np.float64)
+  return np.array([pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct, strict=True)], dtype=np.float64)
 
 
 def bootstrap_mean_ci(
@@ -58,6 +62,8 @@ def bootstrap_mean_ci(
   """
   if not 0 < confidence < 1:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  if num_resamples < 1:
+    raise ValueError(f"num_resamples must be at least 1, got {num_resamples}")
   values = np.asarray(values, dtype=np.float64)
   if values.size == 0:
     return float("nan"), float("nan")
@@ -83,6 +89,8 @@ def pass_at_k_curve(
   Returns:
     {str(k): {"mean", "ci_low", "ci_high"}} for k = 1..min(n), as fractions in [0, 1].
   """
+  if len(num_samples) != len(num_correct):
+    raise ValueError(f"pass_at_k_curve: {len(num_samples)} sample counts but {len(num_correct)} correct counts")
   if len(num_samples) == 0:
     return {}
   curve = {}

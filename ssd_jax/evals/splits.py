@@ -64,6 +64,10 @@ def split_problems(
 
   Returns:
     The split; with at least two problems in a stratum, both parts get at least one of it.
+
+  Raises:
+    ValueError: a bad fraction, repeated ids, or a part left empty (fewer than two problems, or strata
+      of one problem each that all round to the same part).
   """
   if not 0 < dev_fraction < 1:
     raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
@@ -80,6 +84,12 @@ def split_problems(
       count = min(max(count, 1), len(ranked) - 1)
     dev += ranked[:count]
     test += ranked[count:]
+  if not dev or not test:
+    raise ValueError(
+      f"split_problems: {len(task_ids)} problems in {len(groups)} strata at dev fraction {dev_fraction} leave "
+      f"the {'dev' if not dev else 'test'} part empty; decoding would be chosen on, or reported for, no problem "
+      "(use more problems, or strata with at least two problems each)"
+    )
   return Split(tuple(sorted(dev)), tuple(sorted(test)), seed, dev_fraction)
 
 
