@@ -110,7 +110,7 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
   from ssd_jax.evals.verdicts import TestRun, Verdict
 
-  def result(correct_by_task, codes=(LOOP, BUILTIN)):
+  def result(correct_by_task, codes=(LOOP, BUILTIN), n=4):
     problems = []
     for task_id, c in correct_by_task.items():
       samples = [
@@ -121,7 +121,7 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
           (TestRun("t", Verdict.PASSED if i < c else Verdict.FAILED),),
           "",
         )
-        for i in range(4)
+        for i in range(n)
       ]
       problems.append(ProblemResult(task_id, "easy" if task_id in ("d1", "t1") else "hard", tuple(samples)))
     return EvalResult(tuple(problems))
@@ -152,3 +152,13 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert all(path.is_file() for path in paths.values())
   with pytest.raises(ValueError, match="test problems"):
     compare_models({"base": base[1:]}, split)
+  with pytest.raises(ValueError, match="tuned over the decoding settings"):  # a base left untuned
+    compare_models({"base": base[:1], "ssd": tuned}, split)
+  more_samples = [
+    Candidate(
+      c.checkpoint, c.setting, summarize(result({t: 4 for t in "d1 d2 t1 t2".split()}, n=8), (1,), 20)["per_problem"]
+    )
+    for c in tuned
+  ]
+  with pytest.raises(ValueError, match="samples per test problem differ"):
+    compare_models({"base": base, "ssd": more_samples}, split)

@@ -131,6 +131,8 @@ def compare_models(
   Args:
     candidates: model name -> its candidates, in preference order for exact ties (see `select_best`).
     split: the dev/test split; every candidate must cover all of its problems.
+      Every model must have run the reference's decoding settings, and the same number of samples per
+      test problem.
     reference: the model the others are compared with (at its own best candidate).
     metric_k: the selection metric is dev pass@metric_k.
     diversity_m: correct samples per problem that diversity is measured at.
@@ -145,9 +147,20 @@ def compare_models(
   """
   if reference not in candidates:
     raise ValueError(f"the reference model {reference!r} is not among the compared models {sorted(candidates)}")
+  grid = sorted({c.setting.label for c in candidates[reference]})
+  for name, model_candidates in candidates.items():
+    own = sorted({c.setting.label for c in model_candidates})
+    if own != grid:  # A reference tuned on a smaller grid than a method is a baseline left untuned.
+      raise ValueError(
+        f"model {name!r} was tuned over the decoding settings {own}, the reference {reference!r} over {grid}; "
+        "compare models tuned on the same grid"
+      )
   models, per_problem = {}, {}
   for name, model_candidates in candidates.items():
     models[name], per_problem[name] = _model_block(model_candidates, split, metric_k, diversity_m, num_resamples, seed)
+  samples = {name: sorted({p["n"] for p in records}) for name, records in per_problem.items()}
+  if len({tuple(n) for n in samples.values()}) > 1:
+    raise ValueError(f"samples per test problem differ between models ({samples}); pass@k is compared at equal n")
   return {
     "split": {"dev": len(split.dev), "test": len(split.test), "seed": split.seed, "dev_fraction": split.dev_fraction},
     "reference": reference,
