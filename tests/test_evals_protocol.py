@@ -8,7 +8,7 @@ import pytest
 from ssd_jax.evals import grid_runs
 from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k_curve
 from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
-from ssd_jax.evals.splits import load_or_create_split, split_problems
+from ssd_jax.evals.splits import record_split, split_problems
 
 IDS = [f"task/{i}" for i in range(60)]
 
@@ -35,21 +35,29 @@ def test_split_keeps_every_stratum_in_both_parts():
     assert members & set(split.dev) and members & set(split.test), label
 
 
+def test_strata_of_one_problem_are_split_together():
+  strata = {"a": "easy", "b": "medium", "c": "hard", "d": "hard", "e": "hard", "f": "hard"}
+  for fraction in (0.4, 0.5, 0.6):
+    split = split_problems(list(strata), fraction, strata=strata)
+    singles = {"a", "b"}.intersection(split.dev), {"a", "b"}.intersection(split.test)
+    assert len(singles[0]) == len(singles[1]) == 1, fraction  # rounded alone, both went to the same part
+    hard = {"c", "d", "e", "f"}.intersection(split.dev)
+    assert len(hard) == 2, fraction
+
+
 def test_a_split_with_an_empty_part_is_refused():
-  with pytest.raises(ValueError, match="leave the test part empty"):
-    split_problems(["a", "b", "c"], 0.6, strata={"a": "easy", "b": "medium", "c": "hard"})
-  with pytest.raises(ValueError, match="leave the dev part empty"):
-    split_problems(["a", "b", "c"], 0.4, strata={"a": "easy", "b": "medium", "c": "hard"})
   with pytest.raises(ValueError, match="leave the dev part empty"):
     split_problems(["a"], 0.5)
+  with pytest.raises(ValueError, match="leave the test part empty"):
+    split_problems(["a"], 0.6)
 
 
 def test_recorded_split_is_reused_and_checked(tmp_path):
   path = tmp_path / "split.json"
-  first = load_or_create_split(path, IDS, 0.5, seed=0)
-  assert load_or_create_split(path, list(reversed(IDS)), 0.5, seed=0) == first
+  first = record_split(path, split_problems(IDS, 0.5, seed=0))
+  assert record_split(path, split_problems(list(reversed(IDS)), 0.5, seed=0)) == first
   with pytest.raises(ValueError, match="differs"):
-    load_or_create_split(path, IDS[:-1], 0.5, seed=0)
+    record_split(path, split_problems(IDS[:-1], 0.5, seed=0))
   with pytest.raises(ValueError, match="dev_fraction"):
     split_problems(IDS, 1.0)
 

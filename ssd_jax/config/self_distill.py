@@ -73,7 +73,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.updates_per_batch = 1  # Optimizer steps per rollout batch (SDPO's code takes several).
 
   c.eval_every = 25  # Steps between held-out evaluations (also after the last step); 0 disables them.
-  c.eval_problems = 32  # The first N problems of `eval.problems`.
+  c.eval_problems = 32  # The first N dev problems of `eval.problems` (`eval/split.json`).
   c.eval_samples = 8  # Samples per problem (at eval_sampling's decoding parameters).
   c.checkpoint_every = 25
   c.log_every = 1

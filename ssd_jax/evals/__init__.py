@@ -19,7 +19,7 @@ from ssd_jax.evals.protocol import DecodingGrid, DecodingSetting, Selection, par
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.scoring import score_completions
-from ssd_jax.evals.splits import Split, load_or_create_split, split_problems
+from ssd_jax.evals.splits import Split, record_split, split_problems
 from ssd_jax.evals.summary import summarize
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
@@ -54,12 +54,12 @@ __all__ = [
   "extract_code",
   "format_feedback",
   "generated_probe_inputs",
-  "load_or_create_split",
   "normalize_program",
   "paired_bootstrap_difference",
   "parse_grid",
   "pass_at_k",
   "pass_at_k_curve",
+  "record_split",
   "report_text",
   "score_completions",
   "select_best",

@@ -60,14 +60,13 @@ def split_problems(
     dev_fraction: share of each stratum that goes to dev, rounded to the nearest count; in (0, 1).
     seed: selects the split; the same ids and seed always give the same split.
     strata: task id -> label (e.g. difficulty) so every label is split in the same proportion;
-      None treats all problems as one stratum.
+      None treats all problems as one stratum. Labels held by one problem only form one stratum together.
 
   Returns:
     The split; with at least two problems in a stratum, both parts get at least one of it.
 
   Raises:
-    ValueError: a bad fraction, repeated ids, or a part left empty (fewer than two problems, or strata
-      of one problem each that all round to the same part).
+    ValueError: a bad fraction, repeated ids, or fewer than two problems (a part would be empty).
   """
   if not 0 < dev_fraction < 1:
     raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
@@ -76,6 +75,12 @@ def split_problems(
   groups: dict[str, list[str]] = {}
   for task_id in task_ids:
     groups.setdefault(strata.get(task_id, "") if strata else "", []).append(task_id)
+  # A stratum of one problem cannot be split; rounded alone it would always land in the same part, so
+  # such problems are split together.
+  singles = [members[0] for members in groups.values() if len(members) == 1]
+  groups = {label: members for label, members in groups.items() if len(members) > 1}
+  if singles:
+    groups[None] = singles
   dev, test = [], []
   for members in groups.values():
     ranked = sorted(members, key=lambda task_id: _rank(seed, task_id))
@@ -86,9 +91,8 @@ def split_problems(
     test += ranked[count:]
   if not dev or not test:
     raise ValueError(
-      f"split_problems: {len(task_ids)} problems in {len(groups)} strata at dev fraction {dev_fraction} leave "
-      f"the {'dev' if not dev else 'test'} part empty; decoding would be chosen on, or reported for, no problem "
-      "(use more problems, or strata with at least two problems each)"
+      f"split_problems: {len(task_ids)} problem(s) leave the {'dev' if not dev else 'test'} part empty; decoding "
+      "would be chosen on, or reported for, no problem (evaluate at least two problems)"
     )
   return Split(tuple(sorted(dev)), tuple(sorted(test)), seed, dev_fraction)
 
@@ -97,25 +101,22 @@ def write_split(split: Split, path: str | pathlib.Path) -> None:
   pathlib.Path(path).write_text(json.dumps(split.to_json(), indent=2))
 
 
-def load_or_create_split(
-  path: str | pathlib.Path, task_ids: Sequence[str], dev_fraction: float, seed: int, strata=None
-) -> Split:
-  """The split recorded at `path`, or a new one written there; a recorded split must match the problems.
+def record_split(path: str | pathlib.Path, split: Split) -> Split:
+  """Writes `split` to `path`, or checks that the split recorded there is the same one.
 
   Raises:
     ValueError: the recorded split covers other problems or was drawn with another seed or fraction.
   """
   path = pathlib.Path(path)
-  fresh = split_problems(task_ids, dev_fraction, seed, strata)
   if not path.is_file():
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_split(fresh, path)
-    return fresh
+    write_split(split, path)
+    return split
   recorded = Split.from_json(json.loads(path.read_text()))
-  if recorded != fresh:
+  if recorded != split:
     raise ValueError(
       f"the split recorded in {path} (seed {recorded.seed}, dev fraction {recorded.dev_fraction}, "
-      f"{len(recorded.dev)}+{len(recorded.test)} problems) differs from this run's (seed {seed}, dev fraction "
-      f"{dev_fraction}, {len(fresh.dev)}+{len(fresh.test)} problems); use a new workdir or the same problems"
+      f"{len(recorded.dev)}+{len(recorded.test)} problems) differs from this run's (seed {split.seed}, dev fraction "
+      f"{split.dev_fraction}, {len(split.dev)}+{len(split.test)} problems); use a new workdir or the same problems"
     )
   return recorded

@@ -27,6 +27,7 @@ from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.evals import SandboxLimits
+from ssd_jax.evals.splits import Split, split_problems
 from ssd_jax.model import ModelConfig, hf_config, presets, sharded_init
 from ssd_jax.pipeline import model_io, problems, sampling_setup
 from ssd_jax.pipeline.layout import RunLayout
@@ -167,6 +168,15 @@ class RunContext:
       self.tokenizer,
       system_prompt=prompting.system_prompt,
       include_public_tests=prompting.include_public_tests,
+    )
+
+  def eval_split(self, prompts: PromptSet) -> Split:
+    """The dev/test split of `eval.problems` (`prompts`) by `eval.split`; the eval stage records it."""
+    return split_problems(
+      prompts.task_ids,
+      self.config.eval.split.dev_fraction,
+      config_lib.split_seed(self.config),
+      strata={p.task_id: p.difficulty for p in prompts.problems},
     )
 
   def messages(self, problem: Problem) -> list[dict[str, str]]:

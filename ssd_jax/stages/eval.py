@@ -25,7 +25,7 @@ from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.probes import generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, select_best
 from ssd_jax.evals.report import SUMMARY_FILE
-from ssd_jax.evals.splits import SPLIT_FILE, Split, load_or_create_split
+from ssd_jax.evals.splits import SPLIT_FILE, Split, record_split
 from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
@@ -145,13 +145,7 @@ def run(ctx: RunContext) -> None:
   """Evaluates each model of `eval.models` over the grid on dev, then its chosen candidate on test."""
   config = ctx.config
   prompts = ctx.prompts(config.eval.problems)
-  split = load_or_create_split(
-    os.path.join(ctx.layout.eval_root, SPLIT_FILE),
-    prompts.task_ids,
-    config.eval.split.dev_fraction,
-    config_lib.split_seed(config),
-    strata={p.task_id: p.difficulty for p in prompts.problems},
-  )
+  split = record_split(os.path.join(ctx.layout.eval_root, SPLIT_FILE), ctx.eval_split(prompts))
   parts = {part: _part(prompts, split, part) for part in ("dev", "test")}
   settings = config_lib.decoding_grid(config).settings()
   print(f"[eval] {len(split.dev)} dev / {len(split.test)} test problems; grid: {[s.label for s in settings]}")

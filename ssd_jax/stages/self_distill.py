@@ -45,8 +45,13 @@ def run(ctx: RunContext) -> None:
   cfg = model_io.model_config_of(graphdef, base)
   heldout = None
   if section.eval_every:
+    # Dev problems only: the test problems are for the final numbers, and curves seen while training
+    # can steer choices.
     problems = ctx.prompts(config.eval.problems)
-    problems = problems.select(range(min(section.eval_problems, len(problems))))
+    dev = set(ctx.eval_split(problems).dev)
+    problems = problems.select(
+      [i for i, task_id in enumerate(problems.task_ids) if task_id in dev][: section.eval_problems]
+    )
     heldout = HeldoutSet(
       problems,
       ctx.sampler(graphdef, cfg, problems.ids, config.eval_sampling),
