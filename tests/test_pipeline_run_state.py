@@ -8,7 +8,7 @@ from pipeline_fixtures import micro_config, run_pipeline
 
 from ssd_jax import config as config_lib
 from ssd_jax import main
-from ssd_jax.pipeline import runner
+from ssd_jax.pipeline import run_state, runner
 from ssd_jax.pipeline.run_state import WorkdirBusyError, WorkdirLock
 
 
@@ -111,3 +111,33 @@ def test_a_field_added_to_the_schema_since_keeps_its_default_without_a_refusal(t
   config.model.scan_layers = True
   with pytest.raises(config_lib.ConfigError, match=r"model.scan_layers: False -> True"):
     run_pipeline(config, workdir)
+
+
+def test_a_stage_on_outputs_this_run_redoes_is_refused_before_any_work(tmp_path):
+  ran = []
+  stages = {name: (lambda ctx, name=name: ran.append(name)) for name in ("pretrain", "synthesize", "sft")}
+
+  def run(config, restart=()):
+    runner.run(runner.prepare(config, str(tmp_path), stages), stages, restart=restart)
+
+  config = micro_config("pretrain,synthesize,sft")
+  run(config)
+  assert ran == ["pretrain", "synthesize", "sft"]
+  config.sampling.temperature = 1.0
+  # synthesize would redo its samples; sft finished on the old ones and was refused only after synthesis.
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r"stage 'sft' finished on the outputs of \['synthesize'\].*"
+    r"--restart=synthesize,sft",
+  ):
+    run(config, restart=("synthesize",))
+  assert ran == ["pretrain", "synthesize", "sft"] and not (tmp_path / "replaced").exists()  # Nothing ran or moved.
+  run(config, restart=("synthesize", "sft"))
+  assert ran == ["pretrain", "synthesize", "sft", "synthesize", "sft"]
+  # The precision the base model samples and trains in is part of the stages that read it (with model.hf_dir
+  # set no pretrain stage names it).
+  records = run_state.StageRecords(str(tmp_path))
+  config.model.dtype = "bfloat16"
+  for name in ("synthesize", "sft"):
+    with pytest.raises(config_lib.ConfigError, match=rf"(?s)stage '{name}' finished .*model.dtype: 'float32' -> "):
+      records.check(name, records.fingerprint(config, name))

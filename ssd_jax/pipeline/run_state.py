@@ -28,15 +28,19 @@ from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.pipeline.layout import RunLayout
 
+# The model fields of stages that read a base model (`model.hf_dir`, else the pretrain stage's output, which
+# is an input): which checkpoint, and the precision it computes and trains in. remat, attention and
+# scan_layers change how the same function is computed, so they may change between runs.
+BASE_MODEL_FIELDS = ("model.hf_dir", "model.dtype", "model.param_dtype")
 # Config fields (dotted paths; a section means all of it) each stage's outputs depend on.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   "forward": ("seed", "model", "forward"),
   "pretrain": ("seed", "model", "prompting", "pretrain", "self_distill.templates", "eval.timeout_s", "eval.memory_mb"),
-  "synthesize": ("seed", "model.hf_dir", "tokenizer", "prompting", "sampling", "synthesize"),
-  "sft": ("seed", "model.hf_dir", "tokenizer", "sft"),
+  "synthesize": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "sampling", "synthesize"),
+  "sft": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "sft"),
   "self_distill": (
     "seed",
-    "model.hf_dir",
+    *BASE_MODEL_FIELDS,
     "tokenizer",
     "prompting",
     "self_distill",
@@ -46,7 +50,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "eval.timeout_s",
     "eval.memory_mb",
   ),
-  "eval": ("seed", "model.hf_dir", "tokenizer", "prompting", "eval_sampling", "eval"),
+  "eval": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "eval_sampling", "eval"),
   "report": ("eval.models", "eval.ks"),
   "plan": ("model", "mesh", "sampling", "sft", "plan"),
   "toy": ("seed", "model", "toy"),

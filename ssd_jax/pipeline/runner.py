@@ -93,6 +93,33 @@ def _record_config(ctx: RunContext) -> None:
       f.write(text)
 
 
+def _refuse_before_work(
+  records: run_state.StageRecords, config: ml_collections.ConfigDict, names: tuple[str, ...], restart: tuple[str, ...]
+) -> None:
+  """Raises every refusal the stages would meet, before anything is set aside or run.
+
+  A stage refuses changed config values, and also changed inputs: a stage that started or finished on the
+  outputs of a stage this run redoes (restarted, or not done) would be refused only after that work.
+
+  Raises:
+    ConfigError: naming the stage and what changed.
+  """
+  will_run = set(restart)
+  for name in names:
+    if name in restart:
+      continue
+    redone = [upstream for upstream in run_state.STAGE_READS.get(name, ()) if upstream in will_run]
+    recorded = records.read(name, "done") or records.read(name, "started")
+    if redone and recorded is not None:
+      state = "finished" if records.read(name, "done") is not None else "started"
+      raise config_lib.ConfigError(
+        f"stage '{name}' {state} on the outputs of {redone}, which this run redoes; pass "
+        f"--restart={','.join(n for n in names if n in restart or n == name)} to redo it too, or use another --workdir"
+      )
+    if not records.check(name, records.fingerprint(config, name), fields_only=bool(redone)):
+      will_run.add(name)
+
+
 def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] = ()) -> None:
   """Runs the stages of `ctx.config.stages` in order, skipping those already done with the same config.
 
@@ -115,12 +142,11 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
   lock = run_state.WorkdirLock(workdir) if ctx.is_coordinator else contextlib.nullcontext()
   with lock:
     if ctx.is_coordinator:
+      _refuse_before_work(records, config, names, restart)
       for name in restart:
         moved = records.set_aside(name, run_state.stage_outputs(name, config, ctx.layout))
         if moved:
           print(f"[{name}] earlier outputs set aside to {moved}")
-      for name in names:  # Refuse before any work when values changed.
-        records.check(name, records.fingerprint(config, name), fields_only=True)
       _record_config(ctx)
     ctx.sync("stage records")
     for name in names:
