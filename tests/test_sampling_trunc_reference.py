@@ -252,3 +252,22 @@ def test_draw_takes_the_first_of_tied_maxima():
   score = np.asarray(ops.draw_score(jnp.asarray(d), race, jnp.zeros((6, 1), bool)))
   drawn = tr.sample_reference(jnp.asarray(logits), rows, bits)
   np.testing.assert_array_equal(np.asarray(drawn.token), np.argmax(score, axis=1))
+
+
+def test_race_noise_is_exponential_down_to_tiny_values():
+  # The race draws token i with probability proportional to p_i only if E_i ~ Exponential(1) everywhere,
+  # including E far below 1: a token 1e-8 as likely as the top one wins only when its E is ~1e-8 of the
+  # top's. Referee: P(E < x) = 1 - exp(-x), from every bucket of u at x and a fine grid of the bits inside.
+  below = np.arange(32, dtype=np.int64)  # The buckets nearest u = 1, where E < 32 * 2^-23.
+  fine = np.arange(0, 2**24, 2**10, dtype=np.int64)  # 2^14 evenly spaced values of the 24 fine bits.
+  bits = (((2**23 - 1 - below) << 9)[:, None] + np.zeros_like(fine)[None, :]).astype(np.uint32)
+  fine_bits = np.broadcast_to((fine << 8).astype(np.uint32), bits.shape)
+  as_int32 = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x), jnp.int32)  # noqa: E731
+  e = np.asarray(ops.exponential_from_bits(as_int32(bits), as_int32(fine_bits)), np.float64)
+  for x in (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 3e-6):
+    probability = (e < x).mean() * len(below) / 2**23  # Each bucket holds 2^-23 of u's mass.
+    assert probability == pytest.approx(-np.expm1(-x), rel=0.02, abs=2**-37), x
+  # Outside the refined buckets E is -log(u) at the bucket's midpoint, as it always was.
+  bucket = np.array([0, 1, 2**22, 2**23 - 1 - ops.REFINED_BUCKETS], np.int64)
+  e = np.asarray(ops.exponential_from_bits(as_int32((bucket << 9).astype(np.uint32)), as_int32(np.zeros(4, np.uint32))))
+  np.testing.assert_allclose(e, -np.log((bucket + 0.5) / 2**23), rtol=1e-6)
