@@ -13,6 +13,7 @@ from tokenizers import Tokenizer as RawTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from ssd_jax.data import chat_template as chat_template_lib
+from ssd_jax.data import sft_examples
 from ssd_jax.data import tokenizer as tokenizer_lib
 
 CORPUS = [
@@ -327,3 +328,100 @@ def test_sentencepiece_directory_with_chat_template(tmp_path):
   tok = tokenizer_lib.load_tokenizer(tmp_path)
   assert isinstance(tok, tokenizer_lib.SentencePieceTokenizer)
   assert tok.apply_chat_template([{"role": "user", "content": "hi"}]) == "<s>[user]hi"
+
+
+def _sentencepiece_dir_with_config(directory, config: dict) -> str:
+  """A SentencePiece directory (CORPUS model) with a Llama-style tokenizer_config.json updated by `config`."""
+  _train_sentencepiece(os.path.join(directory, "tokenizer"))
+  llama_config = {
+    "tokenizer_class": "LlamaTokenizer",
+    "legacy": False,
+    "add_bos_token": False,
+    "add_eos_token": False,
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+  }
+  with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+    json.dump({**llama_config, **config}, f)
+  return str(directory)
+
+
+def test_sentencepiece_special_tokens_in_text_match_transformers(tmp_path):
+  transformers = pytest.importorskip("transformers")
+  template = (
+    "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+  )
+  directory = _sentencepiece_dir_with_config(tmp_path, {"chat_template": template})
+  ours = tokenizer_lib.load_tokenizer(directory)
+  reference = transformers.AutoTokenizer.from_pretrained(directory)
+  # Texts on which transformers' LlamaTokenizer segments plain text as SentencePiece does, which it does not always.
+  conversations = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": "Write a function."}, {"role": "assistant", "content": "for i in range(10):"}],
+  ]
+  for messages in conversations:
+    for add_generation_prompt in (False, True):
+      ids = ours.apply_chat_template_ids(messages, add_generation_prompt)
+      expected = reference.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+      )
+      assert ids == list(expected), (messages, add_generation_prompt)
+      assert ids[0] == ours.bos_id == 1 and ours.eos_id == 2 and ids.count(ours.eos_id) == len(messages)
+  texts = ["<s>user: hi</s>", "hi <s> print(n)", "a<s>b</s></s>", "x<|im_end|>\ny", "<unk>a", "</s>", CORPUS[2]]
+  for text in texts:
+    assert ours.encode(text) == reference.encode(text, add_special_tokens=False), text
+  assert sft_examples.end_of_turn_ids(ours) == (ours.eos_id,)
+
+
+@pytest.mark.parametrize(
+  "config_update, special_map",
+  [
+    ({}, {"eos_token": "<|endoftext|>", "bos_token": "<|im_start|>"}),
+    ({}, {"eos_token": {"content": "<|endoftext|>", "lstrip": False, "rstrip": False, "normalized": False}}),
+    ({}, {"eos_token": None}),
+    # With added_tokens_decoder (transformers >= 4.34 saves) transformers ignores special_tokens_map.json.
+    ({"added_tokens_decoder": {"2": {"content": "<|im_end|>", "special": True}}}, {"eos_token": "<|endoftext|>"}),
+  ],
+)
+def test_special_tokens_map_precedence_matches_transformers(tmp_path, config_update, special_map):
+  transformers = pytest.importorskip("transformers")
+  directory = build_hf_tokenizer_dir(tmp_path, "qwen3")
+  config_path = os.path.join(directory, "tokenizer_config.json")
+  with open(config_path) as f:
+    config = json.load(f)
+  with open(config_path, "w") as f:
+    json.dump({**config, **config_update}, f)
+  with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
+    json.dump(special_map, f)
+  ours = tokenizer_lib.load_tokenizer(directory)
+  reference = transformers.AutoTokenizer.from_pretrained(directory)
+  for name in ("bos_token", "eos_token", "pad_token"):
+    assert ours.special_tokens.get(name) == getattr(reference, name), name
+  assert (ours.bos_id, ours.eos_id, ours.pad_id) == (
+    reference.bos_token_id,
+    reference.eos_token_id,
+    reference.pad_token_id,
+  )
+
+
+@pytest.mark.parametrize("key", ["additional_special_tokens", "extra_special_tokens"])
+def test_sentencepiece_added_tokens_match_transformers(tmp_path, key):
+  transformers = pytest.importorskip("transformers")
+  # "in" is an ordinary piece of the model; declared special, it is matched before SentencePiece segments the rest.
+  directory = _sentencepiece_dir_with_config(tmp_path, {key: ["in"]})
+  ours = tokenizer_lib.load_tokenizer(directory)
+  reference = transformers.AutoTokenizer.from_pretrained(directory)
+  text = "prinint(n)"
+  assert ours.encode(text) == reference.encode(text, add_special_tokens=False)
+  assert ours.encode(text) != ours.processor.encode(text)
+
+
+def test_sentencepiece_tokens_outside_the_model_are_refused(tmp_path):
+  directory = _sentencepiece_dir_with_config(tmp_path, {"pad_token": "<pad>"})
+  with pytest.raises(ValueError, match="'<pad>', which is not a piece of the SentencePiece model"):
+    tokenizer_lib.load_tokenizer(directory)
+  directory = _sentencepiece_dir_with_config(tmp_path, {"added_tokens_decoder": {"7": {"content": "</s>"}}})
+  with pytest.raises(ValueError, match="added_tokens_decoder gives '</s>' the id 7, but it is piece 2"):
+    tokenizer_lib.load_tokenizer(directory)

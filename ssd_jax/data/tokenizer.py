@@ -6,6 +6,11 @@
   * a SentencePiece `.model` file, or a directory holding `tokenizer.model` (plus the optional JSON files
     above, which supply special tokens and the chat template), read with `sentencepiece`.
 
+Like `transformers`, a SentencePiece tokenizer matches the special and added tokens the directory declares
+(BOS, EOS, `<unk>`, `added_tokens_decoder`, ...) in the text it encodes, which SentencePiece alone does not do for
+control pieces such as `<s>`, and reads `special_tokens_map.json` only when `tokenizer_config.json` has no
+`added_tokens_decoder`, letting its entries win.
+
 `stop_ids` are the ids that end a generation: EOS, the chat end-of-turn tokens present in the vocabulary
 (`<|im_end|>`, `<|eot_id|>`, ...), and every id in `generation_config.json`'s `eos_token_id`.
 """
@@ -15,11 +20,13 @@ from __future__ import annotations
 import abc
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sentencepiece
 import tokenizers
+from sentencepiece import sentencepiece_model_pb2
 
 from ssd_jax.data import chat_template as chat_template_lib
 
@@ -31,6 +38,8 @@ GENERATION_CONFIG_FILE = "generation_config.json"
 
 # Template variables holding special tokens, as `transformers` passes them to chat templates.
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# Config entries listing further special tokens (`transformers` < 5 and >= 5 names).
+EXTRA_SPECIAL_TOKENS_KEYS = ("additional_special_tokens", "extra_special_tokens")
 # Tokens that close a chat turn in common model families; they stop generation when in the vocabulary.
 END_OF_TURN_TOKENS = (
   "<|im_end|>",
@@ -168,14 +177,48 @@ class HFTokenizer(Tokenizer):
 
 
 class SentencePieceTokenizer(Tokenizer):
-  """A SentencePiece `.model` file."""
+  """A SentencePiece `.model` file.
 
-  def __init__(self, processor: sentencepiece.SentencePieceProcessor, **kwargs: Any):
+  `encode` matches the special and added tokens in the text, since SentencePiece does not match control pieces
+  such as `<s>`, and encodes the text between them with SentencePiece. Only the start of the text gets the dummy
+  prefix (`▁`), as SentencePiece does around the user-defined pieces it matches itself and as `transformers`'
+  `LlamaTokenizer` (`legacy=False`) does.
+  """
+
+  def __init__(
+    self,
+    processor: sentencepiece.SentencePieceProcessor,
+    *,
+    added_tokens: Mapping[str, int | None] | None = None,
+    **kwargs: Any,
+  ):
+    """Wraps `processor`.
+
+    Args:
+      processor: the loaded SentencePiece model.
+      added_tokens: text -> declared id (or None) of the tokens matched in text besides the special tokens.
+      **kwargs: the `Tokenizer` arguments.
+
+    Raises:
+      ValueError: a special or added token is not a piece of the model, or not the piece of its declared id.
+    """
     super().__init__(**kwargs)
     self.processor = processor
+    self._continuation_processor = _without_dummy_prefix(processor)
+    self._token_ids = _piece_ids(processor, {**dict.fromkeys(self.special_tokens.values()), **(added_tokens or {})})
+    # Longest first, so a token wins over another that is a prefix of it.
+    tokens = sorted(self._token_ids, key=len, reverse=True)
+    self._token_pattern = re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else None
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-    ids = self.processor.encode(text)
+    # With a capture group, `split` puts the matched tokens at the odd indices.
+    parts = self._token_pattern.split(text) if self._token_pattern is not None else [text]
+    ids = []
+    for i, part in enumerate(parts):
+      if i % 2:
+        ids.append(self._token_ids[part])
+      elif part:
+        ids.extend((self.processor if i == 0 else self._continuation_processor).encode(part))
     if add_special_tokens and self.processor.bos_id() >= 0:
       ids = [self.processor.bos_id()] + ids
     return ids
@@ -206,13 +249,72 @@ class SentencePieceTokenizer(Tokenizer):
     return token_id if self.processor.id_to_piece(token_id) == token else None
 
 
-def _special_tokens(tokenizer_config: Mapping[str, Any], special_tokens_map: Mapping[str, Any]) -> dict[str, str]:
+def _special_token_entries(
+  tokenizer_config: Mapping[str, Any], special_tokens_map: Mapping[str, Any]
+) -> dict[str, Any]:
+  """The config entries special tokens are read from, merged the way `transformers` merges them.
+
+  `transformers` reads special_tokens_map.json only when tokenizer_config.json has no `added_tokens_decoder`
+  (directories saved before transformers 4.34), and then its entries override the config's.
+  """
+  if "added_tokens_decoder" in tokenizer_config:
+    return dict(tokenizer_config)
+  return {**tokenizer_config, **special_tokens_map}
+
+
+def _special_tokens(entries: Mapping[str, Any]) -> dict[str, str]:
   tokens = {}
   for name in SPECIAL_TOKEN_NAMES:
-    text = _token_text(tokenizer_config.get(name)) or _token_text(special_tokens_map.get(name))
+    text = _token_text(entries.get(name))
     if text is not None:
       tokens[name] = text
   return tokens
+
+
+def _added_tokens(entries: Mapping[str, Any]) -> dict[str, int | None]:
+  """Text -> id of the extra special tokens and `added_tokens_decoder` entries; None where no id is given."""
+  tokens: dict[str, int | None] = {}
+  for key in EXTRA_SPECIAL_TOKENS_KEYS:
+    values = entries.get(key) or ()
+    for value in values.values() if isinstance(values, Mapping) else values:
+      tokens[_token_text(value)] = None
+  for token_id, value in (entries.get("added_tokens_decoder") or {}).items():
+    tokens[_token_text(value)] = int(token_id)
+  tokens.pop(None, None)
+  return tokens
+
+
+def _piece_ids(processor: sentencepiece.SentencePieceProcessor, declared: Mapping[str, int | None]) -> dict[str, int]:
+  """Ids of the `declared` tokens (text -> declared id or None), each of which must be a piece of the model.
+
+  Raises:
+    ValueError: a token is not a piece of the model, or is declared with another id than its piece's;
+      `transformers` would add it as a new token, which a SentencePiece model cannot hold.
+  """
+  ids = {}
+  for text, declared_id in declared.items():
+    piece_id = processor.piece_to_id(text)
+    if processor.id_to_piece(piece_id) != text:
+      raise ValueError(
+        f"the tokenizer files declare the special token {text!r}, which is not a piece of the SentencePiece "
+        f"model; tokens added beyond a .model file are not supported, ship a {HF_TOKENIZER_FILE} instead"
+      )
+    if declared_id is not None and declared_id != piece_id:
+      raise ValueError(
+        f"{TOKENIZER_CONFIG_FILE}'s added_tokens_decoder gives {text!r} the id {declared_id}, but it is "
+        f"piece {piece_id} of the SentencePiece model"
+      )
+    ids[text] = piece_id
+  return ids
+
+
+def _without_dummy_prefix(processor: sentencepiece.SentencePieceProcessor) -> sentencepiece.SentencePieceProcessor:
+  """`processor`'s model with the `▁` SentencePiece prepends to the text switched off, for text after a token."""
+  model = sentencepiece_model_pb2.ModelProto.FromString(processor.serialized_model_proto())
+  if not model.normalizer_spec.add_dummy_prefix:
+    return processor
+  model.normalizer_spec.add_dummy_prefix = False
+  return sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString())
 
 
 def _sentencepiece_special_tokens(processor: sentencepiece.SentencePieceProcessor) -> dict[str, str]:
@@ -259,17 +361,16 @@ def load_tokenizer(path: str | os.PathLike, chat_template_name: str | None = Non
   config = _read_json(os.path.join(directory, TOKENIZER_CONFIG_FILE))
   special_map = _read_json(os.path.join(directory, SPECIAL_TOKENS_MAP_FILE))
   generation = _read_json(os.path.join(directory, GENERATION_CONFIG_FILE))
+  entries = _special_token_entries(config, special_map)
   common = dict(
     chat_template=chat_template_lib.read_chat_template(directory, config, chat_template_name),
     extra_stop_ids=_as_id_list(generation.get("eos_token_id")),
   )
   if hf_file is not None:
-    return HFTokenizer(
-      tokenizers.Tokenizer.from_file(hf_file), special_tokens=_special_tokens(config, special_map), **common
-    )
+    return HFTokenizer(tokenizers.Tokenizer.from_file(hf_file), special_tokens=_special_tokens(entries), **common)
   processor = sentencepiece.SentencePieceProcessor(model_file=sp_file)
-  special_tokens = {**_sentencepiece_special_tokens(processor), **_special_tokens(config, special_map)}
-  return SentencePieceTokenizer(processor, special_tokens=special_tokens, **common)
+  special_tokens = {**_sentencepiece_special_tokens(processor), **_special_tokens(entries)}
+  return SentencePieceTokenizer(processor, special_tokens=special_tokens, added_tokens=_added_tokens(entries), **common)
 
 
 def generation_config(directory: str | os.PathLike) -> dict[str, Any]:
