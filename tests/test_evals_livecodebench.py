@@ -7,11 +7,12 @@ stdio output is compared line by line after stripping, each line either equal or
 decimal numbers, and SystemExit ends a script normally; each test has its own time limit.
 """
 
+import gzip
 import pathlib
 
 import pytest
 
-from ssd_jax.data.livecodebench import LCB_PROGRAM_PREFIX
+from ssd_jax.data.livecodebench import LCB_PROGRAM_PREFIX, load_livecodebench
 from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.evaluate import evaluate
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
@@ -110,6 +111,14 @@ def test_fixture_loads_with_the_import_prefix(lcb_result):
   assert all(p.program_prefix == LCB_PROGRAM_PREFIX for p in problems)
   assert "from typing import *" in LCB_PROGRAM_PREFIX and "from collections import *" in LCB_PROGRAM_PREFIX
   assert [len(p.tests) for p in problems] == [3, 2, 3, 2]
+
+
+def test_gzipped_release_file_loads_like_the_plain_one(tmp_path):
+  gzipped = tmp_path / "livecodebench_mini.jsonl.gz"
+  gzipped.write_bytes(gzip.compress(FIXTURE.read_bytes()))
+  expected = load_livecodebench(str(FIXTURE))
+  assert load_livecodebench(str(gzipped)) == expected
+  assert load_problem_file(str(gzipped)) == expected
 
 
 @pytest.mark.parametrize("task_id,index", [(t, i) for t, cases in CASES.items() for i in range(len(cases))])

