@@ -82,12 +82,17 @@ def test_livecodebench_loading_and_filters(lcb_path):
 def test_livecodebench_end_to_end(lcb_path):
   problems = load_problems(lcb_path)
   completions = {
-    "abc001_a": ["```python\nprint(int(input()) * 2)\n```", "print(int(input()) + 2)"],
+    "abc001_a": [
+      "```python\nprint(int(input()) * 2)\n```",
+      "print(int(input()) + 2)",
+      "```python\r\nprint(int(input()) * 2)\r\n```\r\n",
+      "1. Double it:\n   ```python\n   n = int(input())\n   print(n * 2)\n   ```\n",
+    ],
     "lc_two_sum": ["```python\nclass Solution:\n    def add(self, a, b):\n        return a + b\n```", "return a - b"],
   }
   result = evaluate(problems, completions, limits=SandboxLimits(timeout_s=5, cpu_time_s=5), workers=2)
   stdio, functional = result.problems
-  assert [s.passed for s in stdio.samples] == [True, False]  # 2+2 == 2*2 but 5+2 != 10
+  assert [s.passed for s in stdio.samples] == [True, False, True, True]  # 2+2 == 2*2 but 5+2 != 10
   assert [s.passed for s in functional.samples] == [True, False]
   assert "Expected output:\n10" in stdio.samples[1].feedback
 
@@ -110,6 +115,14 @@ def test_simple_jsonl_roundtrip_and_errors(tmp_path, lcb_path):
     ("<think>```python\nscratch\n```</think>\n```python\nanswer\n```", "answer\n"),
     ("```python\nfirst\n```\n```python\ncut off mid", "cut off mid"),
     ("~~~\ntilde\n~~~", "tilde\n"),
+    # A block in a list item loses the fence's indentation, and no more: a function body keeps its own.
+    ("1. step\n   ```python\n   def f():\n       return 1\n   ```\n", "def f():\n    return 1\n"),
+    ("1. step\n  ```python\n      return 1\n  ```", "    return 1\n"),
+    ("```python\n    return 1\n```", "    return 1\n"),
+    ("1. step\n   ```python\n   def f():\n       ret", "def f():\n    ret"),
+    # CRLF line ends, closing fence included; Python runs CRLF source as it is.
+    ("```python\r\na=1\r\n```\r\n", "a=1\r\n"),
+    ("```python\r\na=1\r\n```\r\nthen\r\n```python\r\nb=2\r\n```", "b=2\r\n"),
   ],
 )
 def test_extract_code(completion, expected):

@@ -7,10 +7,13 @@ import re
 
 from ssd_jax.data.problems import Problem
 
-# An opening fence (``` or ~~~, optional language tag) through the matching closing fence.
-_FENCE = re.compile(r"^[ \t]*(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+# An opening fence (``` or ~~~, optional language tag) through the matching closing fence, whose line may end
+# in CRLF (`$` matches before the "\n" only).
+_FENCE = re.compile(
+  r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*\r?$", re.MULTILINE | re.DOTALL
+)
 # An opening fence with no closing fence: the completion was cut off mid-block.
-_UNCLOSED_FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*\n(?P<body>.*)\Z", re.MULTILINE | re.DOTALL)
+_UNCLOSED_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?:```|~~~)[^\n]*\n(?P<body>.*)\Z", re.MULTILINE | re.DOTALL)
 
 
 def extract_code(completion: str) -> str:
@@ -20,14 +23,22 @@ def extract_code(completion: str) -> str:
   Thinking-model output before ``</think>`` is ignored.
   """
   text = completion.rsplit("</think>", 1)[-1]
-  blocks = [m.group("body") for m in _FENCE.finditer(text)]
+  blocks = [_block_code(m) for m in _FENCE.finditer(text)]
   tail = text[_last_fence_end(text) :]
   unclosed = _UNCLOSED_FENCE.search(tail)
   if unclosed is not None:
-    return unclosed.group("body")
+    return _block_code(unclosed)
   if blocks:
     return blocks[-1]
   return text
+
+
+def _block_code(match: re.Match[str]) -> str:
+  """A block's body less the opening fence's indentation (a block inside a list item), as Markdown reads it.
+
+  Only up to that indentation goes, so a block of a function body (to follow a starter) keeps its own.
+  """
+  return re.sub(rf"^[ \t]{{0,{len(match.group('indent'))}}}", "", match.group("body"), flags=re.MULTILINE)
 
 
 def _last_fence_end(text: str) -> int:
