@@ -1,5 +1,7 @@
 """SFT examples: chat-formatted ids with a loss mask on the response only."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from data_records_fixtures import EOS, IM_END, ByteChatTokenizer, make_record
@@ -64,7 +66,36 @@ def test_from_record_uses_finish_reason_and_prompt_text():
   assert stopped["tokens"][-1] == IM_END
   cut_off = sft_example_from_record(TOK, make_record(1, completion="x = 1", finish_reason="length"), 512, (IM_END,))
   assert TOK.decode(cut_off["tokens"][cut_off["loss_mask"] == 1]) == "x = 1"
-  rendered = make_record(2, completion="y", prompt_messages=None, prompt_text="Q: go\nA: ")
+  rendered = make_record(
+    2, completion="y", prompt_messages=None, prompt_text="Q: go\nA: ", prompt_ids=TOK.encode("Q: go\nA: ")
+  )
   example = sft_example_from_record(TOK, rendered, 512, (IM_END,))
   assert TOK.decode(example["tokens"]) == "Q: go\nA: y<|im_end|>"
   assert example["loss_mask"].tolist() == [0] * len("Q: go\nA: ") + [1, 1]
+
+
+class DatedTemplate(ByteChatTokenizer):
+  """A template that prints the date of the day it renders on, as Llama 3.2 / 3.3 templates do."""
+
+  today = "01 Apr 2025"
+
+  def apply_chat_template(self, messages, add_generation_prompt=True):
+    return f"Today: {self.today}\n" + super().apply_chat_template(messages, add_generation_prompt)
+
+
+def test_from_record_trains_on_the_prompt_ids_the_sampler_conditioned_on():
+  tokenizer = DatedTemplate()
+  record = make_record(1, completion="x = 1")
+  sampled_prompt = tokenizer.encode(tokenizer.apply_chat_template(record.prompt_messages))
+  record = dataclasses.replace(record, prompt_ids=sampled_prompt)
+  tokenizer.today = "02 Apr 2025"  # SFT runs after midnight: rendering again would change the prompt.
+  example = sft_example_from_record(tokenizer, record, 512, (IM_END,))
+  n = len(sampled_prompt)
+  assert example["tokens"][:n].tolist() == sampled_prompt
+  assert TOK.decode(example["tokens"][n:]) == "x = 1<|im_end|>"
+  assert example["loss_mask"].tolist() == [0] * n + [1] * (len(example["tokens"]) - n)
+
+
+def test_from_record_without_prompt_ids_is_an_error():
+  with pytest.raises(ValueError, match=r"sample record \('task-1', 0\) has no prompt_ids"):
+    sft_example_from_record(TOK, make_record(1, prompt_ids=[]), 512, (IM_END,))

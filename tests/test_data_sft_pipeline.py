@@ -1,8 +1,11 @@
-"""The Grain SFT pipeline: packing composition, resumable iteration, process sharding."""
+"""The Grain SFT pipeline: packing composition, resumable iteration, process sharding, example counts."""
 
+import contextlib
+import dataclasses
 import itertools
 import json
 import re
+import signal
 
 import grain
 import numpy as np
@@ -25,10 +28,18 @@ def _completion(task):
   return f"x = {task}\n" * (40 if task % 7 == 3 else 1 + task % 4)  # some longer than a row
 
 
+def _record(task, **fields):
+  """A record whose prompt ids, unless given, are its chat messages' (as the sampler's are): SFT trains on them."""
+  record = make_record(task, **fields)
+  if "prompt_ids" in fields:
+    return record
+  return dataclasses.replace(
+    record, prompt_ids=TOK.encode(TOK.apply_chat_template(record.prompt_messages, add_generation_prompt=True))
+  )
+
+
 def _records():
-  return [
-    make_record(t, completion=_completion(t), finish_reason="length" if t % 4 == 0 else "stop") for t in range(30)
-  ]
+  return [_record(t, completion=_completion(t), finish_reason="length" if t % 4 == 0 else "stop") for t in range(30)]
 
 
 def _source():
@@ -49,7 +60,8 @@ def test_one_epoch_in_order_equals_packing_the_examples(tmp_path):
     for record in _records():
       writer.write(record)
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=1, shuffle=False, num_epochs=1)
-  batches = list(sft_dataset(tmp_path, TOK, config, shard_index=0, shard_count=1))
+  dataset, _ = sft_dataset(tmp_path, TOK, config, shard_index=0, shard_count=1)
+  batches = list(dataset)
   # Reference: the same steps written out by hand.
   examples = [
     sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
@@ -68,7 +80,7 @@ def test_one_epoch_in_order_equals_packing_the_examples(tmp_path):
 
 def test_resume_from_saved_state_reproduces_remaining_batches():
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=4, seed=3, num_epochs=3)
-  dataset = sft_dataset(_source(), TOK, config, shard_index=1, shard_count=2)
+  dataset, _ = sft_dataset(_source(), TOK, config, shard_index=1, shard_count=2)
   reference = list(dataset)
   assert len(reference) > 6
   for stop in (1, 4, len(reference) - 1):
@@ -76,7 +88,7 @@ def test_resume_from_saved_state_reproduces_remaining_batches():
     for _ in range(stop):
       next(iterator)
     state = json.loads(json.dumps(iterator.get_state()))  # must survive a checkpoint file
-    resumed = iter(sft_dataset(_source(), TOK, config, shard_index=1, shard_count=2))
+    resumed = iter(sft_dataset(_source(), TOK, config, shard_index=1, shard_count=2)[0])
     resumed.set_state(state)
     rest = list(resumed)
     assert len(rest) == len(reference) - stop
@@ -89,7 +101,9 @@ def test_shards_are_disjoint_and_cover_the_kept_records():
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2, seed=0, num_epochs=1)
   seen = [
     list(
-      itertools.chain.from_iterable(map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=i, shard_count=2)))
+      itertools.chain.from_iterable(
+        map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=i, shard_count=2)[0])
+      )
     )
     for i in range(2)
   ]
@@ -102,7 +116,9 @@ def test_shuffle_is_seeded_and_changes_each_epoch():
   def order(seed):
     config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=1, seed=seed, num_epochs=2)
     return list(
-      itertools.chain.from_iterable(map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1)))
+      itertools.chain.from_iterable(
+        map(_task_ids, sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1)[0])
+      )
     )
 
   first = order(7)
@@ -120,11 +136,13 @@ def test_bad_settings_are_errors():
     sft_dataset(_source(), TOK, SftPipelineConfig(seq_len=8, global_batch_size=2), shard_index=2, shard_count=2)
   with pytest.raises(ValueError, match="seq_len"):
     SftPipelineConfig(seq_len=0, global_batch_size=1)
+  with pytest.raises(ValueError, match="max_example_len must be in \\[2, seq_len \\+ 1 = 9\\]"):
+    SftPipelineConfig(seq_len=8, global_batch_size=1, max_example_len=10)
 
 
 def test_unpacked_rows_hold_one_example_each_in_order():
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2, shuffle=False, num_epochs=1, pack=False)
-  batches = list(sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1))
+  batches = list(sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1)[0])
   examples = [
     sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
     for r in _records()
@@ -141,3 +159,58 @@ def test_unpacked_rows_hold_one_example_each_in_order():
     np.testing.assert_array_equal(row["positions"][:n], np.arange(n))
     assert not row["segment_ids"][n:].any() and not row["loss_mask"][n:].any()  # Padding.
   assert _task_ids(batches[0]) == [0, 1]
+
+
+@contextlib.contextmanager
+def _within(seconds):
+  """Raises TimeoutError in the block after `seconds`, so that a pipeline that spins fails the test."""
+
+  def expire(*_):
+    raise TimeoutError(f"no batch and no error after {seconds} s")
+
+  previous = signal.signal(signal.SIGALRM, expire)
+  signal.alarm(seconds)
+  try:
+    yield
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _first_batch(records, config):
+  dataset, _ = sft_dataset(grain.MapDataset.source(records), TOK, config, shard_index=0, shard_count=1)
+  return next(iter(dataset))
+
+
+def test_all_records_degenerate_is_an_error_not_an_endless_iterator():
+  records = [_record(t, completion=c) for t, c in enumerate(["", "   \n", "```python\npass\n```"] * 3)]
+  with _within(20), pytest.raises(ValueError, match=r"all 9 records of shard 0 of 1 were filtered out.*: 9 degenerate"):
+    _first_batch(records, SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2))
+
+
+def test_prompts_filling_every_row_are_an_error_not_an_endless_iterator():
+  records = [_record(t, prompt_ids=list(range(4, 5 + SEQ_LEN))) for t in range(3)]
+  with _within(20), pytest.raises(ValueError, match=r"all 3 records .*: 0 degenerate .*, 3 with no response .*prompt"):
+    _first_batch(records, SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2))
+
+
+def test_counts_of_truncated_and_dropped_examples():
+  records = _records() + [_record(30, prompt_ids=list(range(4, 5 + SEQ_LEN)))]  # a prompt filling the row
+  config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=1, shuffle=False, num_epochs=1)
+  dataset, counts = sft_dataset(grain.MapDataset.source(records), TOK, config, shard_index=0, shard_count=1)
+  # Reference: whole examples, measured by hand.
+  kept = [r for r in records if r.task_id not in {f"task-{t}" for t in DEGENERATE} | {"task-30"}]
+  long = [r for r in kept if len(sft_example_from_record(TOK, r, None, (IM_END,))["tokens"]) > SEQ_LEN + 1]
+  assert len(long) == 4 and any(r.finish_reason == "stop" for r in long)
+  assert (counts.read, counts.degenerate, counts.no_response, counts.truncated) == (31, 2, 1, 4)
+  assert counts.kept == len(kept) == 28
+  assert str(counts) == (
+    f"31 read, 4 truncated to {SEQ_LEN + 1} tokens (their end-of-turn token is lost), 2 dropped as degenerate "
+    f"(empty output or one-line stub), 1 dropped with no response token in the first {SEQ_LEN + 1} (the prompt fills "
+    "the row, or the response is empty), 28 trained on"
+  )
+  # Every kept example is trained on once per epoch: a truncated one ends without its end-of-turn token.
+  batches = list(dataset)
+  assert sorted(itertools.chain.from_iterable(map(_task_ids, batches))) == sorted(int(r.task_id[5:]) for r in kept)
+  trained_ends = sum(int(((b["targets"] == IM_END) & (b["loss_mask"] == 1)).sum()) for b in batches)
+  assert trained_ends == sum(r.finish_reason == "stop" for r in kept) - sum(r.finish_reason == "stop" for r in long)

@@ -9,6 +9,8 @@ from pipeline_fixtures import context, micro_config, task_tokenizer_dir, write_r
 from safetensors.numpy import load_file
 
 from ssd_jax.data import records as records_lib
+from ssd_jax.data.prompt_set import chat_prompt_ids
+from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.pipeline import training
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import sft
@@ -21,14 +23,17 @@ STEPS = 4
 def inputs(tmp_path_factory):
   """A random base model and records of correct answers to 24 synth problems."""
   root = tmp_path_factory.mktemp("sft_inputs")
-  base = write_random_base_model(root / "base", task_tokenizer_dir(str(root)))
+  tokenizer_dir = task_tokenizer_dir(str(root))
+  base = write_random_base_model(root / "base", tokenizer_dir)
+  tokenizer = load_tokenizer(tokenizer_dir)
   with records_lib.RecordShardWriter(root / "records", 0, 10) as writer:
     for problem in builtin_problems("synth", 24, seed=2):
+      messages = [{"role": "user", "content": problem.question}]
       writer.write(
         records_lib.SampleRecord(
           task_id=problem.task_id,
           sample_index=0,
-          prompt_ids=[1],
+          prompt_ids=chat_prompt_ids(tokenizer, messages),  # What the sampler would have conditioned on.
           completion_text=render_answer(solutions_for(problem)[0]),
           completion_ids=[3],
           finish_reason="stop",
@@ -41,7 +46,7 @@ def inputs(tmp_path_factory):
           max_new_tokens=64,
           seed=0,
           source_checkpoint=base,
-          prompt_messages=[{"role": "user", "content": problem.question}],
+          prompt_messages=messages,
         )
       )
   return base, str(root / "records")

@@ -2,8 +2,13 @@
 
 An example is
 
-  tokens = encode(template(prompt, add_generation_prompt=True)) + encode(completion) + end_of_turn
+  tokens = prompt_ids + encode(completion) + end_of_turn
   loss_mask = 0 on the prompt part, 1 on the completion and end-of-turn tokens.
+
+For a sample record, `prompt_ids` are the ids stored in the record, the ones the sampler
+conditioned on; they are not rendered again, since a template can render differently at
+SFT time (templates that print today's date, for one). For chat messages or prompt text,
+they are `encode(template(prompt, add_generation_prompt=True))`.
 
 The prompt and the response are tokenised separately and concatenated, rather than
 tokenising the conversation rendered with the assistant message. Two reasons:
@@ -76,7 +81,7 @@ def build_sft_example(
   tokenizer: ChatTokenizer,
   prompt_messages: Sequence[Mapping[str, str]] | str,
   completion_text: str,
-  max_len: int,
+  max_len: int | None,
   *,
   end_ids: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -87,7 +92,7 @@ def build_sft_example(
     prompt_messages: the prompt as chat messages (rendered with
       `add_generation_prompt=True`), or an already-rendered prompt string.
     completion_text: the response to train on.
-    max_len: the example is cut to its first `max_len` tokens.
+    max_len: the example is cut to its first `max_len` tokens; None keeps it whole.
     end_ids: the tokens appended after the completion; None means
       `end_of_turn_ids(tokenizer)`, and `()` appends nothing (a cut-off completion).
 
@@ -96,30 +101,39 @@ def build_sft_example(
     on the completion and end tokens. It is all zero when the prompt alone reaches
     max_len; callers drop such examples.
   """
-  if max_len < 1:
-    raise ValueError(f"max_len must be >= 1, got {max_len}")
   if isinstance(prompt_messages, str):
     prompt_text = prompt_messages
   else:
     prompt_text = tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True)
   if end_ids is None:
     end_ids = end_of_turn_ids(tokenizer)
-  prompt_ids = tokenizer.encode(prompt_text)
-  response_ids = tokenizer.encode(completion_text) + list(end_ids)
-  tokens = np.asarray(prompt_ids + response_ids, dtype=np.int32)[:max_len]
-  loss_mask = np.zeros(len(prompt_ids) + len(response_ids), dtype=np.int32)
-  loss_mask[len(prompt_ids) :] = 1
-  return {"tokens": tokens, "loss_mask": loss_mask[:max_len]}
+  return _example(tokenizer.encode(prompt_text), tokenizer.encode(completion_text) + list(end_ids), max_len)
 
 
 def sft_example_from_record(
-  tokenizer: ChatTokenizer, record: SampleRecord, max_len: int, end_ids: Sequence[int]
+  tokenizer: ChatTokenizer, record: SampleRecord, max_len: int | None, end_ids: Sequence[int]
 ) -> dict[str, np.ndarray]:
-  """`build_sft_example` for a sample record.
+  """`build_sft_example` for a sample record, on the prompt ids stored in the record.
 
-  Uses the record's chat messages (or its rendered prompt text) and appends `end_ids`
-  only when the sample ended on a stop token (`finish_reason == 'stop'`).
+  Appends `end_ids` only when the sample ended on a stop token (`finish_reason == 'stop'`).
+
+  Raises:
+    ValueError: the record holds no prompt ids.
   """
-  prompt = record.prompt_messages if record.prompt_messages is not None else record.prompt_text
-  ends = tuple(end_ids) if record.finish_reason == "stop" else ()
-  return build_sft_example(tokenizer, prompt, record.completion_text, max_len, end_ids=ends)
+  if not record.prompt_ids:
+    raise ValueError(
+      f"sample record {record.key} has no prompt_ids; SFT trains on the prompt ids the sampler conditioned "
+      "on and does not render the prompt again"
+    )
+  ends = list(end_ids) if record.finish_reason == "stop" else []
+  return _example(record.prompt_ids, tokenizer.encode(record.completion_text) + ends, max_len)
+
+
+def _example(prompt_ids: Sequence[int], response_ids: Sequence[int], max_len: int | None) -> dict[str, np.ndarray]:
+  """The prompt (masked) then the response (trained), cut to `max_len` tokens."""
+  if max_len is not None and max_len < 1:
+    raise ValueError(f"max_len must be >= 1 or None, got {max_len}")
+  tokens = np.asarray([*prompt_ids, *response_ids], dtype=np.int32)
+  loss_mask = np.zeros(len(tokens), dtype=np.int32)
+  loss_mask[len(prompt_ids) :] = 1
+  return {"tokens": tokens[:max_len], "loss_mask": loss_mask[:max_len]}

@@ -1,9 +1,11 @@
 """The Grain SFT input pipeline: sample records -> SFT examples -> packed rows -> batches.
 
   records (MapDataset)  -> this process's shard (every shard_count-th record)
-                        -> drop degenerate completions (optional)
+                        -> one pass over the shard: drop degenerate completions (optional) and
+                           examples with no response token; count them and the examples cut
+                           (`SftExampleCounts`); fail when nothing is left
                         -> shuffle (seeded, reshuffled every epoch) -> repeat
-                        -> build_sft_example; drop examples with no response token
+                        -> sft_example_from_record, cut to max_example_len
                         -> to_iter_dataset -> pack into rows -> batch
                            (or, unpacked: one example per row, padded) -> batch
 
@@ -23,6 +25,7 @@ sample records (the built-in task's pre-training).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -48,7 +51,7 @@ class SftPipelineConfig:
     seed: shuffle seed; the same seed gives the same order on every run.
     shuffle: shuffle records (differently each epoch).
     num_epochs: passes over the records; None repeats forever.
-    max_example_len: tokens kept per example; None means seq_len + 1 (one full row).
+    max_example_len: tokens kept per example, at most seq_len + 1 (one full row, the default).
     drop_degenerate: drop empty outputs and one-line stubs (`degenerate.is_degenerate`).
     read_threads: threads that read and tokenise records.
     pack: pack several examples per row; False gives one example per row, padded to seq_len (the SSD
@@ -71,8 +74,48 @@ class SftPipelineConfig:
         raise ValueError(f"SftPipelineConfig.{name} must be >= 1, got {getattr(self, name)}")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise ValueError(f"SftPipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
-    if self.max_example_len is not None and self.max_example_len < 2:
-      raise ValueError(f"SftPipelineConfig.max_example_len must be >= 2, got {self.max_example_len}")
+    if self.max_example_len is not None and not 2 <= self.max_example_len <= self.seq_len + 1:
+      raise ValueError(
+        f"SftPipelineConfig.max_example_len must be in [2, seq_len + 1 = {self.seq_len + 1}] (a longer example "
+        f"does not fit a row), got {self.max_example_len}"
+      )
+
+
+# What building an SFT example did with a record.
+_DEGENERATE, _NO_RESPONSE, _TRUNCATED, _WHOLE = "degenerate", "no_response", "truncated", "whole"
+
+
+@dataclasses.dataclass(frozen=True)
+class SftExampleCounts:
+  """What became of one process's records as SFT examples.
+
+  Attributes:
+    read: records in this process's shard.
+    degenerate: dropped as degenerate (empty output or one-line stub).
+    no_response: dropped because no response token is within the first max_len tokens (the prompt fills
+      the row, or the response is empty).
+    truncated: kept but cut to max_len tokens; they lose their end and its end-of-turn token.
+    max_len: tokens kept per example.
+  """
+
+  read: int
+  degenerate: int
+  no_response: int
+  truncated: int
+  max_len: int
+
+  @property
+  def kept(self) -> int:
+    """Records trained on, whole or cut."""
+    return self.read - self.degenerate - self.no_response
+
+  def __str__(self) -> str:
+    return (
+      f"{self.read} read, {self.truncated} truncated to {self.max_len} tokens (their end-of-turn token is lost), "
+      f"{self.degenerate} dropped as degenerate (empty output or one-line stub), {self.no_response} dropped "
+      f"with no response token in the first {self.max_len} (the prompt fills the row, or the response is empty), "
+      f"{self.kept} trained on"
+    )
 
 
 class _PackedDatasetIterator(grain.DatasetIterator):
@@ -137,8 +180,12 @@ def sft_dataset(
   *,
   shard_index: int | None = None,
   shard_count: int | None = None,
-) -> grain.IterDataset:
+) -> tuple[grain.IterDataset, SftExampleCounts]:
   """Builds this process's SFT batch dataset.
+
+  Reads and tokenises every record of this process's shard once, up front, to drop the ones with nothing to
+  train on and to count them; a shard with nothing left is an error here rather than an iterator that never
+  yields.
 
   Args:
     records: a MapDataset of `SampleRecord`s, or a record directory (`records.record_dataset`).
@@ -149,8 +196,11 @@ def sft_dataset(
       records in the same order.
 
   Returns:
-    An IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays;
-    `iter(...)` gives a checkpointable iterator.
+    (an IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays, whose
+    `iter(...)` gives a checkpointable iterator; what became of this shard's records).
+
+  Raises:
+    ValueError: bad shard settings, or no record of the shard gives an example to train on.
   """
   shard_index = jax.process_index() if shard_index is None else shard_index
   shard_count = jax.process_count() if shard_count is None else shard_count
@@ -160,29 +210,49 @@ def sft_dataset(
     raise ValueError(f"global_batch_size {config.global_batch_size} is not divisible by the shard count {shard_count}")
   if not isinstance(records, grain.MapDataset):
     records = record_dataset(records)
-  records = records[shard_index::shard_count]
-  if len(records) == 0:
+  shard = records[shard_index::shard_count]
+  if len(shard) == 0:
     raise ValueError(f"shard {shard_index} of {shard_count} holds no records")
-  if config.drop_degenerate:
-    records = records.filter(lambda r: is_degenerate(r.completion_text) is None)
-  if config.shuffle:
-    records = records.shuffle(seed=config.seed)
-  records = records.repeat(config.num_epochs)
-
   max_len = config.max_example_len or config.seq_len + 1
   end_ids = end_of_turn_ids(tokenizer)
+
+  def fate(record: SampleRecord) -> str:
+    if config.drop_degenerate and is_degenerate(record.completion_text) is not None:
+      return _DEGENERATE
+    example = sft_example_from_record(tokenizer, record, None, end_ids)
+    if not example["loss_mask"][1:max_len].any():  # No target in the kept part is a response token.
+      return _NO_RESPONSE
+    return _TRUNCATED if len(example["tokens"]) > max_len else _WHOLE
+
+  fates = list(shard.map(fate).to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads)))
+  tally = collections.Counter(fates)
+  counts = SftExampleCounts(len(shard), tally[_DEGENERATE], tally[_NO_RESPONSE], tally[_TRUNCATED], max_len)
+  if not counts.kept:
+    raise ValueError(
+      f"all {counts.read} records of shard {shard_index} of {shard_count} were filtered out, nothing to train "
+      f"on: {counts.degenerate} degenerate (empty output or one-line stub; config drop_degenerate), "
+      f"{counts.no_response} with no response token in the first {max_len} tokens (the prompt fills them, or "
+      "the response is empty)"
+    )
+  # Filtered in place (not a list of the kept ones) so that the shuffle permutes the whole shard: the kept
+  # records come in the order they always came in, and a saved iterator position means what it meant.
+  kept = [f in (_TRUNCATED, _WHOLE) for f in fates]
+  kept_records = grain.MapDataset.range(len(shard)).filter(lambda i: kept[i])
+  if config.shuffle:
+    kept_records = kept_records.shuffle(seed=config.seed)
+  kept_records = kept_records.repeat(config.num_epochs).map(lambda i: shard[i])
 
   def to_example(record: SampleRecord):
     return sft_example_from_record(tokenizer, record, max_len, end_ids)
 
-  examples = records.map(to_example).filter(lambda ex: bool(ex["loss_mask"][1:].any()))
+  examples = kept_records.map(to_example)
   if config.pack:
     examples = examples.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
     rows = PackedIterDataset(examples, config.seq_len)
   else:
     rows = examples.map(lambda ex: single_row(ex, config.seq_len))
     rows = rows.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads))
-  return rows.batch(config.global_batch_size // shard_count, drop_remainder=True)
+  return rows.batch(config.global_batch_size // shard_count, drop_remainder=True), counts
 
 
 def single_row(example: dict[str, Any], seq_len: int) -> dict[str, Any]:

@@ -33,13 +33,16 @@ def run(ctx: RunContext) -> None:
   """Fine-tunes the base model on `synthesize/records` and writes `models/ssd`."""
   config, layout, section = ctx.config, ctx.layout, ctx.config.sft
   source = ctx.base_model_dir
-  dataset = sft_dataset(
+  # Before the model is loaded, so that records with nothing to train on fail before any model work.
+  dataset, counts = sft_dataset(
     layout.records,
     ctx.tokenizer,
     pipeline_config(config),
     shard_index=jax.process_index(),
     shard_count=jax.process_count(),
   )
+  shard = f" (process {jax.process_index()}'s share)" if jax.process_count() > 1 else ""
+  print(f"[sft] examples{shard}: {counts}")
   graphdef, params = ctx.load_model(source)
   cfg = model_io.model_config_of(graphdef, params)
   print(f"[sft] {section.steps} steps of {section.global_batch_size} x {section.seq_len} tokens from {source}")
