@@ -13,7 +13,7 @@ from tokenizers import Tokenizer as RawTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from ssd_jax.data import chat_template as chat_template_lib
-from ssd_jax.data import sft_examples
+from ssd_jax.data import sft_examples, tokenizer_base
 from ssd_jax.data import tokenizer as tokenizer_lib
 
 CORPUS = [
@@ -242,7 +242,7 @@ def test_hf_stop_ids(hf_dir):
   tok = tokenizer_lib.load_tokenizer(directory)
   raw = RawTokenizer.from_file(os.path.join(directory, "tokenizer.json"))
   expected = {raw.token_to_id(t) for t in FAMILIES[family]["generation_eos"]}
-  expected |= {raw.token_to_id(t) for t in tokenizer_lib.END_OF_TURN_TOKENS if raw.token_to_id(t) is not None}
+  expected |= {raw.token_to_id(t) for t in tokenizer_base.END_OF_TURN_TOKENS if raw.token_to_id(t) is not None}
   assert set(tok.stop_ids) == expected
   assert tok.eos_id in tok.stop_ids
   if family == "qwen3":
