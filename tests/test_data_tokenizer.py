@@ -375,6 +375,16 @@ def test_sentencepiece_special_tokens_in_text_match_transformers(tmp_path):
   assert sft_examples.end_of_turn_ids(ours) == (ours.eos_id,)
 
 
+def test_end_of_turn_ids_are_the_tokens_that_follow_the_content(tmp_path):
+  # "\n</s>" after an assistant's content: encoded on its own, SentencePiece would begin it with "▁".
+  template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{{ eos_token }}{% endfor %}"
+  ours = tokenizer_lib.load_tokenizer(_sentencepiece_dir_with_config(tmp_path, {"chat_template": template}))
+  rendered = ours.apply_chat_template_ids([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+  end = sft_examples.end_of_turn_ids(ours)
+  assert [ours.processor.id_to_piece(i) for i in end] == ["\n", "</s>"]
+  assert tuple(rendered[-len(end) :]) == end
+
+
 @pytest.mark.parametrize(
   "config_update, special_map",
   [

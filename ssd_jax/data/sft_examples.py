@@ -64,7 +64,13 @@ def end_of_turn_ids(tokenizer: ChatTokenizer) -> tuple[int, ...]:
   text = tokenizer.apply_chat_template(messages, add_generation_prompt=False)
   if _PROBE_CONTENT not in text:
     raise ValueError("the chat template does not render the assistant message's content")
-  suffix_ids = tokenizer.encode(text[text.rindex(_PROBE_CONTENT) + len(_PROBE_CONTENT) :])
+  end = text.rindex(_PROBE_CONTENT) + len(_PROBE_CONTENT)
+  # The suffix as encoded after the content: encoded alone, SentencePiece would start it with its dummy "▁".
+  before, whole = tokenizer.encode(text[:end]), tokenizer.encode(text)
+  if whole[: len(before)] == before:
+    suffix_ids = whole[len(before) :]
+  else:  # A token spans the content's end; the suffix alone is the closest reading.
+    suffix_ids = tokenizer.encode(text[end:])
   stops = set(tokenizer.stop_ids)
   for i, token in enumerate(suffix_ids):
     if token in stops:
