@@ -163,3 +163,13 @@ def test_bad_inputs_are_named(split, sampler):
     _generate(sampler, state, stop_ids=[-1])
   with pytest.raises(ValueError, match="max_new_tokens"):
     _generate(sampler, state, max_new_tokens=64)
+
+
+def test_a_model_with_nan_logits_is_an_error_not_out_of_vocabulary_tokens(split, sampler):
+  # NaN logits make the sampler return an id outside the vocabulary, which would be recorded as a sample.
+  state = jax.tree_util.tree_map_with_path(
+    lambda path, x: x * np.nan if "final_norm" in jax.tree_util.keystr(path) else x, split[1]
+  )
+  for params in (SAMPLED, GREEDY):
+    with pytest.raises(FloatingPointError, match=r"outside the vocabulary \[0, 512\)\) as token 0 of sample 0"):
+      _generate(sampler, state, params=params)

@@ -246,20 +246,32 @@ class Sampler:
       # Dispatch is asynchronous: the next batch is queued before the previous one is read back.
       out = self._run(state, **self._device_batch(batch, per_prompt, seed, stops), max_new_tokens=max_new_tokens)
       if pending is not None:
-        results += self._collect(*pending)
+        results += self._collect(*pending, vocab_size)
         bar.update(1)
       pending = (batch, out)
-    results += self._collect(*pending)
+    results += self._collect(*pending, vocab_size)
     bar.update(1)
     bar.close()
     return sorted(results, key=lambda g: (g.prompt_index, g.sample_index))
 
-  def _collect(self, batch: RowBatch, out: GenerationOutput) -> list[Generation]:
-    """The active rows of one batch's output, as Generations."""
+  def _collect(self, batch: RowBatch, out: GenerationOutput, vocab_size: int) -> list[Generation]:
+    """The active rows of one batch's output, as Generations.
+
+    Raises:
+      FloatingPointError: a drawn token is not a vocabulary id, which the sampler returns only for logits
+        with NaN or no finite value (the model diverged or overflowed); nothing of the batch is returned.
+    """
     out = GenerationOutput(*(self._fetch(x) for x in out))
     generations = []
     for r in np.flatnonzero(batch.active):
       count = int(out.num_tokens[r])
+      bad = np.flatnonzero((out.tokens[r, :count] < 0) | (out.tokens[r, :count] >= vocab_size))
+      if bad.size:
+        raise FloatingPointError(
+          f"sampling drew token id {int(out.tokens[r, bad[0]])} (outside the vocabulary [0, {vocab_size})) as token "
+          f"{int(bad[0])} of sample {int(batch.sample_index[r])} of prompt {int(batch.prompt_index[r])}: the "
+          "model's logits there held NaN or no finite value"
+        )
       generations.append(
         Generation(
           prompt_index=int(batch.prompt_index[r]),
