@@ -100,6 +100,11 @@ class LearnerState:
   def step(self) -> jax.Array:
     return self.train.step
 
+  @staticmethod
+  def saved_student_params(saved: Mapping[str, Any]) -> Any:
+    """The student's parameters in a checkpointed LearnerState read back without a target (as nested dicts)."""
+    return saved["train"]["params"]
+
 
 def step_problem_indices(num_problems: int, per_step: int, step: int, seed: int) -> np.ndarray:
   """The distinct problems of `step`: epochs of a seeded permutation, a pure function of the step."""

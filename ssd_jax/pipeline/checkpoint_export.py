@@ -7,10 +7,15 @@ import os
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from ssd_jax.onpolicy.learner import LearnerState
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
 
 _STATE_ITEM = "state"
+
+# The student's parameters in the state each tuning stage checkpoints, read back without a target: SFT saves
+# a TrainState, self_distill the on-policy learner's LearnerState (the student's TrainState and a teacher).
+_STUDENT_PARAMS = {"sft": lambda saved: saved["params"], "self_distill": LearnerState.saved_student_params}
 
 
 def saved_steps(checkpoint_dir: str | None) -> list[int]:
@@ -36,9 +41,10 @@ def _pure(tree):
 def export_step(ctx: RunContext, name: str, step: int) -> str:
   """Writes the parameters model `name` had at training step `step` as a Hugging Face directory.
 
-  The final model gives the structure, shardings and config; the checkpoint's train state is read
-  without a target (to host memory, every process) and its `params` replace the final model's. A
-  directory exported before is reused.
+  The final model gives the structure, shardings and config; the checkpointed state of the stage that
+  tunes the model is read without a target (to host memory, every process) and the student's parameters
+  in it replace the final model's. A directory exported before is reused: a restart of that stage sets the
+  model's exports aside with its checkpoints (`RunLayout.stage_outputs`).
 
   Returns:
     The directory, `layout.model_at_step(name, step)`.
@@ -55,6 +61,6 @@ def export_step(ctx: RunContext, name: str, step: int) -> str:
     raise FileNotFoundError(f"model {name!r} has no training checkpoint at step {step} in {checkpoint_dir}: {steps}")
   graphdef, params = ctx.load_model(ctx.model_dir(name))
   restored = ocp.StandardCheckpointer().restore(os.path.join(checkpoint_dir, str(step), _STATE_ITEM))
-  nnx.replace_by_pure_dict(params, _pure(restored["params"]))
+  nnx.replace_by_pure_dict(params, _pure(_STUDENT_PARAMS[ctx.layout.tuning_stage(name)](restored)))
   model_io.export_hf(params, model_io.model_config_of(graphdef, params), out, ctx.tokenizer_dir)
   return out

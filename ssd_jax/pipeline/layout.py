@@ -2,7 +2,8 @@
 
 tokenizer/                  the built-in task's tokenizer (pretrain)
 models/<name>/              Hugging Face directories: base (pretrain), ssd (sft), sdsd / sdpo (self_distill)
-models/steps/<name>/step_<n>/  intermediate checkpoints exported for evaluation (eval.checkpoints)
+models/steps/<name>/step_<n>/  intermediate checkpoints exported for evaluation (eval.checkpoints); they belong
+                            to the stage that tunes the model, so restarting it sets them aside
 synthesize/records/         sample records; synthesize/summary.json their counts
 <stage>/checkpoints, logs   Orbax checkpoints; metrics.jsonl + TensorBoard events
 self_distill/<method>/      the on-policy learner's checkpoints, logs and held-out curve
@@ -78,15 +79,26 @@ class RunLayout:
   def toy_dir(self) -> str:
     return self._path("toy")
 
+  def model_steps(self, name: str) -> str:
+    """The Hugging Face directories of model `name` exported from its training checkpoints, one per step."""
+    return self._path("models", "steps", name)
+
   def model_at_step(self, name: str, step: int) -> str:
     """The Hugging Face directory of model `name` exported from its training checkpoint at `step`."""
-    return self._path("models", "steps", name, f"step_{step}")
+    return os.path.join(self.model_steps(name), f"step_{step}")
+
+  def tuning_stage(self, name: str) -> str | None:
+    """The stage that tunes model `name`: 'sft' for 'ssd', 'self_distill' for a method, None for 'base'."""
+    if name == "base":
+      return None
+    return "sft" if name == "ssd" else "self_distill"
 
   def training_checkpoints(self, name: str) -> str | None:
     """The Orbax checkpoints of the training that wrote model `name` (None for 'base', which is not tuned)."""
-    if name == "base":
-      return None
-    return self.checkpoints("sft") if name == "ssd" else os.path.join(self.self_distill(name), "checkpoints")
+    stage = self.tuning_stage(name)
+    if stage == "self_distill":
+      return os.path.join(self.self_distill(name), "checkpoints")
+    return None if stage is None else self.checkpoints(stage)
 
   @property
   def eval_root(self) -> str:
@@ -108,8 +120,9 @@ class RunLayout:
       "forward": [self.forward_report],
       "pretrain": [self.task_tokenizer, self.stage_dir("pretrain"), self.model("base")],
       "synthesize": [os.path.dirname(self.records)],
-      "sft": [self.stage_dir("sft"), self.model("ssd")],
-      "self_distill": [self.stage_dir("self_distill"), *map(self.model, methods)],
+      # A tuning stage's step exports are made from its checkpoints: a restart makes them stale.
+      "sft": [self.stage_dir("sft"), self.model("ssd"), self.model_steps("ssd")],
+      "self_distill": [self.stage_dir("self_distill"), *map(self.model, methods), *map(self.model_steps, methods)],
       "eval": [os.path.join(self.eval_root, m) for m in eval_models],
       "report": [self.report_dir],
       "plan": [self.plan_report],
