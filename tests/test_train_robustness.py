@@ -13,7 +13,7 @@ from train_fixtures import SeededBatches, copy_tree, tiny_config, tiny_model_sta
 from ssd_jax.pipeline import model_io
 from ssd_jax.train import checkpointing
 from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, restore_or_init
-from ssd_jax.train.loop import IteratorSource, LoopConfig, NonFiniteError, train_loop
+from ssd_jax.train.loop import Hook, IteratorSource, LoopConfig, NonFiniteError, train_loop
 from ssd_jax.train.metrics import MetricsWriter
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.sft_step import make_sft_step
@@ -57,6 +57,32 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     assert checkpointer.all_steps() == [1, 2]  # Nothing of step 3 or later was saved.
 
 
+class _Seen(Hook):
+  """Records the steps whose state reached it; it reads the state (as an evaluation does) at every step."""
+
+  def __init__(self):
+    self.steps = []
+
+  def reads_state(self, step):
+    return True
+
+  def after_step(self, step, state):
+    self.steps.append(step)
+
+
+def test_a_non_finite_step_never_reaches_a_hook_that_reads_the_state(tmp_path):
+  hook = _Seen()
+  with pytest.raises(NonFiniteError, match="step 3: non-finite loss"):
+    train_loop(
+      _nan_from(3),
+      _state(),
+      IteratorSource(SeededBatches),
+      _config(tmp_path / "ckpt", every=4, log_every=4),
+      hooks=(hook,),
+    )
+  assert hook.steps == [1, 2]
+
+
 def test_export_refuses_non_finite_parameters(tmp_path):
   params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), copy_tree(tiny_model_state()[1]))
   with pytest.raises(ValueError, match="non-finite"):
@@ -75,19 +101,20 @@ def _three_checkpoints(directory):
       os.remove(step_dir / "_METADATA") if (step_dir / "_METADATA").exists() else shutil.rmtree(step_dir / "state")
     ),
     lambda step_dir: [os.remove(p) for p in (step_dir / "data").glob("process_*.json")],
+    lambda step_dir: shutil.rmtree(step_dir / "data"),
     lambda step_dir: [
       p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
       for p in (step_dir / "state").rglob("*")
       if p.is_file() and p.stat().st_size > 1000
     ],
   ],
-  ids=["metadata_missing", "iterator_state_missing", "data_truncated"],
+  ids=["metadata_missing", "iterator_state_missing", "iterator_item_missing", "data_truncated"],
 )
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, damage):
   _three_checkpoints(tmp_path / "ckpt")
   damage(tmp_path / "ckpt" / "3")
   with Checkpointer(tmp_path / "ckpt") as checkpointer:
-    restored = restore_or_init(checkpointer, _state())
+    restored = restore_or_init(checkpointer, _state(), with_data=True)
     assert restored.step == 2 and restored.data_state == {"index": 2}
     assert checkpointer.all_steps() == [1, 2]
   out = capsys.readouterr().out
@@ -96,6 +123,15 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
   # Training continues from step 2 and saves step 3 anew.
   state = train_loop(_step(), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", total=3))
   assert int(state.step) == 3
+
+
+def test_a_checkpoint_without_its_data_item_resumes_the_data_from_the_previous_one(tmp_path, capsys):
+  _three_checkpoints(tmp_path / "ckpt")
+  shutil.rmtree(tmp_path / "ckpt" / "3" / "data")
+  data = SeededBatches()
+  train_loop(_step(), _state(), IteratorSource(lambda: data), _config(tmp_path / "ckpt", total=4))
+  assert data.served == [2, 3]  # Steps 3 and 4 trained on the batches after step 2's, not from the first.
+  assert "step 3 does not restore (FileNotFoundError" in capsys.readouterr().out
 
 
 def test_non_finite_checkpoint_is_skipped_and_none_intact_is_an_error(tmp_path, capsys):

@@ -118,7 +118,8 @@ class HeldoutHook(Hook):
       truncate_jsonl(os.path.join(self._out, "heldout.jsonl"), step)  # Steps after `step` are trained again.
     return self._evaluate(0, state) if step == 0 else None  # The starting point of the curve.
 
+  def reads_state(self, step: int) -> bool:
+    return step % self._every == 0 or step == self._last
+
   def after_step(self, step: int, state: Any) -> dict[str, float] | None:
-    if step % self._every == 0 or step == self._last:
-      return self._evaluate(step, state)
-    return None
+    return self._evaluate(step, state) if self.reads_state(step) else None

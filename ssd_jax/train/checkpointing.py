@@ -167,18 +167,26 @@ class Checkpointer:
       items[METADATA_ITEM] = ocp.args.JsonSave(dict(metadata))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def restore(self, abstract_state: TrainState, step: int | None = None) -> Restored:
+  def restore(self, abstract_state: TrainState, step: int | None = None, *, with_data: bool = False) -> Restored:
     """Restores `step` (default: latest) into the shardings of `abstract_state`.
 
     Args:
       abstract_state: TrainState of `jax.ShapeDtypeStruct`s with shardings
         (`ssd_jax.train.train_state.abstract_train_state`).
       step: which checkpoint; None for the newest.
+      with_data: the caller resumes a data iterator, so the checkpoint must hold its position.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint, or `with_data` and the checkpoint has no data item.
     """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     saved = set(self._manager.item_metadata(step).keys())
+    if with_data and DATA_ITEM not in saved:
+      raise FileNotFoundError(
+        f"checkpoint {self.directory / str(step)} has no '{DATA_ITEM}' item: the data iterator's position is lost"
+      )
     items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
     if DATA_ITEM in saved:
       items[DATA_ITEM] = IteratorStateRestore()
@@ -239,17 +247,18 @@ def _non_finite_leaves(state: Any) -> list[str]:
   return bad
 
 
-def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any) -> Restored:
+def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any, *, with_data: bool = False) -> Restored:
   """The newest intact checkpoint restored like `initial_state` (same shardings), or `initial_state` at step 0.
 
-  A checkpoint is intact when every item restores (state, metadata, this process's iterator position) and its
-  parameters and optimizer state are finite. A broken one is skipped, saying which step and why, and the next
-  older one is tried.
+  A checkpoint is intact when every item restores (state, metadata and, `with_data`, this process's iterator
+  position, which must be there) and its parameters and optimizer state are finite. A broken one is skipped,
+  saying which step and why, and the next older one is tried.
 
   Args:
     checkpointer: where to look; None means always start fresh.
     initial_state: the placed step-0 state (a pytree with a `step` leaf); its shapes, dtypes and shardings are
       the restore target.
+    with_data: the caller resumes a data iterator from the checkpoint.
 
   Raises:
     CheckpointError: there are checkpoints but none is intact.
@@ -260,7 +269,7 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any) -> Re
   skipped = []
   for step in sorted(checkpointer.all_steps(), reverse=True):
     try:
-      restored = checkpointer.restore(abstract, step=step)
+      restored = checkpointer.restore(abstract, step=step, with_data=with_data)
     except Exception as e:  # pylint: disable=broad-except  # Any damage: missing files, truncated data.
       first_line = (str(e).splitlines() or [""])[0][:200]
       skipped.append((step, f"step {step} does not restore ({type(e).__name__}: {first_line})"))

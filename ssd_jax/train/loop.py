@@ -54,6 +54,12 @@ class Hook:
     del step, state
     return None
 
+  def reads_state(self, step: int) -> bool:
+    """Whether `after_step(step)` computes with the state's values (an evaluation samples it): the loop then
+    checks that step's guarded metrics first, so a diverged state never reaches it."""
+    del step
+    return False
+
   def on_log(self, step: int, scalars: Mapping[str, float]) -> None:
     """At each log point, with the logged step's scalars (e.g. a progress line)."""
     del step, scalars
@@ -122,6 +128,16 @@ class NonFiniteError(FloatingPointError):
 GUARDED_METRICS = ("loss", "grad_norm")
 
 
+def _check_finite(step: int, scalars: Mapping[str, float]) -> None:
+  """Raises `NonFiniteError` naming `step` when one of its guarded metrics is not finite."""
+  bad = {k: scalars[k] for k in GUARDED_METRICS if k in scalars and not math.isfinite(scalars[k])}
+  if bad:
+    raise NonFiniteError(
+      f"step {step}: non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())}; training stopped, the "
+      "last good checkpoint is kept and nothing is exported (lower the learning rate or check the data)"
+    )
+
+
 class _MetricsLog:
   """Buffers per-step device metrics and writes them at log points (one host sync per log point).
 
@@ -142,20 +158,14 @@ class _MetricsLog:
     if not self._pending:
       return None
     fetched = [(step, {**to_scalars(metrics), **host}) for step, metrics, host in self._pending]
+    self._pending = []
     for step, scalars in fetched:
-      bad = {k: scalars[k] for k in GUARDED_METRICS if k in scalars and not math.isfinite(scalars[k])}
-      if bad:
-        self._pending = []
-        raise NonFiniteError(
-          f"step {step}: non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())}; training stopped, the "
-          "last good checkpoint is kept and nothing is exported (lower the learning rate or check the data)"
-        )
+      _check_finite(step, scalars)
     for step, scalars in fetched:
       if self._writer is not None:
         self._writer.write(step, scalars)
     tokens = sum(scalars.get("tokens", 0.0) for _, scalars in fetched)
     self._bar.update(len(fetched), tokens, fetched[-1][1].get("loss", float("nan")))
-    self._pending = []
     return fetched[-1][1]
 
 
@@ -176,7 +186,8 @@ def train_loop(
     initial_state: placed step-0 state (a pytree with a `step` leaf); also the restore target.
     source: gives each step's batch; its position is checkpointed.
     config: loop settings.
-    hooks: run at the start and after every step; their scalars are logged with the step.
+    hooks: run at the start and after every step (a hook that reads the state only after a step whose
+      guarded metrics are finite); their scalars are logged with the step.
     metrics_writer: where metrics go (None: progress bar only).
     metadata: JSON-serialisable dict stored with every checkpoint.
 
@@ -192,7 +203,8 @@ def train_loop(
       async_save=config.async_checkpointing,
     )
   try:
-    restored = restore_or_init(checkpointer, initial_state)
+    # A source with a position (a Grain iterator) must find it in the checkpoint, or it would restart its data.
+    restored = restore_or_init(checkpointer, initial_state, with_data=source.get_state() is not None)
     state, step = restored.state, restored.step
     if restored.data_state is not None:
       source.set_state(restored.data_state)
@@ -222,6 +234,8 @@ def train_loop(
           break
         state, metrics = step_fn(state, batch)
         step += 1
+        if any(hook.reads_state(step) for hook in hooks):  # Waits for the step, as a log point does.
+          _check_finite(step, to_scalars({k: metrics[k] for k in GUARDED_METRICS if k in metrics}))
         for hook in hooks:
           host.update(hook.after_step(step, state) or {})
         log.add(step, metrics, host)

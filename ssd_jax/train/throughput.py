@@ -188,6 +188,9 @@ class UntimedHook(Hook):
   def after_step(self, step: int, state):
     return self._meter.timed(lambda: self._hook.after_step(step, state))
 
+  def reads_state(self, step: int) -> bool:
+    return self._hook.reads_state(step)
+
   def on_log(self, step: int, scalars) -> None:
     self._hook.on_log(step, scalars)
 
