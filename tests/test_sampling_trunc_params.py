@@ -1,5 +1,6 @@
 """SamplingParams validation and broadcasting to per-row arrays."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -49,3 +50,13 @@ def test_row_params_checks():
     as_row_params(RowParams(np.ones(2), np.ones(3), np.ones(2), np.ones(2)))
   rows = as_row_params(RowParams(np.ones(2), np.ones(2), np.ones(2), np.zeros(2)))
   assert rows.top_k.dtype == np.int32 and rows.batch == 2
+  # Concrete values are checked as SamplingParams checks them (each path would read them its own way);
+  # traced ones pass through.
+  bad = {"temperature": -1.0, "top_p": 0.0, "min_p": 1.5}
+  for field, value in bad.items():
+    fields = {"temperature": [1.0, 1.0], "top_k": [0, 0], "top_p": [1.0, 1.0], "min_p": [0.0, 0.0]}
+    fields[field][1] = value
+    with pytest.raises(ValueError, match=rf"RowParams row 1: {field} must be"):
+      as_row_params(RowParams(*(np.asarray(v) for v in fields.values())))
+  traced = jax.jit(lambda t: as_row_params(RowParams(t, np.zeros(2), np.ones(2), np.zeros(2))).temperature)
+  np.testing.assert_array_equal(traced(np.array([-1.0, 2.0], np.float32)), [-1.0, 2.0])

@@ -86,12 +86,15 @@ def as_row_params(params: ParamsLike, batch: int | None = None) -> RowParams:
 
   Args:
     params: a `SamplingParams` (needs `batch`), one `SamplingParams` per row, or
-      `RowParams` (returned with dtypes fixed; array values are not validated since
-      they may be traced).
+      `RowParams` (returned with dtypes fixed; concrete values are checked as
+      `SamplingParams` checks them, traced ones cannot be).
     batch: the number of rows; checked against per-row inputs when given.
 
   Returns:
     RowParams with float32/int32 arrays of shape [batch].
+
+  Raises:
+    ValueError: shapes that disagree, or a concrete value `SamplingParams` refuses (naming its row).
   """
   if isinstance(params, SamplingParams):
     if batch is None:
@@ -107,6 +110,13 @@ def as_row_params(params: ParamsLike, batch: int | None = None) -> RowParams:
     shapes = {name: tuple(value.shape) for name, value in rows._asdict().items()}
     if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 1:
       raise ValueError(f"RowParams fields must all have shape [batch], got {shapes}")
+    if not any(isinstance(value, jax.core.Tracer) for value in rows):
+      # Out-of-range values would not fail: the paths would each read them their own way.
+      for row, values in enumerate(zip(*(np.asarray(value).tolist() for value in rows))):
+        try:
+          SamplingParams(*values)
+        except ValueError as e:
+          raise ValueError(f"RowParams row {row}: {e}") from None
   else:
     params = list(params)
     if not all(isinstance(p, SamplingParams) for p in params):
