@@ -77,3 +77,26 @@ def make_record(
   )
   fields.update(overrides)
   return SampleRecord(**fields)
+
+
+def stored_record(task_id: str, completion_text: str, prompt_ids, **overrides) -> SampleRecord:
+  """A record as synthesis stores one, with placeholder values in the fields a test does not read."""
+  fields = dict(
+    task_id=task_id,
+    sample_index=0,
+    prompt_ids=list(prompt_ids),
+    completion_text=completion_text,
+    completion_ids=[3],
+    finish_reason="stop",
+    logprob_raw=[-1.0],
+    logprob_sampled=[-0.5],
+    temperature=1.6,
+    top_k=20,
+    top_p=0.8,
+    min_p=0.0,
+    max_new_tokens=64,
+    seed=0,
+    source_checkpoint="base",
+  )
+  fields.update(overrides)
+  return SampleRecord(**fields)

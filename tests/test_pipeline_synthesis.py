@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from data_records_fixtures import stored_record
 from flax import nnx
 from pipeline_fixtures import micro_config, task_tokenizer_dir, tiny_model_config
 
@@ -125,22 +126,14 @@ def test_summary_counts_the_degeneracy_filter(setup, tmp_path):
   with records_lib.RecordShardWriter(out, 0, 10) as writer:
     for i, text in enumerate(["", "```python\n# nothing\n```", "pass", "def f(x):\n    return x + 1"]):
       writer.write(
-        records_lib.SampleRecord(
-          task_id=f"t{i}",
-          sample_index=0,
-          prompt_ids=[1],
-          completion_text=text,
+        stored_record(
+          f"t{i}",
+          text,
+          [1],
           completion_ids=[5, 2],
           finish_reason="length" if i == 3 else "stop",
           logprob_raw=[-1.0, -0.5],
           logprob_sampled=[-0.5, -0.1],
-          temperature=1.0,
-          top_k=0,
-          top_p=1.0,
-          min_p=0.0,
-          max_new_tokens=4,
-          seed=0,
-          source_checkpoint="x",
           prompt_text="p",
         )
       )

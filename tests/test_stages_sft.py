@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from data_records_fixtures import stored_record
 from pipeline_fixtures import context, micro_config, task_tokenizer_dir, write_random_base_model
 from safetensors.numpy import load_file
 
@@ -30,21 +31,10 @@ def inputs(tmp_path_factory):
     for problem in builtin_problems("synth", 24, seed=2):
       messages = [{"role": "user", "content": problem.question}]
       writer.write(
-        records_lib.SampleRecord(
-          task_id=problem.task_id,
-          sample_index=0,
-          prompt_ids=chat_prompt_ids(tokenizer, messages),  # What the sampler would have conditioned on.
-          completion_text=render_answer(solutions_for(problem)[0]),
-          completion_ids=[3],
-          finish_reason="stop",
-          logprob_raw=[-1.0],
-          logprob_sampled=[-0.5],
-          temperature=1.6,
-          top_k=20,
-          top_p=0.8,
-          min_p=0.0,
-          max_new_tokens=64,
-          seed=0,
+        stored_record(
+          problem.task_id,
+          render_answer(solutions_for(problem)[0]),
+          chat_prompt_ids(tokenizer, messages),  # What the sampler would have conditioned on.
           source_checkpoint=base,
           prompt_messages=messages,
         )

@@ -1,6 +1,7 @@
 """The SFT stage reads its records before it loads the model: it reports what becomes of them, or fails."""
 
 import pytest
+from data_records_fixtures import stored_record
 from pipeline_fixtures import context, micro_config, task_tokenizer_dir
 
 from ssd_jax.data import records as records_lib
@@ -32,24 +33,7 @@ def run_sft(tmp_path_factory, tmp_path, monkeypatch):
     with records_lib.RecordShardWriter(ctx.layout.records, 0, 10) as writer:
       for index, completion in enumerate(completions):
         writer.write(
-          records_lib.SampleRecord(
-            task_id=f"t{index}",
-            sample_index=0,
-            prompt_ids=chat_prompt_ids(ctx.tokenizer, messages),
-            completion_text=completion,
-            completion_ids=[3],
-            finish_reason="stop",
-            logprob_raw=[-1.0],
-            logprob_sampled=[-0.5],
-            temperature=1.6,
-            top_k=20,
-            top_p=0.8,
-            min_p=0.0,
-            max_new_tokens=64,
-            seed=0,
-            source_checkpoint="base",
-            prompt_messages=messages,
-          )
+          stored_record(f"t{index}", completion, chat_prompt_ids(ctx.tokenizer, messages), prompt_messages=messages)
         )
     sft.run(ctx)
 
