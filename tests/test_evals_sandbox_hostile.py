@@ -485,6 +485,7 @@ def test_stdio_comparison_and_stop_on_failure():
     ({"net": ["lo", "eth0"]}, "network namespace"),
     ({"ipc": 3}, "IPC namespace"),
     ({"root": ["usr", "proc", "dev", "tmp", "home", "work"]}, "mount namespace"),
+    ({"writable": ["/", "/dev", "/tmp"]}, "can write ['/', '/dev']"),
   ],
 )
 def test_probe_names_each_missing_layer(change, layer):
@@ -496,6 +497,7 @@ def test_probe_names_each_missing_layer(change, layer):
     "root": ["bin", "dev", "proc", "tmp", "usr"],
     "net": ["lo"],
     "ipc": 0,
+    "writable": ["/tmp"],
   }
   assert isolation._missing_layer(isolated, "/usr/bin/python3") is None
   assert layer in isolation._missing_layer({**isolated, **change}, "/usr/bin/python3")

@@ -1,10 +1,10 @@
 """How a sandbox worker is isolated: bubblewrap namespaces, a dedicated uid, rlimits, cgroup v2.
 
 Each worker runs as ``bwrap --unshare-all --unshare-user --disable-userns --die-with-parent --new-session
---as-pid-1 --cap-drop ALL --uid 65534``: its own mount, PID, IPC, network, UTS and cgroup namespaces; a read-only view of
-``/usr`` and the interpreter's install (third-party site-packages masked), ``/proc`` of its own PID namespace,
-a minimal ``/dev``, and size-capped tmpfs ``/tmp`` and ``/dev/shm``; no home, no working directory, no
-datasets, no route to host sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid
+--as-pid-1 --cap-drop ALL --uid 65534``: its own mount, PID, IPC, network, UTS and cgroup namespaces; a read-only
+view of ``/usr`` and the interpreter's install (third-party site-packages masked), ``/proc`` of its own PID
+namespace, a minimal ``/dev``, a read-only root and ``/dev``, and size-capped tmpfs ``/tmp`` and ``/dev/shm`` (the
+only writable places); no home, no working directory, no datasets, no route to host sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid
 (one per worker, claimed through an abstract-socket lock so concurrent pools never share one): the kernel then
 counts RLIMIT_NPROC per worker, and a process that escaped every namespace would still be unprivileged.
 
@@ -35,11 +35,22 @@ MAX_UID_BLOCKS = 64
 INNER_UID = 65534  # the uid programs see (nobody)
 PROBE_TIMEOUT_S = 60
 _PROBE = """
-import json, os
+import json, os, sys
 net = [line.split(':')[0].strip() for line in open('/proc/net/dev').read().splitlines()[2:]]
 ipc = sum(len(open(t).read().strip().splitlines()) - 1 for t in ('/proc/sysvipc/shm', '/proc/sysvipc/msg'))
-print(json.dumps({'pid': os.getpid(), 'uid': os.getuid(), 'root': sorted(os.listdir('/')), 'net': net, 'ipc': ipc}))
+def creatable(d):
+  try:
+    os.close(os.open(os.path.join(d, '.probe'), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+  except OSError:
+    return False
+  os.unlink(os.path.join(d, '.probe'))
+  return True
+dirs = ['/', '/dev', *('/' + n for n in os.listdir('/')), *sys.argv[1:]]
+writable = sorted({d for d in dirs if os.path.isdir(d) and creatable(d)})
+print(json.dumps({'pid': os.getpid(), 'uid': os.getuid(), 'root': sorted(os.listdir('/')), 'net': net, 'ipc': ipc,
+                  'writable': writable}))
 """
+WRITABLE = ("/tmp", "/dev/shm", "/dev/mqueue")  # the only places a program may write, wiped after each test
 
 
 class IsolationError(RuntimeError):
@@ -104,11 +115,17 @@ def _interpreter_binds(python: str) -> list[str]:
   real = pathlib.Path(os.path.realpath(python))
   prefix = real.parent.parent
   args = [] if str(prefix).startswith("/usr/") or str(prefix) == "/usr" else ["--ro-bind", str(prefix), str(prefix)]
+  for path in masked_package_dirs(python):
+    args += ["--perms", "0555", "--tmpfs", path, "--remount-ro", path]
+  return args
+
+
+def masked_package_dirs(python: str) -> list[str]:
+  """Third-party package directories of ``python``'s install and the system's, hidden inside the sandbox."""
+  prefix = pathlib.Path(os.path.realpath(python)).parent.parent
   patterns = [f"{prefix}/lib/python3*/site-packages", f"{prefix}/lib/python3*/dist-packages"]
   patterns += ["/usr/lib/python3/dist-packages", "/usr/local/lib/python3*/*-packages"]
-  for path in sorted({p for pattern in patterns for p in glob.glob(pattern) if os.path.isdir(p)}):
-    args += ["--tmpfs", path]
-  return args
+  return sorted({p for pattern in patterns for p in glob.glob(pattern) if os.path.isdir(p)})
 
 
 def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
@@ -128,6 +145,9 @@ def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
   args += _interpreter_binds(python)
   args += ["--proc", "/proc", "--dev", "/dev", "--mqueue", "/dev/mqueue"]
   args += ["--size", str(tmpfs_bytes), "--tmpfs", "/tmp", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm"]
+  # Read-only root and /dev (their submounts /tmp, /dev/shm and /dev/mqueue stay writable): a program could
+  # otherwise leave files there, unbounded by the tmpfs caps, that the next program on this worker reads.
+  args += ["--remount-ro", "/dev", "--remount-ro", "/"]
   args += ["--chdir", "/tmp", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
   args += ["--setenv", "HOME", "/tmp", "--setenv", "PYTHONHASHSEED", "0", "--setenv", "PYTHONIOENCODING", "utf-8"]
   return args + [python]
@@ -135,7 +155,7 @@ def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
 
 def _probe(argv: list[str], uid: int | None) -> dict:
   probe = subprocess.run(
-    argv + ["-I", "-S", "-c", _PROBE],
+    argv + ["-I", "-S", "-c", _PROBE, *masked_package_dirs(argv[-1])],
     user=uid,
     group=uid,
     extra_groups=[] if uid is not None else None,
@@ -164,6 +184,9 @@ def _missing_layer(report: dict, python: str) -> str | None:
   unexpected -= {interpreter_top}
   if unexpected:
     return f"mount namespace: the host's {sorted(unexpected)} are visible"
+  writable = sorted(set(report["writable"]) - set(WRITABLE))
+  if writable:
+    return f"mount namespace: programs can write {writable}, which outlive a test"
   return None
 
 
@@ -216,6 +239,11 @@ def setup_isolation(uid: int | None, tmpfs_bytes: int, allow_weak: bool, python:
       "(eval.allow_weak_sandbox, --allow_weak_sandbox) to run with rlimits only; reports then say so."
     )
   layers = {"namespaces": "none (weak sandbox)", "uid": uid_layer, "filesystem": "host filesystem visible"}
+  if uid is None:
+    reason += (
+      f"; programs run as the grader's own uid {os.getuid()}, so a program can reach the grader's processes "
+      "and forge verdicts"
+    )
   for interpreter in _interpreters(python):
     try:
       subprocess.run(

@@ -43,7 +43,8 @@ class SandboxLimits:
     memory_mb: address-space limit per process.
     max_processes: processes the program may have at once (fork-bomb guard).
     max_file_mb: largest file the program may write (also caps its stdout file).
-    max_output_bytes: stdout/stderr kept per test.
+    max_output_bytes: stdout read per test (stderr: up to 64 KiB of it); a program that prints more gets
+      ERROR (output limit), since a cut output is never compared. A TestRun keeps 64 KiB of each.
     max_open_files: file descriptors per process.
     tmpfs_mb: size of the sandbox's private /tmp and of its /dev/shm, each.
   """
@@ -53,7 +54,7 @@ class SandboxLimits:
   memory_mb: int = 1024
   max_processes: int = 16
   max_file_mb: int = 16
-  max_output_bytes: int = 64 * 1024
+  max_output_bytes: int = 2 << 20  # outputs of 2e5-line answers fit; 4 MiB frames hold it JSON-escaped
   max_open_files: int = 256
   tmpfs_mb: int = 64
 

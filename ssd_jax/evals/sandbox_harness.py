@@ -37,6 +37,7 @@ PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBenc
   "json typing fractions decimal array dataclasses enum"
 ).split()
 PR_SET_DUMPABLE = 4
+STDERR_BYTES = 64 * 1024  # stderr is only shown, never compared
 CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
 
 
@@ -139,7 +140,7 @@ def run(job):
   cap = limits["max_output_bytes"]
   kill_others()  # first, so that nothing rewrites the output files while they are read
   stdout, truncated = read_capped(f"{scratch}/.stdout", cap)
-  stderr, _ = read_capped(f"{scratch}/.stderr", cap)
+  stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, STDERR_BYTES))
   clean = wipe()
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
   event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)

@@ -8,6 +8,8 @@ import enum
 
 from ssd_jax.data.problems import TestCase
 
+STORED_CHARS = 64 * 1024  # of each text a TestRun keeps, after the comparison has read the whole output
+
 
 class Verdict(str, enum.Enum):
   """Outcome of one test."""
@@ -44,6 +46,12 @@ class TestRun:
   stderr: str = ""
   duration_s: float = 0.0
 
+  def __post_init__(self):
+    # The texts come from the program: lone surrogates would break every later encode (reports, prompts).
+    for field in ("message", "stdout", "stderr"):
+      text = getattr(self, field)
+      object.__setattr__(self, field, text.encode("utf-8", "replace").decode("utf-8")[:STORED_CHARS])
+
   @property
   def passed(self) -> bool:
     return self.verdict == Verdict.PASSED
@@ -60,10 +68,12 @@ def stripped_lines(text: str) -> list[str]:
 
 
 def _decimals(line: str) -> list[decimal.Decimal] | None:
+  """The line's tokens as numbers, or None; 'NaN' and 'sNaN' are not numbers here (sNaN raises in ==)."""
   try:
-    return [decimal.Decimal(token) for token in line.split()]
+    numbers = [decimal.Decimal(token) for token in line.split()]
   except (decimal.InvalidOperation, ValueError):
     return None
+  return None if any(number.is_nan() for number in numbers) else numbers
 
 
 def _lines_equal(got: str, want: str) -> bool:
@@ -92,6 +102,7 @@ def first_difference(actual: str, expected: str) -> str:
 
 
 MESSAGE_CHARS = 4000
+OUTPUT_LIMIT = "output limit exceeded: the program printed more than the sandbox reads (max_output_bytes)"
 STATUS_TO_VERDICT = {
   "failed": Verdict.FAILED,
   "error": Verdict.ERROR,
@@ -120,6 +131,8 @@ def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) 
   status = result["status"]
   if status != "completed":
     return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), result.get("message", ""), **common)
+  if test.expected_stdout is not None and result.get("stdout_truncated"):
+    return TestRun(test.name, Verdict.ERROR, OUTPUT_LIMIT, **common)
   if test.expected_stdout is None or outputs_match(common["stdout"], test.expected_stdout):
     return TestRun(test.name, Verdict.PASSED, **common)
   message = "wrong output: " + first_difference(common["stdout"], test.expected_stdout)
@@ -136,9 +149,9 @@ def script_verdict(test: TestCase, end: dict) -> TestRun:
     if status == "error" and stderr.strip():
       message = f"{message}\n{stderr.strip()[-2000:]}".strip()
     return TestRun(test.name, STATUS_TO_VERDICT.get(status, Verdict.ERROR), message, **common)
+  if end.get("stdout_truncated"):  # never compared: the cut could hide a wrong line or drop right ones
+    return TestRun(test.name, Verdict.ERROR, OUTPUT_LIMIT, **common)
   if outputs_match(stdout, test.expected_stdout):
     return TestRun(test.name, Verdict.PASSED, **common)
   message = "wrong output: " + first_difference(stdout, test.expected_stdout)
-  if end.get("stdout_truncated"):
-    message += " (output truncated)"
   return TestRun(test.name, Verdict.FAILED, message, **common)
