@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling import truncation as tr
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
@@ -248,8 +249,8 @@ def test_draw_takes_the_first_of_tied_maxima():
   bits = bits_for(6, seed=1)
   d = np.asarray(tr.tempered_logits(jnp.asarray(logits), rows))
   index = jnp.broadcast_to(jnp.arange(logits.shape[1], dtype=jnp.int32), logits.shape)
-  race = ops.race_weights(*(jax.lax.bitcast_convert_type(bits, jnp.int32)[:, i : i + 1] for i in (0, 1)), index)
-  score = np.asarray(ops.draw_score(jnp.asarray(d), race, jnp.zeros((6, 1), bool)))
+  race = race_noise.race_weights(*(jax.lax.bitcast_convert_type(bits, jnp.int32)[:, i : i + 1] for i in (0, 1)), index)
+  score = np.asarray(race_noise.draw_score(jnp.asarray(d), race, jnp.zeros((6, 1), bool)))
   drawn = tr.sample_reference(jnp.asarray(logits), rows, bits)
   np.testing.assert_array_equal(np.asarray(drawn.token), np.argmax(score, axis=1))
 
@@ -263,11 +264,13 @@ def test_race_noise_is_exponential_down_to_tiny_values():
   bits = (((2**23 - 1 - below) << 9)[:, None] + np.zeros_like(fine)[None, :]).astype(np.uint32)
   fine_bits = np.broadcast_to((fine << 8).astype(np.uint32), bits.shape)
   as_int32 = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x), jnp.int32)  # noqa: E731
-  e = np.asarray(ops.exponential_from_bits(as_int32(bits), as_int32(fine_bits)), np.float64)
+  e = np.asarray(race_noise.exponential_from_bits(as_int32(bits), as_int32(fine_bits)), np.float64)
   for x in (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 3e-6):
     probability = (e < x).mean() * len(below) / 2**23  # Each bucket holds 2^-23 of u's mass.
     assert probability == pytest.approx(-np.expm1(-x), rel=0.02, abs=2**-37), x
   # Outside the refined buckets E is -log(u) at the bucket's midpoint, as it always was.
-  bucket = np.array([0, 1, 2**22, 2**23 - 1 - ops.REFINED_BUCKETS], np.int64)
-  e = np.asarray(ops.exponential_from_bits(as_int32((bucket << 9).astype(np.uint32)), as_int32(np.zeros(4, np.uint32))))
+  bucket = np.array([0, 1, 2**22, 2**23 - 1 - race_noise.REFINED_BUCKETS], np.int64)
+  e = np.asarray(
+    race_noise.exponential_from_bits(as_int32((bucket << 9).astype(np.uint32)), as_int32(np.zeros(4, np.uint32)))
+  )
   np.testing.assert_allclose(e, -np.log((bucket + 0.5) / 2**23), rtol=1e-6)

@@ -83,10 +83,13 @@ class _Canonicalize(ast.NodeTransformer):
     self.attributes = attributes
     self.mapping: dict[str, str] = {}
 
+  def _placeholder(self, name: str) -> str:
+    return self.mapping.setdefault(name, f"_v{len(self.mapping)}")
+
   def _rename(self, name: str) -> str:
     if name not in self.bound:
       return name  # builtins and library names carry meaning
-    return self.mapping.setdefault(name, f"_v{len(self.mapping)}")
+    return self._placeholder(name)
 
   def visit_Name(self, node):
     node.id = self._rename(node.id)
@@ -96,7 +99,7 @@ class _Canonicalize(ast.NodeTransformer):
     # `self.memo` and `self.dfs(...)` name the program's own state and methods; `xs.append` keeps its name
     # unless the program gives some object an attribute called `append`.
     if node.attr in self.attributes:
-      node.attr = self.mapping.setdefault(node.attr, f"_v{len(self.mapping)}")
+      node.attr = self._placeholder(node.attr)
     self.generic_visit(node)
     return node
 

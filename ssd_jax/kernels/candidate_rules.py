@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
 
 
@@ -106,7 +107,7 @@ def candidate_sample(
     exact &= ~k_off
   cutoff = ops.combine_cutoffs(k_cut, p_cut, ops.min_p_cutoff(min_p), temperature)
   kept = keys >= cutoff
-  score = jnp.where(kept, ops.draw_score(d, ops.race_weights(seed0, seed1, index), greedy), -jnp.inf)
+  score = jnp.where(kept, race_noise.draw_score(d, race_noise.race_weights(seed0, seed1, index), greedy), -jnp.inf)
   # First vocabulary index among the best scores, as a whole-row argmax would pick.
   token = jnp.min(jnp.where(score == _max(score), index, ops.INT32_MAX), axis=-1, keepdims=True)
   drawn = index == token

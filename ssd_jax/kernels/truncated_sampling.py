@@ -38,6 +38,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
+from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.row_tiles import RowTiles, row_sum, stack_columns, threshold_columns, tile_loop
 
@@ -156,8 +157,8 @@ def _truncated_sampling_rows(
     d = tiles.tempered(j)
     kept = tiles.keys(j) >= cutoff
     index = tiles.index(j)
-    race = ops.race_weights(seed0, seed1, index)
-    score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
+    race = race_noise.race_weights(seed0, seed1, index)
+    score = jnp.where(kept, race_noise.draw_score(d, race, greedy), -jnp.inf)
     better = score > best_score
     return (
       jnp.where(better, score, best_score),

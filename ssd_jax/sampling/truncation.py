@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
 
@@ -283,8 +284,8 @@ def sample_whole_row(x: jax.Array, rows: RowParams, bits: jax.Array, stats: RowS
   kept = ops.order_key(d) >= cut[:, None]
   index = jax.lax.broadcasted_iota(jnp.int32, (batch, vocab), 1)
   greedy = (rows.temperature <= 0)[:, None]
-  race = ops.race_weights(bits[:, :1], bits[:, 1:], index)
-  score = jnp.where(kept, ops.draw_score(d, race, greedy), -jnp.inf)
+  race = race_noise.race_weights(bits[:, :1], bits[:, 1:], index)
+  score = jnp.where(kept, race_noise.draw_score(d, race, greedy), -jnp.inf)
   token = _first_argmax(score)
 
   kept_sum = jnp.sum(jnp.where(kept, jnp.exp(d), 0.0), axis=-1)
