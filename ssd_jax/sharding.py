@@ -71,6 +71,7 @@ _DIVISIBLE_FIELDS = (
 _ACTIVE_RULES: contextvars.ContextVar[tuple[Mesh, LogicalRules] | None] = contextvars.ContextVar(
   "ssd_jax_active_rules", default=None
 )
+_WEIGHT_RULES: contextvars.ContextVar[LogicalRules | None] = contextvars.ContextVar("weight_rules", default=None)
 
 
 def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, int]:
@@ -216,18 +217,34 @@ def shard_state(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> 
 
 
 @contextlib.contextmanager
-def use_rules(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Iterator[None]:
-  """Activates (mesh, rules) for `constrain` inside model code traced in this context."""
+def use_rules(
+  mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, weight_rules: LogicalRules | None = None
+) -> Iterator[None]:
+  """Activates (mesh, rules) for `constrain` inside model code traced in this context.
+
+  Args:
+    mesh, rules: the mesh, and the rules activations are placed by.
+    weight_rules: the rules the weights were placed by, where not `rules` (a decode layout, see
+      `decode_weight_rules`); code that maps over weights shard by shard reads them (`active_weight_rules`).
+  """
   token = _ACTIVE_RULES.set((mesh, rules))
+  weights = _WEIGHT_RULES.set(weight_rules)
   try:
     yield
   finally:
+    _WEIGHT_RULES.reset(weights)
     _ACTIVE_RULES.reset(token)
 
 
 def active_rules() -> tuple[Mesh, LogicalRules] | None:
   """The (mesh, rules) activated by the innermost `use_rules`, or None outside it."""
   return _ACTIVE_RULES.get()
+
+
+def active_weight_rules() -> LogicalRules | None:
+  """The rules the weights are placed by under the innermost `use_rules` (its `rules` unless given apart)."""
+  active = _ACTIVE_RULES.get()
+  return None if active is None else (_WEIGHT_RULES.get() or active[1])
 
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:

@@ -70,6 +70,25 @@ def test_expert_parallel_forward_and_gradients_equal_one_device(mesh_shape, scan
     )
 
 
+def test_decode_layout_runs_the_experts_without_gathering_their_weights():
+  """Under `mesh.decode_weights=tensor` the expert weights are replicated over fsdp: the experts must read them
+  as placed (before, they were sliced over fsdp and all-gathered back on every decode step)."""
+  graphdef, state = nnx.split(Transformer(TINY_MOE, rngs=nnx.Rngs(0)))
+  mesh = sharding.make_mesh({"fsdp": 2, "expert": 2, "tensor": 2})
+  weight_rules = sharding.decode_weight_rules(sharding.DEFAULT_RULES, "tensor")
+  decode_state = sharding.shard_state(state, mesh, weight_rules)
+  tokens, positions, segments = _batch()
+  forward = jax.jit(lambda s, *b: nnx.merge(graphdef, s)(*b[:2], segment_ids=b[2])[0])
+  with sharding.use_rules(mesh, sharding.DEFAULT_RULES, weight_rules):
+    compiled = forward.lower(decode_state, tokens, positions, segments).compile()
+    logits = forward(decode_state, tokens, positions, segments)
+  expert_shapes = {f"f32[{e},{d},{f}]" for e, d, f in ((4, 32, 8), (4, 8, 32), (4, 16, 8), (4, 8, 16))}
+  gathers = [line for line in compiled.as_text().splitlines() if "all-gather(" in line]
+  assert not [g for g in gathers if any(shape in g.split("all-gather(")[0] for shape in expert_shapes)], gathers
+  want = forward(state, tokens, positions, segments)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(want), atol=1e-5, rtol=0)
+
+
 def _reference_experts(x, expert_index, weights, w_gate, w_up, w_down):
   """Each (token, choice) through its expert, one at a time, in float64."""
   x, w_gate, w_up, w_down = (np.asarray(a, np.float64) for a in (x, w_gate, w_up, w_down))

@@ -183,8 +183,9 @@ def routed_experts(x, expert_index, weights, w_gate, w_up, w_down, impl: str = "
   if active is None:
     return _local_experts(x, expert_index, weights, w_gate, w_up, w_down, impl).astype(x.dtype)
   mesh, rules = active
+  weight_rules = sharding.active_weight_rules()  # a decode layout places the expert weights apart
   token_axes = _spec_axes(sharding.logical_to_spec(("batch",), rules)[0])
-  expert_axes, embed_axes, mlp_axes = map(_spec_axes, sharding.logical_to_spec(GATE_UP_NAMES, rules))
+  expert_axes, embed_axes, mlp_axes = map(_spec_axes, sharding.logical_to_spec(GATE_UP_NAMES, weight_rules))
   if len(expert_axes) > 1:
     raise ValueError(f"the 'expert' logical axis must map to at most one mesh axis, got {expert_axes}")
   if set(expert_axes) - set(token_axes) or set(mlp_axes) & set(token_axes):
@@ -214,8 +215,8 @@ def routed_experts(x, expert_index, weights, w_gate, w_up, w_down, impl: str = "
     pad = ((0, padded - tokens), (0, 0))
     x, expert_index, weights = jnp.pad(x, pad), jnp.pad(expert_index, pad), jnp.pad(weights, pad)
   row_spec = P(token_axes or None, None)
-  gate_spec = sharding.logical_to_spec(GATE_UP_NAMES, rules)
-  down_spec = sharding.logical_to_spec(DOWN_NAMES, rules)
+  gate_spec = sharding.logical_to_spec(GATE_UP_NAMES, weight_rules)
+  down_spec = sharding.logical_to_spec(DOWN_NAMES, weight_rules)
   out = jax.shard_map(
     body,
     mesh=mesh,

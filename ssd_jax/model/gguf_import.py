@@ -90,9 +90,13 @@ def hf_config_from_gguf(metadata: Mapping[str, Any], tensor_names: set[str]) -> 
 
   if get("expert_count", 0):
     raise GGUFError(f"GGUF model has {get('expert_count')} experts; only dense models are supported")
-  rope_scaling = get("rope.scaling.type", "none")
+  # llama.cpp reads a scaling factor without a type as linear scaling, so a factor other than 1 counts too.
+  factor = float(get("rope.scaling.factor", 0.0) or get("rope.scale_linear", 0.0) or 0.0)
+  rope_scaling = get("rope.scaling.type", "linear" if factor not in (0.0, 1.0) else "none")
   if rope_scaling != "none" or "rope_freqs.weight" in tensor_names:
-    raise GGUFError(f"GGUF model uses RoPE scaling ({rope_scaling!r}, rope_freqs.weight), which is not supported")
+    raise GGUFError(
+      f"GGUF model uses RoPE scaling ({rope_scaling!r}, factor {factor:g}, rope_freqs.weight), which is not supported"
+    )
   heads = get("attention.head_count")
   kv_heads = get("attention.head_count_kv", heads)
   if isinstance(heads, list) or isinstance(kv_heads, list):

@@ -44,7 +44,12 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
   heads = hf_config["num_attention_heads"]
   rope = dict(hf_config.get("rope_parameters") or {})
   rope.update(hf_config.get("rope_scaling") or {})
-  rope_theta = hf_config.get("rope_theta", rope.get("rope_theta", 10_000.0))
+  rope_theta = rope.get("rope_theta", hf_config.get("rope_theta", 10_000.0))
+  if "rope_theta" in hf_config and float(hf_config["rope_theta"]) != float(rope_theta):
+    raise ValueError(
+      f"Hugging Face config gives rope_theta={hf_config['rope_theta']} and rope_parameters.rope_theta={rope_theta}; "
+      "readers disagree on which one counts, so make them equal"
+    )
   rope_type = rope.get("rope_type", rope.get("type", "default"))
   if rope_type == "llama3":
     scaling = Llama3RopeScaling(
@@ -67,7 +72,7 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
     head_dim=hf_config.get("head_dim") or hf_config["hidden_size"] // heads,
     rope_theta=float(rope_theta),
     rope_scaling=scaling,
-    rms_norm_eps=float(hf_config["rms_norm_eps"]),
+    rms_norm_eps=float(hf_config.get("rms_norm_eps", 1e-6)),  # transformers' default for these families
     tie_embeddings=bool(hf_config.get("tie_word_embeddings", False)),
     qk_norm=family in ("qwen3", "qwen3_moe"),
     max_position_embeddings=hf_config.get("max_position_embeddings", 40_960),
@@ -81,6 +86,8 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
 def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
   # transformers 5 writes num_experts as num_local_experts.
   experts = hf_config.get("num_experts", hf_config.get("num_local_experts"))
+  if not experts:
+    raise ValueError("Hugging Face config of a mixture of experts gives neither num_experts nor num_local_experts")
   if hf_config.get("shared_expert_intermediate_size"):
     raise ValueError("Hugging Face config has shared experts, which this model does not implement")
   return dict(
@@ -95,7 +102,13 @@ def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
-  """The config.json dict transformers needs to rebuild `cfg`."""
+  """The config.json dict transformers needs to rebuild `cfg`.
+
+  Raises:
+    ValueError: a mixture of experts without q/k norms (Qwen3-MoE, the one MoE family written, has them).
+  """
+  if cfg.num_experts and not cfg.qk_norm:
+    raise ValueError("a mixture of experts without q/k norms has no Hugging Face family to export to")
   if cfg.num_experts:
     arch, model_type = "Qwen3MoeForCausalLM", "qwen3_moe"
   else:

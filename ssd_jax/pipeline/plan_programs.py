@@ -182,12 +182,10 @@ def compile_generation(
     inside the program (its temporaries), so it is part of the program's peak, not an addition to it.
     Collectives count each decode loop's body once: prefill plus about one decoding step.
   """
-  resident = 0
+  resident, weight_rules = 0, sharding.decode_weight_rules(ctx.rules, decode_weights)
   if decode_weights != "train":
     resident = per_chip_bytes(params)
-    _, params = sharded_init.abstract_state(
-      ctx.model_cfg, mesh, sharding.decode_weight_rules(ctx.rules, decode_weights)
-    )
+    _, params = sharded_init.abstract_state(ctx.model_cfg, mesh, weight_rules)
   s = config.sampling
   batch, width = shape.batch, shape.prompt_len
   spec = lambda *names: NamedSharding(mesh, sharding.logical_to_spec(names, ctx.rules))
@@ -197,7 +195,13 @@ def compile_generation(
   rows = SamplingParams(temperature=max(s.temperature, 1e-3), top_k=s.top_k, top_p=s.top_p, min_p=s.min_p).rows(batch)
   rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec("batch")), rows)
   fn = functools.partial(
-    generate_batch, graphdef, max_new_tokens=shape.max_new_tokens, mesh=mesh, rules=ctx.rules, impl="pallas"
+    generate_batch,
+    graphdef,
+    max_new_tokens=shape.max_new_tokens,
+    mesh=mesh,
+    rules=ctx.rules,
+    weight_rules=weight_rules,
+    impl="pallas",
   )
   compiled = (
     jax.jit(fn)

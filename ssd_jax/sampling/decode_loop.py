@@ -143,6 +143,7 @@ def generate_batch(
   max_new_tokens: int,
   mesh: Mesh | None = None,
   rules: LogicalRules = DEFAULT_RULES,
+  weight_rules: LogicalRules | None = None,
   impl: str = "auto",
   pad_id: int = 0,
 ) -> GenerationOutput:
@@ -163,6 +164,7 @@ def generate_batch(
     max_new_tokens: static, the most tokens a row may generate.
     mesh: the mesh the state lives on; activates `rules` for activations and the KV cache.
     rules: logical-axis rules (the training rules).
+    weight_rules: the rules `state` was placed by, when a decode layout placed it apart from `rules`.
     impl: sampling implementation for `sample_tokens` ('auto', 'xla', 'reference', 'pallas').
     pad_id: token written past a row's last token.
 
@@ -206,7 +208,7 @@ def generate_batch(
       done=progress.done.at[rows].set(progress.done[rows] | is_stop | (t + 1 >= max_new_tokens)),
     )
 
-  context = use_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
+  context = use_rules(mesh, rules, weight_rules) if mesh is not None else contextlib.nullcontext()
   with context:
     cache = KVCache.init(cfg, batch, cache_slots(width + max_new_tokens))
     if mesh is not None:

@@ -117,7 +117,9 @@ class Sampler:
     self.bucket_multiple = bucket_multiple
     # One jit per sampler: its cache holds one program per (prompt width, max_new_tokens).
     self._run = jax.jit(
-      functools.partial(self._run_batch, graphdef, mesh=mesh, rules=rules, impl=impl, pad_id=pad_id),
+      functools.partial(
+        self._run_batch, graphdef, mesh=mesh, rules=rules, weight_rules=self.weight_rules, impl=impl, pad_id=pad_id
+      ),
       static_argnames="max_new_tokens",
     )
 
@@ -137,6 +139,7 @@ class Sampler:
     max_new_tokens,
     mesh,
     rules,
+    weight_rules,
     impl,
     pad_id,
   ):
@@ -153,6 +156,7 @@ class Sampler:
       max_new_tokens=max_new_tokens,
       mesh=mesh,
       rules=rules,
+      weight_rules=weight_rules,
       impl=impl,
       pad_id=pad_id,
     )
