@@ -4,9 +4,9 @@ The headline model is a mixture of experts (128 experts, 8 per token). Its exper
 `expert` mesh axis of 4 (tokens all-to-all'd to them) and everything over `fsdp`, on a v5p-64 slice
 (32 chips), the topology the plan stage compiles SFT and generation for.
 
-SFT takes the row's tokens per step (2,097,152) as 64 rows of 32,768 tokens in two micro-batches of 32 rows,
-one per chip: the row's 32 rows of 65,536 tokens leave one row per chip and planned at 111.55 GiB per chip for
-the SFT step (of 95 GiB), and 32 rows cannot be split into micro-batches over 32 chips.
+SFT takes the row's 32 samples per step in rows of 32,768 tokens (a 16,384-token completion and its prompt
+fit), one row per chip: rows of 65,536 tokens planned at 111.55 GiB per chip for the SFT step (of 95 GiB), and
+32 rows cannot be split into micro-batches over 32 chips.
 
     python -m ssd_jax.main --config=configs/qwen3_30b_a3b_instruct.py --workdir=runs/qwen3_30b_a3b_instruct \
       --config.model.hf_dir=/path/to/Qwen3-30B-A3B-Instruct-2507 \
@@ -21,5 +21,5 @@ def get_config():
   c = paper_rows.paper_row_config(paper_rows.QWEN3_30B_A3B_INSTRUCT)
   c.mesh.data, c.mesh.fsdp, c.mesh.expert, c.mesh.tensor = 1, -1, 4, 1
   c.mesh.topology = "v5p:2x4x4"
-  c.sft.global_batch_size, c.sft.seq_len, c.sft.grad_accum_steps = 64, 32_768, 2
+  c.sft.seq_len = 32_768
   return c

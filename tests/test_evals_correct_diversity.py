@@ -146,6 +146,10 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert list(comparison["models"]["base"]["test"]["by_difficulty"]) == ["easy", "hard"]
   table = comparison_table(comparison)
   assert "T=0.5 top_k=20 top_p=0.8" in table and "T=1.1 top_k=20 top_p=0.8" in table
+  header = table.splitlines()[1]
+  assert "pass@2" in header and "pass@3" not in header  # powers of two, 1 and n without the run's eval.ks
+  header = comparison_table(comparison | {"ks": [3]}).splitlines()[1]
+  assert "pass@3" in header and "pass@2" not in header and "pass@4" in header
   candidates = comparison["models"]["base"]["candidates"]
   assert candidates[1]["test"] is None  # the setting dev did not choose was never run on test
   paths = write_comparison(comparison, tmp_path)

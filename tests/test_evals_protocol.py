@@ -67,6 +67,9 @@ def test_grid_parses_settings_in_order_and_names_bad_fields():
   labels = [s.label for s in grid.settings()]
   assert labels == ["official_T0.7_k20_p0.95", "T0.5_k20_p0.8", "T0.5_k0_p1", "T0.9_k20_p0.8", "T0.9_k0_p1"]
   assert parse_grid("1.1", "", "", (20, 0.8)).settings() == [DecodingSetting(1.1, 20, 0.8)]
+  # A grid point that is the named setting's decoding is sampled once, under the name.
+  labels = [s.label for s in parse_grid("0.7,0.9", "", "official=0.7/20/0.8", (20, 0.8)).settings()]
+  assert labels == ["official_T0.7_k20_p0.8", "T0.9_k20_p0.8"]
   with pytest.raises(ValueError, match="eval.grid.truncations"):
     parse_grid("1.0", "20-0.8", "", (0, 1.0))
   with pytest.raises(ValueError, match="eval.grid.named"):

@@ -47,8 +47,11 @@ def test_paper_rows_hold_the_papers_recipe(name):
     0.95,
     0.1,
   )
-  # The row's 2,097,152 tokens per step (32 rows of 65,536; a slice may take them as more, shorter rows).
-  assert (c.sft.global_batch_size * c.sft.seq_len, c.eval_sampling.n) == (32 * 65536, 10)
+  # 32 samples per step, one per row (a slice may take shorter rows), and n = 10 per problem.
+  assert (c.sft.global_batch_size, c.sft.pack, c.eval_sampling.n) == (32, False, 10)
+  # Every model is tuned over T_eval around the row's and the model card's setting, at every checkpoint.
+  assert str(t_eval) in c.eval.grid.temperatures.split(",") and c.eval.grid.named.startswith("official=")
+  assert c.eval.checkpoints == "all"
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))

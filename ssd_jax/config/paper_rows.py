@@ -25,7 +25,11 @@ class PaperRow:
     eval_decoding: (temperature, top_k, top_p) of evaluation.
     thinking: thinking models train 300 steps (warm-up 50, checkpoint every 50), instruct 2,500
       (warm-up 250, checkpoint every 250).
-    max_new_tokens: the longest completion, in synthesis and evaluation.
+    max_new_tokens: the longest completion, in synthesis and evaluation. The seeds do not give the
+      paper's generation length; this is this project's cap (cut samples are counted in
+      synthesize/summary.json).
+    official_decoding: (temperature, top_k, top_p) the model's card recommends (top_k 0 = off): the
+      base's usual setting, in the grid every model is tuned over.
   """
 
   preset: str
@@ -33,14 +37,25 @@ class PaperRow:
   eval_decoding: tuple[float, int, float]
   thinking: bool
   max_new_tokens: int
+  official_decoding: tuple[float, int, float]
 
 
 QWEN3_4B_INSTRUCT = PaperRow(
-  preset="qwen3_4b", train_decoding=(1.6, 20, 0.8), eval_decoding=(1.1, 20, 0.8), thinking=False, max_new_tokens=16_384
+  preset="qwen3_4b",
+  train_decoding=(1.6, 20, 0.8),
+  eval_decoding=(1.1, 20, 0.8),
+  thinking=False,
+  max_new_tokens=16_384,
+  official_decoding=(0.7, 20, 0.8),
 )
-# Thinking traces are long: completions up to 32k tokens (the model's context is 40,960).
+# Thinking traces are long: completions up to 32k tokens.
 QWEN3_4B_THINKING = PaperRow(
-  preset="qwen3_4b", train_decoding=(1.1, 20, 0.95), eval_decoding=(0.7, 20, 0.95), thinking=True, max_new_tokens=32_768
+  preset="qwen3_4b",
+  train_decoding=(1.1, 20, 0.95),
+  eval_decoding=(0.7, 20, 0.95),
+  thinking=True,
+  max_new_tokens=32_768,
+  official_decoding=(0.6, 20, 0.95),
 )
 # The paper's headline model (mixture of experts: 30.5B parameters, 3.3B active per token).
 QWEN3_30B_A3B_INSTRUCT = PaperRow(
@@ -49,6 +64,7 @@ QWEN3_30B_A3B_INSTRUCT = PaperRow(
   eval_decoding=(0.9, 20, 0.8),
   thinking=False,
   max_new_tokens=16_384,
+  official_decoding=(0.7, 20, 0.8),
 )
 LLAMA3P1_8B_INSTRUCT = PaperRow(
   preset="llama3p1_8b",
@@ -56,6 +72,7 @@ LLAMA3P1_8B_INSTRUCT = PaperRow(
   eval_decoding=(0.7, 20, 0.8),
   thinking=False,
   max_new_tokens=16_384,
+  official_decoding=(0.6, 0, 0.9),  # generation_config.json: temperature 0.6, top_p 0.9, no top-k.
 )
 
 
@@ -85,7 +102,9 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.sft.steps, c.sft.warmup_steps, c.sft.checkpoint_every = (300, 50, 50) if row.thinking else (2500, 250, 250)
   c.sft.learning_rate, c.sft.end_learning_rate = 5e-6, 1e-6
   c.sft.b1, c.sft.b2, c.sft.weight_decay = 0.9, 0.95, 0.1
-  c.sft.global_batch_size, c.sft.seq_len = 32, 65_536
+  # 32 samples per step, each in its own row of up to 65,536 tokens: 2,500 steps are then ~8 passes over 10k
+  # samples (300 steps ~1 for thinking models). Packing would put hundreds of samples in each step.
+  c.sft.global_batch_size, c.sft.seq_len, c.sft.pack = 32, 65_536, False
   c.sft.loss_chunk_size = 4096
 
   _decoding(c.eval_sampling, row.eval_decoding)
@@ -95,6 +114,12 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.eval.problems.source = "jsonl"
   c.eval.problems.split = ""
   c.eval.ks = "1,2,5,10"
+  # Every model (the base too) is tuned on dev over T_eval around the row's, at its truncation, and over the
+  # model card's setting; the saved checkpoints are candidates as well (the paper's protocol).
+  t_eval = row.eval_decoding[0]
+  c.eval.grid.temperatures = ",".join(f"{t:g}" for t in (round(t_eval - 0.2, 2), t_eval, round(t_eval + 0.2, 2)))
+  c.eval.grid.named = "official={:g}/{}/{:g}".format(*row.official_decoding)
+  c.eval.checkpoints = "all"
   return c
 
 
@@ -122,5 +147,7 @@ def on_policy_config(row: PaperRow, method: str, *, rollout_temperature: float) 
     )
   )
   sd.rollout.update(dict(temperature=rollout_temperature, top_k=0, top_p=1.0, max_new_tokens=8192, batch_size=64))
+  # A successful sibling of up to 8,192 tokens is a demonstration; only the teacher's prompt width limits it.
+  sd.templates.max_demonstration_chars = 64_000
   sd[method].chunk_size = 4096
   return c

@@ -46,12 +46,16 @@ def _setting_text(selected: Mapping) -> str:
 
 def comparison_table(comparison: Mapping) -> str:
   """Plain text for stdout: each model at its dev-chosen setting (named in the table), test pass@k,
-  paired differences from the reference with 95% intervals, and correct-solution diversity."""
+  paired differences from the reference with 95% intervals, and correct-solution diversity.
+
+  The pass@k columns are k = 1, n and the comparison's 'ks' (the run's eval.ks), or powers of two without it.
+  """
   split, reference, m = comparison["split"], comparison["reference"], comparison["diversity_m"]
   models = comparison["models"]
   ks = sorted({int(k) for block in models.values() for k in block["test"]["pass_at_k_curve"]})
   n = ks[-1]
-  shown_ks = [k for k in ks if k == 1 or k == n or (k & (k - 1)) == 0]
+  asked = comparison.get("ks")
+  shown_ks = [k for k in ks if k in (1, n) or (k in asked if asked else (k & (k - 1)) == 0)]
   width = max(len(name) for name in models) + 2
   settings = {name: _setting_text(block["selected"]) for name, block in models.items()}
   setting_width = max(len(s) for s in settings.values()) + 2

@@ -51,15 +51,19 @@ class DecodingSetting:
 
 @dataclasses.dataclass(frozen=True)
 class DecodingGrid:
-  """Named settings first, then every temperature with every truncation, in the order given."""
+  """Named settings first, then every temperature with every truncation, in the order given.
+
+  A grid point that decodes as a named setting does is sampled once, under the name.
+  """
 
   temperatures: tuple[float, ...]
   truncations: tuple[tuple[int, float], ...]
   named: tuple[DecodingSetting, ...] = ()
 
   def settings(self) -> list[DecodingSetting]:
+    named = {dataclasses.replace(s, name="") for s in self.named}
     grid = [DecodingSetting(t, k, p) for t in self.temperatures for k, p in self.truncations]
-    settings = [*self.named, *grid]
+    settings = [*self.named, *(s for s in grid if s not in named)]
     labels = [s.label for s in settings]
     if len(set(labels)) != len(labels):
       raise ValueError(f"decoding grid repeats a setting: {labels}")

@@ -41,6 +41,7 @@ def run(ctx: RunContext) -> None:
     num_resamples=config.eval.bootstrap,
     seed=ctx.seed,
   )
+  comparison["ks"] = list(config_lib.eval_ks(config))
   notes = ""
   if os.path.isfile(layout.teacher_diagnostic):
     with open(layout.teacher_diagnostic) as f:
