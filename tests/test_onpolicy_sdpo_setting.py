@@ -64,6 +64,26 @@ def test_rollouts_are_reused_for_updates_per_batch(monkeypatch):
   assert [s for _, s in calls] == [learner.step_seed(0, j) for j in range(3)]
 
 
+def test_the_ema_teacher_moves_once_per_rollout_batch():
+  """SDPO's code updates the EMA teacher after all updates on a rollout batch, not after each one."""
+  student = learner.OnPolicyLearner.__new__(learner.OnPolicyLearner)
+  student.spec, student._base = types.SimpleNamespace(teacher="ema"), "base"
+  student.config = types.SimpleNamespace(updates_per_batch=3)
+  seen = []
+
+  def fake_step(train, batch, teacher):
+    seen.append(teacher)
+    return types.SimpleNamespace(step=train.step + 1, params=f"student@{train.step + 1}"), {}
+
+  student._step = fake_step
+  student._ema = lambda teacher, params: f"ema({teacher}, {params})"
+  state = learner.LearnerState(train=types.SimpleNamespace(step=0, params="base"), teacher="base")
+  for _ in range(6):
+    state, _ = student.step(state, None)
+  assert seen == ["base"] * 3 + ["ema(base, student@3)"] * 3
+  assert state.teacher == "ema(ema(base, student@3), student@6)"
+
+
 class _Prompts:
   def __init__(self, n):
     self.n = n
@@ -83,6 +103,8 @@ def test_sdpo_config_is_sdpos_code_setting():
   assert (sd.learning_rate, sd.end_learning_rate, sd.warmup_steps) == (1e-6, 1e-6, 0)
   assert sd.updates_per_batch > 1
   assert sd.sdpo.context == "demonstration_else_feedback" and sd.templates.strip_thinking
+  # Scored at the rollout temperature (importance weights start at 1); a sibling of 8,192 tokens can teach.
+  assert sd.sdpo.loss_temperature == 0 and sd.templates.max_demonstration_chars >= 4 * sd.rollout.max_new_tokens
 
 
 def test_sdsd_pure_has_no_reference_fallback():

@@ -49,7 +49,8 @@ class Problem:
     difficulty: free-form label ("easy", "medium", ...) used for breakdowns.
     reference_solution: a known correct solution, if any.
     contest_date: ISO date (``YYYY-MM-DD``) of first publication, if known.
-    public_tests: tests that may be shown in prompts and feedback.
+    public_tests: tests that may be shown in prompts (`prompting.include_public_tests`). Execution feedback
+      covers every test in `tests`, as SDPO's code shows the failing test's input and expected output.
     program_prefix: code the grader puts before every program (LiveCodeBench's import prefix); not
       shown to the model.
   """

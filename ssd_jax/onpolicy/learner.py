@@ -231,12 +231,19 @@ class OnPolicyLearner:
     return LearnerState(train=train, teacher=copy_params(self._base) if self._ema is not None else None)
 
   def step(self, state: LearnerState, batch: Any) -> tuple[LearnerState, dict[str, jax.Array]]:
-    """One update; the teacher is the frozen base, the live student (None) or the EMA parameters."""
+    """One update; the teacher is the frozen base, the live student (None) or the EMA parameters.
+
+    The EMA teacher moves once per rollout batch, after its last update (as SDPO's code does), so it stays
+    the same over the `updates_per_batch` updates on one batch.
+    """
     teacher = {"frozen": self._base, "live": None, "ema": state.teacher}[self.spec.teacher]
     train, metrics = self._step(state.train, batch, teacher)
-    if self._ema is not None:
+    if self._ema is None:
+      return LearnerState(train=train, teacher=None), metrics
+    updates = self.config.updates_per_batch
+    if updates == 1 or int(train.step) % updates == 0:
       return LearnerState(train=train, teacher=self._ema(state.teacher, train.params)), metrics
-    return LearnerState(train=train, teacher=None), metrics
+    return LearnerState(train=train, teacher=state.teacher), metrics
 
   def run(self, state: LearnerState | None = None) -> Any:
     """Trains to `config.steps` (resuming from the newest checkpoint in `out_dir`); returns the student's params."""

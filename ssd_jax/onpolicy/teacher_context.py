@@ -95,6 +95,11 @@ def _clip(text: str, limit: int) -> str:
   return text[:half] + "\n...\n" + text[len(text) - half :]
 
 
+def feedback_context(feedback: str, templates: TeacherTemplates) -> str:
+  """The feedback text a teacher is shown for a failed attempt: clipped to the cap, never empty."""
+  return _clip(feedback, templates.max_feedback_chars) or "The attempt failed."
+
+
 def choose_contexts(
   attempts: Sequence[Attempt],
   *,
@@ -144,7 +149,7 @@ def choose_contexts(
       kind == "demonstration_else_feedback" and demonstration is None
     )
     if wants_feedback and not attempt.passed:
-      feedback = _clip(attempt.feedback, templates.max_feedback_chars) or "The attempt failed."
+      feedback = feedback_context(attempt.feedback, templates)
     choices.append(ContextChoice(demonstration=demonstration, feedback=feedback))
   return choices
 

@@ -110,7 +110,7 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
   with_feedback, feedback_prompts = _fitting(
     inputs,
     {
-      i: teacher_prompt(i, tc.ContextChoice(None, failed[i].strip() or "The attempt failed."))
+      i: teacher_prompt(i, tc.ContextChoice(None, tc.feedback_context(failed[i], inputs.templates)))
       for i in everyone
       if failed[i] is not None
     },
