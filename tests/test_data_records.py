@@ -159,6 +159,10 @@ def test_record_dataset_needs_shards(tmp_path):
     ("", "empty"),
     ("  \n\t ", "empty"),
     ("```python\n\n# nothing yet\n```", "empty_code"),
+    ("```python\n```\n", "empty_code"),
+    # Reasoning cut off just after the fence opened: as much an output as the same text cut just before it.
+    ("Let me reason.\nWe need a segment tree.\n```python\n", None),
+    ("Let me reason.\nWe need a segment tree.\n```python", None),
     ("Here you go:\n```python\npass\n```\nDone.", "one_line_stub"),
     ("```python\n...\n```", "one_line_stub"),
     ("```python\ndef solve(n: int) -> int:\n```", "one_line_stub"),

@@ -1,7 +1,7 @@
 """Turning a coding problem into chat messages, and messages into a prompt string.
 
-The default system message asks for a Python solution in one fenced code block, as the SSD recipe
-prompts its models. `make_chat_formatter(tokenizer)` returns the `format_chat(messages) -> str` hook the
+The default system message asks for a Python solution in one fenced code block (this project's wording;
+the seeds do not give the paper's prompt). `make_chat_formatter(tokenizer)` returns the `format_chat(messages) -> str` hook the
 evaluation prompt builder takes.
 """
 

@@ -5,7 +5,7 @@ those with nothing to learn from. A completion is degenerate when
 
   * 'empty': it is empty or only whitespace;
   * 'empty_code': its code (the fenced blocks, or the whole text when there is no fence)
-    has no line other than blanks and comments;
+    has no line other than blanks and comments, and no prose surrounds the fences;
   * 'one_line_stub': its code is a single line that is a placeholder: `pass`, `...`,
     a bare `return`, `raise NotImplementedError`, or a bare `def`/`class` header
     (optionally followed by `pass` or `...` on the same line).
@@ -28,6 +28,7 @@ KEPT = "kept"
 
 # A fenced block runs to its closing fence, or to the end of a truncated completion.
 _FENCE_RE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_FENCE_MARK_RE = re.compile(r"```[^\n]*")  # a fence left after the blocks are removed (opened on the last line)
 _STUB_RES = tuple(
   re.compile(p)
   for p in (
@@ -59,7 +60,9 @@ def is_degenerate(completion_text: str) -> str | None:
     return EMPTY
   lines = code_lines(completion_text)
   if not lines:
-    return EMPTY_CODE
+    # Reasoning before an empty or cut-off fence is an output the paper keeps; only bare fences are empty.
+    prose = _FENCE_MARK_RE.sub("", _FENCE_RE.sub("", completion_text))
+    return None if prose.strip() else EMPTY_CODE
   if len(lines) == 1 and any(p.fullmatch(lines[0]) for p in _STUB_RES):
     return ONE_LINE_STUB
   return None
