@@ -13,8 +13,8 @@ workdir all hosts share (e.g. a mounted bucket or NFS); each host writes its own
       --config.synthesize.problems.path=/path/to/prompts.jsonl \
       --config.eval.problems.path=/path/to/livecodebench_v6.jsonl
 
-A v5e-64 slice (64 chips) needs SFT rows that spread over 64 chips (the 32 rows here cannot): see
-configs/llama3p1_8b_instruct_v5e64.py for the pattern (64 rows, half as long).
+A v5e-64 slice (64 chips) needs SFT rows that spread over 64 chips (the 32 rows here cannot by batch alone):
+see configs/llama3p1_8b_instruct_v5e64.py for the pattern (each row split over two chips, fsdp 32 x tensor 2).
 """
 
 from ssd_jax.config import paper_rows

@@ -1,8 +1,9 @@
 """Bytes moved by the collectives of a compiled XLA program, read from its HLO text.
 
-Sums the result sizes of every all-reduce / all-gather / reduce-scatter / all-to-all / collective-permute,
-each multiplied by the trip count of the loops it sits in (a scan's body runs once per chunk), so the figure
-is per device per call. Used by the plan stage and the loss-chunking benchmark.
+Sums the result sizes of every all-reduce / all-gather / reduce-scatter / all-to-all / ragged all-to-all /
+collective-permute, each multiplied by the trip count of the loops it sits in (a scan's body runs once per
+chunk), so the figure is per device per call. A ragged all-to-all counts its whole output buffer (sized for the
+worst case), an upper bound on what it moves. Used by the plan stage and the loss-chunking benchmark.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import collections
 import re
 
 _DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "s8": 1, "u8": 1, "pred": 1, "f64": 8, "s64": 8}
-COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "ragged-all-to-all", "all-to-all", "collective-permute")
 _SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s")
 _OP = re.compile(r"=\s*(.+?)\s+(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")

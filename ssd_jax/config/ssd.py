@@ -1,7 +1,7 @@
 """The SSD sections: `prompting`, `pretrain` (built-in task only), `synthesize`, `sft` and `eval`.
 
 Defaults are the SSD paper's where it has one (SFT: AdamW (0.9, 0.95), weight decay 0.1, cosine 5e-6 -> 1e-6,
-batch 32 x 65,536 tokens, 2,500 steps).
+batch 32 rows of 65,536 tokens, 2,500 steps; the paper rows train them unpacked, one sample per row).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
     checkpoint_every=250,
   )
   c.sft.drop_degenerate = True  # Drop empty outputs and one-line stubs, nothing else.
-  c.sft.pack = True  # False: one sample per row, padded to seq_len (the paper's SFT).
+  c.sft.pack = True  # False: one sample per row, padded to seq_len (the paper rows' SFT).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.problems = problems_section("eval")

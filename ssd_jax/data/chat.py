@@ -1,8 +1,8 @@
 """Turning a coding problem into chat messages, and messages into a prompt string.
 
-The default system message asks for a Python solution in one fenced code block (this project's wording;
-the seeds do not give the paper's prompt). `make_chat_formatter(tokenizer)` returns the `format_chat(messages) -> str` hook the
-evaluation prompt builder takes.
+The default system message asks for a Python solution in one fenced code block (this project's wording; the seeds
+do not give the paper's prompt). `make_chat_formatter(tokenizer)` returns the `format_chat(messages) -> str` hook
+the evaluation prompt builder takes.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class SftPipelineConfig:
     drop_degenerate: drop empty outputs and one-line stubs (`degenerate.is_degenerate`).
     read_threads: threads that read and tokenise records.
     pack: pack several examples per row; False gives one example per row, padded to seq_len (the SSD
-      paper's SFT; fewer tokens per step, no example attends across a segment boundary either way).
+      paper rows' SFT; fewer tokens per step, no example attends across a segment boundary either way).
   """
 
   seq_len: int

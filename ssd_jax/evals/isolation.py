@@ -3,10 +3,11 @@
 Each worker runs as ``bwrap --unshare-all --unshare-user --disable-userns --die-with-parent --new-session
 --as-pid-1 --cap-drop ALL --uid 65534``: its own mount, PID, IPC, network, UTS and cgroup namespaces; a read-only
 view of ``/usr`` and the interpreter's install (third-party site-packages masked), ``/proc`` of its own PID
-namespace, a minimal ``/dev``, a read-only root and ``/dev``, and size-capped tmpfs ``/tmp`` and ``/dev/shm`` (the
-only writable places); no home, no working directory, no datasets, no route to host sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid
-(one per worker, claimed through an abstract-socket lock so concurrent pools never share one): the kernel then
-counts RLIMIT_NPROC per worker, and a process that escaped every namespace would still be unprivileged.
+namespace, a minimal read-only ``/dev`` under a read-only root, and size-capped tmpfs ``/tmp`` and ``/dev/shm``
+(with ``/dev/mqueue``, the only writable places); no home, no working directory, no datasets, no route to host
+sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid (one per worker, claimed
+through an abstract-socket lock so concurrent pools never share one): the kernel then counts RLIMIT_NPROC per
+worker, and a process that escaped every namespace would still be unprivileged.
 
 Memory and process count of the whole tree: cgroup v2 (``memory.max``, ``pids.max``) when a delegated cgroup
 with those controllers is writable; otherwise RLIMIT_AS per process, RLIMIT_NPROC for the tree and the tmpfs
