@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from ssd_jax.model import KVCache, Transformer, presets
@@ -85,6 +86,17 @@ def test_packed_segments_do_not_attend_across():
   logits, _ = _jit_forward(graphdef, state, packed, positions, segments, None)
   ref_b, _ = _jit_forward(graphdef, state, b, jnp.asarray([[0, 1]], jnp.int32), None, None)
   np.testing.assert_allclose(np.asarray(logits)[0, 3:], np.asarray(ref_b)[0], atol=1e-5, rtol=0)
+
+
+def test_packed_segment_ids_with_a_cache_are_refused():
+  model = _model("tiny_qwen3")
+  tokens = jnp.asarray([[5, 6, 7, 8, 9]], jnp.int32)
+  positions = jnp.asarray([[0, 1, 2, 0, 1]], jnp.int32)
+  cache = KVCache.init(model.cfg, 1, 8)
+  with pytest.raises(ValueError, match="packed rows need cache=None"):
+    model(tokens, positions, segment_ids=jnp.asarray([[1, 1, 1, 2, 2]], jnp.int32), cache=cache)
+  logits, _ = model(tokens, positions, segment_ids=jnp.asarray([[1, 1, 1, 1, 0]], jnp.int32), cache=cache)
+  assert logits.shape == (1, 5, model.cfg.vocab_size)
 
 
 def test_caches_from_one_block_up_hold_whole_blocks():

@@ -56,8 +56,9 @@ def test_stacked_forward_and_decode_equal_unstacked(preset):
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
 
   cache = KVCache.init(plain.cfg, 2, 24)
-  want, want_cache = plain(tokens, positions, segment_ids=seg, cache=cache)
-  got, got_cache = stacked(tokens, positions, segment_ids=seg, cache=cache)
+  valid = (seg != 0).astype(jnp.int32)  # A cache takes valid/padding marks, not packed segments.
+  want, want_cache = plain(tokens, positions, segment_ids=valid, cache=cache)
+  got, got_cache = stacked(tokens, positions, segment_ids=valid, cache=cache)
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
   np.testing.assert_allclose(np.asarray(got_cache.k), np.asarray(want_cache.k), atol=1e-5)
   step = (tokens[:, :1], positions[:, :1] + 16)

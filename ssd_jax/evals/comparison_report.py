@@ -12,12 +12,7 @@ import json
 import pathlib
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from ssd_jax.evals.report import run_style  # noqa: E402
+from ssd_jax.evals.report import pyplot, run_style
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -111,6 +106,7 @@ def plot_temperature_curves(comparison: Mapping, path: pathlib.Path) -> None:
   models = comparison["models"]
   temps = sorted({c["setting"]["temperature"] for b in models.values() for c in b["candidates"]})
   spread = 0.012 * (temps[-1] - temps[0] if len(temps) > 1 else 1.0)
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
   for index, ((name, block), dx) in enumerate(zip(models.items(), _offsets(len(models), spread))):
     chosen = block["selected"]["key"]
@@ -146,6 +142,7 @@ def plot_temperature_curves(comparison: Mapping, path: pathlib.Path) -> None:
 def plot_selected_curves(comparison: Mapping, path: pathlib.Path) -> None:
   """Test pass@k for k = 1..n of each model's chosen candidate, with 95% intervals."""
   models = comparison["models"]
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 4.2))
   for index, ((name, block), dx) in enumerate(zip(models.items(), _offsets(len(models), 0.06))):
     curve = block["test"]["pass_at_k_curve"]
@@ -171,6 +168,7 @@ def plot_by_difficulty(comparison: Mapping, path: pathlib.Path) -> None:
   """pass@1 and pass@n per difficulty (easy, medium, hard), one panel each on one y-scale."""
   models = comparison["models"]
   labels = list(next(iter(models.values()))["test"]["by_difficulty"])
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), sharey=True, squeeze=False)
   width = 0.8 / len(models)
   for ax, label in zip(axes[0], labels):

@@ -7,16 +7,21 @@ import json
 import pathlib
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from ssd_jax.evals.evaluate import EvalResult  # noqa: E402
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference  # noqa: E402
-from ssd_jax.evals.summary import difficulty_sort_key  # noqa: E402
+from ssd_jax.evals.evaluate import EvalResult
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
+from ssd_jax.evals.summary import difficulty_sort_key
 
 SUMMARY_FILE = "results.json"
+
+
+def pyplot():
+  """matplotlib's pyplot on the file-only Agg backend, imported when a plot is drawn (not at every start-up)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  return plt
 
 
 def _percent(x: float) -> str:
@@ -136,6 +141,7 @@ def plot_pass_at_k(runs: Mapping[str, Mapping], path: pathlib.Path, by_difficult
   panels = ["all"]
   if by_difficulty:
     panels = sorted({d for s in runs.values() for d in s["by_difficulty"]}, key=difficulty_sort_key)
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False, sharey=True)
   for ax, panel in zip(axes[0], panels):
     for index, (name, summary) in enumerate(runs.items()):

@@ -37,6 +37,13 @@ def segment_mask(segment_ids: jax.Array) -> jax.Array:
   return causal[None] & same & (segment_ids[:, None, :] != 0)
 
 
+def _refuse_packed_rows(segment_ids: jax.Array) -> None:
+  """A cache keeps one valid bit per slot, so packed ids (above 1) would attend across their segments. Checked
+  where the ids are concrete (eager calls); traced callers pass 0/1 (decode and prefill do)."""
+  if not isinstance(segment_ids, jax.core.Tracer) and int(jnp.max(segment_ids, initial=0)) > 1:
+    raise ValueError("with a cache, segment_ids mark valid tokens only (0 or 1); packed rows need cache=None")
+
+
 @router_stats.returning_stats  # Remat bodies are traced apart: MoE statistics leave them as outputs.
 def _block_forward(block, x, cos, sin, mask, kv_cache, segment_ids):
   return block(x, cos, sin, mask, kv_cache, segment_ids)
@@ -74,7 +81,7 @@ class Transformer(nnx.Module):
     Args:
       tokens: int32 [batch, length].
       positions: int32 [batch, length], RoPE positions.
-      segment_ids: int32 [batch, length] or None (all one segment); 0 marks padding.
+      segment_ids: int32 [batch, length] or None (all one segment); 0 marks padding. With a cache only 0/1.
       cache: None for a full causal forward; otherwise the tokens are written at slots
         cache.index..cache.index+length-1, padding marked invalid.
       prefill: the cache holds nothing before these tokens (its index is 0), so they attend only to each other:
@@ -101,6 +108,8 @@ class Transformer(nnx.Module):
       # The flash kernel masks from the segment ids itself; no [batch, length, length] mask is built.
       mask = segment_mask(seg) if resolve_attention_impl(cfg.attention) == "xla" else None
     else:
+      if segment_ids is not None:
+        _refuse_packed_rows(segment_ids)
       token_valid = jnp.ones(tokens.shape, bool) if segment_ids is None else segment_ids != 0
       cache = cache.write_valid(token_valid)
       mask = None  # cache attention masks from cache.valid itself

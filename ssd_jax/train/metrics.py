@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import tensorboardX
 import tqdm
 
 
@@ -41,6 +40,14 @@ def truncate_jsonl(path: str, step: int) -> None:
   os.replace(partial, path)
 
 
+def _event_writer(logdir: str, purge_step: int | None = None):
+  """A TensorBoard event writer. tensorboardX is imported here, not with the module: it imports torch where
+  torch is installed (seconds), which every command would pay before its first check."""
+  import tensorboardX  # pylint: disable=g-import-not-at-top
+
+  return tensorboardX.SummaryWriter(logdir, flush_secs=30, purge_step=purge_step)
+
+
 class MetricsWriter:
   """Appends `{"step": s, **metrics}` to `metrics.jsonl` and scalars to TensorBoard event files.
 
@@ -61,7 +68,7 @@ class MetricsWriter:
       os.makedirs(self.logdir, exist_ok=True)
       self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
       if tensorboard:
-        self._events = tensorboardX.SummaryWriter(self.logdir, flush_secs=30)
+        self._events = _event_writer(self.logdir)
 
   def resume_at(self, step: int) -> None:
     """Forgets what a run starting at `step` writes again: JSONL lines and TensorBoard points after `step`
@@ -74,7 +81,7 @@ class MetricsWriter:
     if self._events is not None:
       # TensorBoard drops the points at or after `purge_step` that earlier event files hold.
       self._events.close()
-      self._events = tensorboardX.SummaryWriter(self.logdir, flush_secs=30, purge_step=step + 1 if step else 0)
+      self._events = _event_writer(self.logdir, purge_step=step + 1 if step else 0)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Logs scalar `metrics` at `step`; non-finite values are written as JSON null."""
