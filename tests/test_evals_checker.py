@@ -11,7 +11,7 @@ import types
 import pytest
 
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals import sandbox_harness
+from ssd_jax.evals import sandbox_harness, sandbox_slot
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_message, write_message
 from ssd_jax.evals.verdicts import Verdict
@@ -133,6 +133,16 @@ def test_wire_nan_and_subclasses():
   assert counter == {"a": 2, "b": 1} and type(counter) is dict
   point = collections.namedtuple("Point", "x y")(1, 2)
   assert decode_value(encode_value(point)) == (1, 2)
+
+
+def test_worker_and_checker_sources_can_make_themselves_undumpable():
+  # Both scripts run as `python -I -S -c` with the wire source prepended; PR_GET_DUMPABLE (3) reads the flag.
+  for source in (sandbox_slot.HARNESS_SOURCE, sandbox_slot.CHECKER_SOURCE):
+    probe = "\nimport ctypes\nbefore = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\nmake_undumpable('probe')\n"
+    probe += "print(before, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+    script = source.replace('if __name__ == "__main__":', "if False:") + probe
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["1", "0"], result.stderr
 
 
 @pytest.mark.parametrize(

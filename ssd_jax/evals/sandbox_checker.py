@@ -16,7 +16,6 @@ forks a child that:
 
 import ast
 import builtins
-import ctypes
 import importlib
 import io
 import linecache
@@ -30,13 +29,13 @@ if "write_message" not in globals():  # imported as a module; as `python -c` the
     NotData,
     decode_value,
     encode_value,
+    make_undumpable,
     read_message,
     write_message,
   )
 
 MESSAGE_CHARS = 4000
 STDOUT_CHARS = 1 << 20  # what a test's code may print and still be compared
-PR_SET_DUMPABLE = 4
 TRACEBACK_LINES = 12
 _BUILTIN_EXCEPTIONS = {
   name: value
@@ -285,10 +284,7 @@ def check(request):
 
 def main():
   sys.set_int_max_str_digits(0)
-  # Where programs share our uid (a weak sandbox), /proc/<pid>/fd of a dumpable checker would let them write
-  # its replies.
-  if ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-    raise SystemExit("checker: prctl(PR_SET_DUMPABLE, 0) failed")
+  make_undumpable("checker")
   while True:
     request = read_message(0)
     if request is None:

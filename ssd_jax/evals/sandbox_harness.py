@@ -27,7 +27,7 @@ import time
 
 if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends both sources
   from ssd_jax.evals.sandbox_program import child_main
-  from ssd_jax.evals.sandbox_wire import NotData, read_frame, read_message, write_message
+  from ssd_jax.evals.sandbox_wire import NotData, make_undumpable, read_frame, read_message, write_message
 
 REQUEST_FD, EVENT_FD = 0, 1
 WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
@@ -36,7 +36,6 @@ PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBenc
   "string re datetime collections heapq bisect copy math random statistics itertools functools operator io "
   "json typing fractions decimal array dataclasses enum"
 ).split()
-PR_SET_DUMPABLE = 4
 STDERR_BYTES = 64 * 1024  # stderr is only shown, never compared
 CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
 
@@ -215,10 +214,7 @@ def main():
   CONFIG.update(json.loads(sys.argv[1]))
   for name in PRELOADED_MODULES:
     __import__(name)
-  import ctypes
-
-  if ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # programs of our uid must not ptrace us
-    raise SystemExit("sandbox worker: prctl(PR_SET_DUMPABLE, 0) failed")
+  make_undumpable("sandbox worker")
   os.chdir(CONFIG["scratch"])
   os.umask(0o077)
   write_message(EVENT_FD, {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version})
