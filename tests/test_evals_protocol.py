@@ -1,14 +1,18 @@
 """The evaluation protocol: dev/test split, decoding grid, best-setting selection, paired bootstrap coverage."""
 
 import json
+import types
 
 import numpy as np
 import pytest
+from pipeline_fixtures import context
 
+from ssd_jax.config import base_config
 from ssd_jax.evals import grid_runs
 from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k_curve
 from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
 from ssd_jax.evals.splits import record_split, split_problems
+from ssd_jax.tasks import builtin_problems
 
 IDS = [f"task/{i}" for i in range(60)]
 
@@ -158,3 +162,16 @@ def test_grid_runs_are_read_back_with_their_test_part(tmp_path):
   assert [len(c.per_problem) for c in candidates] == [3, 2]
   with pytest.raises(FileNotFoundError, match="step_10"):
     grid_runs.load_candidates(tmp_path, "base", ["final", "step_10"], settings)
+
+
+def test_the_split_does_not_move_with_the_run_seed(tmp_path):
+  # Replicate runs (other seeds) must be tested on the same held-out problems.
+  problems = builtin_problems("eval", 40)
+  prompts = types.SimpleNamespace(problems=problems, task_ids=[p.task_id for p in problems])  # what a split reads
+  config = base_config()
+  first = context(config, tmp_path / "a")
+  replicate = config.copy_and_resolve_references()
+  replicate.seed = 7
+  assert context(replicate, tmp_path / "b").eval_split(prompts) == first.eval_split(prompts)
+  replicate.eval.split.seed = 7
+  assert context(replicate, tmp_path / "c").eval_split(prompts) != first.eval_split(prompts)

@@ -105,7 +105,9 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.eval.checkpoints = ""  # Intermediate training checkpoints to evaluate too: '' none, 'all', or steps '20,40'.
   c.eval.split = ml_collections.ConfigDict()
   c.eval.split.dev_fraction = 0.5  # Share of the problems (per difficulty) that chooses settings and checkpoints.
-  c.eval.split.seed = -1  # Seed of the dev/test split; -1 means `seed`.
+  # Seed of the dev/test split. Apart from `seed`, so that replicate runs (other seeds) are tested on the same
+  # held-out problems and never tune on another run's test problems.
+  c.eval.split.seed = 0
   c.eval.select_k = 1  # Candidates are chosen by dev pass@select_k.
   c.eval.diversity_m = 2  # Correct-solution diversity is measured among this many correct samples per problem.
   c.eval.probe = True  # Run correct samples on probe inputs for behaviour clusters.
@@ -136,6 +138,7 @@ def checks() -> list[Check]:
     Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
     Check("eval.checkpoints", lambda v: v.strip() in ("", "all") or int_list_ok(v), "'', 'all' or steps like '20,40'"),
     Check("eval.split.dev_fraction", lambda v: 0 < v < 1, "a share in (0, 1)"),
+    Check("eval.split.seed", lambda v: v >= 0, "a seed >= 0 (apart from `seed`)"),
     Check("eval.select_k", lambda v: v >= 1, "a k >= 1"),
     Check("eval.diversity_m", lambda v: v >= 1, "at least 1 correct sample"),
   ]
@@ -165,8 +168,6 @@ def decoding_grid(config: ml_collections.ConfigDict):
   )
 
 
-def split_seed(config: ml_collections.ConfigDict) -> int:
-  return int(config.seed if config.eval.split.seed < 0 else config.eval.split.seed)
 
 
 def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:

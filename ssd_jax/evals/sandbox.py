@@ -43,8 +43,9 @@ class SandboxLimits:
     memory_mb: address-space limit per process.
     max_processes: processes the program may have at once (fork-bomb guard).
     max_file_mb: largest file the program may write (also caps its stdout file).
-    max_output_bytes: stdout read per test (stderr: up to 64 KiB of it); a program that prints more gets
-      ERROR (output limit), since a cut output is never compared. A TestRun keeps 64 KiB of each.
+    max_output_bytes: stdout read per test (stderr: up to `SHOWN_TEXT_CHARS`, 64 KiB, of it); a program that
+      prints more gets ERROR (output limit), since a cut output is never compared. A TestRun keeps 64 KiB of
+      each.
     max_open_files: file descriptors per process.
     tmpfs_mb: size of the sandbox's private /tmp and of its /dev/shm, each.
   """

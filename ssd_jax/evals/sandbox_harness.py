@@ -27,7 +27,14 @@ import time
 
 if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends both sources
   from ssd_jax.evals.sandbox_program import child_main
-  from ssd_jax.evals.sandbox_wire import NotData, make_undumpable, read_frame, read_message, write_message
+  from ssd_jax.evals.sandbox_wire import (
+    SHOWN_TEXT_CHARS,
+    NotData,
+    make_undumpable,
+    read_frame,
+    read_message,
+    write_message,
+  )
 
 REQUEST_FD, EVENT_FD = 0, 1
 WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
@@ -36,7 +43,6 @@ PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBenc
   "string re datetime collections heapq bisect copy math random statistics itertools functools operator io "
   "json typing fractions decimal array dataclasses enum"
 ).split()
-STDERR_BYTES = 64 * 1024  # stderr is only shown, never compared
 CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
 
 
@@ -139,7 +145,7 @@ def run(job):
   cap = limits["max_output_bytes"]
   kill_others()  # first, so that nothing rewrites the output files while they are read
   stdout, truncated = read_capped(f"{scratch}/.stdout", cap)
-  stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, STDERR_BYTES))
+  stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, SHOWN_TEXT_CHARS))
   clean = wipe()
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
   event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)

@@ -27,6 +27,7 @@ import time
 MAX_MESSAGE_BYTES = 4 << 20  # a message (and so any one value) larger than this is refused
 MAX_RELAYED_BYTES = 8 << 20  # a relayed message may grow (the worker re-encodes the program's reply)
 MAX_DEPTH = 200
+SHOWN_TEXT_CHARS = 64 * 1024  # of text that is only shown, never compared: stderr read, each text a TestRun keeps
 _HEADER = struct.Struct(">I")
 
 

@@ -7,8 +7,7 @@ import decimal
 import enum
 
 from ssd_jax.data.problems import TestCase
-
-STORED_CHARS = 64 * 1024  # of each text a TestRun keeps, after the comparison has read the whole output
+from ssd_jax.evals.sandbox_wire import SHOWN_TEXT_CHARS
 
 
 class Verdict(str, enum.Enum):
@@ -48,9 +47,10 @@ class TestRun:
 
   def __post_init__(self):
     # The texts come from the program: lone surrogates would break every later encode (reports, prompts).
+    # Cut only here, after the comparison has read the whole output.
     for field in ("message", "stdout", "stderr"):
       text = getattr(self, field)
-      object.__setattr__(self, field, text.encode("utf-8", "replace").decode("utf-8")[:STORED_CHARS])
+      object.__setattr__(self, field, text.encode("utf-8", "replace").decode("utf-8")[:SHOWN_TEXT_CHARS])
 
   @property
   def passed(self) -> bool:

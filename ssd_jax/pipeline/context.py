@@ -175,7 +175,7 @@ class RunContext:
     return split_problems(
       prompts.task_ids,
       self.config.eval.split.dev_fraction,
-      config_lib.split_seed(self.config),
+      int(self.config.eval.split.seed),
       strata={p.task_id: p.difficulty for p in prompts.problems},
     )
 
