@@ -168,8 +168,6 @@ def decoding_grid(config: ml_collections.ConfigDict):
   )
 
 
-
-
 def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.eval.models)
 
