@@ -32,6 +32,9 @@ class ByteChatTokenizer:
       start = match.end()
     return ids + [b + _OFFSET for b in text[start:].encode("utf-8")]
 
+  def encode_continuation(self, text: str) -> list[int]:
+    return self.encode(text)  # bytes mark no start of text
+
   def decode(self, ids) -> str:
     names = {v: k for k, v in _SPECIALS.items()}
     out, buf = [], bytearray()

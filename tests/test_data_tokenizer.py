@@ -375,6 +375,26 @@ def test_sentencepiece_special_tokens_in_text_match_transformers(tmp_path):
   assert sft_examples.end_of_turn_ids(ours) == (ours.eos_id,)
 
 
+def test_sentencepiece_sft_example_is_the_rendered_conversation(tmp_path):
+  # The referee: transformers tokenizing the whole conversation. Encoded on its own, the response began with
+  # SentencePiece's dummy "▁", a token the model never emits after the generation prompt.
+  transformers = pytest.importorskip("transformers")
+  template = (
+    "{{ bos_token }}{% for m in messages %}{{ m.role }}<|im_end|>{{ m.content }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}assistant<|im_end|>{% endif %}"
+  )
+  directory = _sentencepiece_dir_with_config(tmp_path, {"chat_template": template})
+  ours = tokenizer_lib.load_tokenizer(directory)
+  reference = transformers.AutoTokenizer.from_pretrained(directory)
+  prompt = [{"role": "user", "content": "Write a function."}]
+  for response in ("for i in range(10):", "return x"):  # texts transformers segments as SentencePiece does
+    example = sft_examples.build_sft_example(ours, prompt, response, max_len=None)
+    whole = prompt + [{"role": "assistant", "content": response}]
+    expected = reference.apply_chat_template(whole, tokenize=True, return_dict=False)
+    assert example["tokens"].tolist() == list(expected), response
+    assert ours.decode(example["tokens"][example["loss_mask"] == 1][:1].tolist()) != "▁"
+
+
 def test_end_of_turn_ids_are_the_tokens_that_follow_the_content(tmp_path):
   # "\n</s>" after an assistant's content: encoded on its own, SentencePiece would begin it with "▁".
   template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{{ eos_token }}{% endfor %}"

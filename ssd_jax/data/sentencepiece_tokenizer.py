@@ -47,6 +47,16 @@ class SentencePieceTokenizer(Tokenizer):
     self._token_pattern = re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else None
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    ids = self._encode(text, self.processor)
+    if add_special_tokens and self.processor.bos_id() >= 0:
+      ids = [self.processor.bos_id()] + ids
+    return ids
+
+  def encode_continuation(self, text: str) -> list[int]:
+    return self._encode(text, self._continuation_processor)
+
+  def _encode(self, text: str, first: sentencepiece.SentencePieceProcessor) -> list[int]:
+    """Ids of `text`, its first plain part through `first`, later parts (after a matched token) without prefix."""
     # With a capture group, `split` puts the matched tokens at the odd indices.
     parts = self._token_pattern.split(text) if self._token_pattern is not None else [text]
     ids = []
@@ -54,9 +64,7 @@ class SentencePieceTokenizer(Tokenizer):
       if i % 2:
         ids.append(self._token_ids[part])
       elif part:
-        ids.extend((self.processor if i == 0 else self._continuation_processor).encode(part))
-    if add_special_tokens and self.processor.bos_id() >= 0:
-      ids = [self.processor.bos_id()] + ids
+        ids.extend((first if i == 0 else self._continuation_processor).encode(part))
     return ids
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:

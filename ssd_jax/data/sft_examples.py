@@ -2,8 +2,11 @@
 
 An example is
 
-  tokens = prompt_ids + encode(completion) + end_of_turn
+  tokens = prompt_ids + encode_continuation(completion) + end_of_turn
   loss_mask = 0 on the prompt part, 1 on the completion and end-of-turn tokens.
+
+The completion is encoded as a continuation of the prompt, as in the whole rendered conversation (a
+SentencePiece response encoded on its own would begin with a dummy "▁" the model never emits there).
 
 For a sample record, `prompt_ids` are the ids stored in the record, the ones the sampler
 conditioned on; they are not rendered again, since a template can render differently at
@@ -46,6 +49,8 @@ class ChatTokenizer(Protocol):
   stop_ids: tuple[int, ...]
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]: ...
+
+  def encode_continuation(self, text: str) -> list[int]: ...
 
   def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str: ...
 
@@ -113,7 +118,9 @@ def build_sft_example(
     prompt_text = tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True)
   if end_ids is None:
     end_ids = end_of_turn_ids(tokenizer)
-  return _example(tokenizer.encode(prompt_text), tokenizer.encode(completion_text) + list(end_ids), max_len)
+  return _example(
+    tokenizer.encode(prompt_text), tokenizer.encode_continuation(completion_text) + list(end_ids), max_len
+  )
 
 
 def sft_example_from_record(
@@ -132,7 +139,7 @@ def sft_example_from_record(
       "on and does not render the prompt again"
     )
   ends = list(end_ids) if record.finish_reason == "stop" else []
-  return _example(record.prompt_ids, tokenizer.encode(record.completion_text) + ends, max_len)
+  return _example(record.prompt_ids, tokenizer.encode_continuation(record.completion_text) + ends, max_len)
 
 
 def _example(prompt_ids: Sequence[int], response_ids: Sequence[int], max_len: int | None) -> dict[str, np.ndarray]:

@@ -42,6 +42,11 @@ class Tokenizer(abc.ABC):
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
     """Token ids of `text`; `add_special_tokens` adds the backend's BOS/EOS framing."""
 
+  def encode_continuation(self, text: str) -> list[int]:
+    """Token ids of `text` as a continuation of earlier text (a response after its prompt, as in the whole
+    rendered conversation): backends that mark the start of a text (SentencePiece's dummy "▁") leave it out."""
+    return self.encode(text)
+
   @abc.abstractmethod
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
     """Text of `ids`; `skip_special_tokens` drops control tokens such as BOS/EOS/<|im_end|>."""
