@@ -93,24 +93,19 @@ def test_cli_evaluate_and_compare(tmp_path):
     [
       f"--problems={problems}",
       f"--completions={completions}",
-      f"--out={tmp_path / 'out'}",
-      "--ks=1,2",
+      f"--out={tmp_path / 'T=1.2'}",  # sweep points are named field=value
+      "--ks=2",  # pass@1 is reported all the same
       "--bootstrap=50",
       "--workers=2",
     ]
   )
-  result = json.loads((tmp_path / "out" / "results.json").read_text())
+  results = tmp_path / "T=1.2" / "results.json"
+  result = json.loads(results.read_text())
   assert result["pass_at_k"]["1"]["mean"] == pytest.approx(0.5)
   assert result["pass_at_k"]["2"]["mean"] == pytest.approx(1.0)
-  cli.main(
-    [
-      "compare",
-      f"--out={tmp_path / 'cmp'}",
-      f"x={tmp_path / 'out' / 'results.json'}",
-      f"y={tmp_path / 'out' / 'results.json'}",
-    ]
-  )
-  assert (tmp_path / "cmp" / "comparison.md").exists()
+  cli.main(["compare", f"--out={tmp_path / 'cmp'}", f"x={results}", str(results)])
+  table = (tmp_path / "cmp" / "comparison.md").read_text()
+  assert "| x |" in table and "| T=1.2 |" in table, table
 
 
 def test_difficulties_are_reported_easy_medium_hard():
@@ -143,6 +138,14 @@ def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys
     cli.main(command)
   assert "covers 1 of 164 problems (none for e.g. ['HumanEval/1'," in capsys.readouterr().err
   assert not (tmp_path / "out").exists()
+  # Listed with no completion is not covered either.
+  empty = tmp_path / "empty.jsonl"
+  empty.write_text(
+    '{"task_id": "HumanEval/0", "completion": "    return False"}\n{"task_id": "HumanEval/1", "completions": []}\n'
+  )
+  with pytest.raises(SystemExit):
+    cli.main(["--problems=humaneval", f"--completions={empty}", f"--out={tmp_path / 'out'}"])
+  assert "covers 1 of 164 problems (none for e.g. ['HumanEval/1'," in capsys.readouterr().err
   cli.main([*command, "--allow_partial"])
   assert "completions cover 1 of 164 problems (every number is over those alone)" in capsys.readouterr().err
   assert json.loads((tmp_path / "out" / "results.json").read_text())["coverage"]["with_completions"] == 1

@@ -88,21 +88,23 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
       f"--completions={args.completions}: none of its {len(everything)} task ids (e.g. {sorted(everything)[:3]}) is a "
       f"problem of --problems={args.problems} (e.g. {sorted(known)[:3]})"
     )
+  # A problem listed with no completion (an empty list) is as uncovered as one never listed.
+  uncovered = [p.task_id for p in problems if not completions.get(p.task_id)]
+  covered = len(problems) - len(uncovered)
   coverage = {
     "problems": len(problems),
-    "with_completions": len(completions),
+    "with_completions": covered,
     "unknown_task_ids": len(everything) - len(completions),
   }
-  uncovered = [p.task_id for p in problems if p.task_id not in completions]
-  if uncovered and not args.allow_partial:
+  if uncovered and (not args.allow_partial or not covered):
     # Left out, a problem the model could not answer would raise every mean: refuse rather than inflate.
     raise ValueError(
-      f"--completions={args.completions} covers {len(completions)} of {len(problems)} problems (none for e.g. "
+      f"--completions={args.completions} covers {covered} of {len(problems)} problems (none for e.g. "
       f"{uncovered[:3]}); pass --allow_partial to grade those alone, or narrow --problems with the filters"
     )
   if uncovered or coverage["unknown_task_ids"]:
     print(
-      f"warning: completions cover {len(completions)} of {len(problems)} problems (every number is over those "
+      f"warning: completions cover {covered} of {len(problems)} problems (every number is over those "
       f"alone); {coverage['unknown_task_ids']} task ids match no problem and are ignored",
       file=sys.stderr,
     )
@@ -127,7 +129,8 @@ def run_compare(argv: list[str]) -> dict[str, pathlib.Path]:
   args = _compare_parser().parse_args(argv)
   summaries = {}
   for spec in args.runs:
-    name, _, path = spec.rpartition("=")
+    # NAME=PATH splits at the first "=", since paths may hold "=" (sweep points are named field=value).
+    name, path = ("", spec) if pathlib.Path(spec).is_file() else spec.partition("=")[::2]
     path = pathlib.Path(path)
     summaries[name or path.parent.name] = json.loads(path.read_text())
   paths = compare_reports(summaries, args.out)

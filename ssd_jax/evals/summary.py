@@ -86,7 +86,8 @@ def summarize(
 
   Args:
     result: the evaluation.
-    ks: the k to report; those above the smallest n of any problem are dropped.
+    ks: the k to report, besides 1 and the smallest n (always reported); those above the smallest n of any
+      problem are dropped.
     num_resamples: bootstrap replicates for the confidence intervals (over problems).
     seed: bootstrap seed.
     behaviours: task_id -> a behaviour per correct sample on extra inputs (`probes`); None: not probed.
@@ -97,7 +98,7 @@ def summarize(
   if not problems:
     raise ValueError("summarize: the evaluation has no problems with samples")
   ns = [p.num_samples for p in problems]
-  ks = valid_ks(ns, tuple(ks) + (min(ns),))
+  ks = valid_ks(ns, (1, *ks, min(ns)))
   behaviours, known_solutions = behaviours or {}, known_solutions or {}
   per_problem = [problem_metrics(p, ks, behaviours.get(p.task_id), known_solutions.get(p.task_id)) for p in problems]
   by_difficulty = {}
