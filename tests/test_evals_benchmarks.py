@@ -113,7 +113,8 @@ def test_simple_jsonl_roundtrip_and_errors(tmp_path, lcb_path):
     ("plain code", "plain code"),
     ("text\n```python\nfirst\n```\nmore\n```py\nsecond\n```\nbye", "second\n"),
     ("<think>```python\nscratch\n```</think>\n```python\nanswer\n```", "answer\n"),
-    ("```python\nfirst\n```\n```python\ncut off mid", "cut off mid"),
+    ("```python\nfirst\n```\n```python\ncut off mid", "first\n"),  # a complete block beats a cut-off one
+    ("```python\ncut off mid", "cut off mid"),
     ("~~~\ntilde\n~~~", "tilde\n"),
     # A block in a list item loses the fence's indentation, and no more: a function body keeps its own.
     ("1. step\n   ```python\n   def f():\n       return 1\n   ```\n", "def f():\n    return 1\n"),

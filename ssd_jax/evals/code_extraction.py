@@ -7,30 +7,53 @@ import re
 
 from ssd_jax.data.problems import Problem
 
-# An opening fence (``` or ~~~, optional language tag) through the matching closing fence, whose line may end
+# An opening fence (``` or ~~~, optional info string) through the matching closing fence, whose line may end
 # in CRLF (`$` matches before the "\n" only).
 _FENCE = re.compile(
-  r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*\r?$", re.MULTILINE | re.DOTALL
+  r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)(?P<info>[^\n]*)\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*\r?$",
+  re.MULTILINE | re.DOTALL,
 )
 # An opening fence with no closing fence: the completion was cut off mid-block.
-_UNCLOSED_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?:```|~~~)[^\n]*\n(?P<body>.*)\Z", re.MULTILINE | re.DOTALL)
+_UNCLOSED_FENCE = re.compile(
+  r"^(?P<indent>[ \t]*)(?:```|~~~)(?P<info>[^\n]*)\n(?P<body>.*)\Z", re.MULTILINE | re.DOTALL
+)
+# Info strings of blocks that may hold the answer; other tags (bash, text, output, ...) name another language.
+_PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+# A `from __future__ import` statement at the top level, parenthesized names included.
+_FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[ \t]+(?:\([^)]*\))?[^\n]*(?:\n|\Z)", re.MULTILINE)
 
 
 def extract_code(completion: str) -> str:
-  """Returns the last fenced code block of a completion, else the completion itself.
+  """Returns the code to grade in a completion.
 
-  A block left open at the end (generation stopped mid-block) counts as the last block.
-  Thinking-model output before ``</think>`` is ignored.
+  The candidates are the fenced blocks tagged Python (``python``, ``py``, ``python3``, ``py3``) or
+  untagged; a block tagged with another language (``bash``, ``text``, ``output``, ...) is no candidate
+  unless no block is. Of the candidates, the last complete block wins (LiveCodeBench's rule). A block
+  left open at the end (generation stopped mid-block) is taken only when no candidate is complete, so a
+  cut-off usage example after the solution does not replace it. Without a fence the completion itself
+  is the code.
+
+  Thinking-model output up to the last ``</think>`` is ignored; a ``<think>`` section that is never
+  closed (cut off at the token limit) yields no code, '' (graded as failing), as its drafts are no answer.
   """
   text = completion.rsplit("</think>", 1)[-1]
-  blocks = [_block_code(m) for m in _FENCE.finditer(text)]
-  tail = text[_last_fence_end(text) :]
-  unclosed = _UNCLOSED_FENCE.search(tail)
+  if "<think>" in text:
+    return ""
+  blocks = [(m, True) for m in _FENCE.finditer(text)]
+  unclosed = _UNCLOSED_FENCE.search(text[_last_fence_end(text) :])
   if unclosed is not None:
-    return _block_code(unclosed)
-  if blocks:
-    return blocks[-1]
-  return text
+    blocks.append((unclosed, False))
+  if not blocks:
+    return text
+  candidates = [b for b in blocks if _tag(b[0]) in _PYTHON_TAGS] or blocks
+  complete = [m for m, closed in candidates if closed]
+  return _block_code(complete[-1] if complete else candidates[-1][0])
+
+
+def _tag(match: re.Match[str]) -> str:
+  """The language an opening fence names: the info string's first word, lowercased ('' when untagged)."""
+  words = match.group("info").split()
+  return words[0].lower() if words else ""
 
 
 def _block_code(match: re.Match[str]) -> str:
@@ -72,13 +95,32 @@ def assemble_program(problem: Problem, code: str) -> str:
   - Code that defines the entry point (or ``class Solution``) is a full answer: the
     starter code goes first when it is valid on its own (it may carry imports and
     helpers, as HumanEval prompts do), then the answer, whose definitions win.
-  - Other code under a starter is a continuation of the starter (a function body).
+  - Other code under a starter is a continuation of the starter (a function body). When
+    the code brings its own indentation, a whitespace-only last line of the starter (the
+    cursor inside the body) is dropped, so that indentation is not doubled.
   - Without a starter, the code is the whole program.
+
+  Under a starter, the answer's ``from __future__`` imports go first, as Python requires.
   """
   starter = problem.starter_code
   if not starter:
     return code
   names = [n for n in (problem.entry_point, "Solution") if n]
   if any(_defines_top_level(code, name) for name in names):
-    return f"{starter.rstrip()}\n\n\n{code}" if _parses(starter) else code
-  return starter + code
+    if not _parses(starter):
+      return code
+    futures, code = _split_future_imports(code)
+    return f"{futures}{starter.rstrip()}\n\n\n{code}"
+  futures, code = _split_future_imports(code)
+  last_line = starter.rsplit("\n", 1)[-1]
+  if last_line and not last_line.strip() and code[:1] in (" ", "\t"):
+    starter = starter[: -len(last_line)]
+  return futures + starter + code
+
+
+def _split_future_imports(code: str) -> tuple[str, str]:
+  """Splits code into its top-level ``from __future__`` import lines and the rest."""
+  futures = "".join(m.group(0) for m in _FUTURE_IMPORT.finditer(code))
+  if futures and not futures.endswith("\n"):  # the code ended on a future import
+    futures += "\n"
+  return futures, _FUTURE_IMPORT.sub("", code)
