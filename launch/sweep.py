@@ -13,7 +13,8 @@ hold spaces and commas there). Every combination runs as
 or, with --runner=queued_resource, through launch/queued_resource.py on its own slice. <key> reads like
 `temperature=1.2_temperature=0.7`, <hash> is 8 hex digits of the full overrides, so names stay short and
 unique. A failing point is recorded and the grid goes on; a point whose report already exists is not run again.
-The table (also ROOT/sweep_results.json) lists each point's status and pass@k from `report/comparison.json`.
+The table (also ROOT/sweep_results.json) lists each point's status and each model's dev pass@1 and pass@n at its
+selected setting, from `report/comparison.json` (dev, not test: choose points there, report the chosen one's test).
 Only the standard library is used.
 """
 
@@ -105,12 +106,16 @@ def read_report(workdir: str) -> dict | None:
 
 
 def headline(report: dict | None) -> dict[str, float]:
-  """{'<model> pass@<k>': percent} for k = 1 and the largest k of each model."""
+  """{'<model> dev pass@1': %, '<model> dev pass@<n>': %} at each model's selected decoding and checkpoint.
+
+  Dev numbers only: choosing a sweep point by the test split's numbers would tune on the held-out problems.
+  """
   cells: dict[str, float] = {}
-  for model, summary in (report or {}).items():
-    ks = sorted(int(k) for k in summary.get("pass_at_k", {}))
-    for k in sorted({ks[0], ks[-1]} if ks else set()):
-      cells[f"{model} pass@{k}"] = 100 * summary["pass_at_k"][str(k)]["mean"]
+  for model, entry in ((report or {}).get("models") or {}).items():
+    chosen = next(c for c in entry["candidates"] if c["key"] == entry["selected"]["key"])
+    dev = chosen["dev"]
+    cells[f"{model} dev pass@1"] = 100 * dev["pass@1"]
+    cells[f"{model} dev pass@{dev['n']}"] = 100 * dev["pass@n"]
   return cells
 
 

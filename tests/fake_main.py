@@ -1,6 +1,6 @@
 """A stand-in for `python -m ssd_jax.main` in sweep tests: writes a report from its overrides, or fails.
 
---config.fail=yes exits 3; otherwise report/comparison.json gets pass@1 = the value of --config.x (or 0.5),
+--config.fail=yes exits 3; otherwise report/comparison.json gets dev pass@1 = the value of --config.x (or 0.5),
 and argv.json records the arguments as received.
 """
 
@@ -16,6 +16,8 @@ with open(os.path.join(workdir, "argv.json"), "w") as f:
 if args.get("config.fail") == "yes":
   sys.exit(3)
 score = float(args.get("config.x", 0.5))
-report = {"base": {"pass_at_k": {"1": {"mean": score}, "8": {"mean": min(1.0, 2 * score)}}}}
+# The fields of the pipeline's comparison.json that the sweep reads (test_pipeline_ssd checks them on a real one).
+chosen = {"key": "final/T1.0", "dev": {"pass@1": score, "pass@n": min(1.0, 2 * score), "n": 8}}
+report = {"models": {"base": {"selected": {"key": "final/T1.0"}, "candidates": [{"key": "final/T0.5"}, chosen]}}}
 with open(os.path.join(workdir, "report", "comparison.json"), "w") as f:
   json.dump(report, f)

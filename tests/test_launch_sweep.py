@@ -40,9 +40,9 @@ def test_grid_runs_every_point_records_failures_and_tabulates(tmp_path):
   assert "--config.sft.note=two words" in argv and "--extra=1" in argv and "--config=configs/default.py" in argv
   assert "--config.sft.note=a,b" in json.loads((root / names[1] / "argv.json").read_text())
   ok = next(r for r in results if r["overrides"] == {"x": "0.75", "fail": "no", "sft.note": "two words"})
-  assert ok["metrics"] == {"base pass@1": 75.0, "base pass@8": 100.0}
+  assert ok["metrics"] == {"base dev pass@1": 75.0, "base dev pass@8": 100.0}
   table = done.stdout.splitlines()[-9:]
-  assert "base pass@1" in table[0] and any("75.0" in line and "ok" in line for line in table)
+  assert "base dev pass@1" in table[0] and any("75.0" in line and "ok" in line for line in table)
 
 
 def test_rerun_skips_finished_points(tmp_path):

@@ -1,7 +1,9 @@
 """The whole SSD pipeline at micro size: every stage's outputs, the printed table, skipping finished stages."""
 
+import importlib.util
 import json
 import os
+import pathlib
 
 import jax
 import numpy as np
@@ -13,6 +15,13 @@ from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import report as report_stage
 
 STAGES = "pretrain,synthesize,sft,eval,report"
+
+
+def _sweep_module():
+  spec = importlib.util.spec_from_file_location("sweep", pathlib.Path(__file__).parents[1] / "launch" / "sweep.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _samples(path):
@@ -97,4 +106,10 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   with open(os.path.join(layout.report_dir, "comparison.txt")) as f:
     assert line in f.read()
   with open(os.path.join(layout.report_dir, "comparison.json")) as f:
-    assert json.load(f)["teacher_diagnostic"] == diagnostic
+    comparison = json.load(f)
+  assert comparison["teacher_diagnostic"] == diagnostic
+  # The sweep's table reads this file (its tests use a stand-in): each model's dev numbers at its selection.
+  headline = _sweep_module().headline(comparison)
+  for model, entry in comparison["models"].items():
+    (chosen,) = [c for c in entry["candidates"] if c["key"] == entry["selected"]["key"]]
+    assert headline[f"{model} dev pass@1"] == 100 * chosen["dev"]["pass@1"]
