@@ -150,6 +150,9 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert "pass@2" in header and "pass@3" not in header  # powers of two, 1 and n without the run's eval.ks
   header = comparison_table(comparison | {"ks": [3]}).splitlines()[1]
   assert "pass@3" in header and "pass@2" not in header and "pass@4" in header
+  weak = comparison_table(comparison | {"weak_sandbox": ["no user namespaces"]}).splitlines()
+  assert weak[0] == "WEAK SANDBOX: verdicts were obtained without full isolation (no user namespaces)."
+  assert weak[1:] == table.splitlines()
   candidates = comparison["models"]["base"]["candidates"]
   assert candidates[1]["test"] is None  # the setting dev did not choose was never run on test
   paths = write_comparison(comparison, tmp_path)

@@ -157,6 +157,10 @@ def test_grid_runs_are_read_back_with_their_test_part(tmp_path):
       (path / "results.json").write_text(
         json.dumps({"per_problem": records, **grid_runs.run_metadata("final", setting, part)})
       )
+  assert grid_runs.weak_sandbox_reasons(tmp_path, ["base"]) == []
+  path = grid_runs.run_dir(tmp_path, "base", "final", settings[1], "dev") / "results.json"
+  path.write_text(json.dumps({**json.loads(path.read_text()), "sandbox": {"weak": "no user namespaces"}}))
+  assert grid_runs.weak_sandbox_reasons(tmp_path, ["base"]) == ["no user namespaces"]
   candidates = grid_runs.load_candidates(tmp_path, "base", ["final"], settings)
   assert [c.key for c in candidates] == ["final/T0.5_k20_p0.8", "final/T1.1_k20_p0.8"]
   assert [len(c.per_problem) for c in candidates] == [3, 2]

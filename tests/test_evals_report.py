@@ -52,6 +52,12 @@ def test_report_and_comparison_files(tmp_path):
   compared = compare_reports({"a": summary, "b": summary}, tmp_path / "cmp")
   assert compared["plot"].read_bytes()[:4] == b"\x89PNG"
   assert "| b | 3 |" in compared["markdown"].read_text()
+  # What a run's own report says about its verdicts and coverage, the comparison repeats.
+  weak = summary | {"sandbox": {"weak": "no user namespaces"}}
+  partial = summary | {"coverage": {"problems": 4, "with_completions": 3, "unknown_task_ids": 0}}
+  text = compare_reports({"a": weak, "b": partial}, tmp_path / "cmp2")["markdown"].read_text()
+  assert "- a: **WEAK SANDBOX**: verdicts were obtained without full isolation (no user namespaces)." in text
+  assert "- b: **PARTIAL**: completions covered 3 of 4 problems" in text
   with pytest.raises(ValueError):
     compare_reports({"a": summary}, tmp_path / "cmp")
 

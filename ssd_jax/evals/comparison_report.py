@@ -44,6 +44,7 @@ def comparison_table(comparison: Mapping) -> str:
   paired differences from the reference with 95% intervals, and correct-solution diversity.
 
   The pass@k columns are k = 1, n and the comparison's 'ks' (the run's eval.ks), or powers of two without it.
+  A comparison whose runs were graded in a weak sandbox ('weak_sandbox': their reasons) says so first.
   """
   split, reference, m = comparison["split"], comparison["reference"], comparison["diversity_m"]
   models = comparison["models"]
@@ -54,7 +55,9 @@ def comparison_table(comparison: Mapping) -> str:
   width = max(len(name) for name in models) + 2
   settings = {name: _setting_text(block["selected"]) for name, block in models.items()}
   setting_width = max(len(s) for s in settings.values()) + 2
-  lines = [
+  weak = comparison.get("weak_sandbox")
+  lines = [f"WEAK SANDBOX: verdicts were obtained without full isolation ({'; '.join(weak)})."] if weak else []
+  lines += [
     f"Test split: {split['test']} problems x {n} samples. Each model's decoding (and checkpoint) was chosen by "
     f"{comparison['metric']} on the {split['dev']} dev problems (split seed {split['seed']}); pass@k in %.",
     f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}"

@@ -68,6 +68,18 @@ def load_candidates(
   return candidates
 
 
+def weak_sandbox_reasons(root: str | pathlib.Path, models: Sequence[str]) -> list[str]:
+  """The distinct reasons recorded by the runs of `models` that were graded in a weak sandbox ([] when
+  isolation held for every one)."""
+  reasons = set()
+  for model in models:
+    for path in sorted((pathlib.Path(root) / model).rglob(SUMMARY_FILE)):
+      weak = (json.loads(path.read_text()).get("sandbox") or {}).get("weak")
+      if weak:
+        reasons.add(str(weak))
+  return sorted(reasons)
+
+
 def load_recorded_candidates(root: str | pathlib.Path, model: str) -> list[Candidate]:
   """The candidates of `model` in the order its `selection.json` lists them, each with the setting its
   results.json records.

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ssd_jax.evals.evaluate import EvalResult
 from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
-from ssd_jax.evals.summary import difficulty_sort_key
+from ssd_jax.evals.summary import difficulty_sort_key, weak_sandbox_notice
 
 SUMMARY_FILE = "results.json"
 
@@ -22,6 +22,20 @@ def pyplot():
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   return plt
+
+
+def partial_notice(summary: Mapping) -> str | None:
+  """The line a run over part of its problems carries; None when the completions covered them all.
+
+  Coverage is set by the command line, whose completions file may cover some problems only.
+  """
+  coverage = summary.get("coverage")
+  if coverage and coverage["with_completions"] < coverage["problems"]:
+    return (
+      f"**PARTIAL**: completions covered {coverage['with_completions']} of {coverage['problems']} problems; "
+      "every number here is over those alone."
+    )
+  return None
 
 
 def _percent(x: float) -> str:
@@ -67,18 +81,11 @@ def markdown_report(summary: Mapping, name: str = "run") -> str:
     )
   diversity = summary["diversity"]
   n = summary["samples_per_problem"]
-  coverage = summary.get("coverage")  # Set by the command line, whose file may cover some problems only.
-  partial = []
-  if coverage and coverage["with_completions"] < coverage["problems"]:
-    partial = [
-      f"**PARTIAL**: completions covered {coverage['with_completions']} of {coverage['problems']} problems; "
-      "every number here is over those alone.",
-      "",
-    ]
+  partial = partial_notice(summary)
   lines = [
     f"# Evaluation: {name}",
     "",
-    *partial,
+    *([partial, ""] if partial else []),
     f"{summary['num_problems']} problems, {n['min']}-{n['max']} samples each; "
     f"pass@k in %, 95% bootstrap interval over problems.",
     "",
@@ -224,9 +231,14 @@ def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Pat
   out.mkdir(parents=True, exist_ok=True)
   ks = sorted({int(k) for s in summaries.values() for k in s["pass_at_k"]})
   tasks = sorted(reference)
+  # What each run's own report says about its verdicts or coverage, the comparison says too.
+  notices = [
+    f"- {name}: {n}" for name, s in summaries.items() for n in (weak_sandbox_notice(s), partial_notice(s)) if n
+  ]
   lines = [
     "# Comparison",
     "",
+    *([*notices, ""] if notices else []),
     "| run | problems | "
     + " | ".join(f"pass@{k}" for k in ks)
     + f" | pass@1 - {first} [95% CI] | distinct programs | distinct behaviours |",

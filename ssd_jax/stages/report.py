@@ -42,6 +42,7 @@ def run(ctx: RunContext) -> None:
     seed=ctx.seed,
   )
   comparison["ks"] = list(config_lib.eval_ks(config))
+  comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
   notes = ""
   if os.path.isfile(layout.teacher_diagnostic):
     with open(layout.teacher_diagnostic) as f:
