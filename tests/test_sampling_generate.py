@@ -165,11 +165,16 @@ def test_bad_inputs_are_named(split, sampler):
     _generate(sampler, state, max_new_tokens=64)
 
 
-def test_a_model_with_nan_logits_is_an_error_not_out_of_vocabulary_tokens(split, sampler):
-  # NaN logits make the sampler return an id outside the vocabulary, which would be recorded as a sample.
-  state = jax.tree_util.tree_map_with_path(
-    lambda path, x: x * np.nan if "final_norm" in jax.tree_util.keystr(path) else x, split[1]
-  )
+@pytest.mark.parametrize("scale", ["nan", "inf"])
+def test_a_model_with_nan_or_inf_logits_is_an_error_not_a_sample(split, sampler, scale):
+  # NaN logits make the sampler return an id outside the vocabulary; +inf ones drew token 0 with a NaN
+  # log-probability. Either would be recorded as a sample.
+  def broken(path, x):
+    if "final_norm" not in jax.tree_util.keystr(path):
+      return x
+    return x * np.nan if scale == "nan" else x.at[0].set(np.inf).at[1:].set(0.0)
+
+  state = jax.tree_util.tree_map_with_path(broken, split[1])
   for params in (SAMPLED, GREEDY):
-    with pytest.raises(FloatingPointError, match=r"outside the vocabulary \[0, 512\)\) as token 0 of sample 0"):
+    with pytest.raises(FloatingPointError, match=r"with log-probability nan as token 0 of sample 0"):
       _generate(sampler, state, params=params)

@@ -262,19 +262,21 @@ class Sampler:
     """The active rows of one batch's output, as Generations.
 
     Raises:
-      FloatingPointError: a drawn token is not a vocabulary id, which the sampler returns only for logits
-        with NaN or no finite value (the model diverged or overflowed); nothing of the batch is returned.
+      FloatingPointError: a drawn token is not a vocabulary id or its log-probability is not finite, which
+        happens only for logits with NaN, +inf or no finite value (the model diverged or overflowed); nothing
+        of the batch is returned.
     """
     out = GenerationOutput(*(self._fetch(x) for x in out))
     generations = []
     for r in np.flatnonzero(batch.active):
       count = int(out.num_tokens[r])
-      bad = np.flatnonzero((out.tokens[r, :count] < 0) | (out.tokens[r, :count] >= vocab_size))
+      tokens = out.tokens[r, :count]
+      bad = np.flatnonzero((tokens < 0) | (tokens >= vocab_size) | ~np.isfinite(out.logprob_raw[r, :count]))
       if bad.size:
         raise FloatingPointError(
-          f"sampling drew token id {int(out.tokens[r, bad[0]])} (outside the vocabulary [0, {vocab_size})) as token "
-          f"{int(bad[0])} of sample {int(batch.sample_index[r])} of prompt {int(batch.prompt_index[r])}: the "
-          "model's logits there held NaN or no finite value"
+          f"sampling drew token id {int(tokens[bad[0]])} (vocabulary [0, {vocab_size})) with log-probability "
+          f"{float(out.logprob_raw[r, bad[0]])} as token {int(bad[0])} of sample {int(batch.sample_index[r])} of "
+          f"prompt {int(batch.prompt_index[r])}: the model's logits there held NaN, +inf or no finite value"
         )
       generations.append(
         Generation(
