@@ -9,10 +9,12 @@ from ssd_jax.evals import Sandbox, SandboxLimits, evaluate
 from ssd_jax.evals.comparison import Candidate, compare_models
 from ssd_jax.evals.comparison_report import comparison_table, write_comparison
 from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
+from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting
 from ssd_jax.evals.splits import Split
 from ssd_jax.evals.summary import summarize
+from ssd_jax.evals.verdicts import TestRun, Verdict
 
 RANGE_SUM = Problem(
   task_id="toy/range_sum",
@@ -105,26 +107,26 @@ def test_behaviour_clusters_separate_strategies_not_spellings():
   assert summary["correct_diversity"]["num_problems"] == 1
 
 
+def result(correct_by_task, codes=(LOOP, BUILTIN), n=4):
+  """An evaluation with `c` correct samples of `n` per task id."""
+  problems = []
+  for task_id, c in correct_by_task.items():
+    samples = [
+      SampleResult(
+        "",
+        codes[i % len(codes)] if i < c else WRONG,
+        "",
+        (TestRun("t", Verdict.PASSED if i < c else Verdict.FAILED),),
+        "",
+      )
+      for i in range(n)
+    ]
+    problems.append(ProblemResult(task_id, "easy" if task_id in ("d1", "t1") else "hard", tuple(samples)))
+  return EvalResult(tuple(problems))
+
+
 def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   """Two models, two settings, four problems: the table names each model's setting chosen on dev."""
-  from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
-  from ssd_jax.evals.verdicts import TestRun, Verdict
-
-  def result(correct_by_task, codes=(LOOP, BUILTIN), n=4):
-    problems = []
-    for task_id, c in correct_by_task.items():
-      samples = [
-        SampleResult(
-          "",
-          codes[i % len(codes)] if i < c else WRONG,
-          "",
-          (TestRun("t", Verdict.PASSED if i < c else Verdict.FAILED),),
-          "",
-        )
-        for i in range(n)
-      ]
-      problems.append(ProblemResult(task_id, "easy" if task_id in ("d1", "t1") else "hard", tuple(samples)))
-    return EvalResult(tuple(problems))
 
   split = Split(dev=("d1", "d2"), test=("t1", "t2"), seed=0, dev_fraction=0.5)
   cold, hot = DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)
@@ -169,3 +171,31 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   ]
   with pytest.raises(ValueError, match="samples per test problem differ"):
     compare_models({"base": base, "ssd": more_samples}, split)
+
+
+def test_pass_at_n_is_also_compared_at_each_models_own_pass_at_n_choice():
+  # The base's pass@1 choice (cold) is weak at pass@4 on test; at its own pass@4 choice (hot) it ties the
+  # method, so the pass@4 gap at the pass@1 choices measures the temperature, not the training.
+  split = Split(dev=("d1", "d2"), test=("t1", "t2"), seed=0, dev_fraction=0.5)
+  cold, hot = DecodingSetting(0.5, 20, 0.8), DecodingSetting(1.1, 20, 0.8)
+
+  def candidate(setting, counts):
+    return Candidate("final", setting, summarize(result(counts), (1,), 20)["per_problem"])
+
+  base = [
+    candidate(cold, {"d1": 4, "d2": 0, "t1": 4, "t2": 0}),  # dev pass@1 0.5, pass@4 0.5
+    candidate(hot, {"d1": 1, "d2": 1, "t1": 1, "t2": 1}),  # dev pass@1 0.25, pass@4 1.0
+  ]
+  ssd = [candidate(cold, {"d1": 2, "d2": 2, "t1": 1, "t2": 1}), candidate(hot, {"d1": 1, "d2": 1})]
+  comparison = compare_models({"base": base, "ssd": ssd}, split, num_resamples=50, tune_at_n=True)
+  assert comparison["differences"]["ssd"]["pass@n"]["difference"] == pytest.approx(0.5)  # at pass@1 choices
+  assert comparison["models"]["base"]["selected_at_n"]["key"] == "final/T1.1_k20_p0.8"
+  assert comparison["models"]["ssd"]["selected_at_n"]["key"] == "final/T0.5_k20_p0.8"  # a tie keeps grid order
+  assert comparison["models"]["base"]["selected_at_n"]["test_pass_at_n"]["mean"] == pytest.approx(1.0)
+  assert comparison["differences"]["ssd"]["pass@n_at_own_best"]["difference"] == pytest.approx(0.0)
+  table = comparison_table(comparison)
+  assert "pass@4 with each model at its own best for pass@4" in table
+  assert "base  T=1.1 top_k=20 top_p=0.8" in table
+  assert "selected_at_n" not in compare_models({"base": base, "ssd": ssd}, split, num_resamples=50)["models"]["base"]
+  with pytest.raises(ValueError, match=r"model 'base': its pass@4 choice final/T1.1_k20_p0.8 .* no results"):
+    compare_models({"base": [base[0], candidate(hot, {"d1": 1, "d2": 1})]}, split, tune_at_n=True)

@@ -1,5 +1,6 @@
 """The whole SSD pipeline at micro size: every stage's outputs, the printed table, skipping finished stages."""
 
+import glob
 import importlib.util
 import json
 import os
@@ -54,6 +55,12 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
       selection = json.load(f)
     checkpoints = ["final"] + (["step_2", "step_1"] if name == "ssd" else [])
     assert list(selection["dev_scores"]) == [f"{c}/T{t}_k20_p0.8" for c in checkpoints for t in ("0.7", "1.1")]
+    # Test runs exactly the pass@1 and pass@n choices (eval.tune_pass_at_n), nothing else.
+    assert list(selection["best_by"]) == ["pass@1", "pass@2"] and selection["best_by"]["pass@1"] == selection["best"]
+    tested = glob.glob(os.path.join(layout.eval_root, name, "*", "*", "test"))
+    assert sorted(os.path.relpath(os.path.dirname(t), os.path.join(layout.eval_root, name)) for t in tested) == sorted(
+      set(selection["best_by"].values())
+    )
     chosen = os.path.join(layout.eval_root, name, selection["best"])
     for part, ids in (("dev", split["dev"]), ("test", split["test"])):
       with open(os.path.join(chosen, part, "results.json")) as f:
@@ -108,6 +115,7 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   with open(os.path.join(layout.report_dir, "comparison.json")) as f:
     comparison = json.load(f)
   assert comparison["teacher_diagnostic"] == diagnostic
+  assert comparison["differences"]["ssd"]["pass@n_at_own_best"]["num_problems"] == 2
   # The sweep's table reads this file (its tests use a stand-in): each model's dev numbers at its selection.
   headline = _sweep_module().headline(comparison)
   for model, entry in comparison["models"].items():

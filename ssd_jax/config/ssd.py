@@ -109,6 +109,10 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   # held-out problems and never tune on another run's test problems.
   c.eval.split.seed = 0
   c.eval.select_k = 1  # Candidates are chosen by dev pass@select_k.
+  # pass@n is also compared with every model at its own dev-best candidate for pass@n (usually hotter than the
+  # pass@1 choice): one more test run per model whose pass@n choice differs. Without it, pass@n is only shown at
+  # the pass@select_k choice, which measures the choice of temperature as much as the training.
+  c.eval.tune_pass_at_n = True
   c.eval.diversity_m = 2  # Correct-solution diversity is measured among this many correct samples per problem.
   c.eval.probe = True  # Run correct samples on probe inputs for behaviour clusters.
 

@@ -42,11 +42,13 @@ class Candidate:
     return f"{self.checkpoint}/{self.setting.label}"
 
 
-def _restrict(per_problem: Sequence[Mapping], task_ids: Sequence[str]) -> list[Mapping]:
+def _restrict(
+  per_problem: Sequence[Mapping], task_ids: Sequence[str], what: str = "the chosen candidate"
+) -> list[Mapping]:
   by_id = {p["task_id"]: p for p in per_problem}
   missing = [t for t in task_ids if t not in by_id]
   if missing:
-    raise ValueError(f"the chosen candidate has no results for {len(missing)} test problems, e.g. {missing[0]!r}")
+    raise ValueError(f"{what} has no results for {len(missing)} test problems, e.g. {missing[0]!r}")
   return [by_id[t] for t in task_ids]
 
 
@@ -59,9 +61,10 @@ def _split_scores(counts: Mapping[str, tuple[int, int]], ids: Sequence[str]) -> 
 
 
 def _model_block(
-  candidates: Sequence[Candidate], split: Split, metric_k: int, m: int, num_resamples: int, seed: int
-) -> tuple[dict, list[Mapping]]:
-  """The model's numbers and the per-problem test records of its selected candidate."""
+  candidates: Sequence[Candidate], split: Split, metric_k: int, m: int, num_resamples: int, seed: int, at_n: bool
+) -> tuple[dict, list[Mapping], list[Mapping] | None]:
+  """The model's numbers, the per-problem test records of its selected candidate and, with `at_n`, those of
+  its candidate chosen by dev pass@n."""
   by_key = {c.key: c for c in candidates}
   if len(by_key) != len(candidates):
     raise ValueError(f"candidates repeat a checkpoint/setting: {[c.key for c in candidates]}")
@@ -92,19 +95,38 @@ def _model_block(
       "diversity": diversity_at_m(test, m),
     },
   }
-  return block, test
+  if not at_n:
+    return block, test, None
+  n = min(counts[selection.best][t][0] for t in split.dev)
+  chosen_at_n = by_key[select_best(counts, split.dev, n).best]
+  what = f"its pass@{n} choice {chosen_at_n.key} (eval.tune_pass_at_n: the eval stage samples it on test)"
+  test_at_n = _restrict(chosen_at_n.per_problem, split.test, what)
+  curve = pass_at_k_curve([p["n"] for p in test_at_n], [p["c"] for p in test_at_n], num_resamples, seed)
+  block["selected_at_n"] = {
+    "key": chosen_at_n.key,
+    "checkpoint": chosen_at_n.checkpoint,
+    "setting": dataclasses.asdict(chosen_at_n.setting),
+    "test_pass_at_n": curve[str(min(p["n"] for p in test_at_n))],
+  }
+  return block, test, test_at_n
+
+
+def _pass_at_k_difference(
+  model: Sequence[Mapping], reference: Sequence[Mapping], k: int, num_resamples: int, seed: int
+):
+  return paired_bootstrap_difference(
+    [pass_at_k(p["n"], p["c"], k) for p in model],
+    [pass_at_k(p["n"], p["c"], k) for p in reference],
+    num_resamples=num_resamples,
+    seed=seed,
+  )
 
 
 def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int, num_resamples: int, seed: int):
   n = min(p["n"] for p in [*model, *reference])
   differences = {}
   for k, label in ((1, "pass@1"), (n, "pass@n")):
-    differences[label] = paired_bootstrap_difference(
-      [pass_at_k(p["n"], p["c"], k) for p in model],
-      [pass_at_k(p["n"], p["c"], k) for p in reference],
-      num_resamples=num_resamples,
-      seed=seed,
-    )
+    differences[label] = _pass_at_k_difference(model, reference, k, num_resamples, seed)
   for label, field in DIVERSITY_FIELDS.items():
     # Equal footing: only problems both models solved at least m times, each measured over m correct samples.
     pairs = [
@@ -125,6 +147,7 @@ def compare_models(
   diversity_m: int = DEFAULT_DIVERSITY_M,
   num_resamples: int = 2000,
   seed: int = 0,
+  tune_at_n: bool = False,
 ) -> dict:
   """Chooses every model's best candidate on dev and compares them on test against `reference`.
 
@@ -138,12 +161,16 @@ def compare_models(
     diversity_m: correct samples per problem that diversity is measured at.
     num_resamples: bootstrap replicates.
     seed: bootstrap seed.
+    tune_at_n: also choose every model's candidate by dev pass@n and compare test pass@n there (each model,
+      the reference too, at its own pass@n choice); those candidates must have been run on test.
 
   Returns:
     A JSON-ready dict: "split", "reference", "metric", "diversity_m", "models" (per model: the
     selected candidate, every candidate's dev and test pass@1 / pass@n, and test pass@k for k = 1..n
     with intervals, by difficulty, and correct-solution diversity) and "differences" (per other model:
-    paired bootstrap intervals of its test pass@1, pass@n and diversity minus the reference's).
+    paired bootstrap intervals of its test pass@1, pass@n and diversity minus the reference's). With
+    `tune_at_n`, each model's "selected_at_n" (its pass@n choice and test pass@n) and, per other model,
+    "pass@n_at_own_best": its test pass@n minus the reference's, each at its own pass@n choice.
   """
   if reference not in candidates:
     raise ValueError(f"the reference model {reference!r} is not among the compared models {sorted(candidates)}")
@@ -155,21 +182,31 @@ def compare_models(
         f"model {name!r} was tuned over the decoding settings {own}, the reference {reference!r} over {grid}; "
         "compare models tuned on the same grid"
       )
-  models, per_problem = {}, {}
+  models, per_problem, at_n = {}, {}, {}
   for name, model_candidates in candidates.items():
-    models[name], per_problem[name] = _model_block(model_candidates, split, metric_k, diversity_m, num_resamples, seed)
+    try:
+      models[name], per_problem[name], at_n[name] = _model_block(
+        model_candidates, split, metric_k, diversity_m, num_resamples, seed, tune_at_n
+      )
+    except ValueError as e:
+      raise ValueError(f"model {name!r}: {e}") from None
   samples = {name: sorted({p["n"] for p in records}) for name, records in per_problem.items()}
   if len({tuple(n) for n in samples.values()}) > 1:
     raise ValueError(f"samples per test problem differ between models ({samples}); pass@k is compared at equal n")
+  differences = {
+    name: _differences(per_problem[name], per_problem[reference], diversity_m, num_resamples, seed)
+    for name in candidates
+    if name != reference
+  }
+  if tune_at_n:
+    n = min(p["n"] for records in at_n.values() for p in records)
+    for name, block in differences.items():
+      block["pass@n_at_own_best"] = _pass_at_k_difference(at_n[name], at_n[reference], n, num_resamples, seed)
   return {
     "split": {"dev": len(split.dev), "test": len(split.test), "seed": split.seed, "dev_fraction": split.dev_fraction},
     "reference": reference,
     "metric": f"pass@{metric_k}",
     "diversity_m": diversity_m,
     "models": models,
-    "differences": {
-      name: _differences(per_problem[name], per_problem[reference], diversity_m, num_resamples, seed)
-      for name in candidates
-      if name != reference
-    },
+    "differences": differences,
   }

@@ -39,6 +39,26 @@ def _setting_text(selected: Mapping) -> str:
   return f"{name}T={s['temperature']:g} top_k={s['top_k']} top_p={s['top_p']:g}{checkpoint}"
 
 
+def _pass_at_n_at_own_best(comparison: Mapping, width: int, n: int) -> list[str]:
+  """Rows of test pass@n with every model (the reference too) at its own dev-best candidate for pass@n."""
+  models, reference = comparison["models"], comparison["reference"]
+  settings = {name: _setting_text(block["selected_at_n"]) for name, block in models.items()}
+  setting_width = max(len(s) for s in settings.values()) + 2
+  lines = [
+    "",
+    f"pass@{n} with each model at its own best for pass@{n} (chosen on dev by pass@{n}; the rows above use the "
+    f"{comparison['metric']} choice):",
+    f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}{'pass@' + str(n):>9}"
+    f"   {'pass@' + str(n) + ' - ' + reference + ' [95% CI]'}",
+  ]
+  for name, block in models.items():
+    row = f"{name:<{width}}{settings[name]:<{setting_width}}{_pct(block['selected_at_n']['test_pass_at_n']['mean']):>9}"
+    if name in comparison["differences"]:
+      row += f"   {_interval(comparison['differences'][name]['pass@n_at_own_best'])}"
+    lines.append(row)
+  return lines
+
+
 def comparison_table(comparison: Mapping) -> str:
   """Plain text for stdout: each model at its dev-chosen setting (named in the table), test pass@k,
   paired differences from the reference with 95% intervals, and correct-solution diversity.
@@ -73,6 +93,8 @@ def comparison_table(comparison: Mapping) -> str:
       d = comparison["differences"][name]
       row += f"   {_interval(d['pass@1']):<28}{_interval(d['pass@n'])}"
     lines.append(row)
+  if all("selected_at_n" in block for block in models.values()):
+    lines += _pass_at_n_at_own_best(comparison, width, n)
   lines += [
     "",
     f"Correct-solution diversity (test): expected distinct solutions among {m} correct samples of a problem, "

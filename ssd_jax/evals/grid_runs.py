@@ -98,13 +98,15 @@ def load_recorded_candidates(root: str | pathlib.Path, model: str) -> list[Candi
   return candidates
 
 
-def write_selection(root: str | pathlib.Path, model: str, selection: Selection) -> pathlib.Path:
+def write_selection(root: str | pathlib.Path, model: str, selection: Selection, *others: Selection) -> pathlib.Path:
+  """Records `selection` (its candidates' dev scores too) and the choices of `others` (e.g. by pass@n)."""
   path = pathlib.Path(root) / model / SELECTION_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
   record = {
     "best": selection.best,
     "metric": f"pass@{selection.metric_k}",
     "dev_scores": {key: {"metric": a, "pass@n": b} for key, (a, b) in selection.scores.items()},
+    "best_by": {f"pass@{s.metric_k}": s.best for s in (selection, *others)},
   }
   path.write_text(json.dumps(record, indent=2))
   return path

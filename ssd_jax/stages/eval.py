@@ -6,8 +6,9 @@ model, plus the intermediate training steps of `eval.checkpoints`, exported unde
 decoding setting of `eval.grid`: sample `eval_sampling.n` completions of every dev problem (every model with
 the same seed, so draws are paired), run them against the tests, run the correct ones on probe inputs, and
 write `completions.jsonl`, `results.json`, `report.md` and plots to `eval/<model>/<checkpoint>/<setting>/dev/`.
-The candidate with the best dev pass@`eval.select_k` (`evals.protocol.select_best`) is recorded in
-`eval/<model>/selection.json` and sampled on the test problems (`.../test/`), which nothing else looks at.
+The candidate with the best dev pass@`eval.select_k` (`evals.protocol.select_best`), and with
+`eval.tune_pass_at_n` the one with the best dev pass@n, are recorded in `eval/<model>/selection.json` and
+sampled on the test problems (`.../test/`), which nothing else looks at.
 Runs whose results exist are skipped and saved completions are scored without sampling again, so a killed
 stage resumes where it stopped. The workdir must be shared by all processes (selection reads results files).
 """
@@ -156,9 +157,14 @@ def run(ctx: RunContext) -> None:
       for setting in settings:
         evaluate_candidate(ctx, loaders[label], parts["dev"], name, label, setting, "dev")
     candidates = grid_runs.load_candidates(ctx.layout.eval_root, name, [label for label, _ in checkpoints], settings)
-    selection = select_best({c.key: counts_by_task(c.per_problem) for c in candidates}, split.dev, config.eval.select_k)
+    counts = {c.key: counts_by_task(c.per_problem) for c in candidates}
+    selections = [select_best(counts, split.dev, config.eval.select_k)]
+    if config.eval.tune_pass_at_n and config.eval.select_k != config.eval_sampling.n:
+      selections.append(select_best(counts, split.dev, config.eval_sampling.n))
     if ctx.is_coordinator:
-      grid_runs.write_selection(ctx.layout.eval_root, name, selection)
-    best = next(c for c in candidates if c.key == selection.best)
-    print(f"[eval] {name}: chose {best.key} (dev pass@{selection.metric_k} {100 * selection.scores[best.key][0]:.1f})")
-    evaluate_candidate(ctx, loaders[best.checkpoint], parts["test"], name, best.checkpoint, best.setting, "test")
+      grid_runs.write_selection(ctx.layout.eval_root, name, *selections)
+    for selection in selections:
+      best = next(c for c in candidates if c.key == selection.best)
+      score = 100 * selection.scores[best.key][0]
+      print(f"[eval] {name}: chose {best.key} by dev pass@{selection.metric_k} ({score:.1f})")
+      evaluate_candidate(ctx, loaders[best.checkpoint], parts["test"], name, best.checkpoint, best.setting, "test")
