@@ -2,10 +2,11 @@
 
 import gzip
 import json
+import pathlib
 
 import pytest
 
-from ssd_jax.data import problem_files
+from ssd_jax.data import livecodebench, problem_files
 from ssd_jax.data.problems import Problem, TestCase
 
 
@@ -119,3 +120,24 @@ def test_humaneval_problems_pass_their_own_tests():
       exec(broken + "\n" + problem.tests[0].code, {})  # pylint: disable=exec-used
   _, report = problem_files.deduplicate_problems(problems)
   assert report.num_dropped == 0
+
+
+def test_difficulty_filter_ignores_case_in_jsonl_and_livecodebench(tmp_path):
+  rows = [
+    {"task_id": "e", "question": "q", "difficulty": "Easy"},
+    {"task_id": "h", "question": "q", "difficulty": "HARD"},
+    {"task_id": "m", "question": "q", "difficulty": "medium"},
+  ]
+  path = tmp_path / "set.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  problems = problem_files.load_problem_file(str(path))
+  assert [p.difficulty for p in problems] == ["easy", "hard", "medium"]  # As LiveCodeBench's are.
+  for wanted in (["Easy"], ["easy"], ["EASY"]):
+    assert [p.task_id for p in problem_files.load_problem_file(str(path), difficulties=wanted)] == ["e"]
+  assert [p.task_id for p in problem_files.load_problem_file(str(path), difficulties=["hard", "Medium"])] == ["h", "m"]
+  fixture = pathlib.Path(__file__).parent / "fixtures" / "livecodebench_mini.jsonl"
+  lcb = problem_files.load_problem_file(str(fixture), difficulties=["Medium"])
+  assert [p.task_id for p in lcb] == ["lcb_fixture_split_parity"]
+  # Problems made elsewhere (a TFDS set written before labels were lower-cased) are filtered alike.
+  made = [_problem("x", "q"), Problem(task_id="y", question="q", difficulty="Easy")]
+  assert [p.task_id for p in livecodebench.filter_problems(made, ["easy"])] == ["y"]

@@ -91,9 +91,16 @@ def _test_case(name: str, case: dict, func_name: str) -> TestCase:
   return TestCase(name=name, stdin=case["input"], expected_stdout=case["output"])
 
 
-def livecodebench_problem(record: dict) -> Problem:
-  """Converts one LiveCodeBench record into a Problem."""
-  task_id = str(record.get("question_id") or record.get("task_id"))
+def livecodebench_problem(record: dict, where: str = "LiveCodeBench record") -> Problem:
+  """Converts one LiveCodeBench record into a Problem.
+
+  Args:
+    record: one release-format record; its id is `question_id` (or `task_id`).
+    where: names the record in error messages (e.g. `file.jsonl:12`).
+  """
+  task_id = next((str(record[key]) for key in ("question_id", "task_id") if record.get(key) not in (None, "")), "")
+  if not task_id:
+    raise ValueError(f"{where}: no question_id (or task_id)")
   metadata = record.get("metadata") or {}
   if isinstance(metadata, str):
     metadata = json.loads(metadata) if metadata.strip() else {}
@@ -132,12 +139,12 @@ def filter_problems(
   start_date: str | datetime.date | None = None,
   end_date: str | datetime.date | None = None,
 ) -> list[Problem]:
-  """Keeps problems of the given difficulties published within [start_date, end_date]."""
+  """Keeps problems of the given difficulties (any case) published within [start_date, end_date]."""
   wanted = {d.lower() for d in difficulties} if difficulties else None
   start, end = _parse_date(start_date, "start_date"), _parse_date(end_date, "end_date")
   kept = []
   for problem in problems:
-    if wanted is not None and problem.difficulty not in wanted:
+    if wanted is not None and problem.difficulty.lower() not in wanted:
       continue
     if start or end:
       date = _parse_date(problem.contest_date, f"{problem.task_id} contest_date") if problem.contest_date else None
@@ -150,7 +157,32 @@ def filter_problems(
 def load_livecodebench(
   path: str, difficulties: Iterable[str] | None = None, start_date: str | None = None, end_date: str | None = None
 ) -> list[Problem]:
-  """Loads a LiveCodeBench JSONL(.gz) file, filtered by difficulty and contest date."""
+  """Loads a LiveCodeBench JSONL(.gz) file, filtered by difficulty and contest date.
+
+  Raises:
+    ValueError: a record is not JSON, has no id, or repeats an earlier record's id.
+  """
+  problems, first_line = [], {}
   with open_text(path) as f:
-    problems = [livecodebench_problem(json.loads(line)) for line in f if line.strip()]
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{path}:{line_number}"
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
+      problem = livecodebench_problem(record, where)
+      refuse_repeated_task_id(first_line, problem.task_id, path, line_number)
+      problems.append(problem)
   return filter_problems(problems, difficulties, start_date, end_date)
+
+
+def refuse_repeated_task_id(first_line: dict[str, int], task_id: str, path: str, line_number: int) -> None:
+  """Records where `task_id` first appears in `path`; a second appearance is an error.
+
+  Results are keyed by task id, so two problems sharing one would have their samples merged.
+  """
+  if task_id in first_line:
+    raise ValueError(f"{path}:{line_number}: task_id {task_id!r} repeats the one on line {first_line[task_id]}")
+  first_line[task_id] = line_number

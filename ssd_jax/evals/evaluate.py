@@ -97,8 +97,16 @@ def evaluate(
 
   Returns:
     An EvalResult with per problem, per sample, per test verdicts and feedback.
+
+  Raises:
+    ValueError: two problems share a task_id (their samples could not be told apart), or a completion's
+      task_id names no problem.
   """
-  by_id = {p.task_id: p for p in problems}
+  by_id = {}
+  for problem in problems:
+    if problem.task_id in by_id:
+      raise ValueError(f"task_id {problem.task_id!r} names more than one problem; task ids must be unique")
+    by_id[problem.task_id] = problem
   unknown = sorted(set(completions) - set(by_id))
   if unknown:
     raise ValueError(f"completions for unknown task_ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
