@@ -40,3 +40,35 @@ def test_problem_prompt_uses_format_chat_hook():
   text = chat.problem_prompt(problem, format_chat, system_prompt="S")
   assert text == f"system:S|user:Q\n\n{chat.STDIO_INSTRUCTION}"
   assert seen == [chat.problem_to_messages(problem, system_prompt="S")]
+
+
+def _user_prompt(**fields):
+  return chat.format_user_prompt(Problem(task_id="t", question="Write a function to add two numbers.", **fields))
+
+
+def test_mbpp_style_problem_is_told_the_function_to_define():
+  asserts = (TestCase("t", code="assert add_nums(1, 2) == 3"),)
+  text = _user_prompt(entry_point="add_nums", tests=asserts)
+  assert "`add_nums`" in text and chat.STDIO_INSTRUCTION not in text
+  assert text == "Write a function to add two numbers.\n\n" + chat.FUNCTION_INSTRUCTION.format(entry_point="add_nums")
+
+
+def test_stdio_instruction_only_when_every_test_is_stdio():
+  stdio = TestCase("s", stdin="1 2\n", expected_stdout="3\n")
+  code = TestCase("c", code="assert add_nums(1, 2) == 3")
+  assert _user_prompt(tests=(stdio, stdio)).endswith("\n\n" + chat.STDIO_INSTRUCTION)
+  for tests in ((code,), (stdio, code)):
+    text = _user_prompt(tests=tests)
+    assert chat.STDIO_INSTRUCTION not in text
+    assert text == "Write a function to add two numbers.\n\n" + chat.CODE_INSTRUCTION
+
+
+def test_questions_showing_the_call_and_starter_code_prompts_are_unchanged():
+  # The built-in task names its function with a signature; such a prompt gets no instruction (as before).
+  shown = Problem(task_id="b", question="Write a function `apply(value)` that adds 7.", entry_point="apply")
+  assert chat.format_user_prompt(shown) == shown.question
+  starter = _user_prompt(entry_point="add_nums", starter_code="def add_nums(a, b):\n")
+  assert starter.endswith(f"{chat.STARTER_CODE_INSTRUCTION}\n```python\ndef add_nums(a, b):\n```")
+  assert chat.FUNCTION_INSTRUCTION.format(entry_point="add_nums") not in starter
+  # A name that only appears as a word of the question is not its call.
+  assert _user_prompt(entry_point="add").endswith(chat.FUNCTION_INSTRUCTION.format(entry_point="add"))

@@ -7,6 +7,7 @@ the evaluation prompt builder takes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,11 @@ STDIO_INSTRUCTION = (
   "Read the input from standard input and write the answer to standard output; do not hard-code the "
   "examples. Put the whole program in a single ```python code block."
 )
+FUNCTION_INSTRUCTION = (
+  "Define the solution as a Python function named `{entry_point}`; the tests call it by that name. Put the "
+  "whole solution in a single ```python code block."
+)
+CODE_INSTRUCTION = "Put the whole solution in a single ```python code block."
 
 
 def _fence(code: str) -> str:
@@ -43,8 +49,31 @@ def format_test(test: TestCase) -> str:
   return _fence(test.code)
 
 
+def _shows_call(question: str, name: str) -> bool:
+  """Whether `question` writes `name(`: a signature such as the built-in task's "a function `f(x)` that ..."."""
+  return re.search(rf"(?<!\w){re.escape(name)}\s*\(", question) is not None
+
+
+def _instruction(problem: Problem) -> str:
+  """What to write: complete the starter code, define the tested function, or read stdin and print."""
+  if problem.starter_code.strip():
+    return f"{STARTER_CODE_INSTRUCTION}\n{_fence(problem.starter_code)}"
+  if problem.entry_point:
+    # The tests call the function by name; a question that does not show it (MBPP's "Write a function to ...")
+    # gets the name, one that does (the built-in task's) is left as it is.
+    if _shows_call(problem.question, problem.entry_point):
+      return ""
+    return FUNCTION_INSTRUCTION.format(entry_point=problem.entry_point)
+  if all(test.is_stdio for test in problem.tests):
+    return STDIO_INSTRUCTION
+  return CODE_INSTRUCTION  # Test code runs the program's definitions; a script reading stdin would fail it.
+
+
 def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> str:
-  """The user turn for `problem`: the question, the starter code or I/O instruction, optional examples.
+  """The user turn for `problem`: the question, optional examples, then what to write.
+
+  What to write: complete the starter code when there is one; else define `entry_point` when the question does
+  not show its call; else, with only stdin/stdout tests (or none), read stdin and print the answer.
 
   Args:
     problem: the problem to state.
@@ -59,10 +88,9 @@ def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> 
   if include_public_tests and problem.public_tests:
     examples = "\n\n".join(f"Example {i + 1}:\n{format_test(t)}" for i, t in enumerate(problem.public_tests))
     parts.append(examples)
-  if problem.starter_code.strip():
-    parts.append(f"{STARTER_CODE_INSTRUCTION}\n{_fence(problem.starter_code)}")
-  elif not problem.entry_point:  # A named function is asked for by the question itself; stdin is wrong there.
-    parts.append(STDIO_INSTRUCTION)
+  instruction = _instruction(problem)
+  if instruction:
+    parts.append(instruction)
   return "\n\n".join(parts)
 
 
