@@ -2,8 +2,9 @@
 
 A checkpoint ships its chat template in `tokenizer_config.json` (`chat_template`: a string, or a list of
 `{"name", "template"}` entries) or in a `chat_template.jinja` file next to it. Rendering uses a sandboxed
-Jinja environment with `trim_blocks`/`lstrip_blocks`, the loop-controls extension, a `tojson` filter that
-does not HTML-escape, and the `raise_exception` / `strftime_now` globals the published templates call.
+Jinja environment with `trim_blocks`/`lstrip_blocks`, the loop-controls extension, the `{% generation %}` block
+(rendered as its body), a `tojson` filter that does not HTML-escape, and the `raise_exception` / `strftime_now`
+globals the published templates call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.nodes
+import jinja2.parser
+import jinja2.runtime
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
@@ -46,10 +50,31 @@ def _strftime_now(fmt: str) -> str:
   return datetime.datetime.now().strftime(fmt)
 
 
+class _GenerationBlock(jinja2.ext.Extension):
+  """`{% generation %}...{% endgeneration %}`, rendered as its body alone.
+
+  Templates mark the assistant's text with this block so that transformers (its `AssistantTracker`
+  extension) can return an assistant-token mask; the text is the same as without the tags. It is parsed into
+  the same call block as there, so variables set inside it stay inside it in both.
+  """
+
+  tags = {"generation"}
+
+  def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.CallBlock:
+    lineno = next(parser.stream).lineno
+    body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+    return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+  def _body(self, caller: jinja2.runtime.Macro) -> str:
+    return caller()
+
+
 @functools.lru_cache(maxsize=32)
 def compile_chat_template(source: str) -> jinja2.Template:
   """Compiles a chat template source string (cached, templates are immutable)."""
-  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+  env = ImmutableSandboxedEnvironment(
+    trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
+  )
   env.filters["tojson"] = _tojson
   env.globals["raise_exception"] = _raise_exception
   env.globals["strftime_now"] = _strftime_now
