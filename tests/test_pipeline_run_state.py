@@ -97,6 +97,25 @@ def test_eval_problems_without_tests_are_refused(tmp_path):
     runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "eval")))
 
 
+def test_training_on_evaluation_problems_is_refused(tmp_path):
+  def problem(task_id, question):
+    return json.dumps({"task_id": task_id, "question": question, "tests": [{"code": "assert True"}]}) + "\n"
+
+  (tmp_path / "train.jsonl").write_text(
+    problem("t/1", "Add two.") + problem("t/2", "Sort  a list.") + problem("t/5", "x")
+  )
+  (tmp_path / "eval.jsonl").write_text(problem("t/1", "Other.") + problem("e/9", "Sort a list."))
+  for stage, section in (("synthesize", "synthesize"), ("self_distill", "self_distill")):
+    config = micro_config(f"pretrain,{stage}")
+    config[section].problems.update(dict(source="jsonl", path=str(tmp_path / "train.jsonl"), num_problems=0))
+    config.eval.problems.update(dict(source="jsonl", path=str(tmp_path / "eval.jsonl"), num_problems=0))
+    # The same id, or the same statement up to whitespace, is the same problem; this run need not evaluate.
+    message = rf"'{section}.problems': 2 of its problems are evaluation problems too .* e.g. \['t/1', 't/2'\]"
+    with pytest.raises(config_lib.ConfigError, match=message):
+      runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", stage)))
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_field_added_to_the_schema_since_keeps_its_default_without_a_refusal(tmp_path, capsys):
   workdir = str(tmp_path)
   run_pipeline(_forward_config(), workdir)

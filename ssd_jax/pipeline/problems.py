@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 from absl import logging
 
-from ssd_jax.data.problem_files import deduplicate_problems, load_humaneval_problems, load_problem_file
+from ssd_jax.data.problem_files import deduplicate_problems, load_humaneval_problems, load_problem_file, statement_key
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.tfds_sources import load_problem_dataset
 from ssd_jax.evals.splits import split_problems
@@ -42,3 +42,11 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
   if not problems:
     raise ValueError(f"problem source {section.source!r} ({section.path or section.split}) gave no problems")
   return problems
+
+
+def shared_problems(training: list[Problem], evaluation: list[Problem]) -> list[str]:
+  """Ids of training problems that are evaluation problems too: the same task id or the same statement
+  (normalised question and starter, as de-duplication compares them)."""
+  ids = {p.task_id for p in evaluation}
+  statements = {statement_key(p) for p in evaluation}
+  return [p.task_id for p in training if p.task_id in ids or statement_key(p) in statements]

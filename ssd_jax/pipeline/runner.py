@@ -52,6 +52,10 @@ _STAGE_INPUTS = {
 }
 
 
+# Problem sections a model trains on: none of their problems may be an evaluation problem.
+_TRAINING_PROBLEMS = ("synthesize.problems", "self_distill.problems")
+
+
 def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   """Inputs the stages would fail on only after hours of work: lengths past the model, unreadable problems."""
   config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
@@ -67,15 +71,26 @@ def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         f"{positions} positions"
       )
     sections.update(problem_sections)
+  if sections & set(_TRAINING_PROBLEMS):
+    sections.add("eval.problems")  # what training must not see, whether or not this run evaluates
+  loaded = {}
   for prefix in sorted(sections):
     try:
-      loaded = problems.load_problems(get(config, prefix), ctx.seed)
+      loaded[prefix] = problems.load_problems(get(config, prefix), ctx.seed)
     except (OSError, ValueError) as e:
       errors.append(f"field '{prefix}': {e}")
       continue
-    untested = [p.task_id for p in loaded if not p.tests]
+    untested = [p.task_id for p in loaded[prefix] if not p.tests]
     if prefix == "eval.problems" and untested:
       errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
+  for prefix in _TRAINING_PROBLEMS:
+    shared = problems.shared_problems(loaded.get(prefix, []), loaded.get("eval.problems", []))
+    if shared:
+      errors.append(
+        f"field '{prefix}': {len(shared)} of its problems are evaluation problems too (field 'eval.problems'; same "
+        f"id or statement), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
+        "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
+      )
   return errors
 
 
