@@ -274,3 +274,22 @@ def test_race_noise_is_exponential_down_to_tiny_values():
     race_noise.exponential_from_bits(as_int32((bucket << 9).astype(np.uint32)), as_int32(np.zeros(4, np.uint32)))
   )
   np.testing.assert_allclose(e, -np.log((bucket + 0.5) / 2**23), rtol=1e-6)
+
+
+def test_race_noise_inside_a_refined_bucket_is_not_fixed_by_the_bucket():
+  # Rows whose bits for a token coincide (seed1 = mix(index * golden + seed0) ^ c) land in the same bucket of u;
+  # inside a refined bucket their E must still spread over the bucket. Fine bits hashed from `bits` itself
+  # gave every such row the same E (each refined bucket held 512 values of E, not 2^24).
+  mix = race_noise._mix32  # pylint: disable=protected-access
+  words = np.asarray(mix(jnp.arange(200_000, dtype=jnp.int32))).view(np.uint32)
+  c = int(np.flatnonzero((words >> 9) >= 2**23 - race_noise.REFINED_BUCKETS)[0])  # mix(c) is in a refined bucket
+  rows, index = 4096, 7
+  seed0 = jnp.arange(rows, dtype=jnp.int32)[:, None] * 7919
+  seed1 = mix(jnp.int32(index) * jnp.int32(race_noise._GOLDEN) + seed0) ^ jnp.int32(c)  # pylint: disable=protected-access
+  e = 1.0 / np.asarray(race_noise.race_weights(seed0, seed1, jnp.full((rows, 1), index, jnp.int32)), np.float64)
+  v = -np.expm1(-e)  # 1 - u
+  below = 2**23 - 1 - (int(words[c]) >> 9)
+  position = v / 2.0**-23 - below  # where in the bucket, in [0, 1)
+  assert np.all((position > -1e-3) & (position < 1 + 1e-3))  # one bucket for every row
+  assert len(np.unique(e)) > rows // 2  # float32 holds ~16k values of E in this bucket
+  assert np.mean(position) == pytest.approx(0.5, abs=0.03)  # spread evenly over it

@@ -51,7 +51,9 @@ def race_weights(seed0: jax.Array, seed1: jax.Array, index: jax.Array) -> jax.Ar
   proportional to exp(d_i) (the Gumbel-max trick, kept in the linear domain so that scores
   are a single product, with no add for a compiler to fuse). For a fixed row,
   bits = mix(mix(index * golden + seed0) ^ seed1) is a bijection of the index, so no two tokens
-  of a row share noise; `exponential_from_bits` turns bits and a hash of them into E.
+  of a row share noise; `exponential_from_bits` turns bits and fine bits into E. The fine bits come from a
+  second stream, mix(mix(index * golden + seed1) ^ seed0): a hash of `bits` itself would tie them to the
+  bucket, leaving each refined bucket 512 distinct values of E instead of 2^24.
 
   Args:
     seed0: int32 [..., 1] random bits of each row.
@@ -61,8 +63,9 @@ def race_weights(seed0: jax.Array, seed1: jax.Array, index: jax.Array) -> jax.Ar
   Returns:
     float32 positive weights broadcast to the shape of index.
   """
-  bits = _mix32(_mix32(index * _GOLDEN + seed0) ^ seed1)
-  return 1.0 / exponential_from_bits(bits, _mix32(bits ^ _GOLDEN))
+  spread = index * _GOLDEN
+  bits = _mix32(_mix32(spread + seed0) ^ seed1)
+  return 1.0 / exponential_from_bits(bits, _mix32(_mix32(spread + seed1) ^ seed0))
 
 
 def draw_score(d: jax.Array, race: jax.Array, greedy: jax.Array) -> jax.Array:
