@@ -21,8 +21,8 @@ import pickle
 import zlib
 from collections.abc import Iterable
 
-from ssd_jax.data.problems import Problem, TestCase
-from ssd_jax.data.text_files import open_text
+from ssd_jax.data.problems import Problem, TestCase, refuse_repeated_task_id
+from ssd_jax.data.text_files import jsonl_records
 
 # LiveCodeBench grades every program (stdio and functional) with this prefix in front: star imports of
 # these modules, then of builtins and typing (so a starter's `List[int]` works), then the modules themselves.
@@ -162,27 +162,9 @@ def load_livecodebench(
   Raises:
     ValueError: a record is not JSON, has no id, or repeats an earlier record's id.
   """
-  problems, first_line = [], {}
-  with open_text(path) as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{line_number}"
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
-      problem = livecodebench_problem(record, where)
-      refuse_repeated_task_id(first_line, problem.task_id, path, line_number)
-      problems.append(problem)
+  problems, seen = [], {}
+  for where, _, record in jsonl_records(path):
+    problem = livecodebench_problem(record, where)
+    refuse_repeated_task_id(seen, problem.task_id, where)
+    problems.append(problem)
   return filter_problems(problems, difficulties, start_date, end_date)
-
-
-def refuse_repeated_task_id(first_line: dict[str, int], task_id: str, path: str, line_number: int) -> None:
-  """Records where `task_id` first appears in `path`; a second appearance is an error.
-
-  Results are keyed by task id, so two problems sharing one would have their samples merged.
-  """
-  if task_id in first_line:
-    raise ValueError(f"{path}:{line_number}: task_id {task_id!r} repeats the one on line {first_line[task_id]}")
-  first_line[task_id] = line_number

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ssd_jax.data import livecodebench
-from ssd_jax.data.problems import Problem, TestCase
-from ssd_jax.data.text_files import open_text
+from ssd_jax.data.problems import Problem, TestCase, refuse_repeated_task_id
+from ssd_jax.data.text_files import jsonl_records, open_text
 
 PROBLEM_TEXT_FIELDS = (
   "task_id",
@@ -106,19 +106,11 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
   if not os.path.isfile(path):
     raise FileNotFoundError(f"problem set {path!r} does not exist")
   stem = os.path.basename(path).split(".")[0]
-  problems, first_line = [], {}
-  with open_text(path) as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{line_number}"
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
-      problem = problem_from_dict(record, f"{stem}/{line_number}", where, allow_extra_fields)
-      livecodebench.refuse_repeated_task_id(first_line, problem.task_id, path, line_number)
-      problems.append(problem)
+  problems, seen = [], {}
+  for where, line_number, record in jsonl_records(path):
+    problem = problem_from_dict(record, f"{stem}/{line_number}", where, allow_extra_fields)
+    refuse_repeated_task_id(seen, problem.task_id, where)
+    problems.append(problem)
   return problems
 
 
@@ -138,25 +130,21 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
     ValueError: a line repeats an earlier line's task_id.
   """
   path = os.fspath(path) if path is not None else _humaneval_default_path()
-  problems, first_line = [], {}
-  with open_text(path) as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      row = json.loads(line)
-      livecodebench.refuse_repeated_task_id(first_line, row["task_id"], path, line_number)
-      entry_point = row["entry_point"]
-      check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
-      problems.append(
-        Problem(
-          task_id=row["task_id"],
-          question=HUMANEVAL_QUESTION.format(entry_point=entry_point),
-          starter_code=row["prompt"],
-          entry_point=entry_point,
-          tests=(check,),
-          reference_solution=row["prompt"] + row["canonical_solution"],
-        )
+  problems, seen = [], {}
+  for where, _, row in jsonl_records(path):
+    refuse_repeated_task_id(seen, row["task_id"], where)
+    entry_point = row["entry_point"]
+    check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
+    problems.append(
+      Problem(
+        task_id=row["task_id"],
+        question=HUMANEVAL_QUESTION.format(entry_point=entry_point),
+        starter_code=row["prompt"],
+        entry_point=entry_point,
+        tests=(check,),
+        reference_solution=row["prompt"] + row["canonical_solution"],
       )
+    )
   return problems
 
 

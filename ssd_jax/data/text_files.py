@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, Any
 
 
 def open_text(path: str | os.PathLike) -> IO[str]:
@@ -12,3 +14,20 @@ def open_text(path: str | os.PathLike) -> IO[str]:
   path = os.fspath(path)
   opener = gzip.open if path.endswith(".gz") else open
   return opener(path, "rt", encoding="utf-8")
+
+
+def jsonl_records(path: str | os.PathLike) -> Iterator[tuple[str, int, Any]]:
+  """(`path:line`, line number, record) for each non-blank line of a JSONL(.gz) file.
+
+  Raises:
+    ValueError: naming the line that is not valid JSON.
+  """
+  with open_text(path) as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{os.fspath(path)}:{line_number}"
+      try:
+        yield where, line_number, json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
