@@ -18,7 +18,14 @@ import ml_collections
 from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
 from ssd_jax.config.run import STAGES, mesh_shape, planning_device_count, stage_names, topology_chips
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
-from ssd_jax.config.ssd import EVAL_MODELS, PROBLEM_SOURCES, decoding_grid, eval_ks, eval_model_names
+from ssd_jax.config.ssd import (
+  EVAL_MODELS,
+  PROBLEM_SOURCES,
+  decoding_grid,
+  eval_ks,
+  eval_model_names,
+  tunes_pass_at_n,
+)
 
 # In schema order; `training` adds no section of its own but checks those of `ssd`.
 _SECTIONS = (run, sampling, ssd, training, self_distill, toy)
@@ -34,6 +41,7 @@ __all__ = [
   "decoding_grid",
   "eval_ks",
   "eval_model_names",
+  "tunes_pass_at_n",
   "mesh_shape",
   "planning_device_count",
   "stage_names",

@@ -172,6 +172,12 @@ def decoding_grid(config: ml_collections.ConfigDict):
   )
 
 
+def tunes_pass_at_n(config: ml_collections.ConfigDict) -> bool:
+  """Whether each model also gets a candidate chosen by dev pass@n (`eval.tune_pass_at_n`), which is a second
+  choice only when the selection metric is not pass@n already."""
+  return bool(config.eval.tune_pass_at_n) and config.eval.select_k != config.eval_sampling.n
+
+
 def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.eval.models)
 

@@ -159,7 +159,7 @@ def run(ctx: RunContext) -> None:
     candidates = grid_runs.load_candidates(ctx.layout.eval_root, name, [label for label, _ in checkpoints], settings)
     counts = {c.key: counts_by_task(c.per_problem) for c in candidates}
     selections = [select_best(counts, split.dev, config.eval.select_k)]
-    if config.eval.tune_pass_at_n and config.eval.select_k != config.eval_sampling.n:
+    if config_lib.tunes_pass_at_n(config):
       selections.append(select_best(counts, split.dev, config.eval_sampling.n))
     if ctx.is_coordinator:
       grid_runs.write_selection(ctx.layout.eval_root, name, *selections)

@@ -40,7 +40,7 @@ def run(ctx: RunContext) -> None:
     diversity_m=config.eval.diversity_m,
     num_resamples=config.eval.bootstrap,
     seed=ctx.seed,
-    tune_at_n=config.eval.tune_pass_at_n and config.eval.select_k != config.eval_sampling.n,
+    tune_at_n=config_lib.tunes_pass_at_n(config),
   )
   comparison["ks"] = list(config_lib.eval_ks(config))
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
