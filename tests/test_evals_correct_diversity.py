@@ -143,6 +143,9 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert comparison["models"]["ssd"]["selected"]["setting"]["temperature"] == 1.1
   assert comparison["models"]["base"]["test"]["pass_at_k_curve"]["1"]["mean"] == pytest.approx(0.5)
   assert comparison["differences"]["ssd"]["pass@1"]["difference"] == pytest.approx(0.75 - 0.5)
+  curve = comparison["differences"]["ssd"]["pass_at_k_curve"]  # paired intervals at every k, not only 1 and n
+  assert list(curve) == ["1", "2", "3", "4"] and curve["1"] == comparison["differences"]["ssd"]["pass@1"]
+  assert curve["2"]["difference"] == pytest.approx(1.0 - (1 - 1 / 6))  # pass@2 with 2 of 4 correct: 5/6
   # Both solve both test problems >= 2 times; ssd writes one program, base's two correct samples are two.
   assert comparison["differences"]["ssd"]["diversity_ast"]["difference"] == pytest.approx(1.0 - 2.0)
   assert list(comparison["models"]["base"]["test"]["by_difficulty"]) == ["easy", "hard"]

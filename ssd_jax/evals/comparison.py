@@ -124,9 +124,8 @@ def _pass_at_k_difference(
 
 def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int, num_resamples: int, seed: int):
   n = min(p["n"] for p in [*model, *reference])
-  differences = {}
-  for k, label in ((1, "pass@1"), (n, "pass@n")):
-    differences[label] = _pass_at_k_difference(model, reference, k, num_resamples, seed)
+  curve = {str(k): _pass_at_k_difference(model, reference, k, num_resamples, seed) for k in range(1, n + 1)}
+  differences = {"pass@1": curve["1"], "pass@n": curve[str(n)], "pass_at_k_curve": curve}
   for label, field in DIVERSITY_FIELDS.items():
     # Equal footing: only problems both models solved at least m times, each measured over m correct samples.
     pairs = [
@@ -168,7 +167,8 @@ def compare_models(
     A JSON-ready dict: "split", "reference", "metric", "diversity_m", "models" (per model: the
     selected candidate, every candidate's dev and test pass@1 / pass@n, and test pass@k for k = 1..n
     with intervals, by difficulty, and correct-solution diversity) and "differences" (per other model:
-    paired bootstrap intervals of its test pass@1, pass@n and diversity minus the reference's). With
+    paired bootstrap intervals of its test pass@1, pass@n, pass@k for every k ("pass_at_k_curve") and
+    diversity minus the reference's). With
     `tune_at_n`, each model's "selected_at_n" (its pass@n choice and test pass@n) and, per other model,
     "pass@n_at_own_best": its test pass@n minus the reference's, each at its own pass@n choice.
   """
