@@ -22,6 +22,7 @@ class ByteChatTokenizer:
   bos_id = None
   stop_ids = (EOS, IM_END)
   vocab_size = 256 + _OFFSET
+  thinking_opener = ""
 
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
     del add_special_tokens

@@ -6,7 +6,9 @@ Also holds the builders of small local checkpoints' tokenizer files, which the c
 import io
 import json
 import os
+import types
 
+import numpy as np
 import pytest
 import sentencepiece
 from tokenizers import Tokenizer as RawTokenizer
@@ -15,6 +17,9 @@ from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 from ssd_jax.data import chat_template as chat_template_lib
 from ssd_jax.data import sft_examples, tokenizer_base
 from ssd_jax.data import tokenizer as tokenizer_lib
+from ssd_jax.evals.code_extraction import extract_code
+from ssd_jax.sampling.completions import completion_text, graded_completion_text
+from ssd_jax.sampling.generate import Generation
 
 CORPUS = [
   "def add(a, b):\n    return a + b\n",
@@ -393,6 +398,33 @@ def test_sentencepiece_sft_example_is_the_rendered_conversation(tmp_path):
     expected = reference.apply_chat_template(whole, tokenize=True, return_dict=False)
     assert example["tokens"].tolist() == list(expected), response
     assert ours.decode(example["tokens"][example["loss_mask"] == 1][:1].tolist()) != "▁"
+
+
+def test_a_thinking_section_the_prompt_opens_is_graded_as_reasoning(tmp_path):
+  # Qwen3 thinking templates end the generation prompt with "<think>\n": completions hold only the close, so a
+  # cut-off one would have had the drafts in its reasoning graded as the answer.
+  opens = "{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}{% if add_generation_prompt %}A: <think>\n{% endif %}"
+  closed = opens.replace("<think>\n", "<think>\n\n</think>\n\n")
+  (tmp_path / "opens").mkdir()
+  (tmp_path / "closed").mkdir()
+  tok = tokenizer_lib.load_tokenizer(_sentencepiece_dir_with_config(tmp_path / "opens", {"chat_template": opens}))
+  assert tok.thinking_opener == "<think>\n"
+  closed_tok = tokenizer_lib.load_tokenizer(
+    _sentencepiece_dir_with_config(tmp_path / "closed", {"chat_template": closed})
+  )
+  assert closed_tok.thinking_opener == ""
+
+  def read(tokenizer, text):  # a decoder whose ids decode to `text`, with the tokenizer's opener
+    decoder = types.SimpleNamespace(thinking_opener=tokenizer.thinking_opener, decode=lambda ids: text)
+    generation = Generation(0, 0, np.arange(3), "length", np.zeros(3), np.zeros(3))
+    return completion_text(decoder, generation), graded_completion_text(decoder, generation)
+
+  draft = "A draft:\n```python\nx = 1\n```\nbut"
+  written, graded = read(tok, draft)
+  assert extract_code(written) == "x = 1\n" and extract_code(graded) == ""  # cut-off reasoning is no answer
+  done = draft + " no.</think>\n```python\ny = 2\n```"
+  assert extract_code(read(tok, done)[1]) == "y = 2\n"
+  assert read(closed_tok, done)[0] == read(closed_tok, done)[1]
 
 
 def test_end_of_turn_ids_are_the_tokens_that_follow_the_content(tmp_path):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -104,6 +105,16 @@ class Tokenizer(abc.ABC):
       special_tokens=self.special_tokens,
       **template_kwargs,
     )
+
+  @functools.cached_property
+  def thinking_opener(self) -> str:
+    """The `<think>` section the generation prompt leaves open ('' when none): Qwen3 thinking templates end the
+    prompt with "<think>\n", so completions hold the reasoning and `</think>` but not the opening tag."""
+    if self.chat_template is None:
+      return ""
+    prompt = self.apply_chat_template([{"role": "user", "content": "?"}], add_generation_prompt=True)
+    start = prompt.rfind("<think>")
+    return prompt[start:] if start > prompt.rfind("</think>") else ""
 
   def apply_chat_template_ids(
     self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **template_kwargs: Any

@@ -13,7 +13,7 @@ from typing import Any
 
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import Sandbox, evaluate, summarize
-from ssd_jax.sampling.completions import completion_text
+from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.train.loop import Hook
@@ -58,7 +58,7 @@ def evaluate_params(
   problems = heldout.prompts.problems
   completions: dict[str, list[str]] = {p.task_id: [] for p in problems}
   for generation in generations:
-    completions[problems[generation.prompt_index].task_id].append(completion_text(tokenizer, generation))
+    completions[problems[generation.prompt_index].task_id].append(graded_completion_text(tokenizer, generation))
   result = evaluate(problems, completions, sandbox=sandbox)
   return summarize(result, heldout.ks, num_resamples=bootstrap, seed=seed)
 

@@ -21,7 +21,7 @@ from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
 from ssd_jax.evals import Sandbox, evaluate
 from ssd_jax.onpolicy import teacher_context as tc
-from ssd_jax.sampling.completions import completion_text
+from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.sampling.generate import Generation, Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.tasks import render_answer
@@ -131,7 +131,7 @@ def build_step_data(
   group = setup.group_size
   if len(generations) != len(problems) * group:
     raise ValueError(f"{len(generations)} rollouts for {len(problems)} problems x G={group}")
-  texts = [completion_text(setup.tokenizer, g) for g in generations]
+  texts = [graded_completion_text(setup.tokenizer, g) for g in generations]
   start = time.perf_counter()
   result = evaluate(
     problems, {p.task_id: texts[i * group : (i + 1) * group] for i, p in enumerate(problems)}, sandbox=setup.sandbox

@@ -19,7 +19,7 @@ from ssd_jax.onpolicy.teacher_context import TeacherTemplates
 from ssd_jax.onpolicy.teacher_diagnostic import DiagnosticInputs, format_diagnostic, teacher_diagnostic
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
-from ssd_jax.sampling.completions import completion_text
+from ssd_jax.sampling.completions import graded_completion_text
 
 
 def diagnose_teacher(
@@ -54,7 +54,7 @@ def diagnose_teacher(
     )
     texts = [[] for _ in prompt_ids]
     for g in generations:
-      texts[g.prompt_index].append(completion_text(ctx.tokenizer, g))
+      texts[g.prompt_index].append(graded_completion_text(ctx.tokenizer, g))
     return texts
 
   def judge(problems, completions):

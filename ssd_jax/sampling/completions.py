@@ -11,7 +11,18 @@ class Decoder(Protocol):
   def decode(self, ids: list[int]) -> str: ...
 
 
+class ChatDecoder(Decoder, Protocol):
+  thinking_opener: str
+
+
 def completion_text(tokenizer: Decoder, generation: Generation) -> str:
   """The decoded completion, without the stop token that ended it."""
   ids = generation.token_ids[:-1] if generation.finish_reason == "stop" else generation.token_ids
   return tokenizer.decode([int(t) for t in ids])
+
+
+def graded_completion_text(tokenizer: ChatDecoder, generation: Generation) -> str:
+  """The completion as graders and teachers read it: after the `<think>` the prompt opened, if any, so that
+  reasoning is told apart from the answer (a cut-off reasoning section is no answer). Records keep
+  `completion_text`, what the model wrote."""
+  return tokenizer.thinking_opener + completion_text(tokenizer, generation)

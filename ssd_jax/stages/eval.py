@@ -32,7 +32,7 @@ from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.sampling_setup import sampling_params
-from ssd_jax.sampling.completions import completion_text
+from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.tasks import solutions_for
 
 COMPLETIONS_FILE = "completions.jsonl"
@@ -57,7 +57,7 @@ def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: Deco
   )
   completions: list[list[str]] = [[] for _ in prompts.ids]
   for generation in generations:  # Ordered by (prompt, sample).
-    completions[generation.prompt_index].append(completion_text(ctx.tokenizer, generation))
+    completions[generation.prompt_index].append(graded_completion_text(ctx.tokenizer, generation))
   return completions
 
 
