@@ -138,7 +138,8 @@ def test_assemble_program_and_prompt(lcb_path):
   assert full.index("from typing import List") < full.index("return True")
   _, functional = load_problems(lcb_path)
   whole_class = "class Solution:\n    def add(self, a, b):\n        return a + b\n"
-  assert assemble_program(functional, whole_class) == whole_class  # starter alone does not parse
+  # The starter alone does not parse, so the answer stands alone after LiveCodeBench's import prefix.
+  assert assemble_program(functional, whole_class) == functional.program_prefix + whole_class
   messages = problem_to_messages(functional)
   assert [m["role"] for m in messages] == ["system", "user"] and messages[0]["content"] == DEFAULT_SYSTEM_PROMPT
   assert functional.starter_code.rstrip() in messages[1]["content"] and "Add two numbers." in messages[1]["content"]

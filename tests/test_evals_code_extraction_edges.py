@@ -99,3 +99,12 @@ def test_future_imports_go_first(humaneval_0):
   # A continuation under a starter that parses on its own.
   problem = Problem("p", "q", starter_code="import math\n\n\n", entry_point="f")
   assert compiles(assemble_program(problem, "from __future__ import annotations\nx: Undefined = math.pi\n"))
+
+
+def test_future_imports_go_before_livecodebench_import_prefix():
+  # LiveCodeBench programs run after its import prefix; an answer's future import must still come first.
+  (problem,) = [p for p in load_problem_file("tests/fixtures/livecodebench_mini.jsonl") if p.program_prefix][:1]
+  answer = "from __future__ import annotations\nimport sys\nprint(sys.stdin.read())\n"
+  program = assemble_program(problem, answer)
+  assert compiles(program) and program.startswith("from __future__ import annotations\n" + problem.program_prefix)
+  assert program.count("from __future__") == 1

@@ -100,22 +100,24 @@ def assemble_program(problem: Problem, code: str) -> str:
     cursor inside the body) is dropped, so that indentation is not doubled.
   - Without a starter, the code is the whole program.
 
-  Under a starter, the answer's ``from __future__`` imports go first, as Python requires.
+  The problem's `program_prefix` (LiveCodeBench's imports) comes before all of it, and the answer's
+  ``from __future__`` imports before that, as Python requires.
   """
+  futures, code = _split_future_imports(code)
+  return futures + problem.program_prefix + _with_starter(problem, code)
+
+
+def _with_starter(problem: Problem, code: str) -> str:
   starter = problem.starter_code
   if not starter:
     return code
   names = [n for n in (problem.entry_point, "Solution") if n]
   if any(_defines_top_level(code, name) for name in names):
-    if not _parses(starter):
-      return code
-    futures, code = _split_future_imports(code)
-    return f"{futures}{starter.rstrip()}\n\n\n{code}"
-  futures, code = _split_future_imports(code)
+    return f"{starter.rstrip()}\n\n\n{code}" if _parses(starter) else code
   last_line = starter.rsplit("\n", 1)[-1]
   if last_line and not last_line.strip() and code[:1] in (" ", "\t"):
     starter = starter[: -len(last_line)]
-  return futures + starter + code
+  return starter + code
 
 
 def _split_future_imports(code: str) -> tuple[str, str]:

@@ -114,7 +114,7 @@ def evaluate(
   samples = [(p, raw) for p in evaluated for raw in completions[p.task_id]]
   codes = [extract_code(raw) for _, raw in samples]
   jobs = [
-    ExecutionJob(p.program_prefix + assemble_program(p, code), p.tests, p.starter_code, p.entry_point)
+    ExecutionJob(assemble_program(p, code), p.tests, p.starter_code, p.entry_point)
     for (p, _), code in zip(samples, codes)
   ]
   owned = sandbox is None
