@@ -108,3 +108,8 @@ def test_future_imports_go_before_livecodebench_import_prefix():
   program = assemble_program(problem, answer)
   assert compiles(program) and program.startswith("from __future__ import annotations\n" + problem.program_prefix)
   assert program.count("from __future__") == 1
+
+
+def test_a_think_tag_inside_code_is_text():
+  completion = 'Strip the tags:\n```python\ndef strip(s):\n    return s.replace("<think>", "")\n```'
+  assert extract_code(completion) == 'def strip(s):\n    return s.replace("<think>", "")\n'

@@ -33,11 +33,12 @@ def extract_code(completion: str) -> str:
   cut-off usage example after the solution does not replace it. Without a fence the completion itself
   is the code.
 
-  Thinking-model output up to the last ``</think>`` is ignored; a ``<think>`` section that is never
-  closed (cut off at the token limit) yields no code, '' (graded as failing), as its drafts are no answer.
+  Thinking-model output up to the last ``</think>`` is ignored; a ``<think>`` section opened after it (or at
+  the start) and never closed (cut off at the token limit) yields no code, '' (graded as failing), as its
+  drafts are no answer. A ``<think>`` inside the text (code that handles the tag) is text like any other.
   """
   text = completion.rsplit("</think>", 1)[-1]
-  if "<think>" in text:
+  if text.lstrip().startswith("<think>"):
     return ""
   blocks = [(m, True) for m in _FENCE.finditer(text)]
   unclosed = _UNCLOSED_FENCE.search(text[_last_fence_end(text) :])
