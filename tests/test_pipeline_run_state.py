@@ -114,6 +114,10 @@ def test_training_on_evaluation_problems_is_refused(tmp_path):
     with pytest.raises(config_lib.ConfigError, match=message):
       runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", stage)))
     assert not (tmp_path / "run").exists()
+  # A run that does not evaluate is not held up by evaluation problems it cannot load.
+  config = micro_config("pretrain,synthesize")
+  config.eval.problems.update(dict(source="jsonl", path=str(tmp_path / "missing.jsonl")))
+  runner.prepare(config, str(tmp_path / "synthesis_only"), main.stage_functions(("pretrain", "synthesize")))
 
 
 def test_a_field_added_to_the_schema_since_keeps_its_default_without_a_refusal(tmp_path, capsys):

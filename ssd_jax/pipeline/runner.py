@@ -71,9 +71,11 @@ def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         f"{positions} positions"
       )
     sections.update(problem_sections)
-  if sections & set(_TRAINING_PROBLEMS):
-    sections.add("eval.problems")  # what training must not see, whether or not this run evaluates
   loaded = {}
+  if sections & set(_TRAINING_PROBLEMS) and "eval.problems" not in sections:
+    # What training must not see, though this run does not evaluate: checked when it loads.
+    with contextlib.suppress(OSError, ValueError):
+      loaded["eval.problems"] = problems.load_problems(get(config, "eval.problems"), ctx.seed)
   for prefix in sorted(sections):
     try:
       loaded[prefix] = problems.load_problems(get(config, prefix), ctx.seed)
