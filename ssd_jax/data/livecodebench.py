@@ -163,8 +163,8 @@ def load_livecodebench(
     ValueError: a record is not JSON, has no id, or repeats an earlier record's id.
   """
   problems, seen = [], {}
-  for where, _, record in jsonl_records(path):
+  for where, line_number, record in jsonl_records(path):
     problem = livecodebench_problem(record, where)
-    refuse_repeated_task_id(seen, problem.task_id, where)
+    refuse_repeated_task_id(seen, problem.task_id, where, line_number)
     problems.append(problem)
   return filter_problems(problems, difficulties, start_date, end_date)

@@ -109,7 +109,7 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
   problems, seen = [], {}
   for where, line_number, record in jsonl_records(path):
     problem = problem_from_dict(record, f"{stem}/{line_number}", where, allow_extra_fields)
-    refuse_repeated_task_id(seen, problem.task_id, where)
+    refuse_repeated_task_id(seen, problem.task_id, where, line_number)
     problems.append(problem)
   return problems
 
@@ -131,8 +131,8 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
   """
   path = os.fspath(path) if path is not None else _humaneval_default_path()
   problems, seen = [], {}
-  for where, _, row in jsonl_records(path):
-    refuse_repeated_task_id(seen, row["task_id"], where)
+  for where, line_number, row in jsonl_records(path):
+    refuse_repeated_task_id(seen, row["task_id"], where, line_number)
     entry_point = row["entry_point"]
     check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
     problems.append(

@@ -67,11 +67,12 @@ class Problem:
   program_prefix: str = ""
 
 
-def refuse_repeated_task_id(seen: dict[str, str], task_id: str, where: str) -> None:
-  """Notes that `task_id` is defined at `where` (`file:line`); an id seen before is an error naming both lines.
+def refuse_repeated_task_id(seen: dict[str, int], task_id: str, where: str, line_number: int) -> None:
+  """Notes that `task_id` is defined on `line_number` (`where` is `file:line`); an id seen before is an error
+  naming both lines.
 
   Results are keyed by task id, so the samples of two problems sharing one would be merged.
   """
   if task_id in seen:
-    raise ValueError(f"{where}: task_id {task_id!r} repeats the one on line {seen[task_id].rsplit(':', 1)[-1]}")
-  seen[task_id] = where
+    raise ValueError(f"{where}: task_id {task_id!r} repeats the one on line {seen[task_id]}")
+  seen[task_id] = line_number

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from ssd_jax.evals.correct_diversity import DEFAULT_DIVERSITY_M, diversity_at_m, problem_diversity_at_m
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k, pass_at_k_curve
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k, pass_at_k_curve, pass_at_k_with_ci
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, mean_pass_at_k, select_best
 from ssd_jax.evals.splits import Split
 from ssd_jax.evals.summary import difficulty_sort_key
@@ -101,12 +101,14 @@ def _model_block(
   chosen_at_n = by_key[select_best(counts, split.dev, n).best]
   what = f"its pass@{n} choice {chosen_at_n.key} (eval.tune_pass_at_n: the eval stage samples it on test)"
   test_at_n = _restrict(chosen_at_n.per_problem, split.test, what)
-  curve = pass_at_k_curve([p["n"] for p in test_at_n], [p["c"] for p in test_at_n], num_resamples, seed)
+  num_samples = [p["n"] for p in test_at_n]
   block["selected_at_n"] = {
     "key": chosen_at_n.key,
     "checkpoint": chosen_at_n.checkpoint,
     "setting": dataclasses.asdict(chosen_at_n.setting),
-    "test_pass_at_n": curve[str(min(p["n"] for p in test_at_n))],
+    "test_pass_at_n": pass_at_k_with_ci(
+      num_samples, [p["c"] for p in test_at_n], min(num_samples), num_resamples, seed
+    ),
   }
   return block, test, test_at_n
 

@@ -93,12 +93,26 @@ def pass_at_k_curve(
     raise ValueError(f"pass_at_k_curve: {len(num_samples)} sample counts but {len(num_correct)} correct counts")
   if len(num_samples) == 0:
     return {}
-  curve = {}
-  for k in range(1, min(num_samples) + 1):
-    values = pass_at_k_per_problem(num_samples, num_correct, k)
-    low, high = bootstrap_mean_ci(values, num_resamples=num_resamples, seed=seed)
-    curve[str(k)] = {"mean": float(values.mean()), "ci_low": low, "ci_high": high}
-  return curve
+  return {
+    str(k): pass_at_k_with_ci(num_samples, num_correct, k, num_resamples, seed) for k in range(1, min(num_samples) + 1)
+  }
+
+
+def pass_at_k_with_ci(
+  num_samples: Sequence[int], num_correct: Sequence[int], k: int, num_resamples: int = 1000, seed: int = 0
+) -> dict[str, float]:
+  """Mean pass@k over problems with its percentile bootstrap interval: {"mean", "ci_low", "ci_high"}.
+
+  Args:
+    num_samples: n of each problem, [num_problems], every n >= k.
+    num_correct: c of each problem, [num_problems].
+    k: samples drawn per problem.
+    num_resamples: bootstrap replicates.
+    seed: bootstrap seed.
+  """
+  values = pass_at_k_per_problem(num_samples, num_correct, k)
+  low, high = bootstrap_mean_ci(values, num_resamples=num_resamples, seed=seed)
+  return {"mean": float(values.mean()), "ci_low": low, "ci_high": high}
 
 
 def paired_bootstrap_difference(
