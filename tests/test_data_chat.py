@@ -60,7 +60,29 @@ def test_stdio_instruction_only_when_every_test_is_stdio():
   for tests in ((code,), (stdio, code)):
     text = _user_prompt(tests=tests)
     assert chat.STDIO_INSTRUCTION not in text
-    assert text == "Write a function to add two numbers.\n\n" + chat.CODE_INSTRUCTION
+    assert text == "Write a function to add two numbers.\n\n" + chat.CALLED_NAME_INSTRUCTION.format(name="add_nums")
+
+
+def test_assert_tests_without_entry_point_or_starter_name_what_they_call():
+  def instruction(*codes, question="Write a function to remove a character."):
+    text = chat.format_user_prompt(
+      Problem(task_id="t", question=question, tests=tuple(TestCase(f"t{i}", code=c) for i, c in enumerate(codes)))
+    )
+    return text.removeprefix(question + "\n\n")
+
+  called = chat.CALLED_NAME_INSTRUCTION.format(name="remove_occ")
+  assert instruction('assert remove_occ("hello", "l") == "heo"', 'assert remove_occ("ab", "c") == "ab"') == called
+  # Builtins, standard modules the test uses, and names the test binds itself are not what it calls.
+  helpers = "import re\ndef norm(s):\n  return s.strip()\nassert math.isclose(len(norm(remove_occ('a ', 'b'))), 1)"
+  assert instruction(helpers) == called
+  assert instruction("def check(candidate):\n  assert candidate(1) == 2\n\ncheck(remove_occ)") == called
+  # Two candidate names, none, or a test that does not parse: the plain instruction.
+  assert instruction("assert f(1) == g(1)") == chat.CODE_INSTRUCTION
+  assert instruction("assert 1 == 1") == chat.CODE_INSTRUCTION
+  assert instruction("assert remove_occ(1 ==") == chat.CODE_INSTRUCTION
+  # A question that already shows the call is left as it was.
+  shown = "Write `remove_occ(s, ch)`."
+  assert instruction("assert remove_occ('a', 'a') == ''", question=shown) == chat.CODE_INSTRUCTION
 
 
 def test_questions_showing_the_call_and_starter_code_prompts_are_unchanged():

@@ -7,7 +7,10 @@ the evaluation prompt builder takes.
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,9 @@ FUNCTION_INSTRUCTION = (
   "Define the solution as a Python function named `{entry_point}`; the tests call it by that name. Put the "
   "whole solution in a single ```python code block."
 )
+CALLED_NAME_INSTRUCTION = (
+  "The tests call `{name}`; define it under that name and put the whole solution in a single ```python code block."
+)
 CODE_INSTRUCTION = "Put the whole solution in a single ```python code block."
 
 
@@ -54,6 +60,29 @@ def _shows_call(question: str, name: str) -> bool:
   return re.search(rf"(?<!\w){re.escape(name)}\s*\(", question) is not None
 
 
+def _name_the_tests_call(tests: Sequence[TestCase]) -> str:
+  """The one name the test code reads without defining, importing or taking it from builtins ("" when there
+  is not exactly one, or a test does not parse): what an assert-style test calls, e.g. `remove_occ` in
+  `assert remove_occ("hello", "l") == "heo"`."""
+  read, bound = set(), set()
+  for test in tests:
+    try:
+      tree = ast.parse(test.code)
+    except SyntaxError:
+      return ""
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Name):
+        (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+      elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        bound.add(node.name)
+      elif isinstance(node, ast.arg):
+        bound.add(node.arg)
+      elif isinstance(node, ast.alias):
+        bound.add((node.asname or node.name).split(".")[0])
+  names = {n for n in read - bound if not hasattr(builtins, n) and n not in sys.stdlib_module_names}
+  return names.pop() if len(names) == 1 else ""
+
+
 def _instruction(problem: Problem) -> str:
   """What to write: complete the starter code, define the tested function, or read stdin and print."""
   if problem.starter_code.strip():
@@ -66,14 +95,20 @@ def _instruction(problem: Problem) -> str:
     return FUNCTION_INSTRUCTION.format(entry_point=problem.entry_point)
   if all(test.is_stdio for test in problem.tests):
     return STDIO_INSTRUCTION
-  return CODE_INSTRUCTION  # Test code runs the program's definitions; a script reading stdin would fail it.
+  # Test code runs the program's definitions (a script reading stdin would fail it), by a name the question
+  # may never say: the tests show it.
+  name = _name_the_tests_call([test for test in problem.tests if not test.is_stdio])
+  if name and not _shows_call(problem.question, name):
+    return CALLED_NAME_INSTRUCTION.format(name=name)
+  return CODE_INSTRUCTION
 
 
 def format_user_prompt(problem: Problem, include_public_tests: bool = False) -> str:
   """The user turn for `problem`: the question, optional examples, then what to write.
 
   What to write: complete the starter code when there is one; else define `entry_point` when the question does
-  not show its call; else, with only stdin/stdout tests (or none), read stdin and print the answer.
+  not show its call; else, with only stdin/stdout tests (or none), read stdin and print the answer; else define
+  the one name the test code calls (when there is one and the question does not show its call).
 
   Args:
     problem: the problem to state.
