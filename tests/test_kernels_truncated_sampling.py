@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ssd_jax.kernels import row_tiles
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.kernels.truncation_ops import order_key
 from ssd_jax.sampling import truncation as tr
@@ -85,6 +86,29 @@ def test_more_thresholds_per_pass_take_fewer_passes(monkeypatch):
     counts[thresholds] = len(passes)
   np.testing.assert_array_equal(tokens[4], tokens[1])
   assert counts[4] <= 0.6 * counts[1], counts  # 27 passes against 13 when written
+
+
+@pytest.mark.parametrize("backend", ["tpu", "gpu"])
+def test_top_p_passes_run_only_for_blocks_that_use_top_p(monkeypatch, backend):
+  # Each tile the top-p passes sum is one weight_parts call; count them as the interpreter runs.
+  calls = []
+  weight_parts = row_tiles.RowTiles.weight_parts
+
+  def counted(self, j):
+    jax.debug.callback(lambda: calls.append(1))
+    return weight_parts(self, j)
+
+  monkeypatch.setattr(row_tiles.RowTiles, "weight_parts", counted)
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(8, 1024)) * 3, jnp.float32)
+  bits = jax.random.bits(jax.random.key(1), (8, 2), jnp.uint32)
+  off = [SamplingParams(0.0), SamplingParams(1.0, 20, 1.0), SamplingParams(0.7, 0, 1.0)] * 2 + [SamplingParams()] * 2
+  for params, used in ((off, False), (off[:-1] + [SamplingParams(1.0, 20, 0.9)], True)):
+    rows = as_row_params(params)
+    calls.clear()
+    out = sample_tokens(logits, rows, bits, impl="pallas", interpret=True, tile=256, backend=backend)
+    assert_same_sample(out, tr.sample_reference(logits, rows, bits))
+    assert bool(calls) == used, len(calls)
 
 
 @pytest.mark.parametrize("thresholds", [1, 3])

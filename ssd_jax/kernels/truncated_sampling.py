@@ -17,7 +17,8 @@ Pass plan per row block, each pass a loop over the vocabulary tiles:
   3. top-k: bisection passes counting keys >= t (about log2(vocab), at most 32; none for rows
      with top-k off or greedy);
   4. top-p: 1 + bisection passes summing weights of keys >= t (about log2 of the top-k
-     survivors, or of the vocabulary without top-k; none for rows with top-p off or greedy);
+     survivors, or of the vocabulary without top-k; none when every row of the block has top-p
+     off or is greedy);
   5. draw: exponential race over keys >= cut-off, truncated normaliser;
   6. the drawn token's logit.
 With `thresholds` n > 1, each bisection pass of 3 and 4 counts n thresholds at once, and there are
@@ -137,8 +138,15 @@ def _truncated_sampling_rows(
 
   # 4. Top-p among the top-k survivors.
   top_p = top_p_ref[...]
-  ((survivor_sums,),) = sums_at_least([k_cut], tiles.weight_parts, 3, False)
-  target = top_p * ops.mass_value(*survivor_sums)
+
+  def survivor_mass():
+    ((sums,),) = sums_at_least([k_cut], tiles.weight_parts, 3, False)
+    return ops.mass_value(*sums)
+
+  # A block whose rows all have top-p off (greedy, top_p >= 1) skips the survivor pass: its bisection
+  # starts converged and never reads the target.
+  skip_top_p = jnp.min(ops.top_p_off(top_p, temperature).astype(jnp.int32)) == 1
+  target = top_p * jax.lax.cond(skip_top_p, lambda: jnp.zeros_like(top_p), survivor_mass)
 
   def probe_mass(t):
     found = sums_at_least(threshold_columns(t), tiles.weight_parts, 3, True)

@@ -229,10 +229,14 @@ def top_k_bracket(top_k: jax.Array, temperature: jax.Array, vocab: int) -> tuple
   return lo, jnp.where(skip, INT32_MIN + 1, 1)
 
 
+def top_p_off(top_p: jax.Array, temperature: jax.Array) -> jax.Array:
+  """Rows whose top-p rule keeps everything: top-p >= 1, or greedy."""
+  return (top_p >= 1.0) | (temperature <= 0)
+
+
 def top_p_bracket(top_k_cut: jax.Array, top_p: jax.Array, temperature: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Bisection bracket [top_k_cut, hi) of the top-p cut-off; rows with top-p off or greedy start converged."""
-  skip = (top_p >= 1.0) | (temperature <= 0)
-  return top_k_cut, jnp.where(skip, top_k_cut + 1, 1)
+  return top_k_cut, jnp.where(top_p_off(top_p, temperature), top_k_cut + 1, 1)
 
 
 def combine_cutoffs(top_k_cut, top_p_cut, min_p_cut, temperature):
