@@ -55,12 +55,15 @@ def test_rollouts_are_reused_for_updates_per_batch(monkeypatch):
 
   monkeypatch.setattr(learner, "collect_step_data", fake_collect)
   monkeypatch.setattr(learner, "process_rows", lambda batch, index, count: batch)
-  source = learner.RolloutSource(None, None, _Prompts(8), 2, 0, lambda b: b, updates_per_batch=3)
+  behaviour = lambda params, batch: {**batch, "behaviour_of": params}  # noqa: E731
+  source = learner.RolloutSource(None, None, _Prompts(8), 2, 0, lambda b: b, updates_per_batch=3, behaviour=behaviour)
   state = lambda p: types.SimpleNamespace(train=types.SimpleNamespace(params=p))  # noqa: E731
-  batches = [source.next_batch(step, state(f"params@{step}"))[0]["rows"] for step in range(7)]
-  assert batches == [1, 1, 1, 2, 2, 2, 3]
-  # Each rollout batch is drawn by the student of its first step, with the seed of its batch index.
+  batches = [source.next_batch(step, state(f"params@{step}"))[0] for step in range(7)]
+  assert [b["rows"] for b in batches] == [1, 1, 1, 2, 2, 2, 3]
+  # Each rollout batch is drawn by the student of its first step, with the seed of its batch index, and its
+  # importance weights' denominator comes from the same parameters.
   assert [p for p, _ in calls] == ["params@0", "params@3", "params@6"]
+  assert [b["behaviour_of"] for b in batches] == ["params@0"] * 3 + ["params@3"] * 3 + ["params@6"]
   assert [s for _, s in calls] == [learner.step_seed(0, j) for j in range(3)]
 
 

@@ -1,5 +1,6 @@
 """The teacher-student step: loss against a numpy referee, teacher gets no gradient, EMA, sharding."""
 
+import dataclasses
 import functools
 
 import jax
@@ -10,7 +11,7 @@ from flax import nnx
 
 from ssd_jax import sharding
 from ssd_jax.train.distill_batch import pack_distill_batch
-from ssd_jax.train.distill_step import distill_loss, make_distill_step
+from ssd_jax.train.distill_step import distill_loss, make_behaviour_logprobs, make_distill_step
 from ssd_jax.train.distillation_loss import DivergenceConfig
 from ssd_jax.train.ema import EmaUpdater, ema_update
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -89,6 +90,44 @@ def test_loss_matches_numpy_on_unpadded_sequences():
     ).sum()
   assert float(count) == sum(len(r) for r in responses)
   np.testing.assert_allclose(float(loss_sum), total, rtol=1e-4)
+
+
+def test_behaviour_logprobs_are_the_sampling_students_and_start_the_weights_at_one():
+  graphdef, params = tiny_model_state()
+  student, _, responses, _ = _rollouts()
+  batch = {key: jnp.asarray(value) for key, value in _batch().items()}
+  clipped = DivergenceConfig(kind="jsd", beta=0.5, form="chunked", temperature=1.1, is_clip=2.0, chunk_size=4)
+  fresh = make_behaviour_logprobs(graphdef, clipped)(params, batch)
+  logprob = np.asarray(fresh["behaviour_logprob"])
+  assert set(fresh) == set(batch)
+
+  # Referee: the student's own logits, each sequence from column 0, log-softmax at the loss temperature.
+  ids = np.zeros((len(student), 16), np.int32)
+  for i, (prompt, r) in enumerate(zip(student, responses)):
+    ids[i, : len(prompt) + len(r)] = prompt + r
+  ids = jnp.asarray(ids)
+  logits = np.asarray(nnx.merge(graphdef, params)(ids, jnp.broadcast_to(jnp.arange(16), ids.shape))[0], np.float64)
+  for i, (prompt, r) in enumerate(zip(student, responses)):
+    x = logits[i, len(prompt) - 1 : len(prompt) - 1 + len(r)] / 1.1
+    x = x - x.max(-1, keepdims=True)
+    expected = x[np.arange(len(r)), r] - np.log(np.exp(x).sum(-1))
+    np.testing.assert_allclose(logprob[i, : len(r)], expected, rtol=1e-5, atol=1e-5)
+  # So on the first update every importance weight is 1: the loss is the unweighted one.
+  unweighted = dataclasses.replace(clipped, is_clip=None)
+  losses = [
+    jax.jit(lambda p, b, d=d: distill_loss(p, p, graphdef, b, divergence=d)[0])(params, fresh)
+    for d in (clipped, unweighted)
+  ]
+  np.testing.assert_allclose(float(losses[0]), float(losses[1]), rtol=1e-6)
+  # Micro-batched and sharded forwards give the same log-probs.
+  micro = make_behaviour_logprobs(graphdef, clipped, num_micro=2)(params, batch)["behaviour_logprob"]
+  np.testing.assert_allclose(np.asarray(micro), logprob, rtol=1e-6, atol=1e-6)
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  step = make_distill_step(graphdef, make_optimizer(OptimizerConfig(1e-3, 1e-3, 0, 1)), clipped, mesh=mesh)
+  sharded = make_behaviour_logprobs(graphdef, clipped, num_micro=2, mesh=mesh)(
+    sharding.shard_state(copy_tree(params), mesh), step.place_batch(_batch())
+  )["behaviour_logprob"]
+  np.testing.assert_allclose(np.asarray(sharded), logprob, rtol=2e-5, atol=2e-5)
 
 
 def test_rows_without_teacher_are_not_scored():

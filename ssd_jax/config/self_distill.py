@@ -110,7 +110,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
     use_reference=False,
     form="topk",
     top_k=100,
-    loss_temperature=0.0,  # SDPO's code scores at the rollout temperature: importance weights start at 1.
+    loss_temperature=0.0,  # SDPO's code scores at the rollout temperature.
     is_clip=2.0,
   )
 

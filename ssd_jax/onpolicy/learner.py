@@ -28,7 +28,7 @@ from ssd_jax import sharding
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.onpolicy.rollouts import RolloutSetup, TeacherSpec, collect_step_data
 from ssd_jax.train.distill_batch import process_rows
-from ssd_jax.train.distill_step import make_distill_step
+from ssd_jax.train.distill_step import make_behaviour_logprobs, make_distill_step
 from ssd_jax.train.distillation_loss import DivergenceConfig
 from ssd_jax.train.ema import EmaUpdater, copy_params
 from ssd_jax.train.loop import Hook, LoopConfig, train_loop
@@ -135,12 +135,14 @@ class RolloutSource:
     seed: int,
     place,
     updates_per_batch: int = 1,
+    behaviour=None,
   ):
     if updates_per_batch < 1:
       raise ValueError(f"updates_per_batch must be >= 1, got {updates_per_batch}")
     self._setup, self._spec, self._prompts = setup, spec, prompts
     self._per_step, self._seed, self._place = per_step, seed, place
     self._updates = updates_per_batch
+    self._behaviour = behaviour
     self._cached: tuple[int, Any, dict[str, float]] | None = None
 
   def next_batch(self, step: int, state: LearnerState) -> tuple[Any, dict[str, float]]:
@@ -158,7 +160,10 @@ class RolloutSource:
       local = process_rows(data.batch, jax.process_index(), jax.process_count())
       scalars = dict(reward=data.reward, context_fraction=data.context_fraction, response_tokens=data.response_tokens)
       scalars.update({f"seconds_{k}": v for k, v in data.seconds.items()})
-      self._cached = (rollout_batch, self._place(local), scalars)
+      placed = self._place(local)
+      if self._behaviour is not None:  # the importance weights' denominator, from the parameters that sampled
+        placed = self._behaviour(state.train.params, placed)
+      self._cached = (rollout_batch, placed, scalars)
     return self._cached[1], dict(self._cached[2])
 
   def get_state(self) -> None:
@@ -213,6 +218,11 @@ class OnPolicyLearner:
     self._base = base
     self._optimizer = make_optimizer(config.optimizer)
     self._step = make_distill_step(graphdef, self._optimizer, spec.divergence, mesh=mesh, rules=rules)
+    behaviour = None
+    if spec.divergence.is_clip is not None:
+      behaviour = make_behaviour_logprobs(
+        graphdef, spec.divergence, num_micro=self._optimizer.grad_accum_steps, mesh=mesh, rules=rules
+      )
     self._ema = EmaUpdater(spec.ema_rate) if spec.teacher == "ema" else None
     self._source = RolloutSource(
       setup,
@@ -222,6 +232,7 @@ class OnPolicyLearner:
       config.seed,
       self._step.place_batch,
       config.updates_per_batch,
+      behaviour,
     )
     self._hooks = hooks
 

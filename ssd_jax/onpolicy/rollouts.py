@@ -167,7 +167,6 @@ def build_step_data(
     prompt_width=setup.prompt_width,
     teacher_prompt_width=setup.teacher_prompt_width,
     response_width=setup.max_new_tokens,
-    behaviour_logprobs=[g.logprob_sampled for g in generations],
     row_weights=weights,
     pad_id=setup.tokenizer.pad_id or 0,
   )

@@ -57,8 +57,9 @@ def pack_distill_batch(
     prompt_width: Ps, >= every student prompt length.
     teacher_prompt_width: Pt, >= every teacher prompt length.
     response_width: R, >= every response length.
-    behaviour_logprobs: B lists aligned with `responses`, the `logprob_sampled` of each token
-      (zeros when None).
+    behaviour_logprobs: B lists aligned with `responses`: each token's log-prob under the parameters that
+      sampled it at the loss temperature, untruncated (zeros when None; the on-policy learner fills them
+      on device with `distill_step.make_behaviour_logprobs`).
     row_weights: B weights multiplied into the mask (0 drops a row, e.g. one without a teacher context).
     pad_id: the id written at padding (never attended to, never scored).
 

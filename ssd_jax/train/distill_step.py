@@ -10,6 +10,7 @@ shared `train_step.TrainStep`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +20,10 @@ from flax import nnx
 
 from ssd_jax import sharding as sharding_lib
 from ssd_jax.model.router_stats import capture_router_stats
+from ssd_jax.train.cross_entropy import chunked_token_logprobs
 from ssd_jax.train.distill_batch import BATCH_KEYS, response_block
 from ssd_jax.train.distillation_loss import DivergenceConfig, distillation_loss
+from ssd_jax.train.gradient_step import split_micro_batches
 from ssd_jax.train.optimizer import Optimizer
 from ssd_jax.train.router_loss import router_loss_sum, router_metrics
 from ssd_jax.train.train_step import TrainStep
@@ -94,6 +97,58 @@ def distill_loss(
   coef = nnx.merge(graphdef, params).cfg.router_aux_loss_coef
   stats = captured.total()
   return loss_sum + router_loss_sum(stats, coef, count), count, router_metrics(stats)
+
+
+def make_behaviour_logprobs(
+  graphdef: nnx.GraphDef,
+  divergence: DivergenceConfig,
+  *,
+  num_micro: int = 1,
+  mesh: jax.sharding.Mesh | None = None,
+  rules: sharding_lib.LogicalRules | None = None,
+):
+  """`behaviour(params, batch) -> batch` whose `behaviour_logprob` is the student's log-prob of each response
+  token at the loss temperature, untruncated, under `params`: the importance weights' denominator.
+
+  Called with the parameters that sampled the rollouts, the weights start at exactly 1 and then measure only
+  how far the updates on the batch moved the student (as SDPO's code, which recomputes old log-probs). The
+  sampler's `logprob_sampled` would not do: with top-k/top-p rollouts it is the truncated, renormalised
+  probability, and the weight would start at the kept mass (<= 1), lowest on the uncertain tokens.
+
+  Args:
+    graphdef: the model's graph definition.
+    divergence: the loss settings (its temperature and chunk size).
+    num_micro: forwards over this many micro-batches, as the train step splits them.
+    mesh, rules: where the parameters and batch live; None runs unsharded.
+  """
+  rules = sharding_lib.DEFAULT_RULES if rules is None else rules
+
+  def micro_logprobs(params, micro):
+    hidden, unembedding = sequence_hidden(params, graphdef, micro, "student")
+    return chunked_token_logprobs(
+      hidden,
+      unembedding,
+      micro["response_tokens"],
+      chunk_size=divergence.chunk_size,
+      temperature=divergence.temperature,
+    )
+
+  @jax.jit
+  def logprobs(params, batch):
+    with contextlib.nullcontext() if mesh is None else sharding_lib.use_rules(mesh, rules):
+      if num_micro == 1:
+        return micro_logprobs(params, batch)
+      per_micro = jax.lax.map(lambda micro: micro_logprobs(params, micro), split_micro_batches(batch, num_micro))
+      return per_micro.swapaxes(0, 1).reshape(batch["response_tokens"].shape)  # undoes the strided split
+
+  def behaviour(params: Any, batch: Batch) -> dict[str, Any]:
+    arrays = {key: batch[key] for key in BATCH_KEYS}
+    fresh = logprobs(params, arrays)
+    if mesh is not None:
+      fresh = jax.device_put(fresh, batch["behaviour_logprob"].sharding)
+    return {**batch, "behaviour_logprob": fresh}
+
+  return behaviour
 
 
 def make_distill_step(

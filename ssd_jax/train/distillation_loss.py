@@ -37,8 +37,9 @@ class DivergenceConfig:
     temperature: > 0, divides student and teacher logits in the loss.
     is_clip: None for no importance weighting; else > 0, and each token's loss is multiplied
       by min(exp(log p_student(token) - behaviour_logprob), is_clip) under stop_gradient
-      (pass `math.inf` for an unclipped weight). log p_student is at `temperature`, untruncated:
-      for tokens drawn on-policy with top-k/top-p the weight is the kept mass (<= 1), not 1.
+      (pass `math.inf` for an unclipped weight). log p_student is at `temperature`, untruncated, and so is
+      behaviour_logprob (under the parameters that sampled: `distill_step.make_behaviour_logprobs`), so the
+      weight is 1 until the student moves, whatever truncation the rollouts were drawn with.
     chunk_size: tokens per chunk for the chunked forms, >= 1.
   """
 
@@ -93,8 +94,8 @@ def distillation_loss(
     teacher_unembedding: [teacher_embed, vocab]; gradient stopped.
     tokens: int [batch, length] the sampled response tokens.
     mask: bool or float [batch, length], nonzero on response tokens.
-    behaviour_logprob: float [batch, length] `logprob_sampled` of the tokens; required when
-      `config.is_clip` is set, ignored otherwise.
+    behaviour_logprob: float [batch, length] log-probs of the tokens under the parameters that sampled them,
+      at `config.temperature`, untruncated; required when `config.is_clip` is set, ignored otherwise.
 
   Returns:
     (sum, count), float32 scalars; the loss is sum / count.

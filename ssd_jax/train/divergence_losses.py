@@ -114,7 +114,8 @@ def divergence_from_logits(
     temperature: > 0, divides both sides' logits.
     top_k: None for the full vocabulary, else the student's top-k plus one tail bucket.
     tokens: int [batch, length] sampled tokens; needed with `behaviour_logprob`.
-    behaviour_logprob: optional float [batch, length] `logprob_sampled` of the tokens; each
+    behaviour_logprob: optional float [batch, length] log-probs of the tokens under the parameters that
+      sampled them, at `temperature`, untruncated (`distill_step.make_behaviour_logprobs`); each
       position's divergence is then multiplied by the stop-gradient weight
       min(exp(log p_s(token) - behaviour_logprob), is_clip), p_s at `temperature`.
     is_clip: importance-weight clip (> 0) or None.

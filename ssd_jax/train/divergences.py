@@ -129,7 +129,8 @@ def importance_weight(current_logprob: jax.Array, behaviour_logprob: jax.Array, 
 
   Args:
     current_logprob: float [...] log-prob of the sampled token under the current student.
-    behaviour_logprob: float [...] log-prob it was drawn with (the `logprob_sampled` kind).
+    behaviour_logprob: float [...] its log-prob under the parameters that sampled it, at the same temperature
+      and untruncated (`distill_step.make_behaviour_logprobs`).
     clip: upper bound (> 0) or None for no clipping.
 
   Returns:

@@ -90,9 +90,9 @@ def sampled_token_divergence(
     mask: bool or float [batch, length].
     kind: 'forward_kl', 'reverse_kl' or 'jsd'.
     beta: JSD teacher weight in [0, 1].
-    behaviour_logprob: optional float [batch, length] log-probs the tokens were drawn with
-      (`logprob_sampled`); when given, each token's loss is multiplied by the stop-gradient
-      weight min(exp(student_logprob - behaviour_logprob), is_clip).
+    behaviour_logprob: optional float [batch, length] log-probs of the tokens under the parameters that
+      sampled them, at the loss temperature, untruncated; when given, each token's loss is multiplied by the
+      stop-gradient weight min(exp(student_logprob - behaviour_logprob), is_clip).
     is_clip: importance-weight clip (> 0), None for none.
 
   Returns:
