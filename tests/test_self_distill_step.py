@@ -210,3 +210,19 @@ def test_grad_accumulation_matches_one_batch():
   np.testing.assert_allclose(acc_losses, one_losses, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(acc_params), jax.tree.leaves(one_params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_with_no_scored_tokens_leaves_the_weights_alone():
+  # Momentum from a real step and weight decay (0.1 by default) would move them on a zero gradient.
+  graphdef, params = tiny_model_state()
+  optimizer = make_optimizer(OptimizerConfig(1e-2, 1e-2, 0, 4))
+  step = make_distill_step(graphdef, optimizer, JSD)
+  state, _ = step(init_train_state(copy_tree(params), optimizer), step.place_batch(_batch()), _teacher_params())
+  before = jax.tree.map(np.asarray, state.params)
+  state, metrics = step(state, step.place_batch(_batch(seed=1, weights=[0, 0, 0, 0])), _teacher_params())
+  assert float(metrics["tokens"]) == 0 and int(state.step) == 2
+  for a, b in zip(jax.tree.leaves(jax.tree.map(np.asarray, state.params)), jax.tree.leaves(before)):
+    np.testing.assert_array_equal(a, b)
+  state, metrics = step(state, step.place_batch(_batch(seed=2)), _teacher_params())
+  assert float(metrics["tokens"]) > 0
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)))

@@ -86,6 +86,10 @@ def apply_gradients(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update from summed gradients; the loss is loss_sum / count.
 
+  A batch with no counted tokens (e.g. on-policy rows that all lack a teacher context) leaves the
+  parameters as they were: the optimizer state sees a zero gradient (its schedule and moments advance),
+  but momentum and weight decay do not move weights that nothing taught.
+
   Returns:
     (new state, metrics) with metrics `loss`, `tokens` (count), `grad_norm` (before clipping) and
     `learning_rate` (of this update).
@@ -94,6 +98,7 @@ def apply_gradients(
   grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grad_sum, state.params)
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  params = jax.tree.map(lambda new, old: jnp.where(count > 0, new, old), params, state.params)
   metrics = {
     "loss": loss_sum / denominator,
     "tokens": count,
