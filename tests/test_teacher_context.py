@@ -15,6 +15,7 @@ from ssd_jax.onpolicy.teacher_context import (
   TeacherTemplates,
   build_teacher_input,
   choose_contexts,
+  feedback_context,
   teacher_messages,
 )
 from ssd_jax.tasks import build_task_tokenizer
@@ -62,6 +63,13 @@ def test_feedback_only_for_failures_and_capped():
   assert [c.has_context for c in choices] == [True, False, True, False, True]
   assert choices[0].feedback.startswith("Test test_0") and choices[0].demonstration is None
   assert len(choices[4].feedback) <= 100
+  # Every cap holds, down to caps shorter than the cut mark.
+  text = "head " + "x" * 60 + " tail"
+  for cap in (1, 3, 5, 6, 7, 20):
+    clipped = feedback_context(text, TeacherTemplates(max_feedback_chars=cap))
+    assert len(clipped) <= cap, (cap, clipped)
+  assert feedback_context(text, TeacherTemplates(max_feedback_chars=3)) == "hea"
+  assert feedback_context(text, TeacherTemplates(max_feedback_chars=21)) == "head xxx\n...\nxxx tail"
 
 
 def test_feedback_or_demonstration_combines_both():

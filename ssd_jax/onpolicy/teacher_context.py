@@ -87,12 +87,19 @@ class ContextChoice:
     return self.demonstration is not None or self.feedback is not None
 
 
+_CUT = "\n...\n"
+
+
 def _clip(text: str, limit: int) -> str:
+  """`text` stripped, at most `limit` characters: head and tail around a cut mark (the head alone when the
+  mark does not fit)."""
   text = text.strip()
   if len(text) <= limit:
     return text
-  half = (limit - 5) // 2
-  return text[:half] + "\n...\n" + text[len(text) - half :]
+  if limit <= len(_CUT):
+    return text[:limit]
+  half = (limit - len(_CUT)) // 2
+  return text[:half] + _CUT + text[len(text) - half :]
 
 
 def feedback_context(feedback: str, templates: TeacherTemplates) -> str:
