@@ -11,10 +11,12 @@ A grid axis is FIELD=V1,V2,... (--grid, repeatable) or a JSON sweep file {"FIELD
 hold spaces and commas there). Every combination runs as
   python -m ssd_jax.main --config=CONFIG --workdir=ROOT/<key>-<hash> --config.FIELD=V ... [ARGS after --]
 or, with --runner=queued_resource, through launch/queued_resource.py on its own slice. <key> reads like
-`temperature=1.2_temperature=0.7`, <hash> is 8 hex digits of the full overrides, so names stay short and
-unique. A failing point is recorded and the grid goes on; a point whose report already exists is not run again.
-The table (also ROOT/sweep_results.json) lists each point's status and each model's dev pass@1 and pass@n at its
-selected setting, from `report/comparison.json` (dev, not test: choose points there, report the chosen one's test).
+`temperature=1.2_temperature=0.7`, <hash> is 8 hex digits of CONFIG, the overrides and the ARGS after --, so
+names stay short and a point never shares a workdir with another config. A failing point is recorded and the grid
+goes on; a point whose report stage finished (its done marker exists) is not run again. The table (also
+ROOT/sweep_results.json) lists each point's status and each model's dev pass@1 and pass@n at its selected setting,
+from `report/comparison.json` (dev, not test: choose points there, report the chosen one's test); a point whose
+report cannot be read is "unreadable".
 Only the standard library is used.
 """
 
@@ -31,6 +33,8 @@ import subprocess
 import sys
 
 REPORT = os.path.join("report", "comparison.json")
+# The report stage's done marker (RunLayout.stage_marker): written after every file of report/.
+REPORT_DONE = os.path.join("stages", "report.done.json")
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "queued_resource.py")
 
 
@@ -79,29 +83,37 @@ def points(axes: dict[str, list[str]]) -> list[dict[str, str]]:
   return [dict(zip(fields, combo)) for combo in itertools.product(*(axes[f] for f in fields))]
 
 
-def point_name(overrides: dict[str, str]) -> str:
-  """A readable key plus a short hash: 'temperature=1.2_steps=10-1a2b3c4d' (or 'base-<hash>')."""
+def point_name(config: str, overrides: dict[str, str], extra: list[str]) -> str:
+  """A readable key of the overrides plus a short hash of all the run gets (config, overrides, arguments after --):
+  'temperature=1.2_steps=10-1a2b3c4d' (or 'base-<hash>')."""
   key = "_".join(f"{field.rsplit('.', 1)[-1]}={value}" for field, value in overrides.items()) or "base"
   key = re.sub(r"[^A-Za-z0-9._=+-]+", "-", key)[:80]
-  digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+  run = {"config": config, "overrides": overrides, "extra": extra}
+  digest = hashlib.sha1(json.dumps(run, sort_keys=True).encode()).hexdigest()[:8]
   return f"{key}-{digest}"
 
 
-def point_command(args: argparse.Namespace, extra: list[str], overrides: dict[str, str], workdir: str) -> list[str]:
+def point_command(
+  args: argparse.Namespace, extra: list[str], name: str, overrides: dict[str, str], workdir: str
+) -> list[str]:
   main_args = [f"--config={args.config}", *(f"--config.{f}={v}" for f, v in overrides.items()), *extra]
   if args.runner == "queued_resource":
-    name = f"sweep-{point_name(overrides)[-8:]}"
-    launcher = [sys.executable, LAUNCHER, *shlex.split(args.launcher_args), f"--name={name}"]
-    log_dir = os.path.join("logs", "sweep", point_name(overrides))  # Here; the workdir may exist only on the slice.
+    launcher = [sys.executable, LAUNCHER, *shlex.split(args.launcher_args), f"--name=sweep-{name[-8:]}"]
+    log_dir = os.path.join("logs", "sweep", name)  # Here; the workdir may exist only on the slice.
     return [*launcher, f"--workdir={workdir}", f"--log_dir={log_dir}", "--", *main_args]
   return [*shlex.split(args.main_command), f"--workdir={workdir}", *main_args]
 
 
+def finished(workdir: str) -> bool:
+  """Whether the point's run has finished its report stage (a kill before that leaves no marker)."""
+  return os.path.isfile(os.path.join(workdir, REPORT_DONE))
+
+
 def read_report(workdir: str) -> dict | None:
-  path = os.path.join(workdir, REPORT)
-  if not os.path.isfile(path):
+  """The point's comparison, None until its report stage has finished."""
+  if not finished(workdir):
     return None
-  with open(path) as f:
+  with open(os.path.join(workdir, REPORT)) as f:
     return json.load(f)
 
 
@@ -134,13 +146,13 @@ def table(results: list[dict]) -> str:
 def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
   results = []
   for overrides in points(grid_axes(args.grid, args.sweep_file)):
-    name = point_name(overrides)
+    name = point_name(args.config, overrides, extra)
     workdir = os.path.join(args.root, name)
-    command = point_command(args, extra, overrides, workdir)
+    command = point_command(args, extra, name, overrides, workdir)
     print(f"== {name}\n+ {shlex.join(command)}", flush=True)
     if args.dry_run:
       status = "dry run"
-    elif read_report(workdir) is not None:
+    elif finished(workdir):
       status = "done"  # Finished before (a re-run sweep picks up where it stopped).
     else:
       if args.runner == "local":
@@ -149,10 +161,17 @@ def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
       status = "ok" if code == 0 else f"exit {code}"
       if code and args.runner == "local":
         print(f"point {name} failed with exit code {code}; continuing", file=sys.stderr, flush=True)
-    report = None if args.dry_run else read_report(workdir)
-    if status in ("ok", "done") and report is None:
-      status = "no report"
-    results.append({"name": name, "overrides": overrides, "status": status, "metrics": headline(report)})
+    metrics = {}
+    if status in ("ok", "done"):
+      try:
+        report = read_report(workdir)
+        metrics = headline(report)
+        if report is None:
+          status = "no report"
+      except Exception as e:  # Torn or malformed: this point's row says so and the sweep goes on.
+        status = "unreadable"
+        print(f"point {name}: cannot read {os.path.join(workdir, REPORT)}: {e!r}", file=sys.stderr, flush=True)
+    results.append({"name": name, "overrides": overrides, "status": status, "metrics": metrics})
   return results
 
 

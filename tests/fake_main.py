@@ -1,7 +1,7 @@
 """A stand-in for `python -m ssd_jax.main` in sweep tests: writes a report from its overrides, or fails.
 
 --config.fail=yes exits 3; otherwise report/comparison.json gets dev pass@1 = the value of --config.x (or 0.5),
-and argv.json records the arguments as received.
+then the report stage's done marker is written; argv.json records the arguments as received.
 """
 
 import json
@@ -21,3 +21,6 @@ chosen = {"key": "final/T1.0", "dev": {"pass@1": score, "pass@n": min(1.0, 2 * s
 report = {"models": {"base": {"selected": {"key": "final/T1.0"}, "candidates": [{"key": "final/T0.5"}, chosen]}}}
 with open(os.path.join(workdir, "report", "comparison.json"), "w") as f:
   json.dump(report, f)
+os.makedirs(os.path.join(workdir, "stages"), exist_ok=True)
+with open(os.path.join(workdir, "stages", "report.done.json"), "w") as f:  # Last, as the pipeline's runner does.
+  json.dump({}, f)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from ssd_jax.evals import cli
+from ssd_jax.evals import cli, report
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
 from ssd_jax.evals.pass_at_k import pass_at_k
-from ssd_jax.evals.report import compare_reports, write_report
+from ssd_jax.evals.report import compare_reports, samples_records, write_report
 from ssd_jax.evals.summary import summarize
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
@@ -60,6 +60,19 @@ def test_report_and_comparison_files(tmp_path):
   assert "- b: **PARTIAL**: completions covered 3 of 4 problems" in text
   with pytest.raises(ValueError):
     compare_reports({"a": summary}, tmp_path / "cmp")
+
+
+def test_report_files_are_whole_or_absent(tmp_path, monkeypatch):
+  summary = summarize(toy_result(), num_resamples=20)
+
+  def killed_midway(result):
+    yield from list(samples_records(result))[:3]
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(report, "samples_records", killed_midway)
+  with pytest.raises(KeyboardInterrupt):
+    write_report(summary, tmp_path, "toy", toy_result())
+  assert (tmp_path / "report.md").is_file() and not list(tmp_path.glob("samples.jsonl*"))  # No torn file, no leftover.
 
 
 def test_compare_pairs_runs_over_the_same_problems_and_refuses_others(tmp_path):

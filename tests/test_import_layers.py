@@ -2,8 +2,8 @@
 
 Layers, bottom up (a package may import its own modules and any lower layer):
 
-  sharding, distributed, host_platform, process_group, collective_bytes, compile_oom < kernels, data < model, tasks, evals
-  < sampling, train < onpolicy < config < pipeline < stages < main, convert
+  sharding, distributed, host_platform, process_group, collective_bytes, compile_oom, atomic_write
+  < kernels, data < model, tasks, evals < sampling, train < onpolicy < config < pipeline < stages < main, convert
 """
 
 import ast
@@ -18,6 +18,7 @@ RANK = {
   "host_platform": 0,
   "collective_bytes": 0,
   "compile_oom": 0,
+  "atomic_write": 0,
   "process_group": 0,
   "kernels": 1,
   "data": 1,

@@ -1,18 +1,21 @@
 """launch/sweep.py: grid from flags and a sweep file, one workdir per point, failures recorded, a results table."""
 
+import importlib.util
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+from ssd_jax.pipeline.layout import RunLayout
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = REPO / "launch" / "sweep.py"
 FAKE_MAIN = f"{sys.executable} {REPO / 'tests' / 'fake_main.py'}"
 
 
-def sweep(*args, env=None, cwd=None):
-  command = [sys.executable, str(SWEEP), "--config=configs/default.py", *args]
+def sweep(*args, env=None, cwd=None, config="configs/default.py"):
+  command = [sys.executable, str(SWEEP), f"--config={config}", *args]
   return subprocess.run(command, text=True, capture_output=True, timeout=300, env=env, cwd=cwd)
 
 
@@ -52,6 +55,59 @@ def test_rerun_skips_finished_points(tmp_path):
   again = sweep(f"--root={root}", "--grid=x=0.1,0.2", "--main_command=false")
   assert again.returncode == 0
   assert [r["status"] for r in json.loads((root / "sweep_results.json").read_text())] == ["done", "done"]
+
+
+def test_points_of_other_configs_or_arguments_get_their_own_workdirs(tmp_path):
+  root = tmp_path / "runs"
+  assert sweep(f"--root={root}", "--grid=x=0.1", f"--main_command={FAKE_MAIN}").returncode == 0
+  again = sweep(
+    f"--root={root}",
+    "--grid=x=0.1",
+    f"--main_command={FAKE_MAIN}",
+    "--",
+    "--config.sft.steps=999",
+    config="configs/qwen3_4b_instruct.py",
+  )
+  assert again.returncode == 0, again.stderr
+  assert [r["status"] for r in json.loads((root / "sweep_results.json").read_text())] == ["ok"]  # Ran, not "done".
+  argvs = [json.loads((d / "argv.json").read_text()) for d in root.iterdir() if d.is_dir()]
+  assert len(argvs) == 2 and any("--config.sft.steps=999" in a for a in argvs)
+  assert all(d.name.startswith("x=0.1-") for d in root.iterdir() if d.is_dir())
+
+
+def _sweep_module():
+  spec = importlib.util.spec_from_file_location("sweep", SWEEP)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _point_dir(root, overrides):
+  return root / _sweep_module().point_name("configs/default.py", overrides, [])
+
+
+def test_finished_means_the_report_stage_done_marker(tmp_path):
+  root = tmp_path / "runs"
+  killed = _point_dir(root, {"x": "0.1"})  # comparison.json written, killed before the done marker.
+  (killed / "report").mkdir(parents=True)
+  (killed / "report" / "comparison.json").write_text('{"models": {}}')
+  torn = _point_dir(root, {"x": "0.2"})  # Marked done but its comparison.json is torn.
+  (torn / "report").mkdir(parents=True)
+  (torn / "report" / "comparison.json").write_text('{"models": {"ba')
+  (torn / "stages").mkdir()
+  (torn / "stages" / "report.done.json").write_text("{}")
+  done = sweep(f"--root={root}", "--grid=x=0.1,0.2,0.3", f"--main_command={FAKE_MAIN}")
+  assert done.returncode == 1 and "cannot read" in done.stderr
+  results = json.loads((root / "sweep_results.json").read_text())
+  assert [r["status"] for r in results] == ["ok", "unreadable", "ok"]  # The sweep goes on past the torn one.
+  assert (killed / "argv.json").is_file() and results[0]["metrics"]["base dev pass@1"] == 10.0
+
+
+def test_done_marker_is_the_pipelines(tmp_path):
+  module = _sweep_module()
+  layout = RunLayout(str(tmp_path))
+  assert os.path.join(str(tmp_path), module.REPORT_DONE) == layout.stage_marker("report")
+  assert os.path.join(str(tmp_path), module.REPORT) == os.path.join(layout.report_dir, "comparison.json")
 
 
 def test_dry_run_and_bad_grid(tmp_path):

@@ -17,7 +17,8 @@ class _Exporting(Exception):
 
 def test_a_restarted_tuning_stage_sets_its_step_exports_aside(tmp_path):
   layout = RunLayout(str(tmp_path))
-  config = micro_config("pretrain,sft,self_distill,eval")  # A pretrain stage (a no-op here): no model.hf_dir needed.
+  # Pretrain and synthesize (no-ops here): sft reads them, and with a pretrain stage no model.hf_dir is needed.
+  config = micro_config("pretrain,synthesize,sft,self_distill,eval")
   config.self_distill.rollout.max_new_tokens = 12  # Room for a prompt in the micro model's positions.
   tuned = ["ssd", *method_names(config.self_distill)]
   reused = []  # Step exports eval found ready-made: export_step returns them without reading the checkpoints.
@@ -43,7 +44,8 @@ def test_a_restarted_tuning_stage_sets_its_step_exports_aside(tmp_path):
         os.makedirs(layout.model_at_step(name, 2))
         open(os.path.join(layout.model_at_step(name, 2), "config.json"), "w").close()
 
-  stages = {"pretrain": lambda ctx: None, "sft": tune("sft"), "self_distill": tune("self_distill"), "eval": evaluate}
+  stages = {"pretrain": lambda ctx: None, "synthesize": lambda ctx: None, "sft": tune("sft")}
+  stages.update(self_distill=tune("self_distill"), eval=evaluate)
   runner.run(runner.prepare(config, str(tmp_path), stages), stages)
   assert reused == []
   config.sft.learning_rate = config.self_distill.learning_rate = 1e-2

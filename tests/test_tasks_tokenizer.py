@@ -96,3 +96,16 @@ def test_longest_example_fits_the_budget(hf_tokenizer):
 def test_too_small_vocabulary_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="vocab_size"):
     tokenizer_assets.build_task_tokenizer(tmp_path, vocab_size=100)
+
+
+def test_a_build_killed_midway_leaves_no_tokenizer_json(tmp_path, monkeypatch):
+  # The pretrain stage takes tokenizer.json as the sign of a complete directory: it must come last, whole.
+  monkeypatch.setattr(tokenizer_assets, "training_texts", lambda seed: ["def f(x):\n  return x + 1\n"] * 4)
+
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(tokenizer_assets.json, "dumps", killed)
+  with pytest.raises(KeyboardInterrupt):
+    tokenizer_assets.build_task_tokenizer(tmp_path, vocab_size=300)
+  assert not (tmp_path / "tokenizer.json").exists()

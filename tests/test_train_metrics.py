@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from ssd_jax.train.metrics import MetricsWriter, ProgressBar
+from ssd_jax.train.metrics import MetricsWriter, ProgressBar, truncate_jsonl
 
 
 def _event_class():
@@ -80,3 +80,17 @@ def test_progress_bar_tokens_per_second_is_positive():
   bar = ProgressBar(10, enabled=False)
   assert bar.update(1, tokens=100.0, loss=1.0) > 0
   bar.close()
+
+
+def test_truncate_jsonl_drops_a_torn_last_line_only(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"st')  # Killed mid-append.
+  truncate_jsonl(str(path), 2)
+  assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+  path.write_text('{"step": 1}\n{"step": 2}')  # Whole but for its newline: kept, and later appends start a line.
+  truncate_jsonl(str(path), 2)
+  assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+  path.write_text('{"step": 1}\n{"st\n{"step": 2}\n')  # Damage before the last line is not a kill's: refused.
+  with pytest.raises(json.JSONDecodeError):
+    truncate_jsonl(str(path), 2)
+  assert path.read_text() == '{"step": 1}\n{"st\n{"step": 2}\n'

@@ -141,4 +141,14 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
   for stage, prefix in _READS_PROBLEMS.items():
     if stage in names:  # A plan-only run needs no prompts.
       errors += problems_errors(config[prefix.split(".")[0]].problems, prefix)
+  if "eval" in names:
+    # base is the base model and ssd the sft stage's; every other model is a self_distill method's.
+    methods = comma_list(config.self_distill.methods)
+    untrained = [m for m in comma_list(config.eval.models) if m not in ("base", "ssd", *methods)]
+    if untrained:
+      errors.append(
+        f"field 'eval.models' names {untrained}, which field 'self_distill.methods' = "
+        f"{config.self_distill.methods!r} does not train: add them to self_distill.methods or drop them from "
+        "eval.models"
+      )
   return errors

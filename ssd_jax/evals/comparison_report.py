@@ -12,6 +12,7 @@ import json
 import pathlib
 from collections.abc import Mapping
 
+from ssd_jax.atomic_write import atomic_open
 from ssd_jax.evals.report import pyplot, run_style
 
 
@@ -229,8 +230,10 @@ def write_comparison(comparison: Mapping, out_dir: str | pathlib.Path, notes: st
     "pass_at_k_plot": out / "pass_at_k_selected.png",
     "difficulty_plot": out / "pass_by_difficulty.png",
   }
-  paths["json"].write_text(json.dumps(comparison, indent=2))
-  paths["table"].write_text(report_text(comparison, notes))
+  with atomic_open(paths["json"]) as f:
+    json.dump(comparison, f, indent=2)
+  with atomic_open(paths["table"]) as f:
+    f.write(report_text(comparison, notes))
   plot_temperature_curves(comparison, paths["temperature_plot"])
   plot_selected_curves(comparison, paths["pass_at_k_plot"])
   plot_by_difficulty(comparison, paths["difficulty_plot"])

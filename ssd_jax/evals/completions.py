@@ -11,15 +11,15 @@ import json
 import os
 from collections.abc import Sequence
 
+from ssd_jax.atomic_write import atomic_open
+
 
 def write_completions(path: str, task_ids: Sequence[str], completions: Sequence[Sequence[str]]) -> None:
   """One `{"task_id", "completion"}` line per sample, written whole or not at all."""
-  partial = path + ".partial"
-  with open(partial, "w", encoding="utf-8") as f:
+  with atomic_open(path, encoding="utf-8") as f:
     for task_id, texts in zip(task_ids, completions, strict=True):
       for text in texts:
         f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
-  os.replace(partial, path)
 
 
 def load_completions(path: str) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ import json
 import pathlib
 from collections.abc import Mapping
 
+from ssd_jax.atomic_write import atomic_open
 from ssd_jax.evals.evaluate import EvalResult
 from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
 from ssd_jax.evals.summary import difficulty_sort_key, weak_sandbox_notice
@@ -193,13 +194,15 @@ def write_report(
     "plot": out / "pass_at_k.png",
     "plot_by_difficulty": out / "pass_at_k_by_difficulty.png",
   }
-  paths["json"].write_text(json.dumps({"name": name, **summary}, indent=2))
-  paths["markdown"].write_text(markdown_report(summary, name))
+  with atomic_open(paths["json"]) as f:
+    json.dump({"name": name, **summary}, f, indent=2)
+  with atomic_open(paths["markdown"]) as f:
+    f.write(markdown_report(summary, name))
   plot_pass_at_k({name: summary}, paths["plot"])
   plot_pass_at_k({name: summary}, paths["plot_by_difficulty"], by_difficulty=True)
   if result is not None:
     paths["samples"] = out / "samples.jsonl"
-    with open(paths["samples"], "w", encoding="utf-8") as f:
+    with atomic_open(paths["samples"], encoding="utf-8") as f:
       for record in samples_records(result):
         f.write(json.dumps(record) + "\n")
   return paths

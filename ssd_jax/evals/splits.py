@@ -15,6 +15,8 @@ import json
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from ssd_jax.atomic_write import atomic_open
+
 SPLIT_FILE = "split.json"
 
 
@@ -98,7 +100,8 @@ def split_problems(
 
 
 def write_split(split: Split, path: str | pathlib.Path) -> None:
-  pathlib.Path(path).write_text(json.dumps(split.to_json(), indent=2))
+  with atomic_open(path) as f:
+    json.dump(split.to_json(), f, indent=2)
 
 
 def record_split(path: str | pathlib.Path, split: Split) -> Split:

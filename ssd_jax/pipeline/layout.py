@@ -20,6 +20,8 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from ssd_jax.evals.splits import SPLIT_FILE
+
 
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
@@ -105,6 +107,10 @@ class RunLayout:
     return self._path("eval")
 
   @property
+  def eval_split_file(self) -> str:
+    return os.path.join(self.eval_root, SPLIT_FILE)
+
+  @property
   def report_dir(self) -> str:
     return self._path("report")
 
@@ -123,7 +129,8 @@ class RunLayout:
       # A tuning stage's step exports are made from its checkpoints: a restart makes them stale.
       "sft": [self.stage_dir("sft"), self.model("ssd"), self.model_steps("ssd")],
       "self_distill": [self.stage_dir("self_distill"), *map(self.model, methods), *map(self.model_steps, methods)],
-      "eval": [os.path.join(self.eval_root, m) for m in eval_models],
+      # The split too: a restart after a change of the evaluation problems or their split draws it anew.
+      "eval": [self.eval_split_file, *(os.path.join(self.eval_root, m) for m in eval_models)],
       "report": [self.report_dir],
       "plan": [self.plan_report],
       "toy": [self.toy_dir],

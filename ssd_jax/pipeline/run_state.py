@@ -23,24 +23,31 @@ from typing import Any
 
 import ml_collections
 
-from ssd_jax.config import ConfigError, base_config, eval_model_names
+from ssd_jax.atomic_write import atomic_open
+from ssd_jax.config import EVAL_MODELS, ConfigError, base_config, eval_model_names
 from ssd_jax.config.schema import get
-from ssd_jax.config.self_distill import method_names
+from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, METHODS, method_names
 from ssd_jax.pipeline.layout import RunLayout
 
 # The model fields of stages that read a base model (`model.hf_dir`, else the pretrain stage's output, which
-# is an input): which checkpoint, and the precision it computes and trains in. remat, attention and
-# scan_layers change how the same function is computed, so they may change between runs.
+# is an input): which checkpoint, and the precision it computes and trains in. remat and attention change how
+# the same function is computed, so they may change between runs.
 BASE_MODEL_FIELDS = ("model.hf_dir", "model.dtype", "model.param_dtype")
+# scan_layers also shapes the parameter tree a training stage checkpoints: another value cannot resume it, nor
+# export its intermediate checkpoints.
+TRAINING_MODEL_FIELDS = (*BASE_MODEL_FIELDS, "model.scan_layers")
+# Fields a stage recorded only since they joined its fingerprint, not since the schema has them: a record
+# without one ran with a value that is not known, so it counts as unchanged.
+_LATE_FIELDS = ("model.scan_layers",)
 # Config fields (dotted paths; a section means all of it) each stage's outputs depend on.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   "forward": ("seed", "model", "forward"),
   "pretrain": ("seed", "model", "prompting", "pretrain", "self_distill.templates", "eval.timeout_s", "eval.memory_mb"),
   "synthesize": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "sampling", "synthesize"),
-  "sft": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "sft"),
+  "sft": ("seed", *TRAINING_MODEL_FIELDS, "tokenizer", "sft"),
   "self_distill": (
     "seed",
-    *BASE_MODEL_FIELDS,
+    *TRAINING_MODEL_FIELDS,
     "tokenizer",
     "prompting",
     "self_distill",
@@ -65,9 +72,33 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
 }
 
 
+def stage_reads(name: str, config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages whose outputs stage `name` reads under `config`.
+
+  The pretrain stage's base model is read only without `model.hf_dir`; eval reads only the stages that tune
+  the models it evaluates.
+  """
+  reads = STAGE_READS.get(name, ())
+  if config.model.hf_dir:
+    reads = tuple(r for r in reads if r != "pretrain")
+  if name == "eval":
+    models = set(eval_model_names(config))
+    tuned = {"sft"} if "ssd" in models else set()
+    if models - {"base", "ssd"}:
+      tuned.add("self_distill")
+    reads = tuple(r for r in reads if r == "pretrain" or r in tuned)
+  return reads
+
+
 def stage_outputs(name: str, config: ml_collections.ConfigDict, layout: RunLayout) -> list[str]:
-  """What stage `name` writes, relative to the workdir."""
+  """What stage `name` writes under `config`, relative to the workdir (listed in its done marker)."""
   return layout.stage_outputs(name, eval_model_names(config), method_names(config.self_distill))
+
+
+def restart_outputs(name: str, layout: RunLayout) -> list[str]:
+  """Everything stage `name` may have written under any config, relative to the workdir (what `--restart`
+  sets aside): a model or evaluation that an earlier config named must not outlive the restart."""
+  return layout.stage_outputs(name, EVAL_MODELS, (*METHODS, *BLANK_FEEDBACK_ABLATIONS))
 
 
 def _plain(value: Any) -> Any:
@@ -79,7 +110,7 @@ class Fingerprint:
   """The config values a stage depends on, and a hash of them with its inputs' fingerprints.
 
   `defaults` holds the schema's default of every field path: a field a record lacks (the schema grew since)
-  counts as unchanged while it keeps its default.
+  counts as unchanged while it keeps its default (a field of `_LATE_FIELDS`: whatever its value).
   """
 
   fields: dict[str, Any]
@@ -141,14 +172,14 @@ class StageRecords:
   def write(self, name: str, kind: str, record: Mapping[str, Any]) -> None:
     os.makedirs(self.directory, exist_ok=True)
     path = self._path(name, kind)
-    with open(path + ".partial", "w") as f:
+    with atomic_open(path) as f:
       json.dump(record, f, indent=2, default=str)
-    os.replace(path + ".partial", path)
 
   def fingerprint(self, config: ml_collections.ConfigDict, name: str) -> Fingerprint:
     fields = {path: _plain(get(config, path)) for path in STAGE_FIELDS[name]}
     schema = base_config()
     defaults = {path: _plain(get(schema, path)) for path in STAGE_FIELDS[name]}
+    defaults.update({path: fields[path] for path in _LATE_FIELDS if path in fields})
     inputs = {}
     for upstream in STAGE_READS.get(name, ()):
       done = self.read(upstream, "done")

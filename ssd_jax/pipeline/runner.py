@@ -115,26 +115,90 @@ def _refuse_before_work(
 ) -> None:
   """Raises every refusal the stages would meet, before anything is set aside or run.
 
-  A stage refuses changed config values, and also changed inputs: a stage that started or finished on the
-  outputs of a stage this run redoes (restarted, or not done) would be refused only after that work.
+  A stage refuses changed config values, and also changed inputs: each stage it reads, directly or through
+  others, must run before it or be done with this config; and a stage (in `names` or not) that started or
+  finished on the outputs of a stage this run redoes (restarted, or not done) must be restarted with it.
 
   Raises:
     ConfigError: naming the stage and what changed.
   """
-  will_run = set(restart)
-  for name in names:
-    if name in restart:
-      continue
-    redone = [upstream for upstream in run_state.STAGE_READS.get(name, ()) if upstream in will_run]
-    recorded = records.read(name, "done") or records.read(name, "started")
-    if redone and recorded is not None:
-      state = "finished" if records.read(name, "done") is not None else "started"
-      raise config_lib.ConfigError(
-        f"stage '{name}' {state} on the outputs of {redone}, which this run redoes; pass "
-        f"--restart={','.join(n for n in names if n in restart or n == name)} to redo it too, or use another --workdir"
-      )
-    if not records.check(name, records.fingerprint(config, name), fields_only=bool(redone)):
+  will_run = set()
+  for index, name in enumerate(names):
+    _check_upstreams(records, config, names, index)
+    redone = any(upstream in will_run for upstream in run_state.STAGE_READS.get(name, ()))
+    if name in restart or not records.check(name, records.fingerprint(config, name), fields_only=redone):
       will_run.add(name)
+  _refuse_stale_readers(records, names, restart, will_run)
+
+
+def _check_upstreams(
+  records: run_state.StageRecords, config: ml_collections.ConfigDict, names: tuple[str, ...], index: int
+) -> None:
+  """Raises unless every stage that stage `names[index]` reads, directly or through others, runs before it in
+  this run or is done in the workdir with this config and the outputs it read."""
+  name = names[index]
+  todo, seen = [(upstream, name) for upstream in run_state.stage_reads(name, config)], set()
+  while todo:
+    upstream, reader = todo.pop(0)
+    if upstream in names[:index] or upstream in seen:
+      continue
+    seen.add(upstream)
+    through = f" (through '{reader}')" if reader != name else ""
+    what = f"stage '{name}' reads the outputs of stage '{upstream}'{through}"
+    if upstream in names:
+      raise config_lib.ConfigError(f"{what}, which field 'stages' lists after it: list '{upstream}' before '{name}'")
+    if records.read(upstream, "done") is None:
+      state = "started but did not finish" if records.read(upstream, "started") else "has not run"
+      raise config_lib.ConfigError(
+        f"{what}, which {state} in {records.workdir}: list '{upstream}' in field 'stages' before '{name}'"
+      )
+    try:
+      records.check(upstream, records.fingerprint(config, upstream))
+    except config_lib.ConfigError as e:
+      raise config_lib.ConfigError(
+        f"{what}, which this run does not redo before it (to restart it, list it in field 'stages' before "
+        f"'{name}'): {e}"
+      ) from None
+    todo += [(further, upstream) for further in run_state.stage_reads(upstream, config)]
+
+
+def _refuse_stale_readers(
+  records: run_state.StageRecords, names: tuple[str, ...], restart: tuple[str, ...], will_run: set[str]
+) -> None:
+  """Raises when a stage that started or finished on the outputs of a redone stage is not restarted with it.
+
+  Skipped or resumed, it would mix old and new outputs (a redo with the same config keeps the same
+  fingerprint), so this holds whether or not this run names it, and for the stages that read it in turn.
+  """
+  redone, stale = set(will_run), {}
+  grew = True
+  while grew:
+    grew = False
+    for stage in run_state.STAGE_READS:
+      if stage in restart or stage in stale:
+        continue
+      for kind in ("done", "started"):
+        record = records.read(stage, kind)
+        read = sorted(set(record.get("inputs", {})) & redone) if record else []
+        if read:
+          state = "finished" if kind == "done" else "started"
+          which = "which this run redoes" if set(read) <= will_run else "which must be redone with it"
+          stale[stage] = f"stage '{stage}' {state} on the outputs of {read}, {which}"
+          redone.add(stage)
+          grew = True
+          break
+  if not stale:
+    return
+  stages = list(names)
+  if not set(stale) <= set(names):
+    stages = sorted({*names, *stale}, key=config_lib.STAGES.index)
+  flags = f"--restart={','.join(n for n in stages if n in restart or n in stale)}"
+  if stages != list(names):
+    flags = f"--config.stages={','.join(stages)} {flags}"
+  them = "it" if len(stale) == 1 else "them"
+  raise config_lib.ConfigError(
+    "; ".join(stale[n] for n in stages if n in stale) + f"; restart {them} too: pass {flags}, or use another --workdir"
+  )
 
 
 def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] = ()) -> None:
@@ -161,7 +225,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
     if ctx.is_coordinator:
       _refuse_before_work(records, config, names, restart)
       for name in restart:
-        moved = records.set_aside(name, run_state.stage_outputs(name, config, ctx.layout))
+        moved = records.set_aside(name, run_state.restart_outputs(name, ctx.layout))
         if moved:
           print(f"[{name}] earlier outputs set aside to {moved}")
       _record_config(ctx)

@@ -11,6 +11,7 @@ from typing import Any
 
 from flax import nnx
 
+from ssd_jax.atomic_write import atomic_open
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
 from ssd_jax.evals import Sandbox, evaluate
 from ssd_jax.model.config import ModelConfig
@@ -76,7 +77,7 @@ def diagnose_teacher(
   )
   if ctx.is_coordinator:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
+    with atomic_open(path) as f:
       json.dump(result, f, indent=2)
   print(f"[self_distill] {format_diagnostic(result)}")
   return result

@@ -9,8 +9,9 @@ write `completions.jsonl`, `results.json`, `report.md` and plots to `eval/<model
 The candidate with the best dev pass@`eval.select_k` (`evals.protocol.select_best`), and with
 `eval.tune_pass_at_n` the one with the best dev pass@n, are recorded in `eval/<model>/selection.json` and
 sampled on the test problems (`.../test/`), which nothing else looks at.
-Runs whose results exist are skipped and saved completions are scored without sampling again, so a killed
-stage resumes where it stopped. The workdir must be shared by all processes (selection reads results files).
+Runs that finished (each writes a `done` file after its others) are skipped and saved completions are scored
+without sampling again, so a killed stage resumes where it stopped. The workdir must be shared by all processes
+(selection reads results files).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from ssd_jax.evals import grid_runs, score_completions, write_report
 from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.probes import generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, select_best
-from ssd_jax.evals.report import SUMMARY_FILE
 from ssd_jax.evals.splits import SPLIT_FILE, Split, record_split
 from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
@@ -36,8 +36,8 @@ from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.tasks import solutions_for
 
 COMPLETIONS_FILE = "completions.jsonl"
-# What a finished run of one candidate leaves; a kill between them is finished on rerun.
-REPORT_FILES = (COMPLETIONS_FILE, SUMMARY_FILE, "samples.jsonl", "report.md", "pass_at_k.png")
+# Written after every other file of a candidate: without it, a rerun scores the candidate again.
+DONE_FILE = "done"
 
 
 def sample_completions(ctx: RunContext, model, prompts: PromptSet, setting: DecodingSetting) -> list[list[str]]:
@@ -98,15 +98,16 @@ def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: path
   )
   if ctx.is_coordinator:
     mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
+    (out / DONE_FILE).touch()
   return summary
 
 
 def evaluate_candidate(
   ctx: RunContext, load_model, prompts: PromptSet, name: str, checkpoint: str, setting: DecodingSetting, part: str
 ) -> None:
-  """Samples and scores one candidate on one part of the split (skipped when its results exist)."""
+  """Samples and scores one candidate on one part of the split (skipped once it has finished)."""
   out = grid_runs.run_dir(ctx.layout.eval_root, name, checkpoint, setting, part)
-  if all((out / file).is_file() for file in REPORT_FILES):
+  if (out / DONE_FILE).is_file():
     return
   completions_path = str(out / COMPLETIONS_FILE)
   if not os.path.isfile(completions_path):

@@ -56,6 +56,7 @@ def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
 
 def _task_tokenizer(ctx: RunContext):
   path = ctx.layout.task_tokenizer
+  # build_task_tokenizer writes tokenizer.json last and whole: with it, the directory is complete.
   if ctx.is_coordinator and not os.path.isfile(os.path.join(path, "tokenizer.json")):
     build_task_tokenizer(path, seed=ctx.seed, vocab_size=ctx.config.pretrain.tokenizer_vocab_size)
   ctx.sync("task tokenizer")

@@ -13,6 +13,7 @@ import pathlib
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import ssd_jax.tasks.builtin as builtin
+from ssd_jax.atomic_write import atomic_open
 from ssd_jax.data.chat_template import render_chat_template
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -117,8 +118,14 @@ def build_task_tokenizer(
 
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  tokenizer.save(str(out / "tokenizer.json"))
   special_map = {"eos_token": IM_END, "pad_token": ENDOFTEXT, "additional_special_tokens": [IM_START, IM_END]}
-  for name, content in (("tokenizer_config.json", _tokenizer_config()), ("special_tokens_map.json", special_map)):
-    (out / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+  files = {
+    "tokenizer_config.json": json.dumps(_tokenizer_config(), indent=2, ensure_ascii=False) + "\n",
+    "special_tokens_map.json": json.dumps(special_map, indent=2, ensure_ascii=False) + "\n",
+    # Last: the pretrain stage takes its presence as the sign the directory is complete.
+    "tokenizer.json": tokenizer.to_str(pretty=True),
+  }
+  for name, text in files.items():
+    with atomic_open(out / name, encoding="utf-8") as f:
+      f.write(text)
   return out

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import tqdm
 
+from ssd_jax.atomic_write import atomic_open
+
 
 def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
   """Host floats from a dict of scalar arrays/numbers (blocks until they are computed)."""
@@ -29,15 +31,26 @@ def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def truncate_jsonl(path: str, step: int) -> None:
-  """Keeps the lines of a `{"step": ...}` JSONL file up to `step` (none when `step` is 0); atomic."""
+  """Keeps the lines of a `{"step": ...}` JSONL file up to `step` (none when `step` is 0); atomic.
+
+  An unparsable last line (torn by a kill mid-append) is dropped; an unparsable line before it raises.
+  """
   if not os.path.exists(path):
     return
   with open(path, encoding="utf-8") as f:
-    kept = [line for line in f if line.strip() and step > 0 and json.loads(line)["step"] <= step]
-  partial = path + ".partial"
-  with open(partial, "w", encoding="utf-8") as f:
+    lines = [line for line in f if line.strip()]
+  kept = []
+  for index, line in enumerate(lines):
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      if index == len(lines) - 1:
+        break
+      raise
+    if step > 0 and record["step"] <= step:
+      kept.append(line if line.endswith("\n") else line + "\n")  # Appends after it start a line of their own.
+  with atomic_open(path, encoding="utf-8") as f:
     f.writelines(kept)
-  os.replace(partial, path)
 
 
 def _event_writer(logdir: str, purge_step: int | None = None):
