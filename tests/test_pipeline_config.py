@@ -52,6 +52,7 @@ def test_paper_rows_hold_the_papers_recipe(name):
   # Every model is tuned over T_eval around the row's and the model card's setting, at every checkpoint.
   assert str(t_eval) in c.eval.grid.temperatures.split(",") and c.eval.grid.named.startswith("official=")
   assert c.eval.checkpoints == "all"
+  assert c.sft.max_to_keep * c.sft.checkpoint_every >= c.sft.steps  # so every save is kept
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))
@@ -78,6 +79,8 @@ def test_missing_or_empty_weights_directory_is_named(tmp_path):
     ("sft.end_learning_rate", 1e-3, "'sft.end_learning_rate'"),
     ("model.hf_dir", "/some/dir", "'model.hf_dir' = '/some/dir' is set, but the 'pretrain' stage"),
     ("eval.problems.num_problems", 0, "'eval.problems.num_problems' must be >= 1"),
+    ("self_distill.sdpo.top_k", 0, "'self_distill.sdpo.top_k' = 0 must be >= 1 for form 'topk'"),
+    ("eval.checkpoints", "20,30", r"names steps \[30\], which sft does not keep: it saves steps \[20, 40\]"),
   ],
 )
 def test_cross_field_errors_name_the_field(field, value, message):
@@ -111,6 +114,18 @@ def test_bad_pipeline_values_name_the_field(field, value):
   node[leaf] = value
   with pytest.raises(config_lib.ConfigError, match=f"'{field}'"):
     config_lib.validate(c)
+
+
+def test_checkpoints_evaluated_must_be_kept():
+  c = _load("default")
+  c.eval.models, c.eval.checkpoints = "base,ssd", "all"
+  _check(c)  # Both saves (steps 20 and 40) are kept.
+  c.sft.max_to_keep = 1
+  with pytest.raises(config_lib.ConfigError, match=r"'all' evaluates every checkpoint sft saves \(steps \[20, 40\]\)"):
+    _check(c)
+  c.eval.checkpoints = "20"
+  with pytest.raises(config_lib.ConfigError, match=r"'sft.max_to_keep' = 1 keeps \[40\]"):
+    _check(c)
 
 
 def test_default_config_is_ready_to_run():

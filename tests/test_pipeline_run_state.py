@@ -97,6 +97,15 @@ def test_eval_problems_without_tests_are_refused(tmp_path):
     runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "eval")))
 
 
+def test_more_prompts_per_step_than_problems_are_refused(tmp_path):
+  config = micro_config("pretrain,self_distill")
+  config.self_distill.problems.num_problems = 3
+  config.self_distill.prompts_per_step = 4
+  with pytest.raises(config_lib.ConfigError, match=r"'self_distill.prompts_per_step' = 4 exceeds the 3 problems"):
+    runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))
+  assert not (tmp_path / "run").exists()
+
+
 def test_training_on_evaluation_problems_is_refused(tmp_path):
   def problem(task_id, question):
     return json.dumps({"task_id": task_id, "question": question, "tests": [{"code": "assert True"}]}) + "\n"

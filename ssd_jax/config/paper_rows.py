@@ -100,6 +100,7 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.synthesize.problems.num_problems = 10_000
 
   c.sft.steps, c.sft.warmup_steps, c.sft.checkpoint_every = (300, 50, 50) if row.thinking else (2500, 250, 250)
+  c.sft.max_to_keep = c.sft.steps // c.sft.checkpoint_every  # Every saved step is a candidate (eval.checkpoints).
   c.sft.learning_rate, c.sft.end_learning_rate = 5e-6, 1e-6
   c.sft.b1, c.sft.b2, c.sft.weight_decay = 0.9, 0.95, 0.1
   # 32 samples per step, each in its own row of up to 65,536 tokens: 2,500 steps are then ~8 passes over 10k
@@ -144,6 +145,7 @@ def on_policy_config(row: PaperRow, method: str, *, rollout_temperature: float) 
       eval_problems=131,
       eval_samples=10,
       checkpoint_every=25,
+      max_to_keep=8,  # All 8 saved steps are candidates (eval.checkpoints = 'all').
     )
   )
   sd.rollout.update(dict(temperature=rollout_temperature, top_k=0, top_p=1.0, max_new_tokens=8192, batch_size=64))

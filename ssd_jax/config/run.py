@@ -11,7 +11,7 @@ import os
 import ml_collections
 
 from ssd_jax import sharding
-from ssd_jax.config.schema import Check, ConfigError, comma_list
+from ssd_jax.config.schema import Check, ConfigError, comma_list, int_list_ok
 from ssd_jax.config.ssd import problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
@@ -151,4 +151,33 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
         f"{config.self_distill.methods!r} does not train: add them to self_distill.methods or drop them from "
         "eval.models"
       )
+    spec = config.eval.checkpoints.strip()
+    if spec == "all" or (spec and int_list_ok(spec)):  # A malformed list is the value check's error.
+      models = comma_list(config.eval.models)
+      tuned = {"sft": "ssd" in models, "self_distill": any(m not in ("base", "ssd") for m in models)}
+      errors += [e for stage, used in tuned.items() if used for e in _kept_checkpoint_errors(config, stage)]
   return errors
+
+
+def _kept_checkpoint_errors(config: ml_collections.ConfigDict, stage: str) -> list[str]:
+  """`eval.checkpoints` may name only steps the training stage saves and still keeps (its newest
+  `max_to_keep`): anything else would be found missing after all the training."""
+  section = config[stage]
+  saved = sorted({*range(section.checkpoint_every, section.steps + 1, section.checkpoint_every), section.steps})
+  kept = saved[-section.max_to_keep :]
+  spec = config.eval.checkpoints.strip()
+  keep = f"field '{stage}.max_to_keep' = {section.max_to_keep}"
+  if spec == "all":
+    if len(saved) <= section.max_to_keep:
+      return []
+    return [
+      f"field 'eval.checkpoints' = 'all' evaluates every checkpoint {stage} saves (steps {saved}), but {keep} "
+      f"keeps the newest {section.max_to_keep}: raise it to {len(saved)}, or list the steps to evaluate"
+    ]
+  missing = [s for s in map(int, comma_list(spec)) if s not in kept]
+  if not missing:
+    return []
+  return [
+    f"field 'eval.checkpoints' names steps {missing}, which {stage} does not keep: it saves steps {saved} "
+    f"(field '{stage}.checkpoint_every' = {section.checkpoint_every}) and {keep} keeps {kept}"
+  ]

@@ -76,6 +76,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.eval_problems = 32  # The first N dev problems of `eval.problems` (`eval/split.json`).
   c.eval_samples = 8  # Samples per problem (at eval_sampling's decoding parameters).
   c.checkpoint_every = 25
+  c.max_to_keep = 2  # Newest checkpoints kept; `eval.checkpoints` can evaluate only these.
   c.log_every = 1
   c.profile_steps = ""  # "START,STOP": a jax.profiler trace of steps START+1..STOP in self_distill/<method>/profile.
   # Before training: teacher pass@1 (shown the reference / feedback) vs the student's on the first N training
@@ -168,6 +169,7 @@ def checks() -> list[Check]:
     Check("self_distill.eval_problems", lambda v: v >= 1, "at least 1 problem"),
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
     Check("self_distill.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
+    Check("self_distill.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
     Check("self_distill.log_every", lambda v: v >= 1, "a logging interval >= 1"),
     profile_steps_check("self_distill"),
     Check("self_distill.diagnostic_problems", lambda v: v >= 0, "a problem count >= 0 (0 skips the diagnostic)"),
@@ -179,4 +181,9 @@ def checks() -> list[Check]:
 
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   section = config.self_distill
-  return schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")
+  errors = schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")
+  settings = {BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)}
+  for name in sorted(settings & set(METHODS)):  # An unknown method is the value check's error.
+    if section[name].form == "topk" and section[name].top_k < 1:
+      errors.append(f"field 'self_distill.{name}.top_k' = {section[name].top_k} must be >= 1 for form 'topk'")
+  return errors

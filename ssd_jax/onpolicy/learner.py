@@ -73,6 +73,7 @@ class LearnerConfig:
     optimizer: AdamW and its schedule.
     out_dir: checkpoints go to `<out_dir>/checkpoints`, metrics to `<out_dir>/logs`; None keeps nothing.
     checkpoint_every: steps between checkpoints.
+    max_to_keep: newest checkpoints kept.
     log_every: steps between metric lines.
     updates_per_batch: optimizer steps on each rollout batch (SDPO's code takes several); steps
       u*j .. u*j + u - 1 share the rollouts drawn at step u*j.
@@ -84,6 +85,7 @@ class LearnerConfig:
   optimizer: OptimizerConfig
   out_dir: str | None = None
   checkpoint_every: int = 25
+  max_to_keep: int = 2
   log_every: int = 1
   updates_per_batch: int = 1
 
@@ -263,7 +265,7 @@ class OnPolicyLearner:
       total_steps=self.config.steps,
       checkpoint_dir=None if out is None else os.path.join(out, "checkpoints"),
       checkpoint_every=self.config.checkpoint_every,
-      max_to_keep=2,
+      max_to_keep=self.config.max_to_keep,
       log_every=self.config.log_every,
       progress_bar=False,
     )

@@ -55,6 +55,7 @@ def learner_config(config: ml_collections.ConfigDict, out_dir: str) -> LearnerCo
     optimizer=optimizer_config(section),
     out_dir=out_dir,
     checkpoint_every=section.checkpoint_every,
+    max_to_keep=section.max_to_keep,
     log_every=section.log_every,
     updates_per_batch=section.updates_per_batch,
   )

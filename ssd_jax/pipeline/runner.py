@@ -82,6 +82,11 @@ def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     except (OSError, ValueError) as e:
       errors.append(f"field '{prefix}': {e}")
       continue
+    if prefix == "self_distill.problems" and len(loaded[prefix]) < config.self_distill.prompts_per_step:
+      errors.append(
+        f"field 'self_distill.prompts_per_step' = {config.self_distill.prompts_per_step} exceeds the "
+        f"{len(loaded[prefix])} problems of field 'self_distill.problems'"
+      )
     untested = [p.task_id for p in loaded[prefix] if not p.tests]
     if prefix == "eval.problems" and untested:
       errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
