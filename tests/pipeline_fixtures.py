@@ -76,6 +76,7 @@ def micro_config(stages: str):
   c.eval.workers = 2
   c.eval.grid.temperatures = "0.7,1.1"
   c.eval.checkpoints = "all"
+  c.self_distill.max_to_keep = 4  # Every save of its default schedule is a candidate.
   return c
 
 

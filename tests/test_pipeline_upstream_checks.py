@@ -178,6 +178,14 @@ def test_a_training_stage_refuses_another_scan_layers_before_resuming(tmp_path, 
     assert records.fingerprint(config, sampling_stage) == records.fingerprint(_config(stage), sampling_stage)
 
 
+def test_self_distill_refuses_another_evaluation_split():
+  # Its held-out curve scores the first dev problems of that split.
+  config = _config("self_distill")
+  before = run_state.StageRecords("unused").fingerprint(config, "self_distill")
+  config.eval.split.seed = 7
+  assert run_state.StageRecords("unused").fingerprint(config, "self_distill") != before
+
+
 def test_eval_reads_only_the_stages_that_tune_its_models():
   config = _config("eval")
   config.eval.models = "base"

@@ -8,6 +8,7 @@ STAGES = "pretrain,synthesize,sft,self_distill,eval,report"
 def get_config():
   c = micro_config(STAGES)
   c.sft.steps = 6  # Long enough to be killed in the middle.
+  c.sft.checkpoint_every = 2  # Its 3 saves are all kept, so all are evaluated (eval.checkpoints = 'all').
   c.eval.tune_pass_at_n = False  # One test run per model: the pipeline tests cover the pass@n choice.
   sd = c.self_distill
   sd.methods = "sdsd,sdpo"

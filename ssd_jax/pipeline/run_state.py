@@ -53,6 +53,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "self_distill",
     "eval_sampling",
     "eval.problems",
+    "eval.split",  # Its held-out curve scores the first dev problems.
     "eval.ks",
     "eval.timeout_s",
     "eval.memory_mb",
