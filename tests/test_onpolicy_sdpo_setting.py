@@ -64,6 +64,8 @@ def test_rollouts_are_reused_for_updates_per_batch(monkeypatch):
   # importance weights' denominator comes from the same parameters.
   assert [p for p, _ in calls] == ["params@0", "params@3", "params@6"]
   assert [b["behaviour_of"] for b in batches] == ["params@0"] * 3 + ["params@3"] * 3 + ["params@6"]
+  # Only a step that draws rollouts computes with the state (the loop checks that state's loss first).
+  assert [source.reads_state(step) for step in range(7)] == [True, False, False, True, False, False, True]
   assert [s for _, s in calls] == [learner.step_seed(0, j) for j in range(3)]
 
 

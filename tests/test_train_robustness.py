@@ -83,6 +83,28 @@ def test_a_non_finite_step_never_reaches_a_hook_that_reads_the_state(tmp_path):
   assert hook.steps == [1, 2]
 
 
+class _ReadingSource(IteratorSource):
+  """Batches that, like on-policy rollouts, are computed from the state: records the steps that read it."""
+
+  def __init__(self):
+    super().__init__(SeededBatches)
+    self.read = []
+
+  def reads_state(self, step):
+    return True
+
+  def next_batch(self, step, state):
+    self.read.append(step)
+    return super().next_batch(step, state)
+
+
+def test_a_non_finite_step_never_reaches_a_source_that_reads_the_state(tmp_path):
+  source = _ReadingSource()
+  with pytest.raises(NonFiniteError, match="step 3: non-finite loss"):
+    train_loop(_nan_from(3), _state(), source, _config(tmp_path / "ckpt", every=4, log_every=4))
+  assert source.read == [0, 1, 2]
+
+
 def test_export_refuses_non_finite_parameters(tmp_path):
   params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), copy_tree(tiny_model_state()[1]))
   with pytest.raises(ValueError, match="non-finite"):

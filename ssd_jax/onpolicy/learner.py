@@ -168,6 +168,9 @@ class RolloutSource:
       self._cached = (rollout_batch, placed, scalars)
     return self._cached[1], dict(self._cached[2])
 
+  def reads_state(self, step: int) -> bool:
+    return step % self._updates == 0  # A new rollout batch samples the student.
+
   def get_state(self) -> None:
     return None  # A pure function of the step.
 

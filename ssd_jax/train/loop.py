@@ -40,6 +40,10 @@ class BatchSource(Protocol):
   def set_state(self, state: Any) -> None:
     """Restores a position from `get_state`."""
 
+  # Optional: `reads_state(step) -> bool`, whether `next_batch(step, state)` computes with the state's values
+  # (on-policy rollouts sample it); the loop then checks the guarded metrics of the step that made the state
+  # first, so a diverged state stops the run as such, not as whatever error the sampler meets.
+
 
 class Hook:
   """Called by `train_loop`; each method returns host scalars to log at that step (or None)."""
@@ -212,6 +216,7 @@ def train_loop(
       metrics_writer.resume_at(step)  # Steps after the checkpoint are trained again: drop their old lines.
     if step > 0 and jax.process_index() == 0:
       print(f"resumed from step {step} ({config.checkpoint_dir})")
+    source_reads_state = getattr(source, "reads_state", lambda step: False)
     bar = ProgressBar(config.total_steps, initial=min(step, config.total_steps), enabled=config.progress_bar)
     log = _MetricsLog(metrics_writer, bar)
 
@@ -234,7 +239,8 @@ def train_loop(
           break
         state, metrics = step_fn(state, batch)
         step += 1
-        if any(hook.reads_state(step) for hook in hooks):  # Waits for the step, as a log point does.
+        reads_state = [hook.reads_state(step) for hook in hooks] + [source_reads_state(step)]
+        if any(reads_state):  # Waits for the step, as a log point does.
           _check_finite(step, to_scalars({k: metrics[k] for k in GUARDED_METRICS if k in metrics}))
         for hook in hooks:
           host.update(hook.after_step(step, state) or {})
