@@ -56,6 +56,24 @@ def test_demonstration_falls_back_to_reference_or_nothing():
   assert [c.has_context for c in without] == [False, True]
 
 
+def test_a_demonstration_too_long_for_the_teacher_gives_way_to_one_that_fits():
+  group = [Attempt("wrong", False, "bad"), Attempt("long " * 50, True, ""), Attempt("short", True, "")]
+
+  def fits(choice):
+    return len(choice.demonstration or "") + len(choice.feedback or "") <= 20
+
+  for seed in range(10):  # Whichever sibling the draw puts first, the long one never stands in the way.
+    rng = random.Random(seed)
+    picked = choose_contexts(group, kind="demonstration", templates=TEMPLATES, rng=rng, fits=fits)
+    assert [c.demonstration for c in picked] == ["short", "short", None]
+  # No sibling fits: the reference, then none (with the feedback alone, where the kind gives it).
+  lone = [Attempt("wrong", False, "bad"), Attempt("long " * 50, True, "")]
+  with_ref = choose_contexts(lone, kind="demonstration", templates=TEMPLATES, reference_solution="REF", fits=fits)
+  assert [c.demonstration for c in with_ref] == ["REF", "REF"]
+  alone = choose_contexts(lone, kind="demonstration_else_feedback", templates=TEMPLATES, fits=fits)
+  assert [(c.demonstration, c.feedback) for c in alone] == [(None, "bad"), (None, None)]
+
+
 def test_feedback_only_for_failures_and_capped():
   long = Attempt("z", False, "E" * 5000)
   templates = TeacherTemplates(max_feedback_chars=100)

@@ -148,15 +148,20 @@ def build_step_data(
       for j, s in enumerate(samples)
     ]
     passed += [a.passed for a in attempts]
+
+    def teacher_ids(choice, i=i):
+      return chat_prompt_ids(setup.tokenizer, tc.teacher_messages(messages[i], choice, setup.templates))
+
     choices = tc.choose_contexts(
       attempts,
       kind=spec.context,
       templates=setup.templates,
       rng=rng,
       reference_solution=reference_demonstration(problem) if spec.use_reference else "",
+      fits=lambda choice: len(teacher_ids(choice)) <= setup.teacher_prompt_width,
     )
     for choice in choices:
-      ids = chat_prompt_ids(setup.tokenizer, tc.teacher_messages(messages[i], choice, setup.templates))
+      ids = teacher_ids(choice)
       fits = len(ids) <= setup.teacher_prompt_width
       teacher_prompts.append(ids if fits else list(prompt_ids[i]))
       weights.append(1.0 if choice.has_context and fits else 0.0)

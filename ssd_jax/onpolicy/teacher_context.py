@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
 
@@ -114,6 +114,7 @@ def choose_contexts(
   templates: TeacherTemplates,
   reference_solution: str = "",
   rng: random.Random | None = None,
+  fits: Callable[[ContextChoice], bool] | None = None,
 ) -> list[ContextChoice]:
   """Picks the teacher context of each rollout in one group (the G rollouts of one prompt).
 
@@ -131,6 +132,9 @@ def choose_contexts(
     templates: caps on feedback and demonstration length.
     reference_solution: a known correct answer, already rendered like a response ("" for none).
     rng: picks among several successful siblings; None takes the first.
+    fits: `fits(choice)`, whether the teacher prompt with `choice` fits its width; a demonstration
+      that does not is passed over for another sibling, then the reference, then none (the feedback alone,
+      where the kind gives it). None: every context fits.
 
   Returns:
     One ContextChoice per attempt.
@@ -144,21 +148,31 @@ def choose_contexts(
   reference = reference_solution.strip() or None
   choices = []
   for i, attempt in enumerate(attempts):
-    demonstration = feedback = None
+    demonstrations = []
     if kind != "feedback":
       siblings = [j for j in winners if j != i]
-      if siblings:
-        j = siblings[0] if rng is None else rng.choice(siblings)
-        demonstration = texts[j].strip()
-      else:
-        demonstration = reference
-    wants_feedback = kind in ("feedback", "feedback_or_demonstration") or (
-      kind == "demonstration_else_feedback" and demonstration is None
-    )
-    if wants_feedback and not attempt.passed:
-      feedback = feedback_context(attempt.feedback, templates)
-    choices.append(ContextChoice(demonstration=demonstration, feedback=feedback))
+      if rng is not None:
+        rng.shuffle(siblings)
+      demonstrations = [texts[j].strip() for j in siblings] or [reference]
+      if siblings and reference is not None:
+        demonstrations.append(reference)  # Only when no sibling fits.
+    choice = None
+    for demonstration in [d for d in demonstrations if d is not None]:
+      candidate = _choice(kind, attempt, demonstration, templates)
+      if fits is None or fits(candidate):
+        choice = candidate
+        break
+    choices.append(choice or _choice(kind, attempt, None, templates))
   return choices
+
+
+def _choice(kind: str, attempt: Attempt, demonstration: str | None, templates: TeacherTemplates) -> ContextChoice:
+  """The context of `attempt` with `demonstration` (None: none), and its feedback where `kind` gives it."""
+  wants_feedback = kind in ("feedback", "feedback_or_demonstration") or (
+    kind == "demonstration_else_feedback" and demonstration is None
+  )
+  feedback = feedback_context(attempt.feedback, templates) if wants_feedback and not attempt.passed else None
+  return ContextChoice(demonstration=demonstration, feedback=feedback)
 
 
 def teacher_messages(
