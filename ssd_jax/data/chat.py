@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ssd_jax.data.code_names import names_read_not_bound
+
 if TYPE_CHECKING:
   from ssd_jax.data.problems import Problem, TestCase
   from ssd_jax.data.tokenizer import Tokenizer
@@ -64,22 +66,11 @@ def _name_the_tests_call(tests: Sequence[TestCase]) -> str:
   """The one name the test code reads without defining, importing or taking it from builtins ("" when there
   is not exactly one, or a test does not parse): what an assert-style test calls, e.g. `remove_occ` in
   `assert remove_occ("hello", "l") == "heo"`."""
-  read, bound = set(), set()
-  for test in tests:
-    try:
-      tree = ast.parse(test.code)
-    except SyntaxError:
-      return ""
-    for node in ast.walk(tree):
-      if isinstance(node, ast.Name):
-        (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-      elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        bound.add(node.name)
-      elif isinstance(node, ast.arg):
-        bound.add(node.arg)
-      elif isinstance(node, ast.alias):
-        bound.add((node.asname or node.name).split(".")[0])
-  names = {n for n in read - bound if not hasattr(builtins, n) and n not in sys.stdlib_module_names}
+  try:
+    needed = [set(names_read_not_bound(ast.parse(test.code))) for test in tests]
+  except SyntaxError:
+    return ""
+  names = {n for n in set().union(*needed) if not hasattr(builtins, n) and n not in sys.stdlib_module_names}
   return names.pop() if len(names) == 1 else ""
 
 

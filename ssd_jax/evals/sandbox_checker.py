@@ -23,7 +23,8 @@ import os
 import sys
 import traceback
 
-if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends sandbox_wire
+if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends both sources
+  from ssd_jax.data.code_names import names_read_not_bound
   from ssd_jax.evals.sandbox_wire import (
     MAX_RELAYED_BYTES,
     NotData,
@@ -192,21 +193,6 @@ class RemoteObject(Opaque):
     if description[0] == "missing":
       raise AttributeError(f"program object has no attribute {name!r}")
     return bind(description, self._handle, name)
-
-
-def names_read_not_bound(tree):
-  """Global names the test code reads and never binds itself (so must come from elsewhere)."""
-  read, bound = set(), set()
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Name):
-      (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-      bound.add(node.name)
-    elif isinstance(node, ast.arg):
-      bound.add(node.arg)
-    elif isinstance(node, ast.alias):
-      bound.add((node.asname or node.name).split(".")[0])
-  return sorted(read - bound)
 
 
 def build_namespace(request, tree):

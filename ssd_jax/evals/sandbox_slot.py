@@ -31,7 +31,9 @@ from ssd_jax.evals.verdicts import TestRun, Verdict, check_verdict, program_died
 _HERE = pathlib.Path(__file__).parent
 _WIRE = (_HERE / "sandbox_wire.py").read_text()
 HARNESS_SOURCE = _WIRE + (_HERE / "sandbox_program.py").read_text() + (_HERE / "sandbox_harness.py").read_text()
-CHECKER_SOURCE = _WIRE + (_HERE / "sandbox_checker.py").read_text()
+CHECKER_SOURCE = (
+  _WIRE + (_HERE.parent / "data" / "code_names.py").read_text() + (_HERE / "sandbox_checker.py").read_text()
+)
 STARTUP_TIMEOUT_S = 30.0
 GRACE_S = 5.0  # beyond the per-test limit before an unresponsive slot is torn down
 
