@@ -110,7 +110,7 @@ def make_behaviour_logprobs(
   """`behaviour(params, batch) -> batch` whose `behaviour_logprob` is the student's log-prob of each response
   token at the loss temperature, untruncated, under `params`: the importance weights' denominator.
 
-  Called with the parameters that sampled the rollouts, the weights start at exactly 1 and then measure only
+  Called with the parameters that sampled the rollouts, the weights start at 1 (to float rounding) and measure only
   how far the updates on the batch moved the student (as SDPO's code, which recomputes old log-probs). The
   sampler's `logprob_sampled` would not do: with top-k/top-p rollouts it is the truncated, renormalised
   probability, and the weight would start at the kept mass (<= 1), lowest on the uncertain tokens.
