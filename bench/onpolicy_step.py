@@ -35,7 +35,7 @@ from ssd_jax.sampling.batching import prompt_bucket
 from ssd_jax.sampling.generate import Sampler
 from ssd_jax.sampling.params import SamplingParams
 from ssd_jax.tasks import build_task_tokenizer, builtin_problems
-from ssd_jax.train.distill_step import make_distill_step, sequence_hidden
+from ssd_jax.train.distill_step import make_behaviour_logprobs, make_distill_step, sequence_hidden
 from ssd_jax.train.ema import EmaUpdater, copy_params
 from ssd_jax.train.optimizer import make_optimizer
 from ssd_jax.train.train_state import init_train_state
@@ -85,6 +85,9 @@ def main() -> None:
   )
   optimizer = make_optimizer(optimizer_config(section))
   step_fn = make_distill_step(graphdef, optimizer, spec.divergence)
+  behaviour = None
+  if spec.divergence.is_clip is not None:  # As the learner: the importance weights' denominator.
+    behaviour = make_behaviour_logprobs(graphdef, spec.divergence, num_micro=optimizer.grad_accum_steps)
   state = init_train_state(params, optimizer)
   teacher = copy_params(params)
   ema = EmaUpdater(spec.ema_rate)
@@ -107,6 +110,9 @@ def main() -> None:
       generations, sampling = _timed(lambda: sample_rollouts(setup, state.params, prompts.ids, seed=step))
       data = build_step_data(setup, spec.context, prompts, generations, seed=step)
       batch = step_fn.place_batch(data.batch)
+      behaviour_seconds = 0.0
+      if behaviour is not None:
+        batch, behaviour_seconds = _timed(lambda: behaviour(state.params, batch))
       _, forward = _timed(lambda: teacher_forward(teacher, batch))
       (state, _), update = _timed(lambda: step_fn(state, batch, teacher))
       teacher, ema_seconds = _timed(lambda: ema(teacher, state.params))
@@ -115,6 +121,7 @@ def main() -> None:
           "sampling": sampling,
           "execution": data.seconds["execution"],
           "teacher contexts": data.seconds["contexts"],
+          "behaviour log-probs (student fwd)": behaviour_seconds,
           "teacher forward (alone)": forward,
           "update (teacher fwd + student fwd/bwd + AdamW)": update,
           "EMA teacher update": ema_seconds,
