@@ -61,6 +61,12 @@ CASES = {
     (TestCase("f", code="assert f(1) == 1"),),
     [Verdict.ERROR],
   ),
+  # The program's StopIteration was raised again as itself in the test's frame and ended its `map` early.
+  "stop_iteration_ends_the_tests_loop": (
+    "def double(x):\n    raise StopIteration\n",
+    (TestCase("all", code="assert all(map(lambda x: double(x) == 2 * x, range(5)))"),),
+    [Verdict.ERROR],
+  ),
   # Writable / and /dev: a program replaced /dev/stdin, so the next correct program read '40 2' and failed.
   "plant": (PLANT + RIGHT_SUM, SUM, [Verdict.PASSED]),
   "after_plant": (RIGHT_SUM, SUM, [Verdict.PASSED]),

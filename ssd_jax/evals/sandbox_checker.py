@@ -38,10 +38,15 @@ if "write_message" not in globals():  # imported as a module; as `python -c` the
 MESSAGE_CHARS = 4000
 STDOUT_CHARS = 1 << 20  # what a test's code may print and still be compared
 TRACEBACK_LINES = 12
+# Raised again under their own type, so a test can expect them (`pytest.raises(ValueError)`-style); never the
+# ones that steer the test's control flow: a program's StopIteration inside `map(f, ...)` would end the test's
+# loop as if it had finished.
 _BUILTIN_EXCEPTIONS = {
   name: value
   for name, value in vars(builtins).items()
-  if isinstance(value, type) and issubclass(value, Exception) and name != "AssertionError"
+  if isinstance(value, type)
+  and issubclass(value, Exception)
+  and name not in ("AssertionError", "StopIteration", "StopAsyncIteration")
 }
 
 
