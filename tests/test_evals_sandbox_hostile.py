@@ -454,6 +454,50 @@ def test_flood_output_is_capped(battery):
   assert "output limit" in run.message
 
 
+# Replies written to the worker nonstop (each a whole frame, so they never interleave) kept the worker
+# serving them and never reading requests; the grader then blocked writing a large call to it, and the
+# worker blocked writing to the grader: no verdict, ever, and every later program waited behind it.
+REPLY_FLOOD = """
+import fcntl, json, os, stat, struct, threading, time
+def _reply_fd():
+    for fd in sorted(map(int, os.listdir("/proc/self/fd"))):
+        try:
+            if fd > 2 and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_WRONLY and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+def _flood(fd=_reply_fd()):
+    payload = json.dumps({"loaded": True, "status": "completed", "message": "", "resolved": [["function"]],
+                          "pad": "x" * 3900}).encode()
+    while True:
+        os.write(fd, struct.pack(">I", len(payload)) + payload)
+for _ in range(4):
+    if os.fork() == 0:
+        _flood()
+threading.Thread(target=_flood, daemon=True).start()
+time.sleep(0.5)
+def f(xs):
+    return 0
+"""
+
+
+def test_a_program_flooding_its_replies_cannot_hang_the_grader():
+  big_call = (TestCase("big", code="assert f(list(range(100000))) == 4999950000"),)
+  results = {}
+
+  def grade():
+    with Sandbox(LIMITS, workers=1) as sandbox:
+      results["runs"] = sandbox.run_many([ExecutionJob(REPLY_FLOOD, big_call), ExecutionJob(RIGHT_ADD, ADD_TEST)])
+
+  thread = threading.Thread(target=grade, daemon=True)
+  thread.start()
+  thread.join(60)
+  assert not thread.is_alive(), "no verdict after 60 s: the grader is stuck"
+  flood, after = results["runs"]
+  assert all(run.verdict in FAILING for run in flood), flood
+  assert all(run.passed for run in after), after
+
+
 def test_refuses_without_isolation(monkeypatch):
   from ssd_jax.evals import isolation
 

@@ -95,7 +95,7 @@ def relay_calls(pidfd, reply_fd, request_fd, deadline, cap):
       if reply is None:
         return "exited"
       write_message(EVENT_FD, {"event": "reply", "data": reply})
-    elif REQUEST_FD in ready:
+    if REQUEST_FD in ready:  # also after a reply: a program that never stops replying cannot starve requests
       request = read_message(REQUEST_FD)
       if request is None:
         sys.exit(0)

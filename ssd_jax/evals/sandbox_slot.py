@@ -195,10 +195,11 @@ class Slot:
       shutil.rmtree(self.scratch, ignore_errors=True)
       self.scratch = None
 
-  def _send(self, proc: subprocess.Popen, message: dict):
+  def _send(self, proc: subprocess.Popen, message: dict, deadline: float):
+    """Writes to a worker or checker; one that stops reading (a program can keep the worker busy) is dead."""
     try:
-      sandbox_wire.write_message(proc.stdin.fileno(), message)
-    except OSError as exc:
+      sandbox_wire.write_message(proc.stdin.fileno(), message, deadline)
+    except OSError as exc:  # TimeoutError included
       raise SlotDied(f"could not write: {exc}") from exc
 
   def run_test(self, job: ExecutionJob, test: TestCase) -> TestRun:
@@ -210,7 +211,7 @@ class Slot:
     cgroup = self.cgroup
     oom_kills_before = cgroup.oom_kills() if cgroup is not None else 0
     try:
-      self._send(self.worker, request)
+      self._send(self.worker, request, deadline)
       run = script_verdict(test, self._wait_end(deadline)) if not test.code else self._run_check(job, test, deadline)
       oom_killed = cgroup is not None and cgroup.oom_kills() > oom_kills_before
     except SlotDied as exc:
@@ -237,7 +238,7 @@ class Slot:
   def _run_check(self, job: ExecutionJob, test: TestCase, deadline: float) -> TestRun:
     """Relays the checker's calls to the program until both sides are done."""
     check = {"op": "check", "code": test.code, "starter": job.starter_code, "entry_point": job.entry_point}
-    self._send(self.checker, check)
+    self._send(self.checker, check, deadline)
     loaded, end, result, waiting, finishing = None, None, None, False, False
     worker_fd, checker_fd = self.worker.stdout.fileno(), self.checker.stdout.fileno()
     while result is None or end is None:
@@ -250,7 +251,7 @@ class Slot:
         if event.get("event") == "reply" and loaded is None:
           loaded = event["data"] if isinstance(event["data"], dict) else {"loaded": False}
         elif event.get("event") == "reply" and waiting:
-          self._send(self.checker, {"program": event["data"]})  # wrapped: the program cannot pose as us
+          self._send(self.checker, {"program": event["data"]}, deadline)  # wrapped: the program cannot pose as us
           waiting = False
         elif event.get("event") == "end":
           end = event
@@ -264,12 +265,12 @@ class Slot:
         elif message.get("op") == "rpc":
           waiting = True
           if end is None:
-            self._send(self.worker, {"op": "rpc", "request": message["request"]})
+            self._send(self.worker, {"op": "rpc", "request": message["request"]}, deadline)
       if result is not None and loaded is not None and end is None and not finishing:
-        self._send(self.worker, {"op": "finish"})  # after "loaded", so a failed load is never missed
+        self._send(self.worker, {"op": "finish"}, deadline)  # after "loaded", so a failed load is never missed
         finishing = True
       if waiting and end is not None:  # the program is gone: the pending call can never be answered
-        self._send(self.checker, program_died(loaded, end))
+        self._send(self.checker, program_died(loaded, end), deadline)
         waiting = False
     return check_verdict(test, loaded, end, result)
 

@@ -29,6 +29,7 @@ MAX_RELAYED_BYTES = 8 << 20  # a relayed message may grow (the worker re-encodes
 MAX_DEPTH = 200
 SHOWN_TEXT_CHARS = 64 * 1024  # of text that is only shown, never compared: stderr read, each text a TestRun keeps
 _HEADER = struct.Struct(">I")
+_PAGE = 4096  # PIPE_BUF on Linux: a pipe that selects writable has room for this much
 
 
 def make_undumpable(who):
@@ -116,12 +117,21 @@ def decode_value(data, object_of=None, depth=0):
   raise NotData(f"malformed value with tag {tag!r}")
 
 
-def write_message(fd, message):
-  """Writes one length-prefixed JSON message to a blocking file descriptor."""
+def write_message(fd, message, deadline=None):
+  """Writes one length-prefixed JSON message to a blocking file descriptor.
+
+  With ``deadline`` (time.monotonic()), it writes a pipe-buffer page at a time once the pipe has room, and
+  raises TimeoutError past the deadline: a reader that stops reading cannot hold the writer forever.
+  """
   payload = json.dumps(message, separators=(",", ":")).encode()
   view = memoryview(_HEADER.pack(len(payload)) + payload)
   while view:
-    view = view[os.write(fd, view) :]
+    if deadline is None:
+      view = view[os.write(fd, view) :]
+    elif select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+      view = view[os.write(fd, view[:_PAGE]) :]  # writable means a page fits: this write does not block
+    else:
+      raise TimeoutError("the reader took no message before the deadline")
 
 
 def read_exact(fd, size, deadline=None):
