@@ -116,6 +116,18 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
       ADD_TEST,
       {Verdict.PASSED},
     ),
+    # The kernel keyrings, which no namespace separates: the grader's session keyring, and keys left for the
+    # next program in the user keyring. Every keyring call and every call through another ABI fails.
+    "keyrings_denied": (
+      "import ctypes, platform\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+      "add_key, request_key, keyctl = {'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219)}[platform.machine()]\n"
+      "for keyring in (-3, -4):\n    assert libc.syscall(keyctl, 0, keyring, 0) == -1 and ctypes.get_errno() == 1\n"
+      "    assert libc.syscall(add_key, b'user', b'left', b'x', 1, keyring) == -1 and ctypes.get_errno() == 1\n"
+      "if platform.machine() == 'x86_64':\n"
+      "    assert libc.syscall(0x40000000 + keyctl, 0, -3, 0) == -1 and ctypes.get_errno() == 1\n" + RIGHT_ADD,
+      ADD_TEST,
+      {Verdict.PASSED},
+    ),
     # other processes, the network and host sockets
     "scan_proc_environ_for_secrets": (
       "import os\nfound = 0\nfor pid in os.listdir('/proc'):\n    try:\n"
@@ -530,6 +542,7 @@ def test_stdio_comparison_and_stop_on_failure():
     ({"ipc": 3}, "IPC namespace"),
     ({"root": ["usr", "proc", "dev", "tmp", "home", "work"]}, "mount namespace"),
     ({"writable": ["/", "/dev", "/tmp"]}, "can write ['/', '/dev']"),
+    ({"keyrings": "prctl(PR_SET_SECCOMP) failed: errno 22"}, "seccomp: kernel keyring calls are not denied"),
   ],
 )
 def test_probe_names_each_missing_layer(change, layer):
@@ -542,6 +555,7 @@ def test_probe_names_each_missing_layer(change, layer):
     "net": ["lo"],
     "ipc": 0,
     "writable": ["/tmp"],
+    "keyrings": None,
   }
   assert isolation._missing_layer(isolated, "/usr/bin/python3") is None
   assert layer in isolation._missing_layer({**isolated, **change}, "/usr/bin/python3")

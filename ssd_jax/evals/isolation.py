@@ -5,9 +5,11 @@ Each worker runs as ``bwrap --unshare-all --unshare-user --disable-userns --die-
 view of ``/usr`` and the interpreter's install (third-party site-packages masked), ``/proc`` of its own PID
 namespace, a minimal read-only ``/dev`` under a read-only root, and size-capped tmpfs ``/tmp`` and ``/dev/shm``
 (with ``/dev/mqueue``, the only writable places); no home, no working directory, no datasets, no route to host
-sockets. As root, bubblewrap itself is started as a dedicated unprivileged host uid (one per worker, claimed
-through an abstract-socket lock so concurrent pools never share one): the kernel then counts RLIMIT_NPROC per
-worker, and a process that escaped every namespace would still be unprivileged.
+sockets. Inside, before any program, the worker installs a seccomp filter denying the kernel keyring calls
+(``sandbox_wire.deny_keyring_syscalls``), the one kernel state no namespace separates. As root, bubblewrap
+itself is started as a dedicated unprivileged host uid (one per worker, claimed through an abstract-socket lock
+so concurrent pools never share one): the kernel then counts RLIMIT_NPROC per worker, and a process that
+escaped every namespace would still be unprivileged.
 
 Memory and process count of the whole tree: cgroup v2 (``memory.max``, ``pids.max``) when a delegated cgroup
 with those controllers is writable; otherwise RLIMIT_AS per process, RLIMIT_NPROC for the tree and the tmpfs
@@ -48,9 +50,17 @@ def creatable(d):
   return True
 dirs = ['/', '/dev', *('/' + n for n in os.listdir('/')), *sys.argv[1:]]
 writable = sorted({d for d in dirs if os.path.isdir(d) and creatable(d)})
+keyrings = deny_keyring_syscalls()
+if keyrings is None:
+  import ctypes
+  libc = ctypes.CDLL(None, use_errno=True)
+  if libc.syscall(keyring_syscalls()[2], 0, -3, 0) != -1 or ctypes.get_errno() != 1:  # keyctl(GET_KEYRING_ID)
+    keyrings = 'keyctl still reaches the session keyring'
 print(json.dumps({'pid': os.getpid(), 'uid': os.getuid(), 'root': sorted(os.listdir('/')), 'net': net, 'ipc': ipc,
-                  'writable': writable}))
+                  'writable': writable, 'keyrings': keyrings}))
 """
+# The probe runs after the wire source, whose keyring filter it installs and tries.
+_WIRE_SOURCE = (pathlib.Path(__file__).parent / "sandbox_wire.py").read_text()
 WRITABLE = ("/tmp", "/dev/shm", "/dev/mqueue")  # the only places a program may write, wiped after each test
 
 
@@ -156,7 +166,7 @@ def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
 
 def _probe(argv: list[str], uid: int | None) -> dict:
   probe = subprocess.run(
-    argv + ["-I", "-S", "-c", _PROBE, *masked_package_dirs(argv[-1])],
+    argv + ["-I", "-S", "-c", _WIRE_SOURCE + _PROBE, *masked_package_dirs(argv[-1])],
     user=uid,
     group=uid,
     extra_groups=[] if uid is not None else None,
@@ -188,6 +198,8 @@ def _missing_layer(report: dict, python: str) -> str | None:
   writable = sorted(set(report["writable"]) - set(WRITABLE))
   if writable:
     return f"mount namespace: programs can write {writable}, which outlive a test"
+  if report["keyrings"] is not None:
+    return f"seccomp: kernel keyring calls are not denied ({report['keyrings']}), so programs reach the keyrings"
   return None
 
 
@@ -231,6 +243,7 @@ def setup_isolation(uid: int | None, tmpfs_bytes: int, allow_weak: bool, python:
         "namespaces": f"bubblewrap: mount (read-only /usr and interpreter), PID, IPC, network, UTS, user{nested}",
         "uid": f"{uid_layer}; programs see uid {INNER_UID}",
         "filesystem": f"tmpfs /tmp and /dev/shm of {tmpfs_bytes >> 20} MiB each; no home, workdir or datasets",
+        "syscalls": "seccomp: kernel keyring calls (add_key, request_key, keyctl) and other ABIs denied",
       }
       return Isolation(tuple(wrapper[:-1]), interpreter, layers)
   reason = "; ".join(problems)

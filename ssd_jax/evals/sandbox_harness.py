@@ -30,6 +30,7 @@ if "child_main" not in globals():  # imported as a module; as `python -c` the gr
   from ssd_jax.evals.sandbox_wire import (
     SHOWN_TEXT_CHARS,
     NotData,
+    deny_keyring_syscalls,
     make_undumpable,
     read_frame,
     read_message,
@@ -221,9 +222,11 @@ def main():
   for name in PRELOADED_MODULES:
     __import__(name)
   make_undumpable("sandbox worker")
+  keyrings = deny_keyring_syscalls()  # before any program: they inherit it
   os.chdir(CONFIG["scratch"])
   os.umask(0o077)
-  write_message(EVENT_FD, {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version})
+  ready = {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version, "keyrings": keyrings}
+  write_message(EVENT_FD, ready)
   while True:
     request = read_message(REQUEST_FD)
     if request is None:

@@ -133,6 +133,8 @@ class Slot:
     ready = _read(proc, time.monotonic() + STARTUP_TIMEOUT_S)
     if ready.get("event") != "ready":
       raise SlotDied(f"sandbox worker did not start: {ready}")
+    if iso.wrapper and ready.get("keyrings") is not None:  # the probe saw the filter hold: never run without it
+      raise SlotDied(f"sandbox worker could not deny keyring calls: {ready['keyrings']}")
     if self.settings.cgroup_parent is not None:  # the worker is idle: its whole tree so far is bubblewrap and itself
       self.cgroup = cgroup_limits.WorkerCgroup(
         self.settings.cgroup_parent, f"ssd_sandbox_{os.getpid()}_{self.index}_{proc.pid}", *self.settings.cgroup_limits
