@@ -67,6 +67,13 @@ CASES = {
     (TestCase("all", code="assert all(map(lambda x: double(x) == 2 * x, range(5)))"),),
     [Verdict.ERROR],
   ),
+  # A module the program names is imported by the checker, outside the sandbox: `this` printed into the test's
+  # output there (and `antigravity` would start a browser). Those stay opaque.
+  "module_with_import_side_effects": (
+    "import this as zen\n",
+    (TestCase("zen", code="zen", expected_stdout=""),),
+    [Verdict.PASSED],
+  ),
   # Writable / and /dev: a program replaced /dev/stdin, so the next correct program read '40 2' and failed.
   "plant": (PLANT + RIGHT_SUM, SUM, [Verdict.PASSED]),
   "after_plant": (RIGHT_SUM, SUM, [Verdict.PASSED]),

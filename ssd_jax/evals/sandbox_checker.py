@@ -125,6 +125,15 @@ def resolved(reply, count):
   return descriptions
 
 
+# Standard modules whose import does something (prints, opens a browser, starts a demo): the program may name
+# one, and this process runs outside the sandbox.
+_IMPORT_SIDE_EFFECTS = ("this", "antigravity", "idlelib", "turtledemo")
+
+
+def _importable_here(module):
+  return module in sys.stdlib_module_names and module not in _IMPORT_SIDE_EFFECTS
+
+
 def bind(description, target, name):
   """The local stand-in for what the program holds under ``name``."""
   kind = description[0]
@@ -132,7 +141,7 @@ def bind(description, target, name):
     return RemoteCallable(target, name)
   if kind == "value" and len(description) == 2:
     return from_program(description[1])
-  if kind == "module" and len(description) == 2 and description[1] in sys.stdlib_module_names:
+  if kind == "module" and len(description) == 2 and _importable_here(description[1]):
     return importlib.import_module(description[1])
   return Opaque(f"{name} is a {kind} the test cannot use as data")
 
