@@ -161,6 +161,8 @@ def test_bad_inputs_are_named(split, sampler):
     _generate(sampler, state, params=[GREEDY])
   with pytest.raises(ValueError, match="stop_ids must be token ids"):
     _generate(sampler, state, stop_ids=[-1])
+  with pytest.raises(ValueError, match=r"pad_id must be a token id in \[0, 512\), got 512"):  # NaN rows otherwise
+    _generate(Sampler(split[0], max_len=64, batch_size=4, pad_id=512), state)
   with pytest.raises(ValueError, match="max_new_tokens"):
     _generate(sampler, state, max_new_tokens=64)
 

@@ -235,6 +235,8 @@ class Sampler:
     validate_prompts(prompts, vocab_size, max_prompt_len)
     if any(not 0 <= int(i) < vocab_size for i in stop_ids):
       raise ValueError(f"stop_ids must be token ids in [0, {vocab_size}), got {list(stop_ids)}")
+    if not 0 <= self.pad_id < vocab_size:  # Its embedding would be NaN, and masked slots still multiply by it.
+      raise ValueError(f"pad_id must be a token id in [0, {vocab_size}), got {self.pad_id}")
     stops = np.full((-(-max(len(stop_ids), 1) // _STOP_IDS_MULTIPLE) * _STOP_IDS_MULTIPLE,), -1, np.int32)
     stops[: len(stop_ids)] = np.asarray(stop_ids, np.int32)
 
