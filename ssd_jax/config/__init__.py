@@ -24,6 +24,7 @@ from ssd_jax.config.ssd import (
   decoding_grid,
   eval_ks,
   eval_model_names,
+  evaluated_training_stages,
   tunes_pass_at_n,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
   "decoding_grid",
   "eval_ks",
   "eval_model_names",
+  "evaluated_training_stages",
   "tunes_pass_at_n",
   "mesh_shape",
   "planning_device_count",

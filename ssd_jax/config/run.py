@@ -12,7 +12,7 @@ import ml_collections
 
 from ssd_jax import sharding
 from ssd_jax.config.schema import Check, ConfigError, comma_list, int_list_ok
-from ssd_jax.config.ssd import problems_errors
+from ssd_jax.config.ssd import evaluated_training_stages, problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan", "toy")
@@ -153,9 +153,7 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
       )
     spec = config.eval.checkpoints.strip()
     if spec == "all" or (spec and int_list_ok(spec)):  # A malformed list is the value check's error.
-      models = comma_list(config.eval.models)
-      tuned = {"sft": "ssd" in models, "self_distill": any(m not in ("base", "ssd") for m in models)}
-      errors += [e for stage, used in tuned.items() if used for e in _kept_checkpoint_errors(config, stage)]
+      errors += [e for stage in evaluated_training_stages(config) for e in _kept_checkpoint_errors(config, stage)]
   return errors
 
 

@@ -182,5 +182,11 @@ def eval_model_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.eval.models)
 
 
+def evaluated_training_stages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The training stages whose models `eval.models` evaluates: 'sft' for ssd, 'self_distill' for any method."""
+  models = set(eval_model_names(config))
+  return tuple(s for s, used in (("sft", "ssd" in models), ("self_distill", bool(models - {"base", "ssd"}))) if used)
+
+
 def eval_ks(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return tuple(int(k) for k in comma_list(config.eval.ks))

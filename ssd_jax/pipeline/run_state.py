@@ -24,7 +24,7 @@ from typing import Any
 import ml_collections
 
 from ssd_jax.atomic_write import atomic_open
-from ssd_jax.config import EVAL_MODELS, ConfigError, base_config, eval_model_names
+from ssd_jax.config import EVAL_MODELS, ConfigError, base_config, eval_model_names, evaluated_training_stages
 from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, METHODS, method_names
 from ssd_jax.pipeline.layout import RunLayout
@@ -83,10 +83,7 @@ def stage_reads(name: str, config: ml_collections.ConfigDict) -> tuple[str, ...]
   if config.model.hf_dir:
     reads = tuple(r for r in reads if r != "pretrain")
   if name == "eval":
-    models = set(eval_model_names(config))
-    tuned = {"sft"} if "ssd" in models else set()
-    if models - {"base", "ssd"}:
-      tuned.add("self_distill")
+    tuned = evaluated_training_stages(config)
     reads = tuple(r for r in reads if r == "pretrain" or r in tuned)
   return reads
 
