@@ -14,7 +14,7 @@ from ssd_jax.stages import eval as eval_stage
 SETTING = DecodingSetting(temperature=1.0)
 
 
-def test_a_candidate_killed_before_its_weak_sandbox_notice_is_scored_again(tmp_path, monkeypatch):
+def test_a_candidate_killed_before_its_done_file_is_scored_again_and_its_report_says_weak(tmp_path, monkeypatch):
   result = toy_result()
   summary = summarize(result, num_resamples=20) | {"sandbox": {"weak": "no user namespaces"}}
   scored = []
@@ -43,16 +43,18 @@ def test_a_candidate_killed_before_its_weak_sandbox_notice_is_scored_again(tmp_p
   def evaluate():
     eval_stage.evaluate_candidate(ctx, None, prompts, "base", "final", SETTING, "dev")
 
-  real_mark = eval_stage.mark_weak_sandbox
+  real_write = eval_stage.write_report
 
   def killed(*args):
+    real_write(*args)
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(eval_stage, "mark_weak_sandbox", killed)  # Killed after write_report, before the notice.
+  monkeypatch.setattr(eval_stage, "write_report", killed)  # Killed after the report, before the done file.
   with pytest.raises(KeyboardInterrupt):
     evaluate()
-  assert (out / "samples.jsonl").is_file() and not (out / "report.md").read_text().startswith("**WEAK SANDBOX**")
-  monkeypatch.setattr(eval_stage, "mark_weak_sandbox", real_mark)
+  # The report is written with its notice in one write: no kill leaves one that hides the weak sandbox.
+  assert (out / "samples.jsonl").is_file() and (out / "report.md").read_text().startswith("**WEAK SANDBOX**")
+  monkeypatch.setattr(eval_stage, "write_report", real_write)
   evaluate()
   assert len(scored) == 2 and (out / "report.md").read_text().startswith("**WEAK SANDBOX**")
   evaluate()  # Finished: skipped.

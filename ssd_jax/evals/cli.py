@@ -24,7 +24,7 @@ from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.probes import correct_sample_behaviours
 from ssd_jax.evals.report import compare_reports, write_report
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
-from ssd_jax.evals.summary import mark_weak_sandbox, summarize, weak_sandbox_notice
+from ssd_jax.evals.summary import summarize, weak_sandbox_notice
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -118,7 +118,6 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
   }
   name = args.name or pathlib.Path(args.out).name
   paths = write_report(summary, args.out, name, result)
-  mark_weak_sandbox(summary, paths["markdown"])
   if summary["sandbox"].get("weak"):
     print(weak_sandbox_notice(summary), file=sys.stderr)
   print(json.dumps({k: v for k, v in summary.items() if k != "per_problem"}, indent=2))

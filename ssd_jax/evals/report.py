@@ -82,8 +82,10 @@ def markdown_report(summary: Mapping, name: str = "run") -> str:
     )
   diversity = summary["diversity"]
   n = summary["samples_per_problem"]
-  partial = partial_notice(summary)
+  # The weak-sandbox line heads the page in the same write, so no kill leaves a report without it.
+  weak, partial = weak_sandbox_notice(summary), partial_notice(summary)
   lines = [
+    *([weak, ""] if weak else []),
     f"# Evaluation: {name}",
     "",
     *([partial, ""] if partial else []),

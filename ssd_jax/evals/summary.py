@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import pathlib
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -63,14 +62,6 @@ def weak_sandbox_notice(summary: dict) -> str | None:
   """The line every report of a run graded in a weak sandbox starts with; None when isolation held."""
   weak = (summary.get("sandbox") or {}).get("weak")
   return f"**WEAK SANDBOX**: verdicts were obtained without full isolation ({weak})." if weak else None
-
-
-def mark_weak_sandbox(summary: dict, markdown_path: str | pathlib.Path) -> None:
-  """Puts the weak-sandbox notice at the top of a written Markdown report (nothing when isolation held)."""
-  notice = weak_sandbox_notice(summary)
-  if notice:
-    path = pathlib.Path(markdown_path)
-    path.write_text(f"{notice}\n\n{path.read_text()}")
 
 
 def summarize(

@@ -27,7 +27,6 @@ from ssd_jax.evals.completions import load_completions, write_completions
 from ssd_jax.evals.probes import generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, select_best
 from ssd_jax.evals.splits import SPLIT_FILE, Split, record_split
-from ssd_jax.evals.summary import mark_weak_sandbox
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
 from ssd_jax.pipeline.context import RunContext
@@ -97,7 +96,7 @@ def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: path
     group=ctx.process_group,
   )
   if ctx.is_coordinator:
-    mark_weak_sandbox(summary, write_report(summary | meta, out, title, result)["markdown"])
+    write_report(summary | meta, out, title, result)
     (out / DONE_FILE).touch()
   return summary
 
