@@ -84,11 +84,17 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {e}")
   import jax  # pylint: disable=g-import-not-at-top
 
+  from ssd_jax import process_group  # pylint: disable=g-import-not-at-top
+
   stages = stage_functions(config_lib.stage_names(config))
-  try:
+
+  def prepare():
     config_lib.validate(config, device_count=config_lib.planning_device_count(config) or jax.device_count())
-    ctx = runner.prepare(config, _WORKDIR.value, stages)
-  except config_lib.ConfigError as e:
+    return runner.prepare(config, _WORKDIR.value, stages)
+
+  try:  # A host that cannot see model.hf_dir, say, stops every host here.
+    ctx = process_group.everywhere(process_group.current(), prepare)
+  except (config_lib.ConfigError, process_group.PeerError) as e:
     sys.exit(f"error: {e}")
   os.makedirs(_WORKDIR.value, exist_ok=True)
   logging.info("stages %s in %s on %d devices", config_lib.stage_names(config), _WORKDIR.value, jax.device_count())

@@ -8,11 +8,19 @@ wherever the run's devices talk to each other (gloo on CPU, ICI/DCN on TPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+T = TypeVar("T")
+
+
+class PeerError(RuntimeError):
+  """Raised on every other process when one process's part of a collective step failed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,3 +65,53 @@ def current() -> ProcessGroup:
   if jax.process_count() == 1:
     return single_process()
   return ProcessGroup(jax.process_index(), jax.process_count(), _jax_allgather)
+
+
+def _describe(error: Exception) -> str:
+  return f"{type(error).__name__}: {str(error)[:4000]}"
+
+
+def everywhere(group: ProcessGroup, work: Callable[[], T]) -> T:
+  """Runs `work` on every process and returns this process's result; a collective.
+
+  A check that fails on one host only (a file it cannot see, a data shard of its own) would otherwise leave
+  the others waiting at the next barrier until it timed out with an unrelated error.
+
+  Raises:
+    Exception: on a process where `work` raised, that error; PeerError on the others, naming each process
+      that failed and why.
+  """
+  try:
+    result, error = work(), None
+  except Exception as e:  # pylint: disable=broad-except  # Every failure must reach the other processes.
+    result, error = None, e
+  reports = group.allgather(b"" if error is None else _describe(error).encode())
+  if error is not None:
+    raise error
+  failed = [f"process {i}: {r.decode()}" for i, r in enumerate(reports) if r]
+  if failed:
+    raise PeerError(f"another process stopped the run: {'; '.join(failed)}")
+  return result
+
+
+def on_coordinator(group: ProcessGroup, work: Callable[[], Any]) -> Any:
+  """Runs `work` on process 0 only and gives every process its result as JSON (other values as str); a collective.
+
+  For decisions that read files process 0 writes (stage markers, a recorded split): made once, they cannot
+  differ between hosts that read them at different moments.
+
+  Raises:
+    Exception: on process 0, what `work` raised; PeerError on the others, saying what it was.
+  """
+  if group.index == 0:
+    try:
+      result = work()
+    except Exception as e:  # pylint: disable=broad-except  # The failure must reach the other processes.
+      group.allgather(json.dumps({"error": _describe(e)}).encode())
+      raise
+    group.allgather(json.dumps({"result": result}, default=str).encode())
+    return result
+  reply = json.loads(group.allgather(b"")[0])
+  if "error" in reply:
+    raise PeerError(f"process 0 stopped the run: {reply['error']}")
+  return reply["result"]

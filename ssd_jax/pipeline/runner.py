@@ -18,6 +18,7 @@ import ml_collections
 from absl import logging
 
 from ssd_jax import config as config_lib
+from ssd_jax import process_group
 from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import get, raise_if
 from ssd_jax.pipeline import problems, run_state
@@ -29,7 +30,7 @@ Stage = Callable[[RunContext], None]
 
 # Errors that end a run with a one-line message: another run holds the workdir, training diverged, no
 # intact checkpoint is left, a planned program does not fit its slice.
-RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError, DoesNotFitError)
+RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError, DoesNotFitError, process_group.PeerError)
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str, Stage]) -> RunContext:
@@ -225,28 +226,38 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
   if unknown:
     raise config_lib.ConfigError(f"--restart names {unknown}, which are not in field 'stages' = {config.stages!r}")
   records = run_state.StageRecords(workdir)
-  lock = run_state.WorkdirLock(workdir) if ctx.is_coordinator else contextlib.nullcontext()
-  with lock:
-    if ctx.is_coordinator:
+  group = ctx.process_group
+  with contextlib.ExitStack() as held:
+
+    def refuse_or_record():
+      held.enter_context(run_state.WorkdirLock(workdir))
       _refuse_before_work(records, config, names, restart)
       for name in restart:
         moved = records.set_aside(name, run_state.restart_outputs(name, ctx.layout))
         if moved:
           print(f"[{name}] earlier outputs set aside to {moved}")
       _record_config(ctx)
-    ctx.sync("stage records")
+
+    # Process 0 decides from the markers it writes; a refusal there stops every host now, not at a barrier.
+    process_group.on_coordinator(group, refuse_or_record)
     for name in names:
-      fingerprint = records.fingerprint(config, name)
-      if records.check(name, fingerprint):
+
+      def started_record(name=name):
+        fingerprint = records.fingerprint(config, name)
+        if records.check(name, fingerprint):
+          return None
+        return {
+          "stage": name,
+          "fingerprint": fingerprint.digest,
+          "fields": fingerprint.fields,
+          "inputs": fingerprint.inputs,
+        }
+
+      record = process_group.on_coordinator(group, started_record)
+      if record is None:
         logging.info("stage %s: already done, skipping", name)
         print(f"[{name}] already done, skipping")
         continue
-      record = {
-        "stage": name,
-        "fingerprint": fingerprint.digest,
-        "fields": fingerprint.fields,
-        "inputs": fingerprint.inputs,
-      }
       if ctx.is_coordinator:
         records.write(name, "started", record)
       print(f"[{name}] starting")

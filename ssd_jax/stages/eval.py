@@ -20,6 +20,7 @@ import os
 import pathlib
 
 from ssd_jax import config as config_lib
+from ssd_jax import process_group
 from ssd_jax.config.schema import comma_list
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import grid_runs, score_completions, write_report
@@ -146,7 +147,11 @@ def run(ctx: RunContext) -> None:
   """Evaluates each model of `eval.models` over the grid on dev, then its chosen candidate on test."""
   config = ctx.config
   prompts = ctx.prompts(config.eval.problems)
-  split = record_split(os.path.join(ctx.layout.eval_root, SPLIT_FILE), ctx.eval_split(prompts))
+  # Written by process 0 alone (hosts renaming one file at once failed), then read by all.
+  split_path = os.path.join(ctx.layout.eval_root, SPLIT_FILE)
+  split = Split.from_json(
+    process_group.on_coordinator(ctx.process_group, lambda: record_split(split_path, ctx.eval_split(prompts)).to_json())
+  )
   parts = {part: _part(prompts, split, part) for part in ("dev", "test")}
   settings = config_lib.decoding_grid(config).settings()
   print(f"[eval] {len(split.dev)} dev / {len(split.test)} test problems; grid: {[s.label for s in settings]}")

@@ -13,6 +13,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from ssd_jax import process_group
 from ssd_jax.data.sft_pipeline import SftPipelineConfig, sft_dataset
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
@@ -34,12 +35,16 @@ def run(ctx: RunContext) -> None:
   config, layout, section = ctx.config, ctx.layout, ctx.config.sft
   source = ctx.base_model_dir
   # Before the model is loaded, so that records with nothing to train on fail before any model work.
-  dataset, counts = sft_dataset(
-    layout.records,
-    ctx.tokenizer,
-    pipeline_config(config),
-    shard_index=jax.process_index(),
-    shard_count=jax.process_count(),
+  # Every host checks its own shard; one with nothing to train on stops them all here.
+  dataset, counts = process_group.everywhere(
+    ctx.process_group,
+    lambda: sft_dataset(
+      layout.records,
+      ctx.tokenizer,
+      pipeline_config(config),
+      shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+    ),
   )
   shard = f" (process {jax.process_index()}'s share)" if jax.process_count() > 1 else ""
   print(f"[sft] examples{shard}: {counts}")

@@ -25,6 +25,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from ssd_jax import process_group
 from ssd_jax.train.train_state import TrainState, abstract_train_state
 
 STATE_ITEM = "state"
@@ -46,6 +47,14 @@ def _decode_iterator_state(text: str) -> Any:
   return payload["json"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Unreadable:
+  """A data position this process could not read. Orbax ends a restore with a barrier of every process, so
+  the error waits until that barrier has passed (raised inside, it left the other hosts at the barrier)."""
+
+  error: Exception
+
+
 class IteratorStateHandler(ocp.CheckpointHandler):
   """Saves one process's iterator state as `process_<i>-of-<n>.json`; restore returns that state."""
 
@@ -55,12 +64,15 @@ class IteratorStateHandler(ocp.CheckpointHandler):
 
   def restore(self, directory: epath.Path, args: IteratorStateRestore | None = None) -> Any:
     filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    if not filename.exists():
-      raise FileNotFoundError(
-        f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
-        f"{directory}; was the checkpoint written with a different number of processes?"
-      )
-    return _decode_iterator_state(filename.read_text())
+    try:
+      if not filename.exists():
+        raise FileNotFoundError(
+          f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
+          f"{directory}; was the checkpoint written with a different number of processes?"
+        )
+      return _decode_iterator_state(filename.read_text())
+    except Exception as e:  # pylint: disable=broad-except  # Raised by Checkpointer.restore, see _Unreadable.
+      return _Unreadable(e)
 
   def metadata(self, directory: epath.Path) -> None:
     del directory
@@ -193,6 +205,8 @@ class Checkpointer:
     if METADATA_ITEM in saved:
       items[METADATA_ITEM] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    if isinstance(restored.get(DATA_ITEM), _Unreadable):
+      raise restored[DATA_ITEM].error
     return Restored(
       step=step,
       state=restored[STATE_ITEM],
@@ -266,13 +280,20 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any, *, wi
   if checkpointer is None or checkpointer.latest_step() is None:
     return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state, data_state=None, metadata=None)
   abstract = abstract_train_state(initial_state)
+  group = process_group.current()
+  where = f" on process {group.index}" if group.count > 1 else ""
   skipped = []
   for step in sorted(checkpointer.all_steps(), reverse=True):
     try:
-      restored = checkpointer.restore(abstract, step=step, with_data=with_data)
+      restored, failure = checkpointer.restore(abstract, step=step, with_data=with_data), b""
     except Exception as e:  # pylint: disable=broad-except  # Any damage: missing files, truncated data.
       first_line = (str(e).splitlines() or [""])[0][:200]
-      skipped.append((step, f"step {step} does not restore ({type(e).__name__}: {first_line})"))
+      restored, failure = None, f"step {step} does not restore{where} ({type(e).__name__}: {first_line})".encode()
+    # Each host reads its own shards and data position: a step counts only where every host restored it, so
+    # all resume from the same step.
+    failures = [f.decode() for f in group.allgather(failure) if f]
+    if failures:
+      skipped.append((step, "; ".join(failures)))
       continue
     bad = _non_finite_leaves(restored.state)
     if bad:
