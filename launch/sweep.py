@@ -51,6 +51,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   p.add_argument("--runner", choices=("local", "queued_resource"), default="local")
   p.add_argument("--main_command", default=f"{shlex.quote(sys.executable)} -m ssd_jax.main", help="local runner")
   p.add_argument("--launcher_args", default="", help="arguments for launch/queued_resource.py (its flags)")
+  p.add_argument(
+    "--local_root",
+    default="",
+    help="queued_resource runner: where this machine sees --root (the workers' bucket mounted here too); the "
+    "sweep reads done markers and reports there (default: --root)",
+  )
   p.add_argument("--dry_run", action="store_true", help="print each point's command without running it")
   args = p.parse_args(argv)
   return args, extra
@@ -145,14 +151,22 @@ def table(results: list[dict]) -> str:
 
 def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
   results = []
+  seen_root = args.local_root or args.root
+  if args.runner == "queued_resource" and not args.dry_run and not os.path.isdir(seen_root):
+    print(
+      f"warning: {seen_root} is not a directory here: finished points cannot be seen (each is launched again) "
+      "and no report can be read; mount the workers' --root here and pass --local_root",
+      file=sys.stderr,
+      flush=True,
+    )
   for overrides in points(grid_axes(args.grid, args.sweep_file)):
     name = point_name(args.config, overrides, extra)
-    workdir = os.path.join(args.root, name)
+    workdir, seen = os.path.join(args.root, name), os.path.join(seen_root, name)
     command = point_command(args, extra, name, overrides, workdir)
     print(f"== {name}\n+ {shlex.join(command)}", flush=True)
     if args.dry_run:
       status = "dry run"
-    elif finished(workdir):
+    elif finished(seen):
       status = "done"  # Finished before (a re-run sweep picks up where it stopped).
     else:
       if args.runner == "local":
@@ -164,13 +178,13 @@ def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
     metrics = {}
     if status in ("ok", "done"):
       try:
-        report = read_report(workdir)
+        report = read_report(seen)
         metrics = headline(report)
         if report is None:
           status = "no report"
       except Exception as e:  # Torn or malformed: this point's row says so and the sweep goes on.
         status = "unreadable"
-        print(f"point {name}: cannot read {os.path.join(workdir, REPORT)}: {e!r}", file=sys.stderr, flush=True)
+        print(f"point {name}: cannot read {os.path.join(seen, REPORT)}: {e!r}", file=sys.stderr, flush=True)
     results.append({"name": name, "overrides": overrides, "status": status, "metrics": metrics})
   return results
 

@@ -141,4 +141,28 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   # The workdir is on the workers (a mount): no report here, and the table says so.
   statuses = [r["status"] for r in json.loads((tmp_path / "runs" / "sweep_results.json").read_text())]
   assert statuses == ["no report", "no report"] and done.returncode == 1
+  assert "is not a directory here" in done.stderr
   assert len(list((tmp_path / "logs" / "sweep").iterdir())) == 2  # Each point's host logs, fetched here.
+
+  # The workers' root mounted here as well (--local_root): a finished point is seen, read, and not launched.
+  mounted = tmp_path / "mounted"
+  finished = mounted / _sweep_module().point_name("configs/default.py", {"sampling.temperature": "1.2"}, [])
+  (finished / "stages").mkdir(parents=True)
+  (finished / "stages" / "report.done.json").write_text("{}")
+  (finished / "report").mkdir()
+  (finished / "report" / "comparison.json").write_text('{"models": {}}')
+  (fake / "calls.jsonl").unlink()
+  again = sweep(
+    f"--root={tmp_path / 'runs'}",
+    f"--local_root={mounted}",
+    "--grid=sampling.temperature=1.2,1.6",
+    "--runner=queued_resource",
+    "--launcher_args=--project=p --zone=z --accelerator=v5p-32 --poll=0",
+    env=env,
+    cwd=tmp_path,
+  )
+  calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
+  runs = [a for c in calls for a in c if a.startswith("--command=") and "nohup" in a]
+  assert len([c for c in calls if c[3] == "create"]) == 1 and all("temperature=1.6" in r for r in runs)
+  statuses = [r["status"] for r in json.loads((tmp_path / "runs" / "sweep_results.json").read_text())]
+  assert statuses == ["done", "no report"] and "is not a directory here" not in again.stderr
