@@ -16,6 +16,7 @@ from ssd_jax.model.router_stats import (
   load_balancing_loss,
   router_stats,
 )
+from ssd_jax.train.sft_step import sft_loss
 
 LAYERS, TOKENS, EXPERTS, TOP_K = 3, 20, 6, 2
 
@@ -112,3 +113,28 @@ def test_dense_model_records_nothing():
   with capture_router_stats() as captured:
     model(jnp.zeros((1, 4), jnp.int32), jnp.arange(4, dtype=jnp.int32)[None])
   assert captured.total() is None
+
+
+@pytest.mark.parametrize("output_router_logits", [False, True])
+def test_training_loss_adds_the_router_loss_where_transformers_does(tmp_path, output_router_logits):
+  hf_model = hf_moe_model(seed=3, norm_topk_prob=True)
+  hf_model.config.output_router_logits = output_router_logits  # Saved checkpoints carry False by default.
+  hf_model.save_pretrained(tmp_path)
+  model, cfg = hf.load_hf(str(tmp_path), dtype="float32", param_dtype="float32")
+  assert cfg.router_aux_loss_coef == (hf_model.config.router_aux_loss_coef if output_router_logits else 0.0)
+  tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 16)).astype(np.int32)
+  batch = {
+    "tokens": jnp.asarray(tokens),
+    "targets": jnp.asarray(np.roll(tokens, -1, 1)),
+    "loss_mask": jnp.asarray(np.arange(16) < 15, jnp.int32)[None].repeat(2, 0),
+    "segment_ids": jnp.ones((2, 16), jnp.int32),
+    "positions": jnp.broadcast_to(jnp.arange(16, dtype=jnp.int32), (2, 16)),
+  }
+  graphdef, state = nnx.split(model)
+  loss_sum, count, _ = sft_loss(state, graphdef, batch, chunk_size=8)
+  with torch.no_grad():
+    want = hf_model(input_ids=torch.tensor(tokens, dtype=torch.long), labels=torch.tensor(tokens, dtype=torch.long))
+  np.testing.assert_allclose(float(loss_sum / count), float(want.loss), rtol=1e-5)
+  # Written back the same way: transformers reads the exported config.json to the same training loss.
+  exported = hf.config_to_hf(cfg)
+  assert exported["output_router_logits"] == output_router_logits

@@ -111,12 +111,16 @@ def test_no_token_dropped_when_every_token_picks_one_expert(mesh_shape):
   expert_index = np.stack([np.full(tokens, 5), rng.integers(0, experts, tokens)], axis=1).astype(np.int32)
   weights = rng.uniform(0.1, 1.0, (tokens, top_k)).astype(np.float32)
   args = [jnp.asarray(a) for a in (x, expert_index, weights, w_gate, w_up, w_down)]
+  # A fresh function per case: jit's trace cache does not see `use_rules`, so a shared one would replay the
+  # one-device trace of the first case.
+  dispatch = jax.jit(lambda *a: routed_experts(*a))
   if mesh_shape is None:
-    out = jax.jit(routed_experts)(*args)
+    out = dispatch(*args)
   else:
     mesh = sharding.make_mesh(mesh_shape)
     with sharding.use_rules(mesh):
-      out = jax.jit(routed_experts)(*args)
+      out = dispatch(*args)
+      assert "all_to_all" in dispatch.lower(*args).as_text()  # The tokens really travel to their experts.
   want = _reference_experts(x, expert_index, weights, w_gate, w_up, w_down)
   assert np.all(np.abs(np.asarray(out)).sum(-1) > 0)
   np.testing.assert_allclose(np.asarray(out), want, atol=1e-4, rtol=1e-4)
@@ -128,4 +132,7 @@ def test_moe_layout_names_dispatch_and_kernel():
   assert layout["dispatch"] == "ragged_all_to_all" and layout["grouped_matmul"] == "megablox"
   assert layout["experts_per_device"] == 32 and layout["receive_buffer_rows_per_local_token"] == 32
   assert moe_layout(cfg, {"fsdp": 8}, sharding.DEFAULT_RULES, "cpu")["dispatch"].startswith("none")
+  # tensor 4 leaves each device 768 / 4 = 192 hidden units, not whole 128-lane tiles: the kernel is tiled.
+  split = moe_layout(cfg, {"fsdp": 2, "expert": 4, "tensor": 4}, sharding.DEFAULT_RULES, "tpu")
+  assert split["grouped_matmul"] == "tiled"
   assert moe_layout(presets.get("qwen3_4b"), {"fsdp": 8}, sharding.DEFAULT_RULES, "tpu") == {}

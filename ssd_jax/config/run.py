@@ -6,6 +6,7 @@ Also the checks that depend on which stages run (a stage that reads base weights
 
 from __future__ import annotations
 
+import math
 import os
 
 import ml_collections
@@ -38,6 +39,9 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.model.remat = "none"
   c.model.attention = "auto"  # 'xla', 'splash' (Pallas TPU flash attention) or 'auto' (splash on TPU meshes).
   c.model.scan_layers = False  # One scanned block instead of num_layers unrolled ones: faster compiles, less memory.
+  # Weight of an MoE model's load-balancing loss in training; -1 keeps the preset's, or the checkpoint's (its
+  # router_aux_loss_coef where its config.json sets output_router_logits, as transformers trains it; else 0).
+  c.model.router_aux_loss_coef = -1.0
   # Shape changes to a preset for a model trained from scratch; 0 keeps the preset's value.
   c.model.overrides = ml_collections.ConfigDict({name: 0 for name in MODEL_OVERRIDES})
 
@@ -69,6 +73,7 @@ def checks() -> list[Check]:
     Check("model.dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
     Check("model.param_dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
     Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
+    Check("model.router_aux_loss_coef", lambda v: v == -1 or 0 <= v < math.inf, "a weight >= 0, or -1"),
     *[
       Check(f"model.overrides.{name}", lambda v: v >= 0, "a size >= 0 (0 keeps the preset's)")
       for name in MODEL_OVERRIDES

@@ -155,7 +155,10 @@ def moe_layout(cfg, mesh_shape: dict[str, int], rules, platform: str) -> dict[st
   expert_axes = _spec_axes(sharding.logical_to_spec(("expert",), rules)[0])
   peers = int(np.prod([mesh_shape.get(a, 1) for a in expert_axes]))
   exchange = "ragged_all_to_all" if platform != "cpu" else "all_to_all (fixed slots)"
-  grouped = resolve_grouped_matmul_impl(cfg.moe_matmul, cfg.hidden_size, cfg.moe_intermediate_size, platform)
+  # Inside the exchange each device multiplies by its own share of the expert hidden units.
+  mlp_shards = int(np.prod([mesh_shape.get(a, 1) for a in _spec_axes(sharding.logical_to_spec(("mlp",), rules)[0])]))
+  local_mlp = cfg.moe_intermediate_size // mlp_shards
+  grouped = resolve_grouped_matmul_impl(cfg.moe_matmul, cfg.hidden_size, local_mlp, platform)
   return {
     "expert_axes": list(expert_axes),
     "experts_per_device": cfg.num_experts // peers,

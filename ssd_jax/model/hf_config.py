@@ -97,7 +97,10 @@ def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
     norm_topk_prob=bool(hf_config.get("norm_topk_prob", False)),
     decoder_sparse_step=int(hf_config.get("decoder_sparse_step", 1)),
     mlp_only_layers=tuple(hf_config.get("mlp_only_layers") or ()),
-    router_aux_loss_coef=float(hf_config.get("router_aux_loss_coef", 0.001)),
+    # transformers adds the load-balancing loss to the training loss only with output_router_logits.
+    router_aux_loss_coef=float(hf_config.get("router_aux_loss_coef", 0.001))
+    if hf_config.get("output_router_logits")
+    else 0.0,
   )
 
 
@@ -126,6 +129,7 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
       "decoder_sparse_step": cfg.decoder_sparse_step,
       "mlp_only_layers": list(cfg.mlp_only_layers),
       "router_aux_loss_coef": cfg.router_aux_loss_coef,
+      "output_router_logits": cfg.router_aux_loss_coef > 0,
     }
   return {
     "architectures": [arch],

@@ -44,6 +44,8 @@ def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
     attention=config.model.attention,
     scan_layers=config.model.scan_layers,
   )
+  if config.model.router_aux_loss_coef != -1:
+    overrides["router_aux_loss_coef"] = float(config.model.router_aux_loss_coef)
   try:
     if config.model.hf_dir:
       path = os.path.join(config.model.hf_dir, "config.json")

@@ -34,8 +34,8 @@ from ssd_jax.pipeline.layout import RunLayout
 # the same function is computed, so they may change between runs.
 BASE_MODEL_FIELDS = ("model.hf_dir", "model.dtype", "model.param_dtype")
 # scan_layers also shapes the parameter tree a training stage checkpoints: another value cannot resume it, nor
-# export its intermediate checkpoints.
-TRAINING_MODEL_FIELDS = (*BASE_MODEL_FIELDS, "model.scan_layers")
+# export its intermediate checkpoints. The router loss's weight changes what training computes.
+TRAINING_MODEL_FIELDS = (*BASE_MODEL_FIELDS, "model.scan_layers", "model.router_aux_loss_coef")
 # Fields a stage recorded only since they joined its fingerprint, not since the schema has them: a record
 # without one ran with a value that is not known, so it counts as unchanged.
 _LATE_FIELDS = ("model.scan_layers",)
