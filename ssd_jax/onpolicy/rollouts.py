@@ -1,6 +1,7 @@
 """One on-policy step's data: sample G rollouts per prompt, run them in the sandbox, build teacher inputs.
 
-The student samples with its current parameters through the run's sampler (same mesh, no weight copy);
+The student samples with its current parameters through the run's sampler (same mesh; a weight copy only
+with `mesh.decode_weights='tensor'`);
 the sandbox judges every rollout; each group of G siblings picks its teacher contexts
 (`teacher_context.choose_contexts`); and the rollouts are packed into fixed-shape arrays
 (`ssd_jax.train.distill_batch`) so the distillation step compiles once. Rollouts whose teacher gets no
