@@ -1,6 +1,7 @@
 """Paper-row configs carry the paper's numbers and fail early, naming the field, without weights."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import sys
 import pytest
 
 from ssd_jax import config as config_lib
+from ssd_jax.model import hf, presets
+from ssd_jax.pipeline.context import model_config_from
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_ROWS = {  # config -> (T_train, top-k, top-p, T_eval, sft steps, warm-up, checkpoint every)
@@ -157,3 +160,16 @@ def test_cli_stops_before_work_without_weights(tmp_path):
   assert result.returncode != 0
   assert "model.hf_dir" in result.stderr and "synthesize.problems.path" in result.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_router_loss_weight_follows_the_checkpoint_unless_set(tmp_path):
+  exported = hf.config_to_hf(presets.get("tiny_qwen3_moe").replace(router_aux_loss_coef=0.0))
+  (tmp_path / "config.json").write_text(json.dumps(exported))
+  c = _load("default")
+  c.model.hf_dir = str(tmp_path)
+  assert model_config_from(c).router_aux_loss_coef == 0.0  # output_router_logits is false: no router loss.
+  c.model.router_aux_loss_coef = 0.01
+  assert model_config_from(c).router_aux_loss_coef == 0.01
+  c.model.router_aux_loss_coef = -2.0
+  with pytest.raises(config_lib.ConfigError, match="'model.router_aux_loss_coef'"):
+    config_lib.validate(c)
