@@ -1,5 +1,6 @@
 """The teacher diagnostic: pass@1 with a demonstration / feedback vs the student's, and its warnings."""
 
+import numpy as np
 import pytest
 
 from ssd_jax.data.problems import Problem
@@ -26,7 +27,7 @@ def _inputs(solve_rate: dict[str, float], references=("ref0", "ref1", ""), max_p
       content = texts[key]
       kind = "demonstration" if "correct solution" in content else "feedback" if "failed" in content else "student"
       passing = round(solve_rate[kind] * SAMPLES)
-      out.append(["PASS"] * passing + [f"FAIL {kind}"] * (SAMPLES - passing))
+      out.append([f"FAIL {kind}"] * (SAMPLES - passing) + ["PASS"] * passing)
     return out
 
   def judge(problems, completions):
@@ -52,14 +53,15 @@ def test_competent_teacher_measured_without_warning():
   assert result["student_pass1"] == pytest.approx(0.25)
   assert result["demonstration_problems"] == 2  # The problem without a reference gets no demonstration.
   assert result["teacher_demonstration_pass1"] == pytest.approx(1.0)
-  assert result["feedback_problems"] == 3  # Every problem had a failed student sample to show.
+  assert result["feedback_problems"] == 3  # Every problem's first student sample failed.
   assert result["teacher_feedback_pass1"] == pytest.approx(0.75)
+  assert result["student_pass1_on_feedback_problems"] == pytest.approx(1 / 3)  # The samples after the first.
   assert result["warnings"] == []
   # Every problem moves by the same amount, so the paired interval is that one value.
   assert result["demonstration_minus_student"] == pytest.approx(
     {"difference": 0.75, "ci_low": 0.75, "ci_high": 0.75, "num_problems": 2}
   )
-  assert result["feedback_minus_student"]["difference"] == pytest.approx(0.5)
+  assert result["feedback_minus_student"]["difference"] == pytest.approx(0.75 - 1 / 3)
   assert "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 [+75.0, +75.0])" in format_diagnostic(result)
 
 
@@ -81,3 +83,32 @@ def test_teacher_prompts_that_do_not_fit_are_left_out():
   assert result["problems"] == 3  # The students' short prompts fit.
   assert result["demonstration_problems"] == 0 and result["teacher_demonstration_pass1"] is None
   assert result["feedback_problems"] == 0 and result["warnings"] == []
+
+
+def test_feedback_baseline_is_not_biased_by_the_samples_that_chose_the_problem():
+  """A teacher no better than the student: the feedback difference must be about 0, not positive.
+
+  Counted on all of a problem's samples, chosen for holding a failure, the student's rate was
+  (p - p^4) / (1 - p^4) = 0.467 at p = 0.5 with 4 samples, a +0.033 edge for an equal teacher.
+  """
+  rng = np.random.default_rng(0)
+  problems = [Problem(task_id=f"t{i}", question=f"q{i}") for i in range(6000)]
+
+  def judge(problems, completions):
+    return {
+      p.task_id: [(bool(rng.random() < 0.5), "expected 3, got 4") for _ in completions[p.task_id]] for p in problems
+    }
+
+  inputs = DiagnosticInputs(
+    problems=problems,
+    messages=[[{"role": "user", "content": p.question}] for p in problems],
+    render=lambda messages: [1],
+    sample_texts=lambda prompts: [["x"] * SAMPLES for _ in prompts],
+    judge=judge,
+    templates=TeacherTemplates(),
+    reference_demonstration=lambda p: "",
+    max_prompt_len=1000,
+  )
+  result = teacher_diagnostic(inputs)
+  assert 2700 < result["feedback_problems"] < 3300  # The problems whose first sample failed.
+  assert abs(result["feedback_minus_student"]["difference"]) < 0.02  # Standard error about 0.007.

@@ -5,8 +5,10 @@ student. Before training, on a few problems, this measures three pass@1 values w
 
 * student: the plain prompt;
 * teacher with the demonstration: the prompt with the problem's reference solution as demonstration;
-* teacher with feedback: the prompt with the sandbox's feedback on one of the student's failed samples (only
-  problems where the student failed at least once).
+* teacher with feedback: the prompt with the sandbox's feedback on the student's first sample, on the problems
+  where that sample failed; the student's pass@1 there is counted on its other samples. Counted on the
+  samples that chose the problem (those with a failure among them), it would be biased low, in the
+  teacher's favour; the other samples are independent draws, so with `diagnostic_samples` >= 2 it is not.
 
 Each is the mean over problems of the fraction of passing samples; each teacher - student difference on the
 same problems comes with a paired bootstrap interval over problems (a few problems give a wide one). A teacher
@@ -85,7 +87,7 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
   Returns:
     A JSON-serialisable dict: `student_pass1`, `teacher_demonstration_pass1` (and the student's on the same
     problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
-    `student_pass1_on_feedback_problems`), the problem counts, `demonstration_minus_student` and
+    `student_pass1_on_feedback_problems`, on the samples after the first), the problem counts, `demonstration_minus_student` and
     `feedback_minus_student` (paired differences with 95% bootstrap intervals, or None), and `warnings` (a
     list of sentences).
   """
@@ -106,23 +108,24 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
   )
   _, demo = _pass_rates(inputs, with_demo, demo_prompts)
   demo_by_problem = dict(zip(with_demo, demo))
-  failed = {i: next((f for passed, f in student_results[i] if not passed), None) for i in everyone}
+  # The first sample chooses the problem and gives the feedback; the others give the student's rate there.
+  first_failure = {i: r[0][1] for i, r in student_results.items() if len(r) > 1 and not r[0][0]}
   with_feedback, feedback_prompts = _fitting(
     inputs,
     {
-      i: teacher_prompt(i, tc.ContextChoice(None, tc.feedback_context(failed[i], inputs.templates)))
-      for i in everyone
-      if failed[i] is not None
+      i: teacher_prompt(i, tc.ContextChoice(None, tc.feedback_context(f, inputs.templates)))
+      for i, f in first_failure.items()
     },
   )
   _, feedback = _pass_rates(inputs, with_feedback, feedback_prompts)
   feedback_by_problem = dict(zip(with_feedback, feedback))
+  student_on_feedback = {i: float(np.mean([passed for passed, _ in student_results[i][1:]])) for i in with_feedback}
 
-  def paired(teacher: dict[int, float]) -> dict[str, float] | None:
+  def paired(teacher: dict[int, float], baseline: dict[int, float]) -> dict[str, float] | None:
     if not teacher:
       return None
     indices = sorted(teacher)
-    return paired_bootstrap_difference([teacher[i] for i in indices], [student[i] for i in indices], seed=0)
+    return paired_bootstrap_difference([teacher[i] for i in indices], [baseline[i] for i in indices], seed=0)
 
   out = {
     "problems": len(everyone),
@@ -132,9 +135,9 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     "student_pass1_on_demonstration_problems": _mean([student[i] for i in with_demo]),
     "feedback_problems": len(with_feedback),
     "teacher_feedback_pass1": _mean(feedback),
-    "student_pass1_on_feedback_problems": _mean([student[i] for i in with_feedback]),
-    "demonstration_minus_student": paired(demo_by_problem),
-    "feedback_minus_student": paired(feedback_by_problem),
+    "student_pass1_on_feedback_problems": _mean(list(student_on_feedback.values())),
+    "demonstration_minus_student": paired(demo_by_problem, student),
+    "feedback_minus_student": paired(feedback_by_problem, student_on_feedback),
   }
   warnings = []
   for kind, teacher_key, student_key in (
