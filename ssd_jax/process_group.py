@@ -2,7 +2,8 @@
 
 Host-side work that every process does the same way (grading samples in a sandbox, say) can be split by
 `index` / `count` and the pieces exchanged with `allgather`; JAX's collectives carry the bytes, so it works
-wherever the run's devices talk to each other (gloo on CPU, ICI/DCN on TPU).
+wherever the run's devices talk to each other (gloo on CPU, ICI/DCN on TPU). `everywhere` and
+`on_coordinator` make a step's failure on one process stop every process with its reason.
 """
 
 from __future__ import annotations
