@@ -77,6 +77,9 @@ def micro_config(stages: str):
   c.eval.grid.temperatures = "0.7,1.1"
   c.eval.checkpoints = "all"
   c.self_distill.max_to_keep = 4  # Every save of its default schedule is a candidate.
+  # Rows within the model's 256 positions (student prompts here are at most 64 tokens).
+  c.self_distill.update(dict(max_prompt_len=128, max_teacher_prompt_len=244))
+  c.self_distill.rollout.max_new_tokens = 12
   return c
 
 

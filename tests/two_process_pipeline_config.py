@@ -18,7 +18,7 @@ def get_config():
       steps=2,
       prompts_per_step=2,
       group_size=4,
-      max_teacher_prompt_len=320,
+      max_teacher_prompt_len=250,
       learning_rate=1e-3,
       end_learning_rate=1e-4,
       eval_every=0,

@@ -16,7 +16,14 @@ from __future__ import annotations
 import ml_collections
 
 from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
-from ssd_jax.config.run import STAGES, mesh_shape, planning_device_count, stage_names, topology_chips
+from ssd_jax.config.run import (
+  STAGES,
+  indivisible_batch_errors,
+  mesh_shape,
+  planning_device_count,
+  stage_names,
+  topology_chips,
+)
 from ssd_jax.config.schema import Check, ConfigError, raise_if, schema_errors, value_errors
 from ssd_jax.config.ssd import (
   EVAL_MODELS,
@@ -43,6 +50,7 @@ __all__ = [
   "eval_ks",
   "eval_model_names",
   "evaluated_training_stages",
+  "indivisible_batch_errors",
   "tunes_pass_at_n",
   "mesh_shape",
   "planning_device_count",
@@ -72,7 +80,7 @@ def validate(
   Args:
     config: the config to check.
     schema: the reference schema; `base_config()` when None.
-    device_count: when given, the mesh must multiply to it.
+    device_count: when given, the mesh must multiply to it and split the configured stages' batches.
   """
   errors = schema_errors(config, base_config() if schema is None else schema)
   if not errors:
@@ -85,7 +93,7 @@ def validate(
         errors += section.cross_errors(config)
   if not errors and device_count is not None:
     try:
-      mesh_shape(config, device_count)
+      errors += run.batch_errors(config, device_count)
     except ConfigError as e:
       errors.append(str(e))
   raise_if(errors)

@@ -19,8 +19,8 @@ from ssd_jax.model.config import SHAPE_FIELDS
 STAGES = ("forward", "pretrain", "synthesize", "sft", "self_distill", "eval", "report", "plan", "toy")
 MESH_AXES = sharding.MESH_AXES
 DTYPES = ("float32", "bfloat16", "float16")
-# Shape changes to a preset (a vocab_size override must match the tokenizer; the pretrain stage checks it
-# against pretrain.tokenizer_vocab_size).
+# Shape changes to a preset (with the pretrain stage, the model's vocab_size must be pretrain.tokenizer_vocab_size;
+# the run's input checks compare them, `pipeline.runner`).
 MODEL_OVERRIDES = SHAPE_FIELDS
 # Stages that read the base model's weights, and the sections whose problems each stage reads.
 _NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
@@ -69,7 +69,12 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
 
 def checks() -> list[Check]:
   return [
-    Check("stages", lambda v: all(s in STAGES for s in comma_list(v)), f"comma-separated stages from {STAGES}"),
+    Check("seed", lambda v: 0 <= v < 2**32, "a seed in [0, 2**32)"),
+    Check(
+      "stages",
+      lambda v: bool(comma_list(v)) and all(s in STAGES for s in comma_list(v)),
+      f"at least one stage, comma-separated, from {STAGES}",
+    ),
     Check("model.dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
     Check("model.param_dtype", lambda v: v in DTYPES, "float32, bfloat16 or float16"),
     Check("model.attention", lambda v: v in ("auto", "xla", "splash"), "'auto', 'xla' or 'splash'"),
@@ -86,7 +91,7 @@ def checks() -> list[Check]:
       "mesh.topology", lambda v: not v or topology_chips(v) > 0, "'' or a TPU topology like 'v5e:2x2', 'v5p:2x2x4'"
     ),
     Check("plan.prompt_len", lambda v: v >= 1, "a prompt width >= 1"),
-    Check("plan.hbm_gib", lambda v: v >= 0, "GiB >= 0 (0 means the chip's own)"),
+    Check("plan.hbm_gib", lambda v: 0 <= v < math.inf, "finite GiB >= 0 (0 means the chip's own)"),
     Check("forward.batch_size", lambda v: v >= 1, "a batch size >= 1"),
     Check("forward.seq_len", lambda v: v >= 1, "a sequence length >= 1"),
   ]
@@ -122,6 +127,47 @@ def mesh_shape(config: ml_collections.ConfigDict, device_count: int) -> dict[str
     return sharding.resolve_mesh_shape({axis: int(config.mesh[axis]) for axis in MESH_AXES}, device_count)
   except ValueError as e:
     raise ConfigError(f"field 'mesh': {e}") from e
+
+
+def indivisible_batch_errors(batches: dict[str, int], mesh: dict[str, int]) -> list[str]:
+  """`batches` (what names a batch -> its rows) that do not split evenly over the batch shards of `mesh`, the
+  mesh axes of 'batch' (data x fsdp x expert)."""
+  axes = sharding.as_axes(sharding.logical_to_spec(("batch",), sharding.DEFAULT_RULES)[0])
+  shards = math.prod(mesh[axis] for axis in axes)
+  return [
+    f"{what} = {rows} rows do not split over the {shards} batch shards (data x fsdp x expert) of mesh {mesh}: "
+    f"make it a multiple of {shards}, or change the mesh"
+    for what, rows in batches.items()
+    if rows % shards
+  ]
+
+
+def batch_errors(config: ml_collections.ConfigDict, device_count: int) -> list[str]:
+  """The batches of the configured stages that the mesh over `device_count` devices cannot split.
+
+  The sampler's batches (it fills a short last one with idle rows), a training step's global batch (its
+  micro-batches of grad_accum_steps need not split) and the forward stage's batch are each placed split
+  over the batch shards. The plan stage compiles for its own slice (`pipeline.runner` checks it).
+
+  Raises:
+    ConfigError: the mesh does not resolve for `device_count`.
+  """
+  names, sd = stage_names(config), config.self_distill
+  batches = {}
+  if "forward" in names:
+    batches["field 'forward.batch_size'"] = config.forward.batch_size
+  for stage in ("pretrain", "sft"):
+    if stage in names:
+      batches[f"field '{stage}.global_batch_size'"] = config[stage].global_batch_size
+  if "synthesize" in names:
+    batches["field 'sampling.batch_size'"] = config.sampling.batch_size
+  if "eval" in names or ("self_distill" in names and sd.eval_every):  # The held-out curve samples at T_eval.
+    batches["field 'eval_sampling.batch_size'"] = config.eval_sampling.batch_size
+  if "self_distill" in names:
+    batches["field 'self_distill.rollout.batch_size'"] = sd.rollout.batch_size
+    rollouts = "fields 'self_distill.prompts_per_step' x 'self_distill.group_size' (the rollouts of a step)"
+    batches[f"{rollouts} = {sd.prompts_per_step} x {sd.group_size}"] = sd.prompts_per_step * sd.group_size
+  return indivisible_batch_errors(batches, mesh_shape(config, device_count))
 
 
 def run_errors(config: ml_collections.ConfigDict) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from ssd_jax.config.schema import Check
@@ -26,7 +28,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
 
 def sampling_checks(prefix: str) -> list[Check]:
   return [
-    Check(f"{prefix}.temperature", lambda v: v >= 0, "a temperature >= 0 (0 means greedy)"),
+    Check(f"{prefix}.temperature", lambda v: 0 <= v < math.inf, "a finite temperature >= 0 (0 means greedy)"),
     Check(f"{prefix}.top_k", lambda v: True, "an int (<= 0 means off)"),
     Check(f"{prefix}.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1] (1 means off)"),
     Check(f"{prefix}.min_p", lambda v: 0 <= v < 1, "min_p in [0, 1) (0 means off)"),

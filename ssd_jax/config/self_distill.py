@@ -12,12 +12,14 @@ Defaults are the published recipes:
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from ssd_jax.config.schema import Check, comma_list
 from ssd_jax.config.ssd import problems_checks, problems_section
-from ssd_jax.config.training import profile_steps_check, profile_steps_errors, schedule_errors
-from ssd_jax.onpolicy.teacher_context import CONTEXT_KINDS, TeacherTemplates
+from ssd_jax.config.training import optimizer_checks, profile_steps_errors, schedule_errors
+from ssd_jax.onpolicy.teacher_context import CONTEXT_KINDS, ContextChoice, TeacherTemplates, teacher_messages
 from ssd_jax.train.distillation_loss import DIVERGENCE_FORMS
 from ssd_jax.train.divergences import DIVERGENCE_KINDS
 
@@ -135,9 +137,43 @@ def _method_checks(name: str) -> list[Check]:
     Check(f"{p}.beta", lambda v: 0 <= v <= 1, "beta in [0, 1]"),
     Check(f"{p}.form", lambda v: v in DIVERGENCE_FORMS, f"one of {DIVERGENCE_FORMS}"),
     Check(f"{p}.top_k", lambda v: v >= 0, "a bucket count >= 0 (>= 1 for form 'topk')"),
-    Check(f"{p}.loss_temperature", lambda v: v >= 0, "a temperature >= 0 (0 reuses the rollout's)"),
-    Check(f"{p}.is_clip", lambda v: v >= 0, "a clip >= 0 (0 disables importance weighting)"),
+    Check(f"{p}.loss_temperature", lambda v: 0 <= v < math.inf, "a finite temperature >= 0 (0 reuses the rollout's)"),
+    Check(f"{p}.is_clip", lambda v: 0 <= v < math.inf, "a finite clip >= 0 (0 disables importance weighting)"),
     Check(f"{p}.chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
+  ]
+
+
+# One context of each shape the teacher's prompt is written with.
+_CONTEXTS = (
+  ContextChoice(demonstration="d"),
+  ContextChoice(feedback="f"),
+  ContextChoice(demonstration="d", feedback="f"),
+)
+_BRACES = "and no other {name} (a literal brace is written {{ or }})"
+_TEMPLATE_FIELDS = {
+  "demonstration": f"text with {{prompt}} and {{demonstration}} {_BRACES}",
+  "feedback": f"text with {{prompt}} and {{feedback}} {_BRACES}",
+  "both": f"text with {{prompt}}, {{demonstration}} and {{feedback}} {_BRACES}",
+  "max_feedback_chars": "a length >= 1",
+  "max_demonstration_chars": "a length >= 1",
+}
+
+
+def _template_ok(field: str, value) -> bool:
+  """Whether the stage's TeacherTemplates takes `value` for `field` and writes every teacher context with it."""
+  try:
+    templates = TeacherTemplates(**{field: value})
+    for choice in _CONTEXTS:
+      teacher_messages([{"role": "user", "content": "p"}], choice, templates)
+  except (ValueError, LookupError, AttributeError):  # What TeacherTemplates and str.format raise.
+    return False
+  return True
+
+
+def _template_checks() -> list[Check]:
+  return [
+    Check(f"self_distill.templates.{field}", lambda v, field=field: _template_ok(field, v), expected)
+    for field, expected in _TEMPLATE_FIELDS.items()
   ]
 
 
@@ -154,26 +190,23 @@ def checks() -> list[Check]:
     Check("self_distill.group_size", lambda v: v >= 1, "at least 1 rollout per prompt"),
     Check("self_distill.max_prompt_len", lambda v: v >= 1, "a width >= 1"),
     Check("self_distill.max_teacher_prompt_len", lambda v: v >= 1, "a width >= 1"),
-    Check("self_distill.rollout.temperature", lambda v: v > 0, "a temperature > 0 (on-policy rollouts sample)"),
+    Check(
+      "self_distill.rollout.temperature",
+      lambda v: 0 < v < math.inf,
+      "a finite temperature > 0 (on-policy rollouts sample)",
+    ),
     Check("self_distill.rollout.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1]"),
     Check("self_distill.rollout.min_p", lambda v: 0 <= v < 1, "min_p in [0, 1)"),
     Check("self_distill.rollout.max_new_tokens", lambda v: v >= 1, "at least 1 new token"),
     Check("self_distill.rollout.batch_size", lambda v: v >= 1, "a batch size >= 1"),
-    Check("self_distill.learning_rate", lambda v: v > 0, "a learning rate > 0"),
-    Check("self_distill.end_learning_rate", lambda v: v >= 0, "a final learning rate >= 0"),
-    Check("self_distill.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0"),
-    Check("self_distill.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
-    Check("self_distill.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
+    *optimizer_checks("self_distill"),
     Check("self_distill.updates_per_batch", lambda v: v >= 1, "at least 1 update per rollout batch"),
     Check("self_distill.eval_every", lambda v: v >= 0, "a step interval >= 0 (0 disables)"),
     Check("self_distill.eval_problems", lambda v: v >= 1, "at least 1 problem"),
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
-    Check("self_distill.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
-    Check("self_distill.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
-    Check("self_distill.log_every", lambda v: v >= 1, "a logging interval >= 1"),
-    profile_steps_check("self_distill"),
     Check("self_distill.diagnostic_problems", lambda v: v >= 0, "a problem count >= 0 (0 skips the diagnostic)"),
     Check("self_distill.diagnostic_samples", lambda v: v >= 1, "at least 1 sample per problem"),
+    *_template_checks(),
     *_method_checks("sdsd"),
     *_method_checks("sdpo"),
   ]
@@ -182,6 +215,13 @@ def checks() -> list[Check]:
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   section = config.self_distill
   errors = schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")
+  rows = section.prompts_per_step * section.group_size
+  if rows % section.grad_accum_steps:
+    errors.append(
+      f"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' = {section.prompts_per_step} x "
+      f"{section.group_size} = {rows} rollouts per step are not divisible by 'self_distill.grad_accum_steps' = "
+      f"{section.grad_accum_steps}"
+    )
   settings = {BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)}
   for name in sorted(settings & set(METHODS)):  # An unknown method is the value check's error.
     if section[name].form == "topk" and section[name].top_k < 1:

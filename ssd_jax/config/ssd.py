@@ -6,6 +6,8 @@ batch 32 rows of 65,536 tokens, 2,500 steps; the paper rows train them unpacked,
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from ssd_jax.config.schema import Check, comma_list, int_list_ok
@@ -136,7 +138,7 @@ def checks() -> list[Check]:
       f"comma-separated models from {EVAL_MODELS}",
     ),
     Check("eval.ks", int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
-    Check("eval.timeout_s", lambda v: v > 0, "seconds > 0"),
+    Check("eval.timeout_s", lambda v: 0 < v < math.inf, "finite seconds > 0"),
     Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
     Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
     Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
@@ -149,12 +151,18 @@ def checks() -> list[Check]:
 
 
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
-  """The decoding grid must parse, and the selection and diversity counts must fit eval_sampling.n."""
+  """The decoding grid must parse with finite temperatures, and the selection and diversity counts must fit
+  eval_sampling.n."""
   errors = []
   try:
-    decoding_grid(config).settings()
+    settings = decoding_grid(config).settings()
   except ValueError as e:
     errors.append(str(e))
+  else:
+    infinite = sorted({"named" if s.name else "temperatures" for s in settings if not math.isfinite(s.temperature)})
+    errors += [
+      f"field 'eval.grid.{key}' = {config.eval.grid[key]!r} holds a temperature that is not finite" for key in infinite
+    ]
   for field in ("select_k", "diversity_m"):
     if config.eval[field] > config.eval_sampling.n:
       errors.append(f"field 'eval.{field}' = {config.eval[field]} exceeds 'eval_sampling.n' = {config.eval_sampling.n}")

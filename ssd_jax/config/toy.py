@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from ssd_jax.config.schema import Check
@@ -49,13 +51,24 @@ def checks() -> list[Check]:
     ),
     Check("toy.num_distractors", lambda v: v >= 1, "at least 1 distractor"),
     Check("toy.top_p", lambda v: 0 < v <= 1, "top_p in (0, 1] (1 means off)"),
-    Check("toy.train_temperature", lambda v: v > 0, "a temperature > 0"),
+    Check("toy.train_temperature", lambda v: 0 < v < math.inf, "a finite temperature > 0"),
     Check("toy.eval_top_p", lambda v: 0 < v <= 1, "top_p in (0, 1] (1 means off)"),
-    Check("toy.eval_temperatures", lambda v: bool(_floats(v)) and min(_floats(v)) > 0, "temperatures > 0"),
-    Check("toy.ks", lambda v: bool(_floats(v)) and all(k >= 1 and k == int(k) for k in _floats(v)), "k values >= 1"),
+    Check(
+      "toy.eval_temperatures",
+      lambda v: bool(_floats(v)) and all(0 < t < math.inf for t in _floats(v)),
+      "finite temperatures > 0",
+    ),
+    Check(
+      "toy.ks",
+      lambda v: bool(_floats(v)) and all(1 <= k < math.inf and k == int(k) for k in _floats(v)),
+      "k values >= 1",
+    ),
     *[
       Check(f"toy.{name}", lambda v: v >= 1, "an integer >= 1")
       for name in ("corpus_size", "pretrain_steps", "num_samples", "sft_steps", "batch_size")
     ],
-    *[Check(f"toy.{name}", lambda v: v > 0, "a rate > 0") for name in ("pretrain_learning_rate", "sft_learning_rate")],
+    *[
+      Check(f"toy.{name}", lambda v: 0 < v < math.inf, "a finite rate > 0")
+      for name in ("pretrain_learning_rate", "sft_learning_rate")
+    ],
   ]

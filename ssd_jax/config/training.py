@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from ssd_jax.config.schema import Check
@@ -43,24 +45,32 @@ def training_section(
   return t
 
 
-def training_checks(prefix: str) -> list[Check]:
+def optimizer_checks(prefix: str) -> list[Check]:
+  """The optimizer, schedule and checkpoint fields every training section has (pretrain, sft, self_distill)."""
   return [
     Check(f"{prefix}.steps", lambda v: v >= 1, "at least 1 step"),
     Check(f"{prefix}.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0 (and <= steps)"),
-    Check(f"{prefix}.learning_rate", lambda v: v > 0, "a learning rate > 0"),
-    Check(f"{prefix}.end_learning_rate", lambda v: v >= 0, "a final learning rate >= 0"),
+    Check(f"{prefix}.learning_rate", lambda v: 0 < v < math.inf, "a finite learning rate > 0"),
+    Check(f"{prefix}.end_learning_rate", lambda v: 0 <= v < math.inf, "a finite final learning rate >= 0"),
     Check(f"{prefix}.b1", lambda v: 0 <= v < 1, "b1 in [0, 1)"),
     Check(f"{prefix}.b2", lambda v: 0 <= v < 1, "b2 in [0, 1)"),
-    Check(f"{prefix}.weight_decay", lambda v: v >= 0, "weight decay >= 0"),
-    Check(f"{prefix}.grad_clip_norm", lambda v: v >= 0, "a clip norm >= 0 (0 means off)"),
-    Check(f"{prefix}.global_batch_size", lambda v: v >= 1, "a batch size >= 1"),
-    Check(f"{prefix}.seq_len", lambda v: v >= 2, "a sequence length >= 2"),
+    Check(f"{prefix}.weight_decay", lambda v: 0 <= v < math.inf, "a finite weight decay >= 0"),
+    Check(f"{prefix}.grad_clip_norm", lambda v: 0 <= v < math.inf, "a finite clip norm >= 0 (0 means off)"),
     Check(f"{prefix}.grad_accum_steps", lambda v: v >= 1, "at least 1 micro-batch per step"),
-    Check(f"{prefix}.loss_chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
     Check(f"{prefix}.checkpoint_every", lambda v: v >= 1, "a checkpoint interval >= 1"),
     Check(f"{prefix}.max_to_keep", lambda v: v >= 1, "at least 1 checkpoint kept"),
     Check(f"{prefix}.log_every", lambda v: v >= 1, "a logging interval >= 1"),
     profile_steps_check(prefix),
+  ]
+
+
+def training_checks(prefix: str) -> list[Check]:
+  """The checks of a packed-batch training section (pretrain, sft)."""
+  return [
+    *optimizer_checks(prefix),
+    Check(f"{prefix}.global_batch_size", lambda v: v >= 1, "a batch size >= 1"),
+    Check(f"{prefix}.seq_len", lambda v: v >= 2, "a sequence length >= 2"),
+    Check(f"{prefix}.loss_chunk_size", lambda v: v >= 1, "a chunk size >= 1"),
   ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 
@@ -70,12 +71,28 @@ def _compare_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
-  args = _evaluate_parser().parse_args(argv)
+def _checked_flags(args: argparse.Namespace) -> list[int]:
+  """Refuses the flags that would fail, or be dropped, only after grading; returns the k of --ks.
+
+  Raises:
+    ValueError: naming the flag.
+  """
   try:
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
   except ValueError:
     raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
+  if any(k < 1 for k in ks):
+    raise ValueError(f"--ks={args.ks}: every k of pass@k must be >= 1")
+  if not 0 < args.timeout_s < math.inf:
+    raise ValueError(f"--timeout_s={args.timeout_s}: expected finite seconds > 0")
+  if args.bootstrap < 1:
+    raise ValueError(f"--bootstrap={args.bootstrap}: expected at least 1 bootstrap replicate")
+  return ks
+
+
+def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
+  args = _evaluate_parser().parse_args(argv)
+  ks = _checked_flags(args)
   difficulties = args.difficulty.split(",") if args.difficulty else None
   problems = load_problem_file(args.problems, difficulties, args.start_date, args.end_date)
   if not problems:

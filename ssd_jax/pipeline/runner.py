@@ -20,8 +20,8 @@ from absl import logging
 from ssd_jax import config as config_lib
 from ssd_jax import process_group
 from ssd_jax.compile_oom import DoesNotFitError
-from ssd_jax.config.schema import get, raise_if
-from ssd_jax.pipeline import problems, run_state
+from ssd_jax.config.schema import raise_if
+from ssd_jax.pipeline import input_checks, run_state
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.train.checkpointing import CheckpointError
 from ssd_jax.train.loop import NonFiniteError
@@ -41,65 +41,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str
     raise config_lib.ConfigError(f"field 'stages': {missing} not available in this build; available: {sorted(stages)}")
   config_lib.check_run(config)
   ctx = RunContext.create(config, workdir)
-  raise_if(_input_errors(ctx, names))
+  raise_if(input_checks.input_errors(ctx, names))
   return ctx
-
-
-# Stage -> (its decoding section, the problem sections it reads).
-_STAGE_INPUTS = {
-  "synthesize": ("sampling", ("synthesize.problems",)),
-  "self_distill": ("self_distill.rollout", ("self_distill.problems", "eval.problems")),
-  "eval": ("eval_sampling", ("eval.problems",)),
-}
-
-
-# Problem sections a model trains on: none of their problems may be an evaluation problem.
-_TRAINING_PROBLEMS = ("synthesize.problems", "self_distill.problems")
-
-
-def _input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
-  """Inputs the stages would fail on only after hours of work: lengths past the model, unreadable problems."""
-  config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
-  errors, sections = [], set()
-  for name in names:
-    if name not in _STAGE_INPUTS:
-      continue
-    decoding, problem_sections = _STAGE_INPUTS[name]
-    new_tokens = get(config, decoding).max_new_tokens
-    if new_tokens >= positions:
-      errors.append(
-        f"field '{decoding}.max_new_tokens' = {new_tokens} leaves no room for a prompt in the model's "
-        f"{positions} positions"
-      )
-    sections.update(problem_sections)
-  loaded = {}
-  if sections & set(_TRAINING_PROBLEMS) and "eval.problems" not in sections:
-    # What training must not see, though this run does not evaluate: checked when it loads.
-    with contextlib.suppress(OSError, ValueError):
-      loaded["eval.problems"] = problems.load_problems(get(config, "eval.problems"), ctx.seed)
-  for prefix in sorted(sections):
-    try:
-      loaded[prefix] = problems.load_problems(get(config, prefix), ctx.seed)
-    except (OSError, ValueError) as e:
-      errors.append(f"field '{prefix}': {e}")
-      continue
-    if prefix == "self_distill.problems" and len(loaded[prefix]) < config.self_distill.prompts_per_step:
-      errors.append(
-        f"field 'self_distill.prompts_per_step' = {config.self_distill.prompts_per_step} exceeds the "
-        f"{len(loaded[prefix])} problems of field 'self_distill.problems'"
-      )
-    untested = [p.task_id for p in loaded[prefix] if not p.tests]
-    if prefix == "eval.problems" and untested:
-      errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
-  for prefix in _TRAINING_PROBLEMS:
-    shared = problems.shared_problems(loaded.get(prefix, []), loaded.get("eval.problems", []))
-    if shared:
-      errors.append(
-        f"field '{prefix}': {len(shared)} of its problems are evaluation problems too (field 'eval.problems'; same "
-        f"id or statement), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
-        "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
-      )
-  return errors
 
 
 def _record_config(ctx: RunContext) -> None:

@@ -1,0 +1,142 @@
+"""What a run's stages need from their inputs, checked before any work: widths within the model's positions,
+the task tokenizer's vocabulary, batches the plan's slice can split, problem files that load, and training
+problems disjoint from evaluation problems.
+
+Each would otherwise fail, or quietly mislead, only after hours of pre-training or sampling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import ml_collections
+
+from ssd_jax import config as config_lib
+from ssd_jax.config.schema import get
+from ssd_jax.pipeline import plan_programs, problems
+from ssd_jax.pipeline.context import RunContext
+
+# Stage -> (its decoding section, the problem sections it reads).
+_STAGE_INPUTS = {
+  "synthesize": ("sampling", ("synthesize.problems",)),
+  "self_distill": ("self_distill.rollout", ("self_distill.problems", "eval.problems")),
+  "eval": ("eval_sampling", ("eval.problems",)),
+}
+
+
+# Problem sections a model trains on: none of their problems may be an evaluation problem.
+_TRAINING_PROBLEMS = ("synthesize.problems", "self_distill.problems")
+
+
+def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
+  """Inputs the stages would fail on only after hours of work: lengths past the model, a vocabulary the
+  pretrain stage's tokenizer does not have, batches the plan's slice cannot split, unreadable problems."""
+  config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
+  errors, sections, decodings = [], set(), {}
+  for name in names:
+    if name not in _STAGE_INPUTS:
+      continue
+    decoding, problem_sections = _STAGE_INPUTS[name]
+    decodings[decoding] = None
+    sections.update(problem_sections)
+  if "self_distill" in names and config.self_distill.eval_every:
+    decodings["eval_sampling"] = None  # Its held-out curve samples at T_eval.
+  for decoding in decodings:
+    new_tokens = get(config, decoding).max_new_tokens
+    if new_tokens >= positions:
+      errors.append(
+        f"field '{decoding}.max_new_tokens' = {new_tokens} leaves no room for a prompt in the model's "
+        f"{positions} positions"
+      )
+  if "self_distill" in names:
+    errors += _rollout_width_errors(config, positions)
+  if "pretrain" in names:
+    errors += _vocab_errors(ctx)
+  if "plan" in names:
+    errors += _plan_batch_errors(ctx)
+  loaded = {}
+  if sections & set(_TRAINING_PROBLEMS) and "eval.problems" not in sections:
+    # What training must not see, though this run does not evaluate: checked when it loads.
+    with contextlib.suppress(OSError, ValueError):
+      loaded["eval.problems"] = problems.load_problems(get(config, "eval.problems"), ctx.seed)
+  for prefix in sorted(sections):
+    try:
+      loaded[prefix] = problems.load_problems(get(config, prefix), ctx.seed)
+    except (OSError, ValueError) as e:
+      errors.append(f"field '{prefix}': {e}")
+      continue
+    if prefix == "self_distill.problems" and len(loaded[prefix]) < config.self_distill.prompts_per_step:
+      errors.append(
+        f"field 'self_distill.prompts_per_step' = {config.self_distill.prompts_per_step} exceeds the "
+        f"{len(loaded[prefix])} problems of field 'self_distill.problems'"
+      )
+    untested = [p.task_id for p in loaded[prefix] if not p.tests]
+    if prefix == "eval.problems" and untested:
+      errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
+  for prefix in _TRAINING_PROBLEMS:
+    shared = problems.shared_problems(loaded.get(prefix, []), loaded.get("eval.problems", []))
+    if shared:
+      errors.append(
+        f"field '{prefix}': {len(shared)} of its problems are evaluation problems too (field 'eval.problems'; same "
+        f"id or statement), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
+        "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
+      )
+  return errors
+
+
+def _rollout_width_errors(config: ml_collections.ConfigDict, positions: int) -> list[str]:
+  """An on-policy step's student and teacher rows are their prompt width plus the rollout's new tokens, uncapped:
+  a student prompt past the positions left fails its rollouts, and a teacher would be scored at positions the
+  model does not have (the teacher diagnostic caps its prompts, so it would measure another teacher)."""
+  section = config.self_distill
+  new_tokens = section.rollout.max_new_tokens
+  if new_tokens >= positions:  # Refused already: no prompt fits at all.
+    return []
+  return [
+    f"fields 'self_distill.{field}' = {section[field]} and 'self_distill.rollout.max_new_tokens' = {new_tokens} "
+    f"make {rows} rows of {section[field] + new_tokens} tokens, past the model's {positions} positions: lower one "
+    "of them"
+    for field, rows in (("max_prompt_len", "student"), ("max_teacher_prompt_len", "teacher"))
+    if section[field] + new_tokens > positions
+  ]
+
+
+def _vocab_errors(ctx: RunContext) -> list[str]:
+  """The pretrain stage trains the model on the task tokenizer it builds with `pretrain.tokenizer_vocab_size`."""
+  config, vocab = ctx.config, ctx.model_cfg.vocab_size
+  tokens = config.pretrain.tokenizer_vocab_size
+  if vocab == tokens:
+    return []
+  override = config.model.overrides.vocab_size
+  model = (
+    f"field 'model.overrides.vocab_size' = {override}"
+    if override
+    else f"model preset {config.model.preset!r} has vocab_size {vocab} (field 'model.overrides.vocab_size' = 0)"
+  )
+  return [
+    f"{model}, but the pretrain stage trains it on a task tokenizer of field 'pretrain.tokenizer_vocab_size' = "
+    f"{tokens} tokens: make them equal"
+  ]
+
+
+def _plan_batch_errors(ctx: RunContext) -> list[str]:
+  """Batches the plan stage compiles split over its slice's mesh: the SFT step's and the largest generation batch."""
+  config = ctx.config
+  chips = config_lib.topology_chips(config.mesh.topology)
+  if not chips:  # The plan stage refuses the topology before it compiles anything.
+    return []
+  try:
+    mesh = config_lib.mesh_shape(config, chips)
+  except config_lib.ConfigError:  # Likewise a mesh its slice cannot hold.
+    return []
+  batch = plan_programs.generation_shape(config, ctx.model_cfg.max_position_embeddings).batch
+  held = " or ".join(
+    f"'{section}.batch_size'"
+    for section in ("sampling", "eval_sampling", "self_distill.rollout")
+    if get(config, section).batch_size == batch
+  )
+  batches = {
+    "field 'sft.global_batch_size' (the plan's SFT step)": config.sft.global_batch_size,
+    f"field {held} (the plan's generation batch)": batch,
+  }
+  return config_lib.indivisible_batch_errors(batches, mesh)

@@ -1,0 +1,291 @@
+"""Values that used to pass the checks and fail minutes or hours into a run are refused before any work."""
+
+import importlib.util
+import math
+import os
+
+import pytest
+from pipeline_fixtures import micro_config
+
+from ssd_jax import config as config_lib
+from ssd_jax import main
+from ssd_jax.evals import cli
+from ssd_jax.pipeline import runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _set(c, fields):
+  for path, value in fields.items():
+    node = c
+    *parents, leaf = path.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return c
+
+
+def _config(stages, **fields):
+  c = config_lib.base_config()
+  c.stages = stages
+  return _set(c, {k.replace("__", "."): v for k, v in fields.items()})
+
+
+def _prepare(config, tmp_path):
+  runner.prepare(config, str(tmp_path / "run"), main.stage_functions(config_lib.stage_names(config)))
+
+
+# Batches over the mesh's batch shards (data x fsdp x expert).
+
+MESH_4 = {"mesh.data": 4}
+
+
+@pytest.mark.parametrize(
+  "stages, fields, named",
+  [
+    ("pretrain,synthesize,sft", {"sft.global_batch_size": 6}, "field 'sft.global_batch_size' = 6"),
+    ("pretrain", {"pretrain.global_batch_size": 6}, "field 'pretrain.global_batch_size' = 6"),
+    ("pretrain,synthesize", {"sampling.batch_size": 6}, "field 'sampling.batch_size' = 6"),
+    ("pretrain,eval", {"eval_sampling.batch_size": 6}, "field 'eval_sampling.batch_size' = 6"),
+    ("pretrain,self_distill", {"eval_sampling.batch_size": 6}, "field 'eval_sampling.batch_size' = 6"),
+    ("pretrain,self_distill", {"self_distill.rollout.batch_size": 6}, "field 'self_distill.rollout.batch_size' = 6"),
+    (
+      "pretrain,self_distill",
+      {"self_distill.prompts_per_step": 3, "self_distill.group_size": 2},
+      r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' \(the rollouts of a step\) = 3 x 2 = 6",
+    ),
+    ("forward", {"forward.batch_size": 2}, "field 'forward.batch_size' = 2"),
+  ],
+)
+def test_batches_that_the_mesh_cannot_split_are_refused(stages, fields, named):
+  c = _set(_config(stages), {**MESH_4, **fields})
+  message = rf"{named} rows do not split over the 4 batch shards \(data x fsdp x expert\) of mesh \{{'data': 4, "
+  with pytest.raises(config_lib.ConfigError, match=message + r".*make it a multiple of 4"):
+    config_lib.validate(c, device_count=4)
+
+
+def test_batch_shards_are_data_fsdp_and_expert_not_tensor():
+  c = _set(_config("pretrain,sft"), {"mesh.data": 1, "mesh.fsdp": 2, "mesh.expert": 2, "mesh.tensor": 2})
+  c.sft.global_batch_size = 4
+  config_lib.validate(c, device_count=8)
+  c.sft.global_batch_size = 2
+  with pytest.raises(config_lib.ConfigError, match=r"'sft.global_batch_size' = 2 rows do not split over the 4"):
+    config_lib.validate(c, device_count=8)
+
+
+def test_batches_that_work_today_are_not_refused():
+  # Micro-batches of grad_accum_steps need not split (the step's sharding constraint pads them), and a
+  # stage that does not run may keep any batch.
+  c = _set(_config("pretrain,sft"), {**MESH_4, "sft.global_batch_size": 8, "sft.grad_accum_steps": 4})
+  c.sampling.batch_size = c.eval_sampling.batch_size = c.self_distill.rollout.batch_size = 6
+  c.forward.batch_size = 2
+  config_lib.validate(c, device_count=4)
+  c = _set(_config("pretrain,self_distill"), {**MESH_4, "self_distill.eval_every": 0, "eval_sampling.batch_size": 6})
+  config_lib.validate(c, device_count=4)  # No held-out curve: T_eval is never sampled.
+  config_lib.validate(_set(_config("pretrain,sft"), {"sft.global_batch_size": 6}))  # No device count, no mesh.
+
+
+def test_a_plan_only_run_checks_the_batches_it_compiles_on_its_slice(tmp_path):
+  c = micro_config("plan")
+  c.mesh.topology = "v5e:2x2"  # 4 chips, whatever this machine has.
+  c.sampling.batch_size = 6  # Not the largest generation batch: the plan never compiles it.
+  config_lib.validate(c, device_count=config_lib.planning_device_count(c))
+  _prepare(c, tmp_path)
+  c.sft.global_batch_size = 6
+  c.self_distill.rollout.batch_size = 10
+  with pytest.raises(config_lib.ConfigError) as error:
+    _prepare(c, tmp_path)
+  assert "field 'sft.global_batch_size' (the plan's SFT step) = 6 rows do not split over the 4" in str(error.value)
+  assert "field 'self_distill.rollout.batch_size' (the plan's generation batch) = 10 rows" in str(error.value)
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+  "name", ["tpu_v5", "llama3p1_8b_instruct", "llama3p1_8b_instruct_v5e64", "qwen3_30b_a3b_instruct"]
+)
+def test_shipped_slice_configs_split_their_batches_on_their_slice(name):
+  c = _load(name)
+  config_lib.validate(c, device_count=config_lib.topology_chips(c.mesh.topology))
+
+
+def test_default_config_splits_its_batches_over_eight_devices():
+  config_lib.validate(_load("default"), device_count=8)
+
+
+# self_distill's optimizer and templates, and its rollouts per step against grad_accum_steps.
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("b1", 1.5),
+    ("b2", 1.0),
+    ("weight_decay", -0.1),
+    ("grad_clip_norm", math.inf),
+    ("templates.demonstration", "{prompt} and nothing else"),
+    ("templates.feedback", "{prompt} failed: {feedback} at {line}"),
+    ("templates.both", "{prompt} {demonstration} {feedback} {"),
+    ("templates.both", "{prompt} {demonstration} {feedback} {0}"),
+    ("templates.max_feedback_chars", 0),
+    ("templates.max_demonstration_chars", -1),
+  ],
+)
+def test_self_distill_optimizer_and_template_fields_are_checked(field, value):
+  c = _set(config_lib.base_config(), {f"self_distill.{field}": value})
+  with pytest.raises(config_lib.ConfigError, match=f"field 'self_distill.{field}' = "):
+    config_lib.validate(c)
+
+
+def test_templates_with_literal_braces_pass():
+  c = config_lib.base_config()
+  c.self_distill.templates.demonstration = "{prompt}\n\nA correct solution, as a dict {{...}}:\n{demonstration}"
+  config_lib.validate(c)
+
+
+def test_rollouts_per_step_must_split_into_grad_accum_micro_batches():
+  c = _set(config_lib.base_config(), {"self_distill.prompts_per_step": 8, "self_distill.group_size": 4})
+  c.self_distill.grad_accum_steps = 4
+  config_lib.validate(c)
+  c.self_distill.grad_accum_steps = 3
+  message = (
+    r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' = 8 x 4 = 32 rollouts per step are not "
+    r"divisible by 'self_distill.grad_accum_steps' = 3"
+  )
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
+
+
+# Infinite values where infinity means nothing.
+
+
+@pytest.mark.parametrize(
+  "field",
+  [
+    "sampling.temperature",
+    "eval_sampling.temperature",
+    "self_distill.rollout.temperature",
+    "self_distill.sdsd.loss_temperature",
+    "self_distill.sdpo.is_clip",
+    "self_distill.learning_rate",
+    "self_distill.end_learning_rate",
+    "pretrain.learning_rate",
+    "sft.end_learning_rate",
+    "sft.weight_decay",
+    "sft.grad_clip_norm",
+    "eval.timeout_s",
+    "plan.hbm_gib",
+    "toy.train_temperature",
+    "toy.pretrain_learning_rate",
+  ],
+)
+def test_infinite_values_are_refused(field):
+  c = _set(config_lib.base_config(), {field: math.inf})
+  with pytest.raises(config_lib.ConfigError, match=f"field '{field}' = inf is invalid: expected .*finite"):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("toy.eval_temperatures", "0.5,inf"),
+    ("toy.ks", "1,inf"),
+    ("eval.grid.temperatures", "0.7,inf"),
+    ("eval.grid.named", "hot=inf/20/0.8"),
+  ],
+)
+def test_infinite_values_in_lists_are_refused(field, value):
+  c = _set(config_lib.base_config(), {field: value})
+  with pytest.raises(config_lib.ConfigError, match=f"field '{field}' = '{value}'"):
+    config_lib.validate(c)
+
+
+# What needs the model: lengths past its positions, the pretrain stage's vocabulary.
+
+
+def _self_distill_micro(**fields):
+  c = micro_config("pretrain,self_distill")
+  c.self_distill.rollout.max_new_tokens = 12
+  c.self_distill.max_prompt_len = 128
+  c.self_distill.max_teacher_prompt_len = 244  # 244 + 12 = the micro model's 256 positions.
+  return _set(c, fields)
+
+
+def test_on_policy_rows_must_fit_the_model_positions(tmp_path):
+  _prepare(_self_distill_micro(), tmp_path)
+  c = _self_distill_micro(**{"self_distill.max_teacher_prompt_len": 245, "self_distill.max_prompt_len": 512})
+  with pytest.raises(config_lib.ConfigError) as error:
+    _prepare(c, tmp_path)
+  message = str(error.value)
+  assert (
+    "fields 'self_distill.max_teacher_prompt_len' = 245 and 'self_distill.rollout.max_new_tokens' = 12 make "
+    "teacher rows of 257 tokens, past the model's 256 positions" in message
+  )
+  assert "fields 'self_distill.max_prompt_len' = 512 and 'self_distill.rollout.max_new_tokens' = 12 make" in message
+  assert not (tmp_path / "run").exists()
+
+
+def test_the_held_out_curve_needs_room_for_a_prompt(tmp_path):
+  c = _self_distill_micro(**{"eval_sampling.max_new_tokens": 256})
+  with pytest.raises(config_lib.ConfigError, match="'eval_sampling.max_new_tokens' = 256 leaves no room"):
+    _prepare(c, tmp_path)
+  c.self_distill.eval_every = 0
+  _prepare(c, tmp_path)
+
+
+def test_pretrain_model_vocabulary_must_be_the_task_tokenizers(tmp_path):
+  c = micro_config("pretrain")
+  c.model.overrides.vocab_size = 1000
+  message = r"field 'model.overrides.vocab_size' = 1000, but .* field 'pretrain.tokenizer_vocab_size' = 512 tokens"
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _prepare(c, tmp_path)
+  c.model.overrides.vocab_size, c.pretrain.tokenizer_vocab_size = 0, 1024
+  with pytest.raises(config_lib.ConfigError, match=r"model preset 'tiny_qwen3' has vocab_size 512 .* = 1024 tokens"):
+    _prepare(c, tmp_path)
+  c.model.overrides.vocab_size = 1024
+  _prepare(c, tmp_path)
+  assert not (tmp_path / "run").exists()
+
+
+# Seed and stages.
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_uint32_is_refused(seed):
+  c = _set(config_lib.base_config(), {"seed": seed})
+  with pytest.raises(config_lib.ConfigError, match=rf"field 'seed' = {seed} is invalid"):
+    config_lib.validate(c)
+  c.seed = 2**32 - 1
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("stages", ["", " , "])
+def test_an_empty_stage_list_is_refused(stages):
+  c = _set(config_lib.base_config(), {"stages": stages})
+  with pytest.raises(config_lib.ConfigError, match="field 'stages' = .* expected at least one stage"):
+    config_lib.validate(c)
+
+
+# The evals CLI refuses bad flags before it reads a file or starts a sandbox.
+
+
+@pytest.mark.parametrize(
+  "flag, message",
+  [
+    ("--ks=0,-1,5", r"--ks=0,-1,5: every k of pass@k must be >= 1"),
+    ("--bootstrap=0", r"--bootstrap=0: expected at least 1"),
+    ("--timeout_s=inf", r"--timeout_s=inf: expected finite seconds > 0"),
+    ("--timeout_s=0", r"--timeout_s=0.0: expected finite seconds > 0"),
+  ],
+)
+def test_evals_cli_refuses_bad_flags_before_any_work(tmp_path, flag, message):
+  # Neither file exists: reading either would fail with another message.
+  args = [f"--problems={tmp_path / 'none.jsonl'}", f"--completions={tmp_path / 'none.jsonl'}", f"--out={tmp_path}"]
+  with pytest.raises(ValueError, match=message):
+    cli.run_evaluate([*args, flag])
