@@ -10,6 +10,7 @@ import platform
 import re
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -28,6 +29,33 @@ def cpu_model() -> str:
   flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
   vector = next((v for v in ("avx512f", "avx2", "sve", "neon") if flags and v in flags.group(1).split()), None)
   return ", ".join(filter(None, (name.group(1).strip() if name else platform.machine(), vector)))
+
+
+def xla_cpu_threads() -> int:
+  """Threads in XLA's CPU intra-op pool, counted by name once the CPU client has started.
+
+  XLA sizes the pool from PJRT_NPROC, else from the CPUs the process may use when the client starts.
+  """
+  jax.devices("cpu")  # Starts the CPU client, which creates the pool.
+  return sum("XLAEigen" in task.joinpath("comm").read_text() for task in Path("/proc/self/task").iterdir())
+
+
+def same_threads(cpus: list[int], torch_threads: int) -> str:
+  """The header's thread line, once XLA's CPU pool and torch are checked to have one thread per pinned CPU.
+
+  Args:
+    cpus: the CPUs the process is pinned to.
+    torch_threads: `torch.get_num_threads()`.
+
+  Raises:
+    SystemExit: either side has another count, so unequal threading is never compared.
+  """
+  xla = xla_cpu_threads()
+  if not xla == torch_threads == len(cpus):
+    raise SystemExit(
+      f"refusing to compare: pinned to CPUs {cpus}, but XLA's CPU pool has {xla} threads and torch {torch_threads}"
+    )
+  return f"threads: XLA CPU intra-op pool {xla} (PJRT_NPROC), torch intra-op {torch_threads}, on CPUs {cpus}"
 
 
 def model_config(args) -> ModelConfig:

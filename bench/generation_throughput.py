@@ -3,7 +3,8 @@
 Both sides decode the same random Qwen3-shaped model (exported with `save_hf`), the same batch of
 prompts and the same number of new tokens (no stop token), float32, on the same pinned CPU core(s)
 with the same thread count: the process pins itself with sched_setaffinity before jax or torch
-start, XLA runs without its multi-threaded Eigen pool, and torch gets torch.set_num_threads. The
+start, XLA's CPU intra-op pool gets one thread per pinned CPU (PJRT_NPROC) and torch as many
+(torch.set_num_threads); the header prints both and a run where they differ is refused. The
 two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
 Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
 warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths (their
@@ -50,14 +51,14 @@ def parse_args():
 ARGS = parse_args()
 # Before jax and torch start their thread pools.
 os.sched_setaffinity(0, set(ARGS.cpus))
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+os.environ["PJRT_NPROC"] = str(len(ARGS.cpus))  # XLA's CPU intra-op pool: one thread per pinned CPU, as torch.
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_models import cpu_model, interleaved, model_config  # noqa: E402
+from bench_models import cpu_model, interleaved, model_config, same_threads  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
@@ -164,7 +165,7 @@ def main():
   print(
     f"machine: {cpu_model()}, pinned to CPUs {args.cpus} of {os.cpu_count()} "
     f"(shared machine: other jobs may run), jax {jax.__version__} {jax.default_backend()}, "
-    f"torch {torch.__version__} threads {torch.get_num_threads()}"
+    f"torch {torch.__version__}; {same_threads(args.cpus, torch.get_num_threads())}"
   )
   print(
     f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "

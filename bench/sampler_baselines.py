@@ -9,35 +9,46 @@ import jax.numpy as jnp
 from ssd_jax.sampling.params import SamplingParams
 
 
+def _top_k_first_xla_truncated(x, rows, k: int):
+  """(index, z) [batch, k]: the k largest tokens and their tempered logits, -inf past top-p."""
+  values, index = jax.lax.top_k(x.astype(jnp.float32), k)
+  z = values / rows.temperature[:, None]
+  probs = jax.nn.softmax(z, axis=-1)
+  before = jnp.cumsum(probs, axis=-1) - probs
+  return index, jnp.where(before < rows.top_p[:, None], z, -jnp.inf)
+
+
 def top_k_first_xla(x, rows, key, *, k: int):
   """lax.top_k(k), then top-p over the k survivors and a categorical draw (one shared k).
 
   Args:
     x: [batch, vocab] logits. rows: `RowParams` ([batch] arrays). key: a PRNG key.
   """
-  values, index = jax.lax.top_k(x.astype(jnp.float32), k)
-  z = values / rows.temperature[:, None]
-  probs = jax.nn.softmax(z, axis=-1)
-  before = jnp.cumsum(probs, axis=-1) - probs
-  z = jnp.where(before < rows.top_p[:, None], z, -jnp.inf)
+  index, z = _top_k_first_xla_truncated(x, rows, k)
   choice = jax.random.categorical(key, z, axis=-1)
   return jnp.take_along_axis(index, choice[:, None], axis=-1)[:, 0]
 
 
-def torch_samplers(params: SamplingParams) -> dict:
-  """name -> callable(torch logits [batch, vocab]) -> tokens, on whatever device the logits are."""
+def top_k_first_xla_kept(x, rows, *, k: int):
+  """bool [batch, vocab]: the tokens `top_k_first_xla` can draw."""
+  index, z = _top_k_first_xla_truncated(x, rows, k)
+  return jnp.zeros(x.shape, bool).at[jnp.arange(x.shape[0])[:, None], index].set(jnp.isfinite(z))
+
+
+def _torch_truncations(params: SamplingParams) -> dict:
+  """name -> callable(torch logits) -> (index or None, weights): what each torch sampler draws from.
+
+  transformers' warpers give scores [batch, vocab], -inf where dropped (index None); top-k first gives
+  the k largest tokens' indices and their probabilities, 0 past top-p.
+  """
   import torch
   from transformers.generation import logits_process as lp
-
-  if params.greedy:  # transformers' greedy path
-    return {"argmax (torch)": lambda x: torch.argmax(x, dim=-1)}
 
   def top_k_first(x):
     values, index = torch.topk(x.float() / params.temperature, params.top_k, dim=-1)
     probs = torch.softmax(values, dim=-1)
     before = torch.cumsum(probs, dim=-1) - probs
-    probs = torch.where(before < params.top_p, probs, 0.0)
-    return index.gather(-1, torch.multinomial(probs, 1))
+    return index, torch.where(before < params.top_p, probs, 0.0)
 
   warpers = [lp.TemperatureLogitsWarper(params.temperature)]
   if params.top_k > 0:
@@ -49,9 +60,47 @@ def torch_samplers(params: SamplingParams) -> dict:
     scores = x.float()
     for warper in warpers:
       scores = warper(None, scores)
-    return torch.multinomial(torch.softmax(scores, dim=-1), 1)
+    return None, scores
 
-  samplers = {"transformers warpers (torch)": warped}
+  truncations = {"transformers warpers (torch)": warped}
   if params.top_k > 0:
-    samplers["top-k first (torch)"] = top_k_first
-  return samplers
+    truncations["top-k first (torch)"] = top_k_first
+  return truncations
+
+
+def torch_samplers(params: SamplingParams) -> dict:
+  """name -> callable(torch logits [batch, vocab]) -> tokens, on whatever device the logits are."""
+  import torch
+
+  if params.greedy:  # transformers' greedy path
+    return {"argmax (torch)": lambda x: torch.argmax(x, dim=-1)}
+
+  def draw(truncate):
+    def sample(x):
+      index, weights = truncate(x)
+      if index is None:
+        return torch.multinomial(torch.softmax(weights, dim=-1), 1)
+      return index.gather(-1, torch.multinomial(weights, 1))
+
+    return sample
+
+  return {name: draw(truncate) for name, truncate in _torch_truncations(params).items()}
+
+
+def torch_kept(params: SamplingParams) -> dict:
+  """name -> callable(torch logits [batch, vocab]) -> bool [batch, vocab], the tokens each sampler can draw.
+
+  Empty for greedy parameters (argmax keeps one token, not ties).
+  """
+  import torch
+
+  def kept(truncate):
+    def support(x):
+      index, weights = truncate(x)
+      if index is None:
+        return torch.isfinite(weights)
+      return torch.zeros(x.shape, dtype=torch.bool, device=x.device).scatter(-1, index, weights > 0)
+
+    return support
+
+  return {} if params.greedy else {name: kept(truncate) for name, truncate in _torch_truncations(params).items()}

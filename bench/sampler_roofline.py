@@ -12,13 +12,15 @@ same logits and per-row parameters, interleaved round after round with compile t
   fallback for rows the list does not answer), at each `--kernel_thresholds` count of
   thresholds per bisection pass;
 - ours, the XLA path (`impl="xla"`); top-k first then top-p in XLA; and, where torch sees the
-  GPU, top-k first and the transformers warpers in torch (CUDA events).
+  GPU, top-k first and the transformers warpers in torch.
 
 A JAX implementation is timed as one program that samples `--slices` different logits arrays
 one after the other (separate arrays, not slices of one, so no copy is added), run under the
 profiler: the figure is the GPU's busy time (kernels and copies on its streams) per slice, read
 from the profile, so neither the Python dispatch (about as long as the kernels here) nor launch
-gaps count; wall time per slice is printed beside it.
+gaps count; wall time per slice is printed beside it. A torch implementation is measured the same
+way: called on the same `--slices` arrays (as torch tensors) in turn under torch's profiler, its
+figure the GPU's kernel, copy and memset time per slice.
 First an agreement check: tokens and cut-offs against the whole-vocabulary reference on mixed
 per-row parameters, and the fraction of rows the candidate list answered.
 
@@ -177,16 +179,24 @@ def time_jax(fn, xs, bits, calls):
   return busy / 1e9 / calls / len(xs), wall
 
 
-def time_torch(fn, x, calls):
-  import torch
+def time_torch(fn, xs, calls):
+  """(device seconds, wall seconds) per slice, as `time_jax`: `calls` passes over the slices under the profiler.
 
-  begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-  begin.record()
-  for _ in range(calls):
-    fn(x)
-  end.record()
-  torch.cuda.synchronize()
-  return begin.elapsed_time(end) / 1e3 / calls
+  Device time is the sum of the GPU's kernel, copy and memset durations read from torch's profile."""
+  import torch
+  from torch.autograd import DeviceType
+
+  with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+    start = time.perf_counter()
+    for _ in range(calls):
+      for x in xs:
+        fn(x)
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - start) / calls / len(xs)
+  busy = sum(event.time_range.elapsed_us() for event in profile.events() if event.device_type == DeviceType.CUDA)
+  if not busy:
+    raise RuntimeError(f"no GPU events in torch's profile: {sorted({event.name for event in profile.events()})}")
+  return busy / 1e6 / calls / len(xs), wall
 
 
 def main():
@@ -197,9 +207,10 @@ def main():
   parser.add_argument("--top_k", type=int, default=20)
   parser.add_argument("--top_p", type=float, default=0.95)
   parser.add_argument("--rounds", type=int, default=7)
-  parser.add_argument("--calls", type=int, default=50, help="torch calls per timed round")
-  parser.add_argument("--slices", type=int, default=16, help="logits arrays per JAX program")
-  parser.add_argument("--calls_per_trace", type=int, default=4, help="JAX programs per profiled round")
+  parser.add_argument("--slices", type=int, default=16, help="logits arrays per JAX program and per torch pass")
+  parser.add_argument(
+    "--calls_per_trace", type=int, default=4, help="JAX programs, and torch passes over the slices, per profiled round"
+  )
   parser.add_argument("--chunk_blocks", default="32,64,128")
   parser.add_argument("--warps", default="4,8")
   parser.add_argument("--second_warps", default="1,2,8")
@@ -231,13 +242,13 @@ def main():
       bits = [jax.random.bits(jax.random.key(1000 + i), (batch, 2), jnp.uint32) for i in range(args.slices)]
       impls = jax_implementations(args, rows)
       torch_impls = torch_implementations(params)
-      x_torch = None
+      xs_torch = []
       if torch_impls:
         import torch
 
-        x_torch = torch.from_numpy(np.array(xs[0].astype(jnp.float32))).to("cuda", torch.bfloat16)
+        xs_torch = [torch.from_numpy(np.array(x.astype(jnp.float32))).to("cuda", torch.bfloat16) for x in xs]
       compile_s, times = {}, {name: [] for name in [*impls, *torch_impls]}
-      walls = {name: [] for name in impls}
+      walls = {name: [] for name in times}
       for name, fn in list(impls.items()):
         start = time.perf_counter()
         try:
@@ -248,14 +259,17 @@ def main():
           continue
         compile_s[name] = time.perf_counter() - start
       for fn in torch_impls.values():
-        fn(x_torch)
+        for x in xs_torch:
+          fn(x)
       for _ in range(args.rounds):  # interleaved: every implementation sees the same device state
         for name, fn in impls.items():
           device, wall = time_jax(fn, xs, bits, args.calls_per_trace)
           times[name].append(device)
           walls[name].append(wall)
         for name, fn in torch_impls.items():
-          times[name].append(time_torch(fn, x_torch, args.calls))
+          device, wall = time_torch(fn, xs_torch, args.calls_per_trace)
+          times[name].append(device)
+          walls[name].append(wall)
       read = batch * vocab * 2
       floor = statistics.median(times["read floor: row max (XLA)"])
       print(
@@ -265,10 +279,8 @@ def main():
       )
       for name, seconds in times.items():
         median = statistics.median(seconds)
-        if name in compile_s:
-          first = f"first call {compile_s[name]:5.2f} s, wall {statistics.median(walls[name]) * 1e6:7.1f} us"
-        else:
-          first = "torch, CUDA events"
+        wall = f"wall {statistics.median(walls[name]) * 1e6:7.1f} us"
+        first = f"first call {compile_s[name]:5.2f} s, {wall}" if name in compile_s else f"torch, {wall}"
         print(
           f"  {name:50s} {median * 1e6:8.1f} us  ({first})  roofline {read / median / peak * 100:6.1f}%  "
           f"of the row max {floor / median * 100:6.1f}%  (rounds {min(seconds) * 1e6:.1f}-{max(seconds) * 1e6:.1f} us)"

@@ -3,9 +3,11 @@
 Both train the same random Qwen3-shaped model (exported with `save_hf`) on the same rows: full causal rows,
 loss on every next token, AdamW (0.9, 0.95, wd 0.1), float32, one optimizer update per step. Ours is
 `ssd_jax.train.sft_step` (chunked cross-entropy, donated state); the baseline is `Qwen3ForCausalLM` with
-`labels=` and `torch.optim.AdamW`. The process is pinned to --threads cores before either framework starts
-its thread pool, and torch uses that many threads. The two sides alternate step by step; compilation and a
-warm-up step are excluded. Prints tokens/s of each, the ratio, the shape and the machine.
+`labels=` and `torch.optim.AdamW`, with weight decay on matrices only (not norms or biases), as ours masks it.
+Both sides' loss at step 0 (same initial weights, same batch) is checked equal. The process is pinned to
+--threads cores before either framework starts its thread pool, and torch uses that many threads. The two
+sides alternate step by step; compilation and a warm-up step are excluded. Prints tokens/s of each, the
+ratio, the shape and the machine.
 
   python bench/sft_throughput.py                      # ~1-2 minutes on 2 CPU cores
   python bench/sft_throughput.py --batch 16 --seq_len 512 --threads 1
@@ -53,7 +55,7 @@ def our_step(cfg: ModelConfig, steps: int):
 
   def one(batch):
     state[0], metrics = step(state[0], batch)
-    jax.block_until_ready(metrics)
+    return float(metrics["loss"])  # Waits for the step.
 
   return one
 
@@ -63,7 +65,14 @@ def torch_step(cfg: ModelConfig):
   with tempfile.TemporaryDirectory() as directory:
     save_hf(nnx.state(Transformer(cfg, rngs=nnx.Rngs(0))), cfg, directory)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).train()
-  optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
+  # Ours decays matrices only (`optimizer.decays_weight`): norm gains and biases get no weight decay.
+  decays = lambda name, p: p.ndim >= 2 and "norm" not in name.lower() and not name.endswith("bias")
+  named = list(model.named_parameters())
+  groups = [
+    {"params": [p for name, p in named if decays(name, p)], "weight_decay": 0.1},
+    {"params": [p for name, p in named if not decays(name, p)], "weight_decay": 0.0},
+  ]
+  optimizer = torch.optim.AdamW(groups, lr=LEARNING_RATE, betas=(0.9, 0.95), eps=1e-8)
 
   def one(batch):
     ids = torch.from_numpy(batch["tokens"]).long()
@@ -71,6 +80,7 @@ def torch_step(cfg: ModelConfig):
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return loss.item()
 
   return one
 
@@ -98,9 +108,11 @@ def main():
 
   sides = {"ours": our_step(cfg, args.steps), "torch": torch_step(cfg)}
   start = time.perf_counter()
-  sides["ours"](batches[0])
+  ours_loss = sides["ours"](batches[0])
   compile_s = time.perf_counter() - start
-  sides["torch"](batches[0])  # Warm-up.
+  torch_loss = sides["torch"](batches[0])  # Warm-up.
+  # Same weights, same batch: the step-0 losses differ only by float32 rounding.
+  np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-4, err_msg="step-0 losses differ")
   times = {name: [] for name in sides}
   for i in range(args.steps):  # Alternating, so both sides see the same machine state.
     for name, one in sides.items():
@@ -125,6 +137,7 @@ def main():
   )
   print(f"PyTorch/transformers step:  {tokens / torch_s:10.1f} tokens/s ({torch_s * 1e3:.0f} ms/step)")
   print(f"ratio (ssd_jax / PyTorch): {torch_s / ours_s:.2f}x")
+  print(f"step-0 loss: ssd_jax {ours_loss:.6f}, PyTorch {torch_loss:.6f} (checked equal within 1e-4)")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ accelerator, the fraction of the HBM roofline (logits bytes / time / peak bandwi
   python bench/truncated_sampling.py --check               # accelerator: agreement, then sweep
   python bench/truncated_sampling.py --tpu_estimate        # libtpu compile-time estimates, v5e
 
-With --cpus the process pins itself to those CPUs before jax and torch start, XLA runs without its
-multi-threaded Eigen pool, and torch gets one thread per pinned CPU. Decoding parameters are the
-SSD paper's training setting (T 1.6, top-k 20, top-p 0.8) unless overridden.
+The process pins itself to --cpus (default: every CPU it may use) before jax and torch start, and
+both sides get one thread per pinned CPU: XLA's CPU intra-op pool through PJRT_NPROC, torch through
+torch.set_num_threads; the header prints both and a run where they differ is refused. On CPU the
+truncated sets (support) are compared first: ours must equal the exact rule (the bisection
+reference); the baselines' agreement is printed, since they may keep part of a run of logits tied at
+the cut-off (frequent in bfloat16; ours keeps every tie) and sum top-p mass in float32. Decoding
+parameters are the SSD paper's training setting (T 1.6, top-k 20, top-p 0.8) unless overridden.
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ import time
 
 def _pin_from_argv() -> list[int]:
   """--cpus, applied before jax and torch create their thread pools (which inherit the affinity)."""
+  cpus = sorted(os.sched_getaffinity(0))
   for i, arg in enumerate(sys.argv):
     value = arg.split("=", 1)[1] if arg.startswith("--cpus=") else (sys.argv[i + 1] if arg == "--cpus" else None)
     if value:
       cpus = [int(c) for c in value.split(",")]
-      os.sched_setaffinity(0, set(cpus))
-      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-      return cpus
-  return []
+  os.sched_setaffinity(0, set(cpus))
+  os.environ["PJRT_NPROC"] = str(len(cpus))  # XLA's CPU intra-op pool: one thread per pinned CPU, as torch.
+  return cpus
 
 
 PINNED = _pin_from_argv()
@@ -44,14 +48,15 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import cpu_model  # noqa: E402
-from sampler_baselines import top_k_first_xla, torch_samplers  # noqa: E402
+from bench_models import cpu_model, same_threads, xla_cpu_threads  # noqa: E402
+from sampler_baselines import top_k_first_xla, top_k_first_xla_kept, torch_kept, torch_samplers  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
+from ssd_jax.kernels.truncation_ops import order_key  # noqa: E402
 from ssd_jax.sampling.dispatch import sample_tokens  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
-from ssd_jax.sampling.truncation import sample_reference  # noqa: E402
-from ssd_jax.sampling.truncation_sorted import sorted_sample  # noqa: E402
+from ssd_jax.sampling.truncation import kept_mask, sample_reference, tempered_logits  # noqa: E402
+from ssd_jax.sampling.truncation_sorted import sorted_kept_mask, sorted_sample  # noqa: E402
 
 # Peak HBM bandwidth in bytes/s by device kind (public spec sheets), for the roofline fraction.
 PEAK_HBM_BYTES_PER_S = {
@@ -78,7 +83,7 @@ def peak_bandwidth(device) -> float | None:
 def _torch_implementations(params: SamplingParams):
   import torch
 
-  torch.set_num_threads(max(len(PINNED), 1))
+  torch.set_num_threads(len(PINNED))
   return {name: (lambda fn: lambda x, rows, key: fn(x))(fn) for name, fn in torch_samplers(params).items()}
 
 
@@ -141,6 +146,38 @@ def _forward_step_seconds(batch: int, vocab: int, args) -> float:
   return statistics.median(times)
 
 
+def check_supports(logits, x_torch, rows, params: SamplingParams) -> None:
+  """Compares each implementation's truncated set with the exact rule's (the bisection reference's).
+
+  Tokens are random per call, so the sets the draws come from are compared instead. Ours must match in
+  every row; the baselines' agreement is printed (they may keep part of a run of logits tied at the
+  cut-off, and float32 top-p sums can move the boundary token).
+
+  Raises:
+    AssertionError: our fast path's set differs from the reference's in some row.
+  """
+  bits = jax.random.bits(jax.random.key(0), (logits.shape[0], 2), jnp.uint32)
+  cutoff = jax.jit(lambda x, r, b: sample_tokens(x, r, b, impl="xla").cutoff)(logits, rows, bits)
+  exact = np.asarray(kept_mask(logits, rows))
+  kept = {
+    "ours: xla fast path": np.asarray(order_key(tempered_logits(logits, rows)) >= cutoff[:, None]),
+    "sort-based top-p (XLA)": np.asarray(sorted_kept_mask(logits, rows)),
+  }
+  if params.top_k > 0 and not params.greedy:
+    kept["top-k first (XLA)"] = np.asarray(
+      jax.jit(top_k_first_xla_kept, static_argnames="k")(logits, rows, k=params.top_k)
+    )
+  kept.update({name: support(x_torch).numpy() for name, support in torch_kept(params).items()})
+  print(f"  support vs the exact rule (bisection reference, {exact.sum(-1).min()}-{exact.sum(-1).max()} tokens kept):")
+  for name, mask in kept.items():
+    rows_equal = int(np.all(mask == exact, axis=-1).sum())
+    differ = int(np.max(np.sum(mask != exact, axis=-1)))
+    print(f"    {name:30s} equal in {rows_equal}/{len(exact)} rows, at most {differ} tokens differ in a row")
+  assert np.array_equal(kept["ours: xla fast path"], exact), (
+    "our fast path's truncated set differs from the reference's"
+  )
+
+
 def _run(fn, framework, x_jax, x_torch, rows, key):
   if framework == "torch":
     return fn(x_torch, rows, key)
@@ -154,12 +191,18 @@ def run_timings(args) -> None:
   name = f"{device.device_kind} x{jax.device_count()}" if on_accelerator else cpu_model()
   print(
     f"machine: {device.platform} {name}, jax {jax.__version__}, "
-    f"pinned to CPUs {PINNED or 'none'} of {os.cpu_count()} (a shared machine: other jobs may run); "
+    f"pinned to CPUs {PINNED} of {os.cpu_count()} (a shared machine: other jobs may run); "
     f"params {args.params}; dtype {args.dtype}"
   )
   if on_accelerator and peak is None:
     print("  (unknown device kind: no roofline fraction)")
   impls = implementations(on_accelerator, args.params)
+  if on_accelerator:
+    print(f"  threads: XLA CPU intra-op pool {xla_cpu_threads()} (torch is not timed on an accelerator)")
+  else:
+    import torch
+
+    print(f"  {same_threads(PINNED, torch.get_num_threads())}")
   dtype = jnp.dtype(args.dtype)
   for vocab in args.vocabs:
     for batch in args.batches:
@@ -178,6 +221,8 @@ def run_timings(args) -> None:
       read = batch * vocab * dtype.itemsize
       shape = f", {args.peak} tokens raised by {args.peak_height}" if args.peak else ", normal x 3"
       print(f"[batch {batch}, vocab {vocab}{shape}] logits read: {read / 1e6:.1f} MB")
+      if not on_accelerator:
+        check_supports(logits, x_torch, rows, args.params)
       compile_s, times = {}, {name: [] for name in impls}
       for name, (fn, framework) in impls.items():
         start = time.perf_counter()
