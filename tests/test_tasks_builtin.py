@@ -50,10 +50,10 @@ def test_splits_are_disjoint(splits):
   assert other != questions["eval"]
 
 
-def test_split_is_a_hash_of_the_statement(splits):
+def test_split_is_a_hash_of_the_program(splits):
   for split, problems in splits.items():
     for problem in problems[:50]:
-      bucket = int(hashlib.sha256(problem.question.encode()).hexdigest()[:16], 16) % 1000
+      bucket = int(hashlib.sha256(problem.reference_solution.encode()).hexdigest()[:16], 16) % 1000
       assert split == ("pretrain" if bucket < 800 else "synth" if bucket < 900 else "eval")
 
 

@@ -45,8 +45,14 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
 
 
 def shared_problems(training: list[Problem], evaluation: list[Problem]) -> list[str]:
-  """Ids of training problems that are evaluation problems too: the same task id or the same statement
-  (normalised question and starter, as de-duplication compares them)."""
+  """Ids of training problems that are evaluation problems too: the same task id, the same statement
+  (normalised question and starter, as de-duplication compares them) or, where both carry one, the same
+  whitespace-normalised reference solution (one program in another wording is still the same problem)."""
   ids = {p.task_id for p in evaluation}
   statements = {statement_key(p) for p in evaluation}
-  return [p.task_id for p in training if p.task_id in ids or statement_key(p) in statements]
+  references = {" ".join(p.reference_solution.split()) for p in evaluation} - {""}
+  return [
+    p.task_id
+    for p in training
+    if p.task_id in ids or statement_key(p) in statements or " ".join(p.reference_solution.split()) in references
+  ]

@@ -6,7 +6,8 @@ the jitted step, resumable checkpoints), and exports it as the run's base model 
 holds a share of wrong answers and training is short, so the base model knows the format but not every
 program: SSD has room to move pass@1 and the pass@k curve. A share of the examples
 (`pretrain.context_share`) is laid out the way the self-distillation teacher sees a problem
-(`onpolicy.teacher_corpus`).
+(`onpolicy.teacher_corpus`); those are drawn from the examples with a correct answer, so the corpus keeps
+its configured shares of wrong and slipped answers.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from ssd_jax.onpolicy.teacher_corpus import context_conversations
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.onpolicy_setup import templates_from
 from ssd_jax.pipeline.training import train_cross_entropy
-from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus
+from ssd_jax.tasks import build_task_tokenizer, pretrain_corpus, render_answer, solutions_for
 
 
 def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
-  """The pre-training conversations: the corpus, a `context_share` of it in the teacher's layouts."""
+  """The pre-training conversations: the corpus, a `context_share` of it in the teacher's layouts.
+
+  The examples laid out with context get a correct answer, so they are drawn among those whose answer is
+  already correct: replacing a wrong or slipped one would lower the corpus's `corruption_rate` and
+  `lock_slip_rate` below what is configured.
+
+  Raises:
+    ValueError: the corpus has fewer correct answers than `context_share` of it.
+  """
   config, section = ctx.config, ctx.config.pretrain
   corpus = pretrain_corpus(
     section.num_examples,
@@ -35,8 +44,18 @@ def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
     corruption_rate=section.corruption_rate,
     lock_slip_rate=section.lock_slip_rate,
   )
-  rng = random.Random(f"pretrain-context-share:{config.seed}")
-  in_context = [rng.random() < section.context_share for _ in corpus]
+  correct = [
+    i for i, (problem, answer) in enumerate(corpus) if answer in {render_answer(s) for s in solutions_for(problem)}
+  ]
+  wanted = round(section.context_share * len(corpus))
+  if wanted > len(correct):
+    raise ValueError(
+      f"field 'pretrain.context_share' = {section.context_share} asks for {wanted} examples in the teacher's "
+      f"layouts, but only {len(correct)} of the {len(corpus)} have a correct answer (pretrain.corruption_rate "
+      f"{section.corruption_rate}, pretrain.lock_slip_rate {section.lock_slip_rate}): lower one of them"
+    )
+  picked = set(random.Random(f"pretrain-context-share:{config.seed}").sample(correct, wanted))
+  in_context = [i in picked for i in range(len(corpus))]
   with_context = iter(
     context_conversations(
       [problem for (problem, _), chosen in zip(corpus, in_context) if chosen],

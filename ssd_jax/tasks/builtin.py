@@ -1,9 +1,10 @@
 """The built-in programming task: deterministic problem splits, known solutions and a pre-training corpus.
 
 Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
-the task's locks and forks are). A problem belongs to exactly one split, decided by a hash of its
-statement, so 'pretrain', 'synth' (prompts for self-distillation) and 'eval' never share a question.
-Its `task_id` is `builtin/<family>/<instance seed>`, which is enough to regenerate everything about it.
+the task's locks and forks are). A problem belongs to exactly one split, decided by a hash of its program
+(the canonical solution), so 'pretrain', 'synth' (prompts for self-distillation) and 'eval' never share a
+program, whichever of a family's wordings states it. Its `task_id` is `builtin/<family>/<instance seed>`,
+which is enough to regenerate everything about it.
 
 Answers are fenced Python blocks holding one complete function definition:
 
@@ -26,7 +27,7 @@ from ssd_jax.tasks.families import Family
 from ssd_jax.tasks.lock_distractors import random_lock_slip
 
 SPLITS = ("pretrain", "synth", "eval")
-# Share of statements per split, in thousandths: most go to pre-training, the rest are held out.
+# Share of programs per split, in thousandths: most go to pre-training, the rest are held out.
 _SPLIT_BOUNDS = (("pretrain", 800), ("synth", 900), ("eval", 1000))
 _ID_PREFIX = "builtin"
 _MAX_MISSES_PER_FAMILY = 500
@@ -41,9 +42,13 @@ def registry() -> dict[str, Family]:
   return {f.name: f for f in families}
 
 
-def split_of(question: str) -> str:
-  """The split a problem statement belongs to (a pure function of the text)."""
-  bucket = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:8], "big") % 1000
+def split_of(program: str) -> str:
+  """The split a problem belongs to: a pure function of its program (canonical solution), not its wording.
+
+  A family states one program in several wordings; hashing the wording would put them in different splits,
+  and pre-training would show the exact answers of held-out problems.
+  """
+  bucket = int.from_bytes(hashlib.sha256(program.encode("utf-8")).digest()[:8], "big") % 1000
   return next(split for split, bound in _SPLIT_BOUNDS if bucket < bound)
 
 
@@ -67,8 +72,10 @@ def _to_problem(instance: families.TaskInstance, instance_seed: int) -> Problem:
 def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
   """Draws `n` distinct problems of one split, interleaving the families in a fixed order.
 
-  A family that keeps repeating statements already drawn (its space of statements is nearly used up
-  in this split) leaves the rotation, so very large n skews the mix toward the larger families.
+  In 'synth' and 'eval' each program appears once: two wordings of one program would count it twice (and
+  could land in both the dev and test halves of an evaluation). 'pretrain' keeps every wording, which is
+  more pre-training data for the same answers. A family that keeps repeating what was already drawn (it has
+  nearly run out in this split) leaves the rotation, so very large n skews the mix toward the larger families.
 
   Args:
     split: 'pretrain', 'synth' or 'eval'.
@@ -92,14 +99,15 @@ def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
     family = active[len(problems) % len(active)]
     instance_seed = rng.getrandbits(32)
     instance = family.instantiate(instance_seed)
-    if instance.question in seen or split_of(instance.question) != split:
+    key = instance.question if split == "pretrain" else instance.solutions[0]
+    if key in seen or split_of(instance.solutions[0]) != split:
       misses += 1
-      if misses == _MAX_MISSES_PER_FAMILY:  # This family has (nearly) run out of new statements here.
+      if misses == _MAX_MISSES_PER_FAMILY:  # This family has (nearly) run out of new problems here.
         active.remove(family)
         misses = 0
       continue
     misses = 0
-    seen.add(instance.question)
+    seen.add(key)
     problems.append(_to_problem(instance, instance_seed))
   return problems
 

@@ -62,7 +62,8 @@ def distance(rng: random.Random) -> Draft:
     function(name, x, f"return abs({x}) - {c}"),
     function(name, x, f"return abs({x} + {c})"),
   )
-  values = (c - rng.randint(1, c), c + rng.randint(1, 15), c, -rng.randint(1, 15))
+  # c - 1 and c + 1 catch a comparison with c off by one in the if/else and conditional forks.
+  values = (c - 1, c + 1, c, c + rng.randint(2, 15), -rng.randint(1, 15))
   cases = tuple(((v,), abs(v - c)) for v in values)
   return Draft(question, name, cases, solutions, wrong)
 
@@ -99,13 +100,14 @@ def clamp(rng: random.Random) -> Draft:
     function(name, x, f"return min({lo}, max({x}, {hi}))"),
     function(name, x, f"return max({lo}, min({x}, {hi - 1}))"),
   )
-  values = (lo - rng.randint(1, 10), hi + rng.randint(1, 10), rng.randint(lo + 1, hi - 1), lo, hi)
+  # Just outside each bound, so a bound copied off by one fails.
+  values = (lo - 1, hi + 1, rng.randint(lo + 1, hi - 1), lo, hi)
   cases = tuple(((v,), min(max(v, lo), hi)) for v in values)
   return Draft(question, name, cases, solutions, wrong)
 
 
 def range_sum(rng: random.Random) -> Draft:
-  """Medium (copies s): sum of i (or i squared) for i from s to n. Forks: for, while, sum(range), formula."""
+  """Medium (copies s): sum of i (or i squared) for i from s to n, 0 when n < s. Forks: for, while, sum(range), formula."""
   power, s, n = rng.choice((1, 2)), rng.randint(1, 9), rng.choice(_COUNT_ARGS)
   term, what = ("i", "integers") if power == 1 else ("i * i", "squares of the integers")
   name = rng.choice(
@@ -115,8 +117,9 @@ def range_sum(rng: random.Random) -> Draft:
   )
   question = rng.choice(
     (
-      f"Write a function `{name}({n})` that returns the sum of the {what} from {s} to {n} inclusive.",
-      f"Define `{name}({n})` returning the total of the {what} {s}, {s + 1}, ..., {n}.",
+      f"Write a function `{name}({n})` that returns the sum of the {what} from {s} to {n} inclusive "
+      f"(0 when {n} < {s}).",
+      f"Define `{name}({n})` returning the total of the {what} {s}, {s + 1}, ..., {n}, or 0 if {n} is less than {s}.",
     )
   )
   solutions = [
@@ -136,19 +139,22 @@ def range_sum(rng: random.Random) -> Draft:
     ),
   ]
   if power == 1 and s == 1:
-    solutions.append(function(name, n, f"return {n} * ({n} + 1) // 2"))
+    # Guarded: the bare formula is positive for n < -1, where the sum is empty.
+    solutions.append(function(name, n, f"return {n} * ({n} + 1) // 2 if {n} >= 1 else 0"))
   wrong = (
     function(name, n, "total = 0", f"for i in range({s}, {n}):", f"{INDENT}total += {term}", "return total"),
     function(name, n, "total = 0", f"for i in range({s + 1}, {n} + 1):", f"{INDENT}total += {term}", "return total"),
   )
-  stops = (s, s + rng.randint(1, 5), s + rng.randint(6, 15))
+  # One stop below s, where the sum is empty (0).
+  stops = (s - rng.randint(1, 3), s, s + rng.randint(1, 5), s + rng.randint(6, 15))
   cases = tuple(((m,), sum(i**power for i in range(s, m + 1))) for m in stops)
   return Draft(question, name, cases, unique(solutions), wrong)
 
 
 def product(rng: random.Random) -> Draft:
   """Medium (copies s): product of the integers from s to n (1 when n < s). Forks: for, while, recursion, math.prod."""
-  s, n = rng.randint(1, 6), rng.choice(_COUNT_ARGS)
+  # s = 1 would be one function (so one problem) with s = 2, under another statement and maybe another split.
+  s, n = rng.randint(2, 7), rng.choice(_COUNT_ARGS)
   name = rng.choice(
     (
       "product_from",
@@ -188,7 +194,8 @@ def product(rng: random.Random) -> Draft:
 def digits(rng: random.Random) -> Draft:
   """Easy (copies nothing, or the digit d): digit sum, or count of digits above d. Forks: str and generator, map, a % 10 loop."""
   n = rng.choice(_COUNT_ARGS)
-  # A large leading digit (so dropping it fails) and a few more; the count variant adds one holding d.
+  # A large leading digit (so dropping it fails) and a few more; the digit sum adds a leading 1 (so a loop that
+  # stops at 1 fails), the count one holding d.
   values = (int(f"9{rng.randint(1, 7)}{rng.randint(0, 9)}"), rng.randint(10, 99), rng.randint(1000, 99999))
   if rng.random() < 0.5:
     name = rng.choice(
@@ -223,6 +230,7 @@ def digits(rng: random.Random) -> Draft:
       function(name, n, f"return sum(int(ch) for ch in str({n})[1:])"),
     )
     referee = lambda m: sum(int(ch) for ch in str(m))
+    values += (rng.randint(100, 199),)
   else:
     d = rng.randint(1, 7)
     name = rng.choice(
@@ -252,8 +260,8 @@ def digits(rng: random.Random) -> Draft:
       function(name, n, f"return sum(1 for ch in str({n}) if int(ch) < {d})"),
     )
     referee = lambda m: sum(int(ch) > d for ch in str(m))
-    # One holds the digit d (so `>=` fails), one only nines (so `<` fails).
-    values += (int(f"{d}{d + 1}{rng.randint(0, 9)}"), int("9" * rng.randint(2, 4)))
+    # One holds the digits d, d + 1 and 0 (so `>= d`, `> d + 1` and `!= d` fail), one only nines (so `<` fails).
+    values += (int(f"{d}{d + 1}0"), int("9" * rng.randint(2, 4)))
   cases = tuple(((v,), referee(v)) for v in values)
   return Draft(question, name, cases, solutions, wrong)
 

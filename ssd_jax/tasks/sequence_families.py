@@ -13,6 +13,9 @@ from ssd_jax.tasks.families import INDENT, Draft, Family, function
 
 _STR_ARGS = ("s", "text", "word", "line", "chars")
 _LIST_ARGS = ("xs", "nums", "values", "items")
+# divisible_list's (a, b): in order, since `by 3 or by 5` and `by 5 or by 3` are one program, and b not a multiple
+# of a, where `by 2 or by 4` is `by 2` (b would change nothing and need not be copied).
+_DIVISOR_PAIRS = tuple((a, b) for a in range(2, 10) for b in range(a + 1, 10) if b % a)
 
 
 def _word(rng: random.Random, alphabet: str, low: int, high: int) -> str:
@@ -101,7 +104,13 @@ def count_char(rng: random.Random) -> Draft:
     function(name, s, f"return int('{c}' in {s})"),
   )
   others = "".join(ch for ch in "abcdefghij" if ch != c)[:3]
-  words = (c + _word(rng, others, 1, 4) + c, _word(rng, others, 1, 5), c * 3 + _word(rng, others, 0, 2))
+  # The letters next to c (one below, one above), so an ordering comparison or a neighbouring letter fails.
+  near = "".join(chr(ord(c) + step) for step in (-1, 1) if "a" <= chr(ord(c) + step) <= "z")
+  words = (
+    c + _word(rng, others, 1, 4) + c,
+    near + _word(rng, others, 0, 3),
+    c * 3 + _word(rng, others, 0, 2),
+  )
   cases = tuple(((w,), w.count(c)) for w in words)
   return Draft(question, name, cases, solutions, wrong)
 
@@ -147,8 +156,14 @@ def sum_multiples(rng: random.Random) -> Draft:
     function(name, xs, f"return sum(v for v in {xs} if v % {k} != 0)"),
     function(name, xs, f"return sum(v for v in {xs} if v % {k} == 1)"),
   )
-  # A lone multiple makes both wrong filters return 0.
-  lists = ([k * rng.randint(1, 5)], [k * rng.randint(1, 5), k + 1, *_ints(rng, 0, 30, 3)], _ints(rng, 0, 30, 5), [])
+  # A lone multiple makes both wrong filters return 0; k - 1 and k + 1 fail a divisor copied off by one, and a
+  # multiple other than k fails `v == k`.
+  lists = (
+    [k * rng.randint(1, 5)],
+    [k * rng.randint(2, 5), k + 1, k - 1, *_ints(rng, 0, 30, 2)],
+    _ints(rng, 0, 30, 5),
+    [],
+  )
   cases = tuple(((lst,), sum(v for v in lst if v % k == 0)) for lst in lists)
   return Draft(question, name, cases, solutions, wrong)
 
@@ -176,8 +191,8 @@ def filter_greater(rng: random.Random) -> Draft:
     function(name, xs, f"return sorted(v for v in {xs} if v {op} {t})"),
   )
   keep = (lambda v: v > t) if above else (lambda v: v < t)
-  # Holds t itself (so `>=` fails) and keepers out of order (so sorting fails).
-  mixed = [t + 9, t, t - 4, t + 2, t - 7] if above else [t - 2, t, t + 4, t - 9, t + 7]
+  # Holds t and its neighbours (so `>=` or a t copied off by one fails) and keepers out of order (so sorting fails).
+  mixed = [t + 9, t, t - 1, t + 1, t - 4, t + 2, t - 7] if above else [t - 2, t, t + 1, t - 1, t + 4, t - 9, t + 7]
   lists = (mixed, _ints(rng, t - 10, t + 10, 5), [])
   cases = tuple(((lst,), [v for v in lst if keep(v)]) for lst in lists)
   return Draft(question, name, cases, solutions, wrong)
@@ -231,7 +246,14 @@ def extreme(rng: random.Random) -> Draft:
     function(name, xs, *guard, f"return sorted({xs})[{-1 - pick}]"),
   )
   sign = -1 if largest else 1  # All below d for max (above d for min) catches both ways of mixing d in.
-  lists = ([sign * rng.randint(10, 20) for _ in range(4)], [3, 17, -4, 8], _ints(rng, -20, 20, 6), [])
+  # A single element, so a loop that starts from the second one fails.
+  lists = (
+    [sign * rng.randint(10, 20) for _ in range(4)],
+    [3, 17, -4, 8],
+    _ints(rng, -20, 20, 6),
+    [rng.randint(-20, 20)],
+    [],
+  )
   cases = tuple(((lst,), (max if largest else min)(lst, default=d)) for lst in lists)
   return Draft(question, name, cases, solutions, wrong)
 
@@ -239,7 +261,7 @@ def extreme(rng: random.Random) -> Draft:
 def divisible_list(rng: random.Random) -> Draft:
   """Hard (copies a and b): list 1..n divisible by a or b. Forks: comprehension, append loop, filter over a range."""
   n = rng.choice(("n", "limit", "top", "stop"))
-  a, b = rng.sample(range(2, 10), 2)
+  a, b = rng.choice(_DIVISOR_PAIRS)
   name = rng.choice(("multiples_of", "divisible_upto", "pick_multiples", "either_multiple", "list_multiples"))
   question = (
     f"Write a function `{name}({n})` that returns a list of the integers from 1 to {n} inclusive that are "
@@ -264,7 +286,8 @@ def divisible_list(rng: random.Random) -> Draft:
     function(name, n, f"return [i for i in range(1, {n}) if {cond}]"),
     function(name, n, f"return [i for i in range({n} + 1) if {cond}]"),
   )
-  stops = (a * rng.randint(1, 3), rng.randint(0, 30), a * b + rng.randint(0, 5))
+  # A stop just below a multiple of b, so a range that runs one past the stop fails.
+  stops = (a * rng.randint(1, 3), b * rng.randint(1, 3) - 1, rng.randint(0, 30), a * b + rng.randint(0, 5))
   cases = tuple(((m,), [i for i in range(1, m + 1) if i % a == 0 or i % b == 0]) for m in stops)
   return Draft(question, name, cases, solutions, wrong)
 
