@@ -78,7 +78,7 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     if shared:
       errors.append(
         f"field '{prefix}': {len(shared)} of its problems are evaluation problems too (field 'eval.problems'; same "
-        f"id or statement), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
+        f"id, statement or reference solution), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
         "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
       )
   return errors
