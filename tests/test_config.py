@@ -1,22 +1,15 @@
 """Bad configs fail before any work, with a message naming the field."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+from config_files import load_config
 
 from ssd_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 @pytest.mark.parametrize(
@@ -24,7 +17,7 @@ def _load(name):
   sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py") and not f.startswith("_")),
 )
 def test_shipped_configs_are_valid(name):
-  config_lib.validate(_load(name))
+  config_lib.validate(load_config(name))
 
 
 def _mutated(**fields):

@@ -1,9 +1,9 @@
 """The toy section, the teacher diagnostic fields and the paper-faithful on-policy defaults."""
 
-import importlib.util
 import os
 
 import pytest
+from config_files import load_config
 
 from ssd_jax import config as config_lib
 from ssd_jax.pipeline.ssd_toy_run import ToyRunConfig
@@ -11,15 +11,8 @@ from ssd_jax.pipeline.ssd_toy_run import ToyRunConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def test_toy_config_runs_only_the_toy_stage_and_converts():
-  c = _load("ssd_toy")
+  c = load_config("ssd_toy")
   config_lib.validate(c)
   assert config_lib.stage_names(c) == ("toy",)
   run = ToyRunConfig.from_section(c.toy, c.seed)
@@ -64,7 +57,7 @@ def test_sft_packing_and_lock_slip_fields():
 
 
 def test_smollm2_humaneval_keeps_synthesis_and_evaluation_apart():
-  c = _load("smollm2_humaneval")
+  c = load_config("smollm2_humaneval")
   config_lib.validate(c)
   assert config_lib.stage_names(c) == ("synthesize", "sft", "eval", "report")
   assert (c.synthesize.problems.half, c.eval.problems.half) == ("a", "b")
@@ -79,7 +72,7 @@ def test_default_model_and_tokenizer_share_a_vocabulary_with_whole_constants(tmp
   from ssd_jax.data.tokenizer import load_tokenizer
   from ssd_jax.tasks import build_task_tokenizer
 
-  c = _load("default")
+  c = load_config("default")
   config_lib.validate(c)
   assert c.model.overrides.vocab_size == c.pretrain.tokenizer_vocab_size == 1024
   assert c.pretrain.context_share >= 0.5 and c.self_distill.learning_rate == c.sft.learning_rate

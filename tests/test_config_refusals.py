@@ -1,10 +1,10 @@
 """Values that used to pass the checks and fail minutes or hours into a run are refused before any work."""
 
-import importlib.util
 import math
 import os
 
 import pytest
+from config_files import load_config, set_fields
 from pipeline_fixtures import micro_config
 
 from ssd_jax import config as config_lib
@@ -15,27 +15,10 @@ from ssd_jax.pipeline import runner
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _set(c, fields):
-  for path, value in fields.items():
-    node = c
-    *parents, leaf = path.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return c
-
-
 def _config(stages, **fields):
   c = config_lib.base_config()
   c.stages = stages
-  return _set(c, {k.replace("__", "."): v for k, v in fields.items()})
+  return set_fields(c, {k.replace("__", "."): v for k, v in fields.items()})
 
 
 def _prepare(config, tmp_path):
@@ -65,14 +48,14 @@ MESH_4 = {"mesh.data": 4}
   ],
 )
 def test_batches_that_the_mesh_cannot_split_are_refused(stages, fields, named):
-  c = _set(_config(stages), {**MESH_4, **fields})
+  c = set_fields(_config(stages), {**MESH_4, **fields})
   message = rf"{named} rows do not split over the 4 batch shards \(data x fsdp x expert\) of mesh \{{'data': 4, "
   with pytest.raises(config_lib.ConfigError, match=message + r".*make it a multiple of 4"):
     config_lib.validate(c, device_count=4)
 
 
 def test_batch_shards_are_data_fsdp_and_expert_not_tensor():
-  c = _set(_config("pretrain,sft"), {"mesh.data": 1, "mesh.fsdp": 2, "mesh.expert": 2, "mesh.tensor": 2})
+  c = set_fields(_config("pretrain,sft"), {"mesh.data": 1, "mesh.fsdp": 2, "mesh.expert": 2, "mesh.tensor": 2})
   c.sft.global_batch_size = 4
   config_lib.validate(c, device_count=8)
   c.sft.global_batch_size = 2
@@ -83,13 +66,15 @@ def test_batch_shards_are_data_fsdp_and_expert_not_tensor():
 def test_batches_that_work_today_are_not_refused():
   # Micro-batches of grad_accum_steps need not split (the step's sharding constraint pads them), and a
   # stage that does not run may keep any batch.
-  c = _set(_config("pretrain,sft"), {**MESH_4, "sft.global_batch_size": 8, "sft.grad_accum_steps": 4})
+  c = set_fields(_config("pretrain,sft"), {**MESH_4, "sft.global_batch_size": 8, "sft.grad_accum_steps": 4})
   c.sampling.batch_size = c.eval_sampling.batch_size = c.self_distill.rollout.batch_size = 6
   c.forward.batch_size = 2
   config_lib.validate(c, device_count=4)
-  c = _set(_config("pretrain,self_distill"), {**MESH_4, "self_distill.eval_every": 0, "eval_sampling.batch_size": 6})
+  c = set_fields(
+    _config("pretrain,self_distill"), {**MESH_4, "self_distill.eval_every": 0, "eval_sampling.batch_size": 6}
+  )
   config_lib.validate(c, device_count=4)  # No held-out curve: T_eval is never sampled.
-  config_lib.validate(_set(_config("pretrain,sft"), {"sft.global_batch_size": 6}))  # No device count, no mesh.
+  config_lib.validate(set_fields(_config("pretrain,sft"), {"sft.global_batch_size": 6}))  # No device count, no mesh.
 
 
 def test_a_plan_only_run_checks_the_batches_it_compiles_on_its_slice(tmp_path):
@@ -111,12 +96,12 @@ def test_a_plan_only_run_checks_the_batches_it_compiles_on_its_slice(tmp_path):
   "name", ["tpu_v5", "llama3p1_8b_instruct", "llama3p1_8b_instruct_v5e64", "qwen3_30b_a3b_instruct"]
 )
 def test_shipped_slice_configs_split_their_batches_on_their_slice(name):
-  c = _load(name)
+  c = load_config(name)
   config_lib.validate(c, device_count=config_lib.topology_chips(c.mesh.topology))
 
 
 def test_default_config_splits_its_batches_over_eight_devices():
-  config_lib.validate(_load("default"), device_count=8)
+  config_lib.validate(load_config("default"), device_count=8)
 
 
 # self_distill's optimizer and templates, and its rollouts per step against grad_accum_steps.
@@ -138,7 +123,7 @@ def test_default_config_splits_its_batches_over_eight_devices():
   ],
 )
 def test_self_distill_optimizer_and_template_fields_are_checked(field, value):
-  c = _set(config_lib.base_config(), {f"self_distill.{field}": value})
+  c = set_fields(config_lib.base_config(), {f"self_distill.{field}": value})
   with pytest.raises(config_lib.ConfigError, match=f"field 'self_distill.{field}' = "):
     config_lib.validate(c)
 
@@ -150,7 +135,7 @@ def test_templates_with_literal_braces_pass():
 
 
 def test_rollouts_per_step_must_split_into_grad_accum_micro_batches():
-  c = _set(config_lib.base_config(), {"self_distill.prompts_per_step": 8, "self_distill.group_size": 4})
+  c = set_fields(config_lib.base_config(), {"self_distill.prompts_per_step": 8, "self_distill.group_size": 4})
   c.self_distill.grad_accum_steps = 4
   config_lib.validate(c)
   c.self_distill.grad_accum_steps = 3
@@ -186,7 +171,7 @@ def test_rollouts_per_step_must_split_into_grad_accum_micro_batches():
   ],
 )
 def test_infinite_values_are_refused(field):
-  c = _set(config_lib.base_config(), {field: math.inf})
+  c = set_fields(config_lib.base_config(), {field: math.inf})
   with pytest.raises(config_lib.ConfigError, match=f"field '{field}' = inf is invalid: expected .*finite"):
     config_lib.validate(c)
 
@@ -201,7 +186,7 @@ def test_infinite_values_are_refused(field):
   ],
 )
 def test_infinite_values_in_lists_are_refused(field, value):
-  c = _set(config_lib.base_config(), {field: value})
+  c = set_fields(config_lib.base_config(), {field: value})
   with pytest.raises(config_lib.ConfigError, match=f"field '{field}' = '{value}'"):
     config_lib.validate(c)
 
@@ -214,7 +199,7 @@ def _self_distill_micro(**fields):
   c.self_distill.rollout.max_new_tokens = 12
   c.self_distill.max_prompt_len = 128
   c.self_distill.max_teacher_prompt_len = 244  # 244 + 12 = the micro model's 256 positions.
-  return _set(c, fields)
+  return set_fields(c, fields)
 
 
 def test_on_policy_rows_must_fit_the_model_positions(tmp_path):
@@ -258,7 +243,7 @@ def test_pretrain_model_vocabulary_must_be_the_task_tokenizers(tmp_path):
 
 @pytest.mark.parametrize("seed", [-1, 2**32])
 def test_seed_outside_uint32_is_refused(seed):
-  c = _set(config_lib.base_config(), {"seed": seed})
+  c = set_fields(config_lib.base_config(), {"seed": seed})
   with pytest.raises(config_lib.ConfigError, match=rf"field 'seed' = {seed} is invalid"):
     config_lib.validate(c)
   c.seed = 2**32 - 1
@@ -267,7 +252,7 @@ def test_seed_outside_uint32_is_refused(seed):
 
 @pytest.mark.parametrize("stages", ["", " , "])
 def test_an_empty_stage_list_is_refused(stages):
-  c = _set(config_lib.base_config(), {"stages": stages})
+  c = set_fields(config_lib.base_config(), {"stages": stages})
   with pytest.raises(config_lib.ConfigError, match="field 'stages' = .* expected at least one stage"):
     config_lib.validate(c)
 

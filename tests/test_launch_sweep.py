@@ -1,15 +1,15 @@
 """launch/sweep.py: grid from flags and a sweep file, one workdir per point, failures recorded, a results table."""
 
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
+from config_files import ROOT as REPO
+from config_files import load_module
+
 from ssd_jax.pipeline.layout import RunLayout
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = REPO / "launch" / "sweep.py"
 FAKE_MAIN = f"{sys.executable} {REPO / 'tests' / 'fake_main.py'}"
 
@@ -76,10 +76,7 @@ def test_points_of_other_configs_or_arguments_get_their_own_workdirs(tmp_path):
 
 
 def _sweep_module():
-  spec = importlib.util.spec_from_file_location("sweep", SWEEP)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module(SWEEP, "sweep")
 
 
 def _point_dir(root, overrides):
@@ -124,14 +121,19 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   (fake / "jobs").write_text("0\n")
   env = dict(os.environ, PATH=f"{REPO / 'tests' / 'fake_gcloud'}{os.pathsep}{os.environ['PATH']}")
   env["FAKE_GCLOUD_DIR"] = str(fake)
-  done = sweep(
-    f"--root={tmp_path / 'runs'}",
-    "--grid=sampling.temperature=1.2,1.6",
-    "--runner=queued_resource",
-    "--launcher_args=--project=p --zone=z --accelerator=v5p-32 --poll=0",
-    env=env,
-    cwd=tmp_path,
-  )
+
+  def queued_sweep(*args):
+    return sweep(
+      f"--root={tmp_path / 'runs'}",
+      *args,
+      "--grid=sampling.temperature=1.2,1.6",
+      "--runner=queued_resource",
+      "--launcher_args=--project=p --zone=z --accelerator=v5p-32 --poll=0",
+      env=env,
+      cwd=tmp_path,
+    )
+
+  done = queued_sweep()
   calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
   creates = [c for c in calls if c[3] == "create"]
   assert len(creates) == 2 and creates[0][4] != creates[1][4]  # One slice per point, each its own name.
@@ -152,15 +154,7 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   (finished / "report").mkdir()
   (finished / "report" / "comparison.json").write_text('{"models": {}}')
   (fake / "calls.jsonl").unlink()
-  again = sweep(
-    f"--root={tmp_path / 'runs'}",
-    f"--local_root={mounted}",
-    "--grid=sampling.temperature=1.2,1.6",
-    "--runner=queued_resource",
-    "--launcher_args=--project=p --zone=z --accelerator=v5p-32 --poll=0",
-    env=env,
-    cwd=tmp_path,
-  )
+  again = queued_sweep(f"--local_root={mounted}")
   calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
   runs = [a for c in calls for a in c if a.startswith("--command=") and "nohup" in a]
   assert len([c for c in calls if c[3] == "create"]) == 1 and all("temperature=1.6" in r for r in runs)

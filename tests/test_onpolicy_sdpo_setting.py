@@ -2,9 +2,10 @@
 updates per rollout batch, and the shipped configs' paper-faithful defaults."""
 
 import dataclasses
-import importlib.util
 import os
 import types
+
+from config_files import load_config
 
 from ssd_jax import config as config_lib
 from ssd_jax.data.problems import Problem
@@ -14,13 +15,6 @@ from ssd_jax.onpolicy.teacher_context import Attempt, TeacherTemplates, choose_c
 from ssd_jax.pipeline import onpolicy_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def test_feedback_only_when_no_successful_sibling():
@@ -101,7 +95,7 @@ class _Prompts:
 
 
 def test_sdpo_config_is_sdpos_code_setting():
-  c = _load("sdpo")
+  c = load_config("sdpo")
   config_lib.validate(c)
   sd = c.self_distill
   assert (sd.sdpo.divergence, sd.sdpo.form, sd.sdpo.top_k) == ("reverse_kl", "topk", 20)
@@ -113,14 +107,14 @@ def test_sdpo_config_is_sdpos_code_setting():
 
 
 def test_sdsd_pure_has_no_reference_fallback():
-  c = _load("sdsd_pure")
+  c = load_config("sdsd_pure")
   config_lib.validate(c)
   assert c.self_distill.sdsd.use_reference is False and c.self_distill.sdsd.context == "demonstration"
-  assert _load("sdsd").self_distill.sdsd.use_reference is True
+  assert load_config("sdsd").self_distill.sdsd.use_reference is True
 
 
 def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_text(monkeypatch):
-  c = _load("sdpo")
+  c = load_config("sdpo")
   c.self_distill.methods = "sdpo,sdpo_blank"
   c.eval.models = "base,sdpo,sdpo_blank"
   config_lib.validate(c)

@@ -1,12 +1,12 @@
 """Paper-row configs carry the paper's numbers and fail early, naming the field, without weights."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from config_files import load_config, set_fields
 
 from ssd_jax import config as config_lib
 from ssd_jax.model import hf, presets
@@ -28,16 +28,9 @@ def _check(c):
   config_lib.check_run(c)
 
 
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))
 def test_paper_rows_hold_the_papers_recipe(name):
-  c = _load(name)
+  c = load_config(name)
   config_lib.validate(c)
   t_train, top_k, top_p, t_eval, steps, warmup, every = PAPER_ROWS[name]
   assert (c.sampling.temperature, c.sampling.top_k, c.sampling.top_p, c.sampling.n) == (t_train, top_k, top_p, 1)
@@ -61,11 +54,11 @@ def test_paper_rows_hold_the_papers_recipe(name):
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))
 def test_paper_rows_without_weights_fail_naming_hf_dir(name):
   with pytest.raises(config_lib.ConfigError, match=r"'model.hf_dir' is empty.*--config.model.hf_dir="):
-    _check(_load(name))
+    _check(load_config(name))
 
 
 def test_missing_or_empty_weights_directory_is_named(tmp_path):
-  c = _load("qwen3_4b_instruct")
+  c = load_config("qwen3_4b_instruct")
   c.model.hf_dir = str(tmp_path / "nowhere")
   c.synthesize.problems.path = c.eval.problems.path = "problems.jsonl"
   with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' = .*nowhere.* holds no config.json"):
@@ -87,12 +80,8 @@ def test_missing_or_empty_weights_directory_is_named(tmp_path):
   ],
 )
 def test_cross_field_errors_name_the_field(field, value, message):
-  c = _load("default")
-  node = c
-  *parents, leaf = field.split(".")
-  for part in parents:
-    node = node[part]
-  node[leaf] = value
+  c = load_config("default")
+  set_fields(c, {field: value})
   with pytest.raises(config_lib.ConfigError, match=message):
     _check(c)
 
@@ -109,18 +98,14 @@ def test_cross_field_errors_name_the_field(field, value, message):
   ],
 )
 def test_bad_pipeline_values_name_the_field(field, value):
-  c = _load("default")
-  node = c
-  *parents, leaf = field.split(".")
-  for part in parents:
-    node = node[part]
-  node[leaf] = value
+  c = load_config("default")
+  set_fields(c, {field: value})
   with pytest.raises(config_lib.ConfigError, match=f"'{field}'"):
     config_lib.validate(c)
 
 
 def test_checkpoints_evaluated_must_be_kept():
-  c = _load("default")
+  c = load_config("default")
   c.eval.models, c.eval.checkpoints = "base,ssd", "all"
   _check(c)  # Both saves (steps 20 and 40) are kept.
   c.sft.max_to_keep = 1
@@ -132,7 +117,7 @@ def test_checkpoints_evaluated_must_be_kept():
 
 
 def test_default_config_is_ready_to_run():
-  c = _load("default")
+  c = load_config("default")
   config_lib.validate(c)
   _check(c)
   assert c.stages == "pretrain,synthesize,sft,self_distill,eval,report"
@@ -143,7 +128,7 @@ def test_default_config_is_ready_to_run():
 
 
 def test_self_distill_without_pretrain_needs_base_weights():
-  c = _load("default")
+  c = load_config("default")
   c.stages = "self_distill"
   with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' is empty.*self_distill"):
     _check(c)
@@ -165,7 +150,7 @@ def test_cli_stops_before_work_without_weights(tmp_path):
 def test_router_loss_weight_follows_the_checkpoint_unless_set(tmp_path):
   exported = hf.config_to_hf(presets.get("tiny_qwen3_moe").replace(router_aux_loss_coef=0.0))
   (tmp_path / "config.json").write_text(json.dumps(exported))
-  c = _load("default")
+  c = load_config("default")
   c.model.hf_dir = str(tmp_path)
   assert model_config_from(c).router_aux_loss_coef == 0.0  # output_router_logits is false: no router loss.
   c.model.router_aux_loss_coef = 0.01

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from config_files import set_fields
 from pipeline_fixtures import micro_config, run_pipeline
 
 from ssd_jax import config as config_lib
@@ -76,12 +77,7 @@ def test_a_second_run_in_the_same_workdir_is_refused_naming_the_holder(tmp_path)
 )
 def test_bad_inputs_fail_before_any_stage_runs(tmp_path, fields, message):
   config = micro_config("pretrain,synthesize,eval")
-  for path, value in fields.items():
-    node = config
-    *parents, leaf = path.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value if value != "BAD" else str(tmp_path / "bad.jsonl")
+  set_fields(config, {path: str(tmp_path / "bad.jsonl") if value == "BAD" else value for path, value in fields.items()})
   (tmp_path / "bad.jsonl").write_text('{"question": "q", "task_id": "a"}\n{"question": \n')
   stages = main.stage_functions(config_lib.stage_names(config))
   with pytest.raises(config_lib.ConfigError, match=message):

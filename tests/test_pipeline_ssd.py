@@ -1,14 +1,13 @@
 """The whole SSD pipeline at micro size: every stage's outputs, the printed table, skipping finished stages."""
 
 import glob
-import importlib.util
 import json
 import os
-import pathlib
 
 import jax
 import numpy as np
 import pytest
+from config_files import ROOT, load_module
 from pipeline_fixtures import micro_config, run_pipeline
 
 from ssd_jax.pipeline.checkpoint_export import export_step
@@ -16,13 +15,6 @@ from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import report as report_stage
 
 STAGES = "pretrain,synthesize,sft,eval,report"
-
-
-def _sweep_module():
-  spec = importlib.util.spec_from_file_location("sweep", pathlib.Path(__file__).parents[1] / "launch" / "sweep.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _samples(path):
@@ -117,7 +109,7 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   assert comparison["teacher_diagnostic"] == diagnostic
   assert comparison["differences"]["ssd"]["pass@n_at_own_best"]["num_problems"] == 2
   # The sweep's table reads this file (its tests use a stand-in): each model's dev numbers at its selection.
-  headline = _sweep_module().headline(comparison)
+  headline = load_module(ROOT / "launch" / "sweep.py", "sweep").headline(comparison)
   for model, entry in comparison["models"].items():
     (chosen,) = [c for c in entry["candidates"] if c["key"] == entry["selected"]["key"]]
     assert headline[f"{model} dev pass@1"] == 100 * chosen["dev"]["pass@1"]

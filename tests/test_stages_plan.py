@@ -1,12 +1,12 @@
 """The plan stage compiles the real steps for a TPU topology and reports per-chip memory."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from config_files import load_config
 
 from ssd_jax import config as config_lib
 from ssd_jax import sharding
@@ -221,11 +221,7 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
 @pytest.mark.libtpu
 def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
   """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("row", os.path.join(root, "configs", "qwen3_30b_a3b_instruct.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = load_config("qwen3_30b_a3b_instruct")
   c.stages = "plan"
   plan.run(_context(c, tmp_path))
   report = json.loads((tmp_path / "plan.json").read_text())
