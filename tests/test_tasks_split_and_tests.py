@@ -7,7 +7,6 @@ difficulty is copying its constants, so its tests must fail an answer with a con
 import ast
 import collections
 import copy
-import importlib.util
 import os
 import random
 import re
@@ -15,6 +14,7 @@ import string
 import sys
 
 import pytest
+from config_files import load_config
 
 from ssd_jax.data.problems import Problem
 from ssd_jax.pipeline.problems import load_problems, shared_problems
@@ -28,20 +28,13 @@ _COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 _STEP_LIMIT = 5000
 
 
-def _cpu_default():
-  spec = importlib.util.spec_from_file_location("cpu_default", os.path.join(ROOT, "configs", "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def _programs(problems):
   """Every known correct solution of the problems (canonical and forks)."""
   return {code for problem in problems for code in builtin.solutions_for(problem)}
 
 
 def test_cpu_default_trains_on_no_eval_program():
-  config = _cpu_default()
+  config = load_config("default")
   evaluation = load_problems(config.eval.problems, config.seed)
   training = {
     "pretrain": builtin.builtin_problems("pretrain", config.pretrain.num_examples, config.seed),
@@ -54,6 +47,28 @@ def test_cpu_default_trains_on_no_eval_program():
     assert not shared, (name, len(shared), sorted(shared)[:2])
     # The pipeline's own check sees the same: no eval problem reworded among the training ones.
     assert not shared_problems(problems, evaluation), name
+
+
+def _shown_code(answer):
+  return answer.removeprefix("```python\n").removesuffix("\n```")
+
+
+def test_pretraining_answers_show_no_held_out_program():
+  """Wrong answers shift a constant, which can make them another problem's program (range_sum from 7)."""
+  config = load_config("default")
+  corpus = builtin.pretrain_corpus(
+    config.pretrain.num_examples, config.seed, config.pretrain.corruption_rate, config.pretrain.lock_slip_rate
+  )
+  shown = {_shown_code(answer) for _, answer in corpus}
+  held_out = [config.eval.problems, config.synthesize.problems, config.self_distill.problems]
+  for problems in [load_problems(source, config.seed) for source in held_out]:
+    forms = {code for p in problems for code in builtin.solutions_for(p)}  # Every known form of each program.
+    assert not shown & forms, sorted(shown & forms)[:2]
+  # Every answer wrong, against more held-out problems: no held-out program in its canonical form.
+  corpus = builtin.pretrain_corpus(3000, seed=0, corruption_rate=1.0)
+  held_out = builtin.builtin_problems("eval", 200) + builtin.builtin_problems("synth", 400)
+  shown = {_shown_code(answer) for _, answer in corpus}
+  assert not shown & {p.reference_solution for p in held_out}
 
 
 @pytest.mark.parametrize("split, n", [("synth", 256), ("eval", 64), ("eval", 100)])

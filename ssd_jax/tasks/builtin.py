@@ -170,8 +170,12 @@ def pretrain_corpus(
   corpus = []
   for problem in builtin_problems("pretrain", n, seed):
     instance = task_instance(problem)
-    if rng.random() < corruption_rate:
-      code = rng.choice(instance.wrong_solutions)
+    # A wrong answer can be another instance's program (range_sum from 8 written from 7 is range_sum from 7):
+    # only those hashing into this split are shown. One equal to a held-out program's other form still can be
+    # (1 of 3,000 wrong answers against 600 held-out problems); the default's problems have none.
+    wrong = [code for code in instance.wrong_solutions if split_of(code) == "pretrain"]
+    if rng.random() < corruption_rate and wrong:
+      code = rng.choice(wrong)
     else:
       code = rng.choices(instance.solutions, weights=variant_weights(len(instance.solutions)))[0]
       if slips.random() < lock_slip_rate:
