@@ -22,6 +22,7 @@ distributed.start_distributed(coordinator_address=f"127.0.0.1:{PORT}", num_proce
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 from pipeline_fixtures import micro_config  # noqa: E402
@@ -64,7 +65,8 @@ outcome("everywhere", lambda: process_group.everywhere(group, shard_check))
 outcome("on_coordinator", lambda: process_group.on_coordinator(group, coordinator_decision))
 outcome("on_coordinator_value", lambda: process_group.on_coordinator(group, lambda: {"a": [1, 2]}))
 
-# Checkpoints at steps 3 and 6; step 6 loses process 1's data position, which only process 1 reads.
+# Checkpoints at steps 3, 6 and 9; step 6 loses process 1's data position, which only process 1 reads, and
+# process 1 cannot read its shards of step 9's state.
 mesh = jax.make_mesh((jax.device_count(),), ("data",))
 rows = NamedSharding(mesh, PartitionSpec("data"))
 w = np.arange(16 * 4, dtype=np.float32).reshape(16, 4)
@@ -73,13 +75,22 @@ state = init_train_state(
 )
 directory = os.path.join(WORKDIR, "checkpoints")
 checkpointer = Checkpointer(directory, save_interval_steps=3, async_save=False)
-for step in (3, 6):
+for step in (3, 6, 9):
   checkpointer.save(step, jax.jit(lambda s, k=step: s.replace(step=s.step + k))(state), data_state={"position": step})
 checkpointer.close()
 multihost_utils.sync_global_devices("saved")
 if PID == 0:
   os.remove(os.path.join(directory, "6", "data", "process_1-of-2.json"))
 multihost_utils.sync_global_devices("damaged")
+if PID == 1:
+  read_state = ocp.StandardCheckpointHandler.restore
+
+  def unreadable_at_step_9(self, directory, args=None):
+    if "/9/" in f"{directory}/":
+      raise OSError(f"{directory}: chunk unreadable")
+    return read_state(self, directory, args=args)
+
+  ocp.StandardCheckpointHandler.restore = unreadable_at_step_9
 checkpointer = Checkpointer(directory, save_interval_steps=3, async_save=False)
 outcome("restore", lambda: (lambda r: [r.step, r.data_state])(restore_or_init(checkpointer, state, with_data=True)))
 checkpointer.close()

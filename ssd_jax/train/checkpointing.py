@@ -49,8 +49,9 @@ def _decode_iterator_state(text: str) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class _Unreadable:
-  """A data position this process could not read. Orbax ends a restore with a barrier of every process, so
-  the error waits until that barrier has passed (raised inside, it left the other hosts at the barrier)."""
+  """An item (state shards, data position) this process could not read. Orbax ends a restore with a barrier of
+  every process, so the error waits until that barrier has passed (raised inside, it left the other hosts at
+  the barrier)."""
 
   error: Exception
 
@@ -96,6 +97,28 @@ class IteratorStateSave(ocp.args.CheckpointArgs):
 @dataclasses.dataclass
 class IteratorStateRestore(ocp.args.CheckpointArgs):
   pass
+
+
+class _StateHandler(ocp.StandardCheckpointHandler):
+  """Orbax's standard handler, except that a failed restore waits past Orbax's barrier (see `_Unreadable`)."""
+
+  def restore(self, directory: epath.Path, args: ocp.args.StandardRestore | None = None) -> Any:
+    try:
+      return super().restore(directory, args=args)
+    except Exception as e:  # pylint: disable=broad-except  # Raised by Checkpointer.restore, see _Unreadable.
+      return _Unreadable(e)
+
+
+@ocp.args.register_with_handler(_StateHandler, for_save=True)
+@dataclasses.dataclass
+class _StateSave(ocp.args.StandardSave):
+  """`ocp.args.StandardSave` for `_StateHandler` (the files are the standard handler's)."""
+
+
+@ocp.args.register_with_handler(_StateHandler, for_restore=True)
+@dataclasses.dataclass
+class _StateRestore(ocp.args.StandardRestore):
+  """`ocp.args.StandardRestore` for `_StateHandler`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +195,7 @@ class Checkpointer:
     """Starts saving at `step` if the interval says so (or `force`); returns whether it did."""
     if not (force or self.should_save(step)):
       return False
-    items = {STATE_ITEM: ocp.args.StandardSave(state)}
+    items = {STATE_ITEM: _StateSave(state)}
     if data_state is not None:
       items[DATA_ITEM] = IteratorStateSave(data_state)
     if metadata is not None:
@@ -199,14 +222,15 @@ class Checkpointer:
       raise FileNotFoundError(
         f"checkpoint {self.directory / str(step)} has no '{DATA_ITEM}' item: the data iterator's position is lost"
       )
-    items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
+    items = {STATE_ITEM: _StateRestore(abstract_state)}
     if DATA_ITEM in saved:
       items[DATA_ITEM] = IteratorStateRestore()
     if METADATA_ITEM in saved:
       items[METADATA_ITEM] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    if isinstance(restored.get(DATA_ITEM), _Unreadable):
-      raise restored[DATA_ITEM].error
+    for item in (STATE_ITEM, DATA_ITEM):
+      if isinstance(restored.get(item), _Unreadable):
+        raise restored[item].error
     return Restored(
       step=step,
       state=restored[STATE_ITEM],
