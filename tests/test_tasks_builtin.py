@@ -9,6 +9,7 @@ import re
 import pytest
 
 from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.tasks import builtin
 from ssd_jax.tasks.lock_distractors import LOCK_KINDS, lock_slip
 
@@ -50,11 +51,14 @@ def test_splits_are_disjoint(splits):
   assert other != questions["eval"]
 
 
-def test_split_is_a_hash_of_the_program(splits):
+def test_split_is_a_hash_of_the_program_then_of_its_computation(splits):
+  bucket = lambda text: int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) % 1000
   for split, problems in splits.items():
     for problem in problems[:50]:
-      bucket = int(hashlib.sha256(problem.reference_solution.encode()).hexdigest()[:16], 16) % 1000
-      assert split == ("pretrain" if bucket < 800 else "synth" if bucket < 900 else "eval")
+      if bucket(problem.reference_solution) < 800:
+        assert split == "pretrain"
+      else:
+        assert split == ("synth" if bucket(normalize_program(problem.reference_solution)) < 500 else "eval")
 
 
 def test_problems_are_deterministic_and_extend(splits):
@@ -128,7 +132,10 @@ def test_pretrain_corpus_corruption_rate_and_uneven_variants():
 
 def test_all_wrong_with_full_corruption():
   corpus = builtin.pretrain_corpus(60, seed=0, corruption_rate=1.0)
-  assert not any(passes(fenced_code(answer), problem) for problem, answer in corpus)
+  right = [problem for problem, answer in corpus if passes(fenced_code(answer), problem)]
+  # Only where every wrong answer is a held-out program (which pre-training must not show).
+  assert all(builtin.split_of(code) != "pretrain" for p in right for code in builtin.wrong_solutions_for(p))
+  assert len(right) <= 6
 
 
 def test_lock_slips_break_every_answer_at_one_lock():

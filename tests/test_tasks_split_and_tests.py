@@ -1,13 +1,14 @@
 """Built-in task: splits keep every program in one split, and each family's tests catch single-edit slips.
 
-A family states one program in several wordings, so the splits must separate programs, not wordings. A family's
-difficulty is copying its constants, so its tests must fail an answer with a constant or comparison off by one.
+A family states one program in several wordings, so the splits must separate programs, not wordings; and one
+computation under several names, so self-distillation's and evaluation's problems must separate computations.
+A family's difficulty is copying its constants, so its tests must fail an answer with a constant or comparison
+off by one.
 """
 
 import ast
 import collections
 import copy
-import os
 import random
 import re
 import string
@@ -17,11 +18,11 @@ import pytest
 from config_files import load_config
 
 from ssd_jax.data.problems import Problem
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.pipeline.problems import load_problems, shared_problems
 from ssd_jax.tasks import builtin
 
 REGISTRY = builtin.registry()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTATED_INSTANCES = 200  # Per family.
 _COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 # Lines a call may execute: 15x the most any listed solution needs on the domain or the tests.
@@ -45,8 +46,13 @@ def test_cpu_default_trains_on_no_eval_program():
   for name, problems in training.items():
     shared = eval_programs & _programs(problems)
     assert not shared, (name, len(shared), sorted(shared)[:2])
-    # The pipeline's own check sees the same: no eval problem reworded among the training ones.
-    assert not shared_problems(problems, evaluation), name
+  # Self-distillation's problems share no computation with evaluation's, whatever the names; pre-training's
+  # do (a family has few computations, and a model must learn the family), under other names only.
+  computations = {normalize_program(p.reference_solution) for p in evaluation}
+  for name in ("synthesize", "self_distill"):
+    assert not computations & {normalize_program(p.reference_solution) for p in training[name]}, name
+    # The pipeline's own check sees the same: no eval problem reworded or renamed among the training ones.
+    assert not shared_problems(training[name], evaluation), name
 
 
 def _shown_code(answer):
@@ -75,7 +81,8 @@ def test_pretraining_answers_show_no_held_out_program():
 @pytest.mark.parametrize("seed", [0, 3])
 def test_held_out_lists_hold_each_program_once(split, n, seed):
   problems = builtin.builtin_problems(split, n, seed)
-  programs = collections.Counter(p.reference_solution for p in problems)
+  key = normalize_program if split == "eval" else str  # Evaluation: no computation twice, whatever the names.
+  programs = collections.Counter(key(p.reference_solution) for p in problems)
   assert [code for code, count in programs.items() if count > 1] == []
   assert builtin.builtin_problems(split, n // 2, seed) == problems[: n // 2]  # Still a prefix of a longer list.
 
@@ -100,9 +107,10 @@ def test_shared_problems_counts_a_reworded_program():
     _problem("train/1", "Multiply x by 4, then add 1.", "def f(x):\n    return 4 * x + 1"),
     _problem("train/2", "Reverse  a string."),  # No reference on either side: the statement decides.
     _problem("train/3", "Sort a list."),
+    _problem("train/4", "Triple y, add one.", "def g(y):\n    return 3 * y + 1"),  # Renamed.
     _problem("eval/1", "Something else."),
   ]
-  assert shared_problems(training, evaluation) == ["train/0", "train/2", "eval/1"]
+  assert shared_problems(training, evaluation) == ["train/0", "train/2", "train/4", "eval/1"]
   # A problem without a reference never matches on the missing one.
   assert shared_problems([_problem("t", "Sort a list.")], [_problem("e", "Reverse a string.")]) == []
 

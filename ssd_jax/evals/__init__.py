@@ -1,15 +1,11 @@
 """Code evaluation: sandboxed execution, benchmarks, pass@k, diversity, the tuned protocol, and reports."""
 
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
 from ssd_jax.evals.comparison import Candidate, compare_models
 from ssd_jax.evals.comparison_report import comparison_table, report_text, write_comparison
 from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
-from ssd_jax.evals.diversity import (
-  behaviour_signature,
-  count_distinct_behaviours,
-  count_distinct_programs,
-  normalize_program,
-)
+from ssd_jax.evals.diversity import behaviour_signature, count_distinct_behaviours, count_distinct_programs
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
 from ssd_jax.evals.isolation import IsolationError

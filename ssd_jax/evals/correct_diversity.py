@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Hashable, Mapping, Sequence
 
-from ssd_jax.evals.diversity import normalize_program
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.evals.pass_at_k import pass_at_k
 
 DEFAULT_DIVERSITY_M = 2

@@ -7,6 +7,7 @@ from absl import logging
 
 from ssd_jax.data.problem_files import deduplicate_problems, load_humaneval_problems, load_problem_file, statement_key
 from ssd_jax.data.problems import Problem
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.data.tfds_sources import load_problem_dataset
 from ssd_jax.evals.splits import split_problems
 from ssd_jax.tasks import builtin_problems
@@ -47,12 +48,15 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
 def shared_problems(training: list[Problem], evaluation: list[Problem]) -> list[str]:
   """Ids of training problems that are evaluation problems too: the same task id, the same statement
   (normalised question and starter, as de-duplication compares them) or, where both carry one, the same
-  whitespace-normalised reference solution (one program in another wording is still the same problem)."""
+  reference solution up to the names it uses (`normalize_program`: one computation in other words and other
+  names is still the same problem)."""
   ids = {p.task_id for p in evaluation}
   statements = {statement_key(p) for p in evaluation}
-  references = {" ".join(p.reference_solution.split()) for p in evaluation} - {""}
+  references = {normalize_program(p.reference_solution) for p in evaluation if p.reference_solution}
   return [
     p.task_id
     for p in training
-    if p.task_id in ids or statement_key(p) in statements or " ".join(p.reference_solution.split()) in references
+    if p.task_id in ids
+    or statement_key(p) in statements
+    or (p.reference_solution and normalize_program(p.reference_solution) in references)
   ]

@@ -1,10 +1,13 @@
 """The built-in programming task: deterministic problem splits, known solutions and a pre-training corpus.
 
 Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
-the task's locks and forks are). A problem belongs to exactly one split, decided by a hash of its program
-(the canonical solution), so 'pretrain', 'synth' (prompts for self-distillation) and 'eval' never share a
-program, whichever of a family's wordings states it. Its `task_id` is `builtin/<family>/<instance seed>`,
-which is enough to regenerate everything about it.
+the task's locks and forks are). A problem belongs to exactly one split, decided by its program (the
+canonical solution), whichever of a family's wordings states it (`split_of`): 'pretrain' never holds a held-out
+program, and 'synth' (prompts for self-distillation) and 'eval' never share a computation, the program up
+to its function's and variables' names (`data.program_forms`). Pre-training does show the held-out
+computations under other names: a family has few computations (2 to a few hundred), and the model must learn
+each family to be tested on it. Its `task_id` is `builtin/<family>/<instance seed>`, which is enough to
+regenerate everything about it.
 
 Answers are fenced Python blocks holding one complete function definition:
 
@@ -23,12 +26,15 @@ import ssd_jax.tasks.families as families
 import ssd_jax.tasks.numeric_families as numeric_families
 import ssd_jax.tasks.sequence_families as sequence_families
 from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.tasks.families import Family
 from ssd_jax.tasks.lock_distractors import random_lock_slip
 
 SPLITS = ("pretrain", "synth", "eval")
-# Share of programs per split, in thousandths: most go to pre-training, the rest are held out.
-_SPLIT_BOUNDS = (("pretrain", 800), ("synth", 900), ("eval", 1000))
+# Programs (texts) that go to pre-training, in thousandths; the held-out rest is split by computation.
+_PRETRAIN_SHARE = 800
+# Held-out computations that go to 'synth', in thousandths; the others go to 'eval'.
+_SYNTH_SHARE = 500
 _ID_PREFIX = "builtin"
 _MAX_MISSES_PER_FAMILY = 500
 
@@ -42,14 +48,20 @@ def registry() -> dict[str, Family]:
   return {f.name: f for f in families}
 
 
+def _bucket(text: str) -> int:
+  return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % 1000
+
+
 def split_of(program: str) -> str:
   """The split a problem belongs to: a pure function of its program (canonical solution), not its wording.
 
   A family states one program in several wordings; hashing the wording would put them in different splits,
-  and pre-training would show the exact answers of held-out problems.
+  and pre-training would show the exact answers of held-out problems. The held-out programs are split by
+  computation, so self-distillation never trains on an evaluation problem's computation under other names.
   """
-  bucket = int.from_bytes(hashlib.sha256(program.encode("utf-8")).digest()[:8], "big") % 1000
-  return next(split for split, bound in _SPLIT_BOUNDS if bucket < bound)
+  if _bucket(program) < _PRETRAIN_SHARE:
+    return "pretrain"
+  return "synth" if _bucket(normalize_program(program)) < _SYNTH_SHARE else "eval"
 
 
 def render_answer(code: str) -> str:
@@ -72,10 +84,11 @@ def _to_problem(instance: families.TaskInstance, instance_seed: int) -> Problem:
 def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
   """Draws `n` distinct problems of one split, interleaving the families in a fixed order.
 
-  In 'synth' and 'eval' each program appears once: two wordings of one program would count it twice (and
-  could land in both the dev and test halves of an evaluation). 'pretrain' keeps every wording, which is
-  more pre-training data for the same answers. A family that keeps repeating what was already drawn (it has
-  nearly run out in this split) leaves the rotation, so very large n skews the mix toward the larger families.
+  'eval' holds each computation once (the program up to names: `data.program_forms`), so no two of its
+  problems, in the dev and test halves of an evaluation say, are one computation; 'synth' holds each program
+  once, and 'pretrain' keeps every wording, which is more pre-training data for the same answers. A family
+  that keeps repeating what was already drawn (it has nearly run out in this split) leaves the rotation, so
+  large n skews the mix toward the larger families.
 
   Args:
     split: 'pretrain', 'synth' or 'eval'.
@@ -99,8 +112,13 @@ def builtin_problems(split: str, n: int, seed: int = 0) -> list[Problem]:
     family = active[len(problems) % len(active)]
     instance_seed = rng.getrandbits(32)
     instance = family.instantiate(instance_seed)
-    key = instance.question if split == "pretrain" else instance.solutions[0]
-    if key in seen or split_of(instance.solutions[0]) != split:
+    if split_of(instance.solutions[0]) != split:
+      key = None
+    elif split == "pretrain":
+      key = instance.question
+    else:
+      key = instance.solutions[0] if split == "synth" else normalize_program(instance.solutions[0])
+    if key is None or key in seen:
       misses += 1
       if misses == _MAX_MISSES_PER_FAMILY:  # This family has (nearly) run out of new problems here.
         active.remove(family)
