@@ -98,6 +98,8 @@ def main():
     for _ in range(args.repeats):
       pool_s, pool_passed = run_pool(sandbox, problems)
       base_s, base_passed = run_baseline(problems, args.workers)
+      if pool_passed != base_passed:  # Then the two sides did not do the same work (a timeout, a crash).
+        raise SystemExit(f"the sides disagree: pool passed {pool_passed}, baseline {base_passed} of {len(problems)}")
       pool_times.append(pool_s)
       base_times.append(base_s)
     isolation = sandbox.describe()

@@ -65,7 +65,9 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
     checkpoint_every=100,
   )
   c.pretrain.num_examples = 4000  # Built-in task pre-training problems (one answer each).
-  c.pretrain.corruption_rate = 0.1  # Share of wrong answers in the corpus.
+  # Share of wrong answers in the whole corpus; the teacher-layout examples (context_share) are correct ones,
+  # so the plain examples hold corruption_rate / (1 - context_share) of them.
+  c.pretrain.corruption_rate = 0.1
   c.pretrain.lock_slip_rate = 0.0  # Share of correct answers with one slip at a lock (a distractor tail there).
   # Share of examples laid out as the self-distillation teacher sees them (the question with a correct
   # demonstration and/or sandbox feedback on a wrong attempt, then a correct answer).
