@@ -2,15 +2,17 @@
 
 import math
 import os
+import re
 
 import pytest
 from config_files import load_config, set_fields
-from pipeline_fixtures import micro_config
+from pipeline_fixtures import micro_config, task_tokenizer_dir
 
 from ssd_jax import config as config_lib
 from ssd_jax import main
 from ssd_jax.evals import cli
 from ssd_jax.pipeline import runner
+from ssd_jax.stages import self_distill as self_distill_stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +24,7 @@ def _config(stages, **fields):
 
 
 def _prepare(config, tmp_path):
-  runner.prepare(config, str(tmp_path / "run"), main.stage_functions(config_lib.stage_names(config)))
+  return runner.prepare(config, str(tmp_path / "run"), main.stage_functions(config_lib.stage_names(config)))
 
 
 # Batches over the mesh's batch shards (data x fsdp x expert).
@@ -89,7 +91,6 @@ def test_a_plan_only_run_checks_the_batches_it_compiles_on_its_slice(tmp_path):
     _prepare(c, tmp_path)
   assert "field 'sft.global_batch_size' (the plan's SFT step) = 6 rows do not split over the 4" in str(error.value)
   assert "field 'self_distill.rollout.batch_size' (the plan's generation batch) = 10 rows" in str(error.value)
-  assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -118,14 +119,27 @@ def test_default_config_splits_its_batches_over_eight_devices():
     ("templates.feedback", "{prompt} failed: {feedback} at {line}"),
     ("templates.both", "{prompt} {demonstration} {feedback} {"),
     ("templates.both", "{prompt} {demonstration} {feedback} {0}"),
+    ("templates.demonstration", "Solve: {{prompt}}\n{demonstration}"),  # A literal {prompt}, not the prompt.
+    ("templates.feedback", "{prompt} {prompt[a]} {feedback}"),
+    ("templates.feedback", "{prompt.x} {feedback}"),
+    ("templates.both", "{prompt!r} {demonstration} {feedback}"),
+    ("templates.both", "{prompt:>80} {demonstration} {feedback}"),
+    ("diagnostic_samples", 1),  # The feedback comparison needs a failed sample and another to count.
     ("templates.max_feedback_chars", 0),
     ("templates.max_demonstration_chars", -1),
   ],
 )
-def test_self_distill_optimizer_and_template_fields_are_checked(field, value):
+def test_self_distill_optimizer_template_and_diagnostic_fields_are_checked(field, value):
   c = set_fields(config_lib.base_config(), {f"self_distill.{field}": value})
   with pytest.raises(config_lib.ConfigError, match=f"field 'self_distill.{field}' = "):
     config_lib.validate(c)
+
+
+def test_a_self_distill_step_count_is_refused_once():
+  c = set_fields(config_lib.base_config(), {"self_distill.steps": 0})
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.validate(c)
+  assert str(error.value).count("field 'self_distill.steps' = 0 is invalid") == 1
 
 
 def test_templates_with_literal_braces_pass():
@@ -202,7 +216,7 @@ def _self_distill_micro(**fields):
   return set_fields(c, fields)
 
 
-def test_on_policy_rows_must_fit_the_model_positions(tmp_path):
+def test_on_policy_teacher_rows_must_fit_the_model_positions(tmp_path):
   _prepare(_self_distill_micro(), tmp_path)
   c = _self_distill_micro(**{"self_distill.max_teacher_prompt_len": 245, "self_distill.max_prompt_len": 512})
   with pytest.raises(config_lib.ConfigError) as error:
@@ -212,8 +226,22 @@ def test_on_policy_rows_must_fit_the_model_positions(tmp_path):
     "fields 'self_distill.max_teacher_prompt_len' = 245 and 'self_distill.rollout.max_new_tokens' = 12 make "
     "teacher rows of 257 tokens, past the model's 256 positions" in message
   )
-  assert "fields 'self_distill.max_prompt_len' = 512 and 'self_distill.rollout.max_new_tokens' = 12 make" in message
-  assert not (tmp_path / "run").exists()
+  assert "max_prompt_len" not in message  # The stage skips the student prompts that leave no room.
+
+
+def test_student_prompts_that_leave_no_room_for_a_rollout_are_skipped(tmp_path, capsys):
+  # 206 new tokens leave 50 of the micro model's 256 positions; its training prompts have 36 to 63 tokens.
+  fields = {
+    "self_distill.rollout.max_new_tokens": 206,
+    "self_distill.max_teacher_prompt_len": 50,
+    "tokenizer.path": task_tokenizer_dir(str(tmp_path)),
+  }
+  ctx = _prepare(_self_distill_micro(**fields), tmp_path)
+  every = ctx.prompts(ctx.config.self_distill.problems)
+  kept = self_distill_stage._training_prompts(ctx)
+  assert 0 < len(kept) < len(every) and kept.longest() <= 50
+  skipped = f"skipping {len(every) - len(kept)} of {len(every)} prompts longer than 50 tokens (the model's 256"
+  assert skipped in capsys.readouterr().out
 
 
 def test_the_held_out_curve_needs_room_for_a_prompt(tmp_path):
@@ -235,7 +263,6 @@ def test_pretrain_model_vocabulary_must_be_the_task_tokenizers(tmp_path):
     _prepare(c, tmp_path)
   c.model.overrides.vocab_size = 1024
   _prepare(c, tmp_path)
-  assert not (tmp_path / "run").exists()
 
 
 # Seed and stages.
@@ -267,10 +294,16 @@ def test_an_empty_stage_list_is_refused(stages):
     ("--bootstrap=0", r"--bootstrap=0: expected at least 1"),
     ("--timeout_s=inf", r"--timeout_s=inf: expected finite seconds > 0"),
     ("--timeout_s=0", r"--timeout_s=0.0: expected finite seconds > 0"),
+    ("--ks=1,x", r"--ks=1,x: expected comma-separated integers"),
+    ("--seed=-1", r"--seed=-1: expected a seed >= 0"),
   ],
 )
-def test_evals_cli_refuses_bad_flags_before_any_work(tmp_path, flag, message):
+def test_evals_cli_refuses_bad_flags_before_any_work(tmp_path, capsys, flag, message):
   # Neither file exists: reading either would fail with another message.
   args = [f"--problems={tmp_path / 'none.jsonl'}", f"--completions={tmp_path / 'none.jsonl'}", f"--out={tmp_path}"]
   with pytest.raises(ValueError, match=message):
     cli.run_evaluate([*args, flag])
+  with pytest.raises(SystemExit) as exit_info:  # Exit status 2, as for every other bad flag or input.
+    cli.main([*args, flag])
+  assert exit_info.value.code == 2
+  assert re.match(f"error: {message}", capsys.readouterr().err)

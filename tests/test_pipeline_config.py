@@ -7,10 +7,12 @@ import sys
 
 import pytest
 from config_files import load_config, set_fields
+from flax import nnx
 
 from ssd_jax import config as config_lib
-from ssd_jax.model import hf, presets
-from ssd_jax.pipeline.context import model_config_from
+from ssd_jax.model import Transformer, hf, presets
+from ssd_jax.pipeline import model_io
+from ssd_jax.pipeline.context import RunContext, model_config_from
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_ROWS = {  # config -> (T_train, top-k, top-p, T_eval, sft steps, warm-up, checkpoint every)
@@ -148,7 +150,8 @@ def test_cli_stops_before_work_without_weights(tmp_path):
 
 
 def test_router_loss_weight_follows_the_checkpoint_unless_set(tmp_path):
-  exported = hf.config_to_hf(presets.get("tiny_qwen3_moe").replace(router_aux_loss_coef=0.0))
+  exported = hf.config_to_hf(presets.get("tiny_qwen3_moe"))
+  exported.update(output_router_logits=False, router_aux_loss_coef=0.001)
   (tmp_path / "config.json").write_text(json.dumps(exported))
   c = load_config("default")
   c.model.hf_dir = str(tmp_path)
@@ -158,3 +161,16 @@ def test_router_loss_weight_follows_the_checkpoint_unless_set(tmp_path):
   c.model.router_aux_loss_coef = -2.0
   with pytest.raises(config_lib.ConfigError, match="'model.router_aux_loss_coef'"):
     config_lib.validate(c)
+
+
+@pytest.mark.parametrize("configured, trained", [(-1.0, 0.002), (0.0, 0.0), (0.01, 0.01)])
+def test_a_loaded_model_trains_with_the_configured_router_loss_weight(tmp_path, configured, trained):
+  # What sft and self_distill train (and export) is the model ctx.load_model returns, not ctx.model_cfg.
+  cfg = presets.get("tiny_qwen3_moe", dtype="float32", param_dtype="float32", router_aux_loss_coef=0.002)
+  hf.save_hf(Transformer(cfg, rngs=nnx.Rngs(0)), cfg, str(tmp_path / "base"))
+  c = set_fields(
+    config_lib.base_config(), {"model.hf_dir": str(tmp_path / "base"), "model.router_aux_loss_coef": configured}
+  )
+  ctx = RunContext.create(c, str(tmp_path / "run"))
+  graphdef, params = ctx.load_model(ctx.base_model_dir)
+  assert model_io.model_config_of(graphdef, params).router_aux_loss_coef == trained

@@ -101,6 +101,11 @@ def stage_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.stages)
 
 
+def samples_held_out_curve(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
+  """Whether stages `names` run self_distill with its held-out curve, which samples at `eval_sampling`."""
+  return "self_distill" in names and config.self_distill.eval_every > 0
+
+
 def topology_chips(topology: str) -> int:
   """Chips of a TPU topology name, 'v5e:2x2' -> 4, 'v5p:2x2x4' -> 16 (0 for a name of another form)."""
   _, sep, dims = topology.partition(":")
@@ -161,7 +166,7 @@ def batch_errors(config: ml_collections.ConfigDict, device_count: int) -> list[s
       batches[f"field '{stage}.global_batch_size'"] = config[stage].global_batch_size
   if "synthesize" in names:
     batches["field 'sampling.batch_size'"] = config.sampling.batch_size
-  if "eval" in names or ("self_distill" in names and sd.eval_every):  # The held-out curve samples at T_eval.
+  if "eval" in names or samples_held_out_curve(config, names):
     batches["field 'eval_sampling.batch_size'"] = config.eval_sampling.batch_size
   if "self_distill" in names:
     batches["field 'self_distill.rollout.batch_size'"] = sd.rollout.batch_size

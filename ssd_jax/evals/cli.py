@@ -80,13 +80,15 @@ def _checked_flags(args: argparse.Namespace) -> list[int]:
   try:
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
   except ValueError:
-    raise SystemExit(f"--ks: expected comma-separated integers, got {args.ks!r}") from None
+    raise ValueError(f"--ks={args.ks}: expected comma-separated integers") from None
   if any(k < 1 for k in ks):
     raise ValueError(f"--ks={args.ks}: every k of pass@k must be >= 1")
   if not 0 < args.timeout_s < math.inf:
     raise ValueError(f"--timeout_s={args.timeout_s}: expected finite seconds > 0")
   if args.bootstrap < 1:
     raise ValueError(f"--bootstrap={args.bootstrap}: expected at least 1 bootstrap replicate")
+  if args.seed < 0:  # numpy's generators take no negative seed.
+    raise ValueError(f"--seed={args.seed}: expected a seed >= 0")
   return ks
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 
 from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
@@ -48,16 +49,40 @@ class TeacherTemplates:
 
   def __post_init__(self):
     for name, fields in (
-      ("demonstration", ("{prompt}", "{demonstration}")),
-      ("feedback", ("{prompt}", "{feedback}")),
-      ("both", ("{prompt}", "{demonstration}", "{feedback}")),
+      ("demonstration", {"prompt", "demonstration"}),
+      ("feedback", {"prompt", "feedback"}),
+      ("both", {"prompt", "demonstration", "feedback"}),
     ):
-      missing = [f for f in fields if f not in getattr(self, name)]
-      if missing:
-        raise ValueError(f"TeacherTemplates.{name} must contain {missing}")
+      _check_template(name, getattr(self, name), fields)
     for name in ("max_feedback_chars", "max_demonstration_chars"):
       if getattr(self, name) < 1:
         raise ValueError(f"TeacherTemplates.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _check_template(name: str, template: str, fields: set[str]) -> None:
+  """Raises ValueError unless `template`'s replacement fields are exactly `{field}` for each of `fields`.
+
+  A field with an index, attribute, conversion or format spec (`{prompt[0]}`, `{prompt!r}`) would fail or
+  change the text when rendered, and `{{prompt}}` is a literal brace, not a field.
+  """
+  try:
+    parsed = list(string.Formatter().parse(template))
+  except ValueError as e:  # An unmatched brace.
+    raise ValueError(f"TeacherTemplates.{name} is not a format string: {e}") from e
+  plain, odd = set(), []
+  for _, field, spec, conversion in parsed:
+    if field is None:
+      continue
+    if field in fields and not spec and not conversion:
+      plain.add(field)
+    else:
+      odd.append("{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+  missing = sorted(fields - plain)
+  if odd or missing:
+    raise ValueError(
+      f"TeacherTemplates.{name} must hold exactly the fields {sorted(fields)}, each as a plain {{name}}: "
+      f"missing {missing}, unexpected {odd}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

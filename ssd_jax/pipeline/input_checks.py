@@ -12,6 +12,7 @@ import contextlib
 import ml_collections
 
 from ssd_jax import config as config_lib
+from ssd_jax.config.run import samples_held_out_curve
 from ssd_jax.config.schema import get
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
@@ -39,8 +40,8 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     decoding, problem_sections = _STAGE_INPUTS[name]
     decodings[decoding] = None
     sections.update(problem_sections)
-  if "self_distill" in names and config.self_distill.eval_every:
-    decodings["eval_sampling"] = None  # Its held-out curve samples at T_eval.
+  if samples_held_out_curve(config, names):
+    decodings["eval_sampling"] = None
   for decoding in decodings:
     new_tokens = get(config, decoding).max_new_tokens
     if new_tokens >= positions:
@@ -85,19 +86,18 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
 
 
 def _rollout_width_errors(config: ml_collections.ConfigDict, positions: int) -> list[str]:
-  """An on-policy step's student and teacher rows are their prompt width plus the rollout's new tokens, uncapped:
-  a student prompt past the positions left fails its rollouts, and a teacher would be scored at positions the
-  model does not have (the teacher diagnostic caps its prompts, so it would measure another teacher)."""
+  """An on-policy step's teacher rows are `max_teacher_prompt_len` plus the rollout's new tokens, uncapped: a
+  teacher would be scored at positions the model does not have (the teacher diagnostic caps its prompts, so it
+  would measure another teacher). Student prompts that leave no room are skipped by the stage instead."""
   section = config.self_distill
   new_tokens = section.rollout.max_new_tokens
-  if new_tokens >= positions:  # Refused already: no prompt fits at all.
+  width = section.max_teacher_prompt_len
+  if new_tokens >= positions or width + new_tokens <= positions:  # The former is refused already.
     return []
   return [
-    f"fields 'self_distill.{field}' = {section[field]} and 'self_distill.rollout.max_new_tokens' = {new_tokens} "
-    f"make {rows} rows of {section[field] + new_tokens} tokens, past the model's {positions} positions: lower one "
-    "of them"
-    for field, rows in (("max_prompt_len", "student"), ("max_teacher_prompt_len", "teacher"))
-    if section[field] + new_tokens > positions
+    f"fields 'self_distill.max_teacher_prompt_len' = {width} and 'self_distill.rollout.max_new_tokens' = "
+    f"{new_tokens} make teacher rows of {width + new_tokens} tokens, past the model's {positions} positions: lower "
+    "one of them"
   ]
 
 

@@ -44,7 +44,8 @@ def load_split(
   Args:
     directory: a Hugging Face checkpoint directory.
     mesh, rules: where the parameters go.
-    like: the run's model config, whose dtypes, remat, attention and layer scanning the loaded model takes.
+    like: the run's model config, whose dtypes, remat, attention, layer scanning and router loss weight the
+      loaded model takes (the weight `model.router_aux_loss_coef` sets, else the base checkpoint's).
   """
   if not os.path.isfile(os.path.join(directory, "config.json")):
     raise FileNotFoundError(f"no model in {directory!r} (config.json missing); did the stage that writes it finish?")
@@ -57,6 +58,7 @@ def load_split(
     remat=like.remat,
     attention=like.attention,
     scan_layers=like.scan_layers,
+    router_aux_loss_coef=like.router_aux_loss_coef,
   )
   return nnx.split(model)
 
