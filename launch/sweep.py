@@ -59,6 +59,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   )
   p.add_argument("--dry_run", action="store_true", help="print each point's command without running it")
   args = p.parse_args(argv)
+  if args.local_root and args.runner == "local":
+    # The local runner's points write under --root, so looking anywhere else would relaunch every point.
+    p.error("--local_root is for --runner=queued_resource; the local runner reads --root, where its points write")
   return args, extra
 
 
@@ -153,12 +156,12 @@ def run_sweep(args: argparse.Namespace, extra: list[str]) -> list[dict]:
   results = []
   seen_root = args.local_root or args.root
   if args.runner == "queued_resource" and not args.dry_run and not os.path.isdir(seen_root):
-    print(
-      f"warning: {seen_root} is not a directory here: finished points cannot be seen (each is launched again) "
-      "and no report can be read; mount the workers' --root here and pass --local_root",
-      file=sys.stderr,
-      flush=True,
-    )
+    unseen = "finished points cannot be seen (each is launched again) and no report can be read"
+    if args.local_root:  # A first sweep into a new folder of the mount: the workers create it.
+      advice = f"--local_root {seen_root} does not exist yet: if it is not a new folder, check the mount ({unseen})"
+    else:
+      advice = f"{seen_root} is not a directory here: {unseen}; mount the workers' --root here and pass --local_root"
+    print(f"warning: {advice}", file=sys.stderr, flush=True)
   for overrides in points(grid_axes(args.grid, args.sweep_file)):
     name = point_name(args.config, overrides, extra)
     workdir, seen = os.path.join(args.root, name), os.path.join(seen_root, name)

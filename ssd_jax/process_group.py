@@ -101,18 +101,25 @@ def on_coordinator(group: ProcessGroup, work: Callable[[], Any]) -> Any:
   For decisions that read files process 0 writes (stage markers, a recorded split): made once, they cannot
   differ between hosts that read them at different moments.
 
+  Returns:
+    The result after a JSON round trip, on process 0 too, so every process holds the same value (tuples
+    become lists).
+
   Raises:
-    Exception: on process 0, what `work` raised; PeerError on the others, saying what it was.
+    Exception: on process 0, what `work` or serializing its result raised; PeerError on the others, saying
+      what it was.
   """
   if group.index == 0:
     try:
-      result = work()
+      # Serialized before anything is sent: a result JSON cannot hold (a tuple key) stops every process too.
+      payload = json.dumps({"result": work()}, default=str).encode()
     except Exception as e:  # pylint: disable=broad-except  # The failure must reach the other processes.
       group.allgather(json.dumps({"error": _describe(e)}).encode())
       raise
-    group.allgather(json.dumps({"result": result}, default=str).encode())
-    return result
-  reply = json.loads(group.allgather(b"")[0])
+    group.allgather(payload)
+  else:
+    payload = group.allgather(b"")[0]
+  reply = json.loads(payload)
   if "error" in reply:
     raise PeerError(f"process 0 stopped the run: {reply['error']}")
   return reply["result"]

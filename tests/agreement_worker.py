@@ -3,9 +3,9 @@
   python tests/agreement_worker.py PROCESS_ID PORT WORKDIR
 
 Joins a two-process run over gloo on 127.0.0.1 and makes each kind of one-host failure happen: a check that
-fails on process 1 only, a decision that fails on process 0 only, a checkpoint damaged where only process 1
-reads, and a stage refusal in the runner. Writes what each step raised or returned, and how long it took,
-to WORKDIR/result_<PROCESS_ID>.json.
+fails on process 1 only, a decision that fails on process 0 only (or whose value JSON cannot hold), a
+checkpoint damaged where only process 1 reads and listed differently there, and a stage refusal in the
+runner. Writes what each step raised or returned, and how long it took, to WORKDIR/result_<PROCESS_ID>.json.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def coordinator_decision():
 outcome("everywhere", lambda: process_group.everywhere(group, shard_check))
 outcome("on_coordinator", lambda: process_group.on_coordinator(group, coordinator_decision))
 outcome("on_coordinator_value", lambda: process_group.on_coordinator(group, lambda: {"a": [1, 2]}))
+outcome("on_coordinator_not_json", lambda: process_group.on_coordinator(group, lambda: {(1, 2): "a tuple key"}))
 
 # Checkpoints at steps 3, 6 and 9; step 6 loses process 1's data position, which only process 1 reads, and
 # process 1 cannot read its shards of step 9's state.
@@ -92,6 +93,8 @@ if PID == 1:
 
   ocp.StandardCheckpointHandler.restore = unreadable_at_step_9
 checkpointer = Checkpointer(directory, save_interval_steps=3, async_save=False)
+if PID == 1:  # Stale network-mount metadata: process 1 does not list step 3 yet.
+  checkpointer.all_steps, checkpointer.latest_step = (lambda: [6, 9]), (lambda: 9)
 outcome("restore", lambda: (lambda r: [r.step, r.data_state])(restore_or_init(checkpointer, state, with_data=True)))
 checkpointer.close()
 

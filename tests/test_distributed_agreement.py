@@ -34,7 +34,11 @@ def test_one_host_failures_stop_every_host_with_the_reason(tmp_path):
   assert p1["on_coordinator"]["raised"] == "PeerError"
   assert "ConfigError: field 'seed' changed" in p1["on_coordinator"]["message"]
   assert p0["on_coordinator_value"]["returned"] == p1["on_coordinator_value"]["returned"] == {"a": [1, 2]}
-  # Damage only process 1 sees (its data position, its state shards): both resume from step 3.
+  assert p0["on_coordinator_not_json"]["raised"] == "TypeError"
+  assert p1["on_coordinator_not_json"]["raised"] == "PeerError"
+  assert "TypeError" in p1["on_coordinator_not_json"]["message"]
+  # Damage only process 1 sees (its data position, its state shards), and a listing there that lacks step 3:
+  # both resume from step 3.
   assert p0["restore"]["returned"] == p1["restore"]["returned"] == [3, {"position": 3}]
   assert (tmp_path / "checkpoints.broken" / "6").is_dir() and (tmp_path / "checkpoints.broken" / "9").is_dir()
   # The runner's refusal of a changed stage stops both hosts, not process 0 alone.

@@ -114,6 +114,14 @@ def test_dry_run_and_bad_grid(tmp_path):
   assert bad.returncode == 2 and "FIELD=V1,V2" in bad.stderr
 
 
+def test_local_root_is_refused_with_the_local_runner(tmp_path):
+  root = tmp_path / "runs"
+  done = sweep(f"--root={root}", "--grid=x=0.1", f"--local_root={tmp_path}", f"--main_command={FAKE_MAIN}")
+  # Its points write under --root: read elsewhere, every point would be relaunched and read as 'no report'.
+  assert done.returncode == 2 and "--local_root is for --runner=queued_resource" in done.stderr
+  assert not root.exists()  # Refused before any launch.
+
+
 def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   fake = tmp_path / "gcloud_state"
   fake.mkdir()
@@ -160,3 +168,7 @@ def test_queued_resource_runner_launches_one_slice_per_point(tmp_path):
   assert len([c for c in calls if c[3] == "create"]) == 1 and all("temperature=1.6" in r for r in runs)
   statuses = [r["status"] for r in json.loads((tmp_path / "runs" / "sweep_results.json").read_text())]
   assert statuses == ["done", "no report"] and "is not a directory here" not in again.stderr
+
+  # A first sweep into a new folder of the mount: the warning says so, not to pass the flag just passed.
+  fresh = queued_sweep(f"--local_root={mounted / 'new'}")
+  assert "does not exist yet" in fresh.stderr and "pass --local_root" not in fresh.stderr

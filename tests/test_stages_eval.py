@@ -5,6 +5,7 @@ import types
 import pytest
 from test_evals_report import toy_result
 
+from ssd_jax import process_group
 from ssd_jax.config import base_config
 from ssd_jax.evals.completions import write_completions
 from ssd_jax.evals.protocol import DecodingSetting
@@ -33,7 +34,7 @@ def test_a_candidate_killed_before_its_done_file_is_scored_again_and_its_report_
     sandbox_workers=1,
     sandbox_allow_weak=True,
     seed=0,
-    process_group=None,
+    process_group=process_group.single_process(),
   )
   prompts = types.SimpleNamespace(problems=[])
   out = tmp_path / "base" / "final" / SETTING.label / "dev"

@@ -11,13 +11,15 @@ The candidate with the best dev pass@`eval.select_k` (`evals.protocol.select_bes
 sampled on the test problems (`.../test/`), which nothing else looks at.
 Runs that finished (each writes a `done` file after its others) are skipped and saved completions are scored
 without sampling again, so a killed stage resumes where it stopped. The workdir must be shared by all processes
-(selection reads results files).
+(each grades its share of the saved completions).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
+from collections.abc import Sequence
 
 from ssd_jax import config as config_lib
 from ssd_jax import process_group
@@ -68,7 +70,8 @@ def checkpoints_of(ctx: RunContext, name: str) -> list[tuple[str, int | None]]:
   saved step is the final model itself and is not evaluated twice. The base model has no training steps.
   """
   spec = ctx.config.eval.checkpoints.strip()
-  steps = saved_steps(ctx.layout.training_checkpoints(name))
+  # Read on process 0 only: hosts that list the directory differently would evaluate different checkpoints.
+  steps = process_group.on_coordinator(ctx.process_group, lambda: saved_steps(ctx.layout.training_checkpoints(name)))
   if not spec or not steps:
     return [(grid_runs.checkpoint_label(None), None)]
   wanted = steps[:-1] if spec == "all" else [int(s) for s in comma_list(spec)]
@@ -107,10 +110,15 @@ def evaluate_candidate(
 ) -> None:
   """Samples and scores one candidate on one part of the split (skipped once it has finished)."""
   out = grid_runs.run_dir(ctx.layout.eval_root, name, checkpoint, setting, part)
-  if (out / DONE_FILE).is_file():
-    return
   completions_path = str(out / COMPLETIONS_FILE)
-  if not os.path.isfile(completions_path):
+  # Process 0 writes these files and reads them for all: a host that saw them differently would sample (device
+  # collectives) while the others grade, and every host would hang.
+  done, sampled = process_group.on_coordinator(
+    ctx.process_group, lambda: [(out / DONE_FILE).is_file(), os.path.isfile(completions_path)]
+  )
+  if done:
+    return
+  if not sampled:
     completions = sample_completions(ctx, load_model(), prompts, setting)
     if ctx.is_coordinator:
       out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +136,40 @@ def evaluate_candidate(
 def _part(prompts: PromptSet, split: Split, part: str) -> PromptSet:
   index = {task_id: i for i, task_id in enumerate(prompts.task_ids)}
   return prompts.select([index[task_id] for task_id in split.ids(part)])
+
+
+def chosen_candidates(
+  ctx: RunContext, name: str, checkpoints: Sequence[str], settings: Sequence[DecodingSetting], dev_ids: Sequence[str]
+) -> list[tuple[str, DecodingSetting, str]]:
+  """The candidates of model `name` chosen on dev, each as (checkpoint, setting, how it was chosen).
+
+  The best by dev pass@`eval.select_k`, then with `eval.tune_pass_at_n` the best by dev pass@n. Process 0
+  reads the dev results, records the choice in the model's selection.json and tells the others: hosts that
+  read the results differently would sample different candidates on test.
+  """
+  config = ctx.config
+
+  def choose() -> list[list]:
+    candidates = grid_runs.load_candidates(ctx.layout.eval_root, name, checkpoints, settings)
+    counts = {c.key: counts_by_task(c.per_problem) for c in candidates}
+    selections = [select_best(counts, dev_ids, config.eval.select_k)]
+    if config_lib.tunes_pass_at_n(config):
+      selections.append(select_best(counts, dev_ids, config.eval_sampling.n))
+    grid_runs.write_selection(ctx.layout.eval_root, name, *selections)
+    by_key = {c.key: c for c in candidates}
+    return [
+      [
+        by_key[s.best].checkpoint,
+        dataclasses.asdict(by_key[s.best].setting),
+        f"by dev pass@{s.metric_k} ({100 * s.scores[s.best][0]:.1f})",
+      ]
+      for s in selections
+    ]
+
+  return [
+    (checkpoint, DecodingSetting(**setting), how)
+    for checkpoint, setting, how in process_group.on_coordinator(ctx.process_group, choose)
+  ]
 
 
 def _loader(ctx: RunContext, name: str, step: int | None):
@@ -161,15 +203,8 @@ def run(ctx: RunContext) -> None:
     for label, _ in checkpoints:
       for setting in settings:
         evaluate_candidate(ctx, loaders[label], parts["dev"], name, label, setting, "dev")
-    candidates = grid_runs.load_candidates(ctx.layout.eval_root, name, [label for label, _ in checkpoints], settings)
-    counts = {c.key: counts_by_task(c.per_problem) for c in candidates}
-    selections = [select_best(counts, split.dev, config.eval.select_k)]
-    if config_lib.tunes_pass_at_n(config):
-      selections.append(select_best(counts, split.dev, config.eval_sampling.n))
-    if ctx.is_coordinator:
-      grid_runs.write_selection(ctx.layout.eval_root, name, *selections)
-    for selection in selections:
-      best = next(c for c in candidates if c.key == selection.best)
-      score = 100 * selection.scores[best.key][0]
-      print(f"[eval] {name}: chose {best.key} by dev pass@{selection.metric_k} ({score:.1f})")
-      evaluate_candidate(ctx, loaders[best.checkpoint], parts["test"], name, best.checkpoint, best.setting, "test")
+    for checkpoint, setting, how in chosen_candidates(
+      ctx, name, [label for label, _ in checkpoints], settings, split.dev
+    ):
+      print(f"[eval] {name}: chose {checkpoint}/{setting.label} {how}")
+      evaluate_candidate(ctx, loaders[checkpoint], parts["test"], name, checkpoint, setting, "test")

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax.experimental import multihost_utils
 
 from ssd_jax import process_group
 from ssd_jax.train.train_state import TrainState, abstract_train_state
@@ -203,7 +202,7 @@ class Checkpointer:
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def restore(self, abstract_state: TrainState, step: int | None = None, *, with_data: bool = False) -> Restored:
-    """Restores `step` (default: latest) into the shardings of `abstract_state`.
+    """Restores `step` (default: latest) into the shardings of `abstract_state`; a collective.
 
     Args:
       abstract_state: TrainState of `jax.ShapeDtypeStruct`s with shardings
@@ -214,14 +213,28 @@ class Checkpointer:
     Raises:
       FileNotFoundError: there is no checkpoint, or `with_data` and the checkpoint has no data item.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    saved = set(self._manager.item_metadata(step).keys())
+
+    def contents() -> tuple[int, list[str]]:
+      found = self.latest_step() if step is None else step
+      if found is None:
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      return found, list(self._manager.item_metadata(found).keys())
+
+    # Hosts can see the directory differently (stale network-mount metadata): process 0 reads what is there,
+    # so all restore the same items, and every host checks that it sees the step, since Orbax raises that
+    # before its barrier and the others would wait there.
+    group = process_group.current()
+    step, names = process_group.on_coordinator(group, contents)
+    path = self.directory / str(step)
+
+    def visible() -> None:
+      if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} is not there on process {group.index}")
+
+    process_group.everywhere(group, visible)
+    saved = set(names)
     if with_data and DATA_ITEM not in saved:
-      raise FileNotFoundError(
-        f"checkpoint {self.directory / str(step)} has no '{DATA_ITEM}' item: the data iterator's position is lost"
-      )
+      raise FileNotFoundError(f"checkpoint {path} has no '{DATA_ITEM}' item: the data iterator's position is lost")
     items = {STATE_ITEM: _StateRestore(abstract_state)}
     if DATA_ITEM in saved:
       items[DATA_ITEM] = IteratorStateRestore()
@@ -244,17 +257,23 @@ class Checkpointer:
     self._manager.check_for_errors()
 
   def set_aside(self, step: int) -> str:
-    """Moves step `step`'s directory to `<directory>.broken/<step>` (kept for inspection); returns where."""
-    target = epath.Path(f"{self.directory}.broken") / str(step)
-    if jax.process_index() == 0:
+    """Moves step `step`'s directory to `<directory>.broken/<step>` (kept for inspection); returns where.
+
+    A collective: process 0 moves it, and a failed move stops every process with the reason (a barrier after
+    it left the others waiting).
+    """
+
+    def move() -> str:
+      target = epath.Path(f"{self.directory}.broken") / str(step)
       target.parent.mkdir(parents=True, exist_ok=True)
       if target.exists():
         target = epath.Path(f"{target}.{len(list(target.parent.iterdir()))}")
       (self.directory / str(step)).rename(target)
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices(f"set aside {self.directory}/{step}")
+      return str(target)
+
+    target = process_group.on_coordinator(process_group.current(), move)
     self._manager.reload()
-    return str(target)
+    return target
 
   def check_for_errors(self) -> None:
     """Raises the error of a failed background save, without waiting for one in progress."""
@@ -301,13 +320,16 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any, *, wi
   Raises:
     CheckpointError: there are checkpoints but none is intact.
   """
-  if checkpointer is None or checkpointer.latest_step() is None:
+  group = process_group.current()
+  # Process 0 lists the steps: hosts that see the directory differently (stale network-mount metadata) would
+  # try different steps and pair their per-step exchanges wrongly.
+  steps = [] if checkpointer is None else process_group.on_coordinator(group, checkpointer.all_steps)
+  if not steps:
     return Restored(step=int(jax.device_get(initial_state.step)), state=initial_state, data_state=None, metadata=None)
   abstract = abstract_train_state(initial_state)
-  group = process_group.current()
   where = f" on process {group.index}" if group.count > 1 else ""
   skipped = []
-  for step in sorted(checkpointer.all_steps(), reverse=True):
+  for step in sorted(steps, reverse=True):
     try:
       restored, failure = checkpointer.restore(abstract, step=step, with_data=with_data), b""
     except Exception as e:  # pylint: disable=broad-except  # Any damage: missing files, truncated data.
