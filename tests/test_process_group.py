@@ -4,6 +4,7 @@ Two processes are played in turn in one: process 0 runs first and what it sends 
 """
 
 import json
+import os
 import pathlib
 import types
 
@@ -16,6 +17,9 @@ from ssd_jax.config import base_config
 from ssd_jax.evals import grid_runs
 from ssd_jax.evals.protocol import DecodingSetting
 from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.pipeline import teacher_check
+from ssd_jax.pipeline.checkpoint_export import export_step
+from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import eval as eval_stage
 from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -81,23 +85,39 @@ def test_a_failed_set_aside_stops_every_process_with_the_reason(tmp_path, monkey
   with Checkpointer(tmp_path / "checkpoints", async_save=False) as checkpointer:
     monkeypatch.setattr(process_group, "current", lambda: wire.group(0))
     with pytest.raises(FileNotFoundError):
-      checkpointer.set_aside(6)  # There is no step 6 to move.
+      checkpointer.set_aside([6])  # There is no step 6 to move.
     monkeypatch.setattr(process_group, "current", lambda: wire.group(1))
     with pytest.raises(process_group.PeerError, match="FileNotFoundError"):
-      checkpointer.set_aside(6)
+      checkpointer.set_aside([6])
 
 
-def test_every_process_is_told_where_process_0_set_a_step_aside(tmp_path, monkeypatch):
-  (tmp_path / "checkpoints" / "6").mkdir(parents=True)
+def test_every_process_is_told_where_process_0_set_the_steps_aside(tmp_path, monkeypatch):
+  for step in (6, 9):
+    (tmp_path / "checkpoints" / str(step)).mkdir(parents=True)
   (tmp_path / "checkpoints.broken" / "6").mkdir(parents=True)  # Set aside before: this one goes next to it.
   wire = Wire()
   with Checkpointer(tmp_path / "checkpoints", async_save=False) as checkpointer:
     places = []
     for index in (0, 1):
       monkeypatch.setattr(process_group, "current", lambda index=index: wire.group(index))
-      places.append(checkpointer.set_aside(6))
-  assert places == [str(tmp_path / "checkpoints.broken" / "6.1")] * 2
-  assert (tmp_path / "checkpoints.broken" / "6.1").is_dir()
+      places.append(checkpointer.set_aside([9, 6]))
+  broken = tmp_path / "checkpoints.broken"
+  assert places == [[str(broken / "9"), str(broken / "6.2")]] * 2
+  assert (broken / "9").is_dir() and (broken / "6.2").is_dir()
+
+
+def test_hosts_re_read_the_checkpoints_only_after_every_step_is_set_aside(tmp_path, monkeypatch):
+  for step in (6, 9):
+    (tmp_path / "checkpoints" / str(step)).mkdir(parents=True)
+  wire = Wire()
+  with Checkpointer(tmp_path / "checkpoints", async_save=False) as checkpointer:
+    monkeypatch.setattr(process_group, "current", lambda: wire.group(0))
+    reloads = []
+    monkeypatch.setattr(
+      checkpointer._manager, "reload", lambda: reloads.append(sorted(os.listdir(tmp_path / "checkpoints")))
+    )
+    checkpointer.set_aside([9, 6])
+  assert reloads == [[]]  # One re-reading, after both moves: none while process 0 was still moving steps.
 
 
 def _eval_ctx(root: pathlib.Path, group: process_group.ProcessGroup, **eval_fields) -> types.SimpleNamespace:
@@ -171,3 +191,42 @@ def test_every_process_tests_the_candidate_process_0_chose(tmp_path):
   ]
   assert chosen == [[("final", hot, "by dev pass@1 (75.0)")]] * 2
   assert grid_runs.read_selection(tmp_path / "p0" / "eval", "base")["best"] == f"final/{hot.label}"
+
+
+def test_a_host_that_does_not_see_a_step_export_yet_reuses_it_with_process_0(tmp_path):
+  layout = RunLayout(str(tmp_path))
+  out = pathlib.Path(layout.model_at_step("ssd", 2))
+  out.mkdir(parents=True)
+  (out / "config.json").write_text("{}")
+  wire = Wire()
+
+  def context(index):
+    def load_model(directory):
+      pytest.fail("the step is exported already: no process exports it again")
+
+    return types.SimpleNamespace(layout=layout, load_model=load_model, process_group=wire.group(index))
+
+  assert export_step(context(0), "ssd", 2) == str(out)
+  (out / "config.json").unlink()  # Process 1's stale view: the export is not there yet.
+  assert export_step(context(1), "ssd", 2) == str(out)
+
+
+def test_a_host_that_does_not_see_the_teacher_diagnostic_yet_reads_process_0s(tmp_path, monkeypatch):
+  path = tmp_path / "teacher_diagnostic.json"
+  recorded = {"student": 0.25, "feedback_problems": 0}
+  path.write_text(json.dumps(recorded))
+  wire = Wire()
+
+  def context(index):
+    # No sampler: a host that measured the diagnostic again would fail here.
+    return types.SimpleNamespace(
+      config=types.SimpleNamespace(self_distill=None),
+      layout=types.SimpleNamespace(teacher_diagnostic=str(path)),
+      process_group=wire.group(index),
+    )
+
+  monkeypatch.setattr(teacher_check, "format_diagnostic", str)
+  diagnose = lambda ctx: teacher_check.diagnose_teacher(ctx, None, None, None, None, None, None)
+  assert diagnose(context(0)) == recorded
+  path.unlink()  # Process 1's stale view.
+  assert diagnose(context(1)) == recorded

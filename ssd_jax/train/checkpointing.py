@@ -15,7 +15,7 @@ import base64
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -211,7 +211,9 @@ class Checkpointer:
       with_data: the caller resumes a data iterator, so the checkpoint must hold its position.
 
     Raises:
-      FileNotFoundError: there is no checkpoint, or `with_data` and the checkpoint has no data item.
+      FileNotFoundError: there is no checkpoint, a host does not see the step's items, or `with_data` and the
+        checkpoint has no data item.
+      process_group.PeerError: on the other hosts, when one of them raised one of these.
     """
 
     def contents() -> tuple[int, list[str]]:
@@ -228,8 +230,9 @@ class Checkpointer:
     path = self.directory / str(step)
 
     def visible() -> None:
-      if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint {path} is not there on process {group.index}")
+      unseen = [str(p) for p in (path, *(path / name for name in names)) if not p.is_dir()]
+      if unseen:
+        raise FileNotFoundError(f"checkpoint {path}: process {group.index} does not see {unseen}")
 
     process_group.everywhere(group, visible)
     saved = set(names)
@@ -256,24 +259,29 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.check_for_errors()
 
-  def set_aside(self, step: int) -> str:
-    """Moves step `step`'s directory to `<directory>.broken/<step>` (kept for inspection); returns where.
+  def set_aside(self, steps: Sequence[int]) -> list[str]:
+    """Moves each step's directory to `<directory>.broken/<step>` (kept for inspection); returns where.
 
-    A collective: process 0 moves it, and a failed move stops every process with the reason (a barrier after
-    it left the others waiting).
+    A collective: process 0 moves them all, and a failed move stops every process with the reason (a barrier
+    after it left the others waiting). Every process re-reads the directory only after the last move (one
+    re-reading while process 0 moved the next step failed on that host alone).
     """
 
-    def move() -> str:
-      target = epath.Path(f"{self.directory}.broken") / str(step)
-      target.parent.mkdir(parents=True, exist_ok=True)
-      if target.exists():
-        target = epath.Path(f"{target}.{len(list(target.parent.iterdir()))}")
-      (self.directory / str(step)).rename(target)
-      return str(target)
+    def move() -> list[str]:
+      targets = []
+      for step in steps:
+        target = epath.Path(f"{self.directory}.broken") / str(step)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+          target = epath.Path(f"{target}.{len(list(target.parent.iterdir()))}")
+        (self.directory / str(step)).rename(target)
+        targets.append(str(target))
+      return targets
 
-    target = process_group.on_coordinator(process_group.current(), move)
-    self._manager.reload()
-    return target
+    group = process_group.current()
+    targets = process_group.on_coordinator(group, move)
+    process_group.everywhere(group, self._manager.reload)
+    return targets
 
   def check_for_errors(self) -> None:
     """Raises the error of a failed background save, without waiting for one in progress."""
@@ -345,8 +353,9 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any, *, wi
     if bad:
       skipped.append((step, f"step {step} holds non-finite values in {', '.join(bad[:3])}{' ...' * (len(bad) > 3)}"))
       continue
-    for broken, reason in skipped:
-      where = checkpointer.set_aside(broken)  # Later saves of that step must not collide with the broken one.
+    # Later saves of those steps must not collide with the broken ones.
+    places = checkpointer.set_aside([broken for broken, _ in skipped]) if skipped else []
+    for (_, reason), where in zip(skipped, places, strict=True):
       logging.warning("checkpoint %s: %s; set aside to %s", checkpointer.directory, reason, where)
       if jax.process_index() == 0:
         print(f"checkpoint {reason}; set aside to {where}; resuming from step {step}")
