@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from ssd_jax import process_group
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.evals.comparison_report import write_comparison
 from ssd_jax.evals.splits import Split, write_split
@@ -54,6 +55,7 @@ def test_teacher_diagnostic_torn_by_a_failure_is_measured_again(tmp_path, monkey
     config=types.SimpleNamespace(self_distill=section),
     layout=types.SimpleNamespace(teacher_diagnostic=str(tmp_path / "self_distill" / "teacher_diagnostic.json")),
     is_coordinator=True,
+    process_group=process_group.single_process(),
   )
   cfg = types.SimpleNamespace(max_position_embeddings=128)
 

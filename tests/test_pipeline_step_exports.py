@@ -5,6 +5,7 @@ import types
 
 from pipeline_fixtures import micro_config
 
+from ssd_jax import process_group
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.pipeline import runner
 from ssd_jax.pipeline.checkpoint_export import export_step
@@ -35,7 +36,9 @@ def test_a_restarted_tuning_stage_sets_its_step_exports_aside(tmp_path):
     raise _Exporting(directory)
 
   def evaluate(ctx):
-    probe = types.SimpleNamespace(layout=layout, model_dir=layout.model, load_model=load_model)
+    probe = types.SimpleNamespace(
+      layout=layout, model_dir=layout.model, load_model=load_model, process_group=process_group.single_process()
+    )
     for name in tuned:
       try:
         export_step(probe, name, 2)

@@ -7,6 +7,7 @@ import os
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from ssd_jax import process_group
 from ssd_jax.onpolicy.learner import LearnerState
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
@@ -53,10 +54,13 @@ def export_step(ctx: RunContext, name: str, step: int) -> str:
     FileNotFoundError: the model has no training checkpoint at `step`, naming the steps it has.
   """
   out = ctx.layout.model_at_step(name, step)
-  if os.path.isfile(os.path.join(out, "config.json")):
-    return out
   checkpoint_dir = ctx.layout.training_checkpoints(name)
-  steps = saved_steps(checkpoint_dir)
+  # Process 0 looks for every host: one that saw the files differently would export (a collective) alone.
+  exported, steps = process_group.on_coordinator(
+    ctx.process_group, lambda: [os.path.isfile(os.path.join(out, "config.json")), saved_steps(checkpoint_dir)]
+  )
+  if exported:
+    return out
   if step not in steps:
     raise FileNotFoundError(f"model {name!r} has no training checkpoint at step {step} in {checkpoint_dir}: {steps}")
   graphdef, params = ctx.load_model(ctx.model_dir(name))

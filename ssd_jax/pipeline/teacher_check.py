@@ -11,6 +11,7 @@ from typing import Any
 
 from flax import nnx
 
+from ssd_jax import process_group
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
 from ssd_jax.evals import Sandbox, evaluate
@@ -35,9 +36,16 @@ def diagnose_teacher(
   """Measures (or reads back) the diagnostic of `params` on the first problems of `prompts`, and prints it."""
   section = ctx.config.self_distill
   path = ctx.layout.teacher_diagnostic
-  if os.path.isfile(path):
+
+  def recorded() -> dict | None:
+    if not os.path.isfile(path):
+      return None
     with open(path) as f:
-      result = json.load(f)
+      return json.load(f)
+
+  # Read by process 0 for every host: one that saw no file would sample (collectives) while the others went on.
+  result = process_group.on_coordinator(ctx.process_group, recorded)
+  if result is not None:
     print(f"[self_distill] {format_diagnostic(result)}")
     return result
   subset = prompts.select(range(min(section.diagnostic_problems, len(prompts))))

@@ -85,9 +85,11 @@ def checkpoints_of(ctx: RunContext, name: str) -> list[tuple[str, int | None]]:
 def _score(ctx: RunContext, prompts: PromptSet, completions_path: str, out: pathlib.Path, title: str, meta: dict):
   config = ctx.config
   builtin = config.eval.problems.source == "builtin"
+  # Every host reads the completions process 0 wrote; one that cannot must stop the others before grading.
+  completions = process_group.everywhere(ctx.process_group, lambda: load_completions(completions_path))
   result, summary = score_completions(
     prompts.problems,
-    load_completions(completions_path),
+    completions,
     ks=config_lib.eval_ks(config),
     limits=ctx.sandbox_limits,
     workers=ctx.sandbox_workers,
