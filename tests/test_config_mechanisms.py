@@ -1,14 +1,10 @@
 """The toy section, the teacher diagnostic fields and the paper-faithful on-policy defaults."""
 
-import os
-
 import pytest
 from config_files import load_config
 
 from ssd_jax import config as config_lib
 from ssd_jax.pipeline.ssd_toy_run import ToyRunConfig
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_toy_config_runs_only_the_toy_stage_and_converts():

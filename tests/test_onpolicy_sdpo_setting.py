@@ -2,7 +2,6 @@
 updates per rollout batch, and the shipped configs' paper-faithful defaults."""
 
 import dataclasses
-import os
 import types
 
 from config_files import load_config
@@ -13,8 +12,6 @@ from ssd_jax.evals import EvalResult, ProblemResult, SampleResult
 from ssd_jax.onpolicy import learner, rollouts
 from ssd_jax.onpolicy.teacher_context import Attempt, TeacherTemplates, choose_contexts
 from ssd_jax.pipeline import onpolicy_setup
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_feedback_only_when_no_successful_sibling():

@@ -57,7 +57,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.steps = 100
   c.prompts_per_step = 8  # Distinct problems per step.
   c.group_size = 4  # G rollouts per problem (siblings for demonstrations).
-  c.max_prompt_len = 512  # Student prompt width; longer problems (or ones leaving no room for a rollout) are skipped.
+  c.max_prompt_len = 512  # Student prompt width; longer problems are skipped.
   c.max_teacher_prompt_len = 1024  # Teacher prompt width; longer contexts fall back to no teacher.
 
   c.rollout = ml_collections.ConfigDict(

@@ -86,18 +86,19 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
 
 
 def _rollout_width_errors(config: ml_collections.ConfigDict, positions: int) -> list[str]:
-  """An on-policy step's teacher rows are `max_teacher_prompt_len` plus the rollout's new tokens, uncapped: a
-  teacher would be scored at positions the model does not have (the teacher diagnostic caps its prompts, so it
-  would measure another teacher). Student prompts that leave no room are skipped by the stage instead."""
+  """An on-policy step's student and teacher rows are their prompt width plus the rollout's new tokens, uncapped:
+  a student prompt past the positions left fails its rollouts, and a teacher would be scored at positions the
+  model does not have (the teacher diagnostic caps its prompts, so it would measure another teacher)."""
   section = config.self_distill
   new_tokens = section.rollout.max_new_tokens
-  width = section.max_teacher_prompt_len
-  if new_tokens >= positions or width + new_tokens <= positions:  # The former is refused already.
+  if new_tokens >= positions:  # Refused already: no prompt fits at all.
     return []
   return [
-    f"fields 'self_distill.max_teacher_prompt_len' = {width} and 'self_distill.rollout.max_new_tokens' = "
-    f"{new_tokens} make teacher rows of {width + new_tokens} tokens, past the model's {positions} positions: lower "
-    "one of them"
+    f"fields 'self_distill.{field}' = {section[field]} and 'self_distill.rollout.max_new_tokens' = {new_tokens} "
+    f"make {rows} rows of {section[field] + new_tokens} tokens, past the model's {positions} positions: lower one "
+    "of them"
+    for field, rows in (("max_prompt_len", "student"), ("max_teacher_prompt_len", "teacher"))
+    if section[field] + new_tokens > positions
   ]
 
 

@@ -26,23 +26,13 @@ from ssd_jax.pipeline.teacher_check import diagnose_teacher
 
 
 def _training_prompts(ctx: RunContext) -> PromptSet:
-  """The training problems whose prompts fit `max_prompt_len` and leave room for the rollout in the model."""
   section = ctx.config.self_distill
   prompts = ctx.prompts(section.problems)
-  positions, new_tokens = ctx.model_cfg.max_position_embeddings, section.rollout.max_new_tokens
-  # A student row is its prompt plus the rollout, within the model's positions.
-  width = min(section.max_prompt_len, positions - new_tokens)
-  fitting = [i for i, ids in enumerate(prompts.ids) if len(ids) <= width]
-  what = (
-    f"self_distill.max_prompt_len = {width}"
-    if width == section.max_prompt_len
-    else f"the model's {positions} positions minus self_distill.rollout.max_new_tokens = {new_tokens}"
-  )
+  fitting = [i for i, ids in enumerate(prompts.ids) if len(ids) <= section.max_prompt_len]
   if not fitting:
-    raise ValueError(f"no prompt of {section.problems.source!r} fits in {width} tokens ({what})")
-  skipped = len(prompts) - len(fitting)
-  if skipped:
-    print(f"[self_distill] skipping {skipped} of {len(prompts)} prompts longer than {width} tokens ({what})")
+    raise ValueError(
+      f"no prompt of {section.problems.source!r} fits in self_distill.max_prompt_len = {section.max_prompt_len}"
+    )
   return prompts.select(fitting)
 
 
