@@ -3,7 +3,7 @@
 Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
 the task's locks and forks are). A problem belongs to exactly one split, decided by its program (the
 canonical solution), whichever of a family's wordings states it (`split_of`): 'pretrain' never holds a held-out
-program, and 'synth' (prompts for self-distillation) and 'eval' never share a computation, the program up
+program's canonical text, and 'synth' (prompts for self-distillation) and 'eval' never share a computation, the program up
 to its function's and variables' names (`data.program_forms`). Pre-training does show the held-out
 computations under other names: a family has few computations (2 to a few hundred), and the model must learn
 each family to be tested on it. Its `task_id` is `builtin/<family>/<instance seed>`, which is enough to
@@ -172,7 +172,8 @@ def pretrain_corpus(
     n: number of examples (distinct problems).
     seed: selects problems and answers deterministically.
     corruption_rate: probability that an answer is one of the problem's wrong solutions, so the
-      pre-trained model learns the format but not every program.
+      pre-trained model learns the format but not every program (a problem whose wrong solutions are all
+      held-out programs gets a correct answer: about 3% of problems).
     lock_slip_rate: probability that a correct answer slips at one lock (`lock_distractors`), leaving the
       pre-trained model a distractor tail at the locks.
 
