@@ -175,6 +175,16 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   with pytest.raises(ValueError, match="samples per test problem differ"):
     compare_models({"base": base, "ssd": more_samples}, split)
 
+  def doubled(candidates, task_id):  # That test problem sampled 8 times instead of 4.
+    return [
+      Candidate(c.checkpoint, c.setting, [p | {"n": 8} if p["task_id"] == task_id else p for p in c.per_problem])
+      for c in candidates
+    ]
+
+  # The same sample counts over all (4 and 8) but not problem by problem: still refused, naming one.
+  with pytest.raises(ValueError, match="samples per test problem differ .* on 2 problems, e.g. 't1'"):
+    compare_models({"base": doubled(base, "t2"), "ssd": doubled(tuned, "t1")}, split)
+
 
 def test_pass_at_n_is_also_compared_at_each_models_own_pass_at_n_choice():
   # The base's pass@1 choice (cold) is weak at pass@4 on test; at its own pass@4 choice (hot) it ties the

@@ -28,6 +28,11 @@ def test_edge_cases():
   assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
 
 
+def test_pass_at_1_is_c_over_n_to_the_last_bit():
+  # Equal scores then differ by exactly 0: a one-ulp difference printed as a "-0.0" interval bound.
+  assert [(n, c) for n in range(1, 65) for c in range(n + 1) if pass_at_k(n, c, 1) != c / n] == []
+
+
 def test_large_n_is_stable():
   value = pass_at_k(2000, 1, 1000)
   assert value == pytest.approx(0.5, abs=1e-9)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ssd_jax.evals import cli, report
+from ssd_jax.evals import cli, comparison_report, report
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
 from ssd_jax.evals.pass_at_k import pass_at_k
 from ssd_jax.evals.report import compare_reports, samples_records, write_report
@@ -169,3 +169,11 @@ def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys
   assert "completions cover 1 of 164 problems (every number is over those alone)" in capsys.readouterr().err
   assert json.loads((tmp_path / "out" / "results.json").read_text())["coverage"]["with_completions"] == 1
   assert "**PARTIAL**: completions covered 1 of 164 problems" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_bound_that_rounds_to_zero_prints_as_plus_zero():
+  interval = comparison_report._interval({"num_problems": 1, "ci_low": -1e-17, "difference": 0.0, "ci_high": 0.1})
+  assert interval == "+0.0 [+0.0, +10.0]"  # "-0.0" would read as an interval reaching below zero.
+  assert comparison_report._interval({"num_problems": 1, "ci_low": -0.002, "difference": 0.01, "ci_high": 0.1}) == (
+    "+1.0 [-0.2, +10.0]"
+  )

@@ -192,9 +192,15 @@ def compare_models(
       )
     except ValueError as e:
       raise ValueError(f"model {name!r}: {e}") from None
-  samples = {name: sorted({p["n"] for p in records}) for name, records in per_problem.items()}
-  if len({tuple(n) for n in samples.values()}) > 1:
-    raise ValueError(f"samples per test problem differ between models ({samples}); pass@k is compared at equal n")
+  for records, which in ((per_problem, "pass@1"), (at_n, "pass@n")):
+    samples = {name: {p["task_id"]: p["n"] for p in problems} for name, problems in records.items() if problems}
+    differ = sorted({t for counts in samples.values() for t, n in counts.items() if n != samples[reference][t]})
+    if differ:
+      raise ValueError(
+        f"samples per test problem differ between models at their {which} choices on {len(differ)} problems, e.g. "
+        f"{differ[0]!r}: { {name: counts[differ[0]] for name, counts in samples.items()} }; pass@k is compared at "
+        "equal n"
+      )
   differences = {
     name: _differences(per_problem[name], per_problem[reference], diversity_m, num_resamples, seed)
     for name in candidates

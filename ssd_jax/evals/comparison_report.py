@@ -19,13 +19,18 @@ from ssd_jax.evals.report import pyplot, run_style
 def _pct(x: float | None, signed: bool = False) -> str:
   if x is None:
     return "-"
-  return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+  return _signed(100 * x, 1) if signed else f"{100 * x:.1f}"
+
+
+def _signed(x: float, digits: int) -> str:
+  """`x` with its sign, a value that rounds to zero as +0 (not "-0.0", which reads as below zero)."""
+  return f"{x if round(x, digits) else 0.0:+.{digits}f}"
 
 
 def _interval(d: Mapping, scale: float = 100.0, digits: int = 1) -> str:
   if not d["num_problems"]:
     return "n/a"
-  low, mid, high = (f"{scale * d[key]:+.{digits}f}" for key in ("ci_low", "difference", "ci_high"))
+  low, mid, high = (_signed(scale * d[key], digits) for key in ("ci_low", "difference", "ci_high"))
   return f"{mid} [{low}, {high}]"
 
 

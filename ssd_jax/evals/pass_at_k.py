@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fractions
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -13,8 +15,9 @@ DEFAULT_KS = (1, 4, 8, 16)
 def pass_at_k(n: int, c: int, k: int) -> float:
   """Probability that at least one of k samples drawn without replacement from n is correct.
 
-  Uses 1 - C(n-c, k) / C(n, k) in the stable product form
-  1 - prod_{i=n-c+1}^{n} (1 - k / i).
+  Computes 1 - C(n-c, k) / C(n, k) in exact rational arithmetic, rounded once to a float: pass@1 is c / n to
+  the last bit, so two equal scores differ by exactly 0 (the float product form left one-ulp differences,
+  which printed as "-0.0" interval bounds).
 
   Args:
     n: samples drawn for the problem.
@@ -30,7 +33,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
   if n - c < k:  # every k-subset contains a correct sample
     return 1.0
-  return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+  return float(1 - fractions.Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
 def valid_ks(num_samples: Sequence[int], requested: Sequence[int] = DEFAULT_KS) -> list[int]:
