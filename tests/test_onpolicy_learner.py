@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ssd_jax import process_group
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.evals import Sandbox, SandboxLimits
@@ -110,6 +111,7 @@ def test_an_intermediate_checkpoint_exports_the_students_weights_at_that_step(tr
     model_dir=layout.model,
     load_model=lambda directory: (trained.graphdef, copy_params(trained.params)),  # The final model.
     tokenizer_dir=trained.tokenizer_dir,
+    process_group=process_group.single_process(),
   )
   out = export_step(ctx, "sdpo", 1)
   assert out == layout.model_at_step("sdpo", 1)
