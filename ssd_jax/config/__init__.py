@@ -18,6 +18,7 @@ import ml_collections
 from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
 from ssd_jax.config.run import (
   STAGES,
+  decoding_sections,
   indivisible_batch_errors,
   mesh_shape,
   planning_device_count,
@@ -50,6 +51,7 @@ __all__ = [
   "eval_ks",
   "eval_model_names",
   "evaluated_training_stages",
+  "decoding_sections",
   "indivisible_batch_errors",
   "tunes_pass_at_n",
   "mesh_shape",

@@ -12,7 +12,7 @@ import os
 import ml_collections
 
 from ssd_jax import sharding
-from ssd_jax.config.schema import Check, ConfigError, comma_list, int_list_ok
+from ssd_jax.config.schema import Check, ConfigError, comma_list, get, int_list_ok
 from ssd_jax.config.ssd import evaluated_training_stages, problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
@@ -22,6 +22,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Shape changes to a preset (with the pretrain stage, the model's vocab_size must be pretrain.tokenizer_vocab_size;
 # the run's input checks compare them, `pipeline.runner`).
 MODEL_OVERRIDES = SHAPE_FIELDS
+# The decoding section each sampling stage draws with.
+STAGE_DECODING = {"synthesize": "sampling", "self_distill": "self_distill.rollout", "eval": "eval_sampling"}
 # Stages that read the base model's weights, and the sections whose problems each stage reads.
 _NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
 _READS_PROBLEMS = {"synthesize": "synthesize.problems", "eval": "eval.problems"}
@@ -101,9 +103,13 @@ def stage_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.stages)
 
 
-def samples_held_out_curve(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
-  """Whether stages `names` run self_distill with its held-out curve, which samples at `eval_sampling`."""
-  return "self_distill" in names and config.self_distill.eval_every > 0
+def decoding_sections(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> list[str]:
+  """The decoding sections stages `names` sample with, in stage order (`STAGE_DECODING`, and `eval_sampling`
+  for self_distill's held-out curve)."""
+  sections = [STAGE_DECODING[name] for name in names if name in STAGE_DECODING]
+  if "self_distill" in names and config.self_distill.eval_every > 0 and "eval_sampling" not in sections:
+    sections.append("eval_sampling")
+  return sections
 
 
 def topology_chips(topology: str) -> int:
@@ -164,12 +170,9 @@ def batch_errors(config: ml_collections.ConfigDict, device_count: int) -> list[s
   for stage in ("pretrain", "sft"):
     if stage in names:
       batches[f"field '{stage}.global_batch_size'"] = config[stage].global_batch_size
-  if "synthesize" in names:
-    batches["field 'sampling.batch_size'"] = config.sampling.batch_size
-  if "eval" in names or samples_held_out_curve(config, names):
-    batches["field 'eval_sampling.batch_size'"] = config.eval_sampling.batch_size
+  for section in decoding_sections(config, names):
+    batches[f"field '{section}.batch_size'"] = get(config, section).batch_size
   if "self_distill" in names:
-    batches["field 'self_distill.rollout.batch_size'"] = sd.rollout.batch_size
     rollouts = "fields 'self_distill.prompts_per_step' x 'self_distill.group_size' (the rollouts of a step)"
     batches[f"{rollouts} = {sd.prompts_per_step} x {sd.group_size}"] = sd.prompts_per_step * sd.group_size
   return indivisible_batch_errors(batches, mesh_shape(config, device_count))

@@ -12,16 +12,15 @@ import contextlib
 import ml_collections
 
 from ssd_jax import config as config_lib
-from ssd_jax.config.run import samples_held_out_curve
 from ssd_jax.config.schema import get
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
 
-# Stage -> (its decoding section, the problem sections it reads).
-_STAGE_INPUTS = {
-  "synthesize": ("sampling", ("synthesize.problems",)),
-  "self_distill": ("self_distill.rollout", ("self_distill.problems", "eval.problems")),
-  "eval": ("eval_sampling", ("eval.problems",)),
+# Stage -> the problem sections it reads.
+_STAGE_PROBLEMS = {
+  "synthesize": ("synthesize.problems",),
+  "self_distill": ("self_distill.problems", "eval.problems"),
+  "eval": ("eval.problems",),
 }
 
 
@@ -33,16 +32,9 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   """Inputs the stages would fail on only after hours of work: lengths past the model, a vocabulary the
   pretrain stage's tokenizer does not have, batches the plan's slice cannot split, unreadable problems."""
   config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
-  errors, sections, decodings = [], set(), {}
-  for name in names:
-    if name not in _STAGE_INPUTS:
-      continue
-    decoding, problem_sections = _STAGE_INPUTS[name]
-    decodings[decoding] = None
-    sections.update(problem_sections)
-  if samples_held_out_curve(config, names):
-    decodings["eval_sampling"] = None
-  for decoding in decodings:
+  errors = []
+  sections = {section for name in names for section in _STAGE_PROBLEMS.get(name, ())}
+  for decoding in config_lib.decoding_sections(config, names):
     new_tokens = get(config, decoding).max_new_tokens
     if new_tokens >= positions:
       errors.append(
