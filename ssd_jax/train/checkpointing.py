@@ -120,6 +120,38 @@ class _StateRestore(ocp.args.StandardRestore):
   """`ocp.args.StandardRestore` for `_StateHandler`."""
 
 
+def _check_visible(group: process_group.ProcessGroup, checkpoint: epath.Path, paths: Sequence[epath.Path]) -> None:
+  """Every host checks that it sees `paths` (folders of `checkpoint`); a collective. Orbax raises a missing
+  folder before its barrier, where the other hosts would wait."""
+
+  def visible() -> None:
+    unseen = [str(p) for p in (checkpoint, *paths) if not p.is_dir()]
+    if unseen:
+      raise FileNotFoundError(f"checkpoint {checkpoint}: process {group.index} does not see {unseen}")
+
+  process_group.everywhere(group, visible)
+
+
+def read_state(group: process_group.ProcessGroup, directory: str | os.PathLike, step: int) -> Any:
+  """The state item a `Checkpointer` in `directory` saved at `step`, read without a target to host memory on
+  every process; a collective.
+
+  Raises:
+    Exception: on a process that cannot see or read it, why (after Orbax's barrier, which the others reach);
+      process_group.PeerError on the others.
+  """
+  checkpoint = epath.Path(directory) / str(step)
+  _check_visible(group, checkpoint, [checkpoint / STATE_ITEM])
+  restored = ocp.Checkpointer(_StateHandler()).restore(checkpoint / STATE_ITEM, args=_StateRestore())
+
+  def readable() -> Any:
+    if isinstance(restored, _Unreadable):
+      raise restored.error
+    return restored
+
+  return process_group.everywhere(group, readable)
+
+
 @dataclasses.dataclass(frozen=True)
 class Restored:
   """What `Checkpointer.restore` returns; `data_state` / `metadata` are None if they were not saved."""
@@ -228,13 +260,7 @@ class Checkpointer:
     group = process_group.current()
     step, names = process_group.on_coordinator(group, contents)
     path = self.directory / str(step)
-
-    def visible() -> None:
-      unseen = [str(p) for p in (path, *(path / name for name in names)) if not p.is_dir()]
-      if unseen:
-        raise FileNotFoundError(f"checkpoint {path}: process {group.index} does not see {unseen}")
-
-    process_group.everywhere(group, visible)
+    _check_visible(group, path, [path / name for name in names])
     saved = set(names)
     if with_data and DATA_ITEM not in saved:
       raise FileNotFoundError(f"checkpoint {path} has no '{DATA_ITEM}' item: the data iterator's position is lost")
