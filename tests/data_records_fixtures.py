@@ -55,16 +55,18 @@ class ByteChatTokenizer:
 def make_record(
   task: int, sample: int = 0, completion: str | None = None, finish_reason: str = "stop", **overrides
 ) -> SampleRecord:
-  """A deterministic record whose content depends on (task, sample)."""
+  """A deterministic record whose content depends on (task, sample); its ids are the completion's bytes
+  (`ByteChatTokenizer`), then `<|im_end|>` when it stopped."""
   rng = np.random.default_rng(task * 1000 + sample)
   completion = completion if completion is not None else (f"def f{task}():\n    return {task * 7 + sample}\n")
-  n = len(completion)
+  completion_ids = ByteChatTokenizer().encode_continuation(completion) + ([IM_END] if finish_reason == "stop" else [])
+  n = len(completion_ids)
   fields = dict(
     task_id=f"task-{task}",
     sample_index=sample,
     prompt_ids=rng.integers(4, 260, size=5).tolist(),
     completion_text=completion,
-    completion_ids=rng.integers(4, 260, size=n).tolist(),
+    completion_ids=completion_ids,
     finish_reason=finish_reason,
     logprob_raw=np.log(rng.uniform(0.01, 1, size=n)).astype(np.float32).tolist(),
     logprob_sampled=np.log(rng.uniform(0.01, 1, size=n)).tolist(),
@@ -83,17 +85,21 @@ def make_record(
   return SampleRecord(**fields)
 
 
-def stored_record(task_id: str, completion_text: str, prompt_ids, **overrides) -> SampleRecord:
-  """A record as synthesis stores one, with placeholder values in the fields a test does not read."""
+def stored_record(task_id: str, completion_text: str, prompt_ids, tokenizer=None, **overrides) -> SampleRecord:
+  """A record as synthesis stores one, with placeholder values in the fields a test does not read.
+
+  With `tokenizer`, the completion ids are its encoding of the text, then the end-of-sequence token.
+  """
+  completion_ids = [3] if tokenizer is None else [*tokenizer.encode_continuation(completion_text), tokenizer.eos_id]
   fields = dict(
     task_id=task_id,
     sample_index=0,
     prompt_ids=list(prompt_ids),
     completion_text=completion_text,
-    completion_ids=[3],
+    completion_ids=completion_ids,
     finish_reason="stop",
-    logprob_raw=[-1.0],
-    logprob_sampled=[-0.5],
+    logprob_raw=[-1.0] * len(completion_ids),
+    logprob_sampled=[-0.5] * len(completion_ids),
     temperature=1.6,
     top_k=20,
     top_p=0.8,

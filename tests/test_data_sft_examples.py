@@ -62,16 +62,30 @@ def test_truncation_to_max_len():
 
 
 def test_from_record_uses_finish_reason_and_prompt_text():
-  stopped = sft_example_from_record(TOK, make_record(1, completion="x = 1"), 512, (IM_END,))
+  stopped = sft_example_from_record(make_record(1, completion="x = 1"), 512, (IM_END,))
   assert stopped["tokens"][-1] == IM_END
-  cut_off = sft_example_from_record(TOK, make_record(1, completion="x = 1", finish_reason="length"), 512, (IM_END,))
+  cut_off = sft_example_from_record(make_record(1, completion="x = 1", finish_reason="length"), 512, (IM_END,))
   assert TOK.decode(cut_off["tokens"][cut_off["loss_mask"] == 1]) == "x = 1"
   rendered = make_record(
     2, completion="y", prompt_messages=None, prompt_text="Q: go\nA: ", prompt_ids=TOK.encode("Q: go\nA: ")
   )
-  example = sft_example_from_record(TOK, rendered, 512, (IM_END,))
+  example = sft_example_from_record(rendered, 512, (IM_END,))
   assert TOK.decode(example["tokens"]) == "Q: go\nA: y<|im_end|>"
   assert example["loss_mask"].tolist() == [0] * len("Q: go\nA: ") + [1, 1]
+
+
+def test_from_record_trains_on_the_ids_the_sampler_drew():
+  # Ids no encoder of the text gives: "é" sampled as its two bytes, then cut inside a character ("€" is 3 bytes).
+  drawn = [*TOK.encode("caf"), *TOK.encode("é"), *TOK.encode("€")[:2]]
+  logprobs = dict(logprob_raw=[-1.0] * len(drawn), logprob_sampled=[-1.0] * len(drawn))
+  record = make_record(1, completion="café\ufffd", finish_reason="length", completion_ids=drawn, **logprobs)
+  example = sft_example_from_record(record, 512, (IM_END,))
+  assert example["tokens"][example["loss_mask"] == 1].tolist() == drawn
+  # A sample that stopped on another stop token (EOS) ends as the template closes a turn.
+  stopped = make_record(
+    2, completion="x", completion_ids=[*TOK.encode("x"), EOS], **{k: v[:2] for k, v in logprobs.items()}
+  )
+  assert sft_example_from_record(stopped, 512, (IM_END,))["tokens"][-2:].tolist() == [*TOK.encode("x"), IM_END]
 
 
 class DatedTemplate(ByteChatTokenizer):
@@ -89,7 +103,7 @@ def test_from_record_trains_on_the_prompt_ids_the_sampler_conditioned_on():
   sampled_prompt = tokenizer.encode(tokenizer.apply_chat_template(record.prompt_messages))
   record = dataclasses.replace(record, prompt_ids=sampled_prompt)
   tokenizer.today = "02 Apr 2025"  # SFT runs after midnight: rendering again would change the prompt.
-  example = sft_example_from_record(tokenizer, record, 512, (IM_END,))
+  example = sft_example_from_record(record, 512, (IM_END,))
   n = len(sampled_prompt)
   assert example["tokens"][:n].tolist() == sampled_prompt
   assert TOK.decode(example["tokens"][n:]) == "x = 1<|im_end|>"
@@ -98,4 +112,4 @@ def test_from_record_trains_on_the_prompt_ids_the_sampler_conditioned_on():
 
 def test_from_record_without_prompt_ids_is_an_error():
   with pytest.raises(ValueError, match=r"sample record \('task-1', 0\) has no prompt_ids"):
-    sft_example_from_record(TOK, make_record(1, prompt_ids=[]), 512, (IM_END,))
+    sft_example_from_record(make_record(1, prompt_ids=[]), 512, (IM_END,))

@@ -64,7 +64,7 @@ def test_one_epoch_in_order_equals_packing_the_examples(tmp_path):
   batches = list(dataset)
   # Reference: the same steps written out by hand.
   examples = [
-    sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
+    sft_example_from_record(r, SEQ_LEN + 1, (IM_END,))
     for r in _records()
     if r.task_id not in {f"task-{t}" for t in DEGENERATE}
   ]
@@ -144,7 +144,7 @@ def test_unpacked_rows_hold_one_example_each_in_order():
   config = SftPipelineConfig(seq_len=SEQ_LEN, global_batch_size=2, shuffle=False, num_epochs=1, pack=False)
   batches = list(sft_dataset(_source(), TOK, config, shard_index=0, shard_count=1)[0])
   examples = [
-    sft_example_from_record(TOK, r, SEQ_LEN + 1, (IM_END,))
+    sft_example_from_record(r, SEQ_LEN + 1, (IM_END,))
     for r in _records()
     if r.task_id not in {f"task-{t}" for t in DEGENERATE}
   ]
@@ -200,7 +200,7 @@ def test_counts_of_truncated_and_dropped_examples():
   dataset, counts = sft_dataset(grain.MapDataset.source(records), TOK, config, shard_index=0, shard_count=1)
   # Reference: whole examples, measured by hand.
   kept = [r for r in records if r.task_id not in {f"task-{t}" for t in DEGENERATE} | {"task-30"}]
-  long = [r for r in kept if len(sft_example_from_record(TOK, r, None, (IM_END,))["tokens"]) > SEQ_LEN + 1]
+  long = [r for r in kept if len(sft_example_from_record(r, None, (IM_END,))["tokens"]) > SEQ_LEN + 1]
   assert len(long) == 4 and any(r.finish_reason == "stop" for r in long)
   assert (counts.read, counts.degenerate, counts.no_response, counts.truncated) == (31, 2, 1, 4)
   assert counts.kept == len(kept) == 28

@@ -35,6 +35,7 @@ def inputs(tmp_path_factory):
           problem.task_id,
           render_answer(solutions_for(problem)[0]),
           chat_prompt_ids(tokenizer, messages),  # What the sampler would have conditioned on.
+          tokenizer,
           source_checkpoint=base,
           prompt_messages=messages,
         )

@@ -33,7 +33,9 @@ def run_sft(tmp_path_factory, tmp_path, monkeypatch):
     with records_lib.RecordShardWriter(ctx.layout.records, 0, 10) as writer:
       for index, completion in enumerate(completions):
         writer.write(
-          stored_record(f"t{index}", completion, chat_prompt_ids(ctx.tokenizer, messages), prompt_messages=messages)
+          stored_record(
+            f"t{index}", completion, chat_prompt_ids(ctx.tokenizer, messages), ctx.tokenizer, prompt_messages=messages
+          )
         )
     sft.run(ctx)
 

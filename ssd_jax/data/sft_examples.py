@@ -10,8 +10,9 @@ SentencePiece response encoded on its own would begin with a dummy "▁" the mod
 
 For a sample record, `prompt_ids` are the ids stored in the record, the ones the sampler
 conditioned on; they are not rendered again, since a template can render differently at
-SFT time (templates that print today's date, for one). For chat messages or prompt text,
-they are `encode(template(prompt, add_generation_prompt=True))`.
+SFT time (templates that print today's date, for one). Its response is likewise the ids the
+sampler drew. For chat messages or prompt text, the prompt is
+`encode(template(prompt, add_generation_prompt=True))`.
 
 The prompt and the response are tokenised separately and concatenated, rather than
 tokenising the conversation rendered with the assistant message. Two reasons:
@@ -123,12 +124,13 @@ def build_sft_example(
   )
 
 
-def sft_example_from_record(
-  tokenizer: ChatTokenizer, record: SampleRecord, max_len: int | None, end_ids: Sequence[int]
-) -> dict[str, np.ndarray]:
-  """`build_sft_example` for a sample record, on the prompt ids stored in the record.
+def sft_example_from_record(record: SampleRecord, max_len: int | None, end_ids: Sequence[int]) -> dict[str, np.ndarray]:
+  """`build_sft_example` for a sample record, on the token ids stored in the record.
 
-  Appends `end_ids` only when the sample ended on a stop token (`finish_reason == 'stop'`).
+  The response is the ids the sampler drew, not the completion text encoded again, which can give other
+  tokens: a BPE merges a sampled sequence its own way, and a completion cut inside a character decodes to
+  U+FFFD. A sample that ended on a stop token (`finish_reason == 'stop'`) ends with `end_ids` in place of
+  that token, as the template closes an assistant turn; a cut-off one gets no end.
 
   Raises:
     ValueError: the record holds no prompt ids.
@@ -138,8 +140,10 @@ def sft_example_from_record(
       f"sample record {record.key} has no prompt_ids; SFT trains on the prompt ids the sampler conditioned "
       "on and does not render the prompt again"
     )
-  ends = list(end_ids) if record.finish_reason == "stop" else []
-  return _example(record.prompt_ids, tokenizer.encode_continuation(record.completion_text) + ends, max_len)
+  response = list(record.completion_ids)
+  if record.finish_reason == "stop":
+    response = response[:-1] + list(end_ids)
+  return _example(record.prompt_ids, response, max_len)
 
 
 def _example(prompt_ids: Sequence[int], response_ids: Sequence[int], max_len: int | None) -> dict[str, np.ndarray]:

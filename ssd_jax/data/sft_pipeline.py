@@ -219,7 +219,7 @@ def sft_dataset(
   def fate(record: SampleRecord) -> str:
     if config.drop_degenerate and is_degenerate(record.completion_text) is not None:
       return _DEGENERATE
-    example = sft_example_from_record(tokenizer, record, None, end_ids)
+    example = sft_example_from_record(record, None, end_ids)
     if not example["loss_mask"][1:max_len].any():  # No target in the kept part is a response token.
       return _NO_RESPONSE
     return _TRUNCATED if len(example["tokens"]) > max_len else _WHOLE
@@ -243,7 +243,7 @@ def sft_dataset(
   kept_records = kept_records.repeat(config.num_epochs).map(lambda i: shard[i])
 
   def to_example(record: SampleRecord):
-    return sft_example_from_record(tokenizer, record, max_len, end_ids)
+    return sft_example_from_record(record, max_len, end_ids)
 
   examples = kept_records.map(to_example)
   if config.pack:
