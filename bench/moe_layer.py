@@ -79,8 +79,12 @@ def layer_ratio(args) -> None:
     f"expert loads min/median/max {loads.min()}/{int(np.median(loads))}/{loads.max()}; the loop runs "
     f"{e} x {capacity} rows ({e * capacity / (n * k):.2f}x the {n * k} routed)"
   )
+  routed, computed = n * k, {**{impl: n * k for impl in IMPLS}, "loop": e * capacity}
   for name in (*IMPLS, "loop"):
-    print(f"  {name:<10s} {median[name] * 1e3:8.1f} ms/step (compile + first call {first[name]:.1f} s)")
+    print(
+      f"  {name:<10s} {median[name] * 1e3:8.1f} ms/step, {median[name] / routed * 1e6:6.2f} us per routed row, "
+      f"{median[name] / computed[name] * 1e6:6.2f} us per row computed (compile + first call {first[name]:.1f} s)"
+    )
   for impl in IMPLS:
     print(f"  ratio (loop / grouped {impl}): {median['loop'] / median[impl]:.2f}x")
 
