@@ -174,3 +174,28 @@ def test_a_loaded_model_trains_with_the_configured_router_loss_weight(tmp_path, 
   ctx = RunContext.create(c, str(tmp_path / "run"))
   graphdef, params = ctx.load_model(ctx.base_model_dir)
   assert model_io.model_config_of(graphdef, params).router_aux_loss_coef == trained
+
+
+@pytest.mark.parametrize(
+  "fields, named",
+  [
+    ({"self_distill.rollout.top_p": 0.95}, "'self_distill.rollout.top_p' = 0.95"),
+    ({"self_distill.rollout.top_k": 20}, "'self_distill.rollout.top_k' = 20"),
+    ({"self_distill.sdpo.loss_temperature": 0.6}, "'self_distill.sdpo.loss_temperature' = 0.6 is not the rollout's"),
+  ],
+)
+def test_the_sampled_form_is_refused_for_rollouts_it_does_not_estimate_from(fields, named):
+  c = load_config("default")
+  set_fields(c, {"self_distill.rollout.top_k": 0, "self_distill.rollout.top_p": 1.0})
+  set_fields(c, {"self_distill.sdpo.form": "sampled", **fields})
+  with pytest.raises(config_lib.ConfigError, match=f"'self_distill.sdpo.form' = 'sampled' .*{named}"):
+    _check(c)
+  set_fields(c, {"self_distill.sdpo.form": "full"})
+  _check(c)
+
+
+def test_the_sampled_form_at_the_rollouts_temperature_untruncated_is_accepted():
+  c = load_config("default")
+  untruncated = {"self_distill.rollout.top_k": 0, "self_distill.rollout.top_p": 1.0}
+  set_fields(c, {"self_distill.sdpo.form": "sampled", "self_distill.sdpo.loss_temperature": 1.1, **untruncated})
+  _check(c)

@@ -88,3 +88,12 @@ def test_importance_weight_clips_and_scales_value_and_gradient():
 def test_shape_mismatch_raises():
   with pytest.raises(ValueError, match="teacher_logprob shape"):
     sampled_token_divergence(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.ones((2, 3)), kind="reverse_kl")
+
+
+@pytest.mark.parametrize("kind, beta", [("forward_kl", 0.5), ("jsd", 0.5), ("jsd", 0.0)])
+def test_a_token_the_student_all_but_rules_out_gives_a_finite_loss_and_gradient(kind, beta):
+  # The teacher's log-prob 94 above the student's: exp of the ratio overflows float32.
+  student, teacher, mask = jnp.array([[-95.0, -1.0]]), jnp.array([[-1.0, -2.0]]), jnp.ones((1, 2))
+  loss = lambda s: sampled_token_divergence(s, teacher, mask, kind=kind, beta=beta)[0]
+  value, grad = jax.value_and_grad(loss)(student)
+  assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()

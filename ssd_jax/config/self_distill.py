@@ -225,4 +225,28 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   for name in sorted(settings & set(METHODS)):  # An unknown method is the value check's error.
     if section[name].form == "topk" and section[name].top_k < 1:
       errors.append(f"field 'self_distill.{name}.top_k' = {section[name].top_k} must be >= 1 for form 'topk'")
+    if section[name].form == "sampled":
+      errors += _sampled_form_errors(section, name)
   return errors
+
+
+def _sampled_form_errors(section: ml_collections.ConfigDict, name: str) -> list[str]:
+  """The sampled-token estimator is unbiased only for tokens the student drew at the loss temperature,
+  untruncated (`train.sampled_divergence`); other rollouts would optimise another quantity, silently."""
+  rollout, loss_temperature = section.rollout, section[name].loss_temperature
+  mismatches = [
+    f"'self_distill.rollout.{field}' = {value}"
+    for field, value, off in (("top_k", rollout.top_k, 0), ("top_p", rollout.top_p, 1.0), ("min_p", rollout.min_p, 0.0))
+    if value != off
+  ]
+  if loss_temperature not in (0, rollout.temperature):
+    mismatches.append(
+      f"'self_distill.{name}.loss_temperature' = {loss_temperature} is not the rollout's "
+      f"{rollout.temperature} (0 reuses it)"
+    )
+  if not mismatches:
+    return []
+  return [
+    f"field 'self_distill.{name}.form' = 'sampled' estimates the divergence from tokens the student drew at the "
+    f"loss temperature without truncation, but {', '.join(mismatches)}; use form 'full' or 'topk', or those rollouts"
+  ]

@@ -33,6 +33,14 @@ import jax.numpy as jnp
 from ssd_jax.train.divergences import check_kind_and_beta, importance_weight
 from ssd_jax.train.loss_reduction import masked_sum
 
+# exp(log-ratio) stays finite in float32: a token the student all but rules out (the teacher's log-prob 88 or
+# more above its own) would make the forward-KL coefficient inf, and inf * 0 a NaN loss.
+_MAX_LOG_RATIO = 80.0
+
+
+def _ratio(lt: jax.Array, ls: jax.Array) -> jax.Array:
+  return jnp.exp(jnp.minimum(lt - ls, _MAX_LOG_RATIO))
+
 
 def sampled_value_and_coefficient(
   student_logprob: jax.Array, teacher_logprob: jax.Array, *, kind: str, beta: float = 0.5
@@ -52,13 +60,13 @@ def sampled_value_and_coefficient(
   ls = jax.lax.stop_gradient(student_logprob.astype(jnp.float32))
   lt = jax.lax.stop_gradient(teacher_logprob.astype(jnp.float32))
   if kind == "forward_kl" or (kind == "jsd" and beta == 0.0):
-    ratio = jnp.exp(lt - ls)
+    ratio = _ratio(lt, ls)
     return ratio * (lt - ls), -ratio
   if kind == "reverse_kl" or (kind == "jsd" and beta == 1.0):
     return ls - lt, ls - lt
   log_m = jnp.logaddexp(math.log(beta) + lt, math.log1p(-beta) + ls)
   student_term = (1.0 - beta) * (ls - log_m)
-  return beta * jnp.exp(lt - ls) * (lt - log_m) + student_term, student_term
+  return beta * _ratio(lt, ls) * (lt - log_m) + student_term, student_term
 
 
 def sampled_token_losses(
