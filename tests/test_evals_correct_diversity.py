@@ -153,6 +153,22 @@ def test_comparison_chooses_on_dev_and_reports_on_test(tmp_path):
   assert "T=0.5 top_k=20 top_p=0.8" in table and "T=1.1 top_k=20 top_p=0.8" in table
   header = table.splitlines()[1]
   assert "pass@2" in header and "pass@3" not in header  # powers of two, 1 and n without the run's eval.ks
+  # Each choice lies at an edge of its two-temperature grid, so the model's best may lie beyond it.
+  assert [line for line in table.splitlines() if line.startswith("Grid edge")] == [
+    "Grid edge: base's pass@1 choice (T=0.5) is the coldest temperature it was tried at; a colder one was not "
+    "measured and may be better on dev (widen eval.grid.temperatures).",
+    "Grid edge: ssd's pass@1 choice (T=1.1) is the hottest temperature it was tried at; a hotter one was not "
+    "measured and may be better on dev (widen eval.grid.temperatures).",
+  ]
+  # A base best inside a wider grid is not named; the method's choice still is.
+  middle = DecodingSetting(0.8, 20, 0.8)
+  best_base = Candidate(
+    "final", middle, summarize(result({"d1": 4, "d2": 4, "t1": 2, "t2": 2}), (1,), 20)["per_problem"]
+  )
+  worse_ssd = Candidate("final", middle, summarize(result({"d1": 1, "d2": 1}, (LOOP,)), (1,), 20)["per_problem"])
+  widened = compare_models({"base": [*base, best_base], "ssd": [*tuned, worse_ssd]}, split, num_resamples=20)
+  notes = [line for line in comparison_table(widened).splitlines() if line.startswith("Grid edge")]
+  assert len(notes) == 1 and notes[0].startswith("Grid edge: ssd's pass@1 choice (T=1.1)")
   header = comparison_table(comparison | {"ks": [3]}).splitlines()[1]
   assert "pass@3" in header and "pass@2" not in header and "pass@4" in header
   weak = comparison_table(comparison | {"weak_sandbox": ["no user namespaces"]}).splitlines()

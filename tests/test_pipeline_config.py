@@ -49,6 +49,11 @@ def test_paper_rows_hold_the_papers_recipe(name):
   assert (c.sft.global_batch_size, c.sft.pack, c.eval_sampling.n) == (32, False, 10)
   # Every model is tuned over T_eval around the row's and the model card's setting, at every checkpoint.
   assert str(t_eval) in c.eval.grid.temperatures.split(",") and c.eval.grid.named.startswith("official=")
+  # Both the row's T_eval and the card's temperature (the base's usual best) have a colder and a hotter
+  # neighbour, so neither model's best can lie beyond the grid's edge unseen.
+  temperatures = [s.temperature for s in config_lib.decoding_grid(c).settings()]
+  for t in (t_eval, float(c.eval.grid.named.split("=")[1].split("/")[0])):
+    assert min(temperatures) < t < max(temperatures)
   assert c.eval.checkpoints == "all"
   assert c.sft.max_to_keep * c.sft.checkpoint_every >= c.sft.steps  # so every save is kept
 

@@ -76,6 +76,23 @@ LLAMA3P1_8B_INSTRUCT = PaperRow(
 )
 
 
+GRID_STEP = 0.2
+
+
+def grid_temperatures(t_eval: float, t_official: float) -> list[float]:
+  """T_eval values a row tunes every model over: steps of GRID_STEP through the row's T_eval, from the first
+  below both it and the model card's temperature to the first above both.
+
+  The base's best is usually near its card's setting and the trained model's near the row's T_eval; a grid
+  centred on T_eval alone would leave the base no colder choice than its card's (Qwen3 instruct: 0.7 against
+  T_eval 1.1), and an untuned base inflates the gain.
+  """
+  low, high = min(t_eval, t_official), max(t_eval, t_official)
+  below = 1 + int((t_eval - low) / GRID_STEP + 1e-9)
+  above = 1 + int((high - t_eval) / GRID_STEP + 1e-9)
+  return [round(t_eval + GRID_STEP * j, 2) for j in range(-below, above + 1) if round(t_eval + GRID_STEP * j, 2) > 0]
+
+
 def _decoding(section: ml_collections.ConfigDict, decoding: tuple[float, int, float]) -> None:
   section.temperature, section.top_k, section.top_p = decoding
 
@@ -117,8 +134,9 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.eval.ks = "1,2,5,10"
   # Every model (the base too) is tuned on dev over T_eval around the row's, at its truncation, and over the
   # model card's setting; the saved checkpoints are candidates as well (the paper's protocol).
-  t_eval = row.eval_decoding[0]
-  c.eval.grid.temperatures = ",".join(f"{t:g}" for t in (round(t_eval - 0.2, 2), t_eval, round(t_eval + 0.2, 2)))
+  c.eval.grid.temperatures = ",".join(
+    f"{t:g}" for t in grid_temperatures(row.eval_decoding[0], row.official_decoding[0])
+  )
   c.eval.grid.named = "official={:g}/{}/{:g}".format(*row.official_decoding)
   c.eval.checkpoints = "all"
   return c

@@ -65,12 +65,33 @@ def _pass_at_n_at_own_best(comparison: Mapping, width: int, n: int) -> list[str]
   return lines
 
 
+def _grid_edge_notes(comparison: Mapping, n: int) -> list[str]:
+  """A line for each choice at the coldest or hottest temperature of its model's grid: the dev score beyond
+  it was never measured, so the model's best may lie outside the grid (an untuned base inflates a gain)."""
+  notes = []
+  for name, block in comparison["models"].items():
+    temperatures = sorted({c["setting"]["temperature"] for c in block["candidates"]})
+    if len(temperatures) < 2:
+      continue
+    for key, metric in (("selected", comparison["metric"]), ("selected_at_n", f"pass@{n}")):
+      t = block[key]["setting"]["temperature"] if key in block else None
+      if t is None or temperatures[0] < t < temperatures[-1] or t == 0:  # Nothing is colder than greedy.
+        continue
+      edge, beyond = ("coldest", "colder") if t == temperatures[0] else ("hottest", "hotter")
+      notes.append(
+        f"Grid edge: {name}'s {metric} choice (T={t:g}) is the {edge} temperature it was tried at; a {beyond} "
+        "one was not measured and may be better on dev (widen eval.grid.temperatures)."
+      )
+  return notes
+
+
 def comparison_table(comparison: Mapping) -> str:
   """Plain text for stdout: each model at its dev-chosen setting (named in the table), test pass@k,
   paired differences from the reference with 95% intervals, and correct-solution diversity.
 
   The pass@k columns are k = 1, n and the comparison's 'ks' (the run's eval.ks), or powers of two without it.
-  A comparison whose runs were graded in a weak sandbox ('weak_sandbox': their reasons) says so first.
+  A comparison whose runs were graded in a weak sandbox ('weak_sandbox': their reasons) says so first; a
+  choice at the edge of its model's temperature grid is named below the rows.
   """
   split, reference, m = comparison["split"], comparison["reference"], comparison["diversity_m"]
   models = comparison["models"]
@@ -99,6 +120,8 @@ def comparison_table(comparison: Mapping) -> str:
       d = comparison["differences"][name]
       row += f"   {_interval(d['pass@1']):<28}{_interval(d['pass@n'])}"
     lines.append(row)
+  notes = _grid_edge_notes(comparison, n)
+  lines += ["", *notes] if notes else []
   if all("selected_at_n" in block for block in models.values()):
     lines += _pass_at_n_at_own_best(comparison, width, n)
   lines += [
