@@ -182,3 +182,9 @@ def test_the_split_does_not_move_with_the_run_seed(tmp_path):
   assert context(replicate, tmp_path / "b").eval_split(prompts) == first.eval_split(prompts)
   replicate.eval.split.seed = 7
   assert context(replicate, tmp_path / "c").eval_split(prompts) != first.eval_split(prompts)
+
+
+def test_a_stratum_labelled_none_keeps_its_problems_beside_single_problem_strata():
+  strata = {"a": None, "b": None, "c": None, "d": "hard", "e": ""}
+  split = split_problems(list("abcde"), 0.5, 0, strata=strata)
+  assert sorted(split.dev + split.test) == list("abcde")

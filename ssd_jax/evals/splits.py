@@ -52,6 +52,9 @@ def _rank(seed: int, task_id: str) -> bytes:
   return hashlib.sha256(f"{seed}\0{task_id}".encode()).digest()
 
 
+_SINGLES = object()
+
+
 def split_problems(
   task_ids: Sequence[str], dev_fraction: float = 0.5, seed: int = 0, strata: Mapping[str, str] | None = None
 ) -> Split:
@@ -74,7 +77,7 @@ def split_problems(
     raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
   if len(set(task_ids)) != len(task_ids):
     raise ValueError("split_problems: task ids repeat")
-  groups: dict[str, list[str]] = {}
+  groups: dict[object, list[str]] = {}
   for task_id in task_ids:
     groups.setdefault(strata.get(task_id, "") if strata else "", []).append(task_id)
   # A stratum of one problem cannot be split; rounded alone it would always land in the same part, so
@@ -82,7 +85,7 @@ def split_problems(
   singles = [members[0] for members in groups.values() if len(members) == 1]
   groups = {label: members for label, members in groups.items() if len(members) > 1}
   if singles:
-    groups[None] = singles
+    groups[_SINGLES] = singles  # A key no label can be (a None label merged with them lost its problems).
   dev, test = [], []
   for members in groups.values():
     ranked = sorted(members, key=lambda task_id: _rank(seed, task_id))
