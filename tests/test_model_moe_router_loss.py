@@ -138,3 +138,5 @@ def test_training_loss_adds_the_router_loss_where_transformers_does(tmp_path, ou
   # Written back the same way: transformers reads the exported config.json to the same training loss.
   exported = hf.config_to_hf(cfg)
   assert exported["output_router_logits"] == output_router_logits
+  # A checkpoint that trains without the loss keeps its weight for whoever switches output_router_logits on.
+  assert exported["router_aux_loss_coef"] == hf_model.config.router_aux_loss_coef

@@ -83,6 +83,10 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides) -> ModelConfig:
   return ModelConfig(**fields)
 
 
+# transformers' Qwen3MoeConfig default for router_aux_loss_coef.
+HF_ROUTER_AUX_LOSS_COEF = 0.001
+
+
 def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
   # transformers 5 writes num_experts as num_local_experts.
   experts = hf_config.get("num_experts", hf_config.get("num_local_experts"))
@@ -98,7 +102,7 @@ def _moe_fields_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
     decoder_sparse_step=int(hf_config.get("decoder_sparse_step", 1)),
     mlp_only_layers=tuple(hf_config.get("mlp_only_layers") or ()),
     # transformers adds the load-balancing loss to the training loss only with output_router_logits.
-    router_aux_loss_coef=float(hf_config.get("router_aux_loss_coef", 0.001))
+    router_aux_loss_coef=float(hf_config.get("router_aux_loss_coef", HF_ROUTER_AUX_LOSS_COEF))
     if hf_config.get("output_router_logits")
     else 0.0,
   )
@@ -128,7 +132,9 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
       "norm_topk_prob": cfg.norm_topk_prob,
       "decoder_sparse_step": cfg.decoder_sparse_step,
       "mlp_only_layers": list(cfg.mlp_only_layers),
-      "router_aux_loss_coef": cfg.router_aux_loss_coef,
+      # A model trained without the router loss keeps transformers' default weight (the released Qwen3-MoE
+      # checkpoints' too), switched off, for whoever turns output_router_logits on.
+      "router_aux_loss_coef": cfg.router_aux_loss_coef or HF_ROUTER_AUX_LOSS_COEF,
       "output_router_logits": cfg.router_aux_loss_coef > 0,
     }
   return {
