@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 T = TypeVar("T")
+ALLGATHER_CHUNK_BYTES = 64 << 20  # what each process sends per gather in `_jax_allgather`
 
 
 class PeerError(RuntimeError):
@@ -54,11 +55,23 @@ def single_process() -> ProcessGroup:
 
 
 def _jax_allgather(payload: bytes) -> list[bytes]:
-  lengths = np.asarray(multihost_utils.process_allgather(np.array([len(payload)], np.int32))).reshape(-1)
-  row = np.zeros([max(int(lengths.max()), 1)], np.uint8)
-  row[: len(payload)] = np.frombuffer(payload, np.uint8)
-  rows = np.asarray(multihost_utils.process_allgather(row))  # [count, width]
-  return [rows[i, : int(n)].tobytes() for i, n in enumerate(lengths)]
+  # Lengths travel as 8 bytes each: JAX without x64 gathers 32-bit integers, which overflow at 2 GiB.
+  length = np.frombuffer(len(payload).to_bytes(8, "little"), np.uint8)
+  gathered_lengths = np.asarray(multihost_utils.process_allgather(length))  # [count, 8]
+  lengths = [int.from_bytes(row.tobytes(), "little") for row in gathered_lengths]
+  data = np.frombuffer(payload, np.uint8)
+  parts: list[list[bytes]] = [[] for _ in lengths]
+  # In chunks, keeping each process's own bytes only: one gather of every payload padded to the largest
+  # would hold count x largest. The chunks follow from the gathered lengths, so every process gathers alike.
+  for start in range(0, max(lengths), ALLGATHER_CHUNK_BYTES):
+    row = np.zeros([min(ALLGATHER_CHUNK_BYTES, max(lengths) - start)], np.uint8)
+    mine = data[start : start + len(row)]
+    row[: len(mine)] = mine
+    rows = np.asarray(multihost_utils.process_allgather(row))  # [count, len(row)]
+    for i, n in enumerate(lengths):
+      if n > start:
+        parts[i].append(rows[i, : n - start].tobytes())
+  return [b"".join(part) for part in parts]
 
 
 def current() -> ProcessGroup:

@@ -1,7 +1,10 @@
 """Hostile programs get a failing verdict or are contained, the host is intact, and nothing is left behind."""
 
+import dataclasses
+import math
 import os
 import pathlib
+import resource
 import socket
 import textwrap
 import threading
@@ -507,6 +510,46 @@ def test_a_program_flooding_its_replies_cannot_hang_the_grader():
   assert not thread.is_alive(), "no verdict after 60 s: the grader is stuck"
   flood, after = results["runs"]
   assert all(run.verdict in FAILING for run in flood), flood
+  assert all(run.passed for run in after), after
+
+
+def test_a_program_cannot_interrupt_the_worker():
+  """SIGINT to the worker (its namespace's pid 1) once stopped it and restarted the slot; programs keep theirs."""
+  interrupt_worker = "import os, signal, time\nos.kill(1, signal.SIGINT)\ntime.sleep(0.5)\n" + RIGHT_ADD
+  interrupt_self = (
+    "import os, signal, time\ntry:\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(1)\n"
+    "except KeyboardInterrupt:\n" + textwrap.indent(RIGHT_ADD, "    ")
+  )
+  with Sandbox(LIMITS, workers=1) as sandbox:
+    sandbox.start()
+    workers = sandbox.worker_pids
+    runs = sandbox.run_many([ExecutionJob(p, ADD_TEST) for p in (interrupt_worker, interrupt_self, RIGHT_ADD)])
+    assert sandbox.worker_pids == workers
+  assert [run.verdict for job in runs for run in job] == [Verdict.PASSED] * 3, runs
+
+
+# The checker decodes what the program returns outside the sandbox: a set of 130000 numbers that all hash
+# alike takes minutes of CPU to build. The check's CPU limit (the test's time limit + 1 s) stops it.
+COLLIDING_SET = """
+import __main__
+M = (1 << 61) - 1
+DATA = ["s"] + [["i", format(M * k, "x")] for k in range(1, 130000)]
+__main__.encode_value = lambda value, handle_of=None, depth=0: DATA
+def add(a, b):
+    return 0
+"""
+
+
+def test_decoding_a_programs_data_stops_at_the_checks_cpu_limit():
+  limits = dataclasses.replace(LIMITS, timeout_s=1.0)
+  check_cpu_s = math.ceil(limits.timeout_s) + 1
+  with Sandbox(limits, workers=1) as sandbox:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    collide, after = sandbox.run_many([ExecutionJob(COLLIDING_SET, ADD_TEST), ExecutionJob(RIGHT_ADD, ADD_TEST)])
+  used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the checker, and so its checks, are reaped by close()
+  cpu_s = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
+  assert [run.verdict for run in collide] == [Verdict.TIMEOUT], collide
+  assert cpu_s < check_cpu_s + 1.0, cpu_s
   assert all(run.passed for run in after), after
 
 

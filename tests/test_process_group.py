@@ -6,10 +6,12 @@ Two processes are played in turn in one: process 0 runs first and what it sends 
 import json
 import os
 import pathlib
+import threading
 import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from orbax.checkpoint._src.multihost import multihost as orbax_multihost
@@ -19,6 +21,8 @@ from ssd_jax.config import base_config
 from ssd_jax.evals import grid_runs
 from ssd_jax.evals.protocol import DecodingSetting
 from ssd_jax.evals.report import SUMMARY_FILE
+from ssd_jax.evals.shared_sandbox import _decode, _encode
+from ssd_jax.evals.verdicts import TestRun, Verdict
 from ssd_jax.pipeline import teacher_check
 from ssd_jax.pipeline.checkpoint_export import export_step
 from ssd_jax.pipeline.layout import RunLayout
@@ -259,3 +263,56 @@ def test_a_host_that_cannot_read_a_saved_state_raises_after_orbaxs_barrier(tmp_p
   checkpointing.read_state(wire.group(0), tmp_path, 4)
   with pytest.raises(FileNotFoundError, match="process 1 does not see"):
     checkpointing.read_state(wire.group(1), tmp_path / "elsewhere", 4)
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 8, 100])
+def test_jax_allgather_of_one_process_returns_its_payload_across_chunks(monkeypatch, length):
+  monkeypatch.setattr(process_group, "ALLGATHER_CHUNK_BYTES", 7)
+  payload = bytes(range(length))
+  assert process_group._jax_allgather(payload) == [payload]
+
+
+class TwoProcessGather:
+  """`process_allgather` for two processes played by two threads; it records what each one gathers."""
+
+  def __init__(self):
+    self.barrier = threading.Barrier(2, timeout=30)
+    self.sent = [None, None]
+    self.calls = [[], []]
+    self.local = threading.local()
+
+  def __call__(self, x):
+    index = self.local.index
+    self.calls[index].append(np.shape(x))
+    self.sent[index] = np.asarray(x)
+    self.barrier.wait()
+    gathered = np.stack(self.sent)  # like JAX, only arrays of one shape gather
+    self.barrier.wait()
+    return gathered
+
+  def run(self, index, payload, results):
+    self.local.index = index
+    results[index] = process_group._jax_allgather(payload)
+
+
+def test_jax_allgather_of_two_processes_gathers_each_payload_whole_in_the_same_steps(monkeypatch):
+  monkeypatch.setattr(process_group, "ALLGATHER_CHUNK_BYTES", 7)
+  gather = TwoProcessGather()
+  monkeypatch.setattr(process_group.multihost_utils, "process_allgather", gather)
+  payloads = [bytes(range(1, 31)), bytes(range(100, 103))]
+  results = [None, None]
+  threads = [threading.Thread(target=gather.run, args=(i, p, results)) for i, p in enumerate(payloads)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(60)
+  assert results == [payloads, payloads]
+  assert gather.calls[0] == gather.calls[1] == [(8,)] + [(7,)] * 4 + [(2,)]
+
+
+def test_shared_verdicts_travel_as_utf8():
+  text = "\x00\x01\x1b\t\n\u2028é漢字😀"
+  runs = [(TestRun("t", Verdict.FAILED, message=text, stdout=text, stderr=text),)]
+  assert _decode(_encode(runs, "weak: ✓")) == (runs, "weak: ✓")
+  emoji = [(TestRun("t", Verdict.PASSED, stdout="😀" * 1000),)]
+  assert 4000 <= len(_encode(emoji, None)) < 4200

@@ -141,7 +141,8 @@ def masked_package_dirs(python: str) -> list[str]:
 
 def bwrap_command(bwrap: str, python: str, tmpfs_bytes: int) -> list[str]:
   """The argv prefix that runs ``python`` isolated (append the interpreter's arguments)."""
-  # --as-pid-1: the worker is the namespace's init, so programs cannot signal it and its exit ends them all.
+  # --as-pid-1: the worker is the namespace's init, so programs can send it only the signals it handles (it
+  # handles none: sandbox_harness ignores SIGINT) and its exit ends them all.
   args = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--as-pid-1"]
   if bwrap_supports(bwrap, "--disable-userns"):  # bubblewrap >= 0.8: no nested user namespaces for programs
     args += ["--disable-userns"]

@@ -2,7 +2,8 @@
 
 Started once per pool slot as ``python -I -S -B -c <sandbox_wire source + this source>`` outside the sandbox;
 fd 0 carries requests and replies from the grader, fd 1 carries messages back. For each ``check`` request it
-forks a child that:
+forks a child that, under CPU-time and address-space limits taken from the test's (decoding a program's data
+runs here, outside the sandbox: a set of colliding numbers alone could keep a core busy):
 
 1. runs the problem's trusted starter code (HumanEval's prompt: imports and helpers such as ``poly``);
 2. replaces every global name the test code reads but does not define, and that the starter does not
@@ -19,7 +20,10 @@ import builtins
 import importlib
 import io
 import linecache
+import math
 import os
+import resource
+import signal
 import sys
 import traceback
 
@@ -282,6 +286,25 @@ def check(request):
   }
 
 
+def set_limit(which, soft, slack=0):
+  """Sets soft and hard limits (hard = soft + slack), never above the current hard limit."""
+  _, current_hard = resource.getrlimit(which)
+  soft, hard = int(soft), int(soft) + int(slack)
+  if current_hard != resource.RLIM_INFINITY:
+    soft, hard = min(soft, current_hard), min(hard, current_hard)
+  resource.setrlimit(which, (soft, hard))
+
+
+def crash_result(wait_status, rusage, cpu_s):
+  """The result of a check that ended without reporting one: past its CPU time, or crashed."""
+  result = {"op": "result", "status": "error", "message": "the checker crashed", "stdout": ""}
+  if os.WIFSIGNALED(wait_status):
+    sig = os.WTERMSIG(wait_status)
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and rusage.ru_utime + rusage.ru_stime >= cpu_s):
+      result.update(status="timeout", message=f"time limit exceeded (the check's CPU time, {cpu_s} s)")
+  return result
+
+
 def main():
   sys.set_int_max_str_digits(0)
   make_undumpable("checker")
@@ -289,16 +312,20 @@ def main():
     request = read_message(0)
     if request is None:
       return
+    limits = request["limits"]
+    cpu_s = math.ceil(limits["timeout_s"]) + 1  # the test's wall-clock limit, as CPU time
     pid = os.fork()
     if pid == 0:
       try:
+        set_limit(resource.RLIMIT_CPU, cpu_s, slack=1)
+        set_limit(resource.RLIMIT_AS, limits["memory_bytes"])
         write_message(1, check(request))
         os._exit(0)
       finally:
         os._exit(1)
-    _, wait_status = os.waitpid(pid, 0)
+    _, wait_status, rusage = os.wait4(pid, 0)
     if wait_status != 0:
-      write_message(1, {"op": "result", "status": "error", "message": "the checker crashed", "stdout": ""})
+      write_message(1, crash_result(wait_status, rusage, cpu_s))
 
 
 if __name__ == "__main__":

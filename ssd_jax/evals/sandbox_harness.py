@@ -125,6 +125,7 @@ def run(job):
   reply_r, reply_w = os.pipe()
   pid = os.fork()
   if pid == 0:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the program gets Python's usual KeyboardInterrupt
     child_main(job, stdin_fd, out_fd, err_fd, request_r, reply_w)
   for fd in (stdin_fd, out_fd, err_fd, request_r, reply_w):
     os.close(fd)
@@ -219,6 +220,9 @@ def wipe():
 
 def main():
   CONFIG.update(json.loads(sys.argv[1]))
+  # As its namespace's init the worker gets only the signals it handles; Python handles SIGINT, which a
+  # program could send to restart the slot.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   for name in PRELOADED_MODULES:
     __import__(name)
   make_undumpable("sandbox worker")

@@ -240,6 +240,7 @@ class Slot:
   def _run_check(self, job: ExecutionJob, test: TestCase, deadline: float) -> TestRun:
     """Relays the checker's calls to the program until both sides are done."""
     check = {"op": "check", "code": test.code, "starter": job.starter_code, "entry_point": job.entry_point}
+    check["limits"] = self.settings.wire_limits  # the check's own CPU time and memory follow the test's
     self._send(self.checker, check, deadline)
     loaded, end, result, waiting, finishing = None, None, None, False, False
     worker_fd, checker_fd = self.worker.stdout.fileno(), self.checker.stdout.fileno()

@@ -18,7 +18,10 @@ from ssd_jax.process_group import ProcessGroup
 
 
 def _encode(runs: list[tuple[TestRun, ...]], weak: str | None) -> bytes:
-  return json.dumps({"weak": weak, "runs": [[dataclasses.asdict(r) for r in job] for job in runs]}).encode()
+  # As UTF-8: ASCII escapes would make each emoji of a program's output 12 bytes (a TestRun's texts are
+  # surrogate-free, so every one encodes).
+  record = {"weak": weak, "runs": [[dataclasses.asdict(r) for r in job] for job in runs]}
+  return json.dumps(record, ensure_ascii=False).encode()
 
 
 def _decode(payload: bytes) -> tuple[list[tuple[TestRun, ...]], str | None]:
