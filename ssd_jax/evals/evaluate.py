@@ -112,7 +112,7 @@ def evaluate(
     raise ValueError(f"completions for unknown task_ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
   evaluated = [p for p in problems if completions.get(p.task_id)]
   samples = [(p, raw) for p in evaluated for raw in completions[p.task_id]]
-  codes = [extract_code(raw) for _, raw in samples]
+  codes = [extract_code(raw, p) for p, raw in samples]
   jobs = [
     ExecutionJob(assemble_program(p, code), p.tests, p.starter_code, p.entry_point)
     for (p, _), code in zip(samples, codes)
