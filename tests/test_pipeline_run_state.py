@@ -169,3 +169,19 @@ def test_a_stage_on_outputs_this_run_redoes_is_refused_before_any_work(tmp_path)
   for name in ("synthesize", "sft"):
     with pytest.raises(config_lib.ConfigError, match=rf"(?s)stage '{name}' finished .*model.dtype: 'float32' -> "):
       records.check(name, records.fingerprint(config, name))
+
+
+def test_the_plans_fingerprint_follows_the_generation_program_it_judges(tmp_path):
+  records = run_state.StageRecords(str(tmp_path))
+  base = micro_config("plan,self_distill")
+  digest = lambda c: records.fingerprint(c, "plan").digest
+  for fields in (
+    {"self_distill.rollout.batch_size": 64},
+    {"self_distill.rollout.max_new_tokens": 96},
+    {"self_distill.max_prompt_len": 200},
+    {"eval_sampling.batch_size": 64},
+    {"stages": "plan,synthesize"},
+  ):
+    changed = micro_config("plan,self_distill")
+    set_fields(changed, fields)
+    assert digest(changed) != digest(base), fields

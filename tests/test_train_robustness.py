@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import pytest
 from train_fixtures import SeededBatches, copy_tree, tiny_config, tiny_model_state
 
+from ssd_jax import sharding
+from ssd_jax.model import hf
 from ssd_jax.pipeline import model_io
 from ssd_jax.train import checkpointing
 from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, restore_or_init
@@ -107,9 +109,22 @@ def test_a_non_finite_step_never_reaches_a_source_that_reads_the_state(tmp_path)
 
 def test_export_refuses_non_finite_parameters(tmp_path):
   params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), copy_tree(tiny_model_state()[1]))
-  with pytest.raises(ValueError, match="non-finite"):
+  with pytest.raises(model_io.NonFiniteModelError, match="non-finite"):
     model_io.export_hf(params, tiny_config(), str(tmp_path / "model"), str(tmp_path))
   assert not os.path.exists(tmp_path / "model")
+
+
+def test_a_model_with_non_finite_weights_is_refused_at_load_naming_the_tensor(tmp_path):
+  graphdef, params = tiny_model_state()
+  broken = copy_tree(params)
+  scale = broken["layers"][0]["input_norm"]["scale"]
+  scale.set_value(scale.get_value().at[3].set(jnp.inf))
+  hf.save_hf(broken, tiny_config(), str(tmp_path))
+  mesh = sharding.make_mesh({"fsdp": 8})
+  with pytest.raises(model_io.NonFiniteModelError, match=r"holds non-finite values in .*input_norm.*scale"):
+    model_io.load_split(str(tmp_path), mesh, sharding.DEFAULT_RULES, tiny_config())
+  hf.save_hf(params, tiny_config(), str(tmp_path))
+  model_io.load_split(str(tmp_path), mesh, sharding.DEFAULT_RULES, tiny_config())
 
 
 def _three_checkpoints(directory):

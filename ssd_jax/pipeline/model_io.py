@@ -12,7 +12,6 @@ import shutil
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -20,6 +19,7 @@ from jax.experimental import multihost_utils
 from ssd_jax import sharding
 from ssd_jax.data.tokenizer import generation_config
 from ssd_jax.model import ModelConfig, hf
+from ssd_jax.train import checkpointing
 
 # Files of a Hugging Face checkpoint that describe its tokenizer and chat template.
 TOKENIZER_FILES = (
@@ -60,7 +60,20 @@ def load_split(
     scan_layers=like.scan_layers,
     router_aux_loss_coef=like.router_aux_loss_coef,
   )
-  return nnx.split(model)
+  graphdef, params = nnx.split(model)
+  # Checked here, where a bad tensor has a name: sampling from it failed later with an undrawable token.
+  bad = checkpointing.non_finite_leaves(params)
+  if bad:
+    raise NonFiniteModelError(f"model {directory!r} holds non-finite values in {_listed(bad)}")
+  return graphdef, params
+
+
+class NonFiniteModelError(ValueError):
+  """A model to load or export holds a NaN or an infinity."""
+
+
+def _listed(paths: list[str]) -> str:
+  return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
 
 
 def model_config_of(graphdef: nnx.GraphDef, params: Any) -> ModelConfig:
@@ -100,13 +113,9 @@ def export_hf(state: Any, cfg: ModelConfig, out_dir: str, tokenizer_source: str)
     tokenizer_source: a directory holding the tokenizer files to copy.
   """
   host_state = jax.tree.map(_host_value, state)
-  bad = [
-    jax.tree_util.keystr(path)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(host_state)
-    if jnp.issubdtype(leaf.dtype, jnp.floating) and not np.isfinite(leaf.astype(np.float32)).all()
-  ]
+  bad = checkpointing.non_finite_leaves(host_state)
   if bad:
-    raise ValueError(f"refusing to export {out_dir}: non-finite values in {', '.join(bad[:5])}")
+    raise NonFiniteModelError(f"refusing to export {out_dir}: non-finite values in {_listed(bad)}")
   if jax.process_index() == 0:
     partial = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)

@@ -60,7 +60,18 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   ),
   "eval": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "eval_sampling", "eval"),
   "report": ("eval.models", "eval.ks"),
-  "plan": ("model", "mesh", "sampling", "sft", "plan"),
+  # The generation program it judges is the largest of the sampling sections the listed stages use.
+  "plan": (
+    "stages",
+    "model",
+    "mesh",
+    "sampling",
+    "eval_sampling",
+    "self_distill.rollout",
+    "self_distill.max_prompt_len",
+    "sft",
+    "plan",
+  ),
   "toy": ("seed", "model", "toy"),
 }
 # The stages whose outputs each stage reads (their fingerprints are part of its own).

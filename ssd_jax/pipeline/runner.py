@@ -19,18 +19,27 @@ from absl import logging
 
 from ssd_jax import config as config_lib
 from ssd_jax import process_group
+from ssd_jax.atomic_write import atomic_open
 from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import raise_if
 from ssd_jax.pipeline import input_checks, run_state
 from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.model_io import NonFiniteModelError
 from ssd_jax.train.checkpointing import CheckpointError
 from ssd_jax.train.loop import NonFiniteError
 
 Stage = Callable[[RunContext], None]
 
-# Errors that end a run with a one-line message: another run holds the workdir, training diverged, no
-# intact checkpoint is left, a planned program does not fit its slice.
-RunError = (run_state.WorkdirBusyError, NonFiniteError, CheckpointError, DoesNotFitError, process_group.PeerError)
+# Errors that end a run with a one-line message: another run holds the workdir, training diverged or a model
+# to load or export holds NaN, no intact checkpoint is left, a planned program does not fit its slice.
+RunError = (
+  run_state.WorkdirBusyError,
+  NonFiniteError,
+  NonFiniteModelError,
+  CheckpointError,
+  DoesNotFitError,
+  process_group.PeerError,
+)
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str, Stage]) -> RunContext:
@@ -55,7 +64,7 @@ def _record_config(ctx: RunContext) -> None:
     f.write(text)
   first = os.path.join(workdir, "config.json")
   if not os.path.exists(first):
-    with open(first, "w") as f:
+    with atomic_open(first) as f:  # Written once: a kill mid-write would leave it torn for good.
       f.write(text)
 
 

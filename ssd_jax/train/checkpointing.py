@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -329,11 +330,18 @@ class CheckpointError(RuntimeError):
   """No checkpoint in a directory that has some could be restored intact."""
 
 
-def _non_finite_leaves(state: Any) -> list[str]:
-  """Paths of floating-point leaves of `state` holding a NaN or an infinity."""
+def non_finite_leaves(state: Any) -> list[str]:
+  """Paths of floating-point leaves of `state` holding a NaN or an infinity (a collective for sharded leaves;
+  host arrays are checked on the host)."""
   bad = []
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-    if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jax.device_get(jnp.isfinite(leaf).all())):
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      continue
+    if isinstance(leaf, np.ndarray):
+      finite = np.isfinite(leaf.astype(np.float32)).all()
+    else:
+      finite = bool(jax.device_get(jnp.isfinite(leaf).all()))
+    if not finite:
       bad.append(jax.tree_util.keystr(path))
   return bad
 
@@ -375,7 +383,7 @@ def restore_or_init(checkpointer: Checkpointer | None, initial_state: Any, *, wi
     if failures:
       skipped.append((step, "; ".join(failures)))
       continue
-    bad = _non_finite_leaves(restored.state)
+    bad = non_finite_leaves(restored.state)
     if bad:
       skipped.append((step, f"step {step} holds non-finite values in {', '.join(bad[:3])}{' ...' * (len(bad) > 3)}"))
       continue
