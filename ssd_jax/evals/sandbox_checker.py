@@ -36,6 +36,7 @@ if "write_message" not in globals():  # imported as a module; as `python -c` the
     encode_value,
     make_undumpable,
     read_message,
+    set_limit,
     write_message,
   )
 
@@ -284,15 +285,6 @@ def check(request):
     "stdout": stdout[:STDOUT_CHARS],
     "stdout_truncated": len(stdout) > STDOUT_CHARS,
   }
-
-
-def set_limit(which, soft, slack=0):
-  """Sets soft and hard limits (hard = soft + slack), never above the current hard limit."""
-  _, current_hard = resource.getrlimit(which)
-  soft, hard = int(soft), int(soft) + int(slack)
-  if current_hard != resource.RLIM_INFINITY:
-    soft, hard = min(soft, current_hard), min(hard, current_hard)
-  resource.setrlimit(which, (soft, hard))
 
 
 def crash_result(wait_status, rusage, cpu_s):

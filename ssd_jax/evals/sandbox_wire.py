@@ -20,6 +20,7 @@ a dict. Anything else cannot be encoded.
 
 import json
 import os
+import resource
 import select
 import struct
 import time
@@ -30,6 +31,15 @@ MAX_DEPTH = 200
 SHOWN_TEXT_CHARS = 64 * 1024  # of text that is only shown, never compared: stderr read, each text a TestRun keeps
 _HEADER = struct.Struct(">I")
 _PAGE = 4096  # PIPE_BUF on Linux: a pipe that selects writable has room for this much
+
+
+def set_limit(which, soft, slack=0):
+  """Sets soft and hard limits (hard = soft + slack), never above the current hard limit."""
+  _, current_hard = resource.getrlimit(which)
+  soft, hard = int(soft), int(soft) + int(slack)
+  if current_hard != resource.RLIM_INFINITY:
+    soft, hard = min(soft, current_hard), min(hard, current_hard)
+  resource.setrlimit(which, (soft, hard))
 
 
 def make_undumpable(who):
