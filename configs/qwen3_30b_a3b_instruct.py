@@ -18,8 +18,4 @@ from ssd_jax.config import paper_rows
 
 
 def get_config():
-  c = paper_rows.paper_row_config(paper_rows.QWEN3_30B_A3B_INSTRUCT)
-  c.mesh.data, c.mesh.fsdp, c.mesh.expert, c.mesh.tensor = 1, -1, 4, 1
-  c.mesh.topology = "v5p:2x4x4"
-  c.sft.seq_len = 32_768
-  return c
+  return paper_rows.on_v5p64_expert_parallel(paper_rows.paper_row_config(paper_rows.QWEN3_30B_A3B_INSTRUCT))

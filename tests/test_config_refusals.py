@@ -90,7 +90,8 @@ def test_a_plan_only_run_checks_the_batches_it_compiles_on_its_slice(tmp_path):
 
 
 @pytest.mark.parametrize(
-  "name", ["tpu_v5", "llama3p1_8b_instruct", "llama3p1_8b_instruct_v5e64", "qwen3_30b_a3b_instruct"]
+  "name",
+  ["tpu_v5", "llama3p1_8b_instruct", "llama3p1_8b_instruct_v5e64", "qwen3_30b_a3b_instruct", "qwen3_30b_a3b_thinking"],
 )
 def test_shipped_slice_configs_split_their_batches_on_their_slice(name):
   c = load_config(name)

@@ -20,6 +20,7 @@ PAPER_ROWS = {  # config -> (T_train, top-k, top-p, T_eval, sft steps, warm-up, 
   "qwen3_4b_thinking": (1.1, 20, 0.95, 0.7, 300, 50, 50),
   "llama3p1_8b_instruct": (0.8, 20, 0.8, 0.7, 2500, 250, 250),
   "qwen3_30b_a3b_instruct": (1.6, 20, 0.8, 0.9, 2500, 250, 250),
+  "qwen3_30b_a3b_thinking": (1.2, 20, 0.95, 0.7, 300, 50, 50),
   "tpu_v5": (1.6, 20, 0.8, 1.1, 2500, 250, 250),
 }
 

@@ -219,9 +219,10 @@ def test_tpu_v5_config_fits_its_slice(tmp_path):
 @pytest.mark.pod
 @pytest.mark.slow
 @pytest.mark.libtpu
-def test_qwen3_30b_a3b_paper_row_fits_its_slice(tmp_path):
-  """The MoE headline row: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
-  c = load_config("qwen3_30b_a3b_instruct")
+@pytest.mark.parametrize("name", ["qwen3_30b_a3b_instruct", "qwen3_30b_a3b_thinking"])
+def test_qwen3_30b_a3b_paper_rows_fit_their_slice(tmp_path, name):
+  """The MoE rows: the real 30B-A3B SFT step and generation loop, expert-parallel, AOT for v5p-64."""
+  c = load_config(name)
   c.stages = "plan"
   plan.run(_context(c, tmp_path))
   report = json.loads((tmp_path / "plan.json").read_text())

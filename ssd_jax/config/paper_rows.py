@@ -66,6 +66,14 @@ QWEN3_30B_A3B_INSTRUCT = PaperRow(
   max_new_tokens=16_384,
   official_decoding=(0.7, 20, 0.8),
 )
+QWEN3_30B_A3B_THINKING = PaperRow(
+  preset="qwen3_30b_a3b",
+  train_decoding=(1.2, 20, 0.95),
+  eval_decoding=(0.7, 20, 0.95),
+  thinking=True,
+  max_new_tokens=32_768,
+  official_decoding=(0.6, 20, 0.95),
+)
 LLAMA3P1_8B_INSTRUCT = PaperRow(
   preset="llama3p1_8b",
   train_decoding=(0.8, 20, 0.8),
@@ -170,4 +178,13 @@ def on_policy_config(row: PaperRow, method: str, *, rollout_temperature: float) 
   # A successful sibling of up to 8,192 tokens is a demonstration; only the teacher's prompt width limits it.
   sd.templates.max_demonstration_chars = 64_000
   sd[method].chunk_size = 4096
+  return c
+
+
+def on_v5p64_expert_parallel(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A 30B-A3B row's slice and mesh: v5p-64 (32 chips), experts over an `expert` axis of 4 and everything over
+  `fsdp`; SFT rows of 32,768 tokens, one per chip (rows of 65,536 planned at 111.55 GiB per chip, of 95)."""
+  c.mesh.data, c.mesh.fsdp, c.mesh.expert, c.mesh.tensor = 1, -1, 4, 1
+  c.mesh.topology = "v5p:2x4x4"
+  c.sft.seq_len = 32_768
   return c
