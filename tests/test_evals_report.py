@@ -177,3 +177,22 @@ def test_a_bound_that_rounds_to_zero_prints_as_plus_zero():
   assert comparison_report._interval({"num_problems": 1, "ci_low": -0.002, "difference": 0.01, "ci_high": 0.1}) == (
     "+1.0 [-0.2, +10.0]"
   )
+
+
+def test_cli_reads_completions_after_the_thinking_opener_their_template_wrote(tmp_path):
+  problems = tmp_path / "problems.jsonl"
+  problems.write_text(
+    json.dumps({"task_id": "sq", "question": "square", "entry_point": "sq", "tests": [{"code": "assert sq(3) == 9"}]})
+    + "\n"
+  )
+  # A thinking model's answer cut off inside its reasoning: the template opened <think>, the file does not show it.
+  draft = "Let me try.\n```python\ndef sq(x):\n    return x * x\n```\nWait, but what if x is"
+  completions = tmp_path / "completions.jsonl"
+  completions.write_text(json.dumps({"task_id": "sq", "completion": draft}) + "\n")
+  mean = {}
+  for opener in ("", "<think>"):
+    out = tmp_path / f"out{len(opener)}"
+    flags = [f"--problems={problems}", f"--completions={completions}", f"--out={out}", "--bootstrap=10"]
+    cli.main([*flags, f"--thinking_opener={opener}", "--no_probe", "--workers=1"])
+    mean[opener] = json.loads((out / "results.json").read_text())["pass_at_k"]["1"]["mean"]
+  assert mean == {"": 1.0, "<think>": 0.0}  # Without it, a draft in unfinished reasoning passes.

@@ -61,6 +61,13 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--no_probe", action="store_true", help="skip running correct samples on probe inputs (behaviour clusters)"
   )
+  parser.add_argument(
+    "--thinking_opener",
+    default="",
+    help="text the chat template ended the prompt with and the completions continue (e.g. '<think>' for Qwen3 "
+    "thinking templates): put before each completion, as the pipeline does, so an answer cut off in its "
+    "reasoning is graded as no code rather than by its drafts",
+  )
   return parser
 
 
@@ -101,7 +108,9 @@ def run_evaluate(argv: list[str]) -> dict[str, pathlib.Path]:
     raise ValueError(f"--problems={args.problems}: no problems (after the difficulty and date filters)")
   everything = load_completions(args.completions)
   known = {p.task_id for p in problems}
-  completions = {task_id: c for task_id, c in everything.items() if task_id in known}
+  completions = {
+    task_id: [args.thinking_opener + t for t in c] for task_id, c in everything.items() if task_id in known
+  }
   if not completions:
     raise ValueError(
       f"--completions={args.completions}: none of its {len(everything)} task ids (e.g. {sorted(everything)[:3]}) is a "
