@@ -27,6 +27,7 @@ from ssd_jax.atomic_write import atomic_open
 from ssd_jax.config import EVAL_MODELS, ConfigError, base_config, eval_model_names, evaluated_training_stages
 from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, METHODS, method_names
+from ssd_jax.pipeline.content_signature import content_signature
 from ssd_jax.pipeline.layout import RunLayout
 
 # The model fields of stages that read a base model (`model.hf_dir`, else the pretrain stage's output, which
@@ -74,6 +75,14 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   ),
   "toy": ("seed", "model", "toy"),
 }
+# Fields that name files or directories a stage reads: what they hold is part of its fingerprint too.
+CONTENT_FIELDS = (
+  "model.hf_dir",
+  "tokenizer.path",
+  "synthesize.problems.path",
+  "self_distill.problems.path",
+  "eval.problems.path",
+)
 # The stages whose outputs each stage reads (their fingerprints are part of its own).
 STAGE_READS: dict[str, tuple[str, ...]] = {
   "synthesize": ("pretrain",),
@@ -118,18 +127,24 @@ def _plain(value: Any) -> Any:
 class Fingerprint:
   """The config values a stage depends on, and a hash of them with its inputs' fingerprints.
 
-  `defaults` holds the schema's default of every field path: a field a record lacks (the schema grew since)
+  `contents` holds a digest of what each file or directory it reads by path holds (`CONTENT_FIELDS`): a
+  record without one (written before they were kept) counts as unchanged. `defaults` holds the schema's default of every field path: a field a record lacks (the schema grew since)
   counts as unchanged while it keeps its default (a field of `_LATE_FIELDS`: whatever its value).
   """
 
   fields: dict[str, Any]
   inputs: dict[str, str]
+  contents: dict[str, str] = dataclasses.field(default_factory=dict)
   defaults: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
   @property
   def digest(self) -> str:
-    text = json.dumps({"fields": self.fields, "inputs": self.inputs}, sort_keys=True, default=str)
+    text = json.dumps({"fields": self.fields, "inputs": self.inputs, "contents": self.contents}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+  def record(self) -> dict[str, Any]:
+    """What a stage's started and done markers keep of it."""
+    return {"fingerprint": self.digest, "fields": self.fields, "inputs": self.inputs, "contents": self.contents}
 
   def differences(self, recorded: Mapping[str, Any]) -> list[str]:
     """Human-readable differences from a recorded fingerprint: each changed field by its full path, then inputs."""
@@ -143,6 +158,12 @@ class Fingerprint:
         a = defaults[path]
       if json.dumps(a, default=str, sort_keys=True) != json.dumps(b, default=str, sort_keys=True):
         out.append(f"{path}: {'(absent)' if a is missing else repr(a)} -> {'(absent)' if b is missing else repr(b)}")
+    old_contents = recorded.get("contents", {})
+    for path in sorted(set(self.contents) & set(old_contents)):
+      if self.contents[path] != old_contents[path] and new.get(path) == old.get(path):
+        out.append(
+          f"what {path} = {new.get(path)!r} holds has changed (digest {old_contents[path]} -> {self.contents[path]})"
+        )
     old_inputs = recorded.get("inputs", {})
     for stage in sorted(set(self.inputs) | set(old_inputs)):
       if self.inputs.get(stage) != old_inputs.get(stage):
@@ -194,7 +215,9 @@ class StageRecords:
       done = self.read(upstream, "done")
       if done is not None:
         inputs[upstream] = done.get("fingerprint", "")
-    return Fingerprint(fields, inputs, defaults)
+    read = [p for p in CONTENT_FIELDS if any(p == f or p.startswith(f + ".") for f in STAGE_FIELDS[name])]
+    contents = {p: content_signature(get(config, p)) for p in read if get(config, p)}
+    return Fingerprint(fields, inputs, contents, defaults)
 
   def check(self, name: str, fingerprint: Fingerprint, *, fields_only: bool = False) -> bool:
     """Whether stage `name` is done with this fingerprint (skip it); raises when its records disagree.

@@ -198,12 +198,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
         fingerprint = records.fingerprint(config, name)
         if records.check(name, fingerprint):
           return None
-        return {
-          "stage": name,
-          "fingerprint": fingerprint.digest,
-          "fields": fingerprint.fields,
-          "inputs": fingerprint.inputs,
-        }
+        return {"stage": name, **fingerprint.record()}
 
       record = process_group.on_coordinator(group, started_record)
       if record is None:
