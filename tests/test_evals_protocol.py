@@ -50,10 +50,16 @@ def test_strata_of_one_problem_are_split_together():
 
 
 def test_a_split_with_an_empty_part_is_refused():
-  with pytest.raises(ValueError, match="leave the dev part empty"):
-    split_problems(["a"], 0.5)
-  with pytest.raises(ValueError, match="leave the test part empty"):
-    split_problems(["a"], 0.6)
+  for fraction in (0.4, 0.5, 0.6):
+    with pytest.raises(ValueError, match="1 problem.* leave the (dev|test) part empty"):
+      split_problems(["a"], fraction)
+
+
+def test_a_problem_alone_in_the_singles_stratum_goes_to_dev_at_the_dev_fraction():
+  strata = {"a": "easy", "b": "hard", "c": "hard"}
+  for fraction in (0.25, 0.5):
+    in_dev = sum("a" in split_problems(list(strata), fraction, seed, strata=strata).dev for seed in range(400))
+    assert abs(in_dev / 400 - fraction) < 0.08, (fraction, in_dev)  # Rounded alone it never went to dev.
 
 
 def test_recorded_split_is_reused_and_checked(tmp_path):

@@ -65,7 +65,8 @@ def split_problems(
     dev_fraction: share of each stratum that goes to dev, rounded to the nearest count; in (0, 1).
     seed: selects the split; the same ids and seed always give the same split.
     strata: task id -> label (e.g. difficulty) so every label is split in the same proportion;
-      None treats all problems as one stratum. Labels held by one problem only form one stratum together.
+      None treats all problems as one stratum. Labels held by one problem only form one stratum together; a
+      problem left alone in it goes to dev with probability `dev_fraction`, drawn from the seed.
 
   Returns:
     The split; with at least two problems in a stratum, both parts get at least one of it.
@@ -89,9 +90,10 @@ def split_problems(
   dev, test = [], []
   for members in groups.values():
     ranked = sorted(members, key=lambda task_id: _rank(seed, task_id))
-    count = round(dev_fraction * len(ranked))
     if len(ranked) >= 2:
-      count = min(max(count, 1), len(ranked) - 1)
+      count = min(max(round(dev_fraction * len(ranked)), 1), len(ranked) - 1)
+    else:  # One problem alone (its label's only one, the only such): dev with probability dev_fraction.
+      count = int(int.from_bytes(_rank(seed, ranked[0])[:8], "big") < dev_fraction * 2**64)
     dev += ranked[:count]
     test += ranked[count:]
   if not dev or not test:
