@@ -9,7 +9,12 @@ from pipeline_fixtures import context
 
 from ssd_jax.config import base_config
 from ssd_jax.evals import grid_runs
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k_curve
+from ssd_jax.evals.pass_at_k import (
+  paired_bootstrap_difference,
+  paired_difference_text,
+  pass_at_k_curve,
+  sign_test_p,
+)
 from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
 from ssd_jax.evals.splits import record_split, split_problems
 from ssd_jax.tasks import builtin_problems
@@ -152,6 +157,28 @@ def test_paired_interval_is_narrower_than_unpaired():
   assert paired["ci_high"] - paired["ci_low"] < 0.25 * unpaired_width
   with pytest.raises(ValueError, match="one value per problem"):
     paired_bootstrap_difference([1.0, 2.0], [1.0])
+
+
+def test_the_sign_test_matches_scipys_exact_binomial_test():
+  scipy_stats = pytest.importorskip("scipy.stats")
+  for wins, losses in ((0, 0), (1, 0), (3, 1), (5, 0), (6, 6), (2, 11), (40, 25), (0, 300)):
+    expected = 1.0 if wins + losses == 0 else scipy_stats.binomtest(wins, wins + losses, 0.5).pvalue
+    assert sign_test_p(wins, losses) == pytest.approx(expected, rel=1e-12, abs=1e-300), (wins, losses)
+  with pytest.raises(ValueError, match=">= 0"):
+    sign_test_p(-1, 2)
+
+
+def test_a_paired_difference_counts_wins_and_losses_and_reads_as_such():
+  d = paired_bootstrap_difference([1.0, 0.5, 0.0, 1.0], [0.0, 0.5, 1.0, 0.0], num_resamples=200)
+  assert (d["wins"], d["losses"]) == (2, 1) and d["sign_p"] == 1.0
+  assert paired_difference_text(d, counts=True).endswith(" 2/1 p=1.00")
+  assert paired_difference_text(d).endswith("]")
+  # With every problem scored alike the bootstrap interval has no width; it is not printed as certainty.
+  same = paired_bootstrap_difference([1.0, 1.0, 0.0], [1.0, 1.0, 0.0], num_resamples=200)
+  assert (same["ci_low"], same["ci_high"]) == (0.0, 0.0)
+  assert paired_difference_text(same, counts=True) == "+0.0 (no problem differs)"
+  recorded_before = {k: v for k, v in same.items() if k not in ("wins", "losses", "sign_p")}
+  assert paired_difference_text(recorded_before, counts=True) == "+0.0 [+0.0, +0.0]"
 
 
 def test_grid_runs_are_read_back_with_their_test_part(tmp_path):

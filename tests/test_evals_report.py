@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from ssd_jax.evals import cli, comparison_report, report
+from ssd_jax.evals import cli, report
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
-from ssd_jax.evals.pass_at_k import pass_at_k
+from ssd_jax.evals.pass_at_k import paired_difference_text, pass_at_k
 from ssd_jax.evals.report import compare_reports, samples_records, write_report
 from ssd_jax.evals.summary import summarize
 from ssd_jax.evals.verdicts import TestRun, Verdict
@@ -88,7 +88,7 @@ def test_compare_pairs_runs_over_the_same_problems_and_refuses_others(tmp_path):
     compare_reports({"base": base, "ssd": fewer}, tmp_path / "cmp")
 
 
-def test_cli_evaluate_and_compare(tmp_path):
+def test_cli_evaluate_and_compare(tmp_path, capsys):
   problems = tmp_path / "problems.jsonl"
   problems.write_text(
     json.dumps(
@@ -125,6 +125,11 @@ def test_cli_evaluate_and_compare(tmp_path):
   cli.main(["compare", f"--out={tmp_path / 'cmp'}", f"x={results}", str(results)])
   table = (tmp_path / "cmp" / "comparison.md").read_text()
   assert "| x |" in table and "| T=1.2 |" in table, table
+  assert "+0.0 (no problem differs)" in table  # The same run twice: not a zero-width interval.
+  # Runs are named after their folders: two in folders of one name would overwrite each other silently.
+  with pytest.raises(SystemExit):
+    cli.main(["compare", f"--out={tmp_path / 'cmp2'}", str(results), str(results)])
+  assert "two runs are named 'T=1.2'" in capsys.readouterr().err
 
 
 def test_difficulties_are_reported_easy_medium_hard():
@@ -172,9 +177,9 @@ def test_cli_input_errors_are_one_line_and_coverage_is_reported(tmp_path, capsys
 
 
 def test_a_bound_that_rounds_to_zero_prints_as_plus_zero():
-  interval = comparison_report._interval({"num_problems": 1, "ci_low": -1e-17, "difference": 0.0, "ci_high": 0.1})
+  interval = paired_difference_text({"num_problems": 1, "ci_low": -1e-17, "difference": 0.0, "ci_high": 0.1})
   assert interval == "+0.0 [+0.0, +10.0]"  # "-0.0" would read as an interval reaching below zero.
-  assert comparison_report._interval({"num_problems": 1, "ci_low": -0.002, "difference": 0.01, "ci_high": 0.1}) == (
+  assert paired_difference_text({"num_problems": 1, "ci_low": -0.002, "difference": 0.01, "ci_high": 0.1}) == (
     "+1.0 [-0.2, +10.0]"
   )
 

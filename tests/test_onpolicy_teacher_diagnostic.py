@@ -59,10 +59,13 @@ def test_competent_teacher_measured_without_warning():
   assert result["warnings"] == []
   # Every problem moves by the same amount, so the paired interval is that one value.
   assert result["demonstration_minus_student"] == pytest.approx(
-    {"difference": 0.75, "ci_low": 0.75, "ci_high": 0.75, "num_problems": 2}
+    {"difference": 0.75, "ci_low": 0.75, "ci_high": 0.75, "num_problems": 2, "wins": 2, "losses": 0, "sign_p": 0.5}
   )
   assert result["feedback_minus_student"]["difference"] == pytest.approx(0.75 - 1 / 3)
-  assert "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 [+75.0, +75.0])" in format_diagnostic(result)
+  assert (
+    "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 [+75.0, +75.0] 2/0 p=0.50)"
+    in format_diagnostic(result)
+  )
 
 
 def test_teacher_worse_than_student_is_warned():

@@ -159,7 +159,13 @@ def run_compare(argv: list[str]) -> dict[str, pathlib.Path]:
     # NAME=PATH splits at the first "=", since paths may hold "=" (sweep points are named field=value).
     name, path = ("", spec) if pathlib.Path(spec).is_file() else spec.partition("=")[::2]
     path = pathlib.Path(path)
-    summaries[name or path.parent.name] = json.loads(path.read_text())
+    name = name or path.parent.name
+    if name in summaries:
+      raise ValueError(
+        f"two runs are named {name!r} (a run is named after its folder unless given as NAME=PATH): name them, e.g. "
+        f"base={spec}"
+      )
+    summaries[name] = json.loads(path.read_text())
   paths = compare_reports(summaries, args.out)
   print(paths["markdown"].read_text())
   return paths

@@ -13,25 +13,14 @@ import pathlib
 from collections.abc import Mapping
 
 from ssd_jax.atomic_write import atomic_open
+from ssd_jax.evals.pass_at_k import paired_difference_text, signed_text
 from ssd_jax.evals.report import pyplot, run_style
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
   if x is None:
     return "-"
-  return _signed(100 * x, 1) if signed else f"{100 * x:.1f}"
-
-
-def _signed(x: float, digits: int) -> str:
-  """`x` with its sign, a value that rounds to zero as +0 (not "-0.0", which reads as below zero)."""
-  return f"{x if round(x, digits) else 0.0:+.{digits}f}"
-
-
-def _interval(d: Mapping, scale: float = 100.0, digits: int = 1) -> str:
-  if not d["num_problems"]:
-    return "n/a"
-  low, mid, high = (_signed(scale * d[key], digits) for key in ("ci_low", "difference", "ci_high"))
-  return f"{mid} [{low}, {high}]"
+  return signed_text(100 * x, 1) if signed else f"{100 * x:.1f}"
 
 
 def _cell(value: float | None, width: int) -> str:
@@ -55,12 +44,12 @@ def _pass_at_n_at_own_best(comparison: Mapping, width: int, n: int) -> list[str]
     f"pass@{n} with each model at its own best for pass@{n} (chosen on dev by pass@{n}; the rows above use the "
     f"{comparison['metric']} choice):",
     f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}{'pass@' + str(n):>9}"
-    f"   {'pass@' + str(n) + ' - ' + reference + ' [95% CI]'}",
+    f"   {'pass@' + str(n) + ' - ' + reference + ' [95% CI] W/L p'}",
   ]
   for name, block in models.items():
     row = f"{name:<{width}}{settings[name]:<{setting_width}}{_pct(block['selected_at_n']['test_pass_at_n']['mean']):>9}"
     if name in comparison["differences"]:
-      row += f"   {_interval(comparison['differences'][name]['pass@n_at_own_best'])}"
+      row += f"   {paired_difference_text(comparison['differences'][name]['pass@n_at_own_best'], counts=True)}"
     lines.append(row)
   return lines
 
@@ -106,10 +95,12 @@ def comparison_table(comparison: Mapping) -> str:
   lines = [f"WEAK SANDBOX: verdicts were obtained without full isolation ({'; '.join(weak)})."] if weak else []
   lines += [
     f"Test split: {split['test']} problems x {n} samples. Each model's decoding (and checkpoint) was chosen by "
-    f"{comparison['metric']} on the {split['dev']} dev problems (split seed {split['seed']}); pass@k in %.",
+    f"{comparison['metric']} on the {split['dev']} dev problems (split seed {split['seed']}); pass@k in %. W/L: "
+    f"test problems a model does better/worse on than {reference}; p: exact two-sided sign test (the bootstrap "
+    "interval is short of 95% coverage on a few dozen problems).",
     f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}"
     + "".join(f"{'pass@' + str(k):>9}" for k in shown_ks)
-    + f"   {'pass@1 - ' + reference + ' [95% CI]':<28}{'pass@' + str(n) + ' - ' + reference + ' [95% CI]'}",
+    + f"   {'pass@1 - ' + reference + ' [95% CI] W/L p':<40}{'pass@' + str(n) + ' - ' + reference + ' [95% CI] W/L p'}",
   ]
   for name, block in models.items():
     curve = block["test"]["pass_at_k_curve"]
@@ -118,7 +109,9 @@ def comparison_table(comparison: Mapping) -> str:
     )
     if name in comparison["differences"]:
       d = comparison["differences"][name]
-      row += f"   {_interval(d['pass@1']):<28}{_interval(d['pass@n'])}"
+      row += (
+        f"   {paired_difference_text(d['pass@1'], counts=True):<40}{paired_difference_text(d['pass@n'], counts=True)}"
+      )
     lines.append(row)
   notes = _grid_edge_notes(comparison, n)
   lines += ["", *notes] if notes else []
@@ -142,7 +135,7 @@ def comparison_table(comparison: Mapping) -> str:
       row += (
         "   "
         + "".join(
-          f"{_interval(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<30}"
+          f"{paired_difference_text(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<30}"
           for f in ("ast", "behaviour", "known")
         ).rstrip()
       )

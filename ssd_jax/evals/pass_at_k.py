@@ -1,11 +1,11 @@
-"""The unbiased pass@k estimator and bootstrap confidence intervals over problems."""
+"""The unbiased pass@k estimator, bootstrap confidence intervals over problems and the paired sign test."""
 
 from __future__ import annotations
 
 import fractions
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -138,12 +138,64 @@ def paired_bootstrap_difference(
     confidence: coverage of the interval, in (0, 1).
     seed: seed of the resampling.
 
+  The percentile interval is short of its coverage on a few dozen problems whose differences are mostly 0 (a
+  simulation at 32 problems covered 81-92% for a nominal 95%) and has no width when no problem differs, so
+  the problems each model does better on and the exact sign test's p-value come with it.
+
   Returns:
-    {"difference", "ci_low", "ci_high", "num_problems"}; a difference of nan when there are no problems.
+    {"difference", "ci_low", "ci_high", "num_problems", "wins", "losses", "sign_p"}: wins and losses count the
+    problems where `first` is above and below `second`; sign_p is `sign_test_p(wins, losses)`. The difference
+    is nan when there are no problems.
   """
   first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
   if first.shape != second.shape or first.ndim != 1:
     raise ValueError(f"paired values need one value per problem for both models, got {first.shape} and {second.shape}")
   low, high = bootstrap_mean_ci(first - second, num_resamples=num_resamples, confidence=confidence, seed=seed)
   difference = float((first - second).mean()) if first.size else float("nan")
-  return {"difference": difference, "ci_low": low, "ci_high": high, "num_problems": int(first.size)}
+  wins, losses = int((first > second).sum()), int((first < second).sum())
+  return {
+    "difference": difference,
+    "ci_low": low,
+    "ci_high": high,
+    "num_problems": int(first.size),
+    "wins": wins,
+    "losses": losses,
+    "sign_p": sign_test_p(wins, losses),
+  }
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+  """Two-sided exact sign test: the chance, were either model as likely to do better on a problem where they
+  differ, of a split at least as uneven as `wins` against `losses` (ties left out); 1.0 when none differ.
+
+  Args:
+    wins: problems where the first model scores higher.
+    losses: problems where it scores lower.
+  """
+  if wins < 0 or losses < 0:
+    raise ValueError(f"sign_test_p: counts must be >= 0, got {wins} and {losses}")
+  total = wins + losses
+  tail = sum(math.comb(total, i) for i in range(min(wins, losses) + 1))
+  return float(min(fractions.Fraction(2 * tail, 2**total), 1))
+
+
+def signed_text(x: float, digits: int) -> str:
+  """`x` with its sign, a value that rounds to zero as +0 (not "-0.0", which reads as below zero)."""
+  return f"{x if round(x, digits) else 0.0:+.{digits}f}"
+
+
+def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, counts: bool = False) -> str:
+  """A `paired_bootstrap_difference` result as `difference [low, high]`, scaled (100: percent).
+
+  With `counts`, `wins/losses p=<sign test>` follows (when recorded: results written before they were kept
+  lack them); a result where no problem differs reads "+0.0 (no problem differs)", not a zero-width interval.
+  """
+  if not d["num_problems"]:
+    return "n/a"
+  if d.get("wins") == d.get("losses") == 0:
+    return f"{signed_text(0.0, digits)} (no problem differs)"
+  low, mid, high = (signed_text(scale * d[key], digits) for key in ("ci_low", "difference", "ci_high"))
+  text = f"{mid} [{low}, {high}]"
+  if counts and "wins" in d:
+    text += f" {d['wins']}/{d['losses']} p={d['sign_p']:.2f}"
+  return text

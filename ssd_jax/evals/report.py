@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.evals.evaluate import EvalResult
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, paired_difference_text
 from ssd_jax.evals.summary import difficulty_sort_key, weak_sandbox_notice
 
 SUMMARY_FILE = "results.json"
@@ -244,9 +244,11 @@ def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Pat
     "# Comparison",
     "",
     *([*notices, ""] if notices else []),
+    f"W/L: problems a run does better/worse on than {first} (pass@1); p: exact two-sided sign test.",
+    "",
     "| run | problems | "
     + " | ".join(f"pass@{k}" for k in ks)
-    + f" | pass@1 - {first} [95% CI] | distinct programs | distinct behaviours |",
+    + f" | pass@1 - {first} [95% CI] W/L p | distinct programs | distinct behaviours |",
     "|---" * (len(ks) + 5) + "|",
   ]
   for name, s in summaries.items():
@@ -254,7 +256,7 @@ def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Pat
     difference = "-"
     if name != first:
       paired = paired_bootstrap_difference([by_task[name][t] for t in tasks], [reference[t] for t in tasks])
-      difference = f"{100 * paired['difference']:+.1f} [{100 * paired['ci_low']:+.1f}, {100 * paired['ci_high']:+.1f}]"
+      difference = paired_difference_text(paired, counts=True)
     d = s["diversity"]
     lines.append(
       f"| {name} | {s['num_problems']} | "

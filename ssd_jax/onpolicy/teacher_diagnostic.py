@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ssd_jax.data.problems import Problem
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference
+from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, paired_difference_text
 from ssd_jax.onpolicy import teacher_context as tc
 
 Messages = list[dict[str, str]]
@@ -161,7 +161,7 @@ def format_diagnostic(result: Mapping) -> str:
 
   def interval(key: str) -> str:
     d = result.get(key)  # Absent from diagnostics recorded before the intervals were added.
-    return "" if not d else f", {100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+    return "" if not d else f", {paired_difference_text(d, counts=True)}"
 
   lines = [
     f"teacher diagnostic on {result['problems']} problems (pass@1, %): student {pct(result['student_pass1'])}; "
