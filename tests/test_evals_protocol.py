@@ -1,6 +1,7 @@
 """The evaluation protocol: dev/test split, decoding grid, best-setting selection, paired bootstrap coverage."""
 
 import json
+import math
 import types
 
 import numpy as np
@@ -51,7 +52,16 @@ def test_strata_of_one_problem_are_split_together():
     singles = {"a", "b"}.intersection(split.dev), {"a", "b"}.intersection(split.test)
     assert len(singles[0]) == len(singles[1]) == 1, fraction  # rounded alone, both went to the same part
     hard = {"c", "d", "e", "f"}.intersection(split.dev)
-    assert len(hard) == 2, fraction
+    assert len(hard) in (math.floor(4 * fraction), math.ceil(4 * fraction)), fraction
+
+
+def test_a_shares_fraction_rounds_up_at_its_probability_not_alike_in_every_stratum():
+  strata = {f"{label}{i}": label for label in ("easy", "medium", "hard") for i in range(5)}
+  sizes = [len(split_problems(list(strata), 0.5, seed, strata=strata).dev) for seed in range(300)]
+  assert 7.2 < sum(sizes) / len(sizes) < 7.8  # 3 x 2.5; rounding half to even gave 6 every time.
+  even = {f"{label}{i}": label for label in ("easy", "hard") for i in range(6)}
+  assert {len(split_problems(list(even), 0.5, seed, strata=even).dev) for seed in range(50)} == {6}
+  assert {len(split_problems(IDS[:10], 0.3, seed).dev) for seed in range(50)} == {3}
 
 
 def test_a_split_with_an_empty_part_is_refused():

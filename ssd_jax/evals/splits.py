@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -62,11 +63,11 @@ def split_problems(
 
   Args:
     task_ids: the evaluation problems' ids (unique).
-    dev_fraction: share of each stratum that goes to dev, rounded to the nearest count; in (0, 1).
+    dev_fraction: share of each stratum that goes to dev, in (0, 1); a share's fraction of a problem rounds up
+      with that probability, drawn from the seed (an exact share is kept).
     seed: selects the split; the same ids and seed always give the same split.
     strata: task id -> label (e.g. difficulty) so every label is split in the same proportion;
-      None treats all problems as one stratum. Labels held by one problem only form one stratum together; a
-      problem left alone in it goes to dev with probability `dev_fraction`, drawn from the seed.
+      None treats all problems as one stratum. Labels held by one problem only form one stratum together.
 
   Returns:
     The split; with at least two problems in a stratum, both parts get at least one of it.
@@ -90,10 +91,13 @@ def split_problems(
   dev, test = [], []
   for members in groups.values():
     ranked = sorted(members, key=lambda task_id: _rank(seed, task_id))
+    # The share's fraction rounds up with that probability, drawn from the seed and the stratum's members: a
+    # nearest rounding (half to even) moved every stratum of one size the same way (3 strata of 5 gave 6+9).
+    share = round(dev_fraction * len(ranked), 9)  # 0.3 * 10 is 3, not 3 and a hair.
+    draw = int.from_bytes(hashlib.sha256("\0".join([str(seed), "round", *sorted(ranked)]).encode()).digest()[:8], "big")
+    count = math.floor(share) + (draw < (share - math.floor(share)) * 2**64)
     if len(ranked) >= 2:
-      count = min(max(round(dev_fraction * len(ranked)), 1), len(ranked) - 1)
-    else:  # One problem alone (its label's only one, the only such): dev with probability dev_fraction.
-      count = int(int.from_bytes(_rank(seed, ranked[0])[:8], "big") < dev_fraction * 2**64)
+      count = min(max(count, 1), len(ranked) - 1)
     dev += ranked[:count]
     test += ranked[count:]
   if not dev or not test:
