@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import textwrap
 
 from ssd_jax.data.problems import Problem
+from ssd_jax.evals.code_context import UNPARSABLE, code_spans, top_level_names, with_earlier_definitions
 
-# An opening fence (``` or ~~~, optional info string) through the matching closing fence, whose line may end
-# in CRLF (`$` matches before the "\n" only) or go on after a space ("``` That's it."), as LiveCodeBench, which
+# An opening fence (three or more backticks or tildes, optional info string), whole: a longer fence is not read
+# as a shorter one with the rest for its info string.
+_OPENING = r"^(?P<indent>[ \t]*)(?P<fence>(?P<char>[`~])(?P=char){2,})(?!(?P=char))(?P<info>[^\n]*)\n"
+# A closing fence: at least as long as the opening one, of the same character (CommonMark), its line ending in
+# CRLF (`$` matches before the "\n" only) or going on after a space ("``` That's it."), as LiveCodeBench, which
 # takes any line holding ``` for a fence, reads it. Text right after the fence ("```python") never closes a block.
+_CLOSING = r"^[ \t]*{fence}{char}*(?:[ \t][^\n]*)?\r?$"
 _FENCE = re.compile(
-  r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)(?P<info>[^\n]*)\n(?P<body>.*?)^[ \t]*(?P=fence)(?:[ \t][^\n]*)?\r?$",
-  re.MULTILINE | re.DOTALL,
+  _OPENING + r"(?P<body>.*?)" + _CLOSING.format(fence="(?P=fence)", char="(?P=char)"), re.MULTILINE | re.DOTALL
 )
 # An opening fence with no closing fence: the completion was cut off mid-block.
-_UNCLOSED_FENCE = re.compile(
-  r"^(?P<indent>[ \t]*)(?:```|~~~)(?P<info>[^\n]*)\n(?P<body>.*)\Z", re.MULTILINE | re.DOTALL
-)
+_UNCLOSED_FENCE = re.compile(_OPENING + r"(?P<body>.*)\Z", re.MULTILINE | re.DOTALL)
+# How many closing fences on a block that does not parse may be read as lines of its code (a docstring's example).
+_MAX_EXTENSION = 3
 # Info strings of blocks that may hold the answer; other tags (bash, text, output, ...) name another language.
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
 # A `from __future__ import` statement at the top level, parenthesized names included.
@@ -34,8 +39,8 @@ def extract_code(completion: str, problem: Problem | None = None) -> str:
 
   The candidates are the fenced blocks tagged Python (``python``, ``py``, ``python3``, ``py3``; the tag ends at
   whitespace, ``:`` or ``{``, as in ``python:solution.py``) or untagged; a block tagged with another language
-  (``bash``, ``text``, ``output``, ...) is no candidate unless no block is. Without a fence the completion itself
-  is the code.
+  (``bash``, ``text``, ``output``, ...) is no candidate unless no block is. A fence is three or more backticks
+  or tildes, closed by at least as many of the same (CommonMark): a block opened by four may hold lines of three.
 
   Given the problem, the last candidate that answers it wins: for a problem with an entry point, a block that
   defines the entry point or ``class Solution`` at its top level (read dedented); for a stdin problem, a block that
@@ -43,12 +48,23 @@ def extract_code(completion: str, problem: Problem | None = None) -> str:
   first, then the one left open at the end. Instruct models often follow the solution with a usage example, a
   test or doctest block, sample input or output, or a complexity note, and how often differs between a base and
   a fine-tuned model; taking the last block would grade that formatting instead of the code, and the same
-  extraction rewards on-policy rollouts.
+  extraction rewards on-policy rollouts. A candidate that does not parse is read on through the next closing
+  fences (up to three) when that makes it answer: a fence line in a docstring's example closed it early.
+
+  The answer comes after the top-level definitions it reads, does not make itself and takes from the candidates
+  before it (a helper written in a block of its own): functions, classes, imports and literal constants, with
+  what they read in turn, each as last written. Nothing that runs (a usage example, test, ``print``, ``if
+  __name__`` block) is carried, nor the entry point, nor a name the starter or the grader's prefix defines.
 
   When no candidate answers (a body-only answer under a starter, prose, other languages), or without a problem,
   the last complete candidate wins (LiveCodeBench's rule). A block left open at the end (generation stopped
   mid-block) is then taken only when no candidate is complete, so a cut-off usage example after the solution
   does not replace it.
+
+  Without a fence the completion is the code when it parses (read dedented, or after the starter as a body-only
+  answer). Otherwise its code is read out of the prose: from each line that starts a top-level ``def``,
+  ``class``, import or decorator, the most lines that parse; among these spans, as among blocks, the last that
+  answers wins, with what it needs from those before it, else the longest; with none, the completion itself.
 
   Thinking-model output up to the last ``</think>`` is ignored; a ``<think>`` section opened after it (or at
   the start) and never closed (cut off at the token limit) yields no code, '' (graded as failing), as its
@@ -59,26 +75,64 @@ def extract_code(completion: str, problem: Problem | None = None) -> str:
     problem: the problem it answers; None for LiveCodeBench's rule alone.
 
   Returns:
-    The code, dedented when a chosen block only parses that way; '' for unfinished thinking.
+    The code, dedented when a chosen block only parses that way, after the definitions it takes from the code
+    before it; '' for unfinished thinking.
   """
   text = completion.rsplit("</think>", 1)[-1]
   if text.lstrip().startswith("<think>"):
     return ""
   blocks = [(m, True) for m in _FENCE.finditer(text)]
-  unclosed = _UNCLOSED_FENCE.search(text[_last_fence_end(text) :])
+  unclosed = _UNCLOSED_FENCE.search(text, _last_fence_end(text))
   if unclosed is not None:
     blocks.append((unclosed, False))
   if not blocks:
-    return text
+    return _unfenced_code(text, problem)
   candidates = [b for b in blocks if _tag(b[0]) in _PYTHON_TAGS] or blocks
   complete = [m for m, closed in candidates if closed]
   if problem is not None:
     cut_off = [m for m, closed in candidates if not closed]
     for match in [*reversed(complete), *cut_off]:
-      answer = _answer(_block_code(match), problem)
+      answer = _answer(_block_code(match), problem) or _extended_answer(match, problem)
       if answer is not None:
-        return answer
+        earlier = [_block_code(m) for m, _ in candidates if m.start() < match.start()]
+        return _with_helpers(answer, earlier, problem)
   return _block_code(complete[-1] if complete else candidates[-1][0])
+
+
+def _extended_answer(match: re.Match[str], problem: Problem) -> str | None:
+  """The answer in a block that does not parse, read on through the next closing fences (up to
+  `_MAX_EXTENSION`): fence lines inside a string, such as a docstring's example, closed it early."""
+  if _parse_dedented(_block_code(match))[0] is not None:
+    return None
+  closing = re.compile(_CLOSING.format(fence=match["fence"], char=match["char"]), re.MULTILINE)
+  for line in itertools.islice(closing.finditer(match.string, match.end()), _MAX_EXTENSION):
+    answer = _answer(_dedent_by(match.string[match.start("body") : line.start()], match["indent"]), problem)
+    if answer is not None:
+      return answer
+  return None
+
+
+def _unfenced_code(text: str, problem: Problem | None) -> str:
+  """The code in a completion without fences: all of it when it parses (read dedented, or after the starter as
+  a body-only answer); else the last span of code (see `code_spans`) that answers the problem, with what it
+  needs from the spans before it, or the longest span; the text itself when there is none."""
+  if _parse_dedented(text)[0] is not None or (problem is not None and _parses(_with_starter(problem, text))):
+    return text
+  spans = code_spans(text)
+  if problem is not None:
+    for i in reversed(range(len(spans))):
+      answer = _answer(spans[i], problem)
+      if answer is not None:
+        return _with_helpers(answer, spans[:i], problem)
+  return max(spans, key=len, default=text)
+
+
+def _with_helpers(answer: str, earlier: list[str], problem: Problem) -> str:
+  """`answer` after the definitions it needs from the code before it (see `with_earlier_definitions`), leaving
+  out the entry point and what the starter or the grader's prefix defines."""
+  parsed = [code for tree, code in map(_parse_dedented, earlier) if tree is not None]
+  keep_out = {problem.entry_point, "Solution"} | top_level_names(problem.starter_code)
+  return with_earlier_definitions(answer, parsed, keep_out | top_level_names(problem.program_prefix))
 
 
 def _answer(code: str, problem: Problem) -> str | None:
@@ -98,7 +152,7 @@ def _parse_dedented(code: str) -> tuple[ast.Module | None, str]:
   for version in (code, textwrap.dedent(code)):
     try:
       return ast.parse(version), version
-    except SyntaxError:
+    except UNPARSABLE:
       continue
   return None, code
 
@@ -138,7 +192,11 @@ def _block_code(match: re.Match[str]) -> str:
 
   Only up to that indentation goes, so a block of a function body (to follow a starter) keeps its own.
   """
-  return re.sub(rf"^[ \t]{{0,{len(match.group('indent'))}}}", "", match.group("body"), flags=re.MULTILINE)
+  return _dedent_by(match.group("body"), match.group("indent"))
+
+
+def _dedent_by(body: str, indent: str) -> str:
+  return re.sub(rf"^[ \t]{{0,{len(indent)}}}", "", body, flags=re.MULTILINE)
 
 
 def _last_fence_end(text: str) -> int:
@@ -151,7 +209,7 @@ def _last_fence_end(text: str) -> int:
 def _defines_top_level(code: str, name: str) -> bool:
   try:
     tree = ast.parse(code)
-  except SyntaxError:
+  except UNPARSABLE:
     return False
   return name in _top_level_definitions(tree)
 
@@ -173,7 +231,7 @@ def _is_method_of(code: str, entry_point: str) -> bool:
 def _parses(code: str) -> bool:
   try:
     ast.parse(code)
-  except SyntaxError:
+  except UNPARSABLE:
     return False
   return True
 
