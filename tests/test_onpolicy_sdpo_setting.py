@@ -7,8 +7,9 @@ import types
 from config_files import load_config
 
 from ssd_jax import config as config_lib
-from ssd_jax.data.problems import Problem
+from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.evals import EvalResult, ProblemResult, SampleResult
+from ssd_jax.evals.verdicts import TestRun, Verdict
 from ssd_jax.onpolicy import learner, rollouts
 from ssd_jax.onpolicy.teacher_context import Attempt, TeacherTemplates, choose_contexts
 from ssd_jax.pipeline import onpolicy_setup
@@ -123,8 +124,9 @@ def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_tex
   # Two failed rollouts of one problem: the teacher is shown the sandbox's feedback, or (ablation) only that
   # the attempt failed.
   feedback = "check: expected 3, got 4"
-  problem = Problem(task_id="t", question="q", entry_point="f")
-  verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (), feedback) for _ in range(2)))
+  problem = Problem(task_id="t", question="q", entry_point="f", tests=(TestCase("t0", code="check()"),))
+  run = TestRun("t0", Verdict.FAILED, feedback)
+  verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (run,), feedback) for _ in range(2)))
   monkeypatch.setattr(rollouts, "evaluate", lambda problems, completions, sandbox: EvalResult((verdict,)))
   monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "def f(): return 4")
   shown = []
@@ -145,6 +147,7 @@ def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_tex
   for spec, wanted, hidden in ((sdpo.context, feedback, None), (blank.context, "The attempt failed.", feedback)):
     shown.clear()
     data = rollouts.build_step_data(setup, spec, prompts, generations, seed=0)
-    texts = [m[-1]["content"] for m in shown]
+    # The ablation renders the real feedback first (to decide the weight as SDPO does), then shows the blank.
+    texts = [m[-1]["content"] for m in shown][spec.blank_feedback :: 1 + spec.blank_feedback]
     assert len(texts) == 2 and all(wanted in t for t in texts) and data.context_fraction == 1.0
     assert hidden is None or not any(hidden in t for t in texts)

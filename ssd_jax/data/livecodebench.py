@@ -13,6 +13,7 @@ line (``verdicts.outputs_match``); each test has its own time limit (LiveCodeBen
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime
 import io
@@ -38,7 +39,9 @@ LCB_TIMEOUT_S = 6.0  # LiveCodeBench's per-test time limit
 
 # Trusted test code for a functional case: LiveCodeBench calls Solution().<func> (or a top-level <func>
 # when there is no Solution class) on one JSON value per input line and compares the return value with
-# the expected JSON value, a tuple counting as a list. What the program prints does not matter.
+# the expected JSON value, a tuple counting as a list. What the program prints does not matter. The
+# assertion puts the prediction after a line break: the expected value's repr has none, so `functional_got`
+# finds where the prediction starts even when its repr contains ", got ".
 _FUNCTIONAL_CHECK = """import json as _json
 _inputs = [_json.loads(_line) for _line in {inputs!r}.split("\\n")]
 _expected = _json.loads({output!r})
@@ -52,8 +55,9 @@ _prediction = _method(*_inputs)
 if isinstance(_prediction, tuple):
   _prediction = list(_prediction)
 _short = lambda value: repr(value) if len(repr(value)) <= 300 else repr(value)[:150] + " ... " + repr(value)[-150:]
-assert _prediction == _expected, f"wrong answer: expected {{_short(_expected)}}, got {{_short(_prediction)}}"
+assert _prediction == _expected, f"wrong answer: expected {{_short(_expected)}}\\ngot {{_short(_prediction)}}"
 """
+_WRONG_ANSWER = "AssertionError: wrong answer: expected "
 
 
 class _StringOnlyUnpickler(pickle.Unpickler):
@@ -78,6 +82,31 @@ def decode_test_cases(field: str | list) -> list[dict]:
   except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
     raise ValueError(f"test cases are neither JSON nor base64+zlib+pickle: {exc}") from exc
   return json.loads(payload) if isinstance(payload, (str, bytes)) else payload
+
+
+def functional_test_io(code: str) -> tuple[str, str] | None:
+  """The (inputs, expected output) JSON texts of a functional test's code (one JSON value per input line);
+  None when `code` is not exactly the harness `_test_case` writes."""
+  try:
+    body = ast.parse(code).body
+    inputs = body[1].value.generators[0].iter.func.value.value
+    output = body[2].value.args[0].value
+    func_name = body[3].handlers[0].body[0].value.id
+  except (SyntaxError, AttributeError, IndexError, TypeError):
+    return None
+  # Re-rendering proves the parse: any other code, or other constants, would not give the same text.
+  if _FUNCTIONAL_CHECK.format(inputs=inputs, output=output, func_name=func_name) != code:
+    return None
+  return inputs, output
+
+
+def functional_got(message: str) -> str | None:
+  """What a functional test's function returned (its repr, long ones shortened), read from the failed
+  assertion's `message`; None when the message is not the harness's wrong-answer assertion."""
+  start = message.find(_WRONG_ANSWER)
+  if start < 0 or "\ngot " not in message[start:]:
+    return None
+  return message[start:].split("\ngot ", 1)[1]
 
 
 def _test_case(name: str, case: dict, func_name: str) -> TestCase:

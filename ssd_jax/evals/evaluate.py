@@ -126,7 +126,7 @@ def evaluate(
       pool.close()
   results: dict[str, list[SampleResult]] = {p.task_id: [] for p in evaluated}
   for (problem, raw), code, job, test_runs in zip(samples, codes, jobs, runs):
-    feedback = format_feedback(problem.tests, test_runs)
+    feedback = format_feedback(problem.tests, test_runs, code=code, program_prefix=problem.program_prefix)
     results[problem.task_id].append(SampleResult(raw, code, job.program, test_runs, feedback))
   problem_results = tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated)
   return EvalResult(problem_results, pool.describe())

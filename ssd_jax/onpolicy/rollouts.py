@@ -20,7 +20,7 @@ import numpy as np
 
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
-from ssd_jax.evals import Sandbox, evaluate
+from ssd_jax.evals import Sandbox, evaluate, format_feedback
 from ssd_jax.onpolicy import teacher_context as tc
 from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.sampling.generate import Generation, Sampler
@@ -144,8 +144,19 @@ def build_step_data(
   teacher_prompts, weights, passed = [], [], []
   for i, problem in enumerate(problems):
     samples = result[problem.task_id].samples
+    # Whole failures within the teacher's feedback budget, line numbers as the model wrote them.
     attempts = [
-      tc.Attempt(texts[i * group + j], s.passed, "" if spec.blank_feedback else s.feedback)
+      tc.Attempt(
+        texts[i * group + j],
+        s.passed,
+        format_feedback(
+          problem.tests,
+          s.tests,
+          setup.templates.max_feedback_chars,
+          code=s.code,
+          program_prefix=problem.program_prefix,
+        ),
+      )
       for j, s in enumerate(samples)
     ]
     passed += [a.passed for a in attempts]
@@ -162,8 +173,13 @@ def build_step_data(
       fits=lambda choice: len(teacher_ids(choice)) <= setup.teacher_prompt_width,
     )
     for choice in choices:
+      # Whether it fits is decided on the real feedback, so the blank-feedback ablation keeps SDPO's
+      # demonstrations and weights and differs from it only in the text shown.
       ids = teacher_ids(choice)
       fits = len(ids) <= setup.teacher_prompt_width
+      if spec.blank_feedback and choice.feedback is not None:
+        choice = dataclasses.replace(choice, feedback=tc.feedback_context("", setup.templates))
+        ids = teacher_ids(choice)
       teacher_prompts.append(ids if fits else list(prompt_ids[i]))
       weights.append(1.0 if choice.has_context and fits else 0.0)
   batch = pack_distill_batch(

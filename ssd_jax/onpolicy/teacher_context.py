@@ -16,6 +16,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 
 from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
+from ssd_jax.evals.feedback import clip_text
 
 CONTEXT_KINDS = ("demonstration", "feedback", "feedback_or_demonstration", "demonstration_else_feedback")
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
@@ -112,24 +113,13 @@ class ContextChoice:
     return self.demonstration is not None or self.feedback is not None
 
 
-_CUT = "\n...\n"
-
-
-def _clip(text: str, limit: int) -> str:
-  """`text` stripped, at most `limit` characters: head and tail around a cut mark (the head alone when the
-  mark does not fit)."""
-  text = text.strip()
-  if len(text) <= limit:
-    return text
-  if limit <= len(_CUT):
-    return text[:limit]
-  half = (limit - len(_CUT)) // 2
-  return text[:half] + _CUT + text[len(text) - half :]
-
-
 def feedback_context(feedback: str, templates: TeacherTemplates) -> str:
-  """The feedback text a teacher is shown for a failed attempt: clipped to the cap, never empty."""
-  return _clip(feedback, templates.max_feedback_chars) or "The attempt failed."
+  """The feedback text a teacher is shown for a failed attempt: within the cap, never empty.
+
+  Feedback made for the teacher (`format_feedback` with `templates.max_feedback_chars`) already fits, whole
+  failures only; the head-and-tail clip is for other text.
+  """
+  return clip_text(feedback, templates.max_feedback_chars) or "The attempt failed."
 
 
 def choose_contexts(

@@ -1,0 +1,101 @@
+"""The feedback text the teacher reads: whole failures within the budget, function tests as values, the
+model's own line numbers, a missing code block said, and the blank-feedback ablation differing only in text."""
+
+import types
+
+from ssd_jax.data.livecodebench import LCB_PROGRAM_PREFIX, load_livecodebench
+from ssd_jax.data.problems import Problem, TestCase
+from ssd_jax.evals import EvalResult, ProblemResult, SampleResult
+from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.verdicts import TestRun, Verdict
+from ssd_jax.onpolicy import rollouts
+from ssd_jax.onpolicy.teacher_context import TeacherTemplates, feedback_context
+
+FIXTURE = "tests/fixtures/livecodebench_mini.jsonl"
+
+
+def _wrong(expected, got):
+  return (
+    'Traceback (most recent call last):\n  File "test.py", line 14, in <module>\n    assert ...\n'
+    f"AssertionError: wrong answer: expected {expected}\ngot {got}"
+  )
+
+
+def _sum_positive():
+  return next(p for p in load_livecodebench(FIXTURE) if p.task_id == "lcb_fixture_sum_positive")
+
+
+def test_a_clipped_feedback_never_pairs_one_tests_input_with_anothers_verdict():
+  problem = _sum_positive()
+  runs = [
+    TestRun("public_0", Verdict.FAILED, _wrong(4, 2)),
+    TestRun("private_0", Verdict.PASSED),
+    TestRun("private_1", Verdict.FAILED, _wrong(17, 12) + " " + "9" * 400),
+  ]
+  for budget in (120, 200, 300, 1000):
+    text = feedback_context(format_feedback(problem.tests, runs, budget), TeacherTemplates(max_feedback_chars=budget))
+    assert len(text) <= budget
+    assert "Test public_0: failed" in text and "Got:\n2" in text
+    # The second failure is there whole, or only counted.
+    assert ("Test private_1: failed" in text and "Got:\n12" in text) or (
+      "got 12" not in text and "Got:\n12" not in text and "(1 more test failed)" in text
+    )
+
+
+def test_the_first_failure_keeps_its_verdict_when_its_fields_are_clipped():
+  tests = [TestCase("t0", stdin="1 " * 400, expected_stdout="5"), TestCase("t1", stdin="2", expected_stdout="6")]
+  runs = [
+    TestRun("t0", Verdict.ERROR, "Traceback ...\nZeroDivisionError: division by zero"),
+    TestRun("t1", Verdict.ERROR, "x"),
+  ]
+  text = format_feedback(tests, runs, 200)
+  assert len(text) <= 200 and "Test t0: error" in text and text.count("ZeroDivisionError: division by zero") == 1
+  assert text.endswith("(1 more test failed)")
+
+
+def test_function_tests_show_input_expected_and_got_not_the_harness():
+  problem = _sum_positive()
+  runs = [TestRun(t.name, Verdict.FAILED, _wrong(4, 2)) for t in problem.tests]
+  text = format_feedback(problem.tests, runs)
+  assert "Input:\n[1, -2, 3]\nExpected:\n4\nGot:\n2" in text
+  assert "_json" not in text and "getattr" not in text and "Test code" not in text
+
+
+def test_tracebacks_count_lines_from_the_models_code_and_no_code_is_said():
+  problem = _sum_positive()
+  message = 'Traceback (most recent call last):\n  File "solution.py", line 40, in sumPositive\nZeroDivisionError'
+  runs = [TestRun(t.name, Verdict.ERROR, message) for t in problem.tests]
+  shifted = format_feedback(problem.tests, runs, code="x", program_prefix=LCB_PROGRAM_PREFIX)
+  assert 'File "solution.py", line 4,' in shifted and "line 40" not in shifted
+  empty = format_feedback(problem.tests, runs, code="", program_prefix=LCB_PROGRAM_PREFIX)
+  assert empty.startswith("No code was found in the response") and "solution.py" not in empty
+
+
+def test_blank_feedback_gets_sdpos_demonstrations_and_weights(monkeypatch):
+  """A rollout whose real feedback overflows the teacher prompt has weight 0 in both runs."""
+  problem = Problem(
+    task_id="t", question="q", entry_point="f", tests=(TestCase("t0", stdin="9 " * 300, expected_stdout="1"),)
+  )
+  run = TestRun("t0", Verdict.FAILED, "wrong", stdout="2")
+  verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (run,), "") for _ in range(2)))
+  monkeypatch.setattr(rollouts, "evaluate", lambda problems, completions, sandbox: EvalResult((verdict,)))
+  monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "x")
+  # One id per character of the last user turn: the real feedback does not fit 100, the blank one would.
+  monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: [1] * len(messages[-1]["content"]))
+  setup = types.SimpleNamespace(
+    group_size=2,
+    tokenizer=types.SimpleNamespace(pad_id=0),
+    templates=TeacherTemplates(),
+    sandbox=None,
+    teacher_prompt_width=100,
+    prompt_width=4,
+    max_new_tokens=3,
+  )
+  prompts = types.SimpleNamespace(problems=[problem], messages=[[{"role": "user", "content": "q"}]], ids=[[5, 6]])
+  generations = [
+    types.SimpleNamespace(prompt_index=0, token_ids=[7, 8], logprob_sampled=[0.0, 0.0], num_tokens=2) for _ in range(2)
+  ]
+  for blank in (False, True):
+    spec = rollouts.TeacherSpec("feedback", use_reference=False, blank_feedback=blank)
+    data = rollouts.build_step_data(setup, spec, prompts, generations, seed=0)
+    assert data.context_fraction == 0.0, blank
