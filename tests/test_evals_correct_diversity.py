@@ -64,6 +64,21 @@ def test_clusters_count_only_correct_samples_and_known_solutions():
     correct_solution_clusters(codes, passed, behaviours=["x"])
 
 
+def test_a_usage_example_after_a_solution_does_not_make_it_another_solution():
+  bare = "def total(n):\n    return n * (n + 1) // 2\n"
+  with_usage = [
+    bare,
+    bare + "\nprint(total(3))\n",
+    bare + "\n# Example usage:\nassert total(10) == 55\nif __name__ == '__main__':\n    print(total(10))\n",
+  ]
+  assert correct_solution_clusters(with_usage, [True] * 3)["ast_clusters"] == [3]
+  loop = "def total(n):\n    s = 0\n    for i in range(n + 1):\n        s += i\n    return s\n"
+  assert correct_solution_clusters([bare, loop + "print(total(3))\n"], [True] * 2)["ast_clusters"] == [1, 1]
+  # A program reading standard input answers with what it prints: kept whole.
+  stdin = ["n = int(input())\nprint(n * (n + 1) // 2)\n", "n = int(input())\nprint(sum(range(n + 1)))\n"]
+  assert correct_solution_clusters(stdin, [True] * 2)["ast_clusters"] == [1, 1]
+
+
 def test_diversity_at_m_ignores_problems_with_too_few_correct_samples():
   per_problem = [
     {"c": 4, "ast_clusters": [2, 2], "behaviour_clusters": [4], "known_solutions": 4, "known_clusters": [2, 2]},

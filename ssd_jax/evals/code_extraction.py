@@ -143,7 +143,7 @@ def _answer(code: str, problem: Problem) -> str | None:
   if problem.entry_point:
     answers = bool(_top_level_definitions(tree) & {problem.entry_point, "Solution"})
   else:
-    answers = _reads_stdin(tree)
+    answers = reads_stdin(tree)
   return code if answers else None
 
 
@@ -161,7 +161,8 @@ def _top_level_definitions(tree: ast.Module) -> set[str]:
   return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
-def _reads_stdin(tree: ast.Module) -> bool:
+def reads_stdin(tree: ast.Module) -> bool:
+  """Whether a program reads standard input (`input`, `sys.stdin`, `from sys import stdin`, `fileinput`, `open(0)`)."""
   for node in ast.walk(tree):
     if isinstance(node, ast.Name) and node.id in _STDIN_NAMES:
       return True

@@ -6,7 +6,9 @@ on the grading tests every correct sample behaves the same, so both counts fall 
 Here only correct samples (every grading test passed) are grouped, three ways:
 
 * AST clusters: samples whose programs are equal after `normalize_program` (no comments, docstrings,
-  annotations or name spelling) form one cluster.
+  annotations or name spelling) form one cluster; a program that does not read standard input is compared
+  without its top-level expression statements, asserts and `if __name__ == "__main__":` blocks (a usage
+  example after the solution does not make it another solution).
 * Behaviour clusters: samples that print the same results (or raise the same exception types) on extra
   inputs beyond the grading tests (see `probes`), including inputs outside the statement's domain, where
   different correct strategies part ways (a formula and a loop on a float, `str` and `% 10` on a negative).
@@ -21,10 +23,12 @@ use only problems where every compared model has at least m (`DEFAULT_DIVERSITY_
 
 from __future__ import annotations
 
+import ast
 import collections
 from collections.abc import Hashable, Mapping, Sequence
 
 from ssd_jax.data.program_forms import normalize_program
+from ssd_jax.evals.code_extraction import reads_stdin
 from ssd_jax.evals.pass_at_k import pass_at_k
 
 DEFAULT_DIVERSITY_M = 2
@@ -52,6 +56,36 @@ def expected_distinct(sizes: Sequence[int], m: int, total: int | None = None) ->
   return float(sum(pass_at_k(c, s, m) for s in sizes))
 
 
+def _is_main_guard(node: ast.stmt) -> bool:
+  test = node.test if isinstance(node, ast.If) else None
+  return (
+    isinstance(test, ast.Compare)
+    and isinstance(test.left, ast.Name)
+    and test.left.id == "__name__"
+    and [type(o) for o in test.ops] == [ast.Eq]
+    and isinstance(test.comparators[0], ast.Constant)
+    and test.comparators[0].value == "__main__"
+  )
+
+
+def solution_form(code: str) -> str:
+  """`normalize_program` of what a correct program answers with.
+
+  A program that does not read standard input is graded through its definitions, so its top-level
+  expression statements (a usage `print`, a call), asserts and `if __name__ == "__main__":` blocks are left
+  out; a program that reads standard input, or does not parse, is taken whole.
+  """
+  try:
+    tree = ast.parse(code)
+  except (SyntaxError, ValueError, MemoryError, RecursionError):
+    return normalize_program(code)
+  if not reads_stdin(tree):
+    body = [s for s in tree.body if not isinstance(s, (ast.Expr, ast.Assert)) and not _is_main_guard(s)]
+    if body != tree.body:
+      code = ast.unparse(ast.Module(body=body, type_ignores=[]))
+  return normalize_program(code)
+
+
 def correct_solution_clusters(
   codes: Sequence[str],
   passed: Sequence[bool],
@@ -72,10 +106,10 @@ def correct_solution_clusters(
     distinct known solutions (after normalisation) or None, "known_clusters": sizes of the AST
     clusters that are a known solution, or None}.
   """
-  correct = [normalize_program(code) for code, ok in zip(codes, passed, strict=True) if ok]
+  correct = [solution_form(code) for code, ok in zip(codes, passed, strict=True) if ok]
   if behaviours is not None and len(behaviours) != len(correct):
     raise ValueError(f"need one behaviour per correct sample: {len(behaviours)} for {len(correct)}")
-  known = None if known_solutions is None else {normalize_program(code) for code in known_solutions}
+  known = None if known_solutions is None else {solution_form(code) for code in known_solutions}
   counts = collections.Counter(correct)
   return {
     "ast_clusters": cluster_sizes(correct),
