@@ -1,7 +1,8 @@
 """The feedback text the teacher reads: whole failures within the budget, function tests as values, the
 model's own line numbers, a missing code block said, and the blank-feedback ablation differing only in text."""
 
-import types
+
+from rollout_fakes import one_problem_step
 
 from ssd_jax.data.livecodebench import LCB_PROGRAM_PREFIX, load_livecodebench
 from ssd_jax.data.problems import Problem, TestCase
@@ -82,19 +83,7 @@ def test_blank_feedback_gets_sdpos_demonstrations_and_weights(monkeypatch):
   monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "x")
   # One id per character of the last user turn: the real feedback does not fit 100, the blank one would.
   monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: [1] * len(messages[-1]["content"]))
-  setup = types.SimpleNamespace(
-    group_size=2,
-    tokenizer=types.SimpleNamespace(pad_id=0),
-    templates=TeacherTemplates(),
-    sandbox=None,
-    teacher_prompt_width=100,
-    prompt_width=4,
-    max_new_tokens=3,
-  )
-  prompts = types.SimpleNamespace(problems=[problem], messages=[[{"role": "user", "content": "q"}]], ids=[[5, 6]])
-  generations = [
-    types.SimpleNamespace(prompt_index=0, token_ids=[7, 8], logprob_sampled=[0.0, 0.0], num_tokens=2) for _ in range(2)
-  ]
+  setup, prompts, generations = one_problem_step(problem, teacher_prompt_width=100)
   for blank in (False, True):
     spec = rollouts.TeacherSpec("feedback", use_reference=False, blank_feedback=blank)
     data = rollouts.build_step_data(setup, spec, prompts, generations, seed=0)

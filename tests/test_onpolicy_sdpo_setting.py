@@ -5,6 +5,7 @@ import dataclasses
 import types
 
 from config_files import load_config
+from rollout_fakes import one_problem_step
 
 from ssd_jax import config as config_lib
 from ssd_jax.data.problems import Problem, TestCase
@@ -131,19 +132,7 @@ def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_tex
   monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "def f(): return 4")
   shown = []
   monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: shown.append(messages) or [1, 2])
-  setup = types.SimpleNamespace(
-    group_size=2,
-    tokenizer=types.SimpleNamespace(pad_id=0),
-    templates=TeacherTemplates(),
-    sandbox=None,
-    teacher_prompt_width=8,
-    prompt_width=4,
-    max_new_tokens=3,
-  )
-  prompts = types.SimpleNamespace(problems=[problem], messages=[[{"role": "user", "content": "q"}]], ids=[[5, 6]])
-  generations = [
-    types.SimpleNamespace(prompt_index=0, token_ids=[7, 8], logprob_sampled=[0.0, 0.0], num_tokens=2) for _ in range(2)
-  ]
+  setup, prompts, generations = one_problem_step(problem, teacher_prompt_width=8)
   for spec, wanted, hidden in ((sdpo.context, feedback, None), (blank.context, "The attempt failed.", feedback)):
     shown.clear()
     data = rollouts.build_step_data(setup, spec, prompts, generations, seed=0)
