@@ -17,7 +17,7 @@ from ssd_jax.evals.pass_at_k import (
   sign_test_p,
 )
 from ssd_jax.evals.protocol import DecodingSetting, parse_grid, select_best
-from ssd_jax.evals.splits import record_split, split_problems
+from ssd_jax.evals.splits import Split, record_split, split_problems
 from ssd_jax.tasks import builtin_problems
 
 IDS = [f"task/{i}" for i in range(60)]
@@ -68,6 +68,15 @@ def test_a_split_with_an_empty_part_is_refused():
   for fraction in (0.4, 0.5, 0.6):
     with pytest.raises(ValueError, match="1 problem.* leave the (dev|test) part empty"):
       split_problems(["a"], fraction)
+
+
+def test_a_split_or_candidates_that_cannot_be_scored_are_refused_by_name():
+  with pytest.raises(ValueError, match="the test part is empty"):
+    Split(("a", "b"), (), 0, 0.5)
+  with pytest.raises(ValueError, match="ids repeat in the dev part"):
+    Split(("a", "a"), ("b",), 0, 0.5)
+  with pytest.raises(ValueError, match=r"candidate 'T1' has no results for 1 dev problems, e.g. \['d2'\]"):
+    select_best({"T0": {"d1": (2, 1), "d2": (2, 0)}, "T1": {"d1": (2, 2)}}, ["d1", "d2"])
 
 
 def test_a_problem_alone_in_the_singles_stratum_goes_to_dev_at_the_dev_fraction():

@@ -168,7 +168,10 @@ def select_best(
     raise ValueError("select_best: the dev split is empty")
   scores = {}
   for key, counts in candidates.items():
-    n = min(counts[t][0] for t in dev_ids if t in counts) if counts else 0
+    missing = [t for t in dev_ids if t not in counts]
+    if missing:
+      raise ValueError(f"candidate {key!r} has no results for {len(missing)} dev problems, e.g. {missing[:3]}")
+    n = min(counts[t][0] for t in dev_ids)
     if n < metric_k:
       raise ValueError(f"candidate {key!r}: pass@{metric_k} needs at least {metric_k} samples per problem")
     scores[key] = (mean_pass_at_k(counts, dev_ids, metric_k), mean_pass_at_k(counts, dev_ids, n))

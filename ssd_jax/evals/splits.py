@@ -34,6 +34,11 @@ class Split:
     shared = set(self.dev) & set(self.test)
     if shared:
       raise ValueError(f"split: problems in both dev and test: {sorted(shared)[:5]}")
+    for part in ("dev", "test"):
+      if not getattr(self, part):
+        raise ValueError(f"split: the {part} part is empty (a recorded split.json edited by hand?)")
+      if len(set(getattr(self, part))) != len(getattr(self, part)):
+        raise ValueError(f"split: problem ids repeat in the {part} part")
 
   def ids(self, part: str) -> tuple[str, ...]:
     """The ids of 'dev' or 'test'."""
