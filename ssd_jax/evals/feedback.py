@@ -14,6 +14,10 @@ MAX_FIELD_CHARS = 500
 MAX_FAILURES_SHOWN = 2
 
 _CUT = "\n...\n"
+# Chat control tokens spelled in text (ChatML and Llama 3's `<|im_end|>`, `<|eot_id|>`, reasoning tags): a
+# tokenizer reads them as control ids, so a program printing one would open a fake turn in the teacher's
+# context. A zero-width space after the `<` keeps the text readable and the ids ordinary.
+_CONTROL_TEXT = re.compile(r"<(?=\|[^\s<>|]{1,40}\|>|/?think>)")
 _SOLUTION_LINE = re.compile(r'(File "solution\.py", line )(\d+)')
 
 
@@ -50,6 +54,7 @@ def describe_failure(test: TestCase, run: TestRun, max_chars: int | None = None,
   """One failing test: what ran, what was expected, what happened.
 
   A function-style LiveCodeBench test shows its input, expected and returned values, not the harness code.
+  Chat control tokens spelled in any field (what the program printed, say) are broken with a zero-width space.
 
   Args:
     test: the test.
@@ -75,6 +80,7 @@ def describe_failure(test: TestCase, run: TestRun, max_chars: int | None = None,
     fields.append(("", _unshift(run.message, prefix_lines), _clip_tail))
   if run.stderr.strip() and run.stderr.strip() not in run.message:
     fields.append(("Stderr:\n", _unshift(run.stderr, prefix_lines), _clip_tail))
+  fields = [(label, _CONTROL_TEXT.sub("<\u200b", text or ""), clip) for label, text, clip in fields]
   header = f"Test {run.name}: {run.verdict.value}"
 
   def render(limit: int) -> str:
