@@ -108,8 +108,15 @@ def test_grid_parses_settings_in_order_and_names_bad_fields():
     parse_grid("1.0", "20-0.8", "", (0, 1.0))
   with pytest.raises(ValueError, match="eval.grid.named"):
     parse_grid("1.0", "", "official=0.7/20", (0, 1.0))
-  with pytest.raises(ValueError, match="temperature"):
-    parse_grid("-0.5", "", "", (0, 1.0)).settings()
+  for temperatures, truncations, message in (
+    ("-0.5", "", r"field 'eval.grid.temperatures': decoding temperature must be >= 0"),
+    ("nan", "", r"field 'eval.grid.temperatures'"),
+    ("1.0", "20/1.5", r"field 'eval.grid.truncations': decoding top_p must be in \(0, 1\]"),
+    ("1.0", "-1/0.8", r"field 'eval.grid.truncations': decoding top_k must be >= 0"),
+    ("0.3,0.3", "", r"fields 'eval.grid.\*': decoding grid repeats a setting"),
+  ):
+    with pytest.raises(ValueError, match=message):
+      parse_grid(temperatures, truncations, "", (0, 1.0))
 
 
 def counts(dev_correct, test_correct, n=4):

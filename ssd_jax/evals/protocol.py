@@ -101,6 +101,12 @@ def parse_grid(temperatures: str, truncations: str, named: str, default_truncati
       f"field 'eval.grid.temperatures': expected comma-separated numbers, got {temperatures!r}"
     ) from None
   truncs = tuple(_truncation(t) for t in _items(truncations))
+  for field, values in (("temperatures", [(t, 0, 1.0) for t in temps]), ("truncations", [(1.0, *t) for t in truncs])):
+    for value in values:
+      try:
+        DecodingSetting(*value)
+      except ValueError as error:
+        raise ValueError(f"field 'eval.grid.{field}': {error}") from None
   settings = []
   for item in _items(named):
     name, _, rest = item.partition("=")
@@ -113,7 +119,12 @@ def parse_grid(temperatures: str, truncations: str, named: str, default_truncati
       raise ValueError(f"field 'eval.grid.named': {item!r}: {error}") from None
   if not temps and not settings:
     raise ValueError("field 'eval.grid.temperatures': the grid needs at least one temperature or named setting")
-  return DecodingGrid(temps, truncs or (default_truncation,), tuple(settings))
+  grid = DecodingGrid(temps, truncs or (default_truncation,), tuple(settings))
+  try:
+    grid.settings()
+  except ValueError as error:
+    raise ValueError(f"fields 'eval.grid.*': {error}") from None
+  return grid
 
 
 def counts_by_task(per_problem: Sequence[Mapping]) -> dict[str, tuple[int, int]]:
