@@ -223,3 +223,23 @@ def test_bfloat16_output_is_the_float32_weights_rounded(small_gguf, tmp_path):
   np.testing.assert_array_equal(half.slice(name)[:], full.slice(name)[:].astype(jnp.bfloat16))
   _, cfg = hf.load_hf(str(tmp_path / "bf16"))
   assert cfg.param_dtype == "bfloat16"
+
+
+def test_an_earlier_conversion_is_replaced_and_a_failed_rename_leaves_no_partial(
+  small_gguf, tmp_path, monkeypatch, capsys
+):
+  path, _, _ = small_gguf
+  out = tmp_path / "hf"
+  convert.convert_gguf(path, str(out))
+  (out / "config.json").write_text("{}")
+  convert.convert_gguf(path, str(out))  # Holding exactly what a conversion writes, it is replaced.
+  assert (
+    sorted(os.listdir(out)) == sorted(convert.CONVERTED_FILES) and "vocab_size" in (out / "config.json").read_text()
+  )
+
+  def failing_replace(source, target):
+    raise OSError(f"[Errno 16] Device or resource busy: {source!r} -> {target!r}")
+
+  monkeypatch.setattr(convert.os, "replace", failing_replace)
+  assert "Device or resource busy" in _run_cli(capsys, f"--in={path}", f"--out={tmp_path / 'other'}")
+  assert sorted(os.listdir(tmp_path)) == ["hf"]  # The converted files do not stay behind under .partial.

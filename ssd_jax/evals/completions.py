@@ -43,7 +43,10 @@ def load_completions(path: str) -> dict[str, list[str]]:
       if not isinstance(record, dict) or "task_id" not in record:
         raise ValueError(f"{path}:{line_no}: expected an object with 'task_id'")
       if isinstance(record.get("completions"), list):
-        grouped[str(record["task_id"])].extend(str(c) for c in record["completions"])
+        wrong = [c for c in record["completions"] if not isinstance(c, str)]
+        if wrong:  # str() would grade None as the program "None".
+          raise ValueError(f"{path}:{line_no}: 'completions' must hold strings only; it holds {wrong[:3]}")
+        grouped[str(record["task_id"])].extend(record["completions"])
       elif isinstance(record.get("completion"), str):
         grouped[str(record["task_id"])].append(record["completion"])
       else:

@@ -13,6 +13,14 @@ from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, paired_differen
 from ssd_jax.evals.summary import difficulty_sort_key, weak_sandbox_notice
 
 SUMMARY_FILE = "results.json"
+# The files `write_report` writes, by kind; samples only when given the evaluation.
+REPORT_FILES = {
+  "json": SUMMARY_FILE,
+  "markdown": "report.md",
+  "plot": "pass_at_k.png",
+  "plot_by_difficulty": "pass_at_k_by_difficulty.png",
+  "samples": "samples.jsonl",
+}
 
 
 def pyplot():
@@ -190,12 +198,7 @@ def write_report(
   """
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  paths = {
-    "json": out / SUMMARY_FILE,
-    "markdown": out / "report.md",
-    "plot": out / "pass_at_k.png",
-    "plot_by_difficulty": out / "pass_at_k_by_difficulty.png",
-  }
+  paths = {kind: out / file for kind, file in REPORT_FILES.items() if kind != "samples" or result is not None}
   with atomic_open(paths["json"]) as f:
     json.dump({"name": name, **summary}, f, indent=2)
   with atomic_open(paths["markdown"]) as f:
@@ -203,7 +206,6 @@ def write_report(
   plot_pass_at_k({name: summary}, paths["plot"])
   plot_pass_at_k({name: summary}, paths["plot_by_difficulty"], by_difficulty=True)
   if result is not None:
-    paths["samples"] = out / "samples.jsonl"
     with atomic_open(paths["samples"], encoding="utf-8") as f:
       for record in samples_records(result):
         f.write(json.dumps(record) + "\n")
