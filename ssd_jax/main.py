@@ -11,6 +11,7 @@ import ast
 import importlib
 import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -52,6 +53,25 @@ def stage_functions(names) -> dict:
   return {name: importlib.import_module(STAGE_MODULES[name]).run for name in names if name in STAGE_MODULES}
 
 
+def workdir_error(workdir: str) -> str | None:
+  """Why `--workdir` cannot hold the run (None when it can): it must be a directory, or one that can be made,
+  where this process can write."""
+  if not workdir:
+    return "--workdir is empty: pass the run's directory"
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return f"--workdir {workdir!r} is a file, not a directory"
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    return f"--workdir {workdir!r} cannot be made: {existing!r} is a file"
+  try:  # Permissions alone miss read-only and virtual file systems (/proc), and root passes them all.
+    os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".workdir_probe_"))
+  except OSError as e:
+    return f"--workdir {workdir!r} cannot be made or written in {existing!r}: {e.strerror}"
+  return None
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -72,6 +92,9 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
+  workdir_problem = workdir_error(_WORKDIR.value)
+  if workdir_problem:
+    sys.exit(f"error: {workdir_problem}")
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error where there is no TPU.
   try:  # Before anything touches a device: on a multi-host slice every host joins here.
     distributed.start_distributed(

@@ -73,6 +73,16 @@ def test_a_second_run_in_the_same_workdir_is_refused_naming_the_holder(tmp_path)
       {"synthesize.problems.source": "jsonl", "synthesize.problems.path": "BAD"},
       r"'synthesize.problems'.*bad.jsonl:2: not valid JSON",
     ),
+    (
+      {"eval.problems.num_problems": 1},
+      r"'eval.problems' gives 1 problem\(s\), but evaluation splits them .* at least 2",
+    ),
+    ({"stages": "pretrain,eval,pretrain"}, r"'stages' = 'pretrain,eval,pretrain' lists \['pretrain'\] more than once"),
+    ({"tokenizer.path": "/nonexistent"}, r"'tokenizer.path' = '/nonexistent' is set, but the 'pretrain' stage"),
+    (
+      {"stages": "pretrain,self_distill", "self_distill.problems.source": "jsonl", "self_distill.problems.path": ""},
+      r"'self_distill.problems.path' is empty but source is 'jsonl'",
+    ),
   ],
 )
 def test_bad_inputs_fail_before_any_stage_runs(tmp_path, fields, message):

@@ -17,6 +17,7 @@ import ml_collections
 
 from ssd_jax.config import run, sampling, self_distill, ssd, toy, training
 from ssd_jax.config.run import (
+  MODEL_STAGES,
   STAGES,
   decoding_sections,
   indivisible_batch_errors,
@@ -41,6 +42,7 @@ _SECTIONS = (run, sampling, ssd, training, self_distill, toy)
 
 __all__ = [
   "EVAL_MODELS",
+  "MODEL_STAGES",
   "PROBLEM_SOURCES",
   "STAGES",
   "Check",

@@ -24,9 +24,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 MODEL_OVERRIDES = SHAPE_FIELDS
 # The decoding section each sampling stage draws with.
 STAGE_DECODING = {"synthesize": "sampling", "self_distill": "self_distill.rollout", "eval": "eval_sampling"}
-# Stages that read the base model's weights, and the sections whose problems each stage reads.
-_NEEDS_BASE_WEIGHTS = ("synthesize", "sft", "self_distill", "eval")
-_READS_PROBLEMS = {"synthesize": "synthesize.problems", "eval": "eval.problems"}
+# Stages that read the base model (its weights and its tokenizer), and the sections whose problems each stage reads.
+MODEL_STAGES = ("synthesize", "sft", "self_distill", "eval")
+_READS_PROBLEMS = {
+  "synthesize": "synthesize.problems",
+  "self_distill": "self_distill.problems",
+  "eval": "eval.problems",
+}
+# The weights of a Hugging Face directory: one file, or an index of shards.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
 def add_sections(c: ml_collections.ConfigDict) -> None:
@@ -182,7 +188,10 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
   """What the configured stages need that the config does not give."""
   names = stage_names(config)
   errors = []
-  weight_stages = [n for n in names if n in _NEEDS_BASE_WEIGHTS]
+  repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
+  if repeated:
+    errors.append(f"field 'stages' = {config.stages!r} lists {repeated} more than once: list each stage once")
+  weight_stages = [n for n in names if n in MODEL_STAGES]
   hf_dir = config.model.hf_dir
   if weight_stages and "pretrain" not in names:
     if not hf_dir:
@@ -192,10 +201,18 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
       )
     elif not os.path.isfile(os.path.join(hf_dir, "config.json")):
       errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no config.json (is the path right?)")
+    elif not any(os.path.isfile(os.path.join(hf_dir, name)) for name in _WEIGHT_FILES):
+      errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no weights: neither {' nor '.join(_WEIGHT_FILES)}")
   if "pretrain" in names and hf_dir:
     errors.append(
       f"field 'model.hf_dir' = {hf_dir!r} is set, but the 'pretrain' stage trains the base model from scratch; "
       "drop one of them"
+    )
+  if "pretrain" in names and config.tokenizer.path:
+    # The base model would be trained on one vocabulary and read with another.
+    errors.append(
+      f"field 'tokenizer.path' = {config.tokenizer.path!r} is set, but the 'pretrain' stage trains the base model "
+      "on the task tokenizer it builds (field 'pretrain.tokenizer_vocab_size'); drop one of them"
     )
   for stage, prefix in _READS_PROBLEMS.items():
     if stage in names:  # A plan-only run needs no prompts.

@@ -1,6 +1,7 @@
 """What a run's stages need from their inputs, checked before any work: widths within the model's positions,
-the task tokenizer's vocabulary, batches the plan's slice can split, problem files that load, and training
-problems disjoint from evaluation problems.
+the task tokenizer's vocabulary, batches the plan's slice can split, problem files that load, training
+problems disjoint from evaluation problems, a sandbox for the generated code, and (with the base model's
+tokenizer at hand) prompts that fit the model.
 
 Each would otherwise fail, or quietly mislead, only after hours of pre-training or sampling.
 """
@@ -13,8 +14,10 @@ import ml_collections
 
 from ssd_jax import config as config_lib
 from ssd_jax.config.schema import get
+from ssd_jax.evals import IsolationError, Sandbox
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.sampling_setup import prompts_that_fit, unfit_prompt_error
 
 # Stage -> the problem sections it reads.
 _STAGE_PROBLEMS = {
@@ -30,7 +33,8 @@ _TRAINING_PROBLEMS = ("synthesize.problems", "self_distill.problems")
 
 def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   """Inputs the stages would fail on only after hours of work: lengths past the model, a vocabulary the
-  pretrain stage's tokenizer does not have, batches the plan's slice cannot split, unreadable problems."""
+  pretrain stage's tokenizer does not have, batches the plan's slice cannot split, unreadable problems, no
+  sandbox, a tokenizer that does not load, prompts too long for the model."""
   config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
   errors = []
   sections = {section for name in names for section in _STAGE_PROBLEMS.get(name, ())}
@@ -66,6 +70,11 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     untested = [p.task_id for p in loaded[prefix] if not p.tests]
     if prefix == "eval.problems" and untested:
       errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
+    if prefix == "eval.problems" and _evaluates(config, names) and len(loaded[prefix]) < 2:
+      errors.append(
+        f"field 'eval.problems' gives {len(loaded[prefix])} problem(s), but evaluation splits them into dev and "
+        "test parts (field 'eval.split'): give at least 2"
+      )
   for prefix in _TRAINING_PROBLEMS:
     shared = problems.shared_problems(loaded.get(prefix, []), loaded.get("eval.problems", []))
     if shared:
@@ -74,6 +83,63 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         f"id, statement or reference solution), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
         "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
       )
+  if not errors and "pretrain" not in names and set(names) & set(config_lib.MODEL_STAGES):
+    errors += _prompt_errors(ctx, names)  # Renders the problems: only once they load.
+  return errors + _sandbox_errors(ctx, names)
+
+
+def _evaluates(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
+  """Whether a stage splits `eval.problems` into dev and test: eval, and self_distill's held-out curve."""
+  return "eval" in names or ("self_distill" in names and config.self_distill.eval_every > 0)
+
+
+def _sandbox_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
+  """A sandbox starts as the stages that run generated code start theirs: the pretrain stage (the feedback of
+  its teacher-layout examples), self_distill (rollout feedback) and eval (grading)."""
+  config = ctx.config
+  runs_code = [n for n in names if n in ("self_distill", "eval") or (n == "pretrain" and config.pretrain.context_share)]
+  if not runs_code or ctx.sandbox_allow_weak:
+    return []
+  try:  # One worker, never started: the isolation probe alone (a tenth of a second).
+    with Sandbox(ctx.sandbox_limits, workers=1):
+      pass
+  except IsolationError as e:
+    return [f"stages {runs_code} run generated code, but {e}"]
+  return []
+
+
+def _prompt_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
+  """With the base model's tokenizer (`tokenizer.path` or `model.hf_dir`; a pretrain run builds its own): a
+  tokenizer that loads, and prompts the sampling stages can fit in the model's positions."""
+  config, positions = ctx.config, ctx.model_cfg.max_position_embeddings
+  field = "tokenizer.path" if config.tokenizer.path else "model.hf_dir"
+  try:
+    ctx.tokenizer  # noqa: B018  Loads it, once for the whole run.
+  except config_lib.ConfigError as e:
+    return [str(e)]
+  except (OSError, ValueError, RuntimeError) as e:  # sentencepiece reports a corrupt model as RuntimeError.
+    return [f"field '{field}' = {ctx.tokenizer_dir!r}: {e}"]
+  errors = []
+  if "synthesize" in names:
+    try:
+      prompts_that_fit(
+        ctx.prompts(config.synthesize.problems).ids,
+        positions,
+        config.sampling.max_new_tokens,
+        "sampling.max_new_tokens",
+        "synthesize.problems",
+      )
+    except config_lib.ConfigError as e:
+      errors.append(str(e))
+  if _evaluates(config, names):
+    unfit = unfit_prompt_error(
+      ctx.prompts(config.eval.problems).ids,
+      positions,
+      config.eval_sampling.max_new_tokens,
+      "eval_sampling.max_new_tokens",
+      "eval.problems",
+    )
+    errors += [unfit] if unfit else []
   return errors
 
 

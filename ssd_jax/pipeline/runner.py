@@ -22,6 +22,7 @@ from ssd_jax import process_group
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import raise_if
+from ssd_jax.evals import IsolationError
 from ssd_jax.pipeline import input_checks, run_state
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
@@ -31,8 +32,10 @@ from ssd_jax.train.loop import NonFiniteError
 Stage = Callable[[RunContext], None]
 
 # Errors that end a run with a one-line message: another run holds the workdir, training diverged or a model
-# to load or export holds NaN, no intact checkpoint is left, a planned program does not fit its slice.
+# to load or export holds NaN, no intact checkpoint is left, a planned program does not fit its slice, the
+# sandbox for generated code does not start.
 RunError = (
+  IsolationError,
   run_state.WorkdirBusyError,
   NonFiniteError,
   NonFiniteModelError,

@@ -10,6 +10,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from ssd_jax import sharding
+from ssd_jax.config import ConfigError
 from ssd_jax.model import ModelConfig
 from ssd_jax.sampling.batching import prompt_bucket
 from ssd_jax.sampling.generate import Sampler
@@ -26,25 +27,41 @@ def sampling_params(section: ml_collections.ConfigDict) -> SamplingParams:
   )
 
 
-def prompts_that_fit(prompt_ids: Sequence[Sequence[int]], cfg: ModelConfig, max_new_tokens: int) -> list[int]:
-  """Indices of the prompts that leave room for `max_new_tokens` within the model's context.
+def prompts_that_fit(
+  prompt_ids: Sequence[Sequence[int]], positions: int, max_new_tokens: int, field: str, prompts_field: str
+) -> list[int]:
+  """Indices of the prompts that leave room for `max_new_tokens` (config field `field`) within the model's
+  `positions`.
 
   Raises:
-    ValueError: max_new_tokens alone does not fit the model's context, or no prompt fits.
+    ConfigError: naming `field` and `prompts_field` (the problems rendered as `prompt_ids`), when no prompt fits.
   """
-  room = cfg.max_position_embeddings - max_new_tokens
-  if room < 1:
-    raise ValueError(
-      f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
-      f"{cfg.max_position_embeddings} positions"
-    )
-  kept = [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= room]
+  kept = [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= positions - max_new_tokens]
   if not kept:
-    raise ValueError(
-      f"no prompt fits: all are empty or longer than {room} tokens (the model's "
-      f"{cfg.max_position_embeddings} positions minus max_new_tokens {max_new_tokens})"
+    shortest = min((len(ids) for ids in prompt_ids if ids), default=0)
+    raise ConfigError(
+      _no_room(field, max_new_tokens, positions, f"shortest prompt of field '{prompts_field}'", shortest)
     )
   return kept
+
+
+def unfit_prompt_error(
+  prompt_ids: Sequence[Sequence[int]], positions: int, max_new_tokens: int, field: str, prompts_field: str
+) -> str | None:
+  """Why not every prompt leaves room for `max_new_tokens` (config field `field`) within the model's
+  `positions`, naming the longest of `prompts_field`; None when all fit (a stage that samples every prompt)."""
+  longest = max((len(ids) for ids in prompt_ids), default=0)
+  if longest + max_new_tokens <= positions:
+    return None
+  return _no_room(field, max_new_tokens, positions, f"longest prompt of field '{prompts_field}'", longest)
+
+
+def _no_room(field: str, max_new_tokens: int, positions: int, prompt: str, length: int) -> str:
+  fix = f"lower it to at most {positions - length}" if length < positions else "no value fits it"
+  return (
+    f"field '{field}' = {max_new_tokens} leaves {max(positions - max_new_tokens, 0)} of the model's {positions} "
+    f"positions for a prompt, but the {prompt} has {length} tokens: {fix}"
+  )
 
 
 def make_sampler(

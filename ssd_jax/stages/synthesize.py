@@ -22,9 +22,16 @@ def run(ctx: RunContext) -> None:
   config, layout, section = ctx.config, ctx.layout, ctx.config.sampling
   source = ctx.base_model_dir
   prompts = ctx.prompts(config.synthesize.problems)
+  fitting = prompts_that_fit(
+    prompts.ids,
+    ctx.model_cfg.max_position_embeddings,
+    section.max_new_tokens,
+    "sampling.max_new_tokens",
+    "synthesize.problems",
+  )  # Before the model loads: a run where no prompt fits stops in seconds.
+  kept = prompts.select(fitting)
   graphdef, state = ctx.load_model(source)
   cfg = model_io.model_config_of(graphdef, state)
-  kept = prompts.select(prompts_that_fit(prompts.ids, cfg, section.max_new_tokens))
   job = SynthesisJob(
     task_ids=kept.task_ids,
     messages=kept.messages,

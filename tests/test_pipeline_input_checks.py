@@ -1,0 +1,154 @@
+"""Inputs refused in one line before any stage runs: the sandbox, the base model's files, prompts that fit the
+model, the workdir."""
+
+import json
+import os
+import re
+import time
+
+import pytest
+from pipeline_fixtures import micro_config, task_tokenizer_dir, write_random_base_model
+
+from ssd_jax import config as config_lib
+from ssd_jax import main
+from ssd_jax.evals import isolation
+from ssd_jax.pipeline import input_checks, runner
+
+
+def _prepare(config, workdir):
+  return runner.prepare(config, str(workdir), main.stage_functions(config_lib.stage_names(config)))
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("base")
+  return write_random_base_model(root / "model", task_tokenizer_dir(str(root)))
+
+
+def _hf_config(base_dir, stages):
+  config = micro_config(stages)
+  config.model.hf_dir = base_dir
+  return config
+
+
+@pytest.mark.parametrize("stages", ["self_distill", "eval", "pretrain"])
+def test_a_missing_sandbox_is_refused_before_any_stage(tmp_path, monkeypatch, stages):
+  monkeypatch.setattr(isolation, "find_bwrap", lambda: None)  # A machine without bubblewrap.
+  config = micro_config(f"pretrain,{stages}" if stages != "pretrain" else stages)
+  config.pretrain.context_share = 0.5
+  message = rf"stages \[.*'{stages}'\] run generated code, but sandbox refused to start: bubblewrap: no bwrap"
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _prepare(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+  config.eval.allow_weak_sandbox = True  # Asked for: the run goes ahead.
+  _prepare(config, tmp_path / "run")
+
+
+def test_stages_that_run_no_code_need_no_sandbox(tmp_path, monkeypatch):
+  monkeypatch.setattr(isolation, "find_bwrap", lambda: None)
+  _prepare(micro_config("pretrain,synthesize,sft"), tmp_path / "run")
+
+
+def test_a_late_isolation_error_ends_the_run_in_one_line():
+  assert isolation.IsolationError in runner.RunError
+
+
+def test_the_isolation_probe_is_cheap(tmp_path):
+  config = micro_config("pretrain,eval")
+  ctx = _prepare(config, tmp_path / "run")
+  start = time.perf_counter()
+  input_checks._sandbox_errors(ctx, ("eval",))
+  assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize(
+  "stages, fields, message",
+  [
+    (
+      "synthesize,eval",
+      {"eval_sampling.max_new_tokens": 2040},
+      r"(?m)^  field 'eval_sampling.max_new_tokens' = 2040 leaves 8 of the model's 2048 positions for a prompt, but the "
+      r"longest prompt of field 'eval.problems' has \d+ tokens: lower it to at most \d+$",
+    ),
+    (
+      "synthesize,sft",
+      {"sampling.max_new_tokens": 2040},
+      r"(?m)^  field 'sampling.max_new_tokens' = 2040 leaves 8 .* shortest prompt of field 'synthesize.problems' has",
+    ),
+  ],
+)
+def test_prompts_past_the_models_positions_are_refused_with_the_models_tokenizer(
+  tmp_path, base_dir, stages, fields, message
+):
+  config = _hf_config(base_dir, stages)
+  for path, value in fields.items():
+    section, field = path.split(".")
+    config[section][field] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _prepare(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_the_base_models_files_are_checked_before_any_stage(tmp_path, base_dir):
+  config = _hf_config(str(tmp_path / "copy"), "synthesize")
+  os.makedirs(tmp_path / "copy")
+  for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+    if os.path.exists(os.path.join(base_dir, name)):
+      with open(os.path.join(base_dir, name)) as src, open(tmp_path / "copy" / name, "w") as dst:
+        dst.write(src.read())
+  with pytest.raises(config_lib.ConfigError, match=r"'model.hf_dir' = '.*copy' holds no weights: neither model"):
+    _prepare(config, tmp_path / "run")
+
+  config = _hf_config(base_dir, "synthesize")
+  config.tokenizer.path = str(tmp_path / "copy" / "config.json")
+  with pytest.raises(
+    config_lib.ConfigError, match=r"(?m)^  field 'tokenizer.path' = '.*config.json': .* not a SentencePiece"
+  ):
+    _prepare(config, tmp_path / "run")
+  config.tokenizer.path = str(tmp_path / "empty")
+  os.makedirs(tmp_path / "empty")
+  with pytest.raises(config_lib.ConfigError, match=r"(?m)^  field 'tokenizer.path' = .*has neither tokenizer.json nor"):
+    _prepare(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_base_model_without_tokenizer_files_is_refused_naming_hf_dir(tmp_path, base_dir):
+  os.makedirs(tmp_path / "bare")
+  for name in os.listdir(base_dir):
+    if not name.startswith(("tokenizer", "special_tokens")):
+      os.link(os.path.join(base_dir, name), tmp_path / "bare" / name)
+  config = _hf_config(str(tmp_path / "bare"), "eval")
+  with pytest.raises(config_lib.ConfigError, match=r"(?m)^  field 'model.hf_dir' = '.*bare': tokenizer directory"):
+    _prepare(config, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+  "workdir, message",
+  [
+    ("", r"--workdir is empty"),
+    ("FILE", r"--workdir '.*file' is a file, not a directory"),
+    ("FILE/sub", r"--workdir '.*file/sub' cannot be made: '.*file' is a file"),
+    ("/proc/x", r"--workdir '/proc/x' cannot be made or written in '/proc'"),
+  ],
+)
+def test_a_bad_workdir_is_named(tmp_path, workdir, message):
+  (tmp_path / "file").write_text("")
+  error = main.workdir_error(workdir.replace("FILE", str(tmp_path / "file")))
+  assert error is not None and re.fullmatch(message + ".*", error)
+
+
+def test_a_good_workdir_is_left_as_it_was(tmp_path):
+  assert main.workdir_error(str(tmp_path / "new" / "run")) is None
+  assert main.workdir_error(str(tmp_path)) is None
+  assert not (tmp_path / "new").exists() and os.listdir(tmp_path) == []
+
+
+def test_a_refused_restart_sets_nothing_aside(tmp_path):
+  config = micro_config("pretrain,eval")
+  config.eval.problems.num_problems = 1
+  eval_root = tmp_path / "run" / "eval"
+  os.makedirs(eval_root)
+  (eval_root / "split.json").write_text(json.dumps({}))
+  with pytest.raises(config_lib.ConfigError, match=r"'eval.problems' gives 1 problem\(s\)"):
+    _prepare(config, tmp_path / "run")  # main prepares before `runner.run` sets anything aside.
+  assert os.listdir(tmp_path / "run") == ["eval"]
