@@ -57,6 +57,8 @@ def test_paper_rows_hold_the_papers_recipe(name):
     assert min(temperatures) < t < max(temperatures)
   assert c.eval.checkpoints == "all"
   assert c.sft.max_to_keep * c.sft.checkpoint_every >= c.sft.steps  # so every save is kept
+  # The authors' released LiveCodeBench prompt: one user turn, no system message, no examples.
+  assert (c.prompting.style, c.prompting.system_prompt, c.prompting.include_public_tests) == ("lcb_release", "", False)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))

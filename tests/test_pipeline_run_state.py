@@ -83,6 +83,10 @@ def test_a_second_run_in_the_same_workdir_is_refused_naming_the_holder(tmp_path)
       {"stages": "pretrain,self_distill", "self_distill.problems.source": "jsonl", "self_distill.problems.path": ""},
       r"'self_distill.problems.path' is empty but source is 'jsonl'",
     ),
+    (  # The released prompt has no wording for a function problem without starter code.
+      {"prompting.style": "lcb_release"},
+      r"field 'eval.problems': .*starter code",
+    ),
   ],
 )
 def test_bad_inputs_fail_before_any_stage_runs(tmp_path, fields, message):

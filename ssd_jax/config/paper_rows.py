@@ -3,7 +3,8 @@
 Weights come from a user-given Hugging Face directory (`--config.model.hf_dir=...`), prompts from a
 de-duplicated JSONL of competitive-programming problems (`--config.synthesize.problems.path=...`) and
 the evaluation from a LiveCodeBench-format JSONL (`--config.eval.problems.path=...`); the run stops
-before any work, naming the field, when one of them is missing.
+before any work, naming the field, when one of them is missing. Every stage prompts with the SSD authors'
+released LiveCodeBench prompt (`prompting.style` 'lcb_release'): one user turn, no system message.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def paper_row_config(row: PaperRow) -> ml_collections.ConfigDict:
   c.model.remat = "full"
   c.model.scan_layers = True  # One scanned block: compiles in a minute, and one block's backward lives at a time.
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1  # Parameters and batch sharded over every chip.
+  # The released evaluation's prompt, the same for instruct and thinking models (the paper adds no reasoning
+  # instruction for thinking models); it has no system turn.
+  c.prompting.style, c.prompting.system_prompt = "lcb_release", ""
 
   _decoding(c.sampling, row.train_decoding)
   c.sampling.n = 1  # One sample per prompt.

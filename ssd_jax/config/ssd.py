@@ -12,7 +12,7 @@ import ml_collections
 
 from ssd_jax.config.schema import Check, comma_list, int_list_ok
 from ssd_jax.config.training import training_checks, training_section
-from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT
+from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT, PROMPT_STYLES
 from ssd_jax.evals.protocol import parse_grid
 
 PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
@@ -54,6 +54,9 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.prompting = ml_collections.ConfigDict()
   c.prompting.system_prompt = DEFAULT_SYSTEM_PROMPT  # "" leaves the system turn to the chat template.
   c.prompting.include_public_tests = False
+  # One of PROMPT_STYLES: 'project' (this project's wording) or 'lcb_release' (the SSD authors' released
+  # LiveCodeBench prompt: one user turn, the question without its title; needs system_prompt '' and no examples).
+  c.prompting.style = "project"
 
   c.pretrain = training_section(
     steps=300,
@@ -124,6 +127,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
 def checks() -> list[Check]:
   return [
     *training_checks("pretrain"),
+    Check("prompting.style", lambda v: v in PROMPT_STYLES, f"one of {PROMPT_STYLES}"),
     Check("pretrain.num_examples", lambda v: v >= 1, "at least 1 example"),
     Check("pretrain.corruption_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
     Check("pretrain.lock_slip_rate", lambda v: 0 <= v <= 1, "a rate in [0, 1]"),
@@ -153,9 +157,9 @@ def checks() -> list[Check]:
 
 
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
-  """The decoding grid must parse with finite temperatures, and the selection and diversity counts must fit
-  eval_sampling.n."""
-  errors = []
+  """The decoding grid must parse with finite temperatures, the selection and diversity counts must fit
+  eval_sampling.n, and prompt style 'lcb_release' is the released prompt alone."""
+  errors = _prompting_errors(config.prompting)
   try:
     settings = decoding_grid(config).settings()
   except ValueError as e:
@@ -168,6 +172,24 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   for field in ("select_k", "diversity_m"):
     if config.eval[field] > config.eval_sampling.n:
       errors.append(f"field 'eval.{field}' = {config.eval[field]} exceeds 'eval_sampling.n' = {config.eval_sampling.n}")
+  return errors
+
+
+def _prompting_errors(prompting: ml_collections.ConfigDict) -> list[str]:
+  """The released prompt has no system turn and shows no examples: style 'lcb_release' takes neither."""
+  if prompting.style != "lcb_release":
+    return []
+  errors = []
+  if prompting.system_prompt:
+    errors.append(
+      "field 'prompting.system_prompt' must be '' with field 'prompting.style' = 'lcb_release' (the released "
+      "prompt has no system turn)"
+    )
+  if prompting.include_public_tests:
+    errors.append(
+      "field 'prompting.include_public_tests' must be False with field 'prompting.style' = 'lcb_release' "
+      "(the released prompt shows no examples)"
+    )
   return errors
 
 

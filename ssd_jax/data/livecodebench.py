@@ -138,11 +138,10 @@ def livecodebench_problem(record: dict, where: str = "LiveCodeBench record") -> 
   private = decode_test_cases(record.get("private_test_cases", []))
   public_tests = tuple(_test_case(f"public_{i}", c, func_name) for i, c in enumerate(public))
   private_tests = tuple(_test_case(f"private_{i}", c, func_name) for i, c in enumerate(private))
-  title = record.get("question_title", "")
-  question = record.get("question_content", "")
   return Problem(
     task_id=task_id,
-    question=f"{title}\n\n{question}".strip() if title else question,
+    question=record.get("question_content", ""),
+    title=record.get("question_title") or "",
     starter_code=record.get("starter_code", "") or "",
     entry_point=func_name,
     tests=public_tests + private_tests,

@@ -5,9 +5,9 @@ evals CLI), so the same problem always yields the same `Problem` and, through `d
 
 JSONL problem sets hold one JSON object per line with the `Problem` field names: `question` (required),
 `task_id` (default `<file stem>/<line number>`; unique within the file), `starter_code`, `entry_point`,
-`difficulty` (lower-cased on loading, as LiveCodeBench's), `reference_solution`, `contest_date`, and `tests` /
-`public_tests`: lists whose items are either test code strings or objects with `TestCase` field names (`name`,
-`code`, `stdin`, `expected_stdout`).
+`difficulty` (lower-cased on loading, as LiveCodeBench's), `reference_solution`, `contest_date`, `title`, and
+`tests` / `public_tests`: lists whose items are either test code strings or objects with `TestCase` field names
+(`name`, `code`, `stdin`, `expected_stdout`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ PROBLEM_TEXT_FIELDS = (
   "reference_solution",
   "contest_date",
   "program_prefix",
+  "title",
 )
 PROBLEM_TEST_FIELDS = ("tests", "public_tests")
 TEST_CASE_FIELDS = ("name", "code", "stdin", "expected_stdout")

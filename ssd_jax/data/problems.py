@@ -42,7 +42,7 @@ class Problem:
 
   Attributes:
     task_id: unique id, e.g. ``"HumanEval/0"``.
-    question: the statement shown to the model.
+    question: the problem statement, without its title.
     starter_code: code the answer must complete or keep (function signature, class).
     entry_point: the function under test, for functional problems.
     tests: the grading tests.
@@ -53,6 +53,8 @@ class Problem:
       covers every test in `tests`, as SDPO's code shows the failing test's input and expected output.
     program_prefix: code the grader puts before every program (LiveCodeBench's import prefix); not
       shown to the model.
+    title: a short name shown before the question by the "project" prompt style (LiveCodeBench's
+      `question_title`); the "lcb_release" style, as the released prompt, leaves it out.
   """
 
   task_id: str
@@ -65,6 +67,12 @@ class Problem:
   contest_date: str = ""
   public_tests: tuple[TestCase, ...] = ()
   program_prefix: str = ""
+  title: str = ""
+
+  @property
+  def statement(self) -> str:
+    """The title, a blank line and the question (the question alone without a title)."""
+    return f"{self.title}\n\n{self.question}".strip() if self.title else self.question
 
 
 def refuse_repeated_task_id(seen: dict[str, int], task_id: str, where: str, line_number: int) -> None:

@@ -50,6 +50,7 @@ class PromptSet:
     *,
     system_prompt: str | None,
     include_public_tests: bool = False,
+    style: str = "project",
   ) -> PromptSet:
     """Renders every problem's prompt.
 
@@ -58,8 +59,12 @@ class PromptSet:
       tokenizer: a tokenizer with a chat template.
       system_prompt: the system message; None or "" leaves the system turn to the chat template.
       include_public_tests: append the public tests as examples.
+      style: the user turn's prompt style (`chat.PROMPT_STYLES`).
+
+    Raises:
+      ValueError: a problem the style cannot state (before any prompt is tokenized).
     """
-    messages = [problem_to_messages(p, system_prompt or None, include_public_tests) for p in problems]
+    messages = [problem_to_messages(p, system_prompt or None, include_public_tests, style) for p in problems]
     ids = [tuple(chat_prompt_ids(tokenizer, m)) for m in messages]
     return cls(tuple(problems), tuple(messages), tuple(ids))
 

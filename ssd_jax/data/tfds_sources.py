@@ -70,7 +70,8 @@ def _text(value: bytes | str) -> str:
 
 def problem_from_example(example: Mapping[str, Any]) -> Problem:
   """Decodes one record of a `ProblemSet` data source (bytes text, column-wise test sequences)."""
-  fields: dict[str, Any] = {name: _text(example[name]) for name in problem_files.PROBLEM_TEXT_FIELDS}
+  # A dataset built before a field joined the format lacks it: the problem's default stands in.
+  fields: dict[str, Any] = {name: _text(example[name]) for name in problem_files.PROBLEM_TEXT_FIELDS if name in example}
   for name in problem_files.PROBLEM_TEST_FIELDS:
     columns = example[name]
     fields[name] = tuple(

@@ -170,6 +170,7 @@ class RunContext:
       self.tokenizer,
       system_prompt=prompting.system_prompt,
       include_public_tests=prompting.include_public_tests,
+      style=prompting.style,
     )
 
   def eval_split(self, prompts: PromptSet) -> Split:
@@ -184,7 +185,9 @@ class RunContext:
   def messages(self, problem: Problem) -> list[dict[str, str]]:
     """The chat messages asking for `problem`, as `prompts` renders them."""
     prompting = self.config.prompting
-    return problem_to_messages(problem, prompting.system_prompt or None, prompting.include_public_tests)
+    return problem_to_messages(
+      problem, prompting.system_prompt or None, prompting.include_public_tests, prompting.style
+    )
 
   def sampler(
     self, graphdef: nnx.GraphDef, cfg: ModelConfig, prompt_ids, section: ml_collections.ConfigDict

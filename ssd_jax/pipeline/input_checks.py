@@ -14,6 +14,7 @@ import ml_collections
 
 from ssd_jax import config as config_lib
 from ssd_jax.config.schema import get
+from ssd_jax.data.chat import format_user_prompt
 from ssd_jax.evals import IsolationError, Sandbox
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
@@ -67,6 +68,12 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         f"field 'self_distill.prompts_per_step' = {config.self_distill.prompts_per_step} exceeds the "
         f"{len(loaded[prefix])} problems of field 'self_distill.problems'"
       )
+    for problem in loaded[prefix]:  # The prompt style may have no wording for a problem (lcb_release).
+      try:
+        format_user_prompt(problem, config.prompting.include_public_tests, config.prompting.style)
+      except ValueError as e:
+        errors.append(f"field '{prefix}': {e}")
+        break
     untested = [p.task_id for p in loaded[prefix] if not p.tests]
     if prefix == "eval.problems" and untested:
       errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
