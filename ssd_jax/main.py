@@ -135,6 +135,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError messages arrive quoted.
       text = ast.literal_eval(text)
+    if isinstance(e, AttributeError) and "attribute 'get_config'" in text:  # Not a misspelled field.
+      print("error: the --config file defines no get_config() returning the config", file=sys.stderr)
+      sys.exit(2)
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
     where = f" in {' '.join(overrides)}" if overrides and isinstance(e, (KeyError, AttributeError, TypeError)) else ""
     kind = "unknown field " if isinstance(e, (KeyError, AttributeError)) else ""

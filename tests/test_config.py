@@ -139,3 +139,16 @@ def test_topology_chips_and_planning_device_count():
   c.stages, c.mesh.topology = "plan", "v5p-64"
   with pytest.raises(config_lib.ConfigError, match="mesh.topology"):
     config_lib.validate(c)
+
+
+def test_cli_names_a_config_file_without_get_config(tmp_path):
+  (tmp_path / "empty_config.py").write_text("BATCH = 8\n")
+  result = subprocess.run(
+    [sys.executable, "-m", "ssd_jax.main", f"--config={tmp_path / 'empty_config.py'}", f"--workdir={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 2
+  assert result.stderr.strip() == "error: the --config file defines no get_config() returning the config"
