@@ -289,3 +289,9 @@ def test_evals_cli_refuses_bad_flags_before_any_work(tmp_path, capsys, flag, mes
     cli.main([*args, flag])
   assert exit_info.value.code == 2
   assert re.match(f"error: {message}", capsys.readouterr().err)
+
+
+def test_a_negative_eval_top_k_is_off_as_the_sampling_section_documents():
+  c = set_fields(config_lib.base_config(), {"eval_sampling.top_k": -1, "eval.grid.truncations": ""})
+  config_lib.validate(c)
+  assert {s.top_k for s in config_lib.decoding_grid(c).settings()} == {0}

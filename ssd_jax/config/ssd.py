@@ -200,7 +200,7 @@ def decoding_grid(config: ml_collections.ConfigDict):
     grid.temperatures or (str(sampling.temperature) if not grid.named else ""),
     grid.truncations,
     grid.named,
-    default_truncation=(int(sampling.top_k), float(sampling.top_p)),
+    default_truncation=(max(int(sampling.top_k), 0), float(sampling.top_p)),  # top_k <= 0 is off, as 0 is.
   )
 
 
