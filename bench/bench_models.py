@@ -6,11 +6,13 @@ No side effects on import.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -90,16 +92,67 @@ def sft_rows(tokens: np.ndarray) -> dict[str, np.ndarray]:
   )
 
 
-def interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
-  """(compile-and-first-call seconds, median seconds of `repeats` interleaved calls) per name."""
-  first, times = {}, {name: [] for name in fns}
-  for name, fn in fns.items():
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first[name] = time.perf_counter() - start
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - start)
-  return first, {name: statistics.median(t) for name, t in times.items()}
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """One side's interleaved calls.
+
+  Attributes:
+    first: seconds of the first call (compile, warm-up), not among `times`.
+    times: seconds of each timed call.
+    out: the last call's return value.
+  """
+
+  first: float
+  times: tuple[float, ...]
+  out: Any
+
+  @property
+  def median(self) -> float:
+    return statistics.median(self.times)
+
+  def spread(self, scale: float = 1.0, digits: int = 3) -> str:
+    """'min-max' of the timed calls in seconds x `scale`, printed next to the median."""
+    return f"{min(self.times) * scale:.{digits}f}-{max(self.times) * scale:.{digits}f}"
+
+
+def timed_call(fn) -> tuple[float, Any]:
+  """(seconds, result) of one call of `fn`, waiting for its JAX arrays."""
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return time.perf_counter() - start, out
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, Timing]:
+  """Each callable once apart (compile, warm-up), then `repeats` rounds calling each once, timed.
+
+  Every round starts with the next side in turn, so no side always runs first (or right after another).
+  Returns a `Timing` per name, in `fns`' order.
+  """
+  names, first, out = list(fns), {}, {}
+  for name in names:
+    first[name], out[name] = timed_call(fns[name])
+  times = {name: [] for name in names}
+  for round_ in range(repeats):
+    for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+      seconds, out[name] = timed_call(fns[name])
+      times[name].append(seconds)
+  return {name: Timing(first[name], tuple(times[name]), out[name]) for name in names}
+
+
+def print_sides(timing: dict[str, Timing], work: float, unit: str, label: str = "") -> None:
+  """Prints each side's rate (`work` / median, in `unit`) with its median, min-max and first call, then ratios.
+
+  The first side is ours; each ratio is another side's median over ours (above 1: ours is faster), and
+  the first of several others is the headline (the strongest baseline comes first).
+  """
+  prefix = f"[{label}] " if label else ""
+  width = max(map(len, timing))
+  for name, t in timing.items():
+    print(
+      f"{prefix}{name:{width}s} {work / t.median:10.1f} {unit} (median {t.median:.3f} s, min-max {t.spread()} s; "
+      f"first call {t.first:.1f} s, not counted)"
+    )
+  ours, *others = timing
+  for i, name in enumerate(others):
+    headline = " <- headline" if i == 0 and len(others) > 1 else ""
+    print(f"{prefix}ratio ({ours} / {name}): {timing[name].median / timing[ours].median:.2f}x{headline}")

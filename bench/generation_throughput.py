@@ -5,12 +5,15 @@ prompts and the same number of new tokens (no stop token), float32, on the same 
 with the same thread count: the process pins itself with sched_setaffinity before jax or torch
 start, XLA's CPU intra-op pool gets one thread per pinned CPU (PJRT_NPROC) and torch as many
 (torch.set_num_threads); the header prints both and a run where they differ is refused. The
-two sides alternate repeat by repeat; compile time (first call) is reported apart and excluded.
-Modes: 'sample' (T 1, top-k 20, top-p 0.95: transformers' sampling path with its top-k and top-p
-warpers) and 'greedy'. `--scaling` also reports our cost per token at two completion lengths (their
-runs alternate repeat by repeat too), and what grows with the length: cache attention alone (every
-layer, one decode query per row) at each run's mean filled slots, as a read rate of the filled cache
-next to the core's streaming read rate.
+sides alternate repeat by repeat, each starting a round in turn; compile time (first call) is
+reported apart and excluded; medians are printed with each side's min-max. Every side must return
+batch x new tokens. Modes: 'sample' (T 1, top-k 20, top-p 0.95), against two transformers sides:
+`generate` with its warpers off and a top-k-first-then-top-p logits processor (the headline: the
+strongest common baseline, as inference engines sample), and `generate` with its own TopK and TopP
+warpers (whose TopP sorts the whole vocabulary every step); and 'greedy'. `--scaling` also reports
+our cost per token at two completion lengths (their runs alternate repeat by repeat too), and what
+grows with the length: cache attention alone (every layer, one decode query per row) at each run's
+mean filled slots, as a read rate of the filled cache next to the core's streaming read rate.
 
   python bench/generation_throughput.py --batch 32
   python bench/generation_throughput.py --batch 1 --new_tokens 128
@@ -22,9 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import tempfile
-import time
 
 
 def parse_args():
@@ -36,7 +37,7 @@ def parse_args():
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--modes", default="sample,greedy")
   parser.add_argument("--cpus", default="0", help="comma-separated CPU ids both sides are pinned to")
   parser.add_argument("--scaling", default="", help="e.g. 128,1024: our per-token cost at these lengths")
@@ -58,8 +59,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_models import cpu_model, interleaved, model_config, same_threads  # noqa: E402
+from bench_models import cpu_model, interleaved, model_config, print_sides, same_threads  # noqa: E402
 from flax import nnx  # noqa: E402
+from sampler_baselines import transformers_generate_kwargs  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
 from ssd_jax.model import Transformer, cache_layout  # noqa: E402
@@ -71,56 +73,37 @@ from ssd_jax.sampling.params import SamplingParams  # noqa: E402
 
 SAMPLING = SamplingParams(temperature=1.0, top_k=20, top_p=0.95)
 GREEDY = SamplingParams(temperature=0.0)
+OURS = "ssd_jax Sampler"
 
 
 def ours(graphdef, state, prompts, new_tokens, params):
-  """A callable running one generation; returns the completions' token lists."""
+  """A callable running one generation; returns the completions' token lists, each `new_tokens` long."""
   sampler = Sampler(
     graphdef, max_len=len(prompts[0]) + new_tokens, batch_size=len(prompts), bucket_multiple=len(prompts[0])
   )
-  run = lambda: sampler.generate(state, prompts, params, max_new_tokens=new_tokens, progress=False)
-  return lambda: [g.token_ids.tolist() for g in run()]
-
-
-def theirs(module, prompts, new_tokens, params):
-  ids = torch.tensor(prompts)
-  kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=None)
-  if params.greedy:
-    kwargs.update(do_sample=False)
-  else:
-    kwargs.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
 
   def run():
-    with torch.no_grad():
-      out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
-    return out[:, ids.shape[1] :].numpy().tolist()
+    out = [
+      g.token_ids.tolist() for g in sampler.generate(state, prompts, params, max_new_tokens=new_tokens, progress=False)
+    ]
+    assert [len(ids) for ids in out] == [new_tokens] * len(prompts), "ssd_jax stopped early"
+    return out
 
   return run
 
 
-def timed(fn):
-  start = time.perf_counter()
-  out = fn()
-  return time.perf_counter() - start, out
+def theirs(module, prompts, new_tokens, generate_kwargs):
+  """A callable running one transformers `generate`; returns the new tokens, [batch, new_tokens] as lists."""
+  ids = torch.tensor(prompts)
+  kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=None, **generate_kwargs)
 
+  def run():
+    with torch.no_grad():
+      out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+    assert out.shape == (len(prompts), ids.shape[1] + new_tokens), f"transformers returned {tuple(out.shape)}"
+    return out[:, ids.shape[1] :].numpy().tolist()
 
-def compare(name, ours_run, hf_run, generated, repeats):
-  """Alternates the two sides; prints medians, compile time and the ratio. Returns our last tokens."""
-  first, _ = timed(ours_run)  # compiles
-  hf_run()  # warm-up
-  ours_times, hf_times = [], []
-  for _ in range(repeats):
-    seconds, ours_ids = timed(ours_run)
-    ours_times.append(seconds)
-    seconds, hf_ids = timed(hf_run)
-    hf_times.append(seconds)
-  ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
-  print(
-    f"[{name}] ssd_jax Sampler:       {generated / ours_s:10.1f} tokens/s ({ours_s:.3f} s; first call {first:.1f} s)"
-  )
-  print(f"[{name}] transformers generate: {generated / hf_s:10.1f} tokens/s ({hf_s:.3f} s)")
-  print(f"[{name}] ratio (ssd_jax / transformers): {hf_s / ours_s:.2f}x")
-  return ours_ids, hf_ids
+  return run
 
 
 def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], repeats: int = 20) -> None:
@@ -144,15 +127,19 @@ def attention_read_rates(cfg, batch: int, prompt_len: int, lengths: list[int], r
     read[new_tokens] = 2 * cfg.num_layers * batch * filled[new_tokens] * cfg.num_kv_heads * cfg.head_dim * 4
   streamed = read[lengths[-1]]
   fns["stream"] = functools.partial(jax.jit(jnp.sum), jnp.ones((streamed // 4,), jnp.float32))
-  _, median = interleaved(fns, repeats)
+  timing = interleaved(fns, repeats)
   for new_tokens in lengths:
-    seconds = median[new_tokens]
+    seconds = timing[new_tokens].median
     print(
       f"[scaling] cache attention alone at {new_tokens} new tokens ({filled[new_tokens]} mean filled slots, "
-      f"{read[new_tokens] / 1e6:.0f} MB of keys and values): {seconds * 1e3:.2f} ms per step, "
-      f"{read[new_tokens] / seconds / 1e9:.1f} GB/s"
+      f"{read[new_tokens] / 1e6:.0f} MB of keys and values): {seconds * 1e3:.2f} ms per step "
+      f"(min-max {timing[new_tokens].spread(1e3, 2)} ms), {read[new_tokens] / seconds / 1e9:.1f} GB/s"
     )
-  print(f"[scaling] streaming read of {streamed / 1e6:.0f} MB (jnp.sum): {streamed / median['stream'] / 1e9:.1f} GB/s")
+  stream = timing["stream"]
+  print(
+    f"[scaling] streaming read of {streamed / 1e6:.0f} MB (jnp.sum): {streamed / stream.median / 1e9:.1f} GB/s "
+    f"(min-max {stream.spread(1e3, 2)} ms)"
+  )
 
 
 def main():
@@ -179,23 +166,25 @@ def main():
   for mode in args.modes:
     params = {"sample": SAMPLING, "greedy": GREEDY}[mode]
     label = "greedy" if params.greedy else f"sample T {params.temperature}, top-k {params.top_k}, top-p {params.top_p}"
-    ours_ids, hf_ids = compare(
-      label,
-      ours(graphdef, state, prompts, args.new_tokens, params),
-      theirs(module, prompts, args.new_tokens, params),
-      generated,
-      args.repeats,
-    )
+    runs = {OURS: ours(graphdef, state, prompts, args.new_tokens, params)}
+    for name, kwargs in transformers_generate_kwargs(params).items():
+      runs[name] = theirs(module, prompts, args.new_tokens, kwargs)
+    timing = interleaved(runs, args.repeats)
+    print_sides(timing, generated, "tokens/s", label)
     if params.greedy:
+      ours_ids, hf_ids = (t.out for t in timing.values())
       agree = np.mean(np.asarray(ours_ids) == np.asarray(hf_ids))
       print(f"[greedy] tokens identical to transformers: {agree:.1%}")
   if args.scaling:
     # The lengths alternate repeat by repeat, so a drift in the machine's speed moves both alike.
     runs = {new_tokens: ours(graphdef, state, prompts, new_tokens, SAMPLING) for new_tokens in args.scaling}
-    _, median = interleaved(runs, args.repeats)
-    costs = {new_tokens: median[new_tokens] / new_tokens for new_tokens in args.scaling}
+    timing = interleaved(runs, args.repeats)
+    costs = {new_tokens: timing[new_tokens].median / new_tokens for new_tokens in args.scaling}
     for new_tokens in args.scaling:
-      print(f"[scaling] {new_tokens} new tokens: {costs[new_tokens] * 1e3:.2f} ms per step (batch {args.batch})")
+      print(
+        f"[scaling] {new_tokens} new tokens: {costs[new_tokens] * 1e3:.2f} ms per step "
+        f"(min-max {timing[new_tokens].spread(1e3 / new_tokens, 2)} ms; batch {args.batch})"
+      )
     short, long = args.scaling[0], args.scaling[-1]
     print(f"[scaling] per-token cost at {long} / at {short} new tokens: {costs[long] / costs[short]:.2f}x")
     attention_read_rates(cfg, args.batch, args.prompt_len, args.scaling)

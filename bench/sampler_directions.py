@@ -41,7 +41,7 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_th
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import cpu_model, interleaved  # noqa: E402
+from bench_models import cpu_model, interleaved, timed_call  # noqa: E402
 from jax import lax  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
@@ -155,14 +155,17 @@ def fused_running_blocks(h: jax.Array, table: jax.Array, chunk: int):
   return values, jnp.take_along_axis(ids, position, axis=-1), raw_max, jnp.log(raw_sum)
 
 
-def _time_and_print(title: str, fns: dict, base: str, repeats: int) -> None:
-  """Times `fns` interleaved and prints each median against `base`'s, with the first call apart."""
-  first, median = interleaved(fns, repeats)
+def _time_and_print(title: str, fns: dict, compiled: dict, base: str, repeats: int) -> None:
+  """Times `fns` interleaved and prints each median and min-max against `base`'s median.
+
+  `compiled` holds each one's first call (compile), timed where the result checks made it.
+  """
+  timing = interleaved(fns, repeats)
   print(title)
-  for name in median:
+  for name, t in timing.items():
     print(
-      f"  {name:38s} {median[name] * 1e3:9.1f} ms   {median[name] / median[base]:5.2f}x {base:>10s}"
-      f"   first call {first[name]:5.2f} s"
+      f"  {name:38s} {t.median * 1e3:9.1f} ms (min-max {t.spread(1e3, 1)})   {t.median / timing[base].median:5.2f}x "
+      f"{base:>10s}   compile + first call {compiled[name]:5.2f} s"
     )
 
 
@@ -170,15 +173,19 @@ def thresholds_per_pass(args) -> None:
   """Direction 1: the top-p search with several thresholds per pass."""
   rows = SamplingParams(temperature=0.7, top_k=0, top_p=0.95).rows(args.batch)
   logits = jax.random.normal(jax.random.key(0), (args.batch, args.vocab)) * 3
-  reference = truncation.truncation_cutoff(logits, rows)
   fns = {"library bisection (truncation_cutoff)": lambda: truncation.truncation_cutoff(logits, rows)}
   for count in [int(p) for p in args.thresholds.split(",")]:
-    cut = top_p_cutoff_several(logits, rows, count)
-    if not bool(jnp.all(cut == reference)):
-      raise AssertionError(f"{count} thresholds per pass changed the cut-off")
     fns[f"{count} threshold(s) per pass"] = functools.partial(top_p_cutoff_several, logits, rows, count)
+  # The checks make every first call (compile), so they are timed here.
+  compiled, reference = {}, None
+  for name, fn in fns.items():
+    compiled[name], cut = timed_call(fn)
+    if reference is None:
+      reference = cut
+    elif not bool(jnp.all(cut == reference)):
+      raise AssertionError(f"{name} changed the cut-off")
   title = f"[thresholds] top-p 0.95 search, T 0.7, top-k off, [{args.batch}, {args.vocab}] float32 normal x 3"
-  _time_and_print(f"{title} (cut-offs equal to the library's)", fns, "1 threshold(s) per pass", args.repeats)
+  _time_and_print(f"{title} (cut-offs equal to the library's)", fns, compiled, "1 threshold(s) per pass", args.repeats)
 
 
 def fused_lm_head(args) -> None:
@@ -186,17 +193,25 @@ def fused_lm_head(args) -> None:
   rng = np.random.default_rng(0)
   h = jnp.asarray(rng.normal(size=(args.batch, args.hidden)), jnp.float32)
   table = jnp.asarray(rng.normal(size=(args.vocab, args.hidden)) * 0.05, jnp.float32)
-  reference = head_then_candidates(h, table)
   fns = {"matmul, then candidates": lambda: head_then_candidates(h, table)}
   for chunk in [int(c) for c in args.chunks.split(",")]:
     for name, fused in [("running top-128", fused_running_top), ("running blocks", fused_running_blocks)]:
-      out = fused(h, table, chunk)
-      if not (bool(jnp.all(out[0] == reference[0])) and bool(jnp.all(out[1] == reference[1]))):
-        raise AssertionError(f"fused {name} at chunk {chunk} changed the candidates")
       fns[f"fused, {name}, chunk {chunk}"] = functools.partial(fused, h, table, chunk)
+  # The checks make every first call (compile), so they are timed here.
+  compiled, reference = {}, None
+  for name, fn in fns.items():
+    compiled[name], out = timed_call(fn)
+    if reference is None:
+      reference = out
+    elif not (bool(jnp.all(out[0] == reference[0])) and bool(jnp.all(out[1] == reference[1]))):
+      raise AssertionError(f"{name} changed the candidates")
   title = f"[fused LM head] h [{args.batch}, {args.hidden}] @ table [{args.vocab}, {args.hidden}].T float32"
   _time_and_print(
-    f"{title} (candidates and indices equal to the unfused pass)", fns, "matmul, then candidates", args.repeats
+    f"{title} (candidates and indices equal to the unfused pass)",
+    fns,
+    compiled,
+    "matmul, then candidates",
+    args.repeats,
   )
 
 

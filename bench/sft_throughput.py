@@ -5,8 +5,9 @@ loss on every next token, AdamW (0.9, 0.95, wd 0.1), float32, one optimizer upda
 `ssd_jax.train.sft_step` (chunked cross-entropy, donated state); the baseline is `Qwen3ForCausalLM` with
 `labels=` and `torch.optim.AdamW`, with weight decay on matrices only (not norms or biases), as ours masks it.
 Both sides' loss at step 0 (same initial weights, same batch) is checked equal. The process is pinned to
---threads cores before either framework starts its thread pool, and torch uses that many threads. The two
-sides alternate step by step; compilation and a warm-up step are excluded. Prints tokens/s of each, the
+--threads cores before numpy, jax or torch start a thread pool; XLA's CPU pool (PJRT_NPROC) and torch get one
+thread per core, checked. The two sides alternate step by step, each starting a round in turn, on the same
+batches; compilation (and torch's warm-up step) is excluded. Prints tokens/s of each with its min-max, the
 ratio, the shape and the machine.
 
   python bench/sft_throughput.py                      # ~1-2 minutes on 2 CPU cores
@@ -16,24 +17,43 @@ ratio, the shape and the machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import statistics
 import tempfile
-import time
 
-import jax
-import numpy as np
-import torch
-import transformers
-from bench_models import cpu_model, model_config, sft_rows  # The same Qwen3-shaped model as the generation benchmark.
-from flax import nnx
 
-from ssd_jax import host_platform
-from ssd_jax.model import ModelConfig, Transformer
-from ssd_jax.model.hf import save_hf
-from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
-from ssd_jax.train.sft_step import make_sft_step
-from ssd_jax.train.train_state import init_train_state
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--hidden", type=int, default=256)
+  parser.add_argument("--layers", type=int, default=4)
+  parser.add_argument("--heads", type=int, default=4)
+  parser.add_argument("--vocab", type=int, default=32_768)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--seq_len", type=int, default=256)
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores both sides are pinned to")
+  return parser.parse_args()
+
+
+ARGS = parse_args()
+CORES = sorted(os.sched_getaffinity(0))[: ARGS.threads]
+# Before numpy, jax and torch start their thread pools: both sides get the same cores.
+os.sched_setaffinity(0, set(CORES))
+os.environ["PJRT_NPROC"] = str(len(CORES))  # XLA's CPU intra-op pool: one thread per pinned CPU, as torch.
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from bench_models import cpu_model, interleaved, model_config, print_sides, same_threads, sft_rows  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from ssd_jax import host_platform  # noqa: E402
+from ssd_jax.model import ModelConfig, Transformer  # noqa: E402
+from ssd_jax.model.hf import save_hf  # noqa: E402
+from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer  # noqa: E402
+from ssd_jax.train.sft_step import make_sft_step  # noqa: E402
+from ssd_jax.train.train_state import init_train_state  # noqa: E402
 
 LEARNING_RATE = 1e-4
 
@@ -87,43 +107,27 @@ def torch_step(cfg: ModelConfig):
 
 def main():
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=32_768)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--seq_len", type=int, default=256)
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores both sides are pinned to")
-  args = parser.parse_args()
-  # Before either framework starts its thread pools: both sides get the same cores.
-  cores = sorted(os.sched_getaffinity(0))[: args.threads]
-  os.sched_setaffinity(0, set(cores))
-  torch.set_num_threads(len(cores))
+  args = ARGS
+  torch.set_num_threads(len(CORES))
+  threads = same_threads(CORES, torch.get_num_threads())
   cfg = model_config(args)
   rng = np.random.default_rng(0)
   batches = [sft_rows(rng.integers(1, args.vocab, (args.batch, args.seq_len), dtype=np.int32)) for _ in range(3)]
   tokens = args.batch * args.seq_len
 
-  sides = {"ours": our_step(cfg, args.steps), "torch": torch_step(cfg)}
-  start = time.perf_counter()
-  ours_loss = sides["ours"](batches[0])
-  compile_s = time.perf_counter() - start
-  torch_loss = sides["torch"](batches[0])  # Warm-up.
+  steps = {"ssd_jax SFT step": our_step(cfg, args.steps), "PyTorch/transformers step": torch_step(cfg)}
+  losses = {name: [] for name in steps}
+
+  def walk(name):
+    """Each side walks the same batches in the same order; its first call (compile, warm-up) takes the first."""
+    order = itertools.cycle(batches)
+    return lambda: losses[name].append(steps[name](next(order)))
+
+  timing = interleaved({name: walk(name) for name in steps}, args.steps)
+  ours_loss, torch_loss = (losses[name][0] for name in steps)
   # Same weights, same batch: the step-0 losses differ only by float32 rounding.
   np.testing.assert_allclose(ours_loss, torch_loss, rtol=1e-4, err_msg="step-0 losses differ")
-  times = {name: [] for name in sides}
-  for i in range(args.steps):  # Alternating, so both sides see the same machine state.
-    for name, one in sides.items():
-      start = time.perf_counter()
-      one(batches[(i + 1) % len(batches)])
-      times[name].append(time.perf_counter() - start)
-  ours_s, torch_s = statistics.median(times["ours"]), statistics.median(times["torch"])
-  print(
-    f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {cores}; jax backend "
-    f"{jax.default_backend()}, torch threads {torch.get_num_threads()}"
-  )
+  print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, pinned to {CORES}; jax {jax.default_backend()}; {threads}")
   print(
     f"model: hidden {cfg.hidden_size}, layers {cfg.num_layers}, heads {cfg.num_heads}/{cfg.num_kv_heads}, "
     f"vocab {cfg.vocab_size}, {cfg.num_params / 1e6:.1f}M params, float32"
@@ -132,11 +136,7 @@ def main():
     f"shape: batch {args.batch} x seq_len {args.seq_len} = {tokens} tokens per step, AdamW, median of "
     f"{args.steps} alternating steps"
   )
-  print(
-    f"ssd_jax SFT step:           {tokens / ours_s:10.1f} tokens/s ({ours_s * 1e3:.0f} ms/step; compile {compile_s:.1f} s)"
-  )
-  print(f"PyTorch/transformers step:  {tokens / torch_s:10.1f} tokens/s ({torch_s * 1e3:.0f} ms/step)")
-  print(f"ratio (ssd_jax / PyTorch): {torch_s / ours_s:.2f}x")
+  print_sides(timing, tokens, "tokens/s")
   print(f"step-0 loss: ssd_jax {ours_loss:.6f}, PyTorch {torch_loss:.6f} (checked equal within 1e-4)")
 
 

@@ -5,8 +5,9 @@ whole-vocabulary search otherwise), the bisection reference, and the fused Palla
 accelerator runs it. Baselines: top-k first then top-p over the k survivors (XLA, and torch as
 inference engines do it), the transformers sampling path (TopK and TopP logits warpers, softmax,
 multinomial), and sort-based top-p. All implementations are timed in turn, round after round
-(interleaved), with compile time apart; medians are printed with ratios. `--forward` also times
-one decode step of a model with this vocabulary, the cost the sampler is added to. On an
+(interleaved, each starting a round in turn), with compile time apart; medians are printed with
+their min-max and ratios. `--forward` also times one decode step of a model with this vocabulary,
+the cost the sampler is added to, in the same rounds. On an
 accelerator, the fraction of the HBM roofline (logits bytes / time / peak bandwidth) is printed.
 
   python bench/truncated_sampling.py --cpus 0 --batches 32 --top_p 0.95 --temperature 1 --forward
@@ -25,10 +26,9 @@ parameters are the SSD paper's training setting (T 1.6, top-k 20, top-p 0.8) unl
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import statistics
 import sys
-import time
 
 
 def _pin_from_argv() -> list[int]:
@@ -48,7 +48,7 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import cpu_model, same_threads, xla_cpu_threads  # noqa: E402
+from bench_models import cpu_model, interleaved, same_threads, xla_cpu_threads  # noqa: E402
 from sampler_baselines import top_k_first_xla, top_k_first_xla_kept, torch_kept, torch_samplers  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
@@ -70,6 +70,9 @@ PEAK_HBM_BYTES_PER_S = {
   "TPU v6 lite": 1.64e12,
   "TPU v4": 1.2e12,
 }
+
+
+FORWARD = "forward decode step"
 
 
 def peak_bandwidth(device) -> float | None:
@@ -105,8 +108,8 @@ def implementations(on_accelerator: bool, params: SamplingParams):
   return out
 
 
-def _forward_step_seconds(batch: int, vocab: int, args) -> float:
-  """One decode step (cache of args.context filled slots) of the benchmark model with this vocabulary."""
+def _forward_step(batch: int, vocab: int, args):
+  """A callable running one decode step (cache of args.context filled slots) of a model with this vocabulary."""
   from flax import nnx
 
   from ssd_jax.model import KVCache, ModelConfig, Transformer
@@ -134,16 +137,10 @@ def _forward_step_seconds(batch: int, vocab: int, args) -> float:
       graphdef, s, jnp.ones((batch,), jnp.int32), jnp.full((batch,), args.context), jnp.ones((batch,), bool), c
     )[0]
   )
-  jax.block_until_ready(step(state, cache))
-  times = []
-  for _ in range(args.iters):
-    start = time.perf_counter()
-    jax.block_until_ready(step(state, cache))
-    times.append(time.perf_counter() - start)
   print(
     f"  model: hidden {args.hidden}, layers {args.layers}, {cfg.num_params / 1e6:.1f}M params, float32, {args.context} cached tokens"
   )
-  return statistics.median(times)
+  return lambda: step(state, cache)
 
 
 def check_supports(logits, x_torch, rows, params: SamplingParams) -> None:
@@ -176,12 +173,6 @@ def check_supports(logits, x_torch, rows, params: SamplingParams) -> None:
   assert np.array_equal(kept["ours: xla fast path"], exact), (
     "our fast path's truncated set differs from the reference's"
   )
-
-
-def _run(fn, framework, x_jax, x_torch, rows, key):
-  if framework == "torch":
-    return fn(x_torch, rows, key)
-  return jax.block_until_ready(fn(x_jax, rows, key))
 
 
 def run_timings(args) -> None:
@@ -223,26 +214,28 @@ def run_timings(args) -> None:
       print(f"[batch {batch}, vocab {vocab}{shape}] logits read: {read / 1e6:.1f} MB")
       if not on_accelerator:
         check_supports(logits, x_torch, rows, args.params)
-      compile_s, times = {}, {name: [] for name in impls}
-      for name, (fn, framework) in impls.items():
-        start = time.perf_counter()
-        _run(fn, framework, logits, x_torch, rows, key)
-        compile_s[name] = time.perf_counter() - start
-      for _ in range(args.iters):  # round-robin: every implementation sees the same machine load
-        for name, (fn, framework) in impls.items():
-          start = time.perf_counter()
-          _run(fn, framework, logits, x_torch, rows, key)
-          times[name].append(time.perf_counter() - start)
-      medians = {name: statistics.median(t) for name, t in times.items()}
-      ours = medians["ours: xla fast path"]
-      for name, seconds in medians.items():
-        line = f"  {name:30s} {seconds * 1e3:9.3f} ms  (first call {compile_s[name]:6.2f} s)  {seconds / ours:6.2f}x the time of ours"
+      fns = {
+        name: functools.partial(fn, x_torch if framework == "torch" else logits, rows, key)
+        for name, (fn, framework) in impls.items()
+      }
+      if args.forward:  # In the same rounds, so "sampler / forward" compares the same machine load.
+        fns[FORWARD] = _forward_step(batch, vocab, args)
+      timing = interleaved(fns, args.iters)
+      forward = timing.pop(FORWARD, None)
+      ours = timing["ours: xla fast path"].median
+      for name, t in timing.items():
+        line = (
+          f"  {name:30s} {t.median * 1e3:9.3f} ms (min-max {t.spread(1e3)})  (first call {t.first:6.2f} s)  "
+          f"{t.median / ours:6.2f}x the time of ours"
+        )
         if peak is not None:
-          line += f"   HBM roofline {read / seconds / peak * 100:6.2f}%"
+          line += f"   HBM roofline {read / t.median / peak * 100:6.2f}%"
         print(line)
-      if args.forward:
-        forward = _forward_step_seconds(batch, vocab, args)
-        print(f"  forward decode step            {forward * 1e3:9.3f} ms;  ours / forward = {ours / forward:.2f}")
+      if forward is not None:
+        print(
+          f"  {FORWARD:30s} {forward.median * 1e3:9.3f} ms (min-max {forward.spread(1e3)});  "
+          f"ours / forward = {ours / forward.median:.2f}"
+        )
 
 
 def run_agreement_check(args) -> None:
@@ -317,7 +310,7 @@ def parse_args():
   parser.add_argument("--batches", default="1,8,64,256" if on_accelerator else "1,8")
   parser.add_argument("--vocabs", default="151936,128256" if on_accelerator else "151936")
   parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-  parser.add_argument("--iters", type=int, default=20 if on_accelerator else 3)
+  parser.add_argument("--iters", type=int, default=20 if on_accelerator else 5)
   parser.add_argument("--temperature", type=float, default=1.6)
   parser.add_argument("--top_k", type=int, default=20)
   parser.add_argument("--top_p", type=float, default=0.8)

@@ -6,14 +6,17 @@ Without agreement the others waited at the next barrier until it timed out (an u
 
 import json
 import pathlib
+import re
 import sys
 
 import multiprocess_fixtures as mp
 
 WORKER = pathlib.Path(__file__).with_name("agreement_worker.py")
 
-TIMEOUT_S = 240
-QUICK_S = 20  # Far below the barrier timeouts a host left behind used to wait for.
+TIMEOUT_S = 240  # A hang guard for the whole run, not a measure of speed.
+# How a barrier that timed out reads (gloo, the coordination service, Orbax): a host left behind at a barrier
+# ends there with such an error, on a fast machine or a slow one, instead of the outcome each step expects.
+BARRIER_TIMEOUT = re.compile(r"timed? ?out|deadline", re.IGNORECASE)
 
 
 def test_one_host_failures_stop_every_host_with_the_reason(tmp_path):
@@ -23,7 +26,7 @@ def test_one_host_failures_stop_every_host_with_the_reason(tmp_path):
   mp.wait(mp.start(commands, logs, mp.process_env(devices_each=2)), logs, TIMEOUT_S)
   p0, p1 = (json.loads((tmp_path / f"result_{i}.json").read_text()) for i in range(2))
   for result in (p0, p1):
-    assert all(step["seconds"] < QUICK_S for step in result.values()), result
+    assert not [name for name, step in result.items() if BARRIER_TIMEOUT.search(step.get("message", ""))], result
 
   # A check failing on process 1 only: its own error there, the reason on process 0.
   assert p1["everywhere"]["raised"] == "ValueError"
