@@ -27,14 +27,12 @@ import functools
 import os
 import tempfile
 
+from bench_flags import add_model_flags
+
 
 def parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=32_768)
-  parser.add_argument("--batch", type=int, default=8)
+  add_model_flags(parser, batch=8)
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)

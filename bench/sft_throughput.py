@@ -21,14 +21,12 @@ import itertools
 import os
 import tempfile
 
+from bench_flags import add_model_flags
+
 
 def parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--vocab", type=int, default=32_768)
-  parser.add_argument("--batch", type=int, default=8)
+  add_model_flags(parser, batch=8)
   parser.add_argument("--seq_len", type=int, default=256)
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores both sides are pinned to")
