@@ -109,7 +109,10 @@ def functional_got(message: str) -> str | None:
   return message[start:].split("\ngot ", 1)[1]
 
 
-def _test_case(name: str, case: dict, func_name: str) -> TestCase:
+def _test_case(name: str, case: dict, func_name: str, where: str) -> TestCase:
+  missing = [k for k in ("input", "output") if not isinstance(case, dict) or not isinstance(case.get(k), str)]
+  if missing:
+    raise ValueError(f"{where}: test case {name} has no {missing} (a string each)")
   if case.get("testtype", "stdin") == "functional":
     if not func_name.isidentifier():
       raise ValueError(f"{name}: functional test needs metadata.func_name to be a name, got {func_name!r}")
@@ -127,17 +130,22 @@ def livecodebench_problem(record: dict, where: str = "LiveCodeBench record") -> 
     record: one release-format record; its id is `question_id` (or `task_id`).
     where: names the record in error messages (e.g. `file.jsonl:12`).
   """
+  if not isinstance(record, dict):
+    raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
   task_id = next((str(record[key]) for key in ("question_id", "task_id") if record.get(key) not in (None, "")), "")
   if not task_id:
     raise ValueError(f"{where}: no question_id (or task_id)")
   metadata = record.get("metadata") or {}
   if isinstance(metadata, str):
-    metadata = json.loads(metadata) if metadata.strip() else {}
+    try:
+      metadata = json.loads(metadata) if metadata.strip() else {}
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{where}: metadata is not valid JSON ({e.msg})") from None
   func_name = metadata.get("func_name", "")
   public = decode_test_cases(record.get("public_test_cases", []))
   private = decode_test_cases(record.get("private_test_cases", []))
-  public_tests = tuple(_test_case(f"public_{i}", c, func_name) for i, c in enumerate(public))
-  private_tests = tuple(_test_case(f"private_{i}", c, func_name) for i, c in enumerate(private))
+  public_tests = tuple(_test_case(f"public_{i}", c, func_name, where) for i, c in enumerate(public))
+  private_tests = tuple(_test_case(f"private_{i}", c, func_name, where) for i, c in enumerate(private))
   return Problem(
     task_id=task_id,
     question=record.get("question_content", ""),

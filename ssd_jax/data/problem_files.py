@@ -20,7 +20,7 @@ from typing import Any
 
 from ssd_jax.data import livecodebench
 from ssd_jax.data.problems import Problem, TestCase, refuse_repeated_task_id
-from ssd_jax.data.text_files import jsonl_records, open_text
+from ssd_jax.data.text_files import jsonl_records, open_text, require_file
 
 PROBLEM_TEXT_FIELDS = (
   "task_id",
@@ -34,6 +34,9 @@ PROBLEM_TEXT_FIELDS = (
   "title",
 )
 PROBLEM_TEST_FIELDS = ("tests", "public_tests")
+_FIELDS = (*PROBLEM_TEXT_FIELDS, *PROBLEM_TEST_FIELDS)
+# What a HumanEval record holds.
+_HUMANEVAL_FIELDS = ("task_id", "prompt", "entry_point", "test", "canonical_solution")
 TEST_CASE_FIELDS = ("name", "code", "stdin", "expected_stdout")
 HUMANEVAL_QUESTION = "Complete the Python function `{entry_point}` so that it does what its docstring describes."
 
@@ -75,7 +78,8 @@ def problem_from_dict(
     raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
   unknown = set(record) - set(PROBLEM_TEXT_FIELDS) - set(PROBLEM_TEST_FIELDS)
   if unknown and not allow_extra_fields:
-    raise ValueError(f"{where}: unknown fields {sorted(unknown)} (pass allow_extra_fields=True to ignore them)")
+    hint = " (a HumanEval file? use source 'humaneval' or --problems=humaneval)" if "prompt" in unknown else ""
+    raise ValueError(f"{where}: unknown fields {sorted(unknown)}; a problem has {sorted(_FIELDS)}{hint}")
   question = record.get("question")
   if not isinstance(question, str) or not question.strip():
     raise ValueError(f"{where}: 'question' must be a non-empty string")
@@ -104,8 +108,7 @@ def load_jsonl_problems(path: str | os.PathLike, allow_extra_fields: bool = Fals
     ValueError: a line is not a valid problem, or repeats an earlier line's task_id.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"problem set {path!r} does not exist")
+  require_file(path, "problem set")
   stem = os.path.basename(path).split(".")[0]
   problems, seen = [], {}
   for where, line_number, record in jsonl_records(path):
@@ -133,6 +136,9 @@ def load_humaneval_problems(path: str | os.PathLike | None = None) -> list[Probl
   path = os.fspath(path) if path is not None else _humaneval_default_path()
   problems, seen = [], {}
   for where, line_number, row in jsonl_records(path):
+    missing = [k for k in _HUMANEVAL_FIELDS if not isinstance(row, dict) or k not in row]
+    if missing:
+      raise ValueError(f"{where}: not a HumanEval record: no {missing} (a problem set in another format?)")
     refuse_repeated_task_id(seen, row["task_id"], where, line_number)
     entry_point = row["entry_point"]
     check = TestCase(name="check", code=f"{row['test'].rstrip()}\n\n\ncheck({entry_point})\n")
@@ -216,9 +222,12 @@ def _is_livecodebench(path: str) -> bool:
     for line_number, line in enumerate(f, start=1):
       if line.strip():
         try:
-          return "question_content" in json.loads(line)
+          record = json.loads(line)
         except json.JSONDecodeError as e:
           raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from e
+        if not isinstance(record, dict):
+          raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
+        return "question_content" in record
   return False
 
 
@@ -237,10 +246,8 @@ def load_problem_file(
   """
   if spec == "humaneval":
     problems = load_humaneval_problems()
-  elif not os.path.isfile(spec):
-    raise FileNotFoundError(f"problem set {spec!r} does not exist")
-  elif _is_livecodebench(spec):
-    problems = livecodebench.load_livecodebench(spec)
   else:
-    problems = load_jsonl_problems(spec)
+    require_file(spec, "problem set")
+    loader = livecodebench.load_livecodebench if _is_livecodebench(spec) else load_jsonl_problems
+    problems = loader(spec)
   return livecodebench.filter_problems(problems, difficulties, start_date, end_date)

@@ -16,6 +16,13 @@ def open_text(path: str | os.PathLike) -> IO[str]:
   return opener(path, "rt", encoding="utf-8")
 
 
+def require_file(path: str | os.PathLike, what: str) -> None:
+  """Raises FileNotFoundError naming `what` (e.g. "problem set") when `path` is no file: a directory, or nothing."""
+  if not os.path.isfile(path):
+    state = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
+    raise FileNotFoundError(f"{what} {os.fspath(path)!r} {state}")
+
+
 def jsonl_records(path: str | os.PathLike) -> Iterator[tuple[str, int, Any]]:
   """(`path:line`, line number, record) for each non-blank line of a JSONL(.gz) file.
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from collections.abc import Sequence
 
 from ssd_jax.atomic_write import atomic_open
+from ssd_jax.data.text_files import require_file
 
 
 def write_completions(path: str, task_ids: Sequence[str], completions: Sequence[Sequence[str]]) -> None:
@@ -29,8 +29,7 @@ def load_completions(path: str) -> dict[str, list[str]]:
     FileNotFoundError: no such file.
     ValueError: naming the file and line of a malformed record.
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"completions file {path!r} does not exist")
+  require_file(path, "completions file")
   grouped: dict[str, list[str]] = collections.defaultdict(list)
   with open(path, encoding="utf-8") as f:
     for line_no, line in enumerate(f, 1):
