@@ -25,6 +25,12 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (with --coordinator_address).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+_PRINT_CONFIG = flags.DEFINE_bool(
+  "print_config",
+  False,
+  "Print every field of the config, with --config.* overrides applied and checked, and exit (each field is "
+  "documented where ssd_jax/config/ defines it).",
+)
 _SINGLE_PROCESS = flags.DEFINE_bool("single_process", False, "Run alone even where a multi-host cluster is detected.")
 _RESTART = flags.DEFINE_list(
   "restart",
@@ -92,6 +98,9 @@ def main(argv: list[str]) -> None:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
     sys.exit(f"error: {e}")
+  if _PRINT_CONFIG.value:
+    print(config)
+    return
   workdir_problem = workdir_error(_WORKDIR.value)
   if workdir_problem:
     sys.exit(f"error: {workdir_problem}")

@@ -152,3 +152,10 @@ def test_cli_names_a_config_file_without_get_config(tmp_path):
   )
   assert result.returncode == 2
   assert result.stderr.strip() == "error: the --config file defines no get_config() returning the config"
+
+
+def test_print_config_lists_every_field_with_overrides_and_exits(tmp_path):
+  result = _main(f"--workdir={tmp_path / 'never'}", "--config.sampling.temperature=0.9", "--print_config")
+  assert result.returncode == 0, result.stderr
+  assert "temperature: 0.9" in result.stdout and "max_new_tokens:" in result.stdout
+  assert not (tmp_path / "never").exists()
