@@ -18,6 +18,7 @@ from ssd_jax.data.chat import format_user_prompt
 from ssd_jax.evals import IsolationError, Sandbox
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.onpolicy_setup import fitting_training_prompts
 from ssd_jax.pipeline.sampling_setup import prompts_that_fit, unfit_prompt_error
 
 # Stage -> the problem sections it reads.
@@ -136,6 +137,11 @@ def _prompt_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         "sampling.max_new_tokens",
         "synthesize.problems",
       )
+    except config_lib.ConfigError as e:
+      errors.append(str(e))
+  if "self_distill" in names:
+    try:
+      fitting_training_prompts(ctx.prompts(config.self_distill.problems).ids, config.self_distill)
     except config_lib.ConfigError as e:
       errors.append(str(e))
   if _evaluates(config, names):

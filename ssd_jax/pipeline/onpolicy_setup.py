@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from ssd_jax.config import ConfigError
 from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, method_settings
 from ssd_jax.onpolicy.learner import LearnerConfig, MethodSpec
 from ssd_jax.onpolicy.rollouts import TeacherSpec
@@ -63,3 +64,20 @@ def learner_config(config: ml_collections.ConfigDict, out_dir: str) -> LearnerCo
 
 def method_done(model_dir: str) -> bool:
   return os.path.isfile(os.path.join(model_dir, "config.json"))
+
+
+def fitting_training_prompts(prompt_ids, section: ml_collections.ConfigDict) -> list[int]:
+  """Indices of the self_distill prompts within `self_distill.max_prompt_len` (longer problems are skipped).
+
+  Raises:
+    ConfigError: fewer fit than `self_distill.prompts_per_step`, naming both fields and the shortest prompt.
+  """
+  fitting = [i for i, ids in enumerate(prompt_ids) if len(ids) <= section.max_prompt_len]
+  if len(fitting) < section.prompts_per_step:
+    shortest = min((len(ids) for ids in prompt_ids), default=0)
+    raise ConfigError(
+      f"field 'self_distill.max_prompt_len' = {section.max_prompt_len} fits {len(fitting)} of the "
+      f"{len(prompt_ids)} prompts of field 'self_distill.problems' (the shortest has {shortest} tokens), fewer "
+      f"than field 'self_distill.prompts_per_step' = {section.prompts_per_step}"
+    )
+  return fitting

@@ -28,12 +28,7 @@ from ssd_jax.pipeline.teacher_check import diagnose_teacher
 def _training_prompts(ctx: RunContext) -> PromptSet:
   section = ctx.config.self_distill
   prompts = ctx.prompts(section.problems)
-  fitting = [i for i, ids in enumerate(prompts.ids) if len(ids) <= section.max_prompt_len]
-  if not fitting:
-    raise ValueError(
-      f"no prompt of {section.problems.source!r} fits in self_distill.max_prompt_len = {section.max_prompt_len}"
-    )
-  return prompts.select(fitting)
+  return prompts.select(onpolicy_setup.fitting_training_prompts(prompts.ids, section))
 
 
 def run(ctx: RunContext) -> None:
