@@ -23,6 +23,10 @@ def _pct(x: float | None, signed: bool = False) -> str:
   return signed_text(100 * x, 1) if signed else f"{100 * x:.1f}"
 
 
+# Wide enough for "+0.00 (no problem differs) (12)" and "+0.00 [-0.50, +0.50] (12)" with a gap.
+_DIVERSITY_CELL = 34
+
+
 def _cell(value: float | None, width: int) -> str:
   return f"{'-' if value is None else f'{value:.2f}':>{width}}"
 
@@ -124,7 +128,8 @@ def comparison_table(comparison: Mapping) -> str:
     f"(differences: only problems both models solved >= {m} times). AST: normalised programs; behaviour: "
     "results on extra inputs; known: the task's listed solutions.",
     f"{'model':<{width}}{'problems':>9}{'AST':>8}{'behaviour':>11}{'known':>8}   "
-    f"{'AST - ' + reference:<30}{'behaviour - ' + reference:<30}{'known - ' + reference}",
+    f"{'AST - ' + reference:<{_DIVERSITY_CELL}}{'behaviour - ' + reference:<{_DIVERSITY_CELL}}"
+    f"{'known - ' + reference}",
   ]
   for name, block in models.items():
     div = block["test"]["diversity"]
@@ -135,7 +140,7 @@ def comparison_table(comparison: Mapping) -> str:
       row += (
         "   "
         + "".join(
-          f"{paired_difference_text(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<30}"
+          f"{paired_difference_text(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<{_DIVERSITY_CELL}}"
           for f in ("ast", "behaviour", "known")
         ).rstrip()
       )
