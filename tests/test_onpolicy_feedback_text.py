@@ -80,8 +80,14 @@ def test_blank_feedback_gets_sdpos_demonstrations_and_weights(monkeypatch):
     task_id="t", question="q", entry_point="f", tests=(TestCase("t0", stdin="9 " * 300, expected_stdout="1"),)
   )
   run = TestRun("t0", Verdict.FAILED, "wrong", stdout="2")
-  verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (run,), "") for _ in range(2)))
-  monkeypatch.setattr(rollouts, "evaluate", lambda problems, completions, sandbox: EvalResult((verdict,)))
+
+  def evaluate(problems, completions, sandbox, feedback_chars):
+    # The feedback evaluate writes within the teacher's budget.
+    assert feedback_chars == TeacherTemplates().max_feedback_chars
+    feedback = format_feedback(problem.tests, (run,), feedback_chars, code="x")
+    return EvalResult((ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (run,), feedback) for _ in range(2))),))
+
+  monkeypatch.setattr(rollouts, "evaluate", evaluate)
   monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "x")
   # One id per character of the last user turn: the real feedback does not fit 100, the blank one would.
   monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: [1] * len(messages[-1]["content"]))

@@ -128,7 +128,9 @@ def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_tex
   problem = Problem(task_id="t", question="q", entry_point="f", tests=(TestCase("t0", code="check()"),))
   run = TestRun("t0", Verdict.FAILED, feedback)
   verdict = ProblemResult("t", "", tuple(SampleResult("x", "x", "x", (run,), feedback) for _ in range(2)))
-  monkeypatch.setattr(rollouts, "evaluate", lambda problems, completions, sandbox: EvalResult((verdict,)))
+  monkeypatch.setattr(
+    rollouts, "evaluate", lambda problems, completions, sandbox, feedback_chars: EvalResult((verdict,))
+  )
   monkeypatch.setattr(rollouts, "graded_completion_text", lambda tokenizer, g: "def f(): return 4")
   shown = []
   monkeypatch.setattr(rollouts, "chat_prompt_ids", lambda tokenizer, messages: shown.append(messages) or [1, 2])

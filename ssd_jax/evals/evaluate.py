@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from ssd_jax.data.problems import Problem
 from ssd_jax.evals.code_extraction import assemble_program, extract_code
-from ssd_jax.evals.feedback import format_feedback
+from ssd_jax.evals.feedback import MAX_FEEDBACK_CHARS, format_feedback
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import TestRun
 
@@ -80,6 +80,7 @@ def evaluate(
   stop_on_failure: bool = False,
   progress: bool = False,
   allow_weak_sandbox: bool = False,
+  feedback_chars: int = MAX_FEEDBACK_CHARS,
 ) -> EvalResult:
   """Runs every completion against its problem's grading tests.
 
@@ -94,6 +95,7 @@ def evaluate(
     progress: show a progress bar.
     allow_weak_sandbox: when no sandbox is given and an isolation layer cannot be set up, run anyway
       (the result's ``sandbox["weak"]`` says what is missing) instead of raising IsolationError.
+    feedback_chars: the cap on each sample's feedback (`format_feedback`): a teacher's budget, for one.
 
   Returns:
     An EvalResult with per problem, per sample, per test verdicts and feedback.
@@ -126,7 +128,9 @@ def evaluate(
       pool.close()
   results: dict[str, list[SampleResult]] = {p.task_id: [] for p in evaluated}
   for (problem, raw), code, job, test_runs in zip(samples, codes, jobs, runs):
-    feedback = format_feedback(problem.tests, test_runs, code=code, program_prefix=problem.program_prefix)
+    feedback = format_feedback(
+      problem.tests, test_runs, feedback_chars, code=code, program_prefix=problem.program_prefix
+    )
     results[problem.task_id].append(SampleResult(raw, code, job.program, test_runs, feedback))
   problem_results = tuple(ProblemResult(p.task_id, p.difficulty, tuple(results[p.task_id])) for p in evaluated)
   return EvalResult(problem_results, pool.describe())

@@ -20,7 +20,7 @@ import numpy as np
 
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
-from ssd_jax.evals import Sandbox, evaluate, format_feedback
+from ssd_jax.evals import Sandbox, evaluate
 from ssd_jax.onpolicy import teacher_context as tc
 from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.sampling.generate import Generation, Sampler
@@ -135,7 +135,10 @@ def build_step_data(
   texts = [graded_completion_text(setup.tokenizer, g) for g in generations]
   start = time.perf_counter()
   result = evaluate(
-    problems, {p.task_id: texts[i * group : (i + 1) * group] for i, p in enumerate(problems)}, sandbox=setup.sandbox
+    problems,
+    {p.task_id: texts[i * group : (i + 1) * group] for i, p in enumerate(problems)},
+    sandbox=setup.sandbox,
+    feedback_chars=setup.templates.max_feedback_chars,  # Whole failures within the teacher's budget.
   ).by_task_id()
   seconds["execution"] = time.perf_counter() - start
 
@@ -144,21 +147,7 @@ def build_step_data(
   teacher_prompts, weights, passed = [], [], []
   for i, problem in enumerate(problems):
     samples = result[problem.task_id].samples
-    # Whole failures within the teacher's feedback budget, line numbers as the model wrote them.
-    attempts = [
-      tc.Attempt(
-        texts[i * group + j],
-        s.passed,
-        format_feedback(
-          problem.tests,
-          s.tests,
-          setup.templates.max_feedback_chars,
-          code=s.code,
-          program_prefix=problem.program_prefix,
-        ),
-      )
-      for j, s in enumerate(samples)
-    ]
+    attempts = [tc.Attempt(texts[i * group + j], s.passed, s.feedback) for j, s in enumerate(samples)]
     passed += [a.passed for a in attempts]
 
     def teacher_ids(choice, i=i):

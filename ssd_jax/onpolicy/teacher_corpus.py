@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ssd_jax.data.problems import Problem
 from ssd_jax.data.sft_pipeline import Conversation
-from ssd_jax.evals import SandboxLimits, evaluate, format_feedback
+from ssd_jax.evals import SandboxLimits, evaluate
 from ssd_jax.onpolicy import teacher_context as tc
 from ssd_jax.tasks import render_answer, solutions_for, wrong_solutions_for
 from ssd_jax.tasks.builtin import variant_weights
@@ -74,6 +74,7 @@ def context_conversations(
       limits=limits,
       workers=workers,
       allow_weak_sandbox=allow_weak_sandbox,
+      feedback_chars=templates.max_feedback_chars,
     ).by_task_id()
     if wrong
     else {}
@@ -86,10 +87,7 @@ def context_conversations(
       attempts.append(tc.Attempt("", passed=True, feedback=""))
     else:
       run = verdicts[problem.task_id].samples[0]
-      feedback = format_feedback(
-        problem.tests, run.tests, templates.max_feedback_chars, code=run.code, program_prefix=problem.program_prefix
-      )
-      attempts.append(tc.Attempt(wrong[problem.task_id], passed=run.passed, feedback=feedback))
+      attempts.append(tc.Attempt(wrong[problem.task_id], passed=run.passed, feedback=run.feedback))
     answer = _correct_answer(problem, rng)
     if layout != "feedback":
       attempts.append(tc.Attempt(answer, passed=True, feedback=""))

@@ -14,7 +14,7 @@ from flax import nnx
 from ssd_jax import process_group
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.data.prompt_set import PromptSet, chat_prompt_ids
-from ssd_jax.evals import Sandbox, evaluate, format_feedback
+from ssd_jax.evals import Sandbox, evaluate
 from ssd_jax.model.config import ModelConfig
 from ssd_jax.onpolicy.rollouts import reference_demonstration
 from ssd_jax.onpolicy.teacher_context import TeacherTemplates
@@ -67,18 +67,9 @@ def diagnose_teacher(
     return texts
 
   def judge(problems, completions):
-    result = evaluate(problems, completions, sandbox=sandbox).by_task_id()
     # The feedback as training shows it: whole failures within the teacher's budget.
-    return {
-      p.task_id: [
-        (
-          s.passed,
-          format_feedback(p.tests, s.tests, templates.max_feedback_chars, code=s.code, program_prefix=p.program_prefix),
-        )
-        for s in result[p.task_id].samples
-      ]
-      for p in problems
-    }
+    result = evaluate(problems, completions, sandbox=sandbox, feedback_chars=templates.max_feedback_chars)
+    return {task: [(s.passed, s.feedback) for s in r.samples] for task, r in result.by_task_id().items()}
 
   result = teacher_diagnostic(
     DiagnosticInputs(
