@@ -19,7 +19,7 @@ from ssd_jax.evals import IsolationError, Sandbox
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.onpolicy_setup import fitting_training_prompts
-from ssd_jax.pipeline.sampling_setup import prompts_that_fit, unfit_prompt_error
+from ssd_jax.pipeline.sampling_setup import synthesis_prompts_that_fit, unfit_eval_prompt_error
 
 # Stage -> the problem sections it reads.
 _STAGE_PROBLEMS = {
@@ -130,13 +130,7 @@ def _prompt_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   errors = []
   if "synthesize" in names:
     try:
-      prompts_that_fit(
-        ctx.prompts(config.synthesize.problems).ids,
-        positions,
-        config.sampling.max_new_tokens,
-        "sampling.max_new_tokens",
-        "synthesize.problems",
-      )
+      synthesis_prompts_that_fit(ctx.prompts(config.synthesize.problems).ids, positions, config)
     except config_lib.ConfigError as e:
       errors.append(str(e))
   if "self_distill" in names:
@@ -145,13 +139,7 @@ def _prompt_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     except config_lib.ConfigError as e:
       errors.append(str(e))
   if _evaluates(config, names):
-    unfit = unfit_prompt_error(
-      ctx.prompts(config.eval.problems).ids,
-      positions,
-      config.eval_sampling.max_new_tokens,
-      "eval_sampling.max_new_tokens",
-      "eval.problems",
-    )
+    unfit = unfit_eval_prompt_error(ctx.prompts(config.eval.problems).ids, positions, config)
     errors += [unfit] if unfit else []
   return errors
 

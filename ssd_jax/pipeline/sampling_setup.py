@@ -27,39 +27,41 @@ def sampling_params(section: ml_collections.ConfigDict) -> SamplingParams:
   )
 
 
-def prompts_that_fit(
-  prompt_ids: Sequence[Sequence[int]], positions: int, max_new_tokens: int, field: str, prompts_field: str
+def synthesis_prompts_that_fit(
+  prompt_ids: Sequence[Sequence[int]], positions: int, config: ml_collections.ConfigDict
 ) -> list[int]:
-  """Indices of the prompts that leave room for `max_new_tokens` (config field `field`) within the model's
-  `positions`.
+  """Indices of the synthesis prompts (`synthesize.problems`) that leave room for `sampling.max_new_tokens`
+  within the model's `positions`; synthesis skips the others.
 
   Raises:
-    ConfigError: naming `field` and `prompts_field` (the problems rendered as `prompt_ids`), when no prompt fits.
+    ConfigError: naming both fields, when no prompt fits.
   """
+  max_new_tokens = config.sampling.max_new_tokens
   kept = [i for i, ids in enumerate(prompt_ids) if 1 <= len(ids) <= positions - max_new_tokens]
   if not kept:
     shortest = min((len(ids) for ids in prompt_ids if ids), default=0)
     raise ConfigError(
-      _no_room(field, max_new_tokens, positions, f"shortest prompt of field '{prompts_field}'", shortest)
+      _no_room("sampling", max_new_tokens, positions, "shortest prompt of field 'synthesize.problems'", shortest)
     )
   return kept
 
 
-def unfit_prompt_error(
-  prompt_ids: Sequence[Sequence[int]], positions: int, max_new_tokens: int, field: str, prompts_field: str
+def unfit_eval_prompt_error(
+  prompt_ids: Sequence[Sequence[int]], positions: int, config: ml_collections.ConfigDict
 ) -> str | None:
-  """Why not every prompt leaves room for `max_new_tokens` (config field `field`) within the model's
-  `positions`, naming the longest of `prompts_field`; None when all fit (a stage that samples every prompt)."""
+  """Why not every evaluation prompt (`eval.problems`, all sampled) leaves room for
+  `eval_sampling.max_new_tokens` within the model's `positions`, naming the longest; None when all fit."""
+  max_new_tokens = config.eval_sampling.max_new_tokens
   longest = max((len(ids) for ids in prompt_ids), default=0)
   if longest + max_new_tokens <= positions:
     return None
-  return _no_room(field, max_new_tokens, positions, f"longest prompt of field '{prompts_field}'", longest)
+  return _no_room("eval_sampling", max_new_tokens, positions, "longest prompt of field 'eval.problems'", longest)
 
 
-def _no_room(field: str, max_new_tokens: int, positions: int, prompt: str, length: int) -> str:
+def _no_room(section: str, max_new_tokens: int, positions: int, prompt: str, length: int) -> str:
   fix = f"lower it to at most {positions - length}" if length < positions else "no value fits it"
   return (
-    f"field '{field}' = {max_new_tokens} leaves {max(positions - max_new_tokens, 0)} of the model's {positions} "
+    f"field '{section}.max_new_tokens' = {max_new_tokens} leaves {max(positions - max_new_tokens, 0)} of the model's {positions} "
     f"positions for a prompt, but the {prompt} has {length} tokens: {fix}"
   )
 

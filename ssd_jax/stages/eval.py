@@ -33,7 +33,7 @@ from ssd_jax.evals.splits import SPLIT_FILE, Split, record_split
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.checkpoint_export import export_step, saved_steps
 from ssd_jax.pipeline.context import RunContext
-from ssd_jax.pipeline.sampling_setup import sampling_params, unfit_prompt_error
+from ssd_jax.pipeline.sampling_setup import sampling_params, unfit_eval_prompt_error
 from ssd_jax.sampling.completions import graded_completion_text
 from ssd_jax.tasks import solutions_for
 
@@ -191,13 +191,7 @@ def run(ctx: RunContext) -> None:
   """Evaluates each model of `eval.models` over the grid on dev, then its chosen candidate on test."""
   config = ctx.config
   prompts = ctx.prompts(config.eval.problems)
-  unfit = unfit_prompt_error(
-    prompts.ids,
-    ctx.model_cfg.max_position_embeddings,
-    config.eval_sampling.max_new_tokens,
-    "eval_sampling.max_new_tokens",
-    "eval.problems",
-  )
+  unfit = unfit_eval_prompt_error(prompts.ids, ctx.model_cfg.max_position_embeddings, config)
   if unfit:  # Found before any model loads, not at the first sampling.
     raise config_lib.ConfigError(unfit)
   # Written by process 0 alone (hosts renaming one file at once failed), then read by all.

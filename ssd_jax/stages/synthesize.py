@@ -13,7 +13,7 @@ import os
 
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
-from ssd_jax.pipeline.sampling_setup import prompts_that_fit, sampling_params
+from ssd_jax.pipeline.sampling_setup import sampling_params, synthesis_prompts_that_fit
 from ssd_jax.pipeline.synthesis import SynthesisJob, summarize_records, synthesize_records
 
 
@@ -22,14 +22,8 @@ def run(ctx: RunContext) -> None:
   config, layout, section = ctx.config, ctx.layout, ctx.config.sampling
   source = ctx.base_model_dir
   prompts = ctx.prompts(config.synthesize.problems)
-  fitting = prompts_that_fit(
-    prompts.ids,
-    ctx.model_cfg.max_position_embeddings,
-    section.max_new_tokens,
-    "sampling.max_new_tokens",
-    "synthesize.problems",
-  )  # Before the model loads: a run where no prompt fits stops in seconds.
-  kept = prompts.select(fitting)
+  # Before the model loads: a run where no prompt fits stops in seconds.
+  kept = prompts.select(synthesis_prompts_that_fit(prompts.ids, ctx.model_cfg.max_position_embeddings, config))
   graphdef, state = ctx.load_model(source)
   cfg = model_io.model_config_of(graphdef, state)
   job = SynthesisJob(
