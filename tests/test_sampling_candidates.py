@@ -13,10 +13,10 @@ from ssd_jax.sampling import truncation as tr
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
 
 
-def small_k_rows(rng, batch):
+def small_k_rows(rng, batch, max_top_k=candidates.LISTS[0].max_top_k):
   return RowParams(
     temperature=jnp.asarray(rng.choice([0.0, 1e-3, 0.7, 1.6], batch), jnp.float32),
-    top_k=jnp.asarray(rng.choice([1, 2, 20, candidates.LISTS[0].max_top_k], batch), jnp.int32),
+    top_k=jnp.asarray(rng.choice([1, 2, 20, max_top_k], batch), jnp.int32),
     top_p=jnp.asarray(rng.choice([1e-7, 0.3, 0.8, 0.95, 1.0], batch), jnp.float32),
     min_p=jnp.asarray(rng.choice([0.0, 0.01, 0.2], batch), jnp.float32),
   )
@@ -34,17 +34,21 @@ def assert_same_sample(fast, reference):
 
 
 @pytest.mark.parametrize(
-  "vocab,dtype",
-  [(300, jnp.float32), (5_000, jnp.bfloat16), (40_000, jnp.float32)],  # 40,000: chunks are gathered
+  "vocab,dtype,list_index",
+  # 40,000: chunks are gathered; list 1 serves top-k past list 0's.
+  [(300, jnp.float32, 0), (5_000, jnp.bfloat16, 0), (40_000, jnp.float32, 0), (40_000, jnp.float32, 1)],
 )
-def test_candidate_path_equals_reference(vocab, dtype):
+def test_candidate_path_equals_reference(vocab, dtype, list_index):
   rng = np.random.default_rng(vocab)
   batch = 12
   logits = jnp.asarray(rng.normal(size=(batch, vocab)) * 3, dtype)
-  rows = small_k_rows(rng, batch)
-  assert bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[0].max_top_k))
+  rows = small_k_rows(rng, batch, candidates.LISTS[list_index].max_top_k)
+  assert bool(candidates.candidates_apply(rows, vocab, candidates.LISTS[list_index].max_top_k))
+  assert not list_index or np.any(np.asarray(rows.top_k) > candidates.LISTS[list_index - 1].max_top_k)
   bits = bits_for(batch, vocab)
-  assert_same_sample(candidates.sample_fast(logits, rows, bits), tr.sample_reference(logits, rows, bits))
+  reference = tr.sample_reference(logits, rows, bits)
+  assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
+  assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
 
 
 @pytest.mark.parametrize("levels", [3, 400])

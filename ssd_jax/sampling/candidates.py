@@ -50,8 +50,13 @@ class CandidateList:
   max_top_k: int
 
 
-# Shortest first: a batch takes the first list that serves it.
-LISTS = (CandidateList(length=128, chunk=128, max_top_k=64), CandidateList(length=512, chunk=16, max_top_k=256))
+# Shortest first: a batch takes the first list that serves it. The first serves the paper rows'
+# top-k 20 (its top-k above 20 would cost a longer pool; 2x at [32, 151936] on CPU).
+LISTS = (
+  CandidateList(length=32, chunk=128, max_top_k=24),
+  CandidateList(length=128, chunk=128, max_top_k=64),
+  CandidateList(length=512, chunk=16, max_top_k=256),
+)
 
 
 def candidates_apply(rows: RowParams, vocab: int, max_top_k: int) -> jax.Array:
@@ -62,12 +67,33 @@ def candidates_apply(rows: RowParams, vocab: int, max_top_k: int) -> jax.Array:
   return jnp.all((rows.temperature <= 0) | small_k | top_p_only)
 
 
-def top_candidates(x: jax.Array, size: CandidateList) -> tuple[jax.Array, jax.Array, jax.Array]:
+def chunked(x: jax.Array, chunk: int) -> tuple[jax.Array, jax.Array]:
+  """x cut into vocabulary chunks, and each chunk's maximum.
+
+  Args:
+    x: float32 [batch, vocab].
+    chunk: entries per chunk; the last chunk is padded with -inf.
+
+  Returns:
+    (float32 [batch, chunks, chunk], float32 [batch, chunks]).
+  """
+  batch, vocab = x.shape
+  padded = -(-vocab // chunk) * chunk
+  if padded != vocab:
+    x = jnp.pad(x, ((0, 0), (0, padded - vocab)), constant_values=-jnp.inf)
+  chunks = x.reshape(batch, padded // chunk, chunk)
+  return chunks, jnp.max(chunks, axis=-1)
+
+
+def top_candidates(
+  x: jax.Array, size: CandidateList, x_chunked: tuple[jax.Array, jax.Array] | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The largest logits of each row, and a bound on every logit left out.
 
   Args:
     x: float32 [batch, vocab].
     size: the list's length and chunk.
+    x_chunked: `chunked(x, size.chunk)` when the caller has it.
 
   Returns:
     (values float32 [batch, n] descending, their vocabulary indices int32 [batch, n],
@@ -79,24 +105,22 @@ def top_candidates(x: jax.Array, size: CandidateList) -> tuple[jax.Array, jax.Ar
   if vocab <= n:
     values, index = jax.lax.top_k(x, vocab)
     return values, index, jnp.full((batch, 1), -jnp.inf, jnp.float32)
-  padded = -(-vocab // chunk) * chunk
-  if padded != vocab:
-    x = jnp.pad(x, ((0, 0), (0, padded - vocab)), constant_values=-jnp.inf)
-  chunks = x.reshape(batch, padded // chunk, chunk)
+  chunks, chunk_max = x_chunked if x_chunked is not None else chunked(x, chunk)
   num_chunks = chunks.shape[1]
   # The k-th largest logit is at least the k-th largest chunk maximum, so the chunks with the
   # largest maxima hold every logit that can be kept. Outputs of lax.top_k are reduced, never
   # sliced: a slice makes XLA (CPU) replace the top-k by a full sort.
   take = min(n + 1, num_chunks)
   if take < num_chunks:
-    chunk_max, chunk_index = jax.lax.top_k(jnp.max(chunks, axis=-1), take)
+    chunk_max, chunk_index = jax.lax.top_k(chunk_max, take)
     # Chunks left out have maxima at most the smallest one taken.
     outside_chunks = jnp.min(chunk_max, axis=-1, keepdims=True)
     pool = jnp.take_along_axis(chunks, chunk_index[:, :, None], axis=1).reshape(batch, take * chunk)
     pool_index = (chunk_index[:, :, None] * chunk + jnp.arange(chunk, dtype=jnp.int32)).reshape(batch, -1)
   else:
     outside_chunks = jnp.full((batch, 1), -jnp.inf, jnp.float32)
-    pool, pool_index = x, jnp.broadcast_to(jnp.arange(padded, dtype=jnp.int32), (batch, padded))
+    pool = chunks.reshape(batch, num_chunks * chunk)
+    pool_index = jnp.broadcast_to(jnp.arange(num_chunks * chunk, dtype=jnp.int32), pool.shape)
   values, position = jax.lax.top_k(pool, n)
   index = jnp.take_along_axis(pool_index, position, axis=-1)
   # Pool entries not taken are at most the last value taken.
@@ -107,20 +131,26 @@ def top_candidates(x: jax.Array, size: CandidateList) -> tuple[jax.Array, jax.Ar
 
 
 def sample_candidates(
-  x: jax.Array, rows: RowParams, bits: jax.Array, size: CandidateList, stats: RowStats
+  x: jax.Array,
+  rows: RowParams,
+  bits: jax.Array,
+  size: CandidateList,
+  stats: RowStats,
+  x_chunked: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[TruncatedSample, jax.Array]:
   """The truncated draw from one candidate list, and whether the list decided every row exactly.
 
   Args:
     x: float32 [batch, vocab] logits. rows: per-row parameters ([batch] arrays) for which
       `candidates_apply` holds with size.max_top_k. bits: int32 [batch, 2] random bits.
-    size: the list. stats: `row_stats(x, rows)`.
+    size: the list. stats: `row_stats(x, rows)`. x_chunked: `chunked(x, size.chunk)` when the
+    caller has it.
 
   Returns:
     (TruncatedSample of [batch] arrays, bool scalar); where the bool holds, the sample equals
     `truncation.sample_reference`'s in token and cut-off.
   """
-  values, index, outside = top_candidates(x, size)
+  values, index, outside = top_candidates(x, size, x_chunked)
   column = lambda a: a[:, None]
   *sample, exact = candidate_sample(
     values,
@@ -159,12 +189,16 @@ def sample_from_lists(
   dtypes = (jnp.int32, jnp.float32, jnp.float32, jnp.int32)
   sample = TruncatedSample(*(jnp.zeros(x.shape[0], dtype) for dtype in dtypes))
   served = jnp.bool_(False)
-  stats = row_stats(x, rows)
+  # One pass gives the chunk maxima of the lists that share the first list's chunk and the row
+  # maximum (a whole pass of its own otherwise).
+  shared = chunked(x, LISTS[0].chunk)
+  stats = row_stats(x, rows, raw_max=jnp.max(shared[1], axis=-1, keepdims=True))
   # Each list is traced once and runs only while no shorter one has served the batch.
   for size in LISTS:
+    own = shared if size.chunk == LISTS[0].chunk else None
     sample, served = jax.lax.cond(
       ~served & candidates_apply(rows, vocab, size.max_top_k),
-      lambda size=size: sample_candidates(x, rows, bits, size, stats),
+      lambda size=size, own=own: sample_candidates(x, rows, bits, size, stats, own),
       lambda result=(sample, served): result,
     )
   return jax.lax.cond(served, lambda: sample, lambda: fallback(x, rows, bits, stats))

@@ -89,9 +89,13 @@ class RowStats(NamedTuple):
   survivors_mass: jax.Array
 
 
-def row_stats(x: jax.Array, rows: RowParams) -> RowStats:
-  """`RowStats` of float32 [batch, vocab] logits; the mass pass runs only for batches that need it."""
-  raw_max = jnp.max(x, axis=-1, keepdims=True)
+def row_stats(x: jax.Array, rows: RowParams, raw_max: jax.Array | None = None) -> RowStats:
+  """`RowStats` of float32 [batch, vocab] logits; the mass pass runs only for batches that need it.
+
+  raw_max, float32 [batch, 1], is the row maximum when the caller has it (e.g. from chunk maxima).
+  """
+  if raw_max is None:
+    raw_max = jnp.max(x, axis=-1, keepdims=True)
   raw_log_sum = jnp.log(jnp.sum(jnp.exp(x - raw_max), axis=-1, keepdims=True))
   whole_row_top_p = ops.top_k_is_off(rows.top_k, x.shape[1]) & (rows.top_p < 1.0) & (rows.temperature > 0)
 
