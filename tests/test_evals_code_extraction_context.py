@@ -1,6 +1,8 @@
 """Answers that need more than one block: helpers written before the solution, long fences, fence lines inside the
 code, and code in prose without fences."""
 
+import textwrap
+
 import pytest
 
 from ssd_jax.data.problem_files import load_problem_file
@@ -143,6 +145,33 @@ FENCES = [
   ("four_backticks", "add", f"````python\n{ADD_DOC}````\n", ADD_DOC, True),
   ("four_tildes", "add", f"~~~~python\n{ADD_DOC_TILDES}~~~~\n", ADD_DOC_TILDES, True),
   ("longer_closing_fence", "add", f"{F}python\n{ADD}````\n\nDone.\n", ADD, True),
+  # A fence at the end of a line of prose opens a block, as LiveCodeBench reads it.
+  ("fence_opened_mid_line", "add", f"Here is the code: {F}python\n{ADD}{F}\n\nDone.\n", ADD, True),
+  ("fence_opened_mid_line_indented", "add", f"  Code:{F}py\n{textwrap.indent(ADD, '  ')}  {F}\n", ADD, True),
+  # Guard: a sentence that mentions a fence opens none.
+  ("fence_mentioned_in_prose", "add", f"Wrap it in {F} fences.\n\n{F}python\n{ADD}{F}\n", ADD, True),
+]
+KEEP = "def keep(x):\n    return x > 0\n"
+SUM_POSITIVE = "def sumPositive(self, nums):\n    return sum(x for x in nums if keep(x))\n"
+FRACTIONS = "import fractions\n\n\ndef sumPositive(self, nums):\n    return int(sum(fractions.Fraction(x) for x in nums if x > 0))\n"
+# A method answer without its class goes under the starter's class line; its helpers and imports stay at the top
+# level (inside the class a helper is no global name, and neither is an import).
+METHODS = [
+  (
+    "method_with_earlier_helper",
+    "sum_positive",
+    f"{F}python\n{KEEP}{F}\n\nThe method:\n\n{F}python\n{SUM_POSITIVE}{F}\n",
+    f"{KEEP}\n\n{SUM_POSITIVE}",
+    True,
+  ),
+  ("method_with_its_import", "sum_positive", f"{F}python\n{FRACTIONS}{F}\n", FRACTIONS, True),
+  (
+    "method_with_static_helper",
+    "sum_positive",
+    f"{F}python\n@staticmethod\n{KEEP}\n{SUM_POSITIVE.replace('keep(x)', 'self.keep(x)')}{F}\n",
+    f"@staticmethod\n{KEEP}\n{SUM_POSITIVE.replace('keep(x)', 'self.keep(x)')}",
+    True,
+  ),
 ]
 DOCSTRING_FENCES = [
   ("docstring_fence", "add", f"{F}python\n{ADD_DOC}{F}\n\nThis adds one.\n", ADD_DOC, True),
@@ -206,7 +235,7 @@ PROSE_GUARDS = [
   ),
   ("prose_only", "add", "I cannot solve this.", "I cannot solve this.", False),
 ]
-CASES = HELPERS + HELPER_GUARDS + FENCES + DOCSTRING_FENCES + PROSE + PROSE_GUARDS
+CASES = HELPERS + HELPER_GUARDS + FENCES + METHODS + DOCSTRING_FENCES + PROSE + PROSE_GUARDS
 
 
 def functional(task_id, entry_point, checks, starter_code=""):
@@ -224,6 +253,7 @@ def problems():
     "add_body": functional("add_body", "add_one", "assert add_one(1) == 2\n", ADD_STARTER),
     "cyclic": functional("cyclic", "decode", 'assert decode(encode("abcdef")) == "abcdef"\n', CYCLIC_STARTER),
     "st": livecodebench["lcb_fixture_abc_sum"],
+    "sum_positive": livecodebench["lcb_fixture_sum_positive"],
   }
 
 

@@ -11,8 +11,13 @@ from ssd_jax.data.problems import Problem
 from ssd_jax.evals.code_context import UNPARSABLE, code_spans, top_level_names, with_earlier_definitions
 
 # An opening fence (three or more backticks or tildes, optional info string), whole: a longer fence is not read
-# as a shorter one with the rest for its info string.
-_OPENING = r"^(?P<indent>[ \t]*)(?P<fence>(?P<char>[`~])(?P=char){2,})(?!(?P=char))(?P<info>[^\n]*)\n"
+# as a shorter one with the rest for its info string. It may end a line of prose ("Here it is: ```python"), as
+# LiveCodeBench, which takes any line holding ``` for a fence, reads it; then only a one-word tag may follow it,
+# so a sentence that mentions fences ("wrap it in ``` fences") opens none.
+_OPENING = (
+  r"^(?P<indent>[ \t]*)(?:[^\n]*?[ \t:](?=(?P<after>[`~])(?P=after){2,}[\w+.#-]*[ \t]*\r?\n))?"
+  r"(?P<fence>(?P<char>[`~])(?P=char){2,})(?!(?P=char))(?P<info>[^\n]*)\n"
+)
 # A closing fence: at least as long as the opening one, of the same character (CommonMark), its line ending in
 # CRLF (`$` matches before the "\n" only) or going on after a space ("``` That's it."), as LiveCodeBench, which
 # takes any line holding ``` for a fence, reads it. Text right after the fence ("```python") never closes a block.
@@ -229,6 +234,27 @@ def _is_method_of(code: str, entry_point: str) -> bool:
   )
 
 
+def _methods_and_module_code(code: str) -> tuple[str, str]:
+  """A method answer (see `_is_method_of`; parses) split into what goes under the class line, its functions that
+  take ``self`` or ``cls`` or are static or class methods, and what stays at the top level before it (helpers,
+  imports, constants: a function called by its bare name, or an import read as a global, fails inside a class)."""
+  lines = code.splitlines(keepends=True)
+  methods, module = [], []
+  for node in ast.parse(code).body:
+    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    source = "".join(lines[start - 1 : node.end_lineno]).rstrip("\n") + "\n"
+    (methods if _is_method(node) else module).append(source)
+  return "\n".join(methods), "".join(f"{part}\n\n" for part in module)
+
+
+def _is_method(node: ast.stmt) -> bool:
+  if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+    return False
+  decorators = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
+  first = [a.arg for a in node.args.posonlyargs + node.args.args][:1]
+  return first in (["self"], ["cls"]) or bool(decorators & {"staticmethod", "classmethod"})
+
+
 def _parses(code: str) -> bool:
   try:
     ast.parse(code)
@@ -240,9 +266,10 @@ def _parses(code: str) -> bool:
 def assemble_program(problem: Problem, code: str) -> str:
   """Builds the program to run from extracted code.
 
-  - Under a ``class Solution`` starter, code that is the entry point method alone (a function taking
-    ``self``) goes under the starter's class line, indented as the starter's method, in place of the
-    rest of the starter.
+  - Under a ``class Solution`` starter, code that is the entry point method without its class (a function
+    taking ``self``) goes under the starter's class line, indented as the starter's method, in place of the
+    rest of the starter; with it its other methods, while its helpers, imports and constants go before the
+    class line.
   - Code that defines the entry point (or ``class Solution``) is a full answer: the
     starter code goes first when it is valid on its own (it may carry imports and
     helpers, as HumanEval prompts do), then the answer, whose definitions win.
@@ -267,7 +294,11 @@ def _with_starter(problem: Problem, code: str) -> str:
     # Indented as the starter's method line, which the answer replaces.
     body = re.search(r"^([ \t]+)\S", starter[class_line.end() :], re.MULTILINE)
     indent = body.group(1) if body else "    "
-    return f"{starter[: class_line.end()]}\n{textwrap.indent(textwrap.dedent(code), indent)}"
+    methods, module = _methods_and_module_code(textwrap.dedent(code))
+    return (
+      f"{starter[: class_line.start()]}{module}{starter[class_line.start() : class_line.end()]}\n"
+      f"{textwrap.indent(methods, indent)}"
+    )
   names = [n for n in (problem.entry_point, "Solution") if n]
   if any(_defines_top_level(code, name) for name in names):
     return f"{starter.rstrip()}\n\n\n{code}" if _parses(starter) else code
