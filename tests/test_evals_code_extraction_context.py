@@ -69,6 +69,10 @@ def helpers(*definitions, answer):
   return "\n\n".join(d.rstrip("\n") for d in definitions) + "\n\n\n" + answer
 
 
+NOT_PRIME = "NOT_PRIME = set(range(2))"
+IS_PRIME_SET = "def is_prime(n):\n    if n in NOT_PRIME:\n        return False\n    return all(n % d for d in range(2, int(n**0.5) + 1))\n"
+ADD_READS_DATA = "def add_one(x):\n    return x + 1 + len(DATA)\n"
+ADD_READS_STEP = "def add_one(x):\n    return x + STEP\n"
 # (id, problem, completion, code graded, whether it passes in the grader).
 HELPERS = [
   (
@@ -110,6 +114,14 @@ HELPERS = [
     helpers("from functools import lru_cache", WAYS[WAYS.index("@") :], answer=CLIMB),
     True,
   ),
+  # A constant built by builtins comes too.
+  (
+    "constant_built_by_builtins",
+    "primes",
+    f"{F}python\n{NOT_PRIME}\n\n{IS_PRIME_SET}{F}\nSo:\n{F}python\n{COUNT}{F}\n",
+    helpers(NOT_PRIME, IS_PRIME_SET, answer=COUNT),
+    True,
+  ),
 ]
 HELPER_GUARDS = [
   # A usage example, test or `__main__` block before the answer never runs.
@@ -140,6 +152,22 @@ HELPER_GUARDS = [
     False,
   ),
   ("needs_nothing", "add", f"{F}python\n{IS_PRIME}{F}\n{F}python\n{ADD}{F}\n", ADD, True),
+  # A constant that reads input is not carried (the sandbox's stdin is empty: `DATA` would be [] and pass), nor
+  # one built from a value the usage code read (it would fail before the answer).
+  (
+    "stdin_constant_not_carried",
+    "add",
+    f"{F}python\nimport sys\nDATA = list(sys.stdin)\n{F}\n{F}python\n{ADD_READS_DATA}{F}\n",
+    ADD_READS_DATA,
+    False,
+  ),
+  (
+    "constant_from_input_not_carried",
+    "add",
+    f"{F}python\nx = int(input())\nSTEP = x - x + 1\n{F}\n{F}python\n{ADD_READS_STEP}{F}\n",
+    ADD_READS_STEP,
+    False,
+  ),
 ]
 FENCES = [
   ("four_backticks", "add", f"````python\n{ADD_DOC}````\n", ADD_DOC, True),

@@ -17,8 +17,10 @@ _BUILTINS = frozenset(dir(builtins))
 UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
 # A line that starts code in unfenced prose: a top-level definition, import or decorator.
 _CODE_START = re.compile(r"(?:(?:async[ \t]+)?def|class)[ \t]+\w|import[ \t]+\w|from[ \t]+[\w.]+[ \t]+import\b|@\w")
-# What a carried constant's value may be built from: literals, containers and operators (``MOD = 10**9 + 7``),
-# so carrying it runs nothing.
+# What a carried constant's value may be built from: literals, containers, operators, names and attributes
+# (``MOD = 10**9 + 7``, ``LIMIT = 2 * N``, ``INF = math.inf``), and calls of builtins that only build a value
+# (``INF = float("inf")``, ``SQUARES = [i * i for i in range(10)]``), so carrying it runs no code of the
+# completion's and reads no input.
 _CONSTANT_NODES = (
   ast.Constant,
   ast.Tuple,
@@ -27,10 +29,47 @@ _CONSTANT_NODES = (
   ast.Dict,
   ast.UnaryOp,
   ast.BinOp,
+  ast.BoolOp,
+  ast.Compare,
+  ast.IfExp,
+  ast.Name,
+  ast.Attribute,
+  ast.Subscript,
+  ast.Slice,
+  ast.Starred,
+  ast.ListComp,
+  ast.SetComp,
+  ast.DictComp,
+  ast.GeneratorExp,
+  ast.comprehension,
+  ast.Call,
+  ast.keyword,
   ast.expr_context,
   ast.unaryop,
   ast.operator,
+  ast.boolop,
+  ast.cmpop,
 )
+_INPUT_NAMES = frozenset({"input", "stdin", "fileinput"})
+_VALUE_BUILDERS = frozenset(
+  {"int", "float", "complex", "str", "bytes", "bool", "tuple", "list", "set", "frozenset", "dict", "range", "pow"}
+  | {"abs", "min", "max", "sum", "len", "sorted", "reversed", "enumerate", "zip", "chr", "ord"}
+)
+
+
+def _builds_a_value(value: ast.expr) -> bool:
+  """Whether evaluating `value` runs nothing but builtins that build a value (see `_CONSTANT_NODES`) and reads
+  no input (``list(sys.stdin)`` would)."""
+  for node in ast.walk(value):
+    if not isinstance(node, _CONSTANT_NODES):
+      return False
+    if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _VALUE_BUILDERS):
+      return False
+    if (isinstance(node, ast.Name) and node.id in _INPUT_NAMES) or (
+      isinstance(node, ast.Attribute) and node.attr in _INPUT_NAMES
+    ):
+      return False
+  return True
 
 
 def code_spans(text: str) -> list[str]:
@@ -75,7 +114,7 @@ def _longest_parse(text: str, offsets: list[int], start: int, ends: list[int]) -
 def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collection[str] = ()) -> str:
   """`code` after the top-level definitions of `earlier` it reads and does not bind itself.
 
-  Carried are function and class definitions, imports (not ``*``) and assignments of literal constants, each
+  Carried are function and class definitions, imports (not ``*``) and assignments of constants, each
   the last one of its name, with what they read in turn, in their original order. Nothing else is carried: a
   usage example, test, ``print`` or ``if __name__`` block before the answer does not run.
 
@@ -103,9 +142,18 @@ def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collec
     if key is not None and key not in carried:
       carried.add(key)
       wanted.extend(names_read_not_bound(statements[key][1]))
-  if not carried:
+  # A constant runs where it is carried, before the answer: one reading a name nothing before it binds (a value
+  # the usage code read from input, a function the answer defines) would fail the whole program there.
+  kept, bound = [], _BUILTINS | (set(keep_out) - top_level_names(code))
+  for key in sorted(carried):
+    node = statements[key][1]
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and not bound.issuperset(names_read_not_bound(node)):
+      continue
+    kept.append(key)
+    bound |= set(_defined_names(node))
+  if not kept:
     return code
-  return "\n\n".join(_source(*statements[key]) for key in sorted(carried)) + "\n\n\n" + code
+  return "\n\n".join(_source(*statements[key]) for key in kept) + "\n\n\n" + code
 
 
 def _defined_names(node: ast.stmt) -> list[str]:
@@ -117,8 +165,7 @@ def _defined_names(node: ast.stmt) -> list[str]:
   if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
     names = [n for t in targets for n in (t.elts if isinstance(t, ast.Tuple) else [t])]
-    literal = all(isinstance(n, _CONSTANT_NODES) for n in ast.walk(node.value))
-    if literal and all(isinstance(n, ast.Name) for n in names):
+    if _builds_a_value(node.value) and all(isinstance(n, ast.Name) for n in names):
       return [n.id for n in names]
   return []
 
