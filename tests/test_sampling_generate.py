@@ -180,3 +180,15 @@ def test_a_model_with_nan_or_inf_logits_is_an_error_not_a_sample(split, sampler,
   for params in (SAMPLED, GREEDY):
     with pytest.raises(FloatingPointError, match=r"with log-probability nan as token 0 of sample 0"):
       _generate(sampler, state, params=params)
+
+
+def test_padding_rows_draw_greedily(sampler):
+  # Prompt 0's top-k 300 is outside the candidate lists: padding rows that took it moved every step of the last
+  # batch to the whole-vocabulary draw (tokens unchanged, cost not).
+  params = [SamplingParams(temperature=1.0, top_k=300), SAMPLED, SAMPLED]
+  (batch,) = [b for b in plan_batches(PROMPTS[:3], 1, 4, 32) if not b.active.all()]
+  placed = sampler._device_batch(batch, params, 0, np.zeros(0, np.int32))["params"]
+  temperature, top_k = np.asarray(placed.temperature), np.asarray(placed.top_k)
+  active = batch.active
+  np.testing.assert_array_equal(temperature[~active], 0.0)
+  np.testing.assert_array_equal(top_k[active], [params[p].top_k for p in batch.prompt_index[active]])

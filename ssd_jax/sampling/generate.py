@@ -177,7 +177,10 @@ class Sampler:
   def _device_batch(
     self, batch: RowBatch, params: list[SamplingParams], seed: int, stop_ids: np.ndarray
   ) -> dict[str, Any]:
-    rows = [params[p] for p in batch.prompt_index]
+    # Padding rows draw greedily: their tokens are dropped, and rules outside the candidate lists' (prompt 0's,
+    # which they would otherwise take) would move every step of the batch to the whole-vocabulary draw.
+    greedy = SamplingParams(temperature=0.0)
+    rows = [params[p] if active else greedy for p, active in zip(batch.prompt_index, batch.active)]
     host_rows = RowParams(
       temperature=np.array([r.temperature for r in rows], np.float32),
       top_k=np.array([r.top_k for r in rows], np.int32),
