@@ -101,6 +101,9 @@ def get_config():
   )
   sd.rollout.update(dict(temperature=1.1, top_k=20, top_p=0.95, max_new_tokens=96, batch_size=32))
   sd.templates.max_feedback_chars = 300  # Keeps the teacher prompt within max_teacher_prompt_len.
+  # SDPO's teacher sees the feedback beside a successful sibling too (SDPO's code: only without one), so the
+  # blank-feedback ablation differs from SDPO on every failed rollout, not only in groups with no success.
+  sd.sdpo.context = "feedback_or_demonstration"
 
   config.eval_sampling.update(dict(temperature=1.1, top_k=20, top_p=0.8, n=8, max_new_tokens=96, batch_size=64))
   config.eval.problems.num_problems = 64

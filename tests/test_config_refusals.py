@@ -40,7 +40,7 @@ MESH_4 = {"mesh.data": 4}
     (
       "pretrain,self_distill",
       {"self_distill.prompts_per_step": 3, "self_distill.group_size": 2},
-      r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' \(the rollouts of a step\) = 3 x 2 = 6",
+      r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' \(the rollouts of an update\) = 3 x 2 = 6",
     ),
     ("forward", {"forward.batch_size": 2}, "field 'forward.batch_size' = 2"),
   ],
@@ -151,7 +151,7 @@ def test_rollouts_per_step_must_split_into_grad_accum_micro_batches():
   config_lib.validate(c)
   c.self_distill.grad_accum_steps = 3
   message = (
-    r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' = 8 x 4 = 32 rollouts per step are not "
+    r"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' = 8 x 4 = 32 rollouts per update are not "
     r"divisible by 'self_distill.grad_accum_steps' = 3"
   )
   with pytest.raises(config_lib.ConfigError, match=message):

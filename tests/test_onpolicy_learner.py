@@ -44,7 +44,8 @@ class _Steps(Hook):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """An SDPO learner (EMA teacher) run for two steps with a checkpoint at each, where the pipeline keeps them."""
+  """An SDPO learner (EMA teacher) run for two steps, one per mini-batch of one rollout batch, with a checkpoint at
+  each, where the pipeline keeps them."""
   root = tmp_path_factory.mktemp("learner")
   tokenizer_dir = str(build_task_tokenizer(root / "tokenizer"))
   tokenizer = load_tokenizer(tokenizer_dir)
@@ -80,6 +81,8 @@ def trained(tmp_path_factory):
       optimizer=OptimizerConfig(learning_rate=1e-3, end_learning_rate=1e-4, warmup_steps=0, total_steps=2),
       out_dir=layout.self_distill(spec.name),
       checkpoint_every=1,
+      updates_per_batch=2,  # One rollout batch; each update takes one prompt's rollouts (SDPO's mini-batches).
+      mini_batches=2,
     )
     params = OnPolicyLearner(graphdef, base, spec, setup, prompts, config, hooks=(hook,)).run()
   return types.SimpleNamespace(

@@ -4,6 +4,8 @@ updates per rollout batch, and the shipped configs' paper-faithful defaults."""
 import dataclasses
 import types
 
+import numpy as np
+import pytest
 from config_files import load_config
 from rollout_fakes import one_problem_step
 
@@ -98,8 +100,10 @@ def test_sdpo_config_is_sdpos_code_setting():
   config_lib.validate(c)
   sd = c.self_distill
   assert (sd.sdpo.divergence, sd.sdpo.form, sd.sdpo.top_k) == ("reverse_kl", "topk", 20)
-  assert (sd.learning_rate, sd.end_learning_rate, sd.warmup_steps) == (1e-6, 1e-6, 0)
-  assert sd.updates_per_batch > 1
+  assert (sd.learning_rate, sd.end_learning_rate, sd.warmup_steps, sd.weight_decay) == (1e-6, 1e-6, 0, 0.01)
+  assert (sd.sdpo.teacher, sd.sdpo.ema_rate, sd.sdpo.is_clip) == ("ema", 0.01, 2.0)
+  assert (sd.prompts_per_step, sd.group_size, sd.updates_per_batch, sd.mini_batches) == (32, 8, 32, 32)
+  assert sd.steps % sd.updates_per_batch == 0 and sd.steps // sd.checkpoint_every == sd.max_to_keep
   assert sd.sdpo.context == "demonstration_else_feedback" and sd.templates.strip_thinking
   # Scored at the rollout temperature (importance weights start at 1); a sibling of 8,192 tokens can teach.
   assert sd.sdpo.loss_temperature == 0 and sd.templates.max_demonstration_chars >= 4 * sd.rollout.max_new_tokens
@@ -142,3 +146,42 @@ def test_blank_feedback_ablation_takes_sdpos_settings_and_hides_the_feedback_tex
     texts = [m[-1]["content"] for m in shown][spec.blank_feedback :: 1 + spec.blank_feedback]
     assert len(texts) == 2 and all(wanted in t for t in texts) and data.context_fraction == 1.0
     assert hidden is None or not any(hidden in t for t in texts)
+
+
+def test_mini_batches_take_turns_within_a_rollout_batch(monkeypatch):
+  # SDPO's code: one update per mini-batch of whole prompt groups; here 4 prompts x 2 rollouts in 2 slices.
+  calls = []
+
+  def fake_collect(setup, spec, params, prompts, *, seed):
+    calls.append(params)
+    rows = np.arange(8) + 100 * len(calls)
+    return types.SimpleNamespace(
+      batch={"rows": rows, "prompt": np.repeat(np.arange(4), 2)},
+      reward=0.5,
+      context_fraction=1.0,
+      response_tokens=3.0,
+      seconds={},
+    )
+
+  monkeypatch.setattr(learner, "collect_step_data", fake_collect)
+  monkeypatch.setattr(learner, "process_rows", lambda batch, index, count: batch)
+  behaviour = lambda params, batch: {**batch, "behaviour_of": params}  # noqa: E731
+  source = learner.RolloutSource(
+    None, None, _Prompts(8), 4, 0, lambda b: b, updates_per_batch=4, behaviour=behaviour, mini_batches=2
+  )
+  state = lambda p: types.SimpleNamespace(train=types.SimpleNamespace(params=p))  # noqa: E731
+  batches = [source.next_batch(step, state(f"params@{step}"))[0] for step in range(5)]
+  assert [b["prompt"].tolist() for b in batches] == [[0, 0, 1, 1], [2, 2, 3, 3]] * 2 + [[0, 0, 1, 1]]
+  assert [int(b["rows"][0]) for b in batches] == [100, 104, 100, 104, 200]
+  # Both slices' importance-weight denominators come from the parameters that drew the batch.
+  assert [b["behaviour_of"] for b in batches] == ["params@0"] * 4 + ["params@4"]
+  assert calls == ["params@0", "params@4"]
+
+
+def test_mini_batches_must_divide_prompts_and_updates():
+  c = load_config("sdpo")
+  config_lib.validate(c)
+  for prompts, updates, accum in ((32, 30, 1), (30, 32, 1), (32, 32, 16)):  # 32 prompts x 8 rollouts / 32 = 8 rows
+    c.self_distill.update(dict(prompts_per_step=prompts, updates_per_batch=updates, grad_accum_steps=accum))
+    with pytest.raises(config_lib.ConfigError, match="self_distill.mini_batches"):
+      config_lib.validate(c)

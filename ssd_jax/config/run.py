@@ -13,6 +13,7 @@ import ml_collections
 
 from ssd_jax import sharding
 from ssd_jax.config.schema import Check, ConfigError, comma_list, get, int_list_ok
+from ssd_jax.config.self_distill import rollouts_per_update
 from ssd_jax.config.ssd import evaluated_training_stages, problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
@@ -179,8 +180,8 @@ def batch_errors(config: ml_collections.ConfigDict, device_count: int) -> list[s
   for section in decoding_sections(config, names):
     batches[f"field '{section}.batch_size'"] = get(config, section).batch_size
   if "self_distill" in names:
-    rollouts = "fields 'self_distill.prompts_per_step' x 'self_distill.group_size' (the rollouts of a step)"
-    batches[f"{rollouts} = {sd.prompts_per_step} x {sd.group_size}"] = sd.prompts_per_step * sd.group_size
+    fields, values, rows = rollouts_per_update(sd)
+    batches[f"{fields} (the rollouts of an update) = {values}"] = rows
   return indivisible_batch_errors(batches, mesh_shape(config, device_count))
 
 

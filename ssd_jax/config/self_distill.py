@@ -73,6 +73,9 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   c.grad_clip_norm = 1.0  # 0 disables clipping.
   c.grad_accum_steps = 1
   c.updates_per_batch = 1  # Optimizer steps per rollout batch (SDPO's code takes several).
+  # Slices of the rollout batch, whole prompt groups each, that the updates take in turn (SDPO's code: one
+  # update per mini-batch of ppo_mini_batch_size prompts); 1: every update takes the whole batch.
+  c.mini_batches = 1
 
   c.eval_every = 25  # Steps between held-out evaluations (also after the last step); 0 disables them.
   c.eval_problems = 32  # The first N dev problems of `eval.problems` (`eval/split.json`).
@@ -109,7 +112,7 @@ def add_sections(config: ml_collections.ConfigDict) -> None:
   )
   c.sdpo = _method(
     teacher="ema",
-    context="feedback_or_demonstration",
+    context="demonstration_else_feedback",  # SDPO's environment_feedback_only_without_solution = True.
     use_reference=False,
     form="topk",
     top_k=100,
@@ -195,6 +198,7 @@ def checks() -> list[Check]:
     Check("self_distill.rollout.batch_size", lambda v: v >= 1, "a batch size >= 1"),
     *optimizer_checks("self_distill"),
     Check("self_distill.updates_per_batch", lambda v: v >= 1, "at least 1 update per rollout batch"),
+    Check("self_distill.mini_batches", lambda v: v >= 1, "at least 1 mini-batch per rollout batch"),
     Check("self_distill.eval_every", lambda v: v >= 0, "a step interval >= 0 (0 disables)"),
     Check("self_distill.eval_problems", lambda v: v >= 1, "at least 1 problem"),
     Check("self_distill.eval_samples", lambda v: v >= 1, "at least 1 sample per problem"),
@@ -214,11 +218,17 @@ def checks() -> list[Check]:
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   section = config.self_distill
   errors = schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")
-  rows = section.prompts_per_step * section.group_size
-  if rows % section.grad_accum_steps:
+  minis = section.mini_batches
+  if minis >= 1 and (section.prompts_per_step % minis or section.updates_per_batch % minis):
     errors.append(
-      f"fields 'self_distill.prompts_per_step' x 'self_distill.group_size' = {section.prompts_per_step} x "
-      f"{section.group_size} = {rows} rollouts per step are not divisible by 'self_distill.grad_accum_steps' = "
+      f"field 'self_distill.mini_batches' = {minis} must divide 'self_distill.prompts_per_step' = "
+      f"{section.prompts_per_step} (each mini-batch holds whole prompt groups) and 'self_distill.updates_per_batch' "
+      f"= {section.updates_per_batch} (each mini-batch gets as many updates)"
+    )
+  elif minis >= 1 and rollouts_per_update(section)[2] % section.grad_accum_steps:
+    fields, values, rows = rollouts_per_update(section)
+    errors.append(
+      f"{fields} = {values} = {rows} rollouts per update are not divisible by 'self_distill.grad_accum_steps' = "
       f"{section.grad_accum_steps}"
     )
   settings = {BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)}
@@ -228,6 +238,15 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
     if section[name].form == "sampled":
       errors += _sampled_form_errors(section, name)
   return errors
+
+
+def rollouts_per_update(section: ml_collections.ConfigDict) -> tuple[str, str, int]:
+  """The fields that size one update's rollouts (a step's, or one mini-batch of them), their values, and the count."""
+  p, g, m = section.prompts_per_step, section.group_size, section.mini_batches
+  if m == 1:
+    return "fields 'self_distill.prompts_per_step' x 'self_distill.group_size'", f"{p} x {g}", p * g
+  fields = "fields 'self_distill.prompts_per_step' / 'self_distill.mini_batches' x 'self_distill.group_size'"
+  return fields, f"{p} / {m} x {g}", p // m * g
 
 
 def _sampled_form_errors(section: ml_collections.ConfigDict, name: str) -> list[str]:

@@ -77,6 +77,8 @@ class LearnerConfig:
     log_every: steps between metric lines.
     updates_per_batch: optimizer steps on each rollout batch (SDPO's code takes several); steps
       u*j .. u*j + u - 1 share the rollouts drawn at step u*j.
+    mini_batches: m slices of each rollout batch, P/m prompts' rollouts each, that its updates take in
+      turn (update i the slice i mod m; SDPO's code takes one update per mini-batch); m divides P and u.
   """
 
   steps: int
@@ -88,6 +90,7 @@ class LearnerConfig:
   max_to_keep: int = 2
   log_every: int = 1
   updates_per_batch: int = 1
+  mini_batches: int = 1
 
 
 @jax.tree_util.register_dataclass
@@ -126,6 +129,9 @@ class RolloutSource:
 
   With `updates_per_batch` = u, the rollouts of step u*j (its problems and seed are those of rollout batch j)
   train steps u*j .. u*j + u - 1; a run resumed inside such a group redraws them from the resumed student.
+  With `mini_batches` = m, step u*j + i takes the (i mod m)-th of m slices of that batch, each the rollouts
+  of P/m prompts (rows are ordered by prompt); each slice is placed, and its importance weights' denominator
+  computed, when the batch is drawn, with the parameters that sampled it.
   """
 
   def __init__(
@@ -138,14 +144,20 @@ class RolloutSource:
     place,
     updates_per_batch: int = 1,
     behaviour=None,
+    mini_batches: int = 1,
   ):
     if updates_per_batch < 1:
       raise ValueError(f"updates_per_batch must be >= 1, got {updates_per_batch}")
+    if mini_batches < 1 or per_step % mini_batches or updates_per_batch % mini_batches:
+      raise ValueError(
+        f"mini_batches = {mini_batches} must divide prompts per step ({per_step}) and updates_per_batch "
+        f"({updates_per_batch})"
+      )
     self._setup, self._spec, self._prompts = setup, spec, prompts
     self._per_step, self._seed, self._place = per_step, seed, place
-    self._updates = updates_per_batch
+    self._updates, self._minis = updates_per_batch, mini_batches
     self._behaviour = behaviour
-    self._cached: tuple[int, Any, dict[str, float]] | None = None
+    self._cached: tuple[int, list[Any], dict[str, float]] | None = None
 
   def next_batch(self, step: int, state: LearnerState) -> tuple[Any, dict[str, float]]:
     rollout_batch = step // self._updates
@@ -158,15 +170,18 @@ class RolloutSource:
         self._prompts.select(chosen),
         seed=step_seed(self._seed, rollout_batch),
       )
-      # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
-      local = process_rows(data.batch, jax.process_index(), jax.process_count())
       scalars = dict(reward=data.reward, context_fraction=data.context_fraction, response_tokens=data.response_tokens)
       scalars.update({f"seconds_{k}": v for k, v in data.seconds.items()})
-      placed = self._place(local)
-      if self._behaviour is not None:  # the importance weights' denominator, from the parameters that sampled
-        placed = self._behaviour(state.train.params, placed)
-      self._cached = (rollout_batch, placed, scalars)
-    return self._cached[1], dict(self._cached[2])
+      minis = [self._placed(mini, state.train.params) for mini in _row_slices(data.batch, self._minis)]
+      self._cached = (rollout_batch, minis, scalars)
+    return self._cached[1][step % self._updates % self._minis], dict(self._cached[2])
+
+  def _placed(self, batch: dict[str, np.ndarray], params: Any) -> Any:
+    # Every process built the whole batch (same seeds, same verdicts); each places only its rows.
+    placed = self._place(process_rows(batch, jax.process_index(), jax.process_count()))
+    if self._behaviour is not None:  # the importance weights' denominator, from the parameters that sampled
+      placed = self._behaviour(params, placed)
+    return placed
 
   def reads_state(self, step: int) -> bool:
     return step % self._updates == 0  # A new rollout batch samples the student.
@@ -176,6 +191,15 @@ class RolloutSource:
 
   def set_state(self, state: Any) -> None:
     del state
+
+
+def _row_slices(batch: dict[str, np.ndarray], count: int) -> list[dict[str, np.ndarray]]:
+  """`count` consecutive equal slices of a batch's rows (the batch itself for one)."""
+  if count == 1:
+    return [batch]
+  rows = next(iter(batch.values())).shape[0]
+  size = rows // count
+  return [{key: value[i * size : (i + 1) * size] for key, value in batch.items()} for i in range(count)]
 
 
 class _ProgressLine(Hook):
@@ -238,6 +262,7 @@ class OnPolicyLearner:
       self._step.place_batch,
       config.updates_per_batch,
       behaviour,
+      config.mini_batches,
     )
     self._hooks = hooks
 

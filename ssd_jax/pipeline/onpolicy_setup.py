@@ -59,6 +59,7 @@ def learner_config(config: ml_collections.ConfigDict, out_dir: str) -> LearnerCo
     max_to_keep=section.max_to_keep,
     log_every=section.log_every,
     updates_per_batch=section.updates_per_batch,
+    mini_batches=section.mini_batches,
   )
 
 

@@ -93,9 +93,10 @@ def speed_and_profile_hooks(
 
 def onpolicy_speed_hooks(ctx: RunContext, setup: RolloutSetup, profile_dir: str) -> tuple:
   """`speed_and_profile_hooks` of a self_distill step: student forward and backward on the prompt and response,
-  teacher forward on its context and the response. Step time includes the step's rollouts and grading."""
+  teacher forward on its context and the response. Step time includes the step's rollouts and grading (on the
+  first update of each rollout batch)."""
   section, cfg = ctx.config.self_distill, ctx.model_cfg
-  rows = section.prompts_per_step * setup.group_size
+  rows = section.prompts_per_step // section.mini_batches * setup.group_size  # One update's mini-batch.
   student_len = setup.prompt_width + setup.max_new_tokens
   teacher_len = setup.teacher_prompt_width + setup.max_new_tokens
   flops = student_len * train_flops_per_token(cfg, student_len) + teacher_len * forward_flops_per_token(
