@@ -10,7 +10,7 @@ from pipeline_fixtures import micro_config
 from ssd_jax import config as config_lib
 from ssd_jax import main
 from ssd_jax.evals import cli
-from ssd_jax.pipeline import runner
+from ssd_jax.pipeline import run_state, runner
 
 
 def _config(stages, **fields):
@@ -295,3 +295,15 @@ def test_a_negative_eval_top_k_is_off_as_the_sampling_section_documents():
   c = set_fields(config_lib.base_config(), {"eval_sampling.top_k": -1, "eval.grid.truncations": ""})
   config_lib.validate(c)
   assert {s.top_k for s in config_lib.decoding_grid(c).settings()} == {0}
+
+
+def test_a_rerun_of_later_stages_reads_the_workdirs_base_model(tmp_path):
+  # `--config.stages=eval` on a workdir whose pretrain stage finished reads its base model: an empty
+  # model.hf_dir is no error there (it was, and its advice would have changed the run's fingerprint).
+  c = micro_config("eval")
+  with pytest.raises(config_lib.ConfigError, match="'model.hf_dir' is empty"):
+    _prepare(c, tmp_path)
+  run_state.StageRecords(str(tmp_path / "run")).write("pretrain", "done", {})
+  with pytest.raises(config_lib.ConfigError) as error:  # This stand-in workdir has no base model files.
+    _prepare(c, tmp_path)
+  assert "is empty" not in str(error.value) and "run/models/base" in str(error.value)

@@ -207,3 +207,12 @@ def test_the_sampled_form_at_the_rollouts_temperature_untruncated_is_accepted():
   untruncated = {"self_distill.rollout.top_k": 0, "self_distill.rollout.top_p": 1.0}
   set_fields(c, {"self_distill.sdpo.form": "sampled", "self_distill.sdpo.loss_temperature": 1.1, **untruncated})
   _check(c)
+
+
+@pytest.mark.parametrize("stages,refused", [("pretrain", True), ("sft", True), ("self_distill", True), ("eval", False)])
+def test_float16_parameters_are_refused_for_training(stages, refused):
+  # Adam's epsilon is 0 in float16: the first update was NaN whatever the learning rate.
+  c = config_lib.base_config()
+  c.stages, c.model.param_dtype = stages, "float16"
+  errors = config_lib.run.run_errors(c)
+  assert any("'model.param_dtype' = 'float16' cannot be trained" in e for e in errors) == refused

@@ -59,6 +59,18 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     assert checkpointer.all_steps() == [1, 2]  # Nothing of step 3 or later was saved.
 
 
+def test_an_update_that_overflows_the_parameters_stops_at_that_step(tmp_path):
+  # Loss and gradient norm come from the parameters before the update, so both are finite at step 1; the
+  # parameters after it are ~3e38 (their norm overflows). Nothing of step 1 may be checkpointed.
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=3e38, end_learning_rate=3e38, warmup_steps=0, total_steps=6))
+  step = make_sft_step(tiny_model_state()[0], optimizer, chunk_size=32)
+  state = init_train_state(copy_tree(tiny_model_state()[1]), optimizer)
+  with pytest.raises(NonFiniteError, match="step 1: non-finite param_norm = inf"):
+    train_loop(step, state, IteratorSource(SeededBatches), _config(tmp_path / "ckpt"))
+  with Checkpointer(tmp_path / "ckpt") as checkpointer:
+    assert checkpointer.all_steps() == []
+
+
 class _Seen(Hook):
   """Records the steps whose state reached it; it reads the state (as an evaluation does) at every step."""
 

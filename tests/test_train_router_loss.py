@@ -112,4 +112,4 @@ def test_dense_sft_step_logs_no_router_metrics():
   graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   optimizer = make_optimizer(OptimizerConfig(1e-3, 1e-3, 1, 4))
   _, metrics = make_sft_step(graphdef, optimizer, chunk_size=4)(init_train_state(params, optimizer), _sft_batch())
-  assert set(metrics) == {"loss", "tokens", "grad_norm", "learning_rate"}
+  assert set(metrics) == {"loss", "tokens", "grad_norm", "param_norm", "learning_rate"}

@@ -103,6 +103,10 @@ def validate(
   raise_if(errors)
 
 
-def check_run(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError when the configured stages need something the config does not give (weights, files)."""
-  raise_if(run.run_errors(config))
+def check_run(config: ml_collections.ConfigDict, *, base_in_workdir: bool = False) -> None:
+  """Raises ConfigError when the configured stages need something the config does not give (weights, files).
+
+  base_in_workdir: the workdir holds a finished pretrain stage, whose base model stages without `model.hf_dir`
+  read (a rerun of `--config.stages=eval`, say); whether it was made with this config is the runner's check.
+  """
+  raise_if(run.run_errors(config, base_in_workdir=base_in_workdir))

@@ -185,8 +185,8 @@ def batch_errors(config: ml_collections.ConfigDict, device_count: int) -> list[s
   return indivisible_batch_errors(batches, mesh_shape(config, device_count))
 
 
-def run_errors(config: ml_collections.ConfigDict) -> list[str]:
-  """What the configured stages need that the config does not give."""
+def run_errors(config: ml_collections.ConfigDict, *, base_in_workdir: bool = False) -> list[str]:
+  """What the configured stages need that the config does not give (see `config.check_run`)."""
   names = stage_names(config)
   errors = []
   repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
@@ -194,7 +194,7 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
     errors.append(f"field 'stages' = {config.stages!r} lists {repeated} more than once: list each stage once")
   weight_stages = [n for n in names if n in MODEL_STAGES]
   hf_dir = config.model.hf_dir
-  if weight_stages and "pretrain" not in names:
+  if weight_stages and "pretrain" not in names and (hf_dir or not base_in_workdir):  # Else the workdir's base.
     if not hf_dir:
       errors.append(
         f"field 'model.hf_dir' is empty, but stages {weight_stages} need the base model's weights: pass "
@@ -204,6 +204,13 @@ def run_errors(config: ml_collections.ConfigDict) -> list[str]:
       errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no config.json (is the path right?)")
     elif not any(os.path.isfile(os.path.join(hf_dir, name)) for name in _WEIGHT_FILES):
       errors.append(f"field 'model.hf_dir' = {hf_dir!r} holds no weights: neither {' nor '.join(_WEIGHT_FILES)}")
+  trained = [n for n in names if n in ("pretrain", "sft", "self_distill")]
+  if trained and config.model.param_dtype == "float16":
+    # Adam's epsilon (1e-8) is 0 in float16, so a parameter with a zero gradient gets 0 / 0 = NaN on the first update.
+    errors.append(
+      f"field 'model.param_dtype' = 'float16' cannot be trained (stages {trained}): the optimizer's epsilon rounds "
+      "to 0 in float16 and the first update is NaN; use 'bfloat16' or 'float32' (model.dtype may stay float16)"
+    )
   if "pretrain" in names and hf_dir:
     errors.append(
       f"field 'model.hf_dir' = {hf_dir!r} is set, but the 'pretrain' stage trains the base model from scratch; "

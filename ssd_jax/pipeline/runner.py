@@ -51,7 +51,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, stages: Mapping[str
   missing = [n for n in names if n not in stages]
   if missing:
     raise config_lib.ConfigError(f"field 'stages': {missing} not available in this build; available: {sorted(stages)}")
-  config_lib.check_run(config)
+  config_lib.check_run(config, base_in_workdir=run_state.StageRecords(workdir).read("pretrain", "done") is not None)
   ctx = RunContext.create(config, workdir)
   raise_if(input_checks.input_errors(ctx, names))
   return ctx

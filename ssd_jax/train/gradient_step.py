@@ -91,8 +91,9 @@ def apply_gradients(
   but momentum and weight decay do not move weights that nothing taught.
 
   Returns:
-    (new state, metrics) with metrics `loss`, `tokens` (count), `grad_norm` (before clipping) and
-    `learning_rate` (of this update).
+    (new state, metrics) with metrics `loss`, `tokens` (count), `grad_norm` (before clipping),
+    `param_norm` (of the updated parameters, in float32: an update that overflowed shows here, as loss and
+    grad_norm are computed before it) and `learning_rate` (of this update).
   """
   denominator = jnp.maximum(count, 1.0)  # No counted tokens: zero loss and zero gradients.
   grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grad_sum, state.params)
@@ -103,6 +104,7 @@ def apply_gradients(
     "loss": loss_sum / denominator,
     "tokens": count,
     "grad_norm": optax.tree.norm(grads),
+    "param_norm": optax.tree.norm(jax.tree.map(lambda p: p.astype(jnp.float32), params)),
     "learning_rate": jnp.asarray(optimizer.schedule(state.step), jnp.float32),
   }
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -125,11 +125,14 @@ class LoopConfig:
 
 
 class NonFiniteError(FloatingPointError):
-  """Training produced a non-finite loss or gradient norm; nothing after the last good checkpoint is kept."""
+  """Training produced a non-finite loss, gradient norm or parameter norm; nothing after the last good checkpoint
+  is kept."""
 
 
-# Metrics whose non-finite value stops training: the state after such a step is not worth keeping.
-GUARDED_METRICS = ("loss", "grad_norm")
+# Metrics whose non-finite value stops training: the state after such a step is not worth keeping. The loss and
+# gradient norm come from the parameters before the step's update, the parameter norm from those after it (an
+# update that overflowed, or weights grown past ~1e19, whose squares overflow float32).
+GUARDED_METRICS = ("loss", "grad_norm", "param_norm")
 
 
 def _check_finite(step: int, scalars: Mapping[str, float]) -> None:
