@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import sys
 import tempfile
 
@@ -148,7 +149,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
       print("error: the --config file defines no get_config() returning the config", file=sys.stderr)
       sys.exit(2)
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
-    where = f" in {' '.join(overrides)}" if overrides and isinstance(e, (KeyError, AttributeError, TypeError)) else ""
+    # The override whose path holds the field the error names, when one does (else all of them).
+    field = re.match(r"'?(\w+)", text)
+    named = [a for a in overrides if field and field.group(1) in a.split("=", 1)[0].split(".")]
+    where = (
+      f" in {' '.join(named or overrides)}"
+      if overrides and isinstance(e, (KeyError, AttributeError, TypeError))
+      else ""
+    )
     kind = "unknown field " if isinstance(e, (KeyError, AttributeError)) else ""
     print(f"error{where}: {kind}{' '.join(text.split())}", file=sys.stderr)
     sys.exit(2)

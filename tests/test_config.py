@@ -117,6 +117,12 @@ def test_cli_rejects_unknown_override(tmp_path):
   assert "--config.sampling.temprature" in line and 'Did you mean "temperature"' in line
 
 
+def test_cli_names_the_override_with_the_unknown_field(tmp_path):
+  result = _main(f"--workdir={tmp_path}", "--config.sampling.temperature=0.9", "--config.tensorbord=False")
+  assert result.returncode == 2
+  assert result.stderr.strip() == "error in --config.tensorbord=False: unknown field tensorbord"
+
+
 def test_cli_names_a_missing_config_file(tmp_path):
   result = subprocess.run(
     [sys.executable, "-m", "ssd_jax.main", "--config=configs/nope.py", f"--workdir={tmp_path}"],

@@ -155,6 +155,20 @@ def test_a_field_added_to_the_schema_since_keeps_its_default_without_a_refusal(t
     run_pipeline(config, workdir)
 
 
+def test_fields_that_change_how_a_stage_runs_are_not_fingerprinted(tmp_path):
+  records = run_state.StageRecords(str(tmp_path))
+  c = micro_config("eval")
+  before = records.fingerprint(c, "eval")
+  c.eval.workers, c.sft.progress_bar, c.sft.log_every = 1, False, 3
+  assert records.fingerprint(c, "eval") == before and "workers" not in before.fields["eval"]
+  assert records.fingerprint(c, "sft") == records.fingerprint(micro_config("eval"), "sft")
+  # A record written when they were fingerprinted: another value of them is no change.
+  old = {"fields": {**before.fields, "eval": {**before.fields["eval"], "workers": 8}}, "inputs": before.inputs}
+  assert before.differences(old) == []
+  c.eval.timeout_s = 7.0  # What a stage writes still counts.
+  assert records.fingerprint(c, "eval").differences(before.record())
+
+
 def test_a_stage_on_outputs_this_run_redoes_is_refused_before_any_work(tmp_path):
   ran = []
   stages = {name: (lambda ctx, name=name: ran.append(name)) for name in ("pretrain", "synthesize", "sft")}

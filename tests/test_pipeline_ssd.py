@@ -99,14 +99,16 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   os.makedirs(os.path.dirname(layout.teacher_diagnostic), exist_ok=True)
   with open(layout.teacher_diagnostic, "w") as f:
     json.dump(diagnostic, f)
+  ctx.config.eval.ks = "1,2,8"  # 8 > eval_sampling.n = 2: named, and not listed among the reported ks.
   report_stage.run(ctx)
   line = "teacher diagnostic on 2 problems (pass@1, %): student 25.0; teacher + demonstration 50.0"
-  assert line in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert line in printed and "field 'eval.ks' values [8] exceed 'eval_sampling.n' = 2: not reported" in printed
   with open(os.path.join(layout.report_dir, "comparison.txt")) as f:
     assert line in f.read()
   with open(os.path.join(layout.report_dir, "comparison.json")) as f:
     comparison = json.load(f)
-  assert comparison["teacher_diagnostic"] == diagnostic
+  assert comparison["teacher_diagnostic"] == diagnostic and comparison["ks"] == [1, 2]
   assert comparison["differences"]["ssd"]["pass@n_at_own_best"]["num_problems"] == 2
   # The sweep's table reads this file (its tests use a stand-in): each model's dev numbers at its selection.
   headline = load_module(ROOT / "launch" / "sweep.py", "sweep").headline(comparison)

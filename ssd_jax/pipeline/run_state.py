@@ -75,6 +75,16 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
   ),
   "toy": ("seed", "model", "toy"),
 }
+# Fields of fingerprinted sections that change how a stage runs or reports, not what it writes, so a run may
+# resume with other values (a killed eval with fewer grading workers); records that hold them ignore them.
+RUNTIME_FIELDS = frozenset(
+  {"eval.workers", "self_distill.log_every", "self_distill.profile_steps"}
+  | {
+    f"{stage}.{field}"
+    for stage in ("pretrain", "sft")
+    for field in ("async_checkpointing", "progress_bar", "tensorboard", "log_every", "profile_steps")
+  }
+)
 # Fields that name files or directories a stage reads: what they hold is part of its fingerprint too.
 CONTENT_FIELDS = (
   "model.hf_dir",
@@ -119,8 +129,11 @@ def restart_outputs(name: str, layout: RunLayout) -> list[str]:
   return layout.stage_outputs(name, EVAL_MODELS, (*METHODS, *BLANK_FEEDBACK_ABLATIONS))
 
 
-def _plain(value: Any) -> Any:
-  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+def _plain(value: Any, path: str = "") -> Any:
+  """A field's value as plain data; a section's without its `RUNTIME_FIELDS`."""
+  if not isinstance(value, ml_collections.ConfigDict):
+    return value
+  return {k: _plain(v, f"{path}.{k}") for k, v in value.items() if f"{path}.{k}" not in RUNTIME_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +165,7 @@ class Fingerprint:
     new, old = _flat(self.fields), _flat(recorded.get("fields", {}))
     missing = object()
     defaults = _flat(self.defaults)
-    for path in sorted(set(new) | set(old)):
+    for path in sorted((set(new) | set(old)) - RUNTIME_FIELDS):
       a, b = old.get(path, missing), new.get(path, missing)
       if a is missing and path in defaults:
         a = defaults[path]
@@ -206,9 +219,9 @@ class StageRecords:
       json.dump(record, f, indent=2, default=str)
 
   def fingerprint(self, config: ml_collections.ConfigDict, name: str) -> Fingerprint:
-    fields = {path: _plain(get(config, path)) for path in STAGE_FIELDS[name]}
+    fields = {path: _plain(get(config, path), path) for path in STAGE_FIELDS[name]}
     schema = base_config()
-    defaults = {path: _plain(get(schema, path)) for path in STAGE_FIELDS[name]}
+    defaults = {path: _plain(get(schema, path), path) for path in STAGE_FIELDS[name]}
     defaults.update({path: fields[path] for path in _LATE_FIELDS if path in fields})
     inputs = {}
     for upstream in STAGE_READS.get(name, ()):

@@ -42,7 +42,11 @@ def run(ctx: RunContext) -> None:
     seed=ctx.seed,
     tune_at_n=config_lib.tunes_pass_at_n(config),
   )
-  comparison["ks"] = list(config_lib.eval_ks(config))
+  n = config.eval_sampling.n
+  comparison["ks"] = [k for k in config_lib.eval_ks(config) if k <= n]
+  dropped = [k for k in config_lib.eval_ks(config) if k > n]
+  if dropped:  # pass@k needs k <= n samples per problem.
+    print(f"[report] field 'eval.ks' values {dropped} exceed 'eval_sampling.n' = {n}: not reported")
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
   notes = ""
   if os.path.isfile(layout.teacher_diagnostic):
