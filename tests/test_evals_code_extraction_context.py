@@ -73,6 +73,7 @@ NOT_PRIME = "NOT_PRIME = set(range(2))"
 IS_PRIME_SET = "def is_prime(n):\n    if n in NOT_PRIME:\n        return False\n    return all(n % d for d in range(2, int(n**0.5) + 1))\n"
 ADD_READS_DATA = "def add_one(x):\n    return x + 1 + len(DATA)\n"
 ADD_READS_STEP = "def add_one(x):\n    return x + STEP\n"
+ADD_READS_ORDER = "def add_one(x):\n    return x + 1 + 0 * len(ORDER)\n"
 # (id, problem, completion, code graded, whether it passes in the grader).
 HELPERS = [
   (
@@ -161,6 +162,22 @@ HELPER_GUARDS = [
     ADD_READS_DATA,
     False,
   ),
+  # Nor one that hands a function to a builtin (it would run the completion's code before the answer), nor one
+  # reading standard input under another name.
+  (
+    "key_function_constant_not_carried",
+    "add",
+    f"{F}python\ndef neg(x):\n    return -x\n\n\nORDER = sorted(range(3), key=neg)\n{F}\n{F}python\n{ADD_READS_ORDER}{F}\n",
+    ADD_READS_ORDER,
+    False,
+  ),
+  (
+    "stdin_alias_constant_not_carried",
+    "add",
+    f"{F}python\nfrom sys import stdin as s\nDATA = list(s)\n{F}\n{F}python\n{ADD_READS_DATA}{F}\n",
+    helpers("from sys import stdin as s", answer=ADD_READS_DATA),
+    False,
+  ),
   (
     "constant_from_input_not_carried",
     "add",
@@ -176,10 +193,17 @@ FENCES = [
   # A fence at the end of a line of prose opens a block, as LiveCodeBench reads it.
   ("fence_opened_mid_line", "add", f"Here is the code: {F}python\n{ADD}{F}\n\nDone.\n", ADD, True),
   ("fence_opened_mid_line_indented", "add", f"  Code:{F}py\n{textwrap.indent(ADD, '  ')}  {F}\n", ADD, True),
-  # Guard: a sentence that mentions a fence opens none.
+  # Guards: a sentence that mentions a fence opens none, nor a fence ending prose without a tag.
   ("fence_mentioned_in_prose", "add", f"Wrap it in {F} fences.\n\n{F}python\n{ADD}{F}\n", ADD, True),
+  ("prose_ending_in_a_bare_fence", "add", f"The answer goes between {F}\n{F}python\n{ADD}{F}\n", ADD, True),
+  ("unfenced_code_then_prose_with_a_fence", "add", f"{ADD}\nDone {F}\n", ADD, True),
 ]
 KEEP = "def keep(x):\n    return x > 0\n"
+JOINED = "import fractions; LIMIT = 0\n\n\ndef sumPositive(self, nums):\n    return int(sum(fractions.Fraction(x) for x in nums if x > LIMIT))\n"
+CLASS_CONSTANT = "LIMIT = 0\n\n\ndef sumPositive(self, nums):\n    return sum(x for x in nums if x > self.LIMIT)\n"
+METHOD_USAGE = (
+  "def sumPositive(self, nums):\n    return sum(x for x in nums if x > 0)\n\n\nprint(sumPositive(None, [1, -2, 3]))\n"
+)
 SUM_POSITIVE = "def sumPositive(self, nums):\n    return sum(x for x in nums if keep(x))\n"
 FRACTIONS = "import fractions\n\n\ndef sumPositive(self, nums):\n    return int(sum(fractions.Fraction(x) for x in nums if x > 0))\n"
 # A method answer without its class goes under the starter's class line; its helpers and imports stay at the top
@@ -193,6 +217,11 @@ METHODS = [
     True,
   ),
   ("method_with_its_import", "sum_positive", f"{F}python\n{FRACTIONS}{F}\n", FRACTIONS, True),
+  # Definitions joined by `;` are read one by one; the whole answer stays in the class too, so `self.LIMIT` and
+  # a usage line calling the method by name (as the class body runs it) still work.
+  ("method_with_joined_imports", "sum_positive", f"{F}python\n{JOINED}{F}\n", JOINED, True),
+  ("method_reading_a_class_constant", "sum_positive", f"{F}python\n{CLASS_CONSTANT}{F}\n", CLASS_CONSTANT, True),
+  ("method_then_usage", "sum_positive", f"{F}python\n{METHOD_USAGE}{F}\n", METHOD_USAGE, True),
   (
     "method_with_static_helper",
     "sum_positive",

@@ -49,6 +49,11 @@ def test_candidate_path_equals_reference(vocab, dtype, list_index):
   reference = tr.sample_reference(logits, rows, bits)
   assert_same_sample(candidates.sample_fast(logits, rows, bits), reference)
   assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
+  # This list itself answers the batch (not only a longer one after it).
+  x, int_bits = logits.astype(jnp.float32), jax.lax.bitcast_convert_type(bits, jnp.int32)
+  listed, exact = candidates.sample_candidates(x, rows, int_bits, candidates.LISTS[list_index], tr.row_stats(x, rows))
+  assert bool(exact)
+  assert_same_sample(listed, reference)
 
 
 @pytest.mark.parametrize("levels", [3, 400])

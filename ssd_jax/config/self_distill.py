@@ -225,8 +225,8 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
       f"{section.prompts_per_step} (each mini-batch holds whole prompt groups) and 'self_distill.updates_per_batch' "
       f"= {section.updates_per_batch} (each mini-batch gets as many updates)"
     )
-  elif minis >= 1 and rollouts_per_update(section)[2] % section.grad_accum_steps:
-    fields, values, rows = rollouts_per_update(section)
+  elif minis >= 1 and (update := rollouts_per_update(section))[2] % section.grad_accum_steps:
+    fields, values, rows = update
     errors.append(
       f"{fields} = {values} = {rows} rollouts per update are not divisible by 'self_distill.grad_accum_steps' = "
       f"{section.grad_accum_steps}"

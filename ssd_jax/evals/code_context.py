@@ -50,7 +50,8 @@ _CONSTANT_NODES = (
   ast.boolop,
   ast.cmpop,
 )
-_INPUT_NAMES = frozenset({"input", "stdin", "fileinput"})
+# Names through which a program reads standard input (`input()`, `sys.stdin`, `from sys import stdin`, `fileinput`).
+_STDIN_NAMES = frozenset({"input", "stdin", "fileinput"})
 _VALUE_BUILDERS = frozenset(
   {"int", "float", "complex", "str", "bytes", "bool", "tuple", "list", "set", "frozenset", "dict", "range", "pow"}
   | {"abs", "min", "max", "sum", "len", "sorted", "reversed", "enumerate", "zip", "chr", "ord"}
@@ -58,18 +59,41 @@ _VALUE_BUILDERS = frozenset(
 
 
 def _builds_a_value(value: ast.expr) -> bool:
-  """Whether evaluating `value` runs nothing but builtins that build a value (see `_CONSTANT_NODES`) and reads
-  no input (``list(sys.stdin)`` would)."""
+  """Whether evaluating `value` runs nothing of the completion's and reads no input.
+
+  Only builtins that build a value may be called (see `_CONSTANT_NODES`), none of them handed a function
+  (``sorted(x, key=helper)``), and no dunder attribute or input (``list(sys.stdin)``) may be read.
+  """
   for node in ast.walk(value):
     if not isinstance(node, _CONSTANT_NODES):
       return False
     if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _VALUE_BUILDERS):
       return False
-    if (isinstance(node, ast.Name) and node.id in _INPUT_NAMES) or (
-      isinstance(node, ast.Attribute) and node.attr in _INPUT_NAMES
-    ):
+    if isinstance(node, ast.keyword) and isinstance(node.value, (ast.Name, ast.Attribute)):
       return False
-  return True
+    if isinstance(node, ast.Attribute) and node.attr.startswith("__"):  # `sys.__dict__`, `x.__class__`: no value.
+      return False
+  return not reads_stdin(value)
+
+
+def reads_stdin(tree: ast.AST) -> bool:
+  """Whether a program reads standard input (`input`, `sys.stdin`, `from sys import stdin`, `fileinput`, `open(0)`)."""
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Name) and node.id in _STDIN_NAMES:
+      return True
+    if isinstance(node, ast.Attribute) and node.attr == "stdin":
+      return True
+    if (
+      isinstance(node, ast.Call)
+      and isinstance(node.func, ast.Name)
+      and node.func.id == "open"
+      and node.args
+      and isinstance(node.args[0], ast.Constant)
+      and type(node.args[0].value) is int
+      and node.args[0].value == 0
+    ):
+      return True
+  return False
 
 
 def code_spans(text: str) -> list[str]:
@@ -132,7 +156,7 @@ def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collec
   for i, source in enumerate(earlier):
     for j, node in enumerate(ast.parse(source).body):
       statements[i, j] = (source, node)
-      for name in _defined_names(node):
+      for name in definition_names(node):
         if name not in keep_out and name not in _BUILTINS:
           last[name] = (i, j)
   carried = set()
@@ -143,20 +167,30 @@ def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collec
       carried.add(key)
       wanted.extend(names_read_not_bound(statements[key][1]))
   # A constant runs where it is carried, before the answer: one reading a name nothing before it binds (a value
-  # the usage code read from input, a function the answer defines) would fail the whole program there.
+  # the usage code read from input, a function the answer defines) would fail the whole program there, and one
+  # reading standard input under another name (`from sys import stdin as s`) would take the tests' input.
   kept, bound = [], _BUILTINS | (set(keep_out) - top_level_names(code))
   for key in sorted(carried):
     node = statements[key][1]
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and not bound.issuperset(names_read_not_bound(node)):
       continue
     kept.append(key)
-    bound |= set(_defined_names(node))
+    bound |= set(definition_names(node)) - _input_aliases(node)
   if not kept:
     return code
-  return "\n\n".join(_source(*statements[key]) for key in kept) + "\n\n\n" + code
+  return "\n\n".join(statement_source(*statements[key]) for key in kept) + "\n\n\n" + code
 
 
-def _defined_names(node: ast.stmt) -> list[str]:
+def _input_aliases(node: ast.stmt) -> set[str]:
+  """The names an import binds to standard input (`from sys import stdin as s`, `import fileinput as f`)."""
+  if isinstance(node, ast.ImportFrom):
+    return {a.asname or a.name for a in node.names if a.name in _STDIN_NAMES}
+  if isinstance(node, ast.Import):
+    return {(a.asname or a.name).split(".")[0] for a in node.names if a.name == "fileinput"}
+  return set()
+
+
+def definition_names(node: ast.stmt) -> list[str]:
   """The names a carriable statement binds; [] for any other statement."""
   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
     return [node.name]
@@ -170,7 +204,7 @@ def _defined_names(node: ast.stmt) -> list[str]:
   return []
 
 
-def _source(source: str, node: ast.stmt) -> str:
+def statement_source(source: str, node: ast.stmt) -> str:
   """The statement as written, decorators included; alone, even where ``;`` joins it to another."""
   decorators = getattr(node, "decorator_list", [])
   return "".join(f"@{ast.get_source_segment(source, d)}\n" for d in decorators) + ast.get_source_segment(source, node)
@@ -186,7 +220,7 @@ def top_level_names(source: str) -> set[str]:
   names = set()
   for node in tree.body:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
-      names.update(_defined_names(node))
+      names.update(definition_names(node))
     else:
       names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
   return names

@@ -8,14 +8,22 @@ import re
 import textwrap
 
 from ssd_jax.data.problems import Problem
-from ssd_jax.evals.code_context import UNPARSABLE, code_spans, top_level_names, with_earlier_definitions
+from ssd_jax.evals.code_context import (
+  UNPARSABLE,
+  code_spans,
+  definition_names,
+  reads_stdin,
+  statement_source,
+  top_level_names,
+  with_earlier_definitions,
+)
 
 # An opening fence (three or more backticks or tildes, optional info string), whole: a longer fence is not read
 # as a shorter one with the rest for its info string. It may end a line of prose ("Here it is: ```python"), as
-# LiveCodeBench, which takes any line holding ``` for a fence, reads it; then only a one-word tag may follow it,
-# so a sentence that mentions fences ("wrap it in ``` fences") opens none.
+# LiveCodeBench, which takes any line holding ``` for a fence, reads it; then a one-word tag must follow it at
+# once, so a sentence that mentions fences ("wrap it in ``` fences.", "... between ```") opens none.
 _OPENING = (
-  r"^(?P<indent>[ \t]*)(?:[^\n]*?[ \t:](?=(?P<after>[`~])(?P=after){2,}[\w+.#-]*[ \t]*\r?\n))?"
+  r"^(?P<indent>[ \t]*)(?:[^\n]*?[ \t:](?=(?P<after>[`~])(?P=after){2,}[\w+.#-]+[ \t]*\r?\n))?"
   r"(?P<fence>(?P<char>[`~])(?P=char){2,})(?!(?P=char))(?P<info>[^\n]*)\n"
 )
 # A closing fence: at least as long as the opening one, of the same character (CommonMark), its line ending in
@@ -33,8 +41,6 @@ _MAX_EXTENSION = 3
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
 # A `from __future__ import` statement at the top level, parenthesized names included.
 _FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[ \t]+(?:\([^)]*\))?[^\n]*(?:\n|\Z)", re.MULTILINE)
-# Names through which a program reads standard input (`input()`, `sys.stdin`, `from sys import stdin`, `fileinput`).
-_STDIN_NAMES = frozenset({"input", "stdin", "fileinput"})
 # The class line of a LiveCodeBench functional starter.
 _SOLUTION_CLASS = re.compile(r"^class[ \t]+Solution\b[^\n]*", re.MULTILINE)
 
@@ -166,26 +172,6 @@ def _top_level_definitions(tree: ast.Module) -> set[str]:
   return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
-def reads_stdin(tree: ast.Module) -> bool:
-  """Whether a program reads standard input (`input`, `sys.stdin`, `from sys import stdin`, `fileinput`, `open(0)`)."""
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Name) and node.id in _STDIN_NAMES:
-      return True
-    if isinstance(node, ast.Attribute) and node.attr == "stdin":
-      return True
-    if (
-      isinstance(node, ast.Call)
-      and isinstance(node.func, ast.Name)
-      and node.func.id == "open"
-      and node.args
-      and isinstance(node.args[0], ast.Constant)
-      and type(node.args[0].value) is int
-      and node.args[0].value == 0
-    ):
-      return True
-  return False
-
-
 def _tag(match: re.Match[str]) -> str:
   """The language an opening fence names: the info string's first word up to whitespace, ``:`` or ``{``,
   lowercased ('' when untagged)."""
@@ -229,30 +215,31 @@ def _is_method_of(code: str, entry_point: str) -> bool:
   return any(
     isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     and node.name == entry_point
-    and [a.arg for a in node.args.posonlyargs + node.args.args][:1] == ["self"]
+    and _first_parameter(node) == "self"
     for node in tree.body
   )
 
 
-def _methods_and_module_code(code: str) -> tuple[str, str]:
-  """A method answer (see `_is_method_of`; parses) split into what goes under the class line, its functions that
-  take ``self`` or ``cls`` or are static or class methods, and what stays at the top level before it (helpers,
-  imports, constants: a function called by its bare name, or an import read as a global, fails inside a class)."""
-  lines = code.splitlines(keepends=True)
-  methods, module = [], []
+def _module_definitions(code: str) -> str:
+  """The definitions of a method answer (see `_is_method_of`; parses) that its methods read as globals: helper
+  functions and classes, imports and constants (see `definition_names`), each as written, every method (taking
+  ``self`` or ``cls``, or static) left out. Inside the class, where the whole answer goes too, a helper called by
+  its bare name or an imported module is no global."""
+  definitions = []
   for node in ast.parse(code).body:
-    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-    source = "".join(lines[start - 1 : node.end_lineno]).rstrip("\n") + "\n"
-    (methods if _is_method(node) else module).append(source)
-  return "\n".join(methods), "".join(f"{part}\n\n" for part in module)
+    method = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+      _first_parameter(node) in ("self", "cls")
+      or any(isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod") for d in node.decorator_list)
+    )
+    if definition_names(node) and not method:
+      definitions.append(f"{statement_source(code, node)}\n\n\n")
+  return "".join(definitions)
 
 
-def _is_method(node: ast.stmt) -> bool:
-  if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-    return False
-  decorators = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
-  first = [a.arg for a in node.args.posonlyargs + node.args.args][:1]
-  return first in (["self"], ["cls"]) or bool(decorators & {"staticmethod", "classmethod"})
+def _first_parameter(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+  """The name of a function's first positional parameter, if it has one."""
+  names = [a.arg for a in node.args.posonlyargs + node.args.args]
+  return names[0] if names else None
 
 
 def _parses(code: str) -> bool:
@@ -268,8 +255,8 @@ def assemble_program(problem: Problem, code: str) -> str:
 
   - Under a ``class Solution`` starter, code that is the entry point method without its class (a function
     taking ``self``) goes under the starter's class line, indented as the starter's method, in place of the
-    rest of the starter; with it its other methods, while its helpers, imports and constants go before the
-    class line.
+    rest of the starter; its helpers, imports and constants go before the class line too, so its methods
+    read them as globals (and still, inside the class, as attributes).
   - Code that defines the entry point (or ``class Solution``) is a full answer: the
     starter code goes first when it is valid on its own (it may carry imports and
     helpers, as HumanEval prompts do), then the answer, whose definitions win.
@@ -294,10 +281,10 @@ def _with_starter(problem: Problem, code: str) -> str:
     # Indented as the starter's method line, which the answer replaces.
     body = re.search(r"^([ \t]+)\S", starter[class_line.end() :], re.MULTILINE)
     indent = body.group(1) if body else "    "
-    methods, module = _methods_and_module_code(textwrap.dedent(code))
+    code = textwrap.dedent(code)
     return (
-      f"{starter[: class_line.start()]}{module}{starter[class_line.start() : class_line.end()]}\n"
-      f"{textwrap.indent(methods, indent)}"
+      f"{starter[: class_line.start()]}{_module_definitions(code)}{starter[class_line.start() : class_line.end()]}\n"
+      f"{textwrap.indent(code, indent)}"
     )
   names = [n for n in (problem.entry_point, "Solution") if n]
   if any(_defines_top_level(code, name) for name in names):

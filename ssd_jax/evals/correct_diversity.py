@@ -28,7 +28,7 @@ import collections
 from collections.abc import Hashable, Mapping, Sequence
 
 from ssd_jax.data.program_forms import normalize_program
-from ssd_jax.evals.code_extraction import reads_stdin
+from ssd_jax.evals.code_context import reads_stdin
 from ssd_jax.evals.pass_at_k import pass_at_k
 
 DEFAULT_DIVERSITY_M = 2

@@ -43,9 +43,10 @@ def run(ctx: RunContext) -> None:
     tune_at_n=config_lib.tunes_pass_at_n(config),
   )
   n = config.eval_sampling.n
-  comparison["ks"] = [k for k in config_lib.eval_ks(config) if k <= n]
+  # pass@k needs k <= n samples per problem; with none left the table shows pass@1 and pass@n.
+  comparison["ks"] = [k for k in config_lib.eval_ks(config) if k <= n] or sorted({1, n})
   dropped = [k for k in config_lib.eval_ks(config) if k > n]
-  if dropped:  # pass@k needs k <= n samples per problem.
+  if dropped:
     print(f"[report] field 'eval.ks' values {dropped} exceed 'eval_sampling.n' = {n}: not reported")
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
   notes = ""
