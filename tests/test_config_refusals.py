@@ -187,6 +187,14 @@ def test_infinite_values_are_refused(field):
     config_lib.validate(c)
 
 
+@pytest.mark.parametrize("field", ["sft.learning_rate", "self_distill.end_learning_rate"])
+def test_learning_rates_past_float32_are_refused(field):
+  # 1e39 is finite in Python but inf in the float32 schedule.
+  c = set_fields(config_lib.base_config(), {field: 1e39})
+  with pytest.raises(config_lib.ConfigError, match=f"field '{field}' = 1e\\+39 is invalid: expected .*in float32"):
+    config_lib.validate(c)
+
+
 @pytest.mark.parametrize(
   "field, value",
   [

@@ -7,14 +7,15 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import orbax.checkpoint as ocp
 import pytest
 from train_fixtures import SeededBatches, copy_tree, tiny_config, tiny_model_state
 
 from ssd_jax import sharding
 from ssd_jax.model import hf
-from ssd_jax.pipeline import model_io
+from ssd_jax.pipeline import model_io, runner
 from ssd_jax.train import checkpointing
-from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, CheckpointSaveError, restore_or_init
 from ssd_jax.train.loop import Hook, IteratorSource, LoopConfig, NonFiniteError, train_loop
 from ssd_jax.train.metrics import MetricsWriter
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
@@ -216,6 +217,25 @@ def test_resumed_metrics_hold_each_step_once(tmp_path):
       _step(), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", every=3), metrics_writer=writer
     )
   assert [json.loads(line)["step"] for line in open(logs / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_save_that_fails_on_the_file_system_is_one_named_error(tmp_path, monkeypatch):
+  # Orbax reports a full disk as its own error raised from the OSError: the run ends on one line naming both.
+  real = ocp.CheckpointManager.check_for_errors
+
+  def failing(self):
+    real(self)
+    if self.latest_step() == 2:
+      try:
+        raise OSError(28, "No space left on device")
+      except OSError as e:
+        raise ValueError("commit failed") from e
+
+  monkeypatch.setattr(ocp.CheckpointManager, "check_for_errors", failing)
+  message = f"saving a checkpoint in {tmp_path / 'ckpt'} failed: .*No space left on device"
+  with pytest.raises(CheckpointSaveError, match=message):
+    train_loop(_step(), _state(), IteratorSource(SeededBatches), _config(tmp_path / "ckpt", every=2))
+  assert CheckpointSaveError in runner.RunError
 
 
 def test_a_failed_save_stops_training_at_that_step(tmp_path, monkeypatch):

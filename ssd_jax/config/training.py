@@ -12,6 +12,10 @@ from ssd_jax.train.throughput import parse_profile_steps
 TRAINING_SECTIONS = ("pretrain", "sft")
 
 
+# The schedule computes in float32: a larger rate is inf there, and the first update with it NaN.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def training_section(
   *,
   steps: int,
@@ -50,8 +54,10 @@ def optimizer_checks(prefix: str) -> list[Check]:
   return [
     Check(f"{prefix}.steps", lambda v: v >= 1, "at least 1 step"),
     Check(f"{prefix}.warmup_steps", lambda v: v >= 0, "warm-up steps >= 0 (and <= steps)"),
-    Check(f"{prefix}.learning_rate", lambda v: 0 < v < math.inf, "a finite learning rate > 0"),
-    Check(f"{prefix}.end_learning_rate", lambda v: 0 <= v < math.inf, "a finite final learning rate >= 0"),
+    Check(f"{prefix}.learning_rate", lambda v: 0 < v <= _FLOAT32_MAX, "a finite learning rate > 0 (in float32)"),
+    Check(
+      f"{prefix}.end_learning_rate", lambda v: 0 <= v <= _FLOAT32_MAX, "a finite final learning rate >= 0 (in float32)"
+    ),
     Check(f"{prefix}.b1", lambda v: 0 <= v < 1, "b1 in [0, 1)"),
     Check(f"{prefix}.b2", lambda v: 0 <= v < 1, "b2 in [0, 1)"),
     Check(f"{prefix}.weight_decay", lambda v: 0 <= v < math.inf, "a finite weight decay >= 0"),

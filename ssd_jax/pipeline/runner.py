@@ -26,20 +26,21 @@ from ssd_jax.evals import IsolationError
 from ssd_jax.pipeline import input_checks, run_state
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
-from ssd_jax.train.checkpointing import CheckpointError
+from ssd_jax.train.checkpointing import CheckpointError, CheckpointSaveError
 from ssd_jax.train.loop import NonFiniteError
 
 Stage = Callable[[RunContext], None]
 
 # Errors that end a run with a one-line message: another run holds the workdir, training diverged or a model
-# to load or export holds NaN, no intact checkpoint is left, a planned program does not fit its slice, the
-# sandbox for generated code does not start.
+# to load or export holds NaN, no intact checkpoint is left or one cannot be written, a planned program does not
+# fit its slice, the sandbox for generated code does not start.
 RunError = (
   IsolationError,
   run_state.WorkdirBusyError,
   NonFiniteError,
   NonFiniteModelError,
   CheckpointError,
+  CheckpointSaveError,
   DoesNotFitError,
   process_group.PeerError,
 )

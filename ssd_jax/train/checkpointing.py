@@ -12,6 +12,7 @@ Saves are asynchronous; call `wait_until_finished()` (or `close()`) before the p
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -232,7 +233,8 @@ class Checkpointer:
       items[DATA_ITEM] = IteratorStateSave(data_state)
     if metadata is not None:
       items[METADATA_ITEM] = ocp.args.JsonSave(dict(metadata))
-    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    with self._save_failures():
+      return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def restore(self, abstract_state: TrainState, step: int | None = None, *, with_data: bool = False) -> Restored:
     """Restores `step` (default: latest) into the shardings of `abstract_state`; a collective.
@@ -283,8 +285,9 @@ class Checkpointer:
 
   def wait_until_finished(self) -> None:
     """Blocks until pending saves are written; raises what a failed one raised."""
-    self._manager.wait_until_finished()
-    self._manager.check_for_errors()
+    with self._save_failures():
+      self._manager.wait_until_finished()
+      self._manager.check_for_errors()
 
   def set_aside(self, steps: Sequence[int]) -> list[str]:
     """Moves each step's directory to `<directory>.broken/<step>` (kept for inspection); returns where.
@@ -312,7 +315,22 @@ class Checkpointer:
 
   def check_for_errors(self) -> None:
     """Raises the error of a failed background save, without waiting for one in progress."""
-    self._manager.check_for_errors()
+    with self._save_failures():
+      self._manager.check_for_errors()
+
+  @contextlib.contextmanager
+  def _save_failures(self):
+    """A save that failed on the file system (disk full, permissions) as `CheckpointSaveError`, one line naming
+    the directory and the OS error; other errors pass unchanged."""
+    try:
+      yield
+    except Exception as e:
+      cause = e
+      while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+      if cause is None:
+        raise
+      raise CheckpointSaveError(f"saving a checkpoint in {self.directory} failed: {cause}") from e
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
@@ -328,6 +346,10 @@ class Checkpointer:
 
 class CheckpointError(RuntimeError):
   """No checkpoint in a directory that has some could be restored intact."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (disk full, permissions): training stopped at that step."""
 
 
 def non_finite_leaves(state: Any) -> list[str]:
