@@ -9,9 +9,10 @@
 2. Sampling fused into the LM head. The candidate path reads the logits the LM-head matmul wrote; fused,
    the matmul runs over vocabulary chunks and keeps only each row's running candidates and softmax
    normaliser, so full logits never travel through memory. Timed: the matmul, then the candidate pass
-   (`candidates.top_candidates`, the row maximum and log-sum-exp), against two fused variants (a running
-   top-128 merged with each chunk; the running 129 best 128-wide blocks, as the unfused pass selects
-   them); each must give the same candidates and indices.
+   (`candidates.top_candidates` of the first candidate list, the row maximum and log-sum-exp), against two
+   fused variants (a running top-n merged with each chunk; the running n + 1 best chunk-wide blocks, as the
+   unfused pass selects them; n and the chunk width are the first list's); each must give the same
+   candidates and indices.
 
 Everything runs in this process on one pinned core (XLA without its multi-threaded Eigen pool);
 repeats are interleaved and the first call (compile) is reported apart.
@@ -195,7 +196,10 @@ def fused_lm_head(args) -> None:
   table = jnp.asarray(rng.normal(size=(args.vocab, args.hidden)) * 0.05, jnp.float32)
   fns = {"matmul, then candidates": lambda: head_then_candidates(h, table)}
   for chunk in [int(c) for c in args.chunks.split(",")]:
-    for name, fused in [("running top-128", fused_running_top), ("running blocks", fused_running_blocks)]:
+    for name, fused in [
+      (f"running top-{candidates.LISTS[0].length}", fused_running_top),
+      ("running blocks", fused_running_blocks),
+    ]:
       fns[f"fused, {name}, chunk {chunk}"] = functools.partial(fused, h, table, chunk)
   # The checks make every first call (compile), so they are timed here.
   compiled, reference = {}, None
