@@ -218,14 +218,14 @@ def checks() -> list[Check]:
 def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   section = config.self_distill
   errors = schedule_errors(section, "self_distill") + profile_steps_errors(section, "self_distill")
-  minis = section.mini_batches
-  if minis >= 1 and (section.prompts_per_step % minis or section.updates_per_batch % minis):
+  minis = section.mini_batches  # >= 1: cross checks run after the value checks passed.
+  if section.prompts_per_step % minis or section.updates_per_batch % minis:
     errors.append(
       f"field 'self_distill.mini_batches' = {minis} must divide 'self_distill.prompts_per_step' = "
       f"{section.prompts_per_step} (each mini-batch holds whole prompt groups) and 'self_distill.updates_per_batch' "
       f"= {section.updates_per_batch} (each mini-batch gets as many updates)"
     )
-  elif minis >= 1 and (update := rollouts_per_update(section))[2] % section.grad_accum_steps:
+  elif (update := rollouts_per_update(section))[2] % section.grad_accum_steps:
     fields, values, rows = update
     errors.append(
       f"{fields} = {values} = {rows} rollouts per update are not divisible by 'self_distill.grad_accum_steps' = "

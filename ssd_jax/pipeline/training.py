@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
+from ssd_jax.config.self_distill import rollouts_per_update
 from ssd_jax.onpolicy.rollouts import RolloutSetup
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.train.loop import IteratorSource, LoopConfig, train_loop
@@ -96,7 +97,7 @@ def onpolicy_speed_hooks(ctx: RunContext, setup: RolloutSetup, profile_dir: str)
   teacher forward on its context and the response. Step time includes the step's rollouts and grading (on the
   first update of each rollout batch)."""
   section, cfg = ctx.config.self_distill, ctx.model_cfg
-  rows = section.prompts_per_step // section.mini_batches * setup.group_size  # One update's mini-batch.
+  _, _, rows = rollouts_per_update(section)  # One update's (mini-)batch.
   student_len = setup.prompt_width + setup.max_new_tokens
   teacher_len = setup.teacher_prompt_width + setup.max_new_tokens
   flops = student_len * train_flops_per_token(cfg, student_len) + teacher_len * forward_flops_per_token(

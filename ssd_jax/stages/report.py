@@ -44,8 +44,9 @@ def run(ctx: RunContext) -> None:
   )
   n = config.eval_sampling.n
   # pass@k needs k <= n samples per problem; with none left the table shows pass@1 and pass@n.
-  comparison["ks"] = [k for k in config_lib.eval_ks(config) if k <= n] or sorted({1, n})
-  dropped = [k for k in config_lib.eval_ks(config) if k > n]
+  ks = config_lib.eval_ks(config)
+  comparison["ks"] = [k for k in ks if k <= n] or sorted({1, n})
+  dropped = [k for k in ks if k > n]
   if dropped:
     print(f"[report] field 'eval.ks' values {dropped} exceed 'eval_sampling.n' = {n}: not reported")
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
