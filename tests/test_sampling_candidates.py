@@ -35,8 +35,14 @@ def assert_same_sample(fast, reference):
 
 @pytest.mark.parametrize(
   "vocab,dtype,list_index",
-  # 40,000: chunks are gathered; list 1 serves top-k past list 0's.
-  [(300, jnp.float32, 0), (5_000, jnp.bfloat16, 0), (40_000, jnp.float32, 0), (40_000, jnp.float32, 1)],
+  # 40,000: chunks are gathered; lists 1 and 2 serve top-k past the list before them.
+  [
+    (300, jnp.float32, 0),
+    (5_000, jnp.bfloat16, 0),
+    (40_000, jnp.float32, 0),
+    (40_000, jnp.float32, 1),
+    (40_000, jnp.float32, 2),
+  ],
 )
 def test_candidate_path_equals_reference(vocab, dtype, list_index):
   rng = np.random.default_rng(vocab)
@@ -51,8 +57,10 @@ def test_candidate_path_equals_reference(vocab, dtype, list_index):
   assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
   # This list itself answers the batch (not only a longer one after it).
   x, int_bits = logits.astype(jnp.float32), jax.lax.bitcast_convert_type(bits, jnp.int32)
-  listed, exact = candidates.sample_candidates(x, rows, int_bits, candidates.LISTS[list_index], tr.row_stats(x, rows))
-  assert bool(exact)
+  listed, exact, needed = candidates.sample_candidates(
+    x, rows, int_bits, candidates.LISTS[list_index], tr.row_stats(x, rows)
+  )
+  assert bool(exact) and float(needed) == 0
   assert_same_sample(listed, reference)
 
 
@@ -193,10 +201,65 @@ def test_ties_that_overflow_the_short_list_are_served_by_the_long_one():
   bits = bits_for(batch, 6)
   size = candidates.LISTS[0]
   stats = tr.row_stats(logits, rows)
-  _, short_exact = candidates.sample_candidates(
+  _, short_exact, _ = candidates.sample_candidates(
     logits, rows, jax.lax.bitcast_convert_type(bits, jnp.int32), size, stats
   )
   assert not bool(short_exact)
   reference = tr.sample_reference(logits, rows, bits)
   assert np.all(values[np.arange(batch), np.asarray(reference.token)] == 60.0)
   assert_same_sample(lists_or_marker(logits, rows, bits), reference)
+
+
+def test_ties_past_the_288_long_list_are_served_by_the_512_long_one():
+  # 200 tokens tied at the 200th value: the kept set (350) is past the 288-long list.
+  rng = np.random.default_rng(12)
+  batch, vocab = 4, 40_000
+  values = rng.normal(size=(batch, vocab)).astype(np.float32)
+  for row in values:
+    order = np.argsort(row)[::-1]
+    row[order[:150]] += 10.0
+    row[order[150:350]] = 9.0
+  logits = jnp.asarray(values)
+  rows = as_row_params([SamplingParams(1.0, 200, p) for p in (1.0, 0.99, 1.0, 0.999)])
+  x, bits = logits, bits_for(batch, 12)
+  int_bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  stats = tr.row_stats(x, rows)
+  short, long = candidates.LISTS[2], candidates.LISTS[3]
+  assert short.max_top_k == long.max_top_k == 256 and short.length < 350 < long.length
+  assert not bool(candidates.sample_candidates(x, rows, int_bits, short, stats)[1])
+  reference = tr.sample_reference(logits, rows, bits)
+  assert np.asarray(tr.kept_mask(logits, rows)).sum(axis=1).max() == 350
+  assert_same_sample(candidates.sample_candidates(x, rows, int_bits, long, stats)[0], reference)
+  assert_same_sample(lists_or_marker(logits, rows, bits), reference)  # no fallback taken
+
+
+def test_a_short_list_bounds_the_top_p_set_and_longer_lists_too_short_are_skipped():
+  rng = np.random.default_rng(13)
+  batch, vocab = 4, 40_000
+  # Rows 0-1 peaked (their 0.9 sets hold ~55 tokens: past the first list, inside the second);
+  # rows 2-3 flat (thousands of tokens).
+  values = rng.normal(size=(batch, vocab)).astype(np.float32)
+  for row in values[:2]:
+    row[rng.choice(vocab, 90, replace=False)] += 14.0
+  rows = as_row_params([SamplingParams(1.0, 0, 0.9)] * batch)
+  logits = jnp.asarray(values)
+  kept = np.asarray(tr.kept_mask(logits, rows)).sum(axis=1)
+  assert candidates.LISTS[0].length < kept[:2].min() and kept[:2].max() <= candidates.LISTS[1].length
+  assert kept[2:].min() > candidates.LISTS[-1].length
+  bits = bits_for(batch, 13)
+  int_bits = jax.lax.bitcast_convert_type(bits, jnp.int32)
+  first = candidates.LISTS[0]
+  for part, largest in ((slice(0, 2), kept[:2].max()), (slice(2, 4), kept[2:].min())):
+    part_rows = RowParams(*(a[part] for a in rows))
+    stats = tr.row_stats(logits[part], part_rows)
+    _, exact, needed = candidates.sample_candidates(logits[part], part_rows, int_bits[part], first, stats)
+    # A lower bound: never above the largest set (which a list of that length would hold).
+    assert not bool(exact) and first.length < float(needed) <= largest
+  # The peaked rows' bound lets the 128-long list run; the flat rows' skips every list.
+  reference = tr.sample_reference(logits[:2], RowParams(*(a[:2] for a in rows)), bits[:2])
+  assert_same_sample(lists_or_marker(logits[:2], RowParams(*(a[:2] for a in rows)), bits[:2]), reference)
+  flat_rows = RowParams(*(a[2:] for a in rows))
+  _, _, needed = candidates.sample_candidates(
+    logits[2:], flat_rows, int_bits[2:], first, tr.row_stats(logits[2:], flat_rows)
+  )
+  assert float(needed) > candidates.LISTS[-1].length

@@ -160,7 +160,7 @@ def _sample_from_blocks_kernel(
   raw_max = jnp.max(chunk_max, axis=-1, keepdims=True)
   chunk_sum = _load_row(chunk_sum_ref, filled[1], 0.0)
   raw_log_sum = jnp.log(jnp.sum(chunk_sum * jnp.exp(chunk_max - raw_max), axis=-1, keepdims=True))
-  token, logprob_raw, logprob_sampled, cutoff, exact = candidate_sample(
+  token, logprob_raw, logprob_sampled, cutoff, exact, _ = candidate_sample(
     values,
     index,
     outside,

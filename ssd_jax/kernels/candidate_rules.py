@@ -78,8 +78,10 @@ def candidate_sample(
       off; None when no such row is sampled from the list (they are then marked inexact).
 
   Returns:
-    (token int32, logprob_raw float32, logprob_sampled float32, cutoff int32, exact bool), each
-    [rows, 1]; the first four are the reference's wherever exact holds.
+    (token int32, logprob_raw float32, logprob_sampled float32, cutoff int32, exact bool,
+    needed float32), each [rows, 1]; the first four are the reference's wherever exact holds.
+    needed is a lower bound on the top-p set's size of a row with top-k off whose list falls
+    short of the target mass (0 elsewhere): a longer list shorter than it cannot serve the row.
   """
   n = values.shape[-1]
   inverse_temperature = ops.inverse_temperature(temperature)
@@ -97,8 +99,16 @@ def candidate_sample(
   # With top-k off the survivors are the whole vocabulary, whose mass the caller counts.
   survivors = top_k_mass if survivors_mass is None else jnp.where(k_off, survivors_mass, top_k_mass)
   # The largest candidate key >= k_cut whose mass at or above it reaches the target: the bisection's answer.
-  reaches = in_top_k & (prefix_masses(limbs) >= top_p * survivors)
+  target = top_p * survivors
+  prefix = prefix_masses(limbs)
+  reaches = in_top_k & (prefix >= target)
   p_cut = jnp.where(top_p < 1.0, _max(jnp.where(reaches, keys, ops.INT32_MIN)), k_cut)
+  # Every token off the list weighs at most the last one listed, so a list short of the target
+  # by s needs at least s / (that weight) more tokens (a whole-row search when the weight is 0).
+  shortfall = target - prefix[:, -1:]
+  last_weight = ops.mass_value(*(limb[:, -1:] for limb in limbs))
+  short = k_off & (top_p < 1.0) & (shortfall > 0)
+  needed = jnp.where(short, n + shortfall / last_weight, 0.0)
   # Every token off the list must be strictly below the cut the list decides: top-k's, or
   # top-p's where top-k is off (the masses above it are then whole-vocabulary masses).
   outside_key = ops.order_key(ops.tempered(outside, raw_max, inverse_temperature))
@@ -116,4 +126,4 @@ def candidate_sample(
   kept_sum = _sum(jnp.where(kept, jnp.exp(d), 0.0))
   logprob_sampled = jnp.where(greedy, 0.0, d_token - jnp.log(kept_sum))
   logprob_raw = (x_token - raw_max) - raw_log_sum
-  return token, logprob_raw, logprob_sampled, cutoff, exact
+  return token, logprob_raw, logprob_sampled, cutoff, exact, needed

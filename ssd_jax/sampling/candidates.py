@@ -52,9 +52,13 @@ class CandidateList:
 
 # Shortest first: a batch takes the first list that serves it. The first serves top-k up to 24 (the paper
 # rows' 20): its pool of 33 chunks takes a quarter of the 128-long list's time at [32, 151936] on CPU.
+# Top-k up to 256 takes the 288-long list (0.64x the 512-long one's time there: XLA's top-k costs
+# most per element kept); the 512-long one serves only what overflows it (more than 32 ties at the
+# k-th value, top-p sets of 289-512 tokens).
 LISTS = (
   CandidateList(length=32, chunk=128, max_top_k=24),
   CandidateList(length=128, chunk=128, max_top_k=64),
+  CandidateList(length=288, chunk=16, max_top_k=256),
   CandidateList(length=512, chunk=16, max_top_k=256),
 )
 
@@ -137,8 +141,8 @@ def sample_candidates(
   size: CandidateList,
   stats: RowStats,
   x_chunked: tuple[jax.Array, jax.Array] | None = None,
-) -> tuple[TruncatedSample, jax.Array]:
-  """The truncated draw from one candidate list, and whether the list decided every row exactly.
+) -> tuple[TruncatedSample, jax.Array, jax.Array]:
+  """The truncated draw from one candidate list, whether it decided every row exactly, and how long a list must be.
 
   Args:
     x: float32 [batch, vocab] logits. rows: per-row parameters ([batch] arrays) for which
@@ -147,12 +151,14 @@ def sample_candidates(
     caller has it.
 
   Returns:
-    (TruncatedSample of [batch] arrays, bool scalar); where the bool holds, the sample equals
-    `truncation.sample_reference`'s in token and cut-off.
+    (TruncatedSample of [batch] arrays, bool scalar, float32 scalar); where the bool holds, the
+    sample equals `truncation.sample_reference`'s in token and cut-off. The float bounds the
+    length of any list that can serve the batch (0 when this one can): the largest top-p set a
+    row with top-k off can have (`candidate_rules.candidate_sample`'s needed).
   """
   values, index, outside = top_candidates(x, size, x_chunked)
   column = lambda a: a[:, None]
-  *sample, exact = candidate_sample(
+  *sample, exact, needed = candidate_sample(
     values,
     index,
     outside,
@@ -164,7 +170,7 @@ def sample_candidates(
     vocab=x.shape[1],
     survivors_mass=stats.survivors_mass,
   )
-  return TruncatedSample(*(s[:, 0] for s in sample)), jnp.all(exact)
+  return TruncatedSample(*(s[:, 0] for s in sample)), jnp.all(exact), jnp.max(needed)
 
 
 Fallback = Callable[[jax.Array, RowParams, jax.Array, RowStats], TruncatedSample]
@@ -189,17 +195,19 @@ def sample_from_lists(
   dtypes = (jnp.int32, jnp.float32, jnp.float32, jnp.int32)
   sample = TruncatedSample(*(jnp.zeros(x.shape[0], dtype) for dtype in dtypes))
   served = jnp.bool_(False)
+  needed = jnp.float32(0)
   # One pass gives the chunk maxima of the lists that share the first list's chunk and the row
   # maximum (a whole pass of its own otherwise).
   shared = chunked(x, LISTS[0].chunk)
   stats = row_stats(x, rows, raw_max=jnp.max(shared[1], axis=-1, keepdims=True))
-  # Each list is traced once and runs only while no shorter one has served the batch.
+  # Each list is traced once and runs only while no shorter one has served the batch and no
+  # shorter one has shown a top-p set too large for it (flat rows go straight to the fallback).
   for size in LISTS:
     own = shared if size.chunk == LISTS[0].chunk else None
-    sample, served = jax.lax.cond(
-      ~served & candidates_apply(rows, vocab, size.max_top_k),
+    sample, served, needed = jax.lax.cond(
+      ~served & (needed <= size.length) & candidates_apply(rows, vocab, size.max_top_k),
       lambda size=size, own=own: sample_candidates(x, rows, bits, size, stats, own),
-      lambda result=(sample, served): result,
+      lambda result=(sample, served, needed): result,
     )
   return jax.lax.cond(served, lambda: sample, lambda: fallback(x, rows, bits, stats))
 
