@@ -333,9 +333,10 @@ class Checkpointer:
       raise CheckpointSaveError(f"saving a checkpoint in {self.directory} failed: {cause}") from e
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for pending saves and releases the manager; raises what a failed save raised."""
+    with self._save_failures():
+      self._manager.wait_until_finished()
+      self._manager.close()
 
   def __enter__(self) -> Checkpointer:
     return self
