@@ -10,6 +10,7 @@ import pytest
 from config_files import ROOT, load_module
 from pipeline_fixtures import micro_config, run_pipeline
 
+from ssd_jax.pipeline import code_version
 from ssd_jax.pipeline.checkpoint_export import export_step
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import report as report_stage
@@ -76,6 +77,7 @@ def test_micro_pipeline_end_to_end_then_skips_finished_stages(tmp_path, capsys):
   with open(os.path.join(layout.report_dir, "comparison.txt")) as f:
     table = f.read().strip()
   assert table in out and "pass@2" in table and ("T=0.7" in table or "T=1.1" in table)
+  assert table.endswith(f"code: pretrain, synthesize, sft, eval by {code_version.describe(code_version.current())}")
 
   markers = {n: os.path.getmtime(os.path.join(workdir, "stages", f"{n}.done.json")) for n in STAGES.split(",")}
   run_pipeline(config, workdir)

@@ -12,6 +12,7 @@ from ssd_jax import config as config_lib
 from ssd_jax.config.schema import comma_list
 from ssd_jax.evals.splits import record_split, split_problems
 from ssd_jax.pipeline import run_state, runner
+from ssd_jax.pipeline.content_signature import content_signature
 from ssd_jax.pipeline.layout import RunLayout
 
 _OUTPUTS = {
@@ -200,3 +201,43 @@ def test_restart_outputs_cover_every_model_and_the_split(tmp_path):
   layout = RunLayout(str(tmp_path))
   assert {"models/sdpo_blank", "models/steps/sdsd"} <= set(run_state.restart_outputs("self_distill", layout))
   assert {"eval/split.json", "eval/base", "eval/sdpo_blank"} <= set(run_state.restart_outputs("eval", layout))
+
+
+@pytest.mark.parametrize(
+  "stage_list, models",
+  [("pretrain,eval,report", "base"), ("pretrain,self_distill,eval,report", "base,sdpo")],
+)
+def test_the_report_is_stale_when_the_teacher_diagnostic_it_shows_changes(tmp_path, stage_list, models):
+  # The report shows the diagnostic whenever the file is there, whether or not eval reads the self_distill stage.
+  ran = []
+  stages = _stages(ran)
+  config = _config(stage_list)
+  config.self_distill.methods = "sdpo"
+  config.eval.models = models
+  diagnostic = tmp_path / "self_distill" / "teacher_diagnostic.json"
+  diagnostic.parent.mkdir()
+  diagnostic.write_text('{"student_pass1": 0.25}')
+  _run(config, tmp_path, stages)
+  ran.clear()
+  _run(config, tmp_path, stages)
+  assert ran == []  # The same diagnostic: the report is reused.
+
+  diagnostic.write_text('{"student_pass1": 0.5}')
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r"(?s)stage 'report' finished .*what the workdir's self_distill/teacher_diagnostic.json holds has changed"
+    r".*--restart=report",
+  ):
+    _run(config, tmp_path, stages)
+  assert ran == []
+  _run(config, tmp_path, stages, restart=("report",))
+  assert ran == ["report"]
+  records = run_state.StageRecords(str(tmp_path))
+  done = records.read("report", "done")
+  assert done["contents"] == {"self_distill/teacher_diagnostic.json": content_signature(str(diagnostic))}
+
+  # A report recorded before the diagnostic was fingerprinted counts as unchanged.
+  records.write("report", "done", {**done, "contents": {}})
+  diagnostic.unlink()
+  _run(config, tmp_path, stages)
+  assert ran == ["report"]

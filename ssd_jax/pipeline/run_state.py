@@ -5,7 +5,8 @@ reads (`STAGE_READS`). Its fingerprint hashes those fields' values and the finge
 with, so a rerun with different values (a new T_train, another seed) is refused, naming the fields, instead of
 mixing old and new artifacts; `--restart=STAGE` sets that stage's outputs aside and starts it over. A stage
 writes `stages/<name>.started.json` when it starts and `stages/<name>.done.json` last, listing its outputs,
-which are checked before it is skipped.
+which are checked before it is skipped. The records also keep the code that ran the stage
+(`code_version`), outside the fingerprint: a run patched since may resume what the stage finished.
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ml_collections
 
 from ssd_jax.atomic_write import atomic_open
-from ssd_jax.config import EVAL_MODELS, ConfigError, base_config, eval_model_names, evaluated_training_stages
+from ssd_jax.config import (
+  EVAL_MODELS,
+  STAGES,
+  ConfigError,
+  base_config,
+  eval_model_names,
+  evaluated_training_stages,
+)
 from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, METHODS, method_names
 from ssd_jax.pipeline.content_signature import content_signature
@@ -123,6 +131,28 @@ def stage_outputs(name: str, config: ml_collections.ConfigDict, layout: RunLayou
   return layout.stage_outputs(name, eval_model_names(config), method_names(config.self_distill))
 
 
+def workdir_reads(name: str, layout: RunLayout) -> list[str]:
+  """Files of the workdir that stage `name` reads besides the outputs of `stage_reads`, relative to the workdir:
+  what they hold is part of its fingerprint.
+
+  The report shows the self_distill stage's teacher diagnostic whenever the file is there, also when eval does
+  not evaluate an on-policy model (and so does not read that stage).
+  """
+  files = {"report": [layout.teacher_diagnostic]}.get(name, [])
+  return [os.path.relpath(p, layout.workdir) for p in files]
+
+
+def stages_read(names: Iterable[str], config: ml_collections.ConfigDict) -> list[str]:
+  """The stages whose outputs stages `names` read under `config`, directly or through others, in pipeline order."""
+  found, todo = set(), list(names)
+  while todo:
+    for upstream in stage_reads(todo.pop(), config):
+      if upstream not in found:
+        found.add(upstream)
+        todo.append(upstream)
+  return sorted(found, key=STAGES.index)
+
+
 def restart_outputs(name: str, layout: RunLayout) -> list[str]:
   """Everything stage `name` may have written under any config, relative to the workdir (what `--restart`
   sets aside): a model or evaluation that an earlier config named must not outlive the restart."""
@@ -140,9 +170,11 @@ def _plain(value: Any, path: str = "") -> Any:
 class Fingerprint:
   """The config values a stage depends on, and a hash of them with its inputs' fingerprints.
 
-  `contents` holds a digest of what each file or directory it reads by path holds (`CONTENT_FIELDS`): a
-  record without one (written before they were kept) counts as unchanged. `defaults` holds the schema's default of every field path: a field a record lacks (the schema grew since)
-  counts as unchanged while it keeps its default (a field of `_LATE_FIELDS`: whatever its value).
+  `contents` holds a digest of what each file or directory it reads by path holds (`CONTENT_FIELDS`, by field
+  path) and of each workdir file of `workdir_reads` (by its path in the workdir): a record without one (written
+  before they were kept) counts as unchanged. `defaults` holds the schema's default of every field path: a
+  field a record lacks (the schema grew since) counts as unchanged while it keeps its default (a field of
+  `_LATE_FIELDS`: whatever its value).
   """
 
   fields: dict[str, Any]
@@ -174,9 +206,8 @@ class Fingerprint:
     old_contents = recorded.get("contents", {})
     for path in sorted(set(self.contents) & set(old_contents)):
       if self.contents[path] != old_contents[path] and new.get(path) == old.get(path):
-        out.append(
-          f"what {path} = {new.get(path)!r} holds has changed (digest {old_contents[path]} -> {self.contents[path]})"
-        )
+        what = f"{path} = {new[path]!r}" if path in new else f"the workdir's {path}"
+        out.append(f"what {what} holds has changed (digest {old_contents[path]} -> {self.contents[path]})")
     old_inputs = recorded.get("inputs", {})
     for stage in sorted(set(self.inputs) | set(old_inputs)):
       if self.inputs.get(stage) != old_inputs.get(stage):
@@ -212,6 +243,12 @@ class StageRecords:
     with open(path) as f:
       return json.load(f)
 
+  def code(self, name: str) -> dict[str, str] | None:
+    """The code (`code_version.current()`) that stage `name`'s done marker, else its started one, records;
+    None without either, or for a record written before the code was kept."""
+    record = self.read(name, "done") or self.read(name, "started") or {}
+    return record.get("code")
+
   def write(self, name: str, kind: str, record: Mapping[str, Any]) -> None:
     os.makedirs(self.directory, exist_ok=True)
     path = self._path(name, kind)
@@ -230,6 +267,8 @@ class StageRecords:
         inputs[upstream] = done.get("fingerprint", "")
     read = [p for p in CONTENT_FIELDS if any(p == f or p.startswith(f + ".") for f in STAGE_FIELDS[name])]
     contents = {p: content_signature(get(config, p)) for p in read if get(config, p)}
+    for path in workdir_reads(name, RunLayout(self.workdir)):
+      contents[path] = content_signature(os.path.join(self.workdir, path))
     return Fingerprint(fields, inputs, contents, defaults)
 
   def check(self, name: str, fingerprint: Fingerprint, *, fields_only: bool = False) -> bool:

@@ -3,7 +3,8 @@
 `prepare` resolves everything a run needs to know up front (model shape, mesh, what the stages need, their
 problem files) so a wrong mesh or a missing file fails before a single weight is loaded. `run` holds the
 workdir's lock, refuses stages whose config changed (`run_state`), and marks each stage done last, listing
-its outputs; a finished stage is skipped on rerun and a half-finished one resumes.
+its outputs; a finished stage is skipped on rerun and a half-finished one resumes, with a warning when other
+code ran a stage it reuses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ssd_jax.atomic_write import atomic_open
 from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import raise_if
 from ssd_jax.evals import IsolationError
-from ssd_jax.pipeline import input_checks, run_state
+from ssd_jax.pipeline import code_version, input_checks, run_state
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
 from ssd_jax.train.checkpointing import CheckpointError, CheckpointSaveError
@@ -91,6 +92,25 @@ def _refuse_before_work(
     if name in restart or not records.check(name, records.fingerprint(config, name), fields_only=redone):
       will_run.add(name)
   _refuse_stale_readers(records, names, restart, will_run)
+
+
+def _warn_of_other_code(
+  records: run_state.StageRecords, config: ml_collections.ConfigDict, names: tuple[str, ...], restart: tuple[str, ...]
+) -> None:
+  """Says, in one line, which stages this run reuses (skips as done, resumes, or reads) that other code ran.
+
+  Not an error: a run patched since may resume. A record that does not keep its code (written before the code
+  was kept) says nothing.
+  """
+  here = code_version.current()
+  reused = sorted({*names, *run_state.stages_read(names, config)} - set(restart), key=config_lib.STAGES.index)
+  other = {n: code for n in reused if (code := records.code(n)) is not None and code != here}
+  if other:
+    logging.warning(
+      "reusing stages that other code ran: %s; this run is %s (pass --restart=<stage> to redo one with it)",
+      code_version.by_code(other),
+      code_version.describe(here),
+    )
 
 
 def _check_upstreams(
@@ -188,6 +208,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
     def refuse_or_record():
       held.enter_context(run_state.WorkdirLock(workdir))
       _refuse_before_work(records, config, names, restart)
+      _warn_of_other_code(records, config, names, restart)
       for name in restart:
         moved = records.set_aside(name, run_state.restart_outputs(name, ctx.layout))
         if moved:
@@ -202,7 +223,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
         fingerprint = records.fingerprint(config, name)
         if records.check(name, fingerprint):
           return None
-        return {"stage": name, **fingerprint.record()}
+        return {"stage": name, **fingerprint.record(), "code": code_version.current()}
 
       record = process_group.on_coordinator(group, started_record)
       if record is None:

@@ -5,7 +5,8 @@ each candidate's dev and, for the chosen one, test results), and writes `report/
 plots of `evals.comparison_report`: test pass@k for k = 1..n, paired bootstrap intervals of each method minus
 the base, pass@1 / pass@n against T_eval, per difficulty, and correct-solution diversity. The table, which
 names the setting each row used, goes to stdout, followed by the self_distill stage's teacher diagnostic when
-the run has one (is the in-context teacher better than the student it trains?).
+the run has one (is the in-context teacher better than the student it trains?), and the code that ran the
+stages it compares (`code_versions` in the JSON).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ssd_jax import config as config_lib
 from ssd_jax.evals import compare_models, grid_runs, report_text, write_comparison
 from ssd_jax.evals.splits import SPLIT_FILE, Split
 from ssd_jax.onpolicy.teacher_diagnostic import format_diagnostic
+from ssd_jax.pipeline import code_version, run_state
 from ssd_jax.pipeline.context import RunContext
 
 REFERENCE_MODEL = "base"
@@ -50,11 +52,17 @@ def run(ctx: RunContext) -> None:
   if dropped:
     print(f"[report] field 'eval.ks' values {dropped} exceed 'eval_sampling.n' = {n}: not reported")
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
-  notes = ""
+  lines = []
+  summarised = run_state.stages_read(("report",), config)
   if os.path.isfile(layout.teacher_diagnostic):
     with open(layout.teacher_diagnostic) as f:
       comparison["teacher_diagnostic"] = json.load(f)
-    notes = format_diagnostic(comparison["teacher_diagnostic"])
+    lines.append(format_diagnostic(comparison["teacher_diagnostic"]))
+    summarised = sorted({*summarised, "self_distill"}, key=config_lib.STAGES.index)  # It wrote the diagnostic.
+  records = run_state.StageRecords(layout.workdir)
+  comparison["code_versions"] = {name: records.code(name) for name in summarised}
+  lines.append(f"code: {code_version.by_code(comparison['code_versions'])}")
+  notes = "\n".join(lines)
   if ctx.is_coordinator:
     write_comparison(comparison, layout.report_dir, notes)
   print(f"\n{report_text(comparison, notes)}report: {layout.report_dir}\n")
