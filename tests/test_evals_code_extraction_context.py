@@ -42,6 +42,11 @@ ADD_DOC = (
   "    return x + 1\n"
 )
 ADD_DOC_TILDES = ADD_DOC.replace("```", "~~~")
+# Three fenced examples: the block is read on through three closing fences, past the blocks the examples open.
+ADD_DOC_EXAMPLES = ADD_DOC.replace(
+  "    ```\n",
+  "    ```\n    ```python\n    >>> add_one(-1)\n    0\n    ```\n    ```python\n    >>> add_one(0)\n    1\n    ```\n",
+)
 CYCLIC_STARTER = (
   "def encode(s: str) -> str:\n"
   '    """Rotates s left by one."""\n'
@@ -51,6 +56,7 @@ CYCLIC_STARTER = (
   "def decode(s: str) -> str:\n"
   '    """Inverts encode."""\n'
 )
+TOTAL_STARTER = "class Solution:\n    def total(self) -> int:\n        "
 ADD_STARTER = 'def add_one(x):\n    """Returns x + 1."""\n'
 WAYS = (
   "import sys; sys.setrecursionlimit(10000)\n"
@@ -205,6 +211,11 @@ METHOD_USAGE = (
   "def sumPositive(self, nums):\n    return sum(x for x in nums if x > 0)\n\n\nprint(sumPositive(None, [1, -2, 3]))\n"
 )
 SUM_POSITIVE = "def sumPositive(self, nums):\n    return sum(x for x in nums if keep(x))\n"
+# Joined to a constant written with a character of more than one byte, as the parser counts columns in bytes.
+FILLED = 'SIGN = "≥"; LIMIT = []\nLIMIT.append(0)\n\n\ndef sumPositive(self, nums):\n    return sum(x for x in nums if x > LIMIT[0])\n'
+# A constant derived from what top-level code fills is built again in the class, after that code: before the
+# class it was built before the loop ran.
+TOTAL = "xs = []\nfor i in range(5):\n    xs.append(i)\nTOTAL = sum(xs)\n\n\ndef total(self):\n    return self.TOTAL\n"
 FRACTIONS = "import fractions\n\n\ndef sumPositive(self, nums):\n    return int(sum(fractions.Fraction(x) for x in nums if x > 0))\n"
 # A method answer without its class goes under the starter's class line; its helpers and imports stay at the top
 # level (inside the class a helper is no global name, and neither is an import).
@@ -222,6 +233,9 @@ METHODS = [
   ("method_with_joined_imports", "sum_positive", f"{F}python\n{JOINED}{F}\n", JOINED, True),
   ("method_reading_a_class_constant", "sum_positive", f"{F}python\n{CLASS_CONSTANT}{F}\n", CLASS_CONSTANT, True),
   ("method_then_usage", "sum_positive", f"{F}python\n{METHOD_USAGE}{F}\n", METHOD_USAGE, True),
+  # Top-level code that fills a constant (inside the class too) fills the one the methods read.
+  ("method_reading_a_filled_constant", "sum_positive", f"{F}python\n{FILLED}{F}\n", FILLED, True),
+  ("method_reading_a_derived_constant", "total", f"{F}python\n{TOTAL}{F}\n", TOTAL, True),
   (
     "method_with_static_helper",
     "sum_positive",
@@ -245,6 +259,13 @@ DOCSTRING_FENCES = [
     f"{F}python\n{ADD_DOC.replace('x + 1', 'x - 1')}{F}\n",
     ADD_DOC.replace("x + 1", "x - 1"),
     False,
+  ),
+  (
+    "docstring_fences_of_three_examples",
+    "add",
+    f"{F}python\n{ADD_DOC_EXAMPLES}{F}\n\nUsage:\n{F}python\nprint(add_one(1))\n{F}\n",
+    ADD_DOC_EXAMPLES,
+    True,
   ),
   # A block that is broken itself stays broken: read on, it takes in the fences and prose after it.
   (
@@ -311,6 +332,7 @@ def problems():
     "cyclic": functional("cyclic", "decode", 'assert decode(encode("abcdef")) == "abcdef"\n', CYCLIC_STARTER),
     "st": livecodebench["lcb_fixture_abc_sum"],
     "sum_positive": livecodebench["lcb_fixture_sum_positive"],
+    "total": functional("total", "total", "assert Solution().total() == 10\n", TOTAL_STARTER),
   }
 
 

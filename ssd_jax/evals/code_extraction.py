@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ast
-import itertools
 import re
 import textwrap
 
+from ssd_jax.data.code_names import names_read_not_bound
 from ssd_jax.data.problems import Problem
 from ssd_jax.evals.code_context import (
   UNPARSABLE,
@@ -17,26 +17,8 @@ from ssd_jax.evals.code_context import (
   top_level_names,
   with_earlier_definitions,
 )
+from ssd_jax.evals.code_fences import Block, fenced_blocks
 
-# An opening fence (three or more backticks or tildes, optional info string), whole: a longer fence is not read
-# as a shorter one with the rest for its info string. It may end a line of prose ("Here it is: ```python"), as
-# LiveCodeBench, which takes any line holding ``` for a fence, reads it; then a one-word tag must follow it at
-# once, so a sentence that mentions fences ("wrap it in ``` fences.", "... between ```") opens none.
-_OPENING = (
-  r"^(?P<indent>[ \t]*)(?:[^\n]*?[ \t:](?=(?P<after>[`~])(?P=after){2,}[\w+.#-]+[ \t]*\r?\n))?"
-  r"(?P<fence>(?P<char>[`~])(?P=char){2,})(?!(?P=char))(?P<info>[^\n]*)\n"
-)
-# A closing fence: at least as long as the opening one, of the same character (CommonMark), its line ending in
-# CRLF (`$` matches before the "\n" only) or going on after a space ("``` That's it."), as LiveCodeBench, which
-# takes any line holding ``` for a fence, reads it. Text right after the fence ("```python") never closes a block.
-_CLOSING = r"^[ \t]*{fence}{char}*(?:[ \t][^\n]*)?\r?$"
-_FENCE = re.compile(
-  _OPENING + r"(?P<body>.*?)" + _CLOSING.format(fence="(?P=fence)", char="(?P=char)"), re.MULTILINE | re.DOTALL
-)
-# An opening fence with no closing fence: the completion was cut off mid-block.
-_UNCLOSED_FENCE = re.compile(_OPENING + r"(?P<body>.*)\Z", re.MULTILINE | re.DOTALL)
-# How many closing fences on a block that does not parse may be read as lines of its code (a docstring's example).
-_MAX_EXTENSION = 3
 # Info strings of blocks that may hold the answer; other tags (bash, text, output, ...) name another language.
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
 # A `from __future__ import` statement at the top level, parenthesized names included.
@@ -52,6 +34,8 @@ def extract_code(completion: str, problem: Problem | None = None) -> str:
   whitespace, ``:`` or ``{``, as in ``python:solution.py``) or untagged; a block tagged with another language
   (``bash``, ``text``, ``output``, ...) is no candidate unless no block is. A fence is three or more backticks
   or tildes, closed by at least as many of the same (CommonMark): a block opened by four may hold lines of three.
+  Such a fence at the end of a line of code (``return x`` then the fence) closes the block after that code,
+  unless it stands in a string literal or a comment (see `fenced_blocks`).
 
   Given the problem, the last candidate that answers it wins: for a problem with an entry point, a block that
   defines the entry point or ``class Solution`` at its top level (read dedented); for a stdin problem, a block that
@@ -92,32 +76,28 @@ def extract_code(completion: str, problem: Problem | None = None) -> str:
   text = completion.rsplit("</think>", 1)[-1]
   if text.lstrip().startswith("<think>"):
     return ""
-  blocks = [(m, True) for m in _FENCE.finditer(text)]
-  unclosed = _UNCLOSED_FENCE.search(text, _last_fence_end(text))
-  if unclosed is not None:
-    blocks.append((unclosed, False))
+  blocks = fenced_blocks(text)
   if not blocks:
     return _unfenced_code(text, problem)
-  candidates = [b for b in blocks if _tag(b[0]) in _PYTHON_TAGS] or blocks
-  complete = [m for m, closed in candidates if closed]
+  candidates = [b for b in blocks if b.tag in _PYTHON_TAGS] or blocks
+  complete = [b for b in candidates if b.closed]
   if problem is not None:
-    cut_off = [m for m, closed in candidates if not closed]
-    for match in [*reversed(complete), *cut_off]:
-      answer = _answer(_block_code(match), problem) or _extended_answer(match, problem)
+    cut_off = [b for b in candidates if not b.closed]
+    for block in [*reversed(complete), *cut_off]:
+      answer = _answer(_block_code(block), problem) or _extended_answer(block, problem)
       if answer is not None:
-        earlier = [_block_code(m) for m, _ in candidates if m.start() < match.start()]
+        earlier = [_block_code(b) for b in candidates if b.start < block.start]
         return _with_helpers(answer, earlier, problem)
-  return _block_code(complete[-1] if complete else candidates[-1][0])
+  return _block_code(complete[-1] if complete else candidates[-1])
 
 
-def _extended_answer(match: re.Match[str], problem: Problem) -> str | None:
-  """The answer in a block that does not parse, read on through the next closing fences (up to
-  `_MAX_EXTENSION`): fence lines inside a string, such as a docstring's example, closed it early."""
-  if _parse_dedented(_block_code(match))[0] is not None:
+def _extended_answer(block: Block, problem: Problem) -> str | None:
+  """The answer in a block that does not parse, read on through the next closing fences (see
+  `Block.later_closings`): fence lines inside a string, such as a docstring's example, closed it early."""
+  if _parse_dedented(_block_code(block))[0] is not None:
     return None
-  closing = re.compile(_CLOSING.format(fence=match["fence"], char=match["char"]), re.MULTILINE)
-  for line in itertools.islice(closing.finditer(match.string, match.end()), _MAX_EXTENSION):
-    answer = _answer(_dedent_by(match.string[match.start("body") : line.start()], match["indent"]), problem)
+  for line_start in block.later_closings:
+    answer = _answer(_dedent_by(block.text[block.body_start : line_start], block.indent), problem)
     if answer is not None:
       return answer
   return None
@@ -172,30 +152,16 @@ def _top_level_definitions(tree: ast.Module) -> set[str]:
   return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
-def _tag(match: re.Match[str]) -> str:
-  """The language an opening fence names: the info string's first word up to whitespace, ``:`` or ``{``,
-  lowercased ('' when untagged)."""
-  words = [w for w in re.split(r"[\s:{]+", match.group("info")) if w]
-  return words[0].lower() if words else ""
-
-
-def _block_code(match: re.Match[str]) -> str:
+def _block_code(block: Block) -> str:
   """A block's body less the opening fence's indentation (a block inside a list item), as Markdown reads it.
 
   Only up to that indentation goes, so a block of a function body (to follow a starter) keeps its own.
   """
-  return _dedent_by(match.group("body"), match.group("indent"))
+  return _dedent_by(block.body, block.indent)
 
 
 def _dedent_by(body: str, indent: str) -> str:
   return re.sub(rf"^[ \t]{{0,{len(indent)}}}", "", body, flags=re.MULTILINE)
-
-
-def _last_fence_end(text: str) -> int:
-  end = 0
-  for match in _FENCE.finditer(text):
-    end = match.end()
-  return end
 
 
 def _defines_top_level(code: str, name: str) -> bool:
@@ -220,12 +186,18 @@ def _is_method_of(code: str, entry_point: str) -> bool:
   )
 
 
-def _module_definitions(code: str) -> str:
-  """The definitions of a method answer (see `_is_method_of`; parses) that its methods read as globals: helper
-  functions and classes, imports and constants (see `definition_names`), each as written, every method (taking
-  ``self`` or ``cls``, or static) left out. Inside the class, where the whole answer goes too, a helper called by
-  its bare name or an imported module is no global."""
-  definitions = []
+def _split_method_answer(code: str) -> tuple[str, str]:
+  """What of a method answer (see `_is_method_of`; parses) goes before the class line, and what goes in the class.
+
+  Before it go the definitions its methods read as globals: helper functions and classes, imports and constants
+  (see `definition_names`), each as written, every method (taking ``self`` or ``cls``, or static) left out. In the
+  class goes the whole answer, as there a helper called by its bare name or an imported module is no global; but
+  each of those constants built from no name the answer binds (a literal, a table) is bound there to the one before
+  the class (``MOD = MOD``), not built again, so that top-level code filling it (a table, a memo) fills the one the
+  methods read. One built from such names is built again there, from what the code before it made of them.
+  """
+  definitions, constants = [], []
+  bound = top_level_names(code)
   for node in ast.parse(code).body:
     method = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
       _first_parameter(node) in ("self", "cls")
@@ -233,7 +205,17 @@ def _module_definitions(code: str) -> str:
     )
     if definition_names(node) and not method:
       definitions.append(f"{statement_source(code, node)}\n\n\n")
-  return "".join(definitions)
+      if isinstance(node, (ast.Assign, ast.AnnAssign)) and bound.isdisjoint(names_read_not_bound(node.value)):
+        constants.append(node)
+  # The parser counts columns in UTF-8 bytes and lines as Python reads them.
+  source = code.encode()
+  line_starts = [0, *(m.end() for m in re.finditer(rb"\r\n|\r|\n", source))]
+  pieces, end = [], 0
+  for node in constants:
+    names = ", ".join(definition_names(node)).encode()
+    pieces += [source[end : line_starts[node.lineno - 1] + node.col_offset], names + b" = " + names]
+    end = line_starts[node.end_lineno - 1] + node.end_col_offset
+  return "".join(definitions), b"".join([*pieces, source[end:]]).decode()
 
 
 def _first_parameter(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
@@ -256,7 +238,8 @@ def assemble_program(problem: Problem, code: str) -> str:
   - Under a ``class Solution`` starter, code that is the entry point method without its class (a function
     taking ``self``) goes under the starter's class line, indented as the starter's method, in place of the
     rest of the starter; its helpers, imports and constants go before the class line too, so its methods
-    read them as globals (and still, inside the class, as attributes).
+    read them as globals (and still, inside the class, as attributes: the constants built from no name of
+    the answer's as the same objects).
   - Code that defines the entry point (or ``class Solution``) is a full answer: the
     starter code goes first when it is valid on its own (it may carry imports and
     helpers, as HumanEval prompts do), then the answer, whose definitions win.
@@ -281,11 +264,8 @@ def _with_starter(problem: Problem, code: str) -> str:
     # Indented as the starter's method line, which the answer replaces.
     body = re.search(r"^([ \t]+)\S", starter[class_line.end() :], re.MULTILINE)
     indent = body.group(1) if body else "    "
-    code = textwrap.dedent(code)
-    return (
-      f"{starter[: class_line.start()]}{_module_definitions(code)}{starter[class_line.start() : class_line.end()]}\n"
-      f"{textwrap.indent(code, indent)}"
-    )
+    definitions, class_body = _split_method_answer(textwrap.dedent(code))
+    return f"{starter[: class_line.start()]}{definitions}{class_line.group()}\n{textwrap.indent(class_body, indent)}"
   names = [n for n in (problem.entry_point, "Solution") if n]
   if any(_defines_top_level(code, name) for name in names):
     return f"{starter.rstrip()}\n\n\n{code}" if _parses(starter) else code
