@@ -13,7 +13,14 @@ import pytest
 from ssd_jax.data.problems import TestCase
 from ssd_jax.evals import sandbox_harness, sandbox_slot
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
-from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_message, write_message
+from ssd_jax.evals.sandbox_wire import (
+  MAX_RELAYED_BYTES,
+  NotData,
+  decode_value,
+  encode_value,
+  read_message,
+  write_message,
+)
 from ssd_jax.evals.verdicts import Verdict
 
 LIMITS = SandboxLimits(timeout_s=5.0, cpu_time_s=5.0, memory_mb=512)
@@ -199,7 +206,7 @@ def test_a_call_that_meets_a_gone_program_keeps_its_load_report(monkeypatch):
       program.wait()
       os.close(event_w)  # Before the read below: a missing report then reads as end of file, not a hang.
     assert ended == "exited"
-    assert read_message(event_r) == {"event": "reply", "data": load_report}
+    assert read_message(event_r, MAX_RELAYED_BYTES) == {"event": "reply", "data": load_report}
   finally:  # A failing run leaks no descriptors into the pytest process.
     for fd in (grader_r, grader_w, event_r, reply_r, request_w, pidfd):
       os.close(fd)

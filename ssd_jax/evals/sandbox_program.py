@@ -3,10 +3,15 @@
 The worker (``sandbox_harness``) forks one such process per test and supervises it from outside; this
 code runs after the fork, inside the process that executes the program, so nothing here decides a
 verdict: it only reports what the program did (a load report, replies to the checker's calls, its exit
-status). Standard library only: its source goes between ``sandbox_wire`` and ``sandbox_harness`` in the
-worker's ``python -c`` script.
+status). A script runs as ``python solution.py < input`` would: as ``__main__`` with that argv, and ended as
+the interpreter ends it (threads joined, atexit handlers run, streams flushed; a SystemExit ends it normally,
+as LiveCodeBench reads it). Standard
+library only: its source goes between ``sandbox_wire`` and ``sandbox_harness`` in the worker's ``python -c``
+script.
 """
 
+import _sitebuiltins
+import atexit
 import builtins
 import errno
 import linecache
@@ -14,9 +19,18 @@ import os
 import resource
 import sys
 import traceback
+import types
 
 if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends sandbox_wire
-  from ssd_jax.evals.sandbox_wire import NotData, decode_value, encode_value, read_message, set_limit, write_message
+  from ssd_jax.evals.sandbox_wire import (
+    MAX_RELAYED_BYTES,
+    NotData,
+    decode_value,
+    encode_value,
+    read_message,
+    set_limit,
+    write_message,
+  )
 
 TRACEBACK_LINES = 12
 MESSAGE_CHARS = 4000
@@ -47,13 +61,53 @@ def describe_exception(exc):
     return "error", "exception (could not be formatted)"
 
 
-def load_program(source, as_main):
-  """Compiles and runs the program; returns its namespace."""
+def prepare_interpreter():
+  """What ``python solution.py`` has and the worker's interpreter (``-I -S -c``) lacks: its argv, exit() and quit()."""
+  sys.argv = ["solution.py"]
+  builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # as the site module sets them
+  builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+
+
+def load_program(source, name):
+  """Compiles and runs the program as module ``name``, registered in sys.modules; returns the module.
+
+  A real module there (``__main__`` for a script) is where pickle looks the program's functions and classes
+  up, so that pickling them (multiprocessing) works as natively.
+  """
   linecache.cache["solution.py"] = (0, None, source.splitlines(True), "solution.py")
   code = compile(source, "solution.py", "exec", dont_inherit=True)
-  namespace = {"__name__": "__main__" if as_main else "solution", "__builtins__": builtins}
-  exec(code, namespace)
-  return namespace
+  module = types.ModuleType(name)
+  module.__file__, module.__builtins__ = "solution.py", builtins
+  sys.modules[name] = module
+  exec(code, vars(module))
+  return module
+
+
+def finish_script(status):
+  """Ends a script as the interpreter does once its module code has run; returns the exit status.
+
+  In Py_FinalizeEx's order: waits for the non-daemon threads (threading's own shutdown hook, which also runs
+  its atexit-like callbacks), runs the atexit handlers (atexit prints their exceptions), flushes the standard
+  streams (a failure exits with 120). A thread that never ends runs into the worker's wall-clock deadline.
+  """
+  threading = sys.modules.get("threading")
+  if threading is not None:
+    try:
+      threading._shutdown()  # pylint: disable=protected-access
+    except BaseException:  # Python reports it and goes on
+      traceback.print_exc()
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+  for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    try:
+      if stream is not None and not getattr(stream, "closed", False):
+        stream.flush()
+    except BaseException as exc:
+      status = 120
+      try:
+        sys.stderr.write(describe_exception(exc)[1] + "\n")
+      except BaseException:
+        pass
+  return status
 
 
 class Served:
@@ -104,7 +158,7 @@ class Served:
 
   def serve(self, request_fd, reply_fd):
     while True:
-      request = read_message(request_fd)
+      request = read_message(request_fd, MAX_RELAYED_BYTES)  # the grader's, relayed by the worker
       if request is None:
         return
       try:
@@ -133,11 +187,12 @@ def child_main(job, stdin_fd, out_fd, err_fd, request_fd, reply_fd):
         except OSError:
           pass
     confine_child(job["limits"])
+    prepare_interpreter()
     as_main = job["mode"] == "script"
-    status, message = "completed", ""
+    status, message, exit_status = "completed", "", 0
     try:
-      namespace = load_program(job["program"], as_main)
-    except SystemExit as exc:  # LiveCodeBench accepts exit() from a script
+      module = load_program(job["program"], "__main__" if as_main else "solution")
+    except SystemExit as exc:  # LiveCodeBench accepts exit() from a script, whatever its code
       if not as_main:
         status, message = "error", f"SystemExit({exc.code!r}) while loading the program"
     except BaseException as exc:
@@ -145,14 +200,12 @@ def child_main(job, stdin_fd, out_fd, err_fd, request_fd, reply_fd):
     if not as_main:
       write_message(reply_fd, {"loaded": status == "completed", "status": status, "message": message})
       if status == "completed":
-        Served(namespace).serve(request_fd, reply_fd)
-    else:
-      sys.stdout.flush()
-      if status != "completed":
-        sys.stderr.write(message + "\n")
-        sys.stderr.flush()
-        os._exit(3 if status == "memory" else 1)
-    os._exit(0)
+        Served(vars(module)).serve(request_fd, reply_fd)
+      os._exit(0)
+    if status != "completed":  # printed before shutting down, as Python prints an uncaught exception
+      sys.stderr.write(message + "\n")
+      exit_status = 3 if status == "memory" else 1
+    os._exit(finish_script(exit_status))
   except BaseException:
     pass
   os._exit(1)

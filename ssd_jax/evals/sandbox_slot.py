@@ -5,6 +5,14 @@ The worker (``sandbox_harness.py``, inside bubblewrap) runs programs and answers
 This module starts both, relays the checker's calls to the worker under a deadline, and turns what they
 report into a TestRun (``verdicts``). A slot that stops answering is torn down and restarted, and its test is
 judged by what was seen. Stopping a slot waits until every process it started has been reaped.
+
+Each program gets its own process in the worker (``sandbox_harness``): the worker forks it when the program
+begins, before any of its messages arrive, and it forks the program's test processes. So a test process
+inherits that program's memory only, never an earlier program's source, output or replies (a program could
+copy another's solution out of memory). When the program ends the worker checks that its own limits and
+scheduling, the namespace's writable sysctls and the count of processes started are what they should be,
+and is replaced by a fresh sandbox otherwise: a program of the same uid can change them, and the next
+program could read them (samples could pass what the oracle of a multi-assert test taught earlier ones).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from ssd_jax.evals.verdicts import TestRun, Verdict, check_verdict, program_died
 
 _HERE = pathlib.Path(__file__).parent
 _WIRE = (_HERE / "sandbox_wire.py").read_text()
-HARNESS_SOURCE = _WIRE + (_HERE / "sandbox_program.py").read_text() + (_HERE / "sandbox_harness.py").read_text()
+HARNESS_SOURCE = _WIRE + "".join((_HERE / f"sandbox_{name}.py").read_text() for name in ("program", "state", "harness"))
 CHECKER_SOURCE = (
   _WIRE + (_HERE.parent / "data" / "code_names.py").read_text() + (_HERE / "sandbox_checker.py").read_text()
 )
@@ -103,6 +111,7 @@ class Slot:
     self.worker: subprocess.Popen | None = None
     self.checker: subprocess.Popen | None = None
     self.scratch: str | None = None
+    self.in_program = False  # the worker has forked the running program's process
 
   def _start_worker(self) -> subprocess.Popen:
     iso = self.settings.isolation
@@ -153,9 +162,31 @@ class Slot:
       start_new_session=True,
     )
 
+  def end_program(self, tests: int):
+    """Ends the program the worker runs (a job of `tests` tests); a worker the program changed is replaced."""
+    if self.worker is None or not self.in_program:
+      return
+    deadline = time.monotonic() + GRACE_S
+    try:
+      self._send(self.worker, {"op": "end_program", "tests": tests}, deadline)
+      self.in_program = False
+      ended = _read(self.worker, deadline)
+      if ended.get("event") != "program_end" or ended.get("recycle"):
+        self._stop_worker()
+    except SlotDied:
+      self._stop_worker()
+
+  def _stop_worker(self):
+    self._stop(self.worker)
+    self.worker = None
+    self.in_program = False
+    if self.scratch is not None:
+      shutil.rmtree(self.scratch, ignore_errors=True)
+      self.scratch = None
+
   def ensure_started(self):
     if self.worker is None or self.worker.poll() is not None:
-      self._stop(self.worker)
+      self._stop_worker()
       self.worker = self._start_worker()
     if self.checker is None or self.checker.poll() is not None:
       self._stop(self.checker)
@@ -190,12 +221,9 @@ class Slot:
       self.cgroup = None
 
   def close(self):
-    self._stop(self.worker)
+    self._stop_worker()
     self._stop(self.checker)
-    self.worker = self.checker = None
-    if self.scratch is not None:
-      shutil.rmtree(self.scratch, ignore_errors=True)
-      self.scratch = None
+    self.checker = None
 
   def _send(self, proc: subprocess.Popen, message: dict, deadline: float):
     """Writes to a worker or checker; one that stops reading (a program can keep the worker busy) is dead."""
@@ -209,10 +237,13 @@ class Slot:
     self.ensure_started()
     deadline = time.monotonic() + self.settings.timeout_s + GRACE_S
     request = {"op": "run", "mode": "calls" if test.code else "script", "program": job.program, "stdin": test.stdin}
-    request["limits"] = self.settings.wire_limits
+    request["limits"] = _test_limits(self.settings.wire_limits, test)
     cgroup = self.cgroup
     oom_kills_before = cgroup.oom_kills() if cgroup is not None else 0
     try:
+      if not self.in_program:  # the worker forks the program's own process first
+        self._send(self.worker, {"op": "program"}, deadline)
+        self.in_program = True
       self._send(self.worker, request, deadline)
       run = script_verdict(test, self._wait_end(deadline)) if not test.code else self._run_check(job, test, deadline)
       oom_killed = cgroup is not None and cgroup.oom_kills() > oom_kills_before
@@ -233,8 +264,7 @@ class Slot:
       event = _read(self.worker, deadline)
       if event.get("event") == "end":
         if event.get("recycle"):
-          self._stop(self.worker)
-          self.worker = None
+          self._stop_worker()
         return event
 
   def _run_check(self, job: ExecutionJob, test: TestCase, deadline: float) -> TestRun:
@@ -259,8 +289,7 @@ class Slot:
         elif event.get("event") == "end":
           end = event
           if event.get("recycle"):
-            self._stop(self.worker)
-            self.worker = None
+            self._stop_worker()
       if checker_fd in ready:
         message = _read(self.checker, deadline)
         if message.get("op") == "result":
@@ -276,6 +305,14 @@ class Slot:
         self._send(self.checker, program_died(loaded, end), deadline)
         waiting = False
     return check_verdict(test, loaded, end, result)
+
+
+def _test_limits(limits: dict, test: TestCase) -> dict:
+  """The wire limits for `test`: its stdout is read whole up to twice its expected output's length."""
+  longest = 2 * len(test.expected_stdout.encode()) if test.expected_stdout else 0
+  if longest <= limits["max_output_bytes"]:
+    return limits
+  return {**limits, "max_output_bytes": longest, "max_file_bytes": max(limits["max_file_bytes"], longest + 1)}
 
 
 def _children(pid: int) -> list[int]:

@@ -25,8 +25,11 @@ import select
 import struct
 import time
 
-MAX_MESSAGE_BYTES = 4 << 20  # a message (and so any one value) larger than this is refused
-MAX_RELAYED_BYTES = 8 << 20  # a relayed message may grow (the worker re-encodes the program's reply)
+MAX_MESSAGE_BYTES = 32 << 20  # a program's reply (and so any one value it returns) larger than this is refused
+# Every other message: what the grader sends (a call's arguments, a test's stdin and code) and what it reads,
+# including a program's reply as the worker re-encodes it (JSON escapes and float reprs may grow it several-fold:
+# the worker refuses one that would exceed this).
+MAX_RELAYED_BYTES = 64 << 20
 MAX_DEPTH = 200
 SHOWN_TEXT_CHARS = 64 * 1024  # of text that is only shown, never compared: stderr read, each text a TestRun keeps
 _HEADER = struct.Struct(">I")
@@ -174,21 +177,26 @@ def decode_value(data, object_of=None, depth=0):
   raise NotData(f"malformed value with tag {tag!r}")
 
 
-def write_message(fd, message, deadline=None):
+def write_message(fd, message, deadline=None, limit=None):
   """Writes one length-prefixed JSON message to a blocking file descriptor.
 
   With ``deadline`` (time.monotonic()), it writes a pipe-buffer page at a time once the pipe has room, and
-  raises TimeoutError past the deadline: a reader that stops reading cannot hold the writer forever.
+  raises TimeoutError past the deadline: a reader that stops reading cannot hold the writer forever. With
+  ``limit``, a message whose encoding exceeds it raises NotData before anything is written.
   """
-  payload = json.dumps(message, separators=(",", ":")).encode()
-  view = memoryview(_HEADER.pack(len(payload)) + payload)
-  while view:
-    if deadline is None:
-      view = view[os.write(fd, view) :]
-    elif select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
-      view = view[os.write(fd, view[:_PAGE]) :]  # writable means a page fits: this write does not block
-    else:
-      raise TimeoutError("the reader took no message before the deadline")
+  text = json.dumps(message, separators=(",", ":"))  # ASCII: as many bytes as characters
+  if limit is not None and len(text) > limit:
+    raise NotData(f"message of {len(text)} bytes exceeds the {limit}-byte limit")
+  payload = text.encode()
+  for part in (_HEADER.pack(len(payload)), payload):  # apart: a large payload is not copied once more
+    view = memoryview(part)
+    while view:
+      if deadline is None:
+        view = view[os.write(fd, view) :]
+      elif select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+        view = view[os.write(fd, view[:_PAGE]) :]  # writable means a page fits: this write does not block
+      else:
+        raise TimeoutError("the reader took no message before the deadline")
 
 
 def read_exact(fd, size, deadline=None):
@@ -205,7 +213,7 @@ def read_exact(fd, size, deadline=None):
   return b"".join(chunks)
 
 
-def read_frame(fd, limit=MAX_MESSAGE_BYTES, deadline=None):
+def read_frame(fd, limit, deadline=None):
   """Reads one length-prefixed payload as bytes; None at end of file; NotData when over ``limit``."""
   header = read_exact(fd, _HEADER.size, deadline)
   if header is None:
@@ -216,7 +224,7 @@ def read_frame(fd, limit=MAX_MESSAGE_BYTES, deadline=None):
   return read_exact(fd, size, deadline)
 
 
-def read_message(fd, limit=MAX_MESSAGE_BYTES):
+def read_message(fd, limit):
   """Reads one length-prefixed JSON message; None at end of file."""
   payload = read_frame(fd, limit)
   if payload is None:
