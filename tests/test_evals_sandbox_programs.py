@@ -44,12 +44,24 @@ SCAN_MEMORY = _later(
 )
 READ_STATE = _later(
   """
-  import os, resource
-  print(resource.prlimit(1, resource.RLIMIT_MSGQUEUE)[0], os.getpriority(os.PRIO_PROCESS, 1),
-        sorted(os.sched_getaffinity(0)))
+  import ctypes, os, platform, resource
+  ioprio = {"x86_64": 252, "aarch64": 31}.get(platform.machine())
+  print(resource.prlimit(1, resource.RLIMIT_MSGQUEUE)[0], resource.prlimit(1, 10)[0],  # 10: RLIMIT_LOCKS
+        os.getpriority(os.PRIO_PROCESS, 1), sorted(os.sched_getaffinity(0)),
+        ioprio and ctypes.CDLL(None).syscall(ioprio, 1, 1), len(open("/proc/net/tcp").readlines()))
   """,
   "",  # the value a fresh sandbox shows, read below
 )
+# A TCP connection closed by its client waits in TIME_WAIT after every process is gone.
+TIME_WAIT = """
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+peer, _ = server.accept()
+client.close()
+peer.close()
+server.close()
+"""
 
 
 def _run(sandbox: Sandbox, earlier: str, later: tuple[str, TestCase]):
@@ -71,6 +83,11 @@ def test_a_program_cannot_find_an_earlier_one_in_memory():
     "resource.prlimit(1, resource.RLIMIT_MSGQUEUE, (12345, resource.prlimit(1, resource.RLIMIT_MSGQUEUE)[1]))",
     "os.setpriority(os.PRIO_PROCESS, 1, 19)",
     "os.sched_setaffinity(1, {sorted(os.sched_getaffinity(1))[0]})",
+    "resource.prlimit(1, 10, (777, resource.prlimit(1, 10)[1]))",  # RLIMIT_LOCKS, which resource does not name
+    # ioprio_set(a process, pid 1, class idle).
+    "import ctypes, platform\nnumber = {'x86_64': 251, 'aarch64': 30}[platform.machine()]\n"
+    "assert ctypes.CDLL(None).syscall(number, 1, 1, 3 << 13) == 0",
+    TIME_WAIT,
   ],
 )
 def test_a_program_cannot_leave_state_in_the_worker_for_the_next(change):

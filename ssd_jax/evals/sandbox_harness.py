@@ -279,7 +279,10 @@ def run_program(sysctls, baseline):
       break
   kill_others()
   exited = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else RECYCLE
-  started = last_pid() - first_pid if CONFIG["pid_namespace"] and first_pid is not None else 1 + exited
+  started = 1 + exited  # outside a PID namespace the counter is the host's, and no program's
+  if CONFIG["pid_namespace"]:
+    last = last_pid()
+    started = None if None in (first_pid, last) else last - first_pid  # unreadable: the sandbox is replaced
   return wipe() and exited != RECYCLE and started == 1 + exited and worker_state(sysctls) == baseline
 
 

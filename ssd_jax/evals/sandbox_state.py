@@ -1,21 +1,48 @@
 """What one program could leave in the sandbox worker for the next: its limits, scheduling and PIDs, and sysctls.
 
 A test process runs under the worker's uid, so it may lower the worker's resource limits (``prlimit``), its
-priority, CPU affinity and scheduling policy, raise its OOM score, and write the namespace's writable sysctls
-(the IPC limits, for one). The next program inherits or reads all of these: a program could slow or starve
+priority, I/O priority, CPU affinity and scheduling policy, raise its OOM score, write the namespace's
+writable sysctls (the IPC limits, for one), and leave sockets (a closed TCP connection waits 60 s in
+TIME_WAIT, its addresses readable in /proc/net/tcp) and traffic counters in the network namespace. The next program inherits or reads all of these: a program could slow or starve
 the ones after it, or pass them a value (a sample telling the next what the oracle of a multi-assert test
 confirmed). The worker snapshots them before any program and compares after each; any difference, or a
 program that started processes or threads of its own (the namespace's PID counter would carry their count),
 replaces the sandbox. Standard library only: its source goes into the worker's ``python -c`` script.
 """
 
+import ctypes
 import os
+import platform
 import resource
 
 SYSCTL_DIRS = ("/proc/sys/kernel", "/proc/sys/fs/mqueue", "/proc/sys/user")
-OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup")
+NET_FILES = tuple(
+  f"/proc/self/net/{name}"
+  for name in "tcp tcp6 udp udp6 udplite udplite6 raw raw6 unix packet netlink sockstat sockstat6 snmp snmp6 netstat".split()
+)
+OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup") + NET_FILES
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
-RLIMITS = tuple(getattr(resource, name) for name in sorted(dir(resource)) if name.startswith("RLIMIT_"))
+_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}  # syscall numbers: Python has no ioprio wrapper
+
+
+def _rlimits():
+  """Every resource limit the kernel has, by number: Python's resource module names only some (not RLIMIT_LOCKS)."""
+  numbers = []
+  while True:
+    try:
+      resource.getrlimit(len(numbers))
+    except ValueError:
+      return tuple(numbers)
+    numbers.append(len(numbers))
+
+
+RLIMITS = _rlimits()
+
+
+def io_priority():
+  """This process's I/O priority (``ioprio_get``); None on an architecture whose syscall number is not known."""
+  number = _IOPRIO_GET.get(platform.machine())
+  return None if number is None else ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0)  # 1: a process, 0: self
 
 
 def writable_sysctls():
@@ -38,7 +65,12 @@ def _read(path):
 def worker_state(sysctls):
   """This process's limits and scheduling, and what ``sysctls`` and its own tunable files hold."""
   state = [resource.getrlimit(limit) for limit in RLIMITS]
-  state += [os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0), os.sched_getparam(0).sched_priority]
+  state += [
+    os.getpriority(os.PRIO_PROCESS, 0),
+    io_priority(),
+    os.sched_getscheduler(0),
+    os.sched_getparam(0).sched_priority,
+  ]
   state.append(sorted(os.sched_getaffinity(0)))
   return state + [_read(path) for path in sysctls + OWN_FILES]
 
