@@ -3,6 +3,7 @@
 The stages here are stand-ins that write marker files where the real ones write their outputs.
 """
 
+import json
 import os
 
 import pytest
@@ -241,3 +242,26 @@ def test_the_report_is_stale_when_the_teacher_diagnostic_it_shows_changes(tmp_pa
   diagnostic.unlink()
   _run(config, tmp_path, stages)
   assert ran == ["report"]
+
+
+def test_a_run_that_writes_the_diagnostic_refuses_the_report_before_any_work(tmp_path):
+  # self_distill writes the diagnostic the report holds a digest of: redoing it makes the report stale.
+  ran = []
+  stages = _stages(ran)
+  write_stage = stages["self_distill"]
+
+  def self_distill(ctx):
+    write_stage(ctx)
+    with open(ctx.layout.teacher_diagnostic, "w") as f:
+      json.dump({"student_pass1": 0.5}, f)
+
+  stages["self_distill"] = self_distill
+  config = _config("pretrain,eval,report")
+  config.self_distill.methods = "sdpo"
+  config.eval.models = "base"
+  _run(config, tmp_path, stages)
+  ran.clear()
+  config.stages = "pretrain,self_distill,report"
+  with pytest.raises(config_lib.ConfigError, match=r"(?s)stage 'report' finished on the outputs of \['self_distill'\]"):
+    _run(config, tmp_path, stages)
+  assert ran == []

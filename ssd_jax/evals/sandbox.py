@@ -193,8 +193,10 @@ class Sandbox:
           runs.append(slot.run_test(job, test))
       return tuple(runs)
     finally:
-      slot.end_program(len(job.tests))
-      self._slots.put(slot)
+      try:
+        slot.end_program(len(job.tests))
+      finally:
+        self._slots.put(slot)  # a slot never leaves the pool
 
   def run_many(
     self, jobs: Sequence[ExecutionJob], stop_on_failure: bool = False, progress: bool = False

@@ -297,7 +297,7 @@ def main():
   keyrings = deny_keyring_syscalls()  # before any program: they inherit it
   os.chdir(CONFIG["scratch"])
   os.umask(0o077)
-  sysctls = writable_sysctls()
+  sysctls = writable_sysctls() if CONFIG["pid_namespace"] else None  # a weak sandbox shares the host's
   baseline = worker_state(sysctls)
   ready = {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version, "keyrings": keyrings}
   write_message(EVENT_FD, ready)

@@ -20,7 +20,7 @@ NET_FILES = tuple(
   f"/proc/self/net/{name}"
   for name in "tcp tcp6 udp udp6 udplite udplite6 raw raw6 unix packet netlink sockstat sockstat6 snmp snmp6 netstat".split()
 )
-OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup") + NET_FILES
+OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup")
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
 _IOPRIO_GET = {"x86_64": 252, "aarch64": 31}  # syscall numbers: Python has no ioprio wrapper
 
@@ -62,8 +62,10 @@ def _read(path):
     return f"unreadable: {exc.errno}"
 
 
-def worker_state(sysctls):
-  """This process's limits and scheduling, and what ``sysctls`` and its own tunable files hold."""
+def worker_state(namespaced):
+  """This process's limits, scheduling and tunable files; with `namespaced` (its sandbox's own sysctls, and
+  the network files then describe its own namespace), what those hold too. Outside a sandbox's namespaces they
+  are the host's, which other processes change."""
   state = [resource.getrlimit(limit) for limit in RLIMITS]
   state += [
     os.getpriority(os.PRIO_PROCESS, 0),
@@ -72,7 +74,8 @@ def worker_state(sysctls):
     os.sched_getparam(0).sched_priority,
   ]
   state.append(sorted(os.sched_getaffinity(0)))
-  return state + [_read(path) for path in sysctls + OWN_FILES]
+  files = OWN_FILES + (namespaced + NET_FILES if namespaced is not None else ())
+  return state + [_read(path) for path in files]
 
 
 def last_pid():

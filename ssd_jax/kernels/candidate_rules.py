@@ -105,7 +105,8 @@ def candidate_sample(
   p_cut = jnp.where(top_p < 1.0, _max(jnp.where(reaches, keys, ops.INT32_MIN)), k_cut)
   # Every token off the list weighs at most the last one listed, so a list short of the target
   # by s needs at least s / (that weight) more tokens (a whole-row search when the weight is 0).
-  shortfall = target - prefix[:, -1:]
+  # Less a few ulps of the target: float32 masses, the bound must not grow past the true one by rounding.
+  shortfall = target - prefix[:, -1:] - target * 2.0**-20
   last_weight = ops.mass_value(*(limb[:, -1:] for limb in limbs))
   short = k_off & (top_p < 1.0) & (shortfall > 0)
   needed = jnp.where(short, n + shortfall / last_weight, 0.0)

@@ -142,6 +142,12 @@ def workdir_reads(name: str, layout: RunLayout) -> list[str]:
   return [os.path.relpath(p, layout.workdir) for p in files]
 
 
+def recorded_reads(record: Mapping[str, Any]) -> set[str]:
+  """The stages a stage record read: its inputs, and the writers of the workdir files whose digests it holds."""
+  written = {path.split("/")[0] for path in record.get("contents", {})} & set(STAGES)
+  return set(record.get("inputs", {})) | written
+
+
 def stages_read(names: Iterable[str], config: ml_collections.ConfigDict) -> list[str]:
   """The stages whose outputs stages `names` read under `config`, directly or through others, in pipeline order."""
   found, todo = set(), list(names)

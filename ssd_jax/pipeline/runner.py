@@ -161,7 +161,7 @@ def _refuse_stale_readers(
         continue
       for kind in ("done", "started"):
         record = records.read(stage, kind)
-        read = sorted(set(record.get("inputs", {})) & redone) if record else []
+        read = sorted(run_state.recorded_reads(record) & redone) if record else []
         if read:
           state = "finished" if kind == "done" else "started"
           which = "which this run redoes" if set(read) <= will_run else "which must be redone with it"

@@ -153,8 +153,8 @@ def sample_candidates(
   Returns:
     (TruncatedSample of [batch] arrays, bool scalar, float32 scalar); where the bool holds, the
     sample equals `truncation.sample_reference`'s in token and cut-off. The float bounds the
-    length of any list that can serve the batch (0 when this one can): the largest top-p set a
-    row with top-k off can have (`candidate_rules.candidate_sample`'s needed).
+    length of any list that can serve the batch (0 when no row falls short of its top-p target):
+    the bound on a top-k-off row's top-p set (`candidate_rules.candidate_sample`'s needed).
   """
   values, index, outside = top_candidates(x, size, x_chunked)
   column = lambda a: a[:, None]
