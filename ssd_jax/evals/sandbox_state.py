@@ -3,9 +3,9 @@
 A test process runs under the worker's uid, so it may lower the worker's resource limits (``prlimit``), its
 priority, I/O priority, CPU affinity and scheduling policy, raise its OOM score, write the namespace's
 writable sysctls (the IPC limits, for one), and leave sockets (a closed TCP connection waits 60 s in
-TIME_WAIT, its addresses readable in /proc/net/tcp) and traffic counters in the network namespace. The next program inherits or reads all of these: a program could slow or starve
-the ones after it, or pass them a value (a sample telling the next what the oracle of a multi-assert test
-confirmed). The worker snapshots them before any program and compares after each; any difference, or a
+TIME_WAIT, its addresses readable in /proc/net/tcp) and traffic counters in the network namespace. The next
+program inherits or reads all of these: a program could slow or starve the ones after it, or pass them a
+value (a sample telling the next what the oracle of a multi-assert test confirmed). The worker snapshots them before any program and compares after each; any difference, or a
 program that started processes or threads of its own (the namespace's PID counter would carry their count),
 replaces the sandbox. Standard library only: its source goes into the worker's ``python -c`` script.
 """
