@@ -11,7 +11,7 @@ import types
 import pytest
 
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals import sandbox_harness, sandbox_slot
+from ssd_jax.evals import sandbox_harness, sandbox_processes
 from ssd_jax.evals.sandbox import ExecutionJob, Sandbox, SandboxLimits
 from ssd_jax.evals.sandbox_wire import (
   MAX_RELAYED_BYTES,
@@ -144,7 +144,7 @@ def test_wire_nan_and_subclasses():
 
 def test_worker_and_checker_sources_can_make_themselves_undumpable():
   # Both scripts run as `python -I -S -c` with the wire source prepended; PR_GET_DUMPABLE (3) reads the flag.
-  for source in (sandbox_slot.HARNESS_SOURCE, sandbox_slot.CHECKER_SOURCE):
+  for source in (sandbox_processes.HARNESS_SOURCE, sandbox_processes.CHECKER_SOURCE):
     probe = "\nimport ctypes\nbefore = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\nmake_undumpable('probe')\n"
     probe += "print(before, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
     script = source.replace('if __name__ == "__main__":', "if False:") + probe

@@ -10,7 +10,7 @@ from pipeline_fixtures import micro_config, run_pipeline
 from ssd_jax import config as config_lib
 from ssd_jax import main
 from ssd_jax.pipeline import run_state, runner
-from ssd_jax.pipeline.run_state import WorkdirBusyError, WorkdirLock
+from ssd_jax.pipeline.workdir_lock import WorkdirBusyError, WorkdirLock
 
 
 def _forward_config(seed=0):

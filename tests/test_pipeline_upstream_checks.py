@@ -12,7 +12,7 @@ from pipeline_fixtures import micro_config
 from ssd_jax import config as config_lib
 from ssd_jax.config.schema import comma_list
 from ssd_jax.evals.splits import record_split, split_problems
-from ssd_jax.pipeline import run_state, runner
+from ssd_jax.pipeline import run_state, runner, stage_dependencies
 from ssd_jax.pipeline.content_signature import content_signature
 from ssd_jax.pipeline.layout import RunLayout
 
@@ -191,17 +191,17 @@ def test_self_distill_refuses_another_evaluation_split():
 def test_eval_reads_only_the_stages_that_tune_its_models():
   config = _config("eval")
   config.eval.models = "base"
-  assert run_state.stage_reads("eval", config) == ("pretrain",)
+  assert stage_dependencies.stage_reads("eval", config) == ("pretrain",)
   config.eval.models = "base,ssd,sdpo"
-  assert run_state.stage_reads("eval", config) == ("pretrain", "sft", "self_distill")
+  assert stage_dependencies.stage_reads("eval", config) == ("pretrain", "sft", "self_distill")
   config.model.hf_dir = "/some/base"
-  assert run_state.stage_reads("sft", config) == ("synthesize",)
+  assert stage_dependencies.stage_reads("sft", config) == ("synthesize",)
 
 
 def test_restart_outputs_cover_every_model_and_the_split(tmp_path):
   layout = RunLayout(str(tmp_path))
-  assert {"models/sdpo_blank", "models/steps/sdsd"} <= set(run_state.restart_outputs("self_distill", layout))
-  assert {"eval/split.json", "eval/base", "eval/sdpo_blank"} <= set(run_state.restart_outputs("eval", layout))
+  assert {"models/sdpo_blank", "models/steps/sdsd"} <= set(stage_dependencies.restart_outputs("self_distill", layout))
+  assert {"eval/split.json", "eval/base", "eval/sdpo_blank"} <= set(stage_dependencies.restart_outputs("eval", layout))
 
 
 @pytest.mark.parametrize(

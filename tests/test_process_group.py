@@ -27,7 +27,7 @@ from ssd_jax.pipeline import teacher_check
 from ssd_jax.pipeline.checkpoint_export import export_step
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import eval as eval_stage
-from ssd_jax.train import checkpointing
+from ssd_jax.train import checkpoint_items
 from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.train_state import init_train_state
@@ -245,7 +245,7 @@ def test_a_host_that_cannot_read_a_saved_state_raises_after_orbaxs_barrier(tmp_p
   barriers = []
   monkeypatch.setattr(orbax_multihost, "sync_global_processes", lambda name, **kwargs: barriers.append(name))
   wire = Wire()
-  on_0 = checkpointing.read_state(wire.group(0), tmp_path, 4)
+  on_0 = checkpoint_items.read_state(wire.group(0), tmp_path, 4)
   assert int(on_0["step"]) == 4 and len(barriers) == 1
   restore = ocp.StandardCheckpointHandler.restore
 
@@ -255,14 +255,14 @@ def test_a_host_that_cannot_read_a_saved_state_raises_after_orbaxs_barrier(tmp_p
   # Process 1 cannot read its shards: it must reach the barrier process 0 waits at before it raises.
   monkeypatch.setattr(ocp.StandardCheckpointHandler, "restore", unreadable)
   with pytest.raises(OSError, match="chunk unreadable"):
-    checkpointing.read_state(wire.group(1), tmp_path, 4)
+    checkpoint_items.read_state(wire.group(1), tmp_path, 4)
   assert len(barriers) == 2
   monkeypatch.setattr(ocp.StandardCheckpointHandler, "restore", restore)
   # A host that does not see the step says so before Orbax's barrier, in an exchange every host makes.
   wire = Wire()
-  checkpointing.read_state(wire.group(0), tmp_path, 4)
+  checkpoint_items.read_state(wire.group(0), tmp_path, 4)
   with pytest.raises(FileNotFoundError, match="process 1 does not see"):
-    checkpointing.read_state(wire.group(1), tmp_path / "elsewhere", 4)
+    checkpoint_items.read_state(wire.group(1), tmp_path / "elsewhere", 4)
 
 
 @pytest.mark.parametrize("length", [0, 1, 7, 8, 100])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 
 import ml_collections
 
@@ -108,6 +109,11 @@ def checks() -> list[Check]:
 
 def stage_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return comma_list(config.stages)
+
+
+def in_stage_order(names: Iterable[str]) -> list[str]:
+  """Stage `names` sorted into pipeline order (that of `STAGES`)."""
+  return sorted(names, key=STAGES.index)
 
 
 def decoding_sections(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> list[str]:

@@ -27,7 +27,8 @@ import ssd_jax.evals.cgroup_limits as cgroup_limits
 import ssd_jax.evals.isolation as isolation
 import ssd_jax.evals.sandbox_wire as sandbox_wire
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot, SlotSettings, owned_by
+from ssd_jax.evals.sandbox_processes import SlotSettings, owned_by
+from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 # The worker's own share of its cgroup's memory.max: a program's process decodes messages of up to

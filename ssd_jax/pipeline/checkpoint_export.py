@@ -10,7 +10,7 @@ from ssd_jax import process_group
 from ssd_jax.onpolicy.learner import LearnerState
 from ssd_jax.pipeline import model_io
 from ssd_jax.pipeline.context import RunContext
-from ssd_jax.train import checkpointing
+from ssd_jax.train import checkpoint_items
 
 # The student's parameters in the state each tuning stage checkpoints, read back without a target: SFT saves
 # a TrainState, self_distill the on-policy learner's LearnerState (the student's TrainState and a teacher).
@@ -24,7 +24,7 @@ def saved_steps(checkpoint_dir: str | None) -> list[int]:
   return sorted(
     int(entry)
     for entry in os.listdir(checkpoint_dir)
-    if entry.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, entry, checkpointing.STATE_ITEM))
+    if entry.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, entry, checkpoint_items.STATE_ITEM))
   )
 
 
@@ -62,7 +62,7 @@ def export_step(ctx: RunContext, name: str, step: int) -> str:
   if step not in steps:
     raise FileNotFoundError(f"model {name!r} has no training checkpoint at step {step} in {checkpoint_dir}: {steps}")
   graphdef, params = ctx.load_model(ctx.model_dir(name))
-  restored = checkpointing.read_state(ctx.process_group, checkpoint_dir, step)
+  restored = checkpoint_items.read_state(ctx.process_group, checkpoint_dir, step)
   nnx.replace_by_pure_dict(params, _pure(_STUDENT_PARAMS[ctx.layout.tuning_stage(name)](restored)))
   model_io.export_hf(params, model_io.model_config_of(graphdef, params), out, ctx.tokenizer_dir)
   return out

@@ -1,7 +1,7 @@
-"""What a workdir remembers about its stages: config fingerprints, done markers with their outputs, one lock.
+"""What a workdir remembers about its stages: config fingerprints, done markers with their outputs.
 
-Each stage declares the config fields its outputs depend on (`STAGE_FIELDS`) and the stages whose outputs it
-reads (`STAGE_READS`). Its fingerprint hashes those fields' values and the fingerprints its inputs were made
+Each stage declares the config fields its outputs depend on and the stages whose outputs it reads
+(`stage_dependencies`). Its fingerprint hashes those fields' values and the fingerprints its inputs were made
 with, so a rerun with different values (a new T_train, another seed) is refused, naming the fields, instead of
 mixing old and new artifacts; `--restart=STAGE` sets that stage's outputs aside and starts it over. A stage
 writes `stages/<name>.started.json` when it starts and `stages/<name>.done.json` last, listing its outputs,
@@ -13,156 +13,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
 from ssd_jax.atomic_write import atomic_open
-from ssd_jax.config import (
-  EVAL_MODELS,
-  STAGES,
-  ConfigError,
-  base_config,
-  eval_model_names,
-  evaluated_training_stages,
-)
+from ssd_jax.config import ConfigError, base_config
 from ssd_jax.config.schema import get
-from ssd_jax.config.self_distill import BLANK_FEEDBACK_ABLATIONS, METHODS, method_names
 from ssd_jax.pipeline.content_signature import content_signature
 from ssd_jax.pipeline.layout import RunLayout
+from ssd_jax.pipeline.stage_dependencies import (
+  CONTENT_FIELDS,
+  RUNTIME_FIELDS,
+  STAGE_FIELDS,
+  STAGE_READS,
+  workdir_reads,
+)
 
-# The model fields of stages that read a base model (`model.hf_dir`, else the pretrain stage's output, which
-# is an input): which checkpoint, and the precision it computes and trains in. remat and attention change how
-# the same function is computed, so they may change between runs.
-BASE_MODEL_FIELDS = ("model.hf_dir", "model.dtype", "model.param_dtype")
-# scan_layers also shapes the parameter tree a training stage checkpoints: another value cannot resume it, nor
-# export its intermediate checkpoints. The router loss's weight changes what training computes.
-TRAINING_MODEL_FIELDS = (*BASE_MODEL_FIELDS, "model.scan_layers", "model.router_aux_loss_coef")
 # Fields a stage recorded only since they joined its fingerprint, not since the schema has them: a record
 # without one ran with a value that is not known, so it counts as unchanged.
 _LATE_FIELDS = ("model.scan_layers",)
-# Config fields (dotted paths; a section means all of it) each stage's outputs depend on.
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-  "forward": ("seed", "model", "forward"),
-  "pretrain": ("seed", "model", "prompting", "pretrain", "self_distill.templates", "eval.timeout_s", "eval.memory_mb"),
-  "synthesize": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "sampling", "synthesize"),
-  "sft": ("seed", *TRAINING_MODEL_FIELDS, "tokenizer", "sft"),
-  "self_distill": (
-    "seed",
-    *TRAINING_MODEL_FIELDS,
-    "tokenizer",
-    "prompting",
-    "self_distill",
-    "eval_sampling",
-    "eval.problems",
-    "eval.split",  # Its held-out curve scores the first dev problems.
-    "eval.ks",
-    "eval.timeout_s",
-    "eval.memory_mb",
-  ),
-  "eval": ("seed", *BASE_MODEL_FIELDS, "tokenizer", "prompting", "eval_sampling", "eval"),
-  "report": ("eval.models", "eval.ks"),
-  # The generation program it judges is the largest of the sampling sections the listed stages use.
-  "plan": (
-    "stages",
-    "model",
-    "mesh",
-    "sampling",
-    "eval_sampling",
-    "self_distill.rollout",
-    "self_distill.max_prompt_len",
-    "sft",
-    "plan",
-  ),
-  "toy": ("seed", "model", "toy"),
-}
-# Fields of fingerprinted sections that change how a stage runs or reports, not what it writes, so a run may
-# resume with other values (a killed eval with fewer grading workers); records that hold them ignore them.
-RUNTIME_FIELDS = frozenset(
-  {"eval.workers", "self_distill.log_every", "self_distill.profile_steps"}
-  | {
-    f"{stage}.{field}"
-    for stage in ("pretrain", "sft")
-    for field in ("async_checkpointing", "progress_bar", "tensorboard", "log_every", "profile_steps")
-  }
-)
-# Fields that name files or directories a stage reads: what they hold is part of its fingerprint too.
-CONTENT_FIELDS = (
-  "model.hf_dir",
-  "tokenizer.path",
-  "synthesize.problems.path",
-  "self_distill.problems.path",
-  "eval.problems.path",
-)
-# The stages whose outputs each stage reads (their fingerprints are part of its own).
-STAGE_READS: dict[str, tuple[str, ...]] = {
-  "synthesize": ("pretrain",),
-  "sft": ("pretrain", "synthesize"),
-  "self_distill": ("pretrain",),
-  "eval": ("pretrain", "sft", "self_distill"),
-  "report": ("eval",),
-}
-
-
-def stage_reads(name: str, config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The stages whose outputs stage `name` reads under `config`.
-
-  The pretrain stage's base model is read only without `model.hf_dir`; eval reads only the stages that tune
-  the models it evaluates.
-  """
-  reads = STAGE_READS.get(name, ())
-  if config.model.hf_dir:
-    reads = tuple(r for r in reads if r != "pretrain")
-  if name == "eval":
-    tuned = evaluated_training_stages(config)
-    reads = tuple(r for r in reads if r == "pretrain" or r in tuned)
-  return reads
-
-
-def stage_outputs(name: str, config: ml_collections.ConfigDict, layout: RunLayout) -> list[str]:
-  """What stage `name` writes under `config`, relative to the workdir (listed in its done marker)."""
-  return layout.stage_outputs(name, eval_model_names(config), method_names(config.self_distill))
-
-
-def workdir_reads(name: str, layout: RunLayout) -> list[str]:
-  """Files of the workdir that stage `name` reads besides the outputs of `stage_reads`, relative to the workdir:
-  what they hold is part of its fingerprint.
-
-  The report shows the self_distill stage's teacher diagnostic whenever the file is there, also when eval does
-  not evaluate an on-policy model (and so does not read that stage).
-  """
-  files = {"report": [layout.teacher_diagnostic]}.get(name, [])
-  return [os.path.relpath(p, layout.workdir) for p in files]
-
-
-def recorded_reads(record: Mapping[str, Any]) -> set[str]:
-  """The stages a stage record read: its inputs, and the writers of the workdir files whose digests it holds."""
-  written = {path.split("/")[0] for path in record.get("contents", {})} & set(STAGES)
-  return set(record.get("inputs", {})) | written
-
-
-def stages_read(names: Iterable[str], config: ml_collections.ConfigDict) -> list[str]:
-  """The stages whose outputs stages `names` read under `config`, directly or through others, in pipeline order."""
-  found, todo = set(), list(names)
-  while todo:
-    for upstream in stage_reads(todo.pop(), config):
-      if upstream not in found:
-        found.add(upstream)
-        todo.append(upstream)
-  return sorted(found, key=STAGES.index)
-
-
-def restart_outputs(name: str, layout: RunLayout) -> list[str]:
-  """Everything stage `name` may have written under any config, relative to the workdir (what `--restart`
-  sets aside): a model or evaluation that an earlier config named must not outlive the restart."""
-  return layout.stage_outputs(name, EVAL_MODELS, (*METHODS, *BLANK_FEEDBACK_ABLATIONS))
 
 
 def _plain(value: Any, path: str = "") -> Any:
@@ -323,43 +198,3 @@ class StageRecords:
         shutil.move(source, os.path.join(target, relative))
         moved = True
     return target if moved else None
-
-
-class WorkdirBusyError(RuntimeError):
-  """Another live run holds the workdir's lock."""
-
-
-class WorkdirLock:
-  """An exclusive lock on a workdir, so two runs never work in it at once (released when the process ends).
-
-  Raises on entry, naming the holder's host and pid, when another live process holds it; a lock left by a
-  dead process is free (the kernel releases it) and is taken over.
-  """
-
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, ".lock")
-    self._file = None
-
-  def __enter__(self) -> WorkdirLock:
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    self._file = open(self.path, "a+")
-    try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      self._file.seek(0)
-      holder = self._file.read().strip() or "another process"
-      self._file.close()
-      raise WorkdirBusyError(
-        f"workdir {os.path.dirname(self.path)} is in use by {holder}; wait for it or use another --workdir"
-      ) from None
-    self._file.seek(0)
-    self._file.truncate()
-    since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    self._file.write(f"pid {os.getpid()} on host {socket.gethostname()} since {since}")
-    self._file.flush()
-    return self
-
-  def __exit__(self, *exc) -> None:
-    if self._file is not None:
-      fcntl.flock(self._file, fcntl.LOCK_UN)
-      self._file.close()

@@ -24,9 +24,10 @@ from ssd_jax.atomic_write import atomic_open
 from ssd_jax.compile_oom import DoesNotFitError
 from ssd_jax.config.schema import raise_if
 from ssd_jax.evals import IsolationError
-from ssd_jax.pipeline import code_version, input_checks, run_state
+from ssd_jax.pipeline import code_version, input_checks, run_state, stage_dependencies
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
+from ssd_jax.pipeline.workdir_lock import WorkdirBusyError, WorkdirLock
 from ssd_jax.train.checkpointing import CheckpointError, CheckpointSaveError
 from ssd_jax.train.loop import NonFiniteError
 
@@ -37,7 +38,7 @@ Stage = Callable[[RunContext], None]
 # fit its slice, the sandbox for generated code does not start.
 RunError = (
   IsolationError,
-  run_state.WorkdirBusyError,
+  WorkdirBusyError,
   NonFiniteError,
   NonFiniteModelError,
   CheckpointError,
@@ -88,7 +89,7 @@ def _refuse_before_work(
   will_run = set()
   for index, name in enumerate(names):
     _check_upstreams(records, config, names, index)
-    redone = any(upstream in will_run for upstream in run_state.STAGE_READS.get(name, ()))
+    redone = any(upstream in will_run for upstream in stage_dependencies.STAGE_READS.get(name, ()))
     if name in restart or not records.check(name, records.fingerprint(config, name), fields_only=redone):
       will_run.add(name)
   _refuse_stale_readers(records, names, restart, will_run)
@@ -103,7 +104,7 @@ def _warn_of_other_code(
   was kept) says nothing.
   """
   here = code_version.current()
-  reused = sorted({*names, *run_state.stages_read(names, config)} - set(restart), key=config_lib.STAGES.index)
+  reused = config_lib.in_stage_order({*names, *stage_dependencies.stages_read(names, config)} - set(restart))
   other = {n: code for n in reused if (code := records.code(n)) is not None and code != here}
   if other:
     logging.warning(
@@ -119,7 +120,7 @@ def _check_upstreams(
   """Raises unless every stage that stage `names[index]` reads, directly or through others, runs before it in
   this run or is done in the workdir with this config and the outputs it read."""
   name = names[index]
-  todo, seen = [(upstream, name) for upstream in run_state.stage_reads(name, config)], set()
+  todo, seen = [(upstream, name) for upstream in stage_dependencies.stage_reads(name, config)], set()
   while todo:
     upstream, reader = todo.pop(0)
     if upstream in names[:index] or upstream in seen:
@@ -141,7 +142,7 @@ def _check_upstreams(
         f"{what}, which this run does not redo before it (to restart it, list it in field 'stages' before "
         f"'{name}'): {e}"
       ) from None
-    todo += [(further, upstream) for further in run_state.stage_reads(upstream, config)]
+    todo += [(further, upstream) for further in stage_dependencies.stage_reads(upstream, config)]
 
 
 def _refuse_stale_readers(
@@ -156,12 +157,12 @@ def _refuse_stale_readers(
   grew = True
   while grew:
     grew = False
-    for stage in run_state.STAGE_READS:
+    for stage in stage_dependencies.STAGE_READS:
       if stage in restart or stage in stale:
         continue
       for kind in ("done", "started"):
         record = records.read(stage, kind)
-        read = sorted(run_state.recorded_reads(record) & redone) if record else []
+        read = sorted(stage_dependencies.recorded_reads(record) & redone) if record else []
         if read:
           state = "finished" if kind == "done" else "started"
           which = "which this run redoes" if set(read) <= will_run else "which must be redone with it"
@@ -173,7 +174,7 @@ def _refuse_stale_readers(
     return
   stages = list(names)
   if not set(stale) <= set(names):
-    stages = sorted({*names, *stale}, key=config_lib.STAGES.index)
+    stages = config_lib.in_stage_order({*names, *stale})
   flags = f"--restart={','.join(n for n in stages if n in restart or n in stale)}"
   if stages != list(names):
     flags = f"--config.stages={','.join(stages)} {flags}"
@@ -206,11 +207,11 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
   with contextlib.ExitStack() as held:
 
     def refuse_or_record():
-      held.enter_context(run_state.WorkdirLock(workdir))
+      held.enter_context(WorkdirLock(workdir))
       _refuse_before_work(records, config, names, restart)
       _warn_of_other_code(records, config, names, restart)
       for name in restart:
-        moved = records.set_aside(name, run_state.restart_outputs(name, ctx.layout))
+        moved = records.set_aside(name, stage_dependencies.restart_outputs(name, ctx.layout))
         if moved:
           print(f"[{name}] earlier outputs set aside to {moved}")
       _record_config(ctx)
@@ -239,7 +240,9 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
       ctx.sync(f"stage {name} done")
       if ctx.is_coordinator:
         outputs = [
-          p for p in run_state.stage_outputs(name, config, ctx.layout) if os.path.exists(os.path.join(workdir, p))
+          p
+          for p in stage_dependencies.stage_outputs(name, config, ctx.layout)
+          if os.path.exists(os.path.join(workdir, p))
         ]
         records.write(name, "done", {**record, "seconds": seconds, "outputs": outputs})
       print(f"[{name}] done in {seconds:.1f}s")

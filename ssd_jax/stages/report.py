@@ -18,7 +18,7 @@ from ssd_jax import config as config_lib
 from ssd_jax.evals import compare_models, grid_runs, report_text, write_comparison
 from ssd_jax.evals.splits import SPLIT_FILE, Split
 from ssd_jax.onpolicy.teacher_diagnostic import format_diagnostic
-from ssd_jax.pipeline import code_version, run_state
+from ssd_jax.pipeline import code_version, run_state, stage_dependencies
 from ssd_jax.pipeline.context import RunContext
 
 REFERENCE_MODEL = "base"
@@ -53,12 +53,12 @@ def run(ctx: RunContext) -> None:
     print(f"[report] field 'eval.ks' values {dropped} exceed 'eval_sampling.n' = {n}: not reported")
   comparison["weak_sandbox"] = grid_runs.weak_sandbox_reasons(layout.eval_root, names)
   lines = []
-  summarised = run_state.stages_read(("report",), config)
+  summarised = stage_dependencies.stages_read(("report",), config)
   if os.path.isfile(layout.teacher_diagnostic):
     with open(layout.teacher_diagnostic) as f:
       comparison["teacher_diagnostic"] = json.load(f)
     lines.append(format_diagnostic(comparison["teacher_diagnostic"]))
-    summarised = sorted({*summarised, "self_distill"}, key=config_lib.STAGES.index)  # It wrote the diagnostic.
+    summarised = config_lib.in_stage_order({*summarised, "self_distill"})  # It wrote the diagnostic.
   records = run_state.StageRecords(layout.workdir)
   comparison["code_versions"] = {name: records.code(name) for name in summarised}
   lines.append(f"code: {code_version.by_code(comparison['code_versions'])}")

@@ -1,20 +1,14 @@
 """Orbax checkpoints of a training run: the sharded TrainState, each process's data position, metadata.
 
-A checkpoint at step s holds three items:
-  state:    the TrainState (StandardSave; restored into the sharded abstract state, so each host reads only
-            its shards);
-  data:     the data iterator's `get_state()`, one JSON file per process (each host reads its own shard of
-            the data, so each has its own position);
-  metadata: a small JSON dict (config, data description, anything the caller wants to keep).
-Saves are asynchronous; call `wait_until_finished()` (or `close()`) before the process exits.
+A checkpoint at step s holds the three items of `checkpoint_items`; the state is restored into the sharded
+abstract state, so each host reads only its shards. Saves are asynchronous; call `wait_until_finished()` (or
+`close()`) before the process exits.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,131 +21,18 @@ from absl import logging
 from etils import epath
 
 from ssd_jax import process_group
+from ssd_jax.train.checkpoint_items import (
+  DATA_ITEM,
+  METADATA_ITEM,
+  STATE_ITEM,
+  IteratorStateRestore,
+  IteratorStateSave,
+  StateRestore,
+  StateSave,
+  Unreadable,
+  check_visible,
+)
 from ssd_jax.train.train_state import TrainState, abstract_train_state
-
-STATE_ITEM = "state"
-DATA_ITEM = "data"
-METADATA_ITEM = "metadata"
-
-
-def _encode_iterator_state(state: Any) -> str:
-  """JSON text for an iterator state: grain dataset iterators give dicts, grain data loaders give bytes."""
-  if isinstance(state, bytes):
-    return json.dumps({"bytes": base64.b64encode(state).decode("ascii")})
-  return json.dumps({"json": state})
-
-
-def _decode_iterator_state(text: str) -> Any:
-  payload = json.loads(text)
-  if "bytes" in payload:
-    return base64.b64decode(payload["bytes"])
-  return payload["json"]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Unreadable:
-  """An item (state shards, data position) this process could not read. Orbax ends a restore with a barrier of
-  every process, so the error waits until that barrier has passed (raised inside, it left the other hosts at
-  the barrier)."""
-
-  error: Exception
-
-
-class IteratorStateHandler(ocp.CheckpointHandler):
-  """Saves one process's iterator state as `process_<i>-of-<n>.json`; restore returns that state."""
-
-  def save(self, directory: epath.Path, args: IteratorStateSave) -> None:
-    filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    filename.write_text(_encode_iterator_state(args.state))
-
-  def restore(self, directory: epath.Path, args: IteratorStateRestore | None = None) -> Any:
-    filename = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    try:
-      if not filename.exists():
-        raise FileNotFoundError(
-          f"no data iterator state for process {jax.process_index()} of {jax.process_count()} in "
-          f"{directory}; was the checkpoint written with a different number of processes?"
-        )
-      return _decode_iterator_state(filename.read_text())
-    except Exception as e:  # pylint: disable=broad-except  # Raised by Checkpointer.restore, see _Unreadable.
-      return _Unreadable(e)
-
-  def metadata(self, directory: epath.Path) -> None:
-    del directory
-
-  def finalize(self, directory: epath.Path) -> None:
-    del directory
-
-  def close(self) -> None:
-    pass
-
-
-@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
-@dataclasses.dataclass
-class IteratorStateSave(ocp.args.CheckpointArgs):
-  """The iterator state captured at save time (so later `next()` calls cannot change what is written)."""
-
-  state: Any
-
-
-@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
-@dataclasses.dataclass
-class IteratorStateRestore(ocp.args.CheckpointArgs):
-  pass
-
-
-class _StateHandler(ocp.StandardCheckpointHandler):
-  """Orbax's standard handler, except that a failed restore waits past Orbax's barrier (see `_Unreadable`)."""
-
-  def restore(self, directory: epath.Path, args: ocp.args.StandardRestore | None = None) -> Any:
-    try:
-      return super().restore(directory, args=args)
-    except Exception as e:  # pylint: disable=broad-except  # Raised by Checkpointer.restore, see _Unreadable.
-      return _Unreadable(e)
-
-
-@ocp.args.register_with_handler(_StateHandler, for_save=True)
-@dataclasses.dataclass
-class _StateSave(ocp.args.StandardSave):
-  """`ocp.args.StandardSave` for `_StateHandler` (the files are the standard handler's)."""
-
-
-@ocp.args.register_with_handler(_StateHandler, for_restore=True)
-@dataclasses.dataclass
-class _StateRestore(ocp.args.StandardRestore):
-  """`ocp.args.StandardRestore` for `_StateHandler`."""
-
-
-def _check_visible(group: process_group.ProcessGroup, checkpoint: epath.Path, paths: Sequence[epath.Path]) -> None:
-  """Every host checks that it sees `paths` (folders of `checkpoint`); a collective. Orbax raises a missing
-  folder before its barrier, where the other hosts would wait."""
-
-  def visible() -> None:
-    unseen = [str(p) for p in (checkpoint, *paths) if not p.is_dir()]
-    if unseen:
-      raise FileNotFoundError(f"checkpoint {checkpoint}: process {group.index} does not see {unseen}")
-
-  process_group.everywhere(group, visible)
-
-
-def read_state(group: process_group.ProcessGroup, directory: str | os.PathLike, step: int) -> Any:
-  """The state item a `Checkpointer` in `directory` saved at `step`, read without a target to host memory on
-  every process; a collective.
-
-  Raises:
-    Exception: on a process that cannot see or read it, why (after Orbax's barrier, which the others reach);
-      process_group.PeerError on the others.
-  """
-  checkpoint = epath.Path(directory) / str(step)
-  _check_visible(group, checkpoint, [checkpoint / STATE_ITEM])
-  restored = ocp.Checkpointer(_StateHandler()).restore(checkpoint / STATE_ITEM, args=_StateRestore())
-
-  def readable() -> Any:
-    if isinstance(restored, _Unreadable):
-      raise restored.error
-    return restored
-
-  return process_group.everywhere(group, readable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +109,7 @@ class Checkpointer:
     """Starts saving at `step` if the interval says so (or `force`); returns whether it did."""
     if not (force or self.should_save(step)):
       return False
-    items = {STATE_ITEM: _StateSave(state)}
+    items = {STATE_ITEM: StateSave(state)}
     if data_state is not None:
       items[DATA_ITEM] = IteratorStateSave(data_state)
     if metadata is not None:
@@ -263,18 +144,18 @@ class Checkpointer:
     group = process_group.current()
     step, names = process_group.on_coordinator(group, contents)
     path = self.directory / str(step)
-    _check_visible(group, path, [path / name for name in names])
+    check_visible(group, path, [path / name for name in names])
     saved = set(names)
     if with_data and DATA_ITEM not in saved:
       raise FileNotFoundError(f"checkpoint {path} has no '{DATA_ITEM}' item: the data iterator's position is lost")
-    items = {STATE_ITEM: _StateRestore(abstract_state)}
+    items = {STATE_ITEM: StateRestore(abstract_state)}
     if DATA_ITEM in saved:
       items[DATA_ITEM] = IteratorStateRestore()
     if METADATA_ITEM in saved:
       items[METADATA_ITEM] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     for item in (STATE_ITEM, DATA_ITEM):
-      if isinstance(restored.get(item), _Unreadable):
+      if isinstance(restored.get(item), Unreadable):
         raise restored[item].error
     return Restored(
       step=step,
