@@ -4,7 +4,7 @@
    list applies: top-k off with a flat top-p set, top-k above 256) bisects on the order key. Probing m
    thresholds per pass needs about log2(keys) / log2(m + 1) passes, each one variadic reduce doing m
    times the counting. Timed on the top-p search of flat rows (top-k off), with m = 1, 2, 4 and 8
-   against the library's search (`truncation_cutoff`, `truncation.THRESHOLDS_PER_PASS` per pass);
+   against the library's search (`truncation_cutoff`, `row_search.THRESHOLDS_PER_PASS` per pass);
    every variant must return the library's cut-off exactly.
 2. Sampling fused into the LM head. The candidate path reads the logits the LM-head matmul wrote; fused,
    the matmul runs over vocabulary chunks and keeps only each row's running candidates and softmax
@@ -47,7 +47,7 @@ from jax import lax  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
 from ssd_jax.kernels import truncation_ops as ops  # noqa: E402
-from ssd_jax.sampling import candidates, truncation  # noqa: E402
+from ssd_jax.sampling import candidates, row_search, truncation  # noqa: E402
 from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
 
 
@@ -55,17 +55,17 @@ from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
 def top_p_cutoff_several(logits: jax.Array, rows: RowParams, thresholds: int) -> jax.Array:
   """The top-p cut-off of rows with top-k and min-p off, `thresholds` per pass. int32 [batch].
 
-  The library's search (`truncation.probe_keys` under `truncation_ops.bisect_largest`) with the
+  The library's search (`row_search.probe_keys` under `truncation_ops.bisect_largest`) with the
   number of thresholds per pass as a parameter; each pass is one variadic reduce over the row.
   """
   d = truncation.tempered_logits(logits, rows)
   keys = ops.order_key(d)
   limbs = ops.mass_parts(d)
   lo, hi = ops.top_p_bracket(jnp.full((d.shape[0], 1), ops.INT32_MIN), rows.top_p[:, None], rows.temperature[:, None])
-  target = rows.top_p[:, None] * ops.mass_value(*truncation.sums_at_or_above(keys, limbs, lo))
+  target = rows.top_p[:, None] * ops.mass_value(*row_search.sums_at_or_above(keys, limbs, lo))
 
   def probe(t):
-    sums, lowest, highest = truncation.probe_keys(keys, limbs, t)
+    sums, lowest, highest = row_search.probe_keys(keys, limbs, t)
     return ops.mass_value(*sums) >= target, lowest, highest
 
   return ops.bisect_largest(probe, lo, hi, thresholds)[:, 0]

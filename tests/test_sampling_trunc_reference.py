@@ -12,6 +12,7 @@ import scipy.stats
 
 from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
+from ssd_jax.sampling import row_search
 from ssd_jax.sampling import truncation as tr
 from ssd_jax.sampling.params import RowParams, SamplingParams, as_row_params
 from ssd_jax.sampling.truncation_sorted import sorted_kept_mask
@@ -85,7 +86,9 @@ def test_probe_keys_sums_and_nearest_keys_against_numpy():
   # Thresholds inside the range, above every key (no key >= t) and at the lowest (no key < t).
   t = np.array([[0, -3, 500], [37, 37, 900], [-999, 0, 1], [1000, 2000, -2000], [int(keys[4].min()), 0, 999]], np.int32)
   for m in (1, 3):
-    sums, lowest, highest = tr.probe_keys(jnp.asarray(keys), tuple(map(jnp.asarray, weights)), jnp.asarray(t[:, :m]))
+    sums, lowest, highest = row_search.probe_keys(
+      jnp.asarray(keys), tuple(map(jnp.asarray, weights)), jnp.asarray(t[:, :m])
+    )
     kept = keys[:, None, :] >= t[:, :m, None]
     for got, w in zip(sums, weights):
       np.testing.assert_array_equal(np.asarray(got), np.where(kept, w[:, None, :], 0).sum(axis=-1))

@@ -18,7 +18,7 @@ logits d = (logits - max logits) * (1 / temperature) in float32, whose maximum i
 
 All rules are thresholds on `order_key(d)`, so one int32 per row (the cut-off) describes the
 kept set: kept <=> order_key(d) >= cut-off. Here the thresholds are found over the whole
-vocabulary by bisection on the key (`THRESHOLDS_PER_PASS` probes per step, about
+vocabulary by bisection on the key (`row_search`: `THRESHOLDS_PER_PASS` probes per step, about
 log2(vocab) / log2(THRESHOLDS_PER_PASS + 1) steps, each one pass over the row that sums and finds
 the keys nearest each probe); a search no row needs (greedy, top-k off, top-p off)
 is skipped. Each rule is "the largest t whose sums over {keys >= t} pass a test" (a count for
@@ -37,11 +37,7 @@ import jax.numpy as jnp
 from ssd_jax.kernels import race_noise
 from ssd_jax.kernels import truncation_ops as ops
 from ssd_jax.sampling.params import RowParams
-
-Weights = tuple[jax.Array, ...]
-# Thresholds each step of the whole-row search probes: on CPU a step costs its read of the row
-# more than its counting, so a few thresholds per read take fewer reads (bench/sampler_directions.py).
-THRESHOLDS_PER_PASS = 4
+from ssd_jax.sampling.row_search import row_sums, search_cutoff, sums_at_or_above
 
 
 class TruncatedSample(NamedTuple):
@@ -104,78 +100,6 @@ def row_stats(x: jax.Array, rows: RowParams, raw_max: jax.Array | None = None) -
 
   survivors_mass = jax.lax.cond(jnp.any(whole_row_top_p), vocabulary_mass, lambda: jnp.zeros_like(raw_max))
   return RowStats(raw_max, raw_log_sum, survivors_mass)
-
-
-def _row_reductions(parts) -> tuple[jax.Array, ...]:
-  """Several reductions over the last axis in one pass: int32 [rows, 1] each.
-
-  XLA on CPU runs each jnp reduction over a row as its own pass, and masked min/max ones far
-  slower than sums; one variadic reduce reads the row once (integers: the same results).
-
-  Args:
-    parts: (array [rows, n], init scalar, combine) triples.
-  """
-  arrays, inits, combines = zip(*parts)
-  inits = tuple(jnp.asarray(i, a.dtype) for a, i in zip(arrays, inits))
-  out = jax.lax.reduce(arrays, inits, lambda a, b: tuple(f(u, v) for f, u, v in zip(combines, a, b)), (1,))
-  return tuple(o[:, None] for o in out)
-
-
-def row_sums(weights: Weights) -> Weights:
-  """Each weight summed over its row, in one pass: tuple of int32 [rows, 1]."""
-  return _row_reductions(tuple((w, 0, jnp.add) for w in weights))
-
-
-def sums_at_or_above(keys: jax.Array, weights: Weights, t: jax.Array) -> Weights:
-  """Each weight summed over the entries with keys >= t: tuple of int32 [rows, 1]."""
-  kept = keys >= t
-  return row_sums(tuple(jnp.where(kept, w, 0) for w in weights))
-
-
-def probe_keys(keys: jax.Array, weights: Weights, t: jax.Array) -> tuple[Weights, jax.Array, jax.Array]:
-  """One pass over each row for every threshold in t: `sums_at_or_above`, the lowest key >= t and the highest key < t.
-
-  Args:
-    keys: int32 [rows, n]. weights: tuple of int32 [rows, n]. t: int32 [rows, m] thresholds.
-
-  Returns:
-    (sums, lowest, highest): the sums as in `sums_at_or_above`, then lowest and highest
-    (INT32_MAX / INT32_MIN when there is none), int32 [rows, m] each.
-  """
-  parts = []
-  for i in range(t.shape[1]):
-    kept = keys >= t[:, i : i + 1]
-    above, below = ops.nearest_keys(keys, t[:, i : i + 1])
-    parts += [(jnp.where(kept, w, 0), 0, jnp.add) for w in weights]
-    parts += [(above, ops.INT32_MAX, jnp.minimum), (below, ops.INT32_MIN, jnp.maximum)]
-  out = _row_reductions(parts)
-  per_threshold = len(weights) + 2
-  column = lambda j: jnp.concatenate(out[j::per_threshold], axis=-1)
-  return tuple(column(j) for j in range(len(weights))), column(len(weights)), column(len(weights) + 1)
-
-
-def search_cutoff(keys: jax.Array, weights: Weights, holds, lo: jax.Array, hi: jax.Array) -> jax.Array:
-  """Largest t in [lo, hi) where `holds` of the weights summed over {keys >= t} is true.
-
-  `bisect_largest` with `THRESHOLDS_PER_PASS` thresholds per step, every step one pass over the
-  whole row (`probe_keys`).
-
-  Args:
-    keys: int32 [rows, vocab] order keys.
-    weights: tuple of int32 [rows, vocab] (row sums fit int32).
-    holds: maps that tuple's sums (int32 [rows, m] each) to bool [rows, m]; true at lo, and
-      never made true by shrinking the set.
-    lo: int32 [rows, 1]. hi: int32 [rows, 1], exclusive.
-
-  Returns:
-    int32 [rows, 1].
-  """
-
-  def probe(t):
-    sums, lowest, highest = probe_keys(keys, weights, t)
-    return holds(sums), lowest, highest
-
-  return ops.bisect_largest(probe, lo, hi, THRESHOLDS_PER_PASS)
 
 
 def _top_k_cutoff(keys: jax.Array, rows: RowParams) -> jax.Array:
