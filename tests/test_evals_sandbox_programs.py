@@ -5,11 +5,13 @@ can find of the earlier, and passes only if it finds nothing (every case fails o
 processes from its own long-lived memory and keeps its state across programs).
 """
 
+import logging
 import textwrap
 
 import pytest
 
 from ssd_jax.data.problems import TestCase
+from ssd_jax.evals import sandbox_processes
 from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
 from ssd_jax.evals.verdicts import Verdict
 
@@ -128,3 +130,21 @@ def test_pids_do_not_count_the_tests_an_earlier_program_ran():
       runs = sandbox.run(earlier, tests, stop_on_failure=True)
       seen.append((sum(run.verdict != Verdict.SKIPPED for run in runs), sandbox.run(pid, tests[:1])[0].stdout))
   assert [ran for ran, _ in seen] == [5, 1] and seen[0][1] == seen[1][1], seen
+
+
+def test_without_the_pid_counter_every_program_gets_a_fresh_sandbox_and_says_so(monkeypatch, caplog):
+  echo = [TestCase("echo", stdin="1\n", expected_stdout="1\n")]
+  with Sandbox(LIMITS, workers=1) as sandbox:
+    if sandbox.weak:
+      pytest.skip(f"a weak sandbox does not count PIDs: {sandbox.weak}")
+    assert sandbox.run("print(input())\n", echo)[0].verdict == Verdict.PASSED
+    assert sandbox.worker_pids  # the worker stays for the next program
+  unreadable = sandbox_processes.HARNESS_SOURCE.replace('"/proc/sys/kernel/ns_last_pid"', '"/proc/sys/kernel/absent"')
+  assert unreadable != sandbox_processes.HARNESS_SOURCE
+  monkeypatch.setattr(sandbox_processes, "HARNESS_SOURCE", unreadable)
+  sandbox_processes._warn_no_pid_counter.cache_clear()
+  with caplog.at_level(logging.WARNING), Sandbox(LIMITS, workers=1) as sandbox:
+    for _ in range(3):
+      assert sandbox.run("print(input())\n", echo)[0].verdict == Verdict.PASSED
+      assert not sandbox.worker_pids  # replaced: the next program starts a fresh one
+  assert sum("ns_last_pid" in record.getMessage() for record in caplog.records) == 1, caplog.text

@@ -300,6 +300,7 @@ def main():
   sysctls = writable_sysctls() if CONFIG["pid_namespace"] else None  # a weak sandbox shares the host's
   baseline = worker_state(sysctls)
   ready = {"event": "ready", "pid": os.getpid(), "uid": os.getuid(), "python": sys.version, "keyrings": keyrings}
+  ready["pid_counter"] = last_pid() is not None  # without it every program is followed by a fresh sandbox
   write_message(EVENT_FD, ready)
   while True:
     request = read_message(REQUEST_FD, MAX_RELAYED_BYTES)  # only "program": the program's own process reads the rest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from absl import logging
 
 import ssd_jax.evals.cgroup_limits as cgroup_limits
 import ssd_jax.evals.sandbox_wire as sandbox_wire
@@ -116,6 +119,8 @@ class SlotProcesses:
       raise SlotDied(f"sandbox worker did not start: {ready}")
     if iso.wrapper and ready.get("keyrings") is not None:  # the probe saw the filter hold: never run without it
       raise SlotDied(f"sandbox worker could not deny keyring calls: {ready['keyrings']}")
+    if iso.wrapper and not ready.get("pid_counter"):
+      _warn_no_pid_counter()
     if self.settings.cgroup_parent is not None:  # the worker is idle: its whole tree so far is bubblewrap and itself
       self.cgroup = cgroup_limits.WorkerCgroup(
         self.settings.cgroup_parent, f"ssd_sandbox_{os.getpid()}_{self.index}_{proc.pid}", *self.settings.cgroup_limits
@@ -189,6 +194,17 @@ class SlotProcesses:
       sandbox_wire.write_message(proc.stdin.fileno(), message, deadline)
     except OSError as exc:  # TimeoutError included
       raise SlotDied(f"could not write: {exc}") from exc
+
+
+@functools.cache
+def _warn_no_pid_counter() -> None:
+  """Once per process: the sandbox cannot count the processes a program started, so it replaces itself after
+  every program (correct, but each program then pays a sandbox start)."""
+  logging.warning(
+    "sandbox: the kernel gives no readable /proc/sys/kernel/ns_last_pid in the sandbox's PID namespace, so a "
+    "program that started processes cannot be told from one that did not; every program gets a fresh sandbox "
+    "(slower, not less strict)"
+  )
 
 
 def _children(pid: int) -> list[int]:
