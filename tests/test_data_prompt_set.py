@@ -57,3 +57,15 @@ def test_halves_of_a_problem_set_are_disjoint_and_cover_it():
   assert first != sorted(everything)[:82]  # Seeded by id, not the file's order.
   section.half_seed = 1
   assert [p.task_id for p in load_problems(section, seed=0)] != second
+
+
+def test_replicates_with_other_seeds_are_tested_on_the_same_builtin_problems():
+  config = micro_config("synthesize,eval")
+  ids = lambda section, seed: [p.task_id for p in load_problems(section, seed)]
+  default = ids(config.eval.problems, 0)
+  assert ids(config.eval.problems, 1) == default
+  assert ids(config.synthesize.problems, 0) != ids(config.synthesize.problems, 1)  # training varies with the run
+  config.eval.problems.seed = 3
+  assert ids(config.eval.problems, 0) == ids(config.eval.problems, 1) != default
+  config.eval.problems.seed = -1  # the run's seed, as before
+  assert ids(config.eval.problems, 0) == default != ids(config.eval.problems, 1)

@@ -243,3 +243,21 @@ def test_pass_at_n_is_also_compared_at_each_models_own_pass_at_n_choice():
   assert "selected_at_n" not in compare_models({"base": base, "ssd": ssd}, split, num_resamples=50)["models"]["base"]
   with pytest.raises(ValueError, match=r"model 'base': its pass@4 choice final/T1.1_k20_p0.8 .* no results"):
     compare_models({"base": [base[0], candidate(hot, {"d1": 1, "d2": 1})]}, split, tune_at_n=True)
+
+
+def test_a_diversity_mean_over_fewer_problems_says_over_how_many(tmp_path):
+  """ssd solves both test problems twice but has behaviour data on one: its behaviour mean is over 1, not 2."""
+  split = Split(dev=("d1", "d2"), test=("t1", "t2"), seed=0, dev_fraction=0.5)
+  setting = DecodingSetting(0.5, 20, 0.8)
+  per_problem = summarize(result({"d1": 2, "d2": 2, "t1": 2, "t2": 2}), (1,), 20)["per_problem"]
+  for p in per_problem:  # every problem has behaviour clusters, as probes give them
+    p["behaviour_clusters"] = list(p["ast_clusters"])
+  partial = [dict(p) for p in per_problem]
+  partial[3]["behaviour_clusters"] = None  # t2: no probe results
+  comparison = compare_models(
+    {"base": [Candidate("final", setting, per_problem)], "ssd": [Candidate("final", setting, partial)]}, split
+  )
+  assert comparison["models"]["ssd"]["test"]["diversity"]["measured"] == {"ast": 2, "behaviour": 1, "known": 0}
+  rows = {line.split()[0]: line for line in comparison_table(comparison).splitlines()[-2:]}
+  assert rows["base"].split()[1:4] == ["2", "2.00", "2.00"]  # means over all of its problems: no count
+  assert rows["ssd"].split()[1:5] == ["2", "2.00", "2.00", "(1)"]

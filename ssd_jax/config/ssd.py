@@ -30,6 +30,9 @@ def problems_section(split: str, num_problems: int = 0) -> ml_collections.Config
   # synthesis and evaluation can draw from disjoint halves of one problem set.
   p.half = ""
   p.half_seed = 0
+  # Which problems the built-in task draws; -1: the run's `seed` (the evaluation's are fixed, so replicate runs
+  # with other seeds train on other problems and are tested on the same ones).
+  p.seed = -1
   return p
 
 
@@ -38,6 +41,7 @@ def problems_checks(prefix: str) -> list[Check]:
     Check(f"{prefix}.source", lambda v: v in PROBLEM_SOURCES, f"one of {PROBLEM_SOURCES}"),
     Check(f"{prefix}.num_problems", lambda v: v >= 0, "a count >= 0 (0 means all)"),
     Check(f"{prefix}.half", lambda v: v in ("", "a", "b"), "'' (all problems), 'a' or 'b' (one half)"),
+    Check(f"{prefix}.seed", lambda v: v >= -1, "a seed >= 0, or -1 for the run's seed"),
   ]
 
 
@@ -96,6 +100,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.problems = problems_section("eval")
+  c.eval.problems.seed = 0
   c.eval.models = "base,ssd"  # Comma-separated, from EVAL_MODELS.
   c.eval.ks = "1,4,8,16"  # pass@k for these k (those above eval_sampling.n are dropped).
   c.eval.timeout_s = 10.0  # Wall-clock limit per test.

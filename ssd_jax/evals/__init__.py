@@ -9,7 +9,7 @@ from ssd_jax.evals.diversity import behaviour_signature, count_distinct_behaviou
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult, evaluate
 from ssd_jax.evals.feedback import format_feedback
 from ssd_jax.evals.isolation import IsolationError
-from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, paired_bootstrap_difference, pass_at_k, pass_at_k_curve
+from ssd_jax.evals.pass_at_k import bootstrap_mean_ci, paired_difference, pass_at_k, pass_at_k_curve
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingGrid, DecodingSetting, Selection, parse_grid, select_best
 from ssd_jax.evals.report import compare_reports, write_report
@@ -51,7 +51,7 @@ __all__ = [
   "format_feedback",
   "generated_probe_inputs",
   "normalize_program",
-  "paired_bootstrap_difference",
+  "paired_difference",
   "parse_grid",
   "pass_at_k",
   "pass_at_k_curve",

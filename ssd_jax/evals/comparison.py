@@ -4,8 +4,8 @@ Input: for every model, its candidates (a checkpoint evaluated at one decoding s
 per-problem records (`summarize`'s `per_problem`) of the problems it was run on: every dev problem,
 and the test problems too for at least the candidate dev chooses. The best candidate of each model is
 chosen on dev by `protocol.select_best`; everything reported comes from the test problems: pass@k for
-k = 1..n, per difficulty, correct-solution diversity, and paired bootstrap intervals of each model's
-difference from the reference. Every candidate's dev pass@1 / pass@n (and test, where it was run) is
+k = 1..n, per difficulty, correct-solution diversity, and paired intervals (Student-t over problems) of each
+model's difference from the reference. Every candidate's dev pass@1 / pass@n (and test, where it was run) is
 kept for the temperature curves.
 """
 
@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from ssd_jax.evals.correct_diversity import DEFAULT_DIVERSITY_M, diversity_at_m, problem_diversity_at_m
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, pass_at_k, pass_at_k_curve, pass_at_k_with_ci
+from ssd_jax.evals.pass_at_k import paired_difference, pass_at_k, pass_at_k_curve, pass_at_k_with_ci
 from ssd_jax.evals.protocol import DecodingSetting, counts_by_task, mean_pass_at_k, select_best
 from ssd_jax.evals.splits import Split
 from ssd_jax.evals.summary import difficulty_sort_key
@@ -113,20 +113,15 @@ def _model_block(
   return block, test, test_at_n
 
 
-def _pass_at_k_difference(
-  model: Sequence[Mapping], reference: Sequence[Mapping], k: int, num_resamples: int, seed: int
-):
-  return paired_bootstrap_difference(
-    [pass_at_k(p["n"], p["c"], k) for p in model],
-    [pass_at_k(p["n"], p["c"], k) for p in reference],
-    num_resamples=num_resamples,
-    seed=seed,
+def _pass_at_k_difference(model: Sequence[Mapping], reference: Sequence[Mapping], k: int):
+  return paired_difference(
+    [pass_at_k(p["n"], p["c"], k) for p in model], [pass_at_k(p["n"], p["c"], k) for p in reference]
   )
 
 
-def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int, num_resamples: int, seed: int):
+def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int):
   n = min(p["n"] for p in [*model, *reference])
-  curve = {str(k): _pass_at_k_difference(model, reference, k, num_resamples, seed) for k in range(1, n + 1)}
+  curve = {str(k): _pass_at_k_difference(model, reference, k) for k in range(1, n + 1)}
   differences = {"pass@1": curve["1"], "pass@n": curve[str(n)], "pass_at_k_curve": curve}
   for label, field in DIVERSITY_FIELDS.items():
     # Equal footing: only problems both models solved at least m times, each measured over m correct samples.
@@ -134,9 +129,7 @@ def _differences(model: Sequence[Mapping], reference: Sequence[Mapping], m: int,
       (problem_diversity_at_m(a, m, field), problem_diversity_at_m(b, m, field)) for a, b in zip(model, reference)
     ]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    differences[f"diversity_{label}"] = paired_bootstrap_difference(
-      [a for a, _ in pairs], [b for _, b in pairs], num_resamples=num_resamples, seed=seed
-    )
+    differences[f"diversity_{label}"] = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
   return differences
 
 
@@ -160,7 +153,7 @@ def compare_models(
     reference: the model the others are compared with (at its own best candidate).
     metric_k: the selection metric is dev pass@metric_k.
     diversity_m: correct samples per problem that diversity is measured at.
-    num_resamples: bootstrap replicates.
+    num_resamples: bootstrap replicates of each model's own intervals.
     seed: bootstrap seed.
     tune_at_n: also choose every model's candidate by dev pass@n and compare test pass@n there (each model,
       the reference too, at its own pass@n choice); those candidates must have been run on test.
@@ -169,7 +162,7 @@ def compare_models(
     A JSON-ready dict: "split", "reference", "metric", "diversity_m", "models" (per model: the
     selected candidate, every candidate's dev and test pass@1 / pass@n, and test pass@k for k = 1..n
     with intervals, by difficulty, and correct-solution diversity) and "differences" (per other model:
-    paired bootstrap intervals of its test pass@1, pass@n, pass@k for every k ("pass_at_k_curve") and
+    paired t intervals of its test pass@1, pass@n, pass@k for every k ("pass_at_k_curve") and
     diversity minus the reference's). With
     `tune_at_n`, each model's "selected_at_n" (its pass@n choice and test pass@n) and, per other model,
     "pass@n_at_own_best": its test pass@n minus the reference's, each at its own pass@n choice.
@@ -202,14 +195,14 @@ def compare_models(
         "equal n"
       )
   differences = {
-    name: _differences(per_problem[name], per_problem[reference], diversity_m, num_resamples, seed)
+    name: _differences(per_problem[name], per_problem[reference], diversity_m)
     for name in candidates
     if name != reference
   }
   if tune_at_n:
     n = min(p["n"] for records in at_n.values() for p in records)
     for name, block in differences.items():
-      block["pass@n_at_own_best"] = _pass_at_k_difference(at_n[name], at_n[reference], n, num_resamples, seed)
+      block["pass@n_at_own_best"] = _pass_at_k_difference(at_n[name], at_n[reference], n)
   return {
     "split": {"dev": len(split.dev), "test": len(split.test), "seed": split.seed, "dev_fraction": split.dev_fraction},
     "reference": reference,

@@ -27,8 +27,10 @@ def _pct(x: float | None, signed: bool = False) -> str:
 _DIVERSITY_CELL = 34
 
 
-def _cell(value: float | None, width: int) -> str:
-  return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+def _cell(value: float | None, width: int, count: int | None = None) -> str:
+  """`value` to 2 decimals, right-aligned; with `count`, the problems it is a mean over follow in parentheses."""
+  text = "-" if value is None else f"{value:.2f}" + ("" if count is None else f" ({count})")
+  return f"{text:>{width}}"
 
 
 def _setting_text(selected: Mapping) -> str:
@@ -100,8 +102,8 @@ def comparison_table(comparison: Mapping) -> str:
   lines += [
     f"Test split: {split['test']} problems x {n} samples. Each model's decoding (and checkpoint) was chosen by "
     f"{comparison['metric']} on the {split['dev']} dev problems (split seed {split['seed']}); pass@k in %. W/L: "
-    f"test problems a model does better/worse on than {reference}; p: exact two-sided sign test (the bootstrap "
-    "interval is short of 95% coverage on a few dozen problems).",
+    f"test problems a model does better/worse on than {reference}; p: exact two-sided sign test; 95% CI: "
+    "Student-t over the problems' paired differences.",
     f"{'model':<{width}}{'setting (chosen on dev)':<{setting_width}}"
     + "".join(f"{'pass@' + str(k):>9}" for k in shown_ks)
     + f"   {'pass@1 - ' + reference + ' [95% CI] W/L p':<40}{'pass@' + str(n) + ' - ' + reference + ' [95% CI] W/L p'}",
@@ -126,15 +128,19 @@ def comparison_table(comparison: Mapping) -> str:
     f"Correct-solution diversity (test): expected distinct solutions among {m} correct samples of a problem, "
     f"over problems solved >= {m} times",
     f"(differences: only problems both models solved >= {m} times). AST: normalised programs; behaviour: "
-    "results on extra inputs; known: the task's listed solutions.",
-    f"{'model':<{width}}{'problems':>9}{'AST':>8}{'behaviour':>11}{'known':>8}   "
+    "results on extra inputs; known: the task's listed solutions. A model's own means are over its own "
+    "problems (the count, in parentheses where a measure lacks data on some), so they do not compare across "
+    "models as the paired differences do.",
+    f"{'model':<{width}}{'problems':>9}{'AST':>10}{'behaviour':>13}{'known':>10}   "
     f"{'AST - ' + reference:<{_DIVERSITY_CELL}}{'behaviour - ' + reference:<{_DIVERSITY_CELL}}"
     f"{'known - ' + reference}",
   ]
   for name, block in models.items():
     div = block["test"]["diversity"]
-    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 8)}{_cell(div['behaviour'], 11)}"
-    row += _cell(div["known"], 8)
+    # Records written before the counts were kept lack them.
+    counts = {k: v for k, v in div.get("measured", {}).items() if v != div["num_problems"]}
+    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 10, counts.get('ast'))}"
+    row += _cell(div["behaviour"], 13, counts.get("behaviour")) + _cell(div["known"], 10, counts.get("known"))
     if name in comparison["differences"]:
       d = comparison["differences"][name]
       row += (

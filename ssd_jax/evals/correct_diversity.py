@@ -153,13 +153,19 @@ def diversity_at_m(per_problem: Sequence[Mapping], m: int = DEFAULT_DIVERSITY_M)
     behaviour clusters among m correct samples; "known": mean expected distinct known solutions among
     them; "known_share": that over the problem's number of known solutions; "ast_all", "behaviour_all":
     mean distinct clusters among all correct samples of problems with c >= 1 (these grow with accuracy,
-    so they are not comparable across models)}. A field is None where no problem has its data.
+    so they are not comparable across models); "measured": how many of the problems with c >= m each of
+    "ast", "behaviour" and "known" is a mean over (a problem without behaviour or known-solution data is
+    left out of that mean)}. A field is None where no problem has its data.
   """
   eligible = [p for p in per_problem if p["c"] >= m]
   solved = [p for p in per_problem if p["c"] >= 1]
+  fields = {"ast": "ast_clusters", "behaviour": "behaviour_clusters", "known": "known_clusters"}
   return {
     "m": m,
     "num_problems": len(eligible),
+    "measured": {
+      name: sum(problem_diversity_at_m(p, m, field) is not None for p in eligible) for name, field in fields.items()
+    },
     "ast": _mean(problem_diversity_at_m(p, m, "ast_clusters") for p in eligible),
     "behaviour": _mean(problem_diversity_at_m(p, m, "behaviour_clusters") for p in eligible),
     "known": _mean(problem_diversity_at_m(p, m, "known_clusters") for p in eligible),

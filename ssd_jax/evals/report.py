@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ssd_jax.atomic_write import atomic_open
 from ssd_jax.evals.evaluate import EvalResult
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, paired_difference_text
+from ssd_jax.evals.pass_at_k import paired_difference, paired_difference_text
 from ssd_jax.evals.summary import difficulty_sort_key, weak_sandbox_notice
 
 SUMMARY_FILE = "results.json"
@@ -218,7 +218,7 @@ def _pass_at_1_by_task(summary: Mapping) -> dict[str, float]:
 
 def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
   """Side-by-side Markdown table and pass@k plots for two or more runs over the same problems, with each
-  run's pass@1 minus the first run's, paired over problems (95% bootstrap interval).
+  run's pass@1 minus the first run's, paired over problems (95% t interval).
 
   Raises:
     ValueError: fewer than two runs, or runs over different problems.
@@ -257,7 +257,7 @@ def compare_reports(summaries: Mapping[str, Mapping], out_dir: str | pathlib.Pat
     cells = [_percent(s["pass_at_k"][str(k)]["mean"]) if str(k) in s["pass_at_k"] else "-" for k in ks]
     difference = "-"
     if name != first:
-      paired = paired_bootstrap_difference([by_task[name][t] for t in tasks], [reference[t] for t in tasks])
+      paired = paired_difference([by_task[name][t] for t in tasks], [reference[t] for t in tasks])
       difference = paired_difference_text(paired, counts=True)
     d = s["diversity"]
     lines.append(

@@ -11,7 +11,7 @@ student. Before training, on a few problems, this measures three pass@1 values w
   teacher's favour; the other samples are independent draws, so with `diagnostic_samples` >= 2 it is not.
 
 Each is the mean over problems of the fraction of passing samples; each teacher - student difference on the
-same problems comes with a paired bootstrap interval over problems (a few problems give a wide one). A teacher
+same problems comes with a paired t interval over problems (a few problems give a wide one). A teacher
 that is not better than the student on the same problems gets a warning: its gradients would pull the student
 towards worse answers.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ssd_jax.data.problems import Problem
-from ssd_jax.evals.pass_at_k import paired_bootstrap_difference, paired_difference_text
+from ssd_jax.evals.pass_at_k import paired_difference, paired_difference_text
 from ssd_jax.onpolicy import teacher_context as tc
 
 Messages = list[dict[str, str]]
@@ -88,7 +88,7 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     A JSON-serialisable dict: `student_pass1`, `teacher_demonstration_pass1` (and the student's on the same
     problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
     `student_pass1_on_feedback_problems`, on the samples after the first), the problem counts, `demonstration_minus_student` and
-    `feedback_minus_student` (paired differences with 95% bootstrap intervals, or None), and `warnings` (a
+    `feedback_minus_student` (paired differences with 95% t intervals, or None), and `warnings` (a
     list of sentences).
   """
   everyone, student_prompts = _fitting(inputs, {i: inputs.render(list(m)) for i, m in enumerate(inputs.messages)})
@@ -125,7 +125,7 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
     if not teacher:
       return None
     indices = sorted(teacher)
-    return paired_bootstrap_difference([teacher[i] for i in indices], [baseline[i] for i in indices], seed=0)
+    return paired_difference([teacher[i] for i in indices], [baseline[i] for i in indices])
 
   out = {
     "problems": len(everyone),

@@ -18,11 +18,11 @@ def load_problems(section: ml_collections.ConfigDict, seed: int) -> list[Problem
 
   Args:
     section: fields source ('builtin', 'jsonl', 'humaneval', 'tfds'), path, split, num_problems, dedup, half
-      ('a' or 'b': one half of a seeded split by problem id, applied before `num_problems`).
-    seed: selects the built-in task's problems.
+      ('a' or 'b': one half of a seeded split by problem id, applied before `num_problems`), seed.
+    seed: the run's seed: selects the built-in task's problems where `section.seed` is -1.
   """
   if section.source == "builtin":
-    problems = builtin_problems(section.split, section.num_problems, seed)
+    problems = builtin_problems(section.split, section.num_problems, seed if section.seed < 0 else section.seed)
   elif section.source == "tfds":
     problems = list(load_problem_dataset(section.path, section.split))
   elif section.source == "humaneval":

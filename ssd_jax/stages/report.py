@@ -2,7 +2,7 @@
 
 Reads `eval/split.json` and every model's candidates as the eval stage recorded them (`selection.json`, then
 each candidate's dev and, for the chosen one, test results), and writes `report/comparison.{json,txt}` and the
-plots of `evals.comparison_report`: test pass@k for k = 1..n, paired bootstrap intervals of each method minus
+plots of `evals.comparison_report`: test pass@k for k = 1..n, paired t intervals of each method minus
 the base, pass@1 / pass@n against T_eval, per difficulty, and correct-solution diversity. The table, which
 names the setting each row used, goes to stdout, followed by the self_distill stage's teacher diagnostic when
 the run has one (is the in-context teacher better than the student it trains?), and the code that ran the
