@@ -216,3 +216,25 @@ def test_float16_parameters_are_refused_for_training(stages, refused):
   c.stages, c.model.param_dtype = stages, "float16"
   errors = config_lib.run.run_errors(c)
   assert any("'model.param_dtype' = 'float16' cannot be trained" in e for e in errors) == refused
+
+
+@pytest.mark.parametrize(
+  "dtype,methods,teacher,rate,refused",
+  [
+    ("bfloat16", "sdpo", "ema", 0.05, True),
+    ("bfloat16", "sdpo_blank", "ema", 0.01, True),  # the ablation takes sdpo's teacher
+    ("float32", "sdpo", "ema", 0.05, False),
+    ("bfloat16", "sdpo", "frozen", 0.05, False),
+    ("bfloat16", "sdpo", "ema", 1.0, False),  # a copy of the student each update: no rounding to lose
+    ("bfloat16", "sdsd", "ema", 0.05, False),  # sdpo's teacher is not trained
+  ],
+)
+def test_an_ema_teacher_in_bfloat16_weights_is_refused(dtype, methods, teacher, rate, refused):
+  # 0.05 x a drift of 1% of a weight is 5e-4 of it; bfloat16 keeps steps of 1/256: the teacher never moved.
+  c = config_lib.base_config()
+  c.stages, c.model.param_dtype, c.self_distill.methods = "self_distill", dtype, methods
+  c.self_distill.sdpo.teacher, c.self_distill.sdpo.ema_rate = teacher, rate
+  errors = config_lib.run.run_errors(c)
+  assert any("cannot hold the EMA teacher" in e for e in errors) == refused, errors
+  c.stages = "eval"
+  assert not any("EMA teacher" in e for e in config_lib.run.run_errors(c))

@@ -14,7 +14,7 @@ import ml_collections
 
 from ssd_jax import sharding
 from ssd_jax.config.schema import Check, ConfigError, comma_list, get, int_list_ok
-from ssd_jax.config.self_distill import rollouts_per_update
+from ssd_jax.config.self_distill import ema_precision_errors, rollouts_per_update
 from ssd_jax.config.ssd import evaluated_training_stages, problems_errors
 from ssd_jax.model.config import SHAPE_FIELDS
 
@@ -217,6 +217,8 @@ def run_errors(config: ml_collections.ConfigDict, *, base_in_workdir: bool = Fal
       f"field 'model.param_dtype' = 'float16' cannot be trained (stages {trained}): the optimizer's epsilon rounds "
       "to 0 in float16 and the first update is NaN; use 'bfloat16' or 'float32' (model.dtype may stay float16)"
     )
+  if "self_distill" in names:
+    errors += ema_precision_errors(config)
   if "pretrain" in names and hf_dir:
     errors.append(
       f"field 'model.hf_dir' = {hf_dir!r} is set, but the 'pretrain' stage trains the base model from scratch; "

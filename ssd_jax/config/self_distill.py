@@ -240,6 +240,27 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
   return errors
 
 
+def ema_precision_errors(config: ml_collections.ConfigDict) -> list[str]:
+  """An EMA teacher in bfloat16 weights does not move: each update changes a weight by rate x (student -
+  teacher), below bfloat16's resolution (1/256 of the weight) unless the two differ by more than 1 / (256 x
+  rate) of it, so the teacher stays at the base while the student drifts (checked where self_distill runs)."""
+  if config.model.param_dtype != "bfloat16":
+    return []
+  section = config.self_distill
+  settings = sorted({BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)} & set(METHODS))
+  ema = [
+    f"{n} (rate {section[n].ema_rate})" for n in settings if section[n].teacher == "ema" and section[n].ema_rate < 1
+  ]
+  if not ema:
+    return []
+  return [
+    f"field 'model.param_dtype' = 'bfloat16' cannot hold the EMA teacher of self_distill methods {ema}: an update "
+    "moves a weight by rate x (student - teacher), which rounds away in bfloat16 unless the two differ by more "
+    "than 1 / (256 x rate) of the weight, so the teacher would stay the base model; use 'float32' (model.dtype "
+    "may stay bfloat16)"
+  ]
+
+
 def rollouts_per_update(section: ml_collections.ConfigDict) -> tuple[str, str, int]:
   """The fields that size one update's rollouts (a step's, or one mini-batch of them), their values, and the count."""
   p, g, m = section.prompts_per_step, section.group_size, section.mini_batches

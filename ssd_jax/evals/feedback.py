@@ -21,6 +21,11 @@ _CONTROL_TEXT = re.compile(r"<(?=\|[^\s<>|]{1,40}\|>|/?think>)")
 _SOLUTION_LINE = re.compile(r'(File "solution\.py", line )(\d+)')
 
 
+def escape_control_text(text: str) -> str:
+  """`text` with every chat control token spelled in it broken by a zero-width space (see `_CONTROL_TEXT`)."""
+  return _CONTROL_TEXT.sub("<\u200b", text)
+
+
 def clip_text(text: str, limit: int) -> str:
   """`text` stripped, at most `limit` characters: head and tail around a cut mark (the head alone when the
   mark does not fit)."""
@@ -80,7 +85,7 @@ def describe_failure(test: TestCase, run: TestRun, max_chars: int | None = None,
     fields.append(("", _unshift(run.message, prefix_lines), _clip_tail))
   if run.stderr.strip() and run.stderr.strip() not in run.message:
     fields.append(("Stderr:\n", _unshift(run.stderr, prefix_lines), _clip_tail))
-  fields = [(label, _CONTROL_TEXT.sub("<\u200b", text or ""), clip) for label, text, clip in fields]
+  fields = [(label, escape_control_text(text or ""), clip) for label, text, clip in fields]
   header = f"Test {run.name}: {run.verdict.value}"
 
   def render(limit: int) -> str:

@@ -163,12 +163,14 @@ def build_step_data(
     )
     for choice in choices:
       # Whether it fits is decided on the real feedback, so the blank-feedback ablation keeps SDPO's
-      # demonstrations and weights and differs from it only in the text shown.
+      # demonstrations and weights and differs from it only in the text shown, unless the blank text is
+      # the longer one ("No tests were run." is shorter) and does not fit.
       ids = teacher_ids(choice)
       fits = len(ids) <= setup.teacher_prompt_width
       if spec.blank_feedback and choice.feedback is not None:
         choice = dataclasses.replace(choice, feedback=tc.feedback_context("", setup.templates))
         ids = teacher_ids(choice)
+        fits = fits and len(ids) <= setup.teacher_prompt_width
       teacher_prompts.append(ids if fits else list(prompt_ids[i]))
       weights.append(1.0 if choice.has_context and fits else 0.0)
   batch = pack_distill_batch(

@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 
 from ssd_jax.data.prompt_set import ChatTokenizer, chat_prompt_ids
-from ssd_jax.evals.feedback import clip_text
+from ssd_jax.evals.feedback import clip_text, escape_control_text
 
 CONTEXT_KINDS = ("demonstration", "feedback", "feedback_or_demonstration", "demonstration_else_feedback")
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
@@ -157,10 +157,13 @@ def choose_contexts(
   if kind not in CONTEXT_KINDS:
     raise ValueError(f"teacher context kind must be one of {CONTEXT_KINDS}, got {kind!r}")
   texts = [_THINK_BLOCK.sub("", a.response_text) if templates.strip_thinking else a.response_text for a in attempts]
+  # A response is decoded with its control tokens spelled out; in the teacher's user turn they would be read
+  # as control ids again (a sibling that sampled `<|im_start|>` would open a fake turn), as feedback would.
+  texts = [escape_control_text(text) for text in texts]
   winners = [
     i for i, a in enumerate(attempts) if a.passed and len(texts[i].strip()) <= templates.max_demonstration_chars
   ]
-  reference = reference_solution.strip() or None
+  reference = escape_control_text(reference_solution.strip()) or None
   choices = []
   for i, attempt in enumerate(attempts):
     demonstrations = []
