@@ -107,6 +107,26 @@ def test_eval_problems_without_tests_are_refused(tmp_path):
     runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "eval")))
 
 
+def test_self_distill_problems_without_tests_are_refused(tmp_path):
+  lines = [json.dumps({"task_id": f"t/{i}", "question": f"q{i}", "tests": []}) for i in range(8)]
+  (tmp_path / "untested.jsonl").write_text("\n".join(lines) + "\n")
+  config = micro_config("pretrain,self_distill")
+  config.self_distill.problems.update(dict(source="jsonl", path=str(tmp_path / "untested.jsonl"), num_problems=0))
+  config.self_distill.methods = "sdpo"
+  with pytest.raises(config_lib.ConfigError, match=r"'self_distill.problems': 8 problems have no tests, e.g. "):
+    runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))
+  # SDSD shows the reference solution: untested problems that have one still give its teacher a demonstration.
+  config.self_distill.methods = "sdsd"
+  with pytest.raises(config_lib.ConfigError, match=r"8 problems have no tests and no reference solution"):
+    runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))
+  referenced = [
+    json.dumps({"task_id": f"t/{i}", "question": f"q{i}", "tests": [], "reference_solution": f"x = {i}"})
+    for i in range(8)
+  ]
+  (tmp_path / "untested.jsonl").write_text("\n".join(referenced) + "\n")
+  runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))  # accepted
+
+
 def test_more_prompts_per_step_than_problems_are_refused(tmp_path):
   config = micro_config("pretrain,self_distill")
   config.self_distill.problems.num_problems = 3

@@ -14,6 +14,7 @@ import ml_collections
 
 from ssd_jax import config as config_lib
 from ssd_jax.config.schema import get
+from ssd_jax.config.self_distill import method_names, method_settings
 from ssd_jax.data.chat import format_user_prompt
 from ssd_jax.evals import IsolationError, Sandbox
 from ssd_jax.pipeline import plan_programs, problems
@@ -78,6 +79,8 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     untested = [p.task_id for p in loaded[prefix] if not p.tests]
     if prefix == "eval.problems" and untested:
       errors.append(f"field 'eval.problems': {len(untested)} problems have no tests to grade, e.g. {untested[:3]}")
+    if prefix == "self_distill.problems":
+      errors += _contextless_problem_errors(config, loaded[prefix])
     if prefix == "eval.problems" and _evaluates(config, names) and len(loaded[prefix]) < 2:
       errors.append(
         f"field 'eval.problems' gives {len(loaded[prefix])} problem(s), but evaluation splits them into dev and "
@@ -94,6 +97,23 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   if not errors and "pretrain" not in names and set(names) & set(config_lib.MODEL_STAGES):
     errors += _prompt_errors(ctx, names)  # Renders the problems: only once they load.
   return errors + _sandbox_errors(ctx, names)
+
+
+def _contextless_problem_errors(config: ml_collections.ConfigDict, training: list) -> list[str]:
+  """Training problems a method's teacher can see nothing for: without tests a rollout never passes (no sibling
+  demonstration, no feedback), so only the reference solution of a method that shows it is left."""
+  errors = []
+  section = config.self_distill
+  for name in method_names(section):
+    settings = method_settings(section, name)
+    bare = [p.task_id for p in training if not p.tests and not (settings.use_reference and p.reference_solution)]
+    if bare:
+      errors.append(
+        f"field 'self_distill.problems': {len(bare)} problems have no tests"
+        + ("" if not settings.use_reference else " and no reference solution")
+        + f", e.g. {bare[:3]}: method {name!r}'s teacher would see no demonstration and no feedback for them"
+      )
+  return errors
 
 
 def _evaluates(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> bool:
