@@ -226,6 +226,7 @@ def test_float16_parameters_are_refused_for_training(stages, refused):
     ("float32", "sdpo", "ema", 0.05, False),
     ("bfloat16", "sdpo", "frozen", 0.05, False),
     ("bfloat16", "sdpo", "ema", 1.0, False),  # a copy of the student each update: no rounding to lose
+    ("bfloat16", "sdpo", "ema", 0.0, False),  # never moves: the frozen teacher
     ("bfloat16", "sdsd", "ema", 0.05, False),  # sdpo's teacher is not trained
   ],
 )

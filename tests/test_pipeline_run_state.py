@@ -125,6 +125,9 @@ def test_self_distill_problems_without_tests_are_refused(tmp_path):
   ]
   (tmp_path / "untested.jsonl").write_text("\n".join(referenced) + "\n")
   runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))  # accepted
+  config.self_distill.sdsd.context = "feedback"  # shows no demonstration, so the reference does not help
+  with pytest.raises(config_lib.ConfigError, match=r"8 problems have no tests, e.g. "):
+    runner.prepare(config, str(tmp_path / "run2"), main.stage_functions(("pretrain", "self_distill")))
 
 
 def test_more_prompts_per_step_than_problems_are_refused(tmp_path):
@@ -233,3 +236,17 @@ def test_the_plans_fingerprint_follows_the_generation_program_it_judges(tmp_path
     changed = micro_config("plan,self_distill")
     set_fields(changed, fields)
     assert digest(changed) != digest(base), fields
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_record_from_before_the_eval_problem_seed_counts_the_seed_it_drew_with(tmp_path, seed):
+  """Before `eval.problems.seed`, the built-in evaluation problems were drawn with the run's seed: a seed-1
+  record evaluated other problems than the seed-0 draw the field now fixes, a seed-0 record the same ones."""
+  config = config_lib.base_config()
+  config.seed = seed
+  fingerprint = run_state.StageRecords(str(tmp_path)).fingerprint(config, "eval")
+  recorded = json.loads(json.dumps(fingerprint.record(), default=str))
+  del recorded["fields"]["eval"]["problems"]["seed"]
+  assert fingerprint.differences(recorded) == ([] if seed == 0 else ["eval.problems.seed: 1 -> 0"])
+  recorded["fields"]["eval"]["problems"]["seed"] = -1  # the run's seed, recorded as such
+  assert fingerprint.differences(recorded) == ([] if seed == 0 else ["eval.problems.seed: 1 -> 0"])

@@ -249,7 +249,7 @@ def ema_precision_errors(config: ml_collections.ConfigDict) -> list[str]:
   section = config.self_distill
   settings = sorted({BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)} & set(METHODS))
   ema = [
-    f"{n} (rate {section[n].ema_rate})" for n in settings if section[n].teacher == "ema" and section[n].ema_rate < 1
+    f"{n} (rate {section[n].ema_rate})" for n in settings if section[n].teacher == "ema" and 0 < section[n].ema_rate < 1
   ]
   if not ema:
     return []

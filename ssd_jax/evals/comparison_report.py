@@ -131,7 +131,7 @@ def comparison_table(comparison: Mapping) -> str:
     "results on extra inputs; known: the task's listed solutions. A model's own means are over its own "
     "problems (the count, in parentheses where a measure lacks data on some), so they do not compare across "
     "models as the paired differences do.",
-    f"{'model':<{width}}{'problems':>9}{'AST':>10}{'behaviour':>13}{'known':>10}   "
+    f"{'model':<{width}}{'problems':>9}{'AST':>12}{'behaviour':>14}{'known':>12}   "
     f"{'AST - ' + reference:<{_DIVERSITY_CELL}}{'behaviour - ' + reference:<{_DIVERSITY_CELL}}"
     f"{'known - ' + reference}",
   ]
@@ -139,8 +139,8 @@ def comparison_table(comparison: Mapping) -> str:
     div = block["test"]["diversity"]
     # Records written before the counts were kept lack them.
     counts = {k: v for k, v in div.get("measured", {}).items() if v != div["num_problems"]}
-    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 10, counts.get('ast'))}"
-    row += _cell(div["behaviour"], 13, counts.get("behaviour")) + _cell(div["known"], 10, counts.get("known"))
+    row = f"{name:<{width}}{div['num_problems']:>9}{_cell(div['ast'], 12, counts.get('ast'))}"
+    row += _cell(div["behaviour"], 14, counts.get("behaviour")) + _cell(div["known"], 12, counts.get("known"))
     if name in comparison["differences"]:
       d = comparison["differences"][name]
       row += (

@@ -120,7 +120,9 @@ def pass_at_k_with_ci(
   return {"mean": float(values.mean()), "ci_low": low, "ci_high": high}
 
 
-def paired_difference(first: Sequence[float], second: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+def paired_difference(
+  first: Sequence[float], second: Sequence[float], confidence: float = 0.95
+) -> dict[str, float | None]:
   """Mean difference `first - second` over problems with a Student-t interval of the paired differences.
 
   Each problem contributes its difference, so problem difficulty, shared by both models, cancels. The t
@@ -137,7 +139,8 @@ def paired_difference(first: Sequence[float], second: Sequence[float], confidenc
   Returns:
     {"difference", "ci_low", "ci_high", "num_problems", "wins", "losses", "sign_p"}: wins and losses count the
     problems where `first` is above and below `second`; sign_p is `sign_test_p(wins, losses)`. The difference
-    is nan when there are no problems, and the interval's bounds when there are fewer than two.
+    is None when there are no problems, and the interval's bounds when there are fewer than two (JSON has no
+    nan).
   """
   if not 0 < confidence < 1:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -145,17 +148,17 @@ def paired_difference(first: Sequence[float], second: Sequence[float], confidenc
   if first.shape != second.shape or first.ndim != 1:
     raise ValueError(f"paired values need one value per problem for both models, got {first.shape} and {second.shape}")
   differences = first - second
-  difference = float(differences.mean()) if differences.size else float("nan")
-  low = high = float("nan")
+  difference = float(differences.mean()) if differences.size else None
+  low = high = None
   if differences.size >= 2:
     half_width = scipy.stats.t.ppf((1 + confidence) / 2, differences.size - 1) * differences.std(ddof=1)
     half_width /= math.sqrt(differences.size)
-    low, high = difference - half_width, difference + half_width
+    low, high = float(difference - half_width), float(difference + half_width)
   wins, losses = int((first > second).sum()), int((first < second).sum())
   return {
     "difference": difference,
-    "ci_low": float(low),
-    "ci_high": float(high),
+    "ci_low": low,
+    "ci_high": high,
     "num_problems": int(first.size),
     "wins": wins,
     "losses": losses,
@@ -203,7 +206,7 @@ def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, co
   if d.get("wins") == d.get("losses") == 0:
     return f"{signed_text(0.0, digits)} (no problem differs)"
   mid = signed_text(scale * d["difference"], digits)
-  if math.isnan(d["ci_low"]):
+  if d["ci_low"] is None:
     text = f"{mid} (one problem: no interval)"
   else:
     low, high = _bound_text(scale * d["ci_low"], digits, True), _bound_text(scale * d["ci_high"], digits, False)

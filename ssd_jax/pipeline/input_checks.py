@@ -106,11 +106,12 @@ def _contextless_problem_errors(config: ml_collections.ConfigDict, training: lis
   section = config.self_distill
   for name in method_names(section):
     settings = method_settings(section, name)
-    bare = [p.task_id for p in training if not p.tests and not (settings.use_reference and p.reference_solution)]
+    shows_reference = settings.use_reference and settings.context != "feedback"
+    bare = [p.task_id for p in training if not p.tests and not (shows_reference and p.reference_solution.strip())]
     if bare:
       errors.append(
         f"field 'self_distill.problems': {len(bare)} problems have no tests"
-        + ("" if not settings.use_reference else " and no reference solution")
+        + (" and no reference solution" if shows_reference else "")
         + f", e.g. {bare[:3]}: method {name!r}'s teacher would see no demonstration and no feedback for them"
       )
   return errors
