@@ -112,3 +112,29 @@ def test_no_warning_for_the_same_code_or_a_record_without_it(tmp_path, caplog, c
   with caplog.at_level(logging.WARNING):
     _run(tmp_path, ran)
   assert _warnings(caplog) == [] and ran == list(_ALL)
+
+
+def test_a_stage_resumed_by_other_code_keeps_the_code_that_started_it(tmp_path, caplog):
+  ran = []
+  _run(tmp_path, ran, "pretrain")
+  records = run_state.StageRecords(str(tmp_path))
+  _set_code(records, "pretrain", _OTHER)
+  started = records.read("pretrain", "started")
+  records.write("pretrain", "started", {**started, "earlier_code": [{**_OTHER, "version": "0.0.0"}]})
+  done = tmp_path / "stages" / "pretrain.done.json"
+  done.unlink()  # killed before it finished: this run resumes it
+  _run(tmp_path, ran, "pretrain")
+  here = code_version.current()
+  assert records.code("pretrain") == here and records.read("pretrain", "done")["code"] == here
+  assert records.earlier_code("pretrain") == [{**_OTHER, "version": "0.0.0"}, _OTHER]  # oldest first
+  done.unlink()  # resumed again by the same code: nothing repeats
+  _run(tmp_path, ran, "pretrain")
+  assert records.earlier_code("pretrain") == [{**_OTHER, "version": "0.0.0"}, _OTHER]
+  # A later run that reads it is told, though the code that finished it is its own.
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    _run(tmp_path, ran, "pretrain,eval")
+  assert _warnings(caplog) == [
+    f"reusing stages that other code ran: pretrain by ssd_jax 0.0.0 (git fedcba987654); this run is "
+    f"{code_version.describe(here)} (pass --restart=<stage> to redo one with it)"
+  ]

@@ -46,3 +46,9 @@ def test_the_report_names_the_code_of_the_stages_it_compares(tmp_path, monkeypat
   report.run(ctx)
   assert list(written["code_versions"]) == ["pretrain", "synthesize", "sft", "self_distill", "eval"]
   assert written["notes"].startswith("diagnostic\ncode: pretrain, self_distill by ssd_jax 0.0.1 (git fedcba987654); ")
+  assert "earlier_code_versions" not in written
+  # A stage resumed by other code than started it says which.
+  records.write("sft", "done", {"code": _NEW, "earlier_code": [_OLD]})
+  report.run(ctx)
+  assert written["earlier_code_versions"] == {"sft": [_OLD]}
+  assert written["notes"].endswith("(resumed: sft started by ssd_jax 0.0.1 (git fedcba987654))")

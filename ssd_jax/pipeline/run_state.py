@@ -135,6 +135,23 @@ class StageRecords:
     record = self.read(name, "done") or self.read(name, "started") or {}
     return record.get("code")
 
+  def earlier_code(self, name: str) -> list[dict[str, str]]:
+    """The code of earlier runs that started stage `name` before the run its record names resumed it (oldest
+    first; empty when one run did it all)."""
+    record = self.read(name, "done") or self.read(name, "started") or {}
+    return list(record.get("earlier_code", []))
+
+  def started_record(self, name: str, fingerprint: Fingerprint, code: dict[str, str]) -> dict[str, Any]:
+    """The started marker for a run of `code` starting (or resuming) stage `name`: a stage resumed from an
+    earlier started marker keeps the code of the runs before in `earlier_code`."""
+    record = {"stage": name, **fingerprint.record(), "code": code}
+    before = self.read(name, "started") or {}
+    earlier = [*before.get("earlier_code", []), *([before["code"]] if before.get("code") else [])]
+    earlier = [c for i, c in enumerate(earlier) if c != code and c not in earlier[:i]]
+    if earlier:
+      record["earlier_code"] = earlier
+    return record
+
   def write(self, name: str, kind: str, record: Mapping[str, Any]) -> None:
     os.makedirs(self.directory, exist_ok=True)
     path = self._path(name, kind)

@@ -105,7 +105,11 @@ def _warn_of_other_code(
   """
   here = code_version.current()
   reused = config_lib.in_stage_order({*names, *stage_dependencies.stages_read(names, config)} - set(restart))
-  other = {n: code for n in reused if (code := records.code(n)) is not None and code != here}
+  other = {}
+  for n in reused:  # A stage resumed by this code may hold the work of earlier code too.
+    codes = [c for c in (*records.earlier_code(n), records.code(n)) if c is not None and c != here]
+    if codes:
+      other[n] = codes[0]
   if other:
     logging.warning(
       "reusing stages that other code ran: %s; this run is %s (pass --restart=<stage> to redo one with it)",
@@ -224,7 +228,7 @@ def run(ctx: RunContext, stages: Mapping[str, Stage], restart: tuple[str, ...] =
         fingerprint = records.fingerprint(config, name)
         if records.check(name, fingerprint):
           return None
-        return {"stage": name, **fingerprint.record(), "code": code_version.current()}
+        return records.started_record(name, fingerprint, code_version.current())
 
       record = process_group.on_coordinator(group, started_record)
       if record is None:

@@ -61,7 +61,13 @@ def run(ctx: RunContext) -> None:
     summarised = config_lib.in_stage_order({*summarised, "self_distill"})  # It wrote the diagnostic.
   records = run_state.StageRecords(layout.workdir)
   comparison["code_versions"] = {name: records.code(name) for name in summarised}
-  lines.append(f"code: {code_version.by_code(comparison['code_versions'])}")
+  line = f"code: {code_version.by_code(comparison['code_versions'])}"
+  earlier = {name: codes for name in summarised if (codes := records.earlier_code(name))}
+  if earlier:  # Stages resumed by other code than started them.
+    comparison["earlier_code_versions"] = earlier
+    started = "; ".join(f"{name} started by {', '.join(map(code_version.describe, c))}" for name, c in earlier.items())
+    line += f" (resumed: {started})"
+  lines.append(line)
   notes = "\n".join(lines)
   if ctx.is_coordinator:
     write_comparison(comparison, layout.report_dir, notes)
