@@ -21,6 +21,7 @@ from ssd_jax.onpolicy.learner import OnPolicyLearner
 from ssd_jax.onpolicy.rollouts import RolloutSetup
 from ssd_jax.pipeline import model_io, onpolicy_setup, training
 from ssd_jax.pipeline.context import RunContext
+from ssd_jax.pipeline.reference_check import drop_failing_references
 from ssd_jax.pipeline.sampling_setup import sampling_params
 from ssd_jax.pipeline.teacher_check import diagnose_teacher
 
@@ -69,13 +70,19 @@ def run(ctx: RunContext) -> None:
       sandbox=sandbox,
       templates=onpolicy_setup.templates_from(section),
     )
+    specs = {name: onpolicy_setup.method_spec(section, name) for name in method_names(section)}
+    if section.diagnostic_problems or any(spec.context.use_reference for spec in specs.values()):
+      checked = drop_failing_references(prompts, sandbox)
+      prompts = checked.prompts
+      failed = f" (e.g. {list(checked.failed[:3])}), which are not shown as correct" if checked.failed else ""
+      print(f"[self_distill] {len(checked.failed)} of {checked.graded} reference solutions fail their tests{failed}")
     if section.diagnostic_problems:
       diagnose_teacher(ctx, graphdef, base, cfg, prompts, sandbox, setup.templates)
     for name in method_names(section):
       if onpolicy_setup.method_done(ctx.layout.model(name)):
         print(f"[self_distill] {name}: {ctx.layout.model(name)} exists, skipping")
         continue
-      spec = onpolicy_setup.method_spec(section, name)
+      spec = specs[name]
       out_dir = ctx.layout.self_distill(name)
       speed, profile = training.onpolicy_speed_hooks(ctx, setup, ctx.layout.profile("self_distill", name))
       hooks = (speed, profile)
