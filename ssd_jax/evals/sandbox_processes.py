@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import json
+import logging
 import os
 import pathlib
 import select
@@ -22,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
-from absl import logging
 
 import ssd_jax.evals.cgroup_limits as cgroup_limits
 import ssd_jax.evals.sandbox_wire as sandbox_wire
@@ -200,7 +199,8 @@ class SlotProcesses:
 def _warn_no_pid_counter() -> None:
   """Once per process: the sandbox cannot count the processes a program started, so it replaces itself after
   every program (correct, but each program then pays a sandbox start)."""
-  logging.warning(
+  # Standard logging, not absl: these modules run under a bare system Python in the unprivileged test.
+  logging.getLogger(__name__).warning(
     "sandbox: the kernel gives no readable /proc/sys/kernel/ns_last_pid in the sandbox's PID namespace, so a "
     "program that started processes cannot be told from one that did not; every program gets a fresh sandbox "
     "(slower, not less strict)"
