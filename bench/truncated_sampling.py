@@ -138,7 +138,8 @@ def _forward_step(batch: int, vocab: int, args):
     )[0]
   )
   print(
-    f"  model: hidden {args.hidden}, layers {args.layers}, {cfg.num_params / 1e6:.1f}M params, float32, {args.context} cached tokens"
+    f"  model: hidden {args.hidden}, layers {args.layers}, {cfg.num_params / 1e6:.1f}M params, float32, "
+    f"{args.context} cached tokens"
   )
   return lambda: step(state, cache)
 

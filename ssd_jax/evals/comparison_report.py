@@ -33,6 +33,12 @@ def _cell(value: float | None, width: int, count: int | None = None) -> str:
   return f"{text:>{width}}"
 
 
+def _difference_cell(difference: Mapping) -> str:
+  """A paired difference and, in parentheses, its problem count, left-aligned in a diversity column."""
+  text = paired_difference_text(difference, 1.0, 2) + " (" + str(difference["num_problems"]) + ")"
+  return f"{text:<{_DIVERSITY_CELL}}"
+
+
 def _setting_text(selected: Mapping) -> str:
   s = selected["setting"]
   name = f"{s['name']}: " if s["name"] else ""
@@ -143,13 +149,7 @@ def comparison_table(comparison: Mapping) -> str:
     row += _cell(div["behaviour"], 14, counts.get("behaviour")) + _cell(div["known"], 12, counts.get("known"))
     if name in comparison["differences"]:
       d = comparison["differences"][name]
-      row += (
-        "   "
-        + "".join(
-          f"{paired_difference_text(d['diversity_' + f], 1.0, 2) + ' (' + str(d['diversity_' + f]['num_problems']) + ')':<{_DIVERSITY_CELL}}"
-          for f in ("ast", "behaviour", "known")
-        ).rstrip()
-      )
+      row += "   " + "".join(_difference_cell(d["diversity_" + f]) for f in ("ast", "behaviour", "known")).rstrip()
     lines.append(row)
   return "\n".join(lines)
 

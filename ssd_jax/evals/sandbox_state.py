@@ -5,9 +5,10 @@ priority, I/O priority, CPU affinity and scheduling policy, raise its OOM score,
 writable sysctls (the IPC limits, for one), and leave sockets (a closed TCP connection waits 60 s in
 TIME_WAIT, its addresses readable in /proc/net/tcp) and traffic counters in the network namespace. The next
 program inherits or reads all of these: a program could slow or starve the ones after it, or pass them a
-value (a sample telling the next what the oracle of a multi-assert test confirmed). The worker snapshots them before any program and compares after each; any difference, or a
-program that started processes or threads of its own (the namespace's PID counter would carry their count),
-replaces the sandbox. Standard library only: its source goes into the worker's ``python -c`` script.
+value (a sample telling the next what the oracle of a multi-assert test confirmed). The worker snapshots them
+before any program and compares after each; any difference, or a program that started processes or threads of
+its own (the namespace's PID counter would carry their count), replaces the sandbox. Standard library only:
+its source goes into the worker's ``python -c`` script.
 """
 
 import ctypes
@@ -18,7 +19,9 @@ import resource
 SYSCTL_DIRS = ("/proc/sys/kernel", "/proc/sys/fs/mqueue", "/proc/sys/user")
 NET_FILES = tuple(
   f"/proc/self/net/{name}"
-  for name in "tcp tcp6 udp udp6 udplite udplite6 raw raw6 unix packet netlink sockstat sockstat6 snmp snmp6 netstat".split()
+  for name in (
+    "tcp tcp6 udp udp6 udplite udplite6 raw raw6 unix packet netlink sockstat sockstat6 snmp snmp6 netstat"
+  ).split()
 )
 OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup")
 LAST_PID = "/proc/sys/kernel/ns_last_pid"

@@ -55,7 +55,8 @@ def v_blocks(v: jax.Array, block: int) -> jax.Array:
 
 
 def v_slots(v_all: jax.Array) -> jax.Array:
-  """The inverse of `v_blocks`: [..., blocks, batch, kv_heads, block, head_dim] -> [..., batch, slots, kv_heads, head_dim]."""
+  """The inverse of `v_blocks`: [..., blocks, batch, kv_heads, block, head_dim] ->
+  [..., batch, slots, kv_heads, head_dim]."""
   *lead, nb, b, kvh, block, dh = v_all.shape
   n = len(lead)
   v = jnp.moveaxis(v_all, (n + 1, n, n + 3, n + 2, n + 4), range(n, n + 5))
@@ -68,7 +69,8 @@ def k_blocks(k: jax.Array, block: int) -> jax.Array:
 
 
 def k_slots(k_all: jax.Array) -> jax.Array:
-  """The inverse of `k_blocks`: [..., blocks, batch, kv_heads, head_dim, block] -> [..., batch, slots, kv_heads, head_dim]."""
+  """The inverse of `k_blocks`: [..., blocks, batch, kv_heads, head_dim, block] ->
+  [..., batch, slots, kv_heads, head_dim]."""
   return v_slots(jnp.swapaxes(k_all, -1, -2))
 
 

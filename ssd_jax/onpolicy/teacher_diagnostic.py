@@ -87,9 +87,9 @@ def teacher_diagnostic(inputs: DiagnosticInputs) -> dict:
   Returns:
     A JSON-serialisable dict: `student_pass1`, `teacher_demonstration_pass1` (and the student's on the same
     problems, `student_pass1_on_demonstration_problems`), `teacher_feedback_pass1` (and
-    `student_pass1_on_feedback_problems`, on the samples after the first), the problem counts, `demonstration_minus_student` and
-    `feedback_minus_student` (paired differences with 95% t intervals, or None), and `warnings` (a
-    list of sentences).
+    `student_pass1_on_feedback_problems`, on the samples after the first), the problem counts,
+    `demonstration_minus_student` and `feedback_minus_student` (paired differences with 95% t intervals, or
+    None), and `warnings` (a list of sentences).
   """
   everyone, student_prompts = _fitting(inputs, {i: inputs.render(list(m)) for i, m in enumerate(inputs.messages)})
   results, rates = _pass_rates(inputs, everyone, student_prompts)

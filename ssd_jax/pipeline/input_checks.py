@@ -91,8 +91,8 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     if shared:
       errors.append(
         f"field '{prefix}': {len(shared)} of its problems are evaluation problems too (field 'eval.problems'; same "
-        f"id, statement or reference solution), e.g. {shared[:3]}: training on them would score the model on what it trained on. "
-        "Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
+        f"id, statement or reference solution), e.g. {shared[:3]}: training on them would score the model on "
+        "what it trained on. Use disjoint problem sets (e.g. problems.half 'a' for training and 'b' for evaluation)"
       )
   if not errors and "pretrain" not in names and set(names) & set(config_lib.MODEL_STAGES):
     errors += _prompt_errors(ctx, names)  # Renders the problems: only once they load.

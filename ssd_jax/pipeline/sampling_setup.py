@@ -61,8 +61,8 @@ def unfit_eval_prompt_error(
 def _no_room(section: str, max_new_tokens: int, positions: int, prompt: str, length: int) -> str:
   fix = f"lower it to at most {positions - length}" if length < positions else "no value fits it"
   return (
-    f"field '{section}.max_new_tokens' = {max_new_tokens} leaves {max(positions - max_new_tokens, 0)} of the model's {positions} "
-    f"positions for a prompt, but the {prompt} has {length} tokens: {fix}"
+    f"field '{section}.max_new_tokens' = {max_new_tokens} leaves {max(positions - max_new_tokens, 0)} of the model's "
+    f"{positions} positions for a prompt, but the {prompt} has {length} tokens: {fix}"
   )
 
 

@@ -2,12 +2,12 @@
 
 Every sample is written, degenerate or not, with its provenance (decoding parameters, seed, source
 checkpoint, both kinds of log-probability); the degeneracy filter's counts go to the summary and the SFT
-pipeline drops what it flags. Prompts are sampled in fixed chunks of `synthesize.prompts_per_chunk`, chunk c with the seed
-`chunk_seed(seed, c)`, so a chunk's samples do not depend on what else ran. Resuming skips the chunks
-whose records are all on disk and writes only the missing records of the others: a killed run, rerun,
-ends with exactly the records of an uninterrupted one. On several hosts all of them run the sampler
-together (the model is sharded over all of them) and each writes the records of its own slice of the
-prompts (prompt i belongs to host i mod host count) into its own shards.
+pipeline drops what it flags. Prompts are sampled in fixed chunks of `synthesize.prompts_per_chunk`, chunk c
+with the seed `chunk_seed(seed, c)`, so a chunk's samples do not depend on what else ran. Resuming skips the
+chunks whose records are all on disk and writes only the missing records of the others: a killed run, rerun,
+ends with exactly the records of an uninterrupted one. On several hosts all of them run the sampler together
+(the model is sharded over all of them) and each writes the records of its own slice of the prompts (prompt i
+belongs to host i mod host count) into its own shards.
 """
 
 from __future__ import annotations

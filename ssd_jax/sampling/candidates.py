@@ -8,8 +8,8 @@ outside it lies strictly below the top-p cut-off it finds (a flat row falls back
 then reads the vocabulary twice (row maxima of vocabulary chunks with the raw softmax
 normaliser, and a gather of the best chunks) instead of the ~30 counting passes of the
 bisection, and runs the rules on [batch, length] arrays with the same integer arithmetic as
-`truncation` (`ssd_jax.kernels.candidate_rules`, which the GPU kernel runs too). So it returns the same token and cut-off as
-`truncation.sample_reference` and the kernel for the same random bits, not just the same
+`truncation` (`ssd_jax.kernels.candidate_rules`, which the GPU kernel runs too). So it returns the same token
+and cut-off as `truncation.sample_reference` and the kernel for the same random bits, not just the same
 distribution; only the log-probabilities, float sums over other orders, differ in rounding.
 
 Ties are exact too: a list is trusted only if every token outside it is strictly below the

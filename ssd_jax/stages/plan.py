@@ -99,7 +99,8 @@ def run(ctx: RunContext) -> None:
     else:
       print(
         f"[plan]   decode weights {layout!r}{mark}: generation peak {entry['peak_gib']:.3f} GiB/chip, "
-        f"collectives {entry['collective_mib']:.1f} MiB per call, Pallas kernels: {', '.join(entry['kernels']) or 'none'}"
+        f"collectives {entry['collective_mib']:.1f} MiB per call, "
+        f"Pallas kernels: {', '.join(entry['kernels']) or 'none'}"
       )
   if report["moe_layout"]:
     print(f"[plan]   experts (training and decode): {report['moe_layout']}")

@@ -3,11 +3,11 @@
 Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
 the task's locks and forks are). A problem belongs to exactly one split, decided by its program (the
 canonical solution), whichever of a family's wordings states it (`split_of`): 'pretrain' never holds a held-out
-program's canonical text, and 'synth' (prompts for self-distillation) and 'eval' never share a computation, the program up
-to its function's and variables' names (`data.program_forms`). Pre-training does show the held-out
-computations under other names: a family has few computations (2 to a few hundred), and the model must learn
-each family to be tested on it. Its `task_id` is `builtin/<family>/<instance seed>`, which is enough to
-regenerate everything about it.
+program's canonical text, and 'synth' (prompts for self-distillation) and 'eval' never share a computation,
+the program up to its function's and variables' names (`data.program_forms`). Pre-training does show the
+held-out computations under other names: a family has few computations (2 to a few hundred), and the model
+must learn each family to be tested on it. Its `task_id` is `builtin/<family>/<instance seed>`, which is
+enough to regenerate everything about it.
 
 Answers are fenced Python blocks holding one complete function definition:
 

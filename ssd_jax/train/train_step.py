@@ -1,10 +1,11 @@
 """One jitted train step for every method: a loss on a batch, micro-batch accumulation, one optimizer update.
 
 A method supplies `loss_fn(params, batch, aux) -> (loss_sum, count, metrics)` (the project's (sum, count)
-convention, plus scalars to log: `{}` or, for an MoE model, `train.router_loss.router_metrics`) and the names of its batch arrays; `TrainStep` does the rest the same way for all of them:
-micro-batches via `gradient_step.accumulate_loss_and_grads`, the update via `gradient_step.apply_gradients`,
-batch arrays sharded as ('batch', 'length'), the state donated and kept in its shardings. `aux` is an extra
-jit argument the loss may read (the teacher's parameters in self-distillation; None when unused).
+convention, plus scalars to log: `{}` or, for an MoE model, `train.router_loss.router_metrics`) and the names
+of its batch arrays; `TrainStep` does the rest the same way for all of them: micro-batches via
+`gradient_step.accumulate_loss_and_grads`, the update via `gradient_step.apply_gradients`, batch arrays
+sharded as ('batch', 'length'), the state donated and kept in its shardings. `aux` is an extra jit argument
+the loss may read (the teacher's parameters in self-distillation; None when unused).
 """
 
 from __future__ import annotations
