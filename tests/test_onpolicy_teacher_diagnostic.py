@@ -57,14 +57,20 @@ def test_competent_teacher_measured_without_warning():
   assert result["teacher_feedback_pass1"] == pytest.approx(0.75)
   assert result["student_pass1_on_feedback_problems"] == pytest.approx(1 / 3)  # The samples after the first.
   assert result["warnings"] == []
-  # Every problem moves by the same amount, so the paired interval is that one value.
-  assert result["demonstration_minus_student"] == pytest.approx(
-    {"difference": 0.75, "ci_low": 0.75, "ci_high": 0.75, "num_problems": 2, "wins": 2, "losses": 0, "sign_p": 0.5}
-  )
+  # Both problems move by the same 0.75: no spread to scale an interval by, so none.
+  assert result["demonstration_minus_student"] == {
+    "difference": pytest.approx(0.75),
+    "ci_low": None,
+    "ci_high": None,
+    "num_problems": 2,
+    "wins": 2,
+    "losses": 0,
+    "sign_p": 0.5,
+  }
   assert result["feedback_minus_student"]["difference"] == pytest.approx(0.75 - 1 / 3)
   assert (
-    "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 [+75.0, +75.0] 2/0 p=0.50)"
-    in format_diagnostic(result)
+    "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 (every problem differs by the same amount: "
+    "no interval) 2/0 p=0.50)" in format_diagnostic(result)
   )
 
 

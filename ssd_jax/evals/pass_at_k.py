@@ -139,8 +139,8 @@ def paired_difference(
   Returns:
     {"difference", "ci_low", "ci_high", "num_problems", "wins", "losses", "sign_p"}: wins and losses count the
     problems where `first` is above and below `second`; sign_p is `sign_test_p(wins, losses)`. The difference
-    is None when there are no problems, and the interval's bounds when there are fewer than two (JSON has no
-    nan).
+    is None when there are no problems, and the interval's bounds when there are fewer than two or every
+    problem differs by the same nonzero amount (JSON has no nan).
   """
   if not 0 < confidence < 1:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -150,7 +150,8 @@ def paired_difference(
   differences = first - second
   difference = float(differences.mean()) if differences.size else None
   low = high = None
-  if differences.size >= 2:
+  # Equal nonzero differences have no spread to scale a t interval by: a zero-width one would read as certainty.
+  if differences.size >= 2 and (np.ptp(differences) > 1e-12 or difference == 0):
     half_width = scipy.stats.t.ppf((1 + confidence) / 2, differences.size - 1) * differences.std(ddof=1)
     half_width /= math.sqrt(differences.size)
     low, high = float(difference - half_width), float(difference + half_width)
@@ -199,7 +200,7 @@ def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, co
 
   With `counts`, `wins/losses p=<sign test>` follows (when recorded: results written before they were kept
   lack them); a result where no problem differs reads "+0.0 (no problem differs)", not a zero-width interval,
-  and one over a single problem "(one problem: no interval)".
+  one over a single problem "(one problem: no interval)", and one where every problem differs alike says so.
   """
   if not d["num_problems"]:
     return "n/a"
@@ -207,7 +208,8 @@ def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, co
     return f"{signed_text(0.0, digits)} (no problem differs)"
   mid = signed_text(scale * d["difference"], digits)
   if d["ci_low"] is None:
-    text = f"{mid} (one problem: no interval)"
+    why = "one problem" if d["num_problems"] == 1 else "every problem differs by the same amount"
+    text = f"{mid} ({why}: no interval)"
   else:
     low, high = _bound_text(scale * d["ci_low"], digits, True), _bound_text(scale * d["ci_high"], digits, False)
     text = f"{mid} [{low}, {high}]"
