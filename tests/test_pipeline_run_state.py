@@ -115,6 +115,10 @@ def test_self_distill_problems_without_tests_are_refused(tmp_path):
   config.self_distill.methods = "sdpo"
   with pytest.raises(config_lib.ConfigError, match=r"'self_distill.problems': 8 problems have no tests, e.g. "):
     runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))
+  config.self_distill.methods = "sdpo,sdpo_blank"  # The same gap for both methods: one error naming both.
+  with pytest.raises(config_lib.ConfigError) as refused:
+    runner.prepare(config, str(tmp_path / "run"), main.stage_functions(("pretrain", "self_distill")))
+  assert str(refused.value).count("have no tests") == 1 and "methods ['sdpo', 'sdpo_blank']" in str(refused.value)
   # SDSD shows the reference solution: untested problems that have one still give its teacher a demonstration.
   config.self_distill.methods = "sdsd"
   with pytest.raises(config_lib.ConfigError, match=r"8 problems have no tests and no reference solution"):

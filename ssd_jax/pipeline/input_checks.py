@@ -101,19 +101,24 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
 
 def _contextless_problem_errors(config: ml_collections.ConfigDict, training: list) -> list[str]:
   """Training problems a method's teacher can see nothing for: without tests a rollout never passes (no sibling
-  demonstration, no feedback), so only the reference solution of a method that shows it is left."""
-  errors = []
+  demonstration, no feedback), so only the reference solution of a method that shows it is left. Methods that
+  lack context on the same problems share one error."""
   section = config.self_distill
+  methods_by_gap: dict[tuple[bool, tuple[str, ...]], list[str]] = {}
   for name in method_names(section):
     settings = method_settings(section, name)
     shows_reference = settings.use_reference and settings.context != "feedback"
-    bare = [p.task_id for p in training if not p.tests and not (shows_reference and p.reference_solution.strip())]
+    bare = tuple(p.task_id for p in training if not p.tests and not (shows_reference and p.reference_solution.strip()))
     if bare:
-      errors.append(
-        f"field 'self_distill.problems': {len(bare)} problems have no tests"
-        + (" and no reference solution" if shows_reference else "")
-        + f", e.g. {bare[:3]}: method {name!r}'s teacher would see no demonstration and no feedback for them"
-      )
+      methods_by_gap.setdefault((shows_reference, bare), []).append(name)
+  errors = []
+  for (shows_reference, bare), names in methods_by_gap.items():
+    teachers = f"method {names[0]!r}'s teacher" if len(names) == 1 else f"the teachers of methods {names}"
+    errors.append(
+      f"field 'self_distill.problems': {len(bare)} problems have no tests"
+      + (" and no reference solution" if shows_reference else "")
+      + f", e.g. {list(bare[:3])}: {teachers} would see no demonstration and no feedback for them"
+    )
   return errors
 
 
