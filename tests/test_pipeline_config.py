@@ -237,5 +237,7 @@ def test_an_ema_teacher_in_bfloat16_weights_is_refused(dtype, methods, teacher, 
   c.self_distill.sdpo.teacher, c.self_distill.sdpo.ema_rate = teacher, rate
   errors = config_lib.run.run_errors(c)
   assert any("cannot hold the EMA teacher" in e for e in errors) == refused, errors
+  if refused:  # Named by the method asked for and the field that sets its rate.
+    assert any(f"methods {methods} (field 'self_distill.sdpo.ema_rate' = {rate})" in e for e in errors), errors
   c.stages = "eval"
   assert not any("EMA teacher" in e for e in config_lib.run.run_errors(c))

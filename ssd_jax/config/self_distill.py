@@ -247,17 +247,18 @@ def ema_precision_errors(config: ml_collections.ConfigDict) -> list[str]:
   if config.model.param_dtype != "bfloat16":
     return []
   section = config.self_distill
-  settings = sorted({BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)} & set(METHODS))
-  ema = [
-    f"{n} (rate {section[n].ema_rate})" for n in settings if section[n].teacher == "ema" and 0 < section[n].ema_rate < 1
-  ]
+  ema = []
+  for n in sorted({BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)} & set(METHODS)):
+    if section[n].teacher == "ema" and 0 < section[n].ema_rate < 1:
+      methods = [m for m in method_names(section) if BLANK_FEEDBACK_ABLATIONS.get(m, m) == n]
+      ema.append(f"{', '.join(methods)} (field 'self_distill.{n}.ema_rate' = {section[n].ema_rate})")
   if not ema:
     return []
   return [
-    f"field 'model.param_dtype' = 'bfloat16' cannot hold the EMA teacher of self_distill methods {ema}: an update "
-    "moves a weight by rate x (student - teacher), which rounds away in bfloat16 unless the two differ by more "
-    "than 1 / (256 x rate) of the weight, so the teacher would stay the base model; use 'float32' (model.dtype "
-    "may stay bfloat16)"
+    f"field 'model.param_dtype' = 'bfloat16' cannot hold the EMA teacher of self_distill methods {'; '.join(ema)}: "
+    "an update moves a weight by rate x (student - teacher), which rounds away in bfloat16 unless the two differ "
+    "by more than 1 / (256 x rate) of the weight, so the teacher would stay the base model; use 'float32' "
+    "(model.dtype may stay bfloat16)"
   ]
 
 
