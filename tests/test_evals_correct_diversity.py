@@ -8,7 +8,12 @@ from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.evals import Sandbox, SandboxLimits, evaluate
 from ssd_jax.evals.comparison import Candidate, compare_models
 from ssd_jax.evals.comparison_report import comparison_table, write_comparison
-from ssd_jax.evals.correct_diversity import correct_solution_clusters, diversity_at_m, expected_distinct
+from ssd_jax.evals.correct_diversity import (
+  correct_solution_clusters,
+  diversity_at_m,
+  expected_distinct,
+  solution_form,
+)
 from ssd_jax.evals.evaluate import EvalResult, ProblemResult, SampleResult
 from ssd_jax.evals.probes import correct_sample_behaviours, generated_probe_inputs
 from ssd_jax.evals.protocol import DecodingSetting
@@ -72,6 +77,20 @@ def test_a_usage_example_after_a_solution_does_not_make_it_another_solution():
     bare + "\n# Example usage:\nassert total(10) == 55\nif __name__ == '__main__':\n    print(total(10))\n",
   ]
   assert correct_solution_clusters(with_usage, [True] * 3)["ast_clusters"] == [3]
+  # Usage that stores its results first: the assignments go with the prints that read them.
+  stored = bare + "\nn: int = 3\nresult = total(n)\nresult += 0\nprint(result)\n"
+  assert correct_solution_clusters([bare, stored], [True] * 2)["ast_clusters"] == [2]
+  method = "class Solution:\n    def total(self, n):\n        return n * (n + 1) // 2\n"
+  method_usage = method + "s = Solution()\nanswer = Solution().total(4)\nprint(s.total(3), answer)\n"
+  assert correct_solution_clusters([method, method_usage], [True] * 2)["ast_clusters"] == [2]
+  # A constant a definition reads, or a write into an object, is part of the solution.
+  scaled = "SCALE = 2\ndef total(n):\n    return n * (n + 1) // SCALE\n"
+  table = "T = {}\nT[0] = 1\n" + bare
+  counted = "calls = 0\ndef total(n):\n    global calls\n    calls += 1\n    return n * (n + 1) // 2\n"
+  lam = "SCALE = 2\ntotal = lambda n: sum([i for i in range(n + 1)]) * SCALE // 2\n"
+  forms = [bare, scaled, table, counted, lam]
+  assert correct_solution_clusters(forms, [True] * 5)["ast_clusters"] == [1] * 5
+  assert all(form.count("Assign(") >= 1 for form in map(solution_form, forms[1:]))
   loop = "def total(n):\n    s = 0\n    for i in range(n + 1):\n        s += i\n    return s\n"
   assert correct_solution_clusters([bare, loop + "print(total(3))\n"], [True] * 2)["ast_clusters"] == [1, 1]
   # A program reading standard input answers with what it prints: kept whole.
