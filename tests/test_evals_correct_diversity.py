@@ -141,6 +141,27 @@ def test_behaviour_clusters_separate_strategies_not_spellings():
   assert summary["correct_diversity"]["num_problems"] == 1
 
 
+def test_copies_of_a_program_are_probed_once_and_share_its_behaviour():
+  class TimingSandbox:
+    """Times out every other run, as a probe near its limit may on a loaded machine."""
+
+    def __init__(self):
+      self.programs = []
+
+    def run_many(self, jobs):
+      self.programs += [job.program for job in jobs]
+      verdicts = [Verdict.PASSED if i % 2 == 0 else Verdict.TIMEOUT for i in range(len(jobs))]
+      return [(TestRun("probe", v, stdout="@@probe 1"),) for v in verdicts]
+
+  completions = {RANGE_SUM.task_id: [fenced(c) for c in (LOOP, LOOP, FORMULA, LOOP)]}
+  with Sandbox(SandboxLimits(timeout_s=5.0, cpu_time_s=5.0), workers=1) as sandbox:
+    result = evaluate([RANGE_SUM], completions, sandbox=sandbox)
+  sandbox = TimingSandbox()
+  signatures = correct_sample_behaviours([RANGE_SUM], result, sandbox)[RANGE_SUM.task_id]
+  assert len(sandbox.programs) == 2  # LOOP once, FORMULA once
+  assert signatures[0] == signatures[1] == signatures[3] != signatures[2]
+
+
 def result(correct_by_task, codes=(LOOP, BUILTIN), n=4):
   """An evaluation with `c` correct samples of `n` per task id."""
   problems = []

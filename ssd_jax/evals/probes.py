@@ -127,22 +127,27 @@ def correct_sample_behaviours(
 
   Returns:
     task_id -> one behaviour per correct sample in sample order, or None for problems without probes.
+    Samples with the same program share one run.
   """
   by_id: Mapping[str, Problem] = {p.task_id: p for p in problems}
-  behaviours: dict[str, list | None] = {}
-  jobs, owners = [], []
+  programs: dict[str, list[str] | None] = {}
+  jobs: dict[tuple[str, str], ExecutionJob] = {}
   for problem_result in result.problems:
     problem = by_id[problem_result.task_id]
     inputs = probe_inputs(problem)
     if not inputs:
-      behaviours[problem.task_id] = None
+      programs[problem.task_id] = None
       continue
-    behaviours[problem.task_id] = []
     test = probe_test(problem.entry_point, inputs)
-    for sample in problem_result.samples:
-      if sample.passed:
-        jobs.append(ExecutionJob(sample.program, (test,), problem.starter_code, problem.entry_point))
-        owners.append(problem.task_id)
-  for task_id, runs in zip(owners, sandbox.run_many(jobs)):
-    behaviours[task_id].append(behaviour_on_probes(runs[0]))
-  return behaviours
+    programs[problem.task_id] = [s.program for s in problem_result.samples if s.passed]
+    for program in programs[problem.task_id]:
+      # Each distinct program runs once: copies of it get one behaviour, not one per run (a probe near the
+      # time limit could time out in one run and not in another).
+      jobs.setdefault(
+        (problem.task_id, program), ExecutionJob(program, (test,), problem.starter_code, problem.entry_point)
+      )
+  seen = {key: behaviour_on_probes(runs[0]) for key, runs in zip(jobs, sandbox.run_many(list(jobs.values())))}
+  return {
+    task_id: None if listed is None else [seen[(task_id, program)] for program in listed]
+    for task_id, listed in programs.items()
+  }
