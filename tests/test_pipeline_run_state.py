@@ -254,3 +254,7 @@ def test_a_record_from_before_the_eval_problem_seed_counts_the_seed_it_drew_with
   assert fingerprint.differences(recorded) == ([] if seed == 0 else ["eval.problems.seed: 1 -> 0"])
   recorded["fields"]["eval"]["problems"]["seed"] = -1  # the run's seed, recorded as such
   assert fingerprint.differences(recorded) == ([] if seed == 0 else ["eval.problems.seed: 1 -> 0"])
+  config.eval.problems.update(dict(source="jsonl", path="problems.jsonl", seed=5))  # draws nothing with it
+  recorded = run_state.StageRecords(str(tmp_path)).fingerprint(config, "eval").record()
+  config.eval.problems.seed = 6
+  assert run_state.StageRecords(str(tmp_path)).fingerprint(config, "eval").differences(recorded) == []

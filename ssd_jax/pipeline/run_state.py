@@ -82,7 +82,9 @@ class Fingerprint:
       a, b = old.get(path, missing), new.get(path, missing)
       if path.endswith(".problems.seed"):
         # Compared as the seed the built-in task's draw used: -1 is the run's, and a record from before the
-        # field existed drew with the run's seed.
+        # field existed drew with the run's seed. Other sources draw nothing with it.
+        if new.get(path.removesuffix("seed") + "source") != "builtin":
+          continue
         a = old.get("seed", a) if a is missing or a == -1 else a
         b = new.get("seed", b) if b == -1 else b
       if a is missing and path in defaults:
