@@ -13,7 +13,7 @@ from ssd_jax import config as config_lib
 from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.evals import EvalResult, ProblemResult, SampleResult
 from ssd_jax.evals.verdicts import TestRun, Verdict
-from ssd_jax.onpolicy import learner, rollouts
+from ssd_jax.onpolicy import learner, rollout_source, rollouts
 from ssd_jax.onpolicy.teacher_context import Attempt, TeacherTemplates, choose_contexts
 from ssd_jax.pipeline import onpolicy_setup
 
@@ -48,10 +48,12 @@ def test_rollouts_are_reused_for_updates_per_batch(monkeypatch):
       batch={"rows": len(calls)}, reward=0.5, context_fraction=1.0, response_tokens=3.0, seconds={}
     )
 
-  monkeypatch.setattr(learner, "collect_step_data", fake_collect)
-  monkeypatch.setattr(learner, "process_rows", lambda batch, index, count: batch)
+  monkeypatch.setattr(rollout_source, "collect_step_data", fake_collect)
+  monkeypatch.setattr(rollout_source, "process_rows", lambda batch, index, count: batch)
   behaviour = lambda params, batch: {**batch, "behaviour_of": params}  # noqa: E731
-  source = learner.RolloutSource(None, None, _Prompts(8), 2, 0, lambda b: b, updates_per_batch=3, behaviour=behaviour)
+  source = rollout_source.RolloutSource(
+    None, None, _Prompts(8), 2, 0, lambda b: b, updates_per_batch=3, behaviour=behaviour
+  )
   state = lambda p: types.SimpleNamespace(train=types.SimpleNamespace(params=p))  # noqa: E731
   batches = [source.next_batch(step, state(f"params@{step}"))[0] for step in range(7)]
   assert [b["rows"] for b in batches] == [1, 1, 1, 2, 2, 2, 3]
@@ -61,7 +63,7 @@ def test_rollouts_are_reused_for_updates_per_batch(monkeypatch):
   assert [b["behaviour_of"] for b in batches] == ["params@0"] * 3 + ["params@3"] * 3 + ["params@6"]
   # Only a step that draws rollouts computes with the state (the loop checks that state's loss first).
   assert [source.reads_state(step) for step in range(7)] == [True, False, False, True, False, False, True]
-  assert [s for _, s in calls] == [learner.step_seed(0, j) for j in range(3)]
+  assert [s for _, s in calls] == [rollout_source.step_seed(0, j) for j in range(3)]
 
 
 def test_the_ema_teacher_moves_once_per_rollout_batch():
@@ -163,10 +165,10 @@ def test_mini_batches_take_turns_within_a_rollout_batch(monkeypatch):
       seconds={},
     )
 
-  monkeypatch.setattr(learner, "collect_step_data", fake_collect)
-  monkeypatch.setattr(learner, "process_rows", lambda batch, index, count: batch)
+  monkeypatch.setattr(rollout_source, "collect_step_data", fake_collect)
+  monkeypatch.setattr(rollout_source, "process_rows", lambda batch, index, count: batch)
   behaviour = lambda params, batch: {**batch, "behaviour_of": params}  # noqa: E731
-  source = learner.RolloutSource(
+  source = rollout_source.RolloutSource(
     None, None, _Prompts(8), 4, 0, lambda b: b, updates_per_batch=4, behaviour=behaviour, mini_batches=2
   )
   state = lambda p: types.SimpleNamespace(train=types.SimpleNamespace(params=p))  # noqa: E731
