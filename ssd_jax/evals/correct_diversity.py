@@ -7,8 +7,8 @@ Here only correct samples (every grading test passed) are grouped, three ways:
 
 * AST clusters: samples whose programs are equal after `normalize_program` (no comments, docstrings,
   annotations or name spelling) form one cluster; a program that does not read standard input is compared
-  without its top-level expression statements, asserts, `if __name__ == "__main__":` blocks and usage
-  assignments nothing else reads (a usage example after the solution does not make it another solution).
+  without its usage example (`usage_code`: a usage example after the solution does not make it another
+  solution).
 * Behaviour clusters: samples that print the same results (or raise the same exception types) on extra
   inputs beyond the grading tests (see `probes`), including inputs outside the statement's domain, where
   different correct strategies part ways (a formula and a loop on a float, `str` and `% 10` on a negative).
@@ -30,6 +30,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.evals.code_context import reads_stdin
 from ssd_jax.evals.pass_at_k import pass_at_k
+from ssd_jax.evals.usage_code import solution_statements
 
 DEFAULT_DIVERSITY_M = 2
 
@@ -56,111 +57,26 @@ def expected_distinct(sizes: Sequence[int], m: int, total: int | None = None) ->
   return float(sum(pass_at_k(c, s, m) for s in sizes))
 
 
-def _is_main_guard(node: ast.stmt) -> bool:
-  test = node.test if isinstance(node, ast.If) else None
-  return (
-    isinstance(test, ast.Compare)
-    and isinstance(test.left, ast.Name)
-    and test.left.id == "__name__"
-    and [type(o) for o in test.ops] == [ast.Eq]
-    and isinstance(test.comparators[0], ast.Constant)
-    and test.comparators[0].value == "__main__"
-  )
-
-
-def _usage_names(node: ast.stmt, defined: set[str]) -> set[str] | None:
-  """The names a top-level assignment of usage binds: one whose value is literal data (`n = 3`) or a call
-  of something the program defines (`result = f(n)`, `Solution().solve(x)`), into plain names. None for
-  anything else, which may be the solution itself (`f = lambda n: ...`, `f = lru_cache(None)(g)`) or write
-  into an object a definition reads (`d[k] = v`)."""
-  if isinstance(node, ast.Assign):
-    targets = node.targets
-  elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
-    targets = [node.target]
-  else:
-    return None
-  stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
-  if not stored or any(not isinstance(n, ast.Name) for n in stored):
-    return None
-  callee = node.value.func if isinstance(node.value, ast.Call) else None
-  while isinstance(callee, (ast.Attribute, ast.Call)):
-    callee = callee.value if isinstance(callee, ast.Attribute) else callee.func
-  if not (isinstance(callee, ast.Name) and callee.id in defined):
-    try:
-      ast.literal_eval(node.value)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-      return None
-  return {n.id for n in stored}
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def _scope_nodes(node: ast.AST):
-  """The nodes of `node`'s own scope: its descendants, not entering nested functions or comprehensions."""
-  for child in ast.iter_child_nodes(node):
-    yield child
-    if not isinstance(child, _SCOPES):
-      yield from _scope_nodes(child)
-
-
-def _free_reads(node: ast.AST) -> set[str]:
-  """Names `node` reads from the scope around it: a function's parameters and the names it binds (unless
-  declared global) are its own, as are a comprehension's loop variables, so `n` read in `def f(n)` is not the
-  module's `n`."""
-  inner = _scope_nodes(node) if isinstance(node, _SCOPES) else [node, *_scope_nodes(node)]
-  reads, own, shared = set(), set(), set()
-  for child in inner:
-    if isinstance(child, _SCOPES):
-      reads |= _free_reads(child)
-    if isinstance(child, ast.Name):
-      (reads if isinstance(child.ctx, ast.Load) else own).add(child.id)
-    elif isinstance(child, ast.arg):
-      own.add(child.arg)
-    elif isinstance(child, (ast.Global, ast.Nonlocal)):
-      shared.update(child.names)
-    elif isinstance(child, ast.AugAssign) and isinstance(child.target, ast.Name):
-      reads.add(child.target.id)  # `x += 1` reads x first
-    elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-      own.add(child.name)
-  return reads - (own - shared) if isinstance(node, _SCOPES) else reads
-
-
-def _without_unread_assignments(body: list[ast.stmt]) -> list[ast.stmt]:
-  """`body` less the top-level assignments of usage whose names nothing else in it reads, repeated until none
-  is left: a usage example's `result = f(n)` and `n = 3` (whose `print(result)` went first) do not make
-  another solution."""
-  defined = {s.name for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-  while True:
-    reads = [_free_reads(s) for s in body]
-    unread = [
-      i
-      for i, s in enumerate(body)
-      if (names := _usage_names(s, defined)) is not None and not any(names & r for j, r in enumerate(reads) if j != i)
-    ]
-    if not unread:
-      return body
-    body = [s for i, s in enumerate(body) if i not in unread]
-
-
 def solution_form(code: str) -> str:
   """`normalize_program` of what a correct program answers with.
 
-  A program that does not read standard input is graded through its definitions, so its top-level
-  expression statements (a usage `print`, a call), asserts, `if __name__ == "__main__":` blocks and
-  usage assignments (literal data, or a call of what the program defines) whose names nothing left reads
-  are left out; a program that reads standard input, or does not parse, is taken whole.
+  A program that does not read standard input is graded through its definitions, so its usage example
+  (`usage_code`: top-level expression statements, asserts, `if __name__ == "__main__":` blocks and the
+  assignments only they read) is left out; a program that reads standard input, or does not parse, is taken
+  whole. Code Python's AST tools cannot take (nested too deep, an integer too long to print) is compared as
+  its whitespace-collapsed text.
   """
   try:
     tree = ast.parse(code)
-  except (SyntaxError, ValueError, MemoryError, RecursionError):
+    if not reads_stdin(tree):
+      body = solution_statements(tree.body)
+      if body != tree.body:
+        code = ast.unparse(ast.Module(body=body, type_ignores=[]))
     return normalize_program(code)
-  if not reads_stdin(tree):
-    body = [s for s in tree.body if not isinstance(s, (ast.Expr, ast.Assert)) and not _is_main_guard(s)]
-    body = _without_unread_assignments(body)
-    if body != tree.body:
-      code = ast.unparse(ast.Module(body=body, type_ignores=[]))
-  return normalize_program(code)
+  except SyntaxError:
+    return normalize_program(code)
+  except (RecursionError, MemoryError, ValueError):  # Nested too deep, or an int too long to print.
+    return " ".join(code.split())
 
 
 def correct_solution_clusters(

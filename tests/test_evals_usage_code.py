@@ -1,0 +1,69 @@
+"""Usage code left out of a solution's form: only what feeds a usage example, never what the solution reads."""
+
+import ast
+
+import pytest
+
+from ssd_jax.evals.correct_diversity import solution_form
+from ssd_jax.evals.usage_code import free_reads, solution_statements
+
+LOOP = "def loop(n):\n    s = 0\n    for i in range(n + 1):\n        s += i\n    return s\n"
+FORMULA = "def formula(n):\n    return n * (n + 1) // 2\n"
+
+
+def _dropped(code: str) -> list[str]:
+  body = ast.parse(code).body
+  kept = solution_statements(body)
+  return [ast.unparse(s) for s in body if s not in kept and not isinstance(s, ast.Expr)]
+
+
+def test_a_usage_chain_is_dropped_in_one_pass_and_linear_time():
+  chain = (
+    "def f(x):\n    return x + 1\nv0 = 0\n" + "".join(f"v{i + 1} = f(v{i})\n" for i in range(300)) + "print(v300)\n"
+  )
+  assert solution_form(chain) == solution_form("def f(x):\n    return x + 1\n")
+
+
+@pytest.mark.parametrize("usage", ["", "print(total(3))\n"])
+def test_an_entry_point_built_by_a_call_of_the_program_is_the_solution(usage):
+  """`total = pick(loop)` binds the function under test: the loop and the formula stay two solutions."""
+  program = "def pick(f):\n    return f\n" + LOOP + FORMULA + "total = pick({})\n" + usage
+  assert solution_form(program.format("loop")) != solution_form(program.format("formula"))
+
+
+@pytest.mark.parametrize(
+  "code",
+  [
+    'VOWELS = "aeiou"\ndef count(s, VOWELS=VOWELS):\n    return sum(c in VOWELS for c in s)\n',  # a default
+    'K = 3\nf = lambda x, K=K: x * K\n',
+    'words = ("a", "b")\ndef f(s):\n    return [w + s for words in words for w in words]\n',  # first iterable
+    "LIMIT = 10\ndef clip(x):\n    class Cfg:\n        LIMIT = 0\n    return min(x, LIMIT)\n",  # class body
+    "x = 1\ndef f():\n    x = 2\n    def g():\n        global x\n        return x\n    return g()\n",
+    "def f():\n    return K\nr = f(K := 5)\n",  # the walrus binds K
+  ],
+)
+def test_module_data_the_solution_reads_is_kept_even_when_usage_reads_it(code):
+  tree = ast.parse(code)
+  names = sorted(
+    {n.id for s in tree.body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+  )
+  assert _dropped(code + f"print({', '.join(names)})\n") == []
+
+
+def test_a_functions_own_names_are_not_the_modules():
+  assert free_reads(ast.parse("def f(n):\n    m = n\n    return [n for n in range(m)] + [k]").body[0]) == {"range", "k"}
+  # Read outside the function: its defaults, decorators and annotations.
+  assert free_reads(ast.parse("@d(A)\ndef f(A=B, *, c: C = 1) -> R:\n    A = 2\n    return A").body[0]) == {
+    "d",
+    "A",
+    "B",
+    "C",
+    "R",
+  }
+  # A local shadowing the module's name, even one read before it is bound, is not the module's.
+  assert _dropped("x = 5\ndef f():\n    for x in range(3):\n        pass\n    return x\nprint(x)\n") == ["x = 5"]
+
+
+def test_too_deep_for_pythons_ast_tools_is_compared_as_text():
+  deep = "def f(x):\n    return " + " + ".join(["x"] * 3000) + "\nr = f(1)\nprint(r)\n"
+  assert solution_form(deep) == " ".join(deep.split())
