@@ -239,9 +239,7 @@ def test_interval_bounds_print_rounded_outward_and_one_problem_has_none():
   assert paired_difference_text(one, counts=True) == "+100.0 (one problem: no interval) 1/0 p=1.00"
   alike = paired_difference([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])  # No spread: a t interval would have no width.
   assert alike["ci_low"] is None and alike["ci_high"] is None and alike["difference"] == 1.0
-  assert paired_difference_text(alike, counts=True) == (
-    "+100.0 (every problem differs by the same amount: no interval) 3/0 p=0.25"
-  )
+  assert paired_difference_text(alike, counts=True) == "+100.0 (no spread: no CI) 3/0 p=0.25"
 
 
 def test_grid_runs_are_read_back_with_their_test_part(tmp_path):

@@ -69,8 +69,8 @@ def test_competent_teacher_measured_without_warning():
   }
   assert result["feedback_minus_student"]["difference"] == pytest.approx(0.75 - 1 / 3)
   assert (
-    "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 (every problem differs by the same amount: "
-    "no interval) 2/0 p=0.50)" in format_diagnostic(result)
+    "teacher + demonstration 100.0 (student 25.0 on those 2, +75.0 (no spread: no CI) 2/0 p=0.50)"
+    in format_diagnostic(result)
   )
 
 

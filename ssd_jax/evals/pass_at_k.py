@@ -200,7 +200,8 @@ def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, co
 
   With `counts`, `wins/losses p=<sign test>` follows (when recorded: results written before they were kept
   lack them); a result where no problem differs reads "+0.0 (no problem differs)", not a zero-width interval,
-  one over a single problem "(one problem: no interval)", and one where every problem differs alike says so.
+  one over a single problem "(one problem: no interval)", and one where every problem differs by the same
+  amount "(no spread: no CI)".
   """
   if not d["num_problems"]:
     return "n/a"
@@ -208,8 +209,8 @@ def paired_difference_text(d: Mapping, scale: float = 100.0, digits: int = 1, co
     return f"{signed_text(0.0, digits)} (no problem differs)"
   mid = signed_text(scale * d["difference"], digits)
   if d["ci_low"] is None:
-    why = "one problem" if d["num_problems"] == 1 else "every problem differs by the same amount"
-    text = f"{mid} ({why}: no interval)"
+    # Short enough for the report's columns; "no spread": every problem differs by the same amount.
+    text = f"{mid} (one problem: no interval)" if d["num_problems"] == 1 else f"{mid} (no spread: no CI)"
   else:
     low, high = _bound_text(scale * d["ci_low"], digits, True), _bound_text(scale * d["ci_high"], digits, False)
     text = f"{mid} [{low}, {high}]"
