@@ -118,7 +118,12 @@ def main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
 
   from ssd_jax import process_group  # pylint: disable=g-import-not-at-top
+  from ssd_jax.pipeline import host_agreement  # pylint: disable=g-import-not-at-top
 
+  try:  # Every host, before any work: a host on another checkout or with another flag stops them all.
+    host_agreement.check_hosts_agree(process_group.current(), config, _WORKDIR.value, tuple(_RESTART.value))
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
   stages = stage_functions(config_lib.stage_names(config))
 
   def prepare():

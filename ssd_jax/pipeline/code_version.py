@@ -8,6 +8,7 @@ The commit is read from the checkout's files (no git process); edits not committ
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import os
 import pathlib
@@ -60,6 +61,16 @@ def current() -> dict[str, str]:
   if revision:
     code["revision"] = revision
   return code
+
+
+@functools.cache
+def source_digest() -> str:
+  """A digest of the package's Python sources as they are on disk (committed or not), 16 hex digits."""
+  digest = hashlib.sha256()
+  package = pathlib.Path(__file__).resolve().parents[1]
+  for path in sorted(package.rglob("*.py")):
+    digest.update(f"{path.relative_to(package).as_posix()}\0".encode() + path.read_bytes() + b"\0")
+  return digest.hexdigest()[:16]
 
 
 def describe(code: Mapping[str, str] | None) -> str:

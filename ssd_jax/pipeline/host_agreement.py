@@ -1,0 +1,88 @@
+"""Every process of a multi-host run starts with the same config, workdir, restarts and source code.
+
+Each TPU VM of a slice runs its own `python -m ssd_jax.main`; a host left on another checkout, or started with
+another flag, would join the same collectives with other shapes or other data (a hang, or a model trained on
+a mix), and its records would disagree with process 0's. Before any stage runs, the processes exchange what
+they were started with and all stop, with the same message naming each difference, when they differ.
+Fields that only change how a process reports or how many sandbox workers it starts (`RUNTIME_FIELDS`) may
+differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from ssd_jax import config as config_lib
+from ssd_jax.pipeline import code_version
+from ssd_jax.pipeline.stage_dependencies import RUNTIME_FIELDS
+from ssd_jax.process_group import ProcessGroup
+
+MAX_LISTED = 8  # differences named per process; the rest are counted
+
+
+def started_with(config: ml_collections.ConfigDict, workdir: str, restart: Sequence[str]) -> dict[str, Any]:
+  """What this process was started with, as JSON-ready data."""
+  return {
+    "config": json.loads(config.to_json_best_effort()),
+    "workdir": workdir,
+    "restart": list(restart),
+    "code": {**code_version.current(), "source": code_version.source_digest()},
+  }
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(value, Mapping):
+    return {prefix: value}
+  return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+
+
+def differences(starts: Sequence[Mapping[str, Any]]) -> list[str]:
+  """Each process's differences from process 0, as sentences; empty when they all agree.
+
+  Args:
+    starts: `started_with` of every process, in process order.
+  """
+  first = starts[0]
+  fields = {k.removesuffix("."): v for k, v in _flat(first["config"]).items()}
+  out = []
+  for index, start in enumerate(starts[1:], 1):
+    found = []
+    other = {k.removesuffix("."): v for k, v in _flat(start["config"]).items()}
+    for path in sorted((set(fields) | set(other)) - RUNTIME_FIELDS):
+      if fields.get(path, "(absent)") != other.get(path, "(absent)"):
+        found.append(f"field '{path}' {fields.get(path, '(absent)')!r} vs {other.get(path, '(absent)')!r}")
+    for flag in ("workdir", "restart"):
+      if first[flag] != start[flag]:
+        found.append(f"--{flag} {first[flag]!r} vs {start[flag]!r}")
+    if first["code"] != start["code"]:
+      mine, theirs = code_version.describe(first["code"]), code_version.describe(start["code"])
+      same = mine == theirs  # Same commit, other files: edits not committed, or another install.
+      found.append(f"code {mine} vs {theirs}" + (" (same commit, other source files)" if same else ""))
+    if found:
+      more = f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+      out.append(f"process {index} differs from process 0: {'; '.join(found[:MAX_LISTED])}{more}")
+  return out
+
+
+def check_hosts_agree(
+  group: ProcessGroup, config: ml_collections.ConfigDict, workdir: str, restart: Sequence[str]
+) -> None:
+  """A collective: raises the same ConfigError on every process when they were started differently.
+
+  Raises:
+    ConfigError: naming each process's differences from process 0.
+  """
+  if group.count == 1:
+    return
+  mine = json.dumps(started_with(config, workdir, restart), sort_keys=True, default=str).encode()
+  found = differences([json.loads(payload) for payload in group.allgather(mine)])
+  if found:
+    raise config_lib.ConfigError(
+      "the processes of this run were started with different settings: "
+      + "; ".join(found)
+      + ". Start every host from the same checkout with the same flags"
+    )
