@@ -78,7 +78,7 @@ def test_a_usage_example_after_a_solution_does_not_make_it_another_solution():
   ]
   assert correct_solution_clusters(with_usage, [True] * 3)["ast_clusters"] == [3]
   # Usage that stores its results first: the assignments go with the prints that read them.
-  stored = bare + "\nn: int = 3\nresult = total(n)\nresult += 0\nprint(result)\n"
+  stored = bare + "\nn: int = 3\nresult = total(n)\nprint(result)\n"
   assert correct_solution_clusters([bare, stored], [True] * 2)["ast_clusters"] == [2]
   method = "class Solution:\n    def total(self, n):\n        return n * (n + 1) // 2\n"
   method_usage = method + "s = Solution()\nanswer = Solution().total(4)\nprint(s.total(3), answer)\n"

@@ -17,11 +17,13 @@ def _dropped(code: str) -> list[str]:
   return [ast.unparse(s) for s in body if s not in kept and not isinstance(s, ast.Expr)]
 
 
-def test_a_usage_chain_is_dropped_in_one_pass_and_linear_time():
-  chain = (
-    "def f(x):\n    return x + 1\nv0 = 0\n" + "".join(f"v{i + 1} = f(v{i})\n" for i in range(300)) + "print(v300)\n"
-  )
-  assert solution_form(chain) == solution_form("def f(x):\n    return x + 1\n")
+def test_a_usage_chain_is_dropped_with_one_look_at_each_link():
+  # Each result is read as data (`len`), so none of them may be the function under test.
+  chain = "def f(x):\n    return [x]\nv0 = 0\n" + "".join(f"v{i + 1} = f(len(v{i}))\n" for i in range(300))
+  assert solution_form(chain + "print(v300)\n") == solution_form("def f(x):\n    return [x]\n")
+  # Passed on as they are, the results may be functions (`total = pick(loop)`, then `run(total)`): kept.
+  passed = "def f(x):\n    return [x]\nv0 = 0\nv1 = f(v0)\nv2 = f(v1)\nprint(v2)\n"
+  assert _dropped(passed) == ["v2 = f(v1)"]
 
 
 @pytest.mark.parametrize("usage", ["", "print(total(3))\n"])
@@ -48,6 +50,37 @@ def test_module_data_the_solution_reads_is_kept_even_when_usage_reads_it(code):
     {n.id for s in tree.body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
   )
   assert _dropped(code + f"print({', '.join(names)})\n") == []
+
+
+PICK = "def pick(f):\n    return f\n" + LOOP + FORMULA
+
+
+@pytest.mark.parametrize(
+  "program",
+  [
+    PICK + "total = pick({})\nprint(list(map(total, [1, 2, 3])))\n",  # passed on: may be the function
+    PICK + "def run(fn, x):\n    return fn(x)\ntotal = pick({})\nout = run(total, 3)\nprint(out)\n",
+    "def f(n):\n    return n * K\nif __name__ == '__main__':\n    print(f(3))\nelse:\n    K = {}\n",  # graded
+    "def f(n):\n    return n * K\nprint(K := {})\n",  # the walrus binds K
+    "def f(n):\n    return n * K\nassert (K := {}) > 0\n",
+    "ORDER = []\nORDER.extend({!r})\ndef f(s):\n    return sum(c in ORDER for c in s)\n",  # changes its data
+    "ORDER = [3, 1, 2]\ndef show(x):\n    return x\nr = show(ORDER.sort(reverse={}))\nprint(r)\ndef f(i):\n"
+    "    return ORDER[i]\n",
+    "TABLE = []\ndef build(n):\n    TABLE.extend(range(n))\n    return len(TABLE)\nsize = build({})\nprint(size)\n"
+    "def f(i):\n    return TABLE[i]\n",  # a call of the program's code that writes module data
+    "s = {}\nPREFIX = [s := s + x for x in [1, 2, 3]]\ndef f(i):\n    return PREFIX[i]\nprint(s)\n",
+    "K = {}\ndef f(x):\n    return x * globals()['K']\nprint(K)\n",  # reached by string
+  ],
+)
+def test_usage_that_changes_what_the_solution_computes_is_kept(program):
+  first, second = ("loop", "formula") if "pick" in program else ("2", "3")
+  assert solution_form(program.format(first)) != solution_form(program.format(second))
+
+
+def test_an_instance_made_for_the_usage_goes_with_it():
+  solution = "class Solution:\n    def double(self, n):\n        return n * 2\n"
+  usage = "n = 3\nsol = Solution()\nr = sol.double(n)\nprint(r)\n"
+  assert solution_form(solution + usage) == solution_form(solution + "print(Solution().double(4))\n")
 
 
 def test_a_functions_own_names_are_not_the_modules():

@@ -2,37 +2,42 @@
 
 A program graded through its definitions often ends with a usage example: `print(f(3))`, an assert, an
 `if __name__ == "__main__":` block, and the assignments that feed them (`n = 3`, `result = f(n)`,
-`print(result)`). Those are left out of the solution's form (`correct_diversity.solution_form`); nothing the
-solution's own code reads is.
+`print(result)`). Those are left out of the solution's form (`correct_diversity.solution_form`); what the
+solution's own code reads, or what changes it, is not:
 
-An assignment counts as usage only when all of these hold: it binds plain names, its value is literal data
-or a call of a function or class the program defines (a call of anything else may be a side effect the
-solution depends on), usage already left out reads one of its names as data (a name usage *calls* may be the
-function under test, `total = pick(loop)`), nothing kept reads any of them, and no `global` statement names
-them. Reads are found by scope (a function's parameters and locals are not the module's names) and are
-over-approximated where unsure, which can only keep an assignment, never drop one a solution reads.
+* a top-level expression statement or assert is usage unless it binds a name (a walrus), calls a method of
+  data the solution reads (`COINS.sort()`) or calls one of the program's functions that writes module state
+  (`global`, `TABLE.append(...)`); a `__main__` guard is usage unless it has an `else`, which runs when graded;
+* an assignment (`=`, not `+=`) is usage when it binds plain names that no definition or import binds too,
+  and its value is literal data, or a call of a class or side-effect-free function the program defines, which
+  the usage reads only as data (printed, compared, indexed: a name usage calls or passes to another function
+  may be the function under test, `total = pick(loop)`); usage already left out must read it, and nothing kept.
+
+Reads are found by scope (a function's parameters and locals are not the module's names) and over-approximated
+where unsure, which keeps an assignment, never drops one. A program that reaches names by string (`globals`,
+`eval`, `exec`, `vars`, `locals`) keeps every assignment.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import collections
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
+# Calls whose arguments usage only looks at: a name passed to one of these is read as data.
+_DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
 
 
 def is_main_guard(node: ast.stmt) -> bool:
-  """Whether `node` is `if __name__ == "__main__":`."""
+  """Whether `node` is `if __name__ == "__main__":` (either way round)."""
   test = node.test if isinstance(node, ast.If) else None
-  return (
-    isinstance(test, ast.Compare)
-    and isinstance(test.left, ast.Name)
-    and test.left.id == "__name__"
-    and [type(o) for o in test.ops] == [ast.Eq]
-    and isinstance(test.comparators[0], ast.Constant)
-    and test.comparators[0].value == "__main__"
-  )
+  if not (isinstance(test, ast.Compare) and [type(o) for o in test.ops] == [ast.Eq]):
+    return False
+  sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+  return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
 
 
 def _scope_reads(roots: list[ast.AST]) -> tuple[set[str], set[str], set[str]]:
@@ -62,8 +67,8 @@ def free_reads(node: ast.AST) -> set[str]:
 
   A function's parameters and the names it binds are its own (unless declared global or nonlocal), but its
   decorators, defaults and annotations are read outside it; a comprehension's loop variables are its own, but
-  its first iterable is read outside it. A class body's reads all count (a method cannot see the class's
-  names, so this may count a read too many).
+  its first iterable is read outside it and a walrus in it binds outside it; a class's methods are functions
+  (a method cannot see the class's names, so a read of one counts as the module's: a read too many).
   """
   if isinstance(node, _FUNCTIONS):
     a = node.args
@@ -83,40 +88,114 @@ def free_reads(node: ast.AST) -> set[str]:
     first, *later = node.generators
     parts = [first.target, *first.ifs, *later, *(getattr(node, f) for f in ("elt", "key", "value") if hasattr(node, f))]
     reads, bound, _ = _scope_reads(parts)
-    return (reads - bound) | free_reads(first.iter)
+    walrus = {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)}
+    return (reads - (bound - walrus)) | walrus | free_reads(first.iter)
   if isinstance(node, ast.ClassDef):
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    reads, _, _ = _scope_reads([*node.body, *node.decorator_list, *node.bases, *node.keywords])
+    return reads
   return _scope_reads([node])[0]
 
 
-def _called(node: ast.AST) -> set[str]:
-  """Names `node` calls directly (`f(...)`)."""
-  return {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+def _root_name(node: ast.AST) -> str | None:
+  """`a` of `a.b.c(...)[i]`: the name an attribute, call or subscript chain starts from."""
+  while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+    node = node.func if isinstance(node, ast.Call) else node.value
+  return node.id if isinstance(node, ast.Name) else None
 
 
-def _usage_binding(node: ast.stmt, defined: set[str]) -> set[str]:
-  """The names an assignment binds if it may be usage (plain names; literal data or a call of what the
-  program defines; no walrus binding more), else the empty set."""
-  if isinstance(node, ast.Assign):
-    targets = node.targets
-  elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
-    targets = [node.target]
-  else:
-    return set()
-  stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
-  if not stored or any(not isinstance(n, ast.Name) for n in stored):
-    return set()
-  if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node.value)):
-    return set()
-  callee = node.value.func if isinstance(node.value, ast.Call) else None
-  while isinstance(callee, (ast.Attribute, ast.Call)):
-    callee = callee.value if isinstance(callee, ast.Attribute) else callee.func
-  if not (isinstance(callee, ast.Name) and callee.id in defined):
+def _calls_on(node: ast.AST) -> set[str]:
+  """Names whose methods `node` calls (`xs.sort()`, `a.b.append(1)`)."""
+  return {
+    r
+    for n in ast.walk(node)
+    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    if (r := _root_name(n.func))
+  }
+
+
+def _writes_module_state(function: ast.FunctionDef | ast.AsyncFunctionDef, modules: set[str]) -> bool:
+  """Whether a function may change module data: `global`, or a method call or item/attribute write on a name
+  it does not bind itself that is not a module (`modules`, imported) or a builtin (`str.join`)."""
+  a = function.args
+  local = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
+  local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+  local |= modules | set(dir(builtins))
+  for node in ast.walk(function):
+    if isinstance(node, ast.Global):
+      return True
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    stores = [t for t in targets if isinstance(t, (ast.Attribute, ast.Subscript))]
+    if any(_root_name(t) not in local for t in stores):
+      return True
+  return bool(_calls_on(function) - local)
+
+
+def _passed_on(node: ast.AST) -> set[str]:
+  """Names `node` calls or passes to a call that does more than look at them: usage that may treat them as
+  functions."""
+  found = set()
+  for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+    if isinstance(call.func, ast.Name):
+      found.add(call.func.id)
+      if call.func.id in _DATA_SINKS:
+        continue
+    found |= {a.id for a in (*call.args, *(k.value for k in call.keywords)) if isinstance(a, ast.Name)}
+  return found
+
+
+class _Program:
+  """What the rules need to know about a program's top-level statements."""
+
+  def __init__(self, body: list[ast.stmt]):
+    defs = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    imports = [s for s in body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    modules = {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
+    self.pure = {s.name for s in defs if isinstance(s, ast.ClassDef) or not _writes_module_state(s, modules)}
+    self.impure = {s.name for s in defs} - self.pure
+    classes = {s.name for s in defs if isinstance(s, ast.ClassDef)}
+    # An instance of the program's class made at the top level (`sol = Solution()`): its method calls are calls
+    # of the program's code too (`result = sol.two_sum(nums, 9)`).
+    self.pure |= {
+      t.id
+      for s in body
+      if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call) and _root_name(s.value.func) in classes
+      for t in s.targets
+      if isinstance(t, ast.Name)
+    }
+    declared_global = {name for s in body for n in ast.walk(s) if isinstance(n, ast.Global) for name in n.names}
+    self.bound_by_definitions = {s.name for s in defs} | modules | declared_global
+
+  def binding(self, node: ast.stmt) -> tuple[set[str], bool]:
+    """(names, value is a call) of an assignment that may be usage; no names when it may not."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    if not targets or node.value is None or any(isinstance(n, ast.NamedExpr) for n in ast.walk(node.value)):
+      return set(), False
+    stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
+    names = {n.id for n in stored if isinstance(n, ast.Name)}
+    if len(names) != len(stored) or names & self.bound_by_definitions:
+      return set(), False
+    if isinstance(node.value, ast.Call) and _root_name(node.value) in self.pure:
+      return names, True
     try:
       ast.literal_eval(node.value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-      return set()
-  return {n.id for n in stored}
+      return set(), False
+    return names, False
+
+
+def _live_reads(body: list[ast.stmt], usage: list[bool], reads: list[set[str]], bindings: list) -> set[str]:
+  """Names the solution reads: what kept statements other than candidate usage assignments read, and what the
+  candidates those read read in turn."""
+  live = set().union(*(r for r, u, b in zip(reads, usage, bindings, strict=True) if not u and not b[0]))
+  candidates = [i for i, (u, b) in enumerate(zip(usage, bindings, strict=True)) if not u and b[0]]
+  grew = True
+  while grew:
+    grew = False
+    for i in candidates:
+      if bindings[i][0] & live and not reads[i] <= live:
+        live |= reads[i]
+        grew = True
+  return live
 
 
 def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -125,29 +204,45 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
   Args:
     body: a parsed program's top-level statements (of a program that does not read standard input).
   """
-  is_usage = [isinstance(s, (ast.Expr, ast.Assert)) or is_main_guard(s) for s in body]
-  kept = [s for s, usage in zip(body, is_usage, strict=True) if not usage]
-  usage_reads = set().union(*(free_reads(s) for s, usage in zip(body, is_usage, strict=True) if usage))
-  usage_calls = set().union(*(_called(s) for s, usage in zip(body, is_usage, strict=True) if usage))
-  defined = {s.name for s in kept if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-  declared_global = {
-    name for n in ast.walk(ast.Module(body=kept, type_ignores=[])) if isinstance(n, ast.Global) for name in n.names
-  }
-  reads = [free_reads(s) for s in kept]
-  readers = collections.Counter(name for r in reads for name in r)
+  program = _Program(body)
+  usage = [(isinstance(s, (ast.Expr, ast.Assert)) or (is_main_guard(s) and not s.orelse)) for s in body]
+  usage = [u and not any(isinstance(n, ast.NamedExpr) for n in ast.walk(s)) for s, u in zip(body, usage, strict=True)]
+  reads = [free_reads(s) for s in body]
+  bindings = [program.binding(s) for s in body]
+  while True:  # Usage that changes data the solution reads, or calls what may, is not usage.
+    live = _live_reads(body, usage, reads, bindings)
+    changing = [i for i, s in enumerate(body) if usage[i] and (_calls_on(s) & live or _passed_on(s) & program.impure)]
+    if not changing:
+      break
+    for i in changing:
+      usage[i] = False
+  kept = [i for i, u in enumerate(usage) if not u]
+  if set().union(*(reads[i] for i in kept)) & _BY_STRING:
+    return [body[i] for i in kept]
+  usage_reads = set().union(*(r for r, u in zip(reads, usage, strict=True) if u))
+  passed_on = set().union(*(_passed_on(s) for s, u in zip(body, usage, strict=True) if u))
+  readers = collections.Counter(name for i in kept for name in reads[i])
+  binders = collections.defaultdict(list)
+  for i in kept:
+    for name in bindings[i][0]:
+      binders[name].append(i)
   dropped: set[int] = set()
-  changed = True
-  while changed:  # Latest first: a usage chain is usually read after it is built, so one pass drops it.
-    changed = False
-    for i in reversed(range(len(kept))):
-      names = set() if i in dropped else _usage_binding(kept[i], defined)
-      if not names or names & declared_global or names & usage_calls or not names & usage_reads:
-        continue
-      if any(readers[name] - (name in reads[i]) for name in names):
-        continue
-      dropped.add(i)
-      changed = True
-      readers.subtract(reads[i])
-      usage_reads |= reads[i]
-      usage_calls |= _called(kept[i])
-  return [s for i, s in enumerate(kept) if i not in dropped]
+  work = collections.deque(reversed(kept))  # Latest first: a usage chain is usually read after it is built.
+  queued = set(work)
+  while work:
+    i = work.popleft()
+    queued.discard(i)
+    names, is_call = bindings[i]
+    if i in dropped or not names & usage_reads or (is_call and names & passed_on):
+      continue
+    if _calls_on(body[i].value) & live or any(readers[name] - (name in reads[i]) for name in names):
+      continue
+    dropped.add(i)
+    readers.subtract(reads[i])
+    usage_reads |= reads[i]
+    passed_on |= _passed_on(body[i])
+    for j in (j for name in reads[i] for j in binders[name]):  # Only these can have become droppable.
+      if j not in dropped and j not in queued:
+        work.append(j)
+        queued.add(j)
+  return [body[i] for i in kept if i not in dropped]
