@@ -5,7 +5,8 @@ import ast
 import pytest
 
 from ssd_jax.evals.correct_diversity import solution_form
-from ssd_jax.evals.usage_code import free_reads, solution_statements
+from ssd_jax.evals.name_reads import free_reads
+from ssd_jax.evals.usage_code import solution_statements
 
 LOOP = "def loop(n):\n    s = 0\n    for i in range(n + 1):\n        s += i\n    return s\n"
 FORMULA = "def formula(n):\n    return n * (n + 1) // 2\n"
@@ -75,6 +76,50 @@ PICK = "def pick(f):\n    return f\n" + LOOP + FORMULA
 def test_usage_that_changes_what_the_solution_computes_is_kept(program):
   first, second = ("loop", "formula") if "pick" in program else ("2", "3")
   assert solution_form(program.format(first)) != solution_form(program.format(second))
+
+
+SOLVE = "def solve(n):\n    return HANDLERS['sum'](n)\n"
+
+
+@pytest.mark.parametrize(
+  "usage",
+  [
+    "HANDLERS = {{}}\ndef register(reg, fn):\n    reg['sum'] = fn\nregister(HANDLERS, {})\n" + SOLVE,  # via arguments
+    "def _store(fn):\n    global solve\n    solve = fn\ndef use(fn):\n    _store(fn)\nuse({})\n",  # transitively
+    "HANDLERS = {{}}\nclass Registry:\n    def add(self, fn):\n        HANDLERS['sum'] = fn\nRegistry().add({})\n"
+    + SOLVE,
+    "HANDLERS = {{}}\nclass R:\n    def __init__(self, fn):\n        HANDLERS['sum'] = fn\nR({})\n" + SOLVE,
+    "class H:\n    pass\nsetattr(H, 'sum', staticmethod({}))\ndef solve(n):\n    return H.sum(n)\n",
+    "globals().update(solve={})\n",
+    "exec('solve = {}')\n",
+    "import operator\nHANDLERS = {{}}\noperator.setitem(HANDLERS, 'sum', {})\n" + SOLVE,
+    "HANDLERS = {{}}\ndict.update(HANDLERS, sum={})\n" + SOLVE,
+    "def setup(f):\n    global solve\n    solve = f\n    return 1\ndef show(x):\n    return x\nr = show(setup({}))\n"
+    "print(r)\n",  # inside the arguments of a harmless call
+    "def pick(f):\n    return f\nsolve = pick({})\nprint(max([1, 2, 3], key=solve))\n",  # an entry point in disguise
+    "def pick(f):\n    return f\nsolve = pick({})\nprint(solve.__call__(3))\n",
+    "def pick(f):\n    return f\nsolve = pick({})\nprint([g(3) for g in [solve]])\n",
+  ],
+)
+def test_usage_that_chooses_the_solution_is_kept(usage):
+  program = LOOP + FORMULA + usage
+  assert solution_form(program.format("loop")) != solution_form(program.format("formula"))
+
+
+@pytest.mark.parametrize(
+  "solution, usage",
+  [
+    (
+      "ROMAN = {'I': 1, 'V': 5, 'X': 10}\ndef to_int(s):\n    return sum(ROMAN.get(c, 0) for c in s)\n",
+      "print(to_int({!r}))\n",
+    ),
+    ("import math\ndef area(r):\n    return math.pi * r * r\n", "assert math.isclose(area({}), math.pi * {} ** 2)\n"),
+    ("def f(xs):\n    xs.sort()\n    return xs[0]\n", "data = [{}, 1]\nprint(f(data))\n"),  # its own copy
+  ],
+)
+def test_usage_that_only_looks_goes_whatever_its_data(solution, usage):
+  assert solution_form(solution + usage.format("3", "3")) == solution_form(solution + usage.format("4", "4"))
+  assert solution_form(solution + usage.format("3", "3")) == solution_form(solution)
 
 
 def test_an_instance_made_for_the_usage_goes_with_it():

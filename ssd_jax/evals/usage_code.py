@@ -2,20 +2,24 @@
 
 A program graded through its definitions often ends with a usage example: `print(f(3))`, an assert, an
 `if __name__ == "__main__":` block, and the assignments that feed them (`n = 3`, `result = f(n)`,
-`print(result)`). Those are left out of the solution's form (`correct_diversity.solution_form`); what the
-solution's own code reads, or what changes it, is not:
+`print(result)`). Those are left out of the solution's form (`correct_diversity.solution_form`):
 
-* a top-level expression statement or assert is usage unless it binds a name (a walrus), calls a method of
-  data the solution reads (`COINS.sort()`) or calls one of the program's functions that writes module state
-  (`global`, `TABLE.append(...)`); a `__main__` guard is usage unless it has an `else`, which runs when graded;
-* an assignment (`=`, not `+=`) is usage when it binds plain names that no definition or import binds too,
-  and its value is literal data, or a call of a class or side-effect-free function the program defines, which
-  the usage reads only as data (printed, compared, indexed: a name usage calls or passes to another function
-  may be the function under test, `total = pick(loop)`); usage already left out must read it, and nothing kept.
+* a `__main__` guard without `else` (its body does not run when graded; one with `else` is kept);
+* a top-level expression statement or assert, unless it may change what the solution reads (*live* names):
+  it binds a name (walrus), mutates a live name (`COINS.sort()`, `T[k] = v`), passes a live name to anything
+  but a printing/measuring builtin or one of the program's functions that changes nothing, calls one of the
+  program's functions or classes that writes module state or through its arguments, or reaches names
+  dynamically (`setattr`, `globals`, `exec`, ...);
+* an assignment (`=`) of plain names no definition, import or `global` binds, whose value is literal data or,
+  changing nothing as above, a call of the program's side-effect-free function or class (or an instance of
+  one made at the top level), when usage already left out reads the names, nothing kept reads them, and a
+  call's result is read only as data (printed, compared, indexed, its attributes read: a name usage calls or
+  passes to a function may be the function under test, `total = pick(loop)`).
 
-Reads are found by scope (a function's parameters and locals are not the module's names) and over-approximated
-where unsure, which keeps an assignment, never drops one. A program that reaches names by string (`globals`,
-`eval`, `exec`, `vars`, `locals`) keeps every assignment.
+What changes state is recognised syntactically (stores, `global`, mutating methods, calls of module functions
+with the data as argument), through the program's own functions transitively; where unsure code is kept,
+which can split two copies of one solution but not merge two solutions. A program that reaches names by
+string (`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ import ast
 import builtins
 import collections
 
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+from ssd_jax.evals.name_reads import free_reads, root_name
+
 _BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
-# Calls whose arguments usage only looks at: a name passed to one of these is read as data.
+_STATE_BUILTINS = _BY_STRING | {"setattr", "delattr", "__import__"}
+# Builtins that only look at their positional arguments: a name passed to one is read as data.
 _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
+_MUTATORS = set(
+  "append extend insert pop remove clear sort reverse update add discard setdefault popitem appendleft extendleft "
+  "popleft rotate difference_update intersection_update symmetric_difference_update __setitem__ __delitem__".split()
+)
+_DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
 
 def is_main_guard(node: ast.stmt) -> bool:
@@ -40,162 +50,116 @@ def is_main_guard(node: ast.stmt) -> bool:
   return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
 
 
-def _scope_reads(roots: list[ast.AST]) -> tuple[set[str], set[str], set[str]]:
-  """(names read, names bound, names declared global or nonlocal) in one scope, nested scopes adding their
-  free reads."""
-  reads, bound, shared = set(), set(), set()
-  stack = list(roots)
-  while stack:
-    node = stack.pop()
-    if isinstance(node, (*_FUNCTIONS, *_COMPREHENSIONS, ast.ClassDef)):
-      reads |= free_reads(node)
-      if not isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
-        bound.add(node.name)
-      continue
-    if isinstance(node, ast.Name):
-      (reads if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-    elif isinstance(node, (ast.Global, ast.Nonlocal)):
-      shared.update(node.names)
-    elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-      reads.add(node.target.id)  # `x += 1` reads x first
-    stack.extend(ast.iter_child_nodes(node))
-  return reads, bound, shared
-
-
-def free_reads(node: ast.AST) -> set[str]:
-  """The names `node` reads from the scope around it.
-
-  A function's parameters and the names it binds are its own (unless declared global or nonlocal), but its
-  decorators, defaults and annotations are read outside it; a comprehension's loop variables are its own, but
-  its first iterable is read outside it and a walrus in it binds outside it; a class's methods are functions
-  (a method cannot see the class's names, so a read of one counts as the module's: a read too many).
-  """
-  if isinstance(node, _FUNCTIONS):
-    a = node.args
-    params = [
-      *a.posonlyargs,
-      *a.args,
-      *a.kwonlyargs,
-      *([a.vararg] if a.vararg else []),
-      *([a.kwarg] if a.kwarg else []),
-    ]
-    outside = [*getattr(node, "decorator_list", ()), *a.defaults, *(d for d in a.kw_defaults if d is not None)]
-    outside += [p.annotation for p in params if p.annotation] + [getattr(node, "returns", None)]
-    reads, bound, shared = _scope_reads(node.body if isinstance(node.body, list) else [node.body])
-    inner = reads - ((bound | {p.arg for p in params}) - shared)
-    return inner.union(*(free_reads(e) for e in outside if e is not None))
-  if isinstance(node, _COMPREHENSIONS):
-    first, *later = node.generators
-    parts = [first.target, *first.ifs, *later, *(getattr(node, f) for f in ("elt", "key", "value") if hasattr(node, f))]
-    reads, bound, _ = _scope_reads(parts)
-    walrus = {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)}
-    return (reads - (bound - walrus)) | walrus | free_reads(first.iter)
-  if isinstance(node, ast.ClassDef):
-    reads, _, _ = _scope_reads([*node.body, *node.decorator_list, *node.bases, *node.keywords])
-    return reads
-  return _scope_reads([node])[0]
-
-
-def _root_name(node: ast.AST) -> str | None:
-  """`a` of `a.b.c(...)[i]`: the name an attribute, call or subscript chain starts from."""
-  while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
-    node = node.func if isinstance(node, ast.Call) else node.value
-  return node.id if isinstance(node, ast.Name) else None
-
-
-def _calls_on(node: ast.AST) -> set[str]:
-  """Names whose methods `node` calls (`xs.sort()`, `a.b.append(1)`)."""
-  return {
-    r
-    for n in ast.walk(node)
-    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-    if (r := _root_name(n.func))
-  }
-
-
-def _writes_module_state(function: ast.FunctionDef | ast.AsyncFunctionDef, modules: set[str]) -> bool:
-  """Whether a function may change module data: `global`, or a method call or item/attribute write on a name
-  it does not bind itself that is not a module (`modules`, imported) or a builtin (`str.join`)."""
-  a = function.args
-  local = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
-  local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-  local |= modules | set(dir(builtins))
-  for node in ast.walk(function):
-    if isinstance(node, ast.Global):
-      return True
-    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-    stores = [t for t in targets if isinstance(t, (ast.Attribute, ast.Subscript))]
-    if any(_root_name(t) not in local for t in stores):
-      return True
-  return bool(_calls_on(function) - local)
-
-
-def _passed_on(node: ast.AST) -> set[str]:
-  """Names `node` calls or passes to a call that does more than look at them: usage that may treat them as
-  functions."""
+def _mutated(node: ast.AST) -> set[str]:
+  """Names whose objects `node` may change in place: stores and deletes into them, mutating method calls."""
   found = set()
-  for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-    if isinstance(call.func, ast.Name):
-      found.add(call.func.id)
-      if call.func.id in _DATA_SINKS:
-        continue
-    found |= {a.id for a in (*call.args, *(k.value for k in call.keywords)) if isinstance(a, ast.Name)}
+  for n in ast.walk(node):
+    targets = n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [getattr(n, "target", None)]
+    found |= {r for t in targets if isinstance(t, (ast.Attribute, ast.Subscript)) if (r := root_name(t))}
+    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS:
+      found |= {r for r in [root_name(n.func.value)] if r}
   return found
 
 
-class _Program:
-  """What the rules need to know about a program's top-level statements."""
+def _calls(node: ast.AST) -> list[ast.Call]:
+  return [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+
+
+def _arguments(call: ast.Call) -> set[str]:
+  """Names whose objects a call receives: `f(x)`, `f(x.items)`, `f(key=x)`, `f(*xs)` (not `f(g(x))`: the inner
+  call is looked at on its own)."""
+  values = [a.value if isinstance(a, ast.Starred) else a for a in (*call.args, *(k.value for k in call.keywords))]
+  return {r for v in values if isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)) if (r := root_name(v))}
+
+
+def _function_like(node: ast.AST) -> set[str]:
+  """Names `node` reads anywhere but as data: called, passed to a call that is not a data sink, in a container,
+  through a dunder attribute... (usage may treat them as functions)."""
+  parents = {id(child): parent for parent in ast.walk(node) for child in ast.iter_child_nodes(parent)}
+  found = set()
+  for name in (n for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)):
+    parent = parents.get(id(name))
+    sink_argument = (
+      isinstance(parent, ast.Call)
+      and parent.func is not name
+      and any(a is name for a in parent.args)
+      and isinstance(parent.func, ast.Name)
+      and parent.func.id in _DATA_SINKS
+    )
+    attribute = isinstance(parent, ast.Attribute) and not parent.attr.startswith("__")
+    if not (sink_argument or attribute or isinstance(parent, _DATA_PARENTS)):
+      found.add(name.id)
+  return found
+
+
+class _Effects:
+  """Which of a program's top-level functions and classes may change state, and how."""
 
   def __init__(self, body: list[ast.stmt]):
-    defs = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    defs = {s.name: s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     imports = [s for s in body if isinstance(s, (ast.Import, ast.ImportFrom))]
-    modules = {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
-    self.pure = {s.name for s in defs if isinstance(s, ast.ClassDef) or not _writes_module_state(s, modules)}
-    self.impure = {s.name for s in defs} - self.pure
-    classes = {s.name for s in defs if isinstance(s, ast.ClassDef)}
-    # An instance of the program's class made at the top level (`sol = Solution()`): its method calls are calls
-    # of the program's code too (`result = sol.two_sum(nums, 9)`).
-    self.pure |= {
+    self.modules = {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
+    self.definitions = set(defs)
+    self.declared_global = {name for s in body for n in ast.walk(s) if isinstance(n, ast.Global) for name in n.names}
+    self.writes_module, self.writes_arguments = set(), set()
+    for name, node in defs.items():
+      is_class = isinstance(node, ast.ClassDef)
+      functions = (
+        [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))] if is_class else [node]
+      )
+      for function in functions:
+        module, arguments = self._writes(function, is_class)
+        if module:
+          self.writes_module.add(name)
+        if arguments:
+          self.writes_arguments.add(name)
+    changed = True
+    while changed:  # A function calling one that writes state writes it too.
+      changed = False
+      for name, node in defs.items():
+        called = {c for c in map(root_name, _calls(node)) if c}
+        for kind in (self.writes_module, self.writes_arguments):
+          if name not in kind and called & kind:
+            kind.add(name)
+            changed = True
+    self.pure = set(defs) - self.writes_module - self.writes_arguments
+    classes = {n for n, s in defs.items() if isinstance(s, ast.ClassDef)} & self.pure
+    # An instance made at the top level (`sol = Solution()`): its methods are the class's code.
+    self.instances = {
       t.id
       for s in body
-      if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call) and _root_name(s.value.func) in classes
+      if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call) and root_name(s.value.func) in classes
       for t in s.targets
       if isinstance(t, ast.Name)
     }
-    declared_global = {name for s in body for n in ast.walk(s) if isinstance(n, ast.Global) for name in n.names}
-    self.bound_by_definitions = {s.name for s in defs} | modules | declared_global
+    self.pure |= self.instances
 
-  def binding(self, node: ast.stmt) -> tuple[set[str], bool]:
-    """(names, value is a call) of an assignment that may be usage; no names when it may not."""
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    if not targets or node.value is None or any(isinstance(n, ast.NamedExpr) for n in ast.walk(node.value)):
-      return set(), False
-    stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
-    names = {n.id for n in stored if isinstance(n, ast.Name)}
-    if len(names) != len(stored) or names & self.bound_by_definitions:
-      return set(), False
-    if isinstance(node.value, ast.Call) and _root_name(node.value) in self.pure:
-      return names, True
-    try:
-      ast.literal_eval(node.value)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-      return set(), False
-    return names, False
+  def _writes(self, function, method: bool) -> tuple[bool, bool]:
+    """(may write module state, may write through its arguments) for one function or method."""
+    a = function.args
+    params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
+    own = set(params[1:] if method and params else params)  # A method's `self` is the instance it works on.
+    local = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    local |= set(params)
+    calls = _calls(function)
+    passed = {n for c in calls if root_name(c.func) in self.modules for n in _arguments(c)}  # heapq.heapify(h)
+    changed = _mutated(function) | passed
+    module = any(isinstance(n, ast.Global) for n in ast.walk(function)) or bool(changed - local - set(dir(builtins)))
+    module |= any(root_name(c.func) in _STATE_BUILTINS for c in calls)
+    return module, bool(changed & own)
 
-
-def _live_reads(body: list[ast.stmt], usage: list[bool], reads: list[set[str]], bindings: list) -> set[str]:
-  """Names the solution reads: what kept statements other than candidate usage assignments read, and what the
-  candidates those read read in turn."""
-  live = set().union(*(r for r, u, b in zip(reads, usage, bindings, strict=True) if not u and not b[0]))
-  candidates = [i for i, (u, b) in enumerate(zip(usage, bindings, strict=True)) if not u and b[0]]
-  grew = True
-  while grew:
-    grew = False
-    for i in candidates:
-      if bindings[i][0] & live and not reads[i] <= live:
-        live |= reads[i]
-        grew = True
-  return live
+  def may_change(self, node: ast.AST, live: set[str]) -> bool:
+    """Whether running `node` may change a live name or the program's state (see the module docstring)."""
+    if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)) or _mutated(node) & live:
+      return True
+    for call in _calls(node):
+      callee = call.func.id if isinstance(call.func, ast.Name) else root_name(call.func)
+      if callee in _STATE_BUILTINS or callee in self.writes_module:
+        return True
+      harmless = callee in self.pure or (isinstance(call.func, ast.Name) and callee in _DATA_SINKS)
+      if _arguments(call) & live - self.modules and not harmless:
+        return True
+    return False
 
 
 def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -204,23 +168,69 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
   Args:
     body: a parsed program's top-level statements (of a program that does not read standard input).
   """
-  program = _Program(body)
-  usage = [(isinstance(s, (ast.Expr, ast.Assert)) or (is_main_guard(s) and not s.orelse)) for s in body]
-  usage = [u and not any(isinstance(n, ast.NamedExpr) for n in ast.walk(s)) for s, u in zip(body, usage, strict=True)]
+  effects = _Effects(body)
   reads = [free_reads(s) for s in body]
-  bindings = [program.binding(s) for s in body]
-  while True:  # Usage that changes data the solution reads, or calls what may, is not usage.
-    live = _live_reads(body, usage, reads, bindings)
-    changing = [i for i, s in enumerate(body) if usage[i] and (_calls_on(s) & live or _passed_on(s) & program.impure)]
-    if not changing:
-      break
-    for i in changing:
-      usage[i] = False
+  guards = [is_main_guard(s) and not s.orelse for s in body]
+  usage = [g or isinstance(s, (ast.Expr, ast.Assert)) for g, s in zip(guards, body, strict=True)]
+  bindings = [_binding(s, effects) for s in body]
+  if set().union(*reads) & _BY_STRING:  # Names reached by string: only what never runs when graded goes.
+    return [s for s, guard in zip(body, guards, strict=True) if not guard]
+  # Live names, grown by a worklist: what kept code reads, through the candidate assignments that bind them.
+  live: set[str] = set()
+  pending = collections.deque()
+  binders, mentioning = collections.defaultdict(list), collections.defaultdict(list)
+  for i, (names, _) in enumerate(bindings):
+    for name in names:
+      binders[name].append(i)
+  for i in (i for i, u in enumerate(usage) if u and not guards[i]):
+    for name in {n.id for n in ast.walk(body[i]) if isinstance(n, ast.Name)}:
+      mentioning[name].append(i)
+
+  def keep(i: int) -> None:  # Statement i is solution code: what it reads is live.
+    usage[i] = False
+    for name in reads[i] - live:
+      live.add(name)
+      pending.append(name)
+
+  for i in range(len(body)):
+    if not usage[i] and not bindings[i][0] or usage[i] and not guards[i] and effects.may_change(body[i], live):
+      keep(i)
+  while pending:
+    name = pending.popleft()
+    for i in binders[name]:
+      keep(i)
+    for i in mentioning[name]:
+      if usage[i] and effects.may_change(body[i], live):
+        keep(i)
+  return [body[i] for i in _without_usage_assignments(body, usage, reads, bindings, live, effects)]
+
+
+def _binding(node: ast.stmt, effects: _Effects) -> tuple[set[str], bool]:
+  """(names, value is a call) of an assignment that may be usage; no names when it may not."""
+  targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+  if not targets or node.value is None:
+    return set(), False
+  stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
+  names = {n.id for n in stored if isinstance(n, ast.Name)}
+  if len(names) != len(stored) or names & (effects.definitions | effects.modules | effects.declared_global):
+    return set(), False
+  if isinstance(node.value, ast.Call) and root_name(node.value) in effects.pure:
+    return names, True
+  try:
+    ast.literal_eval(node.value)
+  except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+    return set(), False
+  return names, False
+
+
+def _without_usage_assignments(
+  body: list[ast.stmt], usage: list[bool], reads: list[set[str]], bindings: list, live: set[str], effects: _Effects
+) -> list[int]:
+  """The indices of the kept statements less the usage assignments (see the module docstring), each looked at
+  again only when a statement reading its names is dropped."""
   kept = [i for i, u in enumerate(usage) if not u]
-  if set().union(*(reads[i] for i in kept)) & _BY_STRING:
-    return [body[i] for i in kept]
   usage_reads = set().union(*(r for r, u in zip(reads, usage, strict=True) if u))
-  passed_on = set().union(*(_passed_on(s) for s, u in zip(body, usage, strict=True) if u))
+  function_like = set().union(*(_function_like(s) for s, u in zip(body, usage, strict=True) if u))
   readers = collections.Counter(name for i in kept for name in reads[i])
   binders = collections.defaultdict(list)
   for i in kept:
@@ -233,16 +243,16 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     i = work.popleft()
     queued.discard(i)
     names, is_call = bindings[i]
-    if i in dropped or not names & usage_reads or (is_call and names & passed_on):
+    if i in dropped or not names & usage_reads or names & live or (is_call and names & function_like):
       continue
-    if _calls_on(body[i].value) & live or any(readers[name] - (name in reads[i]) for name in names):
+    if effects.may_change(body[i].value, live) or any(readers[name] - (name in reads[i]) for name in names):
       continue
     dropped.add(i)
     readers.subtract(reads[i])
     usage_reads |= reads[i]
-    passed_on |= _passed_on(body[i])
-    for j in (j for name in reads[i] for j in binders[name]):  # Only these can have become droppable.
+    function_like |= _function_like(body[i].value)
+    for j in (j for name in reads[i] for j in binders[name]):
       if j not in dropped and j not in queued:
         work.append(j)
         queued.add(j)
-  return [body[i] for i in kept if i not in dropped]
+  return [i for i in kept if i not in dropped]
