@@ -22,13 +22,30 @@ def _group(payloads_of_others, index=0):
   return ProcessGroup(index, len(payloads_of_others) + 1, allgather)
 
 
-def test_agreeing_processes_pass_and_runtime_fields_may_differ():
+def test_agreeing_processes_pass_and_only_a_hosts_own_fields_may_differ():
   config = config_lib.base_config()
-  same = host_agreement.started_with(config, "runs/a", ["sft"])
-  host_agreement.check_hosts_agree(_group([same]), config, "runs/a", ["sft"])
+  same = json.loads(json.dumps(host_agreement.started_with(config, "runs/a/", ["sft", "eval"]), default=str))
+  host_agreement.check_hosts_agree(_group([same]), config, "runs/a", ["eval", "sft"])  # same dir, same set
   other = json.loads(json.dumps(same))
   other["config"]["eval"]["workers"] = 7  # how many sandbox workers a host starts: its own business
   assert host_agreement.differences([same, other]) == []
+  other["config"]["sft"]["async_checkpointing"] = not same["config"]["sft"]["async_checkpointing"]
+  (found,) = host_agreement.differences([same, other])  # Saves would wait at different barriers.
+  assert "field 'sft.async_checkpointing'" in found
+
+
+def test_a_process_that_cannot_say_what_it_runs_stops_every_process(monkeypatch):
+  config = config_lib.base_config()
+  good = json.loads(json.dumps(host_agreement.started_with(config, "w", []), default=str))
+  with pytest.raises(config_lib.ConfigError, match=r"process 1: FileNotFoundError: gone"):
+    host_agreement.check_hosts_agree(_group([{"error": "FileNotFoundError: gone"}]), config, "w", [])
+
+  def unreadable():
+    raise PermissionError("ssd_jax/x.py")
+
+  monkeypatch.setattr(code_version, "source_digest", unreadable)
+  with pytest.raises(config_lib.ConfigError, match=r"process 0: PermissionError: ssd_jax/x.py"):
+    host_agreement.check_hosts_agree(_group([good]), config, "w", [])
 
 
 def test_each_difference_is_named_on_every_process():

@@ -4,13 +4,16 @@ Each TPU VM of a slice runs its own `python -m ssd_jax.main`; a host left on ano
 another flag, would join the same collectives with other shapes or other data (a hang, or a model trained on
 a mix), and its records would disagree with process 0's. Before any stage runs, the processes exchange what
 they were started with and all stop, with the same message naming each difference, when they differ.
-Fields that only change how a process reports or how many sandbox workers it starts (`RUNTIME_FIELDS`) may
-differ.
+Only the fields that are a host's own business may differ (`HOST_FIELDS`: its sandbox workers, its progress
+bars); log and checkpoint cadences may not (a host checkpointing asynchronously, or checking for non-finite
+losses at other steps, falls out of step with the others). A host that cannot say what it was started with
+(an unreadable source file) stops every host with its reason, not at a later barrier.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,18 +21,18 @@ import ml_collections
 
 from ssd_jax import config as config_lib
 from ssd_jax.pipeline import code_version
-from ssd_jax.pipeline.stage_dependencies import RUNTIME_FIELDS
 from ssd_jax.process_group import ProcessGroup
 
 MAX_LISTED = 8  # differences named per process; the rest are counted
+HOST_FIELDS = frozenset({"eval.workers", "pretrain.progress_bar", "sft.progress_bar"})
 
 
 def started_with(config: ml_collections.ConfigDict, workdir: str, restart: Sequence[str]) -> dict[str, Any]:
   """What this process was started with, as JSON-ready data."""
   return {
     "config": json.loads(config.to_json_best_effort()),
-    "workdir": workdir,
-    "restart": list(restart),
+    "workdir": os.path.normpath(workdir),
+    "restart": sorted(set(restart)),
     "code": {**code_version.current(), "source": code_version.source_digest()},
   }
 
@@ -52,7 +55,7 @@ def differences(starts: Sequence[Mapping[str, Any]]) -> list[str]:
   for index, start in enumerate(starts[1:], 1):
     found = []
     other = {k.removesuffix("."): v for k, v in _flat(start["config"]).items()}
-    for path in sorted((set(fields) | set(other)) - RUNTIME_FIELDS):
+    for path in sorted((set(fields) | set(other)) - HOST_FIELDS):
       if fields.get(path, "(absent)") != other.get(path, "(absent)"):
         found.append(f"field '{path}' {fields.get(path, '(absent)')!r} vs {other.get(path, '(absent)')!r}")
     for flag in ("workdir", "restart"):
@@ -74,12 +77,20 @@ def check_hosts_agree(
   """A collective: raises the same ConfigError on every process when they were started differently.
 
   Raises:
-    ConfigError: naming each process's differences from process 0.
+    ConfigError: naming each process's differences from process 0, or the processes that could not say what
+      they were started with (an unreadable source file) and why.
   """
   if group.count == 1:
     return
-  mine = json.dumps(started_with(config, workdir, restart), sort_keys=True, default=str).encode()
-  found = differences([json.loads(payload) for payload in group.allgather(mine)])
+  try:
+    mine = started_with(config, workdir, restart)
+  except Exception as e:  # pylint: disable=broad-except  # Every host must reach the gather below.
+    mine = {"error": f"{type(e).__name__}: {e}"}
+  starts = [json.loads(payload) for payload in group.allgather(json.dumps(mine, sort_keys=True, default=str).encode())]
+  failed = [f"process {i}: {start['error']}" for i, start in enumerate(starts) if "error" in start]
+  if failed:
+    raise config_lib.ConfigError(f"a process could not say what it was started with: {'; '.join(failed)}")
+  found = differences(starts)
   if found:
     raise config_lib.ConfigError(
       "the processes of this run were started with different settings: "
