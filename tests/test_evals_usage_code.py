@@ -71,6 +71,7 @@ PICK = "def pick(f):\n    return f\n" + LOOP + FORMULA
     "def f(i):\n    return TABLE[i]\n",  # a call of the program's code that writes module data
     "s = {}\nPREFIX = [s := s + x for x in [1, 2, 3]]\ndef f(i):\n    return PREFIX[i]\nprint(s)\n",
     "K = {}\ndef f(x):\n    return x * globals()['K']\nprint(K)\n",  # reached by string
+    "import heapq\nH = [5, 3, 8]\ndef push(x):\n    heapq.heappush(H, x)\n    return H[0]\nr = push({})\nprint(r)\n",
   ],
 )
 def test_usage_that_changes_what_the_solution_computes_is_kept(program):
@@ -115,6 +116,7 @@ def test_usage_that_chooses_the_solution_is_kept(usage):
     ),
     ("import math\ndef area(r):\n    return math.pi * r * r\n", "assert math.isclose(area({}), math.pi * {} ** 2)\n"),
     ("def f(xs):\n    xs.sort()\n    return xs[0]\n", "data = [{}, 1]\nprint(f(data))\n"),  # its own copy
+    ("import math\nN = 10\ndef f(x):\n    return math.sqrt(N) * x\n", "print(f({}))\n"),  # reads, never writes
   ],
 )
 def test_usage_that_only_looks_goes_whatever_its_data(solution, usage):

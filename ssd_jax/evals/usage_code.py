@@ -16,8 +16,8 @@ A program graded through its definitions often ends with a usage example: `print
   call's result is read only as data (printed, compared, indexed, its attributes read: a name usage calls or
   passes to a function may be the function under test, `total = pick(loop)`).
 
-What changes state is recognised syntactically (stores, `global`, mutating methods, calls of module functions
-with the data as argument), through the program's own functions transitively; where unsure code is kept,
+What changes state is recognised syntactically (stores, `global`, mutating methods, library functions that
+mutate an argument, `setattr` and the like), through the program's own functions transitively; where unsure code is kept,
 which can split two copies of one solution but not merge two solutions. A program that reaches names by
 string (`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
 """
@@ -37,6 +37,10 @@ _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", 
 _MUTATORS = set(
   "append extend insert pop remove clear sort reverse update add discard setdefault popitem appendleft extendleft "
   "popleft rotate difference_update intersection_update symmetric_difference_update __setitem__ __delitem__".split()
+)
+# Library functions that change their first argument in place (`heapq.heapify(h)`, `random.shuffle(xs)`).
+_MUTATING_FUNCTIONS = set(
+  "heappush heappop heapify heapreplace heappushpop shuffle insort insort_left insort_right setitem delitem".split()
 )
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
@@ -63,6 +67,11 @@ def _mutated(node: ast.AST) -> set[str]:
 
 def _calls(node: ast.AST) -> list[ast.Call]:
   return [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+
+
+def _function_name(call: ast.Call) -> str | None:
+  """`f` of `f(...)` and of `module.f(...)`."""
+  return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
 
 
 def _arguments(call: ast.Call) -> set[str]:
@@ -142,8 +151,7 @@ class _Effects:
     local = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
     local |= set(params)
     calls = _calls(function)
-    passed = {n for c in calls if root_name(c.func) in self.modules for n in _arguments(c)}  # heapq.heapify(h)
-    changed = _mutated(function) | passed
+    changed = _mutated(function) | {n for c in calls if _function_name(c) in _MUTATING_FUNCTIONS for n in _arguments(c)}
     module = any(isinstance(n, ast.Global) for n in ast.walk(function)) or bool(changed - local - set(dir(builtins)))
     module |= any(root_name(c.func) in _STATE_BUILTINS for c in calls)
     return module, bool(changed & own)
