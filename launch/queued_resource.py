@@ -10,7 +10,7 @@ bounds the wait); copy this checkout to every worker and install it under Python
 3.10: python3.11 comes from the distribution's packages); start the run on all workers at once under nohup,
 each writing `logs/<worker>.log`; poll until every worker has written its exit code. If the slice is preempted
 (SUSPENDING/SUSPENDED) the queued resource is deleted, created again and the run restarted: every stage resumes
-from the workdir (up to --max_restarts times). Per-host logs are fetched into --log_dir at the end. The slice
+from the workdir (up to --max_restarts times; a `--restart` given to the run applies to the first attempt only). Per-host logs are fetched into --log_dir at the end. The slice
 is deleted on exit whatever happened (an error, Ctrl-C, SIGTERM), unless --keep.
 
 The workdir must outlive the slice and be the same path on every worker: a mount of a bucket (e.g. a gcsfuse
@@ -215,6 +215,20 @@ def _on_signal(signum, frame):
   raise SystemExit(128 + signum)  # Unwinds through `finally`, so the slice is deleted.
 
 
+def resumed_args(main_args: list[str]) -> list[str]:
+  """`main_args` for a run restarted after a preemption: without `--restart`, which would set aside again the
+  progress the lost slice made on those stages."""
+  kept, skip = [], False
+  for arg in main_args:
+    if skip:
+      skip = False
+    elif arg in ("--restart", "-restart"):
+      skip = True
+    elif not arg.lstrip("-").startswith("restart="):
+      kept.append(arg)
+  return kept
+
+
 def launch(args: argparse.Namespace, main_args: list[str]) -> int:
   tpu = Slice(args)
   repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -226,7 +240,7 @@ def launch(args: argparse.Namespace, main_args: list[str]) -> int:
       tpu.wait_active()
       tpu.scp(tarball, f"{args.name}:/tmp/ssd_jax_src.tgz")
       tpu.ssh(setup_command())
-      tpu.ssh(run_command(args, main_args, attempt))
+      tpu.ssh(run_command(args, main_args if attempt == 0 else resumed_args(main_args), attempt))
       try:
         code = wait_for_job(tpu)
         break

@@ -11,7 +11,7 @@ FAKE = REPO / "tests" / "fake_gcloud"
 LAUNCHER = REPO / "launch" / "queued_resource.py"
 
 
-def launch(tmp_path, states, jobs=(), extra=(), fail_create=False):
+def launch(tmp_path, states, jobs=(), extra=(), fail_create=False, main=()):
   """Runs the launcher; returns (exit code, output, the gcloud calls as word lists)."""
   fake = tmp_path / "gcloud_state"
   fake.mkdir()
@@ -22,7 +22,7 @@ def launch(tmp_path, states, jobs=(), extra=(), fail_create=False):
   env = dict(os.environ, PATH=f"{FAKE}{os.pathsep}{os.environ['PATH']}", FAKE_GCLOUD_DIR=str(fake))
   command = [sys.executable, str(LAUNCHER), "--project=p", "--zone=z", "--accelerator=v5p-16", "--name=qr"]
   command += ["--workdir=/mnt/runs/a b", "--poll=0", f"--log_dir={tmp_path / 'logs'}", *extra]
-  command += ["--", "--config=configs/tpu_v5.py", "--config.sft.note=two words"]
+  command += ["--", "--config=configs/tpu_v5.py", "--config.sft.note=two words", *main]
   done = subprocess.run(command, env=env, text=True, capture_output=True, timeout=120)
   calls_file = fake / "calls.jsonl"
   calls = [json.loads(line) for line in calls_file.read_text().splitlines()] if calls_file.exists() else []
@@ -86,6 +86,16 @@ def test_preemption_recreates_and_resumes(tmp_path):
   runs = [c for c in ssh_commands(calls) if "nohup" in c]
   assert "attempt0.log" in runs[0] and "attempt1.log" in runs[1]
   assert all("--spot" in c for c in calls if c[3] == "create")
+
+
+def test_a_restart_is_not_repeated_after_a_preemption(tmp_path):
+  states = ["ACTIVE", "ACTIVE", "SUSPENDED", "ACTIVE"]
+  code, out, calls = launch(tmp_path, states, ["running", "0 0"], main=["--restart=sft,eval", "--restart", "eval"])
+  assert code == 0, out
+  first, second = [c for c in ssh_commands(calls) if "nohup" in c]
+  assert "--restart=sft,eval" in first and "--restart" in first
+  # The second attempt resumes what the first did on those stages instead of setting it aside again.
+  assert "--restart" not in second and "'--config.sft.note=two words'" in second
 
 
 def test_keep_leaves_the_slice(tmp_path):
