@@ -95,24 +95,26 @@ def main(argv: list[str]) -> None:
     config.keys()  # A config file that failed to load reports it here.
   except OSError:
     sys.exit(print(f"error: cannot load config file {flags.FLAGS['config'].config_filename!r}", file=sys.stderr) or 2)
+  problem = None
   try:
     config_lib.validate(config)  # Cheap checks first: no devices touched yet.
   except config_lib.ConfigError as e:
-    sys.exit(f"error: {e}")
-  if _PRINT_CONFIG.value:
+    problem = str(e)
+  if _PRINT_CONFIG.value and not problem:
     print(config)
     return
-  workdir_problem = workdir_error(_WORKDIR.value)
-  if workdir_problem:
-    sys.exit(f"error: {workdir_problem}")
+  problem = problem or workdir_error(_WORKDIR.value)
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error where there is no TPU.
   try:  # Before anything touches a device: on a multi-host slice every host joins here.
-    distributed.start_distributed(
+    start = distributed.decide(
       coordinator_address=_COORDINATOR.value,
       num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value,
       single_process=_SINGLE_PROCESS.value,
     )
+    if problem and start.mode in (distributed.SINGLE, distributed.FORCED_SINGLE):
+      sys.exit(f"error: {problem}")
+    distributed.initialize(start)
   except ValueError as e:
     sys.exit(f"error: {e}")
   import jax  # pylint: disable=g-import-not-at-top
@@ -120,9 +122,15 @@ def main(argv: list[str]) -> None:
   from ssd_jax import process_group  # pylint: disable=g-import-not-at-top
   from ssd_jax.pipeline import host_agreement  # pylint: disable=g-import-not-at-top
 
-  try:  # Every host, before any work: a host on another checkout or with another flag stops them all.
-    host_agreement.check_hosts_agree(process_group.current(), config, _WORKDIR.value, tuple(_RESTART.value))
-  except config_lib.ConfigError as e:
+  def refuse_problem() -> None:
+    if problem:
+      raise config_lib.ConfigError(problem)
+
+  group = process_group.current()
+  try:  # Every host, before any work: one host's bad workdir, other checkout or other flag stops them all.
+    process_group.everywhere(group, refuse_problem)
+    host_agreement.check_hosts_agree(group, config, _WORKDIR.value, tuple(_RESTART.value))
+  except (config_lib.ConfigError, process_group.PeerError) as e:
     sys.exit(f"error: {e}")
   stages = stage_functions(config_lib.stage_names(config))
 

@@ -89,12 +89,13 @@ def test_the_source_digest_reads_every_source_file(monkeypatch):
     code_version.source_digest.cache_clear()
 
 
-def test_two_processes_started_with_different_flags_both_stop_naming_it(tmp_path):
+def _two_processes(tmp_path, flags_of) -> list[str]:
+  """Starts `ssd_jax.main` as two gloo processes with `flags_of(i)` each; returns their logs once both exit."""
   main = "from absl import app; from ssd_jax import main; app.run(main.main)"
   config = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
   port = mp.free_port()
   commands = [
-    [sys.executable, "-c", main, f"--config={config}", f"--workdir={tmp_path / 'run'}", f"--config.seed={i}"]
+    [sys.executable, "-c", main, f"--config={config}", *flags_of(i)]
     + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
     for i in range(2)
   ]
@@ -104,7 +105,22 @@ def test_two_processes_started_with_different_flags_both_stop_naming_it(tmp_path
     codes = [p.wait(timeout=240) for p in procs]
   finally:
     mp.stop(procs)
-  for code, log in zip(codes, logs):
-    text = log.read_text()
-    assert code != 0 and "process 1 differs from process 0: field 'seed' 0 vs 1" in text, text[-2000:]
+  texts = [log.read_text() for log in logs]
+  assert codes[0] != 0 and codes[1] != 0, texts
+  return texts
+
+
+def test_two_processes_started_with_different_flags_both_stop_naming_it(tmp_path):
+  texts = _two_processes(tmp_path, lambda i: [f"--workdir={tmp_path / 'run'}", f"--config.seed={i}"])
+  for text in texts:
+    assert "process 1 differs from process 0: field 'seed' 0 vs 1" in text, text[-2000:]
   assert not (tmp_path / "run").exists()  # stopped before anything was written
+
+
+def test_a_host_whose_workdir_is_unusable_stops_every_host_with_its_reason(tmp_path):
+  """A mount that failed on one worker: the others hear why at once, not a timeout of the join."""
+  (tmp_path / "not_a_dir").write_text("")
+  texts = _two_processes(tmp_path, lambda i: [f"--workdir={tmp_path / ('run' if i == 0 else 'not_a_dir')}"])
+  assert "is a file, not a directory" in texts[1], texts[1][-2000:]
+  assert "another process stopped the run: process 1: ConfigError: --workdir" in texts[0], texts[0][-2000:]
+  assert not (tmp_path / "run").exists()
