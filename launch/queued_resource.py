@@ -10,8 +10,9 @@ bounds the wait); copy this checkout to every worker and install it under Python
 3.10: python3.11 comes from the distribution's packages); start the run on all workers at once under nohup,
 each writing `logs/<worker>.log`; poll until every worker has written its exit code. If the slice is preempted
 (SUSPENDING/SUSPENDED) the queued resource is deleted, created again and the run restarted: every stage resumes
-from the workdir (up to --max_restarts times; a `--restart` given to the run applies to the first attempt only). Per-host logs are fetched into --log_dir at the end. The slice
-is deleted on exit whatever happened (an error, Ctrl-C, SIGTERM), unless --keep.
+from the workdir (up to --max_restarts times; a `--restart` given to the run applies to the first attempt only).
+Per-host logs are fetched into --log_dir at the end. The slice is deleted on exit whatever happened (an error,
+Ctrl-C, SIGTERM), unless --keep.
 
 The workdir must outlive the slice and be the same path on every worker: a mount of a bucket (e.g. a gcsfuse
 mount at /mnt/runs, set up by --workdir_mount) or a network file system. The JAX compilation cache lives in

@@ -17,9 +17,9 @@ A program graded through its definitions often ends with a usage example: `print
   passes to a function may be the function under test, `total = pick(loop)`).
 
 What changes state is recognised syntactically (stores, `global`, mutating methods, library functions that
-mutate an argument, `setattr` and the like), through the program's own functions transitively; where unsure code is kept,
-which can split two copies of one solution but not merge two solutions. A program that reaches names by
-string (`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
+mutate an argument, `setattr` and the like), through the program's own functions transitively; where unsure
+code is kept, which can split two copies of one solution but not merge two solutions. A program that reaches
+names by string (`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ _MUTATORS = set(
 _MUTATING_FUNCTIONS = set(
   "heappush heappop heapify heapreplace heappushpop shuffle insort insort_left insort_right setitem delitem".split()
 )
+_BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
 
@@ -90,7 +91,6 @@ def _function_like(node: ast.AST) -> set[str]:
     parent = parents.get(id(name))
     sink_argument = (
       isinstance(parent, ast.Call)
-      and parent.func is not name
       and any(a is name for a in parent.args)
       and isinstance(parent.func, ast.Name)
       and parent.func.id in _DATA_SINKS
@@ -122,11 +122,11 @@ class _Effects:
           self.writes_module.add(name)
         if arguments:
           self.writes_arguments.add(name)
+    calls = {name: {c for c in map(root_name, _calls(node)) if c} for name, node in defs.items()}
     changed = True
     while changed:  # A function calling one that writes state writes it too.
       changed = False
-      for name, node in defs.items():
-        called = {c for c in map(root_name, _calls(node)) if c}
+      for name, called in calls.items():
         for kind in (self.writes_module, self.writes_arguments):
           if name not in kind and called & kind:
             kind.add(name)
@@ -152,7 +152,7 @@ class _Effects:
     local |= set(params)
     calls = _calls(function)
     changed = _mutated(function) | {n for c in calls if _function_name(c) in _MUTATING_FUNCTIONS for n in _arguments(c)}
-    module = any(isinstance(n, ast.Global) for n in ast.walk(function)) or bool(changed - local - set(dir(builtins)))
+    module = any(isinstance(n, ast.Global) for n in ast.walk(function)) or bool(changed - local - _BUILTIN_NAMES)
     module |= any(root_name(c.func) in _STATE_BUILTINS for c in calls)
     return module, bool(changed & own)
 
@@ -161,7 +161,7 @@ class _Effects:
     if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)) or _mutated(node) & live:
       return True
     for call in _calls(node):
-      callee = call.func.id if isinstance(call.func, ast.Name) else root_name(call.func)
+      callee = root_name(call.func)
       if callee in _STATE_BUILTINS or callee in self.writes_module:
         return True
       harmless = callee in self.pure or (isinstance(call.func, ast.Name) and callee in _DATA_SINKS)

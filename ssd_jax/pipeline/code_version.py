@@ -15,8 +15,9 @@ import pathlib
 from collections.abc import Mapping
 
 PACKAGE = "ssd_jax"
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 # The directory holding the package's source: a git checkout when the package is installed from one (editable).
-_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_SOURCE_ROOT = _PACKAGE_DIR.parent
 
 
 def _read(path: str) -> str:
@@ -67,9 +68,8 @@ def current() -> dict[str, str]:
 def source_digest() -> str:
   """A digest of the package's Python sources as they are on disk (committed or not), 16 hex digits."""
   digest = hashlib.sha256()
-  package = pathlib.Path(__file__).resolve().parents[1]
-  for path in sorted(package.rglob("*.py")):
-    digest.update(f"{path.relative_to(package).as_posix()}\0".encode() + path.read_bytes() + b"\0")
+  for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+    digest.update(f"{path.relative_to(_PACKAGE_DIR).as_posix()}\0".encode() + path.read_bytes() + b"\0")
   return digest.hexdigest()[:16]
 
 

@@ -21,6 +21,7 @@ import ml_collections
 
 from ssd_jax import config as config_lib
 from ssd_jax.pipeline import code_version
+from ssd_jax.pipeline.run_state import flat_fields
 from ssd_jax.process_group import ProcessGroup
 
 MAX_LISTED = 8  # differences named per process; the rest are counted
@@ -37,12 +38,6 @@ def started_with(config: ml_collections.ConfigDict, workdir: str, restart: Seque
   }
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-  if not isinstance(value, Mapping):
-    return {prefix: value}
-  return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-
-
 def differences(starts: Sequence[Mapping[str, Any]]) -> list[str]:
   """Each process's differences from process 0, as sentences; empty when they all agree.
 
@@ -50,11 +45,11 @@ def differences(starts: Sequence[Mapping[str, Any]]) -> list[str]:
     starts: `started_with` of every process, in process order.
   """
   first = starts[0]
-  fields = {k.removesuffix("."): v for k, v in _flat(first["config"]).items()}
+  fields = flat_fields(first["config"])
   out = []
   for index, start in enumerate(starts[1:], 1):
     found = []
-    other = {k.removesuffix("."): v for k, v in _flat(start["config"]).items()}
+    other = flat_fields(start["config"])
     for path in sorted((set(fields) | set(other)) - HOST_FIELDS):
       if fields.get(path, "(absent)") != other.get(path, "(absent)"):
         found.append(f"field '{path}' {fields.get(path, '(absent)')!r} vs {other.get(path, '(absent)')!r}")

@@ -75,9 +75,9 @@ class Fingerprint:
   def differences(self, recorded: Mapping[str, Any]) -> list[str]:
     """Human-readable differences from a recorded fingerprint: each changed field by its full path, then inputs."""
     out = []
-    new, old = _flat(self.fields), _flat(recorded.get("fields", {}))
+    new, old = flat_fields(self.fields), flat_fields(recorded.get("fields", {}))
     missing = object()
-    defaults = _flat(self.defaults)
+    defaults = flat_fields(self.defaults)
     for path in sorted((set(new) | set(old)) - RUNTIME_FIELDS):
       a, b = old.get(path, missing), new.get(path, missing)
       if path.endswith(".problems.seed"):
@@ -103,12 +103,12 @@ class Fingerprint:
     return out
 
 
-def _flat(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_fields(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   """Nested dicts of field values -> {dotted path: leaf value}."""
   flat = {}
   for key, value in fields.items():
     if isinstance(value, Mapping):
-      flat.update(_flat(value, f"{prefix}{key}."))
+      flat.update(flat_fields(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
