@@ -147,3 +147,64 @@ def test_a_functions_own_names_are_not_the_modules():
 def test_too_deep_for_pythons_ast_tools_is_compared_as_text():
   deep = "def f(x):\n    return " + " + ".join(["x"] * 3000) + "\nr = f(1)\nprint(r)\n"
   assert solution_form(deep) == " ".join(deep.split())
+
+
+SOLVE_G = "def solve():\n    return G[0]\n"
+
+
+@pytest.mark.parametrize(
+  "program, usage",
+  [
+    ("G = [3, 1, 2]\nh = G\n" + SOLVE_G, "h.sort()\n"),  # a top-level name standing for G
+    ("G = [3, 1, 2]\ndef prep():\n    h = G\n    h.sort()\n" + SOLVE_G, "prep()\n"),
+    ("G = [[1], [2]]\ndef prep():\n    for i, r in enumerate(G):\n        r.append(i)\n" + SOLVE_G, "prep()\n"),
+    ("G = [1]\ndef prep():\n    h = G\n    h += [2]\ndef solve():\n    return len(G)\n", "prep()\n"),
+    ("def prep(a):\n    b = a\n    b.sort()\nG = [3, 1, 2]\n" + SOLVE_G, "prep(G)\n"),  # through its argument
+    ("def prep(a):\n    t = [a][0]\n    t.append(1)\nG = [3]\ndef solve():\n    return len(G)\n", "prep(G)\n"),
+    ("def helper(a):\n    a.sort()\ndef prep():\n    helper(G)\nG = [3, 1]\n" + SOLVE_G, "prep()\n"),
+    ("G = [3, 1, 2]\ndef prep():\n    list.sort(G)\n" + SOLVE_G, "prep()\n"),  # a method through its class
+    ("import operator\nG = [3]\ndef prep():\n    operator.iadd(G, [1])\ndef solve():\n    return len(G)\n", "prep()\n"),
+    ("class U:\n    @staticmethod\n    def prep(xs):\n        xs.sort()\nG = [3, 1, 2]\n" + SOLVE_G, "U.prep(G)\n"),
+    ("G = [3, 1, 2]\nclass P:\n    def go(self):\n        G.sort()\n" + SOLVE_G + "p = P()\n", "p.go()\n"),
+    # A method that changes its instance, called on one the solution reads.
+    (
+      "class S:\n    def __init__(self):\n        self.v = [1]\n    def push(self):\n        y = self.v\n        y.append(2)\n"
+      "s = S()\ndef solve():\n    return s.v\n",
+      "s.push()\n",
+    ),
+    # An instance that keeps G, changed inside.
+    (
+      "G = [[3], [1]]\nclass C:\n    def __init__(self, x):\n        self.x = x\n    def add(self):\n"
+      "        self.x[0].append(9)\n" + SOLVE_G + "s = C(G)\n",
+      "s.add()\n",
+    ),
+  ],
+)
+def test_usage_that_changes_the_solutions_data_through_another_name_is_kept(program, usage):
+  assert solution_form(program + usage) != solution_form(program)
+
+
+@pytest.mark.parametrize(
+  "solution, usage",
+  [
+    (
+      "class MinStack:\n    def __init__(self):\n        self.s = []\n    def push(self, x):\n        self.s.append(x)\n"
+      "    def top(self):\n        return self.s[-1]\n",
+      "m = MinStack()\nm.push(3)\nprint(m.top())\n",  # push changes its stack, not x
+    ),
+    ("G = [3, 1]\ndef f():\n    ys = G[:]\n    ys.sort()\n    return ys\n", "print(f())\n"),  # a copy
+    ("def f(xs):\n    ys = list(xs)\n    ys.sort()\n    return ys\n", "print(f([3, 1]))\n"),
+    ("N = 3\ndef f():\n    g = [[0] * N for _ in range(N)]\n    g[0][0] = 1\n    return g\n", "print(f())\n"),
+    (
+      "D = [(0, 1), (1, 0)]\ndef f():\n    res = []\n    for d in D:\n        res.append(d)\n    res.sort()\n"
+      "    return res\n",
+      "print(f())\n",
+    ),  # a new list holding D's items, itself changed
+    (
+      "def group(xs):\n    g = {}\n    for x in xs:\n        g.setdefault(x % 2, []).append(x)\n    return g\n",
+      "print(group([1, 2, 3]))\n",
+    ),
+  ],
+)
+def test_usage_of_code_that_changes_only_its_own_objects_goes(solution, usage):
+  assert solution_form(solution + usage) == solution_form(solution)

@@ -5,10 +5,11 @@ A program graded through its definitions often ends with a usage example: `print
 `print(result)`). Those are left out of the solution's form (`correct_diversity.solution_form`):
 
 * a `__main__` guard without `else` (its body does not run when graded; one with `else` is kept);
-* a top-level expression statement or assert, unless it may change what the solution reads (*live* names):
-  it binds a name (walrus), mutates a live name (`COINS.sort()`, `T[k] = v`), passes a live name to anything
-  but a printing/measuring builtin or one of the program's functions that changes nothing, calls one of the
-  program's functions or classes that writes module state or through its arguments, or reaches names
+* a top-level expression statement or assert, unless it may change what the solution reads (*live* names: what
+  kept code reads, and the names that may stand for a live name's object, `h = G`, `s = Store(G)`): it binds a
+  name (walrus), changes a live name's object (`COINS.sort()`, `T[k] = v`, `sol.push(3)` of a method that
+  changes `self`), passes a live name to anything but a printing/measuring builtin or one of the program's
+  functions that changes nothing, calls code of the program that writes module state, or reaches names
   dynamically (`setattr`, `globals`, `exec`, ...);
 * an assignment (`=`) of plain names no definition, import or `global` binds, whose value is literal data or,
   changing nothing as above, a call of the program's side-effect-free function or class (or an instance of
@@ -16,33 +17,23 @@ A program graded through its definitions often ends with a usage example: `print
   call's result is read only as data (printed, compared, indexed, its attributes read: a name usage calls or
   passes to a function may be the function under test, `total = pick(loop)`).
 
-What changes state is recognised syntactically (stores, `global`, mutating methods, library functions that
-mutate an argument, `setattr` and the like), through the program's own functions transitively; where unsure
-code is kept, which can split two copies of one solution but not merge two solutions. A program that reaches
-names by string (`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
+What changes state is recognised syntactically, through the objects names stand for and the program's own
+functions transitively (`program_effects`, `object_links`); where unsure code is kept, which can split two
+copies of one solution but not merge two solutions. A program that reaches names by string (`globals`, `eval`,
+`exec`, `vars`, `locals`) keeps every assignment.
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
 import collections
 
 from ssd_jax.evals.name_reads import free_reads, root_name
+from ssd_jax.evals.object_links import function_name, links_of
+from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects
 
-_BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
-_STATE_BUILTINS = _BY_STRING | {"setattr", "delattr", "__import__"}
 # Builtins that only look at their positional arguments: a name passed to one is read as data.
 _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
-_MUTATORS = set(
-  "append extend insert pop remove clear sort reverse update add discard setdefault popitem appendleft extendleft "
-  "popleft rotate difference_update intersection_update symmetric_difference_update __setitem__ __delitem__".split()
-)
-# Library functions that change their first argument in place (`heapq.heapify(h)`, `random.shuffle(xs)`).
-_MUTATING_FUNCTIONS = set(
-  "heappush heappop heapify heapreplace heappushpop shuffle insort insort_left insort_right setitem delitem".split()
-)
-_BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
 
@@ -53,26 +44,6 @@ def is_main_guard(node: ast.stmt) -> bool:
     return False
   sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
   return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
-
-
-def _mutated(node: ast.AST) -> set[str]:
-  """Names whose objects `node` may change in place: stores and deletes into them, mutating method calls."""
-  found = set()
-  for n in ast.walk(node):
-    targets = n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [getattr(n, "target", None)]
-    found |= {r for t in targets if isinstance(t, (ast.Attribute, ast.Subscript)) if (r := root_name(t))}
-    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS:
-      found |= {r for r in [root_name(n.func.value)] if r}
-  return found
-
-
-def _calls(node: ast.AST) -> list[ast.Call]:
-  return [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-
-
-def _function_name(call: ast.Call) -> str | None:
-  """`f` of `f(...)` and of `module.f(...)`."""
-  return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
 
 
 def _arguments(call: ast.Call) -> set[str]:
@@ -101,73 +72,18 @@ def _function_like(node: ast.AST) -> set[str]:
   return found
 
 
-class _Effects:
-  """Which of a program's top-level functions and classes may change state, and how."""
-
-  def __init__(self, body: list[ast.stmt]):
-    defs = {s.name: s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    imports = [s for s in body if isinstance(s, (ast.Import, ast.ImportFrom))]
-    self.modules = {a.asname or a.name.split(".")[0] for s in imports for a in s.names}
-    self.definitions = set(defs)
-    self.declared_global = {name for s in body for n in ast.walk(s) if isinstance(n, ast.Global) for name in n.names}
-    self.writes_module, self.writes_arguments = set(), set()
-    for name, node in defs.items():
-      is_class = isinstance(node, ast.ClassDef)
-      functions = (
-        [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))] if is_class else [node]
-      )
-      for function in functions:
-        module, arguments = self._writes(function, is_class)
-        if module:
-          self.writes_module.add(name)
-        if arguments:
-          self.writes_arguments.add(name)
-    calls = {name: {c for c in map(root_name, _calls(node)) if c} for name, node in defs.items()}
-    changed = True
-    while changed:  # A function calling one that writes state writes it too.
-      changed = False
-      for name, called in calls.items():
-        for kind in (self.writes_module, self.writes_arguments):
-          if name not in kind and called & kind:
-            kind.add(name)
-            changed = True
-    self.pure = set(defs) - self.writes_module - self.writes_arguments
-    classes = {n for n, s in defs.items() if isinstance(s, ast.ClassDef)} & self.pure
-    # An instance made at the top level (`sol = Solution()`): its methods are the class's code.
-    self.instances = {
-      t.id
-      for s in body
-      if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call) and root_name(s.value.func) in classes
-      for t in s.targets
-      if isinstance(t, ast.Name)
-    }
-    self.pure |= self.instances
-
-  def _writes(self, function, method: bool) -> tuple[bool, bool]:
-    """(may write module state, may write through its arguments) for one function or method."""
-    a = function.args
-    params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
-    own = set(params[1:] if method and params else params)  # A method's `self` is the instance it works on.
-    local = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    local |= set(params)
-    calls = _calls(function)
-    changed = _mutated(function) | {n for c in calls if _function_name(c) in _MUTATING_FUNCTIONS for n in _arguments(c)}
-    module = any(isinstance(n, ast.Global) for n in ast.walk(function)) or bool(changed - local - _BUILTIN_NAMES)
-    module |= any(root_name(c.func) in _STATE_BUILTINS for c in calls)
-    return module, bool(changed & own)
-
-  def may_change(self, node: ast.AST, live: set[str]) -> bool:
-    """Whether running `node` may change a live name or the program's state (see the module docstring)."""
-    if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)) or _mutated(node) & live:
+def may_change(effects: ProgramEffects, node: ast.AST, live: set[str]) -> bool:
+  """Whether running top-level `node` may change a live name or the program's state (see the module docstring)."""
+  if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)) or effects.changed_names(node) & live:
+    return True
+  for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+    callee = root_name(call.func)
+    if callee in STATE_BUILTINS or {callee, function_name(call)} & effects.module_writers:
       return True
-    for call in _calls(node):
-      callee = root_name(call.func)
-      if callee in _STATE_BUILTINS or callee in self.writes_module:
-        return True
-      harmless = callee in self.pure or (isinstance(call.func, ast.Name) and callee in _DATA_SINKS)
-      if _arguments(call) & live - self.modules and not harmless:
-        return True
-    return False
+    harmless = callee in effects.pure or (isinstance(call.func, ast.Name) and callee in _DATA_SINKS)
+    if _arguments(call) & live - effects.modules and not harmless:
+      return True
+  return False
 
 
 def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -176,17 +92,24 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
   Args:
     body: a parsed program's top-level statements (of a program that does not read standard input).
   """
-  effects = _Effects(body)
+  effects = ProgramEffects(body)
   reads = [free_reads(s) for s in body]
   guards = [is_main_guard(s) and not s.orelse for s in body]
   usage = [g or isinstance(s, (ast.Expr, ast.Assert)) for g, s in zip(guards, body, strict=True)]
   bindings = [_binding(s, effects) for s in body]
-  if set().union(*reads) & _BY_STRING:  # Names reached by string: only what never runs when graded goes.
+  if set().union(*reads) & BY_STRING:  # Names reached by string: only what never runs when graded goes.
     return [s for s, guard in zip(body, guards, strict=True) if not guard]
-  # Live names, grown by a worklist: what kept code reads, through the candidate assignments that bind them.
+  # Live names, grown by a worklist: what kept code reads, through the candidate assignments that bind them,
+  # and the names that may stand for a live name's object (`h = G`, `s = Store(G)`: changing them changes G).
   live: set[str] = set()
   pending = collections.deque()
   binders, mentioning = collections.defaultdict(list), collections.defaultdict(list)
+  standing_for = collections.defaultdict(set)
+  for s in body:
+    if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+      for name, links in links_of(s, into_functions=False).items():
+        for source, _, _ in links:
+          standing_for[source].add(name)
   for i, (names, _) in enumerate(bindings):
     for name in names:
       binders[name].append(i)
@@ -194,26 +117,32 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     for name in {n.id for n in ast.walk(body[i]) if isinstance(n, ast.Name)}:
       mentioning[name].append(i)
 
-  def keep(i: int) -> None:  # Statement i is solution code: what it reads is live.
-    usage[i] = False
-    for name in reads[i] - live:
+  def make_live(name: str) -> None:
+    if name not in live:
       live.add(name)
       pending.append(name)
 
+  def keep(i: int) -> None:  # Statement i is solution code: what it reads is live.
+    usage[i] = False
+    for name in reads[i]:
+      make_live(name)
+
   for i in range(len(body)):
-    if not usage[i] and not bindings[i][0] or usage[i] and not guards[i] and effects.may_change(body[i], live):
+    if not usage[i] and not bindings[i][0] or usage[i] and not guards[i] and may_change(effects, body[i], live):
       keep(i)
   while pending:
     name = pending.popleft()
+    for alias in standing_for[name]:
+      make_live(alias)
     for i in binders[name]:
       keep(i)
     for i in mentioning[name]:
-      if usage[i] and effects.may_change(body[i], live):
+      if usage[i] and may_change(effects, body[i], live):
         keep(i)
   return [body[i] for i in _without_usage_assignments(body, usage, reads, bindings, live, effects)]
 
 
-def _binding(node: ast.stmt, effects: _Effects) -> tuple[set[str], bool]:
+def _binding(node: ast.stmt, effects: ProgramEffects) -> tuple[set[str], bool]:
   """(names, value is a call) of an assignment that may be usage; no names when it may not."""
   targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
   if not targets or node.value is None:
@@ -232,7 +161,12 @@ def _binding(node: ast.stmt, effects: _Effects) -> tuple[set[str], bool]:
 
 
 def _without_usage_assignments(
-  body: list[ast.stmt], usage: list[bool], reads: list[set[str]], bindings: list, live: set[str], effects: _Effects
+  body: list[ast.stmt],
+  usage: list[bool],
+  reads: list[set[str]],
+  bindings: list,
+  live: set[str],
+  effects: ProgramEffects,
 ) -> list[int]:
   """The indices of the kept statements less the usage assignments (see the module docstring), each looked at
   again only when a statement reading its names is dropped."""
@@ -253,7 +187,7 @@ def _without_usage_assignments(
     names, is_call = bindings[i]
     if i in dropped or not names & usage_reads or names & live or (is_call and names & function_like):
       continue
-    if effects.may_change(body[i].value, live) or any(readers[name] - (name in reads[i]) for name in names):
+    if may_change(effects, body[i].value, live) or any(readers[name] - (name in reads[i]) for name in names):
       continue
     dropped.add(i)
     readers.subtract(reads[i])
