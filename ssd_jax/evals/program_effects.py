@@ -15,8 +15,8 @@ import ast
 import builtins
 import collections
 
-from ssd_jax.evals import object_links
 from ssd_jax.evals.name_reads import root_name
+from ssd_jax.evals.object_links import change_sites, function_name, links_of, reached
 
 BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
 STATE_BUILTINS = BY_STRING | {"setattr", "delattr", "__import__"}
@@ -45,16 +45,16 @@ class _Function:
     self.not_state = modules | imported | _BUILTIN_NAMES
     self.local = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
     self.local |= set(params) | imported
-    self.links = object_links.links_of(node, into_functions=True)
+    self.links = links_of(node, into_functions=True)
     calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
     self.state = any(isinstance(n, ast.Global) for n in ast.walk(node))
     self.state |= any(root_name(c.func) in STATE_BUILTINS for c in calls)
-    self.called = {c for call in calls for c in (root_name(call.func), object_links.function_name(call)) if c}
+    self.called = {c for call in calls for c in (root_name(call.func), function_name(call)) if c}
 
   def effects(self, module_writers, argument_writers, method_writers) -> tuple[bool, bool, bool]:
     """(may write module state, may change its arguments, may change `self`)."""
-    sites = object_links.change_sites(self.node, True, method_writers, argument_writers)
-    changed = object_links.reached(self.links, sites) - self.not_state
+    sites = change_sites(self.node, True, method_writers, argument_writers)
+    changed = reached(self.links, sites) - self.not_state
     module = self.state or bool(self.called & module_writers) or bool(changed - self.local)
     changes_self = self.self_name in changed and not self.constructor
     return module, bool(changed & self.own), changes_self
@@ -122,5 +122,5 @@ class ProgramEffects:
 
   def changed_names(self, node: ast.AST) -> set[str]:
     """The names whose objects top-level code `node` may change in place (functions under it left out)."""
-    sites = object_links.change_sites(node, False, self.method_writers, self.argument_writers)
+    sites = change_sites(node, False, self.method_writers, self.argument_writers)
     return {name for name, _ in sites}
