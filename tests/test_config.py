@@ -49,6 +49,10 @@ def _mutated(**fields):
     ({"eval__grid__temperatures": "0.3,hot"}, "eval.grid.temperatures"),
     ({"eval__grid__truncations": "20:0.8"}, "eval.grid.truncations"),
     ({"eval__grid__named": "official=0.7"}, "eval.grid.named"),
+    ({"eval__grid__named": "../../outside=0.7/20/0.8"}, "eval.grid.named"),  # names a results folder
+    ({"eval__workers": 65}, "eval.workers"),  # a sandbox's block of user ids
+    ({"eval__timeout_s": 1e12}, "eval.timeout_s"),
+    ({"eval__memory_mb": 1 << 43}, "eval.memory_mb"),  # overflows the byte limit
     ({"eval__checkpoints": "last"}, "eval.checkpoints"),
     ({"eval__split__dev_fraction": 1.0}, "eval.split.dev_fraction"),
     ({"eval__select_k": 9}, "eval.select_k"),

@@ -282,8 +282,11 @@ def test_an_empty_stage_list_is_refused(stages):
   [
     ("--ks=0,-1,5", r"--ks=0,-1,5: every k of pass@k must be >= 1"),
     ("--bootstrap=0", r"--bootstrap=0: expected at least 1"),
-    ("--timeout_s=inf", r"--timeout_s=inf: expected finite seconds > 0"),
-    ("--timeout_s=0", r"--timeout_s=0.0: expected finite seconds > 0"),
+    ("--timeout_s=inf", r"--timeout_s=inf: expected seconds in \(0, 86400\]"),
+    ("--timeout_s=0", r"--timeout_s=0.0: expected seconds in \(0, 86400\]"),
+    ("--timeout_s=1e12", r"--timeout_s=1000000000000.0: expected seconds in \(0, 86400\]"),  # past the clock
+    ("--memory_mb=8796093022208", r"--memory_mb=8796093022208: expected megabytes in \[1, 1099511627776\]"),
+    ("--workers=65", r"--workers=65: expected 1 to 64 parallel executions"),  # a sandbox's block of user ids
     ("--ks=1,x", r"--ks=1,x: expected comma-separated integers"),
     ("--seed=-1", r"--seed=-1: expected a seed >= 0"),
   ],

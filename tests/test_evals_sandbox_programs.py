@@ -148,3 +148,14 @@ def test_without_the_pid_counter_every_program_gets_a_fresh_sandbox_and_says_so(
       assert sandbox.run("print(input())\n", echo)[0].verdict == Verdict.PASSED
       assert not sandbox.worker_pids  # replaced: the next program starts a fresh one
   assert sum("ns_last_pid" in record.getMessage() for record in caplog.records) == 1, caplog.text
+
+
+def test_a_host_with_more_cpus_than_a_uid_block_gets_a_full_pool_not_an_error(monkeypatch):
+  """TPU VM hosts have 100-200+ CPUs; a pool's user ids come in one block of 64."""
+  monkeypatch.setattr("ssd_jax.evals.sandbox.os.cpu_count", lambda: 208)
+  with Sandbox(SandboxLimits(timeout_s=5, cpu_time_s=5), allow_weak_sandbox=True) as pool:
+    assert pool.workers == 64
+    (result,) = pool.run("print(input())", [TestCase("echo", stdin="ok\n", expected_stdout="ok\n")])
+    assert result.verdict == Verdict.PASSED
+  with pytest.raises(ValueError, match="workers must be at most 64, got 65"):
+    Sandbox(SandboxLimits(), workers=65)

@@ -156,6 +156,7 @@ SOLVE_G = "def solve():\n    return G[0]\n"
   "program, usage",
   [
     ("G = [3, 1, 2]\nh = G\n" + SOLVE_G, "h.sort()\n"),  # a top-level name standing for G
+    ("G = [1]\n" + SOLVE_G, "print(list(map(lambda x: G.append(x), [2])))\n"),  # inside a lambda it runs
     ("G = [3, 1, 2]\ndef prep():\n    h = G\n    h.sort()\n" + SOLVE_G, "prep()\n"),
     ("G = [[1], [2]]\ndef prep():\n    for i, r in enumerate(G):\n        r.append(i)\n" + SOLVE_G, "prep()\n"),
     ("G = [1]\ndef prep():\n    h = G\n    h += [2]\ndef solve():\n    return len(G)\n", "prep()\n"),

@@ -13,7 +13,9 @@ import ml_collections
 from ssd_jax.config.schema import Check, comma_list, int_list_ok
 from ssd_jax.config.training import training_checks, training_section
 from ssd_jax.data.chat import DEFAULT_SYSTEM_PROMPT, PROMPT_STYLES
+from ssd_jax.evals.isolation import UID_BLOCK_SIZE
 from ssd_jax.evals.protocol import parse_grid
+from ssd_jax.evals.sandbox import MAX_MEMORY_MB, MAX_TIMEOUT_S
 
 PROBLEM_SOURCES = ("builtin", "jsonl", "humaneval", "tfds")
 EVAL_MODELS = ("base", "ssd", "sdsd", "sdpo", "sdpo_blank")  # sdpo_blank: self_distill.BLANK_FEEDBACK_ABLATIONS.
@@ -105,7 +107,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
   c.eval.ks = "1,4,8,16"  # pass@k for these k (those above eval_sampling.n are dropped).
   c.eval.timeout_s = 10.0  # Wall-clock limit per test.
   c.eval.memory_mb = 1024
-  c.eval.workers = 0  # Parallel sandbox executions; 0 means one per CPU.
+  c.eval.workers = 0  # Parallel sandbox executions; 0 means one per CPU (at most 64).
   c.eval.allow_weak_sandbox = False  # Grade even if a sandbox isolation layer is missing (reports say so).
   c.eval.bootstrap = 1000  # Bootstrap replicates for the confidence intervals.
   # The decoding grid every model is evaluated over on the dev split (the SSD paper's rule: a method must beat
@@ -149,9 +151,13 @@ def checks() -> list[Check]:
       f"comma-separated models from {EVAL_MODELS}",
     ),
     Check("eval.ks", int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
-    Check("eval.timeout_s", lambda v: 0 < v < math.inf, "finite seconds > 0"),
-    Check("eval.memory_mb", lambda v: v >= 1, "megabytes >= 1"),
-    Check("eval.workers", lambda v: v >= 0, "a worker count >= 0 (0 means one per CPU)"),
+    Check("eval.timeout_s", lambda v: 0 < v <= MAX_TIMEOUT_S, f"seconds in (0, {MAX_TIMEOUT_S}] (a day)"),
+    Check("eval.memory_mb", lambda v: 1 <= v <= MAX_MEMORY_MB, f"megabytes in [1, {MAX_MEMORY_MB}]"),
+    Check(
+      "eval.workers",
+      lambda v: 0 <= v <= UID_BLOCK_SIZE,
+      f"a worker count in [0, {UID_BLOCK_SIZE}] (0 means one per CPU, at most {UID_BLOCK_SIZE})",
+    ),
     Check("eval.bootstrap", lambda v: v >= 1, "at least 1 bootstrap replicate"),
     Check("eval.checkpoints", lambda v: v.strip() in ("", "all") or int_list_ok(v), "'', 'all' or steps like '20,40'"),
     Check("eval.split.dev_fraction", lambda v: 0 < v < 1, "a share in (0, 1)"),

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import sys
 
 from ssd_jax.data.problem_files import load_problem_file
 from ssd_jax.evals.completions import load_completions
 from ssd_jax.evals.evaluate import evaluate
+from ssd_jax.evals.isolation import UID_BLOCK_SIZE
 from ssd_jax.evals.pass_at_k import DEFAULT_KS
 from ssd_jax.evals.probes import correct_sample_behaviours
 from ssd_jax.evals.report import REPORT_FILES, SUMMARY_FILE, compare_reports, write_report
-from ssd_jax.evals.sandbox import Sandbox, SandboxLimits
+from ssd_jax.evals.sandbox import MAX_MEMORY_MB, MAX_TIMEOUT_S, Sandbox, SandboxLimits
 from ssd_jax.evals.summary import summarize, weak_sandbox_notice
 
 
@@ -51,7 +51,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--end_date", default=None, help="keep problems up to this contest date (YYYY-MM-DD)")
   parser.add_argument("--timeout_s", type=float, default=10.0, help="wall-clock limit per test (LiveCodeBench uses 6)")
   parser.add_argument("--memory_mb", type=int, default=1024, help="memory limit per process")
-  parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count)")
+  parser.add_argument("--workers", type=int, default=None, help="parallel executions (default: CPU count, at most 64)")
   parser.add_argument("--stop_on_failure", action="store_true", help="skip tests after a sample's first failure")
   parser.add_argument(
     "--allow_weak_sandbox",
@@ -101,8 +101,12 @@ def _checked_flags(args: argparse.Namespace) -> list[int]:
     raise ValueError(f"--ks={args.ks}: expected comma-separated integers") from None
   if any(k < 1 for k in ks):
     raise ValueError(f"--ks={args.ks}: every k of pass@k must be >= 1")
-  if not 0 < args.timeout_s < math.inf:
-    raise ValueError(f"--timeout_s={args.timeout_s}: expected finite seconds > 0")
+  if not 0 < args.timeout_s <= MAX_TIMEOUT_S:
+    raise ValueError(f"--timeout_s={args.timeout_s}: expected seconds in (0, {MAX_TIMEOUT_S}]")
+  if not 1 <= args.memory_mb <= MAX_MEMORY_MB:
+    raise ValueError(f"--memory_mb={args.memory_mb}: expected megabytes in [1, {MAX_MEMORY_MB}]")
+  if args.workers is not None and not 1 <= args.workers <= UID_BLOCK_SIZE:
+    raise ValueError(f"--workers={args.workers}: expected 1 to {UID_BLOCK_SIZE} parallel executions")
   if args.bootstrap < 1:
     raise ValueError(f"--bootstrap={args.bootstrap}: expected at least 1 bootstrap replicate")
   if args.seed < 0:  # numpy's generators take no negative seed.

@@ -121,6 +121,7 @@ class ProgramEffects:
     self.pure |= self.instances
 
   def changed_names(self, node: ast.AST) -> set[str]:
-    """The names whose objects top-level code `node` may change in place (functions under it left out)."""
-    sites = change_sites(node, False, self.method_writers, self.argument_writers)
+    """The names whose objects top-level code `node` may change in place (lambdas under it included: a call of
+    the statement may run them)."""
+    sites = change_sites(node, True, self.method_writers, self.argument_writers)
     return {name for name, _ in sites}

@@ -36,6 +36,10 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 WORKER_MEMORY_MB = 512
 
 
+MAX_TIMEOUT_S = 86400  # A day per test.
+MAX_MEMORY_MB = 1 << 40
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxLimits:
   """Resource limits for one test of one program.
@@ -67,6 +71,10 @@ class SandboxLimits:
     for field in dataclasses.fields(self):
       if getattr(self, field.name) <= 0:
         raise ValueError(f"SandboxLimits.{field.name} must be positive, got {getattr(self, field.name)}")
+    # Longer deadlines overflow the clock's range; more memory, the byte counts rlimits take.
+    for name, most in (("timeout_s", MAX_TIMEOUT_S), ("cpu_time_s", MAX_TIMEOUT_S), ("memory_mb", MAX_MEMORY_MB)):
+      if getattr(self, name) > most:
+        raise ValueError(f"SandboxLimits.{name} must be at most {most}, got {getattr(self, name)}")
 
 
 class Sandbox:
@@ -76,7 +84,7 @@ class Sandbox:
 
   Args:
     limits: resource limits per test.
-    workers: parallel slots (default: CPU count).
+    workers: parallel slots (default: the CPU count, at most `isolation.UID_BLOCK_SIZE`).
     python: interpreter for the sandboxed programs (default: ours if reachable, else a system one).
     allow_weak_sandbox: when an isolation layer cannot be set up, run with rlimits only instead of
       raising IsolationError; ``weak`` and ``describe()`` then say what is missing.
@@ -90,7 +98,8 @@ class Sandbox:
     allow_weak_sandbox: bool = False,
   ):
     self.limits = limits
-    self.workers = workers or os.cpu_count() or 1
+    # A sandbox's user ids come in one block: a host with more CPUs runs that many programs at a time.
+    self.workers = workers or min(os.cpu_count() or 1, isolation.UID_BLOCK_SIZE)
     if self.workers > isolation.UID_BLOCK_SIZE:
       raise ValueError(f"Sandbox: workers must be at most {isolation.UID_BLOCK_SIZE}, got {self.workers}")
     as_root = os.geteuid() == 0
