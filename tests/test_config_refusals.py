@@ -302,6 +302,15 @@ def test_evals_cli_refuses_bad_flags_before_any_work(tmp_path, capsys, flag, mes
   assert re.match(f"error: {message}", capsys.readouterr().err)
 
 
+def test_evaluating_on_the_problems_the_base_model_was_pretrained_on_is_refused():
+  fields = {"stages": "pretrain,eval,report", "eval.problems.split": "pretrain", "eval.problems.num_problems": 20}
+  c = set_fields(config_lib.base_config(), fields)
+  config_lib.validate(c)
+  with pytest.raises(config_lib.ConfigError, match="field 'eval.problems.split' = 'pretrain': .* measure recall"):
+    config_lib.check_run(c)
+  config_lib.check_run(set_fields(c, {"eval.problems.split": "eval"}))
+
+
 def test_a_negative_eval_top_k_is_off_as_the_sampling_section_documents():
   c = set_fields(config_lib.base_config(), {"eval_sampling.top_k": -1, "eval.grid.truncations": ""})
   config_lib.validate(c)

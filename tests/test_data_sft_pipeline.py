@@ -15,7 +15,7 @@ from data_records_fixtures import IM_END, ByteChatTokenizer, make_record
 from ssd_jax.data.packing import ROW_KEYS, pack_examples
 from ssd_jax.data.records import RecordShardWriter
 from ssd_jax.data.sft_examples import sft_example_from_record
-from ssd_jax.data.sft_pipeline import SftPipelineConfig, sft_dataset
+from ssd_jax.data.sft_pipeline import SftPipelineConfig, conversation_dataset, sft_dataset
 
 TOK = ByteChatTokenizer()
 SEQ_LEN = 160
@@ -214,3 +214,17 @@ def test_counts_of_truncated_and_dropped_examples():
   assert sorted(itertools.chain.from_iterable(map(_task_ids, batches))) == sorted(int(r.task_id[5:]) for r in kept)
   trained_ends = sum(int(((b["targets"] == IM_END) & (b["loss_mask"] == 1)).sum()) for b in batches)
   assert trained_ends == sum(r.finish_reason == "stop" for r in kept) - sum(r.finish_reason == "stop" for r in long)
+
+
+def test_conversation_rows_count_the_answers_a_short_row_cuts_or_loses():
+  """Pre-training pairs: the count says which answers the rows cut or lose, and the rows stay as they were."""
+
+  def pairs(prompt_chars):
+    return [([{"role": "user", "content": "q" * n}], "answer") for n in prompt_chars]
+
+  conversations = pairs([5, 40, 200])
+  dataset, counts = conversation_dataset(TOK, conversations, seq_len=64, global_batch_size=2, seed=0)
+  assert (counts.read, counts.truncated, counts.no_response) == (3, 1, 1)  # 40: cut; 200: its answer is lost
+  assert next(iter(dataset))["tokens"].shape == (2, 64)
+  _, whole = conversation_dataset(TOK, conversations, seq_len=512, global_batch_size=2, seed=0)
+  assert (whole.truncated, whole.no_response) == (0, 0)

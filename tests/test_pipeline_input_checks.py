@@ -67,6 +67,18 @@ def test_a_late_isolation_error_ends_the_run_in_one_line():
       r"(?m)^  field 'sampling.max_new_tokens' = 2040 leaves 8 .* shortest prompt of field 'synthesize.problems' has",
     ),
     (
+      "synthesize,sft",
+      {"sft.seq_len": 16},
+      r"field 'sft.seq_len' = 16 leaves no response token of any synthesized sample in a row: the shortest prompt "
+      r"of field 'synthesize.problems' has \d+ tokens",
+    ),
+    (
+      "self_distill",
+      {"self_distill.max_prompt_len": 64, "self_distill.max_teacher_prompt_len": 64},
+      r"field 'self_distill.max_teacher_prompt_len' = 64 cannot hold a teacher prompt of method 'sdsd' with any "
+      r"context \(the shortest, with an empty one, has \d+ tokens\)",
+    ),
+    (
       "self_distill",
       {"self_distill.max_prompt_len": 8},
       r"field 'self_distill.max_prompt_len' = 8 fits 0 of the \d+ prompts of field 'self_distill.problems' \(the "

@@ -53,6 +53,11 @@ def problems_errors(section: ml_collections.ConfigDict, prefix: str) -> list[str
     return [f"field '{prefix}.num_problems' must be >= 1 for the built-in task"]
   if section.source in ("jsonl", "tfds") and not section.path:
     return [f"field '{prefix}.path' is empty but source is {section.source!r}"]
+  if prefix == "eval.problems" and section.source == "builtin" and section.split == "pretrain":
+    return [
+      "field 'eval.problems.split' = 'pretrain': the pretrain stage trains the task's base model on that split's "
+      "problems with their answers, so scores on it measure recall; evaluate on split 'eval'"
+    ]
   return []
 
 
@@ -151,7 +156,7 @@ def checks() -> list[Check]:
       f"comma-separated models from {EVAL_MODELS}",
     ),
     Check("eval.ks", int_list_ok, "comma-separated integers >= 1, e.g. '1,4,8'"),
-    Check("eval.timeout_s", lambda v: 0 < v <= MAX_TIMEOUT_S, f"seconds in (0, {MAX_TIMEOUT_S}] (a day)"),
+    Check("eval.timeout_s", lambda v: 0 < v <= MAX_TIMEOUT_S, f"finite seconds in (0, {MAX_TIMEOUT_S}] (a day)"),
     Check("eval.memory_mb", lambda v: 1 <= v <= MAX_MEMORY_MB, f"megabytes in [1, {MAX_MEMORY_MB}]"),
     Check(
       "eval.workers",

@@ -220,8 +220,11 @@ def conversation_dataset(
   seed: int,
   shard_index: int = 0,
   shard_count: int = 1,
-) -> grain.IterDataset:
+) -> tuple[grain.IterDataset, SftExampleCounts]:
   """Packed, batched SFT rows from (messages, answer) pairs, repeated forever in reshuffled epochs.
+
+  Every pair is tokenised once up front to count those cut at `seq_len + 1` tokens and those left with no
+  answer token (they stay in the stream, so the rows do not depend on the count).
 
   Args:
     tokenizer: the chat tokenizer.
@@ -232,18 +235,27 @@ def conversation_dataset(
     shard_index, shard_count: this process's share of the conversations.
 
   Returns:
-    An IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays whose iterator
-    is checkpointable.
+    (an IterDataset of dicts of int32 [global_batch_size // shard_count, seq_len] arrays whose iterator is
+    checkpointable; what becomes of this shard's pairs: `no_response` of them train nothing).
   """
   if global_batch_size % shard_count:
     raise ValueError(f"global batch size {global_batch_size} is not divisible by {shard_count} processes")
   end_ids = end_of_turn_ids(tokenizer)
+  shard = list(conversations)[shard_index::shard_count]
+  fates = collections.Counter()
+  for messages, answer in shard:
+    example = build_sft_example(tokenizer, messages, answer, None, end_ids=end_ids)
+    if not example["loss_mask"][1 : seq_len + 1].any():
+      fates[_NO_RESPONSE] += 1
+    elif len(example["tokens"]) > seq_len + 1:
+      fates[_TRUNCATED] += 1
+  counts = SftExampleCounts(len(shard), 0, fates[_NO_RESPONSE], fates[_TRUNCATED], seq_len + 1)
 
   def to_example(conversation: Conversation):
     messages, answer = conversation
     return build_sft_example(tokenizer, messages, answer, seq_len + 1, end_ids=end_ids)
 
-  dataset = grain.MapDataset.source(list(conversations))[shard_index::shard_count]
+  dataset = grain.MapDataset.source(shard)
   dataset = dataset.shuffle(seed=seed).repeat(None).map(to_example)
   dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2))
-  return PackedIterDataset(dataset, seq_len).batch(global_batch_size // shard_count, drop_remainder=True)
+  return PackedIterDataset(dataset, seq_len).batch(global_batch_size // shard_count, drop_remainder=True), counts

@@ -16,10 +16,12 @@ from ssd_jax import config as config_lib
 from ssd_jax.config.schema import get
 from ssd_jax.config.self_distill import method_names, method_settings
 from ssd_jax.data.chat import format_user_prompt
+from ssd_jax.data.prompt_set import chat_prompt_ids
 from ssd_jax.evals import IsolationError, Sandbox
+from ssd_jax.onpolicy.teacher_context import ContextChoice, feedback_context, teacher_messages
 from ssd_jax.pipeline import plan_programs, problems
 from ssd_jax.pipeline.context import RunContext
-from ssd_jax.pipeline.onpolicy_setup import fitting_training_prompts
+from ssd_jax.pipeline.onpolicy_setup import fitting_training_prompts, templates_from
 from ssd_jax.pipeline.sampling_setup import synthesis_prompts_that_fit, unfit_eval_prompt_error
 
 # Stage -> the problem sections it reads.
@@ -155,18 +157,54 @@ def _prompt_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
     return [f"field '{field}' = {ctx.tokenizer_dir!r}: {e}"]
   errors = []
   if "synthesize" in names:
+    prompts = ctx.prompts(config.synthesize.problems)
     try:
-      synthesis_prompts_that_fit(ctx.prompts(config.synthesize.problems).ids, positions, config)
+      fitting = synthesis_prompts_that_fit(prompts.ids, positions, config)
     except config_lib.ConfigError as e:
       errors.append(str(e))
+    else:
+      shortest = min(len(prompts.ids[i]) for i in fitting)
+      if "sft" in names and shortest >= config.sft.seq_len:  # An SFT row keeps seq_len + 1 tokens of a sample.
+        errors.append(
+          f"field 'sft.seq_len' = {config.sft.seq_len} leaves no response token of any synthesized sample in a row: "
+          f"the shortest prompt of field 'synthesize.problems' has {shortest} tokens"
+        )
   if "self_distill" in names:
+    prompts = ctx.prompts(config.self_distill.problems)
     try:
-      fitting_training_prompts(ctx.prompts(config.self_distill.problems).ids, config.self_distill)
+      fitting = fitting_training_prompts(prompts.ids, config.self_distill)
     except config_lib.ConfigError as e:
       errors.append(str(e))
+    else:
+      errors += _teacher_room_errors(ctx, prompts, fitting)
   if _evaluates(config, names):
     unfit = unfit_eval_prompt_error(ctx.prompts(config.eval.problems).ids, positions, config)
     errors += [unfit] if unfit else []
+  return errors
+
+
+def _teacher_room_errors(ctx: RunContext, prompts, fitting: list[int]) -> list[str]:
+  """Methods whose teacher prompt cannot hold even an empty context after any of the shortest training prompts
+  (`self_distill.max_teacher_prompt_len`): every rollout would fall back to no teacher, and nothing would train."""
+  section = ctx.config.self_distill
+  templates = templates_from(section)
+  shortest = sorted(fitting, key=lambda i: len(prompts.ids[i]))[:4]  # The context's text costs about the same.
+  errors = []
+  for name in method_names(section):
+    kind = method_settings(section, name).context
+    empty = [ContextChoice(demonstration="")] if "demonstration" in kind else []
+    empty += [ContextChoice(feedback=feedback_context("", templates))] if "feedback" in kind else []
+    least = min(
+      len(chat_prompt_ids(ctx.tokenizer, teacher_messages(ctx.messages(prompts.problems[i]), choice, templates)))
+      for i in shortest
+      for choice in empty
+    )
+    if least > section.max_teacher_prompt_len:
+      errors.append(
+        f"field 'self_distill.max_teacher_prompt_len' = {section.max_teacher_prompt_len} cannot hold a teacher "
+        f"prompt of method {name!r} with any context (the shortest, with an empty one, has {least} tokens): every "
+        "rollout would have no teacher, and nothing would train"
+      )
   return errors
 
 

@@ -18,6 +18,7 @@ import random
 import jax
 from absl import logging
 
+from ssd_jax import config as config_lib
 from ssd_jax.data.sft_pipeline import Conversation, conversation_dataset
 from ssd_jax.data.tokenizer import load_tokenizer
 from ssd_jax.onpolicy.teacher_corpus import context_conversations
@@ -35,21 +36,25 @@ def pretrain_conversations(ctx: RunContext) -> list[Conversation]:
   `lock_slip_rate` below what is configured.
 
   Raises:
-    ValueError: the corpus has fewer correct answers than `context_share` of it.
+    ConfigError: the task has fewer problems than `num_examples`, or the corpus fewer correct answers than
+      `context_share` of it.
   """
   config, section = ctx.config, ctx.config.pretrain
-  corpus = pretrain_corpus(
-    section.num_examples,
-    seed=config.seed,
-    corruption_rate=section.corruption_rate,
-    lock_slip_rate=section.lock_slip_rate,
-  )
+  try:
+    corpus = pretrain_corpus(
+      section.num_examples,
+      seed=config.seed,
+      corruption_rate=section.corruption_rate,
+      lock_slip_rate=section.lock_slip_rate,
+    )
+  except ValueError as e:  # The task has fewer distinct problems than asked for.
+    raise config_lib.ConfigError(f"field 'pretrain.num_examples' = {section.num_examples}: {e}") from None
   correct = [
     i for i, (problem, answer) in enumerate(corpus) if answer in {render_answer(s) for s in solutions_for(problem)}
   ]
   wanted = round(section.context_share * len(corpus))
   if wanted > len(correct):
-    raise ValueError(
+    raise config_lib.ConfigError(
       f"field 'pretrain.context_share' = {section.context_share} asks for {wanted} examples in the teacher's "
       f"layouts, but only {len(correct)} of the {len(corpus)} have a correct answer (pretrain.corruption_rate "
       f"{section.corruption_rate}, pretrain.lock_slip_rate {section.lock_slip_rate}): lower one of them"
@@ -86,14 +91,15 @@ def run(ctx: RunContext) -> None:
   """Trains the built-in task's base model and writes it to `models/base` (a Hugging Face directory)."""
   config, section, cfg = ctx.config, ctx.config.pretrain, ctx.model_cfg
   tokenizer = _task_tokenizer(ctx)
-  if cfg.vocab_size != tokenizer.vocab_size:
-    raise ValueError(
-      f"model vocab_size {cfg.vocab_size} (preset {config.model.preset!r}) != task tokenizer "
-      f"vocabulary {tokenizer.vocab_size} (pretrain.tokenizer_vocab_size)"
+  if cfg.vocab_size != tokenizer.vocab_size:  # The task's text has fewer merges to learn than were asked for.
+    raise config_lib.ConfigError(
+      f"field 'pretrain.tokenizer_vocab_size' = {section.tokenizer_vocab_size}: the task tokenizer reached "
+      f"{tokenizer.vocab_size} tokens, and the model's vocab_size is {cfg.vocab_size}: set both to "
+      f"{tokenizer.vocab_size} (field 'model.overrides.vocab_size')"
     )
   graphdef, params = ctx.init_model()
   conversations = pretrain_conversations(ctx)
-  dataset = conversation_dataset(
+  dataset, counts = conversation_dataset(
     tokenizer,
     conversations,
     seq_len=section.seq_len,
@@ -102,9 +108,19 @@ def run(ctx: RunContext) -> None:
     shard_index=jax.process_index(),
     shard_count=jax.process_count(),
   )
+  if counts.no_response == counts.read:  # Every answer lies past the row: training would learn nothing.
+    raise config_lib.ConfigError(
+      f"field 'pretrain.seq_len' = {section.seq_len} leaves no answer token in any of this process's "
+      f"{counts.read} examples (their prompts fill the first {counts.max_len} tokens): raise it"
+    )
   num_params = sum(x.size for x in jax.tree.leaves(params))
+  cut = (
+    f" ({counts.truncated} cut at {counts.max_len} tokens, {counts.no_response} more with no answer token left)"
+    if counts.truncated or counts.no_response
+    else ""
+  )
   print(
-    f"[pretrain] {num_params:,} parameters, {len(conversations)} examples, {section.steps} steps of "
+    f"[pretrain] {num_params:,} parameters, {len(conversations)} examples{cut}, {section.steps} steps of "
     f"{section.global_batch_size} x {section.seq_len} tokens"
   )
   params = train_cross_entropy(
