@@ -169,10 +169,39 @@ SOLVE_G = "def solve():\n    return G[0]\n"
     ("G = [3, 1, 2]\nclass P:\n    def go(self):\n        G.sort()\n" + SOLVE_G + "p = P()\n", "p.go()\n"),
     # A method that changes its instance, called on one the solution reads.
     (
-      "class S:\n    def __init__(self):\n        self.v = [1]\n    def push(self):\n        y = self.v\n        y.append(2)\n"
+      "class S:\n    def __init__(self):\n        self.v = [1]\n    def push(self):\n        y = self.v\n"
+      "        y.append(2)\n"
       "s = S()\ndef solve():\n    return s.v\n",
       "s.push()\n",
     ),
+    ("G = [[1], [2]]\ndef prep():\n    rows = []\n    rows.extend(G)\n    rows[0].append(0)\n" + SOLVE_G, "prep()\n"),
+    ("G = [[1]]\ndef prep():\n    c = G[:]\n    xs = [*c]\n    xs[0].append(0)\n" + SOLVE_G, "prep()\n"),
+    ("G = [3, 1, 2]\ndef get():\n    return G\n" + SOLVE_G, "get().sort()\n"),  # returned by the program
+    ("G = [3, 1, 2]\ndef get():\n    return G\n" + SOLVE_G + "h = get()\n", "h.sort()\n"),
+    ("G = [1]\ndef prep():\n    add = G.append\n    add(5)\ndef solve():\n    return len(G)\n", "prep()\n"),
+    ("G = [1]\nadd = G.append\ndef solve():\n    return len(G)\n", "add(5)\n"),  # a bound method
+    (
+      "HIST = [1]\nclass T:\n    def __init__(self):\n        self.log = HIST\n    def add(self, x):\n"
+      "        self.log.append(x)\ndef solve():\n    return len(HIST)\n",
+      "T().add(1)\n",
+    ),  # kept by another method
+    (
+      "class Solution:\n    memo = {}\n    def f(self, n):\n        return self.memo.get(n, n)\n"
+      "def solve():\n    return Solution().f(3)\n",
+      "Solution.memo.update({3: 9})\n",
+    ),  # a class attribute
+    (
+      "import sys\ndef f(n):\n    return 0 if n == 0 else 1 + f(n - 1)\ndef solve():\n    return f(5000)\n",
+      "sys.setrecursionlimit(10000)\n",
+    ),  # the interpreter's state
+    ("import random\ndef solve():\n    return random.random()\n", "random.seed(1)\n"),
+    ("G = [1]\ndef solve():\n    return len(G)\n", "G.__iadd__([0])\n"),
+    ("from collections import Counter\nC = Counter('aab')\ndef solve():\n    return C['a']\n", "C.subtract('a')\n"),
+    ("def f(x, acc=[]):\n    acc.append(x)\n    return len(acc)\ndef solve():\n    return f(0)\n", "f(1)\n"),
+    (
+      "G = [1]\ndef prep():\n    G.append(1)\n    return [G for G in range(2)]\ndef solve():\n    return len(G)\n",
+      "prep()\n",
+    ),  # a comprehension's own G does not hide the module's
     # An instance that keeps G, changed inside.
     (
       "G = [[3], [1]]\nclass C:\n    def __init__(self, x):\n        self.x = x\n    def add(self):\n"
@@ -189,7 +218,8 @@ def test_usage_that_changes_the_solutions_data_through_another_name_is_kept(prog
   "solution, usage",
   [
     (
-      "class MinStack:\n    def __init__(self):\n        self.s = []\n    def push(self, x):\n        self.s.append(x)\n"
+      "class MinStack:\n    def __init__(self):\n        self.s = []\n    def push(self, x):\n"
+      "        self.s.append(x)\n"
       "    def top(self):\n        return self.s[-1]\n",
       "m = MinStack()\nm.push(3)\nprint(m.top())\n",  # push changes its stack, not x
     ),
@@ -204,6 +234,19 @@ def test_usage_that_changes_the_solutions_data_through_another_name_is_kept(prog
     (
       "def group(xs):\n    g = {}\n    for x in xs:\n        g.setdefault(x % 2, []).append(x)\n    return g\n",
       "print(group([1, 2, 3]))\n",
+    ),
+    # Methods that change their arguments do not make an instance with no argument usage.
+    (
+      "class Solution:\n    def three(self, nums):\n        nums.sort()\n        return nums[:3]\n",
+      "sol = Solution()\nprint(sol.three([3, 2, 1, 0]))\n",
+    ),
+    ("def words(s):\n    w = s.split()\n    w.reverse()\n    return w\n", "print(words('a b'))\n"),  # new objects
+    ("def ones(n):\n    c = bin(n).count('1')\n    c += 1\n    return c\n", "print(ones(5))\n"),
+    ("V = 'aeiou'\ndef f(s):\n    t = sum(1 for c in s if c in V)\n    t += 1\n    return t\n", "print(f('ab'))\n"),
+    # A number computed from module data is not that data.
+    (
+      "MOD = 10 ** 9 + 7\ndef f(n):\n    r = 1\n    for i in range(n):\n        r = r * 2 % MOD\n    return r\n",
+      "n = 5\nresult = f(n)\nprint(result)\n",
     ),
   ],
 )

@@ -1,4 +1,4 @@
-"""Which objects a Python name may stand for, and which objects a piece of code changes in place.
+"""Which objects a Python name may stand for: the links its bindings make (`object_changes` follows them).
 
 Found syntactically, leaning towards "may": `usage_code` keeps a usage statement that may change what the
 solution reads, so over-counting splits two copies of one solution, never merges two solutions.
@@ -8,7 +8,8 @@ A link from a name to a source name is `(source, offset, min_depth)`: changing t
 depth `d + offset` (`None`: at some depth). `h = G` links h to G by (0, 0); `row = G[i]` by (1, 0): row is an item
 of G; `res = [G]` by (-1, 1): changing the list itself leaves G alone, changing its item changes G; `copy =
 G[:]` by (0, 1): the copy shares G's items. A value that holds nothing (`len(G)`, `[0] * n`, a comparison)
-links to nothing, and a call the rules do not know links its result to everything it is given, at any depth.
+links to nothing; a call links its result to everything it is given, at any depth, and a call of the program's
+own code also to the module names that code may return (`get()` may return G).
 """
 
 from __future__ import annotations
@@ -16,29 +17,51 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
+import dataclasses
+from collections.abc import Mapping
 
-# Methods that change the object they are called on (`xs.sort()`, `d.update(...)`).
-MUTATORS = set(
-  "append extend insert pop remove clear sort reverse update add discard setdefault popitem appendleft extendleft "
-  "popleft rotate difference_update intersection_update symmetric_difference_update __setitem__ __delitem__".split()
-)
+from ssd_jax.evals.name_reads import free_reads
+
 _STORE_ITEM = {"append", "appendleft", "add", "insert", "setdefault", "__setitem__"}  # Their arguments become items.
-_STORE_ITEMS = {"extend", "extendleft", "update"}  # Their argument's items become items.
-# Library functions that change their first argument in place (`heapq.heapify(h)`, `operator.iadd(xs, ys)`).
-MUTATING_FUNCTIONS = set(
-  "heappush heappop heapify heapreplace heappushpop shuffle insort insort_left insort_right setitem delitem "
-  "iadd iconcat ior iand ixor isub imul imatmul ifloordiv itruediv imod ipow ilshift irshift".split()
-)
-# Builtins whose result holds none of their arguments' objects.
+_STORE_ITEMS = {"extend", "extendleft", "update", "__iadd__", "__ior__"}  # Their argument's items become items.
+# Builtins, and methods of strings and numbers, whose result holds none of their arguments' objects.
 _FRESH_RESULTS = set(
   "len abs int float complex str bool bytes repr ascii ord chr hash id isinstance issubclass callable round pow "
   "divmod hex bin oct format range all any".split()
 )
-# Calls whose result is a new object sharing items with their arguments (a shallow copy, an iterator).
-_COPIES = set("list tuple set frozenset dict sorted reversed enumerate zip map filter iter copy".split())
-_BUILTIN_NAMES = frozenset(dir(builtins))
+_FRESH_METHODS = set(
+  "split rsplit splitlines strip lstrip rstrip lower upper title capitalize swapcase casefold join replace count "
+  "index find rfind rindex startswith endswith isdigit isalpha isalnum isspace islower isupper isnumeric "
+  "isdecimal zfill center ljust rjust encode decode bit_length bit_count is_integer".split()
+)
+# Calls whose result is a new object sharing items with their arguments (a shallow copy, an iterator, a view).
+_COPIES = set(
+  "list tuple set frozenset dict sorted reversed enumerate zip map filter iter copy Counter defaultdict deque "
+  "OrderedDict nsmallest nlargest keys values items".split()
+)
+# In-place only for numpy arrays and the like: on Python's numbers, strings and containers they rebind.
+REBINDING_OPS = (ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift, ast.MatMult)
+BUILTIN_NAMES = frozenset(dir(builtins))
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_MAX_DEPTH = 4  # Deeper is "some depth".
+
+
+@dataclasses.dataclass(frozen=True)
+class Known:
+  """What the rules know of the program's own code.
+
+  Attributes:
+    returns: name of each top-level function, class and method -> the module names a call of it may return (or,
+      a class, its instance hold).
+    method_writers: names of methods that may change the object they are called on.
+    argument_writers: names of functions, classes and methods that may change an object passed to them.
+  """
+
+  returns: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+  method_writers: frozenset[str] = frozenset()
+  argument_writers: frozenset[str] = frozenset()
+
+
+NOTHING_KNOWN = Known()
 
 
 def function_name(call: ast.Call) -> str | None:
@@ -61,51 +84,80 @@ def _shift(links, offset, min_depth):
   return [(n, None if o is None or offset is None else o + offset, max(0, m + min_depth)) for n, o, m in links]
 
 
+def _shared_items(links):
+  """Links of a new container holding the items of the linked value (`[*xs]`, `list(xs)`, `a + b`)."""
+  return [(n, o, max(1, m)) for n, o, m in links]
+
+
 def _anything(node: ast.AST) -> list:
   return [(n.id, None, 0) for n in ast.walk(node) if isinstance(n, ast.Name)]
 
 
-def sources(node: ast.AST | None) -> list[tuple[str, int | None, int]]:
+def sources(node: ast.AST | None, known: Known = NOTHING_KNOWN) -> list[tuple[str, int | None, int]]:
   """The links of the value `node` evaluates to (see the module docstring)."""
-  if node is None or isinstance(node, (ast.Constant, ast.JoinedStr, ast.Compare, ast.UnaryOp, ast.Lambda)):
+  if node is None or isinstance(node, (ast.Constant, ast.JoinedStr, ast.Compare, ast.UnaryOp)):
     return []
   if isinstance(node, ast.Name):
     return [(node.id, 0, 0)]
+  if isinstance(node, ast.Lambda):  # Calling it returns what its body reads.
+    return [(n, None, 0) for n, _, _ in _anything(node.body)]
   if isinstance(node, (ast.Starred, ast.NamedExpr, ast.Await)):
-    return sources(node.value)
+    return sources(node.value, known)
   if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
-    return [(n, o, max(1, m)) for n, o, m in sources(node.value)]  # A slice: a copy sharing the items.
+    return _shared_items(sources(node.value, known))  # A slice: a copy sharing the items.
   if isinstance(node, (ast.Attribute, ast.Subscript)):
-    return _shift(sources(node.value), 1, -1)  # An item: changing it at d changes the container at d + 1.
+    return _shift(sources(node.value, known), 1, -1)  # An item: changing it at d changes the container at d + 1.
   if isinstance(node, ast.IfExp):
-    return sources(node.body) + sources(node.orelse)
+    return sources(node.body, known) + sources(node.orelse, known)
   if isinstance(node, ast.BoolOp):
-    return [link for v in node.values for link in sources(v)]
-  if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-    return [link for e in node.elts for link in _shift(sources(e), -1, 1)]
-  if isinstance(node, ast.Dict):
-    return [link for e in (*node.keys, *node.values) for link in _shift(sources(e), -1, 1)]
+    return [link for v in node.values for link in sources(v, known)]
+  if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+    items = [*node.keys, *node.values] if isinstance(node, ast.Dict) else node.elts
+    unpacked = (
+      [v for k, v in zip(node.keys, node.values, strict=True) if k is None] if isinstance(node, ast.Dict) else []
+    )
+    links = []
+    for e in items:
+      if e is None:
+        continue
+      if isinstance(e, ast.Starred) or any(e is v for v in unpacked):  # `[*xs]`, `{**d}` share xs's, d's items.
+        links += _shared_items(sources(e, known))
+      else:
+        links += _shift(sources(e, known), -1, 1)
+    return links
   if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
     parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-    return [link for e in parts for link in _shift(sources(e), -1, 1)]  # Loop variables link through bindings.
+    return [link for e in parts for link in _shift(sources(e, known), -1, 1)]  # Loop variables link via bindings.
   if isinstance(node, ast.BinOp):
+    if isinstance(node.op, REBINDING_OPS):  # A new number or string (`r * 2 % MOD`, `"%d" % n`).
+      return []
     sides = [s for s in (node.left, node.right) if isinstance(s, (ast.List, ast.Tuple))]
     if isinstance(node.op, ast.Mult) and sides:  # `[0] * n`: copies of the literal's items, nothing of n.
-      return sources(sides[0])
-    return [(n, o, max(1, m)) for s in (node.left, node.right) for n, o, m in sources(s)]  # `a + b`: shares items.
+      return sources(sides[0], known)
+    return [link for s in (node.left, node.right) for link in _shared_items(sources(s, known))]  # `a + b`
   if isinstance(node, ast.Call):
-    name = function_name(node)
-    if isinstance(node.func, ast.Name) and name in _FRESH_RESULTS or name == "deepcopy":
-      return []
-    receiver = [node.func.value] if isinstance(node.func, ast.Attribute) else []
-    given = [link for a in (*receiver, *node.args, *(k.value for k in node.keywords)) for link in _anything(a)]
-    return [(n, None, 1) for n, _, _ in given] if name in _COPIES else given
+    return _call_sources(node, known)
   return _anything(node)
 
 
+def _call_sources(node: ast.Call, known: Known) -> list:
+  name = function_name(node)
+  if name not in known.returns:
+    if isinstance(node.func, ast.Name) and name in _FRESH_RESULTS or name == "deepcopy":
+      return []
+    if isinstance(node.func, ast.Attribute) and name in _FRESH_METHODS:
+      return []
+  receiver = [node.func.value] if isinstance(node.func, ast.Attribute) else []
+  given = [link for a in (*receiver, *node.args, *(k.value for k in node.keywords)) for link in _anything(a)]
+  if isinstance(node.func, ast.Name) and name not in known.returns and name not in BUILTIN_NAMES:
+    given.append((name, None, 0))  # A function value (`get = lambda: G`) returns what it reads.
+  returned = [(n, None, 0) for n in known.returns.get(name, ())]
+  return ([(n, None, 1) for n, _, _ in given] if name in _COPIES else given) + returned
+
+
 def _target_chain(target: ast.AST) -> tuple[str | None, int | None]:
-  """(root, links) of a store target `r.a[k]`: the stored value becomes r's item at depth `links` (None when
-  the chain passes through a call)."""
+  """(root, links) of a store target's object `r.a[k]`: a value stored into it becomes r's item at depth
+  `links + 1` (`links` None when the chain passes through a call)."""
   links, node = 0, target
   while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
     links = None if isinstance(node, ast.Call) or links is None else links + 1
@@ -113,7 +165,7 @@ def _target_chain(target: ast.AST) -> tuple[str | None, int | None]:
   return (node.id if isinstance(node, ast.Name) else None), links
 
 
-def links_of(root: ast.AST, into_functions: bool) -> dict[str, list]:
+def links_of(root: ast.AST, into_functions: bool, known: Known = NOTHING_KNOWN) -> dict[str, list]:
   """{name: its links} from the bindings under `root`: assignments, loop, `with` and walrus targets, stores into
   a name's items and the mutating methods that store their arguments."""
   links = collections.defaultdict(list)
@@ -129,84 +181,30 @@ def links_of(root: ast.AST, into_functions: bool) -> dict[str, list]:
     elif isinstance(target, ast.Starred):
       bind(target.value, value)
     elif isinstance(target, (ast.Attribute, ast.Subscript)):
-      hold(target, value)
+      hold(target.value, value)
 
-  def hold(chain, value, extra=0):  # The value becomes an item of `chain`'s root, `extra` levels below it.
-    root, depth = _target_chain(chain)
+  def hold(container, value, items=False):  # `value` (or, items, its items) becomes an item of `container`.
+    root, depth = _target_chain(container)
     if root is not None:
-      links[root] += _shift(value, -(depth + extra), depth + extra) if depth is not None else _shift(value, None, 1)
+      level = None if depth is None else depth if items else depth + 1  # Of the value's object in root's.
+      value = _shared_items(value) if items else value
+      links[root] += _shift(value, None, 1) if level is None else _shift(value, -level, level)
 
   for n in walk(root, into_functions):
     if isinstance(n, ast.Assign):
       for t in n.targets:
-        bind(t, sources(n.value))
+        bind(t, sources(n.value, known))
     elif isinstance(n, (ast.AnnAssign, ast.NamedExpr)) and n.value is not None:
-      bind(n.target, sources(n.value))
+      bind(n.target, sources(n.value, known))
     elif isinstance(n, ast.AugAssign):  # `xs += ys` shares ys's items.
-      bind(n.target, [(m, o, max(1, d)) for m, o, d in sources(n.value)])
+      bind(n.target, _shared_items(sources(n.value, known)))
     elif isinstance(n, (ast.For, ast.AsyncFor, ast.comprehension)):
-      bind(n.target, sources(n.iter), element=True)
+      bind(n.target, sources(n.iter, known), element=True)
     elif isinstance(n, ast.withitem) and n.optional_vars is not None:
-      bind(n.optional_vars, sources(n.context_expr))
+      bind(n.optional_vars, sources(n.context_expr, known))
+    elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n is not root:  # What calling it may return.
+      links[n.name] += [(name, None, 0) for name in free_reads(n)]
     elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _STORE_ITEM | _STORE_ITEMS:
-      given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a)]
-      if n.func.attr in _STORE_ITEMS:
-        given = [(m, o, max(1, d)) for m, o, d in given]
-      hold(n.func, given, extra=0 if n.func.attr in _STORE_ITEMS else 1)
+      given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a, known)]
+      hold(n.func.value, given, items=n.func.attr in _STORE_ITEMS)
   return links
-
-
-def _changed(node: ast.AST, depth: int | None = 0) -> list[tuple[str, int | None]]:
-  """[(name, depth)] changed when the object `node` evaluates to changes at `depth` (None: some depth)."""
-  return [
-    (n, None if depth is None or o is None else depth + o) for n, o, m in sources(node) if depth is None or depth >= m
-  ]
-
-
-def change_sites(root: ast.AST, into_functions: bool, method_writers=frozenset(), argument_writers=frozenset()):
-  """[(name, depth)] of the objects the code under `root` changes in place: stores into items and attributes,
-  augmented assignments, mutating methods and library functions, and calls of the program's methods that change
-  `self` (`method_writers`) or of its code that changes its arguments (`argument_writers`), at some depth."""
-  sites = []
-  for n in walk(root, into_functions):
-    targets = list(n.targets) if isinstance(n, (ast.Assign, ast.Delete)) else []
-    targets = [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else targets
-    while targets:
-      t = targets.pop()
-      if isinstance(t, (ast.Tuple, ast.List, ast.Starred)):
-        targets.extend(t.elts if not isinstance(t, ast.Starred) else [t.value])
-      elif isinstance(t, (ast.Attribute, ast.Subscript)):
-        sites += _changed(t.value)
-    if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name):
-      sites.append((n.target.id, 0))
-    if not isinstance(n, ast.Call):
-      continue
-    name = function_name(n)
-    receiver = n.func.value if isinstance(n.func, ast.Attribute) else None
-    if receiver is not None and name in MUTATORS:
-      sites += _changed(receiver)
-    if receiver is not None and name in method_writers:
-      sites += _changed(receiver, None)
-    # `list.sort(xs)`, `dict.update(d, ...)`: a method called through its class changes its first argument.
-    unbound = isinstance(receiver, ast.Name) and receiver.id in _BUILTIN_NAMES and name in MUTATORS
-    if n.args and (unbound or name in MUTATING_FUNCTIONS):
-      sites += _changed(n.args[0])
-    if name in argument_writers:
-      sites += [site for a in (*n.args, *(k.value for k in n.keywords)) for site in _changed(a, None)]
-  return sites
-
-
-def reached(links: dict[str, list], sites) -> set[str]:
-  """The names whose objects changing `sites` ([(name, depth)]) may change, following `links`."""
-  seen = set()
-  stack = list(sites)
-  while stack:
-    name, depth = stack.pop()
-    if (name, depth) in seen:
-      continue
-    seen.add((name, depth))
-    for source, offset, min_depth in links.get(name, ()):
-      if depth is None or depth >= min_depth:
-        d = None if depth is None or offset is None or depth + offset > _MAX_DEPTH else depth + offset
-        stack.append((source, d))
-  return {name for name, _ in seen}

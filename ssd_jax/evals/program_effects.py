@@ -1,12 +1,13 @@
 """What calling a program's own functions, classes and methods may change.
 
-A function or method *writes module state* when it may change an object it does not bind (`object_links`
-follows the names that stand for other objects: `h = G; h.sort()` changes G), declares `global`, reaches names
-dynamically (`setattr`, `globals`, `exec`, ...) or calls code of the program that writes module state; it
-*changes its arguments* when it may change an object passed to it; a method other than a constructor that may
-change `self` changes the object it is called on. Calls of the program's code are matched by name (`f(...)`,
-`obj.f(...)`): a method shares what is known of every definition of its name, and a class counts as what any of
-its methods does. Where unsure, code counts as changing state.
+A function or method *writes module state* when it may change an object it does not bind (`object_changes`
+follows the names that stand for other objects: `h = G; h.sort()` changes G), or a mutable default of its
+parameters (it outlives the call), declares `global`, reaches names dynamically (`setattr`, `globals`, `exec`,
+...) or calls code of the program that writes module state; it *changes its arguments* when it may change an
+object passed to it; a method other than a constructor that may change `self` changes the object it is called
+on. What one method keeps in `self` (`self.log = HISTORY`) is known to every method of its class. Calls of the
+program's code are matched by name (`f(...)`, `obj.f(...)`): a method shares what is known of every definition of
+its name, and a class counts as what any of its methods does. Where unsure, code counts as changing state.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import ast
 import builtins
 import collections
 
-from ssd_jax.evals.name_reads import root_name
-from ssd_jax.evals.object_links import change_sites, function_name, links_of, reached
+from ssd_jax.evals.name_reads import own_bindings, root_name
+from ssd_jax.evals.object_changes import call_effects, change_sites, mutator_aliases, reached
+from ssd_jax.evals.object_links import Known, function_name, links_of, sources
 
 BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
 STATE_BUILTINS = BY_STRING | {"setattr", "delattr", "__import__"}
@@ -24,69 +26,116 @@ _CONSTRUCTORS = {"__init__", "__new__", "__post_init__"}
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
-def _imported(node: ast.AST) -> set[str]:
-  imports = (n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
-  return {a.asname or a.name.split(".")[0] for n in imports for a in n.names}
+def imported_from(node: ast.AST) -> dict[str, str]:
+  """{name an import under `node` binds: the top-level module it comes from}."""
+  found = {}
+  for n in ast.walk(node):
+    if isinstance(n, ast.Import):
+      found.update({a.asname or a.name.split(".")[0]: a.name.split(".")[0] for a in n.names})
+    elif isinstance(n, ast.ImportFrom):
+      found.update({a.asname or a.name: (n.module or "").split(".")[0] for a in n.names})
+  return found
+
+
+def _persistent_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+  """Parameters whose default is an object made once, when the function is defined (`memo={}`)."""
+  a = node.args
+  positional = [*a.posonlyargs, *a.args]
+  pairs = [*zip(positional[len(positional) - len(a.defaults) :], a.defaults), *zip(a.kwonlyargs, a.kw_defaults)]
+  return {p.arg for p, d in pairs if d is not None and not isinstance(d, ast.Constant)}
 
 
 class _Function:
-  """What one function or method may change, given what is known of the program's other code."""
+  """What one function or method may change; looked at again as more of the program's code is found to change."""
 
-  def __init__(self, node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool, modules: set[str]):
+  def __init__(
+    self, node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool, modules: set[str], known: Known, held=()
+  ):
     a = node.args
     params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
     decorators = {root_name(d) for d in node.decorator_list}
     self.self_name = params[0] if method and params and "staticmethod" not in decorators else None
     self.own = set(params) - {self.self_name}
-    self.name, self.node = node.name, node
+    self.name, self.node, self.known = node.name, node, known
     self.constructor = node.name in _CONSTRUCTORS
-    imported = _imported(node)
-    # A module object is not state: `math.gcd(a, b)` returns none of math.
-    self.not_state = modules | imported | _BUILTIN_NAMES
-    self.local = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    self.local |= set(params) | imported
-    self.links = links_of(node, into_functions=True)
-    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+    imported = set(imported_from(node))
+    self.not_state = modules | imported | _BUILTIN_NAMES  # `math.gcd(a, b)` returns none of math.
+    self.local = (own_bindings(node) | imported) - _persistent_parameters(node)
+    self.links = links_of(node, into_functions=True, known=known)
+    if self.self_name is not None:  # What any method of the class keeps in `self`.
+      self.links[self.self_name] = self.links[self.self_name] + [(n, None, 1) for n in held]
     self.state = any(isinstance(n, ast.Global) for n in ast.walk(node))
+    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
     self.state |= any(root_name(c.func) in STATE_BUILTINS for c in calls)
     self.called = {c for call in calls for c in (root_name(call.func), function_name(call)) if c}
+    self._static_sites = change_sites(node, True, known)
+    self._call_effects = call_effects(node, known)
+    self._applied: set[tuple[str, int]] = set()
+    self._seen: set = set()
+    self._changed: set[str] = set()
+
+  def self_reach(self) -> set[str]:
+    """Module names `self`'s object may hold after this method, at some depth."""
+    if self.self_name is None:
+      return set()
+    return reached(self.links, [(self.self_name, None)]) - self.local - self.not_state
+
+  def returned(self) -> tuple[set[str], bool]:
+    """(module names the value a call returns or yields may be or hold, whether it may hold `self`'s)."""
+    values = [n.value for n in ast.walk(self.node) if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom))]
+    starts = [(name, None) for v in values if v is not None for name, _, _ in sources(v, self.known)]
+    found = reached(self.links, starts)
+    return found - self.local - self.not_state, self.self_name in found
 
   def effects(self, module_writers, argument_writers, method_writers) -> tuple[bool, bool, bool]:
-    """(may write module state, may change its arguments, may change `self`)."""
-    sites = change_sites(self.node, True, method_writers, argument_writers)
-    changed = reached(self.links, sites) - self.not_state
-    module = self.state or bool(self.called & module_writers) or bool(changed - self.local)
-    changes_self = self.self_name in changed and not self.constructor
-    return module, bool(changed & self.own), changes_self
+    """(may write module state, may change its arguments, may change `self`); each call follows only what is
+    new since the last."""
+    sites, self._static_sites = self._static_sites, []
+    for kind, writers in ((0, argument_writers), (1, method_writers)):
+      for name in (self._call_effects.keys() & writers) - {n for k, n in self._applied if k == kind}:
+        self._applied.add((kind, name))
+        sites += self._call_effects[name][kind]
+    self._changed |= reached(self.links, sites, self._seen) - self.not_state
+    module = self.state or bool(self.called & module_writers) or bool(self._changed - self.local)
+    changes_self = self.self_name in self._changed and not self.constructor
+    return module, bool(self._changed & self.own), changes_self
 
 
 class ProgramEffects:
   """Which of a program's top-level functions, classes and methods may change state, and how.
 
   Attributes:
-    modules: names the program's top-level imports bind.
-    definitions: names of its top-level functions and classes.
+    modules: {name a top-level import binds: its top-level module}.
+    definitions: names of the program's top-level functions and classes.
     declared_global: names any `global` statement declares.
     module_writers: names of functions, classes and methods that may write module state.
-    argument_writers: names of those that may change an object passed to them.
-    method_writers: names of methods that may change the object they are called on.
+    known: what `object_links` needs of the program (what calls of its code may return, which change their
+      arguments or the object they are called on).
     pure: the definitions that neither write module state nor change their arguments, and the names bound at
-      the top level to an instance of such a class (`sol = Solution()`).
+      the top level to an instance of a class that writes no module state (`sol = Solution()`: a method that
+      changes its arguments is seen where it is called).
+    quiet: the definitions that write no module state (a call of one with no live argument changes nothing).
   """
 
   def __init__(self, body: list[ast.stmt]):
     defs = {s.name: s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    self.modules = set().union(*(_imported(s) for s in body if isinstance(s, (ast.Import, ast.ImportFrom))))
+    imports = [s for s in body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    self.modules = {name: module for s in imports for name, module in imported_from(s).items()}
     self.definitions = set(defs)
     self.declared_global = {name for s in body for n in ast.walk(s) if isinstance(n, ast.Global) for name in n.names}
-    functions = []  # (facts, the names a call of it goes by)
+    members = {}  # {definition: its functions (a class: its methods)}
     for name, node in defs.items():
-      if isinstance(node, ast.ClassDef):
-        methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        functions += [(_Function(m, True, self.modules), {name, m.name}) for m in methods]
-      else:
-        functions.append((_Function(node, False, self.modules), {name}))
-    self.module_writers, self.argument_writers, self.method_writers = set(), set(), set()
+      is_class = isinstance(node, ast.ClassDef)
+      members[name] = (
+        [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))] if is_class else [node]
+      )
+    classes = {n for n, s in defs.items() if isinstance(s, ast.ClassDef)}
+    known = self._returns(members, classes)
+    functions = []  # (facts, the names a call of it goes by)
+    for name, nodes in members.items():
+      held = known.returns.get(name, ()) if name in classes else ()
+      functions += [(_Function(n, name in classes, set(self.modules), known, held), {name, n.name}) for n in nodes]
+    self.module_writers, argument_writers, method_writers = set(), set(), set()
     callers = collections.defaultdict(list)
     for k, (facts, _) in enumerate(functions):
       for called in facts.called:
@@ -97,10 +146,10 @@ class ProgramEffects:
       k = work.popleft()
       queued.discard(k)
       facts, names = functions[k]
-      module, arguments, changes_self = facts.effects(self.module_writers, self.argument_writers, self.method_writers)
+      module, arguments, changes_self = facts.effects(self.module_writers, argument_writers, method_writers)
       found = [(self.module_writers, n) for n in names if module]
-      found += [(self.argument_writers, n) for n in names if arguments]
-      found += [(self.method_writers, facts.name)] if changes_self else []
+      found += [(argument_writers, n) for n in names if arguments]
+      found += [(method_writers, facts.name)] if changes_self else []
       for kind, name in found:
         if name not in kind:
           kind.add(name)
@@ -108,8 +157,9 @@ class ProgramEffects:
             if j not in queued:
               work.append(j)
               queued.add(j)
-    self.pure = set(defs) - self.module_writers - self.argument_writers
-    classes = {n for n, s in defs.items() if isinstance(s, ast.ClassDef)} & self.pure
+    self.known = Known(known.returns, frozenset(method_writers), frozenset(argument_writers))
+    self.quiet = set(defs) - self.module_writers
+    classes &= self.quiet
     # An instance made at the top level (`sol = Solution()`): its methods are the class's code.
     self.instances = {
       t.id
@@ -118,10 +168,38 @@ class ProgramEffects:
       for t in s.targets
       if isinstance(t, ast.Name)
     }
-    self.pure |= self.instances
+    self.pure = (self.quiet - argument_writers) | self.instances
+    self._aliases = mutator_aliases(ast.Module(body=body, type_ignores=[]))
+
+  def _returns(self, members: dict, classes: set[str]) -> Known:
+    """What a call of each of the program's functions, classes and methods may return, as module names (a class:
+    what its instances hold): found with each call of the program's code standing for itself, then resolved."""
+    program = set(members) | {n.name for nodes in members.values() for n in nodes}
+    placeholder = Known(returns={name: frozenset([name]) for name in program})
+    direct = collections.defaultdict(set)
+    for name, nodes in members.items():
+      facts = [_Function(n, name in classes, set(self.modules), placeholder) for n in nodes]
+      held = set().union(*(f.self_reach() for f in facts)) if name in classes else set()
+      direct[name] |= held
+      for f in facts:
+        found, holds_self = f.returned()
+        direct[f.name] |= found | (held if holds_self else set())
+        direct[name] |= set() if name in classes else found
+    resolved = {name: found - program for name, found in direct.items()}
+    callers = collections.defaultdict(set)
+    for name, found in direct.items():
+      for callee in found & program:
+        callers[callee].add(name)
+    work = collections.deque(resolved)
+    while work:  # A name's set grows only by module names: each grows a bounded number of times.
+      callee = work.popleft()
+      for name in callers[callee]:
+        if not resolved.get(callee, set()) <= resolved.setdefault(name, set()):
+          resolved[name] |= resolved[callee]
+          work.append(name)
+    return Known(returns={name: frozenset(found) for name, found in resolved.items()})
 
   def changed_names(self, node: ast.AST) -> set[str]:
     """The names whose objects top-level code `node` may change in place (lambdas under it included: a call of
     the statement may run them)."""
-    sites = change_sites(node, True, self.method_writers, self.argument_writers)
-    return {name for name, _ in sites}
+    return {name for name, _ in change_sites(node, True, self.known, self._aliases)}

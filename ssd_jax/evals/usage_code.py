@@ -18,9 +18,10 @@ A program graded through its definitions often ends with a usage example: `print
   passes to a function may be the function under test, `total = pick(loop)`).
 
 What changes state is recognised syntactically, through the objects names stand for and the program's own
-functions transitively (`program_effects`, `object_links`); where unsure code is kept, which can split two
-copies of one solution but not merge two solutions. A program that reaches names by string (`globals`, `eval`,
-`exec`, `vars`, `locals`) keeps every assignment.
+functions transitively (`program_effects`, `object_links`, `object_changes`), and a usage call of a module other
+than a few that keep no state (`sys.setrecursionlimit`, `random.seed`) is kept; where unsure code is kept, which
+can split two copies of one solution but not merge two solutions. A program that reaches names by string
+(`globals`, `eval`, `exec`, `vars`, `locals`) keeps every assignment.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from ssd_jax.evals.name_reads import free_reads, root_name
 from ssd_jax.evals.object_links import function_name, links_of
 from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects
 
+# Modules whose functions keep no state a later call could see; a usage call of any other module's is kept.
+_QUIET_MODULES = frozenset(
+  "math cmath itertools functools operator string re json collections heapq bisect statistics fractions copy "
+  "textwrap typing time datetime unicodedata numbers pprint".split()
+)
 # Builtins that only look at their positional arguments: a name passed to one is read as data.
 _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
@@ -72,18 +78,43 @@ def _function_like(node: ast.AST) -> set[str]:
   return found
 
 
-def may_change(effects: ProgramEffects, node: ast.AST, live: set[str]) -> bool:
-  """Whether running top-level `node` may change a live name or the program's state (see the module docstring)."""
-  if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)) or effects.changed_names(node) & live:
-    return True
-  for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-    callee = root_name(call.func)
-    if callee in STATE_BUILTINS or {callee, function_name(call)} & effects.module_writers:
-      return True
-    harmless = callee in effects.pure or (isinstance(call.func, ast.Name) and callee in _DATA_SINKS)
-    if _arguments(call) & live - effects.modules and not harmless:
-      return True
-  return False
+class _Touches:
+  """What each top-level statement may change, found once (the live names grow; this does not)."""
+
+  def __init__(self, effects: ProgramEffects):
+    self.effects = effects
+    self._found: dict[int, tuple[bool, set[str], set[str]]] = {}
+
+  def may_change(self, node: ast.AST, live: set[str]) -> bool:
+    """Whether running top-level `node` may change a live name or the program's state (see the module
+    docstring)."""
+    if id(node) not in self._found:
+      self._found[id(node)] = self._touches(node)
+    always, changed, passed = self._found[id(node)]
+    return always or bool(changed & (live | self.effects.definitions)) or bool(passed & live)
+
+  def _touches(self, node: ast.AST) -> tuple[bool, set[str], set[str]]:
+    """(changes state whatever is live, names whose objects it changes, names it passes to code that may)."""
+    effects = self.effects
+    if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
+      return True, set(), set()
+    passed = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+      callee = root_name(call.func)
+      if callee in STATE_BUILTINS or {callee, function_name(call)} & effects.module_writers:
+        return True, set(), set()
+      module = effects.modules.get(callee)
+      if module is not None and module not in _QUIET_MODULES and not _writes_output(call):
+        return True, set(), set()  # `sys.setrecursionlimit(...)`, `random.seed(...)`
+      if not (callee in effects.pure or isinstance(call.func, ast.Name) and callee in _DATA_SINKS):
+        passed |= _arguments(call) - effects.modules.keys()
+    return False, effects.changed_names(node), passed
+
+
+def _writes_output(call: ast.Call) -> bool:
+  """`sys.stdout.write(...)` and the like: output, not state."""
+  stream = call.func.value if isinstance(call.func, ast.Attribute) else None
+  return isinstance(stream, ast.Attribute) and stream.attr in ("stdout", "stderr")
 
 
 def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -93,6 +124,7 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     body: a parsed program's top-level statements (of a program that does not read standard input).
   """
   effects = ProgramEffects(body)
+  touches = _Touches(effects)
   reads = [free_reads(s) for s in body]
   guards = [is_main_guard(s) and not s.orelse for s in body]
   usage = [g or isinstance(s, (ast.Expr, ast.Assert)) for g, s in zip(guards, body, strict=True)]
@@ -107,7 +139,7 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
   standing_for = collections.defaultdict(set)
   for s in body:
     if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-      for name, links in links_of(s, into_functions=False).items():
+      for name, links in links_of(s, into_functions=False, known=effects.known).items():
         for source, _, _ in links:
           standing_for[source].add(name)
   for i, (names, _) in enumerate(bindings):
@@ -128,7 +160,7 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
       make_live(name)
 
   for i in range(len(body)):
-    if not usage[i] and not bindings[i][0] or usage[i] and not guards[i] and may_change(effects, body[i], live):
+    if not usage[i] and not bindings[i][0] or usage[i] and not guards[i] and touches.may_change(body[i], live):
       keep(i)
   while pending:
     name = pending.popleft()
@@ -137,9 +169,9 @@ def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     for i in binders[name]:
       keep(i)
     for i in mentioning[name]:
-      if usage[i] and may_change(effects, body[i], live):
+      if usage[i] and touches.may_change(body[i], live):
         keep(i)
-  return [body[i] for i in _without_usage_assignments(body, usage, reads, bindings, live, effects)]
+  return [body[i] for i in _without_usage_assignments(body, usage, reads, bindings, live, touches)]
 
 
 def _binding(node: ast.stmt, effects: ProgramEffects) -> tuple[set[str], bool]:
@@ -149,9 +181,9 @@ def _binding(node: ast.stmt, effects: ProgramEffects) -> tuple[set[str], bool]:
     return set(), False
   stored = [n for t in targets for n in ast.walk(t) if isinstance(n, (ast.Attribute, ast.Subscript, ast.Name))]
   names = {n.id for n in stored if isinstance(n, ast.Name)}
-  if len(names) != len(stored) or names & (effects.definitions | effects.modules | effects.declared_global):
+  if len(names) != len(stored) or names & (effects.definitions | effects.modules.keys() | effects.declared_global):
     return set(), False
-  if isinstance(node.value, ast.Call) and root_name(node.value) in effects.pure:
+  if isinstance(node.value, ast.Call) and root_name(node.value) in effects.quiet | effects.instances:
     return names, True
   try:
     ast.literal_eval(node.value)
@@ -166,7 +198,7 @@ def _without_usage_assignments(
   reads: list[set[str]],
   bindings: list,
   live: set[str],
-  effects: ProgramEffects,
+  touches: _Touches,
 ) -> list[int]:
   """The indices of the kept statements less the usage assignments (see the module docstring), each looked at
   again only when a statement reading its names is dropped."""
@@ -187,7 +219,7 @@ def _without_usage_assignments(
     names, is_call = bindings[i]
     if i in dropped or not names & usage_reads or names & live or (is_call and names & function_like):
       continue
-    if may_change(effects, body[i].value, live) or any(readers[name] - (name in reads[i]) for name in names):
+    if touches.may_change(body[i].value, live) or any(readers[name] - (name in reads[i]) for name in names):
       continue
     dropped.add(i)
     readers.subtract(reads[i])
