@@ -63,6 +63,7 @@ def _mutated(**fields):
     ({"eval__checkpoints": "last"}, "eval.checkpoints"),
     ({"eval__split__dev_fraction": 1.0}, "eval.split.dev_fraction"),
     ({"eval__select_k": 9}, "eval.select_k"),
+    ({"eval__diversity_m": 1}, "eval.diversity_m"),  # one correct sample is always one cluster
   ],
 )
 def test_bad_value_names_field(fields, named):

@@ -168,7 +168,7 @@ def checks() -> list[Check]:
     Check("eval.split.dev_fraction", lambda v: 0 < v < 1, "a share in (0, 1)"),
     Check("eval.split.seed", lambda v: v >= 0, "a seed >= 0 (apart from `seed`)"),
     Check("eval.select_k", lambda v: v >= 1, "a k >= 1"),
-    Check("eval.diversity_m", lambda v: v >= 1, "at least 1 correct sample"),
+    Check("eval.diversity_m", lambda v: v >= 2, "at least 2 correct samples (one is always one cluster)"),
   ]
 
 

@@ -17,9 +17,7 @@ import numpy as np
 from ssd_jax.evals.pass_at_k import pass_at_k
 
 _TIE_TOLERANCE = 1e-9
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # A named setting's results folder.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +43,7 @@ class DecodingSetting:
       raise ValueError(f"decoding top_k must be >= 0, got {self.top_k}")
     if not 0 < self.top_p <= 1:
       raise ValueError(f"decoding top_p must be in (0, 1], got {self.top_p}")
-    if self.name and not _SAFE_NAME.fullmatch(self.name):  # It names the setting's results folder.
+    if self.name and not _SAFE_NAME.fullmatch(self.name):
       raise ValueError(
         "a setting's name starts with a letter or digit and holds only those and '_.-' (it names a results folder), "
         f"got {self.name!r}"

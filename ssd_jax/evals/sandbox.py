@@ -34,8 +34,6 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 # The worker's own share of its cgroup's memory.max: a program's process decodes messages of up to
 # sandbox_wire.MAX_RELAYED_BYTES (LiveCodeBench's largest calls are megabytes).
 WORKER_MEMORY_MB = 512
-
-
 MAX_TIMEOUT_S = 86400  # A day per test.
 MAX_MEMORY_MB = 1 << 40
 
