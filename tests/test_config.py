@@ -50,11 +50,6 @@ def _mutated(**fields):
     ({"eval__grid__truncations": "20:0.8"}, "eval.grid.truncations"),
     ({"eval__grid__named": "official=0.7"}, "eval.grid.named"),
     ({"eval__grid__named": "../../outside=0.7/20/0.8"}, "eval.grid.named"),  # names a results folder
-    # A rollout the teacher has no context for shows it the student's prompt, which must fit its width.
-    (
-      {"self_distill__max_prompt_len": 512, "self_distill__max_teacher_prompt_len": 256},
-      "self_distill.max_teacher_prompt_len",
-    ),
     # One rollout per prompt has no sibling to demonstrate, and no reference is shown: nothing to learn.
     ({"self_distill__group_size": 1, "self_distill__sdsd__use_reference": False}, "self_distill.group_size"),
     ({"eval__workers": 65}, "eval.workers"),  # a sandbox's block of user ids

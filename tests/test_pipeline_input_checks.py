@@ -78,6 +78,11 @@ def test_a_late_isolation_error_ends_the_run_in_one_line():
       r"field 'self_distill.max_teacher_prompt_len' = 64 cannot hold a teacher prompt of method 'sdsd' with any "
       r"context \(the shortest, with an empty one, has \d+ tokens\)",
     ),
+    (  # A rollout its teacher has no context for shows it the student's prompt: it must fit the teacher too.
+      "self_distill",
+      {"self_distill.max_teacher_prompt_len": 8},
+      r"field 'self_distill.max_teacher_prompt_len' = 8 fits 0 of the \d+ prompts of field 'self_distill.problems'",
+    ),
     (
       "self_distill",
       {"self_distill.max_prompt_len": 8},

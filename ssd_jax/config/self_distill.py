@@ -231,12 +231,6 @@ def cross_errors(config: ml_collections.ConfigDict) -> list[str]:
       f"{fields} = {values} = {rows} rollouts per update are not divisible by 'self_distill.grad_accum_steps' = "
       f"{section.grad_accum_steps}"
     )
-  if section.max_teacher_prompt_len < section.max_prompt_len:  # A rollout without context shows the student's.
-    errors.append(
-      f"field 'self_distill.max_teacher_prompt_len' = {section.max_teacher_prompt_len} is shorter than "
-      f"'self_distill.max_prompt_len' = {section.max_prompt_len}: a teacher prompt is the student's prompt and "
-      "its context"
-    )
   settings = {BLANK_FEEDBACK_ABLATIONS.get(m, m) for m in method_names(section)}
   for name in sorted(settings & set(METHODS)):  # An unknown method is the value check's error.
     if section.group_size < 2 and section[name].context == "demonstration" and not section[name].use_reference:

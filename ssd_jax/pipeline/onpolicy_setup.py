@@ -68,17 +68,21 @@ def method_done(model_dir: str) -> bool:
 
 
 def fitting_training_prompts(prompt_ids, section: ml_collections.ConfigDict) -> list[int]:
-  """Indices of the self_distill prompts within `self_distill.max_prompt_len` (longer problems are skipped).
+  """Indices of the self_distill prompts within `self_distill.max_prompt_len` and `max_teacher_prompt_len`
+  (longer problems are skipped): a rollout its teacher has no context for shows it the student's prompt.
 
   Raises:
-    ConfigError: fewer fit than `self_distill.prompts_per_step`, naming both fields and the shortest prompt.
+    ConfigError: fewer fit than `self_distill.prompts_per_step`, naming the narrower width's field, the other
+      field and the shortest prompt.
   """
-  fitting = [i for i, ids in enumerate(prompt_ids) if len(ids) <= section.max_prompt_len]
+  field = "max_prompt_len" if section.max_prompt_len <= section.max_teacher_prompt_len else "max_teacher_prompt_len"
+  width = section[field]
+  fitting = [i for i, ids in enumerate(prompt_ids) if len(ids) <= width]
   if len(fitting) < section.prompts_per_step:
     shortest = min((len(ids) for ids in prompt_ids), default=0)
     raise ConfigError(
-      f"field 'self_distill.max_prompt_len' = {section.max_prompt_len} fits {len(fitting)} of the "
-      f"{len(prompt_ids)} prompts of field 'self_distill.problems' (the shortest has {shortest} tokens), fewer "
-      f"than field 'self_distill.prompts_per_step' = {section.prompts_per_step}"
+      f"field 'self_distill.{field}' = {width} fits {len(fitting)} of the {len(prompt_ids)} prompts of field "
+      f"'self_distill.problems' (the shortest has {shortest} tokens), fewer than field "
+      f"'self_distill.prompts_per_step' = {section.prompts_per_step}"
     )
   return fitting
