@@ -202,6 +202,47 @@ SOLVE_G = "def solve():\n    return G[0]\n"
       "G = [1]\ndef prep():\n    G.append(1)\n    return [G for G in range(2)]\ndef solve():\n    return len(G)\n",
       "prep()\n",
     ),  # a comprehension's own G does not hide the module's
+    (
+      "WORDS = []\ndef add(acc, s):\n    acc += s.split()\ndef solve():\n    return len(WORDS)\n",
+      "add(WORDS, 'a b')\n",
+    ),
+    ("G = [1]\ndef grow(xs):\n    xs *= 2\ndef solve():\n    return len(G)\n", "grow(G)\n"),  # in place
+    (
+      "class St:\n    def __init__(self):\n        self.s = []\n    def items(self):\n        return self.s\n"
+      "ST = St()\ndef solve():\n    return len(ST.s)\n",
+      "ST.items().append(5)\n",
+    ),  # not dict.items
+    ("G = [3]\npush = lambda x: G.append(x)\ndef solve():\n    return len(G)\n", "push(5)\n"),  # a callable
+    ("import queue\nQ = queue.Queue()\ndef solve():\n    return Q.qsize()\n", "Q.put(1)\n"),
+    ("G = [3, 1]\ndef get():\n    return lambda: G\n" + SOLVE_G, "get()().sort()\n"),  # a call of a call
+    (
+      "class Solution:\n    res = []\n    def add(self, x):\n        self.res.append(x)\n        return len(self.res)\n"
+      "def solve():\n    return Solution().add(1)\n",
+      "print(Solution().add(5))\n",
+    ),  # shared by instances
+    (
+      "from functools import lru_cache\n@lru_cache(None)\ndef gen(n):\n    return list(range(n, 0, -1))\n"
+      "def solve():\n    return gen(3)[0]\n",
+      "out = gen(3)\nout.sort()\n",
+    ),  # one object for every call
+    (
+      "import sys\ndef setup():\n    sys.setrecursionlimit(10000)\n"
+      "def f(n):\n    return 0 if n == 0 else 1 + f(n - 1)\n"
+      "def solve():\n    return f(5000)\n",
+      "setup()\n",
+    ),  # the interpreter's state, from a helper
+    ("from collections import deque\nD = deque([1])\ndef solve():\n    return len(D)\n", "deque.append(D, 2)\n"),
+    (
+      "class B:\n    def __init__(self):\n        self.v = []\n    def push(self, x):\n        self.v.append(x)\n"
+      "class S(B):\n    def push2(self, x):\n        super().push(x)\nS1 = S()\ndef solve():\n    return len(S1.v)\n",
+      "S1.push2(5)\n",
+    ),
+    (
+      "G = [3, 1]\nclass C:\n    def use(self, xs):\n        self.xs = xs\n"
+      "    def clear(self):\n        self.xs.clear()\n"
+      "def solve():\n    return len(G)\nc = C()\nc.use(G)\n",
+      "c.clear()\n",
+    ),  # kept by one method
     # An instance that keeps G, changed inside.
     (
       "G = [[3], [1]]\nclass C:\n    def __init__(self, x):\n        self.x = x\n    def add(self):\n"
@@ -243,6 +284,14 @@ def test_usage_that_changes_the_solutions_data_through_another_name_is_kept(prog
     ("def words(s):\n    w = s.split()\n    w.reverse()\n    return w\n", "print(words('a b'))\n"),  # new objects
     ("def ones(n):\n    c = bin(n).count('1')\n    c += 1\n    return c\n", "print(ones(5))\n"),
     ("V = 'aeiou'\ndef f(s):\n    t = sum(1 for c in s if c in V)\n    t += 1\n    return t\n", "print(f('ab'))\n"),
+    (
+      "def perms(xs):\n    out = []\n    def bt(path):\n        if len(path) == len(xs):\n"
+      "            out.append(path[:])\n"
+      "            return\n        for x in xs:\n            if x not in path:\n                path.append(x)\n"
+      "                bt(path)\n                path.pop()\n    bt([])\n    return out\n",
+      "print(perms([1, 2]))\n",
+    ),
+    ("import numpy as np\ndef total(a):\n    return int(np.sum(a))\n", "print(total(np.array([1, 2])))\n"),
     # A number computed from module data is not that data.
     (
       "MOD = 10 ** 9 + 7\ndef f(n):\n    r = 1\n    for i in range(n):\n        r = r * 2 % MOD\n    return r\n",

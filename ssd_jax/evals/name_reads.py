@@ -83,3 +83,20 @@ def root_name(node: ast.AST) -> str | None:
   while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
     node = node.func if isinstance(node, ast.Call) else node.value
   return node.id if isinstance(node, ast.Name) else None
+
+
+def chain_roots(node: ast.AST) -> dict[int, str | None]:
+  """{id(n): root_name(n)} for every attribute, call and subscript under `node`, each chain walked once (a chain
+  of n calls costs n, not n^2)."""
+  roots: dict[int, str | None] = {}
+  for top in ast.walk(node):
+    if not isinstance(top, (ast.Attribute, ast.Call, ast.Subscript)) or id(top) in roots:
+      continue
+    chain, n = [], top
+    while isinstance(n, (ast.Attribute, ast.Call, ast.Subscript)) and id(n) not in roots:
+      chain.append(n)
+      n = n.func if isinstance(n, ast.Call) else n.value
+    found = roots[id(n)] if id(n) in roots else n.id if isinstance(n, ast.Name) else None
+    for link in chain:
+      roots[id(link)] = found
+  return roots

@@ -27,6 +27,7 @@ MUTATING_FUNCTIONS = set(
   "iadd iconcat ior iand ixor isub imul imatmul ifloordiv itruediv imod ipow ilshift irshift".split()
 )
 _MAX_DEPTH = 4  # Deeper is "some depth".
+_NUMBER_RESULTS = {"len", "abs", "int", "float", "round", "ord", "hash", "id", "bool", "complex", "pow"}
 
 
 def _changed(node: ast.AST, known: Known, depth: int | None = 0) -> list[tuple[str, int | None]]:
@@ -82,12 +83,14 @@ def change_sites(root: ast.AST, into_functions: bool, known: Known = NOTHING_KNO
 
 
 def _in_place(node: ast.AugAssign) -> bool:
-  """Whether `x op= v` may change x's object in place (a list's `+=`, a set's `|=`), not only rebind x: not for
-  the operators Python's containers lack, nor a number or string `v` (`count += 1`, `total += len(xs)`)."""
+  """Whether `x op= v` may change x's object in place (a list's `+=` of any iterable, a set's `|=`), not only
+  rebind x: not for the operators Python's containers lack, nor a number `v` (`count += 1`, `n -= len(xs)`)."""
   value = node.value
-  if isinstance(node.op, REBINDING_OPS) or isinstance(value, (ast.Constant, ast.UnaryOp, ast.Compare, ast.JoinedStr)):
+  if isinstance(node.op, REBINDING_OPS) or isinstance(value, (ast.UnaryOp, ast.Compare)):
     return False
-  return not (isinstance(value, ast.Call) and not sources(value))
+  number = isinstance(value, ast.Constant) and isinstance(value.value, (int, float, complex))
+  number |= isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in _NUMBER_RESULTS
+  return not number or isinstance(node.op, ast.Mult)  # `xs *= 2` repeats a list in place
 
 
 def _call_sites(n: ast.Call, known: Known, aliases, first_argument) -> list:
@@ -101,7 +104,7 @@ def _call_sites(n: ast.Call, known: Known, aliases, first_argument) -> list:
   if isinstance(n.func, ast.Name) and name in aliases:  # `add = seen.add; add(x)`
     sites += _changed(aliases[name], known)
   # `list.sort(xs)`, `dict.update(d, ...)`: a method called through its class changes its first argument.
-  unbound = isinstance(receiver, ast.Name) and receiver.id in BUILTIN_NAMES and name in MUTATORS
+  unbound = isinstance(receiver, ast.Name) and receiver.id in BUILTIN_NAMES | known.imported and name in MUTATORS
   if n.args and (unbound or name in MUTATING_FUNCTIONS or isinstance(n.func, ast.Name) and name in first_argument):
     sites += _changed(n.args[0], known)
   if name in known.argument_writers:
@@ -114,7 +117,7 @@ def call_effects(root: ast.AST, known: Known) -> dict[str, tuple[list, list]]:
   on)}, at some depth: what a call changes if its callee changes its arguments, or `self`."""
   found = collections.defaultdict(lambda: ([], []))
   for n in ast.walk(root):
-    if isinstance(n, ast.Call) and (name := function_name(n)):
+    if isinstance(n, ast.Call) and (name := function_name(n)) in known.returns:  # Only the program's code.
       given, receivers = found[name]
       given += [site for a in (*n.args, *(k.value for k in n.keywords)) for site in _changed(a, known, None)]
       receivers += _changed(n.func.value, known, None) if isinstance(n.func, ast.Attribute) else []

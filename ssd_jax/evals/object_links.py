@@ -54,9 +54,11 @@ class Known:
       a class, its instance hold).
     method_writers: names of methods that may change the object they are called on.
     argument_writers: names of functions, classes and methods that may change an object passed to them.
+    imported: names the program's imports bind (`deque.append(d, x)` changes d, as `list.append(xs, x)` does).
   """
 
   returns: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+  imported: frozenset[str] = frozenset()
   method_writers: frozenset[str] = frozenset()
   argument_writers: frozenset[str] = frozenset()
 
@@ -147,12 +149,16 @@ def _call_sources(node: ast.Call, known: Known) -> list:
       return []
     if isinstance(node.func, ast.Attribute) and name in _FRESH_METHODS:
       return []
-  receiver = [node.func.value] if isinstance(node.func, ast.Attribute) else []
+  if name == "super" and isinstance(node.func, ast.Name):  # The method's own object (`object_changes`' self).
+    return [("super", 0, 0)]
+  # `obj.f(...)`: obj; `get()(...)`: what get() returns.
+  receiver = [] if isinstance(node.func, ast.Name) else [getattr(node.func, "value", node.func)]
   given = [link for a in (*receiver, *node.args, *(k.value for k in node.keywords)) for link in _anything(a)]
   if isinstance(node.func, ast.Name) and name not in known.returns and name not in BUILTIN_NAMES:
     given.append((name, None, 0))  # A function value (`get = lambda: G`) returns what it reads.
   returned = [(n, None, 0) for n in known.returns.get(name, ())]
-  return ([(n, None, 1) for n, _, _ in given] if name in _COPIES else given) + returned
+  copies = name in _COPIES and name not in known.returns
+  return ([(n, None, 1) for n, _, _ in given] if copies else given) + returned
 
 
 def _target_chain(target: ast.AST) -> tuple[str | None, int | None]:
@@ -207,4 +213,8 @@ def links_of(root: ast.AST, into_functions: bool, known: Known = NOTHING_KNOWN) 
     elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _STORE_ITEM | _STORE_ITEMS:
       given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a, known)]
       hold(n.func.value, given, items=n.func.attr in _STORE_ITEMS)
+    elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in known.method_writers:
+      given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a, known)]
+      if (root := _target_chain(n.func.value)[0]) is not None:  # The method may keep them (`c.use(G)`).
+        links[root] += _shift(given, None, 1)
   return links

@@ -1,13 +1,16 @@
-"""What calling a program's own functions, classes and methods may change.
+"""What calling a program's own functions, classes and methods may change, and what it may return.
 
 A function or method *writes module state* when it may change an object it does not bind (`object_changes`
-follows the names that stand for other objects: `h = G; h.sort()` changes G), or a mutable default of its
-parameters (it outlives the call), declares `global`, reaches names dynamically (`setattr`, `globals`, `exec`,
-...) or calls code of the program that writes module state; it *changes its arguments* when it may change an
-object passed to it; a method other than a constructor that may change `self` changes the object it is called
-on. What one method keeps in `self` (`self.log = HISTORY`) is known to every method of its class. Calls of the
-program's code are matched by name (`f(...)`, `obj.f(...)`): a method shares what is known of every definition of
-its name, and a class counts as what any of its methods does. Where unsure, code counts as changing state.
+follows the names that stand for other objects: `h = G; h.sort()` changes G), a mutable default of its
+parameters (it outlives the call) or an object its class's body binds (`res = []`, shared by the instances),
+declares `global`, reaches names dynamically (`setattr`, `globals`, `exec`, ...), calls into a module that keeps
+state (`sys.setrecursionlimit`, `random.seed`; not `math`, `itertools`, ...) or calls code of the program that
+writes module state; it *changes its arguments* when it may change an object passed to it; a method other than a
+constructor that may change `self` changes the object it is called on. What one method keeps in `self`
+(`self.log = HISTORY`) is known to every method of its class, and a call may return the module objects its
+callee's return values reach (`get()` returning G). Calls of the program's code are matched by name (`f(...)`,
+`obj.f(...)`): a method shares what is known of every definition of its name, and a class counts as what any of
+its methods does. Where unsure, code counts as changing state.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
+import dataclasses
+from collections.abc import Mapping
 
-from ssd_jax.evals.name_reads import own_bindings, root_name
+from ssd_jax.evals.name_reads import chain_roots, free_reads, own_bindings, root_name
 from ssd_jax.evals.object_changes import call_effects, change_sites, mutator_aliases, reached
 from ssd_jax.evals.object_links import Known, function_name, links_of, sources
 
@@ -24,6 +29,11 @@ BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
 STATE_BUILTINS = BY_STRING | {"setattr", "delattr", "__import__"}
 _CONSTRUCTORS = {"__init__", "__new__", "__post_init__"}
 _BUILTIN_NAMES = frozenset(dir(builtins))
+# Modules whose functions keep no state a later call could see.
+_QUIET_MODULES = frozenset(
+  "math cmath itertools functools operator string re json collections heapq bisect statistics fractions copy "
+  "textwrap typing time datetime unicodedata numbers pprint numpy".split()
+)
 
 
 def imported_from(node: ast.AST) -> dict[str, str]:
@@ -35,6 +45,28 @@ def imported_from(node: ast.AST) -> dict[str, str]:
     elif isinstance(n, ast.ImportFrom):
       found.update({a.asname or a.name: (n.module or "").split(".")[0] for a in n.names})
   return found
+
+
+def quiet_call(call: ast.Call, modules: Mapping[str, str], root: str | None = None) -> bool:
+  """Whether `call` changes no module's state a later call could see: not a call into a module (`modules`: {name:
+  its module}), or one into a module of pure functions (`math.gcd`, `os.path.join`, `numpy.sum`) that does not
+  seed or set anything, or a write to standard output or error. `root`: `root_name(call.func)`, when known."""
+  module = modules.get(root_name(call.func) if root is None else root)
+  if module is None:
+    return True
+  chain, node = [], call.func
+  while isinstance(node, ast.Attribute):  # A module's function is a short chain (`np.random.seed`).
+    chain.append(node.attr)
+    node = node.value
+  if chain[-2:] in (["write", "stdout"], ["write", "stderr"], ["flush", "stdout"]) or chain[-1:] == ["path"]:
+    return module in ("sys", "os")
+  return module in _QUIET_MODULES and not any(a == "random" or a.startswith(("set", "seed")) for a in chain)
+
+
+def _shared_class_data(node: ast.ClassDef) -> bool:
+  """Whether a class's body binds an object that is not a constant (`res = []`): its instances share it."""
+  values = [s.value for s in node.body if isinstance(s, (ast.Assign, ast.AnnAssign)) and s.value is not None]
+  return any(not isinstance(v, ast.Constant) for v in values)
 
 
 def _persistent_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
@@ -49,7 +81,13 @@ class _Function:
   """What one function or method may change; looked at again as more of the program's code is found to change."""
 
   def __init__(
-    self, node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool, modules: set[str], known: Known, held=()
+    self,
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    method: bool,
+    modules: Mapping[str, str],
+    known: Known,
+    held=(),
+    class_state: bool = False,
   ):
     a = node.args
     params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
@@ -58,16 +96,24 @@ class _Function:
     self.own = set(params) - {self.self_name}
     self.name, self.node, self.known = node.name, node, known
     self.constructor = node.name in _CONSTRUCTORS
-    imported = set(imported_from(node))
-    self.not_state = modules | imported | _BUILTIN_NAMES  # `math.gcd(a, b)` returns none of math.
-    self.local = (own_bindings(node) | imported) - _persistent_parameters(node)
+    modules = {**modules, **imported_from(node)}
+    self.not_state = set(modules) | _BUILTIN_NAMES  # `math.gcd(a, b)` returns none of math.
+    self.local = (own_bindings(node) | set(imported_from(node))) - _persistent_parameters(node)
+    # A nested function's own names (`def backtrack(path): path.append(...)`), unless it reads them from outside.
+    nested = [n for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+    self.local |= set().union(*(own_bindings(n) for n in nested if n is not node)) - free_reads(node)
     self.links = links_of(node, into_functions=True, known=known)
-    if self.self_name is not None:  # What any method of the class keeps in `self`.
+    if self.self_name is not None:  # What any method of the class keeps in `self`; `super()` is `self` too.
       self.links[self.self_name] = self.links[self.self_name] + [(n, None, 1) for n in held]
+      self.links["super"] = [(self.self_name, 0, 0)]
+    self.class_state = class_state  # Items of `self` may be the class's own (`res = []` in its body).
     self.state = any(isinstance(n, ast.Global) for n in ast.walk(node))
     calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-    self.state |= any(root_name(c.func) in STATE_BUILTINS for c in calls)
-    self.called = {c for call in calls for c in (root_name(call.func), function_name(call)) if c}
+    roots = chain_roots(node)
+    callees = [roots.get(id(c.func), getattr(c.func, "id", None)) for c in calls]
+    self.state |= any(r in STATE_BUILTINS or not quiet_call(c, modules, r) for c, r in zip(calls, callees, strict=True))
+    # Every name it reads, called or passed on (a callee's effects count either way).
+    self.called = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {function_name(c) for c in calls}
     self._static_sites = change_sites(node, True, known)
     self._call_effects = call_effects(node, known)
     self._applied: set[tuple[str, int]] = set()
@@ -97,6 +143,7 @@ class _Function:
         sites += self._call_effects[name][kind]
     self._changed |= reached(self.links, sites, self._seen) - self.not_state
     module = self.state or bool(self.called & module_writers) or bool(self._changed - self.local)
+    module |= self.class_state and any(n == self.self_name and d != 0 for n, d in self._seen)
     changes_self = self.self_name in self._changed and not self.constructor
     return module, bool(self._changed & self.own), changes_self
 
@@ -130,11 +177,15 @@ class ProgramEffects:
         [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))] if is_class else [node]
       )
     classes = {n for n, s in defs.items() if isinstance(s, ast.ClassDef)}
-    known = self._returns(members, classes)
+    # Classes whose body binds an object its instances share (`res = []`): a change inside `self` may be one.
+    sharing = {name for name in classes if _shared_class_data(defs[name])}
+    known = self._returns(defs, members, classes)
     functions = []  # (facts, the names a call of it goes by)
     for name, nodes in members.items():
       held = known.returns.get(name, ()) if name in classes else ()
-      functions += [(_Function(n, name in classes, set(self.modules), known, held), {name, n.name}) for n in nodes]
+      functions += [
+        (_Function(n, name in classes, self.modules, known, held, name in sharing), {name, n.name}) for n in nodes
+      ]
     self.module_writers, argument_writers, method_writers = set(), set(), set()
     callers = collections.defaultdict(list)
     for k, (facts, _) in enumerate(functions):
@@ -157,7 +208,9 @@ class ProgramEffects:
             if j not in queued:
               work.append(j)
               queued.add(j)
-    self.known = Known(known.returns, frozenset(method_writers), frozenset(argument_writers))
+    self.known = dataclasses.replace(
+      known, method_writers=frozenset(method_writers), argument_writers=frozenset(argument_writers)
+    )
     self.quiet = set(defs) - self.module_writers
     classes &= self.quiet
     # An instance made at the top level (`sol = Solution()`): its methods are the class's code.
@@ -171,21 +224,30 @@ class ProgramEffects:
     self.pure = (self.quiet - argument_writers) | self.instances
     self._aliases = mutator_aliases(ast.Module(body=body, type_ignores=[]))
 
-  def _returns(self, members: dict, classes: set[str]) -> Known:
+  def _returns(self, defs: dict, members: dict, classes: set[str]) -> Known:
     """What a call of each of the program's functions, classes and methods may return, as module names (a class:
-    what its instances hold): found with each call of the program's code standing for itself, then resolved."""
+    what its instances hold): found with each call of the program's code standing for itself, then resolved. A
+    decorated function may return one object on every call (`lru_cache`): its calls may return the function's."""
     program = set(members) | {n.name for nodes in members.values() for n in nodes}
-    placeholder = Known(returns={name: frozenset([name]) for name in program})
+    imported = frozenset(self.modules)
+    placeholder = Known(returns={name: frozenset([name]) for name in program}, imported=imported)
     direct = collections.defaultdict(set)
+    not_data = program | set(self.modules) | _BUILTIN_NAMES
     for name, nodes in members.items():
-      facts = [_Function(n, name in classes, set(self.modules), placeholder) for n in nodes]
+      facts = [_Function(n, name in classes, self.modules, placeholder) for n in nodes]
       held = set().union(*(f.self_reach() for f in facts)) if name in classes else set()
+      if name in classes:  # What its body binds (`data = G`) every instance reaches.
+        body = [s for s in defs[name].body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        held |= set().union(*(free_reads(s) for s in body)) - not_data
       direct[name] |= held
       for f in facts:
         found, holds_self = f.returned()
         direct[f.name] |= found | (held if holds_self else set())
         direct[name] |= set() if name in classes else found
     resolved = {name: found - program for name, found in direct.items()}
+    for name, node in defs.items():
+      if any(root_name(d) not in ("staticmethod", "classmethod", "property") for d in node.decorator_list):
+        resolved.setdefault(name, set()).add(name)
     callers = collections.defaultdict(set)
     for name, found in direct.items():
       for callee in found & program:
@@ -197,7 +259,7 @@ class ProgramEffects:
         if not resolved.get(callee, set()) <= resolved.setdefault(name, set()):
           resolved[name] |= resolved[callee]
           work.append(name)
-    return Known(returns={name: frozenset(found) for name, found in resolved.items()})
+    return Known(returns={name: frozenset(found) for name, found in resolved.items()}, imported=imported)
 
   def changed_names(self, node: ast.AST) -> set[str]:
     """The names whose objects top-level code `node` may change in place (lambdas under it included: a call of

@@ -27,19 +27,16 @@ can split two copies of one solution but not merge two solutions. A program that
 from __future__ import annotations
 
 import ast
+import builtins
 import collections
 
 from ssd_jax.evals.name_reads import free_reads, root_name
 from ssd_jax.evals.object_links import function_name, links_of
-from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects
+from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects, quiet_call
 
-# Modules whose functions keep no state a later call could see; a usage call of any other module's is kept.
-_QUIET_MODULES = frozenset(
-  "math cmath itertools functools operator string re json collections heapq bisect statistics fractions copy "
-  "textwrap typing time datetime unicodedata numbers pprint".split()
-)
 # Builtins that only look at their positional arguments: a name passed to one is read as data.
 _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
+_BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
 
@@ -103,18 +100,13 @@ class _Touches:
       callee = root_name(call.func)
       if callee in STATE_BUILTINS or {callee, function_name(call)} & effects.module_writers:
         return True, set(), set()
-      module = effects.modules.get(callee)
-      if module is not None and module not in _QUIET_MODULES and not _writes_output(call):
+      if not quiet_call(call, effects.modules):
         return True, set(), set()  # `sys.setrecursionlimit(...)`, `random.seed(...)`
       if not (callee in effects.pure or isinstance(call.func, ast.Name) and callee in _DATA_SINKS):
         passed |= _arguments(call) - effects.modules.keys()
+        # A callable object that is not the program's code (`push = lambda x: G.append(x)`, `q.put(1)`).
+        passed |= {callee} - effects.definitions - effects.modules.keys() - _BUILTIN_NAMES
     return False, effects.changed_names(node), passed
-
-
-def _writes_output(call: ast.Call) -> bool:
-  """`sys.stdout.write(...)` and the like: output, not state."""
-  stream = call.func.value if isinstance(call.func, ast.Attribute) else None
-  return isinstance(stream, ast.Attribute) and stream.attr in ("stdout", "stderr")
 
 
 def solution_statements(body: list[ast.stmt]) -> list[ast.stmt]:
