@@ -119,6 +119,13 @@ class SftExampleCounts:
     )
 
 
+def _fate(example: dict[str, Any], max_len: int) -> str:
+  """What keeping an example's first `max_len` tokens leaves: no response token, a cut example, or the whole."""
+  if not example["loss_mask"][1:max_len].any():  # No target in the kept part is a response token.
+    return _NO_RESPONSE
+  return _TRUNCATED if len(example["tokens"]) > max_len else _WHOLE
+
+
 def sft_dataset(
   records: grain.MapDataset | str | os.PathLike,
   tokenizer: ChatTokenizer,
@@ -165,10 +172,7 @@ def sft_dataset(
   def fate(record: SampleRecord) -> str:
     if config.drop_degenerate and is_degenerate(record.completion_text) is not None:
       return _DEGENERATE
-    example = sft_example_from_record(record, None, end_ids)
-    if not example["loss_mask"][1:max_len].any():  # No target in the kept part is a response token.
-      return _NO_RESPONSE
-    return _TRUNCATED if len(example["tokens"]) > max_len else _WHOLE
+    return _fate(sft_example_from_record(record, None, end_ids), max_len)
 
   fates = list(shard.map(fate).to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads)))
   tally = collections.Counter(fates)
@@ -242,13 +246,10 @@ def conversation_dataset(
     raise ValueError(f"global batch size {global_batch_size} is not divisible by {shard_count} processes")
   end_ids = end_of_turn_ids(tokenizer)
   shard = list(conversations)[shard_index::shard_count]
-  fates = collections.Counter()
-  for messages, answer in shard:
-    example = build_sft_example(tokenizer, messages, answer, None, end_ids=end_ids)
-    if not example["loss_mask"][1 : seq_len + 1].any():
-      fates[_NO_RESPONSE] += 1
-    elif len(example["tokens"]) > seq_len + 1:
-      fates[_TRUNCATED] += 1
+  fates = collections.Counter(
+    _fate(build_sft_example(tokenizer, messages, answer, None, end_ids=end_ids), seq_len + 1)
+    for messages, answer in shard
+  )
   counts = SftExampleCounts(len(shard), 0, fates[_NO_RESPONSE], fates[_TRUNCATED], seq_len + 1)
 
   def to_example(conversation: Conversation):

@@ -69,13 +69,17 @@ def free_reads(node: ast.AST) -> set[str]:
   return _scope_reads([node])[0]
 
 
+def parameter_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+  """A function's parameters, in order: positional, keyword-only, then `*args` and `**kwargs`."""
+  a = node.args
+  return [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
+
+
 def own_bindings(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
   """The names a function binds in its own scope, its parameters included: not those its comprehensions or
   nested functions bind, nor those it declares global or nonlocal."""
-  a = node.args
-  params = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
   _, bound, shared = _scope_reads(node.body if isinstance(node.body, list) else [node.body])
-  return (bound | params) - shared
+  return (bound | set(parameter_names(node))) - shared
 
 
 def root_name(node: ast.AST) -> str | None:

@@ -13,7 +13,16 @@ import ast
 import collections
 from collections.abc import Mapping
 
-from ssd_jax.evals.object_links import BUILTIN_NAMES, NOTHING_KNOWN, REBINDING_OPS, Known, function_name, sources, walk
+from ssd_jax.evals.object_links import (
+  BUILTIN_NAMES,
+  NOTHING_KNOWN,
+  REBINDING_OPS,
+  Known,
+  call_values,
+  function_name,
+  sources,
+  walk,
+)
 
 # Methods that change the object they are called on (`xs.sort()`, `d.update(...)`).
 MUTATORS = set(
@@ -108,7 +117,7 @@ def _call_sites(n: ast.Call, known: Known, aliases, first_argument) -> list:
   if n.args and (unbound or name in MUTATING_FUNCTIONS or isinstance(n.func, ast.Name) and name in first_argument):
     sites += _changed(n.args[0], known)
   if name in known.argument_writers:
-    sites += [site for a in (*n.args, *(k.value for k in n.keywords)) for site in _changed(a, known, None)]
+    sites += [site for a in call_values(n) for site in _changed(a, known, None)]
   return sites
 
 
@@ -119,7 +128,7 @@ def call_effects(root: ast.AST, known: Known) -> dict[str, tuple[list, list]]:
   for n in ast.walk(root):
     if isinstance(n, ast.Call) and (name := function_name(n)) in known.returns:  # Only the program's code.
       given, receivers = found[name]
-      given += [site for a in (*n.args, *(k.value for k in n.keywords)) for site in _changed(a, known, None)]
+      given += [site for a in call_values(n) for site in _changed(a, known, None)]
       receivers += _changed(n.func.value, known, None) if isinstance(n.func, ast.Attribute) else []
   return dict(found)
 

@@ -71,6 +71,11 @@ def function_name(call: ast.Call) -> str | None:
   return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
 
 
+def call_values(call: ast.Call) -> tuple[ast.expr, ...]:
+  """The expressions a call passes: positional (a `*xs` as it is written) and keyword values."""
+  return (*call.args, *(k.value for k in call.keywords))
+
+
 def walk(node: ast.AST, into_functions: bool = True):
   """`ast.walk`, optionally not entering the functions, lambdas and classes below `node`."""
   stack = [node]
@@ -153,7 +158,7 @@ def _call_sources(node: ast.Call, known: Known) -> list:
     return [("super", 0, 0)]
   # `obj.f(...)`: obj; `get()(...)`: what get() returns.
   receiver = [] if isinstance(node.func, ast.Name) else [getattr(node.func, "value", node.func)]
-  given = [link for a in (*receiver, *node.args, *(k.value for k in node.keywords)) for link in _anything(a)]
+  given = [link for a in (*receiver, *call_values(node)) for link in _anything(a)]
   if isinstance(node.func, ast.Name) and name not in known.returns and name not in BUILTIN_NAMES:
     given.append((name, None, 0))  # A function value (`get = lambda: G`) returns what it reads.
   returned = [(n, None, 0) for n in known.returns.get(name, ())]
@@ -210,11 +215,12 @@ def links_of(root: ast.AST, into_functions: bool, known: Known = NOTHING_KNOWN) 
       bind(n.optional_vars, sources(n.context_expr, known))
     elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n is not root:  # What calling it may return.
       links[n.name] += [(name, None, 0) for name in free_reads(n)]
-    elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _STORE_ITEM | _STORE_ITEMS:
-      given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a, known)]
-      hold(n.func.value, given, items=n.func.attr in _STORE_ITEMS)
-    elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in known.method_writers:
-      given = [link for a in (*n.args, *(k.value for k in n.keywords)) for link in sources(a, known)]
-      if (root := _target_chain(n.func.value)[0]) is not None:  # The method may keep them (`c.use(G)`).
-        links[root] += _shift(given, None, 1)
+    elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+      stores = n.func.attr in _STORE_ITEM | _STORE_ITEMS
+      if stores or n.func.attr in known.method_writers:
+        given = [link for a in call_values(n) for link in sources(a, known)]
+        if stores:
+          hold(n.func.value, given, items=n.func.attr in _STORE_ITEMS)
+        elif (root := _target_chain(n.func.value)[0]) is not None:  # The method may keep them (`c.use(G)`).
+          links[root] += _shift(given, None, 1)
   return links

@@ -16,19 +16,17 @@ its methods does. Where unsure, code counts as changing state.
 from __future__ import annotations
 
 import ast
-import builtins
 import collections
 import dataclasses
 from collections.abc import Mapping
 
-from ssd_jax.evals.name_reads import chain_roots, free_reads, own_bindings, root_name
+from ssd_jax.evals.name_reads import chain_roots, free_reads, own_bindings, parameter_names, root_name
 from ssd_jax.evals.object_changes import call_effects, change_sites, mutator_aliases, reached
-from ssd_jax.evals.object_links import Known, function_name, links_of, sources
+from ssd_jax.evals.object_links import BUILTIN_NAMES, Known, function_name, links_of, sources
 
 BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
 STATE_BUILTINS = BY_STRING | {"setattr", "delattr", "__import__"}
 _CONSTRUCTORS = {"__init__", "__new__", "__post_init__"}
-_BUILTIN_NAMES = frozenset(dir(builtins))
 # Modules whose functions keep no state a later call could see.
 _QUIET_MODULES = frozenset(
   "math cmath itertools functools operator string re json collections heapq bisect statistics fractions copy "
@@ -89,16 +87,16 @@ class _Function:
     held=(),
     class_state: bool = False,
   ):
-    a = node.args
-    params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
+    params = parameter_names(node)
     decorators = {root_name(d) for d in node.decorator_list}
     self.self_name = params[0] if method and params and "staticmethod" not in decorators else None
     self.own = set(params) - {self.self_name}
     self.name, self.node, self.known = node.name, node, known
     self.constructor = node.name in _CONSTRUCTORS
-    modules = {**modules, **imported_from(node)}
-    self.not_state = set(modules) | _BUILTIN_NAMES  # `math.gcd(a, b)` returns none of math.
-    self.local = (own_bindings(node) | set(imported_from(node))) - _persistent_parameters(node)
+    imported = imported_from(node)
+    modules = {**modules, **imported}
+    self.not_state = set(modules) | BUILTIN_NAMES  # `math.gcd(a, b)` returns none of math.
+    self.local = (own_bindings(node) | set(imported)) - _persistent_parameters(node)
     # A nested function's own names (`def backtrack(path): path.append(...)`), unless it reads them from outside.
     nested = [n for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
     self.local |= set().union(*(own_bindings(n) for n in nested if n is not node)) - free_reads(node)
@@ -114,8 +112,8 @@ class _Function:
     self.state |= any(r in STATE_BUILTINS or not quiet_call(c, modules, r) for c, r in zip(calls, callees, strict=True))
     # Every name it reads, called or passed on (a callee's effects count either way).
     self.called = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {function_name(c) for c in calls}
-    self._static_sites = change_sites(node, True, known)
-    self._call_effects = call_effects(node, known)
+    self._static_sites: list | None = None  # Found on the first `effects` (`returned` alone needs neither).
+    self._call_effects: dict = {}
     self._applied: set[tuple[str, int]] = set()
     self._seen: set = set()
     self._changed: set[str] = set()
@@ -136,6 +134,9 @@ class _Function:
   def effects(self, module_writers, argument_writers, method_writers) -> tuple[bool, bool, bool]:
     """(may write module state, may change its arguments, may change `self`); each call follows only what is
     new since the last."""
+    if self._static_sites is None:
+      self._static_sites = change_sites(self.node, True, self.known)
+      self._call_effects = call_effects(self.node, self.known)
     sites, self._static_sites = self._static_sites, []
     for kind, writers in ((0, argument_writers), (1, method_writers)):
       for name in (self._call_effects.keys() & writers) - {n for k, n in self._applied if k == kind}:
@@ -232,7 +233,7 @@ class ProgramEffects:
     imported = frozenset(self.modules)
     placeholder = Known(returns={name: frozenset([name]) for name in program}, imported=imported)
     direct = collections.defaultdict(set)
-    not_data = program | set(self.modules) | _BUILTIN_NAMES
+    not_data = program | set(self.modules) | BUILTIN_NAMES
     for name, nodes in members.items():
       facts = [_Function(n, name in classes, self.modules, placeholder) for n in nodes]
       held = set().union(*(f.self_reach() for f in facts)) if name in classes else set()

@@ -27,16 +27,14 @@ can split two copies of one solution but not merge two solutions. A program that
 from __future__ import annotations
 
 import ast
-import builtins
 import collections
 
 from ssd_jax.evals.name_reads import free_reads, root_name
-from ssd_jax.evals.object_links import function_name, links_of
+from ssd_jax.evals.object_links import BUILTIN_NAMES, call_values, function_name, links_of
 from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects, quiet_call
 
 # Builtins that only look at their positional arguments: a name passed to one is read as data.
 _DATA_SINKS = {"print", "str", "repr", "len", "sorted", "list", "tuple", "set", "sum", "min", "max", "abs", "round"}
-_BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA_PARENTS = (ast.FormattedValue, ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Subscript, ast.Assign)
 
 
@@ -52,7 +50,7 @@ def is_main_guard(node: ast.stmt) -> bool:
 def _arguments(call: ast.Call) -> set[str]:
   """Names whose objects a call receives: `f(x)`, `f(x.items)`, `f(key=x)`, `f(*xs)` (not `f(g(x))`: the inner
   call is looked at on its own)."""
-  values = [a.value if isinstance(a, ast.Starred) else a for a in (*call.args, *(k.value for k in call.keywords))]
+  values = [a.value if isinstance(a, ast.Starred) else a for a in call_values(call)]
   return {r for v in values if isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)) if (r := root_name(v))}
 
 
@@ -105,7 +103,7 @@ class _Touches:
       if not (callee in effects.pure or isinstance(call.func, ast.Name) and callee in _DATA_SINKS):
         passed |= _arguments(call) - effects.modules.keys()
         # A callable object that is not the program's code (`push = lambda x: G.append(x)`, `q.put(1)`).
-        passed |= {callee} - effects.definitions - effects.modules.keys() - _BUILTIN_NAMES
+        passed |= {callee} - effects.definitions - effects.modules.keys() - BUILTIN_NAMES
     return False, effects.changed_names(node), passed
 
 
