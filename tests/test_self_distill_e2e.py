@@ -14,6 +14,7 @@ from ssd_jax.config import ConfigError, base_config, validate
 from ssd_jax.model import presets
 from ssd_jax.model.transformer import Transformer
 from ssd_jax.pipeline import model_io
+from ssd_jax.pipeline.onpolicy_setup import NothingDistilledError
 from ssd_jax.tasks import build_task_tokenizer
 
 
@@ -121,3 +122,24 @@ def test_a_changed_self_distill_config_is_refused(base_dir, tmp_path):
   run_pipeline(_config(base_dir, steps=1, methods="sdsd", eval_every=0), workdir)
   with pytest.raises(ConfigError, match=r"self_distill.steps: 1 -> 2"):
     run_pipeline(_config(base_dir, steps=2, methods="sdsd", eval_every=0), workdir)
+
+
+def test_a_method_whose_teacher_never_had_a_context_is_not_published(base_dir, tmp_path, capsys):
+  # Demonstrations only, no reference: the random base passes nothing, so no teacher ever gets a context and
+  # every row is weighted out. The run stops before publishing the base model as the method's, and says so
+  # again on a rerun (the decision is read from the metrics the checkpointed steps wrote).
+  workdir = str(tmp_path / "run")
+  config = _config(base_dir, steps=2, methods="sdsd")
+  config.self_distill.sdsd.use_reference = False
+  # More problems than there are: each part says it takes them all.
+  config.self_distill.update(eval_problems=50, diagnostic_problems=50)
+  for attempt in range(2):
+    with pytest.raises(NothingDistilledError, match=r"'sdsd'.* any of its 2 steps"):
+      run_pipeline(config, workdir)
+    out = capsys.readouterr().out
+    assert "held-out curve on all 1 dev problems: fewer than field 'self_distill.eval_problems' = 50" in out
+    if not attempt:
+      assert "diagnostic on all 6 training problems: fewer than field 'self_distill.diagnostic_problems' = 50" in out
+    assert [r["context_fraction"] for r in _metrics(workdir, "sdsd") if "loss" in r] == [0.0, 0.0]
+    assert not os.path.exists(os.path.join(workdir, "models", "sdsd"))
+    assert os.path.isdir(os.path.join(workdir, "self_distill", "sdsd", "checkpoints", "2"))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from ssd_jax.train.metrics import MetricsWriter, ProgressBar, truncate_jsonl
+from ssd_jax.train.metrics import MetricsWriter, ProgressBar, metric_by_step, truncate_jsonl
 
 
 def _event_class():
@@ -94,3 +94,12 @@ def test_truncate_jsonl_drops_a_torn_last_line_only(tmp_path):
   with pytest.raises(json.JSONDecodeError):
     truncate_jsonl(str(path), 2)
   assert path.read_text() == '{"step": 1}\n{"st\n{"step": 2}\n'
+
+
+def test_metric_by_step_reads_the_lines_that_hold_the_metric(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  assert metric_by_step(str(path), "loss") == {}
+  path.write_text(
+    '{"step": 0, "eval/pass@1": 0.5}\n{"step": 1, "loss": 2.0}\n{"step": 2, "loss": null}\n{"step": 3, "lo'
+  )
+  assert metric_by_step(str(path), "loss") == {1: 2.0, 2: None}  # The torn last line is left out.

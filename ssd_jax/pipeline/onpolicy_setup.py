@@ -13,6 +13,11 @@ from ssd_jax.onpolicy.rollouts import TeacherSpec
 from ssd_jax.onpolicy.teacher_context import TeacherTemplates
 from ssd_jax.pipeline.training import optimizer_config
 from ssd_jax.train.distillation_loss import DivergenceConfig
+from ssd_jax.train.metrics import metric_by_step
+
+
+class NothingDistilledError(RuntimeError):
+  """A method trained every step without a teacher context: its model would be the base's, published as trained."""
 
 
 def method_spec(section: ml_collections.ConfigDict, name: str) -> MethodSpec:
@@ -86,3 +91,24 @@ def fitting_training_prompts(prompt_ids, section: ml_collections.ConfigDict) -> 
       f"'self_distill.prompts_per_step' = {section.prompts_per_step}"
     )
   return fitting
+
+
+def context_steps(metrics_path: str) -> tuple[int, int]:
+  """(training steps logged, those where some rollout's teacher got a context) of a learner's `metrics.jsonl`."""
+  fractions = metric_by_step(metrics_path, "context_fraction")
+  return len(fractions), sum(1 for value in fractions.values() if value)
+
+
+def refuse_if_nothing_distilled(name: str, steps: int, with_context: int, metrics_path: str) -> None:
+  """Raises NothingDistilledError when `steps` were trained and none had a teacher context.
+
+  Such a teacher was shown the student's own prompt in every row, so the rows were weighted out and the
+  student is the base model (up to weight decay); publishing it would report the method as tried.
+  """
+  if steps and not with_context:
+    raise NothingDistilledError(
+      f"self_distill method {name!r}: no rollout's teacher got a context in any of its {steps} steps "
+      f"(context_fraction 0 at every step of {metrics_path}), so nothing was distilled; its model is not published. "
+      "A demonstration teacher needs a rollout that passes or the reference solution (use_reference); every "
+      "teacher prompt must fit field 'self_distill.max_teacher_prompt_len'"
+    )

@@ -27,6 +27,7 @@ from ssd_jax.evals import IsolationError
 from ssd_jax.pipeline import code_version, input_checks, run_state, stage_dependencies
 from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
+from ssd_jax.pipeline.onpolicy_setup import NothingDistilledError
 from ssd_jax.pipeline.workdir_lock import WorkdirBusyError, WorkdirLock
 from ssd_jax.train.checkpointing import CheckpointError, CheckpointSaveError
 from ssd_jax.train.loop import NonFiniteError
@@ -34,13 +35,15 @@ from ssd_jax.train.loop import NonFiniteError
 Stage = Callable[[RunContext], None]
 
 # Errors that end a run with a one-line message: another run holds the workdir, training diverged or a model
-# to load or export holds NaN, no intact checkpoint is left or one cannot be written, a planned program does not
-# fit its slice, the sandbox for generated code does not start.
+# to load or export holds NaN, an on-policy method never gave its teacher a context, no intact checkpoint is
+# left or one cannot be written, a planned program does not fit its slice, the sandbox for generated code does
+# not start.
 RunError = (
   IsolationError,
   WorkdirBusyError,
   NonFiniteError,
   NonFiniteModelError,
+  NothingDistilledError,
   CheckpointError,
   CheckpointSaveError,
   DoesNotFitError,

@@ -11,7 +11,10 @@ diagnostic (`pipeline.teacher_check`) measures whether the in-context teacher be
 
 from __future__ import annotations
 
+import os
+
 from ssd_jax import config as config_lib
+from ssd_jax import process_group
 from ssd_jax.config.self_distill import method_names
 from ssd_jax.data.prompt_set import PromptSet
 from ssd_jax.evals import Sandbox
@@ -48,6 +51,11 @@ def run(ctx: RunContext) -> None:
     problems = problems.select(
       [i for i, task_id in enumerate(problems.task_ids) if task_id in dev][: section.eval_problems]
     )
+    if len(problems) < section.eval_problems:
+      print(
+        f"[self_distill] held-out curve on all {len(problems)} dev problems: fewer than field "
+        f"'self_distill.eval_problems' = {section.eval_problems}"
+      )
     heldout = HeldoutSet(
       problems,
       ctx.sampler(graphdef, cfg, problems.ids, config.eval_sampling),
@@ -118,4 +126,11 @@ def run(ctx: RunContext) -> None:
         f"[self_distill] {name}: teacher={spec.teacher} context={spec.context.context} "
         f"loss={spec.divergence.kind}/{spec.divergence.form}, {section.steps} steps"
       )
-      ctx.export_model(learner.run(), cfg, name)
+      params = learner.run()
+      # Read by process 0, decided by every process alike.
+      metrics_path = os.path.join(out_dir, "logs", "metrics.jsonl")
+      steps, with_context = process_group.on_coordinator(
+        ctx.process_group, lambda path=metrics_path: onpolicy_setup.context_steps(path)
+      )
+      onpolicy_setup.refuse_if_nothing_distilled(name, steps, with_context, metrics_path)
+      ctx.export_model(params, cfg, name)

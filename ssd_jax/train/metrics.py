@@ -30,27 +30,41 @@ def to_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
   return scalars
 
 
-def truncate_jsonl(path: str, step: int) -> None:
-  """Keeps the lines of a `{"step": ...}` JSONL file up to `step` (none when `step` is 0); atomic.
-
-  An unparsable last line (torn by a kill mid-append) is dropped; an unparsable line before it raises.
-  """
-  if not os.path.exists(path):
-    return
+def _records(path: str) -> list[tuple[str, dict]]:
+  """(line, record) of each line of a JSONL file; an unparsable last line (torn by a kill mid-append) is
+  dropped, an unparsable line before it raises."""
   with open(path, encoding="utf-8") as f:
     lines = [line for line in f if line.strip()]
-  kept = []
+  records = []
   for index, line in enumerate(lines):
     try:
-      record = json.loads(line)
+      records.append((line, json.loads(line)))
     except json.JSONDecodeError:
       if index == len(lines) - 1:
         break
       raise
-    if step > 0 and record["step"] <= step:
-      kept.append(line if line.endswith("\n") else line + "\n")  # Appends after it start a line of their own.
+  return records
+
+
+def truncate_jsonl(path: str, step: int) -> None:
+  """Keeps the lines of a `{"step": ...}` JSONL file up to `step` (none when `step` is 0); atomic."""
+  if not os.path.exists(path):
+    return
+  kept = [
+    line if line.endswith("\n") else line + "\n"  # Appends after it start a line of their own.
+    for line, record in _records(path)
+    if step > 0 and record["step"] <= step
+  ]
   with atomic_open(path, encoding="utf-8") as f:
     f.writelines(kept)
+
+
+def metric_by_step(path: str, name: str) -> dict[int, float | None]:
+  """step -> the value of metric `name` at that step, for the lines of a `MetricsWriter` JSONL file that hold it
+  (None: written as non-finite); empty when the file does not exist."""
+  if not os.path.exists(path):
+    return {}
+  return {record["step"]: record[name] for _, record in _records(path) if name in record}
 
 
 def _event_writer(logdir: str, purge_step: int | None = None):
