@@ -5,6 +5,10 @@ trusted checker, which runs as ``python -c`` without the package.
 """
 
 import ast
+import builtins
+
+# Names every program can read without binding them.
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 def names_read_not_bound(tree: ast.AST) -> list[str]:

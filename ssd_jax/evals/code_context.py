@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ast
 import bisect
-import builtins
 import re
 from collections.abc import Collection, Sequence
 
-from ssd_jax.data.code_names import names_read_not_bound
+from ssd_jax.data.code_names import BUILTIN_NAMES, names_read_not_bound
 
-_BUILTINS = frozenset(dir(builtins))
 # What `ast.parse` raises on text it cannot read; deep nesting (a degenerate run of "-") overflows its parser's
 # stack as a MemoryError or RecursionError, and a null byte was a ValueError before Python 3.12.
 UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
@@ -157,7 +155,7 @@ def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collec
     for j, node in enumerate(ast.parse(source).body):
       statements[i, j] = (source, node)
       for name in definition_names(node):
-        if name not in keep_out and name not in _BUILTINS:
+        if name not in keep_out and name not in BUILTIN_NAMES:
           last[name] = (i, j)
   carried = set()
   wanted = names_read_not_bound(ast.parse(code))
@@ -169,7 +167,7 @@ def with_earlier_definitions(code: str, earlier: Sequence[str], keep_out: Collec
   # A constant runs where it is carried, before the answer: one reading a name nothing before it binds (a value
   # the usage code read from input, a function the answer defines) would fail the whole program there, and one
   # reading standard input under another name (`from sys import stdin as s`) would take the tests' input.
-  kept, bound = [], _BUILTINS | (set(keep_out) - top_level_names(code))
+  kept, bound = [], BUILTIN_NAMES | (set(keep_out) - top_level_names(code))
   for key in sorted(carried):
     node = statements[key][1]
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and not bound.issuperset(names_read_not_bound(node)):

@@ -13,8 +13,8 @@ import ast
 import collections
 from collections.abc import Mapping
 
+from ssd_jax.data.code_names import BUILTIN_NAMES
 from ssd_jax.evals.object_links import (
-  BUILTIN_NAMES,
   NOTHING_KNOWN,
   REBINDING_OPS,
   Known,

@@ -15,11 +15,11 @@ own code also to the module names that code may return (`get()` may return G).
 from __future__ import annotations
 
 import ast
-import builtins
 import collections
 import dataclasses
 from collections.abc import Mapping
 
+from ssd_jax.data.code_names import BUILTIN_NAMES
 from ssd_jax.evals.name_reads import free_reads
 
 _STORE_ITEM = {"append", "appendleft", "add", "insert", "setdefault", "__setitem__"}  # Their arguments become items.
@@ -41,7 +41,6 @@ _COPIES = set(
 )
 # In-place only for numpy arrays and the like: on Python's numbers, strings and containers they rebind.
 REBINDING_OPS = (ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift, ast.MatMult)
-BUILTIN_NAMES = frozenset(dir(builtins))
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 

@@ -20,9 +20,10 @@ import collections
 import dataclasses
 from collections.abc import Mapping
 
+from ssd_jax.data.code_names import BUILTIN_NAMES
 from ssd_jax.evals.name_reads import chain_roots, free_reads, own_bindings, parameter_names, root_name
 from ssd_jax.evals.object_changes import call_effects, change_sites, mutator_aliases, reached
-from ssd_jax.evals.object_links import BUILTIN_NAMES, Known, function_name, links_of, sources
+from ssd_jax.evals.object_links import Known, function_name, links_of, sources
 
 BY_STRING = {"globals", "eval", "exec", "vars", "locals"}
 STATE_BUILTINS = BY_STRING | {"setattr", "delattr", "__import__"}

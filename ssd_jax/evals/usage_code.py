@@ -29,8 +29,9 @@ from __future__ import annotations
 import ast
 import collections
 
+from ssd_jax.data.code_names import BUILTIN_NAMES
 from ssd_jax.evals.name_reads import free_reads, root_name
-from ssd_jax.evals.object_links import BUILTIN_NAMES, call_values, function_name, links_of
+from ssd_jax.evals.object_links import call_values, function_name, links_of
 from ssd_jax.evals.program_effects import BY_STRING, STATE_BUILTINS, ProgramEffects, quiet_call
 
 # Builtins that only look at their positional arguments: a name passed to one is read as data.
