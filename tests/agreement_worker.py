@@ -29,7 +29,8 @@ from pipeline_fixtures import micro_config  # noqa: E402
 from ssd_jax import process_group  # noqa: E402
 from ssd_jax.config import ConfigError  # noqa: E402
 from ssd_jax.pipeline import run_state, runner  # noqa: E402
-from ssd_jax.train.checkpointing import Checkpointer, restore_or_init  # noqa: E402
+from ssd_jax.train.checkpoint_resume import restore_or_init  # noqa: E402
+from ssd_jax.train.checkpointing import Checkpointer  # noqa: E402
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer  # noqa: E402
 from ssd_jax.train.train_state import init_train_state  # noqa: E402
 

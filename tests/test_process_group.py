@@ -28,7 +28,8 @@ from ssd_jax.pipeline.checkpoint_export import export_step
 from ssd_jax.pipeline.layout import RunLayout
 from ssd_jax.stages import eval as eval_stage
 from ssd_jax.train import checkpoint_items
-from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
+from ssd_jax.train.checkpoint_resume import restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.train_state import init_train_state
 

@@ -6,7 +6,8 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
+from ssd_jax.train.checkpoint_resume import restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.train_state import TrainState, abstract_train_state, init_train_state
 

@@ -15,7 +15,8 @@ from ssd_jax import sharding
 from ssd_jax.model import hf
 from ssd_jax.pipeline import model_io, runner
 from ssd_jax.train import checkpointing
-from ssd_jax.train.checkpointing import Checkpointer, CheckpointError, CheckpointSaveError, restore_or_init
+from ssd_jax.train.checkpoint_resume import CheckpointError, restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer, CheckpointSaveError
 from ssd_jax.train.loop import Hook, IteratorSource, LoopConfig, NonFiniteError, train_loop
 from ssd_jax.train.metrics import MetricsWriter
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer

@@ -20,7 +20,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ssd_jax import distributed
-from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
+from ssd_jax.train.checkpoint_resume import restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer
 from ssd_jax.train.optimizer import OptimizerConfig, make_optimizer
 from ssd_jax.train.train_state import abstract_train_state, init_train_state
 

@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 from ssd_jax import sharding
 from ssd_jax.data.tokenizer import generation_config
 from ssd_jax.model import ModelConfig, hf
-from ssd_jax.train import checkpointing
+from ssd_jax.train.checkpoint_resume import non_finite_leaves
 
 # Files of a Hugging Face checkpoint that describe its tokenizer and chat template.
 TOKENIZER_FILES = (
@@ -62,7 +62,7 @@ def load_split(
   )
   graphdef, params = nnx.split(model)
   # Checked here, where a bad tensor has a name: sampling from it failed later with an undrawable token.
-  bad = checkpointing.non_finite_leaves(params)
+  bad = non_finite_leaves(params)
   if bad:
     raise NonFiniteModelError(f"model {directory!r} holds non-finite values in {_listed(bad)}")
   return graphdef, params
@@ -113,7 +113,7 @@ def export_hf(state: Any, cfg: ModelConfig, out_dir: str, tokenizer_source: str)
     tokenizer_source: a directory holding the tokenizer files to copy.
   """
   host_state = jax.tree.map(_host_value, state)
-  bad = checkpointing.non_finite_leaves(host_state)
+  bad = non_finite_leaves(host_state)
   if bad:
     raise NonFiniteModelError(f"refusing to export {out_dir}: non-finite values in {_listed(bad)}")
   if jax.process_index() == 0:

@@ -29,7 +29,8 @@ from ssd_jax.pipeline.context import RunContext
 from ssd_jax.pipeline.model_io import NonFiniteModelError
 from ssd_jax.pipeline.onpolicy_setup import NothingDistilledError
 from ssd_jax.pipeline.workdir_lock import WorkdirBusyError, WorkdirLock
-from ssd_jax.train.checkpointing import CheckpointError, CheckpointSaveError
+from ssd_jax.train.checkpoint_resume import CheckpointError
+from ssd_jax.train.checkpointing import CheckpointSaveError
 from ssd_jax.train.loop import NonFiniteError
 
 Stage = Callable[[RunContext], None]

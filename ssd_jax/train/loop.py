@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import jax
 
-from ssd_jax.train.checkpointing import Checkpointer, restore_or_init
+from ssd_jax.train.checkpoint_resume import restore_or_init
+from ssd_jax.train.checkpointing import Checkpointer
 from ssd_jax.train.metrics import MetricsWriter, ProgressBar, to_scalars
 
 StepFn = Callable[[Any, Any], tuple[Any, Mapping[str, jax.Array]]]
