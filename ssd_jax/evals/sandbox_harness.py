@@ -5,7 +5,7 @@ inside bubblewrap; fd 0 carries requests from the grader, fd 1 carries events ba
 never decides a verdict. When a program begins (``program``) the worker forks that program's own process,
 which reads the program's requests until it ends (``end_program``): no message of a program ever enters the
 worker's memory, so a test process, forked from its program's process, inherits nothing of another program
-(``sandbox_state`` has what else the worker checks between programs). For each ``run`` request the program's
+(``sandbox_state`` has what else the worker checks and clears between programs). For each ``run`` request the program's
 process forks one child (``sandbox_program``) that loads the program and then either
 
 - ``mode="script"``: runs it as ``__main__`` on a stdin file; the worker returns the exit status and the
@@ -24,14 +24,13 @@ survivors) or a program changed what ``sandbox_state`` compares.
 import json
 import os
 import select
-import shutil
 import signal
 import sys
 import time
 
 if "child_main" not in globals():  # imported as a module; as `python -c` the grader prepends the sources
   from ssd_jax.evals.sandbox_program import child_main
-  from ssd_jax.evals.sandbox_state import last_pid, worker_state, writable_sysctls
+  from ssd_jax.evals.sandbox_state import kill_others, last_pid, wipe, worker_state, writable_sysctls
   from ssd_jax.evals.sandbox_wire import (
     MAX_RELAYED_BYTES,
     SHOWN_TEXT_CHARS,
@@ -44,8 +43,6 @@ if "child_main" not in globals():  # imported as a module; as `python -c` the gr
   )
 
 REQUEST_FD, EVENT_FD = 0, 1
-WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
-SYSV_IPC_TABLES = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
 PRELOADED_MODULES = (  # imported once here so forked children (and LiveCodeBench's import prefix) start fast
   "string re datetime collections heapq bisect copy math random statistics itertools functools operator io "
   "json typing fractions decimal array dataclasses enum"
@@ -156,10 +153,10 @@ def run(job):
   else:
     status, message = exit_status(wait_status, rusage, limits, ended == "timeout")
   cap = limits["max_output_bytes"]
-  kill_others()  # first, so that nothing rewrites the output files while they are read
+  kill_others(CONFIG["pid_namespace"])  # first, so that nothing rewrites the output files while they are read
   stdout, truncated = read_capped(f"{scratch}/.stdout", cap)
   stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, SHOWN_TEXT_CHARS))
-  clean = wipe()
+  clean = wipe(CONFIG["pid_namespace"], CONFIG["scratch"])
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
   event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)
   try:
@@ -175,62 +172,6 @@ def kill_group(pgid):
     os.killpg(pgid, signal.SIGKILL)
   except OSError:
     pass
-
-
-def other_processes():
-  """Processes of the namespace but this one and the worker (its init, pid 1)."""
-  me = os.getpid()
-  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (me, 1)]
-
-
-def kill_others():
-  """Kills and reaps every other process of the sandbox (only in our own PID namespace)."""
-  for _ in range(100 if CONFIG["pid_namespace"] else 0):
-    if not other_processes():
-      return
-    try:
-      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves and its init
-    except OSError:
-      pass
-    while True:
-      try:
-        if os.waitpid(-1, os.WNOHANG)[0] == 0:
-          break
-      except ChildProcessError:
-        break
-    time.sleep(0.001)
-
-
-def wipe():
-  """Wipes the sandbox's writable places; False if anything remains (processes, files, SysV IPC objects).
-
-  Outside a PID namespace (a weak sandbox) only the test's process group was killed, and only the
-  private scratch directory is wiped.
-  """
-  own_namespace = CONFIG["pid_namespace"]
-  wiped = WIPED_DIRS if own_namespace else (CONFIG["scratch"],)
-  for directory in wiped:
-    try:
-      entries = list(os.scandir(directory))
-    except OSError:
-      continue
-    for entry in entries:
-      try:
-        if entry.is_dir(follow_symlinks=False):
-          shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-          os.unlink(entry.path)
-      except OSError:
-        pass
-  ipc_left = False
-  for table in SYSV_IPC_TABLES if own_namespace else ():
-    try:
-      with open(table) as f:
-        ipc_left |= len(f.read().strip().splitlines()) > 1
-    except OSError:
-      pass
-  leftovers = any(os.path.isdir(d) and os.listdir(d) for d in wiped)
-  return not ((own_namespace and other_processes()) or ipc_left or leftovers)
 
 
 def serve_program():
@@ -277,13 +218,18 @@ def run_program(sysctls, baseline):
     done, wait_status = os.wait()
     if done == pid:
       break
-  kill_others()
+  kill_others(CONFIG["pid_namespace"])
   exited = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else RECYCLE
   started = 1 + exited  # outside a PID namespace the counter is the host's, and no program's
   if CONFIG["pid_namespace"]:
     last = last_pid()
     started = None if None in (first_pid, last) else last - first_pid  # unreadable: the sandbox is replaced
-  return wipe() and exited != RECYCLE and started == 1 + exited and worker_state(sysctls) == baseline
+  return (
+    wipe(CONFIG["pid_namespace"], CONFIG["scratch"])
+    and exited != RECYCLE
+    and started == 1 + exited
+    and worker_state(sysctls) == baseline
+  )
 
 
 def main():

@@ -32,7 +32,9 @@ _HERE = pathlib.Path(__file__).parent
 _WIRE = (_HERE / "sandbox_wire.py").read_text()
 HARNESS_SOURCE = _WIRE + "".join((_HERE / f"sandbox_{name}.py").read_text() for name in ("program", "state", "harness"))
 CHECKER_SOURCE = (
-  _WIRE + (_HERE.parent / "data" / "code_names.py").read_text() + (_HERE / "sandbox_checker.py").read_text()
+  _WIRE
+  + (_HERE.parent / "data" / "code_names.py").read_text()
+  + "".join((_HERE / f"sandbox_{name}.py").read_text() for name in ("standins", "checker"))
 )
 STARTUP_TIMEOUT_S = 30.0
 

@@ -1,4 +1,4 @@
-"""What one program could leave in the sandbox worker for the next: its limits, scheduling and PIDs, and sysctls.
+"""What one program could leave in the sandbox worker for the next, and clearing it after each program.
 
 A test process runs under the worker's uid, so it may lower the worker's resource limits (``prlimit``), its
 priority, I/O priority, CPU affinity and scheduling policy, raise its OOM score, write the namespace's
@@ -7,14 +7,18 @@ TIME_WAIT, its addresses readable in /proc/net/tcp) and traffic counters in the 
 program inherits or reads all of these: a program could slow or starve the ones after it, or pass them a
 value (a sample telling the next what the oracle of a multi-assert test confirmed). The worker snapshots them
 before any program and compares after each; any difference, or a program that started processes or threads of
-its own (the namespace's PID counter would carry their count), replaces the sandbox. Standard library only:
-its source goes into the worker's ``python -c`` script.
+its own (the namespace's PID counter would carry their count), replaces the sandbox. Processes and files it
+can clear (`kill_others`, `wipe`) are cleared after each run, and a sandbox where any remain is replaced too.
+Standard library only: its source goes into the worker's ``python -c`` script.
 """
 
 import ctypes
 import os
 import platform
 import resource
+import shutil
+import signal
+import time
 
 SYSCTL_DIRS = ("/proc/sys/kernel", "/proc/sys/fs/mqueue", "/proc/sys/user")
 NET_FILES = tuple(
@@ -25,6 +29,8 @@ NET_FILES = tuple(
 )
 OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup")
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
+WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+SYSV_IPC_TABLES = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
 _IOPRIO_GET = {"x86_64": 252, "aarch64": 31}  # syscall numbers: Python has no ioprio wrapper
 
 
@@ -87,3 +93,58 @@ def last_pid():
     return int(_read(LAST_PID))
   except ValueError:
     return None
+
+
+def other_processes():
+  """Processes of the namespace but this one and the worker (its init, pid 1)."""
+  me = os.getpid()
+  return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (me, 1)]
+
+
+def kill_others(own_namespace):
+  """Kills and reaps every other process of the sandbox (only in its own PID namespace, `own_namespace`)."""
+  for _ in range(100 if own_namespace else 0):
+    if not other_processes():
+      return
+    try:
+      os.kill(-1, signal.SIGKILL)  # every process of the namespace but ourselves and its init
+    except OSError:
+      pass
+    while True:
+      try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+          break
+      except ChildProcessError:
+        break
+    time.sleep(0.001)
+
+
+def wipe(own_namespace, scratch):
+  """Wipes the sandbox's writable places; False if anything remains (processes, files, SysV IPC objects).
+
+  Outside a PID namespace (a weak sandbox) only the test's process group was killed, and only the
+  private `scratch` directory is wiped.
+  """
+  wiped = WIPED_DIRS if own_namespace else (scratch,)
+  for directory in wiped:
+    try:
+      entries = list(os.scandir(directory))
+    except OSError:
+      continue
+    for entry in entries:
+      try:
+        if entry.is_dir(follow_symlinks=False):
+          shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+          os.unlink(entry.path)
+      except OSError:
+        pass
+  ipc_left = False
+  for table in SYSV_IPC_TABLES if own_namespace else ():
+    try:
+      with open(table) as f:
+        ipc_left |= len(f.read().strip().splitlines()) > 1
+    except OSError:
+      pass
+  leftovers = any(os.path.isdir(d) and os.listdir(d) for d in wiped)
+  return not ((own_namespace and other_processes()) or ipc_left or leftovers)
