@@ -156,3 +156,26 @@ def print_sides(timing: dict[str, Timing], work: float, unit: str, label: str = 
   for i, name in enumerate(others):
     headline = " <- headline" if i == 0 and len(others) > 1 else ""
     print(f"{prefix}ratio ({ours} / {name}): {timing[name].median / timing[ours].median:.2f}x{headline}")
+
+
+# Peak HBM bandwidth in bytes/s by device kind (public spec sheets), for the roofline fraction.
+PEAK_HBM_BYTES_PER_S = {
+  "H100": 3.35e12,
+  "H200": 4.8e12,
+  "A100": 2.0e12,
+  "TPU v5 lite": 8.19e11,
+  "TPU v5e": 8.19e11,
+  "TPU v5p": 2.765e12,
+  "TPU v5": 2.765e12,
+  "TPU v6 lite": 1.64e12,
+  "TPU v4": 1.2e12,
+}
+
+
+def peak_bandwidth(device) -> float | None:
+  """The datasheet HBM bandwidth (bytes/s) of a device kind, the longest matching name first; None if unknown."""
+  kind = device.device_kind
+  for name in sorted(PEAK_HBM_BYTES_PER_S, key=len, reverse=True):
+    if name in kind:
+      return PEAK_HBM_BYTES_PER_S[name]
+  return None

@@ -39,6 +39,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_models import peak_bandwidth
 from sampler_baselines import top_k_first_xla, torch_samplers
 
 from ssd_jax.kernels import block_candidates as bc
@@ -47,12 +48,7 @@ from ssd_jax.sampling.dispatch import DEFAULT_TILE, sample_tokens
 from ssd_jax.sampling.params import RowParams, SamplingParams
 from ssd_jax.sampling.truncation import sample_reference
 
-PEAK_HBM_BYTES_PER_S = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
 WHOLE_TILE = DEFAULT_TILE["gpu"]  # the whole-vocabulary kernel's tile on GPU
-
-
-def _peak(device) -> float | None:
-  return next((v for k, v in PEAK_HBM_BYTES_PER_S.items() if k in device.device_kind), None)
 
 
 def _columns(rows: RowParams):
@@ -223,7 +219,7 @@ def main():
   args.warps = [int(w) for w in args.warps.split(",")]
   args.second_warps = [int(w) for w in args.second_warps.split(",")]
   device = jax.devices()[0]
-  peak = _peak(device)
+  peak = peak_bandwidth(device)
   warm = jax.jit(lambda x: jnp.max(x @ x))  # lifts the clocks from idle before anything is timed
   jax.block_until_ready([warm(jnp.ones((8192, 8192), jnp.bfloat16)) for _ in range(50)])
   print(f"machine: {device.platform} {device.device_kind}, jax {jax.__version__}, datasheet HBM {peak}")

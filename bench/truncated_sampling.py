@@ -12,7 +12,6 @@ accelerator, the fraction of the HBM roofline (logits bytes / time / peak bandwi
 
   python bench/truncated_sampling.py --cpus 0 --batches 32 --top_p 0.95 --temperature 1 --forward
   python bench/truncated_sampling.py --check               # accelerator: agreement, then sweep
-  python bench/truncated_sampling.py --tpu_estimate        # libtpu compile-time estimates, v5e
 
 The process pins itself to --cpus (default: every CPU it may use) before jax and torch start, and
 both sides get one thread per pinned CPU: XLA's CPU intra-op pool through PJRT_NPROC, torch through
@@ -48,7 +47,7 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import cpu_model, interleaved, same_threads, xla_cpu_threads  # noqa: E402
+from bench_models import cpu_model, interleaved, peak_bandwidth, same_threads, xla_cpu_threads  # noqa: E402
 from sampler_baselines import top_k_first_xla, top_k_first_xla_kept, torch_kept, torch_samplers  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
@@ -58,29 +57,7 @@ from ssd_jax.sampling.params import RowParams, SamplingParams  # noqa: E402
 from ssd_jax.sampling.truncation import kept_mask, sample_reference, tempered_logits  # noqa: E402
 from ssd_jax.sampling.truncation_sorted import sorted_kept_mask, sorted_sample  # noqa: E402
 
-# Peak HBM bandwidth in bytes/s by device kind (public spec sheets), for the roofline fraction.
-PEAK_HBM_BYTES_PER_S = {
-  "H100": 3.35e12,
-  "H200": 4.8e12,
-  "A100": 2.0e12,
-  "TPU v5 lite": 8.19e11,
-  "TPU v5e": 8.19e11,
-  "TPU v5p": 2.765e12,
-  "TPU v5": 2.765e12,
-  "TPU v6 lite": 1.64e12,
-  "TPU v4": 1.2e12,
-}
-
-
 FORWARD = "forward decode step"
-
-
-def peak_bandwidth(device) -> float | None:
-  kind = device.device_kind
-  for name in sorted(PEAK_HBM_BYTES_PER_S, key=len, reverse=True):
-    if name in kind:
-      return PEAK_HBM_BYTES_PER_S[name]
-  return None
 
 
 def _torch_implementations(params: SamplingParams):
@@ -269,42 +246,6 @@ def run_agreement_check(args) -> None:
       )
 
 
-def run_tpu_estimate(args) -> None:
-  """Compiles reference and kernel for one v5e chip with libtpu and prints its estimates."""
-  from jax.experimental import topologies
-  from jax.sharding import SingleDeviceSharding
-
-  topology = topologies.get_topology_desc("v5e:2x2", "tpu")
-  chip = topology.devices[0]
-  dtype = jnp.dtype(args.dtype)
-  print(f"ESTIMATE (libtpu compile-time cost analysis, not a measurement): {chip.device_kind}")
-  print(
-    "  the kernel's flops/bytes are its own declared pl.CostEstimate; the reference's are "
-    "libtpu's analysis of the XLA program"
-  )
-  for vocab in args.vocabs:
-    for batch in args.batches:
-      rows = args.params.rows(batch)
-      place = SingleDeviceSharding(chip)
-      logits = jax.ShapeDtypeStruct((batch, vocab), dtype, sharding=place)
-      bits = jax.ShapeDtypeStruct((batch, 2), jnp.uint32, sharding=place)
-      rows = jax.tree.map(lambda r: jax.ShapeDtypeStruct(r.shape, r.dtype, sharding=place), rows)
-      for name, fn in [
-        ("reference", lambda x, r, b: sample_reference(x, r, b).token),
-        ("pallas kernel", lambda x, r, b: sample_tokens(x, r, b, impl="pallas").token),
-      ]:
-        compiled = jax.jit(fn).lower(logits, rows, bits).compile()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        memory = compiled.memory_analysis()
-        print(
-          f"  [batch {batch}, vocab {vocab}] {name:14s} flops {cost.get('flops', 0):.3e}  "
-          f"transcendentals {cost.get('transcendentals', 0):.3e}  "
-          f"bytes accessed {cost.get('bytes accessed', 0):.3e}  "
-          f"HBM temp {memory.temp_size_in_bytes / 1e6:.1f} MB"
-        )
-
-
 def parse_args():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   on_accelerator = jax.default_backend() in ("tpu", "gpu")
@@ -324,9 +265,6 @@ def parse_args():
   parser.add_argument("--layers", type=int, default=4)
   parser.add_argument("--context", type=int, default=256)
   parser.add_argument("--check", action="store_true", help="on an accelerator, first report kernel/reference agreement")
-  parser.add_argument(
-    "--tpu_estimate", action="store_true", help="print libtpu's compile-time cost estimates for v5e instead of timing"
-  )
   args = parser.parse_args()
   args.batches = [int(b) for b in args.batches.split(",")]
   args.vocabs = [int(v) for v in args.vocabs.split(",")]
@@ -337,9 +275,6 @@ def parse_args():
 def main():
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   args = parse_args()
-  if args.tpu_estimate:
-    run_tpu_estimate(args)
-    return
   if args.check and jax.default_backend() in ("tpu", "gpu"):
     run_agreement_check(args)
   run_timings(args)
