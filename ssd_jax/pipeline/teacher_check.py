@@ -48,12 +48,12 @@ def diagnose_teacher(
   if result is not None:
     print(f"[self_distill] {format_diagnostic(result)}")
     return result
-  subset = prompts.select(range(min(section.diagnostic_problems, len(prompts))))
-  if len(subset) < section.diagnostic_problems:
+  if len(prompts) < section.diagnostic_problems:
     print(
-      f"[self_distill] teacher diagnostic on all {len(subset)} training problems: fewer than field "
+      f"[self_distill] teacher diagnostic on all {len(prompts)} training problems: fewer than field "
       f"'self_distill.diagnostic_problems' = {section.diagnostic_problems}"
     )
+  subset = prompts.select(range(min(section.diagnostic_problems, len(prompts))))
 
   def sample_texts(prompt_ids: list[list[int]]) -> list[list[str]]:
     generations = ctx.sampler(graphdef, cfg, prompt_ids, section.rollout).generate(
