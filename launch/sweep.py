@@ -2,7 +2,7 @@
 """A grid of `--config.*` overrides: one run and one workdir per point, a results table at the end.
 
   python3 launch/sweep.py --config=configs/default.py --root=runs/sweep \\
-    --grid=sampling.temperature=1.2,1.6,2.0 --grid=eval_sampling.temperature=0.7,1.1
+    --grid=sampling.temperature=1.2,1.6,2.0 --grid=sampling.top_k=10,20
 
   python3 launch/sweep.py --config=configs/tpu_v5.py --root=/mnt/runs/sweep --sweep_file=sweep.json \\
     --runner=queued_resource --launcher_args='--project=P --zone=us-east5-a --accelerator=v5p-32'
@@ -11,7 +11,7 @@ A grid axis is FIELD=V1,V2,... (--grid, repeatable) or a JSON sweep file {"FIELD
 hold spaces and commas there). Every combination runs as
   python -m ssd_jax.main --config=CONFIG --workdir=ROOT/<key>-<hash> --config.FIELD=V ... [ARGS after --]
 or, with --runner=queued_resource, through launch/queued_resource.py on its own slice. <key> reads like
-`temperature=1.2_temperature=0.7`, <hash> is 8 hex digits of CONFIG, the overrides and the ARGS after --, so
+`temperature=1.2_top_k=10`, <hash> is 8 hex digits of CONFIG, the overrides and the ARGS after --, so
 names stay short and a point never shares a workdir with another config. A failing point is recorded and the grid
 goes on; a point whose report stage finished (its done marker exists) is not run again. The table (also
 ROOT/sweep_results.json) lists each point's status and each model's dev pass@1 and pass@n at its selected setting,
