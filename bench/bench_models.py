@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from ssd_jax.model import ModelConfig
+from ssd_jax.sampling.params import SamplingParams
 
 
 def cpu_model() -> str:
@@ -179,3 +180,17 @@ def peak_bandwidth(device) -> float | None:
     if name in kind:
       return PEAK_HBM_BYTES_PER_S[name]
   return None
+
+
+def add_sampling_flags(parser, *, temperature: float = 1.6, top_k: int = 20, top_p: float = 0.8) -> None:
+  """--temperature, --top_k, --top_p and --min_p (defaults: the SSD paper's training setting); `sampling_params`
+  reads them back."""
+  parser.add_argument("--temperature", type=float, default=temperature)
+  parser.add_argument("--top_k", type=int, default=top_k)
+  parser.add_argument("--top_p", type=float, default=top_p)
+  parser.add_argument("--min_p", type=float, default=0.0)
+
+
+def sampling_params(args) -> SamplingParams:
+  """The decoding parameters of the flags `add_sampling_flags` added."""
+  return SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)

@@ -39,7 +39,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_models import peak_bandwidth
+from bench_models import add_sampling_flags, peak_bandwidth, sampling_params
 from sampler_baselines import top_k_first_xla, torch_samplers
 
 from ssd_jax.kernels import block_candidates as bc
@@ -199,9 +199,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batches", default="256")
   parser.add_argument("--vocabs", default="151936")
-  parser.add_argument("--temperature", type=float, default=1.0)
-  parser.add_argument("--top_k", type=int, default=20)
-  parser.add_argument("--top_p", type=float, default=0.95)
+  add_sampling_flags(parser, temperature=1.0, top_p=0.95)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--slices", type=int, default=16, help="logits arrays per JAX program and per torch pass")
   parser.add_argument(
@@ -223,7 +221,7 @@ def main():
   warm = jax.jit(lambda x: jnp.max(x @ x))  # lifts the clocks from idle before anything is timed
   jax.block_until_ready([warm(jnp.ones((8192, 8192), jnp.bfloat16)) for _ in range(50)])
   print(f"machine: {device.platform} {device.device_kind}, jax {jax.__version__}, datasheet HBM {peak}")
-  params = SamplingParams(args.temperature, args.top_k, args.top_p)
+  params = sampling_params(args)
   for vocab in [int(v) for v in args.vocabs.split(",")]:
     for batch in [int(b) for b in args.batches.split(",")]:
       try:

@@ -13,6 +13,7 @@ import argparse
 
 import jax
 import jax.numpy as jnp
+from bench_models import add_sampling_flags, sampling_params
 from jax.experimental import topologies
 from jax.sharding import SingleDeviceSharding
 
@@ -52,16 +53,13 @@ def main():
   parser.add_argument("--batches", default="1,8,64,256")
   parser.add_argument("--vocabs", default="151936,128256")
   parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-  parser.add_argument("--temperature", type=float, default=1.6)
-  parser.add_argument("--top_k", type=int, default=20)
-  parser.add_argument("--top_p", type=float, default=0.8)
-  parser.add_argument("--min_p", type=float, default=0.0)
+  add_sampling_flags(parser)
   args = parser.parse_args()
   estimate(
     [int(b) for b in args.batches.split(",")],
     [int(v) for v in args.vocabs.split(",")],
     jnp.dtype(args.dtype),
-    SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p),
+    sampling_params(args),
   )
 
 

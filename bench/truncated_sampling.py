@@ -47,7 +47,15 @@ PINNED = _pin_from_argv()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_models import cpu_model, interleaved, peak_bandwidth, same_threads, xla_cpu_threads  # noqa: E402
+from bench_models import (  # noqa: E402
+  add_sampling_flags,
+  cpu_model,
+  interleaved,
+  peak_bandwidth,
+  same_threads,
+  sampling_params,
+  xla_cpu_threads,
+)
 from sampler_baselines import top_k_first_xla, top_k_first_xla_kept, torch_kept, torch_samplers  # noqa: E402
 
 from ssd_jax import host_platform  # noqa: E402
@@ -253,10 +261,7 @@ def parse_args():
   parser.add_argument("--vocabs", default="151936,128256" if on_accelerator else "151936")
   parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
   parser.add_argument("--iters", type=int, default=20 if on_accelerator else 5)
-  parser.add_argument("--temperature", type=float, default=1.6)
-  parser.add_argument("--top_k", type=int, default=20)
-  parser.add_argument("--top_p", type=float, default=0.8)
-  parser.add_argument("--min_p", type=float, default=0.0)
+  add_sampling_flags(parser)
   parser.add_argument("--cpus", default="", help="pin to these CPUs (read before jax starts)")
   parser.add_argument("--peak", type=int, default=0, help="raise this many tokens of every row by --peak_height")
   parser.add_argument("--peak_height", type=float, default=14.0)
@@ -268,7 +273,7 @@ def parse_args():
   args = parser.parse_args()
   args.batches = [int(b) for b in args.batches.split(",")]
   args.vocabs = [int(v) for v in args.vocabs.split(",")]
-  args.params = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
+  args.params = sampling_params(args)
   return args
 
 
