@@ -45,13 +45,7 @@ def free_reads(node: ast.AST) -> set[str]:
   """
   if isinstance(node, _FUNCTIONS):
     a = node.args
-    params = [
-      *a.posonlyargs,
-      *a.args,
-      *a.kwonlyargs,
-      *([a.vararg] if a.vararg else []),
-      *([a.kwarg] if a.kwarg else []),
-    ]
+    params = _parameters(node)
     outside = [*getattr(node, "decorator_list", ()), *a.defaults, *(d for d in a.kw_defaults if d is not None)]
     outside += [p.annotation for p in params if p.annotation] + [getattr(node, "returns", None)]
     reads, bound, shared = _scope_reads(node.body if isinstance(node.body, list) else [node.body])
@@ -69,10 +63,15 @@ def free_reads(node: ast.AST) -> set[str]:
   return _scope_reads([node])[0]
 
 
-def parameter_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[ast.arg]:
   """A function's parameters, in order: positional, keyword-only, then `*args` and `**kwargs`."""
   a = node.args
-  return [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
+  return [p for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None]
+
+
+def parameter_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+  """The names of a function's parameters, in `_parameters`' order."""
+  return [p.arg for p in _parameters(node)]
 
 
 def own_bindings(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:

@@ -99,7 +99,7 @@ class _Touches:
       callee = root_name(call.func)
       if callee in STATE_BUILTINS or {callee, function_name(call)} & effects.module_writers:
         return True, set(), set()
-      if not quiet_call(call, effects.modules):
+      if not quiet_call(call, effects.modules, callee):
         return True, set(), set()  # `sys.setrecursionlimit(...)`, `random.seed(...)`
       if not (callee in effects.pure or isinstance(call.func, ast.Name) and callee in _DATA_SINKS):
         passed |= _arguments(call) - effects.modules.keys()
