@@ -6,6 +6,7 @@ processes from its own long-lived memory and keeps its state across programs).
 """
 
 import logging
+import socket
 import textwrap
 
 import pytest
@@ -148,6 +149,24 @@ def test_without_the_pid_counter_every_program_gets_a_fresh_sandbox_and_says_so(
       assert sandbox.run("print(input())\n", echo)[0].verdict == Verdict.PASSED
       assert not sandbox.worker_pids  # replaced: the next program starts a fresh one
   assert sum("ns_last_pid" in record.getMessage() for record in caplog.records) == 1, caplog.text
+
+
+def test_sockets_the_host_opens_do_not_replace_the_sandbox():
+  """sockstat's TCP alloc, orphan and mem count the host's sockets: the worker once saw them as the program's."""
+  echo = [TestCase("echo", stdin="1\n", expected_stdout="1\n")]
+  with Sandbox(LIMITS, workers=1) as sandbox:
+    if sandbox.weak:
+      pytest.skip(f"a weak sandbox shares the host's network namespace: {sandbox.weak}")
+    sandbox.start()  # the worker's baseline, before the host's sockets
+    workers = sandbox.worker_pids
+    host_sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(4)]
+    try:
+      for _ in range(2):
+        assert sandbox.run("print(input())\n", echo)[0].verdict == Verdict.PASSED
+        assert sandbox.worker_pids == workers
+    finally:
+      for host_socket in host_sockets:
+        host_socket.close()
 
 
 def test_a_host_with_more_cpus_than_a_uid_block_gets_a_full_pool_not_an_error(monkeypatch):

@@ -15,6 +15,7 @@ Standard library only: its source goes into the worker's ``python -c`` script.
 import ctypes
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -28,6 +29,9 @@ NET_FILES = tuple(
   ).split()
 )
 OWN_FILES = ("/proc/self/oom_score_adj", "/proc/self/autogroup")
+# sockstat's TCP orphan, alloc and mem and UDP mem count the whole host's sockets, not the namespace's
+# (net/ipv4/proc.c): any host socket opened or closed would replace the sandbox after every program.
+HOST_WIDE_SOCKSTAT = re.compile(r"\b(orphan|alloc|mem) \d+")
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
 WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 SYSV_IPC_TABLES = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
@@ -84,7 +88,12 @@ def worker_state(namespaced):
   ]
   state.append(sorted(os.sched_getaffinity(0)))
   files = OWN_FILES + (namespaced + NET_FILES if namespaced is not None else ())
-  return state + [_read(path) for path in files]
+  return state + [_namespace_part(path, _read(path)) for path in files]
+
+
+def _namespace_part(path, text):
+  """`text` of `path` without the host-wide counters of /proc/self/net/sockstat."""
+  return HOST_WIDE_SOCKSTAT.sub(r"\1", text) if path == "/proc/self/net/sockstat" else text
 
 
 def last_pid():
