@@ -323,12 +323,24 @@ def _pid_namespace(pid: int) -> str | None:
 
 
 def _sandbox_namespaces(sandbox: Sandbox) -> set[str]:
-  """PID namespaces of the sandbox's workers: those of the children of bubblewrap's outer process."""
+  """PID namespaces of the sandbox's workers: those of the children of bubblewrap's outer process.
+
+  Run as root, only children of the sandbox's own uids count: a worker's PID, once reaped, can belong to
+  another test's sandbox by the time its children are read.
+  """
   found = set()
   for pid in sandbox.worker_pids:
     for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
-      found |= {_pid_namespace(int(child)) for child in task.read_text().split()}
+      children = [int(child) for child in task.read_text().split()]
+      found |= {_pid_namespace(child) for child in children if not sandbox.uids or _owner(child) in sandbox.uids}
   return found - {None, _pid_namespace(os.getpid())}
+
+
+def _owner(pid: int) -> int | None:
+  try:
+    return pathlib.Path(f"/proc/{pid}").stat().st_uid
+  except OSError:
+    return None
 
 
 def _processes(predicate) -> list[int]:

@@ -14,7 +14,8 @@ a core busy):
 3. runs the test code; each remote call sends its arguments as data and gets data back (``sandbox_wire``),
    so the candidate's code never runs here and builtins, json or frames here are out of its reach;
 4. reports ``completed``, ``failed`` (AssertionError), ``error``, ``memory``, or ``unverifiable`` when the
-   test needs something data cannot carry (comparing a remote object, a non-data argument).
+   test needs something data cannot carry (comparing a remote object, a non-data argument), with the CPU
+   time the check took.
 """
 
 import ast
@@ -109,15 +110,20 @@ def check(request):
     "message": message,
     "stdout": stdout[:STDOUT_CHARS],
     "stdout_truncated": len(stdout) > STDOUT_CHARS,
+    "cpu_s": _cpu_s(resource.getrusage(resource.RUSAGE_SELF)),
   }
+
+
+def _cpu_s(rusage):
+  return rusage.ru_utime + rusage.ru_stime
 
 
 def crash_result(wait_status, rusage, cpu_s):
   """The result of a check that ended without reporting one: past its CPU time, or crashed."""
-  result = {"op": "result", "status": "error", "message": "the checker crashed", "stdout": ""}
+  result = {"op": "result", "status": "error", "message": "the checker crashed", "stdout": "", "cpu_s": _cpu_s(rusage)}
   if os.WIFSIGNALED(wait_status):
     sig = os.WTERMSIG(wait_status)
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and rusage.ru_utime + rusage.ru_stime >= cpu_s):
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_s(rusage) >= cpu_s):
       result.update(status="timeout", message=f"time limit exceeded (the check's CPU time, {cpu_s} s)")
   return result
 

@@ -158,7 +158,8 @@ def run(job):
   stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, SHOWN_TEXT_CHARS))
   clean = wipe(CONFIG["pid_namespace"], CONFIG["scratch"])
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
-  event.update(stderr=stderr, duration_s=time.monotonic() - start, recycle=not clean)
+  cpu_s = rusage.ru_utime + rusage.ru_stime
+  event.update(stderr=stderr, duration_s=time.monotonic() - start, cpu_s=cpu_s, recycle=not clean)
   try:
     write_message(EVENT_FD, event, limit=MAX_RELAYED_BYTES)
   except NotData:  # output that JSON escapes grow past what the grader reads (control characters): never compared

@@ -66,7 +66,8 @@ class Slot(SlotProcesses):
   def run_test(self, job: ExecutionJob, test: TestCase) -> TestRun:
     """Runs one test; a dead or stuck slot is restarted and the test judged by what was seen."""
     self.ensure_started()
-    deadline = time.monotonic() + self.settings.timeout_s + GRACE_S
+    started = time.monotonic()
+    deadline = started + self.settings.timeout_s + GRACE_S
     request = {"op": "run", "mode": "calls" if test.code else "script", "program": job.program, "stdin": test.stdin}
     request["limits"] = _test_limits(self.settings.wire_limits, test)
     cgroup = self.cgroup
@@ -83,7 +84,8 @@ class Slot(SlotProcesses):
       self.close()
       timed_out = time.monotonic() >= deadline
       verdict = Verdict.TIMEOUT if timed_out else Verdict.ERROR
-      run = TestRun(test.name, verdict, f"sandbox stopped: {exc}" if not timed_out else "time limit exceeded")
+      message = f"sandbox stopped: {exc}" if not timed_out else "time limit exceeded"
+      run = TestRun(test.name, verdict, message, duration_s=time.monotonic() - started)  # its CPU time unknown
     if oom_killed and not run.passed:
       run = dataclasses.replace(
         run, verdict=Verdict.MEMORY, message=f"memory limit of the process tree exceeded\n{run.message}"

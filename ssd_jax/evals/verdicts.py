@@ -34,6 +34,8 @@ class TestRun:
       output, only what the test code printed.
     stderr: captured standard error (capped).
     duration_s: wall time of the test process.
+    cpu_s: CPU time of the test process (user and system, with the children it waited for) and of its
+      check; 0 when unknown.
   """
 
   __test__ = False  # not a pytest class
@@ -44,6 +46,7 @@ class TestRun:
   stdout: str = ""
   stderr: str = ""
   duration_s: float = 0.0
+  cpu_s: float = 0.0
 
   def __post_init__(self):
     # The texts come from the program: lone surrogates would break every later encode (reports, prompts).
@@ -122,9 +125,15 @@ def program_died(loaded: dict | None, end: dict) -> dict:
   return {"died": status, "message": message}
 
 
+def _times(end: dict, result: dict | None = None) -> dict:
+  """The test's wall time, and the CPU time of its process (`end`) and of its check (`result`)."""
+  cpu_s = float(end.get("cpu_s", 0.0)) + float((result or {}).get("cpu_s", 0.0))
+  return {"duration_s": float(end.get("duration_s", 0.0)), "cpu_s": cpu_s}
+
+
 def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) -> TestRun:
   """Verdict of an assertion test from the program's load report, its exit, and the checker's result."""
-  common = dict(stdout=result.get("stdout", ""), stderr=end.get("stderr", ""), duration_s=end.get("duration_s", 0.0))
+  common = dict(stdout=result.get("stdout", ""), stderr=end.get("stderr", ""), **_times(end, result))
   if loaded is None or not loaded.get("loaded"):
     died = program_died(loaded, end)
     return TestRun(test.name, STATUS_TO_VERDICT.get(died["died"], Verdict.ERROR), died["message"], **common)
@@ -142,7 +151,7 @@ def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) 
 def script_verdict(test: TestCase, end: dict) -> TestRun:
   """Verdict of a stdio test: how the script ended, then its output against the expected one."""
   stdout, stderr = end.get("stdout", ""), end.get("stderr", "")
-  common = dict(stdout=stdout, stderr=stderr, duration_s=float(end.get("duration_s", 0.0)))
+  common = dict(stdout=stdout, stderr=stderr, **_times(end))
   status = end["status"]
   if status != "completed":
     message = end.get("message", "")
