@@ -1,7 +1,7 @@
 """The built-in programming task: deterministic problem splits, known solutions and a pre-training corpus.
 
-Problems come from the families in `numeric_families` and `sequence_families` (see `families` for what
-the task's locks and forks are). A problem belongs to exactly one split, decided by its program (the
+Problems come from the families in `numeric_families`, `string_families` and `list_families` (see `families`
+for what the task's locks and forks are). A problem belongs to exactly one split, decided by its program (the
 canonical solution), whichever of a family's wordings states it (`split_of`): 'pretrain' never holds a held-out
 program's canonical text, and 'synth' (prompts for self-distillation) and 'eval' never share a computation,
 the program up to its function's and variables' names (`data.program_forms`). Pre-training does show the
@@ -23,8 +23,9 @@ import hashlib
 import random
 
 import ssd_jax.tasks.families as families
+import ssd_jax.tasks.list_families as list_families
 import ssd_jax.tasks.numeric_families as numeric_families
-import ssd_jax.tasks.sequence_families as sequence_families
+import ssd_jax.tasks.string_families as string_families
 from ssd_jax.data.problems import Problem, TestCase
 from ssd_jax.data.program_forms import normalize_program
 from ssd_jax.tasks.families import Family
@@ -41,7 +42,7 @@ _MAX_MISSES_PER_FAMILY = 500
 
 def registry() -> dict[str, Family]:
   """All families by name, in a fixed order (the order problems are interleaved in)."""
-  families = numeric_families.FAMILIES + sequence_families.FAMILIES
+  families = numeric_families.FAMILIES + string_families.FAMILIES + list_families.FAMILIES
   names = [f.name for f in families]
   if len(set(names)) != len(names):
     raise ValueError(f"family names must be unique, got {names}")
