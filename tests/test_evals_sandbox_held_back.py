@@ -1,10 +1,12 @@
-"""A program held past its deadline by another slot's programs is run again alone; one that computes is not."""
+"""A test held past its deadline by other processes is run again alone; one that sleeps or fails is not."""
 
 import logging
+import subprocess
+import sys
 import textwrap
 
 from ssd_jax.data.problems import TestCase
-from ssd_jax.evals.sandbox import BUSY_SHARE, ExecutionJob, Sandbox, SandboxLimits, held_back
+from ssd_jax.evals.sandbox import WAITED_SHARE, ExecutionJob, Sandbox, SandboxLimits, held_back, held_back_tests
 from ssd_jax.evals.verdicts import TestRun, Verdict
 
 LIMITS = SandboxLimits(timeout_s=3.0, cpu_time_s=3.0, memory_mb=256, max_processes=16, max_file_mb=1, tmpfs_mb=16)
@@ -33,45 +35,84 @@ ONE_CPU_SECOND = textwrap.dedent(
   """
 )
 DONE = (TestCase("done", stdin="", expected_stdout="done\n"),)
+LOG = "ssd_jax.evals.sandbox"
 
 
 def test_a_program_held_back_by_another_slot_is_run_again_alone(caplog):
   with Sandbox(LIMITS, workers=2) as sandbox:
     sandbox.start()
-    with caplog.at_level(logging.WARNING, logger="ssd_jax.evals.sandbox"):
+    with caplog.at_level(logging.WARNING, logger=LOG):
       hog, victim = sandbox.run_many([ExecutionJob(HOG, DONE), ExecutionJob(ONE_CPU_SECOND, DONE)])
   assert victim[0].verdict is Verdict.PASSED, victim[0].message
   assert hog[0].verdict is Verdict.TIMEOUT  # alone too: its 16 processes share two cores
   # Both were held back the first time (the hog by its own processes); the hog still times out.
-  assert "2 of 2 programs timed out" in caplog.text and "1 still timed out" in caplog.text
+  assert "2 tests of 2 programs timed out" in caplog.text and "1 still timed out" in caplog.text, caplog.text
 
 
-def test_cpu_time_is_measured_for_each_test():
-  """Of a script, of a function under test and of a test's own assertion code (run by the checker)."""
-  sleeper = "import time\ntime.sleep(1.5)\nprint('done')\n"
-  busy_function = "import time\ndef f():\n    while time.process_time() < 1.0:\n        pass\n    return 1\n"
-  busy_check = TestCase("check", code="import time\nwhile time.process_time() < 1.0:\n    pass\nassert f() == 1")
+def test_the_wait_for_a_cpu_is_measured_for_a_script_and_for_a_check():
+  busy_check = "import time\nwhile time.process_time() < 0.2:\n    pass\nassert f() == 1"  # runs in the checker
   jobs = [
-    ExecutionJob(ONE_CPU_SECOND, DONE),
-    ExecutionJob(busy_function, (TestCase("call", code="assert f() == 1"),)),
-    ExecutionJob("def f():\n    return 1\n", (busy_check,)),
-    ExecutionJob(sleeper, DONE),
+    ExecutionJob(HOG, DONE),
+    ExecutionJob(ONE_CPU_SECOND.replace("1.0", "0.2"), DONE),
+    ExecutionJob("def f():\n    return 1\n", (TestCase("check", code=busy_check),)),
   ]
-  with Sandbox(LIMITS, workers=1) as sandbox:
-    *busy, idle = [runs[0] for runs in sandbox.run_many(jobs)]
-  assert all(run.passed for run in busy + [idle]), busy + [idle]
-  for run in busy:  # each side's own process_time reached 1 s
-    assert 1.0 <= run.cpu_s <= run.duration_s + 0.1, run
-  assert idle.cpu_s < 0.5 and idle.duration_s >= 1.5
+  with Sandbox(LIMITS, workers=3) as sandbox:
+    sandbox.start()
+    _, (script,), (check,) = sandbox.run_many(jobs)
+  for run in (script, check):  # 0.2 s of CPU beside 16 busy processes on two cores: over a second of waiting
+    assert run.passed and run.waited_s >= 0.5, run
 
 
-def test_only_a_timeout_with_the_program_mostly_idle_is_held_back():
-  def run(verdict, cpu_s, duration_s=3.0):
-    return TestRun("t", verdict, duration_s=duration_s, cpu_s=cpu_s)
+def test_a_program_that_sleeps_through_its_deadline_is_not_run_again(caplog):
+  with Sandbox(LIMITS, workers=1) as sandbox, caplog.at_level(logging.WARNING, logger=LOG):
+    (run,) = sandbox.run("import time\ntime.sleep(60)\n", DONE)
+  assert run.verdict is Verdict.TIMEOUT and run.waited_s < WAITED_SHARE * run.duration_s, run
+  assert "run again" not in caplog.text
 
-  assert held_back(run(Verdict.TIMEOUT, 0.2))
-  assert held_back(run(Verdict.TIMEOUT, 0.0))  # the slot stopped answering: its CPU time is unknown
-  assert not held_back(run(Verdict.TIMEOUT, BUSY_SHARE * 3.0))  # computed for half of the time or more
-  assert not held_back(run(Verdict.TIMEOUT, 3.0))
-  assert not held_back(run(Verdict.FAILED, 0.0))
-  assert not held_back(run(Verdict.ERROR, 0.0))
+
+# Knows no answer: fails t1, then leaves a mark its sandbox keeps (tmpfs inode numbers survive the wipe) and
+# computes through t2, which processes outside hold back. A rerun of the whole program in that sandbox read
+# the mark and passed both tests.
+LEARNER = textwrap.dedent(
+  """
+  import os
+  K = 1 if os.fstat(1).st_ino >= 3000 else 0
+  def f(x):
+      if x == 5 and K == 0:
+          for i in range(3000):
+              open(f"/tmp/m{i}", "w").close()
+          while True:
+              pass
+      return x + K
+  """
+)
+
+
+def test_a_rerun_cannot_turn_a_failed_test_into_a_pass(caplog):
+  """Only t2 runs again (t1's failure stands), in a fresh sandbox (where t2 would read the mark and pass)."""
+  tests = (TestCase("t1", code="assert f(0) == 1"), TestCase("t2", code="assert f(5) == 6"))
+  with Sandbox(LIMITS, workers=1) as sandbox, caplog.at_level(logging.WARNING, logger=LOG):
+    sandbox.start()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(8)]
+    try:
+      t1, t2 = sandbox.run_many([ExecutionJob(LEARNER, tests, entry_point="f")])[0]
+    finally:
+      for hog in hogs:
+        hog.kill()
+        hog.wait()
+  assert "1 tests of 1 programs timed out" in caplog.text, caplog.text
+  assert t1.verdict is Verdict.FAILED and t2.verdict is Verdict.TIMEOUT, (t1, t2)
+
+
+def test_only_timeouts_that_waited_for_a_cpu_are_held_back():
+  def run(verdict, waited_s, duration_s=3.0):
+    return TestRun("t", verdict, duration_s=duration_s, waited_s=waited_s)
+
+  assert held_back(run(Verdict.TIMEOUT, WAITED_SHARE * 3.0))
+  assert not held_back(run(Verdict.TIMEOUT, 0.5))  # computed, or slept, most of the time
+  assert not held_back(run(Verdict.TIMEOUT, 0.0, duration_s=0.0))  # the slot stopped answering: nothing known
+  assert not held_back(run(Verdict.FAILED, 3.0))
+  held, failed, skipped = run(Verdict.TIMEOUT, 2.0), run(Verdict.FAILED, 0.0), run(Verdict.SKIPPED, 0.0)
+  assert held_back_tests([failed, held, failed, held]) == [1, 3]  # the first run's other verdicts stand
+  assert held_back_tests([failed, held, skipped, skipped]) == [1, 2, 3]  # stop_on_failure skipped those for it
+  assert held_back_tests([failed, skipped]) == []

@@ -14,9 +14,11 @@ only the data it returns: patching json, walking frames or replacing builtins in
 cannot reach a verdict. Tests that need more than data (inspecting a program object) are ``unverifiable``.
 
 Slots share the host's CPUs (no cgroup ``cpu.max`` divides them), so a program that keeps its processes busy
-can hold a correct one on another slot past its deadline. A program with a test that timed out while it ran
-less than `BUSY_SHARE` of the time is therefore run again once no other program runs, and that run stands.
-A program that spends its time computing is not run again: it was not held back.
+can hold a correct one on another slot past its deadline. A test that timed out while its process and check
+waited for a CPU for `WAITED_SHARE` of its time or more (the kernel's run delay) is therefore run again in a
+fresh sandbox once no other program of the pool runs, and that run stands for that test alone: the program's
+other verdicts are the first run's, so a first run cannot teach the second anything that turns a failure
+into a pass. A program that sleeps, waits or computes on a free CPU is not run again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -44,12 +47,27 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 WORKER_MEMORY_MB = 512
 MAX_TIMEOUT_S = 86400  # A day per test.
 MAX_MEMORY_MB = 1 << 40
-BUSY_SHARE = 0.5  # of a timed-out test's wall time: a program that ran less may have been held back
+WAITED_SHARE = 0.25  # of a timed-out test's wall time spent waiting for a CPU: the test was held back
 
 
 def held_back(run: TestRun) -> bool:
-  """A timeout in which the program ran less than `BUSY_SHARE` of the time (its CPU time unknown counts as 0)."""
-  return run.verdict is Verdict.TIMEOUT and run.cpu_s < BUSY_SHARE * run.duration_s
+  """A timeout whose process and check waited for a CPU for `WAITED_SHARE` of its time or more."""
+  return run.verdict is Verdict.TIMEOUT and run.waited_s >= WAITED_SHARE * run.duration_s > 0
+
+
+def held_back_tests(runs: Sequence[TestRun]) -> list[int]:
+  """Indices of the held-back runs, and of those skipped after the first of them (``stop_on_failure``)."""
+  first = next((t for t, run in enumerate(runs) if held_back(run)), len(runs))
+  return [t for t, run in enumerate(runs) if t >= first and (held_back(run) or run.verdict is Verdict.SKIPPED)]
+
+
+@functools.cache
+def _warn_no_run_delay() -> None:
+  # Standard logging, not absl: this module also runs under a bare system Python (the unprivileged test).
+  logging.getLogger(__name__).warning(
+    "sandbox: the kernel reports no run delay (/proc/<pid>/schedstat), so a test that timed out while other "
+    "processes held it back is not run again"
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +159,8 @@ class Sandbox:
     )
     self._slots: queue.Queue[Slot] = queue.Queue()
     self._gathering = threading.Lock()  # two callers each holding some slots could wait for each other's
+    if sandbox_wire.run_delay_s() is None:
+      _warn_no_run_delay()
     self._all_slots = [Slot(settings, i, self.uids[i] if as_root else None) for i in range(self.workers)]
     for slot in self._all_slots:
       self._slots.put(slot)
@@ -215,9 +235,11 @@ class Sandbox:
   @contextlib.contextmanager
   def _alone(self):
     """Yields a slot while this caller holds every slot of the pool: no other program runs meanwhile."""
-    with self._gathering:
-      held = [self._slots.get() for _ in self._all_slots]
+    held = []
     try:
+      with self._gathering:
+        for _ in self._all_slots:
+          held.append(self._slots.get())
       yield held[0]
     finally:
       for slot in held:
@@ -228,8 +250,8 @@ class Sandbox:
   ) -> list[tuple[TestRun, ...]]:
     """Runs jobs in parallel on the pool; results are in the order of ``jobs``.
 
-    A job with a test that timed out while its program was held back (`held_back`) is run again, whole, with
-    no other program running, and that run's verdicts replace the first's.
+    A test that timed out held back by other processes (`held_back_tests`) is run again in a fresh sandbox
+    with no other program of the pool running, and that run's verdict replaces the first's.
     """
     futures = [self._executor.submit(self._run_job, job, stop_on_failure) for job in jobs]
     if progress:
@@ -237,23 +259,26 @@ class Sandbox:
 
       for _ in tqdm.tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="executing"):
         pass
-    results = [future.result() for future in futures]
-    again = [i for i, runs in enumerate(results) if any(held_back(run) for run in runs)]
+    results = [list(future.result()) for future in futures]
+    again = {i: tests for i, runs in enumerate(results) if (tests := held_back_tests(runs))}
     if again:
       with self._alone() as slot:
-        for i in again:
-          results[i] = _run_on(slot, jobs[i], stop_on_failure)
-      still = sum(any(run.verdict is Verdict.TIMEOUT for run in results[i]) for i in again)
-      # Standard logging, not absl: this module also runs under a bare system Python (the unprivileged test).
+        for i, tests in again.items():
+          slot.close()  # a fresh sandbox: nothing the first run left in the last one reaches this run
+          job = dataclasses.replace(jobs[i], tests=tuple(jobs[i].tests[t] for t in tests))
+          for t, run in zip(tests, _run_on(slot, job, stop_on_failure)):
+            results[i][t] = run
+      still = sum(results[i][t].verdict is Verdict.TIMEOUT for i, tests in again.items() for t in tests)
       logging.getLogger(__name__).warning(
-        "sandbox: %d of %d programs timed out while running less than %d%% of the time (held back by programs "
-        "on other slots, or waiting); run again with no other program running, %d still timed out",
+        "sandbox: %d tests of %d programs timed out while waiting for a CPU for %d%% of their time or more "
+        "(held back by other processes); run again, each program in a fresh sandbox with no other program of "
+        "this pool running: %d still timed out",
+        sum(map(len, again.values())),
         len(again),
-        len(jobs),
-        round(100 * BUSY_SHARE),
+        round(100 * WAITED_SHARE),
         still,
       )
-    return results
+    return [tuple(runs) for runs in results]
 
 
 def _run_on(slot: Slot, job: ExecutionJob, stop_on_failure: bool) -> tuple[TestRun, ...]:

@@ -14,8 +14,8 @@ a core busy):
 3. runs the test code; each remote call sends its arguments as data and gets data back (``sandbox_wire``),
    so the candidate's code never runs here and builtins, json or frames here are out of its reach;
 4. reports ``completed``, ``failed`` (AssertionError), ``error``, ``memory``, or ``unverifiable`` when the
-   test needs something data cannot carry (comparing a remote object, a non-data argument), with the CPU
-   time the check took.
+   test needs something data cannot carry (comparing a remote object, a non-data argument), with the time
+   the check waited for a CPU.
 """
 
 import ast
@@ -33,7 +33,14 @@ import traceback
 if "write_message" not in globals():  # imported as a module; as `python -c` the grader prepends the sources
   from ssd_jax.data.code_names import names_read_not_bound
   from ssd_jax.evals.sandbox_standins import STATE, ProgramDied, Unverifiable, bind, remote, resolved
-  from ssd_jax.evals.sandbox_wire import MAX_RELAYED_BYTES, make_undumpable, read_message, set_limit, write_message
+  from ssd_jax.evals.sandbox_wire import (
+    MAX_RELAYED_BYTES,
+    make_undumpable,
+    read_message,
+    run_delay_s,
+    set_limit,
+    write_message,
+  )
 
 MESSAGE_CHARS = 4000
 STDOUT_CHARS = 1 << 20  # what a test's code may print and still be compared
@@ -110,20 +117,16 @@ def check(request):
     "message": message,
     "stdout": stdout[:STDOUT_CHARS],
     "stdout_truncated": len(stdout) > STDOUT_CHARS,
-    "cpu_s": _cpu_s(resource.getrusage(resource.RUSAGE_SELF)),
+    "waited_s": run_delay_s(),
   }
-
-
-def _cpu_s(rusage):
-  return rusage.ru_utime + rusage.ru_stime
 
 
 def crash_result(wait_status, rusage, cpu_s):
   """The result of a check that ended without reporting one: past its CPU time, or crashed."""
-  result = {"op": "result", "status": "error", "message": "the checker crashed", "stdout": "", "cpu_s": _cpu_s(rusage)}
+  result = {"op": "result", "status": "error", "message": "the checker crashed", "stdout": ""}
   if os.WIFSIGNALED(wait_status):
     sig = os.WTERMSIG(wait_status)
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_s(rusage) >= cpu_s):
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and rusage.ru_utime + rusage.ru_stime >= cpu_s):
       result.update(status="timeout", message=f"time limit exceeded (the check's CPU time, {cpu_s} s)")
   return result
 

@@ -39,6 +39,7 @@ if "child_main" not in globals():  # imported as a module; as `python -c` the gr
     make_undumpable,
     read_frame,
     read_message,
+    run_delay_s,
     write_message,
   )
 
@@ -142,6 +143,7 @@ def run(job):
   else:
     ended = "exited" if select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0] else "timeout"
   kill_group(pid)
+  waited_s = run_delay_s(pid)  # before wait4 reaps it
   _, wait_status, rusage = os.wait4(pid, 0)
   for fd in (pidfd, reply_r, request_w):
     os.close(fd)
@@ -158,8 +160,7 @@ def run(job):
   stderr, _ = read_capped(f"{scratch}/.stderr", min(cap, SHOWN_TEXT_CHARS))
   clean = wipe(CONFIG["pid_namespace"], CONFIG["scratch"])
   event = {"event": "end", "status": status, "message": message, "stdout": stdout, "stdout_truncated": truncated}
-  cpu_s = rusage.ru_utime + rusage.ru_stime
-  event.update(stderr=stderr, duration_s=time.monotonic() - start, cpu_s=cpu_s, recycle=not clean)
+  event.update(stderr=stderr, duration_s=time.monotonic() - start, waited_s=waited_s, recycle=not clean)
   try:
     write_message(EVENT_FD, event, limit=MAX_RELAYED_BYTES)
   except NotData:  # output that JSON escapes grow past what the grader reads (control characters): never compared

@@ -85,7 +85,7 @@ class Slot(SlotProcesses):
       timed_out = time.monotonic() >= deadline
       verdict = Verdict.TIMEOUT if timed_out else Verdict.ERROR
       message = f"sandbox stopped: {exc}" if not timed_out else "time limit exceeded"
-      run = TestRun(test.name, verdict, message, duration_s=time.monotonic() - started)  # its CPU time unknown
+      run = TestRun(test.name, verdict, message, duration_s=time.monotonic() - started)
     if oom_killed and not run.passed:
       run = dataclasses.replace(
         run, verdict=Verdict.MEMORY, message=f"memory limit of the process tree exceeded\n{run.message}"

@@ -55,6 +55,16 @@ def make_undumpable(who):
     raise SystemExit(f"{who}: prctl(PR_SET_DUMPABLE, 0) failed")
 
 
+def run_delay_s(pid="self"):
+  """Seconds process `pid` was ready to run but waited for a CPU (the kernel's run_delay, a zombie's too);
+  None where the kernel does not report it."""
+  try:
+    with open(f"/proc/{pid}/schedstat") as f:
+      return int(f.read().split()[1]) / 1e9
+  except (OSError, IndexError, ValueError):
+    return None
+
+
 # Machine -> (its seccomp audit arch, syscall numbers of add_key, request_key, keyctl).
 _KEYRING_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}
 

@@ -34,8 +34,8 @@ class TestRun:
       output, only what the test code printed.
     stderr: captured standard error (capped).
     duration_s: wall time of the test process.
-    cpu_s: CPU time of the test process (user and system, with the children it waited for) and of its
-      check; 0 when unknown.
+    waited_s: how long the test's process and its check were ready to run but waited for a CPU (held back
+      by other processes); 0 when unknown.
   """
 
   __test__ = False  # not a pytest class
@@ -46,7 +46,7 @@ class TestRun:
   stdout: str = ""
   stderr: str = ""
   duration_s: float = 0.0
-  cpu_s: float = 0.0
+  waited_s: float = 0.0
 
   def __post_init__(self):
     # The texts come from the program: lone surrogates would break every later encode (reports, prompts).
@@ -126,9 +126,9 @@ def program_died(loaded: dict | None, end: dict) -> dict:
 
 
 def _times(end: dict, result: dict | None = None) -> dict:
-  """The test's wall time, and the CPU time of its process (`end`) and of its check (`result`)."""
-  cpu_s = float(end.get("cpu_s", 0.0)) + float((result or {}).get("cpu_s", 0.0))
-  return {"duration_s": float(end.get("duration_s", 0.0)), "cpu_s": cpu_s}
+  """The test's wall time, and how long its process (`end`) and its check (`result`) waited for a CPU."""
+  waited_s = float(end.get("waited_s") or 0.0) + float((result or {}).get("waited_s") or 0.0)
+  return {"duration_s": float(end.get("duration_s", 0.0)), "waited_s": waited_s}
 
 
 def check_verdict(test: TestCase, loaded: dict | None, end: dict, result: dict) -> TestRun:
