@@ -13,12 +13,8 @@ This process relays the checker's calls to the worker, compares stdio output its
 only the data it returns: patching json, walking frames or replacing builtins inside its own interpreter
 cannot reach a verdict. Tests that need more than data (inspecting a program object) are ``unverifiable``.
 
-Slots share the host's CPUs (no cgroup ``cpu.max`` divides them), so a program that keeps its processes busy
-can hold a correct one on another slot past its deadline. A test that timed out while its process and check
-waited for a CPU for `WAITED_SHARE` of its time or more (the kernel's run delay) is therefore run again in a
-fresh sandbox once no other program of the pool runs, and that run stands for that test alone: the program's
-other verdicts are the first run's, so a first run cannot teach the second anything that turns a failure
-into a pass. A program that sleeps, waits or computes on a free CPU is not run again.
+Slots share the host's CPUs: a test held past its deadline by other processes runs again alone
+(``sandbox_reruns``).
 """
 
 from __future__ import annotations
@@ -26,16 +22,16 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
-import logging
 import os
 import pathlib
 import queue
 import threading
+import time
 from collections.abc import Sequence
 
 import ssd_jax.evals.cgroup_limits as cgroup_limits
 import ssd_jax.evals.isolation as isolation
+import ssd_jax.evals.sandbox_reruns as sandbox_reruns
 import ssd_jax.evals.sandbox_wire as sandbox_wire
 from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.sandbox_processes import SlotSettings, owned_by
@@ -47,27 +43,6 @@ from ssd_jax.evals.verdicts import TestRun, Verdict
 WORKER_MEMORY_MB = 512
 MAX_TIMEOUT_S = 86400  # A day per test.
 MAX_MEMORY_MB = 1 << 40
-WAITED_SHARE = 0.25  # of a timed-out test's wall time spent waiting for a CPU: the test was held back
-
-
-def held_back(run: TestRun) -> bool:
-  """A timeout whose process and check waited for a CPU for `WAITED_SHARE` of its time or more."""
-  return run.verdict is Verdict.TIMEOUT and run.waited_s >= WAITED_SHARE * run.duration_s > 0
-
-
-def held_back_tests(runs: Sequence[TestRun]) -> list[int]:
-  """Indices of the held-back runs, and of those skipped after the first of them (``stop_on_failure``)."""
-  first = next((t for t, run in enumerate(runs) if held_back(run)), len(runs))
-  return [t for t, run in enumerate(runs) if t >= first and (held_back(run) or run.verdict is Verdict.SKIPPED)]
-
-
-@functools.cache
-def _warn_no_run_delay() -> None:
-  # Standard logging, not absl: this module also runs under a bare system Python (the unprivileged test).
-  logging.getLogger(__name__).warning(
-    "sandbox: the kernel reports no run delay (/proc/<pid>/schedstat), so a test that timed out while other "
-    "processes held it back is not run again"
-  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +135,7 @@ class Sandbox:
     self._slots: queue.Queue[Slot] = queue.Queue()
     self._gathering = threading.Lock()  # two callers each holding some slots could wait for each other's
     if sandbox_wire.run_delay_s() is None:
-      _warn_no_run_delay()
+      sandbox_reruns.warn_no_run_delay()
     self._all_slots = [Slot(settings, i, self.uids[i] if as_root else None) for i in range(self.workers)]
     for slot in self._all_slots:
       self._slots.put(slot)
@@ -226,7 +201,8 @@ class Sandbox:
     return self.run_many([ExecutionJob(program, tuple(tests), starter_code)], stop_on_failure)[0]
 
   def _run_job(self, job: ExecutionJob, stop_on_failure: bool) -> tuple[TestRun, ...]:
-    slot = self._slots.get()
+    with self._gathering:  # behind an `_alone` that is gathering slots, not ahead of it
+      slot = self._slots.get()
     try:
       return _run_on(slot, job, stop_on_failure)
     finally:
@@ -250,9 +226,11 @@ class Sandbox:
   ) -> list[tuple[TestRun, ...]]:
     """Runs jobs in parallel on the pool; results are in the order of ``jobs``.
 
-    A test that timed out held back by other processes (`held_back_tests`) is run again in a fresh sandbox
-    with no other program of the pool running, and that run's verdict replaces the first's.
+    A test that timed out held back by other processes (`sandbox_reruns`) is run again in a fresh sandbox
+    with no other program of the pool running, and that run's verdict replaces the first's; a program's
+    reruns stop at its first that does not pass, and all reruns once they have taken as long as the batch.
     """
+    started = time.monotonic()
     futures = [self._executor.submit(self._run_job, job, stop_on_failure) for job in jobs]
     if progress:
       import tqdm  # only needed for interactive runs
@@ -260,24 +238,10 @@ class Sandbox:
       for _ in tqdm.tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="executing"):
         pass
     results = [list(future.result()) for future in futures]
-    again = {i: tests for i, runs in enumerate(results) if (tests := held_back_tests(runs))}
+    again = {i: tests for i, runs in enumerate(results) if (tests := sandbox_reruns.held_back_tests(runs))}
     if again:
       with self._alone() as slot:
-        for i, tests in again.items():
-          slot.close()  # a fresh sandbox: nothing the first run left in the last one reaches this run
-          job = dataclasses.replace(jobs[i], tests=tuple(jobs[i].tests[t] for t in tests))
-          for t, run in zip(tests, _run_on(slot, job, stop_on_failure)):
-            results[i][t] = run
-      still = sum(results[i][t].verdict is Verdict.TIMEOUT for i, tests in again.items() for t in tests)
-      logging.getLogger(__name__).warning(
-        "sandbox: %d tests of %d programs timed out while waiting for a CPU for %d%% of their time or more "
-        "(held back by other processes); run again, each program in a fresh sandbox with no other program of "
-        "this pool running: %d still timed out",
-        sum(map(len, again.values())),
-        len(again),
-        round(100 * WAITED_SHARE),
-        still,
-      )
+        sandbox_reruns.rerun(slot, jobs, results, again, time.monotonic() + time.monotonic() - started, _run_on)
     return [tuple(runs) for runs in results]
 
 

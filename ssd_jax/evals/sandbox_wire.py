@@ -57,12 +57,13 @@ def make_undumpable(who):
 
 def run_delay_s(pid="self"):
   """Seconds process `pid` was ready to run but waited for a CPU (the kernel's run_delay, a zombie's too);
-  None where the kernel does not report it."""
+  None where the kernel does not keep it (no file, or zeros: its time on a CPU is never 0 either)."""
   try:
     with open(f"/proc/{pid}/schedstat") as f:
-      return int(f.read().split()[1]) / 1e9
-  except (OSError, IndexError, ValueError):
+      on_cpu_ns, waited_ns = (int(field) for field in f.read().split()[:2])
+  except (OSError, ValueError):
     return None
+  return waited_ns / 1e9 if on_cpu_ns else None
 
 
 # Machine -> (its seccomp audit arch, syscall numbers of add_key, request_key, keyctl).

@@ -35,7 +35,7 @@ class TestRun:
     stderr: captured standard error (capped).
     duration_s: wall time of the test process.
     waited_s: how long the test's process and its check were ready to run but waited for a CPU (held back
-      by other processes); 0 when unknown.
+      by other processes); 0 when unknown, and when the test started processes or threads of its own.
   """
 
   __test__ = False  # not a pytest class
@@ -127,7 +127,9 @@ def program_died(loaded: dict | None, end: dict) -> dict:
 
 def _times(end: dict, result: dict | None = None) -> dict:
   """The test's wall time, and how long its process (`end`) and its check (`result`) waited for a CPU."""
-  waited_s = float(end.get("waited_s") or 0.0) + float((result or {}).get("waited_s") or 0.0)
+  waited_s = 0.0  # unknown: the kernel keeps no run delay, or the program started processes or threads
+  if end.get("waited_s") is not None:
+    waited_s = float(end["waited_s"]) + float((result or {}).get("waited_s") or 0.0)
   return {"duration_s": float(end.get("duration_s", 0.0)), "waited_s": waited_s}
 
 
