@@ -133,7 +133,9 @@ class Sandbox:
       self.isolation, limits.timeout_s, self.wire_limits, self._launcher, self.cgroup_parent, self.cgroup_limits
     )
     self._slots: queue.Queue[Slot] = queue.Queue()
-    self._gathering = threading.Lock()  # two callers each holding some slots could wait for each other's
+    # One `_alone` gathers slots at a time (two, each holding some, would wait for each other's), and jobs
+    # take their slots behind it.
+    self._gathering = threading.Lock()
     if sandbox_wire.run_delay_s() is None:
       sandbox_reruns.warn_no_run_delay()
     self._all_slots = [Slot(settings, i, self.uids[i] if as_root else None) for i in range(self.workers)]
@@ -201,7 +203,7 @@ class Sandbox:
     return self.run_many([ExecutionJob(program, tuple(tests), starter_code)], stop_on_failure)[0]
 
   def _run_job(self, job: ExecutionJob, stop_on_failure: bool) -> tuple[TestRun, ...]:
-    with self._gathering:  # behind an `_alone` that is gathering slots, not ahead of it
+    with self._gathering:
       slot = self._slots.get()
     try:
       return _run_on(slot, job, stop_on_failure)
@@ -240,8 +242,9 @@ class Sandbox:
     results = [list(future.result()) for future in futures]
     again = {i: tests for i, runs in enumerate(results) if (tests := sandbox_reruns.held_back_tests(runs))}
     if again:
+      batch_s = time.monotonic() - started
       with self._alone() as slot:
-        sandbox_reruns.rerun(slot, jobs, results, again, time.monotonic() + time.monotonic() - started, _run_on)
+        sandbox_reruns.rerun(slot, jobs, results, again, time.monotonic() + batch_s, _run_on)
     return [tuple(runs) for runs in results]
 
 
