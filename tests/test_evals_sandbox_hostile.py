@@ -323,24 +323,12 @@ def _pid_namespace(pid: int) -> str | None:
 
 
 def _sandbox_namespaces(sandbox: Sandbox) -> set[str]:
-  """PID namespaces of the sandbox's workers: those of the children of bubblewrap's outer process.
-
-  Run as root, only children of the sandbox's own uids count: a worker's PID, once reaped, can belong to
-  another test's sandbox by the time its children are read.
-  """
+  """PID namespaces of the sandbox's workers: those of the children of bubblewrap's outer process."""
   found = set()
   for pid in sandbox.worker_pids:
     for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
-      children = [int(child) for child in task.read_text().split()]
-      found |= {_pid_namespace(child) for child in children if not sandbox.uids or _owner(child) in sandbox.uids}
+      found |= {_pid_namespace(int(child)) for child in task.read_text().split()}
   return found - {None, _pid_namespace(os.getpid())}
-
-
-def _owner(pid: int) -> int | None:
-  try:
-    return pathlib.Path(f"/proc/{pid}").stat().st_uid
-  except OSError:
-    return None
 
 
 def _processes(predicate) -> list[int]:
@@ -476,7 +464,9 @@ def test_nothing_left_behind(battery):
   """No process of this test's sandboxes, no SysV IPC object, mount or stray file remains."""
   assert battery["namespaces"], "the sandbox's PID namespaces were not observed"
 
-  def ours(pid, uid):  # a gone namespace's number goes to a new one (another test's sandbox, another uid block)
+  # A reaped worker's PID, and a gone namespace's number, can be another test's sandbox's by the time they are
+  # read; as root, only the battery's own uids count.
+  def ours(pid, uid):
     return _pid_namespace(pid) in battery["namespaces"] and (not battery["uids"] or uid in battery["uids"])
 
   assert _describe(_processes(ours)) == []

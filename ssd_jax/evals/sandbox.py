@@ -36,7 +36,7 @@ import ssd_jax.evals.sandbox_wire as sandbox_wire
 from ssd_jax.data.problems import TestCase
 from ssd_jax.evals.sandbox_processes import SlotSettings, owned_by
 from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot
-from ssd_jax.evals.verdicts import TestRun, Verdict
+from ssd_jax.evals.verdicts import TestRun
 
 # The worker's own share of its cgroup's memory.max: a program's process decodes messages of up to
 # sandbox_wire.MAX_RELAYED_BYTES (LiveCodeBench's largest calls are megabytes).
@@ -206,7 +206,7 @@ class Sandbox:
     with self._gathering:
       slot = self._slots.get()
     try:
-      return _run_on(slot, job, stop_on_failure)
+      return slot.run_job(job, stop_on_failure)
     finally:
       self._slots.put(slot)  # a slot never leaves the pool
 
@@ -244,19 +244,5 @@ class Sandbox:
     if again:
       batch_s = time.monotonic() - started
       with self._alone() as slot:
-        sandbox_reruns.rerun(slot, jobs, results, again, time.monotonic() + batch_s, _run_on)
+        sandbox_reruns.rerun(slot, jobs, results, again, time.monotonic() + batch_s)
     return [tuple(runs) for runs in results]
-
-
-def _run_on(slot: Slot, job: ExecutionJob, stop_on_failure: bool) -> tuple[TestRun, ...]:
-  """Runs `job`'s tests on `slot`, then ends its program there."""
-  try:
-    runs = []
-    for test in job.tests:
-      if stop_on_failure and runs and not runs[-1].passed:
-        runs.append(TestRun(test.name, Verdict.SKIPPED, "not run: an earlier test failed"))
-      else:
-        runs.append(slot.run_test(job, test))
-    return tuple(runs)
-  finally:
-    slot.end_program(len(job.tests))

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ssd_jax.evals.sandbox_slot import ExecutionJob, Slot
 from ssd_jax.evals.verdicts import TestRun, Verdict
@@ -51,7 +51,6 @@ def rerun(
   results: list[list[TestRun]],
   again: dict[int, list[int]],
   deadline: float,
-  run_on: Callable[..., tuple[TestRun, ...]],
 ) -> None:
   """Runs the tests `again` names (job index -> test indices) on `slot`, into `results`, until `deadline`.
 
@@ -61,7 +60,6 @@ def rerun(
     results: each job's runs, the first run's; a rerun's replace those of the tests it ran.
     again: which tests of which jobs to run again (`held_back_tests`).
     deadline: time.monotonic() after which no further program is run again.
-    run_on: runs a job on a slot (``run_on(slot, job, stop_on_failure)``).
   """
   ran = passed = left = 0
   for i, tests in again.items():
@@ -70,7 +68,7 @@ def rerun(
       continue
     slot.close()  # a fresh sandbox: what the first run left in the last one does not reach this one
     job = dataclasses.replace(jobs[i], tests=tuple(jobs[i].tests[t] for t in tests))
-    for t, run in zip(tests, run_on(slot, job, stop_on_failure=True)):
+    for t, run in zip(tests, slot.run_job(job, stop_on_failure=True)):
       if run.verdict is not Verdict.SKIPPED:  # skipped here: the first run's verdict stands
         results[i][t] = run
         ran, passed = ran + 1, passed + run.passed

@@ -63,6 +63,20 @@ class Slot(SlotProcesses):
     except SlotDied:
       self._stop_worker()
 
+  def run_job(self, job: ExecutionJob, stop_on_failure: bool) -> tuple[TestRun, ...]:
+    """Runs `job`'s tests, in order, then ends its program; after a non-passing test with
+    `stop_on_failure`, the rest are SKIPPED."""
+    try:
+      runs = []
+      for test in job.tests:
+        if stop_on_failure and runs and not runs[-1].passed:
+          runs.append(TestRun(test.name, Verdict.SKIPPED, "not run: an earlier test failed"))
+        else:
+          runs.append(self.run_test(job, test))
+      return tuple(runs)
+    finally:
+      self.end_program(len(job.tests))
+
   def run_test(self, job: ExecutionJob, test: TestCase) -> TestRun:
     """Runs one test; a dead or stuck slot is restarted and the test judged by what was seen."""
     self.ensure_started()
