@@ -14,6 +14,8 @@ warpers (whose TopP sorts the whole vocabulary every step); and 'greedy'. `--sca
 our cost per token at two completion lengths (their runs alternate repeat by repeat too), and what
 grows with the length: cache attention alone (every layer, one decode query per row) at each run's
 mean filled slots, as a read rate of the filled cache next to the core's streaming read rate.
+With `--gpu` both sides run on the first GPU instead (jax's default backend must be one), float32
+matrix products at full precision on both (no TF32), so greedy tokens can be compared.
 
   python bench/generation_throughput.py --batch 32
   python bench/generation_throughput.py --batch 1 --new_tokens 128
@@ -40,6 +42,7 @@ def parse_args():
   parser.add_argument("--cpus", default="0", help="comma-separated CPU ids both sides are pinned to")
   parser.add_argument("--scaling", default="", help="e.g. 128,1024: our per-token cost at these lengths")
   parser.add_argument("--scan_layers", action="store_true", help="our model's layers stacked and scanned")
+  parser.add_argument("--gpu", action="store_true", help="both sides on the first GPU (host work on --cpus)")
   args = parser.parse_args()
   args.cpus = [int(c) for c in args.cpus.split(",")]
   args.modes = [m for m in args.modes.split(",") if m]
@@ -92,14 +95,14 @@ def ours(graphdef, state, prompts, new_tokens, params):
 
 def theirs(module, prompts, new_tokens, generate_kwargs):
   """A callable running one transformers `generate`; returns the new tokens, [batch, new_tokens] as lists."""
-  ids = torch.tensor(prompts)
+  ids = torch.tensor(prompts, device=module.device)
   kwargs = dict(attention_mask=torch.ones_like(ids), pad_token_id=0, eos_token_id=None, **generate_kwargs)
 
   def run():
     with torch.no_grad():
       out = module.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
     assert out.shape == (len(prompts), ids.shape[1] + new_tokens), f"transformers returned {tuple(out.shape)}"
-    return out[:, ids.shape[1] :].numpy().tolist()
+    return out[:, ids.shape[1] :].cpu().numpy().tolist()  # waits for the device
 
   return run
 
@@ -144,12 +147,20 @@ def main():
   host_platform.skip_absent_tpu()  # Before any backend starts: no libtpu error on a CPU machine.
   args = ARGS
   torch.set_num_threads(len(args.cpus))
+  if args.gpu:
+    if jax.default_backend() != "gpu" or not torch.cuda.is_available():
+      raise SystemExit(
+        f"--gpu: jax's backend is {jax.default_backend()}, torch sees a GPU: {torch.cuda.is_available()}"
+      )
+    jax.config.update("jax_default_matmul_precision", "highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
   cfg = model_config(args).replace(scan_layers=args.scan_layers)
   graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
   prompts = np.random.default_rng(0).integers(1, args.vocab, (args.batch, args.prompt_len)).tolist()
   print(
     f"machine: {cpu_model()}, pinned to CPUs {args.cpus} of {os.cpu_count()} "
-    f"(shared machine: other jobs may run), jax {jax.__version__} {jax.default_backend()}, "
+    f"(shared machine: other jobs may run), jax {jax.__version__} {jax.default_backend()} "
+    f"({jax.devices()[0].device_kind}), "
     f"torch {torch.__version__}; {same_threads(args.cpus, torch.get_num_threads())}"
   )
   print(
@@ -160,6 +171,8 @@ def main():
   with tempfile.TemporaryDirectory() as directory:
     save_hf(state, cfg, directory)
     module = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+  if args.gpu:
+    module = module.cuda()
   generated = args.batch * args.new_tokens
   for mode in args.modes:
     params = {"sample": SAMPLING, "greedy": GREEDY}[mode]
