@@ -143,8 +143,22 @@ def test_gpu_path_lowers_to_triton():
 
 
 def test_first_pass_sums_with_the_hardware_exp2():
-  # The only full read of the logits: each logit's exp goes through exp2 (one multiply-add and
-  # ex2), not the longer exp routine; README's GPU table times the kernel this way.
+  # The only full read of the logits: each logit's exp goes through the hardware's exp2, not the
+  # longer exp routine (README's GPU table: the first kernel's time).
   logits = jax.ShapeDtypeStruct((256, 151_936), jnp.bfloat16)
   text = jax.jit(bc.block_maxima).trace(logits).lower(lowering_platforms=("cuda",)).as_text()
   assert "__nv_exp2f" in text and "__nv_expf" not in text
+
+
+@pytest.mark.parametrize("offset", [-500.0, 0.0, 500.0])
+def test_first_pass_normaliser_does_not_drift_with_the_logits_size(offset):
+  # Softmax ignores a shift of the whole row; the chunk sums' error must too (float64 referee).
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(4, 128 * 300)) * 3 + offset, jnp.float32)
+  _, chunk_max, chunk_sum = bc.block_maxima(x, interpret=True)
+  chunks = bc.filled_widths(x.shape[1], bc.CHUNK_BLOCKS)[1]
+  chunk_max, chunk_sum = (np.asarray(a[:, :chunks], np.float64) for a in (chunk_max, chunk_sum))
+  top = chunk_max.max(-1, keepdims=True)
+  ours = np.log((chunk_sum * np.exp(chunk_max - top)).sum(-1))
+  exact = np.asarray(x, np.float64) - top
+  np.testing.assert_allclose(ours, np.log(np.exp(exact).sum(-1)), rtol=0, atol=1e-6)
