@@ -30,6 +30,30 @@ def _hf_config(base_dir, stages):
   return config
 
 
+def test_an_evaluation_run_compares_with_what_the_models_it_evaluates_trained_on(tmp_path, base_dir):
+  # Training ran in an earlier run: evaluating its models on their own training problems is refused all the
+  # same, for each evaluated model's training problems and only those.
+  def problem(task_id, question):
+    return json.dumps({"task_id": task_id, "question": question, "tests": [{"code": "assert True"}]}) + "\n"
+
+  (tmp_path / "train.jsonl").write_text(problem("t/1", "Add two.") + problem("t/2", "Sort a list."))
+  (tmp_path / "eval.jsonl").write_text(problem("t/1", "Add two.") + problem("e/9", "Reverse a list."))
+  for models, section in (("base,ssd", "synthesize"), ("base,sdsd", "self_distill")):
+    config = _hf_config(base_dir, "eval")
+    config.eval.models = models
+    config[section].problems.update(dict(source="jsonl", path=str(tmp_path / "train.jsonl"), num_problems=0))
+    config.eval.problems.update(dict(source="jsonl", path=str(tmp_path / "eval.jsonl"), num_problems=0))
+    with pytest.raises(config_lib.ConfigError, match=rf"'{section}.problems': 1 of its problems are evaluation"):
+      _prepare(config, tmp_path / "run")
+    config.eval.models = "base"  # trained on nothing
+    _prepare(config, tmp_path / "run")
+  # Training problems that do not load cannot be compared: refused, naming them.
+  config = _hf_config(base_dir, "eval")
+  config.synthesize.problems.update(dict(source="jsonl", path=str(tmp_path / "gone.jsonl"), num_problems=0))
+  with pytest.raises(config_lib.ConfigError, match=r"'synthesize.problems': .*gone.jsonl.* the evaluated models"):
+    _prepare(config, tmp_path / "run")
+
+
 @pytest.mark.parametrize("stages", ["self_distill", "eval", "pretrain"])
 def test_a_missing_sandbox_is_refused_before_any_stage(tmp_path, monkeypatch, stages):
   monkeypatch.setattr(isolation, "find_bwrap", lambda: None)  # A machine without bubblewrap.

@@ -34,6 +34,8 @@ _STAGE_PROBLEMS = {
 
 # Problem sections a model trains on: none of their problems may be an evaluation problem.
 _TRAINING_PROBLEMS = ("synthesize.problems", "self_distill.problems")
+# The training stage whose model `eval.models` names -> the problems that model trained on.
+_TRAINED_ON = {"sft": "synthesize.problems", "self_distill": "self_distill.problems"}
 
 
 def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
@@ -88,6 +90,8 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
         f"field 'eval.problems' gives {len(loaded[prefix])} problem(s), but evaluation splits them into dev and "
         "test parts (field 'eval.split'): give at least 2"
       )
+  if "eval" in names:
+    errors += _trained_on_errors(ctx, loaded, sections)
   for prefix in _TRAINING_PROBLEMS:
     shared = problems.shared_problems(loaded.get(prefix, []), loaded.get("eval.problems", []))
     if shared:
@@ -99,6 +103,25 @@ def input_errors(ctx: RunContext, names: tuple[str, ...]) -> list[str]:
   if not errors and "pretrain" not in names and set(names) & set(config_lib.MODEL_STAGES):
     errors += _prompt_errors(ctx, names)  # Renders the problems: only once they load.
   return errors + _sandbox_errors(ctx, names)
+
+
+def _trained_on_errors(ctx: RunContext, loaded: dict, tried: set[str]) -> list[str]:
+  """Loads into `loaded` the problems the evaluated models trained on, which an evaluation run must compare with
+  its own even when their training ran in an earlier run (the training stages' fingerprints hold these fields,
+  so they are the ones trained on); an error for a section that does not load (unless `tried` already)."""
+  errors = []
+  for stage in config_lib.evaluated_training_stages(ctx.config):
+    prefix = _TRAINED_ON[stage]
+    if prefix in tried:
+      continue
+    try:
+      loaded[prefix] = problems.load_problems(get(ctx.config, prefix), ctx.seed)
+    except (OSError, ValueError) as e:
+      errors.append(
+        f"field '{prefix}': {e} (the problems the evaluated models trained on: evaluation checks that none of "
+        "them is an evaluation problem)"
+      )
+  return errors
 
 
 def _contextless_problem_errors(config: ml_collections.ConfigDict, training: list) -> list[str]:
